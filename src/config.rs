@@ -1,0 +1,986 @@
+//! Typed settings: the TOML file layered with `MYDEX_CONNECTOR__*` environment
+//! variables, every key validated once at start. An error names the key and
+//! the file (the CLI maps it to exit 78). Secrets are read from `*_file` paths
+//! or `$CREDENTIALS_DIRECTORY`, held in `secrecy` wrappers, and never printed.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+
+/// A configuration problem, named by key and file.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {file}: `{key}`: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+pub struct MydexSettings {
+    pub environment: Environment,
+    pub api_url: reqwest::Url,
+    pub token_url: reqwest::Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub client_secret_source: PathBuf,
+    pub connection_nid: String,
+    pub connection_token: SecretString,
+    pub connection_token_source: PathBuf,
+    pub return_to: String,
+    pub connection_version: u32,
+    pub request_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+pub struct CallbackSettings {
+    pub listen: SocketAddr,
+    pub path: String,
+    pub body_limit: usize,
+}
+
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: Option<SecretString>,
+    pub token_source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SmtpTarget {
+    /// lettre's SMTP URL (with the password, if any, kept apart).
+    Smtp {
+        url: String,
+        username: Option<String>,
+    },
+    /// A directory outbox: each message written as an `.eml` file.
+    Outbox(PathBuf),
+}
+
+pub struct SmtpSettings {
+    pub target: SmtpTarget,
+    pub password: Option<SecretString>,
+    pub password_source: Option<PathBuf>,
+    pub from: lettre::message::Mailbox,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+}
+
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub key: SecretBox<[u8; 32]>,
+    pub key_source: PathBuf,
+}
+
+pub struct QueueSettings {
+    pub dir: PathBuf,
+    pub poll_interval: Duration,
+}
+
+pub struct InvitationSettings {
+    pub link_ttl: Duration,
+    pub reminder_after: Duration,
+    pub max_reminders: u32,
+    pub concurrency: usize,
+}
+
+pub struct ScheduleSettings {
+    pub version_check: String,
+    pub expiry_check: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// At most `count` invitations in any window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub name: String,
+    pub subject: String,
+    pub text_template: Option<PathBuf>,
+    pub html_template: Option<PathBuf>,
+    pub rate: Option<Rate>,
+}
+
+pub struct Settings {
+    pub source: PathBuf,
+    pub mydex: MydexSettings,
+    pub callback: CallbackSettings,
+    pub admin: AdminSettings,
+    pub smtp: SmtpSettings,
+    pub store: StoreSettings,
+    pub queue: QueueSettings,
+    pub invitations: InvitationSettings,
+    pub schedule: ScheduleSettings,
+    pub log: LogSettings,
+    pub campaigns: Vec<Campaign>,
+}
+
+// ---- the raw shape of the file -------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    mydex: RawMydex,
+    #[serde(default)]
+    callback: RawCallback,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    invitations: RawInvitations,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    campaign: Vec<RawCampaign>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMydex {
+    environment: Option<String>,
+    api_url: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    connection_nid: Option<String>,
+    connection_token_file: Option<PathBuf>,
+    return_to: Option<String>,
+    connection_version: Option<u32>,
+    #[serde(default, with = "humantime_serde::option")]
+    request_timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCallback {
+    listen: Option<String>,
+    path: Option<String>,
+    body_limit: Option<usize>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    from: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde::option")]
+    poll_interval: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInvitations {
+    #[serde(default, with = "humantime_serde::option")]
+    link_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    reminder_after: Option<Duration>,
+    max_reminders: Option<u32>,
+    concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    version_check: Option<String>,
+    expiry_check: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: Option<String>,
+    subject: Option<String>,
+    text_template: Option<PathBuf>,
+    html_template: Option<PathBuf>,
+    rate: Option<String>,
+}
+
+// ---- loading --------------------------------------------------------------------
+
+impl Settings {
+    /// Load and validate `path`, with environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |key: &str, message: String| ConfigError {
+            file: file.clone(),
+            key: key.to_string(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(err(
+                "(file)",
+                "the file does not exist or is not a regular file".into(),
+            ));
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("MYDEX_CONNECTOR")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| err("(syntax)", e.to_string()))?;
+        let raw: RawFile = built
+            .try_deserialize()
+            .map_err(|e| err(&error_key(&e), e.to_string()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Validator { file, base }.settings(path, raw)
+    }
+
+    /// The campaign rows go to when they name none.
+    pub fn default_campaign(&self) -> &Campaign {
+        &self.campaigns[0]
+    }
+
+    pub fn campaign(&self, name: &str) -> Option<&Campaign> {
+        self.campaigns.iter().find(|c| c.name == name)
+    }
+
+    /// The effective configuration as TOML, every secret replaced by where it came from.
+    pub fn redacted(&self) -> String {
+        let secret = |p: &Path| format!("<redacted, read from {}>", p.display());
+        let mut out = String::new();
+        let m = &self.mydex;
+        out += &format!(
+            "# effective configuration of {}\n\n[mydex]\nenvironment = {:?}\napi_url = {:?}\ntoken_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\nconnection_nid = {:?}\nconnection_token = {:?}\nreturn_to = {:?}\nconnection_version = {}\nrequest_timeout = {:?}\nmax_attempts = {}\n",
+            self.source.display(),
+            match m.environment {
+                Environment::Sandbox => "sandbox",
+                Environment::Production => "production",
+            },
+            m.api_url.as_str(),
+            m.token_url.as_str(),
+            m.client_id,
+            secret(&m.client_secret_source),
+            m.connection_nid,
+            secret(&m.connection_token_source),
+            m.return_to,
+            m.connection_version,
+            humantime::format_duration(m.request_timeout).to_string(),
+            m.max_attempts,
+        );
+        out += &format!(
+            "\n[callback]\nlisten = \"{}\"\npath = {:?}\nbody_limit = {}\n",
+            self.callback.listen, self.callback.path, self.callback.body_limit
+        );
+        out += &format!(
+            "\n[admin]\nlisten = \"{}\"\ntoken = {:?}\n",
+            self.admin.listen,
+            self.admin
+                .token_source
+                .as_deref()
+                .map(secret)
+                .unwrap_or_else(|| "(none: state-changing calls refused)".into())
+        );
+        let target = match &self.smtp.target {
+            SmtpTarget::Smtp { url, .. } => url.clone(),
+            SmtpTarget::Outbox(dir) => format!("file://{}", dir.display()),
+        };
+        out += &format!(
+            "\n[smtp]\nurl = {:?}\npassword = {:?}\nfrom = {:?}\ntimeout = {:?}\nmax_attempts = {}\n",
+            target,
+            self.smtp
+                .password_source
+                .as_deref()
+                .map(secret)
+                .unwrap_or_else(|| "(none)".into()),
+            self.smtp.from.to_string(),
+            humantime::format_duration(self.smtp.timeout).to_string(),
+            self.smtp.max_attempts,
+        );
+        out += &format!(
+            "\n[store]\npath = {:?}\nkey = {:?}\n\n[queue]\ndir = {:?}\npoll_interval = {:?}\n",
+            self.store.path.display().to_string(),
+            secret(&self.store.key_source),
+            self.queue.dir.display().to_string(),
+            humantime::format_duration(self.queue.poll_interval).to_string(),
+        );
+        let i = &self.invitations;
+        out += &format!(
+            "\n[invitations]\nlink_ttl = {:?}\nreminder_after = {:?}\nmax_reminders = {}\nconcurrency = {}\n",
+            humantime::format_duration(i.link_ttl).to_string(),
+            humantime::format_duration(i.reminder_after).to_string(),
+            i.max_reminders,
+            i.concurrency
+        );
+        out += &format!(
+            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
+            self.schedule.version_check,
+            self.schedule.expiry_check,
+            self.log.level,
+            match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+        );
+        for c in &self.campaigns {
+            out += &format!(
+                "\n[[campaign]]\nname = {:?}\nsubject = {:?}\n",
+                c.name, c.subject
+            );
+            let builtin = "(built-in)".to_string();
+            out += &format!(
+                "text_template = {:?}\nhtml_template = {:?}\nrate = {:?}\n",
+                c.text_template
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or(builtin.clone()),
+                c.html_template
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or(builtin),
+                c.rate
+                    .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)))
+                    .unwrap_or("unlimited".into()),
+            );
+        }
+        out
+    }
+}
+
+/// The key a `config` deserialisation error is about, when it says.
+fn error_key(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    if let Some(start) = text.find("unknown field `") {
+        let rest = &text[start + 15..];
+        if let Some(end) = rest.find('`') {
+            return rest[..end].to_string();
+        }
+    }
+    if let Some(start) = text.rfind(" for key `") {
+        let rest = &text[start + 10..];
+        if let Some(end) = rest.find('`') {
+            return rest[..end].to_string();
+        }
+    }
+    "(value)".to_string()
+}
+
+struct Validator {
+    file: String,
+    base: PathBuf,
+}
+
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+impl Validator {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn required<T>(&self, key: &str, v: Option<T>) -> Result<T, ConfigError> {
+        v.ok_or_else(|| self.err(key, "is required but missing"))
+    }
+
+    fn path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn url(&self, key: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+        let url = reqwest::Url::parse(raw)
+            .map_err(|e| self.err(key, format!("{raw:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(self.err(
+                key,
+                format!("{raw:?} must be an http or https URL with a host"),
+            ));
+        }
+        Ok(url)
+    }
+
+    fn listen(
+        &self,
+        key: &str,
+        raw: Option<String>,
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let raw = raw.unwrap_or_else(|| default.to_string());
+        raw.parse()
+            .map_err(|_| self.err(key, format!("{raw:?} is not an IP:port address")))
+    }
+
+    /// The bytes of secret `name`: from `key` (a path) when given, else from
+    /// `$CREDENTIALS_DIRECTORY/name`.
+    fn secret_bytes(
+        &self,
+        key: &str,
+        name: &str,
+        path: Option<PathBuf>,
+        required: bool,
+    ) -> Result<Option<(Vec<u8>, PathBuf)>, ConfigError> {
+        let path = match path {
+            Some(p) => self.path(p),
+            None => {
+                match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                    Some(dir) if Path::new(&dir).join(name).is_file() => Path::new(&dir).join(name),
+                    _ if required => {
+                        return Err(self.err(key, format!("is required but missing (or provide the systemd credential `{name}`)")));
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| self.err(key, format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(self.err(key, format!("{} is not a regular file", path.display())));
+        }
+        if meta.len() > MAX_SECRET_FILE {
+            return Err(self.err(
+                key,
+                format!("{} is larger than {MAX_SECRET_FILE} bytes", path.display()),
+            ));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(key, file = %path.display(), "secret file is readable by every user; chmod o-r it");
+            }
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| self.err(key, format!("cannot read {}: {e}", path.display())))?;
+        Ok(Some((bytes, path)))
+    }
+
+    fn secret_text(
+        &self,
+        key: &str,
+        name: &str,
+        path: Option<PathBuf>,
+        required: bool,
+    ) -> Result<Option<(SecretString, PathBuf)>, ConfigError> {
+        let Some((bytes, path)) = self.secret_bytes(key, name, path, required)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| self.err(key, format!("{} is not UTF-8 text", path.display())))?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if text.is_empty() {
+            return Err(self.err(key, format!("{} is empty", path.display())));
+        }
+        if text.contains('\n') {
+            return Err(self.err(key, format!("{} holds more than one line", path.display())));
+        }
+        Ok(Some((SecretString::from(text.to_string()), path)))
+    }
+
+    fn store_key(
+        &self,
+        path: Option<PathBuf>,
+    ) -> Result<(SecretBox<[u8; 32]>, PathBuf), ConfigError> {
+        let key = "store.key_file";
+        let (bytes, path) = self
+            .secret_bytes(key, "store_key", path, true)?
+            .ok_or_else(|| self.err(key, "is required"))?;
+        let mut out = Box::new([0u8; 32]);
+        if bytes.len() == 32 {
+            out.copy_from_slice(&bytes);
+        } else {
+            let text = std::str::from_utf8(&bytes).unwrap_or("").trim();
+            let decoded = hex::decode(text).ok().filter(|d| d.len() == 32).ok_or_else(|| {
+                self.err(key, format!("{} must hold exactly 32 bytes (raw, or 64 hex characters); it holds {} bytes", path.display(), bytes.len()))
+            })?;
+            out.copy_from_slice(&decoded);
+        }
+        Ok((SecretBox::new(out), path))
+    }
+
+    fn settings(&self, source: &Path, raw: RawFile) -> Result<Settings, ConfigError> {
+        let RawFile {
+            mydex,
+            callback,
+            admin,
+            smtp,
+            store,
+            queue,
+            invitations,
+            schedule,
+            log,
+            campaign,
+        } = raw;
+
+        // [mydex]
+        let environment = match mydex.environment.as_deref().unwrap_or("sandbox") {
+            "sandbox" => Environment::Sandbox,
+            "production" => Environment::Production,
+            other => {
+                return Err(self.err(
+                    "mydex.environment",
+                    format!("{other:?} is neither \"sandbox\" nor \"production\""),
+                ));
+            }
+        };
+        let (api_default, token_default, return_default) = match environment {
+            Environment::Sandbox => (
+                "https://sbx-api.mydex.org",
+                "https://sbx-op.mydexid.org/oauth2/token",
+                "https://sbx-my.mydex.org",
+            ),
+            Environment::Production => (
+                "https://api.mydex.org",
+                "https://op.mydexid.org/oauth2/token",
+                "https://my.mydex.org",
+            ),
+        };
+        let api_url = self.url(
+            "mydex.api_url",
+            mydex.api_url.as_deref().unwrap_or(api_default),
+        )?;
+        let token_url = self.url(
+            "mydex.token_url",
+            mydex.token_url.as_deref().unwrap_or(token_default),
+        )?;
+        let return_to = mydex
+            .return_to
+            .unwrap_or_else(|| return_default.to_string());
+        self.url("mydex.return_to", &return_to)?;
+        let client_id = self.required(
+            "mydex.client_id",
+            mydex.client_id.filter(|s| !s.trim().is_empty()),
+        )?;
+        let (client_secret, client_secret_source) = self
+            .secret_text(
+                "mydex.client_secret_file",
+                "client_secret",
+                mydex.client_secret_file,
+                true,
+            )?
+            .ok_or_else(|| self.err("mydex.client_secret_file", "is required"))?;
+        let connection_nid = self.required("mydex.connection_nid", mydex.connection_nid)?;
+        if connection_nid.is_empty()
+            || connection_nid.len() > 32
+            || !connection_nid.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(self.err(
+                "mydex.connection_nid",
+                format!("{connection_nid:?} is not a numeric NID"),
+            ));
+        }
+        let (connection_token, connection_token_source) = self
+            .secret_text(
+                "mydex.connection_token_file",
+                "connection_token",
+                mydex.connection_token_file,
+                true,
+            )?
+            .ok_or_else(|| self.err("mydex.connection_token_file", "is required"))?;
+        let connection_version = mydex.connection_version.unwrap_or(1);
+        if connection_version < 1 {
+            return Err(self.err("mydex.connection_version", "must be 1 or more"));
+        }
+        let request_timeout = mydex.request_timeout.unwrap_or(Duration::from_secs(10));
+        if request_timeout.is_zero() {
+            return Err(self.err("mydex.request_timeout", "must be more than 0s"));
+        }
+        let max_attempts = mydex.max_attempts.unwrap_or(8);
+        if max_attempts == 0 {
+            return Err(self.err("mydex.max_attempts", "must be 1 or more"));
+        }
+
+        // [callback]
+        if callback.tls_cert_file.is_some() || callback.tls_key_file.is_some() {
+            return Err(self.err(
+                "callback.tls_cert_file",
+                "serving TLS directly is not supported by this version; terminate TLS in a reverse proxy in front of callback.listen",
+            ));
+        }
+        let cb_listen = self.listen("callback.listen", callback.listen, "127.0.0.1:8080")?;
+        let cb_path = callback.path.unwrap_or_else(|| "/mydex/callback".into());
+        if !cb_path.starts_with('/') || cb_path.len() > 200 || cb_path.contains(['?', '#', ' ']) {
+            return Err(self.err(
+                "callback.path",
+                format!("{cb_path:?} must be a path starting with `/`"),
+            ));
+        }
+        let body_limit = callback.body_limit.unwrap_or(64 * 1024);
+        if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
+            return Err(self.err(
+                "callback.body_limit",
+                "must be between 1024 and 16777216 bytes",
+            ));
+        }
+
+        // [admin]
+        let admin_listen = self.listen("admin.listen", admin.listen, "127.0.0.1:8081")?;
+        let admin_token =
+            self.secret_text("admin.token_file", "admin_token", admin.token_file, false)?;
+        if let Some((t, p)) = &admin_token
+            && t.expose_secret().len() < 16
+        {
+            return Err(self.err(
+                "admin.token_file",
+                format!("{}: the token must be at least 16 characters", p.display()),
+            ));
+        }
+        if admin_listen == cb_listen {
+            return Err(self.err("admin.listen", "must differ from callback.listen"));
+        }
+
+        // [smtp]
+        let smtp_url = self.required("smtp.url", smtp.url)?;
+        let (target, username) = if let Some(rest) = smtp_url.strip_prefix("file://") {
+            if rest.is_empty() {
+                return Err(self.err("smtp.url", "file:// needs a directory path"));
+            }
+            (SmtpTarget::Outbox(self.path(PathBuf::from(rest))), None)
+        } else {
+            let parsed = reqwest::Url::parse(&smtp_url)
+                .map_err(|e| self.err("smtp.url", format!("not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "smtp" | "smtps") || parsed.host_str().is_none() {
+                return Err(self.err("smtp.url", "must be smtp://host[:port][?tls=required|opportunistic], smtps://host[:port], or file:///dir"));
+            }
+            if parsed.password().is_some() {
+                return Err(self.err(
+                    "smtp.url",
+                    "holds a password: put it in smtp.password_file instead",
+                ));
+            }
+            let username =
+                (!parsed.username().is_empty()).then(|| percent_decode(parsed.username()));
+            if lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&smtp_url).is_err() {
+                return Err(self.err("smtp.url", "is not understood by the SMTP client (lettre)"));
+            }
+            (
+                SmtpTarget::Smtp {
+                    url: smtp_url.clone(),
+                    username: username.clone(),
+                },
+                username,
+            )
+        };
+        let password = self.secret_text(
+            "smtp.password_file",
+            "smtp_password",
+            smtp.password_file,
+            false,
+        )?;
+        if username.is_some() && password.is_none() {
+            return Err(self.err(
+                "smtp.password_file",
+                "is required when smtp.url names a user",
+            ));
+        }
+        let from_raw = self.required("smtp.from", smtp.from)?;
+        let from: lettre::message::Mailbox = from_raw
+            .parse()
+            .map_err(|e| self.err("smtp.from", format!("{from_raw:?} is not a mailbox: {e}")))?;
+        let smtp_timeout = smtp.timeout.unwrap_or(Duration::from_secs(30));
+        let smtp_attempts = smtp.max_attempts.unwrap_or(8).max(1);
+
+        // [store]
+        let store_path = self.path(self.required("store.path", store.path)?);
+        let (key, key_source) = self.store_key(store.key_file)?;
+
+        // [queue]
+        let queue_dir = self.path(self.required("queue.dir", queue.dir)?);
+        let poll_interval = queue.poll_interval.unwrap_or(Duration::from_secs(2));
+
+        // [invitations]
+        let link_ttl = invitations
+            .link_ttl
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        if link_ttl.is_zero() || link_ttl > Duration::from_secs(24 * 3600) {
+            return Err(self.err(
+                "invitations.link_ttl",
+                "must be more than 0s and at most 24h (Mydex's links die after 24h)",
+            ));
+        }
+        let concurrency = invitations.concurrency.unwrap_or(8);
+        if !(1..=1024).contains(&concurrency) {
+            return Err(self.err("invitations.concurrency", "must be between 1 and 1024"));
+        }
+
+        // [schedule]: checked as cron here so a typo fails at start.
+        let version_check = schedule
+            .version_check
+            .unwrap_or_else(|| "0 0 3 * * *".into());
+        let expiry_check = schedule
+            .expiry_check
+            .unwrap_or_else(|| "0 */5 * * * *".into());
+        for (key, expr) in [
+            ("schedule.version_check", &version_check),
+            ("schedule.expiry_check", &expiry_check),
+        ] {
+            let fields = expr.split_whitespace().count();
+            if !(6..=7).contains(&fields) {
+                return Err(self.err(
+                    key,
+                    format!("{expr:?} is not a cron expression with seconds (6 or 7 fields)"),
+                ));
+            }
+        }
+
+        // [log]
+        let level = log.level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            return Err(self.err(
+                "log.level",
+                format!("{level:?} is not a level or filter (error, warn, info, debug, trace)"),
+            ));
+        }
+        let format = match log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(self.err(
+                    "log.format",
+                    format!("{other:?} is neither \"text\" nor \"json\""),
+                ));
+            }
+        };
+
+        // [[campaign]]
+        if campaign.is_empty() {
+            return Err(self.err("campaign", "at least one [[campaign]] is required"));
+        }
+        let mut names = HashSet::new();
+        let mut campaigns = Vec::new();
+        for (i, c) in campaign.into_iter().enumerate() {
+            let key = |k: &str| format!("campaign[{i}].{k}");
+            let name = self.required(&key("name"), c.name)?;
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(self.err(
+                    &key("name"),
+                    format!("{name:?}: letters, digits, `-`, `_` and `.` only, 1 to 64"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(self.err(&key("name"), format!("{name:?} is used by two campaigns")));
+            }
+            let subject = c
+                .subject
+                .unwrap_or_else(|| "Connect to your Personal Data Store".into());
+            if subject.contains(['\r', '\n']) {
+                return Err(self.err(&key("subject"), "must be one line"));
+            }
+            let template = |k: &str, p: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+                let Some(p) = p else { return Ok(None) };
+                let p = self.path(p);
+                if !p.is_file() {
+                    return Err(self.err(&key(k), format!("{} does not exist", p.display())));
+                }
+                Ok(Some(p))
+            };
+            let text_template = template("text_template", c.text_template)?;
+            let html_template = template("html_template", c.html_template)?;
+            let rate = match c.rate {
+                None => None,
+                Some(r) => parse_rate(&r).map_err(|m| self.err(&key("rate"), m))?,
+            };
+            campaigns.push(Campaign {
+                name,
+                subject,
+                text_template,
+                html_template,
+                rate,
+            });
+        }
+
+        Ok(Settings {
+            source: source.to_path_buf(),
+            mydex: MydexSettings {
+                environment,
+                api_url,
+                token_url,
+                client_id,
+                client_secret,
+                client_secret_source,
+                connection_nid,
+                connection_token,
+                connection_token_source,
+                return_to,
+                connection_version,
+                request_timeout,
+                max_attempts,
+            },
+            callback: CallbackSettings {
+                listen: cb_listen,
+                path: cb_path,
+                body_limit,
+            },
+            admin: AdminSettings {
+                listen: admin_listen,
+                token_source: admin_token.as_ref().map(|(_, p)| p.clone()),
+                token: admin_token.map(|(t, _)| t),
+            },
+            smtp: SmtpSettings {
+                target,
+                password_source: password.as_ref().map(|(_, p)| p.clone()),
+                password: password.map(|(t, _)| t),
+                from,
+                timeout: smtp_timeout,
+                max_attempts: smtp_attempts,
+            },
+            store: StoreSettings {
+                path: store_path,
+                key,
+                key_source,
+            },
+            queue: QueueSettings {
+                dir: queue_dir,
+                poll_interval,
+            },
+            invitations: InvitationSettings {
+                link_ttl,
+                reminder_after: invitations
+                    .reminder_after
+                    .unwrap_or(Duration::from_secs(72 * 3600)),
+                max_reminders: invitations.max_reminders.unwrap_or(2),
+                concurrency,
+            },
+            schedule: ScheduleSettings {
+                version_check,
+                expiry_check,
+            },
+            log: LogSettings { level, format },
+            campaigns,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `"60/min"`, `"10/s"`, `"1000/h"`, `"5/90s"`; `"unlimited"` or `"off"` for none.
+pub fn parse_rate(raw: &str) -> Result<Option<Rate>, String> {
+    let raw = raw.trim();
+    if matches!(raw, "unlimited" | "off" | "none") {
+        return Ok(None);
+    }
+    let bad =
+        || format!("{raw:?} is not a rate like \"60/min\", \"10/s\", \"1000/h\" or \"5/90s\"");
+    let (count, per) = raw.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(format!("{raw:?}: the count must be 1 or more"));
+    }
+    let per = match per.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        "d" | "day" => Duration::from_secs(86400),
+        other => humantime::parse_duration(other).map_err(|_| bad())?,
+    };
+    if per.is_zero() {
+        return Err(bad());
+    }
+    Ok(Some(Rate { count, per }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rate("60/min").unwrap(),
+            Some(Rate {
+                count: 60,
+                per: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            parse_rate("5/90s").unwrap(),
+            Some(Rate {
+                count: 5,
+                per: Duration::from_secs(90)
+            })
+        );
+        assert_eq!(parse_rate("off").unwrap(), None);
+        assert!(parse_rate("0/min").is_err());
+        assert!(parse_rate("ten/min").is_err());
+        assert!(parse_rate("10").is_err());
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b"), "a@b");
+        assert_eq!(percent_decode("a%4"), "a%4");
+    }
+}

@@ -1,0 +1,12 @@
+//! The values the rest of the code may rely on: each is parsed once, at the
+//! edge, so an invalid email, MydexID or token cannot exist past intake.
+
+mod email;
+mod invitee;
+mod linking_token;
+mod mydexid;
+
+pub use email::{Email, EmailError};
+pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};
+pub use linking_token::LinkingToken;
+pub use mydexid::{MydexId, MydexIdError};

@@ -1,0 +1,20 @@
+//! Everything that speaks Mydex's language: the PDX API client (with its
+//! OAuth2 token cache and retries), its error types, and the callback
+//! payloads Mydex sends us.
+
+pub mod callback;
+mod client;
+mod error;
+pub mod php_form;
+mod token;
+
+pub use client::{ConnectionStatus, FtcLink, FtcRequest, MydexClient};
+pub use error::MydexError;
+
+use sha2::{Digest, Sha512};
+
+/// Lowercase hex SHA-512: how the Connection Token travels (`connection_token_hash`,
+/// and the callbacks' `Authentication` header).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha512::digest(token.as_bytes()))
+}

@@ -1,0 +1,260 @@
+//! Invitations: inserting new ones (one person once per campaign while the
+//! earlier invitation is open), compare-and-swap transitions, and the work
+//! index the dispatcher walks.
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::{
+    Invitation, Kind, Result, State, Store, StoreError, TxResult, bump, decode, encode, id_key,
+    now_ms, tx_decode, work_key,
+};
+use crate::domain::{Invitee, LinkingToken};
+
+pub struct NewInvitation {
+    pub campaign: String,
+    pub kind: Kind,
+    pub version: u32,
+    pub invitee: Invitee,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted(u64),
+    /// The same person already has an open invitation in this campaign.
+    Duplicate(u64),
+}
+
+fn open_key(campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
+    let tag = match kind {
+        Kind::Connect => "c".to_string(),
+        Kind::Update { version } => format!("u{version}"),
+    };
+    format!("o/{campaign}\u{1f}{tag}\u{1f}{}", invitee.identity())
+}
+
+fn counter_key(state: State) -> String {
+    format!("c/inv/{}", state.as_str())
+}
+
+impl Store {
+    /// Insert a batch in one transaction; with `progress`, record in the
+    /// same step that an intake file has been stored up to that line, so a
+    /// crash never stores a row twice or loses one.
+    pub fn insert_invitations(
+        &self,
+        batch: &[NewInvitation],
+        progress: Option<(&str, u64)>,
+    ) -> Result<Vec<InsertOutcome>> {
+        let mut ids = Vec::with_capacity(batch.len());
+        for _ in batch {
+            ids.push(self.db.generate_id()?);
+        }
+        let tokens: Vec<LinkingToken> = batch.iter().map(|_| LinkingToken::generate()).collect();
+        let now = now_ms();
+        let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut added = 0i64;
+            for ((new, id), token) in batch.iter().zip(&ids).zip(&tokens) {
+                let okey = open_key(&new.campaign, &new.kind, &new.invitee);
+                if let Some(existing) = idx.get(okey.as_bytes())? {
+                    let existing_id = super::decode_u64(&existing);
+                    let still_open = match inv_t.get(id_key(existing_id))? {
+                        Some(bytes) => tx_decode::<Invitation>(&bytes, "invitation")?
+                            .state
+                            .is_open(),
+                        None => false,
+                    };
+                    if still_open {
+                        outcomes.push(InsertOutcome::Duplicate(existing_id));
+                        continue;
+                    }
+                }
+                let inv = Invitation {
+                    id: *id,
+                    campaign: new.campaign.clone(),
+                    kind: new.kind,
+                    version: new.version,
+                    invitee: new.invitee.clone(),
+                    state: State::Queued,
+                    linking_token: token.clone(),
+                    link: None,
+                    link_issued_ms: None,
+                    attempts: 0,
+                    next_attempt_ms: 0,
+                    reason: None,
+                    reminders: 0,
+                    connection_id: None,
+                    created_ms: now,
+                    updated_ms: now,
+                    history: vec![super::HistoryEntry {
+                        at_ms: now,
+                        state: State::Queued,
+                        note: None,
+                    }],
+                };
+                inv_t.insert(&id_key(*id), encode(&inv))?;
+                idx.insert(okey.as_bytes(), &id_key(*id))?;
+                idx.insert(format!("t/{}", token.as_str()).as_bytes(), &id_key(*id))?;
+                idx.insert(work_key(*id), &[])?;
+                added += 1;
+                outcomes.push(InsertOutcome::Inserted(*id));
+            }
+            bump(idx, &counter_key(State::Queued), added)?;
+            if let Some((file, line)) = progress {
+                idx.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
+            }
+            Ok(outcomes)
+        });
+        outcomes.map_err(unwrap_tx)
+    }
+
+    pub fn invitation(&self, id: u64) -> Result<Invitation> {
+        let bytes = self
+            .invitations
+            .get(id_key(id))?
+            .ok_or(StoreError::NotFound(id))?;
+        decode(&bytes, "invitation")
+    }
+
+    pub fn invitation_by_token(&self, token: &str) -> Result<Option<Invitation>> {
+        match self.idx.get(format!("t/{token}"))? {
+            Some(id) => Ok(Some(self.invitation(super::decode_u64(&id))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Move invitation `id` from one of `from` to `to`, applying `change`,
+    /// or fail with `Conflict` if someone else moved it first.
+    pub fn transition(
+        &self,
+        id: u64,
+        from: &[State],
+        to: State,
+        note: Option<String>,
+        change: impl Fn(&mut Invitation),
+    ) -> Result<Invitation> {
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                tx_transition(inv_t, idx, id, from, to, note.clone(), &change)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Change an invitation without changing its state (attempt counters,
+    /// retry times), still guarded by its state.
+    pub fn touch(
+        &self,
+        id: u64,
+        expected: State,
+        change: impl Fn(&mut Invitation),
+    ) -> Result<Invitation> {
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                tx_transition(inv_t, idx, id, &[expected], expected, None, &change)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Invitations the dispatcher has to work on, in id order after `after`.
+    pub fn work_after(&self, after: u64, limit: usize) -> Result<Vec<Invitation>> {
+        let start = work_key(after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.idx.range(start..).take(limit) {
+            let (k, _) = item?;
+            if !k.starts_with(b"w/") {
+                break;
+            }
+            let id = super::decode_u64(&k[2..]);
+            match self.invitation(id) {
+                Ok(inv) => out.push(inv),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where an intake file's rows stand (the last line stored).
+    pub fn intake_progress(&self, file_key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .idx
+            .get(format!("q/{file_key}"))?
+            .map(|v| super::decode_u64(&v)))
+    }
+
+    pub fn clear_intake_progress(&self, file_key: &str) -> Result<()> {
+        self.idx.remove(format!("q/{file_key}"))?;
+        Ok(())
+    }
+
+    /// Every invitation, for listing and export.
+    pub fn all_invitations(&self) -> impl Iterator<Item = Result<Invitation>> + '_ {
+        self.invitations
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "invitation"))
+    }
+}
+
+pub(super) fn tx_transition(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    id: u64,
+    from: &[State],
+    to: State,
+    note: Option<String>,
+    change: &dyn Fn(&mut Invitation),
+) -> TxResult<Invitation> {
+    let bytes = inv_t
+        .get(id_key(id))?
+        .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(
+            id,
+        )))?;
+    let mut inv: Invitation = tx_decode(&bytes, "invitation")?;
+    if !from.contains(&inv.state) {
+        return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
+            id,
+            actual: inv.state.as_str(),
+            expected: from
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+        }));
+    }
+    let before = inv.state;
+    change(&mut inv);
+    inv.state = to;
+    let now = now_ms();
+    inv.updated_ms = now;
+    if before != to || note.is_some() {
+        inv.history.push(super::HistoryEntry {
+            at_ms: now,
+            state: to,
+            note,
+        });
+        // Keep history bounded even for an invitation retried for weeks.
+        if inv.history.len() > 50 {
+            inv.history.drain(1..inv.history.len() - 49);
+        }
+    }
+    inv_t.insert(&id_key(id), encode(&inv))?;
+    if before != to {
+        bump(idx, &counter_key(before), -1)?;
+        bump(idx, &counter_key(to), 1)?;
+        if to.needs_dispatch() {
+            idx.insert(work_key(id), &[])?;
+        } else {
+            idx.remove(work_key(id))?;
+        }
+    }
+    Ok(inv)
+}
+
+pub(super) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
+    }
+}

@@ -1,0 +1,213 @@
+//! The one owner of the sled database. Every change is a sled transaction
+//! (compare-and-swap on the invitation's state, indexes and counters moved in
+//! the same step), so two workers can never both move one invitation and a
+//! restart finds each where it stood.
+//!
+//! Trees: `invitations` (id → JSON), `members` (connection_id → JSON with the
+//! sealed key), `idx` (prefixed keys: `t/` linking token → id, `o/` open
+//! invitee → id, `w/` work to dispatch, `c/` counters, `q/` intake progress),
+//! `log` (unmatched callbacks, identify and notification events, replay
+//! digests), `meta` (the key check).
+
+mod callbacks;
+mod crypto;
+mod invitations;
+mod records;
+
+use std::path::Path;
+
+use secrecy::SecretBox;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+pub use callbacks::{CallbackOutcome, Credentials, Event};
+pub use crypto::{CryptoError, Sealer};
+pub use invitations::{InsertOutcome, NewInvitation};
+pub use records::{
+    CallbackRecord, HistoryEntry, Invitation, Kind, Member, MemberStatus, State, now_ms,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database: {0}")]
+    Db(#[from] sled::Error),
+    #[error(
+        "the store at {path} does not open with the configured store.key_file (wrong key?); nothing was changed"
+    )]
+    WrongKey { path: String },
+    #[error("a stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("invitation {id} is {actual}, not {expected}")]
+    Conflict {
+        id: u64,
+        actual: &'static str,
+        expected: String,
+    },
+    #[error("no invitation {0}")]
+    NotFound(u64),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Aborts inside a transaction closure.
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    invitations: sled::Tree,
+    members: sled::Tree,
+    idx: sled::Tree,
+    log: sled::Tree,
+    sealer: std::sync::Arc<Sealer>,
+}
+
+const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
+
+impl Store {
+    /// Open (or create) the store; refuse a key that does not open it.
+    pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(200))
+            .open()?;
+        let sealer = Sealer::new(key);
+        let meta = db.open_tree("meta")?;
+        match meta.get("key_check")? {
+            Some(sealed) => {
+                let sealed = std::str::from_utf8(&sealed)
+                    .map_err(|_| StoreError::Corrupt("meta/key_check".into()))?;
+                match sealer.open(sealed, b"meta") {
+                    Ok(v) if v == KEY_CHECK => {}
+                    _ => {
+                        return Err(StoreError::WrongKey {
+                            path: path.display().to_string(),
+                        });
+                    }
+                }
+            }
+            None => {
+                meta.insert("key_check", sealer.seal(KEY_CHECK, b"meta").as_bytes())?;
+                meta.flush()?;
+            }
+        }
+        Ok(Self {
+            invitations: db.open_tree("invitations")?,
+            members: db.open_tree("members")?,
+            idx: db.open_tree("idx")?,
+            log: db.open_tree("log")?,
+            db,
+            sealer: std::sync::Arc::new(sealer),
+        })
+    }
+
+    /// Make everything written so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Counts for `/status`.
+    pub fn counts(&self, current_version: u32) -> Result<StatusCounts> {
+        let mut c = StatusCounts::default();
+        for s in State::ALL {
+            c.invitations
+                .push((s, self.counter(&format!("c/inv/{}", s.as_str()))?));
+        }
+        for item in self.idx.scan_prefix("c/mv/") {
+            let (k, v) = item?;
+            let version: u32 = std::str::from_utf8(&k[5..])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let n = decode_u64(&v);
+            c.members_total += n;
+            if version < current_version {
+                c.members_outdated += n;
+            }
+        }
+        c.members_disconnected = self.counter("c/members_disconnected")?;
+        c.unmatched_callbacks = self.counter("c/unmatched")?;
+        c.events_identify = self.counter("c/ev/identify")?;
+        c.events_notification = self.counter("c/ev/notification")?;
+        Ok(c)
+    }
+
+    fn counter(&self, key: &str) -> Result<u64> {
+        Ok(self.idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0))
+    }
+
+    pub fn member(&self, connection_id: &str) -> Result<Option<Member>> {
+        self.members
+            .get(connection_id)?
+            .map(|v| decode(&v, "member"))
+            .transpose()
+    }
+
+    pub fn all_members(&self) -> impl Iterator<Item = Result<Member>> + '_ {
+        self.members.iter().values().map(|v| decode(&v?, "member"))
+    }
+
+    pub fn unmatched(&self) -> impl Iterator<Item = Result<CallbackRecord>> + '_ {
+        self.log
+            .scan_prefix("u/")
+            .values()
+            .map(|v| decode(&v?, "unmatched callback"))
+    }
+
+    /// The database files' size on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StatusCounts {
+    pub invitations: Vec<(State, u64)>,
+    pub members_total: u64,
+    pub members_outdated: u64,
+    pub members_disconnected: u64,
+    pub unmatched_callbacks: u64,
+    pub events_identify: u64,
+    pub events_notification: u64,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own records (strings, numbers, maps) cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode_u64(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn tx_decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
+    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+}
+
+/// Add `delta` to a counter inside a transaction.
+fn bump(idx: &TransactionalTree, key: &str, delta: i64) -> TxResult<()> {
+    let current = idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0);
+    let next = (current as i64 + delta).max(0) as u64;
+    idx.insert(key.as_bytes(), &next.to_be_bytes())?;
+    Ok(())
+}
+
+fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+fn work_key(id: u64) -> Vec<u8> {
+    let mut k = b"w/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}

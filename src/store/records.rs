@@ -1,0 +1,143 @@
+//! What the store keeps: invitations with their state and history, members
+//! with their sealed connection key, and callbacks we could not match.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Invitee, LinkingToken, MydexId};
+
+/// The states of DESIGN.md "Invitation states".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Queued,
+    LinkIssued,
+    Sent,
+    Connected,
+    Expired,
+    Failed,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::Queued,
+        State::LinkIssued,
+        State::Sent,
+        State::Connected,
+        State::Expired,
+        State::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::LinkIssued => "link_issued",
+            State::Sent => "sent",
+            State::Connected => "connected",
+            State::Expired => "expired",
+            State::Failed => "failed",
+        }
+    }
+
+    /// The dispatcher still has work to do on it.
+    pub fn needs_dispatch(self) -> bool {
+        matches!(self, State::Queued | State::LinkIssued)
+    }
+
+    /// It still stands in the way of inviting the same person again.
+    pub fn is_open(self) -> bool {
+        !matches!(self, State::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    Connect,
+    Update { version: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at_ms: u64,
+    pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: u64,
+    pub campaign: String,
+    #[serde(flatten)]
+    pub kind: Kind,
+    /// The connection version the member consents to through this invitation.
+    pub version: u32,
+    pub invitee: Invitee,
+    pub state: State,
+    pub linking_token: LinkingToken,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub link_issued_ms: Option<u64>,
+    /// Attempts at the current step (Mydex call or mail), reset on progress.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub next_attempt_ms: u64,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub reminders: u32,
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    Active,
+    Disconnected,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    pub connection_id: String,
+    pub uid: u64,
+    pub mydexid: Option<MydexId>,
+    pub version: u32,
+    pub permissions: serde_json::Value,
+    pub status: MemberStatus,
+    /// The member connection key, sealed (see `crypto.rs`).
+    pub sealed_key: String,
+    pub invitation_id: Option<u64>,
+    pub campaign: Option<String>,
+    pub email: Option<String>,
+    pub external_ref: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// A callback kept because nothing matched it (or for the record).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    pub received_ms: u64,
+    pub kind: String,
+    pub method: String,
+    pub linking_token: Option<String>,
+    pub connection_id: Option<String>,
+    pub mydexid: Option<String>,
+    /// The body without the member key; that one is in `sealed_key`.
+    pub body: serde_json::Value,
+    pub sealed_key: Option<String>,
+    pub note: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
