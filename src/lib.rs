@@ -3,8 +3,16 @@
 //! lives here so tests and benchmarks can start the real parts.
 
 pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod dispatch;
 pub mod domain;
+pub mod intake;
+pub mod mail;
 pub mod metrics;
 pub mod mydex;
+pub mod rate;
 pub mod sandbox;
+pub mod server;
+pub mod status;
 pub mod store;

@@ -211,3 +211,11 @@ fn work_key(id: u64) -> Vec<u8> {
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
+
+impl Store {
+    /// `flush` for blocking contexts (intake runs on a blocking thread).
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

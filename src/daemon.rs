@@ -1,0 +1,194 @@
+//! Wiring: open the store, bind the listeners, start intake, dispatcher and
+//! servers, and stop them all on SIGTERM/SIGINT (stop taking work, let steps
+//! in flight finish within a bound, flush the store).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::dispatch::Dispatcher;
+use crate::mail::{Mailer, Templates};
+use crate::metrics::Metrics;
+use crate::mydex::MydexClient;
+use crate::server::{admin, callback};
+use crate::store::Store;
+
+/// How long in-flight work may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    pub store: Store,
+    pub callback_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub settings: Arc<Settings>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// Start everything; returns once the store is open and listeners are bound.
+pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
+    let settings = Arc::new(settings);
+    let templates =
+        Arc::new(
+            Templates::load(&settings.campaigns).map_err(|e| crate::config::ConfigError {
+                file: settings.source.display().to_string(),
+                key: format!("campaign {:?}.{}", e.campaign, e.key),
+                message: e.message.clone(),
+            })?,
+        );
+    crate::intake::ensure_dirs(&settings.queue.dir)
+        .with_context(|| format!("queue.dir {}", settings.queue.dir.display()))?;
+    let (path, key) = (
+        settings.store.path.clone(),
+        settings.store.key.expose_secret().to_owned(),
+    );
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&path, &secrecy::SecretBox::new(Box::new(key)))
+    })
+    .await?
+    .with_context(|| format!("cannot open the store at {}", settings.store.path.display()))?;
+    let metrics = Arc::new(Metrics::default());
+    let mydex = Arc::new(MydexClient::new(&settings.mydex, metrics.clone())?);
+    let mailer = Arc::new(Mailer::new(
+        &settings.smtp,
+        settings.invitations.concurrency,
+    )?);
+
+    let cb_listener = tokio::net::TcpListener::bind(settings.callback.listen)
+        .await
+        .with_context(|| format!("callback.listen {}: cannot bind", settings.callback.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(settings.admin.listen)
+        .await
+        .with_context(|| format!("admin.listen {}: cannot bind", settings.admin.listen))?;
+    let callback_addr = cb_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = JoinSet::new();
+
+    let cb_state = Arc::new(callback::CallbackState {
+        store: store.clone(),
+        expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),
+        nid: settings.mydex.connection_nid.clone(),
+        current_version: settings.mydex.connection_version,
+        metrics: metrics.clone(),
+    });
+    let cb_app = callback::router(
+        &settings.callback.path,
+        settings.callback.body_limit,
+        cb_state,
+    );
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(cb_listener, cb_app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "callback server stopped");
+        }
+    });
+
+    let admin_state = Arc::new(admin::AdminState {
+        store: store.clone(),
+        current_version: settings.mydex.connection_version,
+        campaigns: settings.campaigns.iter().map(|c| c.name.clone()).collect(),
+        metrics: metrics.clone(),
+        started: std::time::Instant::now(),
+    });
+    let admin_app = admin::router(admin_state);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+
+    tasks.spawn(crate::intake::run(
+        store.clone(),
+        settings.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
+
+    let dispatcher = Arc::new(Dispatcher::new(
+        settings.clone(),
+        store.clone(),
+        mydex,
+        mailer,
+        templates,
+        metrics,
+        wake,
+    ));
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+
+    tracing::info!(callback = %callback_addr, admin = %admin_addr, store = %settings.store.path.display(), queue = %settings.queue.dir.display(), "mydex-connector running");
+    Ok(Daemon {
+        store,
+        callback_addr,
+        admin_addr,
+        settings,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Daemon {
+    /// Stop taking work, let what is in flight finish (bounded), flush.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: finishing work in flight");
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(DRAIN, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "work still in flight after {}s; it resumes at the next start",
+                DRAIN.as_secs()
+            );
+            self.tasks.abort_all();
+        }
+        self.store.flush().await.context("flushing the store")?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+/// `mydex-connector run`: until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let daemon = start(settings).await?;
+    wait_for_signal().await;
+    daemon.shutdown().await
+}
+
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

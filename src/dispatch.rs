@@ -1,0 +1,394 @@
+//! The dispatcher: walks the store's work index and moves each invitation
+//! queued → link_issued (Mydex `/ftc/setup`) → sent (mail), with at most
+//! `invitations.concurrency` in flight and each campaign's exact rate.
+//! Every step is a compare-and-swap, so a restart resumes where it stood;
+//! an invitation whose mail was in flight at a crash is mailed again with
+//! the same (still unused) link.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::mail::{MailContext, MailError, Mailer, Templates, build_message, qr_png};
+use crate::metrics::Metrics;
+use crate::mydex::{FtcRequest, MydexClient, MydexError};
+use crate::rate::SlidingWindow;
+use crate::store::{Invitation, Kind, State, Store, StoreError, now_ms};
+
+pub struct Dispatcher {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub mydex: Arc<MydexClient>,
+    pub mailer: Arc<Mailer>,
+    pub templates: Arc<Templates>,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+    limits: HashMap<String, Arc<SlidingWindow>>,
+    in_flight: Arc<Mutex<HashSet<u64>>>,
+}
+
+/// What one step did, for the log.
+#[derive(Debug)]
+enum Outcome {
+    LinkIssued,
+    Sent,
+    Retry { why: String, after: Duration },
+    Failed(String),
+    Requeued(&'static str),
+    Skipped,
+}
+
+impl Dispatcher {
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        mydex: Arc<MydexClient>,
+        mailer: Arc<Mailer>,
+        templates: Arc<Templates>,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let limits = settings
+            .campaigns
+            .iter()
+            .filter_map(|c| {
+                c.rate
+                    .map(|r| (c.name.clone(), Arc::new(SlidingWindow::new(r))))
+            })
+            .collect();
+        Self {
+            settings,
+            store,
+            mydex,
+            mailer,
+            templates,
+            metrics,
+            wake,
+            limits,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Run until cancelled; then wait (bounded by the caller) for steps in flight.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.settings.invitations.concurrency));
+        let mut cursor = 0u64;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let store = self.store.clone();
+            let batch =
+                match tokio::task::spawn_blocking(move || store.work_after(cursor, 256)).await {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the work index");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "work index task failed");
+                        continue;
+                    }
+                };
+            if batch.is_empty() {
+                cursor = 0;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            let now = now_ms();
+            for inv in batch {
+                cursor = inv.id;
+                if inv.next_attempt_ms > now
+                    || self
+                        .in_flight
+                        .lock()
+                        .map(|s| s.contains(&inv.id))
+                        .unwrap_or(true)
+                {
+                    continue;
+                }
+                let permit = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                };
+                if let Ok(mut s) = self.in_flight.lock() {
+                    s.insert(inv.id);
+                }
+                let me = self.clone();
+                let stop = shutdown.clone();
+                let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
+                tokio::spawn(
+                    async move {
+                        let id = inv.id;
+                        me.step(inv, &stop).await;
+                        if let Ok(mut s) = me.in_flight.lock() {
+                            s.remove(&id);
+                        }
+                        drop(permit);
+                        me.wake.notify_one();
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+        // Drain: wait for every step in flight to finish.
+        let _ = permits
+            .acquire_many(self.settings.invitations.concurrency as u32)
+            .await;
+    }
+
+    async fn step(&self, inv: Invitation, shutdown: &CancellationToken) {
+        let id = inv.id;
+        let state = inv.state;
+        let outcome = match state {
+            State::Queued => self.issue_link(&inv).await,
+            State::LinkIssued => self.send_mail(&inv, shutdown).await,
+            _ => Ok(Outcome::Skipped),
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(StoreError::Conflict { actual, .. }) => {
+                tracing::debug!(actual, "invitation moved on elsewhere");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store error while dispatching; will retry");
+                return;
+            }
+        };
+        let result = match &outcome {
+            Outcome::LinkIssued | Outcome::Sent | Outcome::Skipped => Ok(()),
+            Outcome::Requeued(why) => self
+                .store
+                .transition(id, &[state], State::Queued, Some((*why).into()), |i| {
+                    i.link = None;
+                    i.link_issued_ms = None;
+                    i.attempts = 0;
+                })
+                .map(|_| ()),
+            Outcome::Retry { why, after } => {
+                let (why, after) = (why.clone(), *after);
+                self.store
+                    .touch(id, state, |i| {
+                        i.attempts += 1;
+                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                        i.reason = Some(why.clone());
+                    })
+                    .map(|_| ())
+            }
+            Outcome::Failed(why) => {
+                let why = why.clone();
+                self.store
+                    .transition(id, &[state], State::Failed, Some(why.clone()), |i| {
+                        i.reason = Some(why.clone())
+                    })
+                    .map(|_| ())
+            }
+        };
+        match (&outcome, result) {
+            (_, Err(StoreError::Conflict { actual, .. })) => {
+                tracing::debug!(actual, "invitation moved on elsewhere")
+            }
+            (_, Err(e)) => tracing::error!(error = %e, "cannot record the outcome; will retry"),
+            (Outcome::LinkIssued, _) => {
+                tracing::info!(state = "link_issued", "one-time link issued")
+            }
+            (Outcome::Sent, _) => {}
+            (Outcome::Retry { why, after }, _) => {
+                tracing::warn!(state = state.as_str(), attempt = inv.attempts + 1, retry_in = %humantime::format_duration(*after), why, "will retry")
+            }
+            (Outcome::Failed(why), _) => {
+                tracing::warn!(state = "failed", reason = why, "invitation failed")
+            }
+            (Outcome::Requeued(why), _) => {
+                tracing::info!(state = "queued", why, "back to queued for a fresh link")
+            }
+            (Outcome::Skipped, _) => {}
+        }
+    }
+
+    async fn issue_link(&self, inv: &Invitation) -> Result<Outcome, StoreError> {
+        let req = FtcRequest {
+            linking_token: inv.linking_token.as_str().to_string(),
+            mydexid: inv.invitee.mydexid.as_ref().map(|m| m.to_string()),
+            version: match inv.kind {
+                Kind::Connect => None,
+                Kind::Update { version } => Some(version),
+            },
+        };
+        match self.mydex.ftc_setup(&req).await {
+            Ok(link) => {
+                let url = link.url;
+                self.store
+                    .transition(inv.id, &[State::Queued], State::LinkIssued, None, |i| {
+                        i.link = Some(url.clone());
+                        i.link_issued_ms = Some(now_ms());
+                        i.attempts = 0;
+                        i.next_attempt_ms = 0;
+                        i.reason = None;
+                    })?;
+                // Go straight on to the mail, without a trip through the index.
+                let next = self.store.invitation(inv.id)?;
+                let sent = self.send_mail(&next, &CancellationToken::new()).await?;
+                Ok(match sent {
+                    Outcome::Sent => Outcome::LinkIssued,
+                    other => {
+                        self.apply_mail_outcome(&next, other)?;
+                        Outcome::LinkIssued
+                    }
+                })
+            }
+            Err(e @ MydexError::Unavailable { .. }) => Ok(Outcome::Retry {
+                why: e.to_string(),
+                after: retry_delay(inv.attempts),
+            }),
+            Err(e) => Ok(Outcome::Failed(e.to_string())),
+        }
+    }
+
+    /// Record what a mail attempt made right after issuing the link.
+    fn apply_mail_outcome(&self, inv: &Invitation, outcome: Outcome) -> Result<(), StoreError> {
+        match outcome {
+            Outcome::Retry { why, after } => {
+                tracing::warn!(state = "link_issued", why, "mail deferred; will retry");
+                self.store
+                    .touch(inv.id, State::LinkIssued, |i| {
+                        i.attempts += 1;
+                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                        i.reason = Some(why.clone());
+                    })
+                    .map(|_| ())
+            }
+            Outcome::Failed(why) => {
+                tracing::warn!(state = "failed", reason = why, "invitation failed");
+                self.store
+                    .transition(
+                        inv.id,
+                        &[State::LinkIssued],
+                        State::Failed,
+                        Some(why.clone()),
+                        |i| i.reason = Some(why.clone()),
+                    )
+                    .map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn send_mail(
+        &self,
+        inv: &Invitation,
+        _shutdown: &CancellationToken,
+    ) -> Result<Outcome, StoreError> {
+        let Some(link) = inv.link.clone() else {
+            return Ok(Outcome::Requeued("no link recorded"));
+        };
+        let issued = inv.link_issued_ms.unwrap_or(0);
+        let ttl = self.settings.invitations.link_ttl.as_millis() as u64;
+        // Leave the member time to use it: a link near its end gets replaced.
+        if now_ms().saturating_sub(issued) + ttl / 10 >= ttl {
+            return Ok(Outcome::Requeued("link too old to mail"));
+        }
+        let Some(campaign) = self.settings.campaign(&inv.campaign) else {
+            return Ok(Outcome::Failed(format!(
+                "campaign {:?} is no longer configured",
+                inv.campaign
+            )));
+        };
+        let png = match qr_png(&link) {
+            Ok(p) => p,
+            Err(e) => return Ok(Outcome::Failed(e)),
+        };
+        let cid = crate::mail::qr_content_id(inv.id, &self.settings.smtp.from);
+        let qr_src = format!("cid:{cid}");
+        let kind = match inv.kind {
+            Kind::Connect => "connect",
+            Kind::Update { .. } => "update",
+        };
+        let ctx = MailContext {
+            name: inv.invitee.name.as_deref(),
+            email: inv.invitee.email.as_str(),
+            external_ref: inv.invitee.external_ref.as_deref(),
+            mydexid: inv.invitee.mydexid.as_ref().map(|m| m.as_str()),
+            campaign: &campaign.name,
+            kind,
+            version: inv.version,
+            link: &link,
+            qr_src: &qr_src,
+            subject: String::new(),
+            vars: &inv.invitee.vars,
+        };
+        let rendered = match self.templates.render(&campaign.name, ctx) {
+            Ok(r) => r,
+            Err(e) => return Ok(Outcome::Failed(e)),
+        };
+        let message = match build_message(
+            &self.settings.smtp.from,
+            inv.invitee.name.as_deref(),
+            inv.invitee.email.as_str(),
+            inv.id,
+            rendered,
+            png,
+        ) {
+            Ok(m) => m,
+            Err(e) => return Ok(Outcome::Failed(e)),
+        };
+        if let Some(limit) = self.limits.get(&campaign.name) {
+            limit.acquire().await;
+        }
+        match self.mailer.send(message).await {
+            Ok(()) => {
+                self.metrics
+                    .emails_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.store
+                    .transition(inv.id, &[State::LinkIssued], State::Sent, None, |i| {
+                        i.attempts = 0;
+                        i.next_attempt_ms = 0;
+                        i.reason = None;
+                    })?;
+                tracing::info!(state = "sent", email = %inv.invitee.email, "invitation mailed");
+                Ok(Outcome::Sent)
+            }
+            Err(MailError::Permanent(why)) => {
+                self.metrics
+                    .emails_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Outcome::Failed(format!("SMTP refused: {why}")))
+            }
+            Err(MailError::Transient(why)) => {
+                self.metrics
+                    .emails_deferred
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if inv.attempts + 1 >= self.settings.smtp.max_attempts {
+                    Ok(Outcome::Failed(format!(
+                        "SMTP still failing after {} attempts: {why}",
+                        inv.attempts + 1
+                    )))
+                } else {
+                    Ok(Outcome::Retry {
+                        why,
+                        after: retry_delay(inv.attempts),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Backoff between attempts of a step: 2 s doubling to 10 min, with jitter.
+fn retry_delay(attempts: u32) -> Duration {
+    let base = 2u64.saturating_mul(1u64 << attempts.min(9)).min(600);
+    let jitter = rand::random::<u64>() % (base * 250 + 1);
+    Duration::from_millis(base * 1000 - base * 125 + jitter)
+}

@@ -1,0 +1,13 @@
+//! The invitation email: templates rendered with the invitee's fields, the
+//! one-time link in both parts, its QR code inline, sent over SMTP (or into
+//! a directory outbox) with lettre.
+
+mod message;
+mod qr;
+mod templates;
+mod transport;
+
+pub use message::{build_message, qr_content_id};
+pub use qr::qr_png;
+pub use templates::{MailContext, Rendered, TemplateError, Templates};
+pub use transport::{MailError, Mailer};

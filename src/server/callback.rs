@@ -1,0 +1,191 @@
+//! The callback endpoint Mydex POSTs and PUTs to. The `Authentication`
+//! header is checked in constant time before anything else; bodies are
+//! limited (413), typed (415), parsed (400 with a JSON error); and a 2xx is
+//! answered only once what the callback carried is flushed to disk.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::metrics::Metrics;
+use crate::mydex::callback::{self, Callback, Encoding};
+use crate::store::{CallbackOutcome, Store};
+
+pub struct CallbackState {
+    pub store: Store,
+    pub expected_auth: String,
+    pub nid: String,
+    pub current_version: u32,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(path: &str, body_limit: usize, state: Arc<CallbackState>) -> Router {
+    Router::new()
+        .route(path, axum::routing::post(handle).put(handle))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(st): State<Arc<CallbackState>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    // 1. Is it Mydex?
+    let given = headers
+        .get("authentication")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let given = given.to_ascii_lowercase();
+    let ok: bool = given.ct_eq(st.expected_auth.as_bytes()).into();
+    if !ok {
+        st.metrics.callback("unknown", "unauthorized");
+        tracing::warn!(method = %method, "callback refused: missing or wrong Authentication header");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong Authentication header",
+        );
+    }
+    // 2. Within limits and of a type we read?
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            st.metrics.callback("unknown", "rejected");
+            return error(e.status(), e.body_text());
+        }
+    };
+    let ctype = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let encoding = match mime.as_str() {
+        "application/json" => Encoding::Json,
+        "application/x-www-form-urlencoded" => Encoding::Form,
+        _ => {
+            st.metrics.callback("unknown", "rejected");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json or application/x-www-form-urlencoded",
+            );
+        }
+    };
+    // 3. Parse once into typed values.
+    let is_put = method == Method::PUT;
+    let (cb, redacted) = match callback::parse(encoding, &body, is_put, &st.nid) {
+        Ok(v) => v,
+        Err(e) => {
+            st.metrics.callback("unknown", "malformed");
+            tracing::warn!(method = %method, error = %e, "callback refused: malformed body");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    // 4. Store it, then make it durable, then answer.
+    let kind = match &cb {
+        Callback::Connect(_) => "ftc",
+        Callback::Update(_) => "update",
+        Callback::Event(crate::store::Event::Identify { .. }) => "identify",
+        Callback::Event(crate::store::Event::Notification { .. }) => "notification",
+    };
+    let store = st.store.clone();
+    let version = st.current_version;
+    let method_s = method.to_string();
+    let applied = tokio::task::spawn_blocking(move || match &cb {
+        Callback::Connect(c) | Callback::Update(c) => {
+            let digest = callback::digest(
+                &method_s,
+                &redacted,
+                c.key.as_ref().map(|k| k.expose_secret()),
+            );
+            let out = store.apply_credentials(c, is_put, &digest, version);
+            (out, c.linking_token.clone(), Some(c.connection_id.clone()))
+        }
+        Callback::Event(ev) => {
+            let digest = callback::digest(&method_s, &redacted, None);
+            (store.record_event(ev, &redacted, &digest), None, None)
+        }
+    })
+    .await;
+    let (outcome, token, connection_id) = match applied {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "callback task failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; please retry",
+            );
+        }
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, kind, "cannot store callback; answering 503 so Mydex retries");
+            st.metrics.callback(kind, "store_error");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store the callback now; please retry",
+            );
+        }
+    };
+    if let Err(e) = st.store.flush().await {
+        tracing::error!(error = %e, kind, "cannot flush the store; answering 503 so Mydex retries");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot store the callback now; please retry",
+        );
+    }
+    let token = token.unwrap_or_default();
+    let conn = connection_id.unwrap_or_default();
+    let status = match &outcome {
+        CallbackOutcome::Connected {
+            invitation_id,
+            campaign,
+            external_ref,
+        } => {
+            tracing::info!(invitation = invitation_id, campaign = %campaign, external_ref = external_ref.as_deref().unwrap_or(""), connection_id = %conn, state = "connected", "member connected");
+            "connected"
+        }
+        CallbackOutcome::Updated { invitation_id } => {
+            tracing::info!(invitation = invitation_id.unwrap_or(0), connection_id = %conn, "member connection updated");
+            "updated"
+        }
+        CallbackOutcome::Unmatched => {
+            tracing::warn!(kind, linking_token = %token, connection_id = %conn, "callback matched nothing; kept as unmatched");
+            "unmatched"
+        }
+        CallbackOutcome::Replay => {
+            tracing::info!(kind, linking_token = %token, connection_id = %conn, "callback replayed; nothing changed");
+            "replay"
+        }
+        CallbackOutcome::Recorded => {
+            tracing::info!(kind, "callback event recorded");
+            "recorded"
+        }
+    };
+    st.metrics.callback(kind, status);
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "status": status })),
+    )
+        .into_response()
+}

@@ -1,0 +1,5 @@
+//! The HTTP listeners: the callback Mydex calls, and the admin API for
+//! operators (loopback by default).
+
+pub mod admin;
+pub mod callback;

@@ -1,0 +1,51 @@
+//! `mydex-connector status`: ask the running daemon's admin API for its
+//! counts and print them as a table, or as the JSON document itself.
+
+use anyhow::Context;
+
+use crate::config::Settings;
+
+pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let url = format!("http://{}/status", settings.admin.listen);
+    let doc: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {url} (is it running?)"))?
+        .error_for_status()?
+        .json()
+        .await
+        .context("the daemon's answer is not JSON")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("invitations");
+    for state in [
+        "queued",
+        "link_issued",
+        "sent",
+        "connected",
+        "expired",
+        "failed",
+    ] {
+        println!(
+            "  {state:<12} {:>10}",
+            doc["invitations"][state].as_u64().unwrap_or(0)
+        );
+    }
+    println!("members");
+    for k in ["total", "outdated", "disconnected"] {
+        println!("  {k:<12} {:>10}", doc["members"][k].as_u64().unwrap_or(0));
+    }
+    println!("callbacks");
+    for k in ["unmatched", "identify", "notification"] {
+        println!(
+            "  {k:<12} {:>10}",
+            doc["callbacks"][k].as_u64().unwrap_or(0)
+        );
+    }
+    println!("connection version {}", doc["connection_version"]);
+    Ok(())
+}
