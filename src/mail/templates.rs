@@ -176,7 +176,14 @@ fn context(ctx: &MailContext<'_>) -> minijinja::Value {
             map.insert(k.clone(), serde_json::Value::String(v.clone()));
         }
     }
-    minijinja::Value::from(minijinja::value::Serde(map))
+    // The link is a parsed http(s) URL (quotes and angle brackets are
+    // percent-encoded), so it is safe in HTML as it is; escaping its slashes
+    // would only make it harder to find in the message.
+    let link = match reqwest::Url::parse(ctx.link) {
+        Ok(u) => minijinja::Value::from_safe_string(u.to_string()),
+        Err(_) => minijinja::Value::from(ctx.link),
+    };
+    minijinja::context! { link => link, ..minijinja::Value::from(minijinja::value::Serde(map)) }
 }
 
 #[cfg(test)]
