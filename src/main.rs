@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "mydex-connector", version, about = "Connect people's Mydex Personal Data Stores, headless")]
+#[command(
+    name = "mydex-connector",
+    version,
+    about = "Connect people's Mydex Personal Data Stores, headless"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
