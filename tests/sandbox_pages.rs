@@ -17,6 +17,9 @@ fn action(page: &str, kind: &str) -> String {
     page[start..stop + end.len() - 1].to_owned()
 }
 
+/// Form fields and the messages they must produce.
+type Case<'a, F> = (F, Vec<&'a str>);
+
 struct Browser<'a> {
     env: &'a Env,
 }
@@ -62,7 +65,7 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
     let register = action(&page, "register");
 
     let too_long = "a".repeat(61);
-    let cases: Vec<([(&str, &str); 3], Vec<&str>)> = vec![
+    let cases: Vec<Case<[(&str, &str); 3]>> = vec![
         (
             [("mydexid", ""), ("email", ""), ("password", "")],
             vec![
@@ -198,7 +201,7 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
     let consent = action(&page, "consent");
 
     let long = "k".repeat(129);
-    let key_cases: Vec<(Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let key_cases: Vec<Case<Vec<(&str, &str)>>> = vec![
         (
             vec![("private_key", ""), ("accept", "1")],
             vec!["Private Key is required"],
