@@ -1,54 +1,144 @@
-//! A local stand-in for the Mydex sandbox, strict to `MYDEX-CONTRACT.md`.
-//! (Being built on the `sandbox` branch; this is the agreed interface.)
+//! A local stand-in for the Mydex sandbox, strict to `MYDEX-CONTRACT.md`:
+//! OAuth2 tokens, `/ftc/setup`, `/identify`, `/connection/status`, the
+//! member's one-time pages, the callbacks, faults on demand, and the
+//! `/_sandbox/` endpoints tests drive. Everything lives in memory.
+
+mod api;
+mod args;
+mod callbacks;
+mod control;
+mod errors;
+mod faults;
+mod journey;
+mod oauth;
+mod pages;
+mod qr;
+mod registration;
+mod server;
+mod state;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-/// Flags of `mydex-connector sandbox`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SandboxArgs {
-    #[arg(long, default_value = "127.0.0.1:8090")]
-    pub listen: SocketAddr,
-    #[arg(long, default_value = "45678")]
-    pub nid: String,
-    #[arg(long, default_value = "sandbox-connection-token")]
-    pub connection_token: String,
-    #[arg(long, default_value = "sandbox-client")]
-    pub client_id: String,
-    #[arg(long, default_value = "sandbox-secret")]
-    pub client_secret: String,
-    #[arg(long, default_value = "http://127.0.0.1:8080/mydex/callback")]
-    pub callback_url: String,
-}
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-impl Default for SandboxArgs {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
-            nid: "45678".into(),
-            connection_token: "sandbox-connection-token".into(),
-            client_id: "sandbox-client".into(),
-            client_secret: "sandbox-secret".into(),
-            callback_url: "http://127.0.0.1:8080/mydex/callback".into(),
-        }
-    }
-}
+pub use args::{ArgsError, CallbackFormat, FaultKind, SandboxArgs};
+pub use qr::{qr_data_uri, qr_png};
 
+use state::AppState;
+
+/// A running sandbox.
+#[derive(Debug)]
 pub struct Sandbox {
+    /// The bound address (the real port when asked for port 0).
     pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 impl Sandbox {
+    /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-    pub async fn shutdown(self) {}
+
+    /// Stop serving and wait for the server task to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
 }
 
-pub async fn start(_args: SandboxArgs) -> anyhow::Result<Sandbox> {
-    anyhow::bail!("the sandbox is not built yet")
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(oauth::token))
+        .route("/ftc/setup", post(api::ftc_setup))
+        .route("/identify", post(api::identify))
+        .route("/connection/status/{nid}", get(api::connection_status))
+        .route("/ftc/begin/{id}", get(pages::begin_ftc))
+        .route("/identify/{id}", get(pages::begin_identify))
+        .route("/session/{sid}/register", post(pages::register))
+        .route("/session/{sid}/login", post(pages::login))
+        .route("/session/{sid}/consent", post(pages::consent))
+        .route("/_sandbox/journeys", post(control::journeys))
+        .route("/_sandbox/state", get(control::state_dump))
+        .route("/_sandbox/members/{mydexid}/revoke", post(control::revoke))
+        .route("/_sandbox/notify", post(control::notify))
+        .route(
+            "/_sandbox/settings",
+            get(control::get_settings).put(control::put_settings),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::log_requests,
+        ))
+        .with_state(state)
+}
+
+/// Bind, spawn the server task, and return at once.
+pub async fn start(args: SandboxArgs) -> anyhow::Result<Sandbox> {
+    let resolved = args.resolve()?;
+    let listener = TcpListener::bind(resolved.args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", resolved.args.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = resolved
+        .args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = Arc::new(AppState::new(resolved, public_url)?);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(server::serve(listener, router(state), rx));
+    Ok(Sandbox {
+        addr,
+        shutdown: tx,
+        task,
+    })
+}
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Serve until SIGINT/SIGTERM.
-pub async fn run(_args: SandboxArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the sandbox is not built yet")
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let sandbox = start(args).await?;
+    eprintln!("sandbox listening on {}", sandbox.url());
+    terminated().await;
+    sandbox.shutdown().await;
+    Ok(())
 }

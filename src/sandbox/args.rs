@@ -1,0 +1,373 @@
+//! The sandbox's flags, their defaults, and the optional TOML config file
+//! that fills in whatever was left at its default on the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How callbacks are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackFormat {
+    /// `application/json`
+    Json,
+    /// `application/x-www-form-urlencoded` with PHP-style brackets
+    Form,
+}
+
+/// A fault the sandbox can inject into an API call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// 500 Internal Server Error
+    Status500,
+    /// 503 Service Unavailable
+    Status503,
+    /// 429 Too Many Requests with `Retry-After: 1`
+    Status429,
+    /// answer only after `--slow-delay`
+    Slow,
+    /// close the TCP connection without an HTTP answer
+    Drop,
+}
+
+impl FaultKind {
+    /// Every fault, the default of `--faults`.
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Status500,
+        FaultKind::Status503,
+        FaultKind::Status429,
+        FaultKind::Slow,
+        FaultKind::Drop,
+    ];
+
+    /// The name used in flags and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Status500 => "500",
+            FaultKind::Status503 => "503",
+            FaultKind::Status429 => "429",
+            FaultKind::Slow => "slow",
+            FaultKind::Drop => "drop",
+        }
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "500" => Ok(FaultKind::Status500),
+            "503" => Ok(FaultKind::Status503),
+            "429" => Ok(FaultKind::Status429),
+            "slow" => Ok(FaultKind::Slow),
+            "drop" => Ok(FaultKind::Drop),
+            other => Err(format!(
+                "unknown fault {other:?} (expected 500, 503, 429, slow or drop)"
+            )),
+        }
+    }
+}
+
+/// Parse a comma list of faults, e.g. `500,429,drop`.
+pub fn parse_faults(s: &str) -> Result<Vec<FaultKind>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(FaultKind::from_str)
+        .collect()
+}
+
+fn parse_fault(s: &str) -> Result<FaultKind, String> {
+    FaultKind::from_str(s)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
+const DEFAULT_NID: &str = "45678";
+const DEFAULT_CONNECTION_TOKEN: &str = "sandbox-connection-token";
+const DEFAULT_CLIENT_ID: &str = "sandbox-client";
+const DEFAULT_CLIENT_SECRET: &str = "sandbox-secret";
+const DEFAULT_CALLBACK_URL: &str = "http://127.0.0.1:8080/mydex/callback";
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+const DEFAULT_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_SLOW_DELAY: Duration = Duration::from_secs(30);
+const DEFAULT_CALLBACK_RETRIES: u32 = 3;
+
+/// Flags of `mydex-connector sandbox`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Base URL used in one-time links (default: http://{bound address}).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// The Dedicated Connection NID the sandbox accepts.
+    #[arg(long, default_value = DEFAULT_NID)]
+    pub nid: String,
+    /// The Dedicated Connection's Connection Token.
+    #[arg(long, default_value = DEFAULT_CONNECTION_TOKEN)]
+    pub connection_token: String,
+    /// Read the Connection Token from this file (overrides --connection-token).
+    #[arg(long)]
+    pub connection_token_file: Option<PathBuf>,
+    /// OAuth2 client id.
+    #[arg(long, default_value = DEFAULT_CLIENT_ID)]
+    pub client_id: String,
+    /// OAuth2 client secret.
+    #[arg(long, default_value = DEFAULT_CLIENT_SECRET)]
+    pub client_secret: String,
+    /// Read the OAuth2 client secret from this file (overrides --client-secret).
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The Dedicated Connection's current version.
+    #[arg(long, default_value_t = 1)]
+    pub connection_version: u32,
+    /// Where callbacks are sent.
+    #[arg(long, default_value = DEFAULT_CALLBACK_URL)]
+    pub callback_url: String,
+    /// Callback body encoding.
+    #[arg(long, value_enum, default_value_t = CallbackFormat::Json)]
+    pub callback_format: CallbackFormat,
+    /// Lifetime of OAuth2 access tokens (humantime, e.g. "5s").
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub token_ttl: Duration,
+    /// Lifetime of one-time links.
+    #[arg(long, value_parser = parse_duration, default_value = "24h")]
+    pub link_ttl: Duration,
+    /// Share of API calls answered with a fault (0..1).
+    #[arg(long, value_parser = parse_rate, default_value = "0")]
+    pub fault_rate: f64,
+    /// Faults to choose from: comma list of 500,503,429,slow,drop.
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault, default_value = "500,503,429,slow,drop")]
+    pub faults: Vec<FaultKind>,
+    /// How long a "slow" fault delays the answer.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub slow_delay: Duration,
+    /// How many times a failed callback delivery is retried.
+    #[arg(long, default_value_t = DEFAULT_CALLBACK_RETRIES)]
+    pub callback_retries: u32,
+    /// Optional TOML file with the same keys (snake_case); used where a flag
+    /// was left at its default.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl Default for SandboxArgs {
+    fn default() -> Self {
+        SandboxArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            public_url: None,
+            nid: DEFAULT_NID.into(),
+            connection_token: DEFAULT_CONNECTION_TOKEN.into(),
+            connection_token_file: None,
+            client_id: DEFAULT_CLIENT_ID.into(),
+            client_secret: DEFAULT_CLIENT_SECRET.into(),
+            client_secret_file: None,
+            connection_version: 1,
+            callback_url: DEFAULT_CALLBACK_URL.into(),
+            callback_format: CallbackFormat::Json,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            link_ttl: DEFAULT_LINK_TTL,
+            fault_rate: 0.0,
+            faults: FaultKind::ALL.to_vec(),
+            slow_delay: DEFAULT_SLOW_DELAY,
+            callback_retries: DEFAULT_CALLBACK_RETRIES,
+            config: None,
+        }
+    }
+}
+
+/// Problems with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {key}: {message}")]
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The keys a config file may carry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    nid: Option<String>,
+    connection_token: Option<String>,
+    connection_token_file: Option<PathBuf>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    connection_version: Option<u32>,
+    callback_url: Option<String>,
+    callback_format: Option<CallbackFormat>,
+    token_ttl: Option<String>,
+    link_ttl: Option<String>,
+    fault_rate: Option<f64>,
+    faults: Option<toml::Value>,
+    slow_delay: Option<String>,
+    callback_retries: Option<u32>,
+}
+
+/// The settings after the config file and the secret files are read.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub args: SandboxArgs,
+    pub connection_token: String,
+    pub client_secret: String,
+}
+
+fn read_secret(path: &Path) -> Result<String, ArgsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ArgsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let secret = text.trim().to_owned();
+    if secret.is_empty() {
+        return Err(ArgsError::Invalid(format!("{} is empty", path.display())));
+    }
+    Ok(secret)
+}
+
+impl SandboxArgs {
+    /// Apply the config file (where flags are at their default) and read the
+    /// secret files.
+    pub fn resolve(&self) -> Result<Resolved, ArgsError> {
+        let mut args = self.clone();
+        if let Some(path) = self.config.clone() {
+            args.apply_config_file(&path)?;
+        }
+        if !(0.0..=1.0).contains(&args.fault_rate) {
+            return Err(ArgsError::Invalid(format!(
+                "fault_rate {} is not between 0 and 1",
+                args.fault_rate
+            )));
+        }
+        let connection_token = match &args.connection_token_file {
+            Some(p) => read_secret(p)?,
+            None => args.connection_token.clone(),
+        };
+        let client_secret = match &args.client_secret_file {
+            Some(p) => read_secret(p)?,
+            None => args.client_secret.clone(),
+        };
+        Ok(Resolved {
+            args,
+            connection_token,
+            client_secret,
+        })
+    }
+
+    fn apply_config_file(&mut self, path: &Path) -> Result<(), ArgsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ArgsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|source| ArgsError::Toml {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let d = SandboxArgs::default();
+        let dur = |key: &'static str, v: &str| {
+            parse_duration(v).map_err(|message| ArgsError::Value {
+                path: path.to_owned(),
+                key,
+                message,
+            })
+        };
+        macro_rules! fill {
+            ($field:ident) => {
+                if let Some(v) = file.$field {
+                    if self.$field == d.$field {
+                        self.$field = v;
+                    }
+                }
+            };
+        }
+        fill!(listen);
+        fill!(nid);
+        fill!(connection_token);
+        fill!(client_id);
+        fill!(client_secret);
+        fill!(connection_version);
+        fill!(callback_url);
+        fill!(callback_format);
+        fill!(fault_rate);
+        fill!(callback_retries);
+        if self.public_url.is_none() {
+            self.public_url = file.public_url;
+        }
+        if self.connection_token_file.is_none() {
+            self.connection_token_file = file.connection_token_file;
+        }
+        if self.client_secret_file.is_none() {
+            self.client_secret_file = file.client_secret_file;
+        }
+        if let Some(v) = file.token_ttl
+            && self.token_ttl == d.token_ttl
+        {
+            self.token_ttl = dur("token_ttl", &v)?;
+        }
+        if let Some(v) = file.link_ttl
+            && self.link_ttl == d.link_ttl
+        {
+            self.link_ttl = dur("link_ttl", &v)?;
+        }
+        if let Some(v) = file.slow_delay
+            && self.slow_delay == d.slow_delay
+        {
+            self.slow_delay = dur("slow_delay", &v)?;
+        }
+        if let Some(v) = file.faults
+            && self.faults == d.faults
+        {
+            let list = match v {
+                toml::Value::String(s) => parse_faults(&s),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        toml::Value::String(s) => FaultKind::from_str(s),
+                        toml::Value::Integer(n) => FaultKind::from_str(&n.to_string()),
+                        other => Err(format!("unexpected {other}")),
+                    })
+                    .collect(),
+                other => Err(format!("unexpected {other}")),
+            };
+            self.faults = list.map_err(|message| ArgsError::Value {
+                path: path.to_owned(),
+                key: "faults",
+                message,
+            })?;
+        }
+        Ok(())
+    }
+}

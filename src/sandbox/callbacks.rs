@@ -1,0 +1,312 @@
+//! The server-to-server calls Mydex makes to the subscriber's callback URL
+//! (`MYDEX-CONTRACT.md` §5): their bodies, their two encodings (JSON, and the
+//! PHP-bracket form encoding of older integrations), the `Authentication`
+//! header, and delivery with a few retries.
+
+use std::time::Duration;
+
+use axum::http::Method;
+use serde_json::{Map, Value, json};
+
+use super::args::CallbackFormat;
+use super::state::{AppState, CallbackRecord};
+
+/// What a callback reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackKind {
+    /// First Time Connection completed (POST, with `key`).
+    Ftc,
+    /// Update (re-consent) completed (PUT, without `key`).
+    Update,
+    /// Identify completed (POST, `type: identify`).
+    Identify,
+    /// PDX notification (POST, `type: notification`).
+    Notification,
+}
+
+impl CallbackKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallbackKind::Ftc => "ftc",
+            CallbackKind::Update => "update",
+            CallbackKind::Identify => "identify",
+            CallbackKind::Notification => "notification",
+        }
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            CallbackKind::Update => Method::PUT,
+            _ => Method::POST,
+        }
+    }
+}
+
+/// A callback ready to send.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub kind: CallbackKind,
+    pub body: Map<String, Value>,
+    pub linking_token: Option<String>,
+}
+
+/// The outcome of delivering one callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The last HTTP status received, or None if no attempt got an answer.
+    pub status: Option<u16>,
+    pub attempts: u32,
+}
+
+/// The permissions granted at `version`, in Mydex's bracket structure.
+///
+/// Each element of an innermost list carries a single leaf, so the form
+/// encoding (`fields[x][0][][access][r][a]=1`, where PHP's `[]` appends a new
+/// element per key) decodes back to exactly this JSON.
+pub fn fields_for_version(version: u32) -> Value {
+    let grant = |read: u8, write: u8, style: &str| {
+        json!([[
+            {"access": {"r": {"a": read}}},
+            {"access": {"r": {"s": style}}},
+            {"access": {"w": {"a": write}}},
+            {"access": {"w": {"s": style}}}
+        ]])
+    };
+    let mut fields = Map::new();
+    fields.insert("field_ds_personal_details".into(), grant(1, 0, "A"));
+    fields.insert("field_ds_contact_details".into(), grant(1, 1, "A"));
+    if version >= 2 {
+        fields.insert("field_ds_events".into(), grant(1, 1, "R"));
+    }
+    Value::Object(fields)
+}
+
+/// Body of an FTC (with `key`) or update (without) callback.
+pub fn connection_body(
+    uid: u64,
+    mydexid: &str,
+    key: Option<&str>,
+    nid: &str,
+    version: u32,
+    linking_token: Option<&str>,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("uid".into(), json!(uid));
+    body.insert("mydexid".into(), json!(mydexid));
+    if let Some(key) = key {
+        body.insert("key".into(), json!(key));
+    }
+    body.insert("connection_id".into(), json!(format!("{uid}-{nid}")));
+    body.insert("fields".into(), fields_for_version(version));
+    if let Some(t) = linking_token {
+        body.insert("linking_token".into(), json!(t));
+    }
+    body
+}
+
+/// Body of an identify callback.
+pub fn identify_body(mydexid: &str, linking_token: Option<&str>) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("type".into(), json!("identify"));
+    body.insert("mydexid".into(), json!(mydexid));
+    if let Some(t) = linking_token {
+        body.insert("linking_token".into(), json!(t));
+    }
+    body
+}
+
+/// Body of a notification callback (`uid` is a string, as documented).
+pub fn notification_body(
+    uid: u64,
+    nid: &str,
+    dataset: &str,
+    action: &str,
+    updated_id: &str,
+    message: Option<&str>,
+) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("type".into(), json!("notification"));
+    body.insert("uid".into(), json!(uid.to_string()));
+    let message = message
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("Data for member {uid} has changed"));
+    body.insert("message".into(), json!(message));
+    body.insert("dataset".into(), json!(dataset));
+    body.insert("connection_id".into(), json!(format!("{uid}-{nid}")));
+    body.insert("action".into(), json!(action));
+    body.insert("updated_id".into(), json!(updated_id));
+    body
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => out.push((prefix.to_owned(), if *b { "1" } else { "0" }.to_owned())),
+        Value::Number(n) => out.push((prefix.to_owned(), n.to_string())),
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{prefix}[{k}]"), v, out);
+            }
+        }
+        Value::Array(items) => {
+            let nested = items.iter().all(Value::is_array);
+            for (i, v) in items.iter().enumerate() {
+                let key = if nested {
+                    format!("{prefix}[{i}]")
+                } else {
+                    format!("{prefix}[]")
+                };
+                flatten(&key, v, out);
+            }
+        }
+    }
+}
+
+/// The PHP-bracket form encoding of a body, percent-encoded.
+pub fn form_encode(body: &Map<String, Value>) -> String {
+    let mut pairs = Vec::new();
+    for (k, v) in body {
+        flatten(k, v, &mut pairs);
+    }
+    let mut ser = form_urlencoded_serializer();
+    for (k, v) in &pairs {
+        ser.append_pair(k, v);
+    }
+    ser.finish()
+}
+
+fn form_urlencoded_serializer() -> FormSerializer {
+    FormSerializer(String::new())
+}
+
+/// A tiny `application/x-www-form-urlencoded` writer (brackets encoded too).
+struct FormSerializer(String);
+
+impl FormSerializer {
+    fn append_pair(&mut self, k: &str, v: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        self.0.push_str(&encode_component(k));
+        self.0.push('=');
+        self.0.push_str(&encode_component(v));
+    }
+
+    fn finish(self) -> String {
+        self.0
+    }
+}
+
+fn encode_component(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'*');
+    percent_encoding::utf8_percent_encode(s, SET)
+        .to_string()
+        .replace("%20", "+")
+}
+
+/// Send a callback, retrying connection failures, 5xx and 429.
+pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
+    let (url, format, retries) = {
+        let s = state.settings.read();
+        (
+            s.callback_url.clone(),
+            s.callback_format,
+            s.callback_retries,
+        )
+    };
+    let (content_type, payload) = match format {
+        CallbackFormat::Json => (
+            "application/json",
+            serde_json::to_string(&cb.body).unwrap_or_default(),
+        ),
+        CallbackFormat::Form => ("application/x-www-form-urlencoded", form_encode(&cb.body)),
+    };
+    let method = cb.kind.method();
+    let mut delivery = Delivery {
+        status: None,
+        attempts: 0,
+    };
+    for attempt in 0..=retries {
+        if attempt > 0 {
+            let backoff = Duration::from_millis(100u64 << attempt.min(5));
+            tokio::time::sleep(backoff).await;
+        }
+        delivery.attempts += 1;
+        let result = state
+            .http
+            .request(method.clone(), &url)
+            .header("Authentication", &state.connection.token_hash)
+            .header("Content-Type", content_type)
+            .body(payload.clone())
+            .send()
+            .await;
+        match result {
+            Ok(resp) => {
+                let status = resp.status();
+                delivery.status = Some(status.as_u16());
+                if status.is_success() {
+                    break;
+                }
+                tracing::warn!(
+                    kind = cb.kind.name(),
+                    %url,
+                    status = status.as_u16(),
+                    attempt = delivery.attempts,
+                    "callback answered with an error"
+                );
+                if !(status.is_server_error() || status.as_u16() == 429) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    kind = cb.kind.name(),
+                    %url,
+                    attempt = delivery.attempts,
+                    error = %e,
+                    "callback delivery failed"
+                );
+            }
+        }
+    }
+    if !delivery.status.is_some_and(|s| (200..300).contains(&s)) {
+        tracing::error!(
+            kind = cb.kind.name(),
+            %url,
+            attempts = delivery.attempts,
+            "callback not delivered"
+        );
+    }
+    state.log_callback(CallbackRecord {
+        method: method.to_string(),
+        kind: cb.kind.name().to_owned(),
+        status: delivery.status,
+        attempts: delivery.attempts,
+        linking_token: cb.linking_token,
+        url,
+    });
+    delivery
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding_matches_the_contract_example() {
+        let body = connection_body(1, "RBFish123", Some("CJqV"), "3736", 1, None);
+        let form = form_encode(&body);
+        assert!(form.contains("connection_id=1-3736"));
+        assert!(form.contains("uid=1"));
+        assert!(form.contains("mydexid=RBFish123"));
+        assert!(form.contains("key=CJqV"));
+        assert!(form.contains(
+            "fields%5Bfield_ds_personal_details%5D%5B0%5D%5B%5D%5Baccess%5D%5Br%5D%5Ba%5D=1"
+        ));
+    }
+}
