@@ -272,9 +272,20 @@ async fn wait_for(
             return Ok(matching);
         }
         if start.elapsed() > limit {
+            let mut states = Vec::new();
+            for inv in store.all_invitations() {
+                let inv = inv?;
+                states.push(format!(
+                    "{} {}{}",
+                    inv.invitee.email,
+                    inv.state.as_str(),
+                    inv.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                ));
+            }
             bail!(
-                "timed out: {} of {n} invitations reached the expected state",
-                matching.len()
+                "timed out: {} of {n} invitations reached the expected state: {}",
+                matching.len(),
+                states.join("; ")
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -77,7 +77,7 @@ impl Dispatcher {
     /// Run until cancelled; then wait (bounded by the caller) for steps in flight.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.settings.invitations.concurrency));
-        let mut cursor = 0u64;
+        let mut cursor: Option<u64> = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -97,7 +97,7 @@ impl Dispatcher {
                     }
                 };
             if batch.is_empty() {
-                cursor = 0;
+                cursor = None;
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
@@ -107,7 +107,7 @@ impl Dispatcher {
             }
             let now = now_ms();
             for inv in batch {
-                cursor = inv.id;
+                cursor = Some(inv.id);
                 if inv.next_attempt_ms > now
                     || self
                         .in_flight

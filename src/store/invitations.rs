@@ -156,9 +156,14 @@ impl Store {
             .map_err(unwrap_tx)
     }
 
-    /// Invitations the dispatcher has to work on, in id order after `after`.
-    pub fn work_after(&self, after: u64, limit: usize) -> Result<Vec<Invitation>> {
-        let start = work_key(after.saturating_add(1));
+    /// Invitations the dispatcher has to work on, in id order after `after`
+    /// (from the start with `None`).
+    pub fn work_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Invitation>> {
+        let start = match after {
+            None => work_key(0),
+            Some(id) if id == u64::MAX => return Ok(Vec::new()),
+            Some(id) => work_key(id + 1),
+        };
         let mut out = Vec::new();
         for item in self.idx.range(start..).take(limit) {
             let (k, _) = item?;
