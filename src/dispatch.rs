@@ -147,8 +147,22 @@ impl Dispatcher {
             .await;
     }
 
-    async fn step(&self, inv: Invitation, shutdown: &CancellationToken) {
-        let id = inv.id;
+    async fn step(&self, snapshot: Invitation, shutdown: &CancellationToken) {
+        let id = snapshot.id;
+        // The batch was read a while ago: act on the invitation as it stands
+        // now (this id is marked in flight, so nobody else moves it here).
+        let store = self.store.clone();
+        let inv = match tokio::task::spawn_blocking(move || store.invitation(id)).await {
+            Ok(Ok(inv)) => inv,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the invitation");
+                return;
+            }
+            Err(_) => return,
+        };
+        if inv.next_attempt_ms > now_ms() {
+            return;
+        }
         let state = inv.state;
         let outcome = match state {
             State::Queued => self.issue_link(&inv).await,

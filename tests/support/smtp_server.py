@@ -51,16 +51,22 @@ def main():
     p.add_argument("--defer-4xx", type=int, default=0)
     a = p.parse_args()
     os.makedirs(a.outdir, exist_ok=True)
-    port = a.port
-    if port == 0:
-        import socket
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-    c = Controller(Handler(a.outdir, a.reject_5xx, a.defer_4xx), hostname="127.0.0.1", port=port,
-                   data_size_limit=10 * 1024 * 1024)
-    c.start()
+    handler = Handler(a.outdir, a.reject_5xx, a.defer_4xx)
+    for _ in range(20):
+        port = a.port
+        if port == 0:
+            import socket
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+        c = Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=10 * 1024 * 1024)
+        try:
+            c.start()
+            break
+        except Exception:
+            if a.port:
+                raise
     print(f"listening {port}", flush=True)
     try:
         while True:

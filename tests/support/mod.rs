@@ -1,0 +1,342 @@
+//! The real parts the pipeline tests run against: a real SMTP server process
+//! (aiosmtpd, `smtp_server.py`), the sandbox, the daemon as the real binary,
+//! and a config written the way an operator would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+
+use mail_parser::MimeHeaders;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mydex_connector::sandbox::{self, CallbackFormat, Sandbox, SandboxArgs};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mydex-connector");
+pub const TOKEN: &str = "test-connection-token-0123456789";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Smtp {
+    pub port: u16,
+    pub outdir: PathBuf,
+    _proc: Proc,
+}
+
+/// Start the real SMTP server; `extra` are its fault flags.
+pub fn smtp(dir: &Path, extra: &[&str]) -> Smtp {
+    let outdir = dir.join("mail");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg("--outdir")
+        .arg(&outdir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with aiosmtpd is needed (pip install aiosmtpd; .ci/run installs it)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("smtp server said {line:?}"))
+        .parse()
+        .unwrap();
+    Smtp {
+        port,
+        outdir,
+        _proc: Proc(child),
+    }
+}
+
+impl Smtp {
+    pub fn messages(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.outdir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<PathBuf> {
+        let start = Instant::now();
+        loop {
+            let m = self.messages();
+            if m.len() >= n || start.elapsed() > limit {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub sandbox: Sandbox,
+    pub callback_port: u16,
+    pub admin_port: u16,
+}
+
+pub struct Options {
+    pub format: CallbackFormat,
+    pub fault_rate: f64,
+    pub token_ttl: Duration,
+    pub extra_config: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            format: CallbackFormat::Json,
+            fault_rate: 0.0,
+            token_ttl: Duration::from_secs(3600),
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// Sandbox running, config written (not yet the daemon).
+pub async fn setup(smtp_port: u16, dir: tempfile::TempDir, opts: Options) -> Setup {
+    let callback_port = free_port();
+    let admin_port = free_port();
+    let args = SandboxArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        callback_url: format!("http://127.0.0.1:{callback_port}/mydex/callback"),
+        connection_token: TOKEN.into(),
+        callback_format: opts.format,
+        fault_rate: opts.fault_rate,
+        token_ttl: opts.token_ttl,
+        slow_delay: Duration::from_secs(4),
+        callback_retries: 5,
+        ..Default::default()
+    };
+    let sandbox = sandbox::start(args).await.unwrap();
+    let sbx = sandbox.url();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("client_secret"), "sandbox-secret\n").unwrap();
+    std::fs::write(secrets.join("connection_token"), TOKEN).unwrap();
+    std::fs::write(secrets.join("store.key"), [42u8; 32]).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[mydex]
+api_url = "{sbx}"
+token_url = "{sbx}/oauth2/token"
+client_id = "sandbox-client"
+client_secret_file = "secrets/client_secret"
+connection_nid = "45678"
+connection_token_file = "secrets/connection_token"
+request_timeout = "2s"
+max_attempts = 12
+
+[callback]
+listen = "127.0.0.1:{callback_port}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+
+[smtp]
+url = "smtp://127.0.0.1:{smtp_port}"
+from = "Example Energy <connect@example.com>"
+
+[store]
+path = "db"
+key_file = "secrets/store.key"
+
+[queue]
+dir = "queue"
+poll_interval = "200ms"
+
+[invitations]
+concurrency = 16
+
+[[campaign]]
+name = "meters"
+subject = "Connect meter {{{{ external_ref }}}}"
+rate = "unlimited"
+{extra}
+"#,
+            extra = opts.extra_config
+        ),
+    )
+    .unwrap();
+    Setup {
+        dir,
+        config,
+        sandbox,
+        callback_port,
+        admin_port,
+    }
+}
+
+impl Setup {
+    pub fn daemon(&self) -> Proc {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        // Ready once the admin API answers.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "daemon did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Proc(child)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json prints only JSON")
+    }
+
+    pub fn wait_status(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        limit: Duration,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let s = self.status();
+            if pred(&s) || start.elapsed() > limit {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn callback_url(&self) -> String {
+        format!("http://127.0.0.1:{}/mydex/callback", self.callback_port)
+    }
+}
+
+/// Everything in a file tree, as bytes, for secret scans.
+pub fn contains_bytes(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// A received message: recipient, the link in its text part, the link its QR decodes to.
+pub struct Mail {
+    pub to: String,
+    pub text_link: String,
+    pub html: String,
+    pub qr_link: String,
+    pub message_id: String,
+    pub has_date: bool,
+}
+
+pub fn read_mail(path: &Path) -> Mail {
+    let raw = std::fs::read(path).unwrap();
+    let msg = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("a parseable message");
+    let to = msg
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap()
+        .to_string();
+    let text = msg.body_text(0).unwrap().to_string();
+    let html = msg.body_html(0).unwrap().to_string();
+    let text_link = text
+        .split_whitespace()
+        .find(|w| w.contains("/ftc/begin/"))
+        .expect("link in the text part")
+        .to_string();
+    let png = msg
+        .attachments()
+        .find(|a| {
+            a.content_type()
+                .is_some_and(|c| c.ctype() == "image" && c.subtype() == Some("png"))
+        })
+        .expect("an inline PNG");
+    assert!(png.content_id().is_some(), "the QR image has a Content-ID");
+    let cid = png.content_id().unwrap().to_string();
+    assert!(
+        html.contains(&format!("cid:{cid}")),
+        "the HTML shows the inline QR image"
+    );
+    let img = image::load_from_memory(png.contents()).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    let (_, qr_link) = grids[0].decode().unwrap();
+    Mail {
+        to,
+        text_link,
+        html,
+        qr_link,
+        message_id: msg.message_id().unwrap_or_default().to_string(),
+        has_date: msg.date().is_some(),
+    }
+}
