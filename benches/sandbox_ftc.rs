@@ -48,7 +48,9 @@ fn qr_cost() {
 fn main() -> anyhow::Result<()> {
     let secs = env_num("BENCH_SECS", 5);
     let concurrency = env_num("BENCH_CONCURRENCY", 64) as usize;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     qr_cost();
 
     // The server gets its own runtime (as in the real binary).
@@ -82,7 +84,10 @@ fn main() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let token = token["access_token"].as_str().unwrap_or_default().to_owned();
+        let token = token["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let body = Arc::new(serde_json::to_vec(&json!({
             "connection_nid": "45678",
             "connection_token_hash": hex::encode(Sha512::digest(b"sandbox-connection-token")),
