@@ -50,7 +50,7 @@ enum Command {
         json: bool,
     },
     /// A local stand-in for the Mydex sandbox.
-    Sandbox(mydex_connector::sandbox::SandboxArgs),
+    Sandbox(Box<mydex_connector::sandbox::SandboxArgs>),
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
     Demo(mydex_connector::demo::DemoArgs),
 }
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
             }
             Command::Sandbox(args) => {
                 init_logging("info", LogFormat::Text);
-                mydex_connector::sandbox::run(args).await?;
+                mydex_connector::sandbox::run(*args).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Demo(args) => {
