@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mydex_connector::sandbox::{SandboxArgs, qr_data_uri, start};
+use mydex_connector::sandbox::{SandboxArgs, qr_data_uri, qr_modules, start};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
@@ -39,6 +39,11 @@ fn qr_cost() {
         bytes += qr_data_uri(url).map(|s| s.len()).unwrap_or(0);
     }
     let per = started.elapsed() / n;
+    let started = Instant::now();
+    for _ in 0..n {
+        let _ = std::hint::black_box(qr_modules(url.as_bytes()));
+    }
+    println!("qr: {:?} of it is the QR matrix", started.elapsed() / n);
     println!(
         "qr: {per:?} per QR data URI ({} bytes each), one core",
         bytes / n as usize
@@ -48,7 +53,9 @@ fn qr_cost() {
 fn main() -> anyhow::Result<()> {
     let secs = env_num("BENCH_SECS", 5);
     let concurrency = env_num("BENCH_CONCURRENCY", 64) as usize;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     qr_cost();
 
     // The server gets its own runtime (as in the real binary).
@@ -82,7 +89,10 @@ fn main() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let token = token["access_token"].as_str().unwrap_or_default().to_owned();
+        let token = token["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let body = Arc::new(serde_json::to_vec(&json!({
             "connection_nid": "45678",
             "connection_token_hash": hex::encode(Sha512::digest(b"sandbox-connection-token")),
