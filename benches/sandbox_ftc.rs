@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mydex_connector::sandbox::{SandboxArgs, qr_data_uri, start};
+use mydex_connector::sandbox::{SandboxArgs, qr_data_uri, qr_modules, start};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
@@ -39,6 +39,11 @@ fn qr_cost() {
         bytes += qr_data_uri(url).map(|s| s.len()).unwrap_or(0);
     }
     let per = started.elapsed() / n;
+    let started = Instant::now();
+    for _ in 0..n {
+        let _ = std::hint::black_box(qr_modules(url.as_bytes()));
+    }
+    println!("qr: {:?} of it is the QR matrix", started.elapsed() / n);
     println!(
         "qr: {per:?} per QR data URI ({} bytes each), one core",
         bytes / n as usize

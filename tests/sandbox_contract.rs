@@ -1241,3 +1241,155 @@ async fn restart_is_clean() {
     sb.shutdown().await;
     let _ = secs(0);
 }
+
+#[tokio::test]
+async fn a_link_is_completed_once_even_under_concurrency() {
+    let env = Env::start().await;
+    let url = env.ftc_link(json!({})).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (http, base, url) = (env.http.clone(), env.base.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            http.post(format!("{base}/_sandbox/journeys"))
+                .json(&json!({"url": url, "mydexid": format!("racer{i}"), "email": format!("r{i}@example.com")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1);
+    assert_eq!(statuses.iter().filter(|s| **s == 410).count(), 19);
+    assert_eq!(env.receiver.seen().len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn form_encoding_covers_update_identify_and_notification() {
+    let env = Env::start_with(|a| {
+        a.callback_format = mydex_connector::sandbox::CallbackFormat::Form;
+    })
+    .await;
+    let url = env.ftc_link(json!({})).await;
+    env.journey(json!({"url": url, "mydexid": "alice1", "email": "a@example.com"}))
+        .await;
+    env.settings(json!({"connection_version": 2})).await;
+    let url = env
+        .ftc_link(json!({"mydexid": "alice1", "version": "2", "linking_token": "u"}))
+        .await;
+    let (status, _) = env.journey(json!({"url": url, "mydexid": "alice1"})).await;
+    assert_eq!(status, 200);
+    let cb = env.receiver.last();
+    assert_eq!(cb.method, "PUT");
+    assert_eq!(cb.header("authentication").unwrap(), token_hash());
+    let pairs = cb.form();
+    assert!(pairs.iter().all(|(k, _)| k != "key"));
+    assert!(pairs.contains(&("uid".into(), "1001".into())));
+    assert!(pairs.contains(&("linking_token".into(), "u".into())));
+    assert!(pairs.contains(&(
+        "fields[field_ds_events][0][][access][w][a]".into(),
+        "1".into()
+    )));
+
+    let url = env.identify_link("who").await;
+    env.journey(json!({"url": url, "mydexid": "alice1"})).await;
+    let mut pairs = env.receiver.last().form();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("linking_token".into(), "who".into()),
+            ("mydexid".into(), "alice1".into()),
+            ("type".into(), "identify".into()),
+        ]
+    );
+
+    env.http
+        .post(format!("{}/_sandbox/notify", env.base))
+        .json(&json!({"mydexid": "alice1", "dataset": "ds_events", "action": "update", "updated_id": "9", "message": "hi & bye"}))
+        .send()
+        .await
+        .unwrap();
+    let cb = env.receiver.last();
+    assert!(cb.body.contains("message=hi+%26+bye"));
+    let mut pairs = cb.form();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("action".into(), "update".into()),
+            ("connection_id".into(), "1001-45678".into()),
+            ("dataset".into(), "ds_events".into()),
+            ("message".into(), "hi & bye".into()),
+            ("type".into(), "notification".into()),
+            ("uid".into(), "1001".into()),
+            ("updated_id".into(), "9".into()),
+        ]
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn api_requires_json_content_type() {
+    let env = Env::start().await;
+    let token = env.token().await;
+    for path in ["/ftc/setup", "/identify"] {
+        let resp = env
+            .http
+            .post(format!("{}{path}", env.base))
+            .bearer_auth(&token)
+            .body(env.setup_body().to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            v,
+            json!({"success": 0, "message": "Content-Type must be application/json"})
+        );
+    }
+    // The token endpoint wants a form.
+    let resp = env
+        .http
+        .post(format!("{}/oauth2/token", env.base))
+        .header(
+            "Authorization",
+            Env::basic("sandbox-client", "sandbox-secret"),
+        )
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn update_link_for_an_unknown_member_cannot_register() {
+    let env = Env::start().await;
+    let url = env
+        .ftc_link(json!({"mydexid": "ghost1", "version": 2}))
+        .await;
+    let (status, v) = env
+        .journey(json!({"url": url, "mydexid": "ghost1", "email": "g@example.com"}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(v["errors"], json!(["Unrecognised MydexID or password"]));
+    // A version-1 link naming a member not yet registered lets them register.
+    let url = env.ftc_link(json!({"mydexid": "newbie1"})).await;
+    let (status, v) = env
+        .journey(json!({"url": url, "mydexid": "other22", "email": "o@example.com"}))
+        .await;
+    assert_eq!(status, 403, "{v}");
+    let (status, _) = env
+        .journey(json!({"url": url, "mydexid": "newbie1", "email": "n@example.com"}))
+        .await;
+    assert_eq!(status, 200);
+    env.stop().await;
+}

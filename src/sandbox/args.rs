@@ -371,3 +371,65 @@ impl SandboxArgs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+
+    #[test]
+    fn clap_defaults_match_default_impl() {
+        let parsed = Cli::parse_from(["sandbox"]).args;
+        let d = SandboxArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Cli::parse_from([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--faults",
+            "500,drop",
+            "--token-ttl",
+            "5s",
+            "--callback-format",
+            "form",
+            "--fault-rate",
+            "0.25",
+        ])
+        .args;
+        assert_eq!(a.faults, vec![FaultKind::Status500, FaultKind::Drop]);
+        assert_eq!(a.token_ttl, Duration::from_secs(5));
+        assert_eq!(a.callback_format, CallbackFormat::Form);
+        assert_eq!(a.fault_rate, 0.25);
+        assert!(Cli::try_parse_from(["sandbox", "--fault-rate", "1.5"]).is_err());
+    }
+
+    #[test]
+    fn explicit_flags_win_over_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "nid = \"1\"\nclient_id = \"file-client\"\nlink_ttl = \"3s\"\n",
+        )
+        .expect("write");
+        let args = SandboxArgs {
+            nid: "2".into(),
+            config: Some(path),
+            ..Default::default()
+        };
+        let r = args.resolve().expect("resolves");
+        assert_eq!(r.args.nid, "2");
+        assert_eq!(r.args.client_id, "file-client");
+        assert_eq!(r.args.link_ttl, Duration::from_secs(3));
+    }
+}

@@ -163,39 +163,17 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// The PHP-bracket form encoding of a body, percent-encoded.
+/// The PHP-bracket form encoding of a body, percent-encoded (brackets too).
 pub fn form_encode(body: &Map<String, Value>) -> String {
     let mut pairs = Vec::new();
     for (k, v) in body {
         flatten(k, v, &mut pairs);
     }
-    let mut ser = form_urlencoded_serializer();
-    for (k, v) in &pairs {
-        ser.append_pair(k, v);
-    }
-    ser.finish()
-}
-
-fn form_urlencoded_serializer() -> FormSerializer {
-    FormSerializer(String::new())
-}
-
-/// A tiny `application/x-www-form-urlencoded` writer (brackets encoded too).
-struct FormSerializer(String);
-
-impl FormSerializer {
-    fn append_pair(&mut self, k: &str, v: &str) {
-        if !self.0.is_empty() {
-            self.0.push('&');
-        }
-        self.0.push_str(&encode_component(k));
-        self.0.push('=');
-        self.0.push_str(&encode_component(v));
-    }
-
-    fn finish(self) -> String {
-        self.0
-    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn encode_component(s: &str) -> String {

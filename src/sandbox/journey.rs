@@ -133,8 +133,13 @@ pub fn identify(world: &World, link: &Link, creds: Credentials) -> Result<Identi
         } => {
             let (mydexid, email, password) = (mydexid.trim(), email.trim(), password.trim());
             if link.is_update() {
-                // The update journey only offers a login.
-                return Err(JourneyError::WrongMember);
+                // The update journey only offers a login, for the named member.
+                return Err(match named {
+                    Some(n) if n == mydexid.to_lowercase() => {
+                        JourneyError::invalid(vec![reg::LOGIN_FAILED])
+                    }
+                    _ => JourneyError::WrongMember,
+                });
             }
             if named
                 .as_deref()

@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::callbacks::{self, deliver};
 use super::journey::{self, Credentials, JourneyError};
-use super::state::{AppState, Identity, Link, LinkKind};
+use super::state::{AppState, Identity, Link, LinkKind, World};
 
 /// Escape text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -75,6 +75,7 @@ fn journey_error_page(e: &JourneyError) -> Response {
 /// The page of the single visit: Register and Log in.
 fn link_page(
     link: &Link,
+    allow_register: bool,
     sid: &str,
     errors: &[String],
     values: &HashMap<String, String>,
@@ -89,7 +90,7 @@ fn link_page(
         LinkKind::Ftc => "A service asks to connect to your Personal Data Store.",
     };
     let mut body = format!("<p>{}</p>\n{}", esc(intro), error_list(errors));
-    if link.mydexid.is_none() {
+    if allow_register {
         body.push_str(&format!(
             "<h2>Register</h2>\n<form method=\"post\" action=\"/session/{sid}/register\">\n\
 <label>MydexID <input name=\"mydexid\" value=\"{}\"></label>\n\
@@ -161,6 +162,16 @@ Services Agreement and the terms of service</label>\n\
     layout("Data Sharing and Services Agreement", &body)
 }
 
+/// Registration is offered unless the link names an existing member (and
+/// never for an update).
+fn allow_register(world: &World, link: &Link) -> bool {
+    !link.is_update()
+        && link
+            .mydexid
+            .as_deref()
+            .is_none_or(|m| world.uid_by_mydexid(m).is_none())
+}
+
 /// `GET /ftc/begin/{id}` and `GET /identify/{id}`: the single visit.
 async fn begin(state: &AppState, id: &str, kind: LinkKind) -> Response {
     let mut world = state.world.lock();
@@ -169,7 +180,9 @@ async fn begin(state: &AppState, id: &str, kind: LinkKind) -> Response {
     }
     match journey::visit(&mut world, id) {
         Ok((link, sid)) => {
-            let mut resp = Html(link_page(&link, &sid, &[], &HashMap::new())).into_response();
+            let allow = allow_register(&world, &link);
+            let mut resp =
+                Html(link_page(&link, allow, &sid, &[], &HashMap::new())).into_response();
             resp.headers_mut().insert(
                 header::CACHE_CONTROL,
                 header::HeaderValue::from_static("no-store"),
@@ -249,7 +262,13 @@ async fn authenticate(
             }
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Html(link_page(&link, sid, &errors, &values)),
+                Html(link_page(
+                    &link,
+                    allow_register(&world, &link),
+                    sid,
+                    &errors,
+                    &values,
+                )),
             )
                 .into_response()
         }
