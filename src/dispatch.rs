@@ -125,12 +125,11 @@ impl Dispatcher {
                     s.insert(inv.id);
                 }
                 let me = self.clone();
-                let stop = shutdown.clone();
                 let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
                 tokio::spawn(
                     async move {
                         let id = inv.id;
-                        me.step(inv, &stop).await;
+                        me.step(inv).await;
                         if let Ok(mut s) = me.in_flight.lock() {
                             s.remove(&id);
                         }
@@ -147,7 +146,7 @@ impl Dispatcher {
             .await;
     }
 
-    async fn step(&self, snapshot: Invitation, shutdown: &CancellationToken) {
+    async fn step(&self, snapshot: Invitation) {
         let id = snapshot.id;
         // The batch was read a while ago: act on the invitation as it stands
         // now (this id is marked in flight, so nobody else moves it here).
@@ -166,7 +165,7 @@ impl Dispatcher {
         let state = inv.state;
         let outcome = match state {
             State::Queued => self.issue_link(&inv).await,
-            State::LinkIssued => self.send_mail(&inv, shutdown).await,
+            State::LinkIssued => self.send_mail(&inv).await,
             _ => Ok(Outcome::Skipped),
         };
         let outcome = match outcome {
@@ -253,7 +252,7 @@ impl Dispatcher {
                     })?;
                 // Go straight on to the mail, without a trip through the index.
                 let next = self.store.invitation(inv.id)?;
-                let sent = self.send_mail(&next, &CancellationToken::new()).await?;
+                let sent = self.send_mail(&next).await?;
                 Ok(match sent {
                     Outcome::Sent => Outcome::LinkIssued,
                     other => {
@@ -299,11 +298,7 @@ impl Dispatcher {
         }
     }
 
-    async fn send_mail(
-        &self,
-        inv: &Invitation,
-        _shutdown: &CancellationToken,
-    ) -> Result<Outcome, StoreError> {
+    async fn send_mail(&self, inv: &Invitation) -> Result<Outcome, StoreError> {
         let Some(link) = inv.link.clone() else {
             return Ok(Outcome::Requeued("no link recorded"));
         };
