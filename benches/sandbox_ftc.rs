@@ -100,7 +100,6 @@ fn main() -> anyhow::Result<()> {
             "linking_token": "bench",
         }))?);
         let url = format!("{base}/ftc/setup");
-        // Warm up the connection pool.
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         let started = Instant::now();
@@ -158,8 +157,13 @@ fn main() -> anyhow::Result<()> {
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
     );
+    let where_ = if sandbox.is_some() {
+        "the sandbox in this process"
+    } else {
+        "the sandbox at SANDBOX_URL (if on this machine)"
+    };
     println!(
-        "note: {cores} cores, shared by the reqwest clients and the sandbox in this process; \
+        "note: {cores} cores, shared by the reqwest clients and {where_}; \
          the sandbox alone serves more than this figure"
     );
     if let Some(sb) = sandbox {

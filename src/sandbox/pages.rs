@@ -80,7 +80,14 @@ fn link_page(
     errors: &[String],
     values: &HashMap<String, String>,
 ) -> String {
-    let v = |k: &str| esc(values.get(k).map(String::as_str).unwrap_or(""));
+    let v = |k: &str| {
+        let named = if k == "mydexid" {
+            link.mydexid.as_deref()
+        } else {
+            None
+        };
+        esc(values.get(k).map(String::as_str).or(named).unwrap_or(""))
+    };
     let sid = esc(sid);
     let intro = match link.kind {
         LinkKind::Identify => "A service wants to know your MydexID.",
