@@ -198,6 +198,19 @@ pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, St
     })
 }
 
+/// A file that may have arrived: created, renamed in, or closed after
+/// writing. Not opens and reads: listing the directory and reading a file
+/// raise those, and waking on them made the watcher wake itself forever.
+fn is_arrival(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
 /// Watch the queue directory and ingest files until cancelled.
 pub async fn run(
     store: Store,
@@ -210,8 +223,10 @@ pub async fn run(
     let _watcher = {
         use notify::Watcher;
         let tx = tx.clone();
-        let w = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.try_send(());
+        let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok_and(|ev| is_arrival(&ev.kind)) {
+                let _ = tx.try_send(());
+            }
         });
         match w {
             Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
@@ -351,4 +366,29 @@ fn flatten(inv: &Invitee) -> serde_json::Map<String, serde_json::Value> {
     put("mydexid", &inv.mydexid.as_ref().map(|m| m.to_string()));
     put("campaign", &inv.campaign);
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_arrival;
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn only_arrivals_wake_the_watcher() {
+        assert!(is_arrival(&EventKind::Create(CreateKind::File)));
+        assert!(is_arrival(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(is_arrival(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        // Our own directory listing and file reads must not wake us again.
+        assert!(!is_arrival(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!is_arrival(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!is_arrival(&EventKind::Access(AccessKind::Read)));
+    }
 }

@@ -11,6 +11,7 @@
 
 mod callbacks;
 mod crypto;
+mod durable;
 mod invitations;
 mod records;
 
@@ -46,6 +47,8 @@ pub enum StoreError {
     NotFound(u64),
     #[error("{0}")]
     Crypto(#[from] CryptoError),
+    #[error("cannot flush the store to disk: {0}")]
+    Flush(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -61,6 +64,7 @@ pub struct Store {
     idx: sled::Tree,
     log: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
+    commit: durable::GroupCommit,
 }
 
 const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
@@ -92,7 +96,10 @@ impl Store {
                 meta.flush()?;
             }
         }
+        let commit = durable::GroupCommit::start(db.clone())
+            .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
         Ok(Self {
+            commit,
             invitations: db.open_tree("invitations")?,
             members: db.open_tree("members")?,
             idx: db.open_tree("idx")?,
@@ -103,9 +110,14 @@ impl Store {
     }
 
     /// Make everything written so far durable.
+    /// Callers waiting at the same time share one flush (group commit).
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.commit.flush().await.map_err(StoreError::Flush)
+    }
+
+    /// How many flushes the group commit has run (for metrics and benches).
+    pub fn flushes(&self) -> u64 {
+        self.commit.flushes()
     }
 
     pub fn sealer(&self) -> &Sealer {

@@ -1,0 +1,455 @@
+//! The pipeline's two speed targets, measured through the real binary:
+//!
+//! 1. invitations per second end to end: a CSV placed in the queue → intake →
+//!    `/ftc/setup` on the sandbox → an email with its QR code accepted by a
+//!    local SMTP server (campaign rate "unlimited"); then the journeys are
+//!    completed and the callbacks counted until `status` shows them connected.
+//!    Target: ≥ 500 invitations/s on a 2-core machine.
+//! 2. peak memory (the daemon's VmHWM) while it ingests a 1,000,000-row CSV.
+//!    Target: ≤ 100 MiB.
+//!
+//! Beside each figure it prints the limits of the parts around the daemon,
+//! measured in the same run, so a slow figure can be blamed on the right part.
+//!
+//! Run: `cargo bench --bench pipeline`. Knobs: `BENCH_INVITES` (default
+//! 5000), `BENCH_ROWS` (default 1000000), `BENCH_CONCURRENCY` (the daemon's
+//! `invitations.concurrency`, default 32), `BENCH_SMTP=aiosmtpd` (use the
+//! tests' Python SMTP server, which writes every message to disk, instead of
+//! the in-process SMTP sink), `BENCH_ONLY=e2e|ingest`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A minimal SMTP server that accepts every message and counts it: the
+/// fastest mail server the daemon could talk to, so the figure is the
+/// daemon's own.
+async fn smtp_sink() -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let mut line = Vec::new();
+                if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                let mut in_data = false;
+                loop {
+                    line.clear();
+                    match r.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if in_data {
+                        if line == b".\r\n" {
+                            in_data = false;
+                            c.fetch_add(1, Ordering::Relaxed);
+                            if w.write_all(b"250 queued\r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    let verb = String::from_utf8_lossy(&line[..line.len().min(4)]).to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                        "DATA" => {
+                            in_data = true;
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, count))
+}
+
+/// Peak and current resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// /proc reports times in USER_HZ, which the kernel fixes at 100.
+fn ticks_per_sec() -> f64 {
+    100.0
+}
+
+fn admin_status(port: u16) -> Option<serde_json::Value> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).ok()?;
+    let body = out.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
+}
+
+fn count(status: &serde_json::Value, state: &str) -> u64 {
+    status["invitations"][state].as_u64().unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Place a file in the queue dir the way `enqueue` does: write aside, then
+/// rename, so the watcher never sees half of it.
+fn place(queue: &Path, src: &Path) -> anyhow::Result<()> {
+    let name = src.file_name().context("file name")?;
+    std::fs::rename(src, queue.join(name))?;
+    Ok(())
+}
+
+async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
+    println!("\n== end to end: {invites} invitations, concurrency {concurrency} ==");
+    let dir = tempfile::tempdir()?;
+    let aiosmtpd = std::env::var("BENCH_SMTP").is_ok_and(|v| v == "aiosmtpd");
+    let (smtp_port, sink_count, py) = if aiosmtpd {
+        let s = support::smtp(dir.path(), &[]);
+        (s.port, None, Some(s))
+    } else {
+        let (port, c) = smtp_sink().await?;
+        (port, Some(c), None)
+    };
+    let mailed = || match (&sink_count, &py) {
+        (Some(c), _) => c.load(Ordering::Relaxed),
+        (None, Some(p)) => p.messages().len(),
+        _ => 0,
+    };
+    let setup = support::setup(smtp_port, dir, support::Options::default()).await;
+    let cfg = std::fs::read_to_string(&setup.config)?
+        .replace("concurrency = 16", &format!("concurrency = {concurrency}"));
+    std::fs::write(&setup.config, cfg)?;
+    let daemon = setup.daemon();
+    let pid = daemon.0.id();
+
+    let csv = setup.dir.path().join("bench-invitees.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+        writeln!(f, "email,name,external_ref")?;
+        for i in 0..invites {
+            writeln!(f, "person{i}@example.com,Person {i},MTR-{i:07}")?;
+        }
+    }
+    let queue = setup.dir.path().join("queue");
+    let started = Instant::now();
+    place(&queue, &csv)?;
+    let limit = Duration::from_secs(60 + invites as u64 / 20);
+    let mut last = (Instant::now(), 0usize);
+    while mailed() < invites {
+        if started.elapsed() > limit {
+            bail!("only {} of {invites} mailed after {limit:?}", mailed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if last.0.elapsed() > Duration::from_secs(2) {
+            let n = mailed();
+            println!(
+                "  ... {n} mailed ({:.0}/s over the last 2 s)",
+                (n - last.1) as f64 / last.0.elapsed().as_secs_f64()
+            );
+            last = (Instant::now(), n);
+        }
+    }
+    let mail_secs = started.elapsed().as_secs_f64();
+    let (hwm, _) = rss_kib(pid).unwrap_or((0, 0));
+    println!(
+        "invitations end to end (queue → link → mail accepted): {invites} in {mail_secs:.2} s = {:.0}/s  (target ≥ 500/s; smtp: {})",
+        invites as f64 / mail_secs,
+        if aiosmtpd {
+            "aiosmtpd, writing each message to disk"
+        } else {
+            "in-process sink"
+        }
+    );
+
+    // Journeys: every link completed by the sandbox, callbacks to the daemon.
+    let client = reqwest::Client::new();
+    let state: serde_json::Value = client
+        .get(format!("{}/_sandbox/state", setup.sandbox.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let links: Vec<String> = state["links"]
+        .as_array()
+        .context("links")?
+        .iter()
+        .filter_map(|l| l["url"].as_str().map(str::to_owned))
+        .collect();
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, url) in links.into_iter().enumerate() {
+        let permit = sem.clone().acquire_owned().await?;
+        let client = client.clone();
+        let base = setup.sandbox.url();
+        tasks.spawn(async move {
+            let _permit = permit;
+            client
+                .post(format!("{base}/_sandbox/journeys"))
+                .json(&serde_json::json!({"url": url, "mydexid": format!("bench{i}x"), "email": format!("person{i}@example.com")}))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok += usize::from(r.unwrap_or(false));
+    }
+    loop {
+        let s = admin_status(setup.admin_port).unwrap_or_default();
+        if count(&s, "connected") as usize >= invites {
+            break;
+        }
+        if started.elapsed() > limit {
+            bail!("only {} of {invites} connected", count(&s, "connected"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cb_secs = started.elapsed().as_secs_f64();
+    println!(
+        "journeys → durable callbacks → connected: {ok} in {cb_secs:.2} s = {:.0}/s (32 concurrent journeys)",
+        ok as f64 / cb_secs
+    );
+    println!(
+        "whole flow, queue to connected: {:.0} invitations/s; daemon peak RSS {:.1} MiB",
+        invites as f64 / (mail_secs + cb_secs),
+        mib(rss_kib(pid).map(|r| r.0).unwrap_or(hwm))
+    );
+
+    // The parts around the daemon, alone, in this run.
+    let sbx = setup.sandbox.url();
+    let n = 2000;
+    let token: serde_json::Value = client
+        .post(format!("{sbx}/oauth2/token"))
+        .basic_auth("sandbox-client", Some("sandbox-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "mydex:pdx")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let bearer = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let hash = mydex_connector::mydex::token_hash(support::TOKEN);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let (client, sbx, bearer, hash) =
+            (client.clone(), sbx.clone(), bearer.clone(), hash.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            client
+                .post(format!("{sbx}/ftc/setup"))
+                .bearer_auth(bearer)
+                .json(&serde_json::json!({
+                    "connection_nid": "45678",
+                    "connection_token_hash": hash,
+                    "return_to": "https://sbx-my.mydex.org",
+                    "linking_token": format!("lt_{i:032x}"),
+                }))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok += usize::from(r.unwrap_or(false));
+    }
+    println!(
+        "limit: the sandbox alone serves {:.0} /ftc/setup calls/s ({ok}/{n} ok, 32 clients, same process as the bench)",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    drop(daemon);
+    Ok(())
+}
+
+async fn ingest(rows: usize) -> anyhow::Result<()> {
+    println!("\n== ingest: {rows} rows ==");
+    let dir = tempfile::tempdir()?;
+    let (smtp_port, _sink) = smtp_sink().await?;
+    let setup = support::setup(smtp_port, dir, support::Options::default()).await;
+    // Measure intake alone: the campaign may send one invitation an hour.
+    let cfg =
+        std::fs::read_to_string(&setup.config)?.replace("rate = \"unlimited\"", "rate = \"1/h\"");
+    std::fs::write(&setup.config, cfg)?;
+    let csv = setup.dir.path().join("million.csv");
+    let started = Instant::now();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+        writeln!(f, "email,name,external_ref,tariff")?;
+        for i in 0..rows {
+            writeln!(f, "customer{i}@example.com,Customer {i},MTR-{i:09},green")?;
+        }
+    }
+    let size = std::fs::metadata(&csv)?.len();
+    println!(
+        "wrote {} ({:.1} MiB) in {:.1} s",
+        csv.display(),
+        size as f64 / 1048576.0,
+        started.elapsed().as_secs_f64()
+    );
+    let daemon = setup.daemon();
+    let pid = daemon.0.id();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, idle) = rss_kib(pid).context("daemon gone")?;
+    let cpu0 = cpu_ticks(pid).context("daemon gone")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu1 = cpu_ticks(pid).context("daemon gone")?;
+    println!(
+        "daemon idle: RSS {:.1} MiB, CPU {:.1}% of one core over 3 s",
+        mib(idle),
+        (cpu1 - cpu0) as f64 / ticks_per_sec() / 3.0 * 100.0
+    );
+
+    let queue = setup.dir.path().join("queue");
+    let started = Instant::now();
+    place(&queue, &csv)?;
+    let done = queue.join("done").join("million.csv");
+    let mut peak = 0;
+    let mut last = Instant::now();
+    while !done.exists() {
+        let (hwm, rss) = rss_kib(pid).context("daemon gone during ingest")?;
+        peak = peak.max(hwm);
+        if last.elapsed() > Duration::from_secs(5) {
+            let s = admin_status(setup.admin_port).unwrap_or_default();
+            println!(
+                "  ... {:.0} s: {} stored, RSS {:.1} MiB",
+                started.elapsed().as_secs_f64(),
+                count(&s, "queued") + count(&s, "link_issued") + count(&s, "sent"),
+                mib(rss)
+            );
+            last = Instant::now();
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("ingest did not finish in 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (hwm, rss) = rss_kib(pid).context("daemon gone")?;
+    peak = peak.max(hwm);
+    let s = admin_status(setup.admin_port).unwrap_or_default();
+    let stored = count(&s, "queued") + count(&s, "link_issued") + count(&s, "sent");
+    println!(
+        "ingest: {stored} of {rows} rows stored in {secs:.1} s = {:.0} rows/s",
+        rows as f64 / secs
+    );
+    println!(
+        "ingest: daemon peak RSS {:.1} MiB (target ≤ 100 MiB), RSS after {:.1} MiB",
+        mib(peak),
+        mib(rss)
+    );
+    let db = setup.dir.path().join("db");
+    let on_disk: u64 = walk_size(&db);
+    println!(
+        "store on disk after ingest: {:.1} MiB ({:.0} bytes per invitation)",
+        on_disk as f64 / 1048576.0,
+        on_disk as f64 / rows.max(1) as f64
+    );
+
+    // The disk's own sequential write speed, for scale: the CSV copied.
+    let started = Instant::now();
+    let copy = setup.dir.path().join("copy.csv");
+    std::fs::copy(&done, &copy)?;
+    std::fs::File::open(&copy)?.sync_all()?;
+    println!(
+        "limit: this disk copies the same CSV at {:.0} MiB/s ({:.0} rows/s)",
+        size as f64 / 1048576.0 / started.elapsed().as_secs_f64(),
+        rows as f64 / started.elapsed().as_secs_f64()
+    );
+    drop(daemon);
+    Ok(())
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    println!(
+        "machine: {} cores; daemon = the release binary in its own process; sandbox and SMTP sink in this one",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    if only.is_empty() || only == "e2e" {
+        rt.block_on(end_to_end(
+            env_num("BENCH_INVITES", 5000) as usize,
+            env_num("BENCH_CONCURRENCY", 32),
+        ))?;
+    }
+    if only.is_empty() || only == "ingest" {
+        rt.block_on(ingest(env_num("BENCH_ROWS", 1_000_000) as usize))?;
+    }
+    Ok(())
+}
