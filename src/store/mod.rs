@@ -67,6 +67,11 @@ pub struct Store {
     commit: durable::GroupCommit,
 }
 
+/// sled's page cache. Its default (1 GiB) let the daemon's memory grow with
+/// the number of invitations; the hot set (the work index, open invitations,
+/// counters) fits in far less.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
 
 impl Store {
@@ -74,6 +79,7 @@ impl Store {
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(200))
             .open()?;
         let sealer = Sealer::new(key);
