@@ -95,6 +95,10 @@ pub struct InvitationSettings {
 pub struct ScheduleSettings {
     pub version_check: String,
     pub expiry_check: String,
+    /// Connection-status checks in flight at once during a version sweep.
+    pub sweep_concurrency: usize,
+    /// The version sweep's own limit on status checks (None: unlimited).
+    pub sweep_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +126,19 @@ pub struct Campaign {
     pub text_template: Option<PathBuf>,
     pub html_template: Option<PathBuf>,
     pub rate: Option<Rate>,
+    /// When its mail may go out; None: any time.
+    pub send_window: Option<crate::send_window::SendWindow>,
+    /// Reminders: how long after expiry, and how many (from
+    /// `[invitations]` unless the campaign sets its own).
+    pub reminder_after: Duration,
+    pub max_reminders: u32,
+    pub reminder_subject: String,
+    pub reminder_text_template: Option<PathBuf>,
+    pub reminder_html_template: Option<PathBuf>,
+    /// Failed invitations in a row after which the campaign pauses itself.
+    pub error_threshold: Option<u32>,
+    /// A member found revoked gets a new first-time invitation.
+    pub reconnect_on_revoke: bool,
 }
 
 pub struct Settings {
@@ -241,6 +258,8 @@ struct RawInvitations {
 struct RawSchedule {
     version_check: Option<String>,
     expiry_check: Option<String>,
+    sweep_concurrency: Option<usize>,
+    sweep_rate: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,6 +277,16 @@ struct RawCampaign {
     text_template: Option<PathBuf>,
     html_template: Option<PathBuf>,
     rate: Option<String>,
+    send_window: Option<String>,
+    time_zone: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    reminder_after: Option<Duration>,
+    max_reminders: Option<u32>,
+    reminder_subject: Option<String>,
+    reminder_text_template: Option<PathBuf>,
+    reminder_html_template: Option<PathBuf>,
+    error_threshold: Option<u32>,
+    reconnect_on_revoke: Option<bool>,
 }
 
 // ---- loading --------------------------------------------------------------------
@@ -371,9 +400,14 @@ impl Settings {
             i.concurrency
         );
         out += &format!(
-            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
+            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\nsweep_concurrency = {}\nsweep_rate = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
             self.schedule.version_check,
             self.schedule.expiry_check,
+            self.schedule.sweep_concurrency,
+            self.schedule
+                .sweep_rate
+                .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)))
+                .unwrap_or("unlimited".into()),
             self.log.level,
             match self.log.format {
                 LogFormat::Text => "text",
@@ -399,6 +433,19 @@ impl Settings {
                 c.rate
                     .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)))
                     .unwrap_or("unlimited".into()),
+            );
+            out += &format!(
+                "send_window = {:?}\nreminder_after = {:?}\nmax_reminders = {}\nreminder_subject = {:?}\nerror_threshold = {}\nreconnect_on_revoke = {}\n",
+                c.send_window
+                    .map(|w| format!("{w} ({})", w.tz))
+                    .unwrap_or("(any time)".into()),
+                humantime::format_duration(c.reminder_after).to_string(),
+                c.max_reminders,
+                c.reminder_subject,
+                c.error_threshold
+                    .map(|n| n.to_string())
+                    .unwrap_or("\"off\"".into()),
+                c.reconnect_on_revoke,
             );
         }
         out
@@ -778,13 +825,22 @@ impl Validator {
             ("schedule.version_check", &version_check),
             ("schedule.expiry_check", &expiry_check),
         ] {
-            let fields = expr.split_whitespace().count();
-            if !(6..=7).contains(&fields) {
-                return Err(self.err(
-                    key,
-                    format!("{expr:?} is not a cron expression with seconds (6 or 7 fields)"),
-                ));
-            }
+            crate::schedule::parse_cron(expr).map_err(|m| self.err(key, m))?;
+        }
+        let sweep_concurrency = schedule.sweep_concurrency.unwrap_or(16);
+        if !(1..=1024).contains(&sweep_concurrency) {
+            return Err(self.err("schedule.sweep_concurrency", "must be between 1 and 1024"));
+        }
+        let sweep_rate = match schedule.sweep_rate {
+            None => parse_rate("100/s").map_err(|m| self.err("schedule.sweep_rate", m))?,
+            Some(r) => parse_rate(&r).map_err(|m| self.err("schedule.sweep_rate", m))?,
+        };
+        let default_reminder_after = invitations
+            .reminder_after
+            .unwrap_or(Duration::from_secs(72 * 3600));
+        let default_max_reminders = invitations.max_reminders.unwrap_or(2);
+        if default_max_reminders > 100 {
+            return Err(self.err("invitations.max_reminders", "must be at most 100"));
         }
 
         // [log]
@@ -849,12 +905,53 @@ impl Validator {
                 None => None,
                 Some(r) => parse_rate(&r).map_err(|m| self.err(&key("rate"), m))?,
             };
+            let tz = match &c.time_zone {
+                None => chrono_tz::Tz::UTC,
+                Some(z) => {
+                    crate::send_window::parse_tz(z).map_err(|m| self.err(&key("time_zone"), m))?
+                }
+            };
+            let send_window = match &c.send_window {
+                None => None,
+                Some(w) => Some(
+                    crate::send_window::SendWindow::parse(w, tz)
+                        .map_err(|m| self.err(&key("send_window"), m))?,
+                ),
+            };
+            if c.time_zone.is_some() && send_window.is_none() {
+                return Err(self.err(&key("time_zone"), "only means something with a send_window"));
+            }
+            let max_reminders = c.max_reminders.unwrap_or(default_max_reminders);
+            if max_reminders > 100 {
+                return Err(self.err(&key("max_reminders"), "must be at most 100"));
+            }
+            let reminder_subject = c
+                .reminder_subject
+                .unwrap_or_else(|| format!("Reminder: {subject}"));
+            if reminder_subject.contains(['\r', '\n']) {
+                return Err(self.err(&key("reminder_subject"), "must be one line"));
+            }
+            let reminder_text_template =
+                template("reminder_text_template", c.reminder_text_template)?;
+            let reminder_html_template =
+                template("reminder_html_template", c.reminder_html_template)?;
+            if c.error_threshold == Some(0) {
+                return Err(self.err(&key("error_threshold"), "must be 1 or more"));
+            }
             campaigns.push(Campaign {
                 name,
                 subject,
                 text_template,
                 html_template,
                 rate,
+                send_window,
+                reminder_after: c.reminder_after.unwrap_or(default_reminder_after),
+                max_reminders,
+                reminder_subject,
+                reminder_text_template,
+                reminder_html_template,
+                error_threshold: c.error_threshold,
+                reconnect_on_revoke: c.reconnect_on_revoke.unwrap_or(false),
             });
         }
 
@@ -904,15 +1001,15 @@ impl Validator {
             },
             invitations: InvitationSettings {
                 link_ttl,
-                reminder_after: invitations
-                    .reminder_after
-                    .unwrap_or(Duration::from_secs(72 * 3600)),
-                max_reminders: invitations.max_reminders.unwrap_or(2),
+                reminder_after: default_reminder_after,
+                max_reminders: default_max_reminders,
                 concurrency,
             },
             schedule: ScheduleSettings {
                 version_check,
                 expiry_check,
+                sweep_concurrency,
+                sweep_rate,
             },
             log: LogSettings { level, format },
             campaigns,

@@ -90,6 +90,9 @@ pub struct Invitation {
     pub reminders: u32,
     #[serde(default)]
     pub connection_id: Option<String>,
+    /// When the expiry sweep found the link unused past `link_ttl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_ms: Option<u64>,
     pub created_ms: u64,
     pub updated_ms: u64,
     pub history: Vec<HistoryEntry>,
@@ -118,6 +121,18 @@ pub struct Member {
     pub external_ref: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The last version-sweep check of this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+}
+
+/// What one version-sweep run found for a member.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastCheck {
+    pub run: u64,
+    pub at_ms: u64,
+    pub active: bool,
+    pub version: Option<u32>,
 }
 
 /// A callback kept because nothing matched it (or for the record).

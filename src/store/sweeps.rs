@@ -1,0 +1,219 @@
+//! What the version sweep keeps in the store so that an interrupted run
+//! resumes where it stopped and never checks a member twice: the run record
+//! (`k/{job}` in `idx`: counts and a cursor over the members tree), claims
+//! of members chunk by chunk (the cursor moves past a chunk, durably, before
+//! any of its members is asked about), and each member's last check.
+
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::invitations::unwrap_tx;
+use super::{
+    LastCheck, Member, MemberStatus, Result, Store, StoreError, bump, decode, encode, now_ms,
+    tx_decode,
+};
+
+/// One run of a sweep: where it stands and what it found so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SweepRun {
+    pub run: u64,
+    pub started_ms: u64,
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+    /// Every member up to this key (in key order) has been claimed by the run.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Where the chunk being worked on began (exclusive).
+    #[serde(default)]
+    pub chunk_start: Option<String>,
+    pub checked: u64,
+    pub outdated: u64,
+    pub disconnected: u64,
+    pub invited: u64,
+    pub errors: u64,
+    /// Claimed members whose check was cut short by a crash or shutdown;
+    /// they are checked by the next run, never twice in this one.
+    #[serde(default)]
+    pub interrupted: u64,
+    #[serde(default)]
+    pub resumes: u32,
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+impl SweepRun {
+    pub fn running(&self) -> bool {
+        self.finished_ms.is_none()
+    }
+}
+
+/// What a connection-status check reported for one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckResult {
+    pub active: bool,
+    pub version: Option<u32>,
+}
+
+/// How recording a check changed the member.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub member: Member,
+    /// The member was active and is now disconnected.
+    pub newly_disconnected: bool,
+}
+
+fn run_key(job: &str) -> String {
+    format!("k/{job}")
+}
+
+impl Store {
+    /// The current (or last finished) run of `job`.
+    pub fn sweep_run(&self, job: &str) -> Result<Option<SweepRun>> {
+        self.idx
+            .get(run_key(job))?
+            .map(|v| decode(&v, "sweep run"))
+            .transpose()
+    }
+
+    pub fn save_sweep_run(&self, job: &str, run: &SweepRun) -> Result<()> {
+        self.idx.insert(run_key(job), encode(run))?;
+        Ok(())
+    }
+
+    /// Claim the next `limit` members after the run's cursor: move the
+    /// cursor past them and save the run (the caller flushes before asking
+    /// Mydex about any of them). Returns the active ones among them; `None`
+    /// once the run has seen every member.
+    pub fn claim_members(
+        &self,
+        job: &str,
+        run: &mut SweepRun,
+        limit: usize,
+    ) -> Result<Option<Vec<Member>>> {
+        let start = match &run.cursor {
+            Some(c) => Bound::Excluded(c.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for item in self
+            .members
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = item?;
+            last = Some(String::from_utf8_lossy(&k).into_owned());
+            let m: Member = decode(&v, "member")?;
+            if m.status == MemberStatus::Active {
+                out.push(m);
+            }
+        }
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        run.chunk_start = run.cursor.take();
+        run.cursor = Some(last);
+        self.save_sweep_run(job, run)?;
+        Ok(Some(out))
+    }
+
+    /// After a crash: account for the chunk that was being worked on.
+    /// Members in it that carry this run's check were checked; the others
+    /// are counted as interrupted (not asked again in this run).
+    pub fn settle_interrupted_chunk(
+        &self,
+        job: &str,
+        run: &mut SweepRun,
+        current_version: u32,
+    ) -> Result<()> {
+        let Some(end) = run.cursor.clone() else {
+            return Ok(());
+        };
+        if run.chunk_start.as_deref() == Some(end.as_str()) {
+            return Ok(());
+        }
+        let start = match &run.chunk_start {
+            Some(c) => Bound::Excluded(c.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        for item in self
+            .members
+            .range::<Vec<u8>, _>((start, Bound::Included(end.as_bytes().to_vec())))
+        {
+            let (_, v) = item?;
+            let m: Member = decode(&v, "member")?;
+            match m.last_check {
+                Some(c) if c.run == run.run => {
+                    run.checked += 1;
+                    if !c.active {
+                        run.disconnected += 1;
+                    } else if c.version.is_some_and(|v| v < current_version) {
+                        run.outdated += 1;
+                    }
+                }
+                _ if m.status == MemberStatus::Active => run.interrupted += 1,
+                _ => {}
+            }
+        }
+        run.chunk_start = run.cursor.clone();
+        self.save_sweep_run(job, run)
+    }
+
+    /// Record what Mydex reported for a member: the version it reports (the
+    /// outdated count follows), or the connection gone (→ disconnected).
+    pub fn record_check(
+        &self,
+        connection_id: &str,
+        run: u64,
+        result: CheckResult,
+    ) -> Result<Checked> {
+        (&self.members, &self.idx)
+            .transaction(|(mem_t, idx)| {
+                let bytes = mem_t.get(connection_id.as_bytes())?.ok_or(
+                    sled::transaction::ConflictableTransactionError::Abort(StoreError::Corrupt(
+                        format!("member {connection_id} vanished during the sweep"),
+                    )),
+                )?;
+                let mut m: Member = tx_decode(&bytes, "member")?;
+                let was_active = m.status == MemberStatus::Active;
+                let mut newly_disconnected = false;
+                if was_active {
+                    if result.active {
+                        if let Some(v) = result.version
+                            && v != m.version
+                        {
+                            bump(idx, &format!("c/mv/{}", m.version), -1)?;
+                            bump(idx, &format!("c/mv/{v}"), 1)?;
+                            m.version = v;
+                        }
+                    } else {
+                        bump(idx, &format!("c/mv/{}", m.version), -1)?;
+                        bump(idx, "c/members_disconnected", 1)?;
+                        m.status = MemberStatus::Disconnected;
+                        newly_disconnected = true;
+                    }
+                }
+                let now = now_ms();
+                m.last_check = Some(LastCheck {
+                    run,
+                    at_ms: now,
+                    active: result.active,
+                    version: result.version,
+                });
+                m.updated_ms = now;
+                mem_t.insert(connection_id.as_bytes(), encode(&m))?;
+                Ok(Checked {
+                    member: m,
+                    newly_disconnected,
+                })
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Number of members (any status), for progress.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+}
