@@ -31,7 +31,7 @@ pub use invitations::{InsertOutcome, NewInvitation};
 pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
-pub use sweeps::{CheckResult, Checked, SweepRun};
+pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

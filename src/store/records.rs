@@ -53,7 +53,12 @@ impl State {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Kind {
     Connect,
-    Update { version: u32 },
+    /// Stored as `update_version`: the invitation's own `version` sits next
+    /// to it once flattened into the record.
+    Update {
+        #[serde(rename = "update_version")]
+        version: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,4 +160,37 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_invitation_round_trips() {
+        let inv = Invitation {
+            id: 7,
+            campaign: "c".into(),
+            kind: Kind::Update { version: 3 },
+            version: 3,
+            invitee: serde_json::from_value(serde_json::json!({"email": "a@example.com", "name": null, "external_ref": null, "mydexid": "abc123x", "campaign": null})).unwrap(),
+            state: State::Queued,
+            linking_token: LinkingToken::generate(),
+            link: None,
+            link_issued_ms: None,
+            attempts: 0,
+            next_attempt_ms: 0,
+            reason: None,
+            reminders: 0,
+            connection_id: None,
+            expired_ms: None,
+            created_ms: 1,
+            updated_ms: 1,
+            history: vec![],
+        };
+        let bytes = serde_json::to_vec(&inv).unwrap();
+        let back: Invitation = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.kind, Kind::Update { version: 3 });
+        assert_eq!(back.version, 3);
+    }
 }

@@ -217,3 +217,60 @@ impl Store {
         self.members.len()
     }
 }
+
+/// A member to import as already connected (tests, benchmarks, and moving
+/// members over from another system): the key is sealed like any other.
+pub struct ImportMember<'a> {
+    pub uid: u64,
+    pub connection_id: &'a str,
+    pub mydexid: Option<crate::domain::MydexId>,
+    pub email: Option<String>,
+    pub key: &'a str,
+    pub version: u32,
+    pub campaign: Option<String>,
+}
+
+impl Store {
+    /// Store members as connected, in one transaction per call; a member
+    /// already held is left as it is. Returns how many were added.
+    pub fn import_members(&self, batch: &[ImportMember<'_>]) -> Result<u64> {
+        let now = now_ms();
+        let sealed: Vec<String> = batch
+            .iter()
+            .map(|m| {
+                self.sealer
+                    .seal(m.key.as_bytes(), m.connection_id.as_bytes())
+            })
+            .collect();
+        (&self.members, &self.idx)
+            .transaction(|(mem_t, idx)| {
+                let mut added = 0u64;
+                for (m, sealed_key) in batch.iter().zip(&sealed) {
+                    if mem_t.get(m.connection_id.as_bytes())?.is_some() {
+                        continue;
+                    }
+                    let member = Member {
+                        connection_id: m.connection_id.to_string(),
+                        uid: m.uid,
+                        mydexid: m.mydexid.clone(),
+                        version: m.version,
+                        permissions: serde_json::Value::Null,
+                        status: MemberStatus::Active,
+                        sealed_key: sealed_key.clone(),
+                        invitation_id: None,
+                        campaign: m.campaign.clone(),
+                        email: m.email.clone(),
+                        external_ref: None,
+                        created_ms: now,
+                        updated_ms: now,
+                        last_check: None,
+                    };
+                    mem_t.insert(m.connection_id.as_bytes(), encode(&member))?;
+                    bump(idx, &format!("c/mv/{}", m.version), 1)?;
+                    added += 1;
+                }
+                Ok(added)
+            })
+            .map_err(unwrap_tx)
+    }
+}
