@@ -193,3 +193,194 @@ async fn version_sweep_invites_outdated_members_to_update_and_handles_revoked_on
     assert_eq!(last["outdated"], 0, "{s}");
     assert_eq!(last["invited"], 0, "{s}");
 }
+
+/// Seed `n` connected members at `version` in the sandbox and in the store
+/// (before the daemon starts: the daemon is the store's only owner).
+pub async fn seed_members(setup: &Setup, n: u64, version: u32) -> Vec<serde_json::Value> {
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/_sandbox/members/seed", setup.sandbox.url()))
+        .json(&serde_json::json!({"count": n, "version": version}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let members = r["members"].as_array().unwrap().clone();
+    let store = mydex_connector::store::Store::open(
+        &setup.dir.path().join("db"),
+        &secrecy::SecretBox::new(Box::new([42u8; 32])),
+    )
+    .unwrap();
+    let batch: Vec<mydex_connector::store::ImportMember> = members
+        .iter()
+        .map(|m| mydex_connector::store::ImportMember {
+            uid: m["uid"].as_u64().unwrap(),
+            connection_id: m["connection_id"].as_str().unwrap(),
+            mydexid: Some(
+                mydex_connector::domain::MydexId::parse(m["mydexid"].as_str().unwrap()).unwrap(),
+            ),
+            email: Some(format!("{}@example.com", m["mydexid"].as_str().unwrap())),
+            key: m["key"].as_str().unwrap(),
+            version,
+            campaign: Some("meters".into()),
+        })
+        .collect();
+    assert_eq!(store.import_members(&batch).unwrap(), n);
+    store.flush_blocking().unwrap();
+    drop(store);
+    members
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_killed_halfway_resumes_and_checks_no_member_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(
+        smtp.port,
+        dir,
+        Options {
+            schedule: format!(
+                "version_check = \"{NEVER}\"\nexpiry_check = \"{NEVER}\"\nsweep_concurrency = 2\nsweep_rate = \"5/s\"\n"
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    let members = seed_members(&setup, 40, 1).await;
+    let daemon = setup.daemon();
+    assert_eq!(setup.status()["members"]["total"], 40);
+    sweep_now(&setup, "version");
+    // Kill it (SIGKILL: no chance to save anything) once some are checked.
+    let mut checks = 0;
+    for _ in 0..600 {
+        let state = setup.sandbox_state().await;
+        checks = state["counts"]["status"].as_u64().unwrap();
+        if checks >= 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(checks >= 12, "the sweep did not get going: {}", setup.log());
+    drop(daemon);
+    let before: u64 = setup.sandbox_state().await["counts"]["status"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        before < 40,
+        "killed halfway, not at the end ({before} checks)"
+    );
+
+    // The next start resumes the run on its own.
+    let _daemon = setup.daemon();
+    let s = setup.wait_status(
+        |s| s["sweeps"]["version"]["finished"] == true,
+        Duration::from_secs(60),
+    );
+    let last = &s["sweeps"]["version"]["last"];
+    assert_eq!(last["run"], 1, "the same run, resumed: {s}");
+    assert_eq!(last["resumes"], 1, "{s}");
+    assert!(setup.log().contains("resumed where it stopped"));
+    let checked = last["checked"].as_u64().unwrap();
+    let interrupted = last["interrupted"].as_u64().unwrap();
+    assert_eq!(checked + interrupted, 40, "every member accounted for: {s}");
+    // At most the chunk that was being worked on when it was killed.
+    assert!(interrupted <= 8, "{s}");
+
+    // No member was asked about twice.
+    let state = setup.sandbox_state().await;
+    let per_uid = state["status_checks"].as_object().unwrap();
+    for m in &members {
+        let uid = m["uid"].as_u64().unwrap().to_string();
+        let n = per_uid.get(&uid).and_then(|v| v.as_u64()).unwrap_or(0);
+        assert!(n <= 1, "member {uid} checked {n} times");
+    }
+    let total: u64 = per_uid.values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(total >= checked, "{total} requests for {checked} checks");
+    assert!(total <= 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_links_expire_reminders_bring_fresh_links_and_a_late_callback_still_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(
+        smtp.port,
+        dir,
+        Options {
+            invitations: "link_ttl = \"2s\"\nreminder_after = \"1s\"\nmax_reminders = 2\n".into(),
+            schedule: format!("version_check = \"{NEVER}\"\nexpiry_check = \"* * * * * *\"\n"),
+            ..Options::default()
+        },
+    )
+    .await;
+    // Mydex's links die as fast as ours.
+    setup
+        .sandbox_settings(serde_json::json!({"link_ttl": "2s"}))
+        .await;
+    let _daemon = setup.daemon();
+    enqueue(&setup, "people.csv", &csv("person", 3));
+
+    // Each gets the invitation and two reminders, then nothing more.
+    let paths = smtp.wait_for(9, Duration::from_secs(90));
+    assert_eq!(paths.len(), 9, "{}", setup.log());
+    let s = setup.wait_status(
+        |s| s["invitations"]["expired"] == 3,
+        Duration::from_secs(30),
+    );
+    assert_eq!(s["invitations"]["expired"], 3, "{s}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(smtp.messages().len(), 9, "no reminder past max_reminders");
+    let mails: Vec<Mail> = smtp.messages().iter().map(|p| read_mail(p)).collect();
+    let mut by_person: HashMap<String, Vec<&Mail>> = HashMap::new();
+    for m in &mails {
+        by_person.entry(m.to.clone()).or_default().push(m);
+    }
+    assert_eq!(by_person.len(), 3);
+    for (to, ms) in &by_person {
+        assert_eq!(ms.len(), 3, "{to}");
+        assert!(!ms[0].subject.starts_with("Reminder"), "{}", ms[0].subject);
+        assert!(ms[1].subject.starts_with("Reminder: "), "{}", ms[1].subject);
+        assert!(ms[2].subject.starts_with("Reminder: "));
+        let links: HashSet<&str> = ms.iter().map(|m| m.text_link.as_str()).collect();
+        assert_eq!(links.len(), 3, "a fresh link each time");
+        // The old links are dead at Mydex.
+        let (status, body) = setup.journey(&ms[0].qr_link, "late0x", to).await;
+        assert_eq!(status, 410, "{body}");
+    }
+    assert_eq!(
+        setup.status()["invitations"]["connected"],
+        0,
+        "nobody connected"
+    );
+
+    // A late callback: the invitation is expired here, Mydex's link still
+    // works (it lives longer there), and the member connects.
+    setup
+        .sandbox_settings(serde_json::json!({"link_ttl": "1h"}))
+        .await;
+    enqueue(
+        &setup,
+        "late.csv",
+        "email,name\nlate@example.com,Late Person\n",
+    );
+    let paths = smtp.wait_for(12, Duration::from_secs(60));
+    assert_eq!(paths.len(), 12, "{}", setup.log());
+    let s = setup.wait_status(
+        |s| s["invitations"]["expired"] == 4,
+        Duration::from_secs(30),
+    );
+    assert_eq!(s["invitations"]["expired"], 4, "{s}");
+    let last = read_mail(&paths[11]);
+    assert_eq!(last.to, "late@example.com");
+    let (status, body) = setup.journey(&last.qr_link, "latecomer1", &last.to).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["callback_status"], 200, "{body}");
+    let s = setup.wait_status(
+        |s| s["invitations"]["connected"] == 1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(s["invitations"]["connected"], 1, "{s}");
+    assert_eq!(s["invitations"]["expired"], 3, "{s}");
+    assert_eq!(s["members"]["total"], 1, "{s}");
+}
