@@ -185,6 +185,12 @@ impl Dispatcher {
         if inv.next_attempt_ms > now_ms() {
             return;
         }
+        // Paused (maybe by the step before this one) or out of its window.
+        if let Some(ctl) = &self.control
+            && ctl.hold(&inv.campaign).is_some()
+        {
+            return;
+        }
         let state = inv.state;
         let outcome = match state {
             State::Queued => self.issue_link(&inv).await,

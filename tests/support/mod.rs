@@ -120,7 +120,7 @@ pub struct Options {
     pub token_ttl: Duration,
     /// Appended after the `[[campaign]]` "meters" (its keys, or more tables).
     pub extra_config: String,
-    /// Lines of `[invitations]`.
+    /// Lines of `[invitations]` (default: `concurrency = 16`).
     pub invitations: String,
     /// Lines of `[schedule]` (default: sweeps only when asked).
     pub schedule: String,
@@ -138,7 +138,7 @@ impl Default for Options {
             fault_rate: 0.0,
             token_ttl: Duration::from_secs(3600),
             extra_config: String::new(),
-            invitations: String::new(),
+            invitations: "concurrency = 16\n".into(),
             schedule: format!("version_check = \"{NEVER}\"\nexpiry_check = \"{NEVER}\"\n"),
         }
     }
@@ -201,7 +201,6 @@ dir = "queue"
 poll_interval = "200ms"
 
 [invitations]
-concurrency = 16
 {invitations}
 
 [schedule]
