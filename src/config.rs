@@ -101,6 +101,14 @@ pub struct ScheduleSettings {
     pub sweep_rate: Option<Rate>,
 }
 
+/// Where PDX notifications are passed on (besides being kept and counted).
+pub struct NotificationSettings {
+    /// Program and arguments, run without a shell, the JSON on stdin.
+    pub command: Option<Vec<String>>,
+    pub webhook_url: Option<reqwest::Url>,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -139,6 +147,8 @@ pub struct Campaign {
     pub error_threshold: Option<u32>,
     /// A member found revoked gets a new first-time invitation.
     pub reconnect_on_revoke: bool,
+    /// `invite = "identify"`: learn the invitee's MydexID first.
+    pub identify_first: bool,
 }
 
 pub struct Settings {
@@ -152,6 +162,7 @@ pub struct Settings {
     pub invitations: InvitationSettings,
     pub schedule: ScheduleSettings,
     pub log: LogSettings,
+    pub notifications: NotificationSettings,
     pub campaigns: Vec<Campaign>,
 }
 
@@ -179,7 +190,18 @@ struct RawFile {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    notifications: RawNotifications,
+    #[serde(default)]
     campaign: Vec<RawCampaign>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotifications {
+    command: Option<Vec<String>>,
+    webhook_url: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -287,6 +309,7 @@ struct RawCampaign {
     reminder_html_template: Option<PathBuf>,
     error_threshold: Option<u32>,
     reconnect_on_revoke: Option<bool>,
+    invite: Option<String>,
 }
 
 // ---- loading --------------------------------------------------------------------
@@ -413,6 +436,20 @@ impl Settings {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
             }
+        );
+        out += &format!(
+            "\n[notifications]\ncommand = {:?}\nwebhook_url = {:?}\ntimeout = {:?}\n",
+            self.notifications
+                .command
+                .as_ref()
+                .map(|c| c.join(" "))
+                .unwrap_or("(none)".into()),
+            self.notifications
+                .webhook_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or("(none)".into()),
+            humantime::format_duration(self.notifications.timeout).to_string(),
         );
         for c in &self.campaigns {
             out += &format!(
@@ -620,6 +657,7 @@ impl Validator {
             invitations,
             schedule,
             log,
+            notifications,
             campaign,
         } = raw;
 
@@ -862,6 +900,32 @@ impl Validator {
             }
         };
 
+        // [notifications]
+        let command = match notifications.command {
+            None => None,
+            Some(c) if c.is_empty() || c[0].trim().is_empty() => {
+                return Err(self.err(
+                    "notifications.command",
+                    "must name a program: [\"/path/to/program\", \"arg\", ...]",
+                ));
+            }
+            Some(mut c) => {
+                let program = PathBuf::from(&c[0]);
+                if !program.is_absolute() && c[0].contains('/') {
+                    c[0] = self.path(program).display().to_string();
+                }
+                Some(c)
+            }
+        };
+        let webhook_url = notifications
+            .webhook_url
+            .map(|u| self.url("notifications.webhook_url", &u))
+            .transpose()?;
+        let notify_timeout = notifications.timeout.unwrap_or(Duration::from_secs(10));
+        if notify_timeout.is_zero() {
+            return Err(self.err("notifications.timeout", "must be more than 0s"));
+        }
+
         // [[campaign]]
         if campaign.is_empty() {
             return Err(self.err("campaign", "at least one [[campaign]] is required"));
@@ -935,6 +999,16 @@ impl Validator {
                 template("reminder_text_template", c.reminder_text_template)?;
             let reminder_html_template =
                 template("reminder_html_template", c.reminder_html_template)?;
+            let identify_first = match c.invite.as_deref().unwrap_or("connect") {
+                "connect" => false,
+                "identify" => true,
+                other => {
+                    return Err(self.err(
+                        &key("invite"),
+                        format!("{other:?} is neither \"connect\" nor \"identify\""),
+                    ));
+                }
+            };
             if c.error_threshold == Some(0) {
                 return Err(self.err(&key("error_threshold"), "must be 1 or more"));
             }
@@ -952,6 +1026,7 @@ impl Validator {
                 reminder_html_template,
                 error_threshold: c.error_threshold,
                 reconnect_on_revoke: c.reconnect_on_revoke.unwrap_or(false),
+                identify_first,
             });
         }
 
@@ -1012,6 +1087,11 @@ impl Validator {
                 sweep_rate,
             },
             log: LogSettings { level, format },
+            notifications: NotificationSettings {
+                command,
+                webhook_url,
+                timeout: notify_timeout,
+            },
             campaigns,
         })
     }

@@ -107,6 +107,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         nid: settings.mydex.connection_nid.clone(),
         current_version: settings.mydex.connection_version,
         metrics: metrics.clone(),
+        notify: crate::notify_hook::NotificationHook::new(&settings.notifications),
     });
     let cb_app = callback::router(
         &settings.callback.path,

@@ -264,11 +264,15 @@ impl Dispatcher {
             linking_token: inv.linking_token.as_str().to_string(),
             mydexid: inv.invitee.mydexid.as_ref().map(|m| m.to_string()),
             version: match inv.kind {
-                Kind::Connect => None,
+                Kind::Connect | Kind::Identify => None,
                 Kind::Update { version } => Some(version),
             },
         };
-        match self.mydex.ftc_setup(&req).await {
+        let link = match inv.kind {
+            Kind::Identify => self.mydex.identify(&req.linking_token).await,
+            _ => self.mydex.ftc_setup(&req).await,
+        };
+        match link {
             Ok(link) => {
                 let url = link.url;
                 self.store
@@ -356,6 +360,7 @@ impl Dispatcher {
         let kind = match inv.kind {
             Kind::Connect => "connect",
             Kind::Update { .. } => "update",
+            Kind::Identify => "identify",
         };
         let ctx = MailContext {
             name: inv.invitee.name.as_deref(),

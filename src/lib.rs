@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
 pub mod mydex;
+pub mod notify_hook;
 pub mod rate;
 pub mod sandbox;
 pub mod schedule;

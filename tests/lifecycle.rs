@@ -384,3 +384,143 @@ async fn unused_links_expire_reminders_bring_fresh_links_and_a_late_callback_sti
     assert_eq!(s["invitations"]["expired"], 3, "{s}");
     assert_eq!(s["members"]["total"], 1, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identify_connects_known_members_without_a_new_ftc_and_notifications_are_passed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let seen = dir.path().join("notifications.jsonl");
+    let script = format!(
+        "import sys; open({:?}, 'ab').write(sys.stdin.buffer.read() + b'\\n')",
+        seen.display().to_string()
+    );
+    let setup = setup(
+        smtp.port,
+        dir,
+        Options {
+            extra_config: format!(
+                "\n[[campaign]]\nname = \"returning\"\ninvite = \"identify\"\n\n[notifications]\ncommand = [\"python3\", \"-c\", {script:?}]\n"
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    let members = seed_members(&setup, 1, 1).await;
+    let known = members[0]["mydexid"].as_str().unwrap().to_string();
+    let _daemon = setup.daemon();
+    enqueue(
+        &setup,
+        "returning.csv",
+        "email,campaign\nknown@example.com,returning\nfresh@example.com,returning\n",
+    );
+    smtp.wait_for(2, Duration::from_secs(60));
+    let state = setup.sandbox_state().await;
+    let identify: Vec<&serde_json::Value> = state["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "identify")
+        .collect();
+    assert_eq!(identify.len(), 2, "two identify links: {state}");
+    assert_eq!(state["counts"]["ftc_setup"], 0, "no FTC yet");
+    // Which link went to whom: from the mails' text.
+    let mut link_of = HashMap::new();
+    for p in smtp.messages() {
+        let raw = std::fs::read_to_string(&p).unwrap();
+        let to = if raw.contains("known@example.com") {
+            "known"
+        } else {
+            "fresh"
+        };
+        let link = identify
+            .iter()
+            .map(|l| l["url"].as_str().unwrap())
+            .find(|u| raw.contains(u))
+            .expect("the identify link is in the mail");
+        link_of.insert(to, link.to_string());
+    }
+
+    // A MydexID we hold: connected at once, no FTC.
+    let (status, body) = setup
+        .journey(&link_of["known"], &known, "known@example.com")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["callback_status"], 200, "{body}");
+    let s = setup.wait_status(
+        |s| s["invitations"]["connected"] == 1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(s["invitations"]["connected"], 1, "{s}");
+    assert_eq!(s["callbacks"]["identify"], 1, "{s}");
+    assert_eq!(setup.sandbox_state().await["counts"]["ftc_setup"], 0);
+
+    // A new MydexID: learnt, then a first connection naming it.
+    let (status, body) = setup
+        .journey(&link_of["fresh"], "freshface1", "fresh@example.com")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let paths = smtp.wait_for(3, Duration::from_secs(60));
+    assert_eq!(paths.len(), 3, "{}", setup.log());
+    let ftc = read_mail(&paths[2]);
+    assert_eq!(ftc.to, "fresh@example.com");
+    let state = setup.sandbox_state().await;
+    let link = &links_by_url(&state)[&ftc.text_link];
+    assert_eq!(link["kind"], "ftc");
+    assert_eq!(link["mydexid"], "freshface1", "the learnt MydexID: {link}");
+    let (status, body) = setup
+        .journey(&ftc.qr_link, "freshface1", "fresh@example.com")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let s = setup.wait_status(
+        |s| s["invitations"]["connected"] == 2,
+        Duration::from_secs(30),
+    );
+    assert_eq!(s["invitations"]["connected"], 2, "{s}");
+    assert_eq!(s["members"]["total"], 2, "{s}");
+
+    // Notifications: kept, counted per dataset and action, passed on.
+    // (The same notification twice is a replay: each has its own updated_id.)
+    for (n, (dataset, action)) in [
+        ("ds_events", "create"),
+        ("ds_events", "create"),
+        ("ds_meter", "update"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/_sandbox/notify", setup.sandbox.url()))
+            .json(&serde_json::json!({"mydexid": "freshface1", "dataset": dataset, "action": action, "updated_id": n.to_string()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["callback_status"], 200, "{r}");
+    }
+    let s = setup.status();
+    assert_eq!(s["callbacks"]["notification"], 3, "{s}");
+    let by = &s["callbacks"]["notifications_by_dataset_action"];
+    assert_eq!(by["ds_events/create"], 2, "{s}");
+    assert_eq!(by["ds_meter/update"], 1, "{s}");
+    let start = std::time::Instant::now();
+    let lines = loop {
+        let text = std::fs::read_to_string(&seen).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 3 || start.elapsed() > Duration::from_secs(20) {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(lines.len(), 3, "the command got each notification once");
+    assert!(lines.iter().all(|l| l["type"] == "notification"));
+    assert_eq!(
+        lines.iter().filter(|l| l["dataset"] == "ds_meter").count(),
+        1
+    );
+}

@@ -246,6 +246,7 @@ mod tests {
             reminder_html_template: None,
             error_threshold: None,
             reconnect_on_revoke: false,
+            identify_first: false,
         }
     }
 

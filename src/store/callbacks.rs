@@ -189,6 +189,12 @@ impl Store {
                 }
                 bump(idx, &format!("c/mv/{}", member.version), 1)?;
                 mem_t.insert(creds.connection_id.as_bytes(), encode(&member))?;
+                if let Some(id) = &member.mydexid {
+                    idx.insert(
+                        super::identify::mydexid_key(id.as_str()),
+                        creds.connection_id.as_bytes(),
+                    )?;
+                }
 
                 match invitation {
                     Some(inv) if inv.state != State::Connected => {

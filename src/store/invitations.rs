@@ -29,6 +29,7 @@ fn open_key(campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
     let tag = match kind {
         Kind::Connect => "c".to_string(),
         Kind::Update { version } => format!("u{version}"),
+        Kind::Identify => "c".to_string(),
     };
     format!("o/{campaign}\u{1f}{tag}\u{1f}{}", invitee.identity())
 }

@@ -15,6 +15,7 @@ mod callbacks;
 mod campaigns;
 mod crypto;
 mod expiry;
+mod identify;
 mod invitations;
 mod records;
 mod sweeps;

@@ -59,6 +59,9 @@ pub enum Kind {
         #[serde(rename = "update_version")]
         version: u32,
     },
+    /// Learn a returning member's MydexID first (`/identify`); the identify
+    /// callback then completes it, or turns it into a first connection.
+    Identify,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
