@@ -169,6 +169,36 @@ impl Store {
         run: u64,
         result: CheckResult,
     ) -> Result<Checked> {
+        // The common case, nothing but the check to note (active, same
+        // version): a compare-and-swap on the member alone, no transaction.
+        // If anything else changed the member meanwhile, the transaction
+        // below does it properly.
+        if let Some(old) = self.members.get(connection_id.as_bytes())? {
+            let mut m: Member = decode(&old, "member")?;
+            if m.status == MemberStatus::Active
+                && result.active
+                && result.version.is_none_or(|v| v == m.version)
+            {
+                let now = now_ms();
+                m.last_check = Some(LastCheck {
+                    run,
+                    at_ms: now,
+                    active: true,
+                    version: result.version,
+                });
+                m.updated_ms = now;
+                if self
+                    .members
+                    .compare_and_swap(connection_id.as_bytes(), Some(old), Some(encode(&m)))?
+                    .is_ok()
+                {
+                    return Ok(Checked {
+                        member: m,
+                        newly_disconnected: false,
+                    });
+                }
+            }
+        }
         (&self.members, &self.idx)
             .transaction(|(mem_t, idx)| {
                 let bytes = mem_t.get(connection_id.as_bytes())?.ok_or(
