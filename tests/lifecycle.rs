@@ -394,12 +394,28 @@ async fn identify_connects_known_members_without_a_new_ftc_and_notifications_are
         "import sys; open({:?}, 'ab').write(sys.stdin.buffer.read() + b'\\n')",
         seen.display().to_string()
     );
+    // An operator's webhook: a real HTTP server keeping what it is sent.
+    let hooked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let keep = hooked.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
     let setup = setup(
         smtp.port,
         dir,
         Options {
             extra_config: format!(
-                "\n[[campaign]]\nname = \"returning\"\ninvite = \"identify\"\n\n[notifications]\ncommand = [\"python3\", \"-c\", {script:?}]\n"
+                "\n[[campaign]]\nname = \"returning\"\ninvite = \"identify\"\n\n[notifications]\ncommand = [\"python3\", \"-c\", {script:?}]\nwebhook_url = \"http://127.0.0.1:{hook_port}/hook\"\n"
             ),
             ..Options::default()
         },
@@ -522,5 +538,16 @@ async fn identify_connects_known_members_without_a_new_ftc_and_notifications_are
     assert_eq!(
         lines.iter().filter(|l| l["dataset"] == "ds_meter").count(),
         1
+    );
+    let start = std::time::Instant::now();
+    while hooked.lock().unwrap().len() < 3 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let posted = hooked.lock().unwrap().clone();
+    assert_eq!(posted.len(), 3, "the webhook got each notification once");
+    assert!(
+        posted
+            .iter()
+            .all(|p| p["type"] == "notification" && p["connection_id"].is_string())
     );
 }
