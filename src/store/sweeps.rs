@@ -310,3 +310,125 @@ impl Store {
             .map_err(unwrap_tx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CallbackOutcome, Credentials, InsertOutcome, Kind, NewInvitation, State};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(
+            &dir.path().join("db"),
+            &secrecy::SecretBox::new(Box::new([3u8; 32])),
+        )
+        .unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn an_update_without_linking_token_completes_the_members_update_invitation() {
+        let (_d, s) = store();
+        let mydexid = crate::domain::MydexId::parse("alice123").unwrap();
+        s.import_members(&[ImportMember {
+            uid: 1001,
+            connection_id: "1001-45678",
+            mydexid: Some(mydexid.clone()),
+            email: Some("alice@example.com".into()),
+            key: "member-key",
+            version: 1,
+            campaign: Some("c".into()),
+        }])
+        .unwrap();
+        assert_eq!(s.counts(2).unwrap().members_outdated, 1);
+        let invitee: crate::domain::Invitee = serde_json::from_value(serde_json::json!({
+            "email": "alice@example.com", "name": null, "external_ref": null,
+            "mydexid": "alice123", "campaign": null
+        }))
+        .unwrap();
+        let new = || NewInvitation {
+            campaign: "c".into(),
+            kind: Kind::Update { version: 2 },
+            version: 2,
+            invitee: invitee.clone(),
+        };
+        let InsertOutcome::Inserted(id) = s.insert_for_member(new(), "1001-45678", &[]).unwrap()
+        else {
+            panic!("inserted")
+        };
+        // The same update again while it is open: not twice.
+        assert_eq!(
+            s.insert_for_member(new(), "1001-45678", &[]).unwrap(),
+            InsertOutcome::Duplicate(id)
+        );
+        let creds = Credentials {
+            uid: 1001,
+            mydexid: Some(mydexid),
+            key: None,
+            connection_id: "1001-45678".into(),
+            fields: serde_json::json!({"ds": 1}),
+            linking_token: None,
+        };
+        let out = s.apply_credentials(&creds, true, &[9u8; 32], 2).unwrap();
+        assert_eq!(
+            out,
+            CallbackOutcome::Updated {
+                invitation_id: Some(id)
+            }
+        );
+        assert_eq!(s.invitation(id).unwrap().state, State::Connected);
+        let m = s.member("1001-45678").unwrap().unwrap();
+        assert_eq!(m.version, 2);
+        assert_eq!(s.counts(2).unwrap().members_outdated, 0);
+        assert_eq!(s.counts(2).unwrap().members_total, 1);
+    }
+
+    #[test]
+    fn claims_move_past_each_chunk_and_a_crash_is_settled() {
+        let (_d, s) = store();
+        let keys: Vec<String> = (0..10).map(|i| format!("{}-45678", 1000 + i)).collect();
+        let batch: Vec<ImportMember> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ImportMember {
+                uid: 1000 + i as u64,
+                connection_id: k,
+                mydexid: None,
+                email: None,
+                key: "k",
+                version: 1,
+                campaign: None,
+            })
+            .collect();
+        s.import_members(&batch).unwrap();
+        let mut run = SweepRun {
+            run: 1,
+            ..SweepRun::default()
+        };
+        let first = s.claim_members("t", &mut run, 4).unwrap().unwrap();
+        assert_eq!(first.len(), 4);
+        // Two of the four were checked before the "crash".
+        for m in &first[..2] {
+            s.record_check(
+                &m.connection_id,
+                1,
+                CheckResult {
+                    active: true,
+                    version: Some(1),
+                },
+            )
+            .unwrap();
+        }
+        let mut resumed = s.sweep_run("t").unwrap().unwrap();
+        s.settle_interrupted_chunk("t", &mut resumed, 1).unwrap();
+        assert_eq!(resumed.checked, 2);
+        assert_eq!(resumed.interrupted, 2);
+        let rest = s.claim_members("t", &mut resumed, 100).unwrap().unwrap();
+        assert_eq!(
+            rest.len(),
+            6,
+            "the resumed run starts after the claimed chunk"
+        );
+        assert!(s.claim_members("t", &mut resumed, 100).unwrap().is_none());
+    }
+}
