@@ -96,6 +96,10 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.settings.invitations.concurrency));
         let mut cursor: Option<u64> = None;
+        // A pass over the whole index that started nothing (everything held
+        // by a pause or send window, or waiting to retry) is not repeated
+        // at once: a large paused campaign must not keep a core busy.
+        let mut started_in_pass = false;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -119,8 +123,13 @@ impl Dispatcher {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(if started_in_pass {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::from_secs(2)
+                    }) => {}
                 }
+                started_in_pass = false;
                 continue;
             }
             let now = now_ms();
@@ -146,6 +155,7 @@ impl Dispatcher {
                 };
                 if let Ok(mut s) = self.in_flight.lock() {
                     s.insert(inv.id);
+                    started_in_pass = true;
                 }
                 let me = self.clone();
                 let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
