@@ -95,6 +95,18 @@ pub struct InvitationSettings {
 pub struct ScheduleSettings {
     pub version_check: String,
     pub expiry_check: String,
+    /// Connection-status checks in flight at once during a version sweep.
+    pub sweep_concurrency: usize,
+    /// The version sweep's own limit on status checks (None: unlimited).
+    pub sweep_rate: Option<Rate>,
+}
+
+/// Where PDX notifications are passed on (besides being kept and counted).
+pub struct NotificationSettings {
+    /// Program and arguments, run without a shell, the JSON on stdin.
+    pub command: Option<Vec<String>>,
+    pub webhook_url: Option<reqwest::Url>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +134,21 @@ pub struct Campaign {
     pub text_template: Option<PathBuf>,
     pub html_template: Option<PathBuf>,
     pub rate: Option<Rate>,
+    /// When its mail may go out; None: any time.
+    pub send_window: Option<crate::send_window::SendWindow>,
+    /// Reminders: how long after expiry, and how many (from
+    /// `[invitations]` unless the campaign sets its own).
+    pub reminder_after: Duration,
+    pub max_reminders: u32,
+    pub reminder_subject: String,
+    pub reminder_text_template: Option<PathBuf>,
+    pub reminder_html_template: Option<PathBuf>,
+    /// Failed invitations in a row after which the campaign pauses itself.
+    pub error_threshold: Option<u32>,
+    /// A member found revoked gets a new first-time invitation.
+    pub reconnect_on_revoke: bool,
+    /// `invite = "identify"`: learn the invitee's MydexID first.
+    pub identify_first: bool,
 }
 
 pub struct Settings {
@@ -135,6 +162,7 @@ pub struct Settings {
     pub invitations: InvitationSettings,
     pub schedule: ScheduleSettings,
     pub log: LogSettings,
+    pub notifications: NotificationSettings,
     pub campaigns: Vec<Campaign>,
 }
 
@@ -162,7 +190,18 @@ struct RawFile {
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
+    notifications: RawNotifications,
+    #[serde(default)]
     campaign: Vec<RawCampaign>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotifications {
+    command: Option<Vec<String>>,
+    webhook_url: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +280,8 @@ struct RawInvitations {
 struct RawSchedule {
     version_check: Option<String>,
     expiry_check: Option<String>,
+    sweep_concurrency: Option<usize>,
+    sweep_rate: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,6 +299,17 @@ struct RawCampaign {
     text_template: Option<PathBuf>,
     html_template: Option<PathBuf>,
     rate: Option<String>,
+    send_window: Option<String>,
+    time_zone: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    reminder_after: Option<Duration>,
+    max_reminders: Option<u32>,
+    reminder_subject: Option<String>,
+    reminder_text_template: Option<PathBuf>,
+    reminder_html_template: Option<PathBuf>,
+    error_threshold: Option<u32>,
+    reconnect_on_revoke: Option<bool>,
+    invite: Option<String>,
 }
 
 // ---- loading --------------------------------------------------------------------
@@ -371,14 +423,33 @@ impl Settings {
             i.concurrency
         );
         out += &format!(
-            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
+            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\nsweep_concurrency = {}\nsweep_rate = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
             self.schedule.version_check,
             self.schedule.expiry_check,
+            self.schedule.sweep_concurrency,
+            self.schedule
+                .sweep_rate
+                .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)))
+                .unwrap_or("unlimited".into()),
             self.log.level,
             match self.log.format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
             }
+        );
+        out += &format!(
+            "\n[notifications]\ncommand = {:?}\nwebhook_url = {:?}\ntimeout = {:?}\n",
+            self.notifications
+                .command
+                .as_ref()
+                .map(|c| c.join(" "))
+                .unwrap_or("(none)".into()),
+            self.notifications
+                .webhook_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or("(none)".into()),
+            humantime::format_duration(self.notifications.timeout).to_string(),
         );
         for c in &self.campaigns {
             out += &format!(
@@ -399,6 +470,19 @@ impl Settings {
                 c.rate
                     .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)))
                     .unwrap_or("unlimited".into()),
+            );
+            out += &format!(
+                "send_window = {:?}\nreminder_after = {:?}\nmax_reminders = {}\nreminder_subject = {:?}\nerror_threshold = {}\nreconnect_on_revoke = {}\n",
+                c.send_window
+                    .map(|w| format!("{w} ({})", w.tz))
+                    .unwrap_or("(any time)".into()),
+                humantime::format_duration(c.reminder_after).to_string(),
+                c.max_reminders,
+                c.reminder_subject,
+                c.error_threshold
+                    .map(|n| n.to_string())
+                    .unwrap_or("\"off\"".into()),
+                c.reconnect_on_revoke,
             );
         }
         out
@@ -573,6 +657,7 @@ impl Validator {
             invitations,
             schedule,
             log,
+            notifications,
             campaign,
         } = raw;
 
@@ -778,13 +863,22 @@ impl Validator {
             ("schedule.version_check", &version_check),
             ("schedule.expiry_check", &expiry_check),
         ] {
-            let fields = expr.split_whitespace().count();
-            if !(6..=7).contains(&fields) {
-                return Err(self.err(
-                    key,
-                    format!("{expr:?} is not a cron expression with seconds (6 or 7 fields)"),
-                ));
-            }
+            crate::schedule::parse_cron(expr).map_err(|m| self.err(key, m))?;
+        }
+        let sweep_concurrency = schedule.sweep_concurrency.unwrap_or(16);
+        if !(1..=1024).contains(&sweep_concurrency) {
+            return Err(self.err("schedule.sweep_concurrency", "must be between 1 and 1024"));
+        }
+        let sweep_rate = match schedule.sweep_rate {
+            None => parse_rate("100/s").map_err(|m| self.err("schedule.sweep_rate", m))?,
+            Some(r) => parse_rate(&r).map_err(|m| self.err("schedule.sweep_rate", m))?,
+        };
+        let default_reminder_after = invitations
+            .reminder_after
+            .unwrap_or(Duration::from_secs(72 * 3600));
+        let default_max_reminders = invitations.max_reminders.unwrap_or(2);
+        if default_max_reminders > 100 {
+            return Err(self.err("invitations.max_reminders", "must be at most 100"));
         }
 
         // [log]
@@ -805,6 +899,32 @@ impl Validator {
                 ));
             }
         };
+
+        // [notifications]
+        let command = match notifications.command {
+            None => None,
+            Some(c) if c.is_empty() || c[0].trim().is_empty() => {
+                return Err(self.err(
+                    "notifications.command",
+                    "must name a program: [\"/path/to/program\", \"arg\", ...]",
+                ));
+            }
+            Some(mut c) => {
+                let program = PathBuf::from(&c[0]);
+                if !program.is_absolute() && c[0].contains('/') {
+                    c[0] = self.path(program).display().to_string();
+                }
+                Some(c)
+            }
+        };
+        let webhook_url = notifications
+            .webhook_url
+            .map(|u| self.url("notifications.webhook_url", &u))
+            .transpose()?;
+        let notify_timeout = notifications.timeout.unwrap_or(Duration::from_secs(10));
+        if notify_timeout.is_zero() {
+            return Err(self.err("notifications.timeout", "must be more than 0s"));
+        }
 
         // [[campaign]]
         if campaign.is_empty() {
@@ -849,12 +969,64 @@ impl Validator {
                 None => None,
                 Some(r) => parse_rate(&r).map_err(|m| self.err(&key("rate"), m))?,
             };
+            let tz = match &c.time_zone {
+                None => chrono_tz::Tz::UTC,
+                Some(z) => {
+                    crate::send_window::parse_tz(z).map_err(|m| self.err(&key("time_zone"), m))?
+                }
+            };
+            let send_window = match &c.send_window {
+                None => None,
+                Some(w) => Some(
+                    crate::send_window::SendWindow::parse(w, tz)
+                        .map_err(|m| self.err(&key("send_window"), m))?,
+                ),
+            };
+            if c.time_zone.is_some() && send_window.is_none() {
+                return Err(self.err(&key("time_zone"), "only means something with a send_window"));
+            }
+            let max_reminders = c.max_reminders.unwrap_or(default_max_reminders);
+            if max_reminders > 100 {
+                return Err(self.err(&key("max_reminders"), "must be at most 100"));
+            }
+            let reminder_subject = c
+                .reminder_subject
+                .unwrap_or_else(|| format!("Reminder: {subject}"));
+            if reminder_subject.contains(['\r', '\n']) {
+                return Err(self.err(&key("reminder_subject"), "must be one line"));
+            }
+            let reminder_text_template =
+                template("reminder_text_template", c.reminder_text_template)?;
+            let reminder_html_template =
+                template("reminder_html_template", c.reminder_html_template)?;
+            let identify_first = match c.invite.as_deref().unwrap_or("connect") {
+                "connect" => false,
+                "identify" => true,
+                other => {
+                    return Err(self.err(
+                        &key("invite"),
+                        format!("{other:?} is neither \"connect\" nor \"identify\""),
+                    ));
+                }
+            };
+            if c.error_threshold == Some(0) {
+                return Err(self.err(&key("error_threshold"), "must be 1 or more"));
+            }
             campaigns.push(Campaign {
                 name,
                 subject,
                 text_template,
                 html_template,
                 rate,
+                send_window,
+                reminder_after: c.reminder_after.unwrap_or(default_reminder_after),
+                max_reminders,
+                reminder_subject,
+                reminder_text_template,
+                reminder_html_template,
+                error_threshold: c.error_threshold,
+                reconnect_on_revoke: c.reconnect_on_revoke.unwrap_or(false),
+                identify_first,
             });
         }
 
@@ -904,17 +1076,22 @@ impl Validator {
             },
             invitations: InvitationSettings {
                 link_ttl,
-                reminder_after: invitations
-                    .reminder_after
-                    .unwrap_or(Duration::from_secs(72 * 3600)),
-                max_reminders: invitations.max_reminders.unwrap_or(2),
+                reminder_after: default_reminder_after,
+                max_reminders: default_max_reminders,
                 concurrency,
             },
             schedule: ScheduleSettings {
                 version_check,
                 expiry_check,
+                sweep_concurrency,
+                sweep_rate,
             },
             log: LogSettings { level, format },
+            notifications: NotificationSettings {
+                command,
+                webhook_url,
+                timeout: notify_timeout,
+            },
             campaigns,
         })
     }

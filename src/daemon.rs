@@ -1,5 +1,5 @@
-//! Wiring: open the store, bind the listeners, start intake, dispatcher and
-//! servers, and stop them all on SIGTERM/SIGINT (stop taking work, let steps
+//! Wiring: open the store, bind the listeners, start intake, dispatcher,
+//! the lifecycle (sweeps on cron, campaign control) and servers, and stop them all on SIGTERM/SIGINT (stop taking work, let steps
 //! in flight finish within a bound, flush the store).
 
 use std::net::SocketAddr;
@@ -11,8 +11,10 @@ use secrecy::ExposeSecret;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::campaigns::CampaignControl;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
+use crate::lifecycle::Lifecycle;
 use crate::mail::{Mailer, Templates};
 use crate::metrics::Metrics;
 use crate::mydex::MydexClient;
@@ -73,12 +75,39 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
     let wake = Arc::new(tokio::sync::Notify::new());
     let mut tasks = JoinSet::new();
 
+    // The lifecycle: campaign control, version and expiry sweeps on cron.
+    let control = {
+        let (store, campaigns) = (store.clone(), settings.campaigns.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || CampaignControl::new(store, &campaigns))
+                .await?
+                .context("cannot read campaign pauses from the store")?,
+        )
+    };
+    let lifecycle = Lifecycle::start(
+        settings.clone(),
+        store.clone(),
+        mydex.clone(),
+        control.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the sweep scheduler")?;
+    let stop = shutdown.clone();
+    let lc = lifecycle.clone();
+    tasks.spawn(async move {
+        stop.cancelled().await;
+        lc.stop().await;
+    });
+
     let cb_state = Arc::new(callback::CallbackState {
         store: store.clone(),
         expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),
         nid: settings.mydex.connection_nid.clone(),
         current_version: settings.mydex.connection_version,
         metrics: metrics.clone(),
+        notify: crate::notify_hook::NotificationHook::new(&settings.notifications),
     });
     let cb_app = callback::router(
         &settings.callback.path,
@@ -101,8 +130,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         campaigns: settings.campaigns.iter().map(|c| c.name.clone()).collect(),
         metrics: metrics.clone(),
         started: std::time::Instant::now(),
+        lifecycle: Some(lifecycle.clone()),
     });
-    let admin_app = admin::router(admin_state);
+    let admin_app = admin::router(admin_state).merge(crate::server::lifecycle::router(Arc::new(
+        crate::server::lifecycle::LifecycleApi {
+            lifecycle,
+            token: settings.admin.token.clone(),
+        },
+    )));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = axum::serve(admin_listener, admin_app)
@@ -120,15 +155,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         shutdown.clone(),
     ));
 
-    let dispatcher = Arc::new(Dispatcher::new(
-        settings.clone(),
-        store.clone(),
-        mydex,
-        mailer,
-        templates,
-        metrics,
-        wake,
-    ));
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            settings.clone(),
+            store.clone(),
+            mydex,
+            mailer,
+            templates,
+            metrics,
+            wake,
+        )
+        .with_control(control),
+    );
     tasks.spawn(dispatcher.run(shutdown.clone()));
 
     tracing::info!(callback = %callback_addr, admin = %admin_addr, store = %settings.store.path.display(), queue = %settings.queue.dir.display(), "mydex-connector running");

@@ -3,7 +3,9 @@
 //! `invitations.concurrency` in flight and each campaign's exact rate.
 //! Every step is a compare-and-swap, so a restart resumes where it stood;
 //! an invitation whose mail was in flight at a crash is mailed again with
-//! the same (still unused) link.
+//! the same (still unused) link. A campaign that is paused or outside its
+//! send window is skipped (see `campaigns.rs`); a reminder is mailed with
+//! the campaign's reminder templates.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::campaigns::CampaignControl;
 use crate::config::Settings;
 use crate::mail::{MailContext, MailError, Mailer, Templates, build_message, qr_png};
 use crate::metrics::Metrics;
@@ -30,6 +33,8 @@ pub struct Dispatcher {
     pub wake: Arc<Notify>,
     limits: HashMap<String, Arc<SlidingWindow>>,
     in_flight: Arc<Mutex<HashSet<u64>>>,
+    /// Pauses, send windows and error thresholds (none: every campaign sends).
+    control: Option<Arc<CampaignControl>>,
 }
 
 /// What one step did, for the log.
@@ -71,6 +76,19 @@ impl Dispatcher {
             wake,
             limits,
             in_flight: Arc::default(),
+            control: None,
+        }
+    }
+
+    /// Let `control` hold campaigns that are paused or outside their window.
+    pub fn with_control(mut self, control: Arc<CampaignControl>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    fn note_failure(&self, campaign: &str, why: &str) {
+        if let Some(c) = &self.control {
+            c.failed(campaign, why);
         }
     }
 
@@ -78,6 +96,10 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let permits = Arc::new(Semaphore::new(self.settings.invitations.concurrency));
         let mut cursor: Option<u64> = None;
+        // A pass over the whole index that started nothing (everything held
+        // by a pause or send window, or waiting to retry) is not repeated
+        // at once: a large paused campaign must not keep a core busy.
+        let mut started_in_pass = false;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -101,13 +123,23 @@ impl Dispatcher {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(if started_in_pass {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::from_secs(2)
+                    }) => {}
                 }
+                started_in_pass = false;
                 continue;
             }
             let now = now_ms();
             for inv in batch {
                 cursor = Some(inv.id);
+                if let Some(ctl) = &self.control
+                    && ctl.hold(&inv.campaign).is_some()
+                {
+                    continue;
+                }
                 if inv.next_attempt_ms > now
                     || self
                         .in_flight
@@ -123,6 +155,7 @@ impl Dispatcher {
                 };
                 if let Ok(mut s) = self.in_flight.lock() {
                     s.insert(inv.id);
+                    started_in_pass = true;
                 }
                 let me = self.clone();
                 let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
@@ -160,6 +193,12 @@ impl Dispatcher {
             Err(_) => return,
         };
         if inv.next_attempt_ms > now_ms() {
+            return;
+        }
+        // Paused (maybe by the step before this one) or out of its window.
+        if let Some(ctl) = &self.control
+            && ctl.hold(&inv.campaign).is_some()
+        {
             return;
         }
         let state = inv.state;
@@ -235,11 +274,15 @@ impl Dispatcher {
             linking_token: inv.linking_token.as_str().to_string(),
             mydexid: inv.invitee.mydexid.as_ref().map(|m| m.to_string()),
             version: match inv.kind {
-                Kind::Connect => None,
+                Kind::Connect | Kind::Identify => None,
                 Kind::Update { version } => Some(version),
             },
         };
-        match self.mydex.ftc_setup(&req).await {
+        let link = match inv.kind {
+            Kind::Identify => self.mydex.identify(&req.linking_token).await,
+            _ => self.mydex.ftc_setup(&req).await,
+        };
+        match link {
             Ok(link) => {
                 let url = link.url;
                 self.store
@@ -265,7 +308,11 @@ impl Dispatcher {
                 why: e.to_string(),
                 after: retry_delay(inv.attempts),
             }),
-            Err(e) => Ok(Outcome::Failed(e.to_string())),
+            Err(e) => {
+                let why = e.to_string();
+                self.note_failure(&inv.campaign, &why);
+                Ok(Outcome::Failed(why))
+            }
         }
     }
 
@@ -323,6 +370,7 @@ impl Dispatcher {
         let kind = match inv.kind {
             Kind::Connect => "connect",
             Kind::Update { .. } => "update",
+            Kind::Identify => "identify",
         };
         let ctx = MailContext {
             name: inv.invitee.name.as_deref(),
@@ -332,6 +380,8 @@ impl Dispatcher {
             campaign: &campaign.name,
             kind,
             version: inv.version,
+            reminder: inv.reminders,
+            max_reminders: campaign.max_reminders,
             link: &link,
             qr_src: &qr_src,
             subject: String::new(),
@@ -352,11 +402,17 @@ impl Dispatcher {
             Ok(m) => m,
             Err(e) => return Ok(Outcome::Failed(e)),
         };
-        if let Some(limit) = self.limits.get(&campaign.name) {
-            limit.acquire().await;
-        }
-        match self.mailer.send(message).await {
+        let slot = match self.limits.get(&campaign.name) {
+            Some(limit) => Some(limit.acquire().await),
+            None => None,
+        };
+        let sent = self.mailer.send(message).await;
+        drop(slot);
+        match sent {
             Ok(()) => {
+                if let Some(c) = &self.control {
+                    c.sent(&campaign.name);
+                }
                 self.metrics
                     .emails_sent
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -366,24 +422,28 @@ impl Dispatcher {
                         i.next_attempt_ms = 0;
                         i.reason = None;
                     })?;
-                tracing::info!(state = "sent", email = %inv.invitee.email, "invitation mailed");
+                tracing::info!(state = "sent", email = %inv.invitee.email, reminder = inv.reminders, "invitation mailed");
                 Ok(Outcome::Sent)
             }
             Err(MailError::Permanent(why)) => {
                 self.metrics
                     .emails_failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(Outcome::Failed(format!("SMTP refused: {why}")))
+                let why = format!("SMTP refused: {why}");
+                self.note_failure(&campaign.name, &why);
+                Ok(Outcome::Failed(why))
             }
             Err(MailError::Transient(why)) => {
                 self.metrics
                     .emails_deferred
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if inv.attempts + 1 >= self.settings.smtp.max_attempts {
-                    Ok(Outcome::Failed(format!(
+                    let why = format!(
                         "SMTP still failing after {} attempts: {why}",
                         inv.attempts + 1
-                    )))
+                    );
+                    self.note_failure(&campaign.name, &why);
+                    Ok(Outcome::Failed(why))
                 } else {
                     Ok(Outcome::Retry {
                         why,

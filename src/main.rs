@@ -49,10 +49,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a sweep now in the running daemon (unless one is running).
+    Sweep {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(value_enum)]
+        job: SweepJob,
+    },
+    /// Pause or resume a campaign in the running daemon.
+    Campaign {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(value_enum)]
+        action: CampaignAction,
+        name: String,
+        /// Why (kept with the pause, shown in status).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// A local stand-in for the Mydex sandbox.
     Sandbox(Box<mydex_connector::sandbox::SandboxArgs>),
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
     Demo(mydex_connector::demo::DemoArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SweepJob {
+    Version,
+    Expiry,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CampaignAction {
+    Pause,
+    Resume,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -136,6 +166,47 @@ fn main() -> ExitCode {
                 init_logging("warn", LogFormat::Text);
                 let settings = load(&config)?;
                 mydex_connector::status::print(&settings, json).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Sweep { config, job } => {
+                init_logging("warn", LogFormat::Text);
+                let settings = load(&config)?;
+                let name = match job {
+                    SweepJob::Version => "version",
+                    SweepJob::Expiry => "expiry",
+                };
+                let doc = mydex_connector::admin_client::post(
+                    &settings,
+                    &format!("/sweeps/{name}"),
+                    None,
+                )
+                .await?;
+                println!("{doc}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Campaign {
+                config,
+                action,
+                name,
+                reason,
+            } => {
+                init_logging("warn", LogFormat::Text);
+                let settings = load(&config)?;
+                let (verb, body) = match action {
+                    CampaignAction::Pause => {
+                        ("pause", Some(serde_json::json!({ "reason": reason })))
+                    }
+                    CampaignAction::Resume => ("resume", None),
+                };
+                let path = format!(
+                    "/campaigns/{}/{verb}",
+                    percent_encoding::utf8_percent_encode(
+                        &name,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                );
+                let doc = mydex_connector::admin_client::post(&settings, &path, body).await?;
+                println!("{doc}");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Sandbox(args) => {

@@ -101,6 +101,46 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
             good.replace("[invitations]", "[invitations]\nlink_ttl = \"48h\""),
             "invitations.link_ttl",
         ),
+        (
+            "cron without seconds",
+            good.replace("[schedule]", "[schedule]\nexpiry_check = \"*/5 * * * *\"")
+                .replace(&format!("expiry_check = \"{NEVER}\"\n"), ""),
+            "schedule.expiry_check",
+        ),
+        (
+            "cron out of range",
+            good.replace(
+                &format!("version_check = \"{NEVER}\""),
+                "version_check = \"0 0 25 * * *\"",
+            ),
+            "schedule.version_check",
+        ),
+        (
+            "bad sweep rate",
+            good.replace("[schedule]", "[schedule]\nsweep_rate = \"fast\""),
+            "schedule.sweep_rate",
+        ),
+        (
+            "bad send window",
+            good.replace(
+                "rate = \"unlimited\"",
+                "rate = \"unlimited\"\nsend_window = \"weekdays 9-5\"",
+            ),
+            "campaign[0].send_window",
+        ),
+        (
+            "unknown time zone",
+            good.replace(
+                "rate = \"unlimited\"",
+                "rate = \"unlimited\"\nsend_window = \"Mon-Fri 09:00-18:00\"\ntime_zone = \"Europe/Atlantis\"",
+            ),
+            "campaign[0].time_zone",
+        ),
+        (
+            "zero error threshold",
+            good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nerror_threshold = 0"),
+            "campaign[0].error_threshold",
+        ),
     ];
     for (what, text, key) in cases {
         let path = setup.dir.path().join("case.toml");

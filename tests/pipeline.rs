@@ -129,7 +129,7 @@ async fn hundred_invitees_connect_with_form_callbacks_and_faults() {
         format: CallbackFormat::Form,
         fault_rate: 0.2,
         token_ttl: Duration::from_secs(3),
-        extra_config: String::new(),
+        ..Options::default()
     })
     .await;
 }

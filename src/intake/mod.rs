@@ -185,14 +185,20 @@ pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, St
     let campaign = match &invitee.campaign {
         Some(name) => settings
             .campaign(name)
-            .ok_or_else(|| format!("campaign {name:?} is not configured"))?
-            .name
-            .clone(),
-        None => settings.default_campaign().name.clone(),
+            .ok_or_else(|| format!("campaign {name:?} is not configured"))?,
+        None => settings.default_campaign(),
     };
+    // A campaign that identifies first asks for the MydexID of invitees
+    // whose MydexID we do not know yet.
+    let kind = if campaign.identify_first && invitee.mydexid.is_none() {
+        Kind::Identify
+    } else {
+        Kind::Connect
+    };
+    let campaign = campaign.name.clone();
     Ok(NewInvitation {
         campaign,
-        kind: Kind::Connect,
+        kind,
         version: settings.mydex.connection_version,
         invitee,
     })

@@ -12,6 +12,8 @@ use crate::config::Campaign;
 
 const BUILTIN_TEXT: &str = include_str!("../../config/templates/invite.txt");
 const BUILTIN_HTML: &str = include_str!("../../config/templates/invite.html");
+const BUILTIN_REMINDER_TEXT: &str = include_str!("../../config/templates/reminder.txt");
+const BUILTIN_REMINDER_HTML: &str = include_str!("../../config/templates/reminder.html");
 
 #[derive(Debug, thiserror::Error)]
 #[error("campaign {campaign:?}: `{key}`: {message}")]
@@ -31,6 +33,9 @@ pub struct MailContext<'a> {
     pub campaign: &'a str,
     pub kind: &'a str,
     pub version: u32,
+    /// 0 for the first mail; n for the n-th reminder (its own templates).
+    pub reminder: u32,
+    pub max_reminders: u32,
     pub link: &'a str,
     /// `cid:` URL of the inline QR image.
     pub qr_src: &'a str,
@@ -82,6 +87,25 @@ impl Templates {
                 .map_err(|e| err("text_template", e.to_string()))?;
             env.add_template_owned(format!("{}/body.html", c.name), html)
                 .map_err(|e| err("html_template", e.to_string()))?;
+            let text = read(
+                "reminder_text_template",
+                &c.reminder_text_template,
+                BUILTIN_REMINDER_TEXT,
+            )?;
+            let html = read(
+                "reminder_html_template",
+                &c.reminder_html_template,
+                BUILTIN_REMINDER_HTML,
+            )?;
+            env.add_template_owned(
+                format!("{}/reminder/subject.txt", c.name),
+                c.reminder_subject.clone(),
+            )
+            .map_err(|e| err("reminder_subject", e.to_string()))?;
+            env.add_template_owned(format!("{}/reminder/text.txt", c.name), text)
+                .map_err(|e| err("reminder_text_template", e.to_string()))?;
+            env.add_template_owned(format!("{}/reminder/body.html", c.name), html)
+                .map_err(|e| err("reminder_html_template", e.to_string()))?;
         }
         let t = Self { env };
         for c in campaigns {
@@ -92,6 +116,16 @@ impl Templates {
 
     /// Render a sample and insist the link is in both parts.
     fn check(&self, c: &Campaign) -> Result<(), TemplateError> {
+        self.check_one(c, 0)?;
+        self.check_one(c, 1)
+    }
+
+    fn check_one(&self, c: &Campaign, reminder: u32) -> Result<(), TemplateError> {
+        let (text_key, html_key) = if reminder == 0 {
+            ("text_template", "html_template")
+        } else {
+            ("reminder_text_template", "reminder_html_template")
+        };
         let vars = BTreeMap::new();
         let link = "https://sbx-api.mydex.org/ftc/begin/CHECK-LINK-1234";
         let ctx = MailContext {
@@ -102,6 +136,8 @@ impl Templates {
             campaign: &c.name,
             kind: "connect",
             version: 1,
+            reminder,
+            max_reminders: c.max_reminders,
             link,
             qr_src: "cid:qr",
             subject: String::new(),
@@ -115,14 +151,14 @@ impl Templates {
         if !r.text.contains(link) {
             return Err(TemplateError {
                 campaign: c.name.clone(),
-                key: "text_template",
+                key: text_key,
                 message: "must include {{ link }}".into(),
             });
         }
         if !r.html.contains(link) {
             return Err(TemplateError {
                 campaign: c.name.clone(),
-                key: "html_template",
+                key: html_key,
                 message: "must include {{ link }}".into(),
             });
         }
@@ -130,9 +166,14 @@ impl Templates {
     }
 
     pub fn render(&self, campaign: &str, mut ctx: MailContext<'_>) -> Result<Rendered, String> {
+        let prefix = if ctx.reminder > 0 {
+            format!("{campaign}/reminder")
+        } else {
+            campaign.to_string()
+        };
         let get = |part: &str| {
             self.env
-                .get_template(&format!("{campaign}/{part}"))
+                .get_template(&format!("{prefix}/{part}"))
                 .map_err(|e| format!("template {part}: {e}"))
         };
         let subject_raw = get("subject.txt")?
@@ -197,6 +238,15 @@ mod tests {
             text_template: None,
             html_template: None,
             rate: None,
+            send_window: None,
+            reminder_after: std::time::Duration::from_secs(3600),
+            max_reminders: 2,
+            reminder_subject: format!("Reminder: {subject}"),
+            reminder_text_template: None,
+            reminder_html_template: None,
+            error_threshold: None,
+            reconnect_on_revoke: false,
+            identify_first: false,
         }
     }
 
@@ -215,6 +265,8 @@ mod tests {
                     campaign: "c1",
                     kind: "connect",
                     version: 1,
+                    reminder: 0,
+                    max_reminders: 2,
                     link: "https://x.example/ftc/begin/1",
                     qr_src: "cid:qr",
                     subject: String::new(),

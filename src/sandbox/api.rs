@@ -225,6 +225,7 @@ pub async fn connection_status(
         .map(str::trim)
         .ok_or_else(denied)?;
     let uid: u64 = uid.parse().map_err(|_| denied())?;
+    *state.status_checks.lock().entry(uid).or_default() += 1;
     if con_id != format!("{uid}-{nid}") {
         return Err(denied());
     }

@@ -17,7 +17,7 @@ use super::args::{CallbackFormat, FaultKind};
 use super::callbacks::{self, Callback, CallbackKind, deliver};
 use super::errors::ApiError;
 use super::journey::{self, Credentials, JourneyError};
-use super::state::{AppState, Identity};
+use super::state::{AppState, Identity, random_id};
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
@@ -155,7 +155,14 @@ pub async fn state_dump(State(state): State<Arc<AppState>>) -> Json<Value> {
         (members, links)
     };
     let c = &state.counts;
+    let status_checks: serde_json::Map<String, Value> = state
+        .status_checks
+        .lock()
+        .iter()
+        .map(|(uid, n)| (uid.to_string(), json!(n)))
+        .collect();
     Json(json!({
+        "status_checks": status_checks,
         "requests": requests,
         "members": members,
         "links": links,
@@ -186,6 +193,53 @@ pub async fn revoke(
     Ok(Json(
         json!({"uid": uid, "mydexid": member.mydexid, "revoked": true}),
     ))
+}
+
+/// Body of `POST /_sandbox/members/seed`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedRequest {
+    count: u64,
+    version: Option<u32>,
+    prefix: Option<String>,
+}
+
+/// `POST /_sandbox/members/seed`: add `count` members already connected
+/// (at `version`), for load tests and benchmarks that need many members
+/// without as many journeys. Answers each member's uid, MydexID and key.
+pub async fn seed(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: SeedRequest = parse_json(&body)?;
+    if req.count > 1_000_000 {
+        return Err(ApiError::control(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "count: at most 1000000",
+        ));
+    }
+    let prefix = req.prefix.unwrap_or_else(|| "seed".into());
+    let version = req.version.unwrap_or(1).max(1);
+    let nid = state.connection.nid.clone();
+    let mut world = state.world.lock();
+    let mut out = Vec::with_capacity(req.count as usize);
+    for _ in 0..req.count {
+        let n = world.members.len();
+        let mydexid = format!("{prefix}{n}x");
+        let uid = world.add_member(
+            mydexid.clone(),
+            format!("{mydexid}@example.com"),
+            format!("pw-{mydexid}-secret"),
+            format!("pk-{mydexid}-private-key"),
+        );
+        let key = random_id(40);
+        if let Some(m) = world.member_mut(uid) {
+            m.key = Some(key.clone());
+            m.version = version;
+        }
+        out.push(json!({"uid": uid, "mydexid": mydexid, "connection_id": format!("{uid}-{nid}"), "key": key}));
+    }
+    Ok(Json(json!({ "members": out })))
 }
 
 /// Body of `POST /_sandbox/notify`.

@@ -67,6 +67,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/_sandbox/journeys", post(control::journeys))
         .route("/_sandbox/state", get(control::state_dump))
         .route("/_sandbox/members/{mydexid}/revoke", post(control::revoke))
+        .route("/_sandbox/members/seed", post(control::seed))
         .route("/_sandbox/notify", post(control::notify))
         .route(
             "/_sandbox/settings",

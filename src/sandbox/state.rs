@@ -239,6 +239,8 @@ pub struct AppState {
     pub requests: Mutex<VecDeque<RequestRecord>>,
     pub callbacks: Mutex<VecDeque<CallbackRecord>>,
     pub counts: Counts,
+    /// `/connection/status` requests per member uid (tests count checks).
+    pub status_checks: Mutex<HashMap<u64, u64>>,
     pub http: reqwest::Client,
 }
 
@@ -272,6 +274,7 @@ impl AppState {
             requests: Mutex::new(VecDeque::new()),
             callbacks: Mutex::new(VecDeque::new()),
             counts: Counts::default(),
+            status_checks: Mutex::new(HashMap::new()),
             http,
         })
     }

@@ -1,5 +1,6 @@
 //! The admin API (loopback by default): `/healthz`, `/status` with the JSON
-//! of DESIGN.md, `/metrics` in Prometheus text format.
+//! of DESIGN.md (plus, with the lifecycle running, `sweeps` and a
+//! `campaigns` object by name), `/metrics` in Prometheus text format.
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ pub struct AdminState {
     pub campaigns: Vec<String>,
     pub metrics: Arc<Metrics>,
     pub started: std::time::Instant,
+    /// Sweeps and campaign states for the status document.
+    pub lifecycle: Option<Arc<crate::lifecycle::Lifecycle>>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -57,12 +60,18 @@ pub fn status_json(
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
     let s = st.clone();
     match tokio::task::spawn_blocking(move || {
-        status_json(
+        let mut doc = status_json(
             &s.store,
             s.current_version,
             &s.campaigns,
             s.started.elapsed().as_secs(),
-        )
+        )?;
+        if let (Some(l), Some(obj)) = (&s.lifecycle, doc.as_object_mut()) {
+            for (k, v) in l.status_parts() {
+                obj.insert(k.into(), v);
+            }
+        }
+        Ok::<_, crate::store::StoreError>(doc)
     })
     .await
     {

@@ -23,6 +23,8 @@ pub struct CallbackState {
     pub nid: String,
     pub current_version: u32,
     pub metrics: Arc<Metrics>,
+    /// Where notifications are passed on, if configured.
+    pub notify: Option<Arc<crate::notify_hook::NotificationHook>>,
 }
 
 pub fn router(path: &str, body_limit: usize, state: Arc<CallbackState>) -> Router {
@@ -107,6 +109,12 @@ async fn handle(
         Callback::Event(crate::store::Event::Identify { .. }) => "identify",
         Callback::Event(crate::store::Event::Notification { .. }) => "notification",
     };
+    let pass_on = match (&cb, &st.notify) {
+        (Callback::Event(crate::store::Event::Notification { .. }), Some(_)) => {
+            Some(redacted.clone())
+        }
+        _ => None,
+    };
     let store = st.store.clone();
     let version = st.current_version;
     let method_s = method.to_string();
@@ -119,6 +127,17 @@ async fn handle(
             );
             let out = store.apply_credentials(c, is_put, &digest, version);
             (out, c.linking_token.clone(), Some(c.connection_id.clone()))
+        }
+        Callback::Event(crate::store::Event::Identify {
+            mydexid,
+            linking_token,
+        }) => {
+            let digest = callback::digest(&method_s, &redacted, None);
+            let out = match crate::domain::MydexId::parse(mydexid) {
+                Ok(id) => store.apply_identify(&id, linking_token.as_deref(), &redacted, &digest),
+                Err(_) => store.record_event(&cb_event(mydexid, linking_token), &redacted, &digest),
+            };
+            (out, linking_token.clone(), None)
         }
         Callback::Event(ev) => {
             let digest = callback::digest(&method_s, &redacted, None);
@@ -179,6 +198,9 @@ async fn handle(
         }
         CallbackOutcome::Recorded => {
             tracing::info!(kind, "callback event recorded");
+            if let (Some(hook), Some(body)) = (&st.notify, pass_on) {
+                hook.dispatch(body);
+            }
             "recorded"
         }
     };
@@ -188,4 +210,13 @@ async fn handle(
         axum::Json(serde_json::json!({ "status": status })),
     )
         .into_response()
+}
+
+/// An identify event as recorded when its MydexID does not parse (the
+/// callback parser already checks it, so this is belt and braces).
+fn cb_event(mydexid: &str, linking_token: &Option<String>) -> crate::store::Event {
+    crate::store::Event::Identify {
+        mydexid: mydexid.to_string(),
+        linking_token: linking_token.clone(),
+    }
 }

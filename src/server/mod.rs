@@ -2,4 +2,6 @@
 //! operators (loopback by default).
 
 pub mod admin;
+pub mod bearer;
 pub mod callback;
+pub mod lifecycle;

@@ -91,6 +91,24 @@ impl Store {
                     },
                     None => None,
                 };
+                // An update without a linking_token we know completes the
+                // update invitation queued for this member, if one is open.
+                let invitation = match invitation {
+                    None if is_update => {
+                        match idx.get(format!("m/{}", creds.connection_id).as_bytes())? {
+                            Some(id) => inv_t
+                                .get(super::id_key(super::decode_u64(&id)))?
+                                .map(|b| tx_decode::<super::Invitation>(&b, "invitation"))
+                                .transpose()?
+                                .filter(|i| {
+                                    matches!(i.kind, super::Kind::Update { .. })
+                                        && !matches!(i.state, State::Failed | State::Connected)
+                                }),
+                            None => None,
+                        }
+                    }
+                    other => other,
+                };
                 let existing: Option<Member> = mem_t
                     .get(creds.connection_id.as_bytes())?
                     .map(|b| tx_decode(&b, "member"))
@@ -160,6 +178,7 @@ impl Store {
                         .or(existing.as_ref().and_then(|m| m.external_ref.clone())),
                     created_ms: existing.as_ref().map(|m| m.created_ms).unwrap_or(now),
                     updated_ms: now,
+                    last_check: existing.as_ref().and_then(|m| m.last_check),
                 };
                 if let Some(old) = &existing {
                     if old.status == MemberStatus::Active {
@@ -170,6 +189,12 @@ impl Store {
                 }
                 bump(idx, &format!("c/mv/{}", member.version), 1)?;
                 mem_t.insert(creds.connection_id.as_bytes(), encode(&member))?;
+                if let Some(id) = &member.mydexid {
+                    idx.insert(
+                        super::identify::mydexid_key(id.as_str()),
+                        creds.connection_id.as_bytes(),
+                    )?;
+                }
 
                 match invitation {
                     Some(inv) if inv.state != State::Connected => {

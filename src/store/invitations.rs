@@ -29,6 +29,7 @@ fn open_key(campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
     let tag = match kind {
         Kind::Connect => "c".to_string(),
         Kind::Update { version } => format!("u{version}"),
+        Kind::Identify => "c".to_string(),
     };
     format!("o/{campaign}\u{1f}{tag}\u{1f}{}", invitee.identity())
 }
@@ -46,6 +47,45 @@ impl Store {
         batch: &[NewInvitation],
         progress: Option<(&str, u64)>,
     ) -> Result<Vec<InsertOutcome>> {
+        self.insert_inner(batch, progress, &[], None)
+    }
+
+    /// Insert one invitation for a member we hold (an update, or a new first
+    /// connection after a revoke): an earlier invitation of the same kind in
+    /// one of `closed` states does not stand in its way, and the member's
+    /// `connection_id` then leads to it (`m/` index), so an update callback
+    /// without a `linking_token` still completes it.
+    pub fn insert_for_member(
+        &self,
+        new: NewInvitation,
+        connection_id: &str,
+        closed: &[State],
+    ) -> Result<InsertOutcome> {
+        let out = self.insert_inner(&[new], None, closed, Some(connection_id))?;
+        out.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("insert returned nothing".into()))
+    }
+
+    /// The invitation last queued for a member (see `insert_for_member`).
+    pub fn member_invitation(&self, connection_id: &str) -> Result<Option<Invitation>> {
+        match self.idx.get(format!("m/{connection_id}"))? {
+            Some(id) => match self.invitation(super::decode_u64(&id)) {
+                Ok(inv) => Ok(Some(inv)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn insert_inner(
+        &self,
+        batch: &[NewInvitation],
+        progress: Option<(&str, u64)>,
+        closed: &[State],
+        member: Option<&str>,
+    ) -> Result<Vec<InsertOutcome>> {
         let mut ids = Vec::with_capacity(batch.len());
         for _ in batch {
             ids.push(self.db.generate_id()?);
@@ -60,9 +100,10 @@ impl Store {
                 if let Some(existing) = idx.get(okey.as_bytes())? {
                     let existing_id = super::decode_u64(&existing);
                     let still_open = match inv_t.get(id_key(existing_id))? {
-                        Some(bytes) => tx_decode::<Invitation>(&bytes, "invitation")?
-                            .state
-                            .is_open(),
+                        Some(bytes) => {
+                            let state = tx_decode::<Invitation>(&bytes, "invitation")?.state;
+                            state.is_open() && !closed.contains(&state)
+                        }
                         None => false,
                     };
                     if still_open {
@@ -85,6 +126,7 @@ impl Store {
                     reason: None,
                     reminders: 0,
                     connection_id: None,
+                    expired_ms: None,
                     created_ms: now,
                     updated_ms: now,
                     history: vec![super::HistoryEntry {
@@ -97,6 +139,9 @@ impl Store {
                 idx.insert(okey.as_bytes(), &id_key(*id))?;
                 idx.insert(format!("t/{}", token.as_str()).as_bytes(), &id_key(*id))?;
                 idx.insert(work_key(*id), &[])?;
+                if let Some(conn) = member {
+                    idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
+                }
                 added += 1;
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
@@ -252,6 +297,13 @@ pub(super) fn tx_transition(
             idx.insert(work_key(id), &[])?;
         } else {
             idx.remove(work_key(id))?;
+        }
+        // The expiry sweep's index: mailed links it may expire, expired
+        // invitations it may remind.
+        if matches!(to, State::Sent | State::Expired) {
+            idx.insert(super::expiry::expiry_key(id), &[])?;
+        } else {
+            idx.remove(super::expiry::expiry_key(id))?;
         }
     }
     Ok(inv)

@@ -7,13 +7,19 @@
 //! sealed key), `idx` (prefixed keys: `t/` linking token → id, `o/` open
 //! invitee → id, `w/` work to dispatch, `c/` counters, `q/` intake progress),
 //! `log` (unmatched callbacks, identify and notification events, replay
-//! digests), `meta` (the key check).
+//! digests), `meta` (the key check). The lifecycle adds to `idx`: `x/`
+//! the expiry index, `m/` member → last lifecycle invitation, `k/` sweep
+//! runs, `p/` campaign pauses.
 
 mod callbacks;
+mod campaigns;
 mod crypto;
 mod durable;
+mod expiry;
+mod identify;
 mod invitations;
 mod records;
+mod sweeps;
 
 use std::path::Path;
 
@@ -21,11 +27,13 @@ use secrecy::SecretBox;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 pub use callbacks::{CallbackOutcome, Credentials, Event};
+pub use campaigns::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use records::{
-    CallbackRecord, HistoryEntry, Invitation, Kind, Member, MemberStatus, State, now_ms,
+    CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
+pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

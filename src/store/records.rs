@@ -53,7 +53,15 @@ impl State {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Kind {
     Connect,
-    Update { version: u32 },
+    /// Stored as `update_version`: the invitation's own `version` sits next
+    /// to it once flattened into the record.
+    Update {
+        #[serde(rename = "update_version")]
+        version: u32,
+    },
+    /// Learn a returning member's MydexID first (`/identify`); the identify
+    /// callback then completes it, or turns it into a first connection.
+    Identify,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +98,9 @@ pub struct Invitation {
     pub reminders: u32,
     #[serde(default)]
     pub connection_id: Option<String>,
+    /// When the expiry sweep found the link unused past `link_ttl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_ms: Option<u64>,
     pub created_ms: u64,
     pub updated_ms: u64,
     pub history: Vec<HistoryEntry>,
@@ -118,6 +129,18 @@ pub struct Member {
     pub external_ref: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The last version-sweep check of this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+}
+
+/// What one version-sweep run found for a member.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastCheck {
+    pub run: u64,
+    pub at_ms: u64,
+    pub active: bool,
+    pub version: Option<u32>,
 }
 
 /// A callback kept because nothing matched it (or for the record).
@@ -140,4 +163,37 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_invitation_round_trips() {
+        let inv = Invitation {
+            id: 7,
+            campaign: "c".into(),
+            kind: Kind::Update { version: 3 },
+            version: 3,
+            invitee: serde_json::from_value(serde_json::json!({"email": "a@example.com", "name": null, "external_ref": null, "mydexid": "abc123x", "campaign": null})).unwrap(),
+            state: State::Queued,
+            linking_token: LinkingToken::generate(),
+            link: None,
+            link_issued_ms: None,
+            attempts: 0,
+            next_attempt_ms: 0,
+            reason: None,
+            reminders: 0,
+            connection_id: None,
+            expired_ms: None,
+            created_ms: 1,
+            updated_ms: 1,
+            history: vec![],
+        };
+        let bytes = serde_json::to_vec(&inv).unwrap();
+        let back: Invitation = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.kind, Kind::Update { version: 3 });
+        assert_eq!(back.version, 3);
+    }
 }

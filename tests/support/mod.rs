@@ -81,6 +81,19 @@ impl Smtp {
         v
     }
 
+    /// Arrival time (seconds since the epoch) and recipients of each message.
+    pub fn arrivals(&self) -> Vec<(f64, String)> {
+        self.messages()
+            .iter()
+            .map(|p| {
+                let t = std::fs::read_to_string(p.with_extension("time")).unwrap();
+                let mut lines = t.lines();
+                let at: f64 = lines.next().unwrap().parse().unwrap();
+                (at, lines.next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<PathBuf> {
         let start = Instant::now();
         loop {
@@ -105,8 +118,18 @@ pub struct Options {
     pub format: CallbackFormat,
     pub fault_rate: f64,
     pub token_ttl: Duration,
+    /// Appended after the `[[campaign]]` "meters" (its keys, or more tables).
     pub extra_config: String,
+    /// Lines of `[invitations]` (default: `concurrency = 16`).
+    pub invitations: String,
+    /// Lines of `[schedule]` (default: sweeps only when asked).
+    pub schedule: String,
 }
+
+/// Cron that does not fire during a test (3am on the 1st of January).
+pub const NEVER: &str = "0 0 3 1 1 *";
+
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
 impl Default for Options {
     fn default() -> Self {
@@ -115,6 +138,8 @@ impl Default for Options {
             fault_rate: 0.0,
             token_ttl: Duration::from_secs(3600),
             extra_config: String::new(),
+            invitations: "concurrency = 16\n".into(),
+            schedule: format!("version_check = \"{NEVER}\"\nexpiry_check = \"{NEVER}\"\n"),
         }
     }
 }
@@ -141,6 +166,7 @@ pub async fn setup(smtp_port: u16, dir: tempfile::TempDir, opts: Options) -> Set
     std::fs::write(secrets.join("client_secret"), "sandbox-secret\n").unwrap();
     std::fs::write(secrets.join("connection_token"), TOKEN).unwrap();
     std::fs::write(secrets.join("store.key"), [42u8; 32]).unwrap();
+    std::fs::write(secrets.join("admin_token"), ADMIN_TOKEN).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -160,6 +186,7 @@ listen = "127.0.0.1:{callback_port}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+token_file = "secrets/admin_token"
 
 [smtp]
 url = "smtp://127.0.0.1:{smtp_port}"
@@ -174,7 +201,10 @@ dir = "queue"
 poll_interval = "200ms"
 
 [invitations]
-concurrency = 16
+{invitations}
+
+[schedule]
+{schedule}
 
 [[campaign]]
 name = "meters"
@@ -182,7 +212,9 @@ subject = "Connect meter {{{{ external_ref }}}}"
 rate = "unlimited"
 {extra}
 "#,
-            extra = opts.extra_config
+            extra = opts.extra_config,
+            invitations = opts.invitations,
+            schedule = opts.schedule,
         ),
     )
     .unwrap();
@@ -217,6 +249,52 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(50));
         }
         Proc(child)
+    }
+
+    /// The daemon with a clean stop (SIGTERM), waiting for it to exit.
+    pub fn stop(&self, mut daemon: Proc) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &daemon.0.id().to_string()])
+            .status();
+        let _ = daemon.0.wait();
+    }
+
+    /// Replace `from` by `to` in the config file.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "{from:?} is not in the config");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).unwrap();
+    }
+
+    pub async fn sandbox_state(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_sandbox/state", self.sandbox.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sandbox_settings(&self, patch: serde_json::Value) {
+        let r = reqwest::Client::new()
+            .put(format!("{}/_sandbox/settings", self.sandbox.url()))
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sandbox settings {patch}");
+    }
+
+    /// Complete a one-time link in the sandbox; the answer (status, JSON).
+    pub async fn journey(&self, url: &str, mydexid: &str, email: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_sandbox/journeys", self.sandbox.url()))
+            .json(&serde_json::json!({"url": url, "mydexid": mydexid, "email": email}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
     }
 
     pub fn log(&self) -> String {
@@ -288,6 +366,7 @@ pub fn contains_bytes(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 /// A received message: recipient, the link in its text part, the link its QR decodes to.
 pub struct Mail {
     pub to: String,
+    pub subject: String,
     pub text_link: String,
     pub html: String,
     pub qr_link: String,
@@ -333,6 +412,7 @@ pub fn read_mail(path: &Path) -> Mail {
     let (_, qr_link) = grids[0].decode().unwrap();
     Mail {
         to,
+        subject: msg.subject().unwrap_or_default().to_string(),
         text_link,
         html,
         qr_link,

@@ -1,0 +1,182 @@
+//! Campaigns at run time: whether each may send now (paused by an operator,
+//! paused by its own error threshold, or outside its send window), and the
+//! counts that decide the threshold. Pauses live in the store, so they
+//! survive a restart; everything else is recomputed.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::config::Campaign;
+use crate::store::{CampaignPause, PausedBy, Store, StoreError, now_ms};
+
+/// Why a campaign sends nothing right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    Paused(CampaignPause),
+    OutsideWindow,
+}
+
+#[derive(Debug, Default)]
+struct Runtime {
+    pause: Option<CampaignPause>,
+    failures_in_row: u32,
+    sent: u64,
+    failed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no campaign named {0:?} is configured")]
+    Unknown(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct CampaignControl {
+    store: Store,
+    campaigns: Vec<Campaign>,
+    state: Mutex<HashMap<String, Runtime>>,
+}
+
+impl CampaignControl {
+    /// Load the pauses kept in the store for the configured campaigns.
+    pub fn new(store: Store, campaigns: &[Campaign]) -> Result<Self, StoreError> {
+        let pauses = store.campaign_pauses()?;
+        let state = campaigns
+            .iter()
+            .map(|c| {
+                let pause = pauses.get(&c.name).cloned();
+                if let Some(p) = &pause {
+                    tracing::warn!(campaign = %c.name, by = ?p.by, reason = %p.reason, "campaign is paused (from before the restart); resume it with `mydex-connector campaign resume`");
+                }
+                (
+                    c.name.clone(),
+                    Runtime {
+                        pause,
+                        ..Runtime::default()
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            store,
+            campaigns: campaigns.to_vec(),
+            state: Mutex::new(state),
+        })
+    }
+
+    fn campaign(&self, name: &str) -> Option<&Campaign> {
+        self.campaigns.iter().find(|c| c.name == name)
+    }
+
+    /// Whether `name` must hold its mail now.
+    pub fn hold(&self, name: &str) -> Option<Hold> {
+        if let Some(p) = self.state.lock().get(name).and_then(|r| r.pause.clone()) {
+            return Some(Hold::Paused(p));
+        }
+        match self.campaign(name).and_then(|c| c.send_window) {
+            Some(w) if !w.open_now() => Some(Hold::OutsideWindow),
+            _ => None,
+        }
+    }
+
+    /// An invitation of `name` was mailed.
+    pub fn sent(&self, name: &str) {
+        let mut st = self.state.lock();
+        let r = st.entry(name.to_string()).or_default();
+        r.sent += 1;
+        r.failures_in_row = 0;
+    }
+
+    /// An invitation of `name` failed for good; past the campaign's
+    /// `error_threshold` failures in a row, the campaign pauses itself.
+    pub fn failed(&self, name: &str, why: &str) {
+        let threshold = self.campaign(name).and_then(|c| c.error_threshold);
+        let pause = {
+            let mut st = self.state.lock();
+            let r = st.entry(name.to_string()).or_default();
+            r.failed += 1;
+            r.failures_in_row += 1;
+            match threshold {
+                Some(t) if r.failures_in_row >= t && r.pause.is_none() => {
+                    let p = CampaignPause {
+                        by: PausedBy::ErrorThreshold,
+                        reason: format!(
+                            "{} invitations failed in a row (error_threshold = {t}); last: {why}",
+                            r.failures_in_row
+                        ),
+                        at_ms: now_ms(),
+                    };
+                    r.pause = Some(p.clone());
+                    Some(p)
+                }
+                _ => None,
+            }
+        };
+        if let Some(p) = pause {
+            tracing::error!(campaign = name, reason = %p.reason, "campaign paused itself: its error threshold was reached; fix the cause, then `mydex-connector campaign resume {name}`");
+            if let Err(e) = self.store.set_campaign_pause(name, Some(&p)) {
+                tracing::error!(campaign = name, error = %e, "cannot keep the pause in the store; it holds until a restart");
+            }
+        }
+    }
+
+    /// Operator pause.
+    pub fn pause(&self, name: &str, reason: Option<String>) -> Result<CampaignPause, ControlError> {
+        if self.campaign(name).is_none() {
+            return Err(ControlError::Unknown(name.to_string()));
+        }
+        let p = CampaignPause {
+            by: PausedBy::Operator,
+            reason: reason.unwrap_or_else(|| "paused by an operator".into()),
+            at_ms: now_ms(),
+        };
+        self.store.set_campaign_pause(name, Some(&p))?;
+        self.state.lock().entry(name.to_string()).or_default().pause = Some(p.clone());
+        tracing::warn!(campaign = name, reason = %p.reason, "campaign paused");
+        Ok(p)
+    }
+
+    /// Operator resume; clears a threshold pause too.
+    pub fn resume(&self, name: &str) -> Result<bool, ControlError> {
+        if self.campaign(name).is_none() {
+            return Err(ControlError::Unknown(name.to_string()));
+        }
+        self.store.set_campaign_pause(name, None)?;
+        let mut st = self.state.lock();
+        let r = st.entry(name.to_string()).or_default();
+        let was = r.pause.take().is_some();
+        r.failures_in_row = 0;
+        tracing::info!(campaign = name, was_paused = was, "campaign resumed");
+        Ok(was)
+    }
+
+    /// The `campaigns` object of the status document.
+    pub fn status_json(&self) -> Value {
+        let st = self.state.lock();
+        let mut out = serde_json::Map::new();
+        for c in &self.campaigns {
+            let r = st.get(&c.name);
+            let pause = r.and_then(|r| r.pause.as_ref());
+            let outside = c.send_window.is_some_and(|w| !w.open_now());
+            out.insert(
+                c.name.clone(),
+                json!({
+                    "state": if pause.is_some() { "paused" } else if outside { "outside_send_window" } else { "active" },
+                    "paused": pause.is_some(),
+                    "paused_by": pause.map(|p| p.by),
+                    "pause_reason": pause.map(|p| p.reason.clone()),
+                    "send_window": c.send_window.map(|w| format!("{w} {}", w.tz)),
+                    "rate": c.rate.map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))),
+                    "sent": r.map(|r| r.sent).unwrap_or(0),
+                    "failed": r.map(|r| r.failed).unwrap_or(0),
+                    "failures_in_row": r.map(|r| r.failures_in_row).unwrap_or(0),
+                    "error_threshold": c.error_threshold,
+                }),
+            );
+        }
+        Value::Object(out)
+    }
+}

@@ -1,0 +1,122 @@
+//! The connection lifecycle as one running part of the daemon: campaign
+//! control, the version and expiry sweeps as jobs, and the cron scheduler
+//! that starts them. A sweep found unfinished in the store at start (a crash
+//! or shutdown cut it short) is resumed at once.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::campaigns::CampaignControl;
+use crate::config::Settings;
+use crate::expiry::{self, ExpirySweep};
+use crate::mydex::MydexClient;
+use crate::schedule::{Job, Scheduler};
+use crate::store::Store;
+use crate::version_sweep::{self, VersionSweep};
+
+pub struct Lifecycle {
+    pub control: Arc<CampaignControl>,
+    pub version: Arc<Job>,
+    pub expiry: Arc<Job>,
+    store: Store,
+    scheduler: tokio::sync::Mutex<Option<Scheduler>>,
+    tracker: TaskTracker,
+}
+
+impl Lifecycle {
+    pub async fn start(
+        settings: Arc<Settings>,
+        store: Store,
+        mydex: Arc<MydexClient>,
+        control: Arc<CampaignControl>,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let tracker = TaskTracker::new();
+        let vs = Arc::new(VersionSweep::new(
+            settings.clone(),
+            store.clone(),
+            mydex,
+            wake.clone(),
+        ));
+        let version = Job::new(
+            version_sweep::JOB,
+            tracker.clone(),
+            shutdown.clone(),
+            move |stop| Box::pin(vs.clone().run(stop)),
+        );
+        let es = Arc::new(ExpirySweep::new(
+            settings.clone(),
+            store.clone(),
+            control.clone(),
+            wake,
+        ));
+        let expiry = Job::new(expiry::JOB, tracker.clone(), shutdown, move |stop| {
+            Box::pin(es.clone().run(stop))
+        });
+        let scheduler = Scheduler::start(vec![
+            (settings.schedule.version_check.clone(), version.clone()),
+            (settings.schedule.expiry_check.clone(), expiry.clone()),
+        ])
+        .await?;
+        for job in [&version, &expiry] {
+            if store.sweep_run(job.name)?.is_some_and(|r| r.running()) {
+                tracing::info!(
+                    job = job.name,
+                    "an unfinished sweep is in the store; resuming it"
+                );
+                job.trigger("resume");
+            }
+        }
+        Ok(Arc::new(Self {
+            control,
+            version,
+            expiry,
+            store,
+            scheduler: tokio::sync::Mutex::new(Some(scheduler)),
+            tracker,
+        }))
+    }
+
+    pub fn job(&self, name: &str) -> Option<&Arc<Job>> {
+        match name {
+            version_sweep::JOB => Some(&self.version),
+            expiry::JOB => Some(&self.expiry),
+            _ => None,
+        }
+    }
+
+    /// Stop the scheduler and wait for running sweeps to save their place.
+    pub async fn stop(&self) {
+        if let Some(s) = self.scheduler.lock().await.take() {
+            s.shutdown().await;
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// The `sweeps` and `campaigns` parts of the status document.
+    pub fn status_parts(&self) -> Vec<(&'static str, Value)> {
+        let mut sweeps = serde_json::Map::new();
+        for job in [&self.version, &self.expiry] {
+            let last = self.store.sweep_run(job.name).ok().flatten();
+            sweeps.insert(
+                job.name.into(),
+                json!({
+                    "running": job.running(),
+                    "run": last.as_ref().map(|r| r.run).unwrap_or(0),
+                    "finished": last.as_ref().is_some_and(|r| !r.running()),
+                    "last": last,
+                }),
+            );
+        }
+        vec![
+            ("sweeps", Value::Object(sweeps)),
+            ("campaigns", self.control.status_json()),
+        ]
+    }
+}

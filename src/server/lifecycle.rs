@@ -1,0 +1,136 @@
+//! Admin endpoints of the lifecycle, behind the admin bearer token:
+//! `POST /sweeps/{version|expiry}` runs a sweep now (unless one is running),
+//! `POST /campaigns/{name}/pause` and `/resume`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::campaigns::ControlError;
+use crate::lifecycle::Lifecycle;
+use crate::schedule::Trigger;
+
+pub struct LifecycleApi {
+    pub lifecycle: Arc<Lifecycle>,
+    pub token: Option<SecretString>,
+}
+
+pub fn router(state: Arc<LifecycleApi>) -> Router {
+    Router::new()
+        .route("/sweeps/{job}", axum::routing::post(sweep))
+        .route("/campaigns/{name}/pause", axum::routing::post(pause))
+        .route("/campaigns/{name}/resume", axum::routing::post(resume))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn authorized(st: &LifecycleApi, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    super::bearer::check(headers, st.token.as_ref()).map_err(|(s, m)| Box::new(error(s, m)))
+}
+
+async fn sweep(
+    State(st): State<Arc<LifecycleApi>>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return *r;
+    }
+    let Some(j) = st.lifecycle.job(&job) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no sweep {job:?}: use version or expiry"),
+        );
+    };
+    let t = j.trigger("admin");
+    let status = match t {
+        Trigger::Started => StatusCode::ACCEPTED,
+        Trigger::AlreadyRunning => StatusCode::CONFLICT,
+        Trigger::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, axum::Json(json!({ "job": job, "trigger": t }))).into_response()
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PauseBody {
+    reason: Option<String>,
+}
+
+fn control_error(e: ControlError) -> Response {
+    match e {
+        ControlError::Unknown(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        ControlError::Store(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn pause(
+    State(st): State<Arc<LifecycleApi>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return *r;
+    }
+    let body: PauseBody = if body.is_empty() {
+        PauseBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body must be {{\"reason\": \"...\"}}: {e}"),
+                );
+            }
+        }
+    };
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.len() > 500 || r.chars().any(char::is_control))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "reason: one line of at most 500 characters",
+        );
+    }
+    let c = st.lifecycle.control.clone();
+    match tokio::task::spawn_blocking(move || c.pause(&name, body.reason).map(|p| (name, p))).await
+    {
+        Ok(Ok((name, p))) => {
+            axum::Json(json!({"campaign": name, "paused": true, "reason": p.reason}))
+                .into_response()
+        }
+        Ok(Err(e)) => control_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn resume(
+    State(st): State<Arc<LifecycleApi>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return *r;
+    }
+    let c = st.lifecycle.control.clone();
+    match tokio::task::spawn_blocking(move || c.resume(&name).map(|was| (name, was))).await {
+        Ok(Ok((name, was))) => {
+            axum::Json(json!({"campaign": name, "paused": false, "was_paused": was}))
+                .into_response()
+        }
+        Ok(Err(e)) => control_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

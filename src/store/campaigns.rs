@@ -1,0 +1,47 @@
+//! Campaign pauses, kept in the store (`p/{campaign}` in `idx`) so that a
+//! campaign paused by an operator or by its error threshold stays paused
+//! across a restart until someone resumes it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store, decode, encode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PausedBy {
+    Operator,
+    ErrorThreshold,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignPause {
+    pub by: PausedBy,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+impl Store {
+    pub fn campaign_pauses(&self) -> Result<BTreeMap<String, CampaignPause>> {
+        let mut out = BTreeMap::new();
+        for item in self.idx.scan_prefix("p/") {
+            let (k, v) = item?;
+            out.insert(
+                String::from_utf8_lossy(&k[2..]).into_owned(),
+                decode(&v, "campaign pause")?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Pause (`Some`) or resume (`None`) a campaign.
+    pub fn set_campaign_pause(&self, campaign: &str, pause: Option<&CampaignPause>) -> Result<()> {
+        let key = format!("p/{campaign}");
+        match pause {
+            Some(p) => self.idx.insert(key, encode(p))?,
+            None => self.idx.remove(key)?,
+        };
+        Ok(())
+    }
+}

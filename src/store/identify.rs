@@ -1,0 +1,137 @@
+//! The identify callback (`type: identify`, MYDEX-CONTRACT.md §3, §7 step 5)
+//! applied to its invitation in one transaction: a MydexID that belongs to a
+//! member we already hold connects the invitee at once, without a new First
+//! Time Connection; any other MydexID is learnt and the invitation goes on
+//! as a first connection for it (same invitation and linking token, back to
+//! `queued`, so the dispatcher asks for an FTC link naming that MydexID).
+
+use sled::Transactional;
+
+use super::invitations::{tx_transition, unwrap_tx};
+use super::{
+    CallbackOutcome, CallbackRecord, Invitation, Kind, Member, MemberStatus, Result, State, Store,
+    bump, decode_u64, encode, id_key, now_ms, tx_decode,
+};
+use crate::domain::MydexId;
+
+/// The index key of a MydexID (`d/` in `idx`: lowercased MydexID → connection_id).
+pub(super) fn mydexid_key(mydexid: &str) -> Vec<u8> {
+    format!("d/{}", mydexid.to_lowercase()).into_bytes()
+}
+
+impl Store {
+    /// Apply an identify callback; `digest` identifies it for replays.
+    pub fn apply_identify(
+        &self,
+        mydexid: &MydexId,
+        linking_token: Option<&str>,
+        body: &serde_json::Value,
+        digest: &[u8; 32],
+    ) -> Result<CallbackOutcome> {
+        let event_id = self.db.generate_id()?;
+        (&self.invitations, &self.idx, &self.members, &self.log)
+            .transaction(|(inv_t, idx, mem_t, log_t)| {
+                let seen_key = [b"s/".as_slice(), digest].concat();
+                if log_t.get(&seen_key)?.is_some() {
+                    return Ok(CallbackOutcome::Replay);
+                }
+                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                bump(idx, "c/ev/identify", 1)?;
+                let rec = CallbackRecord {
+                    received_ms: now_ms(),
+                    kind: "identify".into(),
+                    method: "POST".into(),
+                    linking_token: linking_token.map(str::to_string),
+                    connection_id: None,
+                    mydexid: Some(mydexid.to_string()),
+                    body: body.clone(),
+                    sealed_key: None,
+                    note: String::new(),
+                };
+                log_t.insert(
+                    [b"e/".as_slice(), &event_id.to_be_bytes()].concat(),
+                    encode(&rec),
+                )?;
+
+                let Some(token) = linking_token else {
+                    return Ok(CallbackOutcome::Recorded);
+                };
+                let Some(id) = idx.get(format!("t/{token}").as_bytes())? else {
+                    return Ok(CallbackOutcome::Recorded);
+                };
+                let id = decode_u64(&id);
+                let Some(bytes) = inv_t.get(id_key(id))? else {
+                    return Ok(CallbackOutcome::Recorded);
+                };
+                let inv: Invitation = tx_decode(&bytes, "invitation")?;
+                if inv.kind != Kind::Identify
+                    || matches!(inv.state, State::Connected | State::Failed)
+                {
+                    return Ok(CallbackOutcome::Recorded);
+                }
+                let from = [
+                    State::Queued,
+                    State::LinkIssued,
+                    State::Sent,
+                    State::Expired,
+                ];
+                let held: Option<Member> = match idx.get(mydexid_key(mydexid.as_str()))? {
+                    Some(conn) => mem_t
+                        .get(&conn)?
+                        .map(|b| tx_decode::<Member>(&b, "member"))
+                        .transpose()?
+                        .filter(|m| m.status == MemberStatus::Active),
+                    None => None,
+                };
+                let learnt = mydexid.clone();
+                match held {
+                    Some(m) => {
+                        let conn = m.connection_id.clone();
+                        tx_transition(
+                            inv_t,
+                            idx,
+                            id,
+                            &from,
+                            State::Connected,
+                            Some(format!("identified as {learnt}, already a member ({conn})")),
+                            &|i| {
+                                i.connection_id = Some(conn.clone());
+                                i.invitee.mydexid = Some(learnt.clone());
+                                i.reason = None;
+                            },
+                        )?;
+                        Ok(CallbackOutcome::Connected {
+                            invitation_id: id,
+                            campaign: inv.campaign,
+                            external_ref: inv.invitee.external_ref,
+                        })
+                    }
+                    None => {
+                        tx_transition(
+                            inv_t,
+                            idx,
+                            id,
+                            &from,
+                            State::Queued,
+                            Some(format!(
+                                "identified as {learnt}; a first connection follows"
+                            )),
+                            &|i| {
+                                i.kind = Kind::Connect;
+                                i.invitee.mydexid = Some(learnt.clone());
+                                i.link = None;
+                                i.link_issued_ms = None;
+                                i.attempts = 0;
+                                i.next_attempt_ms = 0;
+                                i.reminders = 0;
+                                i.expired_ms = None;
+                                i.reason = None;
+                            },
+                        )?;
+                        Ok(CallbackOutcome::Recorded)
+                    }
+                }
+            })
+            .map_err(unwrap_tx)
+    }
+}
