@@ -2,4 +2,8 @@
 //! operators (loopback by default).
 
 pub mod admin;
+pub mod auth;
 pub mod callback;
+pub mod invitees;
+pub mod operator;
+pub mod readyz;

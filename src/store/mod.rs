@@ -13,6 +13,7 @@ mod callbacks;
 mod crypto;
 mod invitations;
 mod records;
+mod report;
 
 use std::path::Path;
 
@@ -25,6 +26,7 @@ pub use invitations::{InsertOutcome, NewInvitation};
 pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, Member, MemberStatus, State, now_ms,
 };
+pub use report::InvitationFilter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +46,9 @@ pub enum StoreError {
     },
     #[error("no invitation {0}")]
     NotFound(u64),
+    /// An operator's request that the records do not allow, with why.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Crypto(#[from] CryptoError),
 }
