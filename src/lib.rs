@@ -14,6 +14,7 @@ pub mod mail;
 pub mod metrics;
 pub mod mydex;
 pub mod operator_cli;
+pub mod progress;
 pub mod rate;
 pub mod reload;
 pub mod sandbox;

@@ -161,12 +161,23 @@ fn main() -> ExitCode {
                 let settings = load(&config)?;
                 let (mut good, mut bad) = (0, 0);
                 for f in &files {
-                    let (g, b) = mydex_connector::intake::enqueue_file(
+                    let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                    let bar = mydex_connector::progress::bytes_bar(size, &f.display().to_string());
+                    let result = mydex_connector::intake::enqueue_file_with_progress(
                         &settings,
                         f,
                         campaign.as_deref(),
-                        &mut std::io::stderr(),
-                    )?;
+                        &mut mydex_connector::progress::AboveBar(bar.as_ref()),
+                        &mut |n| {
+                            if let Some(b) = &bar {
+                                b.set_position(n)
+                            }
+                        },
+                    );
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    let (g, b) = result?;
                     eprintln!("{}: {g} rows queued, {b} rejected", f.display());
                     good += g;
                     bad += b;

@@ -115,12 +115,21 @@ pub fn status_json(
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
     let s = st.clone();
     match tokio::task::spawn_blocking(move || {
-        status_json(
+        let mut doc = status_json(
             &s.store,
             s.current_version,
             &s.campaigns,
             s.started.elapsed().as_secs(),
-        )
+        )?;
+        doc["campaign_progress"] = campaign_progress(&s)?;
+        doc["members_by_version"] = s
+            .store
+            .members_by_version()?
+            .into_iter()
+            .map(|(v, n)| (v.to_string(), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        Ok::<_, crate::store::StoreError>(doc)
     })
     .await
     {
@@ -136,6 +145,30 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Per campaign: its configured rate and its invitations by state.
+fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
+    let counts = st.store.counts_by_campaign()?;
+    let mut out = serde_json::Map::new();
+    for c in &st.settings.campaigns {
+        let mut states = serde_json::Map::new();
+        let mut total = 0;
+        for s in crate::store::State::ALL {
+            let n = counts.get(&(c.name.clone(), s)).copied().unwrap_or(0);
+            total += n;
+            states.insert(s.as_str().into(), n.into());
+        }
+        out.insert(
+            c.name.clone(),
+            serde_json::json!({
+                "rate": c.rate.map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))).unwrap_or_else(|| "unlimited".into()),
+                "total": total,
+                "invitations": states,
+            }),
+        );
+    }
+    Ok(out.into())
 }
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> Response {

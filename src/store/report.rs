@@ -37,6 +37,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Members counted by their connection version.
+    pub fn members_by_version(&self) -> Result<Vec<(u32, u64)>> {
+        let mut out = Vec::new();
+        for item in self.idx.scan_prefix("c/mv/") {
+            let (k, v) = item?;
+            let version = std::str::from_utf8(&k[5..])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            out.push((version, super::decode_u64(&v)));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Up to `limit` invitations matching `filter`, in id order, after `after`.
     pub fn list_invitations(
         &self,
