@@ -52,7 +52,7 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
                 n("expired"),
                 n("failed"),
                 c["rate"].as_str().unwrap_or("?"),
-                if total == 0 { 0 } else { done * 100 / total },
+                (done * 100).checked_div(total).unwrap_or(0),
             );
         }
     }
