@@ -50,6 +50,8 @@ pub struct CallbackSettings {
 
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// `members export --with-keys` is allowed (default false).
+    pub allow_key_export: bool,
     pub token: Option<SecretString>,
     pub token_source: Option<PathBuf>,
 }
@@ -236,6 +238,7 @@ struct RawCallback {
 struct RawAdmin {
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    allow_key_export: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -383,8 +386,9 @@ impl Settings {
             self.callback.listen, self.callback.path, self.callback.body_limit
         );
         out += &format!(
-            "\n[admin]\nlisten = \"{}\"\ntoken = {:?}\n",
+            "\n[admin]\nlisten = \"{}\"\nallow_key_export = {}\ntoken = {:?}\n",
             self.admin.listen,
+            self.admin.allow_key_export,
             self.admin
                 .token_source
                 .as_deref()
@@ -559,7 +563,9 @@ impl Validator {
     }
 
     /// The bytes of secret `name`: from `key` (a path) when given, else from
-    /// `$CREDENTIALS_DIRECTORY/name`.
+    /// `$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=`), else from
+    /// `credentials/name` beside the config file (where the unit loads them
+    /// from, so operator commands run as root find the same secrets).
     fn secret_bytes(
         &self,
         key: &str,
@@ -570,8 +576,10 @@ impl Validator {
         let path = match path {
             Some(p) => self.path(p),
             None => {
+                let beside = self.base.join("credentials").join(name);
                 match std::env::var_os("CREDENTIALS_DIRECTORY") {
                     Some(dir) if Path::new(&dir).join(name).is_file() => Path::new(&dir).join(name),
+                    _ if beside.is_file() => beside,
                     _ if required => {
                         return Err(self.err(key, format!("is required but missing (or provide the systemd credential `{name}`)")));
                     }
@@ -1054,6 +1062,7 @@ impl Validator {
             },
             admin: AdminSettings {
                 listen: admin_listen,
+                allow_key_export: admin.allow_key_export.unwrap_or(false),
                 token_source: admin_token.as_ref().map(|(_, p)| p.clone()),
                 token: admin_token.map(|(t, _)| t),
             },

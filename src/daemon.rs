@@ -18,6 +18,7 @@ use crate::lifecycle::Lifecycle;
 use crate::mail::{Mailer, Templates};
 use crate::metrics::Metrics;
 use crate::mydex::MydexClient;
+use crate::reload::{Reloader, Swap};
 use crate::server::{admin, callback};
 use crate::store::Store;
 
@@ -29,6 +30,10 @@ pub struct Daemon {
     pub callback_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub settings: Arc<Settings>,
+    pub templates: Arc<Swap<Templates>>,
+    /// Test hook requests to stall the main loop (only with
+    /// `MYDEX_CONNECTOR_TEST_HOOKS=1`).
+    pub stall_requests: Option<tokio::sync::mpsc::Receiver<Duration>>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -36,14 +41,13 @@ pub struct Daemon {
 /// Start everything; returns once the store is open and listeners are bound.
 pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
     let settings = Arc::new(settings);
-    let templates =
-        Arc::new(
-            Templates::load(&settings.campaigns).map_err(|e| crate::config::ConfigError {
-                file: settings.source.display().to_string(),
-                key: format!("campaign {:?}.{}", e.campaign, e.key),
-                message: e.message.clone(),
-            })?,
-        );
+    let templates = Arc::new(Swap::new(Templates::load(&settings.campaigns).map_err(
+        |e| crate::config::ConfigError {
+            file: settings.source.display().to_string(),
+            key: format!("campaign {:?}.{}", e.campaign, e.key),
+            message: e.message.clone(),
+        },
+    )?));
     crate::intake::ensure_dirs(&settings.queue.dir)
         .with_context(|| format!("queue.dir {}", settings.queue.dir.display()))?;
     let (path, key) = (
@@ -124,6 +128,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         }
     });
 
+    let (stall_tx, stall_requests) =
+        if std::env::var(crate::service::TEST_HOOKS_ENV).as_deref() == Ok("1") {
+            tracing::warn!("test hooks enabled ({}=1)", crate::service::TEST_HOOKS_ENV);
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
     let admin_state = Arc::new(admin::AdminState {
         store: store.clone(),
         current_version: settings.mydex.connection_version,
@@ -131,6 +143,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         metrics: metrics.clone(),
         started: std::time::Instant::now(),
         lifecycle: Some(lifecycle.clone()),
+        settings: settings.clone(),
+        token: crate::server::auth::AdminToken(settings.admin.token.clone().map(Arc::new)),
+        mydex: mydex.clone(),
+        mailer: mailer.clone(),
+        wake: wake.clone(),
+        stall: stall_tx,
     });
     let admin_app = admin::router(admin_state).merge(crate::server::lifecycle::router(Arc::new(
         crate::server::lifecycle::LifecycleApi {
@@ -161,7 +179,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
             store.clone(),
             mydex,
             mailer,
-            templates,
+            templates.clone(),
             metrics,
             wake,
         )
@@ -175,12 +193,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         callback_addr,
         admin_addr,
         settings,
+        templates,
+        stall_requests,
         shutdown,
         tasks,
     })
 }
 
 impl Daemon {
+    /// What SIGHUP may change (see `reload.rs`).
+    pub fn reloader(&self, log: Option<crate::logging::LogControl>) -> Reloader {
+        Reloader {
+            config_path: self.settings.source.clone(),
+            campaigns: self.settings.campaigns.clone(),
+            templates: self.templates.clone(),
+            log,
+        }
+    }
+
     /// Stop taking work, let what is in flight finish (bounded), flush.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing work in flight");
@@ -202,11 +232,10 @@ impl Daemon {
     }
 }
 
-/// `mydex-connector run`: until SIGTERM or SIGINT.
+/// `mydex-connector run`: until SIGTERM or SIGINT (see `service.rs` for the
+/// main loop with sd_notify and SIGHUP).
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let daemon = start(settings).await?;
-    wait_for_signal().await;
-    daemon.shutdown().await
+    crate::service::run(settings, None).await
 }
 
 pub async fn wait_for_signal() {

@@ -21,6 +21,7 @@ use crate::mail::{MailContext, MailError, Mailer, Templates, build_message, qr_p
 use crate::metrics::Metrics;
 use crate::mydex::{FtcRequest, MydexClient, MydexError};
 use crate::rate::SlidingWindow;
+use crate::reload::Swap;
 use crate::store::{Invitation, Kind, State, Store, StoreError, now_ms};
 
 pub struct Dispatcher {
@@ -28,7 +29,7 @@ pub struct Dispatcher {
     pub store: Store,
     pub mydex: Arc<MydexClient>,
     pub mailer: Arc<Mailer>,
-    pub templates: Arc<Templates>,
+    pub templates: Arc<Swap<Templates>>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
     limits: HashMap<String, Arc<SlidingWindow>>,
@@ -54,7 +55,7 @@ impl Dispatcher {
         store: Store,
         mydex: Arc<MydexClient>,
         mailer: Arc<Mailer>,
-        templates: Arc<Templates>,
+        templates: Arc<Swap<Templates>>,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
     ) -> Self {
@@ -387,7 +388,7 @@ impl Dispatcher {
             subject: String::new(),
             vars: &inv.invitee.vars,
         };
-        let rendered = match self.templates.render(&campaign.name, ctx) {
+        let rendered = match self.templates.get().render(&campaign.name, ctx) {
             Ok(r) => r,
             Err(e) => return Ok(Outcome::Failed(e)),
         };

@@ -67,6 +67,16 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Find, inspect and retry invitations (through the running daemon).
+    Invitations {
+        #[command(subcommand)]
+        command: InvitationsCommand,
+    },
+    /// The member mapping: external ref → MydexID, uid, connection id, version.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
     /// A local stand-in for the Mydex sandbox.
     Sandbox(Box<mydex_connector::sandbox::SandboxArgs>),
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
@@ -85,16 +95,56 @@ enum CampaignAction {
     Resume,
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+#[derive(Subcommand, Debug)]
+enum InvitationsCommand {
+    /// List invitations, with the reason for failed ones.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// queued, link_issued, sent, connected, expired or failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long)]
+        external_ref: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one invitation, with its history.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        id: u64,
+    },
+    /// Queue failed invitations again (one by id, or all with --all-failed).
+    Retry {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<u64>,
+        #[arg(long)]
+        all_failed: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MembersCommand {
+    /// Print the mapping external ref → MydexID/uid/connection_id/version.
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: mydex_connector::operator_cli::ExportFormat,
+        /// Include member connection keys (needs admin.allow_key_export = true).
+        #[arg(long)]
+        with_keys: bool,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) -> Option<mydex_connector::logging::LogControl> {
+    mydex_connector::logging::init(level, format)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
@@ -113,10 +163,9 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = runtime.block_on(async {
         match cli.command {
             Command::Run { config } => {
-                init_logging("info", LogFormat::Text);
                 let settings = load(&config)?;
-                init_logging(&settings.log.level, settings.log.format);
-                mydex_connector::daemon::run(settings).await?;
+                let log = init_logging(&settings.log.level, settings.log.format);
+                mydex_connector::service::run(settings, log).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::CheckConfig { config } => {
@@ -142,12 +191,23 @@ fn main() -> ExitCode {
                 let settings = load(&config)?;
                 let (mut good, mut bad) = (0, 0);
                 for f in &files {
-                    let (g, b) = mydex_connector::intake::enqueue_file(
+                    let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                    let bar = mydex_connector::progress::bytes_bar(size, &f.display().to_string());
+                    let result = mydex_connector::intake::enqueue_file_with_progress(
                         &settings,
                         f,
                         campaign.as_deref(),
-                        &mut std::io::stderr(),
-                    )?;
+                        &mut mydex_connector::progress::AboveBar(bar.as_ref()),
+                        &mut |n| {
+                            if let Some(b) = &bar {
+                                b.set_position(n)
+                            }
+                        },
+                    );
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    let (g, b) = result?;
                     eprintln!("{}: {g} rows queued, {b} rejected", f.display());
                     good += g;
                     bad += b;
@@ -207,6 +267,53 @@ fn main() -> ExitCode {
                 );
                 let doc = mydex_connector::admin_client::post(&settings, &path, body).await?;
                 println!("{doc}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Invitations { command } => {
+                init_logging("warn", LogFormat::Text);
+                use mydex_connector::operator_cli as op;
+                match command {
+                    InvitationsCommand::List {
+                        config,
+                        state,
+                        campaign,
+                        external_ref,
+                        json,
+                    } => {
+                        let settings = load(&config)?;
+                        op::list(
+                            &settings,
+                            op::ListArgs {
+                                state,
+                                campaign,
+                                external_ref,
+                                json,
+                            },
+                        )
+                        .await?
+                    }
+                    InvitationsCommand::Show { config, id } => {
+                        op::show(&load(&config)?, id).await?
+                    }
+                    InvitationsCommand::Retry { config, id, .. } => {
+                        op::retry(&load(&config)?, id).await?
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Members { command } => {
+                init_logging("warn", LogFormat::Text);
+                match command {
+                    MembersCommand::Export {
+                        config,
+                        format,
+                        with_keys,
+                    } => {
+                        let settings = load(&config)?;
+                        mydex_connector::operator_cli::export_members(&settings, format, with_keys)
+                            .await?
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Command::Sandbox(args) => {

@@ -1,122 +1,170 @@
-//! Counters an operator watches (`/metrics`, Prometheus text format): Mydex
-//! calls by endpoint and outcome with latency, emails, callbacks.
+//! Counters an operator watches (`/metrics`): Mydex calls by endpoint and
+//! status with latency histograms, emails by result, callbacks by type and
+//! result. Exposition is the `prometheus-client` crate's text encoder; the
+//! gauges read from the store at scrape time (invitations by state and
+//! campaign, members, queue depth) are handed in as a `Snapshot`.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    total: u64,
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-#[derive(Default)]
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0])
+}
+
 pub struct Metrics {
     pub emails_sent: AtomicU64,
     pub emails_failed: AtomicU64,
     pub emails_deferred: AtomicU64,
-    mydex: Mutex<BTreeMap<(String, String), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
-    callbacks: Mutex<BTreeMap<(String, String), u64>>,
+    mydex_calls: Family<Labels, Counter>,
+    mydex_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    callbacks: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            emails_sent: AtomicU64::new(0),
+            emails_failed: AtomicU64::new(0),
+            emails_deferred: AtomicU64::new(0),
+            mydex_calls: Family::default(),
+            mydex_latency: Family::new_with_constructor(latency_histogram),
+            callbacks: Family::default(),
+        }
+    }
+}
+
+/// What the store says at scrape time.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// (campaign, state, count)
+    pub invitations: Vec<(String, String, u64)>,
+    pub members_total: u64,
+    pub members_outdated: u64,
+    pub members_disconnected: u64,
+    pub unmatched_callbacks: u64,
+    /// Invitee files waiting in the queue directory.
+    pub queue_files: u64,
+    /// Invitations the dispatcher still has to work on (queued + link_issued).
+    pub queue_depth: u64,
+    pub uptime_seconds: u64,
 }
 
 impl Metrics {
-    pub fn mydex_call(&self, endpoint: &str, outcome: &str, elapsed: Duration) {
-        if let Ok(mut m) = self.mydex.lock() {
-            *m.entry((endpoint.to_string(), outcome.to_string()))
-                .or_default() += 1;
-        }
-        if let Ok(mut l) = self.latency.lock() {
-            let h = l.entry(endpoint.to_string()).or_default();
-            let secs = elapsed.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if secs <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += secs;
-            h.total += 1;
-        }
+    pub fn mydex_call(&self, endpoint: &str, status: &str, elapsed: Duration) {
+        self.mydex_calls
+            .get_or_create(&labels(&[("endpoint", endpoint), ("status", status)]))
+            .inc();
+        self.mydex_latency
+            .get_or_create(&labels(&[("endpoint", endpoint)]))
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn callback(&self, kind: &str, result: &str) {
-        if let Ok(mut m) = self.callbacks.lock() {
-            *m.entry((kind.to_string(), result.to_string())).or_default() += 1;
-        }
+        self.callbacks
+            .get_or_create(&labels(&[("type", kind), ("result", result)]))
+            .inc();
     }
 
-    /// Prometheus text exposition of what this process counted.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out += "# TYPE mydex_connector_emails_total counter\n";
+    /// The Prometheus text exposition of what this process counted plus `snap`.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let mut reg = Registry::with_prefix("mydex_connector");
+        let emails: Family<Labels, Counter> = Family::default();
         for (result, v) in [
             ("sent", &self.emails_sent),
             ("failed", &self.emails_failed),
             ("deferred", &self.emails_deferred),
         ] {
-            out += &format!(
-                "mydex_connector_emails_total{{result=\"{result}\"}} {}\n",
-                v.load(Ordering::Relaxed)
-            );
+            emails
+                .get_or_create(&labels(&[("result", result)]))
+                .inc_by(v.load(Ordering::Relaxed));
         }
-        out += "# TYPE mydex_connector_mydex_calls_total counter\n";
-        if let Ok(m) = self.mydex.lock() {
-            for ((e, o), v) in m.iter() {
-                out += &format!(
-                    "mydex_connector_mydex_calls_total{{endpoint=\"{}\",outcome=\"{}\"}} {v}\n",
-                    esc(e),
-                    esc(o)
-                );
-            }
+        reg.register(
+            "emails",
+            "Emails handed to SMTP, by result (deferred = a 4xx or connection problem, retried)",
+            emails,
+        );
+        reg.register(
+            "mydex_calls",
+            "Mydex API calls by endpoint and status (HTTP status, ok, or transient:kind)",
+            self.mydex_calls.clone(),
+        );
+        reg.register(
+            "mydex_call_duration_seconds",
+            "Latency of Mydex API calls by endpoint",
+            self.mydex_latency.clone(),
+        );
+        reg.register(
+            "callbacks",
+            "Callbacks received by type and result",
+            self.callbacks.clone(),
+        );
+
+        let invitations: Family<Labels, Gauge> = Family::default();
+        for (campaign, state, n) in &snap.invitations {
+            invitations
+                .get_or_create(&labels(&[("campaign", campaign), ("state", state)]))
+                .set(*n as i64);
         }
-        out += "# TYPE mydex_connector_mydex_call_seconds histogram\n";
-        if let Ok(l) = self.latency.lock() {
-            for (e, h) in l.iter() {
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    out += &format!(
-                        "mydex_connector_mydex_call_seconds_bucket{{endpoint=\"{}\",le=\"{b}\"}} {}\n",
-                        esc(e),
-                        h.counts[i]
-                    );
-                }
-                out += &format!(
-                    "mydex_connector_mydex_call_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {}\n",
-                    esc(e),
-                    h.total
-                );
-                out += &format!(
-                    "mydex_connector_mydex_call_seconds_sum{{endpoint=\"{}\"}} {}\n",
-                    esc(e),
-                    h.sum
-                );
-                out += &format!(
-                    "mydex_connector_mydex_call_seconds_count{{endpoint=\"{}\"}} {}\n",
-                    esc(e),
-                    h.total
-                );
-            }
+        reg.register(
+            "invitations",
+            "Invitations by campaign and state",
+            invitations,
+        );
+        let members: Family<Labels, Gauge> = Family::default();
+        for (kind, n) in [
+            ("total", snap.members_total),
+            ("outdated", snap.members_outdated),
+            ("disconnected", snap.members_disconnected),
+        ] {
+            members
+                .get_or_create(&labels(&[("kind", kind)]))
+                .set(n as i64);
         }
-        out += "# TYPE mydex_connector_callbacks_total counter\n";
-        if let Ok(m) = self.callbacks.lock() {
-            for ((k, r), v) in m.iter() {
-                out += &format!(
-                    "mydex_connector_callbacks_total{{type=\"{}\",result=\"{}\"}} {v}\n",
-                    esc(k),
-                    esc(r)
-                );
-            }
+        reg.register("members", "Connected members", members);
+        for (name, help, v) in [
+            (
+                "queue_depth",
+                "Invitations waiting for the dispatcher (queued or link_issued)",
+                snap.queue_depth,
+            ),
+            (
+                "queue_files",
+                "Invitee files waiting in the queue directory",
+                snap.queue_files,
+            ),
+            (
+                "unmatched_callbacks",
+                "Callbacks kept because they matched no invitation",
+                snap.unmatched_callbacks,
+            ),
+            (
+                "uptime_seconds",
+                "Seconds since the daemon started",
+                snap.uptime_seconds,
+            ),
+        ] {
+            let g: Gauge = Gauge::default();
+            g.set(v as i64);
+            reg.register(name, help, g);
         }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
         out
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

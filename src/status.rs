@@ -35,9 +35,35 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             doc["invitations"][state].as_u64().unwrap_or(0)
         );
     }
+    if let Some(campaigns) = doc["campaign_progress"].as_object() {
+        println!(
+            "campaigns{:>22} {:>8} {:>8} {:>10} {:>8} {:>8}  rate",
+            "total", "queued", "sent", "connected", "expired", "failed"
+        );
+        for (name, c) in campaigns {
+            let n = |s: &str| c["invitations"][s].as_u64().unwrap_or(0);
+            let total = c["total"].as_u64().unwrap_or(0);
+            let done = n("connected");
+            println!(
+                "  {name:<20} {total:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  {}  ({}% connected)",
+                n("queued") + n("link_issued"),
+                n("sent"),
+                done,
+                n("expired"),
+                n("failed"),
+                c["rate"].as_str().unwrap_or("?"),
+                (done * 100).checked_div(total).unwrap_or(0),
+            );
+        }
+    }
     println!("members");
     for k in ["total", "outdated", "disconnected"] {
         println!("  {k:<12} {:>10}", doc["members"][k].as_u64().unwrap_or(0));
+    }
+    if let Some(versions) = doc["members_by_version"].as_object() {
+        for (v, n) in versions {
+            println!("  version {v:<4} {:>10}", n.as_u64().unwrap_or(0));
+        }
     }
     println!("callbacks");
     for k in ["unmatched", "identify", "notification"] {

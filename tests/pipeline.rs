@@ -110,6 +110,7 @@ async fn hundred(opts: Options) {
         .unwrap();
     let members = state["members"].as_array().unwrap();
     assert_eq!(members.len(), 100);
+    setup.keep_for_log_scan().await;
     drop(_daemon);
     for m in members {
         let key = m["key"].as_str().unwrap();

@@ -1077,7 +1077,9 @@ async fn slow_fault_outlasts_a_client_timeout() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Given up before the slow answer (2 s) would have come; a loaded
+    // machine may take a while past the 300 ms timeout itself.
+    assert!(started.elapsed() < Duration::from_secs(2));
     // Without a timeout the answer comes, late.
     let started = Instant::now();
     let resp = env.post_api("/ftc/setup", "x", &env.setup_body()).await;

@@ -169,7 +169,7 @@ fn store_batch(
         match outcome {
             InsertOutcome::Inserted(id) => {
                 report.stored += 1;
-                tracing::debug!(invitation = id, campaign = %item.campaign, external_ref = item.invitee.external_ref.as_deref().unwrap_or(""), "invitation queued");
+                tracing::info!(invitation = id, campaign = %item.campaign, external_ref = item.invitee.external_ref.as_deref().unwrap_or(""), state = "queued", "invitation queued");
             }
             InsertOutcome::Duplicate(id) => {
                 report.duplicates += 1;
@@ -289,6 +289,33 @@ pub fn enqueue_file(
     campaign: Option<&str>,
     errors: &mut dyn Write,
 ) -> anyhow::Result<(u64, u64)> {
+    enqueue_file_with_progress(settings, path, campaign, errors, &mut |_| {})
+}
+
+/// A reader that reports how many bytes it has read so far.
+struct Counting<'a, R> {
+    inner: R,
+    read: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.progress)(self.read);
+        Ok(n)
+    }
+}
+
+/// `enqueue_file`, calling `progress` with the bytes of `path` read so far.
+pub fn enqueue_file_with_progress(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<(u64, u64)> {
     let dir = &settings.queue.dir;
     ensure_dirs(dir)?;
     if let Some(c) = campaign
@@ -296,7 +323,17 @@ pub fn enqueue_file(
     {
         anyhow::bail!("campaign {c:?} is not configured");
     }
-    let rows = Rows::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let format = Format::of(path)
+        .ok_or_else(|| anyhow::anyhow!("{}: {}", path.display(), FileError::UnknownFormat))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), FileError::Io(e)))?;
+    let counting = Counting {
+        inner: file,
+        read: 0,
+        progress,
+    };
+    let rows =
+        Rows::new(counting, format).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -308,6 +308,19 @@ impl MydexClient {
         }
     }
 
+    /// Whether an access token can be had now (the cached one or a fresh
+    /// one), for `/readyz`. The error says why not; it never holds a secret.
+    pub async fn token_obtainable(&self) -> Result<(), String> {
+        match self.bearer().await {
+            Ok(_) => Ok(()),
+            Err(AttemptError::Transient { why, .. }) => Err(why),
+            Err(AttemptError::Unauthorized { status, message }) => {
+                Err(format!("HTTP {status}: {message}"))
+            }
+            Err(AttemptError::Permanent(e)) => Err(e.to_string()),
+        }
+    }
+
     async fn bearer(&self) -> Result<SecretString, AttemptError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref()

@@ -1,6 +1,9 @@
-//! The admin API (loopback by default): `/healthz`, `/status` with the JSON
-//! of DESIGN.md (plus, with the lifecycle running, `sweeps` and a
-//! `campaigns` object by name), `/metrics` in Prometheus text format.
+//! The admin API (loopback by default): `/healthz`, `/readyz`, `/status`
+//! with the JSON of DESIGN.md (plus, with the lifecycle running, `sweeps`
+//! and a `campaigns` object by name), `/metrics` in Prometheus text format;
+//! and, behind the bearer token (`auth.rs`), `POST /invitees`, the operator
+//! routes the CLI uses (`operator.rs`) and the lifecycle's sweep and
+//! campaign routes (`lifecycle.rs`).
 
 use std::sync::Arc;
 
@@ -9,7 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::metrics::Metrics;
+use super::auth::AdminToken;
+use crate::metrics::{Metrics, Snapshot};
 use crate::store::Store;
 
 pub struct AdminState {
@@ -20,14 +24,69 @@ pub struct AdminState {
     pub started: std::time::Instant,
     /// Sweeps and campaign states for the status document.
     pub lifecycle: Option<Arc<crate::lifecycle::Lifecycle>>,
+    pub settings: Arc<crate::config::Settings>,
+    pub token: AdminToken,
+    pub mydex: Arc<crate::mydex::MydexClient>,
+    pub mailer: Arc<crate::mail::Mailer>,
+    /// Wakes the dispatcher when `POST /invitees` stored something.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Test hook: stall the main loop (`POST /debug/stall?seconds=N`).
+    pub stall: Option<tokio::sync::mpsc::Sender<std::time::Duration>>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
+    use axum::routing::{get, post};
+    let mut guarded = Router::new()
+        .route(
+            "/invitees",
+            post(super::invitees::post).layer(axum::extract::DefaultBodyLimit::max(
+                super::invitees::MAX_BODY,
+            )),
+        )
+        .route("/invitations", get(super::operator::list))
+        .route(
+            "/invitations/retry-failed",
+            post(super::operator::retry_failed),
+        )
+        .route("/invitations/{id}", get(super::operator::show))
+        .route("/invitations/{id}/retry", post(super::operator::retry))
+        .route("/members", get(super::operator::members));
+    if state.stall.is_some() {
+        guarded = guarded.route("/debug/stall", post(stall));
+    }
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
+        state.token.clone(),
+        super::auth::require_bearer,
+    ));
     Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route("/status", axum::routing::get(status))
-        .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(super::readyz::readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
         .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct StallQuery {
+    seconds: f64,
+}
+
+/// Test hook (only with `MYDEX_CONNECTOR_TEST_HOOKS=1`): stall the main loop.
+async fn stall(
+    State(st): State<Arc<AdminState>>,
+    axum::extract::Query(q): axum::extract::Query<StallQuery>,
+) -> Response {
+    let Some(tx) = &st.stall else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !(0.0..=3600.0).contains(&q.seconds) {
+        return (StatusCode::BAD_REQUEST, "seconds must be 0..=3600\n").into_response();
+    }
+    match tx.try_send(std::time::Duration::from_secs_f64(q.seconds)) {
+        Ok(()) => (StatusCode::ACCEPTED, "stalling\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
 }
 
 /// The status document (also what `mydex-connector status --json` prints).
@@ -71,6 +130,14 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
                 obj.insert(k.into(), v);
             }
         }
+        doc["campaign_progress"] = campaign_progress(&s)?;
+        doc["members_by_version"] = s
+            .store
+            .members_by_version()?
+            .into_iter()
+            .map(|(v, n)| (v.to_string(), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
         Ok::<_, crate::store::StoreError>(doc)
     })
     .await
@@ -89,32 +156,88 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
-    let mut body = st.metrics.render();
-    if let Ok(c) = st.store.counts(st.current_version) {
-        body += "# TYPE mydex_connector_invitations gauge\n";
-        for (s, n) in &c.invitations {
-            body += &format!(
-                "mydex_connector_invitations{{state=\"{}\"}} {n}\n",
-                s.as_str()
-            );
+/// Per campaign: its configured rate and its invitations by state.
+fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
+    let counts = st.store.counts_by_campaign()?;
+    let mut out = serde_json::Map::new();
+    for c in &st.settings.campaigns {
+        let mut states = serde_json::Map::new();
+        let mut total = 0;
+        for s in crate::store::State::ALL {
+            let n = counts.get(&(c.name.clone(), s)).copied().unwrap_or(0);
+            total += n;
+            states.insert(s.as_str().into(), n.into());
         }
-        body += "# TYPE mydex_connector_members gauge\n";
-        body += &format!(
-            "mydex_connector_members{{kind=\"total\"}} {}\n",
-            c.members_total
-        );
-        body += &format!(
-            "mydex_connector_members{{kind=\"outdated\"}} {}\n",
-            c.members_outdated
+        out.insert(
+            c.name.clone(),
+            serde_json::json!({
+                "rate": c.rate.map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))).unwrap_or_else(|| "unlimited".into()),
+                "total": total,
+                "invitations": states,
+            }),
         );
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
-        .into_response()
+    Ok(out.into())
+}
+
+async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
+    let s = st.clone();
+    let snap = tokio::task::spawn_blocking(move || snapshot(&s)).await;
+    match snap {
+        Ok(Ok(snap)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            st.metrics.render(&snap),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the store: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The store's side of `/metrics`.
+fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
+    let c = st.store.counts(st.current_version)?;
+    let by_campaign = st.store.counts_by_campaign()?;
+    let mut invitations = Vec::new();
+    for campaign in &st.campaigns {
+        for state in crate::store::State::ALL {
+            let n = by_campaign
+                .get(&(campaign.clone(), state))
+                .copied()
+                .unwrap_or(0);
+            invitations.push((campaign.clone(), state.as_str().to_string(), n));
+        }
+    }
+    // Invitations of campaigns no longer configured still count.
+    for ((campaign, state), n) in &by_campaign {
+        if !st.campaigns.contains(campaign) {
+            invitations.push((campaign.clone(), state.as_str().to_string(), *n));
+        }
+    }
+    let count = |s: crate::store::State| {
+        c.invitations
+            .iter()
+            .find(|(x, _)| *x == s)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    };
+    Ok(Snapshot {
+        invitations,
+        members_total: c.members_total,
+        members_outdated: c.members_outdated,
+        members_disconnected: c.members_disconnected,
+        unmatched_callbacks: c.unmatched_callbacks,
+        queue_files: crate::intake::pending_files(&st.settings.queue.dir)
+            .map(|f| f.len() as u64)
+            .unwrap_or(0),
+        queue_depth: count(crate::store::State::Queued) + count(crate::store::State::LinkIssued),
+        uptime_seconds: st.started.elapsed().as_secs(),
+    })
 }

@@ -2,6 +2,10 @@
 //! operators (loopback by default).
 
 pub mod admin;
+pub mod auth;
 pub mod bearer;
 pub mod callback;
+pub mod invitees;
 pub mod lifecycle;
+pub mod operator;
+pub mod readyz;

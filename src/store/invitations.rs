@@ -247,6 +247,53 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Send a failed invitation round again (`invitations retry`): back to
+    /// queued with no link and a clean attempt count, unless the same person
+    /// got another open invitation in the campaign meanwhile.
+    pub fn retry_failed(&self, id: u64) -> Result<Invitation> {
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                let bytes = inv_t
+                    .get(id_key(id))?
+                    .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(id)))?;
+                let inv: Invitation = tx_decode(&bytes, "invitation")?;
+                let okey = open_key(&inv.campaign, &inv.kind, &inv.invitee);
+                if let Some(other) = idx.get(okey.as_bytes())? {
+                    let other = super::decode_u64(&other);
+                    if other != id
+                        && let Some(b) = inv_t.get(id_key(other))?
+                        && tx_decode::<Invitation>(&b, "invitation")?.state.is_open()
+                    {
+                        return Err(ConflictableTransactionError::Abort(
+                            StoreError::Refused(format!(
+                                "invitation {id} cannot be retried: invitation {other} for the same person in campaign {:?} is open",
+                                inv.campaign
+                            )),
+                        ));
+                    }
+                }
+                idx.insert(okey.as_bytes(), &id_key(id))?;
+                tx_transition(
+                    inv_t,
+                    idx,
+                    id,
+                    &[State::Failed],
+                    State::Queued,
+                    Some("retried by an operator".into()),
+                    &|i| {
+                        i.link = None;
+                        i.link_issued_ms = None;
+                        i.attempts = 0;
+                        i.next_attempt_ms = 0;
+                        i.reason = None;
+                    },
+                )
+            })
+            .map_err(unwrap_tx)
+    }
+}
+
 pub(super) fn tx_transition(
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,

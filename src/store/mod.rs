@@ -20,6 +20,7 @@ mod identify;
 mod invitations;
 mod records;
 mod sweeps;
+mod report;
 
 use std::path::Path;
 
@@ -34,6 +35,7 @@ pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
+pub use report::InvitationFilter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +55,9 @@ pub enum StoreError {
     },
     #[error("no invitation {0}")]
     NotFound(u64),
+    /// An operator's request that the records do not allow, with why.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Crypto(#[from] CryptoError),
     #[error("cannot flush the store to disk: {0}")]

@@ -14,6 +14,8 @@ use mydex_connector::sandbox::{self, CallbackFormat, Sandbox, SandboxArgs};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mydex-connector");
 pub const TOKEN: &str = "test-connection-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-abcdef0123456789";
+pub const CLIENT_SECRET: &str = "sandbox-secret";
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -129,7 +131,6 @@ pub struct Options {
 /// Cron that does not fire during a test (3am on the 1st of January).
 pub const NEVER: &str = "0 0 3 1 1 *";
 
-pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
 impl Default for Options {
     fn default() -> Self {
@@ -229,18 +230,35 @@ rate = "unlimited"
 
 impl Setup {
     pub fn daemon(&self) -> Proc {
-        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        self.daemon_with(|_| {})
+    }
+
+    /// The daemon with extra settings on its command (environment, ...).
+    /// Its stderr is appended to `daemon.log` (restarts keep earlier lines).
+    /// `MYDEX_TEST_RUST_LOG` sets its log filter (default `info`).
+    pub fn daemon_with(&self, adjust: impl FnOnce(&mut Command)) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
             .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config"])
+            .arg(&self.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("MYDEX_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log);
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
         // Ready once the admin API answers.
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("daemon exited with {status}: {}", self.log());
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "daemon did not start: {}",
@@ -295,6 +313,41 @@ impl Setup {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// Keep this test's daemon log and the member keys the sandbox handed
+    /// out for the log scan of `.ci/run` (when `MYDEX_TEST_LOG_DIR` is set).
+    pub async fn keep_for_log_scan(&self) {
+        let Ok(dir) = std::env::var("MYDEX_TEST_LOG_DIR") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tag = format!("{}-{}", std::process::id(), self.admin_port);
+        let state: serde_json::Value =
+            reqwest::get(format!("{}/_sandbox/state", self.sandbox.url()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let keys: Vec<String> = state["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["key"].as_str().map(str::to_string))
+            .collect();
+        std::fs::write(dir.join(format!("{tag}.secrets")), keys.join("\n")).unwrap();
+        std::fs::copy(
+            self.dir.path().join("daemon.log"),
+            dir.join(format!("{tag}.log")),
+        )
+        .unwrap();
+    }
+
+    /// An HTTP client call to the admin API with the bearer token.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
     pub fn log(&self) -> String {
@@ -419,4 +472,44 @@ pub fn read_mail(path: &Path) -> Mail {
         message_id: msg.message_id().unwrap_or_default().to_string(),
         has_date: msg.date().is_some(),
     }
+}
+
+impl Drop for Setup {
+    /// Every daemon log goes to the log scan of `.ci/run` (with
+    /// `MYDEX_TEST_LOG_DIR` set), whether or not the test kept member keys.
+    fn drop(&mut self) {
+        let Ok(dir) = std::env::var("MYDEX_TEST_LOG_DIR") else {
+            return;
+        };
+        let log = self.dir.path().join("daemon.log");
+        if log.is_file() {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(
+                &log,
+                Path::new(&dir).join(format!("{}-{}.log", std::process::id(), self.admin_port)),
+            );
+        }
+    }
+}
+
+/// `kill -SIG pid` through the real `kill` command; its exit code.
+pub fn send_signal(pid: i32, sig: &str) -> i32 {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.code().unwrap_or(1))
+        .unwrap_or(1)
+}
+
+/// Wait for a child to exit, at most `limit`.
+pub fn wait_exit(p: &mut Proc, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(s)) = p.0.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }

@@ -1,0 +1,102 @@
+//! Where the daemon's log lines go and at which level: journald when run
+//! under systemd (`JOURNAL_STREAM` set), otherwise JSON lines or human text
+//! on stderr (`log.format`). The level sits behind a reload handle so SIGHUP
+//! can change it while the daemon runs.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::reload;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LogFormat;
+
+/// Changes the level of the installed subscriber.
+#[derive(Clone)]
+pub struct LogControl {
+    handle: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// `RUST_LOG` was set at start: it wins over `log.level`.
+    pinned_by_env: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{0:?} is not a level or filter (error, warn, info, debug, trace)")]
+    BadLevel(String),
+    #[error("cannot change the log level: {0}")]
+    Reload(String),
+}
+
+impl LogControl {
+    /// Apply `level` (a level or an `EnvFilter` directive), unless `RUST_LOG`
+    /// fixed the level at start. Returns what is in force afterwards.
+    pub fn set_level(&self, level: &str) -> Result<String, LogError> {
+        if self.pinned_by_env {
+            return Ok(format!(
+                "{} (from RUST_LOG, which overrides log.level)",
+                std::env::var("RUST_LOG").unwrap_or_default()
+            ));
+        }
+        let filter = EnvFilter::try_new(level).map_err(|_| LogError::BadLevel(level.into()))?;
+        self.handle
+            .reload(filter)
+            .map_err(|e| LogError::Reload(e.to_string()))?;
+        Ok(level.to_string())
+    }
+}
+
+/// Whether stderr is connected to the journal (systemd sets `JOURNAL_STREAM`
+/// to the device:inode of the stream it gave us).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(var) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = var.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(m) => m.dev() == dev && m.ino() == ino,
+        Err(_) => false,
+    }
+}
+
+/// Install the global subscriber once. `RUST_LOG`, when set, overrides `level`.
+/// Returns `None` when a subscriber was already installed (tests, demo).
+pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned_by_env = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(level));
+    let (filter, handle) = reload::Layer::new(filter);
+
+    let journald = if stderr_is_journal() {
+        tracing_journald::layer()
+            .ok()
+            .map(|l| l.with_syslog_identifier("mydex-connector".into()))
+    } else {
+        None
+    };
+    let output: Box<dyn Layer<_> + Send + Sync> = match (journald, format) {
+        (Some(j), _) => Box::new(j),
+        (None, LogFormat::Json) => Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        ),
+        (None, LogFormat::Text) => {
+            Box::new(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .ok()?;
+    Some(LogControl {
+        handle,
+        pinned_by_env,
+    })
+}

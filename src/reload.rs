@@ -1,0 +1,112 @@
+//! SIGHUP: re-read the configuration file and apply what can change while
+//! the daemon runs — the log level and the campaigns' templates. The new file
+//! is validated in full first; a bad one is refused with its error logged and
+//! the running configuration stays in force. (The lifecycle work extends this
+//! to campaigns themselves: rates, pause/resume, send windows.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::config::{Campaign, ConfigError, Settings};
+use crate::logging::LogControl;
+use crate::mail::Templates;
+
+/// A value the running daemon reads often and a reload replaces whole.
+pub struct Swap<T>(RwLock<Arc<T>>);
+
+impl<T> Swap<T> {
+    pub fn new(value: T) -> Self {
+        Self(RwLock::new(Arc::new(value)))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        self.0.read().clone()
+    }
+
+    pub fn set(&self, value: T) {
+        *self.0.write() = Arc::new(value);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Log(#[from] crate::logging::LogError),
+}
+
+/// What a reload can reach.
+pub struct Reloader {
+    pub config_path: PathBuf,
+    /// The campaigns the daemon started with (their names stay; their
+    /// templates and subjects may change).
+    pub campaigns: Vec<Campaign>,
+    pub templates: Arc<Swap<Templates>>,
+    pub log: Option<LogControl>,
+}
+
+/// What a reload changed, for the log.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub log_level: Option<String>,
+    pub templates_reloaded: usize,
+    pub ignored_campaigns: Vec<String>,
+}
+
+impl Reloader {
+    /// Validate the file at `config_path` and apply it; on any error nothing
+    /// changes.
+    pub fn reload(&self) -> Result<Applied, ReloadError> {
+        let new = Settings::load(&self.config_path)?;
+        let merged = merge_campaigns(&self.campaigns, &new.campaigns);
+        let templates = Templates::load(&merged).map_err(|e| ConfigError {
+            file: self.config_path.display().to_string(),
+            key: format!("campaign {:?}.{}", e.campaign, e.key),
+            message: e.message.clone(),
+        })?;
+        // Check the level before changing anything.
+        if tracing_subscriber::EnvFilter::try_new(&new.log.level).is_err() {
+            return Err(crate::logging::LogError::BadLevel(new.log.level.clone()).into());
+        }
+        let log_level = match &self.log {
+            Some(control) => Some(control.set_level(&new.log.level)?),
+            None => None,
+        };
+        self.templates.set(templates);
+        let ignored_campaigns = new
+            .campaigns
+            .iter()
+            .filter(|c| !self.campaigns.iter().any(|r| r.name == c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        Ok(Applied {
+            log_level,
+            templates_reloaded: merged.len(),
+            ignored_campaigns,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.config_path
+    }
+}
+
+/// The running campaigns with the new file's subject and templates where the
+/// new file still names them.
+fn merge_campaigns(running: &[Campaign], new: &[Campaign]) -> Vec<Campaign> {
+    running
+        .iter()
+        .map(|r| {
+            new.iter()
+                .find(|n| n.name == r.name)
+                .map(|n| Campaign {
+                    rate: r.rate,
+                    ..n.clone()
+                })
+                .unwrap_or_else(|| r.clone())
+        })
+        .collect()
+}

@@ -1,0 +1,60 @@
+//! `/readyz`: whether the daemon can do its work right now — the store
+//! answers, a Mydex access token can be had, the SMTP server answers — each
+//! check reported on its own; 503 while any fails, so a load balancer or an
+//! operator's probe sees it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::admin::AdminState;
+
+/// No check may hold the probe longer than this.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn verdict(r: Result<Result<(), String>, tokio::time::error::Elapsed>) -> serde_json::Value {
+    match r {
+        Ok(Ok(())) => json!({"ok": true}),
+        Ok(Err(e)) => json!({"ok": false, "error": e}),
+        Err(_) => {
+            json!({"ok": false, "error": format!("no answer within {}s", CHECK_TIMEOUT.as_secs())})
+        }
+    }
+}
+
+pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
+    let store = st.store.clone();
+    let version = st.current_version;
+    let store_check = tokio::time::timeout(CHECK_TIMEOUT, async move {
+        match tokio::task::spawn_blocking(move || store.counts(version)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let mydex_check = tokio::time::timeout(CHECK_TIMEOUT, st.mydex.token_obtainable());
+    let smtp_check = tokio::time::timeout(CHECK_TIMEOUT, st.mailer.reachable());
+    let (store_r, mydex_r, smtp_r) = tokio::join!(store_check, mydex_check, smtp_check);
+    let checks = json!({
+        "store": verdict(store_r),
+        "mydex_token": verdict(mydex_r),
+        "smtp": verdict(smtp_r),
+    });
+    let ready = ["store", "mydex_token", "smtp"]
+        .iter()
+        .all(|k| checks[k]["ok"] == true);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "checks": checks})),
+    )
+        .into_response()
+}

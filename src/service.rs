@@ -1,0 +1,124 @@
+//! The daemon's main loop as a systemd service: `READY=1` once the store is
+//! open and the listeners are bound, `STATUS=` lines with live counts,
+//! `WATCHDOG=1` at half of `WATCHDOG_USEC` from this loop (so a stalled loop
+//! stops the pings and systemd restarts us), SIGHUP reloads, SIGTERM/SIGINT
+//! drain (`STOPPING=1`, then the daemon's bounded shutdown). Without
+//! `NOTIFY_SOCKET` the notifications are no-ops.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+use crate::config::Settings;
+use crate::logging::LogControl;
+
+/// How often STATUS= is refreshed when no watchdog asks for more.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Environment variable that enables the test hooks (`POST /debug/stall`).
+pub const TEST_HOOKS_ENV: &str = "MYDEX_CONNECTOR_TEST_HOOKS";
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
+}
+
+/// `mydex-connector run`: until SIGTERM or SIGINT.
+pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Signal handlers first, so a signal during start is not lost.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+
+    let mut daemon = crate::daemon::start(settings).await?;
+    let reloader = daemon.reloader(log);
+    let mut stall = daemon.stall_requests.take();
+
+    let watchdog = sd_notify::watchdog_enabled();
+    let tick_every = watchdog.map(|w| w / 2).unwrap_or(STATUS_EVERY);
+    if let Some(w) = watchdog {
+        tracing::info!(
+            watchdog_ms = w.as_millis() as u64,
+            ping_ms = tick_every.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
+    }
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&status_line(&daemon)),
+    ]);
+
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_status = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = hup.recv() => {
+                tracing::info!(config = %reloader.path().display(), "SIGHUP received: reloading");
+                notify(&[NotifyState::Reloading]);
+                match reloader.reload() {
+                    Ok(applied) => {
+                        tracing::info!(
+                            log_level = applied.log_level.as_deref().unwrap_or("(unchanged)"),
+                            templates = applied.templates_reloaded,
+                            "configuration reloaded"
+                        );
+                        if !applied.ignored_campaigns.is_empty() {
+                            tracing::warn!(campaigns = ?applied.ignored_campaigns, "new campaigns take effect at the next restart");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays in force"),
+                }
+                notify(&[NotifyState::Ready, NotifyState::Status(&status_line(&daemon))]);
+            }
+            Some(d) = recv(&mut stall) => {
+                // Test hook: this loop stops iterating, as if stuck.
+                tracing::warn!(seconds = d.as_secs_f64(), "test hook: stalling the main loop");
+                tokio::time::sleep(d).await;
+            }
+            _ = tick.tick() => {
+                if watchdog.is_some() {
+                    notify(&[NotifyState::Watchdog]);
+                }
+                if last_status.elapsed() >= STATUS_EVERY.min(tick_every) {
+                    last_status = std::time::Instant::now();
+                    notify(&[NotifyState::Status(&status_line(&daemon))]);
+                }
+            }
+        }
+    }
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("draining work in flight"),
+    ]);
+    daemon.shutdown().await
+}
+
+async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<Duration>>) -> Option<Duration> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One line of live counts for `systemctl status`.
+fn status_line(daemon: &crate::daemon::Daemon) -> String {
+    match daemon
+        .store
+        .counts(daemon.settings.mydex.connection_version)
+    {
+        Ok(c) => {
+            let parts: Vec<String> = c
+                .invitations
+                .iter()
+                .map(|(s, n)| format!("{} {n}", s.as_str()))
+                .collect();
+            format!("{}; members {}", parts.join(", "), c.members_total)
+        }
+        Err(e) => format!("store unreadable: {e}"),
+    }
+}
