@@ -15,7 +15,8 @@
 //! 5000), `BENCH_ROWS` (default 1000000), `BENCH_CONCURRENCY` (the daemon's
 //! `invitations.concurrency`, default 32), `BENCH_SMTP=aiosmtpd` (use the
 //! tests' Python SMTP server, which writes every message to disk, instead of
-//! the in-process SMTP sink), `BENCH_ONLY=e2e|ingest`.
+//! the in-process SMTP sink), `BENCH_ONLY=e2e|ingest`. Under
+//! `cargo test --all-targets` it makes a small smoke run instead.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -436,20 +437,28 @@ fn walk_size(dir: &Path) -> u64 {
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too,
+    // without it, and then a small smoke run is enough.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (invites, rows) = if full {
+        (5000, 1_000_000)
+    } else {
+        (200, 20_000)
+    };
     println!(
-        "machine: {} cores; daemon = the release binary in its own process; sandbox and SMTP sink in this one",
+        "machine: {} cores; daemon = the real binary (release under cargo bench) in its own process; sandbox and SMTP sink in this one",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
     if only.is_empty() || only == "e2e" {
         rt.block_on(end_to_end(
-            env_num("BENCH_INVITES", 5000) as usize,
+            env_num("BENCH_INVITES", invites) as usize,
             env_num("BENCH_CONCURRENCY", 32),
         ))?;
     }
     if only.is_empty() || only == "ingest" {
-        rt.block_on(ingest(env_num("BENCH_ROWS", 1_000_000) as usize))?;
+        rt.block_on(ingest(env_num("BENCH_ROWS", rows) as usize))?;
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ mod expiry;
 mod identify;
 mod invitations;
 mod records;
-mod sweeps;
 mod report;
+mod sweeps;
 
 use std::path::Path;
 
@@ -34,8 +34,8 @@ pub use invitations::{InsertOutcome, NewInvitation};
 pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
-pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use report::InvitationFilter;
+pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -131,7 +131,6 @@ pub struct Options {
 /// Cron that does not fire during a test (3am on the 1st of January).
 pub const NEVER: &str = "0 0 3 1 1 *";
 
-
 impl Default for Options {
     fn default() -> Self {
         Self {
