@@ -3,7 +3,7 @@
 //! a directory outbox) with lettre.
 
 mod message;
-mod qr;
+pub mod qr;
 mod templates;
 mod transport;
 

@@ -1,84 +1,20 @@
 //! The `qr` of `/ftc/setup` and `/identify`: a real PNG of the one-time URL
-//! as a `data:` URI. It is made on every request, so it is kept cheap: the
-//! module matrix comes from `qrcode`'s building blocks in byte mode with one
-//! fixed mask (the crate's automatic choice tries all eight masks and
-//! optimises segments: ~0.6 ms a code, too slow for 5,000 codes a second),
-//! and the PNG is written as a 1-bit greyscale image at a small scale with
-//! fast compression.
+//! as a `data:` URI, made on every request by the same cheap encoder as the
+//! daemon's emails (`mail::qr`), at error correction L and 4 pixels a module.
 
 use base64::Engine;
-use qrcode::bits::Bits;
-use qrcode::canvas::{Canvas, MaskPattern};
-use qrcode::types::QrError as QrCodeError;
-use qrcode::{Color, EcLevel, Version};
+use qrcode::{Color, EcLevel};
 
-/// Pixels per QR module.
-const SCALE: usize = 4;
-/// Quiet zone, in modules, on each side.
-const QUIET: usize = 4;
+pub use crate::mail::qr::QrError;
 
-/// Why a QR code could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum QrError {
-    #[error("cannot encode QR code: {0}")]
-    Qr(#[from] QrCodeError),
-    #[error("cannot encode PNG: {0}")]
-    Png(#[from] png::EncodingError),
-}
-
-/// The dark/light modules of a QR code for `data` (byte mode, EC level L,
-/// the smallest version that fits, mask 000), and its width.
+/// The modules of the sandbox's QR code for `data`, and its width.
 pub fn qr_modules(data: &[u8]) -> Result<(Vec<Color>, usize), QrError> {
-    let ec_level = EcLevel::L;
-    for v in 1..=40 {
-        let version = Version::Normal(v);
-        let mut bits = Bits::new(version);
-        if bits.push_byte_data(data).is_err() || bits.push_terminator(ec_level).is_err() {
-            continue;
-        }
-        let (encoded, ec) = qrcode::ec::construct_codewords(&bits.into_bytes(), version, ec_level)?;
-        let mut canvas = Canvas::new(version, ec_level);
-        canvas.draw_all_functional_patterns();
-        canvas.draw_data(&encoded, &ec);
-        canvas.apply_mask(MaskPattern::Checkerboard);
-        return Ok((canvas.into_colors(), version.width() as usize));
-    }
-    Err(QrError::Qr(QrCodeError::DataTooLong))
+    crate::mail::qr::qr_modules(data, EcLevel::L)
 }
 
 /// PNG bytes of a QR code for `text`.
 pub fn qr_png(text: &str) -> Result<Vec<u8>, QrError> {
-    let (colors, modules) = qr_modules(text.as_bytes())?;
-    let side = (modules + 2 * QUIET) * SCALE;
-    let row_bytes = side.div_ceil(8);
-    // 1 bit per pixel, 1 = white (greyscale), MSB first.
-    let mut pixels = vec![0xFFu8; row_bytes * side];
-    for my in 0..modules {
-        for mx in 0..modules {
-            if colors[my * modules + mx] != Color::Dark {
-                continue;
-            }
-            for dy in 0..SCALE {
-                let y = (my + QUIET) * SCALE + dy;
-                for dx in 0..SCALE {
-                    let x = (mx + QUIET) * SCALE + dx;
-                    pixels[y * row_bytes + x / 8] &= !(0x80 >> (x % 8));
-                }
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(pixels.len() / 2 + 128);
-    {
-        let mut enc = png::Encoder::new(&mut out, side as u32, side as u32);
-        enc.set_color(png::ColorType::Grayscale);
-        enc.set_depth(png::BitDepth::One);
-        enc.set_compression(png::Compression::Fast);
-        enc.set_filter(png::Filter::NoFilter);
-        let mut writer = enc.write_header()?;
-        writer.write_image_data(&pixels)?;
-        writer.finish()?;
-    }
-    Ok(out)
+    crate::mail::qr::qr_png_scaled(text, EcLevel::L, 4)
 }
 
 /// `data:image/png;base64,...` of a QR code for `text`.
@@ -88,30 +24,4 @@ pub fn qr_data_uri(text: &str) -> Result<String, QrError> {
     uri.push_str("data:image/png;base64,");
     base64::engine::general_purpose::STANDARD.encode_string(&png, &mut uri);
     Ok(uri)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qr_codes_of_many_lengths_decode_back() {
-        for len in [10, 40, 64, 90, 150, 300] {
-            let text: String = "http://127.0.0.1:8090/ftc/begin/"
-                .chars()
-                .chain(std::iter::repeat('x'))
-                .take(len)
-                .collect();
-            let png = qr_png(&text).expect("a PNG");
-            let img = image::load_from_memory(&png).expect("decodes").to_luma8();
-            let (w, h) = img.dimensions();
-            let mut prepared =
-                rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
-                    img.get_pixel(x as u32, y as u32).0[0]
-                });
-            let grids = prepared.detect_grids();
-            assert_eq!(grids.len(), 1, "len {len}");
-            assert_eq!(grids[0].decode().expect("reads").1, text);
-        }
-    }
 }
