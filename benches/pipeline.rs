@@ -13,7 +13,7 @@
 //!
 //! Run: `cargo bench --bench pipeline`. Knobs: `BENCH_INVITES` (default
 //! 5000), `BENCH_ROWS` (default 1000000), `BENCH_CONCURRENCY` (the daemon's
-//! `invitations.concurrency`, default 32), `BENCH_SMTP=aiosmtpd` (use the
+//! `invitations.concurrency`, default 64), `BENCH_SMTP=aiosmtpd` (use the
 //! tests' Python SMTP server, which writes every message to disk, instead of
 //! the in-process SMTP sink), `BENCH_ONLY=e2e|ingest`. Under
 //! `cargo test --all-targets` it makes a small smoke run instead.
@@ -185,6 +185,8 @@ async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
     }
     let queue = setup.dir.path().join("queue");
     let started = Instant::now();
+    let cpu_daemon0 = cpu_ticks(pid).unwrap_or(0);
+    let cpu_self0 = cpu_ticks(std::process::id()).unwrap_or(0);
     place(&queue, &csv)?;
     let limit = Duration::from_secs(60 + invites as u64 / 20);
     let mut last = (Instant::now(), 0usize);
@@ -203,6 +205,12 @@ async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
         }
     }
     let mail_secs = started.elapsed().as_secs_f64();
+    let cpu_daemon =
+        cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu_daemon0) as f64 / ticks_per_sec();
+    let cpu_self = cpu_ticks(std::process::id())
+        .unwrap_or(0)
+        .saturating_sub(cpu_self0) as f64
+        / ticks_per_sec();
     let (hwm, _) = rss_kib(pid).unwrap_or((0, 0));
     println!(
         "invitations end to end (queue → link → mail accepted): {invites} in {mail_secs:.2} s = {:.0}/s  (target ≥ 500/s; smtp: {})",
@@ -212,6 +220,16 @@ async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
         } else {
             "in-process sink"
         }
+    );
+
+    println!(
+        "cpu while mailing: daemon {:.0}% of a core ({:.2} ms per invitation), sandbox + SMTP sink + this bench {:.0}%; the machine has {} cores",
+        cpu_daemon / mail_secs * 100.0,
+        cpu_daemon * 1000.0 / invites as f64,
+        cpu_self / mail_secs * 100.0,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
 
     // Journeys: every link completed by the sandbox, callbacks to the daemon.
@@ -454,7 +472,7 @@ fn main() -> anyhow::Result<()> {
     if only.is_empty() || only == "e2e" {
         rt.block_on(end_to_end(
             env_num("BENCH_INVITES", invites) as usize,
-            env_num("BENCH_CONCURRENCY", 32),
+            env_num("BENCH_CONCURRENCY", 64),
         ))?;
     }
     if only.is_empty() || only == "ingest" {
