@@ -136,6 +136,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         } else {
             (None, None)
         };
+    let admin_token = crate::server::auth::AdminToken(settings.admin.token.clone().map(Arc::new));
     let admin_state = Arc::new(admin::AdminState {
         store: store.clone(),
         current_version: settings.mydex.connection_version,
@@ -144,18 +145,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         started: std::time::Instant::now(),
         lifecycle: Some(lifecycle.clone()),
         settings: settings.clone(),
-        token: crate::server::auth::AdminToken(settings.admin.token.clone().map(Arc::new)),
+        token: admin_token.clone(),
         mydex: mydex.clone(),
         mailer: mailer.clone(),
         wake: wake.clone(),
         stall: stall_tx,
     });
-    let admin_app = admin::router(admin_state).merge(crate::server::lifecycle::router(Arc::new(
-        crate::server::lifecycle::LifecycleApi {
-            lifecycle,
-            token: settings.admin.token.clone(),
-        },
-    )));
+    let admin_app = admin::router(admin_state).merge(crate::server::lifecycle::router(
+        Arc::new(crate::server::lifecycle::LifecycleApi { lifecycle }),
+        admin_token,
+    ));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = axum::serve(admin_listener, admin_app)

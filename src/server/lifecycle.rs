@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use super::auth::AdminToken;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
 use serde_json::json;
 
 use crate::campaigns::ControlError;
@@ -18,14 +18,18 @@ use crate::schedule::Trigger;
 
 pub struct LifecycleApi {
     pub lifecycle: Arc<Lifecycle>,
-    pub token: Option<SecretString>,
 }
 
-pub fn router(state: Arc<LifecycleApi>) -> Router {
+/// Every route here is behind the admin bearer token (`auth.rs`).
+pub fn router(state: Arc<LifecycleApi>, token: AdminToken) -> Router {
     Router::new()
         .route("/sweeps/{job}", axum::routing::post(sweep))
         .route("/campaigns/{name}/pause", axum::routing::post(pause))
         .route("/campaigns/{name}/resume", axum::routing::post(resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            token,
+            super::auth::require_bearer,
+        ))
         .with_state(state)
 }
 
@@ -33,18 +37,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn authorized(st: &LifecycleApi, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    super::bearer::check(headers, st.token.as_ref()).map_err(|(s, m)| Box::new(error(s, m)))
-}
-
-async fn sweep(
-    State(st): State<Arc<LifecycleApi>>,
-    Path(job): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return *r;
-    }
+async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> Response {
     let Some(j) = st.lifecycle.job(&job) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -75,12 +68,8 @@ fn control_error(e: ControlError) -> Response {
 async fn pause(
     State(st): State<Arc<LifecycleApi>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return *r;
-    }
     let body: PauseBody = if body.is_empty() {
         PauseBody::default()
     } else {
@@ -116,14 +105,7 @@ async fn pause(
     }
 }
 
-async fn resume(
-    State(st): State<Arc<LifecycleApi>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return *r;
-    }
+async fn resume(State(st): State<Arc<LifecycleApi>>, Path(name): Path<String>) -> Response {
     let c = st.lifecycle.control.clone();
     match tokio::task::spawn_blocking(move || c.resume(&name).map(|was| (name, was))).await {
         Ok(Ok((name, was))) => {

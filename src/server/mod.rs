@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod auth;
-pub mod bearer;
 pub mod callback;
 pub mod invitees;
 pub mod lifecycle;
