@@ -100,6 +100,20 @@ impl Lifecycle {
     }
 
     /// The `sweeps` and `campaigns` parts of the status document.
+    /// For `/metrics`: each sweep job, whether it runs, and its last run.
+    pub fn sweep_progress(&self) -> Vec<(&'static str, bool, Option<crate::store::SweepRun>)> {
+        [&self.version, &self.expiry]
+            .into_iter()
+            .map(|job| {
+                (
+                    job.name,
+                    job.running(),
+                    self.store.sweep_run(job.name).ok().flatten(),
+                )
+            })
+            .collect()
+    }
+
     pub fn status_parts(&self) -> Vec<(&'static str, Value)> {
         let mut sweeps = serde_json::Map::new();
         for job in [&self.version, &self.expiry] {

@@ -62,6 +62,18 @@ pub struct Snapshot {
     /// Invitations the dispatcher still has to work on (queued + link_issued).
     pub queue_depth: u64,
     pub uptime_seconds: u64,
+    /// Per sweep job (`version`, `expiry`): running now, and its current or
+    /// last run's number, members checked and errors.
+    pub sweeps: Vec<SweepProgress>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepProgress {
+    pub job: String,
+    pub running: bool,
+    pub run: u64,
+    pub checked: u64,
+    pub errors: u64,
 }
 
 impl Metrics {
@@ -162,6 +174,33 @@ impl Metrics {
             g.set(v as i64);
             reg.register(name, help, g);
         }
+        let sweep_running: Family<Labels, Gauge> = Family::default();
+        let sweep_run: Family<Labels, Gauge> = Family::default();
+        let sweep_checked: Family<Labels, Gauge> = Family::default();
+        let sweep_errors: Family<Labels, Gauge> = Family::default();
+        for p in &snap.sweeps {
+            let l = labels(&[("job", &p.job)]);
+            sweep_running.get_or_create(&l).set(i64::from(p.running));
+            sweep_run.get_or_create(&l).set(p.run as i64);
+            sweep_checked.get_or_create(&l).set(p.checked as i64);
+            sweep_errors.get_or_create(&l).set(p.errors as i64);
+        }
+        reg.register("sweep_running", "1 while a sweep job runs", sweep_running);
+        reg.register(
+            "sweep_run",
+            "Number of the sweep job's current or last run",
+            sweep_run,
+        );
+        reg.register(
+            "sweep_checked",
+            "Members checked so far in the current or last run (progress against members total)",
+            sweep_checked,
+        );
+        reg.register(
+            "sweep_errors",
+            "Errors in the current or last run",
+            sweep_errors,
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &reg);

@@ -128,6 +128,21 @@ async fn version_sweep_invites_outdated_members_to_update_and_handles_revoked_on
     );
     assert_eq!(last["errors"], 0, "{s}");
     assert_eq!(s["members"]["disconnected"], 2, "{s}");
+    // The sweep's progress is in /metrics too.
+    let metrics = reqwest::get(setup.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "mydex_connector_sweep_checked{job=\"version\"} 52",
+        "mydex_connector_sweep_running{job=\"version\"} 0",
+        "mydex_connector_sweep_run{job=\"version\"} 1",
+        "mydex_connector_sweep_errors{job=\"version\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     assert_eq!(s["members"]["outdated"], 50, "{s}");
     assert!(setup.log().contains("version sweep finished"));
 

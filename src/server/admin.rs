@@ -239,5 +239,21 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or(0),
         queue_depth: count(crate::store::State::Queued) + count(crate::store::State::LinkIssued),
         uptime_seconds: st.started.elapsed().as_secs(),
+        sweeps: st
+            .lifecycle
+            .as_ref()
+            .map(|l| {
+                l.sweep_progress()
+                    .into_iter()
+                    .map(|(job, running, last)| crate::metrics::SweepProgress {
+                        job: job.into(),
+                        running,
+                        run: last.as_ref().map_or(0, |r| r.run),
+                        checked: last.as_ref().map_or(0, |r| r.checked),
+                        errors: last.as_ref().map_or(0, |r| r.errors),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
