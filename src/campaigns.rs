@@ -1,7 +1,8 @@
 //! Campaigns at run time: whether each may send now (paused by an operator,
 //! paused by its own error threshold, or outside its send window), and the
 //! counts that decide the threshold. Pauses live in the store, so they
-//! survive a restart; everything else is recomputed.
+//! survive a restart; everything else is recomputed. It also holds the
+//! campaigns' settings as they stand now: SIGHUP replaces them (`reload.rs`).
 
 use std::collections::HashMap;
 
@@ -36,7 +37,7 @@ pub enum ControlError {
 
 pub struct CampaignControl {
     store: Store,
-    campaigns: Vec<Campaign>,
+    campaigns: parking_lot::RwLock<Vec<Campaign>>,
     state: Mutex<HashMap<String, Runtime>>,
 }
 
@@ -62,13 +63,24 @@ impl CampaignControl {
             .collect();
         Ok(Self {
             store,
-            campaigns: campaigns.to_vec(),
+            campaigns: parking_lot::RwLock::new(campaigns.to_vec()),
             state: Mutex::new(state),
         })
     }
 
-    fn campaign(&self, name: &str) -> Option<&Campaign> {
-        self.campaigns.iter().find(|c| c.name == name)
+    /// The campaign's settings as they stand now.
+    pub fn campaign(&self, name: &str) -> Option<Campaign> {
+        self.campaigns
+            .read()
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    /// A reload's settings for the running campaigns (same names; work in
+    /// flight keeps going, the next step sees the new settings).
+    pub fn replace_campaigns(&self, campaigns: Vec<Campaign>) {
+        *self.campaigns.write() = campaigns;
     }
 
     /// Whether `name` must hold its mail now.
@@ -157,7 +169,7 @@ impl CampaignControl {
     pub fn status_json(&self) -> Value {
         let st = self.state.lock();
         let mut out = serde_json::Map::new();
-        for c in &self.campaigns {
+        for c in self.campaigns.read().iter() {
             let r = st.get(&c.name);
             let pause = r.and_then(|r| r.pause.as_ref());
             let outside = c.send_window.is_some_and(|w| !w.open_now());

@@ -31,6 +31,8 @@ pub struct Daemon {
     pub admin_addr: SocketAddr,
     pub settings: Arc<Settings>,
     pub templates: Arc<Swap<Templates>>,
+    /// Campaign settings, pauses and windows; SIGHUP replaces the settings.
+    pub control: Arc<CampaignControl>,
     /// Test hook requests to stall the main loop (only with
     /// `MYDEX_CONNECTOR_TEST_HOOKS=1`).
     pub stall_requests: Option<tokio::sync::mpsc::Receiver<Duration>>,
@@ -182,7 +184,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
             metrics,
             wake,
         )
-        .with_control(control),
+        .with_control(control.clone()),
     );
     tasks.spawn(dispatcher.run(shutdown.clone()));
 
@@ -193,6 +195,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         admin_addr,
         settings,
         templates,
+        control,
         stall_requests,
         shutdown,
         tasks,
@@ -206,6 +209,7 @@ impl Daemon {
             config_path: self.settings.source.clone(),
             campaigns: self.settings.campaigns.clone(),
             templates: self.templates.clone(),
+            control: self.control.clone(),
             log,
         }
     }

@@ -32,7 +32,8 @@ pub struct Dispatcher {
     pub templates: Arc<Swap<Templates>>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
-    limits: HashMap<String, Arc<SlidingWindow>>,
+    /// Each campaign's rate window; replaced when a reload changes the rate.
+    limits: Mutex<HashMap<String, (crate::config::Rate, Arc<SlidingWindow>)>>,
     in_flight: Arc<Mutex<HashSet<u64>>>,
     /// Pauses, send windows and error thresholds (none: every campaign sends).
     control: Option<Arc<CampaignControl>>,
@@ -59,14 +60,16 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
     ) -> Self {
-        let limits = settings
-            .campaigns
-            .iter()
-            .filter_map(|c| {
-                c.rate
-                    .map(|r| (c.name.clone(), Arc::new(SlidingWindow::new(r))))
-            })
-            .collect();
+        let limits = Mutex::new(
+            settings
+                .campaigns
+                .iter()
+                .filter_map(|c| {
+                    c.rate
+                        .map(|r| (c.name.clone(), (r, Arc::new(SlidingWindow::new(r)))))
+                })
+                .collect(),
+        );
         Self {
             settings,
             store,
@@ -85,6 +88,35 @@ impl Dispatcher {
     pub fn with_control(mut self, control: Arc<CampaignControl>) -> Self {
         self.control = Some(control);
         self
+    }
+
+    /// A campaign's settings as they stand now (a reload may change them).
+    fn campaign(&self, name: &str) -> Option<crate::config::Campaign> {
+        match &self.control {
+            Some(c) => c.campaign(name),
+            None => self.settings.campaign(name).cloned(),
+        }
+    }
+
+    /// The rate window of a campaign with this rate (none: unlimited).
+    fn limit(&self, name: &str, rate: Option<crate::config::Rate>) -> Option<Arc<SlidingWindow>> {
+        let mut limits = self.limits.lock().ok()?;
+        match rate {
+            None => {
+                limits.remove(name);
+                None
+            }
+            Some(r) => {
+                let entry = limits
+                    .entry(name.to_string())
+                    .or_insert_with(|| (r, Arc::new(SlidingWindow::new(r))));
+                if entry.0 != r {
+                    tracing::info!(campaign = name, count = r.count, per = %humantime::format_duration(r.per), "campaign rate changed");
+                    *entry = (r, Arc::new(SlidingWindow::new(r)));
+                }
+                Some(entry.1.clone())
+            }
+        }
     }
 
     fn note_failure(&self, campaign: &str, why: &str) {
@@ -356,7 +388,7 @@ impl Dispatcher {
         if now_ms().saturating_sub(issued) + ttl / 10 >= ttl {
             return Ok(Outcome::Requeued("link too old to mail"));
         }
-        let Some(campaign) = self.settings.campaign(&inv.campaign) else {
+        let Some(campaign) = self.campaign(&inv.campaign) else {
             return Ok(Outcome::Failed(format!(
                 "campaign {:?} is no longer configured",
                 inv.campaign
@@ -403,7 +435,8 @@ impl Dispatcher {
             Ok(m) => m,
             Err(e) => return Ok(Outcome::Failed(e)),
         };
-        let slot = match self.limits.get(&campaign.name) {
+        let window = self.limit(&campaign.name, campaign.rate);
+        let slot = match &window {
             Some(limit) => Some(limit.acquire().await),
             None => None,
         };

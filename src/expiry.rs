@@ -143,7 +143,7 @@ impl ExpirySweep {
 
     fn step(&self, inv: &Invitation) -> Result<Step, StoreError> {
         let now = now_ms();
-        let campaign = self.settings.campaign(&inv.campaign);
+        let campaign = self.control.campaign(&inv.campaign);
         let (after, max) = campaign
             .map(|c| (c.reminder_after, c.max_reminders))
             .unwrap_or((

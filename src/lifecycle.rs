@@ -42,6 +42,7 @@ impl Lifecycle {
             store.clone(),
             mydex,
             wake.clone(),
+            control.clone(),
         ));
         let version = Job::new(
             version_sweep::JOB,

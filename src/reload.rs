@@ -1,8 +1,11 @@
 //! SIGHUP: re-read the configuration file and apply what can change while
-//! the daemon runs — the log level and the campaigns' templates. The new file
-//! is validated in full first; a bad one is refused with its error logged and
-//! the running configuration stays in force. (The lifecycle work extends this
-//! to campaigns themselves: rates, pause/resume, send windows.)
+//! the daemon runs — the log level, and each running campaign's settings:
+//! subject and templates, rate, send window and time zone, reminder policy,
+//! error threshold, `reconnect_on_revoke`. The new file is validated in full
+//! first; a bad one is refused with its error logged and the running
+//! configuration stays in force. Work in flight is not dropped: each step
+//! reads the campaign's settings when it starts. Campaigns added or removed
+//! in the file wait for a restart (they are logged); pauses stay.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub struct Reloader {
     /// templates and subjects may change).
     pub campaigns: Vec<Campaign>,
     pub templates: Arc<Swap<Templates>>,
+    pub control: Arc<crate::campaigns::CampaignControl>,
     pub log: Option<LogControl>,
 }
 
@@ -61,7 +65,13 @@ impl Reloader {
     /// changes.
     pub fn reload(&self) -> Result<Applied, ReloadError> {
         let new = Settings::load(&self.config_path)?;
-        let merged = merge_campaigns(&self.campaigns, &new.campaigns);
+        // The running campaigns as the last reload left them.
+        let running: Vec<Campaign> = self
+            .campaigns
+            .iter()
+            .map(|c| self.control.campaign(&c.name).unwrap_or_else(|| c.clone()))
+            .collect();
+        let merged = merge_campaigns(&running, &new.campaigns);
         let templates = Templates::load(&merged).map_err(|e| ConfigError {
             file: self.config_path.display().to_string(),
             key: format!("campaign {:?}.{}", e.campaign, e.key),
@@ -76,6 +86,7 @@ impl Reloader {
             None => None,
         };
         self.templates.set(templates);
+        self.control.replace_campaigns(merged.clone());
         let ignored_campaigns = new
             .campaigns
             .iter()
@@ -94,18 +105,15 @@ impl Reloader {
     }
 }
 
-/// The running campaigns with the new file's subject and templates where the
-/// new file still names them.
+/// The running campaigns, each with the new file's settings where the new
+/// file still names it.
 fn merge_campaigns(running: &[Campaign], new: &[Campaign]) -> Vec<Campaign> {
     running
         .iter()
         .map(|r| {
             new.iter()
                 .find(|n| n.name == r.name)
-                .map(|n| Campaign {
-                    rate: r.rate,
-                    ..n.clone()
-                })
+                .cloned()
                 .unwrap_or_else(|| r.clone())
         })
         .collect()

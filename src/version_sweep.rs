@@ -32,6 +32,8 @@ pub struct VersionSweep {
     mydex: Arc<MydexClient>,
     wake: Arc<Notify>,
     limit: Option<SlidingWindow>,
+    /// The campaigns' settings as they stand now (`reconnect_on_revoke`).
+    control: Arc<crate::campaigns::CampaignControl>,
 }
 
 /// What checking one member came to.
@@ -58,6 +60,7 @@ impl VersionSweep {
         store: Store,
         mydex: Arc<MydexClient>,
         wake: Arc<Notify>,
+        control: Arc<crate::campaigns::CampaignControl>,
     ) -> Self {
         let limit = settings.schedule.sweep_rate.map(SlidingWindow::new);
         Self {
@@ -66,6 +69,7 @@ impl VersionSweep {
             mydex,
             wake,
             limit,
+            control,
         }
     }
 
@@ -260,7 +264,7 @@ impl VersionSweep {
             if checked.newly_disconnected {
                 let campaign = self.campaign_of(&member);
                 let reconnect = self
-                    .settings
+                    .control
                     .campaign(&campaign)
                     .is_some_and(|c| c.reconnect_on_revoke);
                 tracing::warn!(reconnect, "connection revoked or inactive at Mydex: member disconnected");

@@ -136,3 +136,78 @@ async fn sighup_reloads_templates_and_log_level_and_refuses_a_bad_config() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     setup.keep_for_log_scan().await;
 }
+
+/// A weekday that is not today (in UTC), for a send window that is closed now.
+fn another_day() -> &'static str {
+    let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 1970-01-01 was a Thursday (index 3).
+    days[((secs / 86400 + 3 + 3) % 7) as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_campaign_settings_and_keeps_them_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, dir, Options::default()).await;
+    let base = std::fs::read_to_string(&setup.config).unwrap();
+    let closed = base.replace(
+        "rate = \"unlimited\"",
+        &format!(
+            "rate = \"unlimited\"\nsend_window = \"{} 00:00-00:01\"\ntime_zone = \"UTC\"",
+            another_day()
+        ),
+    );
+    std::fs::write(&setup.config, &closed).unwrap();
+    let mut daemon = setup.daemon();
+    let pid = daemon.0.id() as i32;
+
+    // Outside its send window the campaign mails nothing.
+    enqueue(&setup, "held", "held@example.com");
+    let s = setup.wait_status(|s| s["invitations"]["queued"] == 1, Duration::from_secs(30));
+    assert_eq!(
+        s["campaigns"]["meters"]["state"], "outside_send_window",
+        "{s}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(smtp.messages().len(), 0);
+
+    // A bad window in the new file: refused, naming the key; still held.
+    std::fs::write(&setup.config, closed.replace("00:00-00:01", "09:00-25:00")).unwrap();
+    assert_eq!(send_signal(pid, "HUP"), 0);
+    let log = wait_log(&setup, "reload refused");
+    let refused = log
+        .lines()
+        .find(|l| l.contains("reload refused"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(refused.contains("send_window"), "{refused}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(smtp.messages().len(), 0, "the old window still holds");
+
+    // The window gone and a new rate: the held invitation goes out, and the
+    // status shows the campaign's new settings.
+    std::fs::write(
+        &setup.config,
+        base.replace("rate = \"unlimited\"", "rate = \"7/1min\""),
+    )
+    .unwrap();
+    assert_eq!(send_signal(pid, "HUP"), 0);
+    wait_log(&setup, "configuration reloaded");
+    let m = smtp.wait_for(1, Duration::from_secs(30));
+    assert_eq!(m.len(), 1, "{}", setup.log());
+    let s = setup.status();
+    assert_eq!(s["campaigns"]["meters"]["state"], "active", "{s}");
+    assert_eq!(s["campaigns"]["meters"]["rate"], "7/1m", "{s}");
+    assert_eq!(
+        s["campaigns"]["meters"]["send_window"],
+        serde_json::Value::Null
+    );
+
+    assert_eq!(send_signal(pid, "TERM"), 0);
+    let status = wait_exit(&mut daemon, Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    setup.keep_for_log_scan().await;
+}
