@@ -100,7 +100,8 @@ impl Dispatcher {
 
     /// The rate window of a campaign with this rate (none: unlimited).
     fn limit(&self, name: &str, rate: Option<crate::config::Rate>) -> Option<Arc<SlidingWindow>> {
-        let mut limits = self.limits.lock().ok()?;
+        // A poisoned lock still holds good windows: never fall back to no limit.
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         match rate {
             None => {
                 limits.remove(name);
