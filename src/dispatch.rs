@@ -196,7 +196,13 @@ impl Dispatcher {
                 tokio::spawn(
                     async move {
                         let id = inv.id;
-                        me.step(inv).await;
+                        // A bug in one step must not leave its invitation
+                        // marked in flight for ever: it stays where it
+                        // stood and the next pass tries it again.
+                        let step = std::panic::AssertUnwindSafe(me.step(inv));
+                        if futures_util::FutureExt::catch_unwind(step).await.is_err() {
+                            tracing::error!("dispatching this invitation panicked (a bug); it stays where it stood and is tried again");
+                        }
                         if let Ok(mut s) = me.in_flight.lock() {
                             s.remove(&id);
                         }

@@ -22,7 +22,13 @@ pub fn build_message(
     qr_png: Vec<u8>,
 ) -> Result<Message, String> {
     let to_addr: lettre::Address = to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?;
-    let to = Mailbox::new(to_name.map(str::to_string), to_addr);
+    // A display name is the invitee's own text: control characters (CR, LF,
+    // NUL...) have no place in a header, and lettre panics on some of them.
+    let to_name = to_name
+        .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    let to = Mailbox::new(to_name, to_addr);
     let cid = qr_content_id(id, from);
     let nonce: u64 = rand::random();
     let message_id = format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain());

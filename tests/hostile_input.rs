@@ -1,0 +1,231 @@
+//! Hostile input, generated (proptest): the callback body parser (JSON and
+//! PHP-bracket forms), the invitee row parser (fields and whole CSV/JSONL
+//! files) and the mail built from hostile invitee fields. Every input gets
+//! an answer, never a panic; what is accepted holds only valid values; HTML
+//! in a field is escaped in the mail and no field can add a header.
+//!
+//! Cases per property: `PROPTEST_CASES` (default 256; `.ci/run` uses more).
+//! A failing case is saved in `tests/proptest-regressions/hostile_input.txt`
+//! and kept in the repository, so it is replayed first on every later run.
+
+use std::collections::BTreeMap;
+
+use mydex_connector::config::Settings;
+use mydex_connector::domain::Invitee;
+use mydex_connector::intake::{Format, Rows};
+use mydex_connector::mail::{MailContext, Templates, build_message};
+use mydex_connector::mydex::callback::{Encoding, parse};
+use proptest::prelude::*;
+
+/// Strings rich in what breaks parsers and mails: brackets, quotes, angle
+/// brackets, CR/LF, percent escapes, NUL, non-ASCII.
+fn nasty() -> impl Strategy<Value = String> {
+    proptest::string::string_regex(
+        "([a-z0-9@.]|\\[|\\]|=|&|%[0-9A-F]{2}|%|<|>|\"|'|\r|\n|\r\n|\\x00|é|💥|<script>|Bcc: x@y.z|\\{\\{|\\}\\}|;| ){0,80}",
+    )
+    .expect("a valid regex")
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        nasty().prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(callback_key(), inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Keys of real callbacks, and others.
+fn callback_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("type".to_string()),
+        Just("uid".to_string()),
+        Just("mydexid".to_string()),
+        Just("connection_id".to_string()),
+        Just("key".to_string()),
+        Just("linking_token".to_string()),
+        Just("permissions".to_string()),
+        Just("version".to_string()),
+        Just("dataset".to_string()),
+        Just("action".to_string()),
+        nasty(),
+    ]
+}
+
+/// Cases from `PROPTEST_CASES` (default 256); failures kept in the repo.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/hostile_input.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn callback_bodies_of_any_bytes_get_an_answer(body in prop::collection::vec(any::<u8>(), 0..2048), put in any::<bool>()) {
+        for enc in [Encoding::Json, Encoding::Form] {
+            if let Err(e) = parse(enc, &body, put, "45678") {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn callback_json_objects_get_an_answer(value in json_value(), put in any::<bool>()) {
+        let body = serde_json::to_vec(&value).expect("serialises");
+        if let Ok((_, redacted)) = parse(Encoding::Json, &body, put, "45678") {
+            // What is kept for the log has no connection key in clear.
+            if let Some(key) = value.get("key").and_then(|k| k.as_str()).filter(|k| k.len() > 8) {
+                prop_assert!(!redacted.to_string().contains(key));
+            }
+        }
+    }
+
+    #[test]
+    fn php_bracket_forms_get_an_answer(form in nasty(), put in any::<bool>()) {
+        let _ = parse(Encoding::Form, form.as_bytes(), put, "45678");
+        let _ = mydex_connector::mydex::php_form::parse(form.as_bytes());
+    }
+
+    #[test]
+    fn invitee_fields_accepted_only_when_valid(
+        email in prop_oneof![nasty(), "[a-z]{1,10}@[a-z]{1,10}\\.(com|org)"],
+        name in nasty(),
+        mydexid in prop_oneof![nasty(), "[a-z][a-z0-9]{3,20}"],
+        extra in prop::collection::vec((nasty(), nasty()), 0..4),
+    ) {
+        let mut fields = vec![
+            ("email".to_string(), email.clone()),
+            ("name".to_string(), name),
+            ("mydexid".to_string(), mydexid),
+        ];
+        fields.extend(extra);
+        match Invitee::from_fields(fields) {
+            Ok(inv) => {
+                let e = inv.email.as_str();
+                prop_assert!(e.contains('@'));
+                prop_assert!(!e.chars().any(|c| c.is_control() || c.is_whitespace()), "{e:?}");
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn whole_files_of_any_bytes_are_read_row_by_row(
+        body in prop::collection::vec(any::<u8>(), 0..4096),
+        csv in any::<bool>(),
+        header in prop_oneof![Just("email,name,external_ref\n".to_string()), nasty()],
+    ) {
+        let mut input = if csv { header.into_bytes() } else { Vec::new() };
+        input.extend(body);
+        let format = if csv { Format::Csv } else { Format::JsonLines };
+        if let Ok(rows) = Rows::new(&input[..], format) {
+            let mut last = 0;
+            for row in rows.take(10_000) {
+                match row {
+                    Ok(r) => {
+                        prop_assert!(r.line > last, "line numbers go up");
+                        last = r.line;
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+        }
+    }
+}
+
+/// Templates of a real config (the built-in ones) and its sender.
+fn templates() -> (Templates, lettre::message::Mailbox) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = dir.path();
+    std::fs::write(p.join("client_secret"), "s").expect("write");
+    std::fs::write(p.join("connection_token"), "t").expect("write");
+    std::fs::write(p.join("store.key"), [7u8; 32]).expect("write");
+    std::fs::write(
+        p.join("c.toml"),
+        r#"[mydex]
+api_url = "http://127.0.0.1:9"
+token_url = "http://127.0.0.1:9/oauth2/token"
+client_id = "c"
+client_secret_file = "client_secret"
+connection_nid = "45678"
+connection_token_file = "connection_token"
+[smtp]
+url = "smtp://127.0.0.1:25"
+from = "Example Energy <connect@example.com>"
+[store]
+path = "db"
+key_file = "store.key"
+[queue]
+dir = "queue"
+[[campaign]]
+name = "c1"
+subject = "Connect {{ name }} ({{ external_ref }})"
+"#,
+    )
+    .expect("write");
+    let settings = Settings::load(&p.join("c.toml")).expect("the config loads");
+    let t = Templates::load(&settings.campaigns).expect("templates load");
+    (t, settings.smtp.from.clone())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn hostile_invitee_fields_cannot_inject_html_or_headers(
+        name in nasty(),
+        external_ref in nasty(),
+        var in nasty(),
+    ) {
+        let (templates, from) = templates();
+        let vars: BTreeMap<String, String> = [("tariff".to_string(), var)].into();
+        let ctx = MailContext {
+            name: Some(&name),
+            email: "person@example.com",
+            external_ref: Some(&external_ref),
+            mydexid: None,
+            campaign: "c1",
+            kind: "connect",
+            version: 1,
+            reminder: 0,
+            max_reminders: 2,
+            link: "https://sbx-api.mydex.org/ftc/begin/AbC123",
+            qr_src: "cid:qr-1@example.com",
+            subject: String::new(),
+            vars: &vars,
+        };
+        let rendered = templates.render("c1", ctx).expect("renders");
+        prop_assert!(!rendered.subject.contains('\r') && !rendered.subject.contains('\n'));
+        prop_assert!(!rendered.html.contains("<script>"), "HTML escaped");
+        prop_assert!(rendered.html.contains("https://sbx-api.mydex.org/ftc/begin/AbC123"));
+        let msg = build_message(&from, Some(&name), "person@example.com", 1, rendered, vec![0x89, b'P', b'N', b'G'])
+            .expect("a message");
+        let raw = String::from_utf8_lossy(&msg.formatted()).to_string();
+        let head = raw.split("\r\n\r\n").next().unwrap_or("");
+        for line in head.split("\r\n") {
+            let is_continuation = line.starts_with(' ') || line.starts_with('\t');
+            let known = ["From:", "To:", "Subject:", "Date:", "Message-ID:", "MIME-Version:", "Content-Type:", "Content-Transfer-Encoding:"]
+                .iter()
+                .any(|h| line.starts_with(h));
+            prop_assert!(is_continuation || known, "unexpected header line {line:?}");
+        }
+    }
+}
