@@ -43,13 +43,9 @@ pub struct Daemon {
 /// Start everything; returns once the store is open and listeners are bound.
 pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
     let settings = Arc::new(settings);
-    let templates = Arc::new(Swap::new(Templates::load(&settings.campaigns).map_err(
-        |e| crate::config::ConfigError {
-            file: settings.source.display().to_string(),
-            key: format!("campaign {:?}.{}", e.campaign, e.key),
-            message: e.message.clone(),
-        },
-    )?));
+    let templates = Arc::new(Swap::new(
+        Templates::load(&settings.campaigns).map_err(|e| e.in_config(&settings.source))?,
+    ));
     crate::intake::ensure_dirs(&settings.queue.dir)
         .with_context(|| format!("queue.dir {}", settings.queue.dir.display()))?;
     let (path, key) = (

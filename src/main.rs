@@ -171,13 +171,8 @@ fn main() -> ExitCode {
             Command::CheckConfig { config } => {
                 init_logging("warn", LogFormat::Text);
                 let settings = load(&config)?;
-                mydex_connector::mail::Templates::load(&settings.campaigns).map_err(|e| {
-                    ConfigError {
-                        file: config.display().to_string(),
-                        key: format!("campaign {:?}.{}", e.campaign, e.key),
-                        message: e.message.clone(),
-                    }
-                })?;
+                mydex_connector::mail::Templates::load(&settings.campaigns)
+                    .map_err(|e| e.in_config(&config))?;
                 print!("{}", settings.redacted());
                 eprintln!("configuration OK: {}", config.display());
                 Ok(ExitCode::SUCCESS)

@@ -72,11 +72,7 @@ impl Reloader {
             .map(|c| self.control.campaign(&c.name).unwrap_or_else(|| c.clone()))
             .collect();
         let merged = merge_campaigns(&running, &new.campaigns);
-        let templates = Templates::load(&merged).map_err(|e| ConfigError {
-            file: self.config_path.display().to_string(),
-            key: format!("campaign {:?}.{}", e.campaign, e.key),
-            message: e.message.clone(),
-        })?;
+        let templates = Templates::load(&merged).map_err(|e| e.in_config(&self.config_path))?;
         // Check the level before changing anything.
         if tracing_subscriber::EnvFilter::try_new(&new.log.level).is_err() {
             return Err(crate::logging::LogError::BadLevel(new.log.level.clone()).into());
@@ -86,7 +82,8 @@ impl Reloader {
             None => None,
         };
         self.templates.set(templates);
-        self.control.replace_campaigns(merged.clone());
+        let templates_reloaded = merged.len();
+        self.control.replace_campaigns(merged);
         let ignored_campaigns = new
             .campaigns
             .iter()
@@ -95,7 +92,7 @@ impl Reloader {
             .collect();
         Ok(Applied {
             log_level,
-            templates_reloaded: merged.len(),
+            templates_reloaded,
             ignored_campaigns,
         })
     }

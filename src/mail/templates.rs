@@ -23,6 +23,17 @@ pub struct TemplateError {
     pub message: String,
 }
 
+impl TemplateError {
+    /// As a configuration error of `file`, naming the campaign's key.
+    pub fn in_config(&self, file: &std::path::Path) -> crate::config::ConfigError {
+        crate::config::ConfigError {
+            file: file.display().to_string(),
+            key: format!("campaign {:?}.{}", self.campaign, self.key),
+            message: self.message.clone(),
+        }
+    }
+}
+
 /// What a template can use.
 #[derive(Debug, Serialize)]
 pub struct MailContext<'a> {
