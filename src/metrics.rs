@@ -62,6 +62,9 @@ pub struct Snapshot {
     /// Invitations the dispatcher still has to work on (queued + link_issued).
     pub queue_depth: u64,
     pub uptime_seconds: u64,
+    /// Flushes of the store to disk by the group commit since start: each
+    /// makes every callback waiting at that moment durable at once.
+    pub store_flushes: u64,
     /// Per sweep job (`version`, `expiry`): running now, and its current or
     /// last run's number, members checked and errors.
     pub sweeps: Vec<SweepProgress>,
@@ -148,6 +151,13 @@ impl Metrics {
                 .set(n as i64);
         }
         reg.register("members", "Connected members", members);
+        let flushes: Counter = Counter::default();
+        flushes.inc_by(snap.store_flushes);
+        reg.register(
+            "store_flushes",
+            "Group-commit flushes of the store to disk since start",
+            flushes,
+        );
         for (name, help, v) in [
             (
                 "queue_depth",

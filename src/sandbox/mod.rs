@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use args::{ArgsError, CallbackFormat, FaultKind, SandboxArgs};
+pub use callbacks::connection_body;
 pub use qr::{qr_data_uri, qr_modules, qr_png};
 
 use state::AppState;

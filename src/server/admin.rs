@@ -239,6 +239,7 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or(0),
         queue_depth: count(crate::store::State::Queued) + count(crate::store::State::LinkIssued),
         uptime_seconds: st.started.elapsed().as_secs(),
+        store_flushes: st.store.flushes(),
         sweeps: st
             .lifecycle
             .as_ref()

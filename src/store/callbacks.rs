@@ -79,16 +79,7 @@ impl Store {
                 log_t.insert(seen_key, &now_ms().to_be_bytes())?;
 
                 let invitation = match &creds.linking_token {
-                    Some(t) => match idx.get(format!("t/{t}").as_bytes())? {
-                        Some(id) => {
-                            let id = super::decode_u64(&id);
-                            inv_t
-                                .get(super::id_key(id))?
-                                .map(|b| tx_decode::<super::Invitation>(&b, "invitation"))
-                                .transpose()?
-                        }
-                        None => None,
-                    },
+                    Some(t) => super::invitations::tx_by_token(inv_t, idx, t)?,
                     None => None,
                 };
                 // An update without a linking_token we know completes the

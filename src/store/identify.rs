@@ -9,8 +9,8 @@ use sled::Transactional;
 
 use super::invitations::{tx_transition, unwrap_tx};
 use super::{
-    CallbackOutcome, CallbackRecord, Invitation, Kind, Member, MemberStatus, Result, State, Store,
-    bump, decode_u64, encode, id_key, now_ms, tx_decode,
+    CallbackOutcome, CallbackRecord, Kind, Member, MemberStatus, Result, State, Store, bump,
+    encode, now_ms, tx_decode,
 };
 use crate::domain::MydexId;
 
@@ -56,14 +56,10 @@ impl Store {
                 let Some(token) = linking_token else {
                     return Ok(CallbackOutcome::Recorded);
                 };
-                let Some(id) = idx.get(format!("t/{token}").as_bytes())? else {
+                let Some(inv) = super::invitations::tx_by_token(inv_t, idx, token)? else {
                     return Ok(CallbackOutcome::Recorded);
                 };
-                let id = decode_u64(&id);
-                let Some(bytes) = inv_t.get(id_key(id))? else {
-                    return Ok(CallbackOutcome::Recorded);
-                };
-                let inv: Invitation = tx_decode(&bytes, "invitation")?;
+                let id = inv.id;
                 if inv.kind != Kind::Identify
                     || matches!(inv.state, State::Connected | State::Failed)
                 {

@@ -38,6 +38,14 @@ fn counter_key(state: State) -> String {
     format!("c/inv/{}", state.as_str())
 }
 
+/// Invitations of one campaign in one state (`/status`, `/metrics`), kept
+/// beside the totals so a scrape never walks the invitations.
+pub(super) fn campaign_counter_key(campaign: &str, state: State) -> String {
+    format!("{CAMPAIGN_COUNTERS}{campaign}\u{1f}{}", state.as_str())
+}
+
+pub(super) const CAMPAIGN_COUNTERS: &str = "c/cs/";
+
 impl Store {
     /// Insert a batch in one transaction; with `progress`, record in the
     /// same step that an intake file has been stored up to that line, so a
@@ -90,11 +98,15 @@ impl Store {
         for _ in batch {
             ids.push(self.db.generate_id()?);
         }
-        let tokens: Vec<LinkingToken> = batch.iter().map(|_| LinkingToken::generate()).collect();
+        let tokens: Vec<LinkingToken> = ids
+            .iter()
+            .map(|id| LinkingToken::for_invitation(*id))
+            .collect();
         let now = now_ms();
         let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut added = 0i64;
+            let mut by_campaign: Vec<(&str, i64)> = Vec::new();
             for ((new, id), token) in batch.iter().zip(&ids).zip(&tokens) {
                 let okey = open_key(&new.campaign, &new.kind, &new.invitee);
                 if let Some(existing) = idx.get(okey.as_bytes())? {
@@ -137,15 +149,21 @@ impl Store {
                 };
                 inv_t.insert(&id_key(*id), encode(&inv))?;
                 idx.insert(okey.as_bytes(), &id_key(*id))?;
-                idx.insert(format!("t/{}", token.as_str()).as_bytes(), &id_key(*id))?;
                 idx.insert(work_key(*id), &[])?;
                 if let Some(conn) = member {
                     idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
                 }
                 added += 1;
+                match by_campaign.iter_mut().find(|(c, _)| *c == new.campaign) {
+                    Some((_, n)) => *n += 1,
+                    None => by_campaign.push((&new.campaign, 1)),
+                }
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
             bump(idx, &counter_key(State::Queued), added)?;
+            for (campaign, n) in &by_campaign {
+                bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
+            }
             if let Some((file, line)) = progress {
                 idx.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
             }
@@ -163,9 +181,20 @@ impl Store {
     }
 
     pub fn invitation_by_token(&self, token: &str) -> Result<Option<Invitation>> {
-        match self.idx.get(format!("t/{token}"))? {
-            Some(id) => Ok(Some(self.invitation(super::decode_u64(&id))?)),
-            None => Ok(None),
+        let Some(token) = LinkingToken::from_callback(token) else {
+            return Ok(None);
+        };
+        let id = match token.invitation_id() {
+            Some(id) => id,
+            None => match self.idx.get(format!("t/{token}"))? {
+                Some(id) => super::decode_u64(&id),
+                None => return Ok(None),
+            },
+        };
+        match self.invitation(id) {
+            Ok(inv) => Ok(inv.linking_token.matches(&token).then_some(inv)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -340,6 +369,8 @@ pub(super) fn tx_transition(
     if before != to {
         bump(idx, &counter_key(before), -1)?;
         bump(idx, &counter_key(to), 1)?;
+        bump(idx, &campaign_counter_key(&inv.campaign, before), -1)?;
+        bump(idx, &campaign_counter_key(&inv.campaign, to), 1)?;
         if to.needs_dispatch() {
             idx.insert(work_key(id), &[])?;
         } else {
@@ -361,4 +392,30 @@ pub(super) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> S
         sled::transaction::TransactionError::Abort(e) => e,
         sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
     }
+}
+
+/// The invitation a callback's linking token belongs to, inside a
+/// transaction: found by the id the token carries (or, for tokens issued
+/// before ids were part of them, by their `t/` index entry), and only if the
+/// whole token matches the one stored.
+pub(super) fn tx_by_token(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    token: &str,
+) -> TxResult<Option<Invitation>> {
+    let Some(token) = LinkingToken::from_callback(token) else {
+        return Ok(None);
+    };
+    let id = match token.invitation_id() {
+        Some(id) => id,
+        None => match idx.get(format!("t/{token}").as_bytes())? {
+            Some(id) => super::decode_u64(&id),
+            None => return Ok(None),
+        },
+    };
+    let Some(bytes) = inv_t.get(id_key(id))? else {
+        return Ok(None);
+    };
+    let inv: Invitation = tx_decode(&bytes, "invitation")?;
+    Ok(inv.linking_token.matches(&token).then_some(inv))
 }

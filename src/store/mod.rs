@@ -4,12 +4,13 @@
 //! restart finds each where it stood.
 //!
 //! Trees: `invitations` (id → JSON), `members` (connection_id → JSON with the
-//! sealed key), `idx` (prefixed keys: `t/` linking token → id, `o/` open
-//! invitee → id, `w/` work to dispatch, `c/` counters, `q/` intake progress),
-//! `log` (unmatched callbacks, identify and notification events, replay
-//! digests), `meta` (the key check). The lifecycle adds to `idx`: `x/`
-//! the expiry index, `m/` member → last lifecycle invitation, `k/` sweep
-//! runs, `p/` campaign pauses.
+//! sealed key), `idx` (prefixed keys: `o/` open invitee → id, `w/` work to
+//! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
+//! progress, `t/` linking token → id for tokens issued before tokens carried
+//! their invitation's id), `log` (unmatched callbacks, identify and
+//! notification events, replay digests), `meta` (the key check). The
+//! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
+//! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
 
 mod callbacks;
 mod campaigns;
@@ -117,7 +118,7 @@ impl Store {
         }
         let commit = durable::GroupCommit::start(db.clone())
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
-        Ok(Self {
+        let store = Self {
             commit,
             invitations: db.open_tree("invitations")?,
             members: db.open_tree("members")?,
@@ -125,7 +126,9 @@ impl Store {
             log: db.open_tree("log")?,
             db,
             sealer: std::sync::Arc::new(sealer),
-        })
+        };
+        store.ensure_campaign_counters()?;
+        Ok(store)
     }
 
     /// Make everything written so far durable.

@@ -178,7 +178,7 @@ mod tests {
             version: 3,
             invitee: serde_json::from_value(serde_json::json!({"email": "a@example.com", "name": null, "external_ref": null, "mydexid": "abc123x", "campaign": null})).unwrap(),
             state: State::Queued,
-            linking_token: LinkingToken::generate(),
+            linking_token: LinkingToken::for_invitation(7),
             link: None,
             link_issued_ms: None,
             attempts: 0,

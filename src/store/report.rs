@@ -1,11 +1,12 @@
 //! Read-only views for operators: invitations counted by campaign and state
-//! (`/metrics`, the `status` table) and filtered listings (`invitations
-//! list`). They scan the invitations tree, which is fine at scrape and
-//! command rates for the sizes a campaign has.
+//! (`/metrics`, the `status` table), from counters kept in the same
+//! transactions as the states, and filtered listings (`invitations list`),
+//! which scan the invitations tree at command rates.
 
 use std::collections::HashMap;
 
-use super::{Invitation, Result, State, Store};
+use super::invitations::{CAMPAIGN_COUNTERS, campaign_counter_key};
+use super::{Invitation, Result, State, Store, StoreError};
 
 /// Which invitations `list` returns; `None` matches everything.
 #[derive(Debug, Default, Clone)]
@@ -27,14 +28,53 @@ impl InvitationFilter {
 }
 
 impl Store {
-    /// Invitations by (campaign, state).
+    /// Invitations by (campaign, state), from the per-campaign counters.
     pub fn counts_by_campaign(&self) -> Result<HashMap<(String, State), u64>> {
         let mut out = HashMap::new();
-        for inv in self.all_invitations() {
-            let inv = inv?;
-            *out.entry((inv.campaign, inv.state)).or_default() += 1;
+        for item in self.idx.scan_prefix(CAMPAIGN_COUNTERS) {
+            let (k, v) = item?;
+            let key = std::str::from_utf8(&k[CAMPAIGN_COUNTERS.len()..])
+                .map_err(|_| StoreError::Corrupt("a campaign counter key".into()))?;
+            let Some((campaign, state)) = key.rsplit_once('\u{1f}') else {
+                return Err(StoreError::Corrupt(format!("campaign counter {key:?}")));
+            };
+            let Some(state) = State::ALL.into_iter().find(|s| s.as_str() == state) else {
+                return Err(StoreError::Corrupt(format!("campaign counter {key:?}")));
+            };
+            let n = super::decode_u64(&v);
+            if n > 0 {
+                out.insert((campaign.to_string(), state), n);
+            }
         }
         Ok(out)
+    }
+
+    /// Stores written before the per-campaign counters existed get them
+    /// once, at open, by one scan; setting (not adding) makes a crash
+    /// midway harmless, as the next open scans again.
+    pub(super) fn ensure_campaign_counters(&self) -> Result<()> {
+        const DONE: &str = "campaign_counters_v1";
+        let meta = self.db.open_tree("meta")?;
+        if meta.get(DONE)?.is_some() {
+            return Ok(());
+        }
+        let mut counts: HashMap<(String, State), u64> = HashMap::new();
+        for inv in self.all_invitations() {
+            let inv = inv?;
+            *counts.entry((inv.campaign, inv.state)).or_default() += 1;
+        }
+        let mut batch = sled::Batch::default();
+        for ((campaign, state), n) in counts {
+            batch.insert(
+                campaign_counter_key(&campaign, state).as_bytes(),
+                &n.to_be_bytes(),
+            );
+        }
+        self.idx.apply_batch(batch)?;
+        self.idx.flush()?;
+        meta.insert(DONE, &[1u8])?;
+        meta.flush()?;
+        Ok(())
     }
 
     /// Members counted by their connection version.
@@ -71,5 +111,73 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Kind, NewInvitation};
+
+    fn invitee(i: usize) -> crate::domain::Invitee {
+        serde_json::from_value(serde_json::json!({
+            "email": format!("p{i}@example.com"), "name": null, "external_ref": null,
+            "mydexid": null, "campaign": null
+        }))
+        .unwrap()
+    }
+
+    fn scanned(s: &Store) -> HashMap<(String, State), u64> {
+        let mut out = HashMap::new();
+        for inv in s.all_invitations() {
+            let inv = inv.unwrap();
+            *out.entry((inv.campaign, inv.state)).or_default() += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn campaign_counts_follow_inserts_and_transitions_and_are_rebuilt_for_old_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let key = || secrecy::SecretBox::new(Box::new([5u8; 32]));
+        let s = Store::open(&path, &key()).unwrap();
+        let batch: Vec<NewInvitation> = (0..30)
+            .map(|i| NewInvitation {
+                campaign: if i % 3 == 0 { "spring" } else { "meters" }.into(),
+                kind: Kind::Connect,
+                version: 1,
+                invitee: invitee(i),
+            })
+            .collect();
+        s.insert_invitations(&batch, None).unwrap();
+        // A duplicate counts nothing.
+        s.insert_invitations(&batch[..1], None).unwrap();
+        for id in s.all_invitations().take(7).map(|i| i.unwrap().id) {
+            s.transition(id, &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+        }
+        let counts = s.counts_by_campaign().unwrap();
+        assert_eq!(counts, scanned(&s));
+        assert_eq!(counts.values().sum::<u64>(), 30);
+
+        // A store from before the counters: none kept, no marker.
+        let stale: Vec<_> = s
+            .idx
+            .scan_prefix(CAMPAIGN_COUNTERS)
+            .keys()
+            .map(|k| k.unwrap())
+            .collect();
+        assert!(!stale.is_empty());
+        for k in stale {
+            s.idx.remove(k).unwrap();
+        }
+        s.db.open_tree("meta")
+            .unwrap()
+            .remove("campaign_counters_v1")
+            .unwrap();
+        assert!(s.counts_by_campaign().unwrap().is_empty());
+        s.ensure_campaign_counters().unwrap();
+        assert_eq!(s.counts_by_campaign().unwrap(), scanned(&s));
     }
 }
