@@ -549,6 +549,7 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
     let flushes_before = store_flushes(setup.admin_port);
 
     let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let cpu0 = cpu_ticks(pid).unwrap_or(0);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..senders {
@@ -593,6 +594,7 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0)
     };
+    let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / ticks_per_sec();
     let flushes = store_flushes(setup.admin_port).saturating_sub(flushes_before);
     let connected = count(
         &admin_status(setup.admin_port).unwrap_or_default(),
@@ -607,9 +609,11 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
     );
     let (hwm, _) = rss_kib(pid).unwrap_or((0, 0));
     println!(
-        "group commit: {flushes} store flushes for {} callbacks ({:.1} callbacks per flush); daemon peak RSS {:.1} MiB",
+        "group commit: {flushes} store flushes for {} callbacks ({:.1} callbacks per flush); daemon CPU {:.0}% of one core ({:.2} ms per callback); peak RSS {:.1} MiB",
         latencies.len(),
         latencies.len() as f64 / flushes.max(1) as f64,
+        cpu / secs * 100.0,
+        cpu * 1000.0 / latencies.len().max(1) as f64,
         mib(hwm)
     );
     let fsyncs = fsyncs_per_sec(&setup.dir.path().join("db"))?;
@@ -689,7 +693,7 @@ fn store_flushes(admin_port: u16) -> u64 {
     admin_get(admin_port, "/metrics")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("store_flushes_total "))
+        .find_map(|l| l.strip_prefix("mydex_connector_store_flushes_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
 }
