@@ -349,6 +349,26 @@ impl Settings {
         Validator { file, base }.settings(path, raw)
     }
 
+    /// Read another store key file (`rotate-key --new-key-file`) by the same
+    /// rules as `store.key_file`: 32 raw bytes or 64 hex characters, a regular
+    /// file of bounded size. `flag` names it in errors.
+    pub fn read_key_file(
+        &self,
+        flag: &str,
+        path: &Path,
+    ) -> Result<SecretBox<[u8; 32]>, ConfigError> {
+        let v = Validator {
+            file: path.display().to_string(),
+            base: std::env::current_dir().unwrap_or_default(),
+        };
+        let path = v.path(path.to_path_buf());
+        if !path.exists() {
+            return Err(v.err(flag, format!("{} does not exist", path.display())));
+        }
+        v.key_file(flag, "store_key_new", Some(path))
+            .map(|(k, _)| k)
+    }
+
     /// The campaign rows go to when they name none.
     pub fn default_campaign(&self) -> &Campaign {
         &self.campaigns[0]
@@ -637,9 +657,19 @@ impl Validator {
         &self,
         path: Option<PathBuf>,
     ) -> Result<(SecretBox<[u8; 32]>, PathBuf), ConfigError> {
-        let key = "store.key_file";
+        self.key_file("store.key_file", "store_key", path)
+    }
+
+    /// A 32-byte key file (raw, or 64 hex characters), read by the rules of
+    /// `store.key_file`; `key` names it in errors.
+    fn key_file(
+        &self,
+        key: &str,
+        credential: &str,
+        path: Option<PathBuf>,
+    ) -> Result<(SecretBox<[u8; 32]>, PathBuf), ConfigError> {
         let (bytes, path) = self
-            .secret_bytes(key, "store_key", path, true)?
+            .secret_bytes(key, credential, path, true)?
             .ok_or_else(|| self.err(key, "is required"))?;
         let mut out = Box::new([0u8; 32]);
         if bytes.len() == 32 {
