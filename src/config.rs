@@ -46,6 +46,11 @@ pub struct CallbackSettings {
     pub listen: SocketAddr,
     pub path: String,
     pub body_limit: usize,
+    /// How long a client may take to send a request's headers, and then its
+    /// body (default 10s): slow-loris connections are closed after it.
+    pub read_timeout: Duration,
+    /// Connections served at once (default 256); more are closed at accept.
+    pub max_connections: usize,
 }
 
 pub struct AdminSettings {
@@ -229,6 +234,9 @@ struct RawCallback {
     listen: Option<String>,
     path: Option<String>,
     body_limit: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    read_timeout: Option<Duration>,
+    max_connections: Option<usize>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -402,8 +410,12 @@ impl Settings {
             m.max_attempts,
         );
         out += &format!(
-            "\n[callback]\nlisten = \"{}\"\npath = {:?}\nbody_limit = {}\n",
-            self.callback.listen, self.callback.path, self.callback.body_limit
+            "\n[callback]\nlisten = \"{}\"\npath = {:?}\nbody_limit = {}\nread_timeout = {:?}\nmax_connections = {}\n",
+            self.callback.listen,
+            self.callback.path,
+            self.callback.body_limit,
+            humantime::format_duration(self.callback.read_timeout).to_string(),
+            self.callback.max_connections
         );
         out += &format!(
             "\n[admin]\nlisten = \"{}\"\nallow_key_export = {}\ntoken = {:?}\n",
@@ -799,6 +811,14 @@ impl Validator {
                 "must be between 1024 and 16777216 bytes",
             ));
         }
+        let read_timeout = callback.read_timeout.unwrap_or(Duration::from_secs(10));
+        if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&read_timeout) {
+            return Err(self.err("callback.read_timeout", "must be between 100ms and 5m"));
+        }
+        let max_connections = callback.max_connections.unwrap_or(256);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
+        }
 
         // [admin]
         let admin_listen = self.listen("admin.listen", admin.listen, "127.0.0.1:8081")?;
@@ -1089,6 +1109,8 @@ impl Validator {
                 listen: cb_listen,
                 path: cb_path,
                 body_limit,
+                read_timeout,
+                max_connections,
             },
             admin: AdminSettings {
                 listen: admin_listen,
