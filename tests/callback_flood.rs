@@ -71,7 +71,7 @@ async fn flood_task(i: usize, addr: String, path: String, stop: Arc<AtomicBool>,
         n += 1;
         // One task in eight holds slow-loris connections; the rest cycle
         // through the other kinds.
-        let kind = if i % 8 == 0 {
+        let kind = if i.is_multiple_of(8) {
             4
         } else {
             [0, 1, 2, 3, 5][(i + n) % 5]
