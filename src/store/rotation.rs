@@ -323,6 +323,26 @@ mod tests {
             }
             db.flush().unwrap();
         }
+        // An unmatched callback's key, sealed under the old key.
+        {
+            let db = open_db(&path).unwrap();
+            let rec = crate::store::CallbackRecord {
+                received_ms: 0,
+                kind: "ftc".into(),
+                method: "POST".into(),
+                linking_token: None,
+                connection_id: Some("9999-45678".into()),
+                mydexid: None,
+                body: serde_json::Value::Null,
+                sealed_key: Some(Sealer::new(&key(1)).seal(b"stray-key", b"9999-45678")),
+                note: String::new(),
+            };
+            db.open_tree("log")
+                .unwrap()
+                .insert(b"u/\0\0\0\0\0\0\0\x01", super::super::encode(&rec))
+                .unwrap();
+            db.flush().unwrap();
+        }
         for k in [1, 2] {
             assert!(matches!(
                 Store::open(&path, &key(k)),
@@ -336,6 +356,7 @@ mod tests {
         let r = rotate_key(&path, &key(1), &key(2), &mut |_, _| {}).unwrap();
         assert!(r.resumed);
         assert_eq!((r.members_resealed, r.members_skipped), (1800, 700));
+        assert_eq!(r.unmatched_resealed, 1);
         assert!(matches!(
             Store::open(&path, &key(1)),
             Err(StoreError::WrongKey { .. })
@@ -348,5 +369,12 @@ mod tests {
                 k.as_bytes()
             );
         }
+        let stray: Vec<_> = s.unmatched().collect::<Result<_>>().unwrap();
+        assert_eq!(
+            s.sealer()
+                .open(stray[0].sealed_key.as_deref().unwrap(), b"9999-45678")
+                .unwrap(),
+            b"stray-key"
+        );
     }
 }
