@@ -112,6 +112,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         notify: crate::notify_hook::NotificationHook::new(&settings.notifications),
         body_limit: settings.callback.body_limit,
         read_timeout: settings.callback.read_timeout,
+        refusals: Default::default(),
     });
     let cb_app = callback::router(&settings.callback.path, cb_state);
     tasks.spawn(crate::server::serve::serve(

@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 const FLOOD_TASKS: usize = 64;
 const FLOOD_FOR: Duration = Duration::from_secs(15);
 const LEGIT: usize = 40;
+/// Journeys completed before the flood, for a baseline.
+const QUIET: usize = 5;
 
 #[derive(Default)]
 struct Counts {
@@ -27,6 +29,7 @@ struct Counts {
     closed_by_server: AtomicU64,
     loris_closed: AtomicU64,
     loris_max_held_ms: AtomicU64,
+    slow_body_408: AtomicU64,
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -71,7 +74,9 @@ async fn flood_task(i: usize, addr: String, path: String, stop: Arc<AtomicBool>,
         n += 1;
         // One task in eight holds slow-loris connections; the rest cycle
         // through the other kinds.
-        let kind = if i.is_multiple_of(8) {
+        let kind = if i % 8 == 4 {
+            6
+        } else if i.is_multiple_of(8) {
             4
         } else {
             [0, 1, 2, 3, 5][(i + n) % 5]
@@ -146,6 +151,26 @@ async fn flood_task(i: usize, addr: String, path: String, stop: Arc<AtomicBool>,
                     .fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 false
             }
+            // An authenticated request whose body never arrives in full.
+            6 => {
+                let mut got = false;
+                if let Ok(mut s) = TcpStream::connect(&addr).await {
+                    let head = format!(
+                        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthentication: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"uid\": 1",
+                        mydex_connector::mydex::token_hash(TOKEN)
+                    );
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let mut b = [0u8; 64];
+                    if let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_secs(30), s.read(&mut b)).await
+                        && b[..n].starts_with(b"HTTP/1.1 408")
+                    {
+                        c.slow_body_408.fetch_add(1, Ordering::Relaxed);
+                        got = true;
+                    }
+                }
+                got
+            }
             // Garbage that is not HTTP.
             _ => raw(&addr, "\x16\x03\x01garbage\r\n\r\n".into(), b"", 0).await,
         };
@@ -179,6 +204,20 @@ async fn legitimate_callbacks_are_answered_during_a_flood() {
     let paths = smtp.wait_for(LEGIT, Duration::from_secs(120));
     assert_eq!(paths.len(), LEGIT, "{}", setup.log());
     let mails: Vec<Mail> = paths.iter().map(|p| read_mail(p)).collect();
+    // A baseline: the first few journeys with no flood.
+    let mut quiet = Vec::new();
+    for (i, m) in mails.iter().enumerate().take(QUIET) {
+        let t = Instant::now();
+        let (status, body) = setup
+            .journey(&m.qr_link, &format!("flood{i}x"), &m.to)
+            .await;
+        quiet.push(t.elapsed());
+        assert!(
+            status < 300 && body["callback_status"] == 200,
+            "{status} {body}"
+        );
+    }
+    quiet.sort();
     let (rss_before, _) = rss_kib(pid);
 
     let addr = format!("127.0.0.1:{}", setup.callback_port);
@@ -209,7 +248,7 @@ async fn legitimate_callbacks_are_answered_during_a_flood() {
 
     // Legitimate callbacks, through real journeys, while the flood goes on.
     let mut latencies = Vec::new();
-    for (i, m) in mails.iter().enumerate() {
+    for (i, m) in mails.iter().enumerate().skip(QUIET) {
         let t = Instant::now();
         let (status, body) = setup
             .journey(&m.qr_link, &format!("flood{i}x"), &m.to)
@@ -243,11 +282,25 @@ async fn legitimate_callbacks_are_answered_during_a_flood() {
         counts.loris_closed.load(Ordering::Relaxed),
         counts.loris_max_held_ms.load(Ordering::Relaxed)
     );
+    let refusal_lines = setup
+        .log()
+        .lines()
+        .filter(|l| l.contains("callback refused: missing or wrong Authentication"))
+        .count();
+    println!(
+        "slow bodies: {} answered 408; {refusal_lines} log lines for the refused requests",
+        counts.slow_body_408.load(Ordering::Relaxed)
+    );
     println!(
         "legitimate callbacks (journey round trip) during the flood: p50 {:?}, p99 {:?}, max {:?}",
         pct(0.5),
         pct(0.99),
         latencies.last().unwrap()
+    );
+    println!(
+        "the same before the flood: p50 {:?}, max {:?}",
+        quiet[quiet.len() / 2],
+        quiet.last().unwrap()
     );
     println!(
         "daemon RSS: {} MiB before, peak sampled {} MiB, after {} MiB, VmHWM {} MiB",
@@ -270,6 +323,14 @@ async fn legitimate_callbacks_are_answered_during_a_flood() {
     assert!(
         counts.loris_closed.load(Ordering::Relaxed) > 0,
         "the server closes slow-loris connections"
+    );
+    assert!(
+        counts.slow_body_408.load(Ordering::Relaxed) > 0,
+        "a body that does not arrive gets 408"
+    );
+    assert!(
+        refusal_lines as f64 <= flood_secs + 10.0,
+        "refusals are logged at most once a second: {refusal_lines} lines"
     );
     assert!(
         hwm < 200 * 1024,

@@ -6,6 +6,7 @@
 //! flushed to disk.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -30,6 +31,33 @@ pub struct CallbackState {
     pub body_limit: usize,
     /// `callback.read_timeout`, for the body.
     pub read_timeout: std::time::Duration,
+    pub refusals: RefusalLog,
+}
+
+/// Warns about unauthenticated callbacks at most once a second, with how
+/// many there were, so that a flood of them does not flood the log too (the
+/// metric counts each one).
+#[derive(Default)]
+pub struct RefusalLog {
+    last_second: AtomicU64,
+    since: AtomicU64,
+}
+
+impl RefusalLog {
+    fn refused(&self, method: &Method) {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        let now = crate::store::now_ms() / 1000;
+        let last = self.last_second.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.since.swap(0, Ordering::Relaxed);
+            tracing::warn!(method = %method, refused, "callback refused: missing or wrong Authentication header (refused: how many since the last such line)");
+        }
+    }
 }
 
 pub fn router(path: &str, state: Arc<CallbackState>) -> Router {
@@ -58,7 +86,7 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
     let ok: bool = given.ct_eq(st.expected_auth.as_bytes()).into();
     if !ok {
         st.metrics.callback("unknown", "unauthorized");
-        tracing::warn!(method = %method, "callback refused: missing or wrong Authentication header");
+        st.refusals.refused(&method);
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong Authentication header",
