@@ -1,11 +1,13 @@
 //! The callback endpoint under a flood, through the real binary: 64 tasks
 //! send unauthenticated requests, wrong `Authentication` headers, oversized
-//! bodies (a huge Content-Length, and chunked bodies that never end) and
-//! slow-loris partial requests, while real journeys in the sandbox deliver
-//! legitimate callbacks. Those are all answered 2xx and stored, slow-loris
-//! connections are closed by the server, and the daemon's memory stays
-//! bounded. Prints: flood requests answered per second, the legitimate
-//! callbacks' journey latency p50/p99, peak RSS.
+//! bodies (a huge Content-Length, and chunked bodies that never end),
+//! slow-loris partial requests, authenticated bodies that never arrive in
+//! full and connections that send nothing, while real journeys in the
+//! sandbox deliver legitimate callbacks. Those are all answered 2xx and
+//! stored, the server closes the slow and idle connections, and the daemon's
+//! memory stays bounded. Prints: hostile requests answered per second, the
+//! legitimate callbacks' journey latency p50/p99 (and without a flood), peak
+//! RSS.
 
 mod support;
 
@@ -30,6 +32,7 @@ struct Counts {
     loris_closed: AtomicU64,
     loris_max_held_ms: AtomicU64,
     slow_body_408: AtomicU64,
+    idle_closed: AtomicU64,
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -76,7 +79,9 @@ async fn flood_task(i: usize, addr: String, path: String, stop: Arc<AtomicBool>,
         // through the other kinds.
         let kind = if i % 8 == 4 {
             6
-        } else if i.is_multiple_of(8) {
+        } else if i % 16 == 8 {
+            7
+        } else if i.is_multiple_of(16) {
             4
         } else {
             [0, 1, 2, 3, 5][(i + n) % 5]
@@ -170,6 +175,18 @@ async fn flood_task(i: usize, addr: String, path: String, stop: Arc<AtomicBool>,
                     }
                 }
                 got
+            }
+            // A connection that sends nothing at all.
+            7 => {
+                if let Ok(mut s) = TcpStream::connect(&addr).await {
+                    let mut b = [0u8; 64];
+                    if let Ok(Ok(0)) =
+                        tokio::time::timeout(Duration::from_secs(30), s.read(&mut b)).await
+                    {
+                        c.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                false
             }
             // Garbage that is not HTTP.
             _ => raw(&addr, "\x16\x03\x01garbage\r\n\r\n".into(), b"", 0).await,
@@ -288,8 +305,9 @@ async fn legitimate_callbacks_are_answered_during_a_flood() {
         .filter(|l| l.contains("callback refused: missing or wrong Authentication"))
         .count();
     println!(
-        "slow bodies: {} answered 408; {refusal_lines} log lines for the refused requests",
-        counts.slow_body_408.load(Ordering::Relaxed)
+        "slow bodies: {} answered 408; idle connections: {} closed by the server; {refusal_lines} log lines for the refused requests",
+        counts.slow_body_408.load(Ordering::Relaxed),
+        counts.idle_closed.load(Ordering::Relaxed)
     );
     println!(
         "legitimate callbacks (journey round trip) during the flood: p50 {:?}, p99 {:?}, max {:?}",
@@ -327,6 +345,10 @@ async fn legitimate_callbacks_are_answered_during_a_flood() {
     assert!(
         counts.slow_body_408.load(Ordering::Relaxed) > 0,
         "a body that does not arrive gets 408"
+    );
+    assert!(
+        counts.idle_closed.load(Ordering::Relaxed) > 0,
+        "the server closes connections that send nothing"
     );
     assert!(
         refusal_lines as f64 <= flood_secs + 10.0,
