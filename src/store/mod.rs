@@ -7,8 +7,7 @@
 //! sealed key), `idx` (prefixed keys: `t/` linking token → id, `o/` open
 //! invitee → id, `w/` work to dispatch, `c/` counters, `q/` intake progress),
 //! `log` (unmatched callbacks, identify and notification events, replay
-//! digests), `meta` (the key check, and a key rotation's journal while one
-//! is unfinished, see `rotation.rs`). The lifecycle adds to `idx`: `x/`
+//! digests), `meta` (the key check). The lifecycle adds to `idx`: `x/`
 //! the expiry index, `m/` member → last lifecycle invitation, `k/` sweep
 //! runs, `p/` campaign pauses.
 
