@@ -46,6 +46,11 @@ pub struct CallbackSettings {
     pub listen: SocketAddr,
     pub path: String,
     pub body_limit: usize,
+    /// How long a client may take to send a request's headers, and then its
+    /// body (default 10s): slow-loris connections are closed after it.
+    pub read_timeout: Duration,
+    /// Connections served at once (default 256); more are closed at accept.
+    pub max_connections: usize,
 }
 
 pub struct AdminSettings {
@@ -229,6 +234,9 @@ struct RawCallback {
     listen: Option<String>,
     path: Option<String>,
     body_limit: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    read_timeout: Option<Duration>,
+    max_connections: Option<usize>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -349,6 +357,26 @@ impl Settings {
         Validator { file, base }.settings(path, raw)
     }
 
+    /// Read another store key file (`rotate-key --new-key-file`) by the same
+    /// rules as `store.key_file`: 32 raw bytes or 64 hex characters, a regular
+    /// file of bounded size. `flag` names it in errors.
+    pub fn read_key_file(
+        &self,
+        flag: &str,
+        path: &Path,
+    ) -> Result<SecretBox<[u8; 32]>, ConfigError> {
+        let v = Validator {
+            file: path.display().to_string(),
+            base: std::env::current_dir().unwrap_or_default(),
+        };
+        let path = v.path(path.to_path_buf());
+        if !path.exists() {
+            return Err(v.err(flag, format!("{} does not exist", path.display())));
+        }
+        v.key_file(flag, "store_key_new", Some(path))
+            .map(|(k, _)| k)
+    }
+
     /// The campaign rows go to when they name none.
     pub fn default_campaign(&self) -> &Campaign {
         &self.campaigns[0]
@@ -382,8 +410,12 @@ impl Settings {
             m.max_attempts,
         );
         out += &format!(
-            "\n[callback]\nlisten = \"{}\"\npath = {:?}\nbody_limit = {}\n",
-            self.callback.listen, self.callback.path, self.callback.body_limit
+            "\n[callback]\nlisten = \"{}\"\npath = {:?}\nbody_limit = {}\nread_timeout = {:?}\nmax_connections = {}\n",
+            self.callback.listen,
+            self.callback.path,
+            self.callback.body_limit,
+            humantime::format_duration(self.callback.read_timeout).to_string(),
+            self.callback.max_connections
         );
         out += &format!(
             "\n[admin]\nlisten = \"{}\"\nallow_key_export = {}\ntoken = {:?}\n",
@@ -637,9 +669,19 @@ impl Validator {
         &self,
         path: Option<PathBuf>,
     ) -> Result<(SecretBox<[u8; 32]>, PathBuf), ConfigError> {
-        let key = "store.key_file";
+        self.key_file("store.key_file", "store_key", path)
+    }
+
+    /// A 32-byte key file (raw, or 64 hex characters), read by the rules of
+    /// `store.key_file`; `key` names it in errors.
+    fn key_file(
+        &self,
+        key: &str,
+        credential: &str,
+        path: Option<PathBuf>,
+    ) -> Result<(SecretBox<[u8; 32]>, PathBuf), ConfigError> {
         let (bytes, path) = self
-            .secret_bytes(key, "store_key", path, true)?
+            .secret_bytes(key, credential, path, true)?
             .ok_or_else(|| self.err(key, "is required"))?;
         let mut out = Box::new([0u8; 32]);
         if bytes.len() == 32 {
@@ -768,6 +810,14 @@ impl Validator {
                 "callback.body_limit",
                 "must be between 1024 and 16777216 bytes",
             ));
+        }
+        let read_timeout = callback.read_timeout.unwrap_or(Duration::from_secs(10));
+        if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&read_timeout) {
+            return Err(self.err("callback.read_timeout", "must be between 100ms and 5m"));
+        }
+        let max_connections = callback.max_connections.unwrap_or(256);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
         }
 
         // [admin]
@@ -1059,6 +1109,8 @@ impl Validator {
                 listen: cb_listen,
                 path: cb_path,
                 body_limit,
+                read_timeout,
+                max_connections,
             },
             admin: AdminSettings {
                 listen: admin_listen,

@@ -110,21 +110,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         current_version: settings.mydex.connection_version,
         metrics: metrics.clone(),
         notify: crate::notify_hook::NotificationHook::new(&settings.notifications),
+        body_limit: settings.callback.body_limit,
+        read_timeout: settings.callback.read_timeout,
+        refusals: Default::default(),
     });
-    let cb_app = callback::router(
-        &settings.callback.path,
-        settings.callback.body_limit,
-        cb_state,
-    );
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(cb_listener, cb_app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "callback server stopped");
-        }
-    });
+    let cb_app = callback::router(&settings.callback.path, cb_state);
+    tasks.spawn(crate::server::serve::serve(
+        cb_listener,
+        cb_app,
+        crate::server::serve::Limits {
+            read_timeout: settings.callback.read_timeout,
+            max_connections: settings.callback.max_connections,
+        },
+        shutdown.clone(),
+    ));
 
     let (stall_tx, stall_requests) =
         if std::env::var(crate::service::TEST_HOOKS_ENV).as_deref() == Ok("1") {

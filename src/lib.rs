@@ -21,6 +21,7 @@ pub mod operator_cli;
 pub mod progress;
 pub mod rate;
 pub mod reload;
+pub mod rotate_key;
 pub mod sandbox;
 pub mod schedule;
 pub mod send_window;

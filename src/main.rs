@@ -1,11 +1,14 @@
 //! The command line: parse, dispatch, map the outcome to an exit code
-//! (0 ok, 2 usage, 78 configuration error, 1 anything else).
+//! (0 ok, 2 usage, 78 configuration error — which includes a store key that
+//! does not open the store, a key rotation left unfinished, and a key that
+//! `rotate-key` refuses — 1 anything else).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mydex_connector::config::{ConfigError, LogFormat, Settings};
+use mydex_connector::store::StoreError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -76,6 +79,15 @@ enum Command {
     Members {
         #[command(subcommand)]
         command: MembersCommand,
+    },
+    /// Re-encrypt the store under a new key (the daemon must be stopped).
+    /// Rerun it with the same new key if it was interrupted.
+    RotateKey {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new 32-byte key (raw, or 64 hex characters), like store.key_file.
+        #[arg(long)]
+        new_key_file: PathBuf,
     },
     /// A local stand-in for the Mydex sandbox.
     Sandbox(Box<mydex_connector::sandbox::SandboxArgs>),
@@ -311,6 +323,18 @@ fn main() -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::RotateKey {
+                config,
+                new_key_file,
+            } => {
+                init_logging("warn", LogFormat::Text);
+                let settings = load(&config)?;
+                tokio::task::spawn_blocking(move || {
+                    mydex_connector::rotate_key::run(&settings, &new_key_file)
+                })
+                .await??;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Sandbox(args) => {
                 init_logging("info", LogFormat::Text);
                 mydex_connector::sandbox::run(*args).await?;
@@ -327,7 +351,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConfigError>().is_some() {
+            let key_problem = e.chain().any(|c| {
+                c.downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::is_key_problem)
+            });
+            if key_problem || e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(78)
             } else {
                 ExitCode::from(1)

@@ -1,14 +1,16 @@
 //! The callback endpoint Mydex POSTs and PUTs to. The `Authentication`
-//! header is checked in constant time before anything else; bodies are
-//! limited (413), typed (415), parsed (400 with a JSON error); and a 2xx is
-//! answered only once what the callback carried is flushed to disk.
+//! header is checked in constant time before anything else (before a byte
+//! of the body is read); bodies are limited (413), read within
+//! `callback.read_timeout` (408), typed (415), parsed (400 with a JSON
+//! error); and a 2xx is answered only once what the callback carried is
+//! flushed to disk.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
@@ -25,12 +27,42 @@ pub struct CallbackState {
     pub metrics: Arc<Metrics>,
     /// Where notifications are passed on, if configured.
     pub notify: Option<Arc<crate::notify_hook::NotificationHook>>,
+    /// `callback.body_limit`.
+    pub body_limit: usize,
+    /// `callback.read_timeout`, for the body.
+    pub read_timeout: std::time::Duration,
+    pub refusals: RefusalLog,
 }
 
-pub fn router(path: &str, body_limit: usize, state: Arc<CallbackState>) -> Router {
+/// Warns about unauthenticated callbacks at most once a second, with how
+/// many there were, so that a flood of them does not flood the log too (the
+/// metric counts each one).
+#[derive(Default)]
+pub struct RefusalLog {
+    last_second: AtomicU64,
+    since: AtomicU64,
+}
+
+impl RefusalLog {
+    fn refused(&self, method: &Method) {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        let now = crate::store::now_ms() / 1000;
+        let last = self.last_second.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.since.swap(0, Ordering::Relaxed);
+            tracing::warn!(method = %method, refused, "callback refused: missing or wrong Authentication header (refused: how many since the last such line)");
+        }
+    }
+}
+
+pub fn router(path: &str, state: Arc<CallbackState>) -> Router {
     Router::new()
         .route(path, axum::routing::post(handle).put(handle))
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
@@ -42,12 +74,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-async fn handle(
-    State(st): State<Arc<CallbackState>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, headers) = (parts.method, parts.headers);
     // 1. Is it Mydex?
     let given = headers
         .get("authentication")
@@ -57,18 +86,39 @@ async fn handle(
     let ok: bool = given.ct_eq(st.expected_auth.as_bytes()).into();
     if !ok {
         st.metrics.callback("unknown", "unauthorized");
-        tracing::warn!(method = %method, "callback refused: missing or wrong Authentication header");
+        st.refusals.refused(&method);
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong Authentication header",
         );
     }
-    // 2. Within limits and of a type we read?
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
+    // 2. Within limits, in time, and of a type we read?
+    let body = match tokio::time::timeout(
+        st.read_timeout,
+        axum::body::to_bytes(body, st.body_limit),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
             st.metrics.callback("unknown", "rejected");
-            return error(e.status(), e.body_text());
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {} bytes", st.body_limit),
+                )
+            } else {
+                error(StatusCode::BAD_REQUEST, "cannot read the body")
+            };
+        }
+        Err(_) => {
+            st.metrics.callback("unknown", "rejected");
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive within callback.read_timeout",
+            );
         }
     };
     let ctype = headers

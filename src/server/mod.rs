@@ -8,3 +8,4 @@ pub mod invitees;
 pub mod lifecycle;
 pub mod operator;
 pub mod readyz;
+pub mod serve;

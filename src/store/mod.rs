@@ -21,6 +21,7 @@ mod identify;
 mod invitations;
 mod records;
 mod report;
+mod rotation;
 mod sweeps;
 
 use std::path::Path;
@@ -36,6 +37,7 @@ pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
 pub use report::InvitationFilter;
+pub use rotation::{RotationReport, fingerprint, rotate_key};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,17 @@ pub enum StoreError {
         "the store at {path} does not open with the configured store.key_file (wrong key?); nothing was changed"
     )]
     WrongKey { path: String },
+    #[error(
+        "the store at {path} has an unfinished key rotation (to the key with fingerprint {fingerprint}): rerun `mydex-connector rotate-key` with the same new key before starting the daemon; nothing was changed"
+    )]
+    RotationUnfinished { path: String, fingerprint: String },
+    #[error(
+        "the store at {path} is in use by another process (is the daemon running? stop it first)"
+    )]
+    InUse { path: String },
+    /// `rotate-key` cannot go on with these keys, with why.
+    #[error("{0}")]
+    RotationRefused(String),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("invitation {id} is {actual}, not {expected}")]
@@ -87,18 +100,56 @@ pub struct Store {
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
+/// Where, in `meta`, the key check is kept (sealed with `meta` as AAD).
+const KEY_CHECK_NAME: &str = "key_check";
+
+impl StoreError {
+    /// The store key does not fit the store (wrong key, or a rotation to
+    /// finish): an operator's configuration problem, not a crash to retry.
+    pub fn is_key_problem(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongKey { .. }
+                | StoreError::RotationUnfinished { .. }
+                | StoreError::RotationRefused(_)
+        )
+    }
+}
+
+/// Open the sled database; a lock held by another process is `InUse`.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .flush_every_ms(Some(200))
+        .open()
+        .map_err(|e| match &e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                StoreError::InUse {
+                    path: path.display().to_string(),
+                }
+            }
+            _ => StoreError::Db(e),
+        })
+}
 
 impl Store {
-    /// Open (or create) the store; refuse a key that does not open it.
+    /// Open (or create) the store; refuse a key that does not open it, and
+    /// a store whose key rotation is unfinished (with either key).
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .flush_every_ms(Some(200))
-            .open()?;
+        let db = open_db(path)?;
         let sealer = Sealer::new(key);
         let meta = db.open_tree("meta")?;
-        match meta.get("key_check")? {
+        if let Some(journal) = rotation::journal(&meta)? {
+            return Err(StoreError::RotationUnfinished {
+                path: path.display().to_string(),
+                fingerprint: journal.new_key_fingerprint,
+            });
+        }
+        match meta.get(KEY_CHECK_NAME)? {
             Some(sealed) => {
                 let sealed = std::str::from_utf8(&sealed)
                     .map_err(|_| StoreError::Corrupt("meta/key_check".into()))?;
@@ -112,7 +163,7 @@ impl Store {
                 }
             }
             None => {
-                meta.insert("key_check", sealer.seal(KEY_CHECK, b"meta").as_bytes())?;
+                meta.insert(KEY_CHECK_NAME, sealer.seal(KEY_CHECK, b"meta").as_bytes())?;
                 meta.flush()?;
             }
         }
