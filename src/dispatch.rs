@@ -138,6 +138,15 @@ impl Dispatcher {
             if shutdown.is_cancelled() {
                 break;
             }
+            // A store that cannot write could not record what a step did:
+            // no link is fetched and no mail sent until the daemon restarts.
+            if self.store.failure().is_some() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
             let store = self.store.clone();
             let batch =
                 match tokio::task::spawn_blocking(move || store.work_after(cursor, 256)).await {
@@ -168,6 +177,9 @@ impl Dispatcher {
             }
             let now = now_ms();
             for inv in batch {
+                if self.store.failure().is_some() {
+                    break;
+                }
                 cursor = Some(inv.id);
                 if let Some(ctl) = &self.control
                     && ctl.hold(&inv.campaign).is_some()
@@ -232,7 +244,7 @@ impl Dispatcher {
             }
             Err(_) => return,
         };
-        if inv.next_attempt_ms > now_ms() {
+        if inv.next_attempt_ms > now_ms() || self.store.failure().is_some() {
             return;
         }
         // Paused (maybe by the step before this one) or out of its window.
@@ -254,6 +266,7 @@ impl Dispatcher {
                 return;
             }
             Err(e) => {
+                self.store.note_error(&e);
                 tracing::error!(error = %e, "store error while dispatching; will retry");
                 return;
             }
@@ -291,7 +304,10 @@ impl Dispatcher {
             (_, Err(StoreError::Conflict { actual, .. })) => {
                 tracing::debug!(actual, "invitation moved on elsewhere")
             }
-            (_, Err(e)) => tracing::error!(error = %e, "cannot record the outcome; will retry"),
+            (_, Err(e)) => {
+                self.store.note_error(&e);
+                tracing::error!(error = %e, "cannot record the outcome; will retry")
+            }
             (Outcome::LinkIssued, _) => {
                 tracing::info!(state = "link_issued", "one-time link issued")
             }

@@ -158,6 +158,7 @@ async fn handle(
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
+            st.store.note_error(&e);
             tracing::error!(error = %e, kind, "cannot store callback; answering 503 so Mydex retries");
             st.metrics.callback(kind, "store_error");
             return error(
