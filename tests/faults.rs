@@ -446,7 +446,7 @@ async fn smtp_outage_then_421_and_451_lose_nothing() {
         "smtp outage: {n} invitees; refused {:.0} s, 421 {:.0} s, 451 {:.0} s: \
          all connected {finished_after_back:.1} s after SMTP came back ({:.1} s in all); \
          421 answered {}, 451 answered {}; mails {} (mailed twice: {}); \
-         log: {} 'will retry', {} 'mail deferred', busiest second {} lines; readyz {}; final readyz {code}",
+         log: {} 'will retry', {} 'mail deferred', {} 'SMTP server unreachable', {} 'reachable again', busiest second {} lines; readyz {}; final readyz {code}",
         outage.as_secs_f64(),
         busy.as_secs_f64(),
         busy.as_secs_f64(),
@@ -457,6 +457,8 @@ async fn smtp_outage_then_421_and_451_lose_nothing() {
         twice.len(),
         count_lines(&log, "will retry"),
         count_lines(&log, "mail deferred"),
+        count_lines(&log, "SMTP server unreachable"),
+        count_lines(&log, "SMTP server reachable again"),
         busiest_second(&log),
         tally.summary(),
     );
@@ -485,6 +487,59 @@ async fn smtp_outage_then_421_and_451_lose_nothing() {
         busiest_second(&log)
     );
     setup.keep_for_log_scan().await;
+}
+
+/// An SMTP server down for longer than `smtp.max_attempts` retries take
+/// fails no invitation: a server-wide outage does not use up attempts (it
+/// once did: a relay down for a quarter of an hour failed a whole campaign).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_down_longer_than_max_attempts_fails_nothing() {
+    let n = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let first = smtp(dir.path(), &[]);
+    let port = first.port;
+    drop(first); // nothing listens on the port
+    let setup = setup(port, dir, Options::default()).await;
+    setup.edit_config(
+        "from = \"Example Energy <connect@example.com>\"",
+        "from = \"Example Energy <connect@example.com>\"\nmax_attempts = 2",
+    );
+    let _daemon = setup.daemon();
+    let file = write_csv(&setup, "down", n);
+    enqueue(&setup, &file);
+    // Two attempts take about 2 s; the server stays away for 12.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let during = setup.status();
+    assert_eq!(
+        during["invitations"]["failed"],
+        0,
+        "an unreachable server fails nobody: {during}\n{}",
+        setup.log()
+    );
+    assert_eq!(during["invitations"]["link_issued"], n as u64, "{during}");
+    let smtp = smtp_at(setup.dir.path(), Some(port), &[]);
+    let mails = smtp.wait_for(n, Duration::from_secs(60));
+    let s = setup.wait_status(
+        |s| s["invitations"]["sent"] == n as u64,
+        Duration::from_secs(30),
+    );
+    let log = setup.log();
+    println!(
+        "smtp down 12 s with max_attempts = 2: {} ; {} mails; log: {} 'SMTP server unreachable', {} 'reachable again'",
+        s["invitations"],
+        mails.len(),
+        count_lines(&log, "SMTP server unreachable"),
+        count_lines(&log, "SMTP server reachable again"),
+    );
+    assert_eq!(mails.len(), n);
+    assert_eq!(s["invitations"]["failed"], 0, "{s}");
+    assert_eq!(s["invitations"]["sent"], n as u64, "{s}");
+    assert!(count_lines(&log, "SMTP server unreachable") >= 1);
+    assert!(
+        count_lines(&log, "SMTP server unreachable") <= 3,
+        "said once (a minute apart at most), not once per mail:\n{log}"
+    );
+    assert_eq!(count_lines(&log, "SMTP server reachable again"), 1);
 }
 
 // ---------------------------------------------------------------------------
