@@ -133,7 +133,7 @@ fn flusher(shared: &Shared, db: &sled::Db, health: &super::health::StoreHealth) 
         // and before this flush starts: this flush covers them all.
         let error = db.flush().err().map(|e| match e {
             // sled shows the I/O error's Debug form; the OS's words read better.
-            sled::Error::Io(io) => format!("I/O error: {io}"),
+            sled::Error::Io(io) => format!("I/O error: {}", super::health::io_words(&io)),
             other => other.to_string(),
         });
         shared.flushes.fetch_add(1, Ordering::Relaxed);

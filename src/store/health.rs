@@ -57,6 +57,18 @@ impl StoreHealth {
     }
 }
 
+/// An I/O error in the operating system's words. sled hands back clones of
+/// its sticky error whose message is the original's Debug form, so the
+/// kind is what is reliable.
+pub fn io_words(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => "no space left on device (ENOSPC)".into(),
+        std::io::ErrorKind::QuotaExceeded => "disk quota exceeded (EDQUOT)".into(),
+        std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system (EROFS)".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// Whether `dir`'s file system takes a write of `bytes` right now: a
 /// scratch file written, synced and removed.
 pub fn disk_takes_writes(dir: &Path, bytes: usize) -> std::io::Result<()> {

@@ -150,7 +150,8 @@ impl Store {
     /// this open database cannot write any more (see `health.rs`).
     pub fn note_error(&self, e: &StoreError) {
         if let StoreError::Db(sled::Error::Io(io)) = e {
-            self.health.mark_failed(&io.to_string());
+            self.health
+                .mark_failed(&format!("I/O error: {}", health::io_words(io)));
         }
     }
 
