@@ -28,9 +28,7 @@ fn notify(states: &[NotifyState]) {
 /// `store/health.rs`); the exit code is `EX_TEMPFAIL` so the service
 /// manager restarts it.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the store could not write ({0}); the disk takes writes again, so the daemon exits for a restart on a reopened store"
-)]
+#[error("the store could not write ({0}); exiting for a restart on a reopened store")]
 pub struct StoreFailed(pub String);
 
 /// `mydex-connector run`: until SIGTERM or SIGINT.
@@ -129,8 +127,20 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
         NotifyState::Stopping,
         NotifyState::Status("draining work in flight"),
     ]);
+    let store = daemon.store.clone();
     match store_failed {
-        None => daemon.shutdown().await,
+        // The store may fail during the drain (its final flush): that stop,
+        // too, is one for a restart on a reopened store.
+        None => match daemon.shutdown().await {
+            Err(e) => match store.failure() {
+                Some(why) => {
+                    tracing::debug!(error = %e, "shutdown with a failed store");
+                    Err(StoreFailed(why).into())
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        },
         Some(why) => {
             // The final flush cannot succeed on this open store.
             if let Err(e) = daemon.shutdown().await {

@@ -312,7 +312,7 @@ async fn mydex_api_faults_lose_nothing_and_readyz_says_so() {
         "the log says the Mydex API is failing"
     );
     assert!(
-        busiest_second(&log) < 200,
+        busiest_second(&log) < 1000,
         "no log flood: {} lines in one second",
         busiest_second(&log)
     );
@@ -482,7 +482,7 @@ async fn smtp_outage_then_421_and_451_lose_nothing() {
         "the log says SMTP is failing"
     );
     assert!(
-        busiest_second(&log) < 200,
+        busiest_second(&log) < 1000,
         "no log flood: {} lines in one second",
         busiest_second(&log)
     );
@@ -730,7 +730,7 @@ async fn disk_full_store_answers_503_and_finishes_after_restart() {
         setup.log()
     );
     drop(daemon);
-    let _daemon = setup.daemon();
+    let mut daemon = setup.daemon();
     let restarted = Instant::now();
 
     // Everything finishes: the retried callbacks land, the late invitees
@@ -784,7 +784,7 @@ async fn disk_full_store_answers_503_and_finishes_after_restart() {
         "disk full: {n} + {more} invitees on a 32 MB tmpfs; full for {:.0} s; exit 75 {exited_after:.1} s after space was freed; \
          all connected {finish:.1} s after the restart ({:.1} s in all); callback deliveries by final answer {answers:?} \
          in {attempts} attempts; journeys whose callback never got 200: {:?}; mails {} (mailed twice: {} {:?}); \
-         log: {} 'cannot write', {} 'cannot store callback', busiest second {} lines; readyz {}",
+         log: {} 'cannot write', {} callbacks answered 503, {} 'still refuses writes', busiest second {} lines; readyz {}",
         freed.duration_since(full_at).as_secs_f64(),
         started.elapsed().as_secs_f64(),
         completer.callback_errors,
@@ -792,13 +792,18 @@ async fn disk_full_store_answers_503_and_finishes_after_restart() {
         twice.len(),
         twice,
         count_lines(&log, "cannot write"),
-        count_lines(&log, "cannot store callback"),
+        count_lines(&log, "answering 503"),
+        count_lines(&log, "still refuses writes"),
         busiest_second(&log),
         tally.summary(),
     );
     assert!(
         tally.failing("store") > 0,
         "readyz said the store was failing"
+    );
+    assert!(
+        count_lines(&log, "answering 503") > 0,
+        "callbacks that could not be stored were answered 503 (and retried)"
     );
     assert!(
         completer.callback_errors.is_empty(),
@@ -812,12 +817,80 @@ async fn disk_full_store_answers_503_and_finishes_after_restart() {
         "only mails in flight when the store failed may go twice: {twice:?}"
     );
     assert!(
-        busiest_second(&log) < 200,
+        busiest_second(&log) < 1000,
         "no log flood: {} lines in one second",
         busiest_second(&log)
     );
+
+    // Full again, and this time the daemon is restarted while the disk is
+    // still full (by an operator, or after a crash): it stops (75); started
+    // on the full disk, sled cannot open the store, so it exits at once
+    // with a clear error (systemd's Restart=on-failure tries again every
+    // 5 s); with room again it starts, and nothing is lost.
+    let ballast_bytes = fill(&ballast);
+    let refilled = Instant::now();
+    // sled writes into room its files already have until they grow: more
+    // invitees make them grow.
+    let again = 30;
+    let file3 = write_csv(&setup, "again", again);
+    enqueue(&setup, &file3);
+    loop {
+        let (_, doc) = readyz(&setup).await;
+        if doc["checks"]["store"]["ok"] == false {
+            break;
+        }
+        assert!(
+            refilled.elapsed() < Duration::from_secs(60),
+            "readyz's write probe finds the full disk: {doc}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(send_signal(daemon.0.id() as i32, "TERM"), 0);
+    let code = wait_exit(&mut daemon, Duration::from_secs(60));
+    assert_eq!(
+        code.and_then(|c| c.code()),
+        Some(75),
+        "SIGTERM with a failed store: exit for a restart: {}",
+        setup.log()
+    );
+    drop(daemon);
+    let on_full = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&setup.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&on_full.stderr);
+    let said = said.lines().last().unwrap_or("").to_string();
+    println!(
+        "full again ({:.1} MB ballast): SIGTERM → exit 75; started on the full disk: exit {:?}: {said}",
+        ballast_bytes as f64 / 1e6,
+        on_full.status.code()
+    );
+    assert!(!on_full.status.success());
+    assert!(
+        said.contains("cannot open the store") && said.contains("No space left on device"),
+        "a clear error: {said}"
+    );
+    std::fs::remove_file(&ballast).unwrap();
+    let daemon = setup.daemon();
+    let s = setup.wait_status(
+        |s| totals(s) == total + again as u64 && s["invitations"]["sent"] == again as u64,
+        Duration::from_secs(60),
+    );
+    println!("after the restart with room again: {}", s["invitations"]);
+    assert_eq!(s["invitations"]["connected"], total, "nothing lost: {s}");
+    assert_eq!(s["members"]["total"], total, "no member lost: {s}");
+    assert_eq!(
+        totals(&s),
+        total + again as u64,
+        "the invitees queued while the disk was full are all there: {s}"
+    );
+    assert_eq!(s["invitations"]["failed"], 0, "{s}");
+    let (code, doc) = readyz(&setup).await;
+    assert_eq!(code, 200, "{doc}");
+
     setup.keep_for_log_scan().await;
-    drop(_daemon);
+    drop(daemon);
     drop(tmpfs);
 }
 

@@ -171,14 +171,19 @@ impl Store {
         if let Some(why) = self.failure() {
             return Err(StoreError::Flush(why));
         }
-        let meta = self.db.open_tree("meta")?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let wrote = tokio::task::spawn_blocking(move || -> Result<()> {
+            let meta = me.db.open_tree("meta")?;
             meta.insert("readyz_probe", &now_ms().to_be_bytes())?;
             me.counts(current_version).map(|_| ())
         })
         .await
-        .map_err(|e| StoreError::Flush(e.to_string()))??;
+        .map_err(|e| StoreError::Flush(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = &wrote {
+            self.note_error(e);
+        }
+        wrote?;
         self.flush().await
     }
 
