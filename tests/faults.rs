@@ -170,16 +170,46 @@ impl ReadyTally {
     }
 }
 
-fn count_lines(log: &str, needle: &str) -> usize {
-    log.lines().filter(|l| l.contains(needle)).count()
+/// A log line without its colour codes.
+fn plain(l: &str) -> String {
+    let mut out = String::with_capacity(l.len());
+    let mut chars = l.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
-/// Lines a second at the busiest second of the log (timestamps to the second).
+/// Whether a daemon log line is at info level or above (CI runs the tests
+/// at trace level; what an operator reads is info and above).
+fn info_or_above(l: &str) -> bool {
+    !matches!(plain(l).split_whitespace().nth(1), Some("TRACE" | "DEBUG"))
+}
+
+/// Lines at info level or above that contain `needle`.
+fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(needle) && info_or_above(l))
+        .count()
+}
+
+/// Lines at info level or above a second at the busiest second of the log
+/// (timestamps to the second).
 fn busiest_second(log: &str) -> usize {
     let mut per: BTreeMap<&str, usize> = BTreeMap::new();
     for l in log.lines() {
-        // tracing's default format starts with an RFC 3339 timestamp
-        // (maybe after a colour code).
+        if !info_or_above(l) {
+            continue;
+        }
         let ts = l.match_indices("20").find_map(|(at, _)| {
             l.get(at..at + 19)
                 .filter(|t| t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b'T')
