@@ -35,6 +35,8 @@ pub struct Dispatcher {
     /// Each campaign's rate window; replaced when a reload changes the rate.
     limits: Mutex<HashMap<String, (crate::config::Rate, Arc<SlidingWindow>)>>,
     in_flight: Arc<Mutex<HashSet<u64>>>,
+    /// A server-wide SMTP outage, which no invitation is failed for.
+    smtp_outage: crate::mail::Outage,
     /// Pauses, send windows and error thresholds (none: every campaign sends).
     control: Option<Arc<CampaignControl>>,
 }
@@ -44,7 +46,15 @@ pub struct Dispatcher {
 enum Outcome {
     LinkIssued,
     Sent,
-    Retry { why: String, after: Duration },
+    Retry {
+        why: String,
+        after: Duration,
+    },
+    /// The SMTP server is unreachable: wait, without using up an attempt.
+    Waiting {
+        why: String,
+        after: Duration,
+    },
     Failed(String),
     Requeued(&'static str),
     Skipped,
@@ -80,6 +90,7 @@ impl Dispatcher {
             wake,
             limits,
             in_flight: Arc::default(),
+            smtp_outage: crate::mail::Outage::default(),
             control: None,
         }
     }
@@ -138,6 +149,15 @@ impl Dispatcher {
             if shutdown.is_cancelled() {
                 break;
             }
+            // A store that cannot write could not record what a step did:
+            // no link is fetched and no mail sent until the daemon restarts.
+            if self.store.failure().is_some() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
             let store = self.store.clone();
             let batch =
                 match tokio::task::spawn_blocking(move || store.work_after(cursor, 256)).await {
@@ -168,6 +188,9 @@ impl Dispatcher {
             }
             let now = now_ms();
             for inv in batch {
+                if self.store.failure().is_some() {
+                    break;
+                }
                 cursor = Some(inv.id);
                 if let Some(ctl) = &self.control
                     && ctl.hold(&inv.campaign).is_some()
@@ -232,7 +255,7 @@ impl Dispatcher {
             }
             Err(_) => return,
         };
-        if inv.next_attempt_ms > now_ms() {
+        if inv.next_attempt_ms > now_ms() || self.store.failure().is_some() {
             return;
         }
         // Paused (maybe by the step before this one) or out of its window.
@@ -254,6 +277,7 @@ impl Dispatcher {
                 return;
             }
             Err(e) => {
+                self.store.note_error(&e);
                 tracing::error!(error = %e, "store error while dispatching; will retry");
                 return;
             }
@@ -278,6 +302,15 @@ impl Dispatcher {
                     })
                     .map(|_| ())
             }
+            Outcome::Waiting { why, after } => {
+                let (why, after) = (why.clone(), *after);
+                self.store
+                    .touch(id, state, |i| {
+                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                        i.reason = Some(why.clone());
+                    })
+                    .map(|_| ())
+            }
             Outcome::Failed(why) => {
                 let why = why.clone();
                 self.store
@@ -291,11 +324,17 @@ impl Dispatcher {
             (_, Err(StoreError::Conflict { actual, .. })) => {
                 tracing::debug!(actual, "invitation moved on elsewhere")
             }
-            (_, Err(e)) => tracing::error!(error = %e, "cannot record the outcome; will retry"),
+            (_, Err(e)) => {
+                self.store.note_error(&e);
+                tracing::error!(error = %e, "cannot record the outcome; will retry")
+            }
             (Outcome::LinkIssued, _) => {
                 tracing::info!(state = "link_issued", "one-time link issued")
             }
             (Outcome::Sent, _) => {}
+            (Outcome::Waiting { why, after }, _) => {
+                tracing::debug!(state = state.as_str(), retry_in = %humantime::format_duration(*after), why, "waiting for the SMTP server")
+            }
             (Outcome::Retry { why, after }, _) => {
                 tracing::warn!(state = state.as_str(), attempt = inv.attempts + 1, retry_in = %humantime::format_duration(*after), why, "will retry")
             }
@@ -359,6 +398,15 @@ impl Dispatcher {
     /// Record what a mail attempt made right after issuing the link.
     fn apply_mail_outcome(&self, inv: &Invitation, outcome: Outcome) -> Result<(), StoreError> {
         match outcome {
+            Outcome::Waiting { why, after } => {
+                tracing::debug!(state = "link_issued", why, "waiting for the SMTP server");
+                self.store
+                    .touch(inv.id, State::LinkIssued, |i| {
+                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                        i.reason = Some(why.clone());
+                    })
+                    .map(|_| ())
+            }
             Outcome::Retry { why, after } => {
                 tracing::warn!(state = "link_issued", why, "mail deferred; will retry");
                 self.store
@@ -451,6 +499,7 @@ impl Dispatcher {
         drop(slot);
         match sent {
             Ok(()) => {
+                self.smtp_outage.reachable();
                 if let Some(c) = &self.control {
                     c.sent(&campaign.name);
                 }
@@ -466,7 +515,18 @@ impl Dispatcher {
                 tracing::info!(state = "sent", email = %inv.invitee.email, reminder = inv.reminders, "invitation mailed");
                 Ok(Outcome::Sent)
             }
+            Err(MailError::Unreachable(why)) => {
+                self.metrics
+                    .emails_deferred
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let after = self.smtp_outage.unreachable(&why);
+                Ok(Outcome::Waiting {
+                    why: format!("SMTP server unreachable: {why}"),
+                    after,
+                })
+            }
             Err(MailError::Permanent(why)) => {
+                self.smtp_outage.reachable();
                 self.metrics
                     .emails_failed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -475,6 +535,7 @@ impl Dispatcher {
                 Ok(Outcome::Failed(why))
             }
             Err(MailError::Transient(why)) => {
+                self.smtp_outage.reachable();
                 self.metrics
                     .emails_deferred
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

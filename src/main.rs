@@ -357,6 +357,11 @@ fn main() -> ExitCode {
             });
             if key_problem || e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(78)
+            } else if e
+                .downcast_ref::<mydex_connector::service::StoreFailed>()
+                .is_some()
+            {
+                ExitCode::from(mydex_connector::store::EXIT_STORE_FAILED)
             } else {
                 ExitCode::from(1)
             }

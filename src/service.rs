@@ -24,6 +24,13 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
+/// The daemon stopped because its store could not write (see
+/// `store/health.rs`); the exit code is `EX_TEMPFAIL` so the service
+/// manager restarts it.
+#[derive(Debug, thiserror::Error)]
+#[error("the store could not write ({0}); exiting for a restart on a reopened store")]
+pub struct StoreFailed(pub String);
+
 /// `mydex-connector run`: until SIGTERM or SIGINT.
 pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -53,8 +60,33 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status = std::time::Instant::now();
+    // Set once the store cannot write; then the disk is probed until it
+    // takes writes again, and the daemon exits for a restart.
+    let mut store_failed: Option<String> = None;
+    let mut disk_check = tokio::time::interval(Duration::from_secs(5));
+    disk_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = daemon.store.wait_failed(), if store_failed.is_none() => {
+                let why = daemon.store.failure().unwrap_or_default();
+                notify(&[NotifyState::Status(&format!("store cannot write: {why}; waiting for the disk"))]);
+                store_failed = Some(why);
+            }
+            _ = disk_check.tick(), if store_failed.is_some() => {
+                let dir = daemon.store.path().to_owned();
+                let probe = tokio::task::spawn_blocking(move || {
+                    crate::store::disk_takes_writes(&dir, 4 << 20)
+                })
+                .await;
+                match probe {
+                    Ok(Ok(())) => {
+                        tracing::warn!("the store's disk takes writes again; exiting for a restart on a reopened store");
+                        break;
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, store = %daemon.store.path().display(), "the store's disk still refuses writes; waiting (callbacks are answered 503, Mydex retries them)"),
+                    Err(e) => tracing::warn!(error = %e, "disk probe task failed"),
+                }
+            }
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }
             _ = hup.recv() => {
@@ -95,7 +127,28 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
         NotifyState::Stopping,
         NotifyState::Status("draining work in flight"),
     ]);
-    daemon.shutdown().await
+    let store = daemon.store.clone();
+    match store_failed {
+        // The store may fail during the drain (its final flush): that stop,
+        // too, is one for a restart on a reopened store.
+        None => match daemon.shutdown().await {
+            Err(e) => match store.failure() {
+                Some(why) => {
+                    tracing::debug!(error = %e, "shutdown with a failed store");
+                    Err(StoreFailed(why).into())
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        },
+        Some(why) => {
+            // The final flush cannot succeed on this open store.
+            if let Err(e) = daemon.shutdown().await {
+                tracing::debug!(error = %e, "shutdown after the store failed");
+            }
+            Err(StoreFailed(why).into())
+        }
+    }
 }
 
 async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<Duration>>) -> Option<Duration> {

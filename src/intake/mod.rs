@@ -255,6 +255,12 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = rx.recv() => {}
         }
+        // A store that cannot write (see `store/health.rs`) cannot take
+        // the files in; they wait in the queue, and the log is not filled
+        // with one error per file per poll.
+        if store.failure().is_some() {
+            continue;
+        }
         let files = match pending_files(&dir) {
             Ok(f) => f,
             Err(e) => {
@@ -271,6 +277,9 @@ pub async fn run(
             match result {
                 Ok(Ok(_)) => wake_dispatcher.notify_one(),
                 Ok(Err(e)) => {
+                    if let Some(se) = e.downcast_ref::<crate::store::StoreError>() {
+                        store.note_error(se);
+                    }
                     tracing::error!(file = %file.display(), error = %format!("{e:#}"), "cannot ingest queue file; will retry")
                 }
                 Err(e) => {

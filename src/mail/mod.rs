@@ -3,11 +3,13 @@
 //! a directory outbox) with lettre.
 
 mod message;
+mod outage;
 pub mod qr;
 mod templates;
 mod transport;
 
 pub use message::{build_message, qr_content_id};
+pub use outage::Outage;
 pub use qr::qr_png;
 pub use templates::{MailContext, Rendered, TemplateError, Templates};
 pub use transport::{MailError, Mailer};

@@ -1,7 +1,9 @@
 //! Delivery: lettre's pooled async SMTP transport by `smtp.url` (TLS,
 //! STARTTLS or none, with auth), or a directory outbox for `file://`.
-//! A 4xx reply or a connection problem is transient (retried later); a 5xx
-//! is permanent (fails that invitation, with the server's reply).
+//! A 4xx reply is transient (retried later, up to `smtp.max_attempts`); a
+//! server that cannot be reached or answers 421 is unreachable (retried for
+//! as long as it lasts, see `outage.rs`); a 5xx is permanent (fails that
+//! invitation, with the server's reply).
 
 use std::time::Duration;
 
@@ -18,6 +20,15 @@ pub enum MailError {
     Transient(String),
     #[error("SMTP refused: {0}")]
     Permanent(String),
+    /// The server as a whole: refused or timed-out connection, 421.
+    #[error("SMTP server unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// Whether an error is about the server as a whole rather than this message.
+fn unreachable(e: &lettre::transport::smtp::Error) -> bool {
+    let code = e.status().map(u16::from);
+    code == Some(421) || (code.is_none() && !e.is_response() && !e.is_client() && !e.is_tls())
 }
 
 enum Transport {
@@ -74,6 +85,7 @@ impl Mailer {
             Transport::Smtp(t) => match t.send(message).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(MailError::Permanent(describe(&e))),
+                Err(e) if unreachable(&e) => Err(MailError::Unreachable(describe(&e))),
                 Err(e) => Err(MailError::Transient(describe(&e))),
             },
         }

@@ -32,6 +32,7 @@ pub struct MydexClient {
     token: Mutex<Option<CachedToken>>,
     generation: std::sync::atomic::AtomicU64,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    health: super::health::ApiHealth,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +93,7 @@ impl MydexClient {
             token: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
+            health: super::health::ApiHealth::default(),
         })
     }
 
@@ -240,6 +242,10 @@ impl MydexClient {
                 Err(AttemptError::Permanent(_)) => "error".into(),
             };
             self.metrics.mydex_call(endpoint, &label, started.elapsed());
+            match &outcome {
+                Err(AttemptError::Transient { why, .. }) => self.health.note(Err(why)),
+                _ => self.health.note(Ok(())),
+            }
             match outcome {
                 Ok(body) => return Ok(body),
                 Err(AttemptError::Permanent(e)) => return Err(e),
@@ -321,6 +327,12 @@ impl MydexClient {
         }
     }
 
+    /// For `/readyz`: whether the API has been failing lately (a quarter or
+    /// more of the last 30 s of attempts), with the figures and last error.
+    pub fn api_health(&self) -> Result<(), String> {
+        self.health.check()
+    }
+
     async fn bearer(&self) -> Result<SecretString, AttemptError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref()
@@ -346,6 +358,10 @@ impl MydexClient {
             if fresh.is_ok() { "ok" } else { "error" },
             started.elapsed(),
         );
+        match &fresh {
+            Err(AttemptError::Transient { why, .. }) => self.health.note(Err(why)),
+            _ => self.health.note(Ok(())),
+        }
         let fresh = match fresh {
             Ok(t) => t,
             Err(AttemptError::Permanent(e)) => return Err(AttemptError::Permanent(e)),

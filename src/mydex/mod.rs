@@ -5,11 +5,13 @@
 pub mod callback;
 mod client;
 mod error;
+mod health;
 pub mod php_form;
 mod token;
 
 pub use client::{ConnectionStatus, FtcLink, FtcRequest, MydexClient};
 pub use error::MydexError;
+pub use health::ApiHealth;
 
 use sha2::{Digest, Sha512};
 

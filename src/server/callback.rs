@@ -208,6 +208,7 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
+            st.store.note_error(&e);
             tracing::error!(error = %e, kind, "cannot store callback; answering 503 so Mydex retries");
             st.metrics.callback(kind, "store_error");
             return error(

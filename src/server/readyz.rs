@@ -1,5 +1,7 @@
 //! `/readyz`: whether the daemon can do its work right now — the store
-//! answers, a Mydex access token can be had, the SMTP server answers — each
+//! takes a small durable write, a Mydex access token can be had, the Mydex API has not been
+//! failing lately (a quarter or more of the last 30 s of calls), the SMTP
+//! server answers — each
 //! check reported on its own; 503 while any fails, so a load balancer or an
 //! operator's probe sees it.
 
@@ -30,11 +32,7 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let store = st.store.clone();
     let version = st.current_version;
     let store_check = tokio::time::timeout(CHECK_TIMEOUT, async move {
-        match tokio::task::spawn_blocking(move || store.counts(version)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        store.probe(version).await.map_err(|e| e.to_string())
     });
     let mydex_check = tokio::time::timeout(CHECK_TIMEOUT, st.mydex.token_obtainable());
     let smtp_check = tokio::time::timeout(CHECK_TIMEOUT, st.mailer.reachable());
@@ -42,9 +40,10 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let checks = json!({
         "store": verdict(store_r),
         "mydex_token": verdict(mydex_r),
+        "mydex_api": verdict(Ok(st.mydex.api_health())),
         "smtp": verdict(smtp_r),
     });
-    let ready = ["store", "mydex_token", "smtp"]
+    let ready = ["store", "mydex_token", "mydex_api", "smtp"]
         .iter()
         .all(|k| checks[k]["ok"] == true);
     let status = if ready {

@@ -60,7 +60,7 @@ impl Drop for Handle {
 }
 
 impl GroupCommit {
-    pub fn start(db: sled::Db) -> std::io::Result<Self> {
+    pub fn start(db: sled::Db, health: Arc<super::health::StoreHealth>) -> std::io::Result<Self> {
         let (done, _) = watch::channel(Done {
             ticket: 0,
             error: None,
@@ -77,7 +77,7 @@ impl GroupCommit {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("store-flusher".into())
-            .spawn(move || flusher(&s, &db))?;
+            .spawn(move || flusher(&s, &db, &health))?;
         Ok(Self {
             inner: Arc::new(Handle {
                 shared,
@@ -116,7 +116,7 @@ impl GroupCommit {
     }
 }
 
-fn flusher(shared: &Shared, db: &sled::Db) {
+fn flusher(shared: &Shared, db: &sled::Db, health: &super::health::StoreHealth) {
     let mut covered = 0;
     loop {
         let upto = {
@@ -131,10 +131,16 @@ fn flusher(shared: &Shared, db: &sled::Db) {
         };
         // Every ticket up to `upto` was taken after its writes were made,
         // and before this flush starts: this flush covers them all.
-        let error = db.flush().err().map(|e| e.to_string());
+        let error = db.flush().err().map(|e| match e {
+            // sled shows the I/O error's Debug form; the OS's words read better.
+            sled::Error::Io(io) => format!("I/O error: {}", super::health::io_words(&io)),
+            other => other.to_string(),
+        });
         shared.flushes.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = &error {
             tracing::error!(error = %e, "cannot flush the store to disk");
+            // sled keeps failing after an I/O error until reopened.
+            health.mark_failed(e);
         }
         covered = upto;
         shared.done.send_replace(Done {
@@ -152,7 +158,7 @@ mod tests {
     async fn many_waiters_share_flushes_and_all_return() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let gc = GroupCommit::start(db.clone()).unwrap();
+        let gc = GroupCommit::start(db.clone(), Arc::default()).unwrap();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..200u32 {
             let (gc, db) = (gc.clone(), db.clone());

@@ -17,6 +17,7 @@ mod campaigns;
 mod crypto;
 mod durable;
 mod expiry;
+mod health;
 mod identify;
 mod invitations;
 mod records;
@@ -32,6 +33,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 pub use callbacks::{CallbackOutcome, Credentials, Event};
 pub use campaigns::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
+pub use health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
@@ -92,6 +94,8 @@ pub struct Store {
     log: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
     commit: durable::GroupCommit,
+    health: std::sync::Arc<StoreHealth>,
+    path: std::path::PathBuf,
 }
 
 /// sled's page cache. Its default (1 GiB) let the daemon's memory grow with
@@ -167,10 +171,13 @@ impl Store {
                 meta.flush()?;
             }
         }
-        let commit = durable::GroupCommit::start(db.clone())
+        let health = std::sync::Arc::new(StoreHealth::default());
+        let commit = durable::GroupCommit::start(db.clone(), health.clone())
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
         let store = Self {
             commit,
+            health,
+            path: path.to_owned(),
             invitations: db.open_tree("invitations")?,
             members: db.open_tree("members")?,
             idx: db.open_tree("idx")?,
@@ -186,6 +193,52 @@ impl Store {
     /// Callers waiting at the same time share one flush (group commit).
     pub async fn flush(&self) -> Result<()> {
         self.commit.flush().await.map_err(StoreError::Flush)
+    }
+
+    /// Why the store cannot write, if a flush failed (see `health.rs`).
+    pub fn failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// Note an error from a store operation: an I/O error from sled means
+    /// this open database cannot write any more (see `health.rs`).
+    pub fn note_error(&self, e: &StoreError) {
+        if let StoreError::Db(sled::Error::Io(io)) = e {
+            self.health
+                .mark_failed(&format!("I/O error: {}", health::io_words(io)));
+        }
+    }
+
+    /// Resolves once a flush has failed.
+    pub async fn wait_failed(&self) {
+        self.health.wait_failed().await
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For `/readyz`: a small write made durable (so a full disk shows), and
+    /// the counters read back.
+    pub async fn probe(&self, current_version: u32) -> Result<()> {
+        if let Some(why) = self.failure() {
+            return Err(StoreError::Flush(why));
+        }
+        let me = self.clone();
+        let wrote = tokio::task::spawn_blocking(move || -> Result<()> {
+            let meta = me.db.open_tree("meta")?;
+            meta.insert("readyz_probe", &now_ms().to_be_bytes())?;
+            me.counts(current_version).map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Flush(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = &wrote {
+            self.note_error(e);
+        }
+        wrote?;
+        self.flush().await
     }
 
     /// How many flushes the group commit has run (for metrics and benches).

@@ -43,12 +43,20 @@ pub struct Smtp {
 
 /// Start the real SMTP server; `extra` are its fault flags.
 pub fn smtp(dir: &Path, extra: &[&str]) -> Smtp {
+    smtp_at(dir, None, extra)
+}
+
+/// Start the real SMTP server on `port` (none: a free one), writing to
+/// `dir/mail` (messages already there are kept and numbered after).
+pub fn smtp_at(dir: &Path, port: Option<u16>, extra: &[&str]) -> Smtp {
     let outdir = dir.join("mail");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
     let mut child = Command::new("python3")
         .arg(script)
         .arg("--outdir")
         .arg(&outdir)
+        .arg("--port")
+        .arg(port.unwrap_or(0).to_string())
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
