@@ -101,7 +101,7 @@ pub struct Store {
 /// sled's page cache. Its default (1 GiB) let the daemon's memory grow with
 /// the number of invitations; the hot set (the work index, open invitations,
 /// counters) fits in far less.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
 /// Where, in `meta`, the key check is kept (sealed with `meta` as AAD).
