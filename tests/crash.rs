@@ -486,8 +486,16 @@ async fn kill_9_during_ingest_stores_each_row_once() {
     let queue = setup.dir.path().join("queue");
     let mut daemon = setup.daemon();
 
-    // Ingest only: the campaign paused before anything is queued.
+    // Ingest only: the campaign paused before anything is queued. The pause
+    // is acknowledged only once on disk, so a kill right after keeps it.
     run_ok(&setup, &["campaign", "pause", "meters"]);
+    kill_9(&mut daemon);
+    daemon = setup.daemon();
+    let s = setup.status();
+    assert_eq!(
+        s["campaigns"]["meters"]["paused"], true,
+        "a pause acknowledged just before a kill -9 survives it: {s}"
+    );
 
     // Dropped straight into the queue directory (written under a dot name,
     // then renamed), as an upstream system would: `enqueue` would first
