@@ -525,11 +525,17 @@ async fn kill_9_during_ingest_stores_each_row_once() {
         kill_9(&mut daemon);
         landed += 1;
         lines.push(format!(
-            "kill {:>2} at {:>6.1} s, {gap:>4} ms after start, file still in the queue",
+            "kill {:>2} at {:>6.1} s, {gap:>4} ms up, the file still in the queue",
             k + 1,
             started.elapsed().as_secs_f64()
         ));
         daemon = setup.daemon();
+        // `status` answers mid-ingest (it once scanned every invitation).
+        let s = setup.status();
+        lines.push(format!(
+            "   restarted: {} rows stored so far",
+            s["invitations"]["queued"]
+        ));
     }
     for l in &lines {
         println!("{l}");

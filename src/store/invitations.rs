@@ -38,6 +38,13 @@ fn counter_key(state: State) -> String {
     format!("c/inv/{}", state.as_str())
 }
 
+/// Invitations of one campaign in one state (`status`, `/metrics`).
+pub(super) fn campaign_counter_key(campaign: &str, state: State) -> String {
+    format!("{CAMPAIGN_COUNTERS}{campaign}\u{1f}{}", state.as_str())
+}
+
+pub(super) const CAMPAIGN_COUNTERS: &str = "c/cs/";
+
 impl Store {
     /// Insert a batch in one transaction; with `progress`, record in the
     /// same step that an intake file has been stored up to that line, so a
@@ -95,6 +102,8 @@ impl Store {
         let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut added = 0i64;
+            let mut added_by_campaign: std::collections::BTreeMap<&str, i64> =
+                std::collections::BTreeMap::new();
             for ((new, id), token) in batch.iter().zip(&ids).zip(&tokens) {
                 let okey = open_key(&new.campaign, &new.kind, &new.invitee);
                 if let Some(existing) = idx.get(okey.as_bytes())? {
@@ -143,9 +152,13 @@ impl Store {
                     idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
                 }
                 added += 1;
+                *added_by_campaign.entry(new.campaign.as_str()).or_default() += 1;
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
             bump(idx, &counter_key(State::Queued), added)?;
+            for (campaign, n) in added_by_campaign {
+                bump(idx, &campaign_counter_key(campaign, State::Queued), n)?;
+            }
             if let Some((file, line)) = progress {
                 idx.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
             }
@@ -340,6 +353,8 @@ pub(super) fn tx_transition(
     if before != to {
         bump(idx, &counter_key(before), -1)?;
         bump(idx, &counter_key(to), 1)?;
+        bump(idx, &campaign_counter_key(&inv.campaign, before), -1)?;
+        bump(idx, &campaign_counter_key(&inv.campaign, to), 1)?;
         if to.needs_dispatch() {
             idx.insert(work_key(id), &[])?;
         } else {

@@ -117,7 +117,7 @@ impl Store {
         }
         let commit = durable::GroupCommit::start(db.clone())
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
-        Ok(Self {
+        let store = Self {
             commit,
             invitations: db.open_tree("invitations")?,
             members: db.open_tree("members")?,
@@ -125,7 +125,9 @@ impl Store {
             log: db.open_tree("log")?,
             db,
             sealer: std::sync::Arc::new(sealer),
-        })
+        };
+        store.ensure_campaign_counters()?;
+        Ok(store)
     }
 
     /// Make everything written so far durable.
