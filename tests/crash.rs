@@ -460,8 +460,9 @@ async fn kill_9_mid_campaign_loses_nothing() {
     }
     println!("+--------------------------------------+----------+");
     println!("mailed more than once: {twice:?}");
+    // The sandbox keeps its last 10,000 callbacks (`LOG_CAP`).
     assert!(
-        answered_2xx >= n,
+        answered_2xx >= n.min(10_000),
         "every journey's callback answered 2xx at least once"
     );
     assert!(
