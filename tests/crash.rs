@@ -473,6 +473,16 @@ async fn kill_9_mid_campaign_loses_nothing() {
     drop(daemon);
 }
 
+/// The daemon at the test's log level, but sled at `info`: at `trace` sled
+/// logs every page it writes (over 600 MB for a 20,000-row ingest, which
+/// filled the disk under `.ci/run`).
+fn quiet_sled(setup: &Setup) -> Proc {
+    let level = std::env::var("MYDEX_TEST_RUST_LOG").unwrap_or_else(|_| "info".into());
+    setup.daemon_with(|c| {
+        c.env("RUST_LOG", format!("{level},sled=info"));
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_stores_each_row_once() {
     let rows: usize = env_or("CRASH_INGEST_ROWS", 50_000);
@@ -485,13 +495,13 @@ async fn kill_9_during_ingest_stores_each_row_once() {
     let smtp = smtp(dir.path(), &[]);
     let setup = setup(smtp.port, dir, Options::default()).await;
     let queue = setup.dir.path().join("queue");
-    let mut daemon = setup.daemon();
+    let mut daemon = quiet_sled(&setup);
 
     // Ingest only: the campaign paused before anything is queued. The pause
     // is acknowledged only once on disk, so a kill right after keeps it.
     run_ok(&setup, &["campaign", "pause", "meters"]);
     kill_9(&mut daemon);
-    daemon = setup.daemon();
+    daemon = quiet_sled(&setup);
     let s = setup.status();
     assert_eq!(
         s["campaigns"]["meters"]["paused"], true,
@@ -530,7 +540,7 @@ async fn kill_9_during_ingest_stores_each_row_once() {
             k + 1,
             started.elapsed().as_secs_f64()
         ));
-        daemon = setup.daemon();
+        daemon = quiet_sled(&setup);
         // `status` answers mid-ingest (it once scanned every invitation).
         let s = setup.status();
         lines.push(format!(
