@@ -346,6 +346,17 @@ impl Dispatcher {
             }
             (Outcome::Skipped, _) => {}
         }
+        // A mail went out: hold this invitation's permit until its `sent`
+        // mark is on disk (group commit: the steps in flight share one
+        // flush). Otherwise a kill -9 loses every mark of the last 200 ms
+        // (sled's write-back interval) and mails all of them again; with
+        // this, only invitations in flight at the kill (at most
+        // `invitations.concurrency`) can be mailed twice.
+        if matches!(outcome, Outcome::LinkIssued | Outcome::Sent)
+            && let Err(e) = self.store.flush().await
+        {
+            tracing::warn!(error = %e, "cannot flush the store after a mail; a crash now may mail it again");
+        }
     }
 
     async fn issue_link(&self, inv: &Invitation) -> Result<Outcome, StoreError> {
