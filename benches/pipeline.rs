@@ -238,18 +238,7 @@ async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
 
     // Journeys: every link completed by the sandbox, callbacks to the daemon.
     let client = reqwest::Client::new();
-    let state: serde_json::Value = client
-        .get(format!("{}/_sandbox/state", setup.sandbox.url()))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let links: Vec<String> = state["links"]
-        .as_array()
-        .context("links")?
-        .iter()
-        .filter_map(|l| l["url"].as_str().map(str::to_owned))
-        .collect();
+    let links = sandbox_links(&client, &setup, "url").await?;
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(32));
     let mut tasks = tokio::task::JoinSet::new();
@@ -511,18 +500,7 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(senders)
         .build()?;
-    let state: serde_json::Value = client
-        .get(format!("{}/_sandbox/state", setup.sandbox.url()))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let tokens: Vec<String> = state["links"]
-        .as_array()
-        .context("links")?
-        .iter()
-        .filter_map(|l| l["linking_token"].as_str().map(str::to_owned))
-        .collect();
+    let tokens = sandbox_links(&client, &setup, "linking_token").await?;
     anyhow::ensure!(
         tokens.len() == n,
         "{} links for {n} invitations",
@@ -622,6 +600,26 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
         latencies.len() as f64 / secs / fsyncs.max(1.0)
     );
     Ok(())
+}
+
+/// One field of every link the sandbox has issued.
+async fn sandbox_links(
+    client: &reqwest::Client,
+    setup: &support::Setup,
+    field: &str,
+) -> anyhow::Result<Vec<String>> {
+    let state: serde_json::Value = client
+        .get(format!("{}/_sandbox/state", setup.sandbox.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(state["links"]
+        .as_array()
+        .context("links")?
+        .iter()
+        .filter_map(|l| l[field].as_str().map(str::to_owned))
+        .collect())
 }
 
 /// Start the daemon with a `NOTIFY_SOCKET` and time it from spawn to the
