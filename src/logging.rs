@@ -37,7 +37,8 @@ impl LogControl {
                 std::env::var("RUST_LOG").unwrap_or_default()
             ));
         }
-        let filter = EnvFilter::try_new(level).map_err(|_| LogError::BadLevel(level.into()))?;
+        let filter = EnvFilter::try_new(with_sled_capped(level))
+            .map_err(|_| LogError::BadLevel(level.into()))?;
         self.handle
             .reload(filter)
             .map_err(|e| LogError::Reload(e.to_string()))?;
@@ -64,12 +65,29 @@ fn stderr_is_journal() -> bool {
     }
 }
 
+/// sled's own debug and trace lines come per page written (hundreds of MB
+/// for a large ingest), and some are logged from crossbeam-epoch destructors
+/// as a thread exits, when the log layer's thread-local buffer is already
+/// gone: the process then aborts on its way out. So sled stays at `info`
+/// unless the filter names sled itself.
+fn with_sled_capped(spec: &str) -> String {
+    if spec.contains("sled") {
+        spec.to_string()
+    } else if spec.trim().is_empty() {
+        "sled=info".to_string()
+    } else {
+        format!("{spec},sled=info")
+    }
+}
+
 /// Install the global subscriber once. `RUST_LOG`, when set, overrides `level`.
 /// Returns `None` when a subscriber was already installed (tests, demo).
 pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
-    let from_env = EnvFilter::try_from_default_env().ok();
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(with_sled_capped(&spec)).ok());
     let pinned_by_env = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| EnvFilter::new(level));
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(with_sled_capped(level)));
     let (filter, handle) = reload::Layer::new(filter);
 
     let journald = if stderr_is_journal() {
@@ -99,4 +117,20 @@ pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
         handle,
         pinned_by_env,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_sled_capped;
+
+    #[test]
+    fn sled_is_capped_at_info_unless_named() {
+        assert_eq!(with_sled_capped("trace"), "trace,sled=info");
+        assert_eq!(
+            with_sled_capped("info,mydex_connector=debug"),
+            "info,mydex_connector=debug,sled=info"
+        );
+        assert_eq!(with_sled_capped("trace,sled=debug"), "trace,sled=debug");
+        assert_eq!(with_sled_capped(""), "sled=info");
+    }
 }
