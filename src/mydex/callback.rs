@@ -30,11 +30,47 @@ pub enum CallbackError {
     Invalid(&'static str, String),
     #[error("unknown callback type {0:?}")]
     UnknownType(String),
+    #[error("{0}")]
+    Encoding(#[from] UnsupportedEncoding),
 }
 
 pub enum Encoding {
     Json,
     Form,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("Content-Type must be application/json or application/x-www-form-urlencoded")]
+pub struct UnsupportedEncoding;
+
+impl Encoding {
+    /// The encoding of a body from its `Content-Type` header.
+    pub fn from_content_type(content_type: Option<&str>) -> Result<Self, UnsupportedEncoding> {
+        let mime = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match mime.as_str() {
+            "application/json" => Ok(Encoding::Json),
+            "application/x-www-form-urlencoded" => Ok(Encoding::Form),
+            _ => Err(UnsupportedEncoding),
+        }
+    }
+}
+
+/// Parse a callback request's body given its `Content-Type` header: the one
+/// entry point the callback server calls.
+pub fn parse_request(
+    content_type: Option<&str>,
+    body: &[u8],
+    is_put: bool,
+    nid: &str,
+) -> Result<(Callback, Value), CallbackError> {
+    let encoding = Encoding::from_content_type(content_type)?;
+    parse(encoding, body, is_put, nid)
 }
 
 /// Parse a callback body. `nid` is our Dedicated Connection, which every

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use super::errors::ApiError;
 use super::oauth::check_bearer;
 use super::qr::qr_data_uri;
-use super::state::{AppState, Counts, Link, LinkKind, ct_eq, now_ms, random_id};
+use super::state::{AppState, Counts, Link, LinkKind, ct_eq, random_id};
 
 pub const NO_CONNECTION_RECORD: &str = "Access Denied: No Connection record";
 pub const INVALID_CONNECTION_TOKEN: &str = "Access Denied: Invalid Connection Token";
@@ -117,7 +117,7 @@ fn issue_link(
         ApiError::mydex(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
     })?;
     let ttl = state.settings.read().link_ttl;
-    let link = Link {
+    let mut link = Link {
         id: id.clone(),
         url: url.clone(),
         kind,
@@ -125,11 +125,15 @@ fn issue_link(
         mydexid,
         linking_token,
         return_to,
-        created_ms: now_ms(),
+        seq: 0,
         expires_at: Instant::now() + ttl,
         used: false,
     };
-    state.world.lock().links.insert(id, link);
+    let mut world = state.world.lock();
+    world.link_seq += 1;
+    link.seq = world.link_seq;
+    world.links.insert(id, link);
+    drop(world);
     Ok((StatusCode::CREATED, Json(json!({"url": url, "qr": qr}))).into_response())
 }
 

@@ -135,7 +135,7 @@ pub async fn state_dump(State(state): State<Arc<AppState>>) -> Json<Value> {
             })
             .collect();
         let mut links: Vec<_> = world.links.values().collect();
-        links.sort_by_key(|l| (l.created_ms, l.id.clone()));
+        links.sort_by_key(|l| l.seq);
         let links: Vec<Value> = links
             .into_iter()
             .map(|l| {

@@ -75,7 +75,8 @@ pub struct Link {
     pub mydexid: Option<String>,
     pub linking_token: Option<String>,
     pub return_to: String,
-    pub created_ms: u64,
+    /// Order of issue: two links made in the same millisecond keep it.
+    pub seq: u64,
     pub expires_at: Instant,
     pub used: bool,
 }
@@ -167,6 +168,8 @@ pub struct World {
     /// Lowercased email → uid.
     pub by_email: HashMap<String, u64>,
     pub links: HashMap<String, Link>,
+    /// The `seq` of the last link issued.
+    pub link_seq: u64,
     pub sessions: HashMap<String, Session>,
     pub tokens: HashMap<String, Token>,
 }

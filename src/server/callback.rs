@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::metrics::Metrics;
-use crate::mydex::callback::{self, Callback, Encoding};
+use crate::mydex::callback::{self, Callback};
 use crate::store::{CallbackOutcome, Store};
 
 pub struct CallbackState {
@@ -123,29 +123,15 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
     };
     let ctype = headers
         .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ctype
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let encoding = match mime.as_str() {
-        "application/json" => Encoding::Json,
-        "application/x-www-form-urlencoded" => Encoding::Form,
-        _ => {
-            st.metrics.callback("unknown", "rejected");
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type must be application/json or application/x-www-form-urlencoded",
-            );
-        }
-    };
+        .and_then(|v| v.to_str().ok());
     // 3. Parse once into typed values.
     let is_put = method == Method::PUT;
-    let (cb, redacted) = match callback::parse(encoding, &body, is_put, &st.nid) {
+    let (cb, redacted) = match callback::parse_request(ctype, &body, is_put, &st.nid) {
         Ok(v) => v,
+        Err(e @ callback::CallbackError::Encoding(_)) => {
+            st.metrics.callback("unknown", "rejected");
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
+        }
         Err(e) => {
             st.metrics.callback("unknown", "malformed");
             tracing::warn!(method = %method, error = %e, "callback refused: malformed body");
