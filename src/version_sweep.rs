@@ -402,6 +402,11 @@ impl VersionSweep {
         async {
             let (store, conn) = (self.store.clone(), connection_id.to_string());
             let checked = blocking(move || {
+                if store.member(&conn)?.is_none() {
+                    // Gone from the store meanwhile: nothing to disconnect.
+                    store.unhold_member(JOB, &conn)?;
+                    return Ok(None);
+                }
                 let c = store.record_check(
                     &conn,
                     run,
@@ -411,11 +416,12 @@ impl VersionSweep {
                     },
                 )?;
                 store.unhold_member(JOB, &conn)?;
-                Ok(c)
+                Ok(Some(c))
             })
             .await;
             let checked = match checked {
-                Ok(c) => c,
+                Ok(Some(c)) => c,
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot disconnect the held member");
                     return None;

@@ -190,6 +190,7 @@ async fn mydex_refusing_our_connection_stops_the_sweep_and_touches_no_member() {
     assert_eq!(ready.0, 200, "{}", ready.1);
     assert_eq!(ready.1["checks"]["mydex_connection"]["ok"], true);
     assert!(setup.log().contains("Mydex accepts our connection again"));
+    setup.keep_for_log_scan().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,4 +284,5 @@ async fn the_brake_holds_a_mass_revocation_until_sweep_confirm() {
     assert_eq!(last["held"], 0, "{s}");
     assert_eq!(last["disconnected"], 0, "{s}");
     assert_eq!(s["members"]["disconnected"], 16, "{s}");
+    setup.keep_for_log_scan().await;
 }

@@ -159,7 +159,10 @@ impl MydexClient {
         Ok(link)
     }
 
-    /// Whether a member's connection is active, and at which version.
+    /// Whether a member's connection is active, and at which version. An
+    /// answer about our connection rather than this member's (a wrong NID or
+    /// Connection Token, a 401 a fresh token did not cure) is
+    /// `MydexError::OurConnection`, never "not active" (docs/mydex-contract.md §6).
     pub async fn connection_status(
         &self,
         uid: u64,
