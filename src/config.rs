@@ -106,6 +106,9 @@ pub struct ScheduleSettings {
     pub sweep_concurrency: usize,
     /// The version sweep's own limit on status checks (None: unlimited).
     pub sweep_rate: Option<Rate>,
+    /// The brake: the largest share (0..=1) of the members a sweep has
+    /// checked that it may disconnect before it holds the rest.
+    pub max_disconnect_share: f64,
 }
 
 /// Where PDX notifications are passed on (besides being kept and counted).
@@ -293,6 +296,7 @@ struct RawSchedule {
     expiry_check: Option<String>,
     sweep_concurrency: Option<usize>,
     sweep_rate: Option<String>,
+    max_disconnect_share: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -459,7 +463,7 @@ impl Settings {
             i.concurrency
         );
         out += &format!(
-            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\nsweep_concurrency = {}\nsweep_rate = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
+            "\n[schedule]\nversion_check = {:?}\nexpiry_check = {:?}\nsweep_concurrency = {}\nsweep_rate = {:?}\nmax_disconnect_share = {:?}\n\n[log]\nlevel = {:?}\nformat = {:?}\n",
             self.schedule.version_check,
             self.schedule.expiry_check,
             self.schedule.sweep_concurrency,
@@ -467,6 +471,7 @@ impl Settings {
                 .sweep_rate
                 .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)))
                 .unwrap_or("unlimited".into()),
+            format_share(self.schedule.max_disconnect_share),
             self.log.level,
             match self.log.format {
                 LogFormat::Text => "text",
@@ -931,6 +936,10 @@ impl Validator {
             None => parse_rate("100/s").map_err(|m| self.err("schedule.sweep_rate", m))?,
             Some(r) => parse_rate(&r).map_err(|m| self.err("schedule.sweep_rate", m))?,
         };
+        let max_disconnect_share = match &schedule.max_disconnect_share {
+            None => 0.05,
+            Some(v) => parse_share(v).map_err(|m| self.err("schedule.max_disconnect_share", m))?,
+        };
         let default_reminder_after = invitations
             .reminder_after
             .unwrap_or(Duration::from_secs(72 * 3600));
@@ -1146,6 +1155,7 @@ impl Validator {
                 expiry_check,
                 sweep_concurrency,
                 sweep_rate,
+                max_disconnect_share,
             },
             log: LogSettings { level, format },
             notifications: NotificationSettings {
@@ -1162,6 +1172,48 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// `schedule.max_disconnect_share`: `"5%"` or a fraction such as `0.05`
+/// (a bare `5` would be ambiguous and is refused); 0% to 100%.
+pub fn parse_share(v: &toml::Value) -> Result<f64, String> {
+    let share = match v {
+        toml::Value::String(s) => {
+            let t = s.trim();
+            match t.strip_suffix('%') {
+                Some(p) => p
+                    .trim()
+                    .parse::<f64>()
+                    .map(|p| p / 100.0)
+                    .map_err(|_| format!("{s:?} is not a percentage such as \"5%\""))?,
+                None => t.parse::<f64>().map_err(|_| {
+                    format!("{s:?} is neither a percentage (\"5%\") nor a fraction (0.05)")
+                })?,
+            }
+        }
+        toml::Value::Float(f) => *f,
+        toml::Value::Integer(i) => *i as f64,
+        other => {
+            return Err(format!(
+                "must be a percentage (\"5%\") or a fraction (0.05), not {}",
+                other.type_str()
+            ));
+        }
+    };
+    if !share.is_finite() || !(0.0..=1.0).contains(&share) {
+        return Err("must be between 0% and 100% (a fraction between 0 and 1)".into());
+    }
+    Ok(share)
+}
+
+/// A share as `check-config` prints it (`"5%"`).
+fn format_share(share: f64) -> String {
+    let pct = share * 100.0;
+    if (pct - pct.round()).abs() < 1e-9 {
+        format!("{}%", pct.round())
+    } else {
+        format!("{pct}%")
+    }
 }
 
 /// `"60/min"`, `"10/s"`, `"1000/h"`, `"5/90s"`; `"unlimited"` or `"off"` for none.
@@ -1192,6 +1244,24 @@ pub fn parse_rate(raw: &str) -> Result<Option<Rate>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn disconnect_share_as_percentage_or_fraction() {
+        use super::parse_share;
+        let v = |s: &str| toml::Value::String(s.into());
+        assert_eq!(parse_share(&v("5%")).unwrap(), 0.05);
+        assert_eq!(parse_share(&v(" 12.5 % ")).unwrap(), 0.125);
+        assert_eq!(parse_share(&toml::Value::Float(0.05)).unwrap(), 0.05);
+        assert_eq!(parse_share(&v("0.3")).unwrap(), 0.3);
+        assert_eq!(parse_share(&toml::Value::Integer(0)).unwrap(), 0.0);
+        assert_eq!(parse_share(&v("100%")).unwrap(), 1.0);
+        for bad in ["101%", "-1%", "five", "5", "%"] {
+            assert!(parse_share(&v(bad)).is_err(), "{bad}");
+        }
+        assert!(parse_share(&toml::Value::Float(1.5)).is_err());
+        assert!(parse_share(&toml::Value::Boolean(true)).is_err());
+        assert_eq!(super::format_share(0.05), "5%");
+    }
+
     use super::*;
 
     #[test]

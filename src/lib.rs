@@ -29,4 +29,5 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod sweep_brake;
 pub mod version_sweep;

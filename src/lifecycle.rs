@@ -22,6 +22,8 @@ pub struct Lifecycle {
     pub control: Arc<CampaignControl>,
     pub version: Arc<Job>,
     pub expiry: Arc<Job>,
+    /// The version sweep itself, for `sweep confirm`.
+    pub sweep: Arc<VersionSweep>,
     store: Store,
     scheduler: tokio::sync::Mutex<Option<Scheduler>>,
     tracker: TaskTracker,
@@ -44,6 +46,7 @@ impl Lifecycle {
             wake.clone(),
             control.clone(),
         ));
+        let sweep = vs.clone();
         let version = Job::new(
             version_sweep::JOB,
             tracker.clone(),
@@ -77,6 +80,7 @@ impl Lifecycle {
             control,
             version,
             expiry,
+            sweep,
             store,
             scheduler: tokio::sync::Mutex::new(Some(scheduler)),
             tracker,
@@ -115,19 +119,42 @@ impl Lifecycle {
             .collect()
     }
 
+    /// The version sweep's brake: null when it holds nobody, else whether
+    /// it is engaged, how many members it holds, and why.
+    fn brake_json(&self) -> Value {
+        let held = self.store.held_count(version_sweep::JOB);
+        let brake = self.store.brake(version_sweep::JOB).ok().flatten();
+        match brake {
+            None if held == 0 => Value::Null,
+            None => json!({"engaged": false, "held": held}),
+            Some(b) => json!({
+                "engaged": true,
+                "held": held,
+                "checked": b.checked,
+                "revoked": b.revoked,
+                "run": b.run,
+                "since_ms": b.since_ms,
+                "reason": b.reason,
+            }),
+        }
+    }
+
     pub fn status_parts(&self) -> Vec<(&'static str, Value)> {
         let mut sweeps = serde_json::Map::new();
         for job in [&self.version, &self.expiry] {
             let last = self.store.sweep_run(job.name).ok().flatten();
-            sweeps.insert(
-                job.name.into(),
-                json!({
-                    "running": job.running(),
-                    "run": last.as_ref().map(|r| r.run).unwrap_or(0),
-                    "finished": last.as_ref().is_some_and(|r| !r.running()),
-                    "last": last,
-                }),
-            );
+            let mut doc = json!({
+                "running": job.running(),
+                "run": last.as_ref().map(|r| r.run).unwrap_or(0),
+                "finished": last.as_ref().is_some_and(|r| !r.running()),
+                "last": last,
+            });
+            if job.name == version_sweep::JOB {
+                doc["brake"] = self.brake_json();
+                doc["connection_denied"] =
+                    json!(self.store.connection_denied(job.name).ok().flatten());
+            }
+            sweeps.insert(job.name.into(), doc);
         }
         vec![
             ("sweeps", Value::Object(sweeps)),

@@ -52,7 +52,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a sweep now in the running daemon (unless one is running).
+    /// Run a sweep now in the running daemon (unless one is running); or
+    /// `confirm`: release the version sweep's brake, disconnecting the
+    /// members it holds (re-inviting as configured).
     Sweep {
         #[arg(long, short)]
         config: PathBuf,
@@ -99,6 +101,7 @@ enum Command {
 enum SweepJob {
     Version,
     Expiry,
+    Confirm,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -238,16 +241,12 @@ fn main() -> ExitCode {
             Command::Sweep { config, job } => {
                 init_logging("warn", LogFormat::Text);
                 let settings = load(&config)?;
-                let name = match job {
-                    SweepJob::Version => "version",
-                    SweepJob::Expiry => "expiry",
+                let path = match job {
+                    SweepJob::Version => "/sweeps/version",
+                    SweepJob::Expiry => "/sweeps/expiry",
+                    SweepJob::Confirm => "/sweep/confirm",
                 };
-                let doc = mydex_connector::admin_client::post(
-                    &settings,
-                    &format!("/sweeps/{name}"),
-                    None,
-                )
-                .await?;
+                let doc = mydex_connector::admin_client::post(&settings, path, None).await?;
                 println!("{doc}");
                 Ok(ExitCode::SUCCESS)
             }

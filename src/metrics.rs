@@ -68,6 +68,12 @@ pub struct Snapshot {
     /// Per sweep job (`version`, `expiry`): running now, and its current or
     /// last run's number, members checked and errors.
     pub sweeps: Vec<SweepProgress>,
+    /// Members the version sweep found revoked and holds (the brake).
+    pub sweep_held: u64,
+    /// Whether the version sweep's brake is engaged.
+    pub sweep_brake: bool,
+    /// Whether Mydex refused our connection on the last status check.
+    pub mydex_connection_denied: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +184,21 @@ impl Metrics {
                 "uptime_seconds",
                 "Seconds since the daemon started",
                 snap.uptime_seconds,
+            ),
+            (
+                "sweep_held_members",
+                "Members the version sweep found revoked and holds instead of disconnecting",
+                snap.sweep_held,
+            ),
+            (
+                "sweep_brake_engaged",
+                "1 while the version sweep's brake holds revoked members (until sweep confirm)",
+                u64::from(snap.sweep_brake),
+            ),
+            (
+                "mydex_connection_denied",
+                "1 while Mydex refuses our connection on status checks (wrong NID or token)",
+                u64::from(snap.mydex_connection_denied),
             ),
         ] {
             let g: Gauge = Gauge::default();

@@ -72,6 +72,24 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             doc["callbacks"][k].as_u64().unwrap_or(0)
         );
     }
+    let version = &doc["sweeps"]["version"];
+    if let Some(d) = version["connection_denied"].as_object() {
+        println!(
+            "MYDEX REFUSES OUR CONNECTION: {}",
+            d.get("reason").and_then(|r| r.as_str()).unwrap_or("?")
+        );
+    }
+    if let Some(b) = version["brake"].as_object() {
+        let held = b.get("held").and_then(|h| h.as_u64()).unwrap_or(0);
+        if b.get("engaged").and_then(|e| e.as_bool()) == Some(true) {
+            println!(
+                "SWEEP BRAKE ENGAGED: {held} members held ({}); `sweep confirm` disconnects them",
+                b.get("reason").and_then(|r| r.as_str()).unwrap_or("?")
+            );
+        } else {
+            println!("sweep: {held} members found revoked, held until the sweep has judged them");
+        }
+    }
     println!("connection version {}", doc["connection_version"]);
     Ok(())
 }

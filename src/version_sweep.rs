@@ -1,4 +1,4 @@
-//! The version sweep (MYDEX-CONTRACT.md §4, §7 step 4): ask Mydex about each
+//! The version sweep (docs/mydex-contract.md §4, §10 step 4): ask Mydex about each
 //! member's connection with their own key, record the version it reports,
 //! invite members on an older version to re-consent (`update { version }`),
 //! and mark revoked connections `disconnected` (with a new first-time
@@ -7,8 +7,16 @@
 //! flowing while it runs; and it claims members chunk by chunk in the store,
 //! so a run cut short resumes after the last claimed chunk and never asks
 //! about a member twice.
+//!
+//! Two guards (docs/mydex-contract.md §6): an answer about *our* connection
+//! (a wrong NID, a rotated Connection Token) stops the run at once and
+//! touches no member; and members found revoked are held first and only
+//! disconnected once the run has judged their share (`sweep_brake`): too
+//! many, and the brake holds them until `sweep confirm`, or until a later
+//! sweep finds them active again.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -17,12 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::mydex::MydexClient;
+use crate::mydex::{MydexClient, MydexError};
 use crate::rate::SlidingWindow;
 use crate::store::{
-    CheckResult, InsertOutcome, Kind, Member, NewInvitation, State, Store, StoreError, SweepRun,
-    now_ms,
+    Brake, CheckResult, ConnectionDenied, InsertOutcome, Kind, Member, NewInvitation, State, Store,
+    StoreError, SweepRun, now_ms,
 };
+use crate::sweep_brake::{Verdict, judge};
 
 pub const JOB: &str = "version";
 
@@ -34,16 +43,61 @@ pub struct VersionSweep {
     limit: Option<SlidingWindow>,
     /// The campaigns' settings as they stand now (`reconnect_on_revoke`).
     control: Arc<crate::campaigns::CampaignControl>,
+    /// Held by a run, and by `confirm`: never both at once.
+    busy: tokio::sync::Mutex<()>,
 }
 
 /// What checking one member came to.
 #[derive(Debug)]
 enum Outcome {
     Current,
-    Outdated { invited: bool },
-    Disconnected { invited: bool },
+    Outdated {
+        invited: bool,
+    },
+    /// Found not active: held, to be judged at the end of the chunk.
+    Revoked,
+    /// Mydex refused our connection: the member is left as it was.
+    Denied,
     Error,
     Interrupted,
+}
+
+/// How a run's chunks ended.
+enum End {
+    Done,
+    Shutdown,
+    /// Mydex refused our connection; the reason.
+    Denied(String),
+}
+
+/// What the checks of one run share.
+struct RunCtx {
+    /// Cancelled on shutdown, or at once when Mydex refuses our connection.
+    stop: CancellationToken,
+    /// The first refusal of our connection in this run.
+    denied: OnceLock<String>,
+    /// A refusal is on record (from an earlier run) and not yet cleared.
+    denial_on_record: AtomicBool,
+    /// Some member is held: an active answer must let it go.
+    any_held: bool,
+}
+
+/// What `sweep confirm` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Confirmed {
+    pub released: u64,
+    pub disconnected: u64,
+    pub invited: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmError {
+    #[error("a version sweep is running; confirm once it has finished")]
+    Running,
+    #[error("the brake is not engaged; there is nothing to confirm")]
+    NotEngaged,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 async fn blocking<T: Send + 'static>(
@@ -70,11 +124,13 @@ impl VersionSweep {
             wake,
             limit,
             control,
+            busy: tokio::sync::Mutex::new(()),
         }
     }
 
     /// One run, from the start or from where an interrupted one stopped.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let _busy = self.busy.lock().await;
         let started = Instant::now();
         let current = self.settings.mydex.connection_version;
         let store = self.store.clone();
@@ -93,15 +149,23 @@ impl VersionSweep {
             };
             store.save_sweep_run(JOB, &run)?;
             store.flush_blocking()?;
-            Ok(run)
+            let denied = store.connection_denied(JOB)?.is_some();
+            let any_held = store.held_count(JOB) > 0;
+            Ok((run, denied, any_held))
         })
         .await;
-        let mut run = match run {
+        let (mut run, denied, any_held) = match run {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(job = JOB, error = %e, "version sweep cannot start");
                 return;
             }
+        };
+        let ctx = RunCtx {
+            stop: shutdown.child_token(),
+            denied: OnceLock::new(),
+            denial_on_record: AtomicBool::new(denied),
+            any_held,
         };
         let span = tracing::info_span!("sweep", job = JOB, run = run.run);
         async {
@@ -110,8 +174,8 @@ impl VersionSweep {
             } else {
                 tracing::info!(members = self.store.member_count(), connection_version = current, "version sweep started");
             }
-            match self.chunks(&mut run, &shutdown).await {
-                Ok(true) => {
+            match self.chunks(&mut run, &ctx).await {
+                Ok(End::Done) => {
                     run.finished_ms = Some(now_ms());
                     run.duration_ms += started.elapsed().as_millis() as u64;
                     let (store, r) = (self.store.clone(), run.clone());
@@ -127,6 +191,7 @@ impl VersionSweep {
                         checked = run.checked,
                         outdated = run.outdated,
                         disconnected = run.disconnected,
+                        held = run.held,
                         invited = run.invited,
                         errors = run.errors,
                         interrupted = run.interrupted,
@@ -135,7 +200,7 @@ impl VersionSweep {
                         "version sweep finished"
                     );
                 }
-                Ok(false) => {
+                Ok(End::Shutdown) => {
                     run.duration_ms += started.elapsed().as_millis() as u64;
                     let (store, r) = (self.store.clone(), run.clone());
                     let _ = blocking(move || {
@@ -145,6 +210,7 @@ impl VersionSweep {
                     .await;
                     tracing::info!(checked = run.checked, after = run.cursor.as_deref().unwrap_or(""), duration_ms = run.duration_ms, "version sweep stopped by shutdown; it resumes at the next start");
                 }
+                Ok(End::Denied(reason)) => self.stop_denied(&mut run, started, reason).await,
                 Err(e) => {
                     tracing::error!(error = %e, checked = run.checked, "version sweep stopped on a store error; it resumes at the next trigger");
                 }
@@ -154,19 +220,57 @@ impl VersionSweep {
         .await
     }
 
-    /// Claim and check chunk after chunk; true once every member is done.
-    async fn chunks(
-        self: &Arc<Self>,
-        run: &mut SweepRun,
-        shutdown: &CancellationToken,
-    ) -> Result<bool, StoreError> {
+    /// Mydex refused our connection: end the run where it is (the next run
+    /// starts from the first member, so every member is checked again),
+    /// keep the refusal for `/readyz` and `status`, and say so once.
+    async fn stop_denied(&self, run: &mut SweepRun, started: Instant, reason: String) {
+        run.finished_ms = Some(now_ms());
+        run.duration_ms += started.elapsed().as_millis() as u64;
+        run.stopped = Some(reason.clone());
+        let (store, r, why) = (self.store.clone(), run.clone(), reason.clone());
+        let before = blocking(move || {
+            let before = store.connection_denied(JOB)?;
+            store.save_sweep_run(JOB, &r)?;
+            store.set_connection_denied(
+                JOB,
+                Some(&ConnectionDenied {
+                    run: r.run,
+                    since_ms: before.as_ref().map_or_else(now_ms, |b| b.since_ms),
+                    reason: why,
+                }),
+            )?;
+            store.flush_blocking()?;
+            Ok(before)
+        })
+        .await;
+        match before {
+            Ok(None) => tracing::error!(
+                reason,
+                checked = run.checked,
+                "Mydex refuses our connection on status checks (check mydex.connection_nid and the Connection Token): the version sweep stopped and touched no member; /readyz fails until a status check succeeds"
+            ),
+            Ok(Some(_)) => tracing::warn!(
+                reason,
+                "Mydex still refuses our connection: the version sweep stopped again and touched no member"
+            ),
+            Err(e) => {
+                tracing::error!(reason, error = %e, "Mydex refuses our connection, and the refusal cannot be recorded")
+            }
+        }
+    }
+
+    /// Claim and check chunk after chunk, until every member is done.
+    async fn chunks(self: &Arc<Self>, run: &mut SweepRun, ctx: &RunCtx) -> Result<End, StoreError> {
         let concurrency = self.settings.schedule.sweep_concurrency;
         // Each chunk ends in a barrier and costs one fsync; bigger chunks
         // cost more re-checks deferred to the next run after a crash.
         let chunk = (concurrency * 8).max(8);
         loop {
-            if shutdown.is_cancelled() {
-                return Ok(false);
+            if ctx.stop.is_cancelled() {
+                return Ok(match ctx.denied.get() {
+                    Some(r) => End::Denied(r.clone()),
+                    None => End::Shutdown,
+                });
             }
             let (store, mut r) = (self.store.clone(), run.clone());
             let (claimed, r) = blocking(move || {
@@ -178,14 +282,14 @@ impl VersionSweep {
             .await?;
             *run = r;
             let Some(members) = claimed else {
-                return Ok(true);
+                self.judge_held(run, true).await?;
+                return Ok(End::Done);
             };
             let number = run.run;
             let outcomes: Vec<Outcome> = futures_util::stream::iter(members)
                 .map(|m| {
                     let me = self.clone();
-                    let stop = shutdown.clone();
-                    async move { me.check(m, number, &stop).await }
+                    async move { me.check(m, number, ctx).await }
                 })
                 .buffer_unordered(concurrency)
                 .collect()
@@ -198,26 +302,219 @@ impl VersionSweep {
                         run.outdated += 1;
                         run.invited += invited as u64;
                     }
-                    Outcome::Disconnected { invited } => {
+                    Outcome::Revoked => {
                         run.checked += 1;
-                        run.disconnected += 1;
-                        run.invited += invited as u64;
+                        run.held += 1;
                     }
                     Outcome::Error => run.errors += 1,
-                    Outcome::Interrupted => run.interrupted += 1,
+                    Outcome::Denied | Outcome::Interrupted => run.interrupted += 1,
                 }
+            }
+            if let Some(reason) = ctx.denied.get() {
+                return Ok(End::Denied(reason.clone()));
             }
             // This chunk is settled.
             run.chunk_start = run.cursor.clone();
+            self.judge_held(run, false).await?;
             let (store, r) = (self.store.clone(), run.clone());
             blocking(move || store.save_sweep_run(JOB, &r)).await?;
         }
     }
 
-    async fn check(&self, m: Member, run: u64, shutdown: &CancellationToken) -> Outcome {
+    /// After a chunk (and at the end): disconnect the members this run
+    /// holds, keep holding them while too few are checked to judge, or
+    /// engage the brake. An engaged brake holds until `confirm`, or until
+    /// no member is held any more (found active again).
+    async fn judge_held(&self, run: &mut SweepRun, finished: bool) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let (brake, held) =
+            blocking(move || Ok((store.brake(JOB)?, store.held_count(JOB)))).await?;
+        if let Some(b) = brake {
+            if finished && held == 0 {
+                let store = self.store.clone();
+                blocking(move || {
+                    store.set_brake(JOB, None)?;
+                    store.flush_blocking()
+                })
+                .await?;
+                tracing::info!(
+                    since_run = b.run,
+                    "the brake is released: every member it held was found active again"
+                );
+            }
+            return Ok(());
+        }
+        if run.held == 0 {
+            return Ok(());
+        }
+        let revoked = run.disconnected + run.held;
+        match judge(
+            self.settings.schedule.max_disconnect_share,
+            run.checked,
+            revoked,
+            finished,
+        ) {
+            Verdict::Wait => Ok(()),
+            Verdict::Disconnect => {
+                let store = self.store.clone();
+                let this = run.run;
+                let held = blocking(move || store.held_members(JOB)).await?;
+                for h in held.into_iter().filter(|h| h.run == this) {
+                    run.held = run.held.saturating_sub(1);
+                    if let Some(invited) = self.disconnect(&h.connection_id, this).await {
+                        run.disconnected += 1;
+                        run.invited += invited as u64;
+                    }
+                }
+                Ok(())
+            }
+            Verdict::Brake(reason) => {
+                let b = Brake {
+                    run: run.run,
+                    since_ms: now_ms(),
+                    checked: run.checked,
+                    revoked,
+                    reason: reason.clone(),
+                };
+                let store = self.store.clone();
+                blocking(move || {
+                    store.set_brake(JOB, Some(&b))?;
+                    store.flush_blocking()
+                })
+                .await?;
+                tracing::warn!(
+                    reason,
+                    held = run.held,
+                    checked = run.checked,
+                    "the brake is engaged: members found revoked are held, not disconnected and not mailed, until `mydex-connector sweep confirm` (or a later sweep finds them active again)"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Disconnect one held member as an unbraked sweep would have (with a
+    /// new invitation where its campaign says `reconnect_on_revoke`).
+    /// `Some(invited)` if it was disconnected; `None` if it no longer was
+    /// active (or on a store error, logged).
+    async fn disconnect(&self, connection_id: &str, run: u64) -> Option<bool> {
+        let span = tracing::info_span!("member", connection_id = %connection_id);
+        async {
+            let (store, conn) = (self.store.clone(), connection_id.to_string());
+            let checked = blocking(move || {
+                if store.member(&conn)?.is_none() {
+                    // Gone from the store meanwhile: nothing to disconnect.
+                    store.unhold_member(JOB, &conn)?;
+                    return Ok(None);
+                }
+                let c = store.record_check(
+                    &conn,
+                    run,
+                    CheckResult {
+                        active: false,
+                        version: None,
+                    },
+                )?;
+                store.unhold_member(JOB, &conn)?;
+                Ok(Some(c))
+            })
+            .await;
+            let checked = match checked {
+                Ok(Some(c)) => c,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot disconnect the held member");
+                    return None;
+                }
+            };
+            if !checked.newly_disconnected {
+                return None;
+            }
+            let member = checked.member;
+            let campaign = self.campaign_of(&member);
+            let reconnect = self
+                .control
+                .campaign(&campaign)
+                .is_some_and(|c| c.reconnect_on_revoke);
+            tracing::warn!(
+                campaign,
+                external_ref = member.external_ref.as_deref().unwrap_or(""),
+                reconnect,
+                "connection revoked or inactive at Mydex: member disconnected"
+            );
+            let current = self.settings.mydex.connection_version;
+            let invited = reconnect
+                && self
+                    .invite(
+                        &member,
+                        Kind::Connect,
+                        current,
+                        &[State::Connected, State::Expired],
+                    )
+                    .await;
+            Some(invited)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// `sweep confirm`: the operator says the held members really revoked.
+    /// Disconnect them all (and re-invite as configured) and release the brake.
+    pub async fn confirm(&self) -> Result<Confirmed, ConfirmError> {
+        let _busy = self.busy.try_lock().map_err(|_| ConfirmError::Running)?;
+        let store = self.store.clone();
+        let (brake, held) =
+            blocking(move || Ok((store.brake(JOB)?, store.held_members(JOB)?))).await?;
+        let Some(brake) = brake else {
+            return Err(ConfirmError::NotEngaged);
+        };
+        let mut done = Confirmed {
+            released: held.len() as u64,
+            disconnected: 0,
+            invited: 0,
+        };
+        let mut in_last_run = 0u64;
+        let store = self.store.clone();
+        let last = blocking(move || store.sweep_run(JOB)).await?;
+        for h in &held {
+            if let Some(invited) = self.disconnect(&h.connection_id, h.run).await {
+                done.disconnected += 1;
+                done.invited += invited as u64;
+                if last.as_ref().is_some_and(|r| r.run == h.run) {
+                    in_last_run += 1;
+                }
+            }
+        }
+        let store = self.store.clone();
+        let invited = done.invited;
+        blocking(move || {
+            // The last run's figures now say what became of what it held.
+            if let Some(mut r) = store.sweep_run(JOB)?
+                && last.as_ref().is_some_and(|l| l.run == r.run)
+            {
+                r.held = r.held.saturating_sub(in_last_run);
+                r.disconnected += in_last_run;
+                r.invited += invited;
+                store.save_sweep_run(JOB, &r)?;
+            }
+            store.set_brake(JOB, None)?;
+            store.flush_blocking()
+        })
+        .await?;
+        tracing::warn!(
+            released = done.released,
+            disconnected = done.disconnected,
+            invited = done.invited,
+            reason = brake.reason,
+            "sweep confirm: the held members are disconnected and the brake is released"
+        );
+        Ok(done)
+    }
+
+    async fn check(&self, m: Member, run: u64, ctx: &RunCtx) -> Outcome {
         let span = tracing::info_span!("member", connection_id = %m.connection_id, campaign = m.campaign.as_deref().unwrap_or(""), external_ref = m.external_ref.as_deref().unwrap_or(""));
         async {
-            if shutdown.is_cancelled() {
+            if ctx.stop.is_cancelled() {
                 return Outcome::Interrupted;
             }
             let key = match self
@@ -236,24 +533,64 @@ impl VersionSweep {
                     Some(l) => Some(l.acquire().await),
                     None => None,
                 };
+                if ctx.stop.is_cancelled() {
+                    return Outcome::Interrupted;
+                }
                 self.mydex
                     .connection_status(m.uid, &m.connection_id, &key)
                     .await
             };
             let status = match status {
                 Ok(s) => s,
+                Err(e @ MydexError::OurConnection { .. }) => {
+                    // Stop every other check of this run at once.
+                    let _ = ctx.denied.set(e.to_string());
+                    ctx.stop.cancel();
+                    return Outcome::Denied;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "connection status check failed; the next sweep tries again");
                     return Outcome::Error;
                 }
             };
+            if ctx.denial_on_record.swap(false, Ordering::SeqCst) {
+                let store = self.store.clone();
+                match blocking(move || store.set_connection_denied(JOB, None)).await {
+                    Ok(()) => tracing::info!("Mydex accepts our connection again: /readyz no longer fails on it"),
+                    Err(e) => tracing::error!(error = %e, "cannot clear the recorded refusal of our connection"),
+                }
+            }
+            if !(status.exists && status.active) {
+                let (store, conn) = (self.store.clone(), m.connection_id.clone());
+                return match blocking(move || store.hold_member(JOB, &conn, run)).await {
+                    Ok(_) => {
+                        tracing::info!("connection revoked or inactive at Mydex: held until the sweep has judged how many are");
+                        Outcome::Revoked
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot hold the member");
+                        Outcome::Error
+                    }
+                };
+            }
             let result = CheckResult {
-                active: status.exists && status.active,
+                active: true,
                 version: status.version,
             };
-            let (store, conn) = (self.store.clone(), m.connection_id.clone());
-            let checked = match blocking(move || store.record_check(&conn, run, result)).await {
-                Ok(c) => c,
+            let (store, conn, any_held) = (self.store.clone(), m.connection_id.clone(), ctx.any_held);
+            let checked = match blocking(move || {
+                let c = store.record_check(&conn, run, result)?;
+                let unheld = any_held && store.unhold_member(JOB, &conn)?;
+                Ok((c, unheld))
+            })
+            .await
+            {
+                Ok((c, unheld)) => {
+                    if unheld {
+                        tracing::info!("a held member is active at Mydex again: no longer held");
+                    }
+                    c
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record the check");
                     return Outcome::Error;
@@ -261,22 +598,6 @@ impl VersionSweep {
             };
             let member = checked.member;
             let current = self.settings.mydex.connection_version;
-            if checked.newly_disconnected {
-                let campaign = self.campaign_of(&member);
-                let reconnect = self
-                    .control
-                    .campaign(&campaign)
-                    .is_some_and(|c| c.reconnect_on_revoke);
-                tracing::warn!(reconnect, "connection revoked or inactive at Mydex: member disconnected");
-                let invited = reconnect
-                    && self
-                        .invite(&member, Kind::Connect, current, &[State::Connected, State::Expired])
-                        .await;
-                return Outcome::Disconnected { invited };
-            }
-            if !result.active {
-                return Outcome::Current;
-            }
             if member.version < current {
                 let invited = self
                     .invite(&member, Kind::Update { version: current }, current, &[])

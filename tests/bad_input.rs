@@ -28,6 +28,10 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("redacted"));
     assert!(
+        printed.contains("max_disconnect_share = \"5%\""),
+        "the brake's default is shown: {printed}"
+    );
+    assert!(
         !printed.contains(TOKEN) && !printed.contains("sandbox-secret"),
         "secrets never printed"
     );
@@ -119,6 +123,16 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
             "bad sweep rate",
             good.replace("[schedule]", "[schedule]\nsweep_rate = \"fast\""),
             "schedule.sweep_rate",
+        ),
+        (
+            "disconnect share over 100%",
+            good.replace("[schedule]", "[schedule]\nmax_disconnect_share = \"150%\""),
+            "schedule.max_disconnect_share",
+        ),
+        (
+            "disconnect share not a share",
+            good.replace("[schedule]", "[schedule]\nmax_disconnect_share = \"lots\""),
+            "schedule.max_disconnect_share",
         ),
         (
             "bad send window",

@@ -159,7 +159,10 @@ impl MydexClient {
         Ok(link)
     }
 
-    /// Whether a member's connection is active, and at which version.
+    /// Whether a member's connection is active, and at which version. An
+    /// answer about our connection rather than this member's (a wrong NID or
+    /// Connection Token, a 401 a fresh token did not cure) is
+    /// `MydexError::OurConnection`, never "not active" (docs/mydex-contract.md §6).
     pub async fn connection_status(
         &self,
         uid: u64,
@@ -179,37 +182,10 @@ impl MydexClient {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
             })
             .await;
-        let body = match result {
-            Ok(b) => b,
-            // "Permission Denied": the connection is not active.
-            Err(MydexError::Rejected { status: 403, .. })
-            | Err(MydexError::Rejected { status: 404, .. }) => {
-                return Ok(ConnectionStatus {
-                    exists: false,
-                    active: false,
-                    version: None,
-                });
-            }
-            Err(e) => return Err(e),
-        };
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| MydexError::Protocol(format!("connection status is not JSON: {e}")))?;
-        let truthy = |k: &str| match v.get(k) {
-            Some(serde_json::Value::Bool(b)) => *b,
-            Some(serde_json::Value::String(s)) => s == "true" || s == "1",
-            Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
-            _ => false,
-        };
-        let version = match v.get("version") {
-            Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32),
-            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
-        Ok(ConnectionStatus {
-            exists: truthy("exists"),
-            active: truthy("status"),
-            version,
-        })
+        match result {
+            Ok(body) => super::status_answer::from_body(200, &body),
+            Err(e) => super::status_answer::from_error(e),
+        }
     }
 
     /// Run one API call with token handling and retries; the body of a 2xx.

@@ -14,6 +14,11 @@ pub enum MydexError {
     /// Still failing after every retry (5xx, 429, timeouts, resets).
     #[error("Mydex unavailable after {attempts} attempts: {last}")]
     Unavailable { attempts: u32, last: String },
+    /// Mydex refused our connection itself (a wrong NID, a rotated
+    /// Connection Token, a 401 a fresh token did not cure): the same for
+    /// every member, never one member's revocation (docs/mydex-contract.md §6).
+    #[error("Mydex refuses our connection ({status}): {message}")]
+    OurConnection { status: u16, message: String },
     /// The answer was not what the contract says.
     #[error("unexpected answer from Mydex: {0}")]
     Protocol(String),

@@ -7,6 +7,7 @@ mod client;
 mod error;
 mod health;
 pub mod php_form;
+mod status_answer;
 mod token;
 
 pub use client::{ConnectionStatus, FtcLink, FtcRequest, MydexClient};

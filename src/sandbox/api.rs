@@ -201,6 +201,10 @@ pub async fn connection_status(
 ) -> Result<Json<Value>, ApiError> {
     Counts::bump(&state.counts.status);
     check_bearer(&state, &headers)?;
+    let denial = state.settings.read().status_denial;
+    if let Some(d) = denial {
+        return Err(d.answer());
+    }
     let uid = query.get("uid").map(|s| s.trim()).unwrap_or("");
     let con_id = query.get("con_id").map(|s| s.trim()).unwrap_or("");
     let mut missing = Vec::new();

@@ -161,6 +161,10 @@ pub struct SandboxArgs {
     /// How many times a failed callback delivery is retried.
     #[arg(long, default_value_t = DEFAULT_CALLBACK_RETRIES)]
     pub callback_retries: u32,
+    /// Refuse our connection on every `/connection/status` check, as Mydex
+    /// does for a wrong NID or token (default: answer normally).
+    #[arg(long, value_enum)]
+    pub status_denial: Option<super::denial::StatusDenial>,
     /// Optional TOML file with the same keys (snake_case); used where a flag
     /// was left at its default.
     #[arg(long)]
@@ -187,6 +191,7 @@ impl Default for SandboxArgs {
             faults: FaultKind::ALL.to_vec(),
             slow_delay: DEFAULT_SLOW_DELAY,
             callback_retries: DEFAULT_CALLBACK_RETRIES,
+            status_denial: None,
             config: None,
         }
     }

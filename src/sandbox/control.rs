@@ -195,6 +195,25 @@ pub async fn revoke(
     ))
 }
 
+/// `POST /_sandbox/members/{mydexid}/restore`: the member's connection is
+/// active again (as after a fault at Mydex that is now fixed).
+pub async fn restore(
+    State(state): State<Arc<AppState>>,
+    Path(mydexid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut world = state.world.lock();
+    let uid = world
+        .uid_by_mydexid(&mydexid)
+        .ok_or_else(|| ApiError::control(StatusCode::NOT_FOUND, "unknown MydexID"))?;
+    let member = world
+        .member_mut(uid)
+        .ok_or_else(|| ApiError::control(StatusCode::NOT_FOUND, "unknown MydexID"))?;
+    member.revoked = false;
+    Ok(Json(
+        json!({"uid": uid, "mydexid": member.mydexid, "revoked": false}),
+    ))
+}
+
 /// Body of `POST /_sandbox/members/seed`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,6 +319,15 @@ struct SettingsPatch {
     slow_delay: Option<String>,
     callback_url: Option<String>,
     callback_retries: Option<u32>,
+    /// `"no_connection_record"`, `"invalid_connection_token"`,
+    /// `"unauthorized"`, or null to answer normally again.
+    #[serde(default, deserialize_with = "present")]
+    status_denial: Option<Value>,
+}
+
+/// A key that is present (even as null) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn duration(key: &str, v: &str) -> Result<std::time::Duration, ApiError> {
@@ -320,6 +348,7 @@ pub async fn get_settings(State(state): State<Arc<AppState>>) -> Json<Value> {
         "slow_delay": humantime::format_duration(s.slow_delay).to_string(),
         "callback_url": s.callback_url,
         "callback_retries": s.callback_retries,
+        "status_denial": s.status_denial,
     }))
 }
 
@@ -364,6 +393,11 @@ pub async fn put_settings(
         .link_ttl
         .map(|v| duration("link_ttl", &v))
         .transpose()?;
+    let status_denial = patch
+        .status_denial
+        .map(|v| super::denial::StatusDenial::from_json(&v))
+        .transpose()
+        .map_err(unprocessable)?;
     let slow_delay = patch
         .slow_delay
         .map(|v| duration("slow_delay", &v))
@@ -396,6 +430,9 @@ pub async fn put_settings(
         }
         if let Some(v) = patch.callback_retries {
             s.callback_retries = v;
+        }
+        if let Some(v) = status_denial {
+            s.status_denial = v;
         }
     }
     Ok(get_settings(State(state)).await)

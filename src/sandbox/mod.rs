@@ -7,6 +7,7 @@ mod api;
 mod args;
 mod callbacks;
 mod control;
+mod denial;
 mod errors;
 mod faults;
 mod journey;
@@ -68,6 +69,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/_sandbox/journeys", post(control::journeys))
         .route("/_sandbox/state", get(control::state_dump))
         .route("/_sandbox/members/{mydexid}/revoke", post(control::revoke))
+        .route(
+            "/_sandbox/members/{mydexid}/restore",
+            post(control::restore),
+        )
         .route("/_sandbox/members/seed", post(control::seed))
         .route("/_sandbox/notify", post(control::notify))
         .route(

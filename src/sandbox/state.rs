@@ -40,6 +40,8 @@ pub struct Settings {
     pub callback_url: String,
     pub slow_delay: Duration,
     pub callback_retries: u32,
+    /// Refuse our connection on every status check (None: answer normally).
+    pub status_denial: Option<super::denial::StatusDenial>,
 }
 
 /// A member of Mydex (a MydexID with a PDS) as the sandbox knows them.
@@ -272,6 +274,7 @@ impl AppState {
                 callback_url: args.callback_url.clone(),
                 slow_delay: args.slow_delay,
                 callback_retries: args.callback_retries,
+                status_denial: args.status_denial,
             }),
             world: Mutex::new(World::default()),
             requests: Mutex::new(VecDeque::new()),

@@ -256,5 +256,11 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
                     .collect()
             })
             .unwrap_or_default(),
+        sweep_held: st.store.held_count(crate::version_sweep::JOB) as u64,
+        sweep_brake: st.store.brake(crate::version_sweep::JOB)?.is_some(),
+        mydex_connection_denied: st
+            .store
+            .connection_denied(crate::version_sweep::JOB)?
+            .is_some(),
     })
 }

@@ -1,5 +1,6 @@
 //! Admin endpoints of the lifecycle, behind the admin bearer token:
 //! `POST /sweeps/{version|expiry}` runs a sweep now (unless one is running),
+//! `POST /sweep/confirm` releases the version sweep's brake,
 //! `POST /campaigns/{name}/pause` and `/resume`.
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub struct LifecycleApi {
 pub fn router(state: Arc<LifecycleApi>, token: AdminToken) -> Router {
     Router::new()
         .route("/sweeps/{job}", axum::routing::post(sweep))
+        .route("/sweep/confirm", axum::routing::post(confirm))
         .route("/campaigns/{name}/pause", axum::routing::post(pause))
         .route("/campaigns/{name}/resume", axum::routing::post(resume))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -51,6 +53,17 @@ async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> 
         Trigger::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, axum::Json(json!({ "job": job, "trigger": t }))).into_response()
+}
+
+/// The operator confirms the members the brake holds really revoked:
+/// disconnect them (re-inviting as configured) and release the brake.
+async fn confirm(State(st): State<Arc<LifecycleApi>>) -> Response {
+    use crate::version_sweep::ConfirmError;
+    match st.lifecycle.sweep.confirm().await {
+        Ok(done) => axum::Json(json!({"confirmed": true, "released": done.released, "disconnected": done.disconnected, "invited": done.invited})).into_response(),
+        Err(e @ (ConfirmError::Running | ConfirmError::NotEngaged)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ ConfirmError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -1,7 +1,8 @@
 //! `/readyz`: whether the daemon can do its work right now — the store
 //! takes a small durable write, a Mydex access token can be had, the Mydex API has not been
 //! failing lately (a quarter or more of the last 30 s of calls), the SMTP
-//! server answers — each
+//! server answers, Mydex has not refused our connection on the version
+//! sweep's last status check (`mydex_connection`) — each
 //! check reported on its own; 503 while any fails, so a load balancer or an
 //! operator's probe sees it.
 
@@ -37,15 +38,30 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let mydex_check = tokio::time::timeout(CHECK_TIMEOUT, st.mydex.token_obtainable());
     let smtp_check = tokio::time::timeout(CHECK_TIMEOUT, st.mailer.reachable());
     let (store_r, mydex_r, smtp_r) = tokio::join!(store_check, mydex_check, smtp_check);
+    let connection = match st.store.connection_denied(crate::version_sweep::JOB) {
+        Ok(None) => Ok(()),
+        Ok(Some(d)) => Err(format!(
+            "{} (on a status check; clears when a later sweep's status check succeeds)",
+            d.reason
+        )),
+        Err(e) => Err(e.to_string()),
+    };
     let checks = json!({
         "store": verdict(store_r),
         "mydex_token": verdict(mydex_r),
         "mydex_api": verdict(Ok(st.mydex.api_health())),
+        "mydex_connection": verdict(Ok(connection)),
         "smtp": verdict(smtp_r),
     });
-    let ready = ["store", "mydex_token", "mydex_api", "smtp"]
-        .iter()
-        .all(|k| checks[k]["ok"] == true);
+    let ready = [
+        "store",
+        "mydex_token",
+        "mydex_api",
+        "mydex_connection",
+        "smtp",
+    ]
+    .iter()
+    .all(|k| checks[k]["ok"] == true);
     let status = if ready {
         StatusCode::OK
     } else {

@@ -12,6 +12,7 @@
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
 
+mod brake;
 mod callbacks;
 mod campaigns;
 mod crypto;
@@ -30,6 +31,7 @@ use std::path::Path;
 use secrecy::SecretBox;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
+pub use brake::{Brake, ConnectionDenied, Held};
 pub use callbacks::{CallbackOutcome, Credentials, Event};
 pub use campaigns::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};

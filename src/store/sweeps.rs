@@ -37,6 +37,13 @@ pub struct SweepRun {
     /// they are checked by the next run, never twice in this one.
     #[serde(default)]
     pub interrupted: u64,
+    /// Members found revoked in this run and held, not disconnected (the
+    /// brake, or waiting for enough checks to judge the share).
+    #[serde(default)]
+    pub held: u64,
+    /// Why the run stopped before the end (Mydex refused our connection).
+    #[serde(default)]
+    pub stopped: Option<String>,
     #[serde(default)]
     pub resumes: u32,
     #[serde(default)]

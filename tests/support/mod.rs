@@ -520,3 +520,41 @@ pub fn wait_exit(p: &mut Proc, limit: Duration) -> Option<std::process::ExitStat
     }
     None
 }
+
+/// Seed `n` connected members at `version` in the sandbox and in the store
+/// (before the daemon starts: the daemon is the store's only owner).
+pub async fn seed_members(setup: &Setup, n: u64, version: u32) -> Vec<serde_json::Value> {
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/_sandbox/members/seed", setup.sandbox.url()))
+        .json(&serde_json::json!({"count": n, "version": version}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let members = r["members"].as_array().unwrap().clone();
+    let store = mydex_connector::store::Store::open(
+        &setup.dir.path().join("db"),
+        &secrecy::SecretBox::new(Box::new([42u8; 32])),
+    )
+    .unwrap();
+    let batch: Vec<mydex_connector::store::ImportMember> = members
+        .iter()
+        .map(|m| mydex_connector::store::ImportMember {
+            uid: m["uid"].as_u64().unwrap(),
+            connection_id: m["connection_id"].as_str().unwrap(),
+            mydexid: Some(
+                mydex_connector::domain::MydexId::parse(m["mydexid"].as_str().unwrap()).unwrap(),
+            ),
+            email: Some(format!("{}@example.com", m["mydexid"].as_str().unwrap())),
+            key: m["key"].as_str().unwrap(),
+            version,
+            campaign: Some("meters".into()),
+        })
+        .collect();
+    assert_eq!(store.import_members(&batch).unwrap(), n);
+    store.flush_blocking().unwrap();
+    drop(store);
+    members
+}
