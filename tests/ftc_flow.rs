@@ -286,3 +286,95 @@ async fn ftc_url_and_status_url_take_the_place_of_api_url() {
     assert_eq!(state["counts"]["ftc_setup"], n, "{}", state["counts"]);
     assert_eq!(state["counts"]["status"], n, "{}", state["counts"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftc_flow_and_endpoint_urls_are_validated_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, dir, Options::default()).await;
+    let good = std::fs::read_to_string(&setup.config).unwrap();
+    let with = |line: &str| {
+        good.replacen(
+            "max_attempts = 12\n",
+            &format!("max_attempts = 12\n{line}\n"),
+            1,
+        )
+    };
+    // The default: /ftc/setup under api_url.
+    let out = setup.cli(&["check-config"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("ftc_flow = \"ftc_setup\""), "{shown}");
+    let sbx = setup.sandbox.url();
+    assert!(
+        shown.contains(&format!("ftc_url = \"{sbx}/ftc/setup\"  # from api_url")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "status_url = \"{sbx}/connection/status\"  # from api_url"
+        )),
+        "{shown}"
+    );
+    let cases = [
+        (
+            "ftc_flow = \"legacy\"",
+            "mydex.ftc_flow",
+            "\"legacy\" is neither",
+        ),
+        ("ftc_flow = 2", "mydex.ftc_flow", ""),
+        (
+            "ftc_url = \"ftp://x.example/ftc\"",
+            "mydex.ftc_url",
+            "http or https",
+        ),
+        ("ftc_url = \"not a url\"", "mydex.ftc_url", "is not a URL"),
+        (
+            "ftc_url = \"https://x.example/ftc#a\"",
+            "mydex.ftc_url",
+            "query or fragment",
+        ),
+        (
+            "status_url = \"https://x.example/s?nid=1\"",
+            "mydex.status_url",
+            "query or fragment",
+        ),
+        ("status_url = \"\"", "mydex.status_url", "is not a URL"),
+    ];
+    for (line, key, says) in cases {
+        let path = setup.dir.path().join("case.toml");
+        std::fs::write(&path, with(line)).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{line}: {err}");
+        assert!(
+            err.contains(key) && err.contains(says) && err.contains(path.to_str().unwrap()),
+            "{line}: names {key} and the file: {err}"
+        );
+    }
+    // Environment variables set the flow and the URL too.
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&setup.config)
+        .env("MYDEX_CONNECTOR__MYDEX__FTC_FLOW", "connection")
+        .env(
+            "MYDEX_CONNECTOR__MYDEX__FTC_URL",
+            "https://idp.example.org/api/connection",
+        )
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("ftc_flow = \"connection\""), "{shown}");
+    assert!(
+        shown.contains("ftc_url = \"https://idp.example.org/api/connection\"\n"),
+        "{shown}"
+    );
+}

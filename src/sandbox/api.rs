@@ -1,8 +1,8 @@
 //! The PDX API the daemon calls: `POST /ftc/setup`, `POST /identify` and
 //! `GET /connection/status/{nid}`, validated exactly as Mydex documents
 //! them (`MYDEX-CONTRACT.md` §2-4), and the older FTC flow of Mydex's
-//! example scripts (§7): `GET /access-token/{nid}`, then
-//! `POST /api/connection` or `/api/connection/update`.
+//! example scripts (docs/mydex-contract.md §7): `GET /access-token/{nid}`,
+//! then `POST /api/connection` or `/api/connection/update`.
 //!
 //! Status codes (Mydex documents only "4XX"): the two "Access Denied" record
 //! and token errors are 403; missing fields and bad versions are 400; a body
