@@ -2,8 +2,10 @@
 //! real binary, the sandbox and a real SMTP server: the older flow of
 //! Mydex's example scripts (`mydex.ftc_flow = "connection"`: a short access
 //! token, then `/api/connection`, and `/api/connection/update` for an
-//! update), with faults on the API; and the per-endpoint URLs
-//! (`mydex.ftc_url`, `mydex.status_url`) taking the place of `api_url`.
+//! update), with faults on the API; the per-endpoint URLs
+//! (`mydex.ftc_url`, `mydex.status_url`) taking the place of `api_url`;
+//! their validation; and the client's token handling in the older flow
+//! (a 401 on the short-token call fetches a new OAuth token, once).
 //! The default `/ftc/setup` flow is what every other pipeline test runs.
 
 mod support;
@@ -377,4 +379,169 @@ async fn ftc_flow_and_endpoint_urls_are_validated_naming_the_key() {
         shown.contains("ftc_url = \"https://idp.example.org/api/connection\"\n"),
         "{shown}"
     );
+}
+
+/// A config for the client alone (no daemon), with flow `connection`,
+/// against the sandbox at `sbx` with this Connection Token.
+fn client_config(dir: &std::path::Path, sbx: &str, token: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("client_secret"), CLIENT_SECRET).unwrap();
+    std::fs::write(dir.join("connection_token"), token).unwrap();
+    std::fs::write(dir.join("store.key"), [42u8; 32]).unwrap();
+    let config = dir.join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[mydex]
+api_url = "{sbx}"
+token_url = "{sbx}/oauth2/token"
+client_id = "sandbox-client"
+client_secret_file = "client_secret"
+connection_nid = "45678"
+connection_token_file = "connection_token"
+ftc_flow = "connection"
+request_timeout = "5s"
+
+[smtp]
+url = "smtp://127.0.0.1:25"
+from = "connect@example.com"
+
+[store]
+path = "db"
+key_file = "store.key"
+
+[queue]
+dir = "queue"
+
+[[campaign]]
+name = "meters"
+subject = "Connect"
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn new_client(config: &std::path::Path) -> mydex_connector::mydex::MydexClient {
+    let settings = mydex_connector::config::Settings::load(config).unwrap();
+    mydex_connector::mydex::MydexClient::new(
+        &settings.mydex,
+        std::sync::Arc::new(mydex_connector::metrics::Metrics::default()),
+    )
+    .unwrap()
+}
+
+async fn sandbox_state(sbx: &str) -> Value {
+    reqwest::get(format!("{sbx}/_sandbox/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn request_log(state: &Value) -> Vec<String> {
+    state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap(),
+                r["status"]
+            )
+        })
+        .collect()
+}
+
+fn sandbox_args(listen: std::net::SocketAddr) -> mydex_connector::sandbox::SandboxArgs {
+    mydex_connector::sandbox::SandboxArgs {
+        listen,
+        connection_token: TOKEN.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_older_flow_fetches_a_fresh_oauth_token_once_when_the_short_token_call_says_401() {
+    use mydex_connector::mydex::{FtcRequest, MydexError};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = mydex_connector::sandbox::start(sandbox_args("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let (addr, sbx) = (sb.addr, sb.url());
+    let client = new_client(&client_config(dir.path(), &sbx, TOKEN));
+    let ask = |lt: &str, mydexid: Option<&str>, version: Option<u32>| FtcRequest {
+        linking_token: lt.into(),
+        mydexid: mydexid.map(str::to_string),
+        version,
+    };
+
+    let link = client.ftc_setup(&ask("lt-1", None, None)).await.unwrap();
+    assert!(
+        link.url.starts_with(&format!("{sbx}/ftc/begin/45678/")),
+        "{}",
+        link.url
+    );
+    assert!(link.url.ends_with("/1"), "{}", link.url);
+    assert_eq!(link.qr, None, "a bare string answer has no QR");
+    assert_eq!(
+        request_log(&sandbox_state(&sbx).await),
+        [
+            "POST /oauth2/token 200",
+            "GET /access-token/45678 200",
+            "POST /api/connection 200",
+        ]
+    );
+
+    // A restarted sandbox knows no token: the cached one gets a 401 on the
+    // short-token call, and the client fetches a new one, once.
+    sb.shutdown().await;
+    let sb = mydex_connector::sandbox::start(sandbox_args(addr))
+        .await
+        .unwrap();
+    let link = client
+        .ftc_setup(&ask("lt-2", Some("alice1"), Some(2)))
+        .await
+        .unwrap();
+    assert!(link.url.ends_with("/2"), "an update link: {}", link.url);
+    let state = sandbox_state(&sbx).await;
+    assert_eq!(
+        request_log(&state),
+        [
+            "GET /access-token/45678 401",
+            "POST /oauth2/token 200",
+            "GET /access-token/45678 200",
+            "POST /api/connection/update 200",
+        ]
+    );
+    assert_eq!(state["links"][0]["linking_token"], "lt-2");
+    assert_eq!(state["links"][0]["mydexid"], "alice1");
+    sb.shutdown().await;
+
+    // A client holding another Connection Token: the Authentication header
+    // does not match, which is final (no retry).
+    let sb = mydex_connector::sandbox::start(sandbox_args("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let wrong = new_client(&client_config(
+        other.path(),
+        &sb.url(),
+        "another-connection-token",
+    ));
+    match wrong.ftc_setup(&ask("lt-3", None, None)).await {
+        Err(MydexError::Rejected {
+            status: 403,
+            message,
+        }) => {
+            assert_eq!(message, "Access Denied: Invalid Authentication")
+        }
+        other => panic!("expected a 403 refusal, got {other:?}"),
+    }
+    let state = sandbox_state(&sb.url()).await;
+    assert_eq!(state["counts"]["api_connection"], 1);
+    sb.shutdown().await;
 }
