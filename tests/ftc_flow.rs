@@ -241,6 +241,7 @@ async fn the_older_connection_flow_connects_a_campaign_and_updates_it() {
         "{members}"
     );
     assert_eq!(setup.sandbox_state().await["counts"]["ftc_setup"], 0);
+    setup.keep_for_log_scan().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
