@@ -26,6 +26,27 @@ pub enum Environment {
     Production,
 }
 
+/// How a First Time Connection (or update) link is asked for
+/// (docs/mydex-contract.md §2 and §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtcFlow {
+    /// `POST {api}/ftc/setup`, answered `{url, qr}`.
+    FtcSetup,
+    /// `GET {api}/access-token/{nid}` for a short access token, then
+    /// `POST {api}/api/connection` (`/api/connection/update` for an update),
+    /// answered with the URL as a bare JSON string.
+    Connection,
+}
+
+impl FtcFlow {
+    pub fn name(self) -> &'static str {
+        match self {
+            FtcFlow::FtcSetup => "ftc_setup",
+            FtcFlow::Connection => "connection",
+        }
+    }
+}
+
 pub struct MydexSettings {
     pub environment: Environment,
     pub api_url: reqwest::Url,
@@ -40,6 +61,67 @@ pub struct MydexSettings {
     pub connection_version: u32,
     pub request_timeout: Duration,
     pub max_attempts: u32,
+    pub ftc_flow: FtcFlow,
+    /// `mydex.ftc_url`: where the FTC call goes instead of its place under `api_url`.
+    pub ftc_url: Option<reqwest::Url>,
+    /// `mydex.status_url`: the base of `/connection/status` instead of
+    /// `{api_url}/connection/status` (the NID is appended).
+    pub status_url: Option<reqwest::Url>,
+}
+
+/// `base` with `path` appended to its path (no double slash).
+fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url
+}
+
+impl MydexSettings {
+    /// The URL of the FTC call for a first connection: `ftc_url`, or
+    /// `{api_url}/ftc/setup` (flow `ftc_setup`) or `{api_url}/api/connection`
+    /// (flow `connection`).
+    pub fn ftc_endpoint(&self) -> reqwest::Url {
+        match (&self.ftc_url, self.ftc_flow) {
+            (Some(url), _) => url.clone(),
+            (None, FtcFlow::FtcSetup) => join_path(&self.api_url, "/ftc/setup"),
+            (None, FtcFlow::Connection) => join_path(&self.api_url, "/api/connection"),
+        }
+    }
+
+    /// The URL of an update (version > 1) call: the FTC URL itself for flow
+    /// `ftc_setup`, `{ftc URL}/update` for flow `connection`.
+    pub fn ftc_update_endpoint(&self) -> reqwest::Url {
+        match self.ftc_flow {
+            FtcFlow::FtcSetup => self.ftc_endpoint(),
+            FtcFlow::Connection => join_path(&self.ftc_endpoint(), "/update"),
+        }
+    }
+
+    /// `GET {api_url}/access-token/{nid}` (flow `connection`).
+    pub fn access_token_endpoint(&self) -> reqwest::Url {
+        join_path(
+            &self.api_url,
+            &format!("/access-token/{}", self.connection_nid),
+        )
+    }
+
+    /// `POST {api_url}/identify`.
+    pub fn identify_endpoint(&self) -> reqwest::Url {
+        join_path(&self.api_url, "/identify")
+    }
+
+    /// `status_url`, or `{api_url}/connection/status`.
+    pub fn status_base(&self) -> reqwest::Url {
+        self.status_url
+            .clone()
+            .unwrap_or_else(|| join_path(&self.api_url, "/connection/status"))
+    }
+
+    /// `{status base}/{nid}`: the status call without its query.
+    pub fn status_endpoint(&self) -> reqwest::Url {
+        join_path(&self.status_base(), &format!("/{}", self.connection_nid))
+    }
 }
 
 pub struct CallbackSettings {
@@ -229,6 +311,9 @@ struct RawMydex {
     #[serde(default, with = "humantime_serde::option")]
     request_timeout: Option<Duration>,
     max_attempts: Option<u32>,
+    ftc_flow: Option<String>,
+    ftc_url: Option<String>,
+    status_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -396,7 +481,7 @@ impl Settings {
         let mut out = String::new();
         let m = &self.mydex;
         out += &format!(
-            "# effective configuration of {}\n\n[mydex]\nenvironment = {:?}\napi_url = {:?}\ntoken_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\nconnection_nid = {:?}\nconnection_token = {:?}\nreturn_to = {:?}\nconnection_version = {}\nrequest_timeout = {:?}\nmax_attempts = {}\n",
+            "# effective configuration of {}\n\n[mydex]\nenvironment = {:?}\napi_url = {:?}\ntoken_url = {:?}\nclient_id = {:?}\nclient_secret = {:?}\nconnection_nid = {:?}\nconnection_token = {:?}\nreturn_to = {:?}\nconnection_version = {}\nrequest_timeout = {:?}\nmax_attempts = {}\nftc_flow = {:?}\nftc_url = {:?}{}\nstatus_url = {:?}{}\n",
             self.source.display(),
             match m.environment {
                 Environment::Sandbox => "sandbox",
@@ -412,6 +497,19 @@ impl Settings {
             m.connection_version,
             humantime::format_duration(m.request_timeout).to_string(),
             m.max_attempts,
+            m.ftc_flow.name(),
+            m.ftc_endpoint().as_str(),
+            if m.ftc_url.is_some() {
+                ""
+            } else {
+                "  # from api_url"
+            },
+            m.status_base().as_str(),
+            if m.status_url.is_some() {
+                ""
+            } else {
+                "  # from api_url"
+            },
         );
         out += &format!(
             "\n[callback]\nlisten = \"{}\"\npath = {:?}\nbody_limit = {}\nread_timeout = {:?}\nmax_connections = {}\n",
@@ -584,6 +682,16 @@ impl Validator {
                 key,
                 format!("{raw:?} must be an http or https URL with a host"),
             ));
+        }
+        Ok(url)
+    }
+
+    /// An endpoint URL (`mydex.ftc_url`, `mydex.status_url`): http(s) with a
+    /// host, and no query or fragment, since paths and queries are added to it.
+    fn endpoint_url(&self, key: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+        let url = self.url(key, raw.trim())?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(self.err(key, format!("{raw:?} must not have a query or fragment")));
         }
         Ok(url)
     }
@@ -793,6 +901,24 @@ impl Validator {
         if max_attempts == 0 {
             return Err(self.err("mydex.max_attempts", "must be 1 or more"));
         }
+        let ftc_flow = match mydex.ftc_flow.as_deref().map(str::trim) {
+            None | Some("ftc_setup") => FtcFlow::FtcSetup,
+            Some("connection") => FtcFlow::Connection,
+            Some(other) => {
+                return Err(self.err(
+                    "mydex.ftc_flow",
+                    format!("{other:?} is neither \"ftc_setup\" (POST /ftc/setup) nor \"connection\" (/access-token + /api/connection)"),
+                ));
+            }
+        };
+        let ftc_url = mydex
+            .ftc_url
+            .map(|raw| self.endpoint_url("mydex.ftc_url", &raw))
+            .transpose()?;
+        let status_url = mydex
+            .status_url
+            .map(|raw| self.endpoint_url("mydex.status_url", &raw))
+            .transpose()?;
 
         // [callback]
         if callback.tls_cert_file.is_some() || callback.tls_key_file.is_some() {
@@ -1113,6 +1239,9 @@ impl Validator {
                 connection_version,
                 request_timeout,
                 max_attempts,
+                ftc_flow,
+                ftc_url,
+                status_url,
             },
             callback: CallbackSettings {
                 listen: cb_listen,

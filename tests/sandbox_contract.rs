@@ -214,6 +214,15 @@ async fn ftc_setup_answers_201_with_one_time_url_and_qr_png_of_it() {
     let state = env.state().await;
     let link = &state["links"][0];
     assert_eq!(link["url"], url);
+    // Shaped like Mydex's links: /ftc/begin/{nid}/{token}/{version}.
+    assert_eq!(
+        url,
+        format!(
+            "{}/ftc/begin/{NID}/{}/1",
+            env.base,
+            link["id"].as_str().unwrap()
+        )
+    );
     assert_eq!(link["kind"], "ftc");
     assert_eq!(link["version"], 1);
     assert_eq!(link["linking_token"], "inv-1");
@@ -396,11 +405,24 @@ async fn link_works_once_then_410_and_unknown_is_404() {
     let id = id_url.rsplit('/').next().unwrap();
     let resp = env
         .http
-        .get(format!("{}/ftc/begin/{id}", env.base))
+        .get(format!("{}/ftc/begin/{NID}/{id}/1", env.base))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+    // An FTC link's NID and version are its own: another is unknown (and
+    // leaves the link unused).
+    let fresh = env.ftc_link(json!({})).await;
+    let token = fresh.rsplit('/').nth(1).unwrap();
+    for wrong in [
+        format!("{}/ftc/begin/{NID}/{token}/2", env.base),
+        format!("{}/ftc/begin/99999/{token}/1", env.base),
+        format!("{}/ftc/begin/{token}", env.base),
+    ] {
+        let resp = env.http.get(&wrong).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{wrong}");
+    }
+    assert_eq!(env.http.get(&fresh).send().await.unwrap().status(), 200);
     // A journey on a visited link is refused too.
     let (status, v) = env
         .journey(json!({"url": url, "mydexid": "alice1", "email": "a@example.com"}))
@@ -1020,6 +1042,284 @@ async fn connection_status_checks_key_bearer_and_denies_revoked_or_unknown() {
     env.stop().await;
 }
 
+// ---------- the older FTC flow: /access-token + /api/connection ----------
+
+#[tokio::test]
+async fn older_flow_answers_the_link_as_a_bare_json_string() {
+    let env = Env::start().await;
+    let bearer = env.token().await;
+    let short = env.short_token(&bearer).await;
+    assert!(short.len() >= 16);
+    let mut body = env.setup_body();
+    body["linking_token"] = json!("inv-7");
+    let auth = sha512_hex(&format!("{short}{TOKEN}"));
+    let resp = env
+        .post_connection("/api/connection", &bearer, Some(&short), Some(&auth), &body)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let url = v.as_str().expect("a bare JSON string, no {url, qr}");
+    let state = env.state().await;
+    let link = &state["links"][0];
+    assert_eq!(
+        url,
+        format!(
+            "{}/ftc/begin/{NID}/{}/1",
+            env.base,
+            link["id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(link["kind"], "ftc");
+    assert_eq!(link["linking_token"], "inv-7");
+    assert_eq!(state["counts"]["access_token"], 1);
+    assert_eq!(state["counts"]["api_connection"], 1);
+    assert_eq!(state["counts"]["ftc_setup"], 0);
+    // The link works like any other: a member connects, the key arrives.
+    let (status, j) = env
+        .journey(json!({"url": url, "mydexid": "alice1", "email": "a@example.com"}))
+        .await;
+    assert_eq!(status, 200, "{j}");
+    let cb = env.receiver.last().json();
+    assert_eq!(cb["linking_token"], "inv-7");
+    assert_eq!(cb["key"], env.state().await["members"][0]["key"]);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn older_flow_update_goes_through_api_connection_update() {
+    let env = Env::start().await;
+    let url = env.connection_link("/api/connection", json!({})).await;
+    env.journey(json!({"url": url, "mydexid": "alice1", "email": "a@example.com"}))
+        .await;
+    env.settings(json!({"connection_version": 2})).await;
+    // As Mydex's update script sends it: version as a string.
+    let url = env
+        .connection_link(
+            "/api/connection/update",
+            json!({"mydexid": "alice1", "version": "2", "linking_token": "up-1"}),
+        )
+        .await;
+    assert!(url.ends_with("/2"), "{url}");
+    let (status, _) = env.journey(json!({"url": url, "mydexid": "alice1"})).await;
+    assert_eq!(status, 200);
+    let cb = env.receiver.last();
+    assert_eq!(cb.method, "PUT");
+    assert_eq!(cb.json()["linking_token"], "up-1");
+    assert_eq!(env.state().await["members"][0]["version"], 2);
+    assert_eq!(env.state().await["counts"]["api_connection_update"], 1);
+    // An update names the member and a version above 1.
+    let bearer = env.token().await;
+    for (extra, message) in [
+        (
+            json!({"mydexid": "alice1"}),
+            "version must be higher than 1 for an update",
+        ),
+        (
+            json!({"mydexid": "alice1", "version": 1}),
+            "version must be higher than 1 for an update",
+        ),
+        (
+            json!({"version": 2}),
+            "version higher than 1 but no mydexid in payload",
+        ),
+    ] {
+        let short = env.short_token(&bearer).await;
+        let auth = sha512_hex(&format!("{short}{TOKEN}"));
+        let mut body = env.setup_body();
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let resp = env
+            .post_connection(
+                "/api/connection/update",
+                &bearer,
+                Some(&short),
+                Some(&auth),
+                &body,
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{extra}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v, json!({"error": {"message": message}}), "{extra}");
+    }
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn older_flow_checks_the_short_token_and_its_hash() {
+    let env = Env::start().await;
+    let bearer = env.token().await;
+    let body = env.setup_body();
+    let right = |short: &str| sha512_hex(&format!("{short}{TOKEN}"));
+    let denied = |v: &Value, message: &str| {
+        assert_eq!(v, &json!({"error": {"message": message}}));
+    };
+    async fn answer(resp: reqwest::Response) -> (u16, Value) {
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    // A wrong hash: the short token hashed with another Connection Token,
+    // or the Connection Token's own hash.
+    for wrong in [
+        |s: &str| sha512_hex(&format!("{s}wrong-token")),
+        |_: &str| token_hash(),
+        |s: &str| sha512_hex(&format!("{TOKEN}{s}")),
+    ] {
+        let short = env.short_token(&bearer).await;
+        let (status, v) = answer(
+            env.post_connection(
+                "/api/connection",
+                &bearer,
+                Some(&short),
+                Some(&wrong(&short)),
+                &body,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 403);
+        denied(&v, "Access Denied: Invalid Authentication");
+        // The short token was used up by that request.
+        let (status, v) = answer(
+            env.post_connection(
+                "/api/connection",
+                &bearer,
+                Some(&short),
+                Some(&right(&short)),
+                &body,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 403);
+        denied(&v, "Access Denied: Invalid Short Access Token");
+    }
+
+    // The right hash (in any case) works once; the same short token again is refused.
+    let short = env.short_token(&bearer).await;
+    let (status, v) = answer(
+        env.post_connection(
+            "/api/connection",
+            &bearer,
+            Some(&short),
+            Some(&right(&short).to_uppercase()),
+            &body,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.is_string());
+    for path in ["/api/connection", "/api/connection/update"] {
+        let (status, v) = answer(
+            env.post_connection(path, &bearer, Some(&short), Some(&right(&short)), &body)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 403, "{path}");
+        denied(&v, "Access Denied: Invalid Short Access Token");
+    }
+    // A short token the sandbox never issued.
+    let (status, v) = answer(
+        env.post_connection(
+            "/api/connection",
+            &bearer,
+            Some("made-up"),
+            Some(&right("made-up")),
+            &body,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    denied(&v, "Access Denied: Invalid Short Access Token");
+
+    // Missing headers.
+    let short = env.short_token(&bearer).await;
+    let (status, v) = answer(
+        env.post_connection(
+            "/api/connection",
+            &bearer,
+            None,
+            Some(&right(&short)),
+            &body,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    denied(&v, "Access Denied: Missing Short-Access-Token header");
+    let (status, v) = answer(
+        env.post_connection("/api/connection", &bearer, Some(&short), None, &body)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    denied(&v, "Access Denied: Missing Authentication header");
+
+    // The bearer is checked first, on both calls.
+    let (status, v) = env.access_token("nope", NID).await;
+    assert_eq!(status, 401);
+    assert_eq!(v["error"]["reason"], "Invalid access token");
+    let short = env.short_token(&bearer).await;
+    let resp = env
+        .post_connection(
+            "/api/connection",
+            "nope",
+            Some(&short),
+            Some(&right(&short)),
+            &body,
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    // Another NID has no record.
+    let (status, v) = env.access_token(&bearer, "99999").await;
+    assert_eq!(status, 403);
+    denied(&v, "Access Denied: No Connection record");
+
+    // The body is checked as /ftc/setup's is, after the headers.
+    let short = env.short_token(&bearer).await;
+    let mut bad = env.setup_body();
+    bad["connection_token_hash"] = json!(sha512_hex("wrong"));
+    let (status, v) = answer(
+        env.post_connection(
+            "/api/connection",
+            &bearer,
+            Some(&short),
+            Some(&right(&short)),
+            &bad,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    denied(&v, "Access Denied: Invalid Connection Token");
+
+    let counts = &env.state().await["counts"];
+    assert_eq!(counts["access_token"], 9);
+    assert_eq!(counts["api_connection"], 13);
+    assert_eq!(counts["api_connection_update"], 1);
+    assert_eq!(env.state().await["links"].as_array().unwrap().len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn faults_apply_to_the_older_flow() {
+    let env = with_fault("503").await;
+    let (status, _) = env.access_token("x", NID).await;
+    assert_eq!(status, 503);
+    for path in ["/api/connection", "/api/connection/update"] {
+        let resp = env
+            .post_connection(path, "x", Some("s"), Some("a"), &env.setup_body())
+            .await;
+        assert_eq!(resp.status(), 503, "{path}");
+    }
+    let state = env.state().await;
+    assert_eq!(state["counts"]["faults_injected"], 3);
+    env.stop().await;
+}
+
 // ---------- faults ----------
 
 async fn with_fault(fault: &str) -> Env {
@@ -1211,7 +1511,10 @@ async fn state_logs_requests_and_counts() {
     assert!(reqs[0]["at_ms"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(
         state["counts"],
-        json!({"ftc_setup": 1, "identify": 1, "status": 0, "token": 1, "faults_injected": 0})
+        json!({
+            "ftc_setup": 1, "identify": 1, "status": 0, "token": 1, "faults_injected": 0,
+            "access_token": 0, "api_connection": 0, "api_connection_update": 0,
+        })
     );
     assert_eq!(state["links"].as_array().unwrap().len(), 2);
     assert_eq!(state["links"][1]["kind"], "identify");

@@ -385,13 +385,18 @@ async fn identify_page_sends_identify_callback() {
         )
         .await;
     let consent = action(&page, "consent");
-    let (status, _, _) = b
+    let (status, _, location) = b
         .post(
             &consent,
             &[("private_key", "pk-carol3-private-key"), ("accept", "1")],
         )
         .await;
     assert_eq!(status, 303);
+    // The browser goes back with the linking token (docs/mydex-contract.md §10.5).
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("{RETURN_TO}/?linking_token=who-9").as_str())
+    );
     let cb = env.receiver.last();
     assert_eq!(
         cb.json(),

@@ -1,8 +1,10 @@
-//! The PDX API client: `/ftc/setup`, `/identify`, `/connection/status`.
-//! Each call gets a bearer token from the cache (refreshed once on 401),
-//! and transient failures (5xx, 429 with Retry-After, timeouts, resets) are
-//! retried with exponential backoff and jitter; a 4xx is final and keeps
-//! Mydex's message.
+//! The PDX API client: `/ftc/setup` (or the older `/access-token` +
+//! `/api/connection` flow, docs/mydex-contract.md §7), `/identify`,
+//! `/connection/status`. Each call gets a bearer token from the cache
+//! (refreshed once on 401), and transient failures (5xx, 429 with
+//! Retry-After in seconds or as an HTTP date, timeouts, resets) are retried
+//! with exponential backoff and jitter; a 4xx is final and keeps Mydex's
+//! message.
 
 use std::time::{Duration, Instant};
 
@@ -13,19 +15,28 @@ use tokio::sync::Mutex;
 
 use super::error::{AttemptError, MydexError, error_message};
 use super::token::{self, CachedToken};
-use crate::config::MydexSettings;
+use crate::config::{FtcFlow, MydexSettings};
 
 /// Largest answer body we read from Mydex.
 const MAX_BODY: usize = 1 << 20;
 
 pub struct MydexClient {
     http: reqwest::Client,
-    api: reqwest::Url,
     token_url: reqwest::Url,
     client_id: String,
     client_secret: SecretString,
     nid: String,
     token_hash: String,
+    /// The raw Connection Token: the older flow's `Authentication` header
+    /// hashes it with each short access token.
+    connection_token: SecretString,
+    ftc_flow: FtcFlow,
+    ftc_url: reqwest::Url,
+    ftc_update_url: reqwest::Url,
+    access_token_url: reqwest::Url,
+    identify_url: reqwest::Url,
+    /// `{status base}/{nid}` (`mydex.status_url` or under `api_url`).
+    status_url: reqwest::Url,
     return_to: String,
     max_attempts: u32,
     min_backoff: Duration,
@@ -81,12 +92,18 @@ impl MydexClient {
             .build()?;
         Ok(Self {
             http,
-            api: settings.api_url.clone(),
             token_url: settings.token_url.clone(),
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
             nid: settings.connection_nid.clone(),
             token_hash: super::token_hash(settings.connection_token.expose_secret()),
+            connection_token: settings.connection_token.clone(),
+            ftc_flow: settings.ftc_flow,
+            ftc_url: settings.ftc_endpoint(),
+            ftc_update_url: settings.ftc_update_endpoint(),
+            access_token_url: settings.access_token_endpoint(),
+            identify_url: settings.identify_endpoint(),
+            status_url: settings.status_endpoint(),
             return_to: settings.return_to.clone(),
             max_attempts: settings.max_attempts,
             min_backoff: Duration::from_millis(200),
@@ -97,14 +114,9 @@ impl MydexClient {
         })
     }
 
-    fn endpoint(&self, path: &str) -> reqwest::Url {
-        let mut url = self.api.clone();
-        let base = url.path().trim_end_matches('/').to_string();
-        url.set_path(&format!("{base}{path}"));
-        url
-    }
-
-    /// A one-time First Time Connection (or update) link.
+    /// A one-time First Time Connection (or update) link, by the configured
+    /// flow: `POST /ftc/setup`, or a short access token and then
+    /// `POST /api/connection` (`/api/connection/update` for version > 1).
     pub async fn ftc_setup(&self, req: &FtcRequest) -> Result<FtcLink, MydexError> {
         let body = SetupBody {
             connection_nid: &self.nid,
@@ -114,7 +126,21 @@ impl MydexClient {
             mydexid: req.mydexid.as_deref(),
             version: req.version,
         };
-        self.link_call("/ftc/setup", &body).await
+        let update = req.version.is_some_and(|v| v > 1);
+        match (self.ftc_flow, update) {
+            (FtcFlow::FtcSetup, _) => {
+                self.link_call("/ftc/setup", &self.ftc_url, &body, false)
+                    .await
+            }
+            (FtcFlow::Connection, false) => {
+                self.link_call("/api/connection", &self.ftc_url, &body, true)
+                    .await
+            }
+            (FtcFlow::Connection, true) => {
+                self.link_call("/api/connection/update", &self.ftc_update_url, &body, true)
+                    .await
+            }
+        }
     }
 
     /// A one-time identify link.
@@ -127,36 +153,96 @@ impl MydexClient {
             mydexid: None,
             version: None,
         };
-        self.link_call("/identify", &body).await
+        self.link_call("/identify", &self.identify_url, &body, false)
+            .await
     }
 
+    /// POST `body` to `url` and read the one-time link from the answer.
+    /// With `short_token`, each attempt first fetches a fresh short access
+    /// token and sends the older flow's `Short-Access-Token` and
+    /// `Authentication` headers.
     async fn link_call(
         &self,
         path: &'static str,
+        url: &reqwest::Url,
         body: &SetupBody<'_>,
+        short_token: bool,
     ) -> Result<FtcLink, MydexError> {
-        let url = self.endpoint(path);
         let json = serde_json::to_vec(body).map_err(|e| MydexError::Protocol(e.to_string()))?;
         let answer = self
-            .call(path, |token| {
-                self.http
+            .call_steps(path, short_token, |token, short| {
+                let mut req = self
+                    .http
                     .post(url.clone())
                     .bearer_auth(token)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(json.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json");
+                if let Some(short) = short {
+                    req = req
+                        .header("Short-Access-Token", short)
+                        .header("Authentication", self.short_token_hash(short));
+                }
+                req.body(json.clone())
             })
             .await?;
-        let link: FtcLink = serde_json::from_slice(&answer)
-            .map_err(|e| MydexError::Protocol(format!("{path} answer is not {{url, qr}}: {e}")))?;
-        let parsed = reqwest::Url::parse(&link.url).map_err(|_| {
-            MydexError::Protocol(format!("{path} answered a url that is not a URL"))
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") || link.url.len() > 2048 {
-            return Err(MydexError::Protocol(format!(
-                "{path} answered an unusable url"
-            )));
+        parse_link(path, &answer)
+    }
+
+    /// `sha512hex(short_access_token + connection_token)`, the older flow's
+    /// `Authentication` header (docs/mydex-contract.md §7).
+    fn short_token_hash(&self, short: &str) -> String {
+        use sha2::{Digest, Sha512};
+        hex::encode(
+            Sha512::new()
+                .chain_update(short.as_bytes())
+                .chain_update(self.connection_token.expose_secret().as_bytes())
+                .finalize(),
+        )
+    }
+
+    /// `GET {api}/access-token/{nid}`: a short access token, answered as a
+    /// JSON string. Fetched afresh for every attempt of the older flow's call.
+    async fn short_access_token(&self, bearer: &str) -> Result<SecretString, AttemptError> {
+        let started = Instant::now();
+        let outcome = self.fetch_short_access_token(bearer).await;
+        let label = match &outcome {
+            Ok(_) => "ok".to_string(),
+            Err(AttemptError::Transient { .. }) => "transient".into(),
+            Err(AttemptError::Unauthorized { status, .. }) => status.to_string(),
+            Err(AttemptError::Permanent(MydexError::Rejected { status, .. })) => status.to_string(),
+            Err(AttemptError::Permanent(_)) => "error".into(),
+        };
+        self.metrics
+            .mydex_call("/access-token", &label, started.elapsed());
+        outcome
+    }
+
+    async fn fetch_short_access_token(&self, bearer: &str) -> Result<SecretString, AttemptError> {
+        let resp = self
+            .http
+            .get(self.access_token_url.clone())
+            .bearer_auth(bearer)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .send()
+            .await
+            .map_err(|e| transport_error("access-token", &e))?;
+        let status = resp.status();
+        let retry_after = retry_after(&resp);
+        let body = read_limited(resp).await?;
+        match status.as_u16() {
+            200..=299 => parse_short_token(&body).map_err(AttemptError::Permanent),
+            401 => Err(AttemptError::Unauthorized {
+                status: 401,
+                message: error_message(&body),
+            }),
+            429 | 500..=599 => Err(AttemptError::Transient {
+                why: format!("HTTP {status} (access-token): {}", error_message(&body)),
+                retry_after,
+            }),
+            s => Err(AttemptError::Permanent(MydexError::Rejected {
+                status: s,
+                message: format!("access-token: {}", error_message(&body)),
+            })),
         }
-        Ok(link)
     }
 
     /// Whether a member's connection is active, and at which version. An
@@ -169,7 +255,7 @@ impl MydexClient {
         connection_id: &str,
         member_key: &SecretString,
     ) -> Result<ConnectionStatus, MydexError> {
-        let mut url = self.endpoint(&format!("/connection/status/{}", self.nid));
+        let mut url = self.status_url.clone();
         url.query_pairs_mut()
             .append_pair("uid", &uid.to_string())
             .append_pair("con_id", connection_id);
@@ -194,6 +280,18 @@ impl MydexClient {
         endpoint: &'static str,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, MydexError> {
+        self.call_steps(endpoint, false, |token, _| build(token))
+            .await
+    }
+
+    /// [`Self::call`], where `build` gets the bearer token and, with
+    /// `short_token`, a fresh short access token fetched for each attempt.
+    async fn call_steps(
+        &self,
+        endpoint: &'static str,
+        short_token: bool,
+        build: impl Fn(&str, Option<&str>) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, MydexError> {
         let mut delays = backon::ExponentialBuilder::default()
             .with_min_delay(self.min_backoff)
             .with_max_delay(Duration::from_secs(10))
@@ -205,7 +303,7 @@ impl MydexClient {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let outcome = self.attempt(&build).await;
+            let outcome = self.attempt(&build, short_token).await;
             let label = match &outcome {
                 Ok(_) => "ok".to_string(),
                 Err(AttemptError::Transient { why, .. }) => {
@@ -263,13 +361,21 @@ impl MydexClient {
 
     async fn attempt(
         &self,
-        build: &impl Fn(&str) -> reqwest::RequestBuilder,
+        build: &impl Fn(&str, Option<&str>) -> reqwest::RequestBuilder,
+        short_token: bool,
     ) -> Result<Vec<u8>, AttemptError> {
         let token = self.bearer().await?;
-        let resp = build(token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| transport_error("api", &e))?;
+        let short = match short_token {
+            true => Some(self.short_access_token(token.expose_secret()).await?),
+            false => None,
+        };
+        let resp = build(
+            token.expose_secret(),
+            short.as_ref().map(|s| s.expose_secret()),
+        )
+        .send()
+        .await
+        .map_err(|e| transport_error("api", &e))?;
         let status = resp.status();
         let retry_after = retry_after(&resp);
         let body = read_limited(resp).await?;
@@ -391,15 +497,66 @@ pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?;
-    if let Ok(secs) = v.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate_parse(v)?;
-    when.duration_since(std::time::SystemTime::now()).ok()
+    retry_after_value(v, std::time::SystemTime::now())
 }
 
-fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
-    humantime::parse_rfc3339_weak(v).ok()
+/// A `Retry-After` value (RFC 9110 §10.2.3): delay seconds, or an HTTP date
+/// (IMF-fixdate, or the obsolete RFC 850 and asctime forms) read against
+/// `now`; a date already past means no wait. Anything else: `None`.
+fn retry_after_value(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The one-time link in an answer: `{"url", "qr"}` (`/ftc/setup`,
+/// `/identify`) or the URL as a bare JSON string (`/api/connection`); both
+/// are accepted from either call. Our own QR code is made from the URL.
+fn parse_link(path: &str, answer: &[u8]) -> Result<FtcLink, MydexError> {
+    let value: serde_json::Value = serde_json::from_slice(answer)
+        .map_err(|e| MydexError::Protocol(format!("{path} answer is not JSON: {e}")))?;
+    let link = match value {
+        serde_json::Value::String(url) => FtcLink { url, qr: None },
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object)
+            .map_err(|e| MydexError::Protocol(format!("{path} answer is not {{url, qr}}: {e}")))?,
+        _ => {
+            return Err(MydexError::Protocol(format!(
+                "{path} answer is neither {{url, qr}} nor a URL string"
+            )));
+        }
+    };
+    let parsed = reqwest::Url::parse(&link.url)
+        .map_err(|_| MydexError::Protocol(format!("{path} answered a url that is not a URL")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || link.url.len() > 2048 {
+        return Err(MydexError::Protocol(format!(
+            "{path} answered an unusable url"
+        )));
+    }
+    Ok(link)
+}
+
+/// The short access token of `/access-token/{nid}`: a JSON string (as
+/// Mydex's examples read it); a bare token in plain text is taken too. It
+/// travels in a header, so it must be visible ASCII.
+fn parse_short_token(body: &[u8]) -> Result<SecretString, MydexError> {
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(_) => {
+            return Err(MydexError::Protocol(
+                "access-token answer is not a JSON string".into(),
+            ));
+        }
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    };
+    if text.is_empty() || text.len() > 1024 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(MydexError::Protocol(
+            "access-token answer is not a usable token".into(),
+        ));
+    }
+    Ok(SecretString::from(text))
 }
 
 /// Read at most `MAX_BODY` bytes of an answer; a larger one is a protocol error.
@@ -422,6 +579,133 @@ pub(crate) async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>,
             }
             Ok(None) => return Ok(out),
             Err(e) => return Err(transport_error("reading answer", &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example date.
+    const EXAMPLE: u64 = 784_111_777;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(
+            retry_after_value("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(retry_after_value(" 0 ", now), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_as_a_date_in_the_future() {
+        let now = at(EXAMPLE - 90);
+        let want = Some(Duration::from_secs(90));
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            want
+        );
+        // The obsolete forms RFC 9110 still asks recipients to read.
+        assert_eq!(
+            retry_after_value("Sunday, 06-Nov-94 08:49:37 GMT", now),
+            want
+        );
+        assert_eq!(retry_after_value("Sun Nov  6 08:49:37 1994", now), want);
+        // Against the real clock, as the client reads it.
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let wait = retry_after_value(&soon, SystemTime::now()).expect("a date");
+        assert!(
+            wait <= Duration::from_secs(30) && wait >= Duration::from_secs(20),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_as_a_date_in_the_past_means_no_wait() {
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT", at(EXAMPLE + 3600)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT", SystemTime::now()),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn retry_after_garbage_is_ignored() {
+        let now = SystemTime::now();
+        for v in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "2026-12-01T21:00:00Z",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(retry_after_value(v, now), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn links_are_read_from_either_answer_shape() {
+        let link = parse_link(
+            "/ftc/setup",
+            br#"{"url":"https://login.mydexid.org/ftc/begin/45678/abc/1","qr":"data:image/png;base64,AA"}"#,
+        )
+        .unwrap();
+        assert_eq!(link.url, "https://login.mydexid.org/ftc/begin/45678/abc/1");
+        assert!(link.qr.is_some());
+        // The older flow: a bare JSON string, slashes escaped as PHP does.
+        let link = parse_link(
+            "/api/connection",
+            br#""https:\/\/sbx-my.mydex.org\/ftc\/begin\/45678\/abc\/2""#,
+        )
+        .unwrap();
+        assert_eq!(link.url, "https://sbx-my.mydex.org/ftc/begin/45678/abc/2");
+        assert_eq!(link.qr, None);
+        for bad in [
+            &br#""not a url""#[..],
+            br#""ftp://x.example/a""#,
+            br#"42"#,
+            br#"{"qr":"x"}"#,
+            b"<html>",
+        ] {
+            assert!(
+                matches!(
+                    parse_link("/api/connection", bad),
+                    Err(MydexError::Protocol(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn short_tokens_are_a_json_string_or_plain_text() {
+        assert_eq!(
+            parse_short_token(br#""AbC123xyz""#)
+                .unwrap()
+                .expose_secret(),
+            "AbC123xyz"
+        );
+        assert_eq!(
+            parse_short_token(b"AbC123xyz\n").unwrap().expose_secret(),
+            "AbC123xyz"
+        );
+        for bad in [&b"\"\""[..], b"{}", b"\"a b\"", b"\"a\\nb\"", b""] {
+            assert!(parse_short_token(bad).is_err(), "{:?}", bad);
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The PDX API the daemon calls: `POST /ftc/setup`, `POST /identify` and
 //! `GET /connection/status/{nid}`, validated exactly as Mydex documents
-//! them (`MYDEX-CONTRACT.md` §2-4).
+//! them (`MYDEX-CONTRACT.md` §2-4), and the older FTC flow of Mydex's
+//! example scripts (docs/mydex-contract.md §7): `GET /access-token/{nid}`,
+//! then `POST /api/connection` or `/api/connection/update`.
 //!
 //! Status codes (Mydex documents only "4XX"): the two "Access Denied" record
 //! and token errors are 403; missing fields and bad versions are 400; a body
 //! that is not a JSON object is 400 in the OpenAPI `{"success":0}` shape.
+//! The older flow's header checks (not documented) answer 403 in the
+//! `{"error":{"message"}}` shape.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +24,9 @@ use serde_json::{Map, Value, json};
 use super::errors::ApiError;
 use super::oauth::check_bearer;
 use super::qr::qr_data_uri;
-use super::state::{AppState, Counts, Link, LinkKind, ct_eq, random_id};
+use super::state::{
+    AppState, Counts, Link, LinkKind, SHORT_TOKEN_TTL, ct_eq, random_id, sha512_hex,
+};
 
 pub const NO_CONNECTION_RECORD: &str = "Access Denied: No Connection record";
 pub const INVALID_CONNECTION_TOKEN: &str = "Access Denied: Invalid Connection Token";
@@ -30,6 +36,11 @@ pub const MISSING_RETURN_TO: &str = "Following fields are missing or empty: retu
 pub const VERSION_WITHOUT_MYDEXID: &str = "version higher than 1 but no mydexid in payload";
 pub const VERSION_TOO_LOW: &str = "version cannot be lower than 1";
 pub const PERMISSION_DENIED: &str = "Permission Denied";
+pub const MISSING_SHORT_ACCESS_TOKEN: &str = "Access Denied: Missing Short-Access-Token header";
+pub const MISSING_AUTHENTICATION: &str = "Access Denied: Missing Authentication header";
+pub const INVALID_SHORT_ACCESS_TOKEN: &str = "Access Denied: Invalid Short Access Token";
+pub const INVALID_AUTHENTICATION: &str = "Access Denied: Invalid Authentication";
+pub const UPDATE_WITHOUT_VERSION: &str = "version must be higher than 1 for an update";
 
 /// A string field: a JSON string (trimmed), or a number as text; empty → None.
 fn text_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
@@ -106,16 +117,30 @@ fn issue_link(
     linking_token: Option<String>,
     return_to: String,
 ) -> Result<Response, ApiError> {
-    let id = random_id(32);
-    let path = match kind {
-        LinkKind::Ftc => "ftc/begin",
-        LinkKind::Identify => "identify",
-    };
-    let url = format!("{}/{path}/{id}", state.connection.public_url);
+    let url = new_link(state, kind, version, mydexid, linking_token, return_to);
     let qr = qr_data_uri(&url).map_err(|e| {
         tracing::error!(error = %e, "QR code failed");
         ApiError::mydex(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
     })?;
+    Ok((StatusCode::CREATED, Json(json!({"url": url, "qr": qr}))).into_response())
+}
+
+/// Store a new link; its URL. FTC links are shaped like Mydex's,
+/// `/ftc/begin/{nid}/{token}/{version}`; identify links `/identify/{token}`.
+fn new_link(
+    state: &AppState,
+    kind: LinkKind,
+    version: u32,
+    mydexid: Option<String>,
+    linking_token: Option<String>,
+    return_to: String,
+) -> String {
+    let id = random_id(32);
+    let base = &state.connection.public_url;
+    let url = match kind {
+        LinkKind::Ftc => format!("{base}/ftc/begin/{}/{id}/{version}", state.connection.nid),
+        LinkKind::Identify => format!("{base}/identify/{id}"),
+    };
     let ttl = state.settings.read().link_ttl;
     let mut link = Link {
         id: id.clone(),
@@ -133,20 +158,21 @@ fn issue_link(
     world.link_seq += 1;
     link.seq = world.link_seq;
     world.links.insert(id, link);
-    drop(world);
-    Ok((StatusCode::CREATED, Json(json!({"url": url, "qr": qr}))).into_response())
+    url
 }
 
-/// `POST /ftc/setup`.
-pub async fn ftc_setup(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    Counts::bump(&state.counts.ftc_setup);
-    check_bearer(&state, &headers)?;
-    let body = json_body(&headers, &body)?;
-    let return_to = check_connection(&state, &body)?;
+/// What an FTC request asks for, checked as `/ftc/setup` documents it.
+struct FtcAsk {
+    return_to: String,
+    mydexid: Option<String>,
+    linking_token: Option<String>,
+    version: u32,
+}
+
+/// The body checks of `/ftc/setup`, shared by `/api/connection[/update]`.
+fn ftc_ask(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<FtcAsk, ApiError> {
+    let body = json_body(headers, body)?;
+    let return_to = check_connection(state, &body)?;
     let mydexid = text_field(&body, "mydexid")?;
     let linking_token = text_field(&body, "linking_token")?;
     let version = version_field(&body)?.unwrap_or(1);
@@ -161,14 +187,132 @@ pub async fn ftc_setup(
     }
     let version =
         u32::try_from(version).map_err(|_| ApiError::BadPayload("version is too large".into()))?;
+    Ok(FtcAsk {
+        return_to,
+        mydexid,
+        linking_token,
+        version,
+    })
+}
+
+/// `POST /ftc/setup`.
+pub async fn ftc_setup(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Counts::bump(&state.counts.ftc_setup);
+    check_bearer(&state, &headers)?;
+    let ask = ftc_ask(&state, &headers, &body)?;
     issue_link(
         &state,
         LinkKind::Ftc,
-        version,
-        mydexid,
-        linking_token,
-        return_to,
+        ask.version,
+        ask.mydexid,
+        ask.linking_token,
+        ask.return_to,
     )
+}
+
+/// `GET /access-token/{nid}` (bearer): a short access token as a JSON
+/// string, usable once within [`SHORT_TOKEN_TTL`].
+pub async fn access_token(
+    State(state): State<Arc<AppState>>,
+    Path(nid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    Counts::bump(&state.counts.access_token);
+    check_bearer(&state, &headers)?;
+    if nid.trim() != state.connection.nid {
+        return Err(ApiError::mydex(StatusCode::FORBIDDEN, NO_CONNECTION_RECORD));
+    }
+    let short = random_id(32);
+    let mut world = state.world.lock();
+    world.prune();
+    world
+        .short_tokens
+        .insert(short.clone(), Instant::now() + SHORT_TOKEN_TTL);
+    Ok(Json(Value::String(short)))
+}
+
+/// The older flow's headers: `Short-Access-Token` (known, unexpired, and
+/// used up by this request whatever follows) and `Authentication` =
+/// SHA-512 hex of the short token followed by the Connection Token.
+fn check_short_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let short = header_text("Short-Access-Token")
+        .ok_or_else(|| ApiError::mydex(StatusCode::FORBIDDEN, MISSING_SHORT_ACCESS_TOKEN))?;
+    let authentication = header_text("Authentication")
+        .ok_or_else(|| ApiError::mydex(StatusCode::FORBIDDEN, MISSING_AUTHENTICATION))?;
+    let expires = state.world.lock().short_tokens.remove(short);
+    if expires.is_none_or(|at| Instant::now() >= at) {
+        return Err(ApiError::mydex(
+            StatusCode::FORBIDDEN,
+            INVALID_SHORT_ACCESS_TOKEN,
+        ));
+    }
+    let want = sha512_hex(&format!("{short}{}", state.connection.token));
+    if !ct_eq(&authentication.to_ascii_lowercase(), &want) {
+        return Err(ApiError::mydex(
+            StatusCode::FORBIDDEN,
+            INVALID_AUTHENTICATION,
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/connection` and `/api/connection/update`: the body of
+/// `/ftc/setup`; the answer is the one-time URL as a bare JSON string.
+async fn api_connection_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    update: bool,
+) -> Result<Response, ApiError> {
+    check_bearer(state, headers)?;
+    check_short_token(state, headers)?;
+    let ask = ftc_ask(state, headers, body)?;
+    if update && ask.version < 2 {
+        return Err(ApiError::mydex(
+            StatusCode::BAD_REQUEST,
+            UPDATE_WITHOUT_VERSION,
+        ));
+    }
+    let url = new_link(
+        state,
+        LinkKind::Ftc,
+        ask.version,
+        ask.mydexid,
+        ask.linking_token,
+        ask.return_to,
+    );
+    Ok((StatusCode::OK, Json(Value::String(url))).into_response())
+}
+
+/// `POST /api/connection`.
+pub async fn api_connection(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Counts::bump(&state.counts.api_connection);
+    api_connection_call(&state, &headers, &body, false).await
+}
+
+/// `POST /api/connection/update`.
+pub async fn api_connection_update(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Counts::bump(&state.counts.api_connection_update);
+    api_connection_call(&state, &headers, &body, true).await
 }
 
 /// `POST /identify`.

@@ -49,13 +49,8 @@ pub async fn journeys(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let req: JourneyRequest = parse_json(&body)?;
-    let id = req
-        .url
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .to_owned();
+    let id = journey::link_id_from_url(&req.url)
+        .ok_or_else(|| journey_error(JourneyError::UnknownLink))?;
     let mydexid = req.mydexid.trim().to_owned();
     let password = req
         .password
@@ -109,6 +104,7 @@ pub async fn journeys(
         "connection_id": completed.connection_id,
         "callback_status": delivery.status,
         "callback_attempts": delivery.attempts,
+        "return_to": completed.return_to,
     })))
 }
 
@@ -173,6 +169,9 @@ pub async fn state_dump(State(state): State<Arc<AppState>>) -> Json<Value> {
             "status": c.status.load(Ordering::Relaxed),
             "token": c.token.load(Ordering::Relaxed),
             "faults_injected": c.faults_injected.load(Ordering::Relaxed),
+            "access_token": c.access_token.load(Ordering::Relaxed),
+            "api_connection": c.api_connection.load(Ordering::Relaxed),
+            "api_connection_update": c.api_connection_update.load(Ordering::Relaxed),
         },
     }))
 }

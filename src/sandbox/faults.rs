@@ -1,5 +1,6 @@
 //! Faults on demand: a configurable share of API calls (token, ftc/setup,
-//! identify, connection/status; never the pages or `/_sandbox`) answered
+//! identify, access-token, api/connection[/update], connection/status;
+//! never the pages or `/_sandbox`) answered
 //! 500/503/429 (with `Retry-After: 1`), slowed past a client timeout, or
 //! dropped by closing the TCP connection without an HTTP answer.
 
@@ -19,8 +20,11 @@ use super::state::{AppState, Counts};
 
 /// The API paths faults apply to.
 pub fn is_api_path(path: &str) -> bool {
-    matches!(path, "/oauth2/token" | "/ftc/setup" | "/identify")
-        || path.starts_with("/connection/status/")
+    matches!(
+        path,
+        "/oauth2/token" | "/ftc/setup" | "/identify" | "/api/connection" | "/api/connection/update"
+    ) || path.starts_with("/connection/status/")
+        || path.starts_with("/access-token/")
 }
 
 fn pick(state: &AppState) -> Option<(FaultKind, std::time::Duration)> {

@@ -251,11 +251,95 @@ pub fn consent(
             }
         }
     };
+    let return_to = match (link.kind, &link.linking_token) {
+        (LinkKind::Identify, Some(token)) => with_linking_token(&link.return_to, token),
+        _ => link.return_to.clone(),
+    };
     Ok(Completed {
         uid,
         mydexid: member.mydexid.clone(),
         connection_id: format!("{uid}-{nid}"),
-        return_to: link.return_to.clone(),
+        return_to,
         callback,
     })
+}
+
+/// Where the browser goes after an identify journey: `return_to` with
+/// `linking_token` added to its query (docs/mydex-contract.md §10.5), after
+/// any query it has and before any fragment.
+pub fn with_linking_token(return_to: &str, token: &str) -> String {
+    if let Ok(mut url) = reqwest::Url::parse(return_to) {
+        url.query_pairs_mut().append_pair("linking_token", token);
+        return url.into();
+    }
+    // Not an absolute URL: add the pair as text, still before a fragment.
+    let (head, fragment) = match return_to.split_once('#') {
+        Some((h, f)) => (h, Some(f)),
+        None => (return_to, None),
+    };
+    let pair: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("linking_token", token)
+        .finish();
+    let sep = match head.contains('?') {
+        true if head.ends_with('?') || head.ends_with('&') => "",
+        true => "&",
+        false => "?",
+    };
+    match fragment {
+        Some(f) => format!("{head}{sep}{pair}#{f}"),
+        None => format!("{head}{sep}{pair}"),
+    }
+}
+
+/// The id of the link a one-time URL names: the token of
+/// `.../ftc/begin/{nid}/{token}/{version}`, or the last segment of
+/// `.../identify/{token}`. Callers still compare the whole URL.
+pub fn link_id_from_url(url: &str) -> Option<String> {
+    let path = url.trim().split(['?', '#']).next().unwrap_or("");
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [.., "ftc", "begin", _nid, token, _version] => Some((*token).to_owned()),
+        [.., "identify", token] => Some((*token).to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linking_token_is_added_to_any_return_to() {
+        assert_eq!(
+            with_linking_token("https://sbx-my.mydex.org", "t-1"),
+            "https://sbx-my.mydex.org/?linking_token=t-1"
+        );
+        assert_eq!(
+            with_linking_token("https://example.com/back?a=1&b=x%20y", "t 1&2"),
+            "https://example.com/back?a=1&b=x%20y&linking_token=t+1%262"
+        );
+        assert_eq!(
+            with_linking_token("https://example.com/back#done", "t"),
+            "https://example.com/back?linking_token=t#done"
+        );
+        assert_eq!(
+            with_linking_token("/back?x=1#f", "t"),
+            "/back?x=1&linking_token=t#f"
+        );
+        assert_eq!(with_linking_token("back", "t"), "back?linking_token=t");
+    }
+
+    #[test]
+    fn link_ids_come_from_mydex_shaped_urls() {
+        assert_eq!(
+            link_id_from_url("http://127.0.0.1:1/ftc/begin/45678/AbC/2").as_deref(),
+            Some("AbC")
+        );
+        assert_eq!(
+            link_id_from_url("https://x.example/pre/identify/XyZ/").as_deref(),
+            Some("XyZ")
+        );
+        assert_eq!(link_id_from_url("http://x/ftc/begin/AbC"), None);
+        assert_eq!(link_id_from_url("nonsense"), None);
+    }
 }

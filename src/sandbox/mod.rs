@@ -1,5 +1,6 @@
 //! A local stand-in for the Mydex sandbox, strict to `MYDEX-CONTRACT.md`:
-//! OAuth2 tokens, `/ftc/setup`, `/identify`, `/connection/status`, the
+//! OAuth2 tokens, `/ftc/setup` (and the older `/access-token` +
+//! `/api/connection` flow), `/identify`, `/connection/status`, the
 //! member's one-time pages, the callbacks, faults on demand, and the
 //! `/_sandbox/` endpoints tests drive. Everything lives in memory.
 
@@ -60,8 +61,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/token", post(oauth::token))
         .route("/ftc/setup", post(api::ftc_setup))
         .route("/identify", post(api::identify))
+        .route("/access-token/{nid}", get(api::access_token))
+        .route("/api/connection", post(api::api_connection))
+        .route("/api/connection/update", post(api::api_connection_update))
         .route("/connection/status/{nid}", get(api::connection_status))
-        .route("/ftc/begin/{id}", get(pages::begin_ftc))
+        .route("/ftc/begin/{nid}/{id}/{version}", get(pages::begin_ftc))
         .route("/identify/{id}", get(pages::begin_identify))
         .route("/session/{sid}/register", post(pages::register))
         .route("/session/{sid}/login", post(pages::login))

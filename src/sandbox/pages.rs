@@ -179,7 +179,7 @@ fn allow_register(world: &World, link: &Link) -> bool {
             .is_none_or(|m| world.uid_by_mydexid(m).is_none())
 }
 
-/// `GET /ftc/begin/{id}` and `GET /identify/{id}`: the single visit.
+/// `GET /ftc/begin/{nid}/{id}/{version}` and `GET /identify/{id}`: the single visit.
 async fn begin(state: &AppState, id: &str, kind: LinkKind) -> Response {
     let mut world = state.world.lock();
     if world.links.get(id).is_none_or(|l| l.kind != kind) {
@@ -200,7 +200,21 @@ async fn begin(state: &AppState, id: &str, kind: LinkKind) -> Response {
     }
 }
 
-pub async fn begin_ftc(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+/// An FTC link is Mydex-shaped: the NID and the version must be the link's own.
+pub async fn begin_ftc(
+    State(state): State<Arc<AppState>>,
+    Path((nid, id, version)): Path<(String, String, String)>,
+) -> Response {
+    let matches = nid == state.connection.nid
+        && state
+            .world
+            .lock()
+            .links
+            .get(&id)
+            .is_some_and(|l| l.version.to_string() == version);
+    if !matches {
+        return journey_error_page(&JourneyError::UnknownLink);
+    }
     begin(&state, &id, LinkKind::Ftc).await
 }
 

@@ -16,10 +16,17 @@ use super::args::{CallbackFormat, FaultKind, Resolved};
 /// Keep at most this many entries in the request and callback logs.
 pub const LOG_CAP: usize = 10_000;
 
+/// How long a short access token of `/access-token/{nid}` stays usable
+/// (and it is usable once).
+pub const SHORT_TOKEN_TTL: Duration = Duration::from_secs(60);
+
 /// The fixed facts of the Dedicated Connection the sandbox accepts.
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub nid: String,
+    /// The Connection Token itself: the older FTC flow's `Authentication`
+    /// header is SHA-512 of a short access token followed by it.
+    pub token: String,
     /// Lowercase hex SHA-512 of the Connection Token.
     pub token_hash: String,
     pub client_id: String,
@@ -152,6 +159,12 @@ pub struct Counts {
     pub status: AtomicU64,
     pub token: AtomicU64,
     pub faults_injected: AtomicU64,
+    /// `GET /access-token/{nid}` (the older FTC flow).
+    pub access_token: AtomicU64,
+    /// `POST /api/connection`.
+    pub api_connection: AtomicU64,
+    /// `POST /api/connection/update`.
+    pub api_connection_update: AtomicU64,
 }
 
 impl Counts {
@@ -174,6 +187,8 @@ pub struct World {
     pub link_seq: u64,
     pub sessions: HashMap<String, Session>,
     pub tokens: HashMap<String, Token>,
+    /// Short access tokens not yet used → when they expire.
+    pub short_tokens: HashMap<String, Instant>,
 }
 
 /// The first member uid.
@@ -228,6 +243,9 @@ impl World {
         if self.tokens.len() > 10_000 {
             self.tokens.retain(|_, t| t.expires_at > now);
         }
+        if self.short_tokens.len() > 10_000 {
+            self.short_tokens.retain(|_, expires| *expires > now);
+        }
         if self.sessions.len() > 10_000 {
             self.sessions
                 .retain(|_, s| now.duration_since(s.created) < Duration::from_secs(24 * 3600));
@@ -260,6 +278,7 @@ impl AppState {
             connection: Connection {
                 nid: args.nid.clone(),
                 token_hash: sha512_hex(&resolved.connection_token),
+                token: resolved.connection_token,
                 client_id: args.client_id.clone(),
                 client_secret: resolved.client_secret,
                 public_url: public_url.trim_end_matches('/').to_owned(),

@@ -229,6 +229,69 @@ impl Env {
         v["url"].as_str().unwrap().to_owned()
     }
 
+    /// `GET /access-token/{nid}` with a bearer: (status, answer).
+    pub async fn access_token(&self, bearer: &str, nid: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}/access-token/{nid}", self.base))
+            .bearer_auth(bearer)
+            .header("Content-Type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A fresh short access token.
+    pub async fn short_token(&self, bearer: &str) -> String {
+        let (status, v) = self.access_token(bearer, NID).await;
+        assert_eq!(status, 200, "{v}");
+        v.as_str().expect("a JSON string").to_owned()
+    }
+
+    /// `POST {path}` of the older flow with these optional headers.
+    pub async fn post_connection(
+        &self,
+        path: &str,
+        bearer: &str,
+        short: Option<&str>,
+        authentication: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(body);
+        if let Some(s) = short {
+            req = req.header("Short-Access-Token", s);
+        }
+        if let Some(a) = authentication {
+            req = req.header("Authentication", a);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A link by the older flow, as Mydex's example scripts ask for it.
+    pub async fn connection_link(&self, path: &str, extra: Value) -> String {
+        let bearer = self.token().await;
+        let short = self.short_token(&bearer).await;
+        let mut body = self.setup_body();
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let auth = sha512_hex(&format!("{short}{TOKEN}"));
+        let resp = self
+            .post_connection(path, &bearer, Some(&short), Some(&auth), &body)
+            .await;
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        v.as_str().expect("a bare JSON string").to_owned()
+    }
+
     pub async fn journey(&self, body: Value) -> (u16, Value) {
         let resp = self
             .http
