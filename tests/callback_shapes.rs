@@ -1,7 +1,7 @@
 //! Every callback shape Mydex publishes, end to end: the real binary, the
 //! sandbox sending each callback in the next published shape (`rotate`:
 //! JSON, `uid` as a string, PHP-bracket forms with and without a type, JSON
-//! labelled as a form or as text, no `uid`, a `uid` that is not the
+//! labelled as a form, as text or not at all, no `uid`, a `uid` that is not the
 //! `connection_id`'s prefix) and the real SMTP server. Every member connects,
 //! updates to a new version, and the keys exported are the ones issued.
 
@@ -13,13 +13,14 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-const SHAPES: [&str; 8] = [
+const SHAPES: [&str; 9] = [
     "json",
     "json-string-uid",
     "form",
     "form-untyped",
     "json-as-form",
     "json-as-text",
+    "json-untyped",
     "no-uid",
     "uid-mismatch",
 ];
@@ -92,13 +93,13 @@ async fn exported_match_the_sandbox(setup: &Setup, version: u64) {
             mismatched += 1;
         }
     }
-    // Two uid-mismatch callbacks in each round of 16.
+    // Two uid-mismatch callbacks in each round of 18 (two turns of 9 shapes).
     assert_eq!(mismatched, 2, "{exported:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_published_callback_shape_connects_and_updates() {
-    const N: usize = 16;
+    const N: usize = 18;
     let dir = tempfile::tempdir().unwrap();
     let smtp = smtp(dir.path(), &[]);
     let setup = setup(smtp.port, dir, Options::default()).await;

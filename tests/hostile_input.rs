@@ -386,6 +386,7 @@ proptest! {
             ("form-untyped", None, form_body(Some(uid.to_string())), Some(uid.to_string())),
             ("json-as-form", FORM, json_body(Some(uid.into()), published_fields(&g)), Some(uid.to_string())),
             ("json-as-text", Some("text/plain"), json_body(None, published_fields(&g)), None),
+            ("json-untyped", None, json_body(Some(uid.into()), list_fields(&g)), Some(uid.to_string())),
             ("no-uid", FORM, form_body(None), None),
             ("uid-mismatch", FORM, form_body(Some((uid + 1).to_string())), Some((uid + 1).to_string())),
         ];

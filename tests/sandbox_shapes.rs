@@ -83,7 +83,7 @@ async fn each_shape_on_the_wire() {
 
     // rotate: one callback in each shape, in turn.
     let mut seen = Vec::new();
-    for i in 0..8 {
+    for i in 0..9 {
         let cb = connect(&env, &format!("shaperot{i}")).await;
         let ct = cb.header("content-type");
         let body = cb.body.clone();
@@ -102,6 +102,7 @@ async fn each_shape_on_the_wire() {
             (Some("application/x-www-form-urlencoded"), true) => "json-as-form",
             (Some("text/plain"), true) => "json-as-text",
             (None, false) => "form-untyped",
+            (None, true) => "json-untyped",
             (Some("application/x-www-form-urlencoded"), false) => {
                 let pairs = cb.form();
                 let conn = get(&pairs, "connection_id").unwrap().to_string();
@@ -128,6 +129,7 @@ async fn each_shape_on_the_wire() {
             "json-as-form",
             "json-as-text",
             "json-string-uid",
+            "json-untyped",
             "no-uid",
             "uid-mismatch"
         ]

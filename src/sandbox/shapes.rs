@@ -2,7 +2,7 @@
 //! connector can be tried against all of them: `uid` as a string, absent, or
 //! not the prefix of `connection_id`; PHP-bracket forms with the `""` key and
 //! `value` attributes, with or without a `Content-Type`; JSON labelled as a
-//! form or as text. `rotate` sends the next shape with each callback.
+//! form, as text, or not at all. `rotate` sends the next shape with each callback.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +38,8 @@ pub enum CallbackShape {
     JsonAsForm,
     /// A JSON body labelled `text/plain`.
     JsonAsText,
+    /// A JSON body with no `Content-Type` header.
+    JsonUntyped,
     /// The older published form: no `uid` at all.
     NoUid,
     /// The published form example: a `uid` that is not `connection_id`'s prefix.
@@ -48,13 +50,14 @@ pub enum CallbackShape {
 
 impl CallbackShape {
     /// The shapes `rotate` goes through, in order.
-    pub const ROTATION: [CallbackShape; 8] = [
+    pub const ROTATION: [CallbackShape; 9] = [
         CallbackShape::Json,
         CallbackShape::JsonStringUid,
         CallbackShape::Form,
         CallbackShape::FormUntyped,
         CallbackShape::JsonAsForm,
         CallbackShape::JsonAsText,
+        CallbackShape::JsonUntyped,
         CallbackShape::NoUid,
         CallbackShape::UidMismatch,
     ];
@@ -67,6 +70,7 @@ impl CallbackShape {
             CallbackShape::FormUntyped => "form-untyped",
             CallbackShape::JsonAsForm => "json-as-form",
             CallbackShape::JsonAsText => "json-as-text",
+            CallbackShape::JsonUntyped => "json-untyped",
             CallbackShape::NoUid => "no-uid",
             CallbackShape::UidMismatch => "uid-mismatch",
             CallbackShape::Rotate => "rotate",
@@ -110,7 +114,10 @@ pub fn shape(
     {
         let with_values = !matches!(
             shape,
-            CallbackShape::JsonStringUid | CallbackShape::JsonAsForm | CallbackShape::JsonAsText
+            CallbackShape::JsonStringUid
+                | CallbackShape::JsonAsForm
+                | CallbackShape::JsonAsText
+                | CallbackShape::JsonUntyped
         );
         b.insert("fields".into(), published_fields(&fields, with_values));
     }
@@ -133,6 +140,7 @@ pub fn shape(
         CallbackShape::FormUntyped => (None, form_encode(&b)),
         CallbackShape::JsonAsForm => (Some(FORM), json(&b)),
         CallbackShape::JsonAsText => (Some("text/plain"), json(&b)),
+        CallbackShape::JsonUntyped => (None, json(&b)),
         CallbackShape::NoUid => {
             if connection {
                 b.remove("uid");
