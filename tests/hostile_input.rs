@@ -1,5 +1,6 @@
 //! Hostile input, generated (proptest): the callback body parser (JSON and
-//! PHP-bracket forms), the invitee row parser (fields and whole CSV/JSONL
+//! PHP-bracket forms, whatever the `Content-Type` says; every published
+//! shape of one callback parses to the same credentials), the invitee row parser (fields and whole CSV/JSONL
 //! files) and the mail built from hostile invitee fields. Every input gets
 //! an answer, never a panic; what is accepted holds only valid values; HTML
 //! in a field is escaped in the mail and no field can add a header.
@@ -14,7 +15,7 @@ use mydex_connector::config::Settings;
 use mydex_connector::domain::Invitee;
 use mydex_connector::intake::{Format, Rows};
 use mydex_connector::mail::{MailContext, Templates, build_message};
-use mydex_connector::mydex::callback::{Encoding, parse};
+use mydex_connector::mydex::callback::{Callback, Encoding, parse, parse_request};
 use proptest::prelude::*;
 
 /// Strings rich in what breaks parsers and mails: brackets, quotes, angle
@@ -226,6 +227,189 @@ proptest! {
                 .iter()
                 .any(|h| line.starts_with(h));
             prop_assert!(is_continuation || known, "unexpected header line {line:?}");
+        }
+    }
+}
+
+/// `Content-Type` headers, right, wrong, odd and absent.
+fn content_type() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        Just(Some("application/json".to_string())),
+        Just(Some("application/json; charset=utf-8".to_string())),
+        Just(Some("application/x-www-form-urlencoded".to_string())),
+        Just(Some("text/plain".to_string())),
+        Just(Some("multipart/form-data; boundary=x".to_string())),
+        nasty().prop_map(Some),
+    ]
+}
+
+/// Bodies that look like callbacks in either encoding, and noise.
+fn callback_like_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..1024),
+        json_value().prop_map(|v| serde_json::to_vec(&v).expect("serialises")),
+        nasty().prop_map(|s| format!(
+            "connection_id=1-45678&key=k&fields[x][0][][access][r][a]=1&{s}"
+        )
+        .into_bytes()),
+        nasty().prop_map(|s| format!(
+            "  {{\"connection_id\":\"1-45678\",\"key\":\"k\",\"uid\":{s}"
+        )
+        .into_bytes()),
+        nasty().prop_map(String::into_bytes),
+    ]
+}
+
+/// One shape of a callback: its name, `Content-Type`, body, and the uid sent.
+type Shaped<'a> = (&'a str, Option<&'a str>, Vec<u8>, Option<String>);
+
+/// One dataset's grant: read, write, and a `value` attribute.
+type Grant = (bool, bool, String);
+
+fn grants() -> impl Strategy<Value = BTreeMap<String, Grant>> {
+    prop::collection::btree_map(
+        prop_oneof![
+            Just("ds_personal_details".to_string()),
+            Just("ds_home".to_string()),
+            Just("ds_events".to_string()),
+            Just("ds_contact_details".to_string()),
+        ],
+        (any::<bool>(), any::<bool>(), nasty()),
+        0..4,
+    )
+}
+
+/// The published layout: `{"field_ds_x": {"0": {"": {"access": …, "value": …}}}}`.
+fn published_fields(g: &BTreeMap<String, Grant>) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (ds, (r, w, v)) in g {
+        out.insert(
+            format!("field_{ds}"),
+            serde_json::json!({"0": {"": {
+                "access": {"r": {"a": *r as u8, "s": "A"}, "w": {"a": *w as u8, "s": "R"}},
+                "value": v
+            }}}),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The list layout: one leaf per element.
+fn list_fields(g: &BTreeMap<String, Grant>) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (ds, (r, w, _)) in g {
+        out.insert(
+            format!("field_{ds}"),
+            serde_json::json!([[{"access": {"r": {"a": *r as u8}}}, {"access": {"w": {"a": *w as u8}}}]]),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The PHP-bracket pairs of the published layout.
+fn form_fields(g: &BTreeMap<String, Grant>, pairs: &mut Vec<(String, String)>) {
+    for (ds, (r, w, v)) in g {
+        let p = format!("fields[field_{ds}][0][]");
+        pairs.push((format!("{p}[access][r][a]"), (*r as u8).to_string()));
+        pairs.push((format!("{p}[access][r][s]"), "A".into()));
+        pairs.push((format!("{p}[access][w][a]"), (*w as u8).to_string()));
+        pairs.push((format!("{p}[access][w][s]"), "R".into()));
+        pairs.push((format!("{p}[value]"), v.clone()));
+    }
+}
+
+fn form(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish().into_bytes()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn parse_request_answers_any_type_and_body(
+        ct in content_type(),
+        body in callback_like_body(),
+        put in any::<bool>(),
+    ) {
+        match parse_request(ct.as_deref(), &body, put, "45678") {
+            Ok((Callback::Connect(c) | Callback::Update(c), _)) => {
+                prop_assert!(c.connection_id.ends_with("-45678"));
+                prop_assert!(c.uid > 0);
+                prop_assert!(put || c.key.is_some());
+            }
+            Ok(_) => {}
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn every_published_shape_parses_to_the_same_credentials(
+        uid in 1u64..=u64::MAX / 2,
+        key in "[!-~]{1,100}",
+        mydexid in "[A-Za-z0-9_. é-]{0,40}[A-Za-z0-9é]",
+        token in "[A-Za-z0-9_-]{1,40}",
+        g in grants(),
+        put in any::<bool>(),
+    ) {
+        let conn = format!("{uid}-45678");
+        let key_pair = |pairs: &mut Vec<(String, String)>| if !put { pairs.push(("key".into(), key.clone())) };
+        let json_body = |uid_v: Option<serde_json::Value>, fields: serde_json::Value| {
+            let mut m = serde_json::Map::new();
+            if let Some(u) = uid_v { m.insert("uid".into(), u); }
+            m.insert("mydexid".into(), mydexid.clone().into());
+            if !put { m.insert("key".into(), key.clone().into()); }
+            m.insert("connection_id".into(), conn.clone().into());
+            m.insert("fields".into(), fields);
+            m.insert("linking_token".into(), token.clone().into());
+            serde_json::to_vec(&m).expect("serialises")
+        };
+        let form_body = |uid_v: Option<String>| {
+            let mut pairs = vec![("connection_id".to_string(), conn.clone())];
+            if let Some(u) = uid_v { pairs.push(("uid".into(), u)); }
+            pairs.push(("mydexid".into(), mydexid.clone()));
+            key_pair(&mut pairs);
+            form_fields(&g, &mut pairs);
+            pairs.push(("linking_token".into(), token.clone()));
+            form(&pairs)
+        };
+        const JSON: Option<&str> = Some("application/json");
+        const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+        let shapes: Vec<Shaped> = vec![
+            ("json", JSON, json_body(Some(uid.into()), list_fields(&g)), Some(uid.to_string())),
+            ("json-string-uid", JSON, json_body(Some(uid.to_string().into()), published_fields(&g)), Some(uid.to_string())),
+            ("form", FORM, form_body(Some(uid.to_string())), Some(uid.to_string())),
+            ("form-untyped", None, form_body(Some(uid.to_string())), Some(uid.to_string())),
+            ("json-as-form", FORM, json_body(Some(uid.into()), published_fields(&g)), Some(uid.to_string())),
+            ("json-as-text", Some("text/plain"), json_body(None, published_fields(&g)), None),
+            ("json-untyped", None, json_body(Some(uid.into()), list_fields(&g)), Some(uid.to_string())),
+            ("no-uid", FORM, form_body(None), None),
+            ("uid-mismatch", FORM, form_body(Some((uid + 1).to_string())), Some((uid + 1).to_string())),
+        ];
+        let readable: Vec<&str> = g.iter().filter(|(_, (r, _, _))| *r).map(|(k, _)| k.as_str()).collect();
+        let writable: Vec<&str> = g.iter().filter(|(_, (_, w, _))| *w).map(|(k, _)| k.as_str()).collect();
+        for (name, ct, body, uid_sent) in shapes {
+            let parsed = parse_request(ct, &body, put, "45678");
+            let c = match parsed {
+                Ok((Callback::Connect(c), _)) if !put => c,
+                Ok((Callback::Update(c), _)) if put => c,
+                other => return Err(TestCaseError::fail(format!("{name}: {other:?}"))),
+            };
+            prop_assert_eq!(c.uid, uid, "{}", name);
+            prop_assert_eq!(&c.connection_id, &conn, "{}", name);
+            prop_assert_eq!(&c.uid_sent, &uid_sent, "{}", name);
+            prop_assert_eq!(c.uid_mismatch().is_some(), name == "uid-mismatch", "{}", name);
+            prop_assert_eq!(c.mydexid.as_ref().map(|m| m.as_str()), Some(mydexid.trim()), "{}", name);
+            prop_assert_eq!(c.linking_token.as_deref(), Some(token.as_str()), "{}", name);
+            use secrecy::ExposeSecret;
+            prop_assert_eq!(c.key.as_ref().map(|k| k.expose_secret().to_string()), (!put).then(|| key.clone()), "{}", name);
+            let grants = c.grants();
+            prop_assert_eq!(grants.readable(), readable.clone(), "{}", name);
+            prop_assert_eq!(grants.writable(), writable.clone(), "{}", name);
         }
     }
 }

@@ -2,11 +2,13 @@
 //! edge, so an invalid email, MydexID or token cannot exist past intake.
 
 mod email;
+mod grants;
 mod invitee;
 mod linking_token;
 mod mydexid;
 
 pub use email::{Email, EmailError};
+pub use grants::{DatasetGrant, Grants};
 pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};
 pub use linking_token::LinkingToken;
 pub use mydexid::{MydexId, MydexIdError};

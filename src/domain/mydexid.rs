@@ -1,5 +1,7 @@
 //! A MydexID, by the Registration rules: trimmed, alphanumeric, 3 to 60
-//! characters, not made only of digits.
+//! characters, not made only of digits. Those rules apply to what we send and
+//! to invitee files; a MydexID that Mydex sends us (it may predate the rules,
+//! docs/mydex-contract.md §5, §9) is taken as it is, by `from_mydex`.
 
 use std::fmt;
 
@@ -19,7 +21,13 @@ pub enum MydexIdError {
     OnlyDigits,
     #[error("MydexID must be 3 to 60 characters long")]
     Length,
+    #[error("MydexID from Mydex is longer than {MAX_FROM_MYDEX} bytes or holds control characters")]
+    Unreadable,
 }
+
+/// The longest MydexID accepted from Mydex: far above the Registration
+/// rules' 60, only there to bound what we store.
+pub const MAX_FROM_MYDEX: usize = 255;
 
 impl MydexId {
     pub fn parse(raw: &str) -> Result<Self, MydexIdError> {
@@ -39,15 +47,32 @@ impl MydexId {
         Ok(Self(s.to_string()))
     }
 
+    /// A MydexID as Mydex sends it: any non-empty trimmed string without
+    /// control characters, up to `MAX_FROM_MYDEX` bytes. Never refused for
+    /// the Registration rules, which older MydexIDs may not meet.
+    pub fn from_mydex(raw: &str) -> Result<Self, MydexIdError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(MydexIdError::Empty);
+        }
+        if s.len() > MAX_FROM_MYDEX || s.chars().any(char::is_control) {
+            return Err(MydexIdError::Unreadable);
+        }
+        Ok(Self(s.to_string()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
+/// Reading a stored MydexID back is lenient: a member's MydexID came from
+/// Mydex and may predate the Registration rules. Intake checks invitee
+/// files with `parse` before anything is stored.
 impl TryFrom<String> for MydexId {
     type Error = MydexIdError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
+        Self::from_mydex(&s)
     }
 }
 
@@ -84,5 +109,22 @@ mod tests {
             Err(MydexIdError::NotAlphanumeric)
         );
         assert_eq!(MydexId::parse("jöhn"), Err(MydexIdError::NotAlphanumeric));
+    }
+
+    #[test]
+    fn from_mydex_takes_what_mydex_sends() {
+        for old in ["john_citizen", "12345", "ab", "jöhn.smith", "R B Fish"] {
+            assert_eq!(MydexId::from_mydex(old).unwrap().as_str(), old);
+        }
+        assert_eq!(MydexId::from_mydex("  ab ").unwrap().as_str(), "ab");
+        assert_eq!(MydexId::from_mydex(" "), Err(MydexIdError::Empty));
+        assert_eq!(MydexId::from_mydex("a\nb"), Err(MydexIdError::Unreadable));
+        assert_eq!(
+            MydexId::from_mydex(&"a".repeat(MAX_FROM_MYDEX + 1)),
+            Err(MydexIdError::Unreadable)
+        );
+        // Stored members read back whatever Mydex sent.
+        let id: MydexId = serde_json::from_str("\"12345\"").unwrap();
+        assert_eq!(id.as_str(), "12345");
     }
 }

@@ -1,5 +1,8 @@
-//! The bodies Mydex POSTs and PUTs to our callback URL (MYDEX-CONTRACT.md §5),
-//! parsed once from JSON or PHP-bracket form into typed values. A body with
+//! The bodies Mydex POSTs and PUTs to our callback URL (docs/mydex-contract.md
+//! §5), parsed once from JSON or PHP-bracket form into typed values, in every
+//! shape Mydex publishes: `uid` an int, a string, absent, or not the prefix of
+//! `connection_id` (then both are kept, the prefix is used); JSON or form
+//! whatever the `Content-Type` says; MydexIDs as Mydex sends them. A body with
 //! `type` is identify or notification; without, FTC (POST) or update (PUT).
 
 use secrecy::SecretString;
@@ -44,7 +47,7 @@ pub enum Encoding {
 pub struct UnsupportedEncoding;
 
 impl Encoding {
-    /// The encoding of a body from its `Content-Type` header.
+    /// The encoding a `Content-Type` header names, if it names one we read.
     pub fn from_content_type(content_type: Option<&str>) -> Result<Self, UnsupportedEncoding> {
         let mime = content_type
             .unwrap_or("")
@@ -56,21 +59,43 @@ impl Encoding {
         match mime.as_str() {
             "application/json" => Ok(Encoding::Json),
             "application/x-www-form-urlencoded" => Ok(Encoding::Form),
+            m if m.ends_with("+json") || m == "text/json" => Ok(Encoding::Json),
             _ => Err(UnsupportedEncoding),
+        }
+    }
+
+    /// What the body is, whatever its label: JSON when its first
+    /// non-whitespace byte opens an object or array, a form otherwise.
+    pub fn sniff(body: &[u8]) -> Self {
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{' | b'[') => Encoding::Json,
+            _ => Encoding::Form,
         }
     }
 }
 
-/// Parse a callback request's body given its `Content-Type` header: the one
-/// entry point the callback server calls.
+/// Parse a callback request's body: the one entry point the callback server
+/// calls. What the body is decides, not only its `Content-Type` (docs/mydex-
+/// contract.md §5: JSON arrives labelled as a form, forms with no type, and
+/// `text/plain` happens): what the body looks like is tried first, then the
+/// other encoding; an error only when neither parses (the first try's).
+/// The label is not needed for that; it is taken so the signature stays.
 pub fn parse_request(
-    content_type: Option<&str>,
+    _content_type: Option<&str>,
     body: &[u8],
     is_put: bool,
     nid: &str,
 ) -> Result<(Callback, Value), CallbackError> {
-    let encoding = Encoding::from_content_type(content_type)?;
-    parse(encoding, body, is_put, nid)
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let (first, second) = match Encoding::sniff(body) {
+        Encoding::Json => (Encoding::Json, Encoding::Form),
+        Encoding::Form => (Encoding::Form, Encoding::Json),
+    };
+    match parse(first, body, is_put, nid) {
+        Ok(v) => Ok(v),
+        // The error is told in the terms of what the body looks like.
+        Err(e) => parse(second, body, is_put, nid).map_err(|_| e),
+    }
 }
 
 /// Parse a callback body. `nid` is our Dedicated Connection, which every
@@ -110,13 +135,28 @@ pub fn parse(
             None => return Err(CallbackError::Invalid("type", "must be a string".into())),
         },
         None => {
-            let uid = uid(obj.get("uid"))?;
-            let connection_id = text(obj, "connection_id", 64)?;
-            if connection_id != format!("{uid}-{nid}") {
-                return Err(CallbackError::Invalid(
+            let connection_id = text(obj, "connection_id", 64)?.trim().to_string();
+            // connection_id is "{uid}-{nid}" (§5): the uid we use is its prefix.
+            let uid = connection_id
+                .strip_suffix(&format!("-{nid}"))
+                .ok_or_else(|| {
+                    CallbackError::Invalid("connection_id", format!("must end with \"-{nid}\""))
+                })?;
+            let uid = uid.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                CallbackError::Invalid(
                     "connection_id",
-                    format!("must be \"{{uid}}-{nid}\""),
-                ));
+                    format!("must be \"{{uid}}-{nid}\" with a positive integer uid"),
+                )
+            })?;
+            let uid_sent = uid_sent(obj.get("uid"))?;
+            if let Some(sent) = &uid_sent
+                && sent.parse::<u64>().ok() != Some(uid)
+            {
+                tracing::warn!(
+                    connection_id = %connection_id,
+                    uid_sent = %sent,
+                    "callback uid differs from its connection_id; using the connection_id's uid and keeping both"
+                );
             }
             let key = match obj.get("key") {
                 None | Some(Value::Null) if is_put => None,
@@ -136,6 +176,8 @@ pub fn parse(
             let fields = match obj.get("fields") {
                 None | Some(Value::Null) => Value::Null,
                 Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
+                // A form with `fields=` and nothing in it.
+                Some(Value::String(s)) if s.trim().is_empty() => Value::Null,
                 Some(_) => {
                     return Err(CallbackError::Invalid(
                         "fields",
@@ -145,6 +187,7 @@ pub fn parse(
             };
             let creds = Credentials {
                 uid,
+                uid_sent,
                 mydexid: mydexid(obj.get("mydexid"))?,
                 key,
                 connection_id,
@@ -184,33 +227,39 @@ fn redact(mut v: Value) -> Value {
     v
 }
 
-fn uid(v: Option<&Value>) -> Result<u64, CallbackError> {
-    match v {
-        None | Some(Value::Null) => Err(CallbackError::Missing("uid")),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| CallbackError::Invalid("uid", "must be a positive integer".into())),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| CallbackError::Invalid("uid", "must be a positive integer".into())),
-        Some(_) => Err(CallbackError::Invalid(
+/// The `uid` as sent (an int, or a string in notifications and forms), kept
+/// as text; absent is fine, the uid is the `connection_id`'s prefix.
+fn uid_sent(v: Option<&Value>) -> Result<Option<String>, CallbackError> {
+    let s = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => {
+            return Err(CallbackError::Invalid(
+                "uid",
+                "must be an integer or a string".into(),
+            ));
+        }
+    };
+    if s.len() > 64 || s.chars().any(char::is_control) {
+        return Err(CallbackError::Invalid(
             "uid",
-            "must be a positive integer".into(),
-        )),
+            "at most 64 characters, no control characters".into(),
+        ));
     }
+    Ok((!s.is_empty()).then_some(s))
 }
 
 fn mydexid(v: Option<&Value>) -> Result<Option<MydexId>, CallbackError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => MydexId::parse(s)
+        // A MydexID from Mydex is taken as sent: it may predate the
+        // Registration rules (docs/mydex-contract.md §5, §9).
+        Some(Value::String(s)) => MydexId::from_mydex(s)
             .map(Some)
             .map_err(|e| CallbackError::Invalid("mydexid", e.to_string())),
+        Some(Value::Number(n)) => Ok(MydexId::from_mydex(&n.to_string()).ok()),
         Some(_) => Err(CallbackError::Invalid("mydexid", "must be a string".into())),
     }
 }
@@ -279,6 +328,10 @@ fn name(obj: &serde_json::Map<String, Value>, key: &'static str) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
+
+    const JSON: Option<&str> = Some("application/json");
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
     #[test]
     fn json_ftc_and_form_ftc_agree() {
@@ -302,13 +355,25 @@ mod tests {
             Err(CallbackError::Missing("key"))
         );
         assert!(p(br#"{"uid":1,"connection_id":"1-45678"}"#, true).is_ok());
+        // A uid that is not the connection_id's prefix is now kept (issue
+        // 11: Mydex's published example has one); a uid of the wrong type
+        // is still refused.
+        assert!(p(br#"{"uid":"x","key":"k","connection_id":"1-45678"}"#, false).is_ok());
         assert!(matches!(
-            p(br#"{"uid":"x","key":"k","connection_id":"1-45678"}"#, false),
+            p(br#"{"uid":[1],"key":"k","connection_id":"1-45678"}"#, false),
             Err(CallbackError::Invalid("uid", _))
         ));
         assert!(matches!(
             p(br#"{"uid":1,"key":"k","connection_id":"1-99"}"#, false),
             Err(CallbackError::Invalid("connection_id", _))
+        ));
+        assert!(matches!(
+            p(br#"{"key":"k","connection_id":"x-45678"}"#, false),
+            Err(CallbackError::Invalid("connection_id", _))
+        ));
+        assert!(matches!(
+            p(br#"{"uid":1,"key":"k"}"#, false),
+            Err(CallbackError::Missing("connection_id"))
         ));
         assert!(matches!(
             p(br#"{"uid":1,"key":7,"connection_id":"1-45678"}"#, false),
@@ -330,5 +395,326 @@ mod tests {
             Err(CallbackError::Invalid("linking_token", _))
         ));
         assert!(p(br#"{"type":"notification","uid":"4020","message":"m","dataset":"ds_events","connection_id":"4020-40000","action":"create","updated_id":"1"}"#, false).is_ok());
+    }
+
+    #[test]
+    fn the_body_decides_not_only_its_label() {
+        let json = br#" {"uid":"7","key":"k","connection_id":"7-45678"}"#;
+        let form = b"uid=7&key=k&connection_id=7-45678";
+        for body in [&json[..], &form[..]] {
+            for ct in [
+                JSON,
+                FORM,
+                None,
+                Some("text/plain; charset=utf-8"),
+                Some("application/octet-stream"),
+                Some("nonsense"),
+            ] {
+                let (cb, _) = parse_request(ct, body, false, "45678")
+                    .unwrap_or_else(|e| panic!("{ct:?} {}: {e}", String::from_utf8_lossy(body)));
+                assert!(matches!(cb, Callback::Connect(c) if c.uid == 7));
+            }
+        }
+        // A byte-order mark is not content.
+        let bom = [b"\xEF\xBB\xBF".as_slice(), json].concat();
+        assert!(parse_request(JSON, &bom, false, "45678").is_ok());
+        // Nothing parses: the error of what the body looks like.
+        assert!(matches!(
+            parse_request(JSON, b"{not json", false, "45678"),
+            Err(CallbackError::Json(_))
+        ));
+        assert!(matches!(
+            parse_request(FORM, &[0xff, 0xfe, 0x00], false, "45678"),
+            Err(CallbackError::Form(_))
+        ));
+        // Another NID stays an error, in either encoding.
+        assert!(matches!(
+            parse_request(
+                FORM,
+                br#"{"uid":1,"key":"k","connection_id":"1-99"}"#,
+                false,
+                "45678"
+            ),
+            Err(CallbackError::Invalid("connection_id", _))
+        ));
+        assert!(matches!(
+            parse_request(JSON, b"uid=1&key=k&connection_id=1-99", false, "45678"),
+            Err(CallbackError::Invalid("connection_id", _))
+        ));
+    }
+
+    /// What a fixture must parse to.
+    struct Expect {
+        uid: u64,
+        uid_sent: Option<&'static str>,
+        connection_id: &'static str,
+        mydexid: Option<&'static str>,
+        key: Option<&'static str>,
+        read: &'static [&'static str],
+        write: &'static [&'static str],
+    }
+
+    fn credentials(file: &str, body: &[u8], ct: Option<&str>, put: bool, nid: &str) -> Credentials {
+        // Under its own type, with none, and mislabelled: the same result.
+        let wrong = if ct == JSON { FORM } else { JSON };
+        let mut out = Vec::new();
+        for ct in [ct, None, wrong, Some("text/plain")] {
+            match parse_request(ct, body, put, nid) {
+                Ok((Callback::Connect(c), _)) if !put => out.push(c),
+                Ok((Callback::Update(c), _)) if put => out.push(c),
+                other => panic!("{file} as {ct:?}: {other:?}"),
+            }
+        }
+        let first = out.remove(0);
+        for c in &out {
+            assert_eq!(c.uid, first.uid, "{file}");
+            assert_eq!(c.uid_sent, first.uid_sent, "{file}");
+            assert_eq!(c.fields, first.fields, "{file}");
+        }
+        first
+    }
+
+    fn check(file: &str, c: &Credentials, e: Expect) {
+        assert_eq!(c.uid, e.uid, "{file}: uid");
+        assert_eq!(c.uid_sent.as_deref(), e.uid_sent, "{file}: uid_sent");
+        assert_eq!(c.connection_id, e.connection_id, "{file}: connection_id");
+        assert_eq!(
+            c.mydexid.as_ref().map(|m| m.as_str()),
+            e.mydexid,
+            "{file}: mydexid"
+        );
+        assert_eq!(
+            c.key.as_ref().map(|k| k.expose_secret()),
+            e.key,
+            "{file}: key"
+        );
+        let g = c.grants();
+        assert_eq!(g.readable(), e.read, "{file}: read grants");
+        assert_eq!(g.writable(), e.write, "{file}: write grants");
+    }
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            (
+                $name,
+                &include_bytes!(concat!("../../tests/fixtures/callbacks/", $name))[..],
+            )
+        };
+    }
+
+    #[test]
+    fn fixtures_ftc_json() {
+        let (f, b) = fixture!("ftc-neat.json");
+        let c = credentials(f, b, JSON, false, "4567");
+        assert_eq!(c.linking_token.as_deref(), Some("lt_4f2a9c"));
+        assert_eq!(c.uid_mismatch(), None);
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 587,
+                uid_sent: Some("587"),
+                connection_id: "587-4567",
+                mydexid: Some("RBFish123"),
+                key: Some("6nD1a7EATbP7ewmZCpNkxzzyMvuIKqQQ"),
+                read: &["ds_personal_details"],
+                write: &[],
+            },
+        );
+
+        let (f, b) = fixture!("ftc-string-uid.json");
+        let c = credentials(f, b, JSON, false, "4567");
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 587,
+                uid_sent: Some("587"),
+                connection_id: "587-4567",
+                mydexid: Some("RBFish123"),
+                key: Some("6nD1a7EATbP7ewmZCpNkxzzyMvuIKqQQ"),
+                read: &["ds_personal_details"],
+                write: &[],
+            },
+        );
+
+        let (f, b) = fixture!("ftc-pre-rules-mydexid.json");
+        let c = credentials(f, b, JSON, false, "4567");
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 587,
+                uid_sent: Some("587"),
+                connection_id: "587-4567",
+                mydexid: Some("12345"),
+                key: Some("6nD1a7EATbP7ewmZCpNkxzzyMvuIKqQQ"),
+                read: &["ds_personal_details"],
+                write: &[],
+            },
+        );
+        // The same body for another NID is an error (to be quarantined).
+        assert!(matches!(
+            parse_request(JSON, b, false, "4568"),
+            Err(CallbackError::Invalid("connection_id", _))
+        ));
+    }
+
+    #[test]
+    fn fixtures_ftc_forms() {
+        let (f, b) = fixture!("ftc-published-form.txt");
+        let c = credentials(f, b, FORM, false, "3736");
+        // uid=1 is not the prefix of 123-3736: both kept, the prefix used.
+        assert_eq!(c.uid_mismatch(), Some("1"));
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 123,
+                uid_sent: Some("1"),
+                connection_id: "123-3736",
+                mydexid: Some("RBFish123"),
+                key: Some("CJqVflobLSL6FPAscotDu10QqzHhBFtG"),
+                read: &["ds_personal_details"],
+                write: &["ds_personal_details"],
+            },
+        );
+        assert_eq!(
+            c.grants()
+                .get("ds_personal_details")
+                .unwrap()
+                .read_style
+                .as_deref(),
+            Some("A")
+        );
+
+        let (f, b) = fixture!("ftc-older-no-uid.txt");
+        let c = credentials(f, b, FORM, false, "3736");
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 123,
+                uid_sent: None,
+                connection_id: "123-3736",
+                mydexid: Some("RBFish123"),
+                key: Some("CJqVflobLSL6FPAscotDu10QqzHhBFtG"),
+                read: &["ds_personal_details"],
+                write: &[],
+            },
+        );
+
+        let (f, b) = fixture!("ftc-fields-value.txt");
+        let c = credentials(f, b, FORM, false, "3736");
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 123,
+                uid_sent: Some("123"),
+                connection_id: "123-3736",
+                mydexid: Some("RBFish123"),
+                key: Some("CJqVflobLSL6FPAscotDu10QqzHhBFtG"),
+                read: &["ds_home", "ds_personal_details"],
+                write: &["ds_home"],
+            },
+        );
+        // Kept as JSON with the `""` key, values included.
+        assert_eq!(
+            c.fields["field_ds_personal_details"]["0"][""]["value"],
+            "Robert Fish"
+        );
+        assert_eq!(c.fields["field_ds_home"]["0"][""]["access"]["w"]["s"], "R");
+    }
+
+    #[test]
+    fn fixtures_update_put() {
+        let (f, b) = fixture!("update-put.json");
+        let c = credentials(f, b, JSON, true, "4567");
+        check(
+            f,
+            &c,
+            Expect {
+                uid: 587,
+                uid_sent: Some("587"),
+                connection_id: "587-4567",
+                mydexid: Some("RBFish123"),
+                key: None,
+                read: &["ds_events", "ds_personal_details"],
+                write: &["ds_events", "ds_personal_details"],
+            },
+        );
+        // As a POST (an FTC) it would lack its key.
+        assert_eq!(
+            parse_request(JSON, b, false, "4567").map(|_| ()),
+            Err(CallbackError::Missing("key"))
+        );
+    }
+
+    #[test]
+    fn fixtures_events() {
+        for (f, b, mydexid) in [
+            (
+                fixture!("identify.json").0,
+                fixture!("identify.json").1,
+                "johncitizen",
+            ),
+            (
+                fixture!("identify-pre-rules-mydexid.json").0,
+                fixture!("identify-pre-rules-mydexid.json").1,
+                "john_citizen",
+            ),
+        ] {
+            for ct in [JSON, None, FORM] {
+                match parse_request(ct, b, false, "45678") {
+                    Ok((
+                        Callback::Event(Event::Identify {
+                            mydexid: m,
+                            linking_token,
+                        }),
+                        _,
+                    )) => {
+                        assert_eq!(m, mydexid, "{f}");
+                        assert_eq!(linking_token.as_deref(), Some("lt_4f2a9c"), "{f}");
+                    }
+                    other => panic!("{f}: {other:?}"),
+                }
+            }
+        }
+        let (f, b) = fixture!("notification.json");
+        for ct in [JSON, None, FORM] {
+            match parse_request(ct, b, false, "45678") {
+                Ok((
+                    Callback::Event(Event::Notification {
+                        uid,
+                        connection_id,
+                        dataset,
+                        action,
+                        updated_id,
+                        ..
+                    }),
+                    _,
+                )) => {
+                    assert_eq!(uid.as_deref(), Some("4020"), "{f}");
+                    assert_eq!(connection_id.as_deref(), Some("4020-40000"), "{f}");
+                    assert_eq!((dataset.as_str(), action.as_str()), ("ds_events", "create"));
+                    assert_eq!(updated_id.as_deref(), Some("1"));
+                }
+                other => panic!("{f}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fixtures_redacted_keep_no_key() {
+        for (f, b) in [
+            fixture!("ftc-neat.json"),
+            fixture!("ftc-published-form.txt"),
+        ] {
+            let nid = if f.ends_with(".txt") { "3736" } else { "4567" };
+            let (_, red) = parse_request(None, b, false, nid).unwrap();
+            assert_eq!(red["key"], "<redacted>", "{f}");
+            assert!(!red.to_string().contains("6nD1a7") && !red.to_string().contains("CJqVflob"));
+        }
     }
 }

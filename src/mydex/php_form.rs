@@ -1,6 +1,8 @@
 //! PHP-style bracketed form bodies (`fields[a][0][][access][r][a]=1`), as
 //! older Mydex integrations send callbacks, turned into a JSON value so the
-//! JSON and form paths share one parser. Bounded: depth, pairs, sizes.
+//! JSON and form paths share one parser. A `[]` at the end of a key appends
+//! to a list; inside a key it is the empty-string key `""`, as Mydex's
+//! `fields` use it. Bounded: depth, pairs, sizes.
 
 use serde_json::{Map, Value};
 
@@ -65,32 +67,37 @@ fn insert(node: &mut Value, path: &[String], value: Value) -> Result<(), ()> {
         return Err(());
     };
     if head.is_empty() {
-        // `[]`: append a new element.
-        let arr = match node {
-            Value::Array(a) => a,
-            Value::Object(m) if m.is_empty() => {
-                *node = Value::Array(Vec::new());
-                match node {
-                    Value::Array(a) => a,
-                    _ => return Err(()),
+        match node {
+            // `a[]=1&a[]=2`: a list, PHP's append.
+            Value::Array(arr) => {
+                if tail.is_empty() {
+                    arr.push(value);
+                } else {
+                    let mut child = Value::Object(Map::new());
+                    insert(&mut child, tail, value)?;
+                    arr.push(child);
                 }
+                return Ok(());
             }
+            Value::Object(m) if m.is_empty() && tail.is_empty() => {
+                *node = Value::Array(vec![value]);
+                return Ok(());
+            }
+            // `fields[x][0][][access][r][a]=1`: Mydex's `[]` inside a
+            // structure is the empty-string key (docs/mydex-contract.md §5),
+            // so the pairs that share it merge into one `""` object.
+            Value::Object(_) => {}
             _ => return Err(()),
-        };
-        if tail.is_empty() {
-            arr.push(value);
-        } else {
-            let mut child = Value::Object(Map::new());
-            insert(&mut child, tail, value)?;
-            arr.push(child);
         }
-        return Ok(());
     }
     let map = match node {
         Value::Object(m) => m,
         _ => return Err(()),
     };
     if tail.is_empty() {
+        if map.get(head).is_some_and(|v| !v.is_string()) {
+            return Err(());
+        }
         map.insert(head.clone(), value);
         return Ok(());
     }
@@ -116,7 +123,19 @@ mod tests {
         assert_eq!(v["uid"], "1");
         assert_eq!(
             v["fields"]["field_ds_personal_details"]["0"],
-            json!([{"access": {"r": {"a": "1"}}}])
+            json!({"": {"access": {"r": {"a": "1"}}}})
+        );
+    }
+
+    #[test]
+    fn empty_keys_merge_with_value_attributes() {
+        let body = b"fields[field_ds_personal_details][0][][access][r][a]=1&fields[field_ds_personal_details][0][][access][r][s]=A&fields[field_ds_personal_details][0][][access][w][a]=0&fields[field_ds_personal_details][0][][value]=Robert";
+        assert_eq!(
+            parse(body).unwrap(),
+            json!({"fields": {"field_ds_personal_details": {"0": {"": {
+                "access": {"r": {"a": "1", "s": "A"}, "w": {"a": "0"}},
+                "value": "Robert"
+            }}}}})
         );
     }
 
@@ -125,6 +144,7 @@ mod tests {
         assert!(matches!(parse(b"a[b=1"), Err(FormError::BadKey(_))));
         assert!(matches!(parse(b"[x]=1"), Err(FormError::BadKey(_))));
         assert!(matches!(parse(b"a=1&a[b]=2"), Err(FormError::Clash(_))));
+        assert!(matches!(parse(b"a[b]=2&a=1"), Err(FormError::Clash(_))));
         assert!(matches!(
             parse(b"a[b][c][d][e][f][g][h][i][j][k]=1"),
             Err(FormError::TooDeep(_))

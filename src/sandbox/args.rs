@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::shapes::CallbackShape;
+
 /// How callbacks are encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,6 +145,10 @@ pub struct SandboxArgs {
     /// Callback body encoding.
     #[arg(long, value_enum, default_value_t = CallbackFormat::Json)]
     pub callback_format: CallbackFormat,
+    /// Callback shape: one of Mydex's published shapes, or `rotate` (each
+    /// callback in the next shape).
+    #[arg(long, value_enum, default_value_t = CallbackShape::Json)]
+    pub callback_shape: CallbackShape,
     /// Lifetime of OAuth2 access tokens (humantime, e.g. "5s").
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     pub token_ttl: Duration,
@@ -185,6 +191,7 @@ impl Default for SandboxArgs {
             connection_version: 1,
             callback_url: DEFAULT_CALLBACK_URL.into(),
             callback_format: CallbackFormat::Json,
+            callback_shape: CallbackShape::Json,
             token_ttl: DEFAULT_TOKEN_TTL,
             link_ttl: DEFAULT_LINK_TTL,
             fault_rate: 0.0,
@@ -235,6 +242,7 @@ struct ConfigFile {
     connection_version: Option<u32>,
     callback_url: Option<String>,
     callback_format: Option<CallbackFormat>,
+    callback_shape: Option<CallbackShape>,
     token_ttl: Option<String>,
     link_ttl: Option<String>,
     fault_rate: Option<f64>,
@@ -326,6 +334,7 @@ impl SandboxArgs {
         fill!(connection_version);
         fill!(callback_url);
         fill!(callback_format);
+        fill!(callback_shape);
         fill!(fault_rate);
         fill!(callback_retries);
         if self.public_url.is_none() {
@@ -409,8 +418,11 @@ mod tests {
             "form",
             "--fault-rate",
             "0.25",
+            "--callback-shape",
+            "json-as-form",
         ])
         .args;
+        assert_eq!(a.callback_shape, CallbackShape::JsonAsForm);
         assert_eq!(a.faults, vec![FaultKind::Status500, FaultKind::Drop]);
         assert_eq!(a.token_ttl, Duration::from_secs(5));
         assert_eq!(a.callback_format, CallbackFormat::Form);

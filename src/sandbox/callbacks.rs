@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
-use super::args::CallbackFormat;
 use super::state::{AppState, CallbackRecord};
 
 /// What a callback reports.
@@ -189,21 +188,20 @@ fn encode_component(s: &str) -> String {
 
 /// Send a callback, retrying connection failures, 5xx and 429.
 pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
-    let (url, format, retries) = {
+    let (url, format, retries, shape) = {
         let s = state.settings.read();
         (
             s.callback_url.clone(),
             s.callback_format,
             s.callback_retries,
+            s.callback_shape,
         )
     };
-    let (content_type, payload) = match format {
-        CallbackFormat::Json => (
-            "application/json",
-            serde_json::to_string(&cb.body).unwrap_or_default(),
-        ),
-        CallbackFormat::Form => ("application/x-www-form-urlencoded", form_encode(&cb.body)),
-    };
+    let shape = shape.next(&state.shape_turn);
+    let super::shapes::Wire {
+        content_type,
+        payload,
+    } = super::shapes::shape(shape, format, cb.kind, &cb.body);
     let method = cb.kind.method();
     let mut delivery = Delivery {
         status: None,
@@ -215,14 +213,14 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
             tokio::time::sleep(backoff).await;
         }
         delivery.attempts += 1;
-        let result = state
+        let mut request = state
             .http
             .request(method.clone(), &url)
-            .header("Authentication", &state.connection.token_hash)
-            .header("Content-Type", content_type)
-            .body(payload.clone())
-            .send()
-            .await;
+            .header("Authentication", &state.connection.token_hash);
+        if let Some(ct) = content_type {
+            request = request.header("Content-Type", ct);
+        }
+        let result = request.body(payload.clone()).send().await;
         match result {
             Ok(resp) => {
                 let status = resp.status();
@@ -267,6 +265,7 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
         attempts: delivery.attempts,
         linking_token: cb.linking_token,
         url,
+        shape: shape.name(),
     });
     delivery
 }

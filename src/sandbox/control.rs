@@ -313,6 +313,7 @@ struct SettingsPatch {
     fault_rate: Option<f64>,
     faults: Option<Vec<Value>>,
     callback_format: Option<CallbackFormat>,
+    callback_shape: Option<super::shapes::CallbackShape>,
     token_ttl: Option<String>,
     link_ttl: Option<String>,
     slow_delay: Option<String>,
@@ -342,6 +343,7 @@ pub async fn get_settings(State(state): State<Arc<AppState>>) -> Json<Value> {
         "fault_rate": s.fault_rate,
         "faults": s.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
         "callback_format": s.callback_format,
+        "callback_shape": s.callback_shape,
         "token_ttl": humantime::format_duration(s.token_ttl).to_string(),
         "link_ttl": humantime::format_duration(s.link_ttl).to_string(),
         "slow_delay": humantime::format_duration(s.slow_delay).to_string(),
@@ -414,6 +416,9 @@ pub async fn put_settings(
         }
         if let Some(v) = patch.callback_format {
             s.callback_format = v;
+        }
+        if let Some(v) = patch.callback_shape {
+            s.callback_shape = v;
         }
         if let Some(v) = token_ttl {
             s.token_ttl = v;

@@ -17,6 +17,7 @@ mod pages;
 mod qr;
 mod registration;
 mod server;
+mod shapes;
 mod state;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 pub use args::{ArgsError, CallbackFormat, FaultKind, SandboxArgs};
 pub use callbacks::connection_body;
 pub use qr::{qr_data_uri, qr_modules, qr_png};
+pub use shapes::CallbackShape;
 
 use state::AppState;
 

@@ -42,6 +42,7 @@ pub struct Settings {
     pub fault_rate: f64,
     pub faults: Vec<FaultKind>,
     pub callback_format: CallbackFormat,
+    pub callback_shape: super::shapes::CallbackShape,
     pub token_ttl: Duration,
     pub link_ttl: Duration,
     pub callback_url: String,
@@ -149,6 +150,8 @@ pub struct CallbackRecord {
     pub attempts: u32,
     pub linking_token: Option<String>,
     pub url: String,
+    /// The shape it was sent in (`callback_shape`).
+    pub shape: &'static str,
 }
 
 /// Counters for assertions.
@@ -265,6 +268,8 @@ pub struct AppState {
     /// `/connection/status` requests per member uid (tests count checks).
     pub status_checks: Mutex<HashMap<u64, u64>>,
     pub http: reqwest::Client,
+    /// How many callbacks `callback_shape = rotate` has shaped.
+    pub shape_turn: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -288,6 +293,7 @@ impl AppState {
                 fault_rate: args.fault_rate,
                 faults: args.faults.clone(),
                 callback_format: args.callback_format,
+                callback_shape: args.callback_shape,
                 token_ttl: args.token_ttl,
                 link_ttl: args.link_ttl,
                 callback_url: args.callback_url.clone(),
@@ -301,6 +307,7 @@ impl AppState {
             counts: Counts::default(),
             status_checks: Mutex::new(HashMap::new()),
             http,
+            shape_turn: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

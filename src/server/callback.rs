@@ -169,7 +169,7 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
             linking_token,
         }) => {
             let digest = callback::digest(&method_s, &redacted, None);
-            let out = match crate::domain::MydexId::parse(mydexid) {
+            let out = match crate::domain::MydexId::from_mydex(mydexid) {
                 Ok(id) => store.apply_identify(&id, linking_token.as_deref(), &redacted, &digest),
                 Err(_) => store.record_event(&cb_event(mydexid, linking_token), &redacted, &digest),
             };

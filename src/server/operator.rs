@@ -201,6 +201,13 @@ pub async fn members(State(st): State<Arc<AdminState>>, Query(q): Query<MembersQ
                 "email": m.email,
                 "invitation_id": m.invitation_id,
             });
+            if let Some(sent) = &m.uid_sent {
+                v["uid_sent"] = json!(sent);
+                v["note"] = json!(format!(
+                    "Mydex sent uid {sent:?}; connection_id {} names uid {}, which is used",
+                    m.connection_id, m.uid
+                ));
+            }
             if with_keys {
                 let key = store
                     .sealer()

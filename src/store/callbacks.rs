@@ -17,12 +17,30 @@ use crate::domain::MydexId;
 /// Member credentials from an FTC (POST, with `key`) or update (PUT, without).
 #[derive(Debug)]
 pub struct Credentials {
+    /// The uid we use: the prefix of `connection_id` ("{uid}-{nid}").
     pub uid: u64,
+    /// The `uid` field as Mydex sent it, if it sent one (it may not be the
+    /// prefix of `connection_id`: docs/mydex-contract.md §5).
+    pub uid_sent: Option<String>,
     pub mydexid: Option<MydexId>,
     pub key: Option<SecretString>,
     pub connection_id: String,
     pub fields: serde_json::Value,
     pub linking_token: Option<String>,
+}
+
+impl Credentials {
+    /// The `uid` sent, when it is not the uid of `connection_id`.
+    pub fn uid_mismatch(&self) -> Option<&str> {
+        self.uid_sent
+            .as_deref()
+            .filter(|s| s.parse::<u64>().ok() != Some(self.uid))
+    }
+
+    /// Which datasets the member granted, read from `fields`.
+    pub fn grants(&self) -> crate::domain::Grants {
+        crate::domain::Grants::from_fields(&self.fields)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +161,7 @@ impl Store {
                 let member = Member {
                     connection_id: creds.connection_id.clone(),
                     uid: creds.uid,
+                    uid_sent: creds.uid_mismatch().map(str::to_string),
                     mydexid: creds
                         .mydexid
                         .clone()
@@ -322,7 +341,7 @@ fn keep_unmatched(
         linking_token: creds.linking_token.clone(),
         connection_id: Some(creds.connection_id.clone()),
         mydexid: creds.mydexid.as_ref().map(|m| m.to_string()),
-        body: serde_json::json!({ "uid": creds.uid, "fields": creds.fields }),
+        body: serde_json::json!({ "uid": creds.uid, "uid_sent": creds.uid_sent, "fields": creds.fields }),
         sealed_key: creds
             .key
             .as_ref()

@@ -117,6 +117,10 @@ pub enum MemberStatus {
 pub struct Member {
     pub connection_id: String,
     pub uid: u64,
+    /// The `uid` Mydex sent when it was not the prefix of `connection_id`
+    /// (kept as sent; `uid` is the prefix, used for API calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid_sent: Option<String>,
     pub mydexid: Option<MydexId>,
     pub version: u32,
     pub permissions: serde_json::Value,

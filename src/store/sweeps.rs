@@ -289,6 +289,7 @@ impl Store {
                     let member = Member {
                         connection_id: m.connection_id.to_string(),
                         uid: m.uid,
+                        uid_sent: None,
                         mydexid: m.mydexid.clone(),
                         version: m.version,
                         permissions: serde_json::Value::Null,
@@ -370,6 +371,7 @@ mod tests {
         );
         let creds = Credentials {
             uid: 1001,
+            uid_sent: None,
             mydexid: Some(mydexid),
             key: None,
             connection_id: "1001-45678".into(),
