@@ -1,4 +1,4 @@
-//! The expiry sweep (MYDEX-CONTRACT.md §7 step 3): a mailed link unused past
+//! The expiry sweep (docs/mydex-contract.md §10 step 3): a mailed link unused past
 //! `invitations.link_ttl` is dead at Mydex, so its invitation becomes
 //! `expired`; `reminder_after` later it goes back to `queued` as a reminder
 //! (the dispatcher asks for a fresh link and mails it with the reminder

@@ -1,5 +1,5 @@
 //! How a Mydex call can fail, and Mydex's own message for the operator. The
-//! API answers errors in three shapes (see MYDEX-CONTRACT.md §2): all parsed.
+//! API answers errors in three shapes (see docs/mydex-contract.md §2): all parsed.
 
 use std::time::Duration;
 

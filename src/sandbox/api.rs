@@ -1,6 +1,6 @@
 //! The PDX API the daemon calls: `POST /ftc/setup`, `POST /identify` and
 //! `GET /connection/status/{nid}`, validated exactly as Mydex documents
-//! them (`MYDEX-CONTRACT.md` §2-4), and the older FTC flow of Mydex's
+//! them (`docs/mydex-contract.md` §2-4), and the older FTC flow of Mydex's
 //! example scripts (docs/mydex-contract.md §7): `GET /access-token/{nid}`,
 //! then `POST /api/connection` or `/api/connection/update`.
 //!

@@ -1,5 +1,5 @@
 //! The server-to-server calls Mydex makes to the subscriber's callback URL
-//! (`MYDEX-CONTRACT.md` §5): their bodies, their two encodings (JSON, and the
+//! (`docs/mydex-contract.md` §5): their bodies, their two encodings (JSON, and the
 //! PHP-bracket form encoding of older integrations), the `Authentication`
 //! header, and delivery with a few retries.
 

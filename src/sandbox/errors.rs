@@ -1,5 +1,5 @@
 //! The error answers of the sandbox, each in the exact shape Mydex uses for
-//! it (see `MYDEX-CONTRACT.md` §2), so the daemon's parser meets all three.
+//! it (see `docs/mydex-contract.md` §2), so the daemon's parser meets all three.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -1,4 +1,4 @@
-//! A local stand-in for the Mydex sandbox, strict to `MYDEX-CONTRACT.md`:
+//! A local stand-in for the Mydex sandbox, strict to `docs/mydex-contract.md`:
 //! OAuth2 tokens, `/ftc/setup` (and the older `/access-token` +
 //! `/api/connection` flow), `/identify`, `/connection/status`, the
 //! member's one-time pages, the callbacks, faults on demand, and the

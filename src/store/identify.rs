@@ -1,4 +1,4 @@
-//! The identify callback (`type: identify`, MYDEX-CONTRACT.md §3, §7 step 5)
+//! The identify callback (`type: identify`, docs/mydex-contract.md §3, §10 step 5)
 //! applied to its invitation in one transaction: a MydexID that belongs to a
 //! member we already hold connects the invitee at once, without a new First
 //! Time Connection; any other MydexID is learnt and the invitation goes on

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Invitee, LinkingToken, MydexId};
 
-/// The states of DESIGN.md "Invitation states".
+/// The invitation states (README "Operating": queued → link_issued → sent → connected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
