@@ -59,11 +59,17 @@ fn run_refused(setup: &Setup) -> (Option<i32>, String) {
             .spawn()
             .unwrap(),
     );
+    // Read as it comes: a chatty log (RUST_LOG in the environment) must not
+    // fill the pipe and hold the daemon before it exits.
+    let mut stderr = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        err
+    });
     let status =
-        wait_exit(&mut child, Duration::from_secs(30)).expect("the daemon refuses, and exits");
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-    (status.code(), err)
+        wait_exit(&mut child, Duration::from_secs(120)).expect("the daemon refuses, and exits");
+    (status.code(), reader.join().unwrap())
 }
 
 fn export_keys(setup: &Setup) -> Vec<(String, String)> {
@@ -103,7 +109,7 @@ async fn rotate_connected_members_and_refuse_the_old_key() {
     std::fs::write(&file, csv).unwrap();
     let out = setup.cli(&["enqueue", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let paths = smtp.wait_for(12, Duration::from_secs(90));
+    let paths = smtp.wait_for(12, Duration::from_secs(120));
     assert_eq!(paths.len(), 12, "{}", setup.log());
     for (i, p) in paths.iter().enumerate() {
         let m = read_mail(p);
@@ -113,7 +119,7 @@ async fn rotate_connected_members_and_refuse_the_old_key() {
             "{status} {body}"
         );
     }
-    let s = setup.wait_status(|s| s["members"]["total"] == 12, Duration::from_secs(60));
+    let s = setup.wait_status(|s| s["members"]["total"] == 12, Duration::from_secs(120));
     assert_eq!(s["members"]["total"], 12, "{s}");
     let before = export_keys(&setup);
     assert_eq!(before.len(), 12);

@@ -32,7 +32,8 @@ async fn list_show_retry_and_export() {
     )
     .unwrap();
     run_ok(&setup, &["enqueue", file.to_str().unwrap()]);
-    let paths = refusing.wait_for(2, Duration::from_secs(60));
+    let paths = refusing.wait_for(2, Duration::from_secs(120));
+    assert_eq!(paths.len(), 2, "{}", setup.log());
     let mails: Vec<Mail> = paths.iter().map(|p| read_mail(p)).collect();
     let http = reqwest::Client::new();
     for (i, m) in mails.iter().enumerate() {
@@ -46,7 +47,7 @@ async fn list_show_retry_and_export() {
     }
     let s = setup.wait_status(
         |s| s["invitations"]["connected"] == 2 && s["invitations"]["failed"] == 1,
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     );
     assert_eq!(s["invitations"]["failed"], 1, "{s}");
 
@@ -103,15 +104,13 @@ async fn list_show_retry_and_export() {
 
     // Retry once the mail server accepts the address again.
     drop(refusing);
-    let accepting = smtp(
-        &setup.dir.path().join("second"),
-        &["--port", &port.to_string()],
-    );
+    let accepting = smtp_at(&setup.dir.path().join("second"), Some(port), &[]);
     let out = run_ok(&setup, &["invitations", "retry", "--all-failed"]);
     assert!(out.contains("1 failed invitations queued again"), "{out}");
-    let m = accepting.wait_for(1, Duration::from_secs(60));
+    let m = accepting.wait_for(1, Duration::from_secs(120));
+    assert_eq!(m.len(), 1, "{}", setup.log());
     assert_eq!(read_mail(&m[0]).to, "bad2@example.com");
-    let s = setup.wait_status(|s| s["invitations"]["sent"] == 1, Duration::from_secs(30));
+    let s = setup.wait_status(|s| s["invitations"]["sent"] == 1, Duration::from_secs(120));
     assert_eq!(s["invitations"]["failed"], 0, "{s}");
     let again = setup.cli(&["invitations", "retry", &id.to_string()]);
     assert_eq!(again.status.code(), Some(1), "only failed ones are retried");

@@ -59,7 +59,7 @@ async fn hundred(opts: Options) {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    smtp.wait_for(100, Duration::from_secs(120));
+    smtp.wait_for(100, Duration::from_secs(300));
     // Give a duplicate time to show up.
     std::thread::sleep(Duration::from_secs(1));
     let paths = smtp.messages();
@@ -90,7 +90,7 @@ async fn hundred(opts: Options) {
     complete_journeys(&setup, &mails).await;
     let status = setup.wait_status(
         |s| s["invitations"]["connected"] == 100,
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     );
     assert_eq!(
         status["invitations"]["connected"],

@@ -23,7 +23,7 @@ fn wait_log(setup: &Setup, needle: &str) -> String {
     let start = Instant::now();
     loop {
         let log = setup.log();
-        if log.contains(needle) || start.elapsed() > Duration::from_secs(30) {
+        if log.contains(needle) || start.elapsed() > Duration::from_secs(120) {
             return log;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -64,7 +64,8 @@ async fn sighup_reloads_templates_and_log_level_and_refuses_a_bad_config() {
     let pid = daemon.0.id() as i32;
 
     enqueue(&setup, "first", "one@example.com");
-    let m = smtp.wait_for(1, Duration::from_secs(30));
+    let m = smtp.wait_for(1, Duration::from_secs(120));
+    assert_eq!(m.len(), 1, "{}", setup.log());
     assert!(
         std::fs::read_to_string(&m[0])
             .unwrap()
@@ -92,7 +93,7 @@ async fn sighup_reloads_templates_and_log_level_and_refuses_a_bad_config() {
     assert_eq!(send_signal(pid, "HUP"), 0);
     let start = Instant::now();
     while setup.log().matches("reload refused").count() < 2
-        && start.elapsed() < Duration::from_secs(30)
+        && start.elapsed() < Duration::from_secs(120)
     {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -100,7 +101,8 @@ async fn sighup_reloads_templates_and_log_level_and_refuses_a_bad_config() {
     // (The good file back, for `enqueue`; the daemon is not told.)
     std::fs::write(&setup.config, &config).unwrap();
     enqueue(&setup, "second", "two@example.com");
-    let m = smtp.wait_for(2, Duration::from_secs(30));
+    let m = smtp.wait_for(2, Duration::from_secs(120));
+    assert_eq!(m.len(), 2, "{}", setup.log());
     assert!(
         std::fs::read_to_string(&m[1])
             .unwrap()
@@ -120,7 +122,8 @@ async fn sighup_reloads_templates_and_log_level_and_refuses_a_bad_config() {
     let log = wait_log(&setup, "configuration reloaded");
     assert!(log.contains("configuration reloaded"), "{log}");
     enqueue(&setup, "third", "three@example.com");
-    let m = smtp.wait_for(3, Duration::from_secs(30));
+    let m = smtp.wait_for(3, Duration::from_secs(120));
+    assert_eq!(m.len(), 3, "{}", setup.log());
     assert!(
         std::fs::read_to_string(&m[2])
             .unwrap()
@@ -167,7 +170,11 @@ async fn sighup_reloads_campaign_settings_and_keeps_them_on_a_bad_file() {
 
     // Outside its send window the campaign mails nothing.
     enqueue(&setup, "held", "held@example.com");
-    let s = setup.wait_status(|s| s["invitations"]["queued"] == 1, Duration::from_secs(30));
+    let s = setup.wait_status(
+        |s| s["invitations"]["queued"] == 1,
+        Duration::from_secs(120),
+    );
+    assert_eq!(s["invitations"]["queued"], 1, "{s}");
     assert_eq!(
         s["campaigns"]["meters"]["state"], "outside_send_window",
         "{s}"
@@ -196,7 +203,7 @@ async fn sighup_reloads_campaign_settings_and_keeps_them_on_a_bad_file() {
     .unwrap();
     assert_eq!(send_signal(pid, "HUP"), 0);
     wait_log(&setup, "configuration reloaded");
-    let m = smtp.wait_for(1, Duration::from_secs(30));
+    let m = smtp.wait_for(1, Duration::from_secs(120));
     assert_eq!(m.len(), 1, "{}", setup.log());
     let s = setup.status();
     assert_eq!(s["campaigns"]["meters"]["state"], "active", "{s}");

@@ -143,7 +143,7 @@ async fn token_without_pdx_scope_is_refused_by_the_api() {
 
 #[tokio::test]
 async fn api_refuses_missing_unknown_and_expired_bearer() {
-    let env = Env::start_with(|a| a.token_ttl = Duration::from_secs(1)).await;
+    let env = Env::start_with(|a| a.token_ttl = Duration::from_secs(3)).await;
     let resp = env
         .http
         .post(format!("{}/ftc/setup", env.base))
@@ -161,7 +161,7 @@ async fn api_refuses_missing_unknown_and_expired_bearer() {
     let token = env.token().await;
     let resp = env.post_api("/identify", &token, &env.setup_body()).await;
     assert_eq!(resp.status(), 201);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     for path in ["/ftc/setup", "/identify"] {
         let resp = env.post_api(path, &token, &env.setup_body()).await;
         assert_eq!(resp.status(), 401, "{path}");

@@ -10,6 +10,8 @@ mod support;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -96,10 +98,16 @@ fn hex_key() -> String {
     "ab".repeat(32)
 }
 
-/// The supervisor's end of the notify socket.
+/// The supervisor's end of the notify socket. A thread of its own reads it
+/// all the time and stamps each message as it arrives (as systemd does), so
+/// a test busy elsewhere (an HTTP request, a loaded machine) never stamps
+/// late a message that waited in the socket: gaps between pings are the
+/// daemon's, not the test's.
 struct Supervisor {
-    sock: UnixDatagram,
     started: Instant,
+    msgs: Arc<Mutex<Vec<(Duration, String)>>>,
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -107,41 +115,70 @@ impl Supervisor {
         let sock = UnixDatagram::bind(path).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
+        let started = Instant::now();
+        let msgs = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (msgs, stop) = (msgs.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        msgs.lock().unwrap().push((started.elapsed(), msg));
+                    }
+                }
+            })
+        };
         Self {
-            sock,
-            started: Instant::now(),
+            started,
+            msgs,
+            stop,
+            reader: Some(reader),
         }
     }
 
-    /// Every message that arrives within `window`, with its arrival time.
-    fn collect(&self, window: Duration) -> Vec<(Duration, String)> {
-        let end = Instant::now() + window;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while Instant::now() < end {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                out.push((
-                    self.started.elapsed(),
-                    String::from_utf8_lossy(&buf[..n]).into_owned(),
-                ));
-            }
-        }
-        out
+    /// Time since the supervisor started (the clock of the stamps).
+    fn now(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    /// Wait for a message containing `needle` (at most `limit`).
+    /// Every message stamped at or after `from`.
+    fn since(&self, from: Duration) -> Vec<(Duration, String)> {
+        self.msgs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t >= from)
+            .cloned()
+            .collect()
+    }
+
+    /// Wait for a message with a line starting with `needle` (at most `limit`).
     fn wait_for(&self, needle: &str, limit: Duration) -> Option<String> {
         let end = Instant::now() + limit;
-        let mut buf = [0u8; 4096];
-        while Instant::now() < end {
-            if let Ok(n) = self.sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if msg.lines().any(|l| l.starts_with(needle)) {
-                    return Some(msg);
-                }
+        loop {
+            let found = self
+                .since(Duration::ZERO)
+                .into_iter()
+                .find(|(_, m)| m.lines().any(|l| l.starts_with(needle)));
+            if let Some((_, m)) = found {
+                return Some(m);
             }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        None
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
     }
 }
 
@@ -159,7 +196,10 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
     let setup = setup(smtp.port, dir, Options::default()).await;
     let sock_path = setup.dir.path().join("notify.sock");
     let sup = Supervisor::new(&sock_path);
-    const WATCHDOG_USEC: u64 = 1_000_000;
+    // Pings every second; systemd would act on a gap of 2 s. (The ping
+    // interval leaves a loaded machine a full second of slack.)
+    const WATCHDOG_USEC: u64 = 2_000_000;
+    const WATCHDOG: Duration = Duration::from_micros(WATCHDOG_USEC);
 
     let mut daemon = {
         let log = std::fs::File::create(setup.dir.path().join("daemon.log")).unwrap();
@@ -180,7 +220,7 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
 
     // READY=1, and by then both listeners accept connections.
     let ready = sup
-        .wait_for("READY=1", Duration::from_secs(30))
+        .wait_for("READY=1", Duration::from_secs(60))
         .unwrap_or_else(|| panic!("no READY=1; log:\n{}", setup.log()));
     println!("first notification: {ready:?}");
     assert!(ready.contains("STATUS="), "READY comes with a STATUS line");
@@ -191,20 +231,22 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
     let health = reqwest::get(setup.admin_url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
 
-    // WATCHDOG=1 at half of WATCHDOG_USEC: every gap well under WATCHDOG_USEC.
-    let msgs = sup.collect(Duration::from_secs(4));
+    // WATCHDOG=1 at half of WATCHDOG_USEC: every gap under WATCHDOG_USEC.
+    let from = sup.now();
+    std::thread::sleep(Duration::from_secs(6));
+    let msgs = sup.since(from);
     let times = pings(&msgs);
     let gaps: Vec<u128> = times
         .windows(2)
         .map(|w| (w[1] - w[0]).as_millis())
         .collect();
     println!(
-        "WATCHDOG_USEC={WATCHDOG_USEC}: {} pings in 4 s, gaps (ms) {gaps:?}",
+        "WATCHDOG_USEC={WATCHDOG_USEC}: {} pings in 6 s, gaps (ms) {gaps:?}",
         times.len()
     );
     assert!(times.len() >= 4, "pings arrive: {msgs:?}");
     assert!(
-        gaps.iter().all(|g| *g < (WATCHDOG_USEC / 1000) as u128),
+        gaps.iter().all(|g| *g < WATCHDOG.as_millis()),
         "no gap reaches WATCHDOG_USEC: {gaps:?}"
     );
     let mut sorted = gaps.clone();
@@ -220,7 +262,11 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
         "STATUS lines with live counts: {msgs:?}"
     );
 
-    // Stall the main loop: the pings stop.
+    // Stall the main loop for 6 s: the pings stop, then resume. Measured
+    // as the gap between the last ping before the stall and the first after
+    // it, not against the test's own clock (how long the request or the
+    // loop took to pick it up is the machine's, not the daemon's).
+    const STALL: Duration = Duration::from_secs(6);
     let http = reqwest::Client::new();
     let unauth = http
         .post(setup.admin_url("/debug/stall?seconds=6"))
@@ -228,6 +274,7 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
         .await
         .unwrap();
     assert_eq!(unauth.status(), 401, "the hook needs the bearer token");
+    let before = sup.now();
     let resp = http
         .post(setup.admin_url("/debug/stall?seconds=6"))
         .bearer_auth(ADMIN_TOKEN)
@@ -235,27 +282,43 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let t0 = sup.started.elapsed();
-    let msgs = sup.collect(Duration::from_secs(9));
-    let times = pings(&msgs);
-    // A ping already on its way when the hook was posted may still arrive
-    // within the first interval; none after it until the stall ends.
-    let during: Vec<_> = times
-        .iter()
-        .filter(|t| {
-            **t > t0 + Duration::from_millis(WATCHDOG_USEC / 1000)
-                && **t < t0 + Duration::from_secs(5)
-        })
-        .collect();
+    // The last ping before the request, and every one after it, until the
+    // pings have resumed after the stall (at most 30 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (times, stall_gap) = loop {
+        let all = pings(&sup.since(Duration::ZERO));
+        let anchor = all.iter().rev().find(|t| **t <= before).copied();
+        let times: Vec<Duration> = anchor
+            .into_iter()
+            .chain(all.iter().copied().filter(|t| *t > before))
+            .collect();
+        let stall_gap = times
+            .windows(2)
+            .map(|w| (w[0], w[1] - w[0]))
+            .max_by_key(|(_, gap)| *gap);
+        if stall_gap.is_some_and(|(_, gap)| gap >= STALL - WATCHDOG / 2)
+            || Instant::now() >= deadline
+        {
+            break (times, stall_gap);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     println!(
-        "stall at {:?}: pings at {:?}",
-        t0,
+        "stall requested at {} ms: pings at {:?} ms; longest gap {stall_gap:?}",
+        before.as_millis(),
         times.iter().map(|t| t.as_millis()).collect::<Vec<_>>()
     );
-    assert!(during.is_empty(), "no pings while stalled: {during:?}");
+    // No ping for (nearly) the whole stall; then pings again (a gap is
+    // between two pings: the one that ends it came once the loop ran).
+    // A ping already on its way when the stall began counts before it.
+    let (gap_start, gap) = stall_gap.expect("pings around the stall");
     assert!(
-        times.iter().any(|t| *t > t0 + Duration::from_secs(6)),
-        "pings resume when the loop runs again"
+        gap >= STALL - WATCHDOG / 2,
+        "no pings while stalled, pings after: longest gap {gap:?} in {times:?}"
+    );
+    assert!(
+        gap_start + WATCHDOG >= before,
+        "the gap is the stall's, not one before it: {gap_start:?} vs {before:?}"
     );
 
     // SIGTERM: STOPPING=1 and exit 0.

@@ -17,12 +17,50 @@ pub const TOKEN: &str = "test-connection-token-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token-abcdef0123456789";
 pub const CLIENT_SECRET: &str = "sandbox-secret";
 
+/// A port for a listener a test starts later: the daemon's (its config is
+/// written before it runs), or an SMTP server stopped and started again on
+/// the port it had. Binding port 0 and closing it is not enough: the port
+/// then goes back to the kernel's ephemeral range, where any outgoing
+/// connection or any bind to port 0 of a test running beside this one may
+/// take it before our server binds it. So the port is drawn from below that
+/// range (which neither ever uses), never handed out twice by this test
+/// process, and checked free by binding it once.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let (low, high) = fixed_port_range();
+    let mut rng = rand::rng();
+    for _ in 0..10_000 {
+        let port = rng.random_range(low..high);
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.get_or_insert_with(HashSet::new).contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.get_or_insert_with(HashSet::new).insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
+}
+
+/// Ports outside the kernel's ephemeral range (`ip_local_port_range`;
+/// Linux's default is 32768-60999) and above the usual service ports.
+fn fixed_port_range() -> (u16, u16) {
+    let (eph_low, eph_high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if eph_low >= 12_000 {
+        (10_000, eph_low)
+    } else {
+        (eph_high.saturating_add(1).max(10_000), u16::MAX)
+    }
 }
 
 /// A child process killed when dropped.
@@ -46,9 +84,25 @@ pub fn smtp(dir: &Path, extra: &[&str]) -> Smtp {
     smtp_at(dir, None, extra)
 }
 
-/// Start the real SMTP server on `port` (none: a free one), writing to
-/// `dir/mail` (messages already there are kept and numbered after).
+/// Start the real SMTP server on `port` (none: a port from `free_port`, so
+/// the test may start it again on the same one), writing to `dir/mail`
+/// (messages already there are kept and numbered after).
 pub fn smtp_at(dir: &Path, port: Option<u16>, extra: &[&str]) -> Smtp {
+    // A chosen port may still be taken by another process between the check
+    // and the server's bind: then another one.
+    for _ in 0..20 {
+        let chosen = port.unwrap_or_else(free_port);
+        if let Some(smtp) = try_smtp(dir, chosen, extra) {
+            return smtp;
+        }
+        if port.is_some() {
+            break;
+        }
+    }
+    panic!("the SMTP server did not start (port {port:?})");
+}
+
+fn try_smtp(dir: &Path, port: u16, extra: &[&str]) -> Option<Smtp> {
     let outdir = dir.join("mail");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
     let mut child = Command::new("python3")
@@ -56,26 +110,27 @@ pub fn smtp_at(dir: &Path, port: Option<u16>, extra: &[&str]) -> Smtp {
         .arg("--outdir")
         .arg(&outdir)
         .arg("--port")
-        .arg(port.unwrap_or(0).to_string())
+        .arg(port.to_string())
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 with aiosmtpd is needed (pip install aiosmtpd; .ci/run installs it)");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let Some(port) = line
         .trim()
         .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("smtp server said {line:?}"))
-        .parse()
-        .unwrap();
-    Smtp {
+        .and_then(|p| p.parse().ok())
+    else {
+        // It could not bind (its error is on stderr); reaped by `Proc`.
+        drop(Proc(child));
+        return None;
+    };
+    Some(Smtp {
         port,
         outdir,
         _proc: Proc(child),
-    }
+    })
 }
 
 impl Smtp {
@@ -266,8 +321,9 @@ impl Setup {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("daemon exited with {status}: {}", self.log());
             }
+            // Generous: a loaded machine, a large store to open.
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < Duration::from_secs(60),
                 "daemon did not start: {}",
                 self.log()
             );
