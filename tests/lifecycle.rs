@@ -218,7 +218,7 @@ async fn a_sweep_killed_halfway_resumes_and_checks_no_member_twice() {
         dir,
         Options {
             schedule: format!(
-                "version_check = \"{NEVER}\"\nexpiry_check = \"{NEVER}\"\nsweep_concurrency = 2\nsweep_rate = \"5/s\"\n"
+                "version_check = \"{NEVER}\"\nexpiry_check = \"{NEVER}\"\nsweep_concurrency = 2\nsweep_rate = \"2/s\"\n"
             ),
             ..Options::default()
         },
@@ -406,7 +406,12 @@ async fn identify_connects_known_members_without_a_new_ftc_and_notifications_are
         "returning.csv",
         "email,campaign\nknown@example.com,returning\nfresh@example.com,returning\n",
     );
-    smtp.wait_for(2, Duration::from_secs(60));
+    assert_eq!(
+        smtp.wait_for(2, Duration::from_secs(120)).len(),
+        2,
+        "{}",
+        setup.log()
+    );
     let state = setup.sandbox_state().await;
     let identify: Vec<&serde_json::Value> = state["links"]
         .as_array()

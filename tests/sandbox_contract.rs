@@ -778,10 +778,10 @@ async fn failed_callbacks_are_retried() {
     let (_, v) = env.journey(json!({"url": url, "mydexid": "alice1"})).await;
     assert_eq!(v["callback_status"], 401);
     assert_eq!(v["callback_attempts"], 1);
-    // Nobody listening: every attempt fails.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead_url = format!("http://{}/cb", dead.local_addr().unwrap());
-    drop(dead);
+    // Nobody listening: every attempt fails. Port 1 (tcpmux) is privileged
+    // and unused, so no other test can be listening there; a port freed by
+    // a dropped listener could be taken by another test meanwhile.
+    let dead_url = "http://127.0.0.1:1/cb";
     assert_eq!(
         env.settings(json!({"callback_url": dead_url, "callback_retries": 1}))
             .await,
@@ -1322,10 +1322,14 @@ async fn faults_apply_to_the_older_flow() {
 
 // ---------- faults ----------
 
+/// The `slow` fault's delay: long enough that a loaded machine's own
+/// delays cannot be mistaken for it.
+const SLOW: Duration = Duration::from_secs(8);
+
 async fn with_fault(fault: &str) -> Env {
     let env = Env::start().await;
     assert_eq!(
-        env.settings(json!({"fault_rate": 1.0, "faults": [fault], "slow_delay": "2s"}))
+        env.settings(json!({"fault_rate": 1.0, "faults": [fault], "slow_delay": "8s"}))
             .await,
         200
     );
@@ -1377,14 +1381,14 @@ async fn slow_fault_outlasts_a_client_timeout() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    // Given up before the slow answer (2 s) would have come; a loaded
-    // machine may take a while past the 300 ms timeout itself.
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Given up before the slow answer would have come; a loaded machine
+    // may take a while past the 300 ms timeout itself.
+    assert!(started.elapsed() < SLOW);
     // Without a timeout the answer comes, late.
     let started = Instant::now();
     let resp = env.post_api("/ftc/setup", "x", &env.setup_body()).await;
     assert_eq!(resp.status(), 401);
-    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(started.elapsed() >= SLOW);
     env.stop().await;
 }
 
@@ -1400,7 +1404,8 @@ async fn drop_fault_closes_the_connection_without_an_answer() {
         .await
         .unwrap_err();
     assert!(!err.is_timeout() && err.status().is_none(), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Closed, not answered late: well within the slow fault's delay.
+    assert!(started.elapsed() < SLOW);
     // Raw TCP: the peer closes with no bytes of HTTP.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(env.sb.addr).await.unwrap();
@@ -1408,7 +1413,7 @@ async fn drop_fault_closes_the_connection_without_an_answer() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf))
+    let n = tokio::time::timeout(SLOW, s.read_to_end(&mut buf))
         .await
         .expect("closed promptly")
         .unwrap_or(0);
