@@ -8,7 +8,8 @@
 //! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
 //! progress, `t/` linking token → id for tokens issued before tokens carried
 //! their invitation's id), `log` (unmatched callbacks, identify and
-//! notification events, replay digests), `meta` (the key check). The
+//! notification events, replay digests), `raw` (every authenticated callback
+//! as it arrived, body sealed, and its outcome), `meta` (the key check). The
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
 
@@ -20,6 +21,7 @@ mod expiry;
 mod health;
 mod identify;
 mod invitations;
+mod raw_callbacks;
 mod records;
 mod report;
 mod rotation;
@@ -35,6 +37,7 @@ pub use campaigns::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 pub use invitations::{InsertOutcome, NewInvitation};
+pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
@@ -92,6 +95,8 @@ pub struct Store {
     members: sled::Tree,
     idx: sled::Tree,
     log: sled::Tree,
+    /// Every authenticated callback as it arrived (`raw_callbacks.rs`).
+    raw: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
     commit: durable::GroupCommit,
     health: std::sync::Arc<StoreHealth>,
@@ -182,6 +187,7 @@ impl Store {
             members: db.open_tree("members")?,
             idx: db.open_tree("idx")?,
             log: db.open_tree("log")?,
+            raw: db.open_tree("raw")?,
             db,
             sealer: std::sync::Arc::new(sealer),
         };
@@ -273,6 +279,7 @@ impl Store {
         c.unmatched_callbacks = self.counter("c/unmatched")?;
         c.events_identify = self.counter("c/ev/identify")?;
         c.events_notification = self.counter("c/ev/notification")?;
+        (c.callbacks_stored, c.callbacks_quarantined) = self.raw_counts()?;
         Ok(c)
     }
 
@@ -313,6 +320,10 @@ pub struct StatusCounts {
     pub unmatched_callbacks: u64,
     pub events_identify: u64,
     pub events_notification: u64,
+    /// Authenticated callbacks kept as they arrived.
+    pub callbacks_stored: u64,
+    /// Of those, the ones quarantined now.
+    pub callbacks_quarantined: u64,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {

@@ -1,0 +1,300 @@
+//! Every authenticated callback, kept as it arrived before anything judges
+//! it: method, Content-Type and the body bytes, the body sealed under the
+//! store key (it may hold a member key), and then what became of it —
+//! applied (connected, updated, unmatched, replay, recorded) or quarantined
+//! with the reason. A parse error or a panic cannot lose what Mydex sent
+//! (it sends a member's key once); an operator replays quarantined ones
+//! after an upgrade or a config fix (docs/mydex-contract.md §5).
+//!
+//! Tree `raw`: `r/{id}` → the record (JSON), `q/{id}` → the index of the
+//! quarantined ones, `c/stored` and `c/quarantined` counters; each change is
+//! one transaction of that tree. Writes here are made durable by the same
+//! group-commit flush as the callback's effects (no flush of their own).
+
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::{Result, Store, StoreError, TxResult, decode_u64, encode, now_ms, tx_decode};
+
+/// What became of a raw callback.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RawOutcome {
+    /// Stored, not judged yet (or the daemon stopped before it was).
+    Pending,
+    /// Parsed and applied: `connected`, `updated`, `unmatched`, `replay`
+    /// or `recorded`.
+    Applied { status: String },
+    /// Kept without effect, with why.
+    Quarantined { reason: String },
+}
+
+impl RawOutcome {
+    pub fn state(&self) -> &'static str {
+        match self {
+            RawOutcome::Pending => "pending",
+            RawOutcome::Applied { .. } => "applied",
+            RawOutcome::Quarantined { .. } => "quarantined",
+        }
+    }
+}
+
+/// An earlier outcome of a callback that was replayed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PastOutcome {
+    pub until_ms: u64,
+    #[serde(flatten)]
+    pub outcome: RawOutcome,
+}
+
+/// A callback as it arrived, and its outcome.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RawCallback {
+    pub id: u64,
+    pub received_ms: u64,
+    pub method: String,
+    pub content_type: Option<String>,
+    /// Body length in bytes.
+    pub size: u64,
+    /// The body exactly as it arrived, sealed with `raw_aad(id)`.
+    pub sealed_body: String,
+    /// `ftc`, `update`, `identify` or `notification` once parsed.
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub outcome: RawOutcome,
+    /// Outcomes before replays, oldest first (the last few).
+    #[serde(default)]
+    pub history: Vec<PastOutcome>,
+}
+
+/// Earlier outcomes kept per record.
+const HISTORY: usize = 10;
+
+/// Associated data binding a sealed body to its record.
+pub fn raw_aad(id: u64) -> Vec<u8> {
+    format!("raw/{id}").into_bytes()
+}
+
+fn record_key(id: u64) -> Vec<u8> {
+    [b"r/".as_slice(), &id.to_be_bytes()].concat()
+}
+
+fn quarantine_key(id: u64) -> Vec<u8> {
+    [b"q/".as_slice(), &id.to_be_bytes()].concat()
+}
+
+fn bump_raw(t: &TransactionalTree, key: &str, delta: i64) -> TxResult<()> {
+    let current = t.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0);
+    let next = (current as i64 + delta).max(0) as u64;
+    t.insert(key.as_bytes(), &next.to_be_bytes())?;
+    Ok(())
+}
+
+fn tx<T>(r: std::result::Result<T, sled::transaction::TransactionError<StoreError>>) -> Result<T> {
+    r.map_err(|e| match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
+    })
+}
+
+/// Which raw callbacks to list.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawFilter {
+    pub quarantined_only: bool,
+}
+
+impl Store {
+    /// Keep an authenticated callback as it arrived (pending); its id.
+    /// Not flushed here: the caller's flush covers it with its effects.
+    pub fn keep_raw(&self, method: &str, content_type: Option<&str>, body: &[u8]) -> Result<u64> {
+        let id = self.db.generate_id()?;
+        let rec = RawCallback {
+            id,
+            received_ms: now_ms(),
+            method: method.to_string(),
+            content_type: content_type.map(str::to_string),
+            size: body.len() as u64,
+            sealed_body: self.sealer.seal(body, &raw_aad(id)),
+            kind: None,
+            outcome: RawOutcome::Pending,
+            history: Vec::new(),
+        };
+        let bytes = encode(&rec);
+        tx(self.raw.transaction(|t| {
+            t.insert(record_key(id), bytes.as_slice())?;
+            bump_raw(t, "c/stored", 1)?;
+            Ok(())
+        }))?;
+        Ok(id)
+    }
+
+    /// Record what became of raw callback `id` (a replay keeps the earlier
+    /// outcome in its history).
+    pub fn settle_raw(&self, id: u64, kind: Option<&str>, outcome: &RawOutcome) -> Result<()> {
+        tx(self.raw.transaction(|t| {
+            let Some(bytes) = t.get(record_key(id))? else {
+                return Err(ConflictableTransactionError::Abort(StoreError::Refused(
+                    format!("no stored callback {id}"),
+                )));
+            };
+            let mut rec: RawCallback = tx_decode(&bytes, "raw callback")?;
+            let was = matches!(rec.outcome, RawOutcome::Quarantined { .. });
+            let now = matches!(outcome, RawOutcome::Quarantined { .. });
+            if rec.outcome != RawOutcome::Pending {
+                rec.history.push(PastOutcome {
+                    until_ms: now_ms(),
+                    outcome: rec.outcome.clone(),
+                });
+                let extra = rec.history.len().saturating_sub(HISTORY);
+                rec.history.drain(..extra);
+            }
+            rec.outcome = outcome.clone();
+            if let Some(k) = kind {
+                rec.kind = Some(k.to_string());
+            }
+            t.insert(record_key(id), encode(&rec))?;
+            match (was, now) {
+                (false, true) => {
+                    t.insert(quarantine_key(id), &[][..])?;
+                    bump_raw(t, "c/quarantined", 1)?;
+                }
+                (true, false) => {
+                    t.remove(quarantine_key(id))?;
+                    bump_raw(t, "c/quarantined", -1)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        }))
+    }
+
+    /// One raw callback, or `NotFound`.
+    pub fn raw_callback(&self, id: u64) -> Result<RawCallback> {
+        self.raw
+            .get(record_key(id))?
+            .map(|v| super::decode(&v, "raw callback"))
+            .transpose()?
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    /// The body of a raw callback, opened (it may hold a member key: never
+    /// log or show it unredacted).
+    pub fn raw_body(&self, rec: &RawCallback) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        Ok(zeroize::Zeroizing::new(
+            self.sealer.open(&rec.sealed_body, &raw_aad(rec.id))?,
+        ))
+    }
+
+    /// Raw callbacks by id, after `after`, at most `limit`.
+    pub fn raw_callbacks(
+        &self,
+        filter: RawFilter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<RawCallback>> {
+        let start = after.map(|a| a.saturating_add(1)).unwrap_or(0);
+        let mut out = Vec::new();
+        if filter.quarantined_only {
+            for item in self.raw.range(quarantine_key(start)..) {
+                let (k, _) = item?;
+                if !k.starts_with(b"q/") || out.len() >= limit {
+                    break;
+                }
+                let id = decode_u64(&k[2..]);
+                // A record settled otherwise meanwhile is skipped.
+                if let Ok(rec) = self.raw_callback(id)
+                    && matches!(rec.outcome, RawOutcome::Quarantined { .. })
+                {
+                    out.push(rec);
+                }
+            }
+        } else {
+            for item in self.raw.range(record_key(start)..) {
+                let (k, v) = item?;
+                if !k.starts_with(b"r/") || out.len() >= limit {
+                    break;
+                }
+                out.push(super::decode(&v, "raw callback")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// (stored, quarantined) raw callbacks.
+    pub fn raw_counts(&self) -> Result<(u64, u64)> {
+        let get =
+            |k: &str| -> Result<u64> { Ok(self.raw.get(k)?.map(|v| decode_u64(&v)).unwrap_or(0)) };
+        Ok((get("c/stored")?, get("c/quarantined")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretBox;
+
+    #[test]
+    fn kept_sealed_settled_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &SecretBox::new(Box::new([5u8; 32]))).unwrap();
+        let body = b"uid=1&key=SECRET-KEY&connection_id=1-2";
+        let a = s
+            .keep_raw("POST", Some("application/x-www-form-urlencoded"), body)
+            .unwrap();
+        let b = s.keep_raw("PUT", None, b"\xff\xfe").unwrap();
+        let rec = s.raw_callback(a).unwrap();
+        assert!(!rec.sealed_body.contains("SECRET"));
+        assert_eq!(s.raw_body(&rec).unwrap().as_slice(), body);
+        assert_eq!(rec.outcome, RawOutcome::Pending);
+        assert_eq!(s.raw_counts().unwrap(), (2, 0));
+
+        let q = RawOutcome::Quarantined {
+            reason: "why".into(),
+        };
+        s.settle_raw(a, None, &q).unwrap();
+        s.settle_raw(b, None, &q).unwrap();
+        s.settle_raw(b, None, &q).unwrap();
+        assert_eq!(s.raw_counts().unwrap(), (2, 2));
+        let listed = s
+            .raw_callbacks(
+                RawFilter {
+                    quarantined_only: true,
+                },
+                None,
+                10,
+            )
+            .unwrap();
+        assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [a, b]);
+        s.settle_raw(
+            a,
+            Some("ftc"),
+            &RawOutcome::Applied {
+                status: "connected".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.raw_counts().unwrap(), (2, 1));
+        let rec = s.raw_callback(a).unwrap();
+        assert_eq!(rec.history.len(), 1);
+        assert_eq!(rec.kind.as_deref(), Some("ftc"));
+        let listed = s
+            .raw_callbacks(
+                RawFilter {
+                    quarantined_only: true,
+                },
+                None,
+                10,
+            )
+            .unwrap();
+        assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [b]);
+        assert_eq!(
+            s.raw_callbacks(RawFilter::default(), Some(a), 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(matches!(
+            s.raw_callback(999_999),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
