@@ -141,3 +141,87 @@ pub fn quarantine(
     tracing::warn!(callback = id, reason = %reason, "callback quarantined: kept without effect; `mydex-connector callbacks show {id}` shows it, `callbacks replay` runs it again");
     Ok(Verdict::Quarantined { reason })
 }
+
+/// Judge the callbacks kept but never judged: the daemon stopped (a crash,
+/// a kill) between keeping one and answering it. Run before the callback
+/// endpoint opens; how many there were.
+pub fn judge_pending(store: &Store, nid: &str, current_version: u32) -> Result<usize, StoreError> {
+    let pending = store.pending_raw()?;
+    for id in &pending {
+        let rec = store.raw_callback(*id)?;
+        let body = store.raw_body(&rec)?;
+        let verdict = judge(
+            store,
+            nid,
+            current_version,
+            *id,
+            &rec.method,
+            rec.content_type.as_deref(),
+            &body,
+        )?;
+        if let Verdict::Applied { kind, outcome, .. } = verdict {
+            tracing::info!(
+                callback = id,
+                kind,
+                status = status_word(&outcome),
+                "callback kept before a stop, judged at start"
+            );
+        }
+    }
+    if !pending.is_empty() {
+        store.flush_blocking()?;
+    }
+    Ok(pending.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RawFilter;
+    use secrecy::SecretBox;
+
+    #[test]
+    fn pending_callbacks_are_judged_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &SecretBox::new(Box::new([9u8; 32]))).unwrap();
+        let ftc = br#"{"uid":1001,"mydexid":"RBFish123","key":"k-1","connection_id":"1001-45678","fields":{},"linking_token":"lt_nothing"}"#;
+        let a = s.keep_raw("POST", Some("application/json"), ftc).unwrap();
+        let b = s
+            .keep_raw("POST", Some("application/json"), b"\x00\x01")
+            .unwrap();
+        assert_eq!(judge_pending(&s, "45678", 1).unwrap(), 2);
+        assert_eq!(
+            s.raw_callback(a).unwrap().outcome,
+            RawOutcome::Applied {
+                status: "unmatched".into()
+            }
+        );
+        assert!(matches!(
+            s.raw_callback(b).unwrap().outcome,
+            RawOutcome::Quarantined { .. }
+        ));
+        assert_eq!(s.counts(1).unwrap().unmatched_callbacks, 1);
+        assert_eq!(judge_pending(&s, "45678", 1).unwrap(), 0);
+        // The same body again is a replay: nothing changes.
+        let c = s.keep_raw("POST", Some("application/json"), ftc).unwrap();
+        let v = judge(&s, "45678", 1, c, "POST", Some("application/json"), ftc).unwrap();
+        assert!(matches!(
+            v,
+            Verdict::Applied {
+                outcome: CallbackOutcome::Replay,
+                ..
+            }
+        ));
+        assert_eq!(s.counts(1).unwrap().unmatched_callbacks, 1);
+        let q = s
+            .raw_callbacks(
+                RawFilter {
+                    quarantined_only: true,
+                },
+                None,
+                10,
+            )
+            .unwrap();
+        assert_eq!(q.len(), 1);
+    }
+}

@@ -7,7 +7,8 @@
 //! after an upgrade or a config fix (docs/mydex-contract.md §5).
 //!
 //! Tree `raw`: `r/{id}` → the record (JSON), `q/{id}` → the index of the
-//! quarantined ones, `c/stored` and `c/quarantined` counters; each change is
+//! quarantined ones, `p/{id}` → of the pending ones (judged again when the
+//! daemon starts: it stopped before answering them), `c/stored` and `c/quarantined` counters; each change is
 //! one transaction of that tree. Writes here are made durable by the same
 //! group-commit flush as the callback's effects (no flush of their own).
 
@@ -78,6 +79,10 @@ fn record_key(id: u64) -> Vec<u8> {
     [b"r/".as_slice(), &id.to_be_bytes()].concat()
 }
 
+fn pending_key(id: u64) -> Vec<u8> {
+    [b"p/".as_slice(), &id.to_be_bytes()].concat()
+}
+
 fn quarantine_key(id: u64) -> Vec<u8> {
     [b"q/".as_slice(), &id.to_be_bytes()].concat()
 }
@@ -121,6 +126,7 @@ impl Store {
         let bytes = encode(&rec);
         tx(self.raw.transaction(|t| {
             t.insert(record_key(id), bytes.as_slice())?;
+            t.insert(pending_key(id), &[][..])?;
             bump_raw(t, "c/stored", 1)?;
             Ok(())
         }))?;
@@ -146,6 +152,9 @@ impl Store {
                 });
                 let extra = rec.history.len().saturating_sub(HISTORY);
                 rec.history.drain(..extra);
+            }
+            if rec.outcome == RawOutcome::Pending {
+                t.remove(pending_key(id))?;
             }
             rec.outcome = outcome.clone();
             if let Some(k) = kind {
@@ -219,6 +228,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Ids of the callbacks kept but not judged (the daemon stopped first).
+    pub fn pending_raw(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for item in self.raw.scan_prefix(b"p/") {
+            let (k, _) = item?;
+            out.push(decode_u64(&k[2..]));
+        }
+        Ok(out)
+    }
+
     /// (stored, quarantined) raw callbacks.
     pub fn raw_counts(&self) -> Result<(u64, u64)> {
         let get =
@@ -246,6 +265,7 @@ mod tests {
         assert_eq!(s.raw_body(&rec).unwrap().as_slice(), body);
         assert_eq!(rec.outcome, RawOutcome::Pending);
         assert_eq!(s.raw_counts().unwrap(), (2, 0));
+        assert_eq!(s.pending_raw().unwrap(), [a, b]);
 
         let q = RawOutcome::Quarantined {
             reason: "why".into(),
@@ -254,6 +274,7 @@ mod tests {
         s.settle_raw(b, None, &q).unwrap();
         s.settle_raw(b, None, &q).unwrap();
         assert_eq!(s.raw_counts().unwrap(), (2, 2));
+        assert!(s.pending_raw().unwrap().is_empty());
         let listed = s
             .raw_callbacks(
                 RawFilter {
