@@ -244,4 +244,35 @@ mod tests {
             let _ = redact_body(&bytes);
         }
     }
+
+    proptest::proptest! {
+        /// A key placed anywhere in any JSON, form or text around it is
+        /// never shown, and nothing panics.
+        #[test]
+        fn a_key_is_never_shown(
+            prefix in "[ -~]{0,40}",
+            name in "(key|member_key|KEY|data\\[key\\])",
+            sep in "(=|:|\" : |\":\")",
+            key in "[A-Za-z0-9]{16,40}",
+            suffix in "[ -~]{0,40}",
+            nested in proptest::collection::vec("[a-z_]{1,8}", 0..4),
+        ) {
+            // Text and form shapes.
+            let text = format!("{prefix}{name}{sep}{key}&{suffix}");
+            let shown = redact_body(text.as_bytes()).to_string();
+            proptest::prop_assert!(!shown.contains(&key), "{text:?} -> {shown}");
+            // JSON at some depth.
+            let mut v = serde_json::json!({ "key": key.clone() });
+            for n in &nested {
+                v = serde_json::json!({ n.clone(): v, "note": prefix.clone() });
+            }
+            let shown = redact_body(v.to_string().as_bytes()).to_string();
+            proptest::prop_assert!(!shown.contains(&key), "{v} -> {shown}");
+        }
+
+        #[test]
+        fn any_bytes_get_an_answer(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = redact_body(&body);
+        }
+    }
 }
