@@ -194,51 +194,42 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let method_s = if method == Method::PUT { "PUT" } else { "POST" };
     let store = st.store.clone();
-    let (ct, b) = (ctype.clone(), body.clone());
-    let kept = tokio::task::spawn_blocking(move || store.keep_raw(method_s, ct.as_deref(), &b))
-        .await
-        .map_err(|e| crate::store::StoreError::Flush(e.to_string()))
-        .and_then(|r| r);
-    let id = match kept {
-        Ok(id) => id,
-        Err(e) => {
+    let (nid, version) = (st.nid.clone(), st.current_version);
+    // 4. Then parse and apply it; what does not parse is quarantined. A
+    // panic while applying quarantines it too (its effects were one
+    // transaction, so none of them were made).
+    let judged = tokio::task::spawn_blocking(move || {
+        let id = store.keep_raw(method_s, ctype.as_deref(), &body)?;
+        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::callback_judge::judge(
+                &store,
+                &nid,
+                version,
+                id,
+                method_s,
+                ctype.as_deref(),
+                &body,
+            )
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(callback = id, "the callback task panicked");
+            super::callback_judge::quarantine(
+                &store,
+                id,
+                None,
+                "the connector failed while applying it (a bug)".into(),
+            )
+        });
+        Ok::<_, crate::store::StoreError>((id, verdict))
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Flush(e.to_string()))
+    .and_then(|r| r);
+    let (id, verdict) = match judged {
+        Ok((id, Ok(v))) => (id, v),
+        Ok((_, Err(e))) | Err(e) => {
             st.store.note_error(&e);
             tracing::error!(error = %e, "cannot store callback; answering 503 so Mydex retries");
-            st.metrics.callback("unknown", "store_error");
-            return unavailable();
-        }
-    };
-    // 4. Parse and apply it; what does not parse is quarantined.
-    let store = st.store.clone();
-    let (nid, version) = (st.nid.clone(), st.current_version);
-    let judged = tokio::task::spawn_blocking(move || {
-        super::callback_judge::judge(&store, &nid, version, id, method_s, ctype.as_deref(), &body)
-    })
-    .await;
-    let verdict = match judged {
-        Ok(v) => v,
-        // A panic while applying: keep it quarantined (its effects were
-        // one transaction, so none of them were made).
-        Err(e) => {
-            tracing::error!(callback = id, error = %e, "callback task failed");
-            let store = st.store.clone();
-            tokio::task::spawn_blocking(move || {
-                super::callback_judge::quarantine(
-                    &store,
-                    id,
-                    None,
-                    "the connector failed while applying it (a bug)".into(),
-                )
-            })
-            .await
-            .unwrap_or_else(|e| Err(crate::store::StoreError::Flush(e.to_string())))
-        }
-    };
-    let verdict = match verdict {
-        Ok(v) => v,
-        Err(e) => {
-            st.store.note_error(&e);
-            tracing::error!(callback = id, error = %e, "cannot store callback; answering 503 so Mydex retries");
             st.metrics.callback("unknown", "store_error");
             return unavailable();
         }

@@ -21,7 +21,7 @@ mod expiry;
 mod health;
 mod identify;
 mod invitations;
-mod raw_callbacks;
+pub(crate) mod raw_callbacks;
 mod records;
 mod report;
 mod rotation;
@@ -320,7 +320,7 @@ pub struct StatusCounts {
     pub unmatched_callbacks: u64,
     pub events_identify: u64,
     pub events_notification: u64,
-    /// Authenticated callbacks kept as they arrived.
+    /// Authenticated callbacks kept as they arrived (and judged).
     pub callbacks_stored: u64,
     /// Of those, the ones quarantined now.
     pub callbacks_quarantined: u64,

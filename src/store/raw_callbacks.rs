@@ -6,11 +6,15 @@
 //! (it sends a member's key once); an operator replays quarantined ones
 //! after an upgrade or a config fix (docs/mydex-contract.md §5).
 //!
-//! Tree `raw`: `r/{id}` → the record (JSON), `q/{id}` → the index of the
+//! Tree `raw`: `r/{id}` → the record (JSON, small: rewritten when settled),
+//! `b/{id}` → the sealed body (written once), `q/{id}` → the index of the
 //! quarantined ones, `p/{id}` → of the pending ones (judged again when the
-//! daemon starts: it stopped before answering them), `c/stored` and `c/quarantined` counters; each change is
-//! one transaction of that tree. Writes here are made durable by the same
-//! group-commit flush as the callback's effects (no flush of their own).
+//! daemon starts: it stopped before answering them), `c/stored` and
+//! `c/quarantined` counters (`stored` counts those judged: a pending one is
+//! counted once judged). Keeping is one atomic batch (no counter, so
+//! concurrent callbacks never conflict); settling is one transaction of that
+//! tree. Writes here are made durable by the same group-commit flush as the
+//! callback's effects (no flush of their own).
 
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
@@ -56,8 +60,6 @@ pub struct RawCallback {
     pub content_type: Option<String>,
     /// Body length in bytes.
     pub size: u64,
-    /// The body exactly as it arrived, sealed with `raw_aad(id)`.
-    pub sealed_body: String,
     /// `ftc`, `update`, `identify` or `notification` once parsed.
     #[serde(default)]
     pub kind: Option<String>,
@@ -65,6 +67,15 @@ pub struct RawCallback {
     /// Outcomes before replays, oldest first (the last few).
     #[serde(default)]
     pub history: Vec<PastOutcome>,
+}
+
+/// The body of raw callback `id` exactly as it arrived, sealed with
+/// `raw_aad(id)` (under `b/{id}`, apart from its record, so that settling a
+/// record does not rewrite its body).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RawBody {
+    pub id: u64,
+    pub sealed_body: String,
 }
 
 /// Earlier outcomes kept per record.
@@ -77,6 +88,10 @@ pub fn raw_aad(id: u64) -> Vec<u8> {
 
 fn record_key(id: u64) -> Vec<u8> {
     [b"r/".as_slice(), &id.to_be_bytes()].concat()
+}
+
+fn body_key(id: u64) -> Vec<u8> {
+    [b"b/".as_slice(), &id.to_be_bytes()].concat()
 }
 
 fn pending_key(id: u64) -> Vec<u8> {
@@ -92,13 +107,6 @@ fn bump_raw(t: &TransactionalTree, key: &str, delta: i64) -> TxResult<()> {
     let next = (current as i64 + delta).max(0) as u64;
     t.insert(key.as_bytes(), &next.to_be_bytes())?;
     Ok(())
-}
-
-fn tx<T>(r: std::result::Result<T, sled::transaction::TransactionError<StoreError>>) -> Result<T> {
-    r.map_err(|e| match e {
-        sled::transaction::TransactionError::Abort(e) => e,
-        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
-    })
 }
 
 /// Which raw callbacks to list.
@@ -118,62 +126,68 @@ impl Store {
             method: method.to_string(),
             content_type: content_type.map(str::to_string),
             size: body.len() as u64,
-            sealed_body: self.sealer.seal(body, &raw_aad(id)),
             kind: None,
             outcome: RawOutcome::Pending,
             history: Vec::new(),
         };
-        let bytes = encode(&rec);
-        tx(self.raw.transaction(|t| {
-            t.insert(record_key(id), bytes.as_slice())?;
-            t.insert(pending_key(id), &[][..])?;
-            bump_raw(t, "c/stored", 1)?;
-            Ok(())
-        }))?;
+        let sealed = RawBody {
+            id,
+            sealed_body: self.sealer.seal(body, &raw_aad(id)),
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(body_key(id), encode(&sealed));
+        batch.insert(record_key(id), encode(&rec));
+        batch.insert(pending_key(id), &[][..]);
+        self.raw.apply_batch(batch)?;
         Ok(id)
     }
 
     /// Record what became of raw callback `id` (a replay keeps the earlier
     /// outcome in its history).
     pub fn settle_raw(&self, id: u64, kind: Option<&str>, outcome: &RawOutcome) -> Result<()> {
-        tx(self.raw.transaction(|t| {
-            let Some(bytes) = t.get(record_key(id))? else {
-                return Err(ConflictableTransactionError::Abort(StoreError::Refused(
-                    format!("no stored callback {id}"),
-                )));
-            };
-            let mut rec: RawCallback = tx_decode(&bytes, "raw callback")?;
-            let was = matches!(rec.outcome, RawOutcome::Quarantined { .. });
-            let now = matches!(outcome, RawOutcome::Quarantined { .. });
-            if rec.outcome != RawOutcome::Pending {
-                rec.history.push(PastOutcome {
-                    until_ms: now_ms(),
-                    outcome: rec.outcome.clone(),
-                });
-                let extra = rec.history.len().saturating_sub(HISTORY);
-                rec.history.drain(..extra);
-            }
-            if rec.outcome == RawOutcome::Pending {
-                t.remove(pending_key(id))?;
-            }
-            rec.outcome = outcome.clone();
-            if let Some(k) = kind {
-                rec.kind = Some(k.to_string());
-            }
-            t.insert(record_key(id), encode(&rec))?;
-            match (was, now) {
-                (false, true) => {
-                    t.insert(quarantine_key(id), &[][..])?;
-                    bump_raw(t, "c/quarantined", 1)?;
+        self.raw
+            .transaction(|t| {
+                let Some(bytes) = t.get(record_key(id))? else {
+                    return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
+                        id,
+                    )));
+                };
+                let mut rec: RawCallback = tx_decode(&bytes, "raw callback")?;
+                let was = matches!(rec.outcome, RawOutcome::Quarantined { .. });
+                let now = matches!(outcome, RawOutcome::Quarantined { .. });
+                if rec.outcome == RawOutcome::Pending {
+                    t.remove(pending_key(id))?;
+                    bump_raw(t, "c/stored", 1)?;
+                } else {
+                    rec.history.push(PastOutcome {
+                        until_ms: now_ms(),
+                        outcome: rec.outcome.clone(),
+                    });
+                    let extra = rec.history.len().saturating_sub(HISTORY);
+                    rec.history.drain(..extra);
                 }
-                (true, false) => {
-                    t.remove(quarantine_key(id))?;
-                    bump_raw(t, "c/quarantined", -1)?;
+                rec.outcome = outcome.clone();
+                if let Some(k) = kind {
+                    rec.kind = Some(k.to_string());
                 }
-                _ => {}
-            }
-            Ok(())
-        }))
+                t.insert(record_key(id), encode(&rec))?;
+                match (was, now) {
+                    (false, true) => {
+                        t.insert(quarantine_key(id), &[][..])?;
+                        bump_raw(t, "c/quarantined", 1)?;
+                    }
+                    (true, false) => {
+                        t.remove(quarantine_key(id))?;
+                        bump_raw(t, "c/quarantined", -1)?;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
+            })
     }
 
     /// One raw callback, or `NotFound`.
@@ -188,8 +202,16 @@ impl Store {
     /// The body of a raw callback, opened (it may hold a member key: never
     /// log or show it unredacted).
     pub fn raw_body(&self, rec: &RawCallback) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let sealed: RawBody = self
+            .raw
+            .get(body_key(rec.id))?
+            .map(|v| super::decode(&v, "raw callback body"))
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("the body of callback {} is missing", rec.id))
+            })?;
         Ok(zeroize::Zeroizing::new(
-            self.sealer.open(&rec.sealed_body, &raw_aad(rec.id))?,
+            self.sealer.open(&sealed.sealed_body, &raw_aad(rec.id))?,
         ))
     }
 
@@ -261,10 +283,11 @@ mod tests {
             .unwrap();
         let b = s.keep_raw("PUT", None, b"\xff\xfe").unwrap();
         let rec = s.raw_callback(a).unwrap();
-        assert!(!rec.sealed_body.contains("SECRET"));
+        let stored = s.raw.get(body_key(a)).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&stored).contains("SECRET"));
         assert_eq!(s.raw_body(&rec).unwrap().as_slice(), body);
         assert_eq!(rec.outcome, RawOutcome::Pending);
-        assert_eq!(s.raw_counts().unwrap(), (2, 0));
+        assert_eq!(s.raw_counts().unwrap(), (0, 0), "counted once judged");
         assert_eq!(s.pending_raw().unwrap(), [a, b]);
 
         let q = RawOutcome::Quarantined {

@@ -175,7 +175,7 @@ pub fn rotate_key(
     reseal_tree(
         &db,
         &raw,
-        b"r/",
+        b"b/",
         "raw callback",
         &old_s,
         &new_s,
@@ -297,7 +297,7 @@ fn reseal_record(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result
 /// A raw callback with its body re-sealed under `new` (bound to its id), or
 /// `None` when it already is.
 fn reseal_raw(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result<Option<Vec<u8>>> {
-    let mut rec: super::RawCallback = super::decode(bytes, what)?;
+    let mut rec: super::raw_callbacks::RawBody = super::decode(bytes, what)?;
     let aad = super::raw_aad(rec.id);
     if new.open(&rec.sealed_body, &aad).is_ok() {
         return Ok(None);
@@ -473,18 +473,42 @@ mod raw_tests {
             s.flush_blocking().unwrap();
         }
         let r = rotate(&path, 1, 2);
+        // The old key opens none of them any more.
+        {
+            let until = Instant::now() + Duration::from_secs(60);
+            let db = loop {
+                match open_db(&path) {
+                    Err(StoreError::InUse { .. }) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    r => break r.unwrap(),
+                }
+            };
+            let raw = db.open_tree("raw").unwrap();
+            let mut n = 0;
+            for item in raw.scan_prefix(b"b/") {
+                let v: crate::store::raw_callbacks::RawBody =
+                    crate::store::decode(&item.unwrap().1, "body").unwrap();
+                assert!(
+                    Sealer::new(&key(1))
+                        .open(&v.sealed_body, &crate::store::raw_aad(v.id))
+                        .is_err()
+                );
+                n += 1;
+            }
+            assert_eq!(n, 1500);
+        }
         assert_eq!(r.raw_resealed, 1500);
         let s = Store::open(&path, &key(2)).unwrap();
         for (id, b) in ids.iter().zip(&bodies) {
             let rec = s.raw_callback(*id).unwrap();
             assert_eq!(s.raw_body(&rec).unwrap().as_slice(), b.as_slice());
-            assert!(
-                Sealer::new(&key(1))
-                    .open(&rec.sealed_body, &crate::store::raw_aad(*id))
-                    .is_err()
-            );
         }
-        assert_eq!(s.raw_counts().unwrap(), (1500, 1));
+        assert_eq!(
+            s.raw_counts().unwrap(),
+            (1, 1),
+            "one judged, and quarantined"
+        );
         // A second rotation re-seals them all again.
         drop(s);
         assert_eq!(rotate(&path, 2, 3).raw_resealed, 1500);
