@@ -103,6 +103,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         lc.stop().await;
     });
 
+    // Callbacks kept but never judged (the daemon stopped in between):
+    // judged now, before new ones arrive.
+    {
+        let (store, nid, version) = (
+            store.clone(),
+            settings.mydex.connection_nid.clone(),
+            settings.mydex.connection_version,
+        );
+        let judged = tokio::task::spawn_blocking(move || {
+            crate::server::callback_judge::judge_pending(&store, &nid, version)
+        })
+        .await?
+        .context("cannot judge the callbacks kept before the last stop")?;
+        if judged > 0 {
+            tracing::warn!(
+                callbacks = judged,
+                "callbacks kept but not answered before the last stop were judged now"
+            );
+        }
+    }
     let cb_state = Arc::new(callback::CallbackState {
         store: store.clone(),
         expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),

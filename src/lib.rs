@@ -3,6 +3,7 @@
 //! lives here so tests and benchmarks can start the real parts.
 
 pub mod admin_client;
+pub mod callbacks_cli;
 pub mod campaigns;
 pub mod config;
 pub mod daemon;

@@ -77,6 +77,12 @@ enum Command {
         #[command(subcommand)]
         command: InvitationsCommand,
     },
+    /// Callbacks Mydex sent, kept as they arrived; quarantined ones replayed
+    /// after an upgrade or a config fix (through the running daemon).
+    Callbacks {
+        #[command(subcommand)]
+        command: CallbacksCommand,
+    },
     /// The member mapping: external ref → MydexID, uid, connection id, version.
     Members {
         #[command(subcommand)]
@@ -141,6 +147,40 @@ enum InvitationsCommand {
         id: Option<u64>,
         #[arg(long)]
         all_failed: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CallbacksCommand {
+    /// List stored callbacks and what became of each.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only the quarantined ones (kept without effect, with the reason).
+        #[arg(long)]
+        quarantined: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One stored callback, its body shown with any member key redacted.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        id: u64,
+    },
+    /// Run stored callbacks through parsing and matching again (one by id,
+    /// or every quarantined one with --all-quarantined).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(
+            required_unless_present = "all_quarantined",
+            conflicts_with = "all_quarantined"
+        )]
+        id: Option<u64>,
+        #[arg(long)]
+        all_quarantined: bool,
     },
 }
 
@@ -303,6 +343,22 @@ fn main() -> ExitCode {
                     }
                     InvitationsCommand::Retry { config, id, .. } => {
                         op::retry(&load(&config)?, id).await?
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Callbacks { command } => {
+                init_logging("warn", LogFormat::Text);
+                use mydex_connector::callbacks_cli as cb;
+                match command {
+                    CallbacksCommand::List {
+                        config,
+                        quarantined,
+                        json,
+                    } => cb::list(&load(&config)?, quarantined, json).await?,
+                    CallbacksCommand::Show { config, id } => cb::show(&load(&config)?, id).await?,
+                    CallbacksCommand::Replay { config, id, .. } => {
+                        cb::replay(&load(&config)?, id).await?
                     }
                 }
                 Ok(ExitCode::SUCCESS)

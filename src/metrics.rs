@@ -57,6 +57,10 @@ pub struct Snapshot {
     pub members_outdated: u64,
     pub members_disconnected: u64,
     pub unmatched_callbacks: u64,
+    /// Stored callbacks quarantined now (kept, without effect).
+    pub callbacks_quarantined: u64,
+    /// Authenticated callbacks kept as they arrived.
+    pub callbacks_stored: u64,
     /// Invitee files waiting in the queue directory.
     pub queue_files: u64,
     /// Invitations the dispatcher still has to work on (queued + link_issued).
@@ -179,6 +183,16 @@ impl Metrics {
                 "unmatched_callbacks",
                 "Callbacks kept because they matched no invitation",
                 snap.unmatched_callbacks,
+            ),
+            (
+                "callbacks_quarantined",
+                "Callbacks kept without effect because they did not parse or match our connection (see `callbacks list --quarantined`)",
+                snap.callbacks_quarantined,
+            ),
+            (
+                "callbacks_stored",
+                "Authenticated callbacks kept as they arrived",
+                snap.callbacks_stored,
             ),
             (
                 "uptime_seconds",

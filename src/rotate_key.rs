@@ -44,11 +44,12 @@ pub fn run(settings: &Settings, new_key_file: &Path) -> anyhow::Result<RotationR
         report.old_key_fingerprint,
     );
     println!(
-        "  {} member keys re-sealed, {} already under the new key or holding none ({} members), {} unmatched callbacks re-sealed, in {:.2} s",
+        "  {} member keys re-sealed, {} already under the new key or holding none ({} members), {} unmatched callbacks and {} stored callback bodies re-sealed, in {:.2} s",
         report.members_resealed,
         report.members_skipped,
         report.members_total,
         report.unmatched_resealed,
+        report.raw_resealed,
         report.elapsed.as_secs_f64()
     );
     println!(

@@ -72,6 +72,13 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             doc["callbacks"][k].as_u64().unwrap_or(0)
         );
     }
+    let quarantined = doc["callbacks"]["quarantined"].as_u64().unwrap_or(0);
+    if quarantined > 0 {
+        println!(
+            "  {:<12} {quarantined:>10}  (kept without effect: `mydex-connector callbacks list --quarantined`)",
+            "quarantined"
+        );
+    }
     let version = &doc["sweeps"]["version"];
     if let Some(d) = version["connection_denied"].as_object() {
         println!(

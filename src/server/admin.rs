@@ -2,7 +2,7 @@
 //! with the JSON of README "Admin API" (plus, with the lifecycle running, `sweeps`
 //! and a `campaigns` object by name), `/metrics` in Prometheus text format;
 //! and, behind the bearer token (`auth.rs`), `POST /invitees`, the operator
-//! routes the CLI uses (`operator.rs`) and the lifecycle's sweep and
+//! routes the CLI uses (`operator.rs`, `callbacks_admin.rs`) and the lifecycle's sweep and
 //! campaign routes (`lifecycle.rs`).
 
 use std::sync::Arc;
@@ -50,7 +50,17 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/invitations/{id}", get(super::operator::show))
         .route("/invitations/{id}/retry", post(super::operator::retry))
-        .route("/members", get(super::operator::members));
+        .route("/members", get(super::operator::members))
+        .route("/callbacks", get(super::callbacks_admin::list))
+        .route(
+            "/callbacks/replay-quarantined",
+            post(super::callbacks_admin::replay_quarantined),
+        )
+        .route("/callbacks/{id}", get(super::callbacks_admin::show))
+        .route(
+            "/callbacks/{id}/replay",
+            post(super::callbacks_admin::replay),
+        );
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
     }
@@ -109,7 +119,7 @@ pub fn status_json(
     Ok(serde_json::json!({
         "invitations": inv,
         "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
-        "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications },
+        "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
         "connection_version": current_version,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
@@ -234,6 +244,8 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
         members_outdated: c.members_outdated,
         members_disconnected: c.members_disconnected,
         unmatched_callbacks: c.unmatched_callbacks,
+        callbacks_quarantined: c.callbacks_quarantined,
+        callbacks_stored: c.callbacks_stored,
         queue_files: crate::intake::pending_files(&st.settings.queue.dir)
             .map(|f| f.len() as u64)
             .unwrap_or(0),

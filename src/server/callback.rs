@@ -1,9 +1,12 @@
 //! The callback endpoint Mydex POSTs and PUTs to. The `Authentication`
 //! header is checked in constant time before anything else (before a byte
-//! of the body is read); bodies are limited (413), read within
-//! `callback.read_timeout` (408), typed (415), parsed (400 with a JSON
-//! error); and a 2xx is answered only once what the callback carried is
-//! flushed to disk.
+//! of the body is read); bodies are limited (413, after reading the rest so
+//! the answer arrives) and read within `callback.read_timeout` (408). Then
+//! what arrived is kept, sealed, before it is judged (`callback_judge.rs`):
+//! applied as its kind, or quarantined with the reason — Mydex sends a
+//! member's key once and documents no retry (docs/mydex-contract.md §5).
+//! A 2xx is answered only once it is flushed to disk; 503 when the store
+//! cannot write.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,11 +15,9 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::metrics::Metrics;
-use crate::mydex::callback::{self, Callback};
 use crate::store::{CallbackOutcome, Store};
 
 pub struct CallbackState {
@@ -74,6 +75,75 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// Why a body was not read whole.
+enum BodyError {
+    /// Over `callback.body_limit` (the rest was read and dropped, so the
+    /// 413 reaches a client that sends its whole body before reading).
+    TooLarge,
+    /// Not complete within `callback.read_timeout`.
+    Timeout,
+    /// The connection broke.
+    Broken,
+}
+
+/// Bytes of an over-long body read and dropped before answering 413: at
+/// least this, or 4× the limit.
+const DRAIN_MIN: usize = 4 * 1024 * 1024;
+
+/// Read the body within `limit` bytes and `timeout`. An over-long one is
+/// read to its end and dropped (at most 4× the limit or `DRAIN_MIN`, within
+/// the same deadline), so the answer is not lost to a TCP reset.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    timeout: std::time::Duration,
+    announced: Option<u64>,
+) -> Result<axum::body::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let cap = limit.saturating_mul(4).max(DRAIN_MIN);
+    if announced.is_some_and(|n| n > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen: usize = 0;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) if seen > limit => return Err(BodyError::TooLarge),
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(_))) if seen > limit => return Err(BodyError::TooLarge),
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > cap {
+            return Err(BodyError::TooLarge);
+        }
+        if seen > limit {
+            buf = Vec::new();
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(buf.into())
+    }
+}
+
+fn unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cannot store the callback now; please retry",
+    )
+}
+
 async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (method, headers) = (parts.method, parts.headers);
@@ -92,168 +162,136 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
             "missing or wrong Authentication header",
         );
     }
-    // 2. Within limits, in time, and of a type we read?
-    let body = match tokio::time::timeout(
-        st.read_timeout,
-        axum::body::to_bytes(body, st.body_limit),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
+    // 2. Within limits and in time?
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = match read_body(body, st.body_limit, st.read_timeout, announced).await {
+        Ok(b) => b,
+        Err(e) => {
             st.metrics.callback("unknown", "rejected");
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                error(
+            return match e {
+                BodyError::TooLarge => (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {} bytes", st.body_limit),
+                    [(axum::http::header::CONNECTION, "close")],
+                    axum::Json(serde_json::json!({
+                        "error": format!("the body is larger than {} bytes", st.body_limit)
+                    })),
                 )
-            } else {
-                error(StatusCode::BAD_REQUEST, "cannot read the body")
+                    .into_response(),
+                BodyError::Timeout => error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive within callback.read_timeout",
+                ),
+                BodyError::Broken => error(StatusCode::BAD_REQUEST, "cannot read the body"),
             };
         }
-        Err(_) => {
-            st.metrics.callback("unknown", "rejected");
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive within callback.read_timeout",
-            );
-        }
     };
+    // 3. Keep it as it arrived (sealed) before judging it.
     let ctype = headers
         .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    // 3. Parse once into typed values.
-    let is_put = method == Method::PUT;
-    let (cb, redacted) = match callback::parse_request(ctype, &body, is_put, &st.nid) {
-        Ok(v) => v,
-        Err(e @ callback::CallbackError::Encoding(_)) => {
-            st.metrics.callback("unknown", "rejected");
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string());
-        }
-        Err(e) => {
-            st.metrics.callback("unknown", "malformed");
-            tracing::warn!(method = %method, error = %e, "callback refused: malformed body");
-            return error(StatusCode::BAD_REQUEST, e.to_string());
-        }
-    };
-    // 4. Store it, then make it durable, then answer.
-    let kind = match &cb {
-        Callback::Connect(_) => "ftc",
-        Callback::Update(_) => "update",
-        Callback::Event(crate::store::Event::Identify { .. }) => "identify",
-        Callback::Event(crate::store::Event::Notification { .. }) => "notification",
-    };
-    let pass_on = match (&cb, &st.notify) {
-        (Callback::Event(crate::store::Event::Notification { .. }), Some(_)) => {
-            Some(redacted.clone())
-        }
-        _ => None,
-    };
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let method_s = if method == Method::PUT { "PUT" } else { "POST" };
     let store = st.store.clone();
-    let version = st.current_version;
-    let method_s = method.to_string();
-    let applied = tokio::task::spawn_blocking(move || match &cb {
-        Callback::Connect(c) | Callback::Update(c) => {
-            let digest = callback::digest(
-                &method_s,
-                &redacted,
-                c.key.as_ref().map(|k| k.expose_secret()),
-            );
-            let out = store.apply_credentials(c, is_put, &digest, version);
-            (out, c.linking_token.clone(), Some(c.connection_id.clone()))
-        }
-        Callback::Event(crate::store::Event::Identify {
-            mydexid,
-            linking_token,
-        }) => {
-            let digest = callback::digest(&method_s, &redacted, None);
-            let out = match crate::domain::MydexId::from_mydex(mydexid) {
-                Ok(id) => store.apply_identify(&id, linking_token.as_deref(), &redacted, &digest),
-                Err(_) => store.record_event(&cb_event(mydexid, linking_token), &redacted, &digest),
-            };
-            (out, linking_token.clone(), None)
-        }
-        Callback::Event(ev) => {
-            let digest = callback::digest(&method_s, &redacted, None);
-            (store.record_event(ev, &redacted, &digest), None, None)
-        }
+    let (nid, version) = (st.nid.clone(), st.current_version);
+    // 4. Then parse and apply it; what does not parse is quarantined. A
+    // panic while applying quarantines it too (its effects were one
+    // transaction, so none of them were made).
+    let judged = tokio::task::spawn_blocking(move || {
+        let id = store.keep_raw(method_s, ctype.as_deref(), &body)?;
+        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::callback_judge::judge(
+                &store,
+                &nid,
+                version,
+                id,
+                method_s,
+                ctype.as_deref(),
+                &body,
+            )
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(callback = id, "the callback task panicked");
+            super::callback_judge::quarantine(
+                &store,
+                id,
+                None,
+                "the connector failed while applying it (a bug)".into(),
+            )
+        });
+        Ok::<_, crate::store::StoreError>((id, verdict))
     })
-    .await;
-    let (outcome, token, connection_id) = match applied {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "callback task failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; please retry",
-            );
-        }
-    };
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
+    .await
+    .map_err(|e| crate::store::StoreError::Flush(e.to_string()))
+    .and_then(|r| r);
+    let (id, verdict) = match judged {
+        Ok((id, Ok(v))) => (id, v),
+        Ok((_, Err(e))) | Err(e) => {
             st.store.note_error(&e);
-            tracing::error!(error = %e, kind, "cannot store callback; answering 503 so Mydex retries");
-            st.metrics.callback(kind, "store_error");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot store the callback now; please retry",
-            );
+            tracing::error!(error = %e, "cannot store callback; answering 503 so Mydex retries");
+            st.metrics.callback("unknown", "store_error");
+            return unavailable();
         }
     };
+    // 5. Durable (the raw record and its effects, one group-commit flush),
+    // then answered.
     if let Err(e) = st.store.flush().await {
-        tracing::error!(error = %e, kind, "cannot flush the store; answering 503 so Mydex retries");
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cannot store the callback now; please retry",
-        );
+        tracing::error!(callback = id, error = %e, "cannot flush the store; answering 503 so Mydex retries");
+        return unavailable();
     }
-    let token = token.unwrap_or_default();
-    let conn = connection_id.unwrap_or_default();
-    let status = match &outcome {
+    let (kind, outcome, token, conn, notification) = match verdict {
+        super::callback_judge::Verdict::Quarantined { .. } => {
+            st.metrics.callback("unknown", "quarantined");
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "status": "quarantined", "id": id })),
+            )
+                .into_response();
+        }
+        super::callback_judge::Verdict::Applied {
+            kind,
+            outcome,
+            linking_token,
+            connection_id,
+            notification,
+        } => (
+            kind,
+            outcome,
+            linking_token.unwrap_or_default(),
+            connection_id.unwrap_or_default(),
+            notification,
+        ),
+    };
+    let status = super::callback_judge::status_word(&outcome);
+    match &outcome {
         CallbackOutcome::Connected {
             invitation_id,
             campaign,
             external_ref,
         } => {
-            tracing::info!(invitation = invitation_id, campaign = %campaign, external_ref = external_ref.as_deref().unwrap_or(""), connection_id = %conn, state = "connected", "member connected");
-            "connected"
+            tracing::info!(callback = id, invitation = invitation_id, campaign = %campaign, external_ref = external_ref.as_deref().unwrap_or(""), connection_id = %conn, state = "connected", "member connected");
         }
         CallbackOutcome::Updated { invitation_id } => {
-            tracing::info!(invitation = invitation_id.unwrap_or(0), connection_id = %conn, "member connection updated");
-            "updated"
+            tracing::info!(callback = id, invitation = invitation_id.unwrap_or(0), connection_id = %conn, "member connection updated");
         }
         CallbackOutcome::Unmatched => {
-            tracing::warn!(kind, linking_token = %token, connection_id = %conn, "callback matched nothing; kept as unmatched");
-            "unmatched"
+            tracing::warn!(callback = id, kind, linking_token = %token, connection_id = %conn, "callback matched nothing; kept as unmatched");
         }
         CallbackOutcome::Replay => {
-            tracing::info!(kind, linking_token = %token, connection_id = %conn, "callback replayed; nothing changed");
-            "replay"
+            tracing::info!(callback = id, kind, linking_token = %token, connection_id = %conn, "callback replayed; nothing changed");
         }
         CallbackOutcome::Recorded => {
-            tracing::info!(kind, "callback event recorded");
-            if let (Some(hook), Some(body)) = (&st.notify, pass_on) {
+            tracing::info!(callback = id, kind, "callback event recorded");
+            if let (Some(hook), Some(body)) = (&st.notify, notification) {
                 hook.dispatch(body);
             }
-            "recorded"
         }
-    };
+    }
     st.metrics.callback(kind, status);
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({ "status": status })),
     )
         .into_response()
-}
-
-/// An identify event as recorded when its MydexID does not parse (the
-/// callback parser already checks it, so this is belt and braces).
-fn cb_event(mydexid: &str, linking_token: &Option<String>) -> crate::store::Event {
-    crate::store::Event::Identify {
-        mydexid: mydexid.to_string(),
-        linking_token: linking_token.clone(),
-    }
 }

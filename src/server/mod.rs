@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod auth;
 pub mod callback;
+pub mod callback_judge;
+pub mod callbacks_admin;
 pub mod invitees;
 pub mod lifecycle;
 pub mod operator;
 pub mod readyz;
+pub mod redact;
 pub mod serve;

@@ -8,7 +8,8 @@
 //! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
 //! progress, `t/` linking token → id for tokens issued before tokens carried
 //! their invitation's id), `log` (unmatched callbacks, identify and
-//! notification events, replay digests), `meta` (the key check). The
+//! notification events, replay digests), `raw` (every authenticated callback
+//! as it arrived, body sealed, and its outcome), `meta` (the key check). The
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
 
@@ -21,6 +22,7 @@ mod expiry;
 mod health;
 mod identify;
 mod invitations;
+pub(crate) mod raw_callbacks;
 mod records;
 mod report;
 mod rotation;
@@ -37,6 +39,7 @@ pub use campaigns::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 pub use invitations::{InsertOutcome, NewInvitation};
+pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use records::{
     CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
 };
@@ -94,6 +97,8 @@ pub struct Store {
     members: sled::Tree,
     idx: sled::Tree,
     log: sled::Tree,
+    /// Every authenticated callback as it arrived (`raw_callbacks.rs`).
+    raw: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
     commit: durable::GroupCommit,
     health: std::sync::Arc<StoreHealth>,
@@ -184,6 +189,7 @@ impl Store {
             members: db.open_tree("members")?,
             idx: db.open_tree("idx")?,
             log: db.open_tree("log")?,
+            raw: db.open_tree("raw")?,
             db,
             sealer: std::sync::Arc::new(sealer),
         };
@@ -275,6 +281,7 @@ impl Store {
         c.unmatched_callbacks = self.counter("c/unmatched")?;
         c.events_identify = self.counter("c/ev/identify")?;
         c.events_notification = self.counter("c/ev/notification")?;
+        (c.callbacks_stored, c.callbacks_quarantined) = self.raw_counts()?;
         Ok(c)
     }
 
@@ -315,6 +322,10 @@ pub struct StatusCounts {
     pub unmatched_callbacks: u64,
     pub events_identify: u64,
     pub events_notification: u64,
+    /// Authenticated callbacks kept as they arrived (and judged).
+    pub callbacks_stored: u64,
+    /// Of those, the ones quarantined now.
+    pub callbacks_quarantined: u64,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {

@@ -5,7 +5,8 @@
 //! The steps, each durable before the next:
 //! 1. a journal in `meta` (the new key's fingerprint and the old one's, never
 //!    a key) — from then on `Store::open` refuses the store with either key;
-//! 2. member keys, then unmatched callbacks' keys, re-sealed in batches, each
+//! 2. member keys, then unmatched callbacks' keys, then the bodies of raw
+//!    callbacks (`raw_callbacks.rs`), re-sealed in batches, each
 //!    batch one atomic sled batch. A value is recognised as done when it opens
 //!    under the new key (XChaCha20-Poly1305 authenticates, so a value sealed
 //!    with the other key fails to open with certainty, not by a guess), so a
@@ -67,6 +68,8 @@ pub struct RotationReport {
     /// who hold no key.
     pub members_skipped: u64,
     pub unmatched_resealed: u64,
+    /// Bodies of stored raw callbacks re-sealed.
+    pub raw_resealed: u64,
     pub elapsed: Duration,
 }
 
@@ -141,11 +144,20 @@ pub fn rotate_key(
     let members = db.open_tree("members")?;
     let members_total = members.len() as u64;
     let (mut resealed, mut skipped) = (0u64, 0u64);
-    reseal_tree(&db, &members, b"", "member", &old_s, &new_s, &mut |r, s| {
-        resealed += r;
-        skipped += s;
-        progress(resealed + skipped, members_total);
-    })?;
+    reseal_tree(
+        &db,
+        &members,
+        b"",
+        "member",
+        &old_s,
+        &new_s,
+        &reseal_record,
+        &mut |r, s| {
+            resealed += r;
+            skipped += s;
+            progress(resealed + skipped, members_total);
+        },
+    )?;
     let log = db.open_tree("log")?;
     let mut unmatched = 0u64;
     reseal_tree(
@@ -155,7 +167,20 @@ pub fn rotate_key(
         "unmatched callback",
         &old_s,
         &new_s,
+        &reseal_record,
         &mut |r, _| unmatched += r,
+    )?;
+    let raw = db.open_tree("raw")?;
+    let mut raw_resealed = 0u64;
+    reseal_tree(
+        &db,
+        &raw,
+        b"b/",
+        "raw callback",
+        &old_s,
+        &new_s,
+        &reseal_raw,
+        &mut |r, _| raw_resealed += r,
     )?;
 
     // The switch: the key check under the new key and the journal gone, in
@@ -181,13 +206,18 @@ pub fn rotate_key(
         members_resealed: resealed,
         members_skipped: skipped,
         unmatched_resealed: unmatched,
+        raw_resealed,
         elapsed: started.elapsed(),
     })
 }
 
-/// Re-seal the `sealed_key` of every JSON record under `prefix` in `tree`,
-/// bound (AAD) to its `connection_id`, one atomic batch at a time.
-/// `done(resealed, skipped)` after each batch.
+/// How one record is re-sealed: the record re-encoded, or `None` when it
+/// holds nothing sealed under the old key.
+type Reseal = dyn Fn(&[u8], &str, &Sealer, &Sealer) -> Result<Option<Vec<u8>>>;
+
+/// Re-seal every JSON record under `prefix` in `tree` with `reseal`, one
+/// atomic batch at a time. `done(resealed, skipped)` after each batch.
+#[allow(clippy::too_many_arguments)]
 fn reseal_tree(
     db: &sled::Db,
     tree: &sled::Tree,
@@ -195,6 +225,7 @@ fn reseal_tree(
     what: &str,
     old: &Sealer,
     new: &Sealer,
+    reseal: &Reseal,
     done: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     let mut after: Option<sled::IVec> = None;
@@ -210,7 +241,7 @@ fn reseal_tree(
             if !k.starts_with(prefix) {
                 break;
             }
-            if let Some(updated) = reseal_record(&v, what, old, new)? {
+            if let Some(updated) = reseal(&v, what, old, new)? {
                 batch.insert(k.clone(), updated);
                 resealed += 1;
             }
@@ -263,6 +294,24 @@ fn reseal_record(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result
     Ok(Some(super::encode(&record)))
 }
 
+/// A raw callback with its body re-sealed under `new` (bound to its id), or
+/// `None` when it already is.
+fn reseal_raw(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result<Option<Vec<u8>>> {
+    let mut rec: super::raw_callbacks::RawBody = super::decode(bytes, what)?;
+    let aad = super::raw_aad(rec.id);
+    if new.open(&rec.sealed_body, &aad).is_ok() {
+        return Ok(None);
+    }
+    let plain = Zeroizing::new(old.open(&rec.sealed_body, &aad).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the body of {what} {} opens with neither the old nor the new key: {e}",
+            rec.id
+        ))
+    })?);
+    rec.sealed_body = new.seal(&plain, &aad);
+    Ok(Some(super::encode(&rec)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,10 +349,8 @@ mod tests {
             rotate_key(&path, &key(1), &key(1), &mut |_, _| {}),
             Err(StoreError::RotationRefused(_))
         ));
-        assert!(matches!(
-            rotate_key(&path, &key(3), &key(2), &mut |_, _| {}),
-            Err(StoreError::WrongKey { .. })
-        ));
+        let r = rotate_key(&path, &key(3), &key(2), &mut |_, _| {});
+        assert!(matches!(r, Err(StoreError::WrongKey { .. })), "{r:?}");
         // Half a rotation: the journal, and the first batch under the new key.
         {
             let db = open_db(&path).unwrap();
@@ -376,5 +423,94 @@ mod tests {
                 .unwrap(),
             b"stray-key"
         );
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+    use crate::store::{RawOutcome, Store};
+
+    fn key(b: u8) -> SecretBox<[u8; 32]> {
+        SecretBox::new(Box::new([b; 32]))
+    }
+
+    /// `rotate_key`, waiting while a just-dropped store still holds the
+    /// lock (sled's own flusher thread lets go of it a moment later).
+    fn rotate(path: &Path, old: u8, new: u8) -> RotationReport {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rotate_key(path, &key(old), &key(new), &mut |_, _| {}) {
+                Err(StoreError::InUse { .. }) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                r => return r.unwrap(),
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_reseals_raw_callback_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let bodies: Vec<Vec<u8>> = (0..1500)
+            .map(|i| format!("uid={i}&key=KEY-{i}&connection_id={i}-45678").into_bytes())
+            .collect();
+        let mut ids = Vec::new();
+        {
+            let s = Store::open(&path, &key(1)).unwrap();
+            for b in &bodies {
+                ids.push(s.keep_raw("POST", None, b).unwrap());
+            }
+            s.settle_raw(
+                ids[0],
+                None,
+                &RawOutcome::Quarantined {
+                    reason: "test".into(),
+                },
+            )
+            .unwrap();
+            s.flush_blocking().unwrap();
+        }
+        let r = rotate(&path, 1, 2);
+        // The old key opens none of them any more.
+        {
+            let until = Instant::now() + Duration::from_secs(60);
+            let db = loop {
+                match open_db(&path) {
+                    Err(StoreError::InUse { .. }) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    r => break r.unwrap(),
+                }
+            };
+            let raw = db.open_tree("raw").unwrap();
+            let mut n = 0;
+            for item in raw.scan_prefix(b"b/") {
+                let v: crate::store::raw_callbacks::RawBody =
+                    crate::store::decode(&item.unwrap().1, "body").unwrap();
+                assert!(
+                    Sealer::new(&key(1))
+                        .open(&v.sealed_body, &crate::store::raw_aad(v.id))
+                        .is_err()
+                );
+                n += 1;
+            }
+            assert_eq!(n, 1500);
+        }
+        assert_eq!(r.raw_resealed, 1500);
+        let s = Store::open(&path, &key(2)).unwrap();
+        for (id, b) in ids.iter().zip(&bodies) {
+            let rec = s.raw_callback(*id).unwrap();
+            assert_eq!(s.raw_body(&rec).unwrap().as_slice(), b.as_slice());
+        }
+        assert_eq!(
+            s.raw_counts().unwrap(),
+            (1, 1),
+            "one judged, and quarantined"
+        );
+        // A second rotation re-seals them all again.
+        drop(s);
+        assert_eq!(rotate(&path, 2, 3).raw_resealed, 1500);
     }
 }
