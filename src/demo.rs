@@ -124,7 +124,7 @@ rate = "unlimited"
     let settings = Settings::load(&config_path)?;
 
     // 3. The daemon, in this process.
-    let daemon = crate::daemon::start(settings).await?;
+    let daemon = crate::app::daemon::start(settings).await?;
     println!(
         "daemon: callback on {}, admin API on http://{}",
         daemon.callback_addr, daemon.admin_addr
@@ -234,7 +234,7 @@ rate = "unlimited"
             config_path.display(),
             config_path.display()
         );
-        crate::daemon::wait_for_signal().await;
+        crate::app::daemon::wait_for_signal().await;
     }
     daemon.shutdown().await?;
     sandbox.shutdown().await;

@@ -198,8 +198,11 @@ enum MembersCommand {
     },
 }
 
-fn init_logging(level: &str, format: LogFormat) -> Option<mydex_connector::logging::LogControl> {
-    mydex_connector::logging::init(level, format)
+fn init_logging(
+    level: &str,
+    format: LogFormat,
+) -> Option<mydex_connector::app::logging::LogControl> {
+    mydex_connector::app::logging::init(level, format)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
@@ -220,13 +223,13 @@ fn main() -> ExitCode {
             Command::Run { config } => {
                 let settings = load(&config)?;
                 let log = init_logging(&settings.log.level, settings.log.format);
-                mydex_connector::service::run(settings, log).await?;
+                mydex_connector::app::service::run(settings, log).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::CheckConfig { config } => {
                 init_logging("warn", LogFormat::Text);
                 let settings = load(&config)?;
-                mydex_connector::mail::Templates::load(&settings.campaigns)
+                mydex_connector::notify::email::Templates::load(&settings.campaigns)
                     .map_err(|e| e.in_config(&config))?;
                 print!("{}", settings.redacted());
                 eprintln!("configuration OK: {}", config.display());
@@ -413,7 +416,7 @@ fn main() -> ExitCode {
             if key_problem || e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(78)
             } else if e
-                .downcast_ref::<mydex_connector::service::StoreFailed>()
+                .downcast_ref::<mydex_connector::app::service::StoreFailed>()
                 .is_some()
             {
                 ExitCode::from(mydex_connector::store::EXIT_STORE_FAILED)

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use mydex_connector::config::Settings;
 use mydex_connector::domain::Invitee;
 use mydex_connector::intake::{Format, Rows};
-use mydex_connector::mail::{MailContext, Templates, build_message};
-use mydex_connector::mydex::callback::{Callback, Encoding, parse, parse_request};
+use mydex_connector::mydex::callback_body::{Callback, Encoding, parse, parse_request};
+use mydex_connector::notify::email::{MailContext, Templates, build_message};
 use proptest::prelude::*;
 
 /// Strings rich in what breaks parsers and mails: brackets, quotes, angle

@@ -1,11 +1,13 @@
 //! The values the rest of the code may rely on: each is parsed once, at the
 //! edge, so an invalid email, MydexID or token cannot exist past intake.
 
+pub mod cron;
 mod email;
 mod grants;
 mod invitee;
 mod linking_token;
 mod mydexid;
+pub mod send_window;
 
 pub use email::{Email, EmailError};
 pub use grants::{DatasetGrant, Grants};

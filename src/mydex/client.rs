@@ -43,7 +43,7 @@ pub struct MydexClient {
     token: Mutex<Option<CachedToken>>,
     generation: std::sync::atomic::AtomicU64,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    health: super::health::ApiHealth,
+    health: super::api_health::ApiHealth,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ impl MydexClient {
             token: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
-            health: super::health::ApiHealth::default(),
+            health: super::api_health::ApiHealth::default(),
         })
     }
 

@@ -2,17 +2,17 @@
 //! OAuth2 token cache and retries), its error types, and the callback
 //! payloads Mydex sends us.
 
-pub mod callback;
+mod api_health;
+pub mod callback_body;
 mod client;
 mod error;
-mod health;
 pub mod php_form;
 mod status_answer;
 mod token;
 
+pub use api_health::ApiHealth;
 pub use client::{ConnectionStatus, FtcLink, FtcRequest, MydexClient};
 pub use error::MydexError;
-pub use health::ApiHealth;
 
 use sha2::{Digest, Sha512};
 

@@ -207,7 +207,7 @@ fn merge_access(node: &Value, into: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mydex::callback::{Callback, parse_request};
+    use crate::mydex::callback_body::{Callback, parse_request};
     use crate::sandbox::callbacks::{connection_body, fields_for_version};
 
     #[test]

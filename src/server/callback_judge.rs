@@ -6,7 +6,7 @@
 
 use secrecy::ExposeSecret;
 
-use crate::mydex::callback::{self, Callback};
+use crate::mydex::callback_body::{self, Callback};
 use crate::store::{CallbackOutcome, Event, RawOutcome, Store, StoreError};
 
 /// What judging a callback came to.
@@ -50,7 +50,7 @@ pub fn judge(
     let is_put = method.eq_ignore_ascii_case("PUT");
     // A parser bug must not lose the callback: a panic is a reason too.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        callback::parse_request(content_type, body, is_put, nid)
+        callback_body::parse_request(content_type, body, is_put, nid)
     }));
     let (cb, redacted) = match parsed {
         Ok(Ok(v)) => v,
@@ -73,7 +73,7 @@ pub fn judge(
     let method_s = if is_put { "PUT" } else { "POST" };
     let (outcome, linking_token, connection_id) = match &cb {
         Callback::Connect(c) | Callback::Update(c) => {
-            let digest = callback::digest(
+            let digest = callback_body::digest(
                 method_s,
                 &redacted,
                 c.key.as_ref().map(|k| k.expose_secret()),
@@ -85,7 +85,7 @@ pub fn judge(
             mydexid,
             linking_token,
         }) => {
-            let digest = callback::digest(method_s, &redacted, None);
+            let digest = callback_body::digest(method_s, &redacted, None);
             let out = match crate::domain::MydexId::from_mydex(mydexid) {
                 Ok(m) => store.apply_identify(&m, linking_token.as_deref(), &redacted, &digest)?,
                 Err(_) => {
@@ -99,7 +99,7 @@ pub fn judge(
             (out, linking_token.clone(), None)
         }
         Callback::Event(ev) => {
-            let digest = callback::digest(method_s, &redacted, None);
+            let digest = callback_body::digest(method_s, &redacted, None);
             (store.record_event(ev, &redacted, &digest)?, None, None)
         }
     };
@@ -130,7 +130,7 @@ pub fn quarantine(
     reason: String,
 ) -> Result<Verdict, StoreError> {
     // A reason may quote a bit of the body: no key in it either.
-    let reason = super::redact::redact_text(&reason);
+    let reason = super::callback_redact::redact_text(&reason);
     store.settle_raw(
         id,
         kind,

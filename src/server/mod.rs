@@ -2,13 +2,7 @@
 //! operators (loopback by default).
 
 pub mod admin;
-pub mod auth;
-pub mod callback;
+pub mod callback_endpoint;
 pub mod callback_judge;
-pub mod callbacks_admin;
-pub mod invitees;
-pub mod lifecycle;
-pub mod operator;
-pub mod readyz;
-pub mod redact;
+pub mod callback_redact;
 pub mod serve;

@@ -60,7 +60,10 @@ impl Drop for Handle {
 }
 
 impl GroupCommit {
-    pub fn start(db: sled::Db, health: Arc<super::health::StoreHealth>) -> std::io::Result<Self> {
+    pub fn start(
+        db: sled::Db,
+        health: Arc<super::write_health::StoreHealth>,
+    ) -> std::io::Result<Self> {
         let (done, _) = watch::channel(Done {
             ticket: 0,
             error: None,
@@ -116,7 +119,7 @@ impl GroupCommit {
     }
 }
 
-fn flusher(shared: &Shared, db: &sled::Db, health: &super::health::StoreHealth) {
+fn flusher(shared: &Shared, db: &sled::Db, health: &super::write_health::StoreHealth) {
     let mut covered = 0;
     loop {
         let upto = {
@@ -133,7 +136,7 @@ fn flusher(shared: &Shared, db: &sled::Db, health: &super::health::StoreHealth) 
         // and before this flush starts: this flush covers them all.
         let error = db.flush().err().map(|e| match e {
             // sled shows the I/O error's Debug form; the OS's words read better.
-            sled::Error::Io(io) => format!("I/O error: {}", super::health::io_words(&io)),
+            sled::Error::Io(io) => format!("I/O error: {}", super::write_health::io_words(&io)),
             other => other.to_string(),
         });
         shared.flushes.fetch_add(1, Ordering::Relaxed);

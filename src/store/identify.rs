@@ -10,14 +10,9 @@ use sled::Transactional;
 use super::invitations::{tx_transition, unwrap_tx};
 use super::{
     CallbackOutcome, CallbackRecord, Kind, Member, MemberStatus, Result, State, Store, bump,
-    encode, now_ms, tx_decode,
+    encode, mydexid_key, now_ms, tx_decode,
 };
 use crate::domain::MydexId;
-
-/// The index key of a MydexID (`d/` in `idx`: lowercased MydexID → connection_id).
-pub(super) fn mydexid_key(mydexid: &str) -> Vec<u8> {
-    format!("d/{}", mydexid.to_lowercase()).into_bytes()
-}
 
 impl Store {
     /// Apply an identify callback; `digest` identifies it for replays.

@@ -379,9 +379,9 @@ pub(super) fn tx_transition(
         // The expiry sweep's index: mailed links it may expire, expired
         // invitations it may remind.
         if matches!(to, State::Sent | State::Expired) {
-            idx.insert(super::expiry::expiry_key(id), &[])?;
+            idx.insert(super::expiry_index::expiry_key(id), &[])?;
         } else {
-            idx.remove(super::expiry::expiry_key(id))?;
+            idx.remove(super::expiry_index::expiry_key(id))?;
         }
     }
     Ok(inv)

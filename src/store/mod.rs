@@ -13,13 +13,12 @@
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
 
+mod apply_callback;
 mod brake;
-mod callbacks;
-mod campaigns;
+mod campaign_pauses;
 mod crypto;
 mod durable;
-mod expiry;
-mod health;
+mod expiry_index;
 mod identify;
 mod invitations;
 pub(crate) mod raw_callbacks;
@@ -27,17 +26,17 @@ mod records;
 mod report;
 mod rotation;
 mod sweeps;
+mod write_health;
 
 use std::path::Path;
 
 use secrecy::SecretBox;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
+pub use apply_callback::{CallbackOutcome, Credentials, Event};
 pub use brake::{Brake, ConnectionDenied, Held};
-pub use callbacks::{CallbackOutcome, Credentials, Event};
-pub use campaigns::{CampaignPause, PausedBy};
+pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
-pub use health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use records::{
@@ -46,6 +45,7 @@ pub use records::{
 pub use report::InvitationFilter;
 pub use rotation::{RotationReport, fingerprint, rotate_key};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
+pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -213,7 +213,7 @@ impl Store {
     pub fn note_error(&self, e: &StoreError) {
         if let StoreError::Db(sled::Error::Io(io)) = e {
             self.health
-                .mark_failed(&format!("I/O error: {}", health::io_words(io)));
+                .mark_failed(&format!("I/O error: {}", write_health::io_words(io)));
         }
     }
 
@@ -361,6 +361,11 @@ fn work_key(id: u64) -> Vec<u8> {
     let mut k = b"w/".to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
+}
+
+/// The index key of a MydexID (`d/` in `idx`: lowercased MydexID → connection_id).
+pub(super) fn mydexid_key(mydexid: &str) -> Vec<u8> {
+    format!("d/{}", mydexid.to_lowercase()).into_bytes()
 }
 
 impl Store {

@@ -306,10 +306,7 @@ impl Store {
                     mem_t.insert(m.connection_id.as_bytes(), encode(&member))?;
                     bump(idx, &format!("c/mv/{}", m.version), 1)?;
                     if let Some(id) = &m.mydexid {
-                        idx.insert(
-                            super::identify::mydexid_key(id.as_str()),
-                            m.connection_id.as_bytes(),
-                        )?;
+                        idx.insert(super::mydexid_key(id.as_str()), m.connection_id.as_bytes())?;
                     }
                     added += 1;
                 }

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::admin::AdminState;
+use super::state::AdminState;
 
 /// No check may hold the probe longer than this.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,7 +38,10 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let mydex_check = tokio::time::timeout(CHECK_TIMEOUT, st.mydex.token_obtainable());
     let smtp_check = tokio::time::timeout(CHECK_TIMEOUT, st.mailer.reachable());
     let (store_r, mydex_r, smtp_r) = tokio::join!(store_check, mydex_check, smtp_check);
-    let connection = match st.store.connection_denied(crate::version_sweep::JOB) {
+    let connection = match st
+        .store
+        .connection_denied(crate::pipeline::version_sweep::JOB)
+    {
         Ok(None) => Ok(()),
         Ok(Some(d)) => Err(format!(
             "{} (on a status check; clears when a later sweep's status check succeeds)",

@@ -8,27 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use croner::parser::{CronParser, Seconds};
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Check a cron expression with seconds, the way the scheduler reads it.
-pub fn parse_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 6 {
-        return Err(format!(
-            "{expr:?} is not a cron expression with seconds: it needs 6 fields (sec min hour day-of-month month day-of-week), it has {fields}"
-        ));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("scheduler: {0}")]
@@ -133,16 +115,6 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cron_with_seconds() {
-        assert!(parse_cron("0 0 3 * * *").is_ok());
-        assert!(parse_cron("0 */5 * * * *").is_ok());
-        assert!(parse_cron("*/2 * * * * Mon-Fri").is_ok());
-        assert!(parse_cron("0 3 * * *").is_err(), "five fields: no seconds");
-        assert!(parse_cron("0 0 25 * * *").is_err(), "hour 25");
-        assert!(parse_cron("every day").is_err());
-    }
 
     #[tokio::test]
     async fn a_job_never_runs_twice_at_once() {

@@ -10,35 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
-use crate::config::{Campaign, ConfigError, Settings};
-use crate::logging::LogControl;
-use crate::mail::Templates;
-
-/// A value the running daemon reads often and a reload replaces whole.
-pub struct Swap<T>(RwLock<Arc<T>>);
-
-impl<T> Swap<T> {
-    pub fn new(value: T) -> Self {
-        Self(RwLock::new(Arc::new(value)))
-    }
-
-    pub fn get(&self) -> Arc<T> {
-        self.0.read().clone()
-    }
-
-    pub fn set(&self, value: T) {
-        *self.0.write() = Arc::new(value);
-    }
-}
+use crate::app::logging::LogControl;
+use crate::config::{Campaign, ConfigError, Settings, Swap};
+use crate::notify::email::Templates;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{0}")]
-    Log(#[from] crate::logging::LogError),
+    Log(#[from] crate::app::logging::LogError),
 }
 
 /// What a reload can reach.
@@ -48,7 +29,7 @@ pub struct Reloader {
     /// templates and subjects may change).
     pub campaigns: Vec<Campaign>,
     pub templates: Arc<Swap<Templates>>,
-    pub control: Arc<crate::campaigns::CampaignControl>,
+    pub control: Arc<crate::pipeline::campaign_control::CampaignControl>,
     pub log: Option<LogControl>,
 }
 
@@ -75,7 +56,7 @@ impl Reloader {
         let templates = Templates::load(&merged).map_err(|e| e.in_config(&self.config_path))?;
         // Check the level before changing anything.
         if tracing_subscriber::EnvFilter::try_new(&new.log.level).is_err() {
-            return Err(crate::logging::LogError::BadLevel(new.log.level.clone()).into());
+            return Err(crate::app::logging::LogError::BadLevel(new.log.level.clone()).into());
         }
         let log_level = match &self.log {
             Some(control) => Some(control.set_level(&new.log.level)?),

@@ -26,12 +26,12 @@ use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::mydex::{MydexClient, MydexError};
-use crate::rate::SlidingWindow;
+use crate::pipeline::rate_limit::SlidingWindow;
+use crate::pipeline::sweep_brake::{Verdict, judge};
 use crate::store::{
     Brake, CheckResult, ConnectionDenied, InsertOutcome, Kind, Member, NewInvitation, State, Store,
     StoreError, SweepRun, now_ms,
 };
-use crate::sweep_brake::{Verdict, judge};
 
 pub const JOB: &str = "version";
 
@@ -42,7 +42,7 @@ pub struct VersionSweep {
     wake: Arc<Notify>,
     limit: Option<SlidingWindow>,
     /// The campaigns' settings as they stand now (`reconnect_on_revoke`).
-    control: Arc<crate::campaigns::CampaignControl>,
+    control: Arc<crate::pipeline::campaign_control::CampaignControl>,
     /// Held by a run, and by `confirm`: never both at once.
     busy: tokio::sync::Mutex<()>,
 }
@@ -114,7 +114,7 @@ impl VersionSweep {
         store: Store,
         mydex: Arc<MydexClient>,
         wake: Arc<Notify>,
-        control: Arc<crate::campaigns::CampaignControl>,
+        control: Arc<crate::pipeline::campaign_control::CampaignControl>,
     ) -> Self {
         let limit = settings.schedule.sweep_rate.map(SlidingWindow::new);
         Self {

@@ -1,9 +1,19 @@
 //! The admin API (loopback by default): `/healthz`, `/readyz`, `/status`
 //! with the JSON of README "Admin API" (plus, with the lifecycle running, `sweeps`
 //! and a `campaigns` object by name), `/metrics` in Prometheus text format;
-//! and, behind the bearer token (`auth.rs`), `POST /invitees`, the operator
-//! routes the CLI uses (`operator.rs`, `callbacks_admin.rs`) and the lifecycle's sweep and
-//! campaign routes (`lifecycle.rs`).
+//! and, behind the bearer token (`bearer.rs`), `POST /invitees`, the operator
+//! routes the CLI uses (`operator.rs`, `callbacks_routes.rs`) and the lifecycle's sweep and
+//! campaign routes (`lifecycle_routes.rs`).
+
+pub mod bearer;
+pub mod callbacks_routes;
+pub mod invitees;
+pub mod lifecycle_routes;
+pub mod operator;
+pub mod readyz;
+mod state;
+
+pub use state::AdminState;
 
 use std::sync::Arc;
 
@@ -12,65 +22,38 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::AdminToken;
-use crate::metrics::{Metrics, Snapshot};
+use crate::metrics::Snapshot;
 use crate::store::Store;
-
-pub struct AdminState {
-    pub store: Store,
-    pub current_version: u32,
-    pub campaigns: Vec<String>,
-    pub metrics: Arc<Metrics>,
-    pub started: std::time::Instant,
-    /// Sweeps and campaign states for the status document.
-    pub lifecycle: Option<Arc<crate::lifecycle::Lifecycle>>,
-    pub settings: Arc<crate::config::Settings>,
-    pub token: AdminToken,
-    pub mydex: Arc<crate::mydex::MydexClient>,
-    pub mailer: Arc<crate::mail::Mailer>,
-    /// Wakes the dispatcher when `POST /invitees` stored something.
-    pub wake: Arc<tokio::sync::Notify>,
-    /// Test hook: stall the main loop (`POST /debug/stall?seconds=N`).
-    pub stall: Option<tokio::sync::mpsc::Sender<std::time::Duration>>,
-}
 
 pub fn router(state: Arc<AdminState>) -> Router {
     use axum::routing::{get, post};
     let mut guarded = Router::new()
         .route(
             "/invitees",
-            post(super::invitees::post).layer(axum::extract::DefaultBodyLimit::max(
-                super::invitees::MAX_BODY,
-            )),
+            post(invitees::post).layer(axum::extract::DefaultBodyLimit::max(invitees::MAX_BODY)),
         )
-        .route("/invitations", get(super::operator::list))
-        .route(
-            "/invitations/retry-failed",
-            post(super::operator::retry_failed),
-        )
-        .route("/invitations/{id}", get(super::operator::show))
-        .route("/invitations/{id}/retry", post(super::operator::retry))
-        .route("/members", get(super::operator::members))
-        .route("/callbacks", get(super::callbacks_admin::list))
+        .route("/invitations", get(operator::list))
+        .route("/invitations/retry-failed", post(operator::retry_failed))
+        .route("/invitations/{id}", get(operator::show))
+        .route("/invitations/{id}/retry", post(operator::retry))
+        .route("/members", get(operator::members))
+        .route("/callbacks", get(callbacks_routes::list))
         .route(
             "/callbacks/replay-quarantined",
-            post(super::callbacks_admin::replay_quarantined),
+            post(callbacks_routes::replay_quarantined),
         )
-        .route("/callbacks/{id}", get(super::callbacks_admin::show))
-        .route(
-            "/callbacks/{id}/replay",
-            post(super::callbacks_admin::replay),
-        );
+        .route("/callbacks/{id}", get(callbacks_routes::show))
+        .route("/callbacks/{id}/replay", post(callbacks_routes::replay));
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
     }
     let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
         state.token.clone(),
-        super::auth::require_bearer,
+        bearer::require_bearer,
     ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(super::readyz::readyz))
+        .route("/readyz", get(readyz::readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .merge(guarded)
@@ -268,11 +251,14 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
                     .collect()
             })
             .unwrap_or_default(),
-        sweep_held: st.store.held_count(crate::version_sweep::JOB) as u64,
-        sweep_brake: st.store.brake(crate::version_sweep::JOB)?.is_some(),
+        sweep_held: st.store.held_count(crate::pipeline::version_sweep::JOB) as u64,
+        sweep_brake: st
+            .store
+            .brake(crate::pipeline::version_sweep::JOB)?
+            .is_some(),
         mydex_connection_denied: st
             .store
-            .connection_denied(crate::version_sweep::JOB)?
+            .connection_denied(crate::pipeline::version_sweep::JOB)?
             .is_some(),
     })
 }

@@ -3,6 +3,10 @@
 //! the file (the CLI maps it to exit 78). Secrets are read from `*_file` paths
 //! or `$CREDENTIALS_DIRECTORY`, held in `secrecy` wrappers, and never printed.
 
+mod swap;
+
+pub use swap::Swap;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -227,7 +231,7 @@ pub struct Campaign {
     pub html_template: Option<PathBuf>,
     pub rate: Option<Rate>,
     /// When its mail may go out; None: any time.
-    pub send_window: Option<crate::send_window::SendWindow>,
+    pub send_window: Option<crate::domain::send_window::SendWindow>,
     /// Reminders: how long after expiry, and how many (from
     /// `[invitations]` unless the campaign sets its own).
     pub reminder_after: Duration,
@@ -1052,7 +1056,7 @@ impl Validator {
             ("schedule.version_check", &version_check),
             ("schedule.expiry_check", &expiry_check),
         ] {
-            crate::schedule::parse_cron(expr).map_err(|m| self.err(key, m))?;
+            crate::domain::cron::parse_cron(expr).map_err(|m| self.err(key, m))?;
         }
         let sweep_concurrency = schedule.sweep_concurrency.unwrap_or(16);
         if !(1..=1024).contains(&sweep_concurrency) {
@@ -1164,14 +1168,13 @@ impl Validator {
             };
             let tz = match &c.time_zone {
                 None => chrono_tz::Tz::UTC,
-                Some(z) => {
-                    crate::send_window::parse_tz(z).map_err(|m| self.err(&key("time_zone"), m))?
-                }
+                Some(z) => crate::domain::send_window::parse_tz(z)
+                    .map_err(|m| self.err(&key("time_zone"), m))?,
             };
             let send_window = match &c.send_window {
                 None => None,
                 Some(w) => Some(
-                    crate::send_window::SendWindow::parse(w, tz)
+                    crate::domain::send_window::SendWindow::parse(w, tz)
                         .map_err(|m| self.err(&key("send_window"), m))?,
                 ),
             };

@@ -27,7 +27,7 @@ pub struct CallbackState {
     pub current_version: u32,
     pub metrics: Arc<Metrics>,
     /// Where notifications are passed on, if configured.
-    pub notify: Option<Arc<crate::notify_hook::NotificationHook>>,
+    pub notify: Option<Arc<crate::notify::notification_hook::NotificationHook>>,
     /// `callback.body_limit`.
     pub body_limit: usize,
     /// `callback.read_timeout`, for the body.

@@ -10,13 +10,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::campaigns::CampaignControl;
 use crate::config::Settings;
-use crate::expiry::{self, ExpirySweep};
 use crate::mydex::MydexClient;
-use crate::schedule::{Job, Scheduler};
+use crate::pipeline::campaign_control::CampaignControl;
+use crate::pipeline::expiry_sweep::{self, ExpirySweep};
+use crate::pipeline::schedule::{Job, Scheduler};
+use crate::pipeline::version_sweep::{self, VersionSweep};
 use crate::store::Store;
-use crate::version_sweep::{self, VersionSweep};
 
 pub struct Lifecycle {
     pub control: Arc<CampaignControl>,
@@ -59,7 +59,7 @@ impl Lifecycle {
             control.clone(),
             wake,
         ));
-        let expiry = Job::new(expiry::JOB, tracker.clone(), shutdown, move |stop| {
+        let expiry = Job::new(expiry_sweep::JOB, tracker.clone(), shutdown, move |stop| {
             Box::pin(es.clone().run(stop))
         });
         let scheduler = Scheduler::start(vec![
@@ -90,7 +90,7 @@ impl Lifecycle {
     pub fn job(&self, name: &str) -> Option<&Arc<Job>> {
         match name {
             version_sweep::JOB => Some(&self.version),
-            expiry::JOB => Some(&self.expiry),
+            expiry_sweep::JOB => Some(&self.expiry),
             _ => None,
         }
     }

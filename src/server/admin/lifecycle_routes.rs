@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::auth::AdminToken;
+use super::bearer::AdminToken;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::campaigns::ControlError;
-use crate::lifecycle::Lifecycle;
-use crate::schedule::Trigger;
+use crate::pipeline::campaign_control::ControlError;
+use crate::pipeline::lifecycle::Lifecycle;
+use crate::pipeline::schedule::Trigger;
 
 pub struct LifecycleApi {
     pub lifecycle: Arc<Lifecycle>,
@@ -30,7 +30,7 @@ pub fn router(state: Arc<LifecycleApi>, token: AdminToken) -> Router {
         .route("/campaigns/{name}/resume", axum::routing::post(resume))
         .route_layer(axum::middleware::from_fn_with_state(
             token,
-            super::auth::require_bearer,
+            super::bearer::require_bearer,
         ))
         .with_state(state)
 }
@@ -58,7 +58,7 @@ async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> 
 /// The operator confirms the members the brake holds really revoked:
 /// disconnect them (re-inviting as configured) and release the brake.
 async fn confirm(State(st): State<Arc<LifecycleApi>>) -> Response {
-    use crate::version_sweep::ConfirmError;
+    use crate::pipeline::version_sweep::ConfirmError;
     match st.lifecycle.sweep.confirm().await {
         Ok(done) => axum::Json(json!({"confirmed": true, "released": done.released, "disconnected": done.disconnected, "invited": done.invited})).into_response(),
         Err(e @ (ConfirmError::Running | ConfirmError::NotEngaged)) => error(StatusCode::CONFLICT, e.to_string()),

@@ -15,13 +15,13 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::campaigns::CampaignControl;
 use crate::config::Settings;
-use crate::mail::{MailContext, MailError, Mailer, Templates, build_message, qr_png};
+use crate::config::Swap;
 use crate::metrics::Metrics;
 use crate::mydex::{FtcRequest, MydexClient, MydexError};
-use crate::rate::SlidingWindow;
-use crate::reload::Swap;
+use crate::notify::email::{MailContext, MailError, Mailer, Templates, build_message, qr_png};
+use crate::pipeline::campaign_control::CampaignControl;
+use crate::pipeline::rate_limit::SlidingWindow;
 use crate::store::{Invitation, Kind, State, Store, StoreError, now_ms};
 
 pub struct Dispatcher {
@@ -36,7 +36,7 @@ pub struct Dispatcher {
     limits: Mutex<HashMap<String, (crate::config::Rate, Arc<SlidingWindow>)>>,
     in_flight: Arc<Mutex<HashSet<u64>>>,
     /// A server-wide SMTP outage, which no invitation is failed for.
-    smtp_outage: crate::mail::Outage,
+    smtp_outage: crate::notify::email::Outage,
     /// Pauses, send windows and error thresholds (none: every campaign sends).
     control: Option<Arc<CampaignControl>>,
 }
@@ -90,7 +90,7 @@ impl Dispatcher {
             wake,
             limits,
             in_flight: Arc::default(),
-            smtp_outage: crate::mail::Outage::default(),
+            smtp_outage: crate::notify::email::Outage::default(),
             control: None,
         }
     }
@@ -464,7 +464,7 @@ impl Dispatcher {
             Ok(p) => p,
             Err(e) => return Ok(Outcome::Failed(e)),
         };
-        let cid = crate::mail::qr_content_id(inv.id, &self.settings.smtp.from);
+        let cid = crate::notify::email::qr_content_id(inv.id, &self.settings.smtp.from);
         let qr_src = format!("cid:{cid}");
         let kind = match inv.kind {
             Kind::Connect => "connect",

@@ -201,7 +201,7 @@ impl Store {
                 mem_t.insert(creds.connection_id.as_bytes(), encode(&member))?;
                 if let Some(id) = &member.mydexid {
                     idx.insert(
-                        super::identify::mydexid_key(id.as_str()),
+                        super::mydexid_key(id.as_str()),
                         creds.connection_id.as_bytes(),
                     )?;
                 }

@@ -9,14 +9,11 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use crate::app::logging::LogControl;
 use crate::config::Settings;
-use crate::logging::LogControl;
 
 /// How often STATUS= is refreshed when no watchdog asks for more.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-
-/// Environment variable that enables the test hooks (`POST /debug/stall`).
-pub const TEST_HOOKS_ENV: &str = "MYDEX_CONNECTOR_TEST_HOOKS";
 
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -39,7 +36,7 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
 
-    let mut daemon = crate::daemon::start(settings).await?;
+    let mut daemon = crate::app::daemon::start(settings).await?;
     let reloader = daemon.reloader(log);
     let mut stall = daemon.stall_requests.take();
 
@@ -159,7 +156,7 @@ async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<Duration>>) -> Option<
 }
 
 /// One line of live counts for `systemctl status`.
-fn status_line(daemon: &crate::daemon::Daemon) -> String {
+fn status_line(daemon: &crate::app::daemon::Daemon) -> String {
     match daemon
         .store
         .counts(daemon.settings.mydex.connection_version)

@@ -12,8 +12,8 @@ use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::campaigns::{CampaignControl, Hold};
 use crate::config::Settings;
+use crate::pipeline::campaign_control::{CampaignControl, Hold};
 use crate::store::{Invitation, State, Store, StoreError, SweepRun, now_ms};
 
 pub const JOB: &str = "expiry";

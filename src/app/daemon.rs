@@ -11,16 +11,20 @@ use secrecy::ExposeSecret;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::campaigns::CampaignControl;
+use crate::app::reload::Reloader;
 use crate::config::Settings;
-use crate::dispatch::Dispatcher;
-use crate::lifecycle::Lifecycle;
-use crate::mail::{Mailer, Templates};
+use crate::config::Swap;
 use crate::metrics::Metrics;
 use crate::mydex::MydexClient;
-use crate::reload::{Reloader, Swap};
-use crate::server::{admin, callback};
+use crate::notify::email::{Mailer, Templates};
+use crate::pipeline::campaign_control::CampaignControl;
+use crate::pipeline::dispatcher::Dispatcher;
+use crate::pipeline::lifecycle::Lifecycle;
+use crate::server::{admin, callback_endpoint};
 use crate::store::Store;
+
+/// Environment variable that enables the test hooks (`POST /debug/stall`).
+pub const TEST_HOOKS_ENV: &str = "MYDEX_CONNECTOR_TEST_HOOKS";
 
 /// How long in-flight work may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(20);
@@ -123,18 +127,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
             );
         }
     }
-    let cb_state = Arc::new(callback::CallbackState {
+    let cb_state = Arc::new(callback_endpoint::CallbackState {
         store: store.clone(),
         expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),
         nid: settings.mydex.connection_nid.clone(),
         current_version: settings.mydex.connection_version,
         metrics: metrics.clone(),
-        notify: crate::notify_hook::NotificationHook::new(&settings.notifications),
+        notify: crate::notify::notification_hook::NotificationHook::new(&settings.notifications),
         body_limit: settings.callback.body_limit,
         read_timeout: settings.callback.read_timeout,
         refusals: Default::default(),
     });
-    let cb_app = callback::router(&settings.callback.path, cb_state);
+    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state);
     tasks.spawn(crate::server::serve::serve(
         cb_listener,
         cb_app,
@@ -145,15 +149,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         shutdown.clone(),
     ));
 
-    let (stall_tx, stall_requests) =
-        if std::env::var(crate::service::TEST_HOOKS_ENV).as_deref() == Ok("1") {
-            tracing::warn!("test hooks enabled ({}=1)", crate::service::TEST_HOOKS_ENV);
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-    let admin_token = crate::server::auth::AdminToken(settings.admin.token.clone().map(Arc::new));
+    let (stall_tx, stall_requests) = if std::env::var(TEST_HOOKS_ENV).as_deref() == Ok("1") {
+        tracing::warn!("test hooks enabled ({}=1)", TEST_HOOKS_ENV);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let admin_token =
+        crate::server::admin::bearer::AdminToken(settings.admin.token.clone().map(Arc::new));
     let admin_state = Arc::new(admin::AdminState {
         store: store.clone(),
         current_version: settings.mydex.connection_version,
@@ -168,10 +172,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         wake: wake.clone(),
         stall: stall_tx,
     });
-    let admin_app = admin::router(admin_state).merge(crate::server::lifecycle::router(
-        Arc::new(crate::server::lifecycle::LifecycleApi { lifecycle }),
-        admin_token,
-    ));
+    let admin_app =
+        admin::router(admin_state).merge(crate::server::admin::lifecycle_routes::router(
+            Arc::new(crate::server::admin::lifecycle_routes::LifecycleApi { lifecycle }),
+            admin_token,
+        ));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = axum::serve(admin_listener, admin_app)
@@ -219,7 +224,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
 
 impl Daemon {
     /// What SIGHUP may change (see `reload.rs`).
-    pub fn reloader(&self, log: Option<crate::logging::LogControl>) -> Reloader {
+    pub fn reloader(&self, log: Option<crate::app::logging::LogControl>) -> Reloader {
         Reloader {
             config_path: self.settings.source.clone(),
             campaigns: self.settings.campaigns.clone(),
@@ -248,12 +253,6 @@ impl Daemon {
         tracing::info!("stopped cleanly");
         Ok(())
     }
-}
-
-/// `mydex-connector run`: until SIGTERM or SIGINT (see `service.rs` for the
-/// main loop with sd_notify and SIGHUP).
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    crate::service::run(settings, None).await
 }
 
 pub async fn wait_for_signal() {

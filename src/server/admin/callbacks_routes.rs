@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::admin::AdminState;
-use super::callback_judge::{self, Verdict};
+use super::state::AdminState;
+use crate::server::callback_judge::{self, Verdict};
 use crate::store::{RawCallback, RawFilter, RawOutcome, Store, StoreError};
 
 const DEFAULT_LIMIT: usize = 1000;
@@ -83,7 +83,7 @@ pub async fn show(State(st): State<Arc<AdminState>>, Path(id): Path<u64>) -> Res
         let rec = store.raw_callback(id)?;
         let body = store.raw_body(&rec)?;
         let mut v = view(&rec);
-        v["body"] = super::redact::redact_body(&body);
+        v["body"] = crate::server::callback_redact::redact_body(&body);
         Ok::<_, StoreError>(v)
     })
     .await;
