@@ -6,13 +6,15 @@ mod api_health;
 pub mod callback_body;
 mod client;
 mod error;
+mod http;
 pub mod php_form;
 mod status_answer;
 mod token;
 
 pub use api_health::ApiHealth;
-pub use client::{ConnectionStatus, FtcLink, FtcRequest, MydexClient};
+pub use client::{FtcLink, FtcRequest, MydexClient};
 pub use error::MydexError;
+pub use status_answer::ConnectionStatus;
 
 use sha2::{Digest, Sha512};
 

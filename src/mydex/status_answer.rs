@@ -5,8 +5,14 @@
 //! Token`, a 401 a fresh token did not cure), which is the same for every
 //! member and must never read as every member having revoked.
 
-use super::client::ConnectionStatus;
 use super::error::{MydexError, error_message};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    pub exists: bool,
+    pub active: bool,
+    pub version: Option<u32>,
+}
 
 /// The messages Mydex gives when it refuses our connection itself.
 const OUR_CONNECTION: [&str; 2] = ["no connection record", "invalid connection token"];

@@ -54,10 +54,10 @@ pub(crate) async fn fetch(
         .body("grant_type=client_credentials&scope=mydex%3Apdx")
         .send()
         .await
-        .map_err(|e| super::client::transport_error("token", &e))?;
+        .map_err(|e| super::http::transport_error("token", &e))?;
     let status = resp.status();
-    let retry_after = super::client::retry_after(&resp);
-    let body = super::client::read_limited(resp).await?;
+    let retry_after = super::http::retry_after(&resp);
+    let body = super::http::read_limited(resp).await?;
     if status.is_success() {
         let ans: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
             AttemptError::Permanent(MydexError::Protocol(format!(
