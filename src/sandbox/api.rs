@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::denial::{INVALID_CONNECTION_TOKEN, NO_CONNECTION_RECORD};
 use super::errors::ApiError;
 use super::oauth::check_bearer;
 use super::qr::qr_data_uri;
@@ -28,8 +29,6 @@ use super::state::{
     AppState, Counts, Link, LinkKind, SHORT_TOKEN_TTL, ct_eq, random_id, sha512_hex,
 };
 
-pub const NO_CONNECTION_RECORD: &str = "Access Denied: No Connection record";
-pub const INVALID_CONNECTION_TOKEN: &str = "Access Denied: Invalid Connection Token";
 pub const MISSING_CONNECTION_PARAMETERS: &str =
     "Access Denied: Missing connection parameters in payload";
 pub const MISSING_RETURN_TO: &str = "Following fields are missing or empty: return_to";

@@ -9,16 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::shapes::CallbackShape;
-
-/// How callbacks are encoded on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CallbackFormat {
-    /// `application/json`
-    Json,
-    /// `application/x-www-form-urlencoded` with PHP-style brackets
-    Form,
-}
+use super::wire::CallbackFormat;
 
 /// A fault the sandbox can inject into an API call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

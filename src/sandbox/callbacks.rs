@@ -5,41 +5,10 @@
 
 use std::time::Duration;
 
-use axum::http::Method;
 use serde_json::{Map, Value, json};
 
 use super::state::{AppState, CallbackRecord};
-
-/// What a callback reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallbackKind {
-    /// First Time Connection completed (POST, with `key`).
-    Ftc,
-    /// Update (re-consent) completed (PUT, without `key`).
-    Update,
-    /// Identify completed (POST, `type: identify`).
-    Identify,
-    /// PDX notification (POST, `type: notification`).
-    Notification,
-}
-
-impl CallbackKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            CallbackKind::Ftc => "ftc",
-            CallbackKind::Update => "update",
-            CallbackKind::Identify => "identify",
-            CallbackKind::Notification => "notification",
-        }
-    }
-
-    pub fn method(self) -> Method {
-        match self {
-            CallbackKind::Update => Method::PUT,
-            _ => Method::POST,
-        }
-    }
-}
+use super::wire::CallbackKind;
 
 /// A callback ready to send.
 #[derive(Debug, Clone)]
@@ -137,55 +106,6 @@ pub fn notification_body(
     body
 }
 
-fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Null => {}
-        Value::Bool(b) => out.push((prefix.to_owned(), if *b { "1" } else { "0" }.to_owned())),
-        Value::Number(n) => out.push((prefix.to_owned(), n.to_string())),
-        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
-        Value::Object(map) => {
-            for (k, v) in map {
-                flatten(&format!("{prefix}[{k}]"), v, out);
-            }
-        }
-        Value::Array(items) => {
-            let nested = items.iter().all(Value::is_array);
-            for (i, v) in items.iter().enumerate() {
-                let key = if nested {
-                    format!("{prefix}[{i}]")
-                } else {
-                    format!("{prefix}[]")
-                };
-                flatten(&key, v, out);
-            }
-        }
-    }
-}
-
-/// The PHP-bracket form encoding of a body, percent-encoded (brackets too).
-pub fn form_encode(body: &Map<String, Value>) -> String {
-    let mut pairs = Vec::new();
-    for (k, v) in body {
-        flatten(k, v, &mut pairs);
-    }
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn encode_component(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'*');
-    percent_encoding::utf8_percent_encode(s, SET)
-        .to_string()
-        .replace("%20", "+")
-}
-
 /// Send a callback, retrying connection failures, 5xx and 429.
 pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
     let (url, format, retries, shape) = {
@@ -273,6 +193,7 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::wire::form_encode;
 
     #[test]
     fn form_encoding_matches_the_contract_example() {

@@ -13,11 +13,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::args::{CallbackFormat, FaultKind};
-use super::callbacks::{self, Callback, CallbackKind, deliver};
+use super::args::FaultKind;
+use super::callbacks::{self, Callback, deliver};
 use super::errors::ApiError;
 use super::journey::{self, Credentials, JourneyError};
 use super::state::{AppState, Identity, random_id};
+use super::wire::{CallbackFormat, CallbackKind};
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)

@@ -7,8 +7,12 @@
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::api::{INVALID_CONNECTION_TOKEN, NO_CONNECTION_RECORD};
 use super::errors::ApiError;
+
+/// What Mydex answers when it finds no connection for the NID.
+pub const NO_CONNECTION_RECORD: &str = "Access Denied: No Connection record";
+/// What Mydex answers when the Connection Token is not the one it holds.
+pub const INVALID_CONNECTION_TOKEN: &str = "Access Denied: Invalid Connection Token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 
-use super::callbacks::{self, Callback, CallbackKind};
+use super::callbacks::{self, Callback};
 use super::registration::{self as reg, WRONG_MEMBER};
 use super::state::{AppState, Identity, Link, LinkKind, World, random_id};
+use super::wire::CallbackKind;
 
 /// Why a journey step failed.
 #[derive(Debug, thiserror::Error)]

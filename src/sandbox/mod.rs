@@ -19,6 +19,7 @@ mod registration;
 mod server;
 mod shapes;
 mod state;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,10 +30,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use args::{ArgsError, CallbackFormat, FaultKind, SandboxArgs};
+pub use args::{ArgsError, FaultKind, SandboxArgs};
 pub use callbacks::connection_body;
 pub use qr::{qr_data_uri, qr_modules, qr_png};
 pub use shapes::CallbackShape;
+pub use wire::CallbackFormat;
 
 use state::AppState;
 

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
-use super::args::CallbackFormat;
-use super::callbacks::{CallbackKind, form_encode};
+use super::wire::{CallbackFormat, CallbackKind, form_encode};
 
 /// How the sandbox shapes the callbacks it sends.
 #[derive(

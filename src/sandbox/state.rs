@@ -11,7 +11,8 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use sha2::{Digest, Sha512};
 
-use super::args::{CallbackFormat, FaultKind, Resolved};
+use super::args::{FaultKind, Resolved};
+use super::wire::CallbackFormat;
 
 /// Keep at most this many entries in the request and callback logs.
 pub const LOG_CAP: usize = 10_000;
