@@ -22,7 +22,7 @@ fn notify(states: &[NotifyState]) {
 }
 
 /// The daemon stopped because its store could not write (see
-/// `store/health.rs`); the exit code is `EX_TEMPFAIL` so the service
+/// `store/write_health.rs`); the exit code is `EX_TEMPFAIL` so the service
 /// manager restarts it.
 #[derive(Debug, thiserror::Error)]
 #[error("the store could not write ({0}); exiting for a restart on a reopened store")]

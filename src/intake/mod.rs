@@ -255,7 +255,7 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = rx.recv() => {}
         }
-        // A store that cannot write (see `store/health.rs`) cannot take
+        // A store that cannot write (see `store/write_health.rs`) cannot take
         // the files in; they wait in the queue, and the log is not filled
         // with one error per file per poll.
         if store.failure().is_some() {

@@ -4,7 +4,7 @@
 //! Every step is a compare-and-swap, so a restart resumes where it stood;
 //! an invitation whose mail was in flight at a crash is mailed again with
 //! the same (still unused) link. A campaign that is paused or outside its
-//! send window is skipped (see `campaigns.rs`); a reminder is mailed with
+//! send window is skipped (see `campaign_control.rs`); a reminder is mailed with
 //! the campaign's reminder templates.
 
 use std::collections::{HashMap, HashSet};

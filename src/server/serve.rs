@@ -2,7 +2,7 @@
 //! flood cannot starve Mydex's callbacks: a deadline for a request's headers
 //! (hyper's `header_read_timeout`; slow-loris connections are closed), and a
 //! cap on connections served at once (more are closed at accept, before any
-//! byte is read). Bodies have their own deadline in `callback.rs`.
+//! byte is read). Bodies have their own deadline in `callback_endpoint.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;

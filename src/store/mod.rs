@@ -203,13 +203,13 @@ impl Store {
         self.commit.flush().await.map_err(StoreError::Flush)
     }
 
-    /// Why the store cannot write, if a flush failed (see `health.rs`).
+    /// Why the store cannot write, if a flush failed (see `write_health.rs`).
     pub fn failure(&self) -> Option<String> {
         self.health.failure()
     }
 
     /// Note an error from a store operation: an I/O error from sled means
-    /// this open database cannot write any more (see `health.rs`).
+    /// this open database cannot write any more (see `write_health.rs`).
     pub fn note_error(&self, e: &StoreError) {
         if let StoreError::Db(sled::Error::Io(io)) = e {
             self.health

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::AdminState;
+use super::admin_state::AdminState;
 use crate::server::callback_judge::{self, Verdict};
 use crate::store::{RawCallback, RawFilter, RawOutcome, Store, StoreError};
 

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::AdminState;
+use super::admin_state::AdminState;
 use crate::domain::Invitee;
 use crate::intake::{Format, Rows, to_new};
 use crate::store::{InsertOutcome, NewInvitation};

@@ -21,7 +21,7 @@ pub struct LifecycleApi {
     pub lifecycle: Arc<Lifecycle>,
 }
 
-/// Every route here is behind the admin bearer token (`auth.rs`).
+/// Every route here is behind the admin bearer token (`bearer.rs`).
 pub fn router(state: Arc<LifecycleApi>, token: AdminToken) -> Router {
     Router::new()
         .route("/sweeps/{job}", axum::routing::post(sweep))

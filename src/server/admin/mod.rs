@@ -5,15 +5,15 @@
 //! routes the CLI uses (`operator.rs`, `callbacks_routes.rs`) and the lifecycle's sweep and
 //! campaign routes (`lifecycle_routes.rs`).
 
+mod admin_state;
 pub mod bearer;
 pub mod callbacks_routes;
 pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
 pub mod readyz;
-mod state;
 
-pub use state::AdminState;
+pub use admin_state::AdminState;
 
 use std::sync::Arc;
 

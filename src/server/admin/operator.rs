@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::state::AdminState;
+use super::admin_state::AdminState;
 use crate::store::{Invitation, InvitationFilter, State as InvState, StoreError};
 
 const DEFAULT_LIMIT: usize = 1000;

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::AdminState;
+use super::admin_state::AdminState;
 
 /// No check may hold the probe longer than this.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
