@@ -18,8 +18,7 @@
 //! the in-process SMTP sink), `BENCH_ONLY=e2e|ingest`. Under
 //! `cargo test --all-targets` it makes a small smoke run instead.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use mydex_test_support as support;
 
 use std::io::Write;
 use std::path::Path;

@@ -5,8 +5,6 @@
 //! of `WATCHDOG_USEC`, no pings while the main loop is stalled, STOPPING and
 //! exit 0 on SIGTERM.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
@@ -14,11 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::*;
+use mydex_test_support::*;
 
 #[test]
 fn the_sample_config_as_installed_passes_check_config() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let etc = tempfile::tempdir().unwrap();
     std::fs::copy(
         root.join("config/mydex-connector.toml"),
@@ -39,7 +37,7 @@ fn the_sample_config_as_installed_passes_check_config() {
     std::fs::write(creds.path().join("connection_token"), "s3cret-token").unwrap();
     std::fs::write(creds.path().join("store_key"), hex_key()).unwrap();
     std::fs::write(creds.path().join("admin_token"), "s3cret-admin-token-0123").unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(etc.path().join("mydex-connector.toml"))
         .env("CREDENTIALS_DIRECTORY", creds.path())
@@ -62,7 +60,7 @@ fn the_sample_config_as_installed_passes_check_config() {
     );
 
     // Without credentials it is a configuration error (exit 78) naming the key.
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(etc.path().join("mydex-connector.toml"))
         .env_remove("CREDENTIALS_DIRECTORY")
@@ -81,7 +79,7 @@ fn the_sample_config_as_installed_passes_check_config() {
     ] {
         std::fs::copy(creds.path().join(f), etc.path().join("credentials").join(f)).unwrap();
     }
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(etc.path().join("mydex-connector.toml"))
         .env_remove("CREDENTIALS_DIRECTORY")
@@ -205,7 +203,7 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
         let log = std::fs::File::create(setup.dir.path().join("daemon.log")).unwrap();
         // Spawned by hand: READY, not the admin port, says when it is up.
         Proc(
-            Command::new(BIN)
+            Command::new(bin())
                 .args(["run", "--config"])
                 .arg(&setup.config)
                 .env("RUST_LOG", "info")

@@ -2,9 +2,7 @@
 //! the Register or Log in form, POST the agreement with the Private Key, and
 //! check every validation message of the Registration seed on the way.
 
-mod common;
-
-use common::*;
+use mydex_test_support::contract::*;
 use serde_json::{Value, json};
 
 /// The form action of `kind` (register, login, consent) on a page.

@@ -2,11 +2,9 @@
 //! `invitations list/show/retry` (with the reason for failures) and
 //! `members export` (keys only when the config allows it).
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use mydex_test_support::*;
 
 fn run_ok(setup: &Setup, args: &[&str]) -> String {
     let out = setup.cli(args);

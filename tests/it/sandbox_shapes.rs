@@ -3,9 +3,7 @@
 //! by a plain HTTP server), `rotate` goes through them in turn, the setting
 //! is read back and bad values are refused.
 
-mod common;
-
-use common::*;
+use mydex_test_support::contract::*;
 use serde_json::{Value, json};
 
 async fn connect(env: &Env, mydexid: &str) -> Received {

@@ -5,15 +5,13 @@
 //! keeps running (or stops with a clear error and restarts cleanly), says
 //! what is wrong in its log and on `/readyz`, loses nothing, and finishes
 //! once the fault clears. Each test prints its figures:
-//! `cargo test --test faults -- --nocapture`.
-
-mod support;
+//! `cargo test --test it faults:: -- --nocapture`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::*;
+use mydex_test_support::*;
 
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -890,7 +888,7 @@ async fn disk_full_store_answers_503_and_finishes_after_restart() {
         setup.log()
     );
     drop(daemon);
-    let on_full = std::process::Command::new(BIN)
+    let on_full = std::process::Command::new(bin())
         .args(["run", "--config"])
         .arg(&setup.config)
         .output()

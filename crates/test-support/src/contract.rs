@@ -1,7 +1,6 @@
 //! Shared helpers for the sandbox tests: start the sandbox in-process on a
 //! random port, get tokens, call the API, and receive callbacks on a small
 //! axum server of our own.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

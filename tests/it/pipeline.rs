@@ -2,12 +2,10 @@
 //! sandbox and a real SMTP server: queue → link → email with QR → journey →
 //! callback → credentials in sled.
 
-mod support;
-
 use std::time::Duration;
 
 use mydex_connector::sandbox::CallbackFormat;
-use support::*;
+use mydex_test_support::*;
 
 fn csv(n: usize) -> String {
     let mut s = String::from("email,name,external_ref,tariff\n");

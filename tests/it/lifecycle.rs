@@ -2,12 +2,10 @@
 //! a real SMTP server: version sweeps and update invitations, revoked
 //! members, a sweep killed halfway, expiry and reminders.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::*;
+use mydex_test_support::*;
 
 fn csv(prefix: &str, n: usize) -> String {
     let mut s = String::from("email,name,external_ref\n");

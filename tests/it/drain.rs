@@ -4,13 +4,11 @@
 //! restart every invitation ends connected, none is lost, and any one mailed
 //! twice is counted and printed (only those in flight at the kill may be).
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::*;
+use mydex_test_support::*;
 
 const N: usize = 1000;
 const CONCURRENCY: usize = 16;

@@ -4,12 +4,10 @@
 //! and the brake holds members when too many come back revoked, until
 //! `sweep confirm`.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::*;
+use mydex_test_support::*;
 
 const LONG: Duration = Duration::from_secs(120);
 

@@ -3,13 +3,11 @@
 //! server is down and recovering after, `POST /invitees` with good, bad,
 //! unauthenticated and oversized bodies.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use mydex_test_support::*;
 
 /// Complete the journeys of these mails in the sandbox as new members.
 async fn complete(setup: &Setup, mails: &[Mail]) {

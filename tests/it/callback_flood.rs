@@ -9,13 +9,11 @@
 //! legitimate callbacks' journey latency p50/p99 (and without a flood), peak
 //! RSS.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::*;
+use mydex_test_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -3,11 +3,9 @@
 //! operator pause and resume (kept across a restart), and the error
 //! threshold that pauses a campaign by itself.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use mydex_test_support::*;
 
 fn enqueue(setup: &Setup, name: &str, body: &str) {
     let file = setup.dir.path().join(name);

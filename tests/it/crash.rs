@@ -12,9 +12,7 @@
 //!   (`CRASH_INGEST_ROWS`, default 50,000) killed mid-ingest
 //!   (`CRASH_INGEST_KILLS`, default 5): every row stored exactly once.
 //!
-//! Run with `cargo test --release --test crash -- --nocapture` for the figures.
-
-mod support;
+//! Run with `cargo test --release --test it crash:: -- --nocapture` for the figures.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,10 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use mydex_test_support::*;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::*;
 
 const CONCURRENCY: usize = 16;
 

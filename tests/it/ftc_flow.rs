@@ -8,13 +8,11 @@
 //! (a 401 on the short-token call fetches a new OAuth token, once).
 //! The default `/ftc/setup` flow is what every other pipeline test runs.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use mydex_test_support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn enqueue(setup: &Setup, name: &str, people: &[(String, String)]) {
     let mut body = String::from("email,name,external_ref\n");
@@ -346,7 +344,7 @@ async fn ftc_flow_and_endpoint_urls_are_validated_naming_the_key() {
     for (line, key, says) in cases {
         let path = setup.dir.path().join("case.toml");
         std::fs::write(&path, with(line)).unwrap();
-        let out = std::process::Command::new(BIN)
+        let out = std::process::Command::new(bin())
             .args(["check-config", "--config"])
             .arg(&path)
             .output()
@@ -359,7 +357,7 @@ async fn ftc_flow_and_endpoint_urls_are_validated_naming_the_key() {
         );
     }
     // Environment variables set the flow and the URL too.
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["check-config", "--config"])
         .arg(&setup.config)
         .env("MYDEX_CONNECTOR__MYDEX__FTC_FLOW", "connection")

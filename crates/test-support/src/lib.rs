@@ -1,7 +1,10 @@
 //! The real parts the pipeline tests run against: a real SMTP server process
 //! (aiosmtpd, `smtp_server.py`), the sandbox, the daemon as the real binary,
-//! and a config written the way an operator would.
-#![allow(dead_code)]
+//! and a config written the way an operator would. One crate shared by the
+//! integration tests (`tests/it`) and the benches; `contract` holds the
+//! sandbox-only helpers of the contract tests.
+
+pub mod contract;
 
 use std::io::{BufRead, BufReader};
 
@@ -12,7 +15,28 @@ use std::time::{Duration, Instant};
 
 use mydex_connector::sandbox::{self, CallbackFormat, Sandbox, SandboxArgs};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_mydex-connector");
+/// The real `mydex-connector` binary. Cargo sets `CARGO_BIN_EXE_<name>` when
+/// it runs the tests and benches of the package that has the binary; run by
+/// hand, the test executable sits in `target/<profile>/deps/`, beside the
+/// binary's directory.
+pub fn bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_mydex-connector") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let mut dir = exe.parent().expect("the test executable's directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target/<profile>");
+    }
+    dir.join("mydex-connector")
+}
+
+/// The repository's root (config/, docs/, tests/fixtures/ are read from
+/// there): this crate lives in crates/test-support.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub const TOKEN: &str = "test-connection-token-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token-abcdef0123456789";
 pub const CLIENT_SECRET: &str = "sandbox-secret";
@@ -104,7 +128,7 @@ pub fn smtp_at(dir: &Path, port: Option<u16>, extra: &[&str]) -> Smtp {
 
 fn try_smtp(dir: &Path, port: u16, extra: &[&str]) -> Option<Smtp> {
     let outdir = dir.join("mail");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp_server.py");
     let mut child = Command::new("python3")
         .arg(script)
         .arg("--outdir")
@@ -304,7 +328,7 @@ impl Setup {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(["run", "--config"])
             .arg(&self.config)
             .env(
@@ -386,7 +410,11 @@ impl Setup {
         };
         let dir = PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let tag = format!("{}-{}", std::process::id(), self.admin_port);
+        // One test process runs every suite, and a port may be used again by
+        // a later test: the counter keeps each daemon's log apart.
+        static KEPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = KEPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}-{n}-{}", std::process::id(), self.admin_port);
         let state: serde_json::Value =
             reqwest::get(format!("{}/_sandbox/state", self.sandbox.url()))
                 .await
@@ -418,7 +446,7 @@ impl Setup {
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
+        Command::new(bin())
             .args(args)
             .arg("--config")
             .arg(&self.config)
@@ -427,7 +455,7 @@ impl Setup {
     }
 
     pub fn status(&self) -> serde_json::Value {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["status", "--json", "--config"])
             .arg(&self.config)
             .output()

@@ -1,11 +1,9 @@
 //! Bad input of every kind gets a clear error naming what was wrong, and
 //! nothing stored is lost or changed: configs, invitee files, callbacks.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use mydex_test_support::*;
 
 async fn base() -> (Smtp, Setup) {
     let dir = tempfile::tempdir().unwrap();
@@ -56,7 +54,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
         assert_ne!(cut, good, "{line} is in the config");
         let path = setup.dir.path().join(format!("missing-{key}.toml"));
         std::fs::write(&path, cut).unwrap();
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["check-config", "--config"])
             .arg(&path)
             .output()
@@ -159,7 +157,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
     for (what, text, key) in cases {
         let path = setup.dir.path().join("case.toml");
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["check-config", "--config"])
             .arg(&path)
             .output()
@@ -177,7 +175,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
 
     // Environment overrides reach every key.
     std::fs::write(setup.dir.path().join("secrets/store.key"), [42u8; 32]).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(&setup.config)
         .env("MYDEX_CONNECTOR__INVITATIONS__CONCURRENCY", "3")

@@ -4,17 +4,15 @@
 //! store untouched, and a rotation killed (-9) midway, again and again, is
 //! refused by the daemon with either key and finished by rerunning it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mydex_test_support::*;
 use secrecy::SecretBox;
 use sha2::{Digest, Sha256};
-use support::*;
 
 /// Every file under the store directory and the SHA-256 of its bytes, but
 /// for sled's `snap.*`: sled rebuilds that recovery index from its log (the
@@ -51,7 +49,7 @@ fn text(b: &[u8]) -> String {
 /// `run` against a store it must refuse: its exit status and stderr.
 fn run_refused(setup: &Setup) -> (Option<i32>, String) {
     let mut child = Proc(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["run", "--config"])
             .arg(&setup.config)
             .stdout(Stdio::null())
@@ -256,7 +254,7 @@ async fn a_rotation_killed_midway_is_refused_then_finished() {
     let mut midway = 0;
     for (round, after_lines) in [1usize, 3, 5, 8, 12].into_iter().enumerate() {
         let mut child = Proc(
-            Command::new(BIN)
+            Command::new(bin())
                 .args(["rotate-key", "--new-key-file", &new_key_arg, "--config"])
                 .arg(&setup.config)
                 .stdout(Stdio::null())

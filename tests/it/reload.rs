@@ -2,11 +2,9 @@
 //! its error logged and the running one keeps working; a good one changes
 //! the templates of the next mails and the log level.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use mydex_test_support::*;
 
 fn enqueue(setup: &Setup, name: &str, email: &str) {
     let file = setup.dir.path().join(format!("{name}.csv"));

@@ -16,6 +16,7 @@ use mydex_connector::domain::Invitee;
 use mydex_connector::intake::{Format, Rows};
 use mydex_connector::mydex::callback_body::{Callback, Encoding, parse, parse_request};
 use mydex_connector::notify::email::{MailContext, Templates, build_message};
+use mydex_test_support::repo_root;
 use proptest::prelude::*;
 
 /// Strings rich in what breaks parsers and mails: brackets, quotes, angle
@@ -60,6 +61,13 @@ fn callback_key() -> impl Strategy<Value = String> {
     ]
 }
 
+/// The saved cases, at their place in the repository whatever the working
+/// directory the tests run in (proptest reads a relative path from there).
+fn regressions_file() -> &'static str {
+    let path = repo_root().join("tests/proptest-regressions/hostile_input.txt");
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
+
 /// Cases from `PROPTEST_CASES` (default 256); failures kept in the repo.
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -68,9 +76,7 @@ fn config() -> ProptestConfig {
             .and_then(|v| v.parse().ok())
             .unwrap_or(256),
         failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct(
-                "tests/proptest-regressions/hostile_input.txt",
-            ),
+            proptest::test_runner::FileFailurePersistence::Direct(regressions_file()),
         )),
         ..ProptestConfig::default()
     }

@@ -6,13 +6,11 @@
 //! quarantined under a wrong `mydex.connection_nid` connect their members
 //! once the config is fixed and an operator replays them.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use support::*;
+use mydex_test_support::*;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -5,13 +5,11 @@
 //! `connection_id`'s prefix) and the real SMTP server. Every member connects,
 //! updates to a new version, and the keys exported are the ones issued.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use mydex_test_support::*;
 use serde_json::Value;
-use support::*;
 
 const SHAPES: [&str; 9] = [
     "json",

@@ -2,11 +2,9 @@
 //! /identify, one-time links, callbacks (JSON and form), connection status,
 //! revocation, notifications, faults, and the /_sandbox endpoints.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use mydex_test_support::contract::*;
 use serde_json::{Value, json};
 
 fn err_message(v: &Value) -> &str {
