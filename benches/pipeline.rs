@@ -510,7 +510,7 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, t)| {
             let key = format!("bench-member-key-{i:08}-0123456789abcdef");
-            let body = mydex_connector::sandbox::connection_body(
+            let body = mydex_sandbox::connection_body(
                 1_000_000 + i as u64,
                 &format!("cb{i}x"),
                 Some(&key),

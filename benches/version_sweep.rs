@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use mydex_connector::sandbox::{SandboxArgs, start};
 use mydex_connector::store::{ImportMember, Store};
+use mydex_sandbox::{SandboxArgs, start};
 
 const TOKEN: &str = "bench-connection-token-0123456789";
 const ADMIN: &str = "bench-admin-token-0123456789";

@@ -3,6 +3,8 @@
 //! does not open the store, a key rotation left unfinished, and a key that
 //! `rotate-key` refuses — 1 anything else).
 
+mod commands;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -98,9 +100,11 @@ enum Command {
         new_key_file: PathBuf,
     },
     /// A local stand-in for the Mydex sandbox.
-    Sandbox(Box<mydex_connector::sandbox::SandboxArgs>),
+    #[cfg(feature = "sandbox")]
+    Sandbox(Box<mydex_sandbox::SandboxArgs>),
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
-    Demo(mydex_connector::demo::DemoArgs),
+    #[cfg(feature = "sandbox")]
+    Demo(crate::commands::demo::DemoArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -191,7 +195,7 @@ enum MembersCommand {
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long, value_enum, default_value = "csv")]
-        format: mydex_connector::operator_cli::ExportFormat,
+        format: crate::commands::operator::ExportFormat,
         /// Include member connection keys (needs admin.allow_key_export = true).
         #[arg(long)]
         with_keys: bool,
@@ -245,12 +249,12 @@ fn main() -> ExitCode {
                 let (mut good, mut bad) = (0, 0);
                 for f in &files {
                     let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                    let bar = mydex_connector::progress::bytes_bar(size, &f.display().to_string());
+                    let bar = crate::commands::progress::bytes_bar(size, &f.display().to_string());
                     let result = mydex_connector::intake::enqueue_file_with_progress(
                         &settings,
                         f,
                         campaign.as_deref(),
-                        &mut mydex_connector::progress::AboveBar(bar.as_ref()),
+                        &mut crate::commands::progress::AboveBar(bar.as_ref()),
                         &mut |n| {
                             if let Some(b) = &bar {
                                 b.set_position(n)
@@ -278,7 +282,7 @@ fn main() -> ExitCode {
             Command::Status { config, json } => {
                 init_logging("warn", LogFormat::Text);
                 let settings = load(&config)?;
-                mydex_connector::status::print(&settings, json).await?;
+                crate::commands::status::print(&settings, json).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Sweep { config, job } => {
@@ -289,7 +293,7 @@ fn main() -> ExitCode {
                     SweepJob::Expiry => "/sweeps/expiry",
                     SweepJob::Confirm => "/sweep/confirm",
                 };
-                let doc = mydex_connector::admin_client::post(&settings, path, None).await?;
+                let doc = crate::commands::admin_client::post(&settings, path, None).await?;
                 println!("{doc}");
                 Ok(ExitCode::SUCCESS)
             }
@@ -314,13 +318,13 @@ fn main() -> ExitCode {
                         percent_encoding::NON_ALPHANUMERIC
                     )
                 );
-                let doc = mydex_connector::admin_client::post(&settings, &path, body).await?;
+                let doc = crate::commands::admin_client::post(&settings, &path, body).await?;
                 println!("{doc}");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Invitations { command } => {
                 init_logging("warn", LogFormat::Text);
-                use mydex_connector::operator_cli as op;
+                use crate::commands::operator as op;
                 match command {
                     InvitationsCommand::List {
                         config,
@@ -352,7 +356,7 @@ fn main() -> ExitCode {
             }
             Command::Callbacks { command } => {
                 init_logging("warn", LogFormat::Text);
-                use mydex_connector::callbacks_cli as cb;
+                use crate::commands::callbacks as cb;
                 match command {
                     CallbacksCommand::List {
                         config,
@@ -375,7 +379,7 @@ fn main() -> ExitCode {
                         with_keys,
                     } => {
                         let settings = load(&config)?;
-                        mydex_connector::operator_cli::export_members(&settings, format, with_keys)
+                        crate::commands::operator::export_members(&settings, format, with_keys)
                             .await?
                     }
                 }
@@ -388,19 +392,21 @@ fn main() -> ExitCode {
                 init_logging("warn", LogFormat::Text);
                 let settings = load(&config)?;
                 tokio::task::spawn_blocking(move || {
-                    mydex_connector::rotate_key::run(&settings, &new_key_file)
+                    crate::commands::rotate_key::run(&settings, &new_key_file)
                 })
                 .await??;
                 Ok(ExitCode::SUCCESS)
             }
+            #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => {
                 init_logging("info", LogFormat::Text);
-                mydex_connector::sandbox::run(*args).await?;
+                mydex_sandbox::run(*args).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            #[cfg(feature = "sandbox")]
             Command::Demo(args) => {
                 init_logging("warn", LogFormat::Text);
-                mydex_connector::demo::run(args).await?;
+                crate::commands::demo::run(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -455,8 +455,8 @@ fn request_log(state: &Value) -> Vec<String> {
         .collect()
 }
 
-fn sandbox_args(listen: std::net::SocketAddr) -> mydex_connector::sandbox::SandboxArgs {
-    mydex_connector::sandbox::SandboxArgs {
+fn sandbox_args(listen: std::net::SocketAddr) -> mydex_sandbox::SandboxArgs {
+    mydex_sandbox::SandboxArgs {
         listen,
         connection_token: TOKEN.into(),
         ..Default::default()
@@ -467,7 +467,7 @@ fn sandbox_args(listen: std::net::SocketAddr) -> mydex_connector::sandbox::Sandb
 async fn the_older_flow_fetches_a_fresh_oauth_token_once_when_the_short_token_call_says_401() {
     use mydex_connector::mydex::{FtcRequest, MydexError};
     let dir = tempfile::tempdir().unwrap();
-    let sb = mydex_connector::sandbox::start(sandbox_args("127.0.0.1:0".parse().unwrap()))
+    let sb = mydex_sandbox::start(sandbox_args("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
     let (addr, sbx) = (sb.addr, sb.url());
@@ -498,9 +498,7 @@ async fn the_older_flow_fetches_a_fresh_oauth_token_once_when_the_short_token_ca
     // A restarted sandbox knows no token: the cached one gets a 401 on the
     // short-token call, and the client fetches a new one, once.
     sb.shutdown().await;
-    let sb = mydex_connector::sandbox::start(sandbox_args(addr))
-        .await
-        .unwrap();
+    let sb = mydex_sandbox::start(sandbox_args(addr)).await.unwrap();
     let link = client
         .ftc_setup(&ask("lt-2", Some("alice1"), Some(2)))
         .await
@@ -522,7 +520,7 @@ async fn the_older_flow_fetches_a_fresh_oauth_token_once_when_the_short_token_ca
 
     // A client holding another Connection Token: the Authentication header
     // does not match, which is final (no retry).
-    let sb = mydex_connector::sandbox::start(sandbox_args("127.0.0.1:0".parse().unwrap()))
+    let sb = mydex_sandbox::start(sandbox_args("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
     let other = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mydex_connector::sandbox::CallbackFormat;
+use mydex_sandbox::CallbackFormat;
 use mydex_test_support::*;
 
 fn csv(n: usize) -> String {

@@ -527,9 +527,7 @@ async fn ftc_journey_without_linking_token_omits_it() {
 
 #[tokio::test]
 async fn form_callbacks_use_php_brackets_and_carry_the_same_data() {
-    let env =
-        Env::start_with(|a| a.callback_format = mydex_connector::sandbox::CallbackFormat::Form)
-            .await;
+    let env = Env::start_with(|a| a.callback_format = mydex_sandbox::CallbackFormat::Form).await;
     let url = env.ftc_link(json!({"linking_token": "inv 7&x"})).await;
     let (status, _) = env
         .journey(json!({"url": url, "mydexid": "RBFish123", "email": "rb@example.com"}))
@@ -1430,7 +1428,7 @@ async fn drop_fault_closes_the_connection_without_an_answer() {
 async fn partial_fault_rate_faults_some_calls() {
     let env = Env::start_with(|a| {
         a.fault_rate = 0.5;
-        a.faults = vec![mydex_connector::sandbox::FaultKind::Status503];
+        a.faults = vec![mydex_sandbox::FaultKind::Status503];
     })
     .await;
     let mut faulted = 0;
@@ -1532,7 +1530,7 @@ async fn restart_is_clean() {
         .await;
     let addr = env.sb.addr;
     env.sb.shutdown().await;
-    let sb = mydex_connector::sandbox::start(mydex_connector::sandbox::SandboxArgs {
+    let sb = mydex_sandbox::start(mydex_sandbox::SandboxArgs {
         listen: addr,
         ..Default::default()
     })
@@ -1580,7 +1578,7 @@ async fn a_link_is_completed_once_even_under_concurrency() {
 #[tokio::test]
 async fn form_encoding_covers_update_identify_and_notification() {
     let env = Env::start_with(|a| {
-        a.callback_format = mydex_connector::sandbox::CallbackFormat::Form;
+        a.callback_format = mydex_sandbox::CallbackFormat::Form;
     })
     .await;
     let url = env.ftc_link(json!({})).await;

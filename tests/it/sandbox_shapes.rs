@@ -27,7 +27,7 @@ fn get<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn each_shape_on_the_wire() {
     let env = Env::start_with(|a| {
-        a.callback_shape = mydex_connector::sandbox::CallbackShape::Form;
+        a.callback_shape = mydex_sandbox::CallbackShape::Form;
     })
     .await;
 

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use base64::Engine;
-use mydex_connector::sandbox::{Sandbox, SandboxArgs, start};
+use mydex_sandbox::{Sandbox, SandboxArgs, start};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mydex_connector::sandbox::{self, CallbackFormat, Sandbox, SandboxArgs};
+use mydex_sandbox::{CallbackFormat, Sandbox, SandboxArgs};
 
 /// The real `mydex-connector` binary. Cargo sets `CARGO_BIN_EXE_<name>` when
 /// it runs the tests and benches of the package that has the binary; run by
@@ -246,7 +246,7 @@ pub async fn setup(smtp_port: u16, dir: tempfile::TempDir, opts: Options) -> Set
         callback_retries: 5,
         ..Default::default()
     };
-    let sandbox = sandbox::start(args).await.unwrap();
+    let sandbox = mydex_sandbox::start(args).await.unwrap();
     let sbx = sandbox.url();
     let secrets = dir.path().join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();

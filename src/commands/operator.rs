@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use crate::admin_client::AdminClient;
-use crate::config::Settings;
+use crate::commands::admin_client::AdminClient;
+use mydex_connector::config::Settings;
 
 #[derive(Debug, Default)]
 pub struct ListArgs {

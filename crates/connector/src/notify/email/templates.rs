@@ -10,10 +10,22 @@ use serde::Serialize;
 
 use crate::config::Campaign;
 
-const BUILTIN_TEXT: &str = include_str!("../../../config/templates/invite.txt");
-const BUILTIN_HTML: &str = include_str!("../../../config/templates/invite.html");
-const BUILTIN_REMINDER_TEXT: &str = include_str!("../../../config/templates/reminder.txt");
-const BUILTIN_REMINDER_HTML: &str = include_str!("../../../config/templates/reminder.html");
+const BUILTIN_TEXT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/templates/invite.txt"
+));
+const BUILTIN_HTML: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/templates/invite.html"
+));
+const BUILTIN_REMINDER_TEXT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/templates/reminder.txt"
+));
+const BUILTIN_REMINDER_HTML: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/templates/reminder.html"
+));
 
 #[derive(Debug, thiserror::Error)]
 #[error("campaign {campaign:?}: `{key}`: {message}")]

@@ -5,16 +5,16 @@
 use base64::Engine;
 use qrcode::{Color, EcLevel};
 
-pub use crate::notify::email::qr::QrError;
+pub use mydex_qr::QrError;
 
 /// The modules of the sandbox's QR code for `data`, and its width.
 pub fn qr_modules(data: &[u8]) -> Result<(Vec<Color>, usize), QrError> {
-    crate::notify::email::qr::qr_modules(data, EcLevel::L)
+    mydex_qr::qr_modules(data, EcLevel::L)
 }
 
 /// PNG bytes of a QR code for `text`.
 pub fn qr_png(text: &str) -> Result<Vec<u8>, QrError> {
-    crate::notify::email::qr::qr_png_scaled(text, EcLevel::L, 4)
+    mydex_qr::qr_png_scaled(text, EcLevel::L, 4)
 }
 
 /// `data:image/png;base64,...` of a QR code for `text`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-use crate::config::Settings;
+use mydex_connector::config::Settings;
 
 pub struct AdminClient {
     http: reqwest::Client,

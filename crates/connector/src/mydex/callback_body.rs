@@ -497,7 +497,11 @@ mod tests {
         ($name:literal) => {
             (
                 $name,
-                &include_bytes!(concat!("../../tests/fixtures/callbacks/", $name))[..],
+                &include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../tests/fixtures/callbacks/",
+                    $name
+                ))[..],
             )
         };
     }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::config::Settings;
-use crate::store::{RotationReport, rotate_key};
+use mydex_connector::config::Settings;
+use mydex_connector::store::{RotationReport, rotate_key};
 
 /// Rotate the store of `settings` (its `store.key_file` is the current key)
 /// to the key in `new_key_file`.

@@ -206,8 +206,8 @@ fn merge_access(node: &Value, into: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mydex::callback_body::{Callback, parse_request};
-    use crate::sandbox::callbacks::{connection_body, fields_for_version};
+    use crate::callbacks::{connection_body, fields_for_version};
+    use mydex_connector::mydex::callback_body::{Callback, parse_request};
 
     #[test]
     fn published_layout_keeps_every_grant() {

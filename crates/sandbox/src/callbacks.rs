@@ -193,7 +193,7 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::wire::form_encode;
+    use crate::wire::form_encode;
 
     #[test]
     fn form_encoding_matches_the_contract_example() {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::config::Settings;
-use crate::store::State;
+use mydex_connector::config::Settings;
+use mydex_connector::store::State;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -51,7 +51,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cb_port = free_port()?;
     let admin_port = free_port()?;
     let token = "demo-connection-token";
-    let sandbox_args = crate::sandbox::SandboxArgs {
+    let sandbox_args = mydex_sandbox::SandboxArgs {
         listen: "127.0.0.1:0".parse()?,
         callback_url: format!("http://127.0.0.1:{cb_port}/mydex/callback"),
         connection_token: token.into(),
@@ -60,7 +60,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let client_id = sandbox_args.client_id.clone();
     let client_secret = sandbox_args.client_secret.clone();
     let nid = sandbox_args.nid.clone();
-    let sandbox = crate::sandbox::start(sandbox_args)
+    let sandbox = mydex_sandbox::start(sandbox_args)
         .await
         .context("starting the sandbox")?;
     let sbx = sandbox.url();
@@ -124,7 +124,7 @@ rate = "unlimited"
     let settings = Settings::load(&config_path)?;
 
     // 3. The daemon, in this process.
-    let daemon = crate::app::daemon::start(settings).await?;
+    let daemon = mydex_connector::app::daemon::start(settings).await?;
     println!(
         "daemon: callback on {}, admin API on http://{}",
         daemon.callback_addr, daemon.admin_addr
@@ -133,8 +133,12 @@ rate = "unlimited"
     // 4. Invitees, through the queue as an operator would.
     let csv = dir.join("invitees.csv");
     std::fs::write(&csv, SAMPLE)?;
-    let (good, bad) =
-        crate::intake::enqueue_file(&daemon.settings, &csv, None, &mut std::io::stderr())?;
+    let (good, bad) = mydex_connector::intake::enqueue_file(
+        &daemon.settings,
+        &csv,
+        None,
+        &mut std::io::stderr(),
+    )?;
     println!(
         "enqueued {good} invitees from {} ({bad} rejected)",
         csv.display()
@@ -200,7 +204,8 @@ rate = "unlimited"
             m.version
         );
     }
-    let status = crate::server::admin::status_json(&daemon.store, 1, &["meters-demo".into()], 0)?;
+    let status =
+        mydex_connector::server::admin::status_json(&daemon.store, 1, &["meters-demo".into()], 0)?;
     println!(
         "\nstatus: {}",
         serde_json::json!({"invitations": status["invitations"], "members": status["members"]})
@@ -212,7 +217,12 @@ rate = "unlimited"
             &extra,
             "email,name,external_ref\nyou@example.com,You,MTR-YOURS\n",
         )?;
-        crate::intake::enqueue_file(&daemon.settings, &extra, None, &mut std::io::stderr())?;
+        mydex_connector::intake::enqueue_file(
+            &daemon.settings,
+            &extra,
+            None,
+            &mut std::io::stderr(),
+        )?;
         let all = wait_for(
             &daemon.store,
             good as usize + 1,
@@ -234,7 +244,7 @@ rate = "unlimited"
             config_path.display(),
             config_path.display()
         );
-        crate::app::daemon::wait_for_signal().await;
+        mydex_connector::app::daemon::wait_for_signal().await;
     }
     daemon.shutdown().await?;
     sandbox.shutdown().await;
@@ -254,11 +264,11 @@ fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
 
 /// Wait until at least `n` invitations satisfy `pred`; return those.
 async fn wait_for(
-    store: &crate::store::Store,
+    store: &mydex_connector::store::Store,
     n: usize,
     pred: impl Fn(State) -> bool,
     limit: Duration,
-) -> anyhow::Result<Vec<crate::store::Invitation>> {
+) -> anyhow::Result<Vec<mydex_connector::store::Invitation>> {
     let start = Instant::now();
     loop {
         let mut matching = Vec::new();

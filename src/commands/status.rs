@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use crate::config::Settings;
+use mydex_connector::config::Settings;
 
 pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let url = format!("http://{}/status", settings.admin.listen);

@@ -4,7 +4,7 @@
 
 mod message;
 mod outage;
-pub mod qr;
+pub use mydex_qr as qr;
 mod templates;
 mod transport;
 
