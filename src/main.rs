@@ -419,12 +419,13 @@ fn main() -> ExitCode {
                 c.downcast_ref::<StoreError>()
                     .is_some_and(StoreError::is_key_problem)
             });
-            if key_problem || e.downcast_ref::<ConfigError>().is_some() {
-                ExitCode::from(78)
-            } else if e
-                .downcast_ref::<mydex_connector::app::service::StoreFailed>()
-                .is_some()
+            let service = e.downcast_ref::<mydex_connector::app::service::ServiceError>();
+            if key_problem
+                || e.downcast_ref::<ConfigError>().is_some()
+                || service.is_some_and(|s| s.is_config_problem())
             {
+                ExitCode::from(78)
+            } else if service.is_some_and(|s| s.is_store_failed()) {
                 ExitCode::from(mydex_connector::store::EXIT_STORE_FAILED)
             } else {
                 ExitCode::from(1)

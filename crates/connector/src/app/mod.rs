@@ -2,6 +2,9 @@
 //! service loop around it (systemd notify, signals, reload), and logging.
 
 pub mod daemon;
+mod daemon_error;
 pub mod logging;
 pub mod reload;
 pub mod service;
+
+pub use daemon_error::{ShutdownError, StartError};

@@ -8,8 +8,12 @@
 use std::time::Duration;
 
 use sd_notify::NotifyState;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::app::daemon::Daemon;
 use crate::app::logging::LogControl;
+use crate::app::reload::Reloader;
+use crate::app::{ShutdownError, StartError};
 use crate::config::Settings;
 
 /// How often STATUS= is refreshed when no watchdog asks for more.
@@ -28,18 +32,67 @@ fn notify(states: &[NotifyState]) {
 #[error("the store could not write ({0}); exiting for a restart on a reopened store")]
 pub struct StoreFailed(pub String);
 
-/// `mydex-connector run`: until SIGTERM or SIGINT.
-pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Signal handlers first, so a signal during start is not lost.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+/// Why `mydex-connector run` ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The signal handlers could not be installed.
+    #[error(transparent)]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Shutdown(#[from] ShutdownError),
+    #[error(transparent)]
+    StoreFailed(#[from] StoreFailed),
+}
 
+impl ServiceError {
+    /// The configuration is at fault (the CLI exits `EX_CONFIG`).
+    pub fn is_config_problem(&self) -> bool {
+        matches!(self, ServiceError::Start(StartError::Config(_)))
+    }
+
+    /// The store could not write (the CLI exits `EX_TEMPFAIL`).
+    pub fn is_store_failed(&self) -> bool {
+        matches!(self, ServiceError::StoreFailed(_))
+    }
+}
+
+/// The signals the loop answers.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// `mydex-connector run`: until SIGTERM or SIGINT.
+pub async fn run(settings: Settings, log: Option<LogControl>) -> Result<(), ServiceError> {
+    // Signal handlers first, so a signal during start is not lost.
+    let mut signals = Signals::install().map_err(ServiceError::Signals)?;
     let mut daemon = crate::app::daemon::start(settings).await?;
     let reloader = daemon.reloader(log);
-    let mut stall = daemon.stall_requests.take();
+    let store_failed = serve(&mut daemon, &reloader, &mut signals).await;
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("draining work in flight"),
+    ]);
+    stop(daemon, store_failed).await
+}
 
+/// The main loop, until a signal stops it or the store failed and its disk
+/// takes writes again. Returns why the store failed, if it did.
+async fn serve(daemon: &mut Daemon, reloader: &Reloader, signals: &mut Signals) -> Option<String> {
+    let mut stall = daemon.stall_requests.take();
     let watchdog = sd_notify::watchdog_enabled();
     let tick_every = watchdog.map(|w| w / 2).unwrap_or(STATUS_EVERY);
     if let Some(w) = watchdog {
@@ -51,7 +104,7 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
     }
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&status_line(&daemon)),
+        NotifyState::Status(&status_line(daemon)),
     ]);
 
     let mut tick = tokio::time::interval(tick_every);
@@ -70,40 +123,14 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
                 store_failed = Some(why);
             }
             _ = disk_check.tick(), if store_failed.is_some() => {
-                let dir = daemon.store.path().to_owned();
-                let probe = tokio::task::spawn_blocking(move || {
-                    crate::store::disk_takes_writes(&dir, 4 << 20)
-                })
-                .await;
-                match probe {
-                    Ok(Ok(())) => {
-                        tracing::warn!("the store's disk takes writes again; exiting for a restart on a reopened store");
-                        break;
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, store = %daemon.store.path().display(), "the store's disk still refuses writes; waiting (callbacks are answered 503, Mydex retries them)"),
-                    Err(e) => tracing::warn!(error = %e, "disk probe task failed"),
+                if disk_takes_writes(daemon).await {
+                    tracing::warn!("the store's disk takes writes again; exiting for a restart on a reopened store");
+                    break;
                 }
             }
-            _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT received"); break; }
-            _ = hup.recv() => {
-                tracing::info!(config = %reloader.path().display(), "SIGHUP received: reloading");
-                notify(&[NotifyState::Reloading]);
-                match reloader.reload() {
-                    Ok(applied) => {
-                        tracing::info!(
-                            log_level = applied.log_level.as_deref().unwrap_or("(unchanged)"),
-                            templates = applied.templates_reloaded,
-                            "configuration reloaded"
-                        );
-                        if !applied.ignored_campaigns.is_empty() {
-                            tracing::warn!(campaigns = ?applied.ignored_campaigns, "new campaigns take effect at the next restart");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "reload refused; the running configuration stays in force"),
-                }
-                notify(&[NotifyState::Ready, NotifyState::Status(&status_line(&daemon))]);
-            }
+            _ = signals.term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = signals.int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = signals.hup.recv() => reload(daemon, reloader),
             Some(d) = recv(&mut stall) => {
                 // Test hook: this loop stops iterating, as if stuck.
                 tracing::warn!(seconds = d.as_secs_f64(), "test hook: stalling the main loop");
@@ -115,15 +142,60 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
                 }
                 if last_status.elapsed() >= STATUS_EVERY.min(tick_every) {
                     last_status = std::time::Instant::now();
-                    notify(&[NotifyState::Status(&status_line(&daemon))]);
+                    notify(&[NotifyState::Status(&status_line(daemon))]);
                 }
             }
         }
     }
+    store_failed
+}
+
+/// Whether the failed store's disk takes writes again (logged when not).
+async fn disk_takes_writes(daemon: &Daemon) -> bool {
+    let dir = daemon.store.path().to_owned();
+    let probe =
+        tokio::task::spawn_blocking(move || crate::store::disk_takes_writes(&dir, 4 << 20)).await;
+    match probe {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, store = %daemon.store.path().display(), "the store's disk still refuses writes; waiting (callbacks are answered 503, Mydex retries them)");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "disk probe task failed");
+            false
+        }
+    }
+}
+
+/// SIGHUP: reload what may change, and say so to the service manager.
+fn reload(daemon: &Daemon, reloader: &Reloader) {
+    tracing::info!(config = %reloader.path().display(), "SIGHUP received: reloading");
+    notify(&[NotifyState::Reloading]);
+    match reloader.reload() {
+        Ok(applied) => {
+            tracing::info!(
+                log_level = applied.log_level.as_deref().unwrap_or("(unchanged)"),
+                templates = applied.templates_reloaded,
+                "configuration reloaded"
+            );
+            if !applied.ignored_campaigns.is_empty() {
+                tracing::warn!(campaigns = ?applied.ignored_campaigns, "new campaigns take effect at the next restart");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; the running configuration stays in force")
+        }
+    }
     notify(&[
-        NotifyState::Stopping,
-        NotifyState::Status("draining work in flight"),
+        NotifyState::Ready,
+        NotifyState::Status(&status_line(daemon)),
     ]);
+}
+
+/// The daemon's bounded shutdown; a failed store makes it a stop for a
+/// restart (`StoreFailed`).
+async fn stop(daemon: Daemon, store_failed: Option<String>) -> Result<(), ServiceError> {
     let store = daemon.store.clone();
     match store_failed {
         // The store may fail during the drain (its final flush): that stop,
@@ -134,9 +206,9 @@ pub async fn run(settings: Settings, log: Option<LogControl>) -> anyhow::Result<
                     tracing::debug!(error = %e, "shutdown with a failed store");
                     Err(StoreFailed(why).into())
                 }
-                None => Err(e),
+                None => Err(e.into()),
             },
-            ok => ok,
+            Ok(()) => Ok(()),
         },
         Some(why) => {
             // The final flush cannot succeed on this open store.
@@ -156,7 +228,7 @@ async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<Duration>>) -> Option<
 }
 
 /// One line of live counts for `systemctl status`.
-fn status_line(daemon: &crate::app::daemon::Daemon) -> String {
+fn status_line(daemon: &Daemon) -> String {
     match daemon
         .store
         .counts(daemon.settings.mydex.connection_version)

@@ -3,13 +3,35 @@
 
 use croner::parser::{CronParser, Seconds};
 
+/// Why a cron expression was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "{expr:?} is not a cron expression with seconds: it needs 6 fields (sec min hour day-of-month month day-of-week), it has {fields}"
+    )]
+    FieldCount { expr: String, fields: usize },
+    #[error("{expr:?} is not a valid cron expression: {error}")]
+    Invalid {
+        expr: String,
+        error: croner::errors::CronError,
+    },
+}
+
+/// The text, for a configuration error naming the key.
+impl From<CronError> for String {
+    fn from(e: CronError) -> String {
+        e.to_string()
+    }
+}
+
 /// Check a cron expression with seconds, the way the scheduler reads it.
-pub fn parse_cron(expr: &str) -> Result<(), String> {
+pub fn parse_cron(expr: &str) -> Result<(), CronError> {
     let fields = expr.split_whitespace().count();
     if fields != 6 {
-        return Err(format!(
-            "{expr:?} is not a cron expression with seconds: it needs 6 fields (sec min hour day-of-month month day-of-week), it has {fields}"
-        ));
+        return Err(CronError::FieldCount {
+            expr: expr.to_string(),
+            fields,
+        });
     }
     CronParser::builder()
         .seconds(Seconds::Required)
@@ -17,7 +39,10 @@ pub fn parse_cron(expr: &str) -> Result<(), String> {
         .build()
         .parse(expr)
         .map(|_| ())
-        .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
+        .map_err(|error| CronError::Invalid {
+            expr: expr.to_string(),
+            error,
+        })
 }
 
 #[cfg(test)]

@@ -25,16 +25,38 @@ const DAYS: [&str; 7] = [
     "sunday",
 ];
 
-fn day(s: &str) -> Result<u8, String> {
+/// Why a send window or time zone was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("{0:?} is not a day (Mon, Tue, ... Sun)")]
+    Day(String),
+    #[error("{0:?} is not a time HH:MM")]
+    Time(String),
+    #[error("{0:?} is not an IANA time zone (e.g. \"Europe/London\", \"UTC\")")]
+    TimeZone(String),
+    #[error("{0:?} is not a send window like \"Mon-Fri 09:00-18:00\" (days, then a time span)")]
+    Shape(String),
+    #[error("{0:?}: the span must start before it ends (windows past midnight: split them by day)")]
+    EmptySpan(String),
+}
+
+/// The text, for a configuration error naming the key.
+impl From<WindowError> for String {
+    fn from(e: WindowError) -> String {
+        e.to_string()
+    }
+}
+
+fn day(s: &str) -> Result<u8, WindowError> {
     let l = s.trim().to_ascii_lowercase();
     DAYS.iter()
         .position(|d| l == d[..3] || l == *d)
         .map(|i| i as u8)
-        .ok_or_else(|| format!("{s:?} is not a day (Mon, Tue, ... Sun)"))
+        .ok_or_else(|| WindowError::Day(s.to_string()))
 }
 
-fn minutes(s: &str) -> Result<u16, String> {
-    let bad = || format!("{s:?} is not a time HH:MM");
+fn minutes(s: &str) -> Result<u16, WindowError> {
+    let bad = || WindowError::Time(s.to_string());
     let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
     let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if m > 59 || h > 24 || (h == 24 && m != 0) {
@@ -44,20 +66,16 @@ fn minutes(s: &str) -> Result<u16, String> {
 }
 
 /// The IANA time zone `name` (`"Europe/London"`, `"UTC"`).
-pub fn parse_tz(name: &str) -> Result<Tz, String> {
+pub fn parse_tz(name: &str) -> Result<Tz, WindowError> {
     name.trim()
         .parse::<Tz>()
-        .map_err(|_| format!("{name:?} is not an IANA time zone (e.g. \"Europe/London\", \"UTC\")"))
+        .map_err(|_| WindowError::TimeZone(name.to_string()))
 }
 
 impl SendWindow {
     /// `"Mon-Fri 09:00-18:00"`, `"Sat,Sun 10:00-16:00"`, `"Mon-Sun 00:00-24:00"`.
-    pub fn parse(raw: &str, tz: Tz) -> Result<Self, String> {
-        let shape = || {
-            format!(
-                "{raw:?} is not a send window like \"Mon-Fri 09:00-18:00\" (days, then a time span)"
-            )
-        };
+    pub fn parse(raw: &str, tz: Tz) -> Result<Self, WindowError> {
+        let shape = || WindowError::Shape(raw.to_string());
         let (days_part, span) = raw.trim().split_once(' ').ok_or_else(shape)?;
         let mut days = 0u8;
         for item in days_part.split(',') {
@@ -80,9 +98,7 @@ impl SendWindow {
         let (start, end) = span.trim().split_once('-').ok_or_else(shape)?;
         let (start_min, end_min) = (minutes(start)?, minutes(end)?);
         if start_min >= end_min {
-            return Err(format!(
-                "{raw:?}: the span must start before it ends (windows past midnight: split them by day)"
-            ));
+            return Err(WindowError::EmptySpan(raw.to_string()));
         }
         Ok(Self {
             days,

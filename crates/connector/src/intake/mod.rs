@@ -4,7 +4,9 @@
 //! crash neither loses nor repeats a row), writes bad rows to `rejected/`
 //! with line and reason, and moves the file to `done/` only at the end.
 
+mod error;
 pub mod reader;
+mod row_error;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::domain::Invitee;
 use crate::store::{InsertOutcome, Kind, NewInvitation, Store};
+pub use error::{EnqueueError, IngestError};
 pub use reader::{FileError, Format, Rows};
+pub use row_error::RowError;
 
 const BATCH: usize = 500;
 
@@ -84,7 +88,11 @@ impl Rejects {
 }
 
 /// Store every row of `path`, resuming after the last stored line.
-pub fn ingest_file(store: &Store, settings: &Settings, path: &Path) -> anyhow::Result<FileReport> {
+pub fn ingest_file(
+    store: &Store,
+    settings: &Settings,
+    path: &Path,
+) -> Result<FileReport, IngestError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -121,7 +129,7 @@ pub fn ingest_file(store: &Store, settings: &Settings, path: &Path) -> anyhow::R
                 match row.result.and_then(|inv| to_new(settings, inv)) {
                     Ok(new) => batch.push((row.line, new)),
                     Err(reason) => {
-                        rejects.write(row.line, &reason)?;
+                        rejects.write(row.line, &reason.to_string())?;
                         report.rejected += 1;
                     }
                 }
@@ -162,7 +170,7 @@ fn store_batch(
     last_line: u64,
     report: &mut FileReport,
     rejects: &mut Rejects,
-) -> anyhow::Result<()> {
+) -> Result<(), IngestError> {
     let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
     let outcomes = store.insert_invitations(&items, Some((name, last_line)))?;
     for ((line, item), outcome) in lines.iter().zip(&items).zip(outcomes) {
@@ -181,11 +189,11 @@ fn store_batch(
 }
 
 /// Turn a parsed invitee into a new invitation for its campaign.
-pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, String> {
+pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, RowError> {
     let campaign = match &invitee.campaign {
         Some(name) => settings
             .campaign(name)
-            .ok_or_else(|| format!("campaign {name:?} is not configured"))?,
+            .ok_or_else(|| RowError::UnknownCampaign(name.clone()))?,
         None => settings.default_campaign(),
     };
     // A campaign that identifies first asks for the MydexID of invitees
@@ -277,10 +285,10 @@ pub async fn run(
             match result {
                 Ok(Ok(_)) => wake_dispatcher.notify_one(),
                 Ok(Err(e)) => {
-                    if let Some(se) = e.downcast_ref::<crate::store::StoreError>() {
+                    if let IngestError::Store(se) = &e {
                         store.note_error(se);
                     }
-                    tracing::error!(file = %file.display(), error = %format!("{e:#}"), "cannot ingest queue file; will retry")
+                    tracing::error!(file = %file.display(), error = %error::with_causes(&e), "cannot ingest queue file; will retry")
                 }
                 Err(e) => {
                     tracing::error!(file = %file.display(), error = %e, "queue ingestion task failed")
@@ -297,7 +305,7 @@ pub fn enqueue_file(
     path: &Path,
     campaign: Option<&str>,
     errors: &mut dyn Write,
-) -> anyhow::Result<(u64, u64)> {
+) -> Result<(u64, u64), EnqueueError> {
     enqueue_file_with_progress(settings, path, campaign, errors, &mut |_| {})
 }
 
@@ -324,25 +332,54 @@ pub fn enqueue_file_with_progress(
     campaign: Option<&str>,
     errors: &mut dyn Write,
     progress: &mut dyn FnMut(u64),
-) -> anyhow::Result<(u64, u64)> {
+) -> Result<(u64, u64), EnqueueError> {
     let dir = &settings.queue.dir;
     ensure_dirs(dir)?;
     if let Some(c) = campaign
         && settings.campaign(c).is_none()
     {
-        anyhow::bail!("campaign {c:?} is not configured");
+        return Err(EnqueueError::UnknownCampaign(c.to_string()));
     }
-    let format = Format::of(path)
-        .ok_or_else(|| anyhow::anyhow!("{}: {}", path.display(), FileError::UnknownFormat))?;
-    let file = std::fs::File::open(path)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), FileError::Io(e)))?;
+    let rows = open_input(path, progress)?;
+    let (tmp, final_path) = queue_names(dir, path);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    if good == 0 {
+        std::fs::remove_file(&tmp)?;
+    } else {
+        std::fs::rename(&tmp, &final_path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok((good, bad))
+}
+
+/// The rows of the input file, counting the bytes read for `progress`.
+fn open_input<'a>(
+    path: &Path,
+    progress: &'a mut dyn FnMut(u64),
+) -> Result<Rows<Counting<'a, std::fs::File>>, EnqueueError> {
+    let input = |error| EnqueueError::Input {
+        path: path.to_owned(),
+        error,
+    };
+    let format = Format::of(path).ok_or_else(|| input(FileError::UnknownFormat))?;
+    let file = std::fs::File::open(path).map_err(|e| input(FileError::Io(e)))?;
     let counting = Counting {
         inner: file,
         read: 0,
         progress,
     };
-    let rows =
-        Rows::new(counting, format).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Rows::new(counting, format).map_err(input)
+}
+
+/// The temporary and final names in the queue directory of a file made
+/// from `path`: unique, and with the input's (sanitised) name in them.
+fn queue_names(dir: &Path, path: &Path) -> (PathBuf, PathBuf) {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -363,9 +400,22 @@ pub fn enqueue_file_with_progress(
         crate::store::now_ms(),
         uuid::Uuid::new_v4().simple()
     );
-    let tmp = dir.join(format!(".{unique}-{stem}.tmp"));
-    let final_path = dir.join(format!("{unique}-{stem}.jsonl"));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    (
+        dir.join(format!(".{unique}-{stem}.tmp")),
+        dir.join(format!("{unique}-{stem}.jsonl")),
+    )
+}
+
+/// Write each good row to `out` as JSON Lines and each bad one to `errors`
+/// with its line and reason. Returns (good, bad) counts.
+fn copy_good_rows<R: std::io::Read>(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    rows: Rows<R>,
+    out: &mut impl Write,
+    errors: &mut dyn Write,
+) -> Result<(u64, u64), EnqueueError> {
     let (mut good, mut bad) = (0u64, 0u64);
     for row in rows {
         let row = row?;
@@ -377,7 +427,7 @@ pub fn enqueue_file_with_progress(
         });
         match checked {
             Ok(inv) => {
-                serde_json::to_writer(&mut out, &flatten(&inv))?;
+                serde_json::to_writer(&mut *out, &flatten(&inv))?;
                 out.write_all(b"\n")?;
                 good += 1;
             }
@@ -385,17 +435,6 @@ pub fn enqueue_file_with_progress(
                 writeln!(errors, "{}:{}: {reason}", path.display(), row.line)?;
                 bad += 1;
             }
-        }
-    }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    if good == 0 {
-        std::fs::remove_file(&tmp)?;
-    } else {
-        std::fs::rename(&tmp, &final_path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
         }
     }
     Ok((good, bad))

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use super::row_error::RowError;
 use crate::domain::Invitee;
 
 /// Longest line accepted; longer ones are rejected without being buffered.
@@ -42,7 +43,7 @@ pub enum FileError {
 /// One data row: its 1-based line number and what it parsed to.
 pub struct Row {
     pub line: u64,
-    pub result: Result<Invitee, String>,
+    pub result: Result<Invitee, RowError>,
 }
 
 pub struct Rows<R: Read> {
@@ -74,11 +75,11 @@ impl<R: Read> Rows<R> {
                 Some(Ok(())) => std::str::from_utf8(&rows.buf)
                     .map_err(|_| FileError::BadHeader("not UTF-8".into()))?
                     .to_string(),
-                Some(Err(reason)) => return Err(FileError::BadHeader(reason)),
+                Some(Err(reason)) => return Err(FileError::BadHeader(reason.to_string())),
                 None => return Err(FileError::BadHeader("the file is empty".into())),
             };
             let header = header.trim_start_matches('\u{feff}');
-            let fields = parse_csv_line(header).map_err(FileError::BadHeader)?;
+            let fields = parse_csv_line(header).map_err(|e| FileError::BadHeader(e.to_string()))?;
             let fields: Vec<String> = fields
                 .into_iter()
                 .map(|f| f.trim().to_ascii_lowercase())
@@ -101,7 +102,7 @@ impl<R: Read> Rows<R> {
 
     /// The next line into `buf`, without its line ending; `Err` when it was
     /// longer than `MAX_LINE` (then skipped to its end without keeping it).
-    fn next_line(&mut self) -> std::io::Result<Option<Result<(), String>>> {
+    fn next_line(&mut self) -> std::io::Result<Option<Result<(), RowError>>> {
         self.buf.clear();
         let mut too_long = false;
         let mut any = false;
@@ -133,7 +134,7 @@ impl<R: Read> Rows<R> {
         }
         self.line += 1;
         if too_long {
-            return Ok(Some(Err(format!("line is longer than {MAX_LINE} bytes"))));
+            return Ok(Some(Err(RowError::TooLong)));
         }
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
@@ -141,30 +142,28 @@ impl<R: Read> Rows<R> {
         Ok(Some(Ok(())))
     }
 
-    fn parse_current(&self) -> Result<Invitee, String> {
-        let text =
-            std::str::from_utf8(&self.buf).map_err(|_| "line is not valid UTF-8".to_string())?;
+    fn parse_current(&self) -> Result<Invitee, RowError> {
+        let text = std::str::from_utf8(&self.buf).map_err(|_| RowError::NotUtf8)?;
         match self.format {
             Format::Csv => {
                 let values = parse_csv_line(text)?;
                 if values.len() != self.header.len() {
-                    return Err(format!(
-                        "has {} fields, the header has {}",
-                        values.len(),
-                        self.header.len()
-                    ));
+                    return Err(RowError::FieldCount {
+                        fields: values.len(),
+                        header: self.header.len(),
+                    });
                 }
                 Invitee::from_fields(self.header.iter().cloned().zip(values))
-                    .map_err(|e| e.to_string())
+                    .map_err(RowError::Invitee)
             }
             Format::JsonLines => {
                 let value: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+                    serde_json::from_str(text).map_err(RowError::NotJson)?;
                 match value {
                     serde_json::Value::Object(map) => {
-                        Invitee::from_json(map).map_err(|e| e.to_string())
+                        Invitee::from_json(map).map_err(RowError::Invitee)
                     }
-                    _ => Err("not a JSON object".into()),
+                    _ => Err(RowError::NotObject),
                 }
             }
         }
@@ -199,14 +198,14 @@ impl<R: Read> Iterator for Rows<R> {
     }
 }
 
-fn parse_csv_line(line: &str) -> Result<Vec<String>, String> {
+fn parse_csv_line(line: &str) -> Result<Vec<String>, RowError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(line.as_bytes());
     match reader.records().next() {
         Some(Ok(rec)) => Ok(rec.iter().map(str::to_string).collect()),
-        Some(Err(e)) => Err(format!("malformed CSV: {e}")),
+        Some(Err(e)) => Err(RowError::Csv(e)),
         None => Ok(Vec::new()),
     }
 }
@@ -215,12 +214,28 @@ fn parse_csv_line(line: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
-    fn rows(input: &str, format: Format) -> Vec<(u64, Result<String, String>)> {
+    /// A row's rejection reason as its text, to compare.
+    #[derive(Debug, PartialEq)]
+    struct Reason(String);
+
+    impl std::ops::Deref for Reason {
+        type Target = str;
+        fn deref(&self) -> &str {
+            &self.0
+        }
+    }
+
+    fn rows(input: &str, format: Format) -> Vec<(u64, Result<String, Reason>)> {
         Rows::new(input.as_bytes(), format)
             .unwrap()
             .map(|r| {
                 let r = r.unwrap();
-                (r.line, r.result.map(|i| i.email.to_string()))
+                (
+                    r.line,
+                    r.result
+                        .map(|i| i.email.to_string())
+                        .map_err(|e| Reason(e.to_string())),
+                )
             })
             .collect()
     }

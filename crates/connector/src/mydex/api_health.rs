@@ -108,20 +108,30 @@ impl ApiHealth {
 
     /// For `/readyz`: failing, with the figures and the last error, while a
     /// quarter or more of the last 30 s of attempts failed.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ApiFailing> {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         inner.expire(now);
         inner.report(now);
         match inner.verdict() {
             None => Ok(()),
-            Some((failed, total)) => Err(format!(
-                "{failed} of {total} Mydex API calls in the last {} s failed (last: {})",
-                WINDOW.as_secs(),
-                inner.last_error.as_deref().unwrap_or("?")
-            )),
+            Some((failed, total)) => Err(ApiFailing {
+                failed,
+                total,
+                last: inner.last_error.clone().unwrap_or_else(|| "?".into()),
+            }),
         }
     }
+}
+
+/// The API has been failing lately: how many of the last window's calls
+/// failed, and the last failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{failed} of {total} Mydex API calls in the last {} s failed (last: {last})", WINDOW.as_secs())]
+pub struct ApiFailing {
+    pub failed: usize,
+    pub total: usize,
+    pub last: String,
 }
 
 #[cfg(test)]
@@ -138,7 +148,7 @@ mod tests {
         for _ in 0..6 {
             h.note(Ok(()));
         }
-        let e = h.check().unwrap_err();
+        let e = h.check().unwrap_err().to_string();
         assert!(e.contains("3 of 9") && e.contains("HTTP 503"), "{e}");
         for _ in 0..10 {
             h.note(Ok(()));

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::error::{AttemptError, MydexError, error_message};
+use super::error::{AttemptError, MydexError, TokenUnavailable, error_message};
 use super::http::{read_limited, retry_after, transport_error};
 use super::status_answer::ConnectionStatus;
 use super::token::{self, CachedToken};
@@ -75,7 +75,7 @@ impl MydexClient {
     pub fn new(
         settings: &MydexSettings,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
@@ -390,20 +390,13 @@ impl MydexClient {
 
     /// Whether an access token can be had now (the cached one or a fresh
     /// one), for `/readyz`. The error says why not; it never holds a secret.
-    pub async fn token_obtainable(&self) -> Result<(), String> {
-        match self.bearer().await {
-            Ok(_) => Ok(()),
-            Err(AttemptError::Transient { why, .. }) => Err(why),
-            Err(AttemptError::Unauthorized { status, message }) => {
-                Err(format!("HTTP {status}: {message}"))
-            }
-            Err(AttemptError::Permanent(e)) => Err(e.to_string()),
-        }
+    pub async fn token_obtainable(&self) -> Result<(), TokenUnavailable> {
+        self.bearer().await.map(|_| ()).map_err(TokenUnavailable)
     }
 
     /// For `/readyz`: whether the API has been failing lately (a quarter or
     /// more of the last 30 s of attempts), with the figures and last error.
-    pub fn api_health(&self) -> Result<(), String> {
+    pub fn api_health(&self) -> Result<(), super::api_health::ApiFailing> {
         self.health.check()
     }
 

@@ -31,18 +31,24 @@ impl MydexError {
 }
 
 /// One attempt's failure, before the retry decision.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum AttemptError {
+    #[error("{why}")]
     Transient {
         why: String,
         retry_after: Option<Duration>,
     },
-    Unauthorized {
-        status: u16,
-        message: String,
-    },
+    #[error("HTTP {status}: {message}")]
+    Unauthorized { status: u16, message: String },
+    #[error(transparent)]
     Permanent(MydexError),
 }
+
+/// Why no access token can be had now (for `/readyz`); it never holds a
+/// secret.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TokenUnavailable(#[from] pub(crate) AttemptError);
 
 const MAX_MESSAGE: usize = 500;
 

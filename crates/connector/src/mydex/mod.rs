@@ -11,9 +11,9 @@ pub mod php_form;
 mod status_answer;
 mod token;
 
-pub use api_health::ApiHealth;
+pub use api_health::{ApiFailing, ApiHealth};
 pub use client::{FtcLink, FtcRequest, MydexClient};
-pub use error::MydexError;
+pub use error::{MydexError, TokenUnavailable};
 pub use status_answer::ConnectionStatus;
 
 use sha2::{Digest, Sha512};

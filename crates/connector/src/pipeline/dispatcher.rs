@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::mydex::{FtcRequest, MydexClient, MydexError};
 use crate::notify::email::{MailContext, MailError, Mailer, Templates, build_message, qr_png};
 use crate::pipeline::campaign_control::CampaignControl;
+use crate::pipeline::fail_reason::FailReason;
 use crate::pipeline::rate_limit::SlidingWindow;
 use crate::store::{Invitation, Kind, State, Store, StoreError, now_ms};
 
@@ -37,8 +38,8 @@ pub struct Dispatcher {
     in_flight: Arc<Mutex<HashSet<u64>>>,
     /// A server-wide SMTP outage, which no invitation is failed for.
     smtp_outage: crate::notify::email::Outage,
-    /// Pauses, send windows and error thresholds (none: every campaign sends).
-    control: Option<Arc<CampaignControl>>,
+    /// Pauses, send windows and error thresholds.
+    control: Arc<CampaignControl>,
 }
 
 /// What one step did, for the log.
@@ -55,12 +56,13 @@ enum Outcome {
         why: String,
         after: Duration,
     },
-    Failed(String),
+    Failed(FailReason),
     Requeued(&'static str),
     Skipped,
 }
 
 impl Dispatcher {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Arc<Settings>,
         store: Store,
@@ -69,6 +71,7 @@ impl Dispatcher {
         templates: Arc<Swap<Templates>>,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
+        control: Arc<CampaignControl>,
     ) -> Self {
         let limits = Mutex::new(
             settings
@@ -91,21 +94,7 @@ impl Dispatcher {
             limits,
             in_flight: Arc::default(),
             smtp_outage: crate::notify::email::Outage::default(),
-            control: None,
-        }
-    }
-
-    /// Let `control` hold campaigns that are paused or outside their window.
-    pub fn with_control(mut self, control: Arc<CampaignControl>) -> Self {
-        self.control = Some(control);
-        self
-    }
-
-    /// A campaign's settings as they stand now (a reload may change them).
-    fn campaign(&self, name: &str) -> Option<crate::config::Campaign> {
-        match &self.control {
-            Some(c) => c.campaign(name),
-            None => self.settings.campaign(name).cloned(),
+            control,
         }
     }
 
@@ -131,10 +120,11 @@ impl Dispatcher {
         }
     }
 
-    fn note_failure(&self, campaign: &str, why: &str) {
-        if let Some(c) = &self.control {
-            c.failed(campaign, why);
-        }
+    /// Fail an invitation of `campaign` for `why`, counting it against the
+    /// campaign's error threshold.
+    fn fail(&self, campaign: &str, why: FailReason) -> Outcome {
+        self.control.failed(campaign, &why.to_string());
+        Outcome::Failed(why)
     }
 
     /// Run until cancelled; then wait (bounded by the caller) for steps in flight.
@@ -158,20 +148,9 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let store = self.store.clone();
-            let batch =
-                match tokio::task::spawn_blocking(move || store.work_after(cursor, 256)).await {
-                    Ok(Ok(b)) => b,
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot read the work index");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "work index task failed");
-                        continue;
-                    }
-                };
+            let Some(batch) = self.read_batch(cursor).await else {
+                continue;
+            };
             if batch.is_empty() {
                 cursor = None;
                 tokio::select! {
@@ -186,60 +165,101 @@ impl Dispatcher {
                 started_in_pass = false;
                 continue;
             }
-            let now = now_ms();
-            for inv in batch {
-                if self.store.failure().is_some() {
-                    break;
-                }
-                cursor = Some(inv.id);
-                if let Some(ctl) = &self.control
-                    && ctl.hold(&inv.campaign).is_some()
-                {
-                    continue;
-                }
-                if inv.next_attempt_ms > now
-                    || self
-                        .in_flight
-                        .lock()
-                        .map(|s| s.contains(&inv.id))
-                        .unwrap_or(true)
-                {
-                    continue;
-                }
-                let permit = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                };
-                if let Ok(mut s) = self.in_flight.lock() {
-                    s.insert(inv.id);
-                    started_in_pass = true;
-                }
-                let me = self.clone();
-                let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
-                tokio::spawn(
-                    async move {
-                        let id = inv.id;
-                        // A bug in one step must not leave its invitation
-                        // marked in flight for ever: it stays where it
-                        // stood and the next pass tries it again.
-                        let step = std::panic::AssertUnwindSafe(me.step(inv));
-                        if futures_util::FutureExt::catch_unwind(step).await.is_err() {
-                            tracing::error!("dispatching this invitation panicked (a bug); it stays where it stood and is tried again");
-                        }
-                        if let Ok(mut s) = me.in_flight.lock() {
-                            s.remove(&id);
-                        }
-                        drop(permit);
-                        me.wake.notify_one();
-                    }
-                    .instrument(span),
-                );
+            if self
+                .start_batch(batch, &permits, &shutdown, &mut cursor)
+                .await
+            {
+                started_in_pass = true;
             }
         }
         // Drain: wait for every step in flight to finish.
         let _ = permits
             .acquire_many(self.settings.invitations.concurrency as u32)
             .await;
+    }
+
+    /// The next stretch of the work index after `cursor` (none: not read
+    /// this time, already logged).
+    async fn read_batch(&self, cursor: Option<u64>) -> Option<Vec<Invitation>> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.work_after(cursor, 256)).await {
+            Ok(Ok(b)) => Some(b),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the work index");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "work index task failed");
+                None
+            }
+        }
+    }
+
+    /// Start a step for each invitation of `batch` that is due, not held
+    /// and not in flight, as permits allow. Returns whether any started.
+    async fn start_batch(
+        self: &Arc<Self>,
+        batch: Vec<Invitation>,
+        permits: &Arc<Semaphore>,
+        shutdown: &CancellationToken,
+        cursor: &mut Option<u64>,
+    ) -> bool {
+        let mut started = false;
+        let now = now_ms();
+        for inv in batch {
+            if self.store.failure().is_some() {
+                break;
+            }
+            *cursor = Some(inv.id);
+            if self.control.hold(&inv.campaign).is_some() {
+                continue;
+            }
+            if inv.next_attempt_ms > now
+                || self
+                    .in_flight
+                    .lock()
+                    .map(|s| s.contains(&inv.id))
+                    .unwrap_or(true)
+            {
+                continue;
+            }
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            if let Ok(mut s) = self.in_flight.lock() {
+                s.insert(inv.id);
+                started = true;
+            }
+            self.spawn_step(inv, permit);
+        }
+        started
+    }
+
+    /// One invitation's step on its own task, holding `permit`; its id is
+    /// marked in flight until the step ends.
+    fn spawn_step(self: &Arc<Self>, inv: Invitation, permit: tokio::sync::OwnedSemaphorePermit) {
+        let me = self.clone();
+        let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
+        tokio::spawn(
+            async move {
+                let id = inv.id;
+                // A bug in one step must not leave its invitation
+                // marked in flight for ever: it stays where it
+                // stood and the next pass tries it again.
+                let step = std::panic::AssertUnwindSafe(me.step(inv));
+                if futures_util::FutureExt::catch_unwind(step).await.is_err() {
+                    tracing::error!("dispatching this invitation panicked (a bug); it stays where it stood and is tried again");
+                }
+                if let Ok(mut s) = me.in_flight.lock() {
+                    s.remove(&id);
+                }
+                drop(permit);
+                me.wake.notify_one();
+            }
+            .instrument(span),
+        );
     }
 
     async fn step(&self, snapshot: Invitation) {
@@ -259,9 +279,7 @@ impl Dispatcher {
             return;
         }
         // Paused (maybe by the step before this one) or out of its window.
-        if let Some(ctl) = &self.control
-            && ctl.hold(&inv.campaign).is_some()
-        {
+        if self.control.hold(&inv.campaign).is_some() {
             return;
         }
         let state = inv.state;
@@ -282,7 +300,25 @@ impl Dispatcher {
                 return;
             }
         };
-        let result = match &outcome {
+        let recorded = self.record(id, state, &outcome);
+        self.log_step(&inv, &outcome, recorded);
+        // A mail went out: hold this invitation's permit until its `sent`
+        // mark is on disk (group commit: the steps in flight share one
+        // flush). Otherwise a kill -9 loses every mark of the last 200 ms
+        // (sled's write-back interval) and mails all of them again; with
+        // this, only invitations in flight at the kill (at most
+        // `invitations.concurrency`) can be mailed twice.
+        if matches!(outcome, Outcome::LinkIssued | Outcome::Sent)
+            && let Err(e) = self.store.flush().await
+        {
+            tracing::warn!(error = %e, "cannot flush the store after a mail; a crash now may mail it again");
+        }
+    }
+
+    /// Record `outcome` on invitation `id`, which stood in `state`: the one
+    /// place an outcome becomes a store write.
+    fn record(&self, id: u64, state: State, outcome: &Outcome) -> Result<(), StoreError> {
+        match outcome {
             Outcome::LinkIssued | Outcome::Sent | Outcome::Skipped => Ok(()),
             Outcome::Requeued(why) => self
                 .store
@@ -292,35 +328,36 @@ impl Dispatcher {
                     i.attempts = 0;
                 })
                 .map(|_| ()),
-            Outcome::Retry { why, after } => {
-                let (why, after) = (why.clone(), *after);
-                self.store
-                    .touch(id, state, |i| {
-                        i.attempts += 1;
-                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
-                        i.reason = Some(why.clone());
-                    })
-                    .map(|_| ())
-            }
-            Outcome::Waiting { why, after } => {
-                let (why, after) = (why.clone(), *after);
-                self.store
-                    .touch(id, state, |i| {
-                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
-                        i.reason = Some(why.clone());
-                    })
-                    .map(|_| ())
-            }
+            Outcome::Retry { why, after } => self
+                .store
+                .touch(id, state, |i| {
+                    i.attempts += 1;
+                    i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                    i.reason = Some(why.clone());
+                })
+                .map(|_| ()),
+            Outcome::Waiting { why, after } => self
+                .store
+                .touch(id, state, |i| {
+                    i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                    i.reason = Some(why.clone());
+                })
+                .map(|_| ()),
             Outcome::Failed(why) => {
-                let why = why.clone();
+                let why = why.to_string();
                 self.store
                     .transition(id, &[state], State::Failed, Some(why.clone()), |i| {
                         i.reason = Some(why.clone())
                     })
                     .map(|_| ())
             }
-        };
-        match (&outcome, result) {
+        }
+    }
+
+    /// Log what a step did and whether it was recorded.
+    fn log_step(&self, inv: &Invitation, outcome: &Outcome, recorded: Result<(), StoreError>) {
+        let state = inv.state;
+        match (outcome, recorded) {
             (_, Err(StoreError::Conflict { actual, .. })) => {
                 tracing::debug!(actual, "invitation moved on elsewhere")
             }
@@ -339,23 +376,12 @@ impl Dispatcher {
                 tracing::warn!(state = state.as_str(), attempt = inv.attempts + 1, retry_in = %humantime::format_duration(*after), why, "will retry")
             }
             (Outcome::Failed(why), _) => {
-                tracing::warn!(state = "failed", reason = why, "invitation failed")
+                tracing::warn!(state = "failed", reason = %why, "invitation failed")
             }
             (Outcome::Requeued(why), _) => {
                 tracing::info!(state = "queued", why, "back to queued for a fresh link")
             }
             (Outcome::Skipped, _) => {}
-        }
-        // A mail went out: hold this invitation's permit until its `sent`
-        // mark is on disk (group commit: the steps in flight share one
-        // flush). Otherwise a kill -9 loses every mark of the last 200 ms
-        // (sled's write-back interval) and mails all of them again; with
-        // this, only invitations in flight at the kill (at most
-        // `invitations.concurrency`) can be mailed twice.
-        if matches!(outcome, Outcome::LinkIssued | Outcome::Sent)
-            && let Err(e) = self.store.flush().await
-        {
-            tracing::warn!(error = %e, "cannot flush the store after a mail; a crash now may mail it again");
         }
     }
 
@@ -386,62 +412,33 @@ impl Dispatcher {
                 // Go straight on to the mail, without a trip through the index.
                 let next = self.store.invitation(inv.id)?;
                 let sent = self.send_mail(&next).await?;
-                Ok(match sent {
-                    Outcome::Sent => Outcome::LinkIssued,
-                    other => {
-                        self.apply_mail_outcome(&next, other)?;
-                        Outcome::LinkIssued
-                    }
-                })
+                self.apply_mail_outcome(&next, sent)?;
+                Ok(Outcome::LinkIssued)
             }
             Err(e @ MydexError::Unavailable { .. }) => Ok(Outcome::Retry {
                 why: e.to_string(),
                 after: retry_delay(inv.attempts),
             }),
-            Err(e) => {
-                let why = e.to_string();
-                self.note_failure(&inv.campaign, &why);
-                Ok(Outcome::Failed(why))
-            }
+            Err(e) => Ok(self.fail(&inv.campaign, FailReason::Mydex(e))),
         }
     }
 
-    /// Record what a mail attempt made right after issuing the link.
+    /// Record what a mail attempt made right after issuing the link (a
+    /// wait, a retry or a failure; anything else leaves it as it is).
     fn apply_mail_outcome(&self, inv: &Invitation, outcome: Outcome) -> Result<(), StoreError> {
-        match outcome {
-            Outcome::Waiting { why, after } => {
-                tracing::debug!(state = "link_issued", why, "waiting for the SMTP server");
-                self.store
-                    .touch(inv.id, State::LinkIssued, |i| {
-                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
-                        i.reason = Some(why.clone());
-                    })
-                    .map(|_| ())
+        match &outcome {
+            Outcome::Waiting { why, .. } => {
+                tracing::debug!(state = "link_issued", why, "waiting for the SMTP server")
             }
-            Outcome::Retry { why, after } => {
-                tracing::warn!(state = "link_issued", why, "mail deferred; will retry");
-                self.store
-                    .touch(inv.id, State::LinkIssued, |i| {
-                        i.attempts += 1;
-                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
-                        i.reason = Some(why.clone());
-                    })
-                    .map(|_| ())
+            Outcome::Retry { why, .. } => {
+                tracing::warn!(state = "link_issued", why, "mail deferred; will retry")
             }
             Outcome::Failed(why) => {
-                tracing::warn!(state = "failed", reason = why, "invitation failed");
-                self.store
-                    .transition(
-                        inv.id,
-                        &[State::LinkIssued],
-                        State::Failed,
-                        Some(why.clone()),
-                        |i| i.reason = Some(why.clone()),
-                    )
-                    .map(|_| ())
+                tracing::warn!(state = "failed", reason = %why, "invitation failed")
             }
-            _ => Ok(()),
+            _ => return Ok(()),
         }
+        self.record(inv.id, State::LinkIssued, &outcome)
     }
 
     async fn send_mail(&self, inv: &Invitation) -> Result<Outcome, StoreError> {
@@ -454,16 +451,34 @@ impl Dispatcher {
         if now_ms().saturating_sub(issued) + ttl / 10 >= ttl {
             return Ok(Outcome::Requeued("link too old to mail"));
         }
-        let Some(campaign) = self.campaign(&inv.campaign) else {
-            return Ok(Outcome::Failed(format!(
-                "campaign {:?} is no longer configured",
-                inv.campaign
+        let Some(campaign) = self.control.campaign(&inv.campaign) else {
+            return Ok(Outcome::Failed(FailReason::CampaignGone(
+                inv.campaign.clone(),
             )));
         };
-        let png = match qr_png(&link) {
-            Ok(p) => p,
-            Err(e) => return Ok(Outcome::Failed(e)),
+        let message = match self.message(inv, &campaign, &link) {
+            Ok(m) => m,
+            Err(why) => return Ok(Outcome::Failed(why)),
         };
+        let window = self.limit(&campaign.name, campaign.rate);
+        let slot = match &window {
+            Some(limit) => Some(limit.acquire().await),
+            None => None,
+        };
+        let sent = self.mailer.send(message).await;
+        drop(slot);
+        self.mail_outcome(inv, &campaign.name, sent)
+    }
+
+    /// The invitation's message: its templates rendered, the QR code of
+    /// `link` inline.
+    fn message(
+        &self,
+        inv: &Invitation,
+        campaign: &crate::config::Campaign,
+        link: &str,
+    ) -> Result<lettre::Message, FailReason> {
+        let png = qr_png(link).map_err(FailReason::Qr)?;
         let cid = crate::notify::email::qr_content_id(inv.id, &self.settings.smtp.from);
         let qr_src = format!("cid:{cid}");
         let kind = match inv.kind {
@@ -481,42 +496,43 @@ impl Dispatcher {
             version: inv.version,
             reminder: inv.reminders,
             max_reminders: campaign.max_reminders,
-            link: &link,
+            link,
             qr_src: &qr_src,
             subject: String::new(),
             vars: &inv.invitee.vars,
         };
-        let rendered = match self.templates.get().render(&campaign.name, ctx) {
-            Ok(r) => r,
-            Err(e) => return Ok(Outcome::Failed(e)),
-        };
-        let message = match build_message(
+        let rendered = self
+            .templates
+            .get()
+            .render(&campaign.name, ctx)
+            .map_err(FailReason::Render)?;
+        build_message(
             &self.settings.smtp.from,
             inv.invitee.name.as_deref(),
             inv.invitee.email.as_str(),
             inv.id,
             rendered,
             png,
-        ) {
-            Ok(m) => m,
-            Err(e) => return Ok(Outcome::Failed(e)),
+        )
+        .map_err(FailReason::Message)
+    }
+
+    /// What the SMTP server's answer makes of the invitation (`sent` is
+    /// recorded here; the rest by the caller).
+    fn mail_outcome(
+        &self,
+        inv: &Invitation,
+        campaign: &str,
+        sent: Result<(), MailError>,
+    ) -> Result<Outcome, StoreError> {
+        let count = |c: &std::sync::atomic::AtomicU64| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let window = self.limit(&campaign.name, campaign.rate);
-        let slot = match &window {
-            Some(limit) => Some(limit.acquire().await),
-            None => None,
-        };
-        let sent = self.mailer.send(message).await;
-        drop(slot);
         match sent {
             Ok(()) => {
                 self.smtp_outage.reachable();
-                if let Some(c) = &self.control {
-                    c.sent(&campaign.name);
-                }
-                self.metrics
-                    .emails_sent
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.control.sent(campaign);
+                count(&self.metrics.emails_sent);
                 self.store
                     .transition(inv.id, &[State::LinkIssued], State::Sent, None, |i| {
                         i.attempts = 0;
@@ -527,9 +543,7 @@ impl Dispatcher {
                 Ok(Outcome::Sent)
             }
             Err(MailError::Unreachable(why)) => {
-                self.metrics
-                    .emails_deferred
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count(&self.metrics.emails_deferred);
                 let after = self.smtp_outage.unreachable(&why);
                 Ok(Outcome::Waiting {
                     why: format!("SMTP server unreachable: {why}"),
@@ -538,25 +552,18 @@ impl Dispatcher {
             }
             Err(MailError::Permanent(why)) => {
                 self.smtp_outage.reachable();
-                self.metrics
-                    .emails_failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let why = format!("SMTP refused: {why}");
-                self.note_failure(&campaign.name, &why);
-                Ok(Outcome::Failed(why))
+                count(&self.metrics.emails_failed);
+                Ok(self.fail(campaign, FailReason::SmtpRefused(why)))
             }
             Err(MailError::Transient(why)) => {
                 self.smtp_outage.reachable();
-                self.metrics
-                    .emails_deferred
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count(&self.metrics.emails_deferred);
                 if inv.attempts + 1 >= self.settings.smtp.max_attempts {
-                    let why = format!(
-                        "SMTP still failing after {} attempts: {why}",
-                        inv.attempts + 1
-                    );
-                    self.note_failure(&campaign.name, &why);
-                    Ok(Outcome::Failed(why))
+                    let why = FailReason::SmtpExhausted {
+                        attempts: inv.attempts + 1,
+                        why,
+                    };
+                    Ok(self.fail(campaign, why))
                 } else {
                     Ok(Outcome::Retry {
                         why,

@@ -14,9 +14,19 @@ use crate::config::Settings;
 use crate::mydex::MydexClient;
 use crate::pipeline::campaign_control::CampaignControl;
 use crate::pipeline::expiry_sweep::{self, ExpirySweep};
-use crate::pipeline::schedule::{Job, Scheduler};
+use crate::pipeline::schedule::{Job, ScheduleError, Scheduler};
 use crate::pipeline::version_sweep::{self, VersionSweep};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Why the lifecycle could not start: the cron scheduler, or reading the
+/// sweeps' state from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 pub struct Lifecycle {
     pub control: Arc<CampaignControl>,
@@ -37,7 +47,7 @@ impl Lifecycle {
         control: Arc<CampaignControl>,
         wake: Arc<Notify>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, LifecycleError> {
         let tracker = TaskTracker::new();
         let vs = Arc::new(VersionSweep::new(
             settings.clone(),

@@ -5,6 +5,7 @@
 pub mod campaign_control;
 pub mod dispatcher;
 pub mod expiry_sweep;
+pub mod fail_reason;
 pub mod lifecycle;
 pub mod rate_limit;
 pub mod schedule;

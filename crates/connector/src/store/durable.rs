@@ -15,6 +15,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
+/// Why a flush did not make the writes durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    #[error("the store flusher has stopped")]
+    Stopped,
+    /// The flush failed: the OS's words for the I/O error.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// The last finished flush: the highest ticket it covered and how it went.
 #[derive(Clone, Debug)]
 struct Done {
@@ -104,16 +114,16 @@ impl GroupCommit {
     }
 
     /// Wait until everything written before this call is on disk.
-    pub async fn flush(&self) -> Result<(), String> {
+    pub async fn flush(&self) -> Result<(), FlushError> {
         let mine = self.ticket();
         let mut rx = self.inner.shared.done.subscribe();
         let done = rx
             .wait_for(|d| d.ticket >= mine)
             .await
-            .map_err(|_| "the store flusher has stopped".to_string())?
+            .map_err(|_| FlushError::Stopped)?
             .clone();
         match done.error {
-            Some(e) => Err(e),
+            Some(e) => Err(FlushError::Failed(e)),
             None => Ok(()),
         }
     }

@@ -200,7 +200,10 @@ impl Store {
     /// Make everything written so far durable.
     /// Callers waiting at the same time share one flush (group commit).
     pub async fn flush(&self) -> Result<()> {
-        self.commit.flush().await.map_err(StoreError::Flush)
+        self.commit
+            .flush()
+            .await
+            .map_err(|e| StoreError::Flush(e.to_string()))
     }
 
     /// Why the store cannot write, if a flush failed (see `write_health.rs`).

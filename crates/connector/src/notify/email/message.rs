@@ -13,6 +13,21 @@ pub fn qr_content_id(id: u64, from: &Mailbox) -> String {
     format!("qr-{id}@{}", from.email.domain())
 }
 
+/// Why an invitation's message could not be built (the invitation fails
+/// with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("recipient {to:?}: {error}")]
+    Recipient {
+        to: String,
+        error: lettre::address::AddressError,
+    },
+    #[error("{0}")]
+    ContentType(lettre::message::header::ContentTypeErr),
+    #[error("cannot build the message: {0}")]
+    Build(lettre::error::Error),
+}
+
 pub fn build_message(
     from: &Mailbox,
     to_name: Option<&str>,
@@ -20,8 +35,11 @@ pub fn build_message(
     id: u64,
     rendered: Rendered,
     qr_png: Vec<u8>,
-) -> Result<Message, String> {
-    let to_addr: lettre::Address = to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?;
+) -> Result<Message, MessageError> {
+    let to_addr: lettre::Address = to.parse().map_err(|e| MessageError::Recipient {
+        to: to.to_string(),
+        error: e,
+    })?;
     // A display name is the invitee's own text: control characters (CR, LF,
     // NUL...) have no place in a header, and lettre panics on some of them.
     let to_name = to_name
@@ -32,7 +50,7 @@ pub fn build_message(
     let cid = qr_content_id(id, from);
     let nonce: u64 = rand::random();
     let message_id = format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain());
-    let png_type = ContentType::parse("image/png").map_err(|e| e.to_string())?;
+    let png_type = ContentType::parse("image/png").map_err(MessageError::ContentType)?;
     Message::builder()
         .from(from.clone())
         .to(to)
@@ -48,5 +66,5 @@ pub fn build_message(
                         .singlepart(Attachment::new_inline(cid).body(qr_png, png_type)),
                 ),
         )
-        .map_err(|e| format!("cannot build the message: {e}"))
+        .map_err(MessageError::Build)
 }

@@ -8,8 +8,8 @@ pub use mydex_qr as qr;
 mod templates;
 mod transport;
 
-pub use message::{build_message, qr_content_id};
+pub use message::{MessageError, build_message, qr_content_id};
 pub use outage::Outage;
 pub use qr::qr_png;
-pub use templates::{MailContext, Rendered, TemplateError, Templates};
-pub use transport::{MailError, Mailer};
+pub use templates::{MailContext, RenderError, Rendered, TemplateError, Templates};
+pub use transport::{MailError, Mailer, MailerSetupError, SmtpUnreachable};

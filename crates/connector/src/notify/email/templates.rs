@@ -169,7 +169,7 @@ impl Templates {
         let r = self.render(&c.name, ctx).map_err(|e| TemplateError {
             campaign: c.name.clone(),
             key: "template",
-            message: e,
+            message: e.to_string(),
         })?;
         if !r.text.contains(link) {
             return Err(TemplateError {
@@ -188,20 +188,24 @@ impl Templates {
         Ok(())
     }
 
-    pub fn render(&self, campaign: &str, mut ctx: MailContext<'_>) -> Result<Rendered, String> {
+    pub fn render(
+        &self,
+        campaign: &str,
+        mut ctx: MailContext<'_>,
+    ) -> Result<Rendered, RenderError> {
         let prefix = if ctx.reminder > 0 {
             format!("{campaign}/reminder")
         } else {
             campaign.to_string()
         };
-        let get = |part: &str| {
+        let get = |part: &'static str| {
             self.env
                 .get_template(&format!("{prefix}/{part}"))
-                .map_err(|e| format!("template {part}: {e}"))
+                .map_err(|e| RenderError::Missing(part, e))
         };
         let subject_raw = get("subject.txt")?
             .render(context(&ctx))
-            .map_err(|e| format!("subject: {e}"))?;
+            .map_err(RenderError::Subject)?;
         let subject: String = subject_raw
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -214,18 +218,28 @@ impl Templates {
             .collect();
         ctx.subject = subject.clone();
         let full = context(&ctx);
-        let text = get("text.txt")?
-            .render(&full)
-            .map_err(|e| format!("text template: {e}"))?;
-        let html = get("body.html")?
-            .render(&full)
-            .map_err(|e| format!("html template: {e}"))?;
+        let text = get("text.txt")?.render(&full).map_err(RenderError::Text)?;
+        let html = get("body.html")?.render(&full).map_err(RenderError::Html)?;
         Ok(Rendered {
             subject,
             text,
             html,
         })
     }
+}
+
+/// Why an invitation's mail could not be rendered (the invitation fails
+/// with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {0}: {1}")]
+    Missing(&'static str, minijinja::Error),
+    #[error("subject: {0}")]
+    Subject(minijinja::Error),
+    #[error("text template: {0}")]
+    Text(minijinja::Error),
+    #[error("html template: {0}")]
+    Html(minijinja::Error),
 }
 
 /// The template context: the fixed names, plus each extra column at top

@@ -25,6 +25,28 @@ pub enum MailError {
     Unreachable(String),
 }
 
+/// Why the mailer could not be set up from `smtp.*`.
+#[derive(Debug, thiserror::Error)]
+pub enum MailerSetupError {
+    #[error("smtp.url: cannot create outbox {}: {error}", dir.display())]
+    Outbox {
+        dir: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Url(#[from] lettre::transport::smtp::Error),
+}
+
+/// Why the SMTP server does not look reachable (for `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SmtpUnreachable {
+    #[error("SMTP server did not answer NOOP")]
+    NoNoop,
+    /// The error and its causes, as one line.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Whether an error is about the server as a whole rather than this message.
 fn unreachable(e: &lettre::transport::smtp::Error) -> bool {
     let code = e.status().map(u16::from);
@@ -42,11 +64,12 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(settings: &SmtpSettings, concurrency: usize) -> anyhow::Result<Self> {
+    pub fn new(settings: &SmtpSettings, concurrency: usize) -> Result<Self, MailerSetupError> {
         match &settings.target {
             SmtpTarget::Outbox(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!("smtp.url: cannot create outbox {}: {e}", dir.display())
+                std::fs::create_dir_all(dir).map_err(|e| MailerSetupError::Outbox {
+                    dir: dir.clone(),
+                    error: e,
                 })?;
                 Ok(Self {
                     transport: Transport::Outbox(AsyncFileTransport::new(dir)),
@@ -92,13 +115,13 @@ impl Mailer {
     }
 
     /// Whether the SMTP server answers (for readiness checks).
-    pub async fn reachable(&self) -> Result<(), String> {
+    pub async fn reachable(&self) -> Result<(), SmtpUnreachable> {
         match &self.transport {
             Transport::Outbox(_) => Ok(()),
             Transport::Smtp(t) => match t.test_connection().await {
                 Ok(true) => Ok(()),
-                Ok(false) => Err("SMTP server did not answer NOOP".into()),
-                Err(e) => Err(describe(&e)),
+                Ok(false) => Err(SmtpUnreachable::NoNoop),
+                Err(e) => Err(SmtpUnreachable::Failed(describe(&e))),
             },
         }
     }

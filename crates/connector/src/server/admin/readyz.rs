@@ -19,10 +19,21 @@ use super::admin_state::AdminState;
 /// No check may hold the probe longer than this.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn verdict(r: Result<Result<(), String>, tokio::time::error::Elapsed>) -> serde_json::Value {
+/// Why Mydex's refusal of our connection keeps the daemon unready.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionCheck {
+    #[error("{0} (on a status check; clears when a later sweep's status check succeeds)")]
+    Denied(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn verdict<E: std::fmt::Display>(
+    r: Result<Result<(), E>, tokio::time::error::Elapsed>,
+) -> serde_json::Value {
     match r {
         Ok(Ok(())) => json!({"ok": true}),
-        Ok(Err(e)) => json!({"ok": false, "error": e}),
+        Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
         Err(_) => {
             json!({"ok": false, "error": format!("no answer within {}s", CHECK_TIMEOUT.as_secs())})
         }
@@ -32,9 +43,8 @@ fn verdict(r: Result<Result<(), String>, tokio::time::error::Elapsed>) -> serde_
 pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let store = st.store.clone();
     let version = st.current_version;
-    let store_check = tokio::time::timeout(CHECK_TIMEOUT, async move {
-        store.probe(version).await.map_err(|e| e.to_string())
-    });
+    let store_check =
+        tokio::time::timeout(CHECK_TIMEOUT, async move { store.probe(version).await });
     let mydex_check = tokio::time::timeout(CHECK_TIMEOUT, st.mydex.token_obtainable());
     let smtp_check = tokio::time::timeout(CHECK_TIMEOUT, st.mailer.reachable());
     let (store_r, mydex_r, smtp_r) = tokio::join!(store_check, mydex_check, smtp_check);
@@ -43,11 +53,8 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         .connection_denied(crate::pipeline::version_sweep::JOB)
     {
         Ok(None) => Ok(()),
-        Ok(Some(d)) => Err(format!(
-            "{} (on a status check; clears when a later sweep's status check succeeds)",
-            d.reason
-        )),
-        Err(e) => Err(e.to_string()),
+        Ok(Some(d)) => Err(ConnectionCheck::Denied(d.reason)),
+        Err(e) => Err(ConnectionCheck::Store(e)),
     };
     let checks = json!({
         "store": verdict(store_r),
