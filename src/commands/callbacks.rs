@@ -3,9 +3,61 @@
 //! or a config fix — all through the admin API (`admin_client.rs`).
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use crate::commands::admin_client::AdminClient;
 use mydex_connector::config::Settings;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum CallbacksCommand {
+    /// List stored callbacks and what became of each.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only the quarantined ones (kept without effect, with the reason).
+        #[arg(long)]
+        quarantined: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One stored callback, its body shown with any member key redacted.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        id: u64,
+    },
+    /// Run stored callbacks through parsing and matching again (one by id,
+    /// or every quarantined one with --all-quarantined).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(
+            required_unless_present = "all_quarantined",
+            conflicts_with = "all_quarantined"
+        )]
+        id: Option<u64>,
+        #[arg(long)]
+        all_quarantined: bool,
+    },
+}
+
+/// `callbacks list|show|replay`.
+pub async fn run(command: CallbacksCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CallbacksCommand::List {
+            config,
+            quarantined,
+            json,
+        } => list(&Settings::load(&config)?, quarantined, json).await?,
+        CallbacksCommand::Show { config, id } => show(&Settings::load(&config)?, id).await?,
+        CallbacksCommand::Replay { config, id, .. } => {
+            replay(&Settings::load(&config)?, id).await?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn s(v: &serde_json::Value) -> String {
     match v {

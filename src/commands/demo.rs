@@ -4,12 +4,14 @@
 //! their journeys through the sandbox and prints what happened.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use mydex_connector::app::daemon::Daemon;
 use mydex_connector::config::Settings;
-use mydex_connector::store::State;
+use mydex_connector::store::{Invitation, State};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -34,8 +36,57 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = match args.dir {
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let dir = demo_dir(args.dir)?;
+    println!("mydex-connector demo: working in {}", dir.display());
+
+    // 1. The Mydex stand-in.
+    let ports = Ports {
+        callback: free_port()?,
+        admin: free_port()?,
+    };
+    let (sandbox, facts) = start_sandbox(ports.callback).await?;
+    println!("sandbox (local Mydex stand-in): {}", facts.url);
+
+    // 2. A config of our own, secrets in files as in production.
+    let outbox = dir.join("outbox");
+    let config_path = write_config(&dir, &facts, ports, &outbox)?;
+    let settings = Settings::load(&config_path)?;
+
+    // 3. The daemon, in this process.
+    let daemon = mydex_connector::app::daemon::start(settings).await?;
+    println!(
+        "daemon: callback on {}, admin API on http://{}",
+        daemon.callback_addr, daemon.admin_addr
+    );
+
+    // 4. Invitees, through the queue as an operator would.
+    let good = enqueue_sample(&daemon, &dir)?;
+    let sent = wait_for(
+        &daemon.store,
+        good,
+        |s| s == State::Sent,
+        Duration::from_secs(60),
+    )
+    .await?;
+    print_mailed(&sent, &outbox);
+
+    // 5. Each member follows their link (the sandbox plays the browser).
+    complete_journeys(&facts.url, &sent).await?;
+    print_connected(&daemon, good).await?;
+
+    if args.keep_running {
+        keep_running(&daemon, &dir, good, &config_path).await?;
+    }
+    daemon.shutdown().await?;
+    sandbox.shutdown().await;
+    println!("\ndemo finished; files kept in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The directory asked for (created), or a new temporary one that is kept.
+fn demo_dir(asked: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match asked {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
             d
@@ -44,17 +95,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .prefix("mydex-connector-demo-")
             .tempdir()?
             .keep(),
-    };
-    println!("mydex-connector demo: working in {}", dir.display());
+    })
+}
 
-    // 1. The Mydex stand-in.
-    let cb_port = free_port()?;
-    let admin_port = free_port()?;
-    let token = "demo-connection-token";
+/// The daemon's ports, chosen before either server starts.
+#[derive(Clone, Copy)]
+struct Ports {
+    callback: u16,
+    admin: u16,
+}
+
+/// What the daemon's configuration needs from the sandbox.
+struct SandboxFacts {
+    url: String,
+    client_id: String,
+    client_secret: String,
+    nid: String,
+}
+
+const CONNECTION_TOKEN: &str = "demo-connection-token";
+
+/// Start the sandbox on a free port, calling back to `cb_port`.
+async fn start_sandbox(cb_port: u16) -> anyhow::Result<(mydex_sandbox::Sandbox, SandboxFacts)> {
     let sandbox_args = mydex_sandbox::SandboxArgs {
         listen: "127.0.0.1:0".parse()?,
         callback_url: format!("http://127.0.0.1:{cb_port}/mydex/callback"),
-        connection_token: token.into(),
+        connection_token: CONNECTION_TOKEN.into(),
         ..Default::default()
     };
     let client_id = sandbox_args.client_id.clone();
@@ -63,19 +129,33 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sandbox = mydex_sandbox::start(sandbox_args)
         .await
         .context("starting the sandbox")?;
-    let sbx = sandbox.url();
-    println!("sandbox (local Mydex stand-in): {sbx}");
+    let facts = SandboxFacts {
+        url: sandbox.url(),
+        client_id,
+        client_secret,
+        nid,
+    };
+    Ok((sandbox, facts))
+}
 
-    // 2. A config of our own, secrets in files as in production.
+/// Write the secrets and `mydex-connector.toml` into `dir`; the config's
+/// path.
+fn write_config(
+    dir: &Path,
+    facts: &SandboxFacts,
+    ports: Ports,
+    outbox: &Path,
+) -> anyhow::Result<PathBuf> {
     let secrets = dir.join("secrets");
     std::fs::create_dir_all(&secrets)?;
-    write_secret(&secrets.join("client_secret"), &client_secret)?;
-    write_secret(&secrets.join("connection_token"), token)?;
+    write_secret(&secrets.join("client_secret"), &facts.client_secret)?;
+    write_secret(&secrets.join("connection_token"), CONNECTION_TOKEN)?;
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
     write_secret(&secrets.join("store.key"), &hex::encode(key))?;
-    let outbox = dir.join("outbox");
     let config_path = dir.join("mydex-connector.toml");
+    let (sbx, client_id, nid) = (&facts.url, &facts.client_id, &facts.nid);
+    let (cb_port, admin_port) = (ports.callback, ports.admin);
     std::fs::write(
         &config_path,
         format!(
@@ -121,16 +201,11 @@ rate = "unlimited"
             outbox = outbox.display()
         ),
     )?;
-    let settings = Settings::load(&config_path)?;
+    Ok(config_path)
+}
 
-    // 3. The daemon, in this process.
-    let daemon = mydex_connector::app::daemon::start(settings).await?;
-    println!(
-        "daemon: callback on {}, admin API on http://{}",
-        daemon.callback_addr, daemon.admin_addr
-    );
-
-    // 4. Invitees, through the queue as an operator would.
+/// Put the sample invitees through the queue; how many were good.
+fn enqueue_sample(daemon: &Daemon, dir: &Path) -> anyhow::Result<usize> {
     let csv = dir.join("invitees.csv");
     std::fs::write(&csv, SAMPLE)?;
     let (good, bad) = mydex_connector::intake::enqueue_file(
@@ -143,17 +218,13 @@ rate = "unlimited"
         "enqueued {good} invitees from {} ({bad} rejected)",
         csv.display()
     );
+    Ok(good as usize)
+}
 
-    let sent = wait_for(
-        &daemon.store,
-        good as usize,
-        |s| s == State::Sent,
-        Duration::from_secs(60),
-    )
-    .await?;
+fn print_mailed(sent: &[Invitation], outbox: &Path) {
     println!("\n{} invitations mailed:", sent.len());
-    for inv in &sent {
-        let file = find_mail(&outbox, inv.invitee.email.as_str())
+    for inv in sent {
+        let file = find_mail(outbox, inv.invitee.email.as_str())
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(not found)".into());
         println!(
@@ -164,8 +235,10 @@ rate = "unlimited"
             file
         );
     }
+}
 
-    // 5. Each member follows their link (the sandbox plays the browser).
+/// Each invitee registers and consents through the sandbox's shortcut.
+async fn complete_journeys(sbx: &str, sent: &[Invitation]) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     for (i, inv) in sent.iter().enumerate() {
         let mydexid = format!("demomember{}", i + 1);
@@ -180,9 +253,14 @@ rate = "unlimited"
             .await?;
         tracing::debug!(%answer, "journey completed");
     }
+    Ok(())
+}
+
+/// Wait for `good` members to connect, then print them and the status counts.
+async fn print_connected(daemon: &Daemon, good: usize) -> anyhow::Result<()> {
     let connected = wait_for(
         &daemon.store,
-        good as usize,
+        good,
         |s| s == State::Connected,
         Duration::from_secs(60),
     )
@@ -210,45 +288,44 @@ rate = "unlimited"
         "\nstatus: {}",
         serde_json::json!({"invitations": status["invitations"], "members": status["members"]})
     );
+    Ok(())
+}
 
-    if args.keep_running {
-        let extra = dir.join("you.csv");
-        std::fs::write(
-            &extra,
-            "email,name,external_ref\nyou@example.com,You,MTR-YOURS\n",
-        )?;
-        mydex_connector::intake::enqueue_file(
-            &daemon.settings,
-            &extra,
-            None,
-            &mut std::io::stderr(),
-        )?;
-        let all = wait_for(
-            &daemon.store,
-            good as usize + 1,
-            |s| s == State::Sent || s == State::Connected,
-            Duration::from_secs(60),
-        )
-        .await?;
-        if let Some(inv) = all
-            .iter()
-            .find(|i| i.invitee.email.as_str() == "you@example.com")
-        {
-            println!(
-                "\nStill running. Open this one-time link in a browser to register and connect as a member:\n\n  {}\n",
-                inv.link.as_deref().unwrap_or("?")
-            );
-        }
+/// `--keep-running`: invite "you", print your link, and wait for a signal.
+async fn keep_running(
+    daemon: &Daemon,
+    dir: &Path,
+    good: usize,
+    config_path: &Path,
+) -> anyhow::Result<()> {
+    let extra = dir.join("you.csv");
+    std::fs::write(
+        &extra,
+        "email,name,external_ref\nyou@example.com,You,MTR-YOURS\n",
+    )?;
+    mydex_connector::intake::enqueue_file(&daemon.settings, &extra, None, &mut std::io::stderr())?;
+    let all = wait_for(
+        &daemon.store,
+        good + 1,
+        |s| s == State::Sent || s == State::Connected,
+        Duration::from_secs(60),
+    )
+    .await?;
+    if let Some(inv) = all
+        .iter()
+        .find(|i| i.invitee.email.as_str() == "you@example.com")
+    {
         println!(
-            "config: {}\nstatus: mydex-connector status --config {}\nCtrl-C to stop.",
-            config_path.display(),
-            config_path.display()
+            "\nStill running. Open this one-time link in a browser to register and connect as a member:\n\n  {}\n",
+            inv.link.as_deref().unwrap_or("?")
         );
-        mydex_connector::app::daemon::wait_for_signal().await;
     }
-    daemon.shutdown().await?;
-    sandbox.shutdown().await;
-    println!("\ndemo finished; files kept in {}", dir.display());
+    println!(
+        "config: {}\nstatus: mydex-connector status --config {}\nCtrl-C to stop.",
+        config_path.display(),
+        config_path.display()
+    );
+    mydex_connector::app::daemon::wait_for_signal().await;
     Ok(())
 }
 

@@ -3,9 +3,98 @@
 //! all through the admin API (`admin_client.rs`).
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use crate::commands::admin_client::AdminClient;
 use mydex_connector::config::Settings;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum InvitationsCommand {
+    /// List invitations, with the reason for failed ones.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// queued, link_issued, sent, connected, expired or failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long)]
+        external_ref: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one invitation, with its history.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+        id: u64,
+    },
+    /// Queue failed invitations again (one by id, or all with --all-failed).
+    Retry {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<u64>,
+        #[arg(long)]
+        all_failed: bool,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum MembersCommand {
+    /// Print the mapping external ref → MydexID/uid/connection_id/version.
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Include member connection keys (needs admin.allow_key_export = true).
+        #[arg(long)]
+        with_keys: bool,
+    },
+}
+
+/// `invitations list|show|retry`.
+pub async fn invitations(command: InvitationsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        InvitationsCommand::List {
+            config,
+            state,
+            campaign,
+            external_ref,
+            json,
+        } => {
+            let settings = Settings::load(&config)?;
+            let args = ListArgs {
+                state,
+                campaign,
+                external_ref,
+                json,
+            };
+            list(&settings, args).await?
+        }
+        InvitationsCommand::Show { config, id } => show(&Settings::load(&config)?, id).await?,
+        InvitationsCommand::Retry { config, id, .. } => {
+            retry(&Settings::load(&config)?, id).await?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `members export`.
+pub async fn members(command: MembersCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MembersCommand::Export {
+            config,
+            format,
+            with_keys,
+        } => export_members(&Settings::load(&config)?, format, with_keys).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 #[derive(Debug, Default)]
 pub struct ListArgs {

@@ -4,12 +4,30 @@
 //! operator does next; never prints or writes a key.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
 
 use mydex_connector::config::Settings;
 use mydex_connector::store::{RotationReport, rotate_key};
+
+#[derive(clap::Args, Debug)]
+pub struct RotateKeyArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The new 32-byte key (raw, or 64 hex characters), like store.key_file.
+    #[arg(long)]
+    new_key_file: PathBuf,
+}
+
+/// The subcommand: load the configuration, then rotate off the async
+/// runtime (it is all disk work).
+pub async fn command(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&args.config)?;
+    tokio::task::spawn_blocking(move || run(&settings, &args.new_key_file)).await??;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Rotate the store of `settings` (its `store.key_file` is the current key)
 /// to the key in `new_key_file`.

@@ -1,13 +1,47 @@
 //! `mydex-connector status`: ask the running daemon's admin API for its
 //! counts and print them as a table, or as the JSON document itself.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use anyhow::Context;
+use serde_json::Value;
 
 use mydex_connector::config::Settings;
 
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Print the JSON document only.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&args.config)?;
+    print(&settings, args.json).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let doc = fetch(settings).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    print_invitations(&doc);
+    print_members(&doc);
+    print_callbacks(&doc);
+    print_sweeps(&doc);
+    println!("connection version {}", doc["connection_version"]);
+    Ok(())
+}
+
+/// The daemon's `/status` document.
+async fn fetch(settings: &Settings) -> anyhow::Result<Value> {
     let url = format!("http://{}/status", settings.admin.listen);
-    let doc: serde_json::Value = reqwest::Client::new()
+    let doc: Value = reqwest::Client::new()
         .get(&url)
         .timeout(std::time::Duration::from_secs(10))
         .send()
@@ -17,10 +51,11 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
         .json()
         .await
         .context("the daemon's answer is not JSON")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
-    }
+    Ok(doc)
+}
+
+/// Invitations by state, then each campaign's progress.
+fn print_invitations(doc: &Value) {
     println!("invitations");
     for state in [
         "queued",
@@ -56,6 +91,9 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+}
+
+fn print_members(doc: &Value) {
     println!("members");
     for k in ["total", "outdated", "disconnected"] {
         println!("  {k:<12} {:>10}", doc["members"][k].as_u64().unwrap_or(0));
@@ -65,6 +103,9 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             println!("  version {v:<4} {:>10}", n.as_u64().unwrap_or(0));
         }
     }
+}
+
+fn print_callbacks(doc: &Value) {
     println!("callbacks");
     for k in ["unmatched", "identify", "notification"] {
         println!(
@@ -79,6 +120,10 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             "quarantined"
         );
     }
+}
+
+/// What the version sweep found: Mydex refusing us, or its brake.
+fn print_sweeps(doc: &Value) {
     let version = &doc["sweeps"]["version"];
     if let Some(d) = version["connection_denied"].as_object() {
         println!(
@@ -97,6 +142,4 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
             println!("sweep: {held} members found revoked, held until the sweep has judged them");
         }
     }
-    println!("connection version {}", doc["connection_version"]);
-    Ok(())
 }

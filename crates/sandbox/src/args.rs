@@ -49,7 +49,7 @@ impl FaultKind {
 }
 
 impl FromStr for FaultKind {
-    type Err = String;
+    type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "500" => Ok(FaultKind::Status500),
@@ -57,35 +57,62 @@ impl FromStr for FaultKind {
             "429" => Ok(FaultKind::Status429),
             "slow" => Ok(FaultKind::Slow),
             "drop" => Ok(FaultKind::Drop),
-            other => Err(format!(
-                "unknown fault {other:?} (expected 500, 503, 429, slow or drop)"
-            )),
+            other => Err(ValueError::UnknownFault(other.to_owned())),
         }
     }
 }
 
+/// A flag's or a config file's value that does not parse. Its text is what
+/// clap prints after "invalid value '...' for '--flag'", so it names no flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("unknown fault {0:?} (expected 500, 503, 429, slow or drop)")]
+    UnknownFault(String),
+    #[error("{text:?}: {problem}")]
+    Duration {
+        text: String,
+        problem: humantime::DurationError,
+    },
+    #[error("{text:?}: {problem}")]
+    Number {
+        text: String,
+        problem: std::num::ParseFloatError,
+    },
+    #[error("{0} is not between 0 and 1")]
+    NotAShare(f64),
+    /// A TOML value of the wrong type (shown as TOML).
+    #[error("unexpected {0}")]
+    Unexpected(String),
+}
+
 /// Parse a comma list of faults, e.g. `500,429,drop`.
-pub fn parse_faults(s: &str) -> Result<Vec<FaultKind>, String> {
+pub fn parse_faults(s: &str) -> Result<Vec<FaultKind>, ValueError> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(FaultKind::from_str)
         .collect()
 }
 
-fn parse_fault(s: &str) -> Result<FaultKind, String> {
+fn parse_fault(s: &str) -> Result<FaultKind, ValueError> {
     FaultKind::from_str(s)
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    humantime::parse_duration(s).map_err(|problem| ValueError::Duration {
+        text: s.to_owned(),
+        problem,
+    })
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+fn parse_rate(s: &str) -> Result<f64, ValueError> {
+    let v: f64 = s.parse().map_err(|problem| ValueError::Number {
+        text: s.to_owned(),
+        problem,
+    })?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is not between 0 and 1"))
+        Err(ValueError::NotAShare(v))
     }
 }
 
@@ -208,11 +235,11 @@ pub enum ArgsError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{path}: {key}: {problem}")]
     Value {
         path: PathBuf,
         key: &'static str,
-        message: String,
+        problem: ValueError,
     },
     #[error("{0}")]
     Invalid(String),
@@ -292,22 +319,45 @@ impl SandboxArgs {
     }
 
     fn apply_config_file(&mut self, path: &Path) -> Result<(), ArgsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ArgsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|source| ArgsError::Toml {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let mut file = read_config_file(path)?;
+        let (token_ttl, link_ttl, slow_delay) = (
+            file.token_ttl.take(),
+            file.link_ttl.take(),
+            file.slow_delay.take(),
+        );
+        let faults = file.faults.take();
+        self.fill_plain(file);
         let d = SandboxArgs::default();
-        let dur = |key: &'static str, v: &str| {
-            parse_duration(v).map_err(|message| ArgsError::Value {
+        let invalid = |key: &'static str| {
+            move |problem| ArgsError::Value {
                 path: path.to_owned(),
                 key,
-                message,
-            })
+                problem,
+            }
         };
+        for (slot, default, text, key) in [
+            (&mut self.token_ttl, d.token_ttl, token_ttl, "token_ttl"),
+            (&mut self.link_ttl, d.link_ttl, link_ttl, "link_ttl"),
+            (&mut self.slow_delay, d.slow_delay, slow_delay, "slow_delay"),
+        ] {
+            if let Some(v) = text
+                && *slot == default
+            {
+                *slot = parse_duration(&v).map_err(invalid(key))?;
+            }
+        }
+        if let Some(v) = faults
+            && self.faults == d.faults
+        {
+            self.faults = faults_from_toml(v).map_err(invalid("faults"))?;
+        }
+        Ok(())
+    }
+
+    /// The config file's keys that need no parsing (the durations and the
+    /// faults are taken out before), each where its flag is at its default.
+    fn fill_plain(&mut self, file: ConfigFile) {
+        let d = SandboxArgs::default();
         macro_rules! fill {
             ($field:ident) => {
                 if let Some(v) = file.$field {
@@ -337,43 +387,34 @@ impl SandboxArgs {
         if self.client_secret_file.is_none() {
             self.client_secret_file = file.client_secret_file;
         }
-        if let Some(v) = file.token_ttl
-            && self.token_ttl == d.token_ttl
-        {
-            self.token_ttl = dur("token_ttl", &v)?;
-        }
-        if let Some(v) = file.link_ttl
-            && self.link_ttl == d.link_ttl
-        {
-            self.link_ttl = dur("link_ttl", &v)?;
-        }
-        if let Some(v) = file.slow_delay
-            && self.slow_delay == d.slow_delay
-        {
-            self.slow_delay = dur("slow_delay", &v)?;
-        }
-        if let Some(v) = file.faults
-            && self.faults == d.faults
-        {
-            let list = match v {
-                toml::Value::String(s) => parse_faults(&s),
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|i| match i {
-                        toml::Value::String(s) => FaultKind::from_str(s),
-                        toml::Value::Integer(n) => FaultKind::from_str(&n.to_string()),
-                        other => Err(format!("unexpected {other}")),
-                    })
-                    .collect(),
-                other => Err(format!("unexpected {other}")),
-            };
-            self.faults = list.map_err(|message| ArgsError::Value {
-                path: path.to_owned(),
-                key: "faults",
-                message,
-            })?;
-        }
-        Ok(())
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<ConfigFile, ArgsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ArgsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ArgsError::Toml {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// The config file's `faults`: a comma list as one string, or an array of
+/// names and numbers.
+fn faults_from_toml(v: toml::Value) -> Result<Vec<FaultKind>, ValueError> {
+    match v {
+        toml::Value::String(s) => parse_faults(&s),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                toml::Value::String(s) => FaultKind::from_str(s),
+                toml::Value::Integer(n) => FaultKind::from_str(&n.to_string()),
+                other => Err(ValueError::Unexpected(other.to_string())),
+            })
+            .collect(),
+        other => Err(ValueError::Unexpected(other.to_string())),
     }
 }
 

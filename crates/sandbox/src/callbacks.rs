@@ -118,11 +118,37 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
         )
     };
     let shape = shape.next(&state.shape_turn);
-    let super::shapes::Wire {
-        content_type,
-        payload,
-    } = super::shapes::shape(shape, format, cb.kind, &cb.body);
-    let method = cb.kind.method();
+    let wire = super::shapes::shape(shape, format, cb.kind, &cb.body);
+    let delivery = send_with_retries(state, cb.kind, &url, &wire, retries).await;
+    if !delivery.status.is_some_and(|s| (200..300).contains(&s)) {
+        tracing::error!(
+            kind = cb.kind.name(),
+            %url,
+            attempts = delivery.attempts,
+            "callback not delivered"
+        );
+    }
+    state.log_callback(CallbackRecord {
+        method: cb.kind.method().to_string(),
+        kind: cb.kind.name().to_owned(),
+        status: delivery.status,
+        attempts: delivery.attempts,
+        linking_token: cb.linking_token,
+        url,
+        shape: shape.name(),
+    });
+    delivery
+}
+
+/// Send `wire` to `url` once, then up to `retries` more times (with a
+/// growing pause) while the answer is a connection failure, a 5xx or a 429.
+async fn send_with_retries(
+    state: &AppState,
+    kind: CallbackKind,
+    url: &str,
+    wire: &super::shapes::Wire,
+    retries: u32,
+) -> Delivery {
     let mut delivery = Delivery {
         status: None,
         attempts: 0,
@@ -135,13 +161,12 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
         delivery.attempts += 1;
         let mut request = state
             .http
-            .request(method.clone(), &url)
+            .request(kind.method(), url)
             .header("Authentication", &state.connection.token_hash);
-        if let Some(ct) = content_type {
+        if let Some(ct) = wire.content_type {
             request = request.header("Content-Type", ct);
         }
-        let result = request.body(payload.clone()).send().await;
-        match result {
+        match request.body(wire.payload.clone()).send().await {
             Ok(resp) => {
                 let status = resp.status();
                 delivery.status = Some(status.as_u16());
@@ -149,7 +174,7 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
                     break;
                 }
                 tracing::warn!(
-                    kind = cb.kind.name(),
+                    kind = kind.name(),
                     %url,
                     status = status.as_u16(),
                     attempt = delivery.attempts,
@@ -161,7 +186,7 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
             }
             Err(e) => {
                 tracing::warn!(
-                    kind = cb.kind.name(),
+                    kind = kind.name(),
                     %url,
                     attempt = delivery.attempts,
                     error = %e,
@@ -170,23 +195,6 @@ pub async fn deliver(state: &AppState, cb: Callback) -> Delivery {
             }
         }
     }
-    if !delivery.status.is_some_and(|s| (200..300).contains(&s)) {
-        tracing::error!(
-            kind = cb.kind.name(),
-            %url,
-            attempts = delivery.attempts,
-            "callback not delivered"
-        );
-    }
-    state.log_callback(CallbackRecord {
-        method: method.to_string(),
-        kind: cb.kind.name().to_owned(),
-        status: delivery.status,
-        attempts: delivery.attempts,
-        linking_token: cb.linking_token,
-        url,
-        shape: shape.name(),
-    });
     delivery
 }
 

@@ -360,85 +360,130 @@ pub async fn put_settings(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let patch: SettingsPatch = parse_json(&body)?;
-    let unprocessable = |m: String| ApiError::control(StatusCode::UNPROCESSABLE_ENTITY, m);
-    if let Some(r) = patch.fault_rate
-        && !(0.0..=1.0).contains(&r)
-    {
-        return Err(unprocessable(format!(
-            "fault_rate {r} is not between 0 and 1"
-        )));
+    let checked = patch.check()?;
+    checked.apply(&mut state.settings.write());
+    Ok(get_settings(State(state)).await)
+}
+
+/// A [`SettingsPatch`] whose every value is known good, so applying it
+/// cannot fail halfway.
+struct CheckedPatch {
+    connection_version: Option<u32>,
+    fault_rate: Option<f64>,
+    faults: Option<Vec<FaultKind>>,
+    callback_format: Option<CallbackFormat>,
+    callback_shape: Option<super::shapes::CallbackShape>,
+    token_ttl: Option<std::time::Duration>,
+    link_ttl: Option<std::time::Duration>,
+    slow_delay: Option<std::time::Duration>,
+    callback_url: Option<String>,
+    callback_retries: Option<u32>,
+    status_denial: Option<Option<super::denial::StatusDenial>>,
+}
+
+fn unprocessable(message: String) -> ApiError {
+    ApiError::control(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+impl SettingsPatch {
+    /// Parse and check every value; the first bad one is the answer.
+    fn check(self) -> Result<CheckedPatch, ApiError> {
+        if let Some(r) = self.fault_rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(unprocessable(format!(
+                "fault_rate {r} is not between 0 and 1"
+            )));
+        }
+        if self.connection_version == Some(0) {
+            return Err(unprocessable(
+                "connection_version must be at least 1".into(),
+            ));
+        }
+        let faults = self.faults.as_deref().map(faults_from_json).transpose()?;
+        let token_ttl = self
+            .token_ttl
+            .map(|v| duration("token_ttl", &v))
+            .transpose()?;
+        let link_ttl = self
+            .link_ttl
+            .map(|v| duration("link_ttl", &v))
+            .transpose()?;
+        let status_denial = self
+            .status_denial
+            .map(|v| super::denial::StatusDenial::from_json(&v))
+            .transpose()
+            .map_err(|e| unprocessable(e.to_string()))?;
+        let slow_delay = self
+            .slow_delay
+            .map(|v| duration("slow_delay", &v))
+            .transpose()?;
+        Ok(CheckedPatch {
+            connection_version: self.connection_version,
+            fault_rate: self.fault_rate,
+            faults,
+            callback_format: self.callback_format,
+            callback_shape: self.callback_shape,
+            token_ttl,
+            link_ttl,
+            slow_delay,
+            callback_url: self.callback_url,
+            callback_retries: self.callback_retries,
+            status_denial,
+        })
     }
-    if patch.connection_version == Some(0) {
-        return Err(unprocessable(
-            "connection_version must be at least 1".into(),
-        ));
-    }
-    let faults = match patch.faults {
-        None => None,
-        Some(items) => Some(
-            items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.parse::<FaultKind>(),
-                    Value::Number(n) => n.to_string().parse::<FaultKind>(),
-                    other => Err(format!("unexpected fault {other}")),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(unprocessable)?,
-        ),
-    };
-    let token_ttl = patch
-        .token_ttl
-        .map(|v| duration("token_ttl", &v))
-        .transpose()?;
-    let link_ttl = patch
-        .link_ttl
-        .map(|v| duration("link_ttl", &v))
-        .transpose()?;
-    let status_denial = patch
-        .status_denial
-        .map(|v| super::denial::StatusDenial::from_json(&v))
-        .transpose()
-        .map_err(unprocessable)?;
-    let slow_delay = patch
-        .slow_delay
-        .map(|v| duration("slow_delay", &v))
-        .transpose()?;
-    {
-        let mut s = state.settings.write();
-        if let Some(v) = patch.connection_version {
+}
+
+/// `faults` of a settings body: names, or numbers for the statuses.
+fn faults_from_json(items: &[Value]) -> Result<Vec<FaultKind>, ApiError> {
+    items
+        .iter()
+        .map(|v| {
+            let parsed = match v {
+                Value::String(s) => s.parse::<FaultKind>(),
+                Value::Number(n) => n.to_string().parse::<FaultKind>(),
+                other => return Err(unprocessable(format!("unexpected fault {other}"))),
+            };
+            parsed.map_err(|e| unprocessable(e.to_string()))
+        })
+        .collect()
+}
+
+impl CheckedPatch {
+    /// Set every value the patch carries.
+    fn apply(self, s: &mut super::state::Settings) {
+        if let Some(v) = self.connection_version {
             s.connection_version = v;
         }
-        if let Some(v) = patch.fault_rate {
+        if let Some(v) = self.fault_rate {
             s.fault_rate = v;
         }
-        if let Some(v) = faults {
+        if let Some(v) = self.faults {
             s.faults = v;
         }
-        if let Some(v) = patch.callback_format {
+        if let Some(v) = self.callback_format {
             s.callback_format = v;
         }
-        if let Some(v) = patch.callback_shape {
+        if let Some(v) = self.callback_shape {
             s.callback_shape = v;
         }
-        if let Some(v) = token_ttl {
+        if let Some(v) = self.token_ttl {
             s.token_ttl = v;
         }
-        if let Some(v) = link_ttl {
+        if let Some(v) = self.link_ttl {
             s.link_ttl = v;
         }
-        if let Some(v) = slow_delay {
+        if let Some(v) = self.slow_delay {
             s.slow_delay = v;
         }
-        if let Some(v) = patch.callback_url {
+        if let Some(v) = self.callback_url {
             s.callback_url = v;
         }
-        if let Some(v) = patch.callback_retries {
+        if let Some(v) = self.callback_retries {
             s.callback_retries = v;
         }
-        if let Some(v) = status_denial {
+        if let Some(v) = self.status_denial {
             s.status_denial = v;
         }
     }
-    Ok(get_settings(State(state)).await)
 }

@@ -41,14 +41,19 @@ impl StatusDenial {
     }
 
     /// From a settings body: a name, or null for none.
-    pub fn from_json(v: &serde_json::Value) -> Result<Option<Self>, String> {
+    pub fn from_json(v: &serde_json::Value) -> Result<Option<Self>, UnknownDenial> {
         if v.is_null() {
             return Ok(None);
         }
-        serde_json::from_value(v.clone()).map(Some).map_err(|_| {
-            format!(
-                "status_denial: {v} is not one of \"no_connection_record\", \"invalid_connection_token\", \"unauthorized\" or null"
-            )
-        })
+        serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|_| UnknownDenial(v.clone()))
     }
 }
+
+/// A `status_denial` in a settings body that names no [`StatusDenial`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "status_denial: {0} is not one of \"no_connection_record\", \"invalid_connection_token\", \"unauthorized\" or null"
+)]
+pub struct UnknownDenial(serde_json::Value);

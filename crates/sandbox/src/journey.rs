@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 
 use super::callbacks::{self, Callback};
 use super::registration::{self as reg, WRONG_MEMBER};
-use super::state::{AppState, Identity, Link, LinkKind, World, random_id};
+use super::state::{AppState, Identity, Link, LinkKind, Member, World, random_id};
 use super::wire::CallbackKind;
 
 /// Why a journey step failed.
@@ -171,8 +171,33 @@ pub fn consent(
     private_key: &str,
     accepted: bool,
 ) -> Result<Completed, JourneyError> {
-    let private_key = private_key.trim();
-    let uid = match identity {
+    let uid = consenting_member(world, identity, private_key.trim(), accepted)?;
+    let nid = state.connection.nid.clone();
+    let current_version = state.settings.read().connection_version;
+    let member = world.member_mut(uid).ok_or(JourneyError::UnknownSession)?;
+    let callback = change_connection(member, link, &nid, current_version);
+    let return_to = match (link.kind, &link.linking_token) {
+        (LinkKind::Identify, Some(token)) => with_linking_token(&link.return_to, token),
+        _ => link.return_to.clone(),
+    };
+    Ok(Completed {
+        uid,
+        mydexid: member.mydexid.clone(),
+        connection_id: format!("{uid}-{nid}"),
+        return_to,
+        callback,
+    })
+}
+
+/// The uid of the member consenting with `private_key` (trimmed): an
+/// existing member whose key it is, or a new one, stored now.
+fn consenting_member(
+    world: &mut World,
+    identity: &Identity,
+    private_key: &str,
+    accepted: bool,
+) -> Result<u64, JourneyError> {
+    match identity {
         Identity::Existing { uid } => {
             let member = world.member(*uid).ok_or(JourneyError::UnknownSession)?;
             if member.private_key != private_key {
@@ -181,7 +206,7 @@ pub fn consent(
             if !accepted {
                 return Err(JourneyError::invalid(vec![reg::TERMS_NOT_ACCEPTED]));
             }
-            *uid
+            Ok(*uid)
         }
         Identity::New {
             mydexid,
@@ -199,23 +224,32 @@ pub fn consent(
             if !errors.is_empty() {
                 return Err(JourneyError::invalid(errors));
             }
-            world.add_member(
+            Ok(world.add_member(
                 mydexid.clone(),
                 email.clone(),
                 password.clone(),
                 private_key.to_owned(),
-            )
+            ))
         }
-    };
-    let nid = state.connection.nid.clone();
-    let current_version = state.settings.read().connection_version;
-    let member = world.member_mut(uid).ok_or(JourneyError::UnknownSession)?;
+    }
+}
+
+/// Change the member's connection as `link` asks (a new connection with a
+/// fresh key at `current_version`, an update to the link's version, or
+/// nothing for identify) and build the callback that tells the subscriber.
+fn change_connection(
+    member: &mut Member,
+    link: &Link,
+    nid: &str,
+    current_version: u32,
+) -> Callback {
+    let uid = member.uid;
     let linking_token = link.linking_token.clone();
-    let callback = match link.kind {
+    match link.kind {
         LinkKind::Identify => Callback {
             kind: CallbackKind::Identify,
             body: callbacks::identify_body(&member.mydexid, linking_token.as_deref()),
-            linking_token: linking_token.clone(),
+            linking_token,
         },
         LinkKind::Ftc if link.is_update() => {
             member.version = link.version;
@@ -226,11 +260,11 @@ pub fn consent(
                     uid,
                     &member.mydexid,
                     None,
-                    &nid,
+                    nid,
                     link.version,
                     linking_token.as_deref(),
                 ),
-                linking_token: linking_token.clone(),
+                linking_token,
             }
         }
         LinkKind::Ftc => {
@@ -244,25 +278,14 @@ pub fn consent(
                     uid,
                     &member.mydexid,
                     Some(&key),
-                    &nid,
+                    nid,
                     member.version,
                     linking_token.as_deref(),
                 ),
-                linking_token: linking_token.clone(),
+                linking_token,
             }
         }
-    };
-    let return_to = match (link.kind, &link.linking_token) {
-        (LinkKind::Identify, Some(token)) => with_linking_token(&link.return_to, token),
-        _ => link.return_to.clone(),
-    };
-    Ok(Completed {
-        uid,
-        mydexid: member.mydexid.clone(),
-        connection_id: format!("{uid}-{nid}"),
-        return_to,
-        callback,
-    })
+    }
 }
 
 /// Where the browser goes after an identify journey: `return_to` with

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use args::{ArgsError, FaultKind, SandboxArgs};
+pub use args::{ArgsError, FaultKind, SandboxArgs, ValueError};
 pub use callbacks::connection_body;
 pub use qr::{qr_data_uri, qr_modules, qr_png};
 pub use shapes::CallbackShape;
@@ -98,13 +98,36 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Why the sandbox did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The flags, the config file or a secret file.
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket has no address to tell.
+    #[error(transparent)]
+    LocalAddr(std::io::Error),
+    /// The HTTP client that sends callbacks could not be built.
+    #[error(transparent)]
+    HttpClient(#[from] reqwest::Error),
+}
+
 /// Bind, spawn the server task, and return at once.
-pub async fn start(args: SandboxArgs) -> anyhow::Result<Sandbox> {
+pub async fn start(args: SandboxArgs) -> Result<Sandbox, StartError> {
     let resolved = args.resolve()?;
     let listener = TcpListener::bind(resolved.args.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", resolved.args.listen))?;
-    let addr = listener.local_addr()?;
+        .map_err(|source| StartError::Listen {
+            addr: resolved.args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
     let public_url = resolved
         .args
         .public_url
@@ -143,7 +166,7 @@ async fn terminated() {
 }
 
 /// Serve until SIGINT/SIGTERM.
-pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+pub async fn run(args: SandboxArgs) -> Result<(), StartError> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

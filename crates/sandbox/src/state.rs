@@ -274,7 +274,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(resolved: Resolved, public_url: String) -> anyhow::Result<Self> {
+    pub fn new(resolved: Resolved, public_url: String) -> Result<Self, reqwest::Error> {
         let args = resolved.args;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
