@@ -5,16 +5,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
+#[derive(Serialize)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
     /// `members export --with-keys` is allowed (default false).
     pub allow_key_export: bool,
+    #[serde(skip)]
     pub token: Option<SecretString>,
+    #[serde(rename = "token", serialize_with = "show::admin_token")]
     pub token_source: Option<PathBuf>,
 }
 

@@ -5,17 +5,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
+#[derive(Serialize)]
 pub struct CallbackSettings {
     pub listen: SocketAddr,
     pub path: String,
     pub body_limit: usize,
     /// How long a client may take to send a request's headers, and then its
     /// body (default 10s): slow-loris connections are closed after it.
+    #[serde(serialize_with = "show::duration")]
     pub read_timeout: Duration,
     /// Connections served at once (default 256); more are closed at accept.
     pub max_connections: usize,

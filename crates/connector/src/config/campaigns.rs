@@ -5,35 +5,48 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::invitations::InvitationSettings;
 use super::rate::{Rate, parse_rate};
 use super::validate::Validator;
 use crate::domain::send_window::{SendWindow, parse_tz};
 
-#[derive(Debug, Clone)]
+/// Serialised as `check-config` shows it (the reminder templates and
+/// `invite` are not shown).
+#[derive(Debug, Clone, Serialize)]
 pub struct Campaign {
     pub name: String,
     pub subject: String,
+    #[serde(serialize_with = "show::template")]
     pub text_template: Option<PathBuf>,
+    #[serde(serialize_with = "show::template")]
     pub html_template: Option<PathBuf>,
+    #[serde(serialize_with = "show::rate")]
     pub rate: Option<Rate>,
     /// When its mail may go out; None: any time.
+    #[serde(serialize_with = "show::send_window")]
     pub send_window: Option<SendWindow>,
     /// Reminders: how long after expiry, and how many (from
     /// `[invitations]` unless the campaign sets its own).
+    #[serde(serialize_with = "show::duration")]
     pub reminder_after: Duration,
     pub max_reminders: u32,
     pub reminder_subject: String,
+    #[serde(skip)]
     pub reminder_text_template: Option<PathBuf>,
+    #[serde(skip)]
     pub reminder_html_template: Option<PathBuf>,
     /// Failed invitations in a row after which the campaign pauses itself.
+    #[serde(serialize_with = "show::count_or_off")]
     pub error_threshold: Option<u32>,
     /// A member found revoked gets a new first-time invitation.
     pub reconnect_on_revoke: bool,
     /// `invite = "identify"`: learn the invitee's MydexID first.
+    #[serde(skip)]
     pub identify_first: bool,
 }
 

@@ -3,13 +3,18 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
+#[derive(Serialize)]
 pub struct InvitationSettings {
+    #[serde(serialize_with = "show::duration")]
     pub link_ttl: Duration,
+    #[serde(serialize_with = "show::duration")]
     pub reminder_after: Duration,
     pub max_reminders: u32,
     pub concurrency: usize,

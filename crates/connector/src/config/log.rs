@@ -1,11 +1,12 @@
 //! `[log]`: the log level (or filter) and format.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::error::ConfigError;
 use super::validate::Validator;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
     Json,
@@ -20,6 +21,7 @@ impl LogFormat {
     }
 }
 
+#[derive(Serialize)]
 pub struct LogSettings {
     pub level: String,
     pub format: LogFormat,

@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Environment {
     Sandbox,
     Production,
@@ -27,7 +30,8 @@ impl Environment {
 
 /// How a First Time Connection (or update) link is asked for
 /// (docs/mydex-contract.md §2 and §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FtcFlow {
     /// `POST {api}/ftc/setup`, answered `{url, qr}`.
     FtcSetup,
@@ -46,25 +50,36 @@ impl FtcFlow {
     }
 }
 
+/// Serialised with `ftc_url` and `status_url` as used (see `show::mydex`).
+#[derive(Serialize)]
 pub struct MydexSettings {
     pub environment: Environment,
+    #[serde(serialize_with = "show::display")]
     pub api_url: reqwest::Url,
+    #[serde(serialize_with = "show::display")]
     pub token_url: reqwest::Url,
     pub client_id: String,
+    #[serde(skip)]
     pub client_secret: SecretString,
+    #[serde(rename = "client_secret", serialize_with = "show::secret")]
     pub client_secret_source: PathBuf,
     pub connection_nid: String,
+    #[serde(skip)]
     pub connection_token: SecretString,
+    #[serde(rename = "connection_token", serialize_with = "show::secret")]
     pub connection_token_source: PathBuf,
     pub return_to: String,
     pub connection_version: u32,
+    #[serde(serialize_with = "show::duration")]
     pub request_timeout: Duration,
     pub max_attempts: u32,
     pub ftc_flow: FtcFlow,
     /// `mydex.ftc_url`: where the FTC call goes instead of its place under `api_url`.
+    #[serde(skip)]
     pub ftc_url: Option<reqwest::Url>,
     /// `mydex.status_url`: the base of `/connection/status` instead of
     /// `{api_url}/connection/status` (the NID is appended).
+    #[serde(skip)]
     pub status_url: Option<reqwest::Url>,
 }
 
@@ -286,4 +301,22 @@ impl Validator {
             connection_token,
         })
     }
+}
+
+/// `[mydex]` with `ftc_url` and `status_url` as they are used: set, or
+/// computed from `api_url`.
+pub(super) fn shown<S: Serializer>(m: &MydexSettings, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        #[serde(flatten)]
+        settings: &'a MydexSettings,
+        ftc_url: String,
+        status_url: String,
+    }
+    Shown {
+        settings: m,
+        ftc_url: m.ftc_endpoint().to_string(),
+        status_url: m.status_base().to_string(),
+    }
+    .serialize(s)
 }

@@ -4,16 +4,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
 /// Where PDX notifications are passed on (besides being kept and counted).
+#[derive(Serialize)]
 pub struct NotificationSettings {
     /// Program and arguments, run without a shell, the JSON on stdin.
+    #[serde(serialize_with = "show::command")]
     pub command: Option<Vec<String>>,
+    #[serde(serialize_with = "show::display_or_none")]
     pub webhook_url: Option<reqwest::Url>,
+    #[serde(serialize_with = "show::duration")]
     pub timeout: Duration,
 }
 

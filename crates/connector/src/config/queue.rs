@@ -3,13 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
+#[derive(Serialize)]
 pub struct QueueSettings {
+    #[serde(serialize_with = "show::path")]
     pub dir: PathBuf,
+    #[serde(serialize_with = "show::duration")]
     pub poll_interval: Duration,
 }
 

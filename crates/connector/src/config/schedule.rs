@@ -1,22 +1,27 @@
 //! `[schedule]`: when the version and expiry sweeps run, and the version
 //! sweep's pace and brake.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::rate::{Rate, parse_rate};
 use super::share::parse_share;
 use super::validate::Validator;
 
+#[derive(Serialize)]
 pub struct ScheduleSettings {
     pub version_check: String,
     pub expiry_check: String,
     /// Connection-status checks in flight at once during a version sweep.
     pub sweep_concurrency: usize,
     /// The version sweep's own limit on status checks (None: unlimited).
+    #[serde(serialize_with = "show::rate")]
     pub sweep_rate: Option<Rate>,
     /// The brake: the largest share (0..=1) of the members a sweep has
     /// checked that it may disconnect before it holds the rest.
+    #[serde(serialize_with = "show::share")]
     pub max_disconnect_share: f64,
 }
 

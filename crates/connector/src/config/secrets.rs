@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{SecretBox, SecretString};
 
-use super::ConfigError;
+use super::error::ConfigError;
 use super::validate::Validator;
 
 const MAX_SECRET_FILE: u64 = 64 * 1024;

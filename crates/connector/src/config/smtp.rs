@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
 #[derive(Debug, Clone)]
@@ -21,11 +23,27 @@ pub enum SmtpTarget {
     Outbox(PathBuf),
 }
 
+/// As `check-config` shows it: the URL, or `file://` and the outbox.
+impl std::fmt::Display for SmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SmtpTarget::Smtp { url, .. } => f.write_str(url),
+            SmtpTarget::Outbox(dir) => write!(f, "file://{}", dir.display()),
+        }
+    }
+}
+
+#[derive(Serialize)]
 pub struct SmtpSettings {
+    #[serde(rename = "url", serialize_with = "show::display")]
     pub target: SmtpTarget,
+    #[serde(skip)]
     pub password: Option<SecretString>,
+    #[serde(rename = "password", serialize_with = "show::optional_secret")]
     pub password_source: Option<PathBuf>,
+    #[serde(serialize_with = "show::display")]
     pub from: lettre::message::Mailbox,
+    #[serde(serialize_with = "show::duration")]
     pub timeout: Duration,
     pub max_attempts: u32,
 }

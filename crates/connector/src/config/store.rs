@@ -3,14 +3,20 @@
 use std::path::PathBuf;
 
 use secrecy::SecretBox;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::show;
+
+use super::error::ConfigError;
 use super::validate::Validator;
 
+#[derive(Serialize)]
 pub struct StoreSettings {
+    #[serde(serialize_with = "show::path")]
     pub path: PathBuf,
+    #[serde(skip)]
     pub key: SecretBox<[u8; 32]>,
+    #[serde(rename = "key", serialize_with = "show::secret")]
     pub key_source: PathBuf,
 }
 

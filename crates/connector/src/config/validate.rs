@@ -1,12 +1,11 @@
-//! The validator: turns the raw file into typed [`Settings`], one section at
-//! a time (each section's rules live in its own file), with the shared
-//! checks (required keys, paths beside the file, URLs, listen addresses).
+//! The validator and its shared checks (required keys, paths beside the
+//! file, URLs, listen addresses); each section's own rules are in its file,
+//! as `impl Validator` blocks.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::raw::RawFile;
-use super::{ConfigError, Settings};
+use super::error::ConfigError;
 
 pub(super) struct Validator {
     /// The config file as named in errors.
@@ -67,35 +66,5 @@ impl Validator {
         let raw = raw.unwrap_or_else(|| default.to_string());
         raw.parse()
             .map_err(|_| self.err(key, format!("{raw:?} is not an IP:port address")))
-    }
-
-    /// Every section in the file's order, so the first error reported is
-    /// the same as it always was.
-    pub(super) fn settings(&self, source: &Path, raw: RawFile) -> Result<Settings, ConfigError> {
-        let mydex = self.mydex(raw.mydex)?;
-        let callback = self.callback(raw.callback)?;
-        let admin = self.admin(raw.admin, callback.listen)?;
-        let smtp = self.smtp(raw.smtp)?;
-        let store = self.store(raw.store)?;
-        let queue = self.queue(raw.queue)?;
-        let invitations = self.invitations(raw.invitations)?;
-        let schedule = self.schedule(raw.schedule)?;
-        let log = self.log(raw.log)?;
-        let notifications = self.notifications(raw.notifications)?;
-        let campaigns = self.campaigns(raw.campaign, &invitations)?;
-        Ok(Settings {
-            source: source.to_path_buf(),
-            mydex,
-            callback,
-            admin,
-            smtp,
-            store,
-            queue,
-            invitations,
-            schedule,
-            log,
-            notifications,
-            campaigns,
-        })
     }
 }
