@@ -108,6 +108,18 @@ impl Metrics {
     /// The Prometheus text exposition of what this process counted plus `snap`.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut reg = Registry::with_prefix("mydex_connector");
+        self.register_counted(&mut reg);
+        register_records(&mut reg, snap);
+        register_gauges(&mut reg, snap);
+        register_sweeps(&mut reg, snap);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+        out
+    }
+
+    /// What this process counted: emails, Mydex calls, callbacks.
+    fn register_counted(&self, reg: &mut Registry) {
         let emails: Family<Labels, Counter> = Family::default();
         for (result, v) in [
             ("sent", &self.emails_sent),
@@ -138,117 +150,124 @@ impl Metrics {
             "Callbacks received by type and result",
             self.callbacks.clone(),
         );
-
-        let invitations: Family<Labels, Gauge> = Family::default();
-        for (campaign, state, n) in &snap.invitations {
-            invitations
-                .get_or_create(&labels(&[("campaign", campaign), ("state", state)]))
-                .set(*n as i64);
-        }
-        reg.register(
-            "invitations",
-            "Invitations by campaign and state",
-            invitations,
-        );
-        let members: Family<Labels, Gauge> = Family::default();
-        for (kind, n) in [
-            ("total", snap.members_total),
-            ("outdated", snap.members_outdated),
-            ("disconnected", snap.members_disconnected),
-        ] {
-            members
-                .get_or_create(&labels(&[("kind", kind)]))
-                .set(n as i64);
-        }
-        reg.register("members", "Connected members", members);
-        let flushes: Counter = Counter::default();
-        flushes.inc_by(snap.store_flushes);
-        reg.register(
-            "store_flushes",
-            "Group-commit flushes of the store to disk since start",
-            flushes,
-        );
-        for (name, help, v) in [
-            (
-                "queue_depth",
-                "Invitations waiting for the dispatcher (queued or link_issued)",
-                snap.queue_depth,
-            ),
-            (
-                "queue_files",
-                "Invitee files waiting in the queue directory",
-                snap.queue_files,
-            ),
-            (
-                "unmatched_callbacks",
-                "Callbacks kept because they matched no invitation",
-                snap.unmatched_callbacks,
-            ),
-            (
-                "callbacks_quarantined",
-                "Callbacks kept without effect because they did not parse or match our connection (see `callbacks list --quarantined`)",
-                snap.callbacks_quarantined,
-            ),
-            (
-                "callbacks_stored",
-                "Authenticated callbacks kept as they arrived",
-                snap.callbacks_stored,
-            ),
-            (
-                "uptime_seconds",
-                "Seconds since the daemon started",
-                snap.uptime_seconds,
-            ),
-            (
-                "sweep_held_members",
-                "Members the version sweep found revoked and holds instead of disconnecting",
-                snap.sweep_held,
-            ),
-            (
-                "sweep_brake_engaged",
-                "1 while the version sweep's brake holds revoked members (until sweep confirm)",
-                u64::from(snap.sweep_brake),
-            ),
-            (
-                "mydex_connection_denied",
-                "1 while Mydex refuses our connection on status checks (wrong NID or token)",
-                u64::from(snap.mydex_connection_denied),
-            ),
-        ] {
-            let g: Gauge = Gauge::default();
-            g.set(v as i64);
-            reg.register(name, help, g);
-        }
-        let sweep_running: Family<Labels, Gauge> = Family::default();
-        let sweep_run: Family<Labels, Gauge> = Family::default();
-        let sweep_checked: Family<Labels, Gauge> = Family::default();
-        let sweep_errors: Family<Labels, Gauge> = Family::default();
-        for p in &snap.sweeps {
-            let l = labels(&[("job", &p.job)]);
-            sweep_running.get_or_create(&l).set(i64::from(p.running));
-            sweep_run.get_or_create(&l).set(p.run as i64);
-            sweep_checked.get_or_create(&l).set(p.checked as i64);
-            sweep_errors.get_or_create(&l).set(p.errors as i64);
-        }
-        reg.register("sweep_running", "1 while a sweep job runs", sweep_running);
-        reg.register(
-            "sweep_run",
-            "Number of the sweep job's current or last run",
-            sweep_run,
-        );
-        reg.register(
-            "sweep_checked",
-            "Members checked so far in the current or last run (progress against members total)",
-            sweep_checked,
-        );
-        reg.register(
-            "sweep_errors",
-            "Errors in the current or last run",
-            sweep_errors,
-        );
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
-        out
     }
+}
+
+/// From the store: invitations by campaign and state, members, flushes.
+fn register_records(reg: &mut Registry, snap: &Snapshot) {
+    let invitations: Family<Labels, Gauge> = Family::default();
+    for (campaign, state, n) in &snap.invitations {
+        invitations
+            .get_or_create(&labels(&[("campaign", campaign), ("state", state)]))
+            .set(*n as i64);
+    }
+    reg.register(
+        "invitations",
+        "Invitations by campaign and state",
+        invitations,
+    );
+    let members: Family<Labels, Gauge> = Family::default();
+    for (kind, n) in [
+        ("total", snap.members_total),
+        ("outdated", snap.members_outdated),
+        ("disconnected", snap.members_disconnected),
+    ] {
+        members
+            .get_or_create(&labels(&[("kind", kind)]))
+            .set(n as i64);
+    }
+    reg.register("members", "Connected members", members);
+    let flushes: Counter = Counter::default();
+    flushes.inc_by(snap.store_flushes);
+    reg.register(
+        "store_flushes",
+        "Group-commit flushes of the store to disk since start",
+        flushes,
+    );
+}
+
+/// One gauge each, from `snap`.
+fn register_gauges(reg: &mut Registry, snap: &Snapshot) {
+    for (name, help, v) in [
+        (
+            "queue_depth",
+            "Invitations waiting for the dispatcher (queued or link_issued)",
+            snap.queue_depth,
+        ),
+        (
+            "queue_files",
+            "Invitee files waiting in the queue directory",
+            snap.queue_files,
+        ),
+        (
+            "unmatched_callbacks",
+            "Callbacks kept because they matched no invitation",
+            snap.unmatched_callbacks,
+        ),
+        (
+            "callbacks_quarantined",
+            "Callbacks kept without effect because they did not parse or match our connection (see `callbacks list --quarantined`)",
+            snap.callbacks_quarantined,
+        ),
+        (
+            "callbacks_stored",
+            "Authenticated callbacks kept as they arrived",
+            snap.callbacks_stored,
+        ),
+        (
+            "uptime_seconds",
+            "Seconds since the daemon started",
+            snap.uptime_seconds,
+        ),
+        (
+            "sweep_held_members",
+            "Members the version sweep found revoked and holds instead of disconnecting",
+            snap.sweep_held,
+        ),
+        (
+            "sweep_brake_engaged",
+            "1 while the version sweep's brake holds revoked members (until sweep confirm)",
+            u64::from(snap.sweep_brake),
+        ),
+        (
+            "mydex_connection_denied",
+            "1 while Mydex refuses our connection on status checks (wrong NID or token)",
+            u64::from(snap.mydex_connection_denied),
+        ),
+    ] {
+        let g: Gauge = Gauge::default();
+        g.set(v as i64);
+        reg.register(name, help, g);
+    }
+}
+
+/// The sweep jobs' progress, by job.
+fn register_sweeps(reg: &mut Registry, snap: &Snapshot) {
+    let sweep_running: Family<Labels, Gauge> = Family::default();
+    let sweep_run: Family<Labels, Gauge> = Family::default();
+    let sweep_checked: Family<Labels, Gauge> = Family::default();
+    let sweep_errors: Family<Labels, Gauge> = Family::default();
+    for p in &snap.sweeps {
+        let l = labels(&[("job", &p.job)]);
+        sweep_running.get_or_create(&l).set(i64::from(p.running));
+        sweep_run.get_or_create(&l).set(p.run as i64);
+        sweep_checked.get_or_create(&l).set(p.checked as i64);
+        sweep_errors.get_or_create(&l).set(p.errors as i64);
+    }
+    reg.register("sweep_running", "1 while a sweep job runs", sweep_running);
+    reg.register(
+        "sweep_run",
+        "Number of the sweep job's current or last run",
+        sweep_run,
+    );
+    reg.register(
+        "sweep_checked",
+        "Members checked so far in the current or last run (progress against members total)",
+        sweep_checked,
+    );
+    reg.register(
+        "sweep_errors",
+        "Errors in the current or last run",
+        sweep_errors,
+    );
 }

@@ -114,86 +114,9 @@ pub fn parse(
     };
     let obj = value.as_object().ok_or(CallbackError::NotObject)?;
     let callback = match obj.get("type") {
-        Some(t) => match t.as_str() {
-            Some("identify") => Callback::Event(Event::Identify {
-                mydexid: mydexid(obj.get("mydexid"))?
-                    .ok_or(CallbackError::Missing("mydexid"))?
-                    .to_string(),
-                linking_token: linking_token(obj.get("linking_token"))?,
-            }),
-            Some("notification") => Callback::Event(Event::Notification {
-                uid: opt_text(obj, "uid", 32)?,
-                connection_id: opt_text(obj, "connection_id", 64)?,
-                dataset: name(obj, "dataset")?,
-                action: name(obj, "action")?,
-                updated_id: opt_text(obj, "updated_id", 128)?,
-                message: opt_text(obj, "message", 1024)?,
-            }),
-            Some(other) => {
-                return Err(CallbackError::UnknownType(other.chars().take(40).collect()));
-            }
-            None => return Err(CallbackError::Invalid("type", "must be a string".into())),
-        },
+        Some(t) => parse_event(obj, t)?,
         None => {
-            let connection_id = text(obj, "connection_id", 64)?.trim().to_string();
-            // connection_id is "{uid}-{nid}" (§5): the uid we use is its prefix.
-            let uid = connection_id
-                .strip_suffix(&format!("-{nid}"))
-                .ok_or_else(|| {
-                    CallbackError::Invalid("connection_id", format!("must end with \"-{nid}\""))
-                })?;
-            let uid = uid.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                CallbackError::Invalid(
-                    "connection_id",
-                    format!("must be \"{{uid}}-{nid}\" with a positive integer uid"),
-                )
-            })?;
-            let uid_sent = uid_sent(obj.get("uid"))?;
-            if let Some(sent) = &uid_sent
-                && sent.parse::<u64>().ok() != Some(uid)
-            {
-                tracing::warn!(
-                    connection_id = %connection_id,
-                    uid_sent = %sent,
-                    "callback uid differs from its connection_id; using the connection_id's uid and keeping both"
-                );
-            }
-            let key = match obj.get("key") {
-                None | Some(Value::Null) if is_put => None,
-                None | Some(Value::Null) => return Err(CallbackError::Missing("key")),
-                Some(Value::String(k))
-                    if !k.is_empty() && k.len() <= 512 && !k.chars().any(char::is_control) =>
-                {
-                    Some(SecretString::from(k.clone()))
-                }
-                Some(_) => {
-                    return Err(CallbackError::Invalid(
-                        "key",
-                        "must be a non-empty string of at most 512 characters".into(),
-                    ));
-                }
-            };
-            let fields = match obj.get("fields") {
-                None | Some(Value::Null) => Value::Null,
-                Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
-                // A form with `fields=` and nothing in it.
-                Some(Value::String(s)) if s.trim().is_empty() => Value::Null,
-                Some(_) => {
-                    return Err(CallbackError::Invalid(
-                        "fields",
-                        "must be an object or array".into(),
-                    ));
-                }
-            };
-            let creds = Credentials {
-                uid,
-                uid_sent,
-                mydexid: mydexid(obj.get("mydexid"))?,
-                key,
-                connection_id,
-                fields,
-                linking_token: linking_token(obj.get("linking_token"))?,
-            };
+            let creds = parse_credentials(obj, is_put, nid)?;
             if is_put {
                 Callback::Update(creds)
             } else {
@@ -202,6 +125,108 @@ pub fn parse(
         }
     };
     Ok((callback, redact(value)))
+}
+
+/// An event: the body has a `type` (`identify` or `notification`).
+fn parse_event(obj: &serde_json::Map<String, Value>, t: &Value) -> Result<Callback, CallbackError> {
+    Ok(match t.as_str() {
+        Some("identify") => Callback::Event(Event::Identify {
+            mydexid: mydexid(obj.get("mydexid"))?
+                .ok_or(CallbackError::Missing("mydexid"))?
+                .to_string(),
+            linking_token: linking_token(obj.get("linking_token"))?,
+        }),
+        Some("notification") => Callback::Event(Event::Notification {
+            uid: opt_text(obj, "uid", 32)?,
+            connection_id: opt_text(obj, "connection_id", 64)?,
+            dataset: name(obj, "dataset")?,
+            action: name(obj, "action")?,
+            updated_id: opt_text(obj, "updated_id", 128)?,
+            message: opt_text(obj, "message", 1024)?,
+        }),
+        Some(other) => {
+            return Err(CallbackError::UnknownType(other.chars().take(40).collect()));
+        }
+        None => return Err(CallbackError::Invalid("type", "must be a string".into())),
+    })
+}
+
+/// Member credentials: a body without a `type` (an FTC, or an update when
+/// `is_put`).
+fn parse_credentials(
+    obj: &serde_json::Map<String, Value>,
+    is_put: bool,
+    nid: &str,
+) -> Result<Credentials, CallbackError> {
+    let connection_id = text(obj, "connection_id", 64)?.trim().to_string();
+    let uid = connection_uid(&connection_id, nid)?;
+    let uid_sent = uid_sent(obj.get("uid"))?;
+    if let Some(sent) = &uid_sent
+        && sent.parse::<u64>().ok() != Some(uid)
+    {
+        tracing::warn!(
+            connection_id = %connection_id,
+            uid_sent = %sent,
+            "callback uid differs from its connection_id; using the connection_id's uid and keeping both"
+        );
+    }
+    let key = member_key(obj.get("key"), is_put)?;
+    let fields = granted_fields(obj.get("fields"))?;
+    Ok(Credentials {
+        uid,
+        uid_sent,
+        mydexid: mydexid(obj.get("mydexid"))?,
+        key,
+        connection_id,
+        fields,
+        linking_token: linking_token(obj.get("linking_token"))?,
+    })
+}
+
+/// connection_id is "{uid}-{nid}" (§5): the uid we use is its prefix.
+fn connection_uid(connection_id: &str, nid: &str) -> Result<u64, CallbackError> {
+    let uid = connection_id
+        .strip_suffix(&format!("-{nid}"))
+        .ok_or_else(|| {
+            CallbackError::Invalid("connection_id", format!("must end with \"-{nid}\""))
+        })?;
+    uid.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        CallbackError::Invalid(
+            "connection_id",
+            format!("must be \"{{uid}}-{nid}\" with a positive integer uid"),
+        )
+    })
+}
+
+/// The member key: required in an FTC, optional in an update.
+fn member_key(v: Option<&Value>, is_put: bool) -> Result<Option<SecretString>, CallbackError> {
+    match v {
+        None | Some(Value::Null) if is_put => Ok(None),
+        None | Some(Value::Null) => Err(CallbackError::Missing("key")),
+        Some(Value::String(k))
+            if !k.is_empty() && k.len() <= 512 && !k.chars().any(char::is_control) =>
+        {
+            Ok(Some(SecretString::from(k.clone())))
+        }
+        Some(_) => Err(CallbackError::Invalid(
+            "key",
+            "must be a non-empty string of at most 512 characters".into(),
+        )),
+    }
+}
+
+/// The permissions granted (`fields`), or null.
+fn granted_fields(v: Option<&Value>) -> Result<Value, CallbackError> {
+    match v {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(v @ (Value::Object(_) | Value::Array(_))) => Ok(v.clone()),
+        // A form with `fields=` and nothing in it.
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(Value::Null),
+        Some(_) => Err(CallbackError::Invalid(
+            "fields",
+            "must be an object or array".into(),
+        )),
+    }
 }
 
 /// A digest of the callback as understood, for replay detection.

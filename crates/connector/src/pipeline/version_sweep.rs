@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::mydex::{MydexClient, MydexError};
+use crate::mydex::{ConnectionStatus, MydexClient, MydexError};
 use crate::pipeline::rate_limit::SlidingWindow;
 use crate::pipeline::sweep_brake::{Verdict, judge};
 use crate::store::{
@@ -133,27 +133,7 @@ impl VersionSweep {
         let _busy = self.busy.lock().await;
         let started = Instant::now();
         let current = self.settings.mydex.connection_version;
-        let store = self.store.clone();
-        let run = blocking(move || {
-            let run = match store.sweep_run(JOB)? {
-                Some(mut r) if r.running() => {
-                    r.resumes += 1;
-                    store.settle_interrupted_chunk(JOB, &mut r, current)?;
-                    r
-                }
-                prev => SweepRun {
-                    run: prev.map(|r| r.run + 1).unwrap_or(1),
-                    started_ms: now_ms(),
-                    ..SweepRun::default()
-                },
-            };
-            store.save_sweep_run(JOB, &run)?;
-            store.flush_blocking()?;
-            let denied = store.connection_denied(JOB)?.is_some();
-            let any_held = store.held_count(JOB) > 0;
-            Ok((run, denied, any_held))
-        })
-        .await;
+        let run = self.start_run(current).await;
         let (mut run, denied, any_held) = match run {
             Ok(r) => r,
             Err(e) => {
@@ -175,41 +155,8 @@ impl VersionSweep {
                 tracing::info!(members = self.store.member_count(), connection_version = current, "version sweep started");
             }
             match self.chunks(&mut run, &ctx).await {
-                Ok(End::Done) => {
-                    run.finished_ms = Some(now_ms());
-                    run.duration_ms += started.elapsed().as_millis() as u64;
-                    let (store, r) = (self.store.clone(), run.clone());
-                    if let Err(e) = blocking(move || {
-                        store.save_sweep_run(JOB, &r)?;
-                        store.flush_blocking()
-                    })
-                    .await
-                    {
-                        tracing::error!(error = %e, "cannot record the end of the sweep");
-                    }
-                    tracing::info!(
-                        checked = run.checked,
-                        outdated = run.outdated,
-                        disconnected = run.disconnected,
-                        held = run.held,
-                        invited = run.invited,
-                        errors = run.errors,
-                        interrupted = run.interrupted,
-                        resumes = run.resumes,
-                        duration_ms = run.duration_ms,
-                        "version sweep finished"
-                    );
-                }
-                Ok(End::Shutdown) => {
-                    run.duration_ms += started.elapsed().as_millis() as u64;
-                    let (store, r) = (self.store.clone(), run.clone());
-                    let _ = blocking(move || {
-                        store.save_sweep_run(JOB, &r)?;
-                        store.flush_blocking()
-                    })
-                    .await;
-                    tracing::info!(checked = run.checked, after = run.cursor.as_deref().unwrap_or(""), duration_ms = run.duration_ms, "version sweep stopped by shutdown; it resumes at the next start");
-                }
+                Ok(End::Done) => self.finish(&mut run, started).await,
+                Ok(End::Shutdown) => self.stop_shutdown(&mut run, started).await,
                 Ok(End::Denied(reason)) => self.stop_denied(&mut run, started, reason).await,
                 Err(e) => {
                     tracing::error!(error = %e, checked = run.checked, "version sweep stopped on a store error; it resumes at the next trigger");
@@ -218,6 +165,78 @@ impl VersionSweep {
         }
         .instrument(span)
         .await
+    }
+
+    /// The run to go on with: an interrupted one (its unfinished chunk
+    /// settled) or a new one, recorded; with whether a connection denial is
+    /// on record and whether any member is held.
+    async fn start_run(&self, current: u32) -> Result<(SweepRun, bool, bool), StoreError> {
+        let store = self.store.clone();
+        blocking(move || {
+            let run = match store.sweep_run(JOB)? {
+                Some(mut r) if r.running() => {
+                    r.resumes += 1;
+                    store.settle_interrupted_chunk(JOB, &mut r, current)?;
+                    r
+                }
+                prev => SweepRun {
+                    run: prev.map(|r| r.run + 1).unwrap_or(1),
+                    started_ms: now_ms(),
+                    ..SweepRun::default()
+                },
+            };
+            store.save_sweep_run(JOB, &run)?;
+            store.flush_blocking()?;
+            let denied = store.connection_denied(JOB)?.is_some();
+            let any_held = store.held_count(JOB) > 0;
+            Ok((run, denied, any_held))
+        })
+        .await
+    }
+
+    /// Every member checked: record the end of the run and say what it did.
+    async fn finish(&self, run: &mut SweepRun, started: Instant) {
+        run.finished_ms = Some(now_ms());
+        run.duration_ms += started.elapsed().as_millis() as u64;
+        let (store, r) = (self.store.clone(), run.clone());
+        if let Err(e) = blocking(move || {
+            store.save_sweep_run(JOB, &r)?;
+            store.flush_blocking()
+        })
+        .await
+        {
+            tracing::error!(error = %e, "cannot record the end of the sweep");
+        }
+        tracing::info!(
+            checked = run.checked,
+            outdated = run.outdated,
+            disconnected = run.disconnected,
+            held = run.held,
+            invited = run.invited,
+            errors = run.errors,
+            interrupted = run.interrupted,
+            resumes = run.resumes,
+            duration_ms = run.duration_ms,
+            "version sweep finished"
+        );
+    }
+
+    /// Shutdown: record where the run stopped, to resume there at the next
+    /// start.
+    async fn stop_shutdown(&self, run: &mut SweepRun, started: Instant) {
+        run.duration_ms += started.elapsed().as_millis() as u64;
+        let (store, r) = (self.store.clone(), run.clone());
+        let _ = blocking(move || {
+            store.save_sweep_run(JOB, &r)?;
+            store.flush_blocking()
+        })
+        .await;
+        tracing::info!(
+            checked = run.checked,
+            after = run.cursor.as_deref().unwrap_or(""),
+            duration_ms = run.duration_ms,
+            "version sweep stopped by shutdown; it resumes at the next start"
+        );
     }
 
     /// Mydex refused our connection: end the run where it is (the next run
@@ -511,47 +530,13 @@ impl VersionSweep {
         Ok(done)
     }
 
+    /// Check one member's connection at Mydex and act on what it says.
     async fn check(&self, m: Member, run: u64, ctx: &RunCtx) -> Outcome {
         let span = tracing::info_span!("member", connection_id = %m.connection_id, campaign = m.campaign.as_deref().unwrap_or(""), external_ref = m.external_ref.as_deref().unwrap_or(""));
         async {
-            if ctx.stop.is_cancelled() {
-                return Outcome::Interrupted;
-            }
-            let key = match self
-                .store
-                .sealer()
-                .open_secret(&m.sealed_key, m.connection_id.as_bytes())
-            {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the member's connection key");
-                    return Outcome::Error;
-                }
-            };
-            let status = {
-                let _slot = match &self.limit {
-                    Some(l) => Some(l.acquire().await),
-                    None => None,
-                };
-                if ctx.stop.is_cancelled() {
-                    return Outcome::Interrupted;
-                }
-                self.mydex
-                    .connection_status(m.uid, &m.connection_id, &key)
-                    .await
-            };
-            let status = match status {
+            let status = match self.ask_status(&m, ctx).await {
                 Ok(s) => s,
-                Err(e @ MydexError::OurConnection { .. }) => {
-                    // Stop every other check of this run at once.
-                    let _ = ctx.denied.set(e.to_string());
-                    ctx.stop.cancel();
-                    return Outcome::Denied;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "connection status check failed; the next sweep tries again");
-                    return Outcome::Error;
-                }
+                Err(outcome) => return outcome,
             };
             if ctx.denial_on_record.swap(false, Ordering::SeqCst) {
                 let store = self.store.clone();
@@ -561,42 +546,12 @@ impl VersionSweep {
                 }
             }
             if !(status.exists && status.active) {
-                let (store, conn) = (self.store.clone(), m.connection_id.clone());
-                return match blocking(move || store.hold_member(JOB, &conn, run)).await {
-                    Ok(_) => {
-                        tracing::info!("connection revoked or inactive at Mydex: held until the sweep has judged how many are");
-                        Outcome::Revoked
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot hold the member");
-                        Outcome::Error
-                    }
-                };
+                return self.hold(&m, run).await;
             }
-            let result = CheckResult {
-                active: true,
-                version: status.version,
+            let member = match self.record_active(&m, run, ctx, status.version).await {
+                Ok(member) => member,
+                Err(outcome) => return outcome,
             };
-            let (store, conn, any_held) = (self.store.clone(), m.connection_id.clone(), ctx.any_held);
-            let checked = match blocking(move || {
-                let c = store.record_check(&conn, run, result)?;
-                let unheld = any_held && store.unhold_member(JOB, &conn)?;
-                Ok((c, unheld))
-            })
-            .await
-            {
-                Ok((c, unheld)) => {
-                    if unheld {
-                        tracing::info!("a held member is active at Mydex again: no longer held");
-                    }
-                    c
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot record the check");
-                    return Outcome::Error;
-                }
-            };
-            let member = checked.member;
             let current = self.settings.mydex.connection_version;
             if member.version < current {
                 let invited = self
@@ -608,6 +563,103 @@ impl VersionSweep {
         }
         .instrument(span)
         .await
+    }
+
+    /// The member's connection status at Mydex (within the sweep's rate);
+    /// or the outcome when it cannot be had. A refusal of our own
+    /// connection stops every other check of this run at once.
+    async fn ask_status(&self, m: &Member, ctx: &RunCtx) -> Result<ConnectionStatus, Outcome> {
+        if ctx.stop.is_cancelled() {
+            return Err(Outcome::Interrupted);
+        }
+        let key = match self
+            .store
+            .sealer()
+            .open_secret(&m.sealed_key, m.connection_id.as_bytes())
+        {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the member's connection key");
+                return Err(Outcome::Error);
+            }
+        };
+        let status = {
+            let _slot = match &self.limit {
+                Some(l) => Some(l.acquire().await),
+                None => None,
+            };
+            if ctx.stop.is_cancelled() {
+                return Err(Outcome::Interrupted);
+            }
+            self.mydex
+                .connection_status(m.uid, &m.connection_id, &key)
+                .await
+        };
+        match status {
+            Ok(s) => Ok(s),
+            Err(e @ MydexError::OurConnection { .. }) => {
+                // Stop every other check of this run at once.
+                let _ = ctx.denied.set(e.to_string());
+                ctx.stop.cancel();
+                Err(Outcome::Denied)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connection status check failed; the next sweep tries again");
+                Err(Outcome::Error)
+            }
+        }
+    }
+
+    /// Not active at Mydex: hold the member until the sweep has judged how
+    /// many are.
+    async fn hold(&self, m: &Member, run: u64) -> Outcome {
+        let (store, conn) = (self.store.clone(), m.connection_id.clone());
+        match blocking(move || store.hold_member(JOB, &conn, run)).await {
+            Ok(_) => {
+                tracing::info!(
+                    "connection revoked or inactive at Mydex: held until the sweep has judged how many are"
+                );
+                Outcome::Revoked
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot hold the member");
+                Outcome::Error
+            }
+        }
+    }
+
+    /// Active at Mydex: record the check (and release the member if held);
+    /// the member as now recorded.
+    async fn record_active(
+        &self,
+        m: &Member,
+        run: u64,
+        ctx: &RunCtx,
+        version: Option<u32>,
+    ) -> Result<Member, Outcome> {
+        let result = CheckResult {
+            active: true,
+            version,
+        };
+        let (store, conn, any_held) = (self.store.clone(), m.connection_id.clone(), ctx.any_held);
+        match blocking(move || {
+            let c = store.record_check(&conn, run, result)?;
+            let unheld = any_held && store.unhold_member(JOB, &conn)?;
+            Ok((c, unheld))
+        })
+        .await
+        {
+            Ok((c, unheld)) => {
+                if unheld {
+                    tracing::info!("a held member is active at Mydex again: no longer held");
+                }
+                Ok(c.member)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the check");
+                Err(Outcome::Error)
+            }
+        }
     }
 
     fn campaign_of(&self, m: &Member) -> String {

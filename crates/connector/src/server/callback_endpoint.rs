@@ -1,6 +1,6 @@
 //! The callback endpoint Mydex POSTs and PUTs to. The `Authentication`
 //! header is checked in constant time before anything else (before a byte
-//! of the body is read); bodies are limited (413, after reading the rest so
+//! of the body is read: `callback_auth.rs`, a middleware); bodies are limited (413, after reading the rest so
 //! the answer arrives) and read within `callback.read_timeout` (408). Then
 //! what arrived is kept, sealed, before it is judged (`callback_judge.rs`):
 //! applied as its kind, or quarantined with the reason — Mydex sends a
@@ -9,61 +9,23 @@
 //! cannot write.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::callback_judge::Verdict;
+use crate::store::{CallbackOutcome, StoreError};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 
-use crate::metrics::Metrics;
-use crate::store::{CallbackOutcome, Store};
-
-pub struct CallbackState {
-    pub store: Store,
-    pub expected_auth: String,
-    pub nid: String,
-    pub current_version: u32,
-    pub metrics: Arc<Metrics>,
-    /// Where notifications are passed on, if configured.
-    pub notify: Option<Arc<crate::notify::notification_hook::NotificationHook>>,
-    /// `callback.body_limit`.
-    pub body_limit: usize,
-    /// `callback.read_timeout`, for the body.
-    pub read_timeout: std::time::Duration,
-    pub refusals: RefusalLog,
-}
-
-/// Warns about unauthenticated callbacks at most once a second, with how
-/// many there were, so that a flood of them does not flood the log too (the
-/// metric counts each one).
-#[derive(Default)]
-pub struct RefusalLog {
-    last_second: AtomicU64,
-    since: AtomicU64,
-}
-
-impl RefusalLog {
-    fn refused(&self, method: &Method) {
-        self.since.fetch_add(1, Ordering::Relaxed);
-        let now = crate::store::now_ms() / 1000;
-        let last = self.last_second.load(Ordering::Relaxed);
-        if now != last
-            && self
-                .last_second
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let refused = self.since.swap(0, Ordering::Relaxed);
-            tracing::warn!(method = %method, refused, "callback refused: missing or wrong Authentication header (refused: how many since the last such line)");
-        }
-    }
-}
+pub use super::callback_state::{CallbackState, RefusalLog};
 
 pub fn router(path: &str, state: Arc<CallbackState>) -> Router {
     Router::new()
         .route(path, axum::routing::post(handle).put(handle))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::callback_auth::require_mydex,
+        ))
         .with_state(state)
 }
 
@@ -144,34 +106,57 @@ fn unavailable() -> Response {
     )
 }
 
+/// Authenticated already (`callback_auth.rs`): read the body, keep it,
+/// judge it, make it durable, answer.
 async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (method, headers) = (parts.method, parts.headers);
-    // 1. Is it Mydex?
-    let given = headers
-        .get("authentication")
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    let given = given.to_ascii_lowercase();
-    let ok: bool = given.ct_eq(st.expected_auth.as_bytes()).into();
-    if !ok {
-        st.metrics.callback("unknown", "unauthorized");
-        st.refusals.refused(&method);
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong Authentication header",
-        );
-    }
+    // 1. Is it Mydex? (`callback_auth.rs`, before this handler runs.)
     // 2. Within limits and in time?
+    let body = match read_within_limits(&st, &headers, body).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    // 3. Keep it as it arrived (sealed) before judging it.
+    let ctype = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let method_s = if method == Method::PUT { "PUT" } else { "POST" };
+    // 4. Then parse and apply it; what does not parse is quarantined.
+    let (id, verdict) = match keep_and_judge(&st, method_s, ctype, body).await {
+        Ok((id, Ok(v))) => (id, v),
+        Ok((_, Err(e))) | Err(e) => {
+            st.store.note_error(&e);
+            tracing::error!(error = %e, "cannot store callback; answering 503 so Mydex retries");
+            st.metrics.callback("unknown", "store_error");
+            return unavailable();
+        }
+    };
+    // 5. Durable (the raw record and its effects, one group-commit flush),
+    // then answered.
+    if let Err(e) = st.store.flush().await {
+        tracing::error!(callback = id, error = %e, "cannot flush the store; answering 503 so Mydex retries");
+        return unavailable();
+    }
+    answer(&st, id, verdict)
+}
+
+/// The body, read within `callback.body_limit` and `callback.read_timeout`;
+/// or the answer refusing it (413, 408 or 400).
+async fn read_within_limits(
+    st: &CallbackState,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, Response> {
     let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = match read_body(body, st.body_limit, st.read_timeout, announced).await {
-        Ok(b) => b,
-        Err(e) => {
+    read_body(body, st.body_limit, st.read_timeout, announced)
+        .await
+        .map_err(|e| {
             st.metrics.callback("unknown", "rejected");
-            return match e {
+            match e {
                 BodyError::TooLarge => (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     [(axum::http::header::CONNECTION, "close")],
@@ -185,20 +170,22 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
                     "the body did not arrive within callback.read_timeout",
                 ),
                 BodyError::Broken => error(StatusCode::BAD_REQUEST, "cannot read the body"),
-            };
-        }
-    };
-    // 3. Keep it as it arrived (sealed) before judging it.
-    let ctype = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let method_s = if method == Method::PUT { "PUT" } else { "POST" };
+            }
+        })
+}
+
+/// Keep the callback as it arrived, then judge it (on a blocking thread:
+/// sled). A panic while applying quarantines it too (its effects were one
+/// transaction, so none of them were made).
+async fn keep_and_judge(
+    st: &CallbackState,
+    method_s: &'static str,
+    ctype: Option<String>,
+    body: axum::body::Bytes,
+) -> Result<(u64, Result<Verdict, StoreError>), StoreError> {
     let store = st.store.clone();
     let (nid, version) = (st.nid.clone(), st.current_version);
-    // 4. Then parse and apply it; what does not parse is quarantined. A
-    // panic while applying quarantines it too (its effects were one
-    // transaction, so none of them were made).
-    let judged = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let id = store.keep_raw(method_s, ctype.as_deref(), &body)?;
         let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             super::callback_judge::judge(
@@ -220,28 +207,18 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
                 "the connector failed while applying it (a bug)".into(),
             )
         });
-        Ok::<_, crate::store::StoreError>((id, verdict))
+        Ok::<_, StoreError>((id, verdict))
     })
     .await
-    .map_err(|e| crate::store::StoreError::Flush(e.to_string()))
-    .and_then(|r| r);
-    let (id, verdict) = match judged {
-        Ok((id, Ok(v))) => (id, v),
-        Ok((_, Err(e))) | Err(e) => {
-            st.store.note_error(&e);
-            tracing::error!(error = %e, "cannot store callback; answering 503 so Mydex retries");
-            st.metrics.callback("unknown", "store_error");
-            return unavailable();
-        }
-    };
-    // 5. Durable (the raw record and its effects, one group-commit flush),
-    // then answered.
-    if let Err(e) = st.store.flush().await {
-        tracing::error!(callback = id, error = %e, "cannot flush the store; answering 503 so Mydex retries");
-        return unavailable();
-    }
+    .map_err(|e| StoreError::Flush(e.to_string()))
+    .and_then(|r| r)
+}
+
+/// The answer to a callback judged and made durable: logged, counted, and
+/// a notification passed on.
+fn answer(st: &CallbackState, id: u64, verdict: Verdict) -> Response {
     let (kind, outcome, token, conn, notification) = match verdict {
-        super::callback_judge::Verdict::Quarantined { .. } => {
+        Verdict::Quarantined { .. } => {
             st.metrics.callback("unknown", "quarantined");
             return (
                 StatusCode::OK,
@@ -249,7 +226,7 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
             )
                 .into_response();
         }
-        super::callback_judge::Verdict::Applied {
+        Verdict::Applied {
             kind,
             outcome,
             linking_token,

@@ -64,45 +64,9 @@ pub fn judge(
             );
         }
     };
-    let kind = match &cb {
-        Callback::Connect(_) => "ftc",
-        Callback::Update(_) => "update",
-        Callback::Event(Event::Identify { .. }) => "identify",
-        Callback::Event(Event::Notification { .. }) => "notification",
-    };
-    let method_s = if is_put { "PUT" } else { "POST" };
-    let (outcome, linking_token, connection_id) = match &cb {
-        Callback::Connect(c) | Callback::Update(c) => {
-            let digest = callback_body::digest(
-                method_s,
-                &redacted,
-                c.key.as_ref().map(|k| k.expose_secret()),
-            );
-            let out = store.apply_credentials(c, is_put, &digest, current_version)?;
-            (out, c.linking_token.clone(), Some(c.connection_id.clone()))
-        }
-        Callback::Event(Event::Identify {
-            mydexid,
-            linking_token,
-        }) => {
-            let digest = callback_body::digest(method_s, &redacted, None);
-            let out = match crate::domain::MydexId::from_mydex(mydexid) {
-                Ok(m) => store.apply_identify(&m, linking_token.as_deref(), &redacted, &digest)?,
-                Err(_) => {
-                    let ev = Event::Identify {
-                        mydexid: mydexid.clone(),
-                        linking_token: linking_token.clone(),
-                    };
-                    store.record_event(&ev, &redacted, &digest)?
-                }
-            };
-            (out, linking_token.clone(), None)
-        }
-        Callback::Event(ev) => {
-            let digest = callback_body::digest(method_s, &redacted, None);
-            (store.record_event(ev, &redacted, &digest)?, None, None)
-        }
-    };
+    let kind = kind_of(&cb);
+    let (outcome, linking_token, connection_id) =
+        apply(store, &cb, &redacted, is_put, current_version)?;
     store.settle_raw(
         id,
         Some(kind),
@@ -118,6 +82,60 @@ pub fn judge(
         linking_token,
         connection_id,
         notification,
+    })
+}
+
+/// The kind of a callback, as counted and recorded.
+fn kind_of(cb: &Callback) -> &'static str {
+    match cb {
+        Callback::Connect(_) => "ftc",
+        Callback::Update(_) => "update",
+        Callback::Event(Event::Identify { .. }) => "identify",
+        Callback::Event(Event::Notification { .. }) => "notification",
+    }
+}
+
+/// Apply a parsed callback as its kind: what came of it, with the
+/// linking_token and connection_id it named.
+fn apply(
+    store: &Store,
+    cb: &Callback,
+    redacted: &serde_json::Value,
+    is_put: bool,
+    current_version: u32,
+) -> Result<(CallbackOutcome, Option<String>, Option<String>), StoreError> {
+    let method_s = if is_put { "PUT" } else { "POST" };
+    Ok(match cb {
+        Callback::Connect(c) | Callback::Update(c) => {
+            let digest = callback_body::digest(
+                method_s,
+                redacted,
+                c.key.as_ref().map(|k| k.expose_secret()),
+            );
+            let out = store.apply_credentials(c, is_put, &digest, current_version)?;
+            (out, c.linking_token.clone(), Some(c.connection_id.clone()))
+        }
+        Callback::Event(Event::Identify {
+            mydexid,
+            linking_token,
+        }) => {
+            let digest = callback_body::digest(method_s, redacted, None);
+            let out = match crate::domain::MydexId::from_mydex(mydexid) {
+                Ok(m) => store.apply_identify(&m, linking_token.as_deref(), redacted, &digest)?,
+                Err(_) => {
+                    let ev = Event::Identify {
+                        mydexid: mydexid.clone(),
+                        linking_token: linking_token.clone(),
+                    };
+                    store.record_event(&ev, redacted, &digest)?
+                }
+            };
+            (out, linking_token.clone(), None)
+        }
+        Callback::Event(ev) => {
+            let digest = callback_body::digest(method_s, redacted, None);
+            (store.record_event(ev, redacted, &digest)?, None, None)
+        }
     })
 }
 

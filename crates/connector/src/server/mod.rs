@@ -2,7 +2,9 @@
 //! operators (loopback by default).
 
 pub mod admin;
+pub mod callback_auth;
 pub mod callback_endpoint;
 pub mod callback_judge;
 pub mod callback_redact;
+pub mod callback_state;
 pub mod serve;

@@ -9,8 +9,8 @@ use sled::transaction::TransactionalTree;
 
 use super::invitations::{tx_transition, unwrap_tx};
 use super::{
-    CallbackRecord, Member, MemberStatus, Result, State, Store, TxResult, bump, encode, now_ms,
-    tx_decode,
+    CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, encode,
+    now_ms, tx_decode,
 };
 use crate::domain::MydexId;
 
@@ -96,28 +96,7 @@ impl Store {
                 }
                 log_t.insert(seen_key, &now_ms().to_be_bytes())?;
 
-                let invitation = match &creds.linking_token {
-                    Some(t) => super::invitations::tx_by_token(inv_t, idx, t)?,
-                    None => None,
-                };
-                // An update without a linking_token we know completes the
-                // update invitation queued for this member, if one is open.
-                let invitation = match invitation {
-                    None if is_update => {
-                        match idx.get(format!("m/{}", creds.connection_id).as_bytes())? {
-                            Some(id) => inv_t
-                                .get(super::id_key(super::decode_u64(&id)))?
-                                .map(|b| tx_decode::<super::Invitation>(&b, "invitation"))
-                                .transpose()?
-                                .filter(|i| {
-                                    matches!(i.kind, super::Kind::Update { .. })
-                                        && !matches!(i.state, State::Failed | State::Connected)
-                                }),
-                            None => None,
-                        }
-                    }
-                    other => other,
-                };
+                let invitation = tx_matching_invitation(inv_t, idx, creds, is_update)?;
                 let existing: Option<Member> = mem_t
                     .get(creds.connection_id.as_bytes())?
                     .map(|b| tx_decode(&b, "member"))
@@ -140,110 +119,16 @@ impl Store {
                     return Ok(CallbackOutcome::Unmatched);
                 }
 
-                let version = match &invitation {
-                    Some(inv) => inv.version,
-                    None if is_update => current_version,
-                    None => existing
-                        .as_ref()
-                        .map(|m| m.version)
-                        .unwrap_or(current_version),
-                };
-                let now = now_ms();
-                let sealed_key = match &creds.key {
-                    Some(k) => {
-                        sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes())
-                    }
-                    None => existing
-                        .as_ref()
-                        .map(|m| m.sealed_key.clone())
-                        .unwrap_or_default(),
-                };
-                let member = Member {
-                    connection_id: creds.connection_id.clone(),
-                    uid: creds.uid,
-                    uid_sent: creds.uid_mismatch().map(str::to_string),
-                    mydexid: creds
-                        .mydexid
-                        .clone()
-                        .or_else(|| existing.as_ref().and_then(|m| m.mydexid.clone())),
-                    version,
-                    permissions: creds.fields.clone(),
-                    status: MemberStatus::Active,
-                    sealed_key,
-                    invitation_id: invitation
-                        .as_ref()
-                        .map(|i| i.id)
-                        .or(existing.as_ref().and_then(|m| m.invitation_id)),
-                    campaign: invitation
-                        .as_ref()
-                        .map(|i| i.campaign.clone())
-                        .or(existing.as_ref().and_then(|m| m.campaign.clone())),
-                    email: invitation
-                        .as_ref()
-                        .map(|i| i.invitee.email.to_string())
-                        .or(existing.as_ref().and_then(|m| m.email.clone())),
-                    external_ref: invitation
-                        .as_ref()
-                        .and_then(|i| i.invitee.external_ref.clone())
-                        .or(existing.as_ref().and_then(|m| m.external_ref.clone())),
-                    created_ms: existing.as_ref().map(|m| m.created_ms).unwrap_or(now),
-                    updated_ms: now,
-                    last_check: existing.as_ref().and_then(|m| m.last_check),
-                };
-                if let Some(old) = &existing {
-                    if old.status == MemberStatus::Active {
-                        bump(idx, &format!("c/mv/{}", old.version), -1)?;
-                    } else {
-                        bump(idx, "c/members_disconnected", -1)?;
-                    }
-                }
-                bump(idx, &format!("c/mv/{}", member.version), 1)?;
-                mem_t.insert(creds.connection_id.as_bytes(), encode(&member))?;
-                if let Some(id) = &member.mydexid {
-                    idx.insert(
-                        super::mydexid_key(id.as_str()),
-                        creds.connection_id.as_bytes(),
-                    )?;
-                }
-
-                match invitation {
-                    Some(inv) if inv.state != State::Connected => {
-                        let from = [
-                            State::Queued,
-                            State::LinkIssued,
-                            State::Sent,
-                            State::Expired,
-                            State::Failed,
-                        ];
-                        let conn = creds.connection_id.clone();
-                        tx_transition(inv_t, idx, inv.id, &from, State::Connected, None, &|i| {
-                            i.connection_id = Some(conn.clone());
-                            i.reason = None;
-                        })?;
-                        Ok(if is_update {
-                            CallbackOutcome::Updated {
-                                invitation_id: Some(inv.id),
-                            }
-                        } else {
-                            CallbackOutcome::Connected {
-                                invitation_id: inv.id,
-                                campaign: inv.campaign,
-                                external_ref: inv.invitee.external_ref,
-                            }
-                        })
-                    }
-                    Some(inv) if !is_update => Ok(CallbackOutcome::Connected {
-                        invitation_id: inv.id,
-                        campaign: inv.campaign,
-                        external_ref: inv.invitee.external_ref,
-                    }),
-                    Some(inv) => Ok(CallbackOutcome::Updated {
-                        invitation_id: Some(inv.id),
-                    }),
-                    None => Ok(CallbackOutcome::Updated {
-                        invitation_id: None,
-                    }),
-                }
+                let member = new_member(
+                    creds,
+                    invitation.as_ref(),
+                    existing.as_ref(),
+                    is_update,
+                    current_version,
+                    &sealer,
+                );
+                tx_put_member(idx, mem_t, existing.as_ref(), &member)?;
+                tx_connect(inv_t, idx, creds, invitation, is_update)
             })
             .map_err(unwrap_tx)
     }
@@ -351,4 +236,160 @@ fn keep_unmatched(
     log_t.insert([b"u/".as_slice(), &id.to_be_bytes()].concat(), encode(&rec))?;
     bump(idx, "c/unmatched", 1)?;
     Ok(())
+}
+
+/// The invitation a credentials callback answers: the one its linking_token
+/// names, or, for an update without a linking_token we know, the update
+/// invitation queued for this member if one is open.
+fn tx_matching_invitation(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    creds: &Credentials,
+    is_update: bool,
+) -> TxResult<Option<Invitation>> {
+    let invitation = match &creds.linking_token {
+        Some(t) => super::invitations::tx_by_token(inv_t, idx, t)?,
+        None => None,
+    };
+    // An update without a linking_token we know completes the
+    // update invitation queued for this member, if one is open.
+    Ok(match invitation {
+        None if is_update => match idx.get(format!("m/{}", creds.connection_id).as_bytes())? {
+            Some(id) => inv_t
+                .get(super::id_key(super::decode_u64(&id)))?
+                .map(|b| tx_decode::<Invitation>(&b, "invitation"))
+                .transpose()?
+                .filter(|i| {
+                    matches!(i.kind, super::Kind::Update { .. })
+                        && !matches!(i.state, State::Failed | State::Connected)
+                }),
+            None => None,
+        },
+        other => other,
+    })
+}
+
+/// The member record after these credentials: what they carry, the rest
+/// from the invitation they answer or the member as we held it.
+fn new_member(
+    creds: &Credentials,
+    invitation: Option<&Invitation>,
+    existing: Option<&Member>,
+    is_update: bool,
+    current_version: u32,
+    sealer: &super::Sealer,
+) -> Member {
+    let version = match invitation {
+        Some(inv) => inv.version,
+        None if is_update => current_version,
+        None => existing.map(|m| m.version).unwrap_or(current_version),
+    };
+    let now = now_ms();
+    let sealed_key = match &creds.key {
+        Some(k) => sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes()),
+        None => existing.map(|m| m.sealed_key.clone()).unwrap_or_default(),
+    };
+    Member {
+        connection_id: creds.connection_id.clone(),
+        uid: creds.uid,
+        uid_sent: creds.uid_mismatch().map(str::to_string),
+        mydexid: creds
+            .mydexid
+            .clone()
+            .or_else(|| existing.and_then(|m| m.mydexid.clone())),
+        version,
+        permissions: creds.fields.clone(),
+        status: MemberStatus::Active,
+        sealed_key,
+        invitation_id: invitation
+            .map(|i| i.id)
+            .or(existing.and_then(|m| m.invitation_id)),
+        campaign: invitation
+            .map(|i| i.campaign.clone())
+            .or(existing.and_then(|m| m.campaign.clone())),
+        email: invitation
+            .map(|i| i.invitee.email.to_string())
+            .or(existing.and_then(|m| m.email.clone())),
+        external_ref: invitation
+            .and_then(|i| i.invitee.external_ref.clone())
+            .or(existing.and_then(|m| m.external_ref.clone())),
+        created_ms: existing.map(|m| m.created_ms).unwrap_or(now),
+        updated_ms: now,
+        last_check: existing.and_then(|m| m.last_check),
+    }
+}
+
+/// Store the member, moving the version counters (and the disconnected
+/// count, for a member who comes back) and the MydexID index with it.
+fn tx_put_member(
+    idx: &TransactionalTree,
+    mem_t: &TransactionalTree,
+    existing: Option<&Member>,
+    member: &Member,
+) -> TxResult<()> {
+    if let Some(old) = existing {
+        if old.status == MemberStatus::Active {
+            bump(idx, &format!("c/mv/{}", old.version), -1)?;
+        } else {
+            bump(idx, "c/members_disconnected", -1)?;
+        }
+    }
+    bump(idx, &format!("c/mv/{}", member.version), 1)?;
+    mem_t.insert(member.connection_id.as_bytes(), encode(member))?;
+    if let Some(id) = &member.mydexid {
+        idx.insert(
+            super::mydexid_key(id.as_str()),
+            member.connection_id.as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Move the invitation answered (if any, and not connected yet) to
+/// connected, and say what the callback did.
+fn tx_connect(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    creds: &Credentials,
+    invitation: Option<Invitation>,
+    is_update: bool,
+) -> TxResult<CallbackOutcome> {
+    match invitation {
+        Some(inv) if inv.state != State::Connected => {
+            let from = [
+                State::Queued,
+                State::LinkIssued,
+                State::Sent,
+                State::Expired,
+                State::Failed,
+            ];
+            let conn = creds.connection_id.clone();
+            tx_transition(inv_t, idx, inv.id, &from, State::Connected, None, &|i| {
+                i.connection_id = Some(conn.clone());
+                i.reason = None;
+            })?;
+            Ok(if is_update {
+                CallbackOutcome::Updated {
+                    invitation_id: Some(inv.id),
+                }
+            } else {
+                CallbackOutcome::Connected {
+                    invitation_id: inv.id,
+                    campaign: inv.campaign,
+                    external_ref: inv.invitee.external_ref,
+                }
+            })
+        }
+        Some(inv) if !is_update => Ok(CallbackOutcome::Connected {
+            invitation_id: inv.id,
+            campaign: inv.campaign,
+            external_ref: inv.invitee.external_ref,
+        }),
+        Some(inv) => Ok(CallbackOutcome::Updated {
+            invitation_id: Some(inv.id),
+        }),
+        None => Ok(CallbackOutcome::Updated {
+            invitation_id: None,
+        }),
+    }
 }

@@ -109,44 +109,11 @@ impl Store {
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
             for ((new, id), token) in batch.iter().zip(&ids).zip(&tokens) {
                 let okey = open_key(&new.campaign, &new.kind, &new.invitee);
-                if let Some(existing) = idx.get(okey.as_bytes())? {
-                    let existing_id = super::decode_u64(&existing);
-                    let still_open = match inv_t.get(id_key(existing_id))? {
-                        Some(bytes) => {
-                            let state = tx_decode::<Invitation>(&bytes, "invitation")?.state;
-                            state.is_open() && !closed.contains(&state)
-                        }
-                        None => false,
-                    };
-                    if still_open {
-                        outcomes.push(InsertOutcome::Duplicate(existing_id));
-                        continue;
-                    }
+                if let Some(existing_id) = tx_still_open(inv_t, idx, &okey, closed)? {
+                    outcomes.push(InsertOutcome::Duplicate(existing_id));
+                    continue;
                 }
-                let inv = Invitation {
-                    id: *id,
-                    campaign: new.campaign.clone(),
-                    kind: new.kind,
-                    version: new.version,
-                    invitee: new.invitee.clone(),
-                    state: State::Queued,
-                    linking_token: token.clone(),
-                    link: None,
-                    link_issued_ms: None,
-                    attempts: 0,
-                    next_attempt_ms: 0,
-                    reason: None,
-                    reminders: 0,
-                    connection_id: None,
-                    expired_ms: None,
-                    created_ms: now,
-                    updated_ms: now,
-                    history: vec![super::HistoryEntry {
-                        at_ms: now,
-                        state: State::Queued,
-                        note: None,
-                    }],
-                };
+                let inv = queued(new, *id, token.clone(), now);
                 inv_t.insert(&id_key(*id), encode(&inv))?;
                 idx.insert(okey.as_bytes(), &id_key(*id))?;
                 idx.insert(work_key(*id), &[])?;
@@ -418,4 +385,54 @@ pub(super) fn tx_by_token(
     };
     let inv: Invitation = tx_decode(&bytes, "invitation")?;
     Ok(inv.linking_token.matches(&token).then_some(inv))
+}
+
+/// The invitation open under `okey` (and not in one of the `closed`
+/// states), if there is one: a new one would duplicate it.
+fn tx_still_open(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    okey: &str,
+    closed: &[State],
+) -> TxResult<Option<u64>> {
+    let Some(existing) = idx.get(okey.as_bytes())? else {
+        return Ok(None);
+    };
+    let existing_id = super::decode_u64(&existing);
+    let still_open = match inv_t.get(id_key(existing_id))? {
+        Some(bytes) => {
+            let state = tx_decode::<Invitation>(&bytes, "invitation")?.state;
+            state.is_open() && !closed.contains(&state)
+        }
+        None => false,
+    };
+    Ok(still_open.then_some(existing_id))
+}
+
+/// A new invitation, queued.
+fn queued(new: &NewInvitation, id: u64, token: LinkingToken, now: u64) -> Invitation {
+    Invitation {
+        id,
+        campaign: new.campaign.clone(),
+        kind: new.kind,
+        version: new.version,
+        invitee: new.invitee.clone(),
+        state: State::Queued,
+        linking_token: token,
+        link: None,
+        link_issued_ms: None,
+        attempts: 0,
+        next_attempt_ms: 0,
+        reason: None,
+        reminders: 0,
+        connection_id: None,
+        expired_ms: None,
+        created_ms: now,
+        updated_ms: now,
+        history: vec![super::HistoryEntry {
+            at_ms: now,
+            state: State::Queued,
+            note: None,
+        }],
+    }
 }

@@ -16,8 +16,11 @@
 mod apply_callback;
 mod brake;
 mod campaign_pauses;
+mod codec;
 mod crypto;
+mod db;
 mod durable;
+mod error;
 mod expiry_index;
 mod identify;
 mod invitations;
@@ -25,18 +28,23 @@ pub(crate) mod raw_callbacks;
 mod records;
 mod report;
 mod rotation;
+mod rotation_journal;
 mod sweeps;
 mod write_health;
 
 use std::path::Path;
 
 use secrecy::SecretBox;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::transaction::TransactionalTree;
+
+use codec::{decode, decode_u64, encode, tx_decode};
+use error::TxResult;
 
 pub use apply_callback::{CallbackOutcome, Credentials, Event};
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
+pub use error::{Result, StoreError};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use records::{
@@ -46,49 +54,6 @@ pub use report::InvitationFilter;
 pub use rotation::{RotationReport, fingerprint, rotate_key};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store database: {0}")]
-    Db(#[from] sled::Error),
-    #[error(
-        "the store at {path} does not open with the configured store.key_file (wrong key?); nothing was changed"
-    )]
-    WrongKey { path: String },
-    #[error(
-        "the store at {path} has an unfinished key rotation (to the key with fingerprint {fingerprint}): rerun `mydex-connector rotate-key` with the same new key before starting the daemon; nothing was changed"
-    )]
-    RotationUnfinished { path: String, fingerprint: String },
-    #[error(
-        "the store at {path} is in use by another process (is the daemon running? stop it first)"
-    )]
-    InUse { path: String },
-    /// `rotate-key` cannot go on with these keys, with why.
-    #[error("{0}")]
-    RotationRefused(String),
-    #[error("a stored record is corrupt: {0}")]
-    Corrupt(String),
-    #[error("invitation {id} is {actual}, not {expected}")]
-    Conflict {
-        id: u64,
-        actual: &'static str,
-        expected: String,
-    },
-    #[error("no invitation {0}")]
-    NotFound(u64),
-    /// An operator's request that the records do not allow, with why.
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Crypto(#[from] CryptoError),
-    #[error("cannot flush the store to disk: {0}")]
-    Flush(String),
-}
-
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// Aborts inside a transaction closure.
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
 
 #[derive(Clone)]
 pub struct Store {
@@ -105,79 +70,20 @@ pub struct Store {
     path: std::path::PathBuf,
 }
 
-/// sled's page cache. Its default (1 GiB) let the daemon's memory grow with
-/// the number of invitations; the hot set (the work index, open invitations,
-/// counters) fits in far less.
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
-
-const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
-/// Where, in `meta`, the key check is kept (sealed with `meta` as AAD).
-const KEY_CHECK_NAME: &str = "key_check";
-
-impl StoreError {
-    /// The store key does not fit the store (wrong key, or a rotation to
-    /// finish): an operator's configuration problem, not a crash to retry.
-    pub fn is_key_problem(&self) -> bool {
-        matches!(
-            self,
-            StoreError::WrongKey { .. }
-                | StoreError::RotationUnfinished { .. }
-                | StoreError::RotationRefused(_)
-        )
-    }
-}
-
-/// Open the sled database; a lock held by another process is `InUse`.
-fn open_db(path: &Path) -> Result<sled::Db> {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(CACHE_BYTES)
-        .flush_every_ms(Some(200))
-        .open()
-        .map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                StoreError::InUse {
-                    path: path.display().to_string(),
-                }
-            }
-            _ => StoreError::Db(e),
-        })
-}
-
 impl Store {
     /// Open (or create) the store; refuse a key that does not open it, and
     /// a store whose key rotation is unfinished (with either key).
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
-        let db = open_db(path)?;
+        let db = db::open_db(path)?;
         let sealer = Sealer::new(key);
         let meta = db.open_tree("meta")?;
-        if let Some(journal) = rotation::journal(&meta)? {
+        if let Some(journal) = rotation_journal::journal(&meta)? {
             return Err(StoreError::RotationUnfinished {
                 path: path.display().to_string(),
                 fingerprint: journal.new_key_fingerprint,
             });
         }
-        match meta.get(KEY_CHECK_NAME)? {
-            Some(sealed) => {
-                let sealed = std::str::from_utf8(&sealed)
-                    .map_err(|_| StoreError::Corrupt("meta/key_check".into()))?;
-                match sealer.open(sealed, b"meta") {
-                    Ok(v) if v == KEY_CHECK => {}
-                    _ => {
-                        return Err(StoreError::WrongKey {
-                            path: path.display().to_string(),
-                        });
-                    }
-                }
-            }
-            None => {
-                meta.insert(KEY_CHECK_NAME, sealer.seal(KEY_CHECK, b"meta").as_bytes())?;
-                meta.flush()?;
-            }
-        }
+        db::check_key(&meta, &sealer, path)?;
         let health = std::sync::Arc::new(StoreHealth::default());
         let commit = durable::GroupCommit::start(db.clone(), health.clone())
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
@@ -329,23 +235,6 @@ pub struct StatusCounts {
     pub callbacks_stored: u64,
     /// Of those, the ones quarantined now.
     pub callbacks_quarantined: u64,
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own records (strings, numbers, maps) cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn decode_u64(v: &[u8]) -> u64 {
-    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
-fn tx_decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
-    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
 }
 
 /// Add `delta` to a counter inside a transaction.

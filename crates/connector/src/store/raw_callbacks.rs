@@ -21,7 +21,10 @@
 //! answered before the group-commit flush that covers them all (the same
 //! flush as the callback's effects: none of their own).
 
-use super::{Result, Store, StoreError, decode_u64, encode, now_ms};
+use super::Store;
+use super::codec::{decode, decode_u64, encode};
+use super::error::{Result, StoreError};
+use super::records::now_ms;
 
 /// What became of a raw callback.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -192,7 +195,7 @@ impl Store {
     pub fn raw_callback(&self, id: u64) -> Result<RawCallback> {
         self.raw
             .get(record_key(id))?
-            .map(|v| super::decode(&v, "raw callback"))
+            .map(|v| decode(&v, "raw callback"))
             .transpose()?
             .ok_or(StoreError::NotFound(id))
     }
@@ -203,7 +206,7 @@ impl Store {
         let sealed: RawBody = self
             .raw
             .get(body_key(rec.id))?
-            .map(|v| super::decode(&v, "raw callback body"))
+            .map(|v| decode(&v, "raw callback body"))
             .transpose()?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("the body of callback {} is missing", rec.id))
@@ -242,7 +245,7 @@ impl Store {
                 if !k.starts_with(b"r/") || out.len() >= limit {
                     break;
                 }
-                out.push(super::decode(&v, "raw callback")?);
+                out.push(decode(&v, "raw callback")?);
             }
         }
         Ok(out)

@@ -25,26 +25,16 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{KEY_CHECK, KEY_CHECK_NAME, Result, Sealer, StoreError, now_ms, open_db};
-
-/// Where, in `meta`, an unfinished rotation's journal is kept.
-const JOURNAL: &str = "key_rotation";
+use super::codec::{decode, encode};
+use super::crypto::Sealer;
+use super::db::{KEY_CHECK, KEY_CHECK_NAME, open_db};
+use super::error::{Result, StoreError};
+use super::raw_callbacks::{RawBody, raw_aad};
+use super::records::now_ms;
+use super::rotation_journal::{JOURNAL, Journal, journal};
 
 /// Values re-sealed per atomic batch (and per flush).
 const BATCH: usize = 1000;
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(super) struct Journal {
-    pub new_key_fingerprint: String,
-    pub old_key_fingerprint: String,
-    pub started_ms: u64,
-}
-
-pub(super) fn journal(meta: &sled::Tree) -> Result<Option<Journal>> {
-    meta.get(JOURNAL)?
-        .map(|v| super::decode(&v, "meta/key_rotation"))
-        .transpose()
-}
 
 /// A short, non-secret name for a key (the first 8 bytes of a domain-separated
 /// SHA-256), to tell key files apart in messages.
@@ -97,15 +87,40 @@ pub fn rotate_key(
     let db = open_db(path)?;
     let meta = db.open_tree("meta")?;
     let (old_s, new_s) = (Sealer::new(old), Sealer::new(new));
+    let resumed = start_or_resume(&meta, &shown, (&old_s, &new_s), (&old_fp, &new_fp))?;
+    let done = reseal_all(&db, &old_s, &new_s, progress)?;
+    switch_key(&db, &meta, &new_s)?;
+    Ok(RotationReport {
+        old_key_fingerprint: old_fp,
+        new_key_fingerprint: new_fp,
+        resumed,
+        members_total: done.members_total,
+        members_resealed: done.members_resealed,
+        members_skipped: done.members_skipped,
+        unmatched_resealed: done.unmatched_resealed,
+        raw_resealed: done.raw_resealed,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Check the keys against the store and write the journal (a new
+/// rotation), or check them against the journal (an unfinished one, to
+/// resume): `true` when resuming.
+fn start_or_resume(
+    meta: &sled::Tree,
+    shown: &str,
+    (old_s, new_s): (&Sealer, &Sealer),
+    (old_fp, new_fp): (&str, &str),
+) -> Result<bool> {
     let check = meta
         .get(KEY_CHECK_NAME)?
         .ok_or_else(|| StoreError::Corrupt("meta/key_check is missing".into()))?;
     let check =
         std::str::from_utf8(&check).map_err(|_| StoreError::Corrupt("meta/key_check".into()))?;
     let opens = |s: &Sealer| s.open(check, b"meta").is_ok_and(|v| v == KEY_CHECK);
-    let (opens_old, opens_new) = (opens(&old_s), opens(&new_s));
+    let (opens_old, opens_new) = (opens(old_s), opens(new_s));
 
-    let resumed = match journal(&meta)? {
+    Ok(match journal(meta)? {
         None => {
             if opens_new {
                 return Err(StoreError::RotationRefused(format!(
@@ -113,14 +128,16 @@ pub fn rotate_key(
                 )));
             }
             if !opens_old {
-                return Err(StoreError::WrongKey { path: shown });
+                return Err(StoreError::WrongKey {
+                    path: shown.to_string(),
+                });
             }
             let j = Journal {
-                new_key_fingerprint: new_fp.clone(),
-                old_key_fingerprint: old_fp.clone(),
+                new_key_fingerprint: new_fp.to_string(),
+                old_key_fingerprint: old_fp.to_string(),
                 started_ms: now_ms(),
             };
-            meta.insert(JOURNAL, super::encode(&j))?;
+            meta.insert(JOURNAL, encode(&j))?;
             meta.flush()?;
             false
         }
@@ -139,18 +156,36 @@ pub fn rotate_key(
             }
             true
         }
-    };
+    })
+}
 
+/// What the re-sealing did, tree by tree.
+struct Resealed {
+    members_total: u64,
+    members_resealed: u64,
+    members_skipped: u64,
+    unmatched_resealed: u64,
+    raw_resealed: u64,
+}
+
+/// Re-seal members' keys, then unmatched callbacks' keys, then raw
+/// callbacks' bodies; `progress(done, total)` after each batch of members.
+fn reseal_all(
+    db: &sled::Db,
+    old_s: &Sealer,
+    new_s: &Sealer,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Resealed> {
     let members = db.open_tree("members")?;
     let members_total = members.len() as u64;
     let (mut resealed, mut skipped) = (0u64, 0u64);
     reseal_tree(
-        &db,
+        db,
         &members,
         b"",
         "member",
-        &old_s,
-        &new_s,
+        old_s,
+        new_s,
         &reseal_record,
         &mut |r, s| {
             resealed += r;
@@ -161,30 +196,39 @@ pub fn rotate_key(
     let log = db.open_tree("log")?;
     let mut unmatched = 0u64;
     reseal_tree(
-        &db,
+        db,
         &log,
         b"u/",
         "unmatched callback",
-        &old_s,
-        &new_s,
+        old_s,
+        new_s,
         &reseal_record,
         &mut |r, _| unmatched += r,
     )?;
     let raw = db.open_tree("raw")?;
     let mut raw_resealed = 0u64;
     reseal_tree(
-        &db,
+        db,
         &raw,
         b"b/",
         "raw callback",
-        &old_s,
-        &new_s,
+        old_s,
+        new_s,
         &reseal_raw,
         &mut |r, _| raw_resealed += r,
     )?;
+    Ok(Resealed {
+        members_total,
+        members_resealed: resealed,
+        members_skipped: skipped,
+        unmatched_resealed: unmatched,
+        raw_resealed,
+    })
+}
 
-    // The switch: the key check under the new key and the journal gone, in
-    // one step.
+/// The switch: the key check under the new key and the journal gone, in
+/// one step, made durable.
+fn switch_key(db: &sled::Db, meta: &sled::Tree, new_s: &Sealer) -> Result<()> {
     let new_check = new_s.seal(KEY_CHECK, b"meta");
     meta.transaction(|m| {
         m.insert(KEY_CHECK_NAME, new_check.as_bytes())?;
@@ -198,17 +242,7 @@ pub fn rotate_key(
         }
     })?;
     db.flush()?;
-    Ok(RotationReport {
-        old_key_fingerprint: old_fp,
-        new_key_fingerprint: new_fp,
-        resumed,
-        members_total,
-        members_resealed: resealed,
-        members_skipped: skipped,
-        unmatched_resealed: unmatched,
-        raw_resealed,
-        elapsed: started.elapsed(),
-    })
+    Ok(())
 }
 
 /// How one record is re-sealed: the record re-encoded, or `None` when it
@@ -268,7 +302,7 @@ fn reseal_tree(
 /// The record with its key re-sealed under `new`, or `None` when it holds no
 /// key or its key is already under `new`.
 fn reseal_record(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result<Option<Vec<u8>>> {
-    let mut record: serde_json::Value = super::decode(bytes, what)?;
+    let mut record: serde_json::Value = decode(bytes, what)?;
     let Some(sealed) = record.get("sealed_key").and_then(|v| v.as_str()) else {
         return Ok(None);
     };
@@ -291,14 +325,14 @@ fn reseal_record(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result
         ))
     })?);
     record["sealed_key"] = serde_json::Value::String(new.seal(&plain, aad.as_bytes()));
-    Ok(Some(super::encode(&record)))
+    Ok(Some(encode(&record)))
 }
 
 /// A raw callback with its body re-sealed under `new` (bound to its id), or
 /// `None` when it already is.
 fn reseal_raw(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result<Option<Vec<u8>>> {
-    let mut rec: super::raw_callbacks::RawBody = super::decode(bytes, what)?;
-    let aad = super::raw_aad(rec.id);
+    let mut rec: RawBody = decode(bytes, what)?;
+    let aad = raw_aad(rec.id);
     if new.open(&rec.sealed_body, &aad).is_ok() {
         return Ok(None);
     }
@@ -309,7 +343,7 @@ fn reseal_raw(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result<Op
         ))
     })?);
     rec.sealed_body = new.seal(&plain, &aad);
-    Ok(Some(super::encode(&rec)))
+    Ok(Some(encode(&rec)))
 }
 
 #[cfg(test)]
@@ -360,7 +394,8 @@ mod tests {
                 old_key_fingerprint: fingerprint(&key(1)),
                 started_ms: 0,
             };
-            meta.insert(JOURNAL, super::super::encode(&j)).unwrap();
+            meta.insert(JOURNAL, super::super::codec::encode(&j))
+                .unwrap();
             let members = db.open_tree("members").unwrap();
             let (o, n) = (Sealer::new(&key(1)), Sealer::new(&key(2)));
             for item in members.iter().take(700) {
@@ -386,7 +421,7 @@ mod tests {
             };
             db.open_tree("log")
                 .unwrap()
-                .insert(b"u/\0\0\0\0\0\0\0\x01", super::super::encode(&rec))
+                .insert(b"u/\0\0\0\0\0\0\0\x01", super::super::codec::encode(&rec))
                 .unwrap();
             db.flush().unwrap();
         }
