@@ -12,15 +12,6 @@ pub enum LogFormat {
     Json,
 }
 
-impl LogFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
-
 #[derive(Serialize)]
 pub struct LogSettings {
     pub level: String,

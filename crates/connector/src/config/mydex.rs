@@ -19,15 +19,6 @@ pub enum Environment {
     Production,
 }
 
-impl Environment {
-    pub fn name(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "sandbox",
-            Environment::Production => "production",
-        }
-    }
-}
-
 /// How a First Time Connection (or update) link is asked for
 /// (docs/mydex-contract.md §2 and §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
