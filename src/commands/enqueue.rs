@@ -62,5 +62,5 @@ fn enqueue_one(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    result
+    Ok(result?)
 }

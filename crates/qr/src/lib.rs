@@ -83,12 +83,17 @@ pub fn qr_png_scaled(text: &str, ec_level: EcLevel, scale: usize) -> Result<Vec<
 
 /// The emailed QR code of `link`: error correction M (a printed or
 /// photographed mail), at least `MAIL_MIN_SIDE` pixels a side.
-pub fn qr_png(link: &str) -> Result<Vec<u8>, String> {
-    let bad = |e: QrError| format!("cannot make a QR code of the link: {e}");
-    let (_, modules) = qr_modules(link.as_bytes(), EcLevel::M).map_err(bad)?;
+pub fn qr_png(link: &str) -> Result<Vec<u8>, LinkQrError> {
+    let (_, modules) = qr_modules(link.as_bytes(), EcLevel::M).map_err(LinkQrError)?;
     let scale = MAIL_MIN_SIDE.div_ceil(modules + 2 * QUIET);
-    qr_png_scaled(link, EcLevel::M, scale).map_err(bad)
+    qr_png_scaled(link, EcLevel::M, scale).map_err(LinkQrError)
 }
+
+/// Why the emailed QR code of a link could not be made (the invitation
+/// fails with this text).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot make a QR code of the link: {0}")]
+pub struct LinkQrError(pub QrError);
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,7 @@ use std::path::Path;
 use super::row_error::RowError;
 use crate::domain::Invitee;
 
-/// Longest line accepted; longer ones are rejected without being buffered.
-pub const MAX_LINE: usize = 64 * 1024;
+pub use super::row_error::MAX_LINE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

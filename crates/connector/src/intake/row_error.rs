@@ -2,8 +2,11 @@
 //! number in `rejected/`, printed by `enqueue` and answered by
 //! `POST /invitees`. The texts are the ones operators know.
 
-use super::reader::MAX_LINE;
 use crate::domain::InviteeError;
+
+/// Longest line accepted; longer ones are rejected without being buffered
+/// (intake/reader.rs); the limit is part of the rejection's text.
+pub const MAX_LINE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RowError {

@@ -14,7 +14,7 @@ pub enum FailReason {
     CampaignGone(String),
     /// No QR code could be made of the link.
     #[error("{0}")]
-    Qr(String),
+    Qr(mydex_qr::LinkQrError),
     #[error("{0}")]
     Render(RenderError),
     #[error("{0}")]
