@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Scan every daemon log the tests kept (MYDEX_TEST_LOG_DIR) for a secret:
-the configured secrets of tests/support (and the store key's hex form) and
+the configured secrets of crates/test-support (and the store key's hex form) and
 every member key the sandbox handed out (the *.secrets files). The matching
 is `grep -F` (Aho-Corasick: hundreds of MB against a thousand keys in
 seconds). Prints what was scanned; exits 1 on any hit."""

@@ -18,8 +18,7 @@
 //! the in-process SMTP sink), `BENCH_ONLY=e2e|ingest`. Under
 //! `cargo test --all-targets` it makes a small smoke run instead.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use mydex_test_support as support;
 
 use std::io::Write;
 use std::path::Path;
@@ -511,7 +510,7 @@ async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, t)| {
             let key = format!("bench-member-key-{i:08}-0123456789abcdef");
-            let body = mydex_connector::sandbox::connection_body(
+            let body = mydex_sandbox::connection_body(
                 1_000_000 + i as u64,
                 &format!("cb{i}x"),
                 Some(&key),

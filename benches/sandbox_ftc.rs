@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mydex_connector::sandbox::{SandboxArgs, qr_data_uri, qr_modules, start};
+use mydex_sandbox::{SandboxArgs, qr_data_uri, qr_modules, start};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 

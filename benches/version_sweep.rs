@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use mydex_connector::sandbox::{SandboxArgs, start};
 use mydex_connector::store::{ImportMember, Store};
+use mydex_sandbox::{SandboxArgs, start};
 
 const TOKEN: &str = "bench-connection-token-0123456789";
 const ADMIN: &str = "bench-admin-token-0123456789";
@@ -41,7 +41,7 @@ fn count_files(dir: &std::path::Path) -> usize {
 async fn sweep(
     http: &reqwest::Client,
     admin_port: u16,
-    daemon: &mydex_connector::daemon::Daemon,
+    daemon: &mydex_connector::app::daemon::Daemon,
     outbox: Option<(&std::path::Path, usize)>,
 ) -> anyhow::Result<(mydex_connector::store::SweepRun, f64, usize, f64)> {
     let sent_at_start = outbox.map(|(d, _)| count_files(d)).unwrap_or(0);
@@ -206,7 +206,7 @@ rate = "unlimited"
         )?;
         std::fs::create_dir_all(p.join("outbox"))?;
         let settings = mydex_connector::config::Settings::load(&config)?;
-        let daemon = mydex_connector::daemon::start(settings).await?;
+        let daemon = mydex_connector::app::daemon::start(settings).await?;
 
         // 1. The sweep alone.
         let first = sweep(&http, admin_port, &daemon, None).await?;

@@ -1,14 +1,19 @@
-//! The command line: parse, dispatch, map the outcome to an exit code
-//! (0 ok, 2 usage, 78 configuration error — which includes a store key that
-//! does not open the store, a key rotation left unfinished, and a key that
-//! `rotate-key` refuses — 1 anything else).
+//! The command line: parse, set up logging, dispatch to `commands/`, map the
+//! outcome to an exit code (0 ok, 2 usage, 78 configuration error — which
+//! includes a store key that does not open the store, a key rotation left
+//! unfinished, and a key that `rotate-key` refuses — 1 anything else).
 
-use std::path::PathBuf;
+mod commands;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mydex_connector::config::{ConfigError, LogFormat, Settings};
+use mydex_connector::config::{ConfigError, LogFormat};
 use mydex_connector::store::StoreError;
+
+use commands::{
+    callbacks, campaign, check_config, enqueue, operator, rotate_key, run, status, sweep,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,186 +29,77 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon.
-    Run {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Run(run::RunArgs),
     /// Validate the configuration and print it with secrets redacted.
-    CheckConfig {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    CheckConfig(check_config::CheckConfigArgs),
     /// Validate invitee files (CSV with header, or JSON Lines) and place the
     /// good rows in the queue directory atomically; bad rows are reported.
-    Enqueue {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Campaign for rows that name none (default: the first configured).
-        #[arg(long)]
-        campaign: Option<String>,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Enqueue(enqueue::EnqueueArgs),
     /// Ask the running daemon for counts.
-    Status {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Print the JSON document only.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(status::StatusArgs),
     /// Run a sweep now in the running daemon (unless one is running); or
     /// `confirm`: release the version sweep's brake, disconnecting the
     /// members it holds (re-inviting as configured).
-    Sweep {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(value_enum)]
-        job: SweepJob,
-    },
+    Sweep(sweep::SweepArgs),
     /// Pause or resume a campaign in the running daemon.
-    Campaign {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(value_enum)]
-        action: CampaignAction,
-        name: String,
-        /// Why (kept with the pause, shown in status).
-        #[arg(long)]
-        reason: Option<String>,
-    },
+    Campaign(campaign::CampaignArgs),
     /// Find, inspect and retry invitations (through the running daemon).
     Invitations {
         #[command(subcommand)]
-        command: InvitationsCommand,
+        command: operator::InvitationsCommand,
     },
     /// Callbacks Mydex sent, kept as they arrived; quarantined ones replayed
     /// after an upgrade or a config fix (through the running daemon).
     Callbacks {
         #[command(subcommand)]
-        command: CallbacksCommand,
+        command: callbacks::CallbacksCommand,
     },
     /// The member mapping: external ref → MydexID, uid, connection id, version.
     Members {
         #[command(subcommand)]
-        command: MembersCommand,
+        command: operator::MembersCommand,
     },
     /// Re-encrypt the store under a new key (the daemon must be stopped).
     /// Rerun it with the same new key if it was interrupted.
-    RotateKey {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// The new 32-byte key (raw, or 64 hex characters), like store.key_file.
-        #[arg(long)]
-        new_key_file: PathBuf,
-    },
+    RotateKey(rotate_key::RotateKeyArgs),
     /// A local stand-in for the Mydex sandbox.
-    Sandbox(Box<mydex_connector::sandbox::SandboxArgs>),
+    #[cfg(feature = "sandbox")]
+    Sandbox(Box<mydex_sandbox::SandboxArgs>),
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
-    Demo(mydex_connector::demo::DemoArgs),
+    #[cfg(feature = "sandbox")]
+    Demo(commands::demo::DemoArgs),
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum SweepJob {
-    Version,
-    Expiry,
-    Confirm,
-}
+impl Command {
+    /// The log level of a command that logs as text to stderr; `run` sets
+    /// up its own logging from the configuration.
+    fn log_level(&self) -> Option<&'static str> {
+        match self {
+            Command::Run(_) => None,
+            #[cfg(feature = "sandbox")]
+            Command::Sandbox(_) => Some("info"),
+            _ => Some("warn"),
+        }
+    }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum CampaignAction {
-    Pause,
-    Resume,
-}
-
-#[derive(Subcommand, Debug)]
-enum InvitationsCommand {
-    /// List invitations, with the reason for failed ones.
-    List {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// queued, link_issued, sent, connected, expired or failed.
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long)]
-        campaign: Option<String>,
-        #[arg(long)]
-        external_ref: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Everything about one invitation, with its history.
-    Show {
-        #[arg(long, short)]
-        config: PathBuf,
-        id: u64,
-    },
-    /// Queue failed invitations again (one by id, or all with --all-failed).
-    Retry {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
-        id: Option<u64>,
-        #[arg(long)]
-        all_failed: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum CallbacksCommand {
-    /// List stored callbacks and what became of each.
-    List {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Only the quarantined ones (kept without effect, with the reason).
-        #[arg(long)]
-        quarantined: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// One stored callback, its body shown with any member key redacted.
-    Show {
-        #[arg(long, short)]
-        config: PathBuf,
-        id: u64,
-    },
-    /// Run stored callbacks through parsing and matching again (one by id,
-    /// or every quarantined one with --all-quarantined).
-    Replay {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(
-            required_unless_present = "all_quarantined",
-            conflicts_with = "all_quarantined"
-        )]
-        id: Option<u64>,
-        #[arg(long)]
-        all_quarantined: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum MembersCommand {
-    /// Print the mapping external ref → MydexID/uid/connection_id/version.
-    Export {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(long, value_enum, default_value = "csv")]
-        format: mydex_connector::operator_cli::ExportFormat,
-        /// Include member connection keys (needs admin.allow_key_export = true).
-        #[arg(long)]
-        with_keys: bool,
-    },
-}
-
-fn init_logging(level: &str, format: LogFormat) -> Option<mydex_connector::logging::LogControl> {
-    mydex_connector::logging::init(level, format)
-}
-
-fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
-    Ok(Settings::load(path)?)
+    async fn dispatch(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Run(args) => run::run(args).await,
+            Command::CheckConfig(args) => check_config::run(args),
+            Command::Enqueue(args) => enqueue::run(args),
+            Command::Status(args) => status::run(args).await,
+            Command::Sweep(args) => sweep::run(args).await,
+            Command::Campaign(args) => campaign::run(args).await,
+            Command::Invitations { command } => operator::invitations(command).await,
+            Command::Callbacks { command } => callbacks::run(command).await,
+            Command::Members { command } => operator::members(command).await,
+            Command::RotateKey(args) => rotate_key::command(args).await,
+            #[cfg(feature = "sandbox")]
+            Command::Sandbox(args) => commands::sandbox::run(*args).await,
+            #[cfg(feature = "sandbox")]
+            Command::Demo(args) => commands::demo::run(args).await,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -215,211 +111,35 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result: anyhow::Result<ExitCode> = runtime.block_on(async {
-        match cli.command {
-            Command::Run { config } => {
-                let settings = load(&config)?;
-                let log = init_logging(&settings.log.level, settings.log.format);
-                mydex_connector::service::run(settings, log).await?;
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::CheckConfig { config } => {
-                init_logging("warn", LogFormat::Text);
-                let settings = load(&config)?;
-                mydex_connector::mail::Templates::load(&settings.campaigns)
-                    .map_err(|e| e.in_config(&config))?;
-                print!("{}", settings.redacted());
-                eprintln!("configuration OK: {}", config.display());
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Enqueue {
-                config,
-                campaign,
-                files,
-            } => {
-                init_logging("warn", LogFormat::Text);
-                let settings = load(&config)?;
-                let (mut good, mut bad) = (0, 0);
-                for f in &files {
-                    let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                    let bar = mydex_connector::progress::bytes_bar(size, &f.display().to_string());
-                    let result = mydex_connector::intake::enqueue_file_with_progress(
-                        &settings,
-                        f,
-                        campaign.as_deref(),
-                        &mut mydex_connector::progress::AboveBar(bar.as_ref()),
-                        &mut |n| {
-                            if let Some(b) = &bar {
-                                b.set_position(n)
-                            }
-                        },
-                    );
-                    if let Some(b) = &bar {
-                        b.finish_and_clear();
-                    }
-                    let (g, b) = result?;
-                    eprintln!("{}: {g} rows queued, {b} rejected", f.display());
-                    good += g;
-                    bad += b;
-                }
-                eprintln!(
-                    "queued {good} invitees into {}; {bad} rows rejected",
-                    settings.queue.dir.display()
-                );
-                Ok(if bad > 0 {
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
-                })
-            }
-            Command::Status { config, json } => {
-                init_logging("warn", LogFormat::Text);
-                let settings = load(&config)?;
-                mydex_connector::status::print(&settings, json).await?;
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Sweep { config, job } => {
-                init_logging("warn", LogFormat::Text);
-                let settings = load(&config)?;
-                let path = match job {
-                    SweepJob::Version => "/sweeps/version",
-                    SweepJob::Expiry => "/sweeps/expiry",
-                    SweepJob::Confirm => "/sweep/confirm",
-                };
-                let doc = mydex_connector::admin_client::post(&settings, path, None).await?;
-                println!("{doc}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Campaign {
-                config,
-                action,
-                name,
-                reason,
-            } => {
-                init_logging("warn", LogFormat::Text);
-                let settings = load(&config)?;
-                let (verb, body) = match action {
-                    CampaignAction::Pause => {
-                        ("pause", Some(serde_json::json!({ "reason": reason })))
-                    }
-                    CampaignAction::Resume => ("resume", None),
-                };
-                let path = format!(
-                    "/campaigns/{}/{verb}",
-                    percent_encoding::utf8_percent_encode(
-                        &name,
-                        percent_encoding::NON_ALPHANUMERIC
-                    )
-                );
-                let doc = mydex_connector::admin_client::post(&settings, &path, body).await?;
-                println!("{doc}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Invitations { command } => {
-                init_logging("warn", LogFormat::Text);
-                use mydex_connector::operator_cli as op;
-                match command {
-                    InvitationsCommand::List {
-                        config,
-                        state,
-                        campaign,
-                        external_ref,
-                        json,
-                    } => {
-                        let settings = load(&config)?;
-                        op::list(
-                            &settings,
-                            op::ListArgs {
-                                state,
-                                campaign,
-                                external_ref,
-                                json,
-                            },
-                        )
-                        .await?
-                    }
-                    InvitationsCommand::Show { config, id } => {
-                        op::show(&load(&config)?, id).await?
-                    }
-                    InvitationsCommand::Retry { config, id, .. } => {
-                        op::retry(&load(&config)?, id).await?
-                    }
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Callbacks { command } => {
-                init_logging("warn", LogFormat::Text);
-                use mydex_connector::callbacks_cli as cb;
-                match command {
-                    CallbacksCommand::List {
-                        config,
-                        quarantined,
-                        json,
-                    } => cb::list(&load(&config)?, quarantined, json).await?,
-                    CallbacksCommand::Show { config, id } => cb::show(&load(&config)?, id).await?,
-                    CallbacksCommand::Replay { config, id, .. } => {
-                        cb::replay(&load(&config)?, id).await?
-                    }
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Members { command } => {
-                init_logging("warn", LogFormat::Text);
-                match command {
-                    MembersCommand::Export {
-                        config,
-                        format,
-                        with_keys,
-                    } => {
-                        let settings = load(&config)?;
-                        mydex_connector::operator_cli::export_members(&settings, format, with_keys)
-                            .await?
-                    }
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::RotateKey {
-                config,
-                new_key_file,
-            } => {
-                init_logging("warn", LogFormat::Text);
-                let settings = load(&config)?;
-                tokio::task::spawn_blocking(move || {
-                    mydex_connector::rotate_key::run(&settings, &new_key_file)
-                })
-                .await??;
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Sandbox(args) => {
-                init_logging("info", LogFormat::Text);
-                mydex_connector::sandbox::run(*args).await?;
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Demo(args) => {
-                init_logging("warn", LogFormat::Text);
-                mydex_connector::demo::run(args).await?;
-                Ok(ExitCode::SUCCESS)
-            }
+    let result = runtime.block_on(async {
+        if let Some(level) = cli.command.log_level() {
+            mydex_connector::app::logging::init(level, LogFormat::Text);
         }
+        cli.command.dispatch().await
     });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            let key_problem = e.chain().any(|c| {
-                c.downcast_ref::<StoreError>()
-                    .is_some_and(StoreError::is_key_problem)
-            });
-            if key_problem || e.downcast_ref::<ConfigError>().is_some() {
-                ExitCode::from(78)
-            } else if e
-                .downcast_ref::<mydex_connector::service::StoreFailed>()
-                .is_some()
-            {
-                ExitCode::from(mydex_connector::store::EXIT_STORE_FAILED)
-            } else {
-                ExitCode::from(1)
-            }
-        }
+    exit_code(result)
+}
+
+/// The exit code of a command's outcome; an error is printed first.
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
+    let e = match result {
+        Ok(code) => return code,
+        Err(e) => e,
+    };
+    eprintln!("error: {e:#}");
+    let key_problem = e.chain().any(|c| {
+        c.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_key_problem)
+    });
+    let service = e.downcast_ref::<mydex_connector::app::service::ServiceError>();
+    if key_problem
+        || e.downcast_ref::<ConfigError>().is_some()
+        || service.is_some_and(|s| s.is_config_problem())
+    {
+        ExitCode::from(78)
+    } else if service.is_some_and(|s| s.is_store_failed()) {
+        ExitCode::from(mydex_connector::store::EXIT_STORE_FAILED)
+    } else {
+        ExitCode::from(1)
     }
 }

@@ -1,0 +1,351 @@
+//! Wiring: open the store, bind the listeners, start intake, dispatcher,
+//! the lifecycle (sweeps on cron, campaign control) and servers, and stop them all on SIGTERM/SIGINT (stop taking work, let steps
+//! in flight finish within a bound, flush the store).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::reload::Reloader;
+use crate::app::{ShutdownError, StartError};
+use crate::config::Settings;
+use crate::config::Swap;
+use crate::metrics::Metrics;
+use crate::mydex::MydexClient;
+use crate::notify::email::{Mailer, Templates};
+use crate::pipeline::campaign_control::CampaignControl;
+use crate::pipeline::dispatcher::Dispatcher;
+use crate::pipeline::lifecycle::Lifecycle;
+use crate::server::{admin, callback_endpoint};
+use crate::store::Store;
+
+/// Environment variable that enables the test hooks (`POST /debug/stall`).
+pub const TEST_HOOKS_ENV: &str = "MYDEX_CONNECTOR_TEST_HOOKS";
+
+/// How long in-flight work may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    pub store: Store,
+    pub callback_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub settings: Arc<Settings>,
+    pub templates: Arc<Swap<Templates>>,
+    /// Campaign settings, pauses and windows; SIGHUP replaces the settings.
+    pub control: Arc<CampaignControl>,
+    /// Test hook requests to stall the main loop (only with
+    /// `MYDEX_CONNECTOR_TEST_HOOKS=1`).
+    pub stall_requests: Option<tokio::sync::mpsc::Receiver<Duration>>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// What `start` opens before anything runs.
+struct Parts {
+    settings: Arc<Settings>,
+    templates: Arc<Swap<Templates>>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    mydex: Arc<MydexClient>,
+    mailer: Arc<Mailer>,
+}
+
+/// Start everything; returns once the store is open and listeners are bound.
+pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
+    let parts = open(settings).await?;
+    let settings = parts.settings.clone();
+    let cb_listener = bind("callback.listen", settings.callback.listen).await?;
+    let admin_listener = bind("admin.listen", settings.admin.listen).await?;
+    let callback_addr = cb_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = JoinSet::new();
+
+    let (control, lifecycle) = start_lifecycle(&parts, &wake, &shutdown, &mut tasks).await?;
+    judge_kept_callbacks(&parts).await?;
+    tasks.spawn(callback_server(&parts, cb_listener, shutdown.clone()));
+    let (stall_tx, stall_requests) = stall_hook();
+    tasks.spawn(admin_server(
+        &parts,
+        lifecycle,
+        admin_listener,
+        wake.clone(),
+        stall_tx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::intake::run(
+        parts.store.clone(),
+        settings.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
+    let dispatcher = Arc::new(Dispatcher::new(
+        settings.clone(),
+        parts.store.clone(),
+        parts.mydex,
+        parts.mailer,
+        parts.templates.clone(),
+        parts.metrics,
+        wake,
+        control.clone(),
+    ));
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+
+    tracing::info!(callback = %callback_addr, admin = %admin_addr, store = %settings.store.path.display(), queue = %settings.queue.dir.display(), "mydex-connector running");
+    Ok(Daemon {
+        store: parts.store,
+        callback_addr,
+        admin_addr,
+        settings,
+        templates: parts.templates,
+        control,
+        stall_requests,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Templates, the queue directory, the store, the Mydex client and the
+/// mailer.
+async fn open(settings: Settings) -> Result<Parts, StartError> {
+    let settings = Arc::new(settings);
+    let templates = Arc::new(Swap::new(
+        Templates::load(&settings.campaigns).map_err(|e| e.in_config(&settings.source))?,
+    ));
+    crate::intake::ensure_dirs(&settings.queue.dir)
+        .map_err(|e| StartError::QueueDir(settings.queue.dir.clone(), e))?;
+    let (path, key) = (
+        settings.store.path.clone(),
+        settings.store.key.expose_secret().to_owned(),
+    );
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&path, &secrecy::SecretBox::new(Box::new(key)))
+    })
+    .await?
+    .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
+    let metrics = Arc::new(Metrics::default());
+    let mydex = Arc::new(MydexClient::new(&settings.mydex, metrics.clone())?);
+    let mailer = Arc::new(Mailer::new(
+        &settings.smtp,
+        settings.invitations.concurrency,
+    )?);
+    Ok(Parts {
+        settings,
+        templates,
+        store,
+        metrics,
+        mydex,
+        mailer,
+    })
+}
+
+/// The listener of `key` (`callback.listen`, `admin.listen`).
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind(key, addr, e))
+}
+
+/// The lifecycle: campaign control, version and expiry sweeps on cron
+/// (stopped when `shutdown` fires).
+async fn start_lifecycle(
+    parts: &Parts,
+    wake: &Arc<tokio::sync::Notify>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(Arc<CampaignControl>, Arc<Lifecycle>), StartError> {
+    let control = {
+        let (store, campaigns) = (parts.store.clone(), parts.settings.campaigns.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || CampaignControl::new(store, &campaigns))
+                .await?
+                .map_err(StartError::CampaignPauses)?,
+        )
+    };
+    let lifecycle = Lifecycle::start(
+        parts.settings.clone(),
+        parts.store.clone(),
+        parts.mydex.clone(),
+        control.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(StartError::Lifecycle)?;
+    let stop = shutdown.clone();
+    let lc = lifecycle.clone();
+    tasks.spawn(async move {
+        stop.cancelled().await;
+        lc.stop().await;
+    });
+    Ok((control, lifecycle))
+}
+
+/// Callbacks kept but never judged (the daemon stopped in between):
+/// judged now, before new ones arrive.
+async fn judge_kept_callbacks(parts: &Parts) -> Result<(), StartError> {
+    let (store, nid, version) = (
+        parts.store.clone(),
+        parts.settings.mydex.connection_nid.clone(),
+        parts.settings.mydex.connection_version,
+    );
+    let judged = tokio::task::spawn_blocking(move || {
+        crate::server::callback_judge::judge_pending(&store, &nid, version)
+    })
+    .await?
+    .map_err(StartError::JudgePending)?;
+    if judged > 0 {
+        tracing::warn!(
+            callbacks = judged,
+            "callbacks kept but not answered before the last stop were judged now"
+        );
+    }
+    Ok(())
+}
+
+/// The callback endpoint, served until `shutdown`.
+fn callback_server(
+    parts: &Parts,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let settings = &parts.settings;
+    let cb_state = Arc::new(callback_endpoint::CallbackState {
+        store: parts.store.clone(),
+        expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),
+        nid: settings.mydex.connection_nid.clone(),
+        current_version: settings.mydex.connection_version,
+        metrics: parts.metrics.clone(),
+        notify: crate::notify::notification_hook::NotificationHook::new(&settings.notifications),
+        body_limit: settings.callback.body_limit,
+        read_timeout: settings.callback.read_timeout,
+        refusals: Default::default(),
+    });
+    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state);
+    crate::server::serve::serve(
+        listener,
+        cb_app,
+        crate::server::serve::Limits {
+            read_timeout: settings.callback.read_timeout,
+            max_connections: settings.callback.max_connections,
+        },
+        shutdown,
+    )
+}
+
+/// The test hook's channel, with `MYDEX_CONNECTOR_TEST_HOOKS=1` only.
+#[allow(clippy::type_complexity)]
+fn stall_hook() -> (
+    Option<tokio::sync::mpsc::Sender<Duration>>,
+    Option<tokio::sync::mpsc::Receiver<Duration>>,
+) {
+    if std::env::var(TEST_HOOKS_ENV).as_deref() == Ok("1") {
+        tracing::warn!("test hooks enabled ({}=1)", TEST_HOOKS_ENV);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    }
+}
+
+/// The admin API (with the lifecycle's routes), served until `shutdown`.
+fn admin_server(
+    parts: &Parts,
+    lifecycle: Arc<Lifecycle>,
+    listener: tokio::net::TcpListener,
+    wake: Arc<tokio::sync::Notify>,
+    stall: Option<tokio::sync::mpsc::Sender<Duration>>,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let settings = &parts.settings;
+    let admin_token =
+        crate::server::admin::bearer::AdminToken(settings.admin.token.clone().map(Arc::new));
+    let admin_state = Arc::new(admin::AdminState {
+        store: parts.store.clone(),
+        current_version: settings.mydex.connection_version,
+        campaigns: settings.campaigns.iter().map(|c| c.name.clone()).collect(),
+        metrics: parts.metrics.clone(),
+        started: std::time::Instant::now(),
+        lifecycle: Some(lifecycle.clone()),
+        settings: settings.clone(),
+        token: admin_token.clone(),
+        mydex: parts.mydex.clone(),
+        mailer: parts.mailer.clone(),
+        wake,
+        stall,
+    });
+    let admin_app =
+        admin::router(admin_state).merge(crate::server::admin::lifecycle_routes::router(
+            Arc::new(crate::server::admin::lifecycle_routes::LifecycleApi { lifecycle }),
+            admin_token,
+        ));
+    async move {
+        if let Err(e) = axum::serve(listener, admin_app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    }
+}
+
+impl Daemon {
+    /// What SIGHUP may change (see `reload.rs`).
+    pub fn reloader(&self, log: Option<crate::app::logging::LogControl>) -> Reloader {
+        Reloader {
+            config_path: self.settings.source.clone(),
+            campaigns: self.settings.campaigns.clone(),
+            templates: self.templates.clone(),
+            control: self.control.clone(),
+            log,
+        }
+    }
+
+    /// Stop taking work, let what is in flight finish (bounded), flush.
+    pub async fn shutdown(mut self) -> Result<(), ShutdownError> {
+        tracing::info!("shutting down: finishing work in flight");
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(DRAIN, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "work still in flight after {}s; it resumes at the next start",
+                DRAIN.as_secs()
+            );
+            self.tasks.abort_all();
+        }
+        self.store.flush().await.map_err(ShutdownError)?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

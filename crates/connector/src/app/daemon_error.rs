@@ -1,0 +1,46 @@
+//! How starting or stopping the daemon can fail. Each error names what was
+//! being done (the key, the path), with the underlying error as its source,
+//! so the CLI's `error: …` line reads as before and can still find a store
+//! key problem or a configuration error in the chain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::notify::email::MailerSetupError;
+use crate::pipeline::lifecycle::LifecycleError;
+use crate::store::StoreError;
+
+/// Why the daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A template of the configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("queue.dir {}", .0.display())]
+    QueueDir(PathBuf, #[source] std::io::Error),
+    #[error("cannot open the store at {}", .0.display())]
+    OpenStore(PathBuf, #[source] StoreError),
+    #[error(transparent)]
+    MydexClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    Mailer(#[from] MailerSetupError),
+    /// A listener: its key (`callback.listen`, `admin.listen`) and address.
+    #[error("{0} {1}: cannot bind")]
+    Bind(&'static str, SocketAddr, #[source] std::io::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    #[error("cannot read campaign pauses from the store")]
+    CampaignPauses(#[source] StoreError),
+    #[error("cannot start the sweep scheduler")]
+    Lifecycle(#[source] LifecycleError),
+    #[error("cannot judge the callbacks kept before the last stop")]
+    JudgePending(#[source] StoreError),
+}
+
+/// Why the daemon did not stop cleanly: its store's last flush failed.
+#[derive(Debug, thiserror::Error)]
+#[error("flushing the store")]
+pub struct ShutdownError(#[source] pub StoreError);

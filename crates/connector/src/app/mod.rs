@@ -1,0 +1,10 @@
+//! The running daemon as a whole: starting and stopping its parts, the
+//! service loop around it (systemd notify, signals, reload), and logging.
+
+pub mod daemon;
+mod daemon_error;
+pub mod logging;
+pub mod reload;
+pub mod service;
+
+pub use daemon_error::{ShutdownError, StartError};

@@ -1,0 +1,80 @@
+//! `[callback]`: where Mydex POSTs members' credentials, and the limits that
+//! protect that listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::show;
+
+use super::error::ConfigError;
+use super::validate::Validator;
+
+#[derive(Serialize)]
+pub struct CallbackSettings {
+    pub listen: SocketAddr,
+    pub path: String,
+    pub body_limit: usize,
+    /// How long a client may take to send a request's headers, and then its
+    /// body (default 10s): slow-loris connections are closed after it.
+    #[serde(serialize_with = "show::duration")]
+    pub read_timeout: Duration,
+    /// Connections served at once (default 256); more are closed at accept.
+    pub max_connections: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCallback {
+    listen: Option<String>,
+    path: Option<String>,
+    body_limit: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    read_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+}
+
+impl Validator {
+    pub(super) fn callback(&self, raw: RawCallback) -> Result<CallbackSettings, ConfigError> {
+        if raw.tls_cert_file.is_some() || raw.tls_key_file.is_some() {
+            return Err(self.err(
+                "callback.tls_cert_file",
+                "serving TLS directly is not supported by this version; terminate TLS in a reverse proxy in front of callback.listen",
+            ));
+        }
+        let listen = self.listen("callback.listen", raw.listen, "127.0.0.1:8080")?;
+        let path = raw.path.unwrap_or_else(|| "/mydex/callback".into());
+        if !path.starts_with('/') || path.len() > 200 || path.contains(['?', '#', ' ']) {
+            return Err(self.err(
+                "callback.path",
+                format!("{path:?} must be a path starting with `/`"),
+            ));
+        }
+        let body_limit = raw.body_limit.unwrap_or(64 * 1024);
+        if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
+            return Err(self.err(
+                "callback.body_limit",
+                "must be between 1024 and 16777216 bytes",
+            ));
+        }
+        let read_timeout = raw.read_timeout.unwrap_or(Duration::from_secs(10));
+        if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&read_timeout) {
+            return Err(self.err("callback.read_timeout", "must be between 100ms and 5m"));
+        }
+        let max_connections = raw.max_connections.unwrap_or(256);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
+        }
+        Ok(CallbackSettings {
+            listen,
+            path,
+            body_limit,
+            read_timeout,
+            max_connections,
+        })
+    }
+}

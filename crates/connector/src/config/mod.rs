@@ -1,0 +1,83 @@
+//! Typed settings: the TOML file layered with `MYDEX_CONNECTOR__*` environment
+//! variables, every key validated once at start. An error names the key and
+//! the file (the CLI maps it to exit 78). Secrets are read from `*_file` paths
+//! or `$CREDENTIALS_DIRECTORY`, held in `secrecy` wrappers, and never printed.
+//!
+//! One file per section (`mydex.rs`, `callback.rs`, …): its typed settings,
+//! its raw shape and its validation. `load.rs` reads the file, `raw.rs` is
+//! its shape as a whole, `validate.rs` the shared checks, `secrets.rs` the
+//! secret files, `redact.rs` and `show.rs` what `check-config` prints.
+
+mod admin;
+mod callback;
+mod campaigns;
+mod error;
+mod invitations;
+mod load;
+mod log;
+mod mydex;
+mod notifications;
+mod queue;
+mod rate;
+mod raw;
+mod redact;
+mod schedule;
+mod secrets;
+mod share;
+mod show;
+mod smtp;
+mod store;
+mod swap;
+mod validate;
+
+pub use admin::AdminSettings;
+pub use callback::CallbackSettings;
+pub use campaigns::Campaign;
+pub use error::ConfigError;
+pub use invitations::InvitationSettings;
+pub use log::{LogFormat, LogSettings};
+pub use mydex::{Environment, FtcFlow, MydexSettings};
+pub use notifications::NotificationSettings;
+pub use queue::QueueSettings;
+pub use rate::{Rate, RateError, parse_rate};
+pub use schedule::ScheduleSettings;
+pub use share::{ShareError, parse_share};
+pub use smtp::{SmtpSettings, SmtpTarget};
+pub use store::StoreSettings;
+pub use swap::Swap;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// The validated configuration ([`Settings::load`]). Serialised, it is what
+/// `check-config` prints ([`Settings::redacted`]).
+#[derive(Serialize)]
+pub struct Settings {
+    #[serde(skip)]
+    pub source: PathBuf,
+    #[serde(serialize_with = "mydex::shown")]
+    pub mydex: MydexSettings,
+    pub callback: CallbackSettings,
+    pub admin: AdminSettings,
+    pub smtp: SmtpSettings,
+    pub store: StoreSettings,
+    pub queue: QueueSettings,
+    pub invitations: InvitationSettings,
+    pub schedule: ScheduleSettings,
+    pub log: LogSettings,
+    pub notifications: NotificationSettings,
+    #[serde(rename = "campaign")]
+    pub campaigns: Vec<Campaign>,
+}
+
+impl Settings {
+    /// The campaign rows go to when they name none.
+    pub fn default_campaign(&self) -> &Campaign {
+        &self.campaigns[0]
+    }
+
+    pub fn campaign(&self, name: &str) -> Option<&Campaign> {
+        self.campaigns.iter().find(|c| c.name == name)
+    }
+}

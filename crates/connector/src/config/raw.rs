@@ -1,0 +1,61 @@
+//! The file as written: every section's raw shape (each defined beside its
+//! validation), unknown keys refused, and the key a parse error is about.
+
+use serde::Deserialize;
+
+use super::admin::RawAdmin;
+use super::callback::RawCallback;
+use super::campaigns::RawCampaign;
+use super::invitations::RawInvitations;
+use super::log::RawLog;
+use super::mydex::RawMydex;
+use super::notifications::RawNotifications;
+use super::queue::RawQueue;
+use super::schedule::RawSchedule;
+use super::smtp::RawSmtp;
+use super::store::RawStore;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) mydex: RawMydex,
+    #[serde(default)]
+    pub(super) callback: RawCallback,
+    #[serde(default)]
+    pub(super) admin: RawAdmin,
+    #[serde(default)]
+    pub(super) smtp: RawSmtp,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    #[serde(default)]
+    pub(super) queue: RawQueue,
+    #[serde(default)]
+    pub(super) invitations: RawInvitations,
+    #[serde(default)]
+    pub(super) schedule: RawSchedule,
+    #[serde(default)]
+    pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) notifications: RawNotifications,
+    #[serde(default)]
+    pub(super) campaign: Vec<RawCampaign>,
+}
+
+/// The key a `config` deserialisation error is about, when it says.
+pub(super) fn error_key(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    if let Some(start) = text.find("unknown field `") {
+        let rest = &text[start + 15..];
+        if let Some(end) = rest.find('`') {
+            return rest[..end].to_string();
+        }
+    }
+    if let Some(start) = text.rfind(" for key `") {
+        let rest = &text[start + 10..];
+        if let Some(end) = rest.find('`') {
+            return rest[..end].to_string();
+        }
+    }
+    "(value)".to_string()
+}

@@ -1,0 +1,485 @@
+//! The queue directory: `enqueue` validates files and places them atomically
+//! (write, then rename); the daemon watches the directory, stores every good
+//! row (in batches, recording how far it got in the same transaction, so a
+//! crash neither loses nor repeats a row), writes bad rows to `rejected/`
+//! with line and reason, and moves the file to `done/` only at the end.
+
+mod error;
+pub mod reader;
+mod row_error;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::Invitee;
+use crate::store::{InsertOutcome, Kind, NewInvitation, Store};
+pub use error::{EnqueueError, IngestError};
+pub use reader::{FileError, Format, Rows};
+pub use row_error::RowError;
+
+const BATCH: usize = 500;
+
+/// What became of one file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+/// Files waiting in the queue directory, oldest name first.
+pub fn pending_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !entry.file_type()?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        if Format::of(&path).is_some() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+pub fn ensure_dirs(dir: &Path) -> std::io::Result<()> {
+    for sub in ["", "done", "rejected"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// The rejected-rows report of one file, opened on first use.
+struct Rejects {
+    name: String,
+    path: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Rejects {
+    fn write(&mut self, line: u64, reason: &str) -> std::io::Result<()> {
+        if self.out.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.out = Some(std::io::BufWriter::new(f));
+        }
+        match self.out.as_mut() {
+            Some(w) => writeln!(w, "{}:{line}: {reason}", self.name),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self.out {
+            Some(w) => w.into_inner().map_err(|e| e.into_error())?.sync_all(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Store every row of `path`, resuming after the last stored line.
+pub fn ingest_file(
+    store: &Store,
+    settings: &Settings,
+    path: &Path,
+) -> Result<FileReport, IngestError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut rejects = Rejects {
+        name: name.clone(),
+        path: dir.join("rejected").join(format!("{name}.rejected.txt")),
+        out: None,
+    };
+    let mut report = FileReport::default();
+
+    let resume_after = store.intake_progress(&name)?.unwrap_or(0);
+    if resume_after > 0 {
+        tracing::info!(file = %name, line = resume_after, "resuming a queue file after its last stored line");
+    }
+    match Rows::open(path) {
+        Err(
+            e @ (FileError::NoEmailColumn | FileError::BadHeader(_) | FileError::UnknownFormat),
+        ) => {
+            rejects.write(1, &e.to_string())?;
+            report.rejected += 1;
+        }
+        Err(e) => return Err(e.into()),
+        Ok(rows) => {
+            let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
+            let mut last_line = resume_after;
+            for row in rows {
+                let row = row?;
+                if row.line <= resume_after {
+                    continue;
+                }
+                last_line = row.line;
+                match row.result.and_then(|inv| to_new(settings, inv)) {
+                    Ok(new) => batch.push((row.line, new)),
+                    Err(reason) => {
+                        rejects.write(row.line, &reason.to_string())?;
+                        report.rejected += 1;
+                    }
+                }
+                if batch.len() >= BATCH {
+                    store_batch(
+                        store,
+                        &name,
+                        &mut batch,
+                        last_line,
+                        &mut report,
+                        &mut rejects,
+                    )?;
+                }
+            }
+            store_batch(
+                store,
+                &name,
+                &mut batch,
+                last_line,
+                &mut report,
+                &mut rejects,
+            )?;
+        }
+    }
+    rejects.finish()?;
+    // Rows are durable before the file leaves the queue.
+    store.flush_blocking()?;
+    std::fs::rename(path, dir.join("done").join(&name))?;
+    store.clear_intake_progress(&name)?;
+    tracing::info!(file = %name, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, "queue file ingested");
+    Ok(report)
+}
+
+fn store_batch(
+    store: &Store,
+    name: &str,
+    batch: &mut Vec<(u64, NewInvitation)>,
+    last_line: u64,
+    report: &mut FileReport,
+    rejects: &mut Rejects,
+) -> Result<(), IngestError> {
+    let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
+    let outcomes = store.insert_invitations(&items, Some((name, last_line)))?;
+    for ((line, item), outcome) in lines.iter().zip(&items).zip(outcomes) {
+        match outcome {
+            InsertOutcome::Inserted(id) => {
+                report.stored += 1;
+                tracing::info!(invitation = id, campaign = %item.campaign, external_ref = item.invitee.external_ref.as_deref().unwrap_or(""), state = "queued", "invitation queued");
+            }
+            InsertOutcome::Duplicate(id) => {
+                report.duplicates += 1;
+                rejects.write(*line, &format!("duplicate: {} already has an open invitation ({id}) in campaign {:?}; not invited twice", item.invitee.email, item.campaign))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turn a parsed invitee into a new invitation for its campaign.
+pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, RowError> {
+    let campaign = match &invitee.campaign {
+        Some(name) => settings
+            .campaign(name)
+            .ok_or_else(|| RowError::UnknownCampaign(name.clone()))?,
+        None => settings.default_campaign(),
+    };
+    // A campaign that identifies first asks for the MydexID of invitees
+    // whose MydexID we do not know yet.
+    let kind = if campaign.identify_first && invitee.mydexid.is_none() {
+        Kind::Identify
+    } else {
+        Kind::Connect
+    };
+    let campaign = campaign.name.clone();
+    Ok(NewInvitation {
+        campaign,
+        kind,
+        version: settings.mydex.connection_version,
+        invitee,
+    })
+}
+
+/// A file that may have arrived: created, renamed in, or closed after
+/// writing. Not opens and reads: listing the directory and reading a file
+/// raise those, and waking on them made the watcher wake itself forever.
+fn is_arrival(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
+/// Watch the queue directory and ingest files until cancelled.
+pub async fn run(
+    store: Store,
+    settings: Arc<Settings>,
+    wake_dispatcher: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let dir = settings.queue.dir.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = {
+        use notify::Watcher;
+        let tx = tx.clone();
+        let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok_and(|ev| is_arrival(&ev.kind)) {
+                let _ = tx.try_send(());
+            }
+        });
+        match w {
+            Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the queue directory; polling only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no file watcher; polling the queue directory only");
+                None
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(settings.queue.poll_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = rx.recv() => {}
+        }
+        // A store that cannot write (see `store/write_health.rs`) cannot take
+        // the files in; they wait in the queue, and the log is not filled
+        // with one error per file per poll.
+        if store.failure().is_some() {
+            continue;
+        }
+        let files = match pending_files(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot list the queue directory");
+                continue;
+            }
+        };
+        for file in files {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let (s, st, f) = (store.clone(), settings.clone(), file.clone());
+            let result = tokio::task::spawn_blocking(move || ingest_file(&s, &st, &f)).await;
+            match result {
+                Ok(Ok(_)) => wake_dispatcher.notify_one(),
+                Ok(Err(e)) => {
+                    if let IngestError::Store(se) = &e {
+                        store.note_error(se);
+                    }
+                    tracing::error!(file = %file.display(), error = %error::with_causes(&e), "cannot ingest queue file; will retry")
+                }
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "queue ingestion task failed")
+                }
+            }
+        }
+    }
+}
+
+/// `enqueue`: validate `path`, report bad rows, and place the good ones in
+/// the queue directory atomically. Returns (good, bad) counts.
+pub fn enqueue_file(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    errors: &mut dyn Write,
+) -> Result<(u64, u64), EnqueueError> {
+    enqueue_file_with_progress(settings, path, campaign, errors, &mut |_| {})
+}
+
+/// A reader that reports how many bytes it has read so far.
+struct Counting<'a, R> {
+    inner: R,
+    read: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.progress)(self.read);
+        Ok(n)
+    }
+}
+
+/// `enqueue_file`, calling `progress` with the bytes of `path` read so far.
+pub fn enqueue_file_with_progress(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(u64, u64), EnqueueError> {
+    let dir = &settings.queue.dir;
+    ensure_dirs(dir)?;
+    if let Some(c) = campaign
+        && settings.campaign(c).is_none()
+    {
+        return Err(EnqueueError::UnknownCampaign(c.to_string()));
+    }
+    let rows = open_input(path, progress)?;
+    let (tmp, final_path) = queue_names(dir, path);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    if good == 0 {
+        std::fs::remove_file(&tmp)?;
+    } else {
+        std::fs::rename(&tmp, &final_path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok((good, bad))
+}
+
+/// The rows of the input file, counting the bytes read for `progress`.
+fn open_input<'a>(
+    path: &Path,
+    progress: &'a mut dyn FnMut(u64),
+) -> Result<Rows<Counting<'a, std::fs::File>>, EnqueueError> {
+    let input = |error| EnqueueError::Input {
+        path: path.to_owned(),
+        error,
+    };
+    let format = Format::of(path).ok_or_else(|| input(FileError::UnknownFormat))?;
+    let file = std::fs::File::open(path).map_err(|e| input(FileError::Io(e)))?;
+    let counting = Counting {
+        inner: file,
+        read: 0,
+        progress,
+    };
+    Rows::new(counting, format).map_err(input)
+}
+
+/// The temporary and final names in the queue directory of a file made
+/// from `path`: unique, and with the input's (sanitised) name in them.
+fn queue_names(dir: &Path, path: &Path) -> (PathBuf, PathBuf) {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "invitees".into());
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    let unique = format!(
+        "{}-{}",
+        crate::store::now_ms(),
+        uuid::Uuid::new_v4().simple()
+    );
+    (
+        dir.join(format!(".{unique}-{stem}.tmp")),
+        dir.join(format!("{unique}-{stem}.jsonl")),
+    )
+}
+
+/// Write each good row to `out` as JSON Lines and each bad one to `errors`
+/// with its line and reason. Returns (good, bad) counts.
+fn copy_good_rows<R: std::io::Read>(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    rows: Rows<R>,
+    out: &mut impl Write,
+    errors: &mut dyn Write,
+) -> Result<(u64, u64), EnqueueError> {
+    let (mut good, mut bad) = (0u64, 0u64);
+    for row in rows {
+        let row = row?;
+        let checked = row.result.and_then(|mut inv| {
+            if inv.campaign.is_none() {
+                inv.campaign = campaign.map(str::to_string);
+            }
+            to_new(settings, inv.clone()).map(|_| inv)
+        });
+        match checked {
+            Ok(inv) => {
+                serde_json::to_writer(&mut *out, &flatten(&inv))?;
+                out.write_all(b"\n")?;
+                good += 1;
+            }
+            Err(reason) => {
+                writeln!(errors, "{}:{}: {reason}", path.display(), row.line)?;
+                bad += 1;
+            }
+        }
+    }
+    Ok((good, bad))
+}
+
+/// An invitee as one flat JSON object, the form the queue reads back.
+fn flatten(inv: &Invitee) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for (k, v) in &inv.vars {
+        m.insert(k.clone(), v.clone().into());
+    }
+    m.insert("email".into(), inv.email.to_string().into());
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), v.clone().into());
+        }
+    };
+    put("name", &inv.name);
+    put("external_ref", &inv.external_ref);
+    put("mydexid", &inv.mydexid.as_ref().map(|m| m.to_string()));
+    put("campaign", &inv.campaign);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_arrival;
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
+
+    #[test]
+    fn only_arrivals_wake_the_watcher() {
+        assert!(is_arrival(&EventKind::Create(CreateKind::File)));
+        assert!(is_arrival(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(is_arrival(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        // Our own directory listing and file reads must not wake us again.
+        assert!(!is_arrival(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!is_arrival(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!is_arrival(&EventKind::Access(AccessKind::Read)));
+    }
+}

@@ -1,0 +1,70 @@
+//! The MIME structure of an invitation: multipart/alternative of the text
+//! part and a multipart/related HTML part carrying the QR code inline
+//! (Content-ID), with Message-ID and Date.
+
+use lettre::Message;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+
+use super::Rendered;
+
+/// The Content-ID of the QR image for invitation `id`.
+pub fn qr_content_id(id: u64, from: &Mailbox) -> String {
+    format!("qr-{id}@{}", from.email.domain())
+}
+
+/// Why an invitation's message could not be built (the invitation fails
+/// with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("recipient {to:?}: {error}")]
+    Recipient {
+        to: String,
+        error: lettre::address::AddressError,
+    },
+    #[error("{0}")]
+    ContentType(lettre::message::header::ContentTypeErr),
+    #[error("cannot build the message: {0}")]
+    Build(lettre::error::Error),
+}
+
+pub fn build_message(
+    from: &Mailbox,
+    to_name: Option<&str>,
+    to: &str,
+    id: u64,
+    rendered: Rendered,
+    qr_png: Vec<u8>,
+) -> Result<Message, MessageError> {
+    let to_addr: lettre::Address = to.parse().map_err(|e| MessageError::Recipient {
+        to: to.to_string(),
+        error: e,
+    })?;
+    // A display name is the invitee's own text: control characters (CR, LF,
+    // NUL...) have no place in a header, and lettre panics on some of them.
+    let to_name = to_name
+        .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    let to = Mailbox::new(to_name, to_addr);
+    let cid = qr_content_id(id, from);
+    let nonce: u64 = rand::random();
+    let message_id = format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain());
+    let png_type = ContentType::parse("image/png").map_err(MessageError::ContentType)?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(rendered.subject)
+        .message_id(Some(message_id))
+        .date_now()
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(rendered.text))
+                .multipart(
+                    MultiPart::related()
+                        .singlepart(SinglePart::html(rendered.html))
+                        .singlepart(Attachment::new_inline(cid).body(qr_png, png_type)),
+                ),
+        )
+        .map_err(MessageError::Build)
+}

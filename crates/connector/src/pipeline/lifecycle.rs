@@ -1,0 +1,174 @@
+//! The connection lifecycle as one running part of the daemon: campaign
+//! control, the version and expiry sweeps as jobs, and the cron scheduler
+//! that starts them. A sweep found unfinished in the store at start (a crash
+//! or shutdown cut it short) is resumed at once.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::mydex::MydexClient;
+use crate::pipeline::campaign_control::CampaignControl;
+use crate::pipeline::expiry_sweep::{self, ExpirySweep};
+use crate::pipeline::schedule::{Job, ScheduleError, Scheduler};
+use crate::pipeline::version_sweep::{self, VersionSweep};
+use crate::store::{Store, StoreError};
+
+/// Why the lifecycle could not start: the cron scheduler, or reading the
+/// sweeps' state from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Lifecycle {
+    pub control: Arc<CampaignControl>,
+    pub version: Arc<Job>,
+    pub expiry: Arc<Job>,
+    /// The version sweep itself, for `sweep confirm`.
+    pub sweep: Arc<VersionSweep>,
+    store: Store,
+    scheduler: tokio::sync::Mutex<Option<Scheduler>>,
+    tracker: TaskTracker,
+}
+
+impl Lifecycle {
+    pub async fn start(
+        settings: Arc<Settings>,
+        store: Store,
+        mydex: Arc<MydexClient>,
+        control: Arc<CampaignControl>,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, LifecycleError> {
+        let tracker = TaskTracker::new();
+        let vs = Arc::new(VersionSweep::new(
+            settings.clone(),
+            store.clone(),
+            mydex,
+            wake.clone(),
+            control.clone(),
+        ));
+        let sweep = vs.clone();
+        let version = Job::new(
+            version_sweep::JOB,
+            tracker.clone(),
+            shutdown.clone(),
+            move |stop| Box::pin(vs.clone().run(stop)),
+        );
+        let es = Arc::new(ExpirySweep::new(
+            settings.clone(),
+            store.clone(),
+            control.clone(),
+            wake,
+        ));
+        let expiry = Job::new(expiry_sweep::JOB, tracker.clone(), shutdown, move |stop| {
+            Box::pin(es.clone().run(stop))
+        });
+        let scheduler = Scheduler::start(vec![
+            (settings.schedule.version_check.clone(), version.clone()),
+            (settings.schedule.expiry_check.clone(), expiry.clone()),
+        ])
+        .await?;
+        for job in [&version, &expiry] {
+            if store.sweep_run(job.name)?.is_some_and(|r| r.running()) {
+                tracing::info!(
+                    job = job.name,
+                    "an unfinished sweep is in the store; resuming it"
+                );
+                job.trigger("resume");
+            }
+        }
+        Ok(Arc::new(Self {
+            control,
+            version,
+            expiry,
+            sweep,
+            store,
+            scheduler: tokio::sync::Mutex::new(Some(scheduler)),
+            tracker,
+        }))
+    }
+
+    pub fn job(&self, name: &str) -> Option<&Arc<Job>> {
+        match name {
+            version_sweep::JOB => Some(&self.version),
+            expiry_sweep::JOB => Some(&self.expiry),
+            _ => None,
+        }
+    }
+
+    /// Stop the scheduler and wait for running sweeps to save their place.
+    pub async fn stop(&self) {
+        if let Some(s) = self.scheduler.lock().await.take() {
+            s.shutdown().await;
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// The `sweeps` and `campaigns` parts of the status document.
+    /// For `/metrics`: each sweep job, whether it runs, and its last run.
+    pub fn sweep_progress(&self) -> Vec<(&'static str, bool, Option<crate::store::SweepRun>)> {
+        [&self.version, &self.expiry]
+            .into_iter()
+            .map(|job| {
+                (
+                    job.name,
+                    job.running(),
+                    self.store.sweep_run(job.name).ok().flatten(),
+                )
+            })
+            .collect()
+    }
+
+    /// The version sweep's brake: null when it holds nobody, else whether
+    /// it is engaged, how many members it holds, and why.
+    fn brake_json(&self) -> Value {
+        let held = self.store.held_count(version_sweep::JOB);
+        let brake = self.store.brake(version_sweep::JOB).ok().flatten();
+        match brake {
+            None if held == 0 => Value::Null,
+            None => json!({"engaged": false, "held": held}),
+            Some(b) => json!({
+                "engaged": true,
+                "held": held,
+                "checked": b.checked,
+                "revoked": b.revoked,
+                "run": b.run,
+                "since_ms": b.since_ms,
+                "reason": b.reason,
+            }),
+        }
+    }
+
+    pub fn status_parts(&self) -> Vec<(&'static str, Value)> {
+        let mut sweeps = serde_json::Map::new();
+        for job in [&self.version, &self.expiry] {
+            let last = self.store.sweep_run(job.name).ok().flatten();
+            let mut doc = json!({
+                "running": job.running(),
+                "run": last.as_ref().map(|r| r.run).unwrap_or(0),
+                "finished": last.as_ref().is_some_and(|r| !r.running()),
+                "last": last,
+            });
+            if job.name == version_sweep::JOB {
+                doc["brake"] = self.brake_json();
+                doc["connection_denied"] =
+                    json!(self.store.connection_denied(job.name).ok().flatten());
+            }
+            sweeps.insert(job.name.into(), doc);
+        }
+        vec![
+            ("sweeps", Value::Object(sweeps)),
+            ("campaigns", self.control.status_json()),
+        ]
+    }
+}

@@ -1,0 +1,27 @@
+//! The shared state every admin route handler gets: the store, settings,
+//! clients and hooks the admin API reads or acts on. Its own file so the
+//! handlers and the router in `mod.rs` depend on it, not on each other.
+
+use std::sync::Arc;
+
+use super::bearer::AdminToken;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub struct AdminState {
+    pub store: Store,
+    pub current_version: u32,
+    pub campaigns: Vec<String>,
+    pub metrics: Arc<Metrics>,
+    pub started: std::time::Instant,
+    /// Sweeps and campaign states for the status document.
+    pub lifecycle: Option<Arc<crate::pipeline::lifecycle::Lifecycle>>,
+    pub settings: Arc<crate::config::Settings>,
+    pub token: AdminToken,
+    pub mydex: Arc<crate::mydex::MydexClient>,
+    pub mailer: Arc<crate::notify::email::Mailer>,
+    /// Wakes the dispatcher when `POST /invitees` stored something.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Test hook: stall the main loop (`POST /debug/stall?seconds=N`).
+    pub stall: Option<tokio::sync::mpsc::Sender<std::time::Duration>>,
+}

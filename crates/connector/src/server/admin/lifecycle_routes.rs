@@ -1,0 +1,131 @@
+//! Admin endpoints of the lifecycle, behind the admin bearer token:
+//! `POST /sweeps/{version|expiry}` runs a sweep now (unless one is running),
+//! `POST /sweep/confirm` releases the version sweep's brake,
+//! `POST /campaigns/{name}/pause` and `/resume`.
+
+use std::sync::Arc;
+
+use super::bearer::AdminToken;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::pipeline::campaign_control::ControlError;
+use crate::pipeline::lifecycle::Lifecycle;
+use crate::pipeline::schedule::Trigger;
+
+pub struct LifecycleApi {
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+/// Every route here is behind the admin bearer token (`bearer.rs`).
+pub fn router(state: Arc<LifecycleApi>, token: AdminToken) -> Router {
+    Router::new()
+        .route("/sweeps/{job}", axum::routing::post(sweep))
+        .route("/sweep/confirm", axum::routing::post(confirm))
+        .route("/campaigns/{name}/pause", axum::routing::post(pause))
+        .route("/campaigns/{name}/resume", axum::routing::post(resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            token,
+            super::bearer::require_bearer,
+        ))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> Response {
+    let Some(j) = st.lifecycle.job(&job) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no sweep {job:?}: use version or expiry"),
+        );
+    };
+    let t = j.trigger("admin");
+    let status = match t {
+        Trigger::Started => StatusCode::ACCEPTED,
+        Trigger::AlreadyRunning => StatusCode::CONFLICT,
+        Trigger::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, axum::Json(json!({ "job": job, "trigger": t }))).into_response()
+}
+
+/// The operator confirms the members the brake holds really revoked:
+/// disconnect them (re-inviting as configured) and release the brake.
+async fn confirm(State(st): State<Arc<LifecycleApi>>) -> Response {
+    use crate::pipeline::version_sweep::ConfirmError;
+    match st.lifecycle.sweep.confirm().await {
+        Ok(done) => axum::Json(json!({"confirmed": true, "released": done.released, "disconnected": done.disconnected, "invited": done.invited})).into_response(),
+        Err(e @ (ConfirmError::Running | ConfirmError::NotEngaged)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ ConfirmError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PauseBody {
+    reason: Option<String>,
+}
+
+fn control_error(e: ControlError) -> Response {
+    match e {
+        ControlError::Unknown(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        ControlError::Store(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn pause(
+    State(st): State<Arc<LifecycleApi>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: PauseBody = if body.is_empty() {
+        PauseBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body must be {{\"reason\": \"...\"}}: {e}"),
+                );
+            }
+        }
+    };
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.len() > 500 || r.chars().any(char::is_control))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "reason: one line of at most 500 characters",
+        );
+    }
+    let c = st.lifecycle.control.clone();
+    match tokio::task::spawn_blocking(move || c.pause(&name, body.reason).map(|p| (name, p))).await
+    {
+        Ok(Ok((name, p))) => {
+            axum::Json(json!({"campaign": name, "paused": true, "reason": p.reason}))
+                .into_response()
+        }
+        Ok(Err(e)) => control_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn resume(State(st): State<Arc<LifecycleApi>>, Path(name): Path<String>) -> Response {
+    let c = st.lifecycle.control.clone();
+    match tokio::task::spawn_blocking(move || c.resume(&name).map(|was| (name, was))).await {
+        Ok(Ok((name, was))) => {
+            axum::Json(json!({"campaign": name, "paused": false, "was_paused": was}))
+                .into_response()
+        }
+        Ok(Err(e)) => control_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

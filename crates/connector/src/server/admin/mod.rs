@@ -1,0 +1,264 @@
+//! The admin API (loopback by default): `/healthz`, `/readyz`, `/status`
+//! with the JSON of README "Admin API" (plus, with the lifecycle running, `sweeps`
+//! and a `campaigns` object by name), `/metrics` in Prometheus text format;
+//! and, behind the bearer token (`bearer.rs`), `POST /invitees`, the operator
+//! routes the CLI uses (`operator.rs`, `callbacks_routes.rs`) and the lifecycle's sweep and
+//! campaign routes (`lifecycle_routes.rs`).
+
+mod admin_state;
+pub mod bearer;
+pub mod callbacks_routes;
+pub mod invitees;
+pub mod lifecycle_routes;
+pub mod operator;
+pub mod readyz;
+
+pub use admin_state::AdminState;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::metrics::Snapshot;
+use crate::store::Store;
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    use axum::routing::{get, post};
+    let mut guarded = Router::new()
+        .route(
+            "/invitees",
+            post(invitees::post).layer(axum::extract::DefaultBodyLimit::max(invitees::MAX_BODY)),
+        )
+        .route("/invitations", get(operator::list))
+        .route("/invitations/retry-failed", post(operator::retry_failed))
+        .route("/invitations/{id}", get(operator::show))
+        .route("/invitations/{id}/retry", post(operator::retry))
+        .route("/members", get(operator::members))
+        .route("/callbacks", get(callbacks_routes::list))
+        .route(
+            "/callbacks/replay-quarantined",
+            post(callbacks_routes::replay_quarantined),
+        )
+        .route("/callbacks/{id}", get(callbacks_routes::show))
+        .route("/callbacks/{id}/replay", post(callbacks_routes::replay));
+    if state.stall.is_some() {
+        guarded = guarded.route("/debug/stall", post(stall));
+    }
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
+        state.token.clone(),
+        bearer::require_bearer,
+    ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz::readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
+        .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct StallQuery {
+    seconds: f64,
+}
+
+/// Test hook (only with `MYDEX_CONNECTOR_TEST_HOOKS=1`): stall the main loop.
+async fn stall(
+    State(st): State<Arc<AdminState>>,
+    axum::extract::Query(q): axum::extract::Query<StallQuery>,
+) -> Response {
+    let Some(tx) = &st.stall else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !(0.0..=3600.0).contains(&q.seconds) {
+        return (StatusCode::BAD_REQUEST, "seconds must be 0..=3600\n").into_response();
+    }
+    match tx.try_send(std::time::Duration::from_secs_f64(q.seconds)) {
+        Ok(()) => (StatusCode::ACCEPTED, "stalling\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
+}
+
+/// The status document (also what `mydex-connector status --json` prints).
+pub fn status_json(
+    store: &Store,
+    current_version: u32,
+    campaigns: &[String],
+    uptime_s: u64,
+) -> Result<serde_json::Value, crate::store::StoreError> {
+    let c = store.counts(current_version)?;
+    let mut inv = serde_json::Map::new();
+    for (s, n) in &c.invitations {
+        inv.insert(s.as_str().into(), (*n).into());
+    }
+    let notifications: serde_json::Map<String, serde_json::Value> = store
+        .notification_counts()?
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    Ok(serde_json::json!({
+        "invitations": inv,
+        "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
+        "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
+        "connection_version": current_version,
+        "campaigns": campaigns,
+        "uptime_seconds": uptime_s,
+    }))
+}
+
+async fn status(State(st): State<Arc<AdminState>>) -> Response {
+    let s = st.clone();
+    match tokio::task::spawn_blocking(move || {
+        let mut doc = status_json(
+            &s.store,
+            s.current_version,
+            &s.campaigns,
+            s.started.elapsed().as_secs(),
+        )?;
+        if let (Some(l), Some(obj)) = (&s.lifecycle, doc.as_object_mut()) {
+            for (k, v) in l.status_parts() {
+                obj.insert(k.into(), v);
+            }
+        }
+        doc["campaign_progress"] = campaign_progress(&s)?;
+        doc["members_by_version"] = s
+            .store
+            .members_by_version()?
+            .into_iter()
+            .map(|(v, n)| (v.to_string(), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        Ok::<_, crate::store::StoreError>(doc)
+    })
+    .await
+    {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Per campaign: its configured rate and its invitations by state.
+fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
+    let counts = st.store.counts_by_campaign()?;
+    let mut out = serde_json::Map::new();
+    for c in &st.settings.campaigns {
+        let mut states = serde_json::Map::new();
+        let mut total = 0;
+        for s in crate::store::State::ALL {
+            let n = counts.get(&(c.name.clone(), s)).copied().unwrap_or(0);
+            total += n;
+            states.insert(s.as_str().into(), n.into());
+        }
+        out.insert(
+            c.name.clone(),
+            serde_json::json!({
+                "rate": c.rate.map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))).unwrap_or_else(|| "unlimited".into()),
+                "total": total,
+                "invitations": states,
+            }),
+        );
+    }
+    Ok(out.into())
+}
+
+async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
+    let s = st.clone();
+    let snap = tokio::task::spawn_blocking(move || snapshot(&s)).await;
+    match snap {
+        Ok(Ok(snap)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            st.metrics.render(&snap),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the store: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The store's side of `/metrics`.
+fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
+    let c = st.store.counts(st.current_version)?;
+    let by_campaign = st.store.counts_by_campaign()?;
+    let mut invitations = Vec::new();
+    for campaign in &st.campaigns {
+        for state in crate::store::State::ALL {
+            let n = by_campaign
+                .get(&(campaign.clone(), state))
+                .copied()
+                .unwrap_or(0);
+            invitations.push((campaign.clone(), state.as_str().to_string(), n));
+        }
+    }
+    // Invitations of campaigns no longer configured still count.
+    for ((campaign, state), n) in &by_campaign {
+        if !st.campaigns.contains(campaign) {
+            invitations.push((campaign.clone(), state.as_str().to_string(), *n));
+        }
+    }
+    let count = |s: crate::store::State| {
+        c.invitations
+            .iter()
+            .find(|(x, _)| *x == s)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    };
+    Ok(Snapshot {
+        invitations,
+        members_total: c.members_total,
+        members_outdated: c.members_outdated,
+        members_disconnected: c.members_disconnected,
+        unmatched_callbacks: c.unmatched_callbacks,
+        callbacks_quarantined: c.callbacks_quarantined,
+        callbacks_stored: c.callbacks_stored,
+        queue_files: crate::intake::pending_files(&st.settings.queue.dir)
+            .map(|f| f.len() as u64)
+            .unwrap_or(0),
+        queue_depth: count(crate::store::State::Queued) + count(crate::store::State::LinkIssued),
+        uptime_seconds: st.started.elapsed().as_secs(),
+        store_flushes: st.store.flushes(),
+        sweeps: st
+            .lifecycle
+            .as_ref()
+            .map(|l| {
+                l.sweep_progress()
+                    .into_iter()
+                    .map(|(job, running, last)| crate::metrics::SweepProgress {
+                        job: job.into(),
+                        running,
+                        run: last.as_ref().map_or(0, |r| r.run),
+                        checked: last.as_ref().map_or(0, |r| r.checked),
+                        errors: last.as_ref().map_or(0, |r| r.errors),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        sweep_held: st.store.held_count(crate::pipeline::version_sweep::JOB) as u64,
+        sweep_brake: st
+            .store
+            .brake(crate::pipeline::version_sweep::JOB)?
+            .is_some(),
+        mydex_connection_denied: st
+            .store
+            .connection_denied(crate::pipeline::version_sweep::JOB)?
+            .is_some(),
+    })
+}

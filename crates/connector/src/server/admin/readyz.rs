@@ -1,0 +1,85 @@
+//! `/readyz`: whether the daemon can do its work right now — the store
+//! takes a small durable write, a Mydex access token can be had, the Mydex API has not been
+//! failing lately (a quarter or more of the last 30 s of calls), the SMTP
+//! server answers, Mydex has not refused our connection on the version
+//! sweep's last status check (`mydex_connection`) — each
+//! check reported on its own; 503 while any fails, so a load balancer or an
+//! operator's probe sees it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::admin_state::AdminState;
+
+/// No check may hold the probe longer than this.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why Mydex's refusal of our connection keeps the daemon unready.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionCheck {
+    #[error("{0} (on a status check; clears when a later sweep's status check succeeds)")]
+    Denied(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn verdict<E: std::fmt::Display>(
+    r: Result<Result<(), E>, tokio::time::error::Elapsed>,
+) -> serde_json::Value {
+    match r {
+        Ok(Ok(())) => json!({"ok": true}),
+        Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
+        Err(_) => {
+            json!({"ok": false, "error": format!("no answer within {}s", CHECK_TIMEOUT.as_secs())})
+        }
+    }
+}
+
+pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
+    let store = st.store.clone();
+    let version = st.current_version;
+    let store_check =
+        tokio::time::timeout(CHECK_TIMEOUT, async move { store.probe(version).await });
+    let mydex_check = tokio::time::timeout(CHECK_TIMEOUT, st.mydex.token_obtainable());
+    let smtp_check = tokio::time::timeout(CHECK_TIMEOUT, st.mailer.reachable());
+    let (store_r, mydex_r, smtp_r) = tokio::join!(store_check, mydex_check, smtp_check);
+    let connection = match st
+        .store
+        .connection_denied(crate::pipeline::version_sweep::JOB)
+    {
+        Ok(None) => Ok(()),
+        Ok(Some(d)) => Err(ConnectionCheck::Denied(d.reason)),
+        Err(e) => Err(ConnectionCheck::Store(e)),
+    };
+    let checks = json!({
+        "store": verdict(store_r),
+        "mydex_token": verdict(mydex_r),
+        "mydex_api": verdict(Ok(st.mydex.api_health())),
+        "mydex_connection": verdict(Ok(connection)),
+        "smtp": verdict(smtp_r),
+    });
+    let ready = [
+        "store",
+        "mydex_token",
+        "mydex_api",
+        "mydex_connection",
+        "smtp",
+    ]
+    .iter()
+    .all(|k| checks[k]["ok"] == true);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "checks": checks})),
+    )
+        .into_response()
+}

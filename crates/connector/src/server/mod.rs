@@ -1,0 +1,10 @@
+//! The HTTP listeners: the callback Mydex calls, and the admin API for
+//! operators (loopback by default).
+
+pub mod admin;
+pub mod callback_auth;
+pub mod callback_endpoint;
+pub mod callback_judge;
+pub mod callback_redact;
+pub mod callback_state;
+pub mod serve;

@@ -1,0 +1,395 @@
+//! What a callback from Mydex changes, each in one transaction: credentials
+//! matched to their invitation (→ connected, member stored with the key
+//! sealed), updates of version and permissions, unmatched ones kept, events
+//! recorded; and the same callback twice changes nothing.
+
+use secrecy::{ExposeSecret, SecretString};
+use sled::Transactional;
+use sled::transaction::TransactionalTree;
+
+use super::invitations::{tx_transition, unwrap_tx};
+use super::{
+    CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, encode,
+    now_ms, tx_decode,
+};
+use crate::domain::MydexId;
+
+/// Member credentials from an FTC (POST, with `key`) or update (PUT, without).
+#[derive(Debug)]
+pub struct Credentials {
+    /// The uid we use: the prefix of `connection_id` ("{uid}-{nid}").
+    pub uid: u64,
+    /// The `uid` field as Mydex sent it, if it sent one (it may not be the
+    /// prefix of `connection_id`: docs/mydex-contract.md §5).
+    pub uid_sent: Option<String>,
+    pub mydexid: Option<MydexId>,
+    pub key: Option<SecretString>,
+    pub connection_id: String,
+    pub fields: serde_json::Value,
+    pub linking_token: Option<String>,
+}
+
+impl Credentials {
+    /// The `uid` sent, when it is not the uid of `connection_id`.
+    pub fn uid_mismatch(&self) -> Option<&str> {
+        self.uid_sent
+            .as_deref()
+            .filter(|s| s.parse::<u64>().ok() != Some(self.uid))
+    }
+
+    /// Which datasets the member granted, read from `fields`.
+    pub fn grants(&self) -> crate::domain::Grants {
+        crate::domain::Grants::from_fields(&self.fields)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Identify {
+        mydexid: String,
+        linking_token: Option<String>,
+    },
+    Notification {
+        uid: Option<String>,
+        connection_id: Option<String>,
+        dataset: String,
+        action: String,
+        updated_id: Option<String>,
+        message: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// Matched to an invitation, which is now connected.
+    Connected {
+        invitation_id: u64,
+        campaign: String,
+        external_ref: Option<String>,
+    },
+    /// A member's version and permissions were updated.
+    Updated { invitation_id: Option<u64> },
+    /// Nothing matched; kept in the unmatched log.
+    Unmatched,
+    /// This exact callback was already applied.
+    Replay,
+    /// An identify or notification event was recorded.
+    Recorded,
+}
+
+impl Store {
+    /// Apply a first-time-connection (POST) or update (PUT) callback.
+    /// `digest` identifies this exact callback for replay detection.
+    pub fn apply_credentials(
+        &self,
+        creds: &Credentials,
+        is_update: bool,
+        digest: &[u8; 32],
+        current_version: u32,
+    ) -> Result<CallbackOutcome> {
+        let sealer = self.sealer.clone();
+        (&self.invitations, &self.idx, &self.members, &self.log)
+            .transaction(|(inv_t, idx, mem_t, log_t)| {
+                let seen_key = [b"s/".as_slice(), digest].concat();
+                if log_t.get(&seen_key)?.is_some() {
+                    return Ok(CallbackOutcome::Replay);
+                }
+                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+
+                let invitation = tx_matching_invitation(inv_t, idx, creds, is_update)?;
+                let existing: Option<Member> = mem_t
+                    .get(creds.connection_id.as_bytes())?
+                    .map(|b| tx_decode(&b, "member"))
+                    .transpose()?;
+
+                // Credentials we cannot act on are kept, never dropped: a first-time
+                // connection whose linking_token matches nothing, or an update for a
+                // connection we do not hold.
+                let unmatched = if is_update {
+                    existing
+                        .is_none()
+                        .then_some("update for a connection_id we do not hold")
+                } else {
+                    invitation
+                        .is_none()
+                        .then_some("linking_token matches no invitation")
+                };
+                if let Some(note) = unmatched {
+                    keep_unmatched(log_t, idx, creds, is_update, &sealer, note)?;
+                    return Ok(CallbackOutcome::Unmatched);
+                }
+
+                let member = new_member(
+                    creds,
+                    invitation.as_ref(),
+                    existing.as_ref(),
+                    is_update,
+                    current_version,
+                    &sealer,
+                );
+                tx_put_member(idx, mem_t, existing.as_ref(), &member)?;
+                tx_connect(inv_t, idx, creds, invitation, is_update)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Record an identify or notification callback.
+    pub fn record_event(
+        &self,
+        event: &Event,
+        body: &serde_json::Value,
+        digest: &[u8; 32],
+    ) -> Result<CallbackOutcome> {
+        let id = self.db.generate_id()?;
+        (&self.idx, &self.log)
+            .transaction(|(idx, log_t)| {
+                let seen_key = [b"s/".as_slice(), digest].concat();
+                if log_t.get(&seen_key)?.is_some() {
+                    return Ok(CallbackOutcome::Replay);
+                }
+                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                let (kind, note, linking_token, connection_id, mydexid) = match event {
+                    Event::Identify {
+                        mydexid,
+                        linking_token,
+                    } => {
+                        bump(idx, "c/ev/identify", 1)?;
+                        (
+                            "identify",
+                            String::new(),
+                            linking_token.clone(),
+                            None,
+                            Some(mydexid.clone()),
+                        )
+                    }
+                    Event::Notification {
+                        dataset,
+                        action,
+                        connection_id,
+                        ..
+                    } => {
+                        bump(idx, "c/ev/notification", 1)?;
+                        bump(idx, &format!("c/notif/{dataset}/{action}"), 1)?;
+                        (
+                            "notification",
+                            format!("{dataset}/{action}"),
+                            None,
+                            connection_id.clone(),
+                            None,
+                        )
+                    }
+                };
+                let rec = CallbackRecord {
+                    received_ms: now_ms(),
+                    kind: kind.into(),
+                    method: "POST".into(),
+                    linking_token,
+                    connection_id,
+                    mydexid,
+                    body: body.clone(),
+                    sealed_key: None,
+                    note,
+                };
+                log_t.insert([b"e/".as_slice(), &id.to_be_bytes()].concat(), encode(&rec))?;
+                Ok(CallbackOutcome::Recorded)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Notification counts by `dataset/action`.
+    pub fn notification_counts(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for item in self.idx.scan_prefix("c/notif/") {
+            let (k, v) = item?;
+            out.push((
+                String::from_utf8_lossy(&k[8..]).into_owned(),
+                super::decode_u64(&v),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn keep_unmatched(
+    log_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    creds: &Credentials,
+    is_update: bool,
+    sealer: &super::Sealer,
+    note: &str,
+) -> TxResult<()> {
+    let id = log_t.generate_id()?;
+    let rec = CallbackRecord {
+        received_ms: now_ms(),
+        kind: if is_update { "update" } else { "ftc" }.into(),
+        method: if is_update { "PUT" } else { "POST" }.into(),
+        linking_token: creds.linking_token.clone(),
+        connection_id: Some(creds.connection_id.clone()),
+        mydexid: creds.mydexid.as_ref().map(|m| m.to_string()),
+        body: serde_json::json!({ "uid": creds.uid, "uid_sent": creds.uid_sent, "fields": creds.fields }),
+        sealed_key: creds
+            .key
+            .as_ref()
+            .map(|k| sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes())),
+        note: note.into(),
+    };
+    log_t.insert([b"u/".as_slice(), &id.to_be_bytes()].concat(), encode(&rec))?;
+    bump(idx, "c/unmatched", 1)?;
+    Ok(())
+}
+
+/// The invitation a credentials callback answers: the one its linking_token
+/// names, or, for an update without a linking_token we know, the update
+/// invitation queued for this member if one is open.
+fn tx_matching_invitation(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    creds: &Credentials,
+    is_update: bool,
+) -> TxResult<Option<Invitation>> {
+    let invitation = match &creds.linking_token {
+        Some(t) => super::invitations::tx_by_token(inv_t, idx, t)?,
+        None => None,
+    };
+    // An update without a linking_token we know completes the
+    // update invitation queued for this member, if one is open.
+    Ok(match invitation {
+        None if is_update => match idx.get(format!("m/{}", creds.connection_id).as_bytes())? {
+            Some(id) => inv_t
+                .get(super::id_key(super::decode_u64(&id)))?
+                .map(|b| tx_decode::<Invitation>(&b, "invitation"))
+                .transpose()?
+                .filter(|i| {
+                    matches!(i.kind, super::Kind::Update { .. })
+                        && !matches!(i.state, State::Failed | State::Connected)
+                }),
+            None => None,
+        },
+        other => other,
+    })
+}
+
+/// The member record after these credentials: what they carry, the rest
+/// from the invitation they answer or the member as we held it.
+fn new_member(
+    creds: &Credentials,
+    invitation: Option<&Invitation>,
+    existing: Option<&Member>,
+    is_update: bool,
+    current_version: u32,
+    sealer: &super::Sealer,
+) -> Member {
+    let version = match invitation {
+        Some(inv) => inv.version,
+        None if is_update => current_version,
+        None => existing.map(|m| m.version).unwrap_or(current_version),
+    };
+    let now = now_ms();
+    let sealed_key = match &creds.key {
+        Some(k) => sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes()),
+        None => existing.map(|m| m.sealed_key.clone()).unwrap_or_default(),
+    };
+    Member {
+        connection_id: creds.connection_id.clone(),
+        uid: creds.uid,
+        uid_sent: creds.uid_mismatch().map(str::to_string),
+        mydexid: creds
+            .mydexid
+            .clone()
+            .or_else(|| existing.and_then(|m| m.mydexid.clone())),
+        version,
+        permissions: creds.fields.clone(),
+        status: MemberStatus::Active,
+        sealed_key,
+        invitation_id: invitation
+            .map(|i| i.id)
+            .or(existing.and_then(|m| m.invitation_id)),
+        campaign: invitation
+            .map(|i| i.campaign.clone())
+            .or(existing.and_then(|m| m.campaign.clone())),
+        email: invitation
+            .map(|i| i.invitee.email.to_string())
+            .or(existing.and_then(|m| m.email.clone())),
+        external_ref: invitation
+            .and_then(|i| i.invitee.external_ref.clone())
+            .or(existing.and_then(|m| m.external_ref.clone())),
+        created_ms: existing.map(|m| m.created_ms).unwrap_or(now),
+        updated_ms: now,
+        last_check: existing.and_then(|m| m.last_check),
+    }
+}
+
+/// Store the member, moving the version counters (and the disconnected
+/// count, for a member who comes back) and the MydexID index with it.
+fn tx_put_member(
+    idx: &TransactionalTree,
+    mem_t: &TransactionalTree,
+    existing: Option<&Member>,
+    member: &Member,
+) -> TxResult<()> {
+    if let Some(old) = existing {
+        if old.status == MemberStatus::Active {
+            bump(idx, &format!("c/mv/{}", old.version), -1)?;
+        } else {
+            bump(idx, "c/members_disconnected", -1)?;
+        }
+    }
+    bump(idx, &format!("c/mv/{}", member.version), 1)?;
+    mem_t.insert(member.connection_id.as_bytes(), encode(member))?;
+    if let Some(id) = &member.mydexid {
+        idx.insert(
+            super::mydexid_key(id.as_str()),
+            member.connection_id.as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Move the invitation answered (if any, and not connected yet) to
+/// connected, and say what the callback did.
+fn tx_connect(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    creds: &Credentials,
+    invitation: Option<Invitation>,
+    is_update: bool,
+) -> TxResult<CallbackOutcome> {
+    match invitation {
+        Some(inv) if inv.state != State::Connected => {
+            let from = [
+                State::Queued,
+                State::LinkIssued,
+                State::Sent,
+                State::Expired,
+                State::Failed,
+            ];
+            let conn = creds.connection_id.clone();
+            tx_transition(inv_t, idx, inv.id, &from, State::Connected, None, &|i| {
+                i.connection_id = Some(conn.clone());
+                i.reason = None;
+            })?;
+            Ok(if is_update {
+                CallbackOutcome::Updated {
+                    invitation_id: Some(inv.id),
+                }
+            } else {
+                CallbackOutcome::Connected {
+                    invitation_id: inv.id,
+                    campaign: inv.campaign,
+                    external_ref: inv.invitee.external_ref,
+                }
+            })
+        }
+        Some(inv) if !is_update => Ok(CallbackOutcome::Connected {
+            invitation_id: inv.id,
+            campaign: inv.campaign,
+            external_ref: inv.invitee.external_ref,
+        }),
+        Some(inv) => Ok(CallbackOutcome::Updated {
+            invitation_id: Some(inv.id),
+        }),
+        None => Ok(CallbackOutcome::Updated {
+            invitation_id: None,
+        }),
+    }
+}

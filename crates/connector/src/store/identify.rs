@@ -1,0 +1,171 @@
+//! The identify callback (`type: identify`, docs/mydex-contract.md §3, §10 step 5)
+//! applied to its invitation in one transaction: a MydexID that belongs to a
+//! member we already hold connects the invitee at once, without a new First
+//! Time Connection; any other MydexID is learnt and the invitation goes on
+//! as a first connection for it (same invitation and linking token, back to
+//! `queued`, so the dispatcher asks for an FTC link naming that MydexID).
+
+use sled::Transactional;
+
+use super::invitations::{tx_transition, unwrap_tx};
+use sled::transaction::TransactionalTree;
+
+use super::{
+    CallbackOutcome, CallbackRecord, Invitation, Kind, Member, MemberStatus, Result, State, Store,
+    TxResult, bump, encode, mydexid_key, now_ms, tx_decode,
+};
+use crate::domain::MydexId;
+
+impl Store {
+    /// Apply an identify callback; `digest` identifies it for replays.
+    pub fn apply_identify(
+        &self,
+        mydexid: &MydexId,
+        linking_token: Option<&str>,
+        body: &serde_json::Value,
+        digest: &[u8; 32],
+    ) -> Result<CallbackOutcome> {
+        let event_id = self.db.generate_id()?;
+        (&self.invitations, &self.idx, &self.members, &self.log)
+            .transaction(|(inv_t, idx, mem_t, log_t)| {
+                let seen_key = [b"s/".as_slice(), digest].concat();
+                if log_t.get(&seen_key)?.is_some() {
+                    return Ok(CallbackOutcome::Replay);
+                }
+                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                tx_record(idx, log_t, event_id, mydexid, linking_token, body)?;
+
+                let Some(token) = linking_token else {
+                    return Ok(CallbackOutcome::Recorded);
+                };
+                let Some(inv) = super::invitations::tx_by_token(inv_t, idx, token)? else {
+                    return Ok(CallbackOutcome::Recorded);
+                };
+                if inv.kind != Kind::Identify
+                    || matches!(inv.state, State::Connected | State::Failed)
+                {
+                    return Ok(CallbackOutcome::Recorded);
+                }
+                match tx_held_member(idx, mem_t, mydexid)? {
+                    Some(m) => tx_connect_held(inv_t, idx, inv, &m, mydexid),
+                    None => tx_requeue_as_connect(inv_t, idx, inv.id, mydexid),
+                }
+            })
+            .map_err(unwrap_tx)
+    }
+}
+
+/// The states an identify invitation leaves when its identify arrives.
+const FROM: [State; 4] = [
+    State::Queued,
+    State::LinkIssued,
+    State::Sent,
+    State::Expired,
+];
+
+/// Count the identify event and keep it in the log.
+fn tx_record(
+    idx: &TransactionalTree,
+    log_t: &TransactionalTree,
+    event_id: u64,
+    mydexid: &MydexId,
+    linking_token: Option<&str>,
+    body: &serde_json::Value,
+) -> TxResult<()> {
+    bump(idx, "c/ev/identify", 1)?;
+    let rec = CallbackRecord {
+        received_ms: now_ms(),
+        kind: "identify".into(),
+        method: "POST".into(),
+        linking_token: linking_token.map(str::to_string),
+        connection_id: None,
+        mydexid: Some(mydexid.to_string()),
+        body: body.clone(),
+        sealed_key: None,
+        note: String::new(),
+    };
+    log_t.insert(
+        [b"e/".as_slice(), &event_id.to_be_bytes()].concat(),
+        encode(&rec),
+    )?;
+    Ok(())
+}
+
+/// The active member we hold with this MydexID, if any.
+fn tx_held_member(
+    idx: &TransactionalTree,
+    mem_t: &TransactionalTree,
+    mydexid: &MydexId,
+) -> TxResult<Option<Member>> {
+    Ok(match idx.get(mydexid_key(mydexid.as_str()))? {
+        Some(conn) => mem_t
+            .get(&conn)?
+            .map(|b| tx_decode::<Member>(&b, "member"))
+            .transpose()?
+            .filter(|m| m.status == MemberStatus::Active),
+        None => None,
+    })
+}
+
+/// The MydexID is a member's we hold: the invitation is connected to it.
+fn tx_connect_held(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    inv: Invitation,
+    member: &Member,
+    mydexid: &MydexId,
+) -> TxResult<CallbackOutcome> {
+    let learnt = mydexid.clone();
+    let conn = member.connection_id.clone();
+    tx_transition(
+        inv_t,
+        idx,
+        inv.id,
+        &FROM,
+        State::Connected,
+        Some(format!("identified as {learnt}, already a member ({conn})")),
+        &|i| {
+            i.connection_id = Some(conn.clone());
+            i.invitee.mydexid = Some(learnt.clone());
+            i.reason = None;
+        },
+    )?;
+    Ok(CallbackOutcome::Connected {
+        invitation_id: inv.id,
+        campaign: inv.campaign,
+        external_ref: inv.invitee.external_ref,
+    })
+}
+
+/// A MydexID we do not hold: the invitation goes back to `queued` as a
+/// first connection for it.
+fn tx_requeue_as_connect(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    id: u64,
+    mydexid: &MydexId,
+) -> TxResult<CallbackOutcome> {
+    let learnt = mydexid.clone();
+    tx_transition(
+        inv_t,
+        idx,
+        id,
+        &FROM,
+        State::Queued,
+        Some(format!(
+            "identified as {learnt}; a first connection follows"
+        )),
+        &|i| {
+            i.kind = Kind::Connect;
+            i.invitee.mydexid = Some(learnt.clone());
+            i.link = None;
+            i.link_issued_ms = None;
+            i.attempts = 0;
+            i.next_attempt_ms = 0;
+            i.reminders = 0;
+            i.expired_ms = None;
+            i.reason = None;
+        },
+    )?;
+    Ok(CallbackOutcome::Recorded)
+}

@@ -1,0 +1,438 @@
+//! Invitations: inserting new ones (one person once per campaign while the
+//! earlier invitation is open), compare-and-swap transitions, and the work
+//! index the dispatcher walks.
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::{
+    Invitation, Kind, Result, State, Store, StoreError, TxResult, bump, decode, encode, id_key,
+    now_ms, tx_decode, work_key,
+};
+use crate::domain::{Invitee, LinkingToken};
+
+pub struct NewInvitation {
+    pub campaign: String,
+    pub kind: Kind,
+    pub version: u32,
+    pub invitee: Invitee,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted(u64),
+    /// The same person already has an open invitation in this campaign.
+    Duplicate(u64),
+}
+
+fn open_key(campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
+    let tag = match kind {
+        Kind::Connect => "c".to_string(),
+        Kind::Update { version } => format!("u{version}"),
+        Kind::Identify => "c".to_string(),
+    };
+    format!("o/{campaign}\u{1f}{tag}\u{1f}{}", invitee.identity())
+}
+
+fn counter_key(state: State) -> String {
+    format!("c/inv/{}", state.as_str())
+}
+
+/// Invitations of one campaign in one state (`/status`, `/metrics`), kept
+/// beside the totals so a scrape never walks the invitations.
+pub(super) fn campaign_counter_key(campaign: &str, state: State) -> String {
+    format!("{CAMPAIGN_COUNTERS}{campaign}\u{1f}{}", state.as_str())
+}
+
+pub(super) const CAMPAIGN_COUNTERS: &str = "c/cs/";
+
+impl Store {
+    /// Insert a batch in one transaction; with `progress`, record in the
+    /// same step that an intake file has been stored up to that line, so a
+    /// crash never stores a row twice or loses one.
+    pub fn insert_invitations(
+        &self,
+        batch: &[NewInvitation],
+        progress: Option<(&str, u64)>,
+    ) -> Result<Vec<InsertOutcome>> {
+        self.insert_inner(batch, progress, &[], None)
+    }
+
+    /// Insert one invitation for a member we hold (an update, or a new first
+    /// connection after a revoke): an earlier invitation of the same kind in
+    /// one of `closed` states does not stand in its way, and the member's
+    /// `connection_id` then leads to it (`m/` index), so an update callback
+    /// without a `linking_token` still completes it.
+    pub fn insert_for_member(
+        &self,
+        new: NewInvitation,
+        connection_id: &str,
+        closed: &[State],
+    ) -> Result<InsertOutcome> {
+        let out = self.insert_inner(&[new], None, closed, Some(connection_id))?;
+        out.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("insert returned nothing".into()))
+    }
+
+    /// The invitation last queued for a member (see `insert_for_member`).
+    pub fn member_invitation(&self, connection_id: &str) -> Result<Option<Invitation>> {
+        match self.idx.get(format!("m/{connection_id}"))? {
+            Some(id) => match self.invitation(super::decode_u64(&id)) {
+                Ok(inv) => Ok(Some(inv)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn insert_inner(
+        &self,
+        batch: &[NewInvitation],
+        progress: Option<(&str, u64)>,
+        closed: &[State],
+        member: Option<&str>,
+    ) -> Result<Vec<InsertOutcome>> {
+        let mut ids = Vec::with_capacity(batch.len());
+        for _ in batch {
+            ids.push(self.db.generate_id()?);
+        }
+        let tokens: Vec<LinkingToken> = ids
+            .iter()
+            .map(|id| LinkingToken::for_invitation(*id))
+            .collect();
+        let now = now_ms();
+        let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut added = 0i64;
+            let mut by_campaign: Vec<(&str, i64)> = Vec::new();
+            for ((new, id), token) in batch.iter().zip(&ids).zip(&tokens) {
+                let okey = open_key(&new.campaign, &new.kind, &new.invitee);
+                if let Some(existing_id) = tx_still_open(inv_t, idx, &okey, closed)? {
+                    outcomes.push(InsertOutcome::Duplicate(existing_id));
+                    continue;
+                }
+                let inv = queued(new, *id, token.clone(), now);
+                inv_t.insert(&id_key(*id), encode(&inv))?;
+                idx.insert(okey.as_bytes(), &id_key(*id))?;
+                idx.insert(work_key(*id), &[])?;
+                if let Some(conn) = member {
+                    idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
+                }
+                added += 1;
+                match by_campaign.iter_mut().find(|(c, _)| *c == new.campaign) {
+                    Some((_, n)) => *n += 1,
+                    None => by_campaign.push((&new.campaign, 1)),
+                }
+                outcomes.push(InsertOutcome::Inserted(*id));
+            }
+            bump(idx, &counter_key(State::Queued), added)?;
+            for (campaign, n) in &by_campaign {
+                bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
+            }
+            if let Some((file, line)) = progress {
+                idx.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
+            }
+            Ok(outcomes)
+        });
+        outcomes.map_err(unwrap_tx)
+    }
+
+    pub fn invitation(&self, id: u64) -> Result<Invitation> {
+        let bytes = self
+            .invitations
+            .get(id_key(id))?
+            .ok_or(StoreError::NotFound(id))?;
+        decode(&bytes, "invitation")
+    }
+
+    pub fn invitation_by_token(&self, token: &str) -> Result<Option<Invitation>> {
+        let Some(token) = LinkingToken::from_callback(token) else {
+            return Ok(None);
+        };
+        let id = match token.invitation_id() {
+            Some(id) => id,
+            None => match self.idx.get(format!("t/{token}"))? {
+                Some(id) => super::decode_u64(&id),
+                None => return Ok(None),
+            },
+        };
+        match self.invitation(id) {
+            Ok(inv) => Ok(inv.linking_token.matches(&token).then_some(inv)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Move invitation `id` from one of `from` to `to`, applying `change`,
+    /// or fail with `Conflict` if someone else moved it first.
+    pub fn transition(
+        &self,
+        id: u64,
+        from: &[State],
+        to: State,
+        note: Option<String>,
+        change: impl Fn(&mut Invitation),
+    ) -> Result<Invitation> {
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                tx_transition(inv_t, idx, id, from, to, note.clone(), &change)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Change an invitation without changing its state (attempt counters,
+    /// retry times), still guarded by its state.
+    pub fn touch(
+        &self,
+        id: u64,
+        expected: State,
+        change: impl Fn(&mut Invitation),
+    ) -> Result<Invitation> {
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                tx_transition(inv_t, idx, id, &[expected], expected, None, &change)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Invitations the dispatcher has to work on, in id order after `after`
+    /// (from the start with `None`).
+    pub fn work_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Invitation>> {
+        let start = match after {
+            None => work_key(0),
+            Some(id) if id == u64::MAX => return Ok(Vec::new()),
+            Some(id) => work_key(id + 1),
+        };
+        let mut out = Vec::new();
+        for item in self.idx.range(start..).take(limit) {
+            let (k, _) = item?;
+            if !k.starts_with(b"w/") {
+                break;
+            }
+            let id = super::decode_u64(&k[2..]);
+            match self.invitation(id) {
+                Ok(inv) => out.push(inv),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where an intake file's rows stand (the last line stored).
+    pub fn intake_progress(&self, file_key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .idx
+            .get(format!("q/{file_key}"))?
+            .map(|v| super::decode_u64(&v)))
+    }
+
+    pub fn clear_intake_progress(&self, file_key: &str) -> Result<()> {
+        self.idx.remove(format!("q/{file_key}"))?;
+        Ok(())
+    }
+
+    /// Every invitation, for listing and export.
+    pub fn all_invitations(&self) -> impl Iterator<Item = Result<Invitation>> + '_ {
+        self.invitations
+            .iter()
+            .values()
+            .map(|v| decode(&v?, "invitation"))
+    }
+}
+
+impl Store {
+    /// Send a failed invitation round again (`invitations retry`): back to
+    /// queued with no link and a clean attempt count, unless the same person
+    /// got another open invitation in the campaign meanwhile.
+    pub fn retry_failed(&self, id: u64) -> Result<Invitation> {
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                let bytes = inv_t
+                    .get(id_key(id))?
+                    .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(id)))?;
+                let inv: Invitation = tx_decode(&bytes, "invitation")?;
+                let okey = open_key(&inv.campaign, &inv.kind, &inv.invitee);
+                if let Some(other) = idx.get(okey.as_bytes())? {
+                    let other = super::decode_u64(&other);
+                    if other != id
+                        && let Some(b) = inv_t.get(id_key(other))?
+                        && tx_decode::<Invitation>(&b, "invitation")?.state.is_open()
+                    {
+                        return Err(ConflictableTransactionError::Abort(
+                            StoreError::Refused(format!(
+                                "invitation {id} cannot be retried: invitation {other} for the same person in campaign {:?} is open",
+                                inv.campaign
+                            )),
+                        ));
+                    }
+                }
+                idx.insert(okey.as_bytes(), &id_key(id))?;
+                tx_transition(
+                    inv_t,
+                    idx,
+                    id,
+                    &[State::Failed],
+                    State::Queued,
+                    Some("retried by an operator".into()),
+                    &|i| {
+                        i.link = None;
+                        i.link_issued_ms = None;
+                        i.attempts = 0;
+                        i.next_attempt_ms = 0;
+                        i.reason = None;
+                    },
+                )
+            })
+            .map_err(unwrap_tx)
+    }
+}
+
+pub(super) fn tx_transition(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    id: u64,
+    from: &[State],
+    to: State,
+    note: Option<String>,
+    change: &dyn Fn(&mut Invitation),
+) -> TxResult<Invitation> {
+    let bytes = inv_t
+        .get(id_key(id))?
+        .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(
+            id,
+        )))?;
+    let mut inv: Invitation = tx_decode(&bytes, "invitation")?;
+    if !from.contains(&inv.state) {
+        return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
+            id,
+            actual: inv.state.as_str(),
+            expected: from
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+        }));
+    }
+    let before = inv.state;
+    change(&mut inv);
+    inv.state = to;
+    let now = now_ms();
+    inv.updated_ms = now;
+    if before != to || note.is_some() {
+        inv.history.push(super::HistoryEntry {
+            at_ms: now,
+            state: to,
+            note,
+        });
+        // Keep history bounded even for an invitation retried for weeks.
+        if inv.history.len() > 50 {
+            inv.history.drain(1..inv.history.len() - 49);
+        }
+    }
+    inv_t.insert(&id_key(id), encode(&inv))?;
+    if before != to {
+        bump(idx, &counter_key(before), -1)?;
+        bump(idx, &counter_key(to), 1)?;
+        bump(idx, &campaign_counter_key(&inv.campaign, before), -1)?;
+        bump(idx, &campaign_counter_key(&inv.campaign, to), 1)?;
+        if to.needs_dispatch() {
+            idx.insert(work_key(id), &[])?;
+        } else {
+            idx.remove(work_key(id))?;
+        }
+        // The expiry sweep's index: mailed links it may expire, expired
+        // invitations it may remind.
+        if matches!(to, State::Sent | State::Expired) {
+            idx.insert(super::expiry_index::expiry_key(id), &[])?;
+        } else {
+            idx.remove(super::expiry_index::expiry_key(id))?;
+        }
+    }
+    Ok(inv)
+}
+
+pub(super) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
+    }
+}
+
+/// The invitation a callback's linking token belongs to, inside a
+/// transaction: found by the id the token carries (or, for tokens issued
+/// before ids were part of them, by their `t/` index entry), and only if the
+/// whole token matches the one stored.
+pub(super) fn tx_by_token(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    token: &str,
+) -> TxResult<Option<Invitation>> {
+    let Some(token) = LinkingToken::from_callback(token) else {
+        return Ok(None);
+    };
+    let id = match token.invitation_id() {
+        Some(id) => id,
+        None => match idx.get(format!("t/{token}").as_bytes())? {
+            Some(id) => super::decode_u64(&id),
+            None => return Ok(None),
+        },
+    };
+    let Some(bytes) = inv_t.get(id_key(id))? else {
+        return Ok(None);
+    };
+    let inv: Invitation = tx_decode(&bytes, "invitation")?;
+    Ok(inv.linking_token.matches(&token).then_some(inv))
+}
+
+/// The invitation open under `okey` (and not in one of the `closed`
+/// states), if there is one: a new one would duplicate it.
+fn tx_still_open(
+    inv_t: &TransactionalTree,
+    idx: &TransactionalTree,
+    okey: &str,
+    closed: &[State],
+) -> TxResult<Option<u64>> {
+    let Some(existing) = idx.get(okey.as_bytes())? else {
+        return Ok(None);
+    };
+    let existing_id = super::decode_u64(&existing);
+    let still_open = match inv_t.get(id_key(existing_id))? {
+        Some(bytes) => {
+            let state = tx_decode::<Invitation>(&bytes, "invitation")?.state;
+            state.is_open() && !closed.contains(&state)
+        }
+        None => false,
+    };
+    Ok(still_open.then_some(existing_id))
+}
+
+/// A new invitation, queued.
+fn queued(new: &NewInvitation, id: u64, token: LinkingToken, now: u64) -> Invitation {
+    Invitation {
+        id,
+        campaign: new.campaign.clone(),
+        kind: new.kind,
+        version: new.version,
+        invitee: new.invitee.clone(),
+        state: State::Queued,
+        linking_token: token,
+        link: None,
+        link_issued_ms: None,
+        attempts: 0,
+        next_attempt_ms: 0,
+        reason: None,
+        reminders: 0,
+        connection_id: None,
+        expired_ms: None,
+        created_ms: now,
+        updated_ms: now,
+        history: vec![super::HistoryEntry {
+            at_ms: now,
+            state: State::Queued,
+            note: None,
+        }],
+    }
+}

@@ -1,0 +1,269 @@
+//! The one owner of the sled database. Every change is a sled transaction
+//! (compare-and-swap on the invitation's state, indexes and counters moved in
+//! the same step), so two workers can never both move one invitation and a
+//! restart finds each where it stood.
+//!
+//! Trees: `invitations` (id → JSON), `members` (connection_id → JSON with the
+//! sealed key), `idx` (prefixed keys: `o/` open invitee → id, `w/` work to
+//! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
+//! progress, `t/` linking token → id for tokens issued before tokens carried
+//! their invitation's id), `log` (unmatched callbacks, identify and
+//! notification events, replay digests), `raw` (every authenticated callback
+//! as it arrived, body sealed, and its outcome), `meta` (the key check). The
+//! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
+//! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
+
+mod apply_callback;
+mod brake;
+mod campaign_pauses;
+mod codec;
+mod crypto;
+mod db;
+mod durable;
+mod error;
+mod expiry_index;
+mod identify;
+mod invitations;
+pub(crate) mod raw_callbacks;
+mod records;
+mod report;
+mod rotation;
+mod rotation_journal;
+mod sweeps;
+mod write_health;
+
+use std::path::Path;
+
+use secrecy::SecretBox;
+use sled::transaction::TransactionalTree;
+
+use codec::{decode, decode_u64, encode, tx_decode};
+use error::TxResult;
+
+pub use apply_callback::{CallbackOutcome, Credentials, Event};
+pub use brake::{Brake, ConnectionDenied, Held};
+pub use campaign_pauses::{CampaignPause, PausedBy};
+pub use crypto::{CryptoError, Sealer};
+pub use error::{Result, StoreError};
+pub use invitations::{InsertOutcome, NewInvitation};
+pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
+pub use records::{
+    CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
+};
+pub use report::InvitationFilter;
+pub use rotation::{RotationReport, fingerprint, rotate_key};
+pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
+pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    invitations: sled::Tree,
+    members: sled::Tree,
+    idx: sled::Tree,
+    log: sled::Tree,
+    /// Every authenticated callback as it arrived (`raw_callbacks.rs`).
+    raw: sled::Tree,
+    sealer: std::sync::Arc<Sealer>,
+    commit: durable::GroupCommit,
+    health: std::sync::Arc<StoreHealth>,
+    path: std::path::PathBuf,
+}
+
+impl Store {
+    /// Open (or create) the store; refuse a key that does not open it, and
+    /// a store whose key rotation is unfinished (with either key).
+    pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
+        let db = db::open_db(path)?;
+        let sealer = Sealer::new(key);
+        let meta = db.open_tree("meta")?;
+        if let Some(journal) = rotation_journal::journal(&meta)? {
+            return Err(StoreError::RotationUnfinished {
+                path: path.display().to_string(),
+                fingerprint: journal.new_key_fingerprint,
+            });
+        }
+        db::check_key(&meta, &sealer, path)?;
+        let health = std::sync::Arc::new(StoreHealth::default());
+        let commit = durable::GroupCommit::start(db.clone(), health.clone())
+            .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
+        let store = Self {
+            commit,
+            health,
+            path: path.to_owned(),
+            invitations: db.open_tree("invitations")?,
+            members: db.open_tree("members")?,
+            idx: db.open_tree("idx")?,
+            log: db.open_tree("log")?,
+            raw: db.open_tree("raw")?,
+            db,
+            sealer: std::sync::Arc::new(sealer),
+        };
+        store.ensure_campaign_counters()?;
+        Ok(store)
+    }
+
+    /// Make everything written so far durable.
+    /// Callers waiting at the same time share one flush (group commit).
+    pub async fn flush(&self) -> Result<()> {
+        self.commit
+            .flush()
+            .await
+            .map_err(|e| StoreError::Flush(e.to_string()))
+    }
+
+    /// Why the store cannot write, if a flush failed (see `write_health.rs`).
+    pub fn failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// Note an error from a store operation: an I/O error from sled means
+    /// this open database cannot write any more (see `write_health.rs`).
+    pub fn note_error(&self, e: &StoreError) {
+        if let StoreError::Db(sled::Error::Io(io)) = e {
+            self.health
+                .mark_failed(&format!("I/O error: {}", write_health::io_words(io)));
+        }
+    }
+
+    /// Resolves once a flush has failed.
+    pub async fn wait_failed(&self) {
+        self.health.wait_failed().await
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For `/readyz`: a small write made durable (so a full disk shows), and
+    /// the counters read back.
+    pub async fn probe(&self, current_version: u32) -> Result<()> {
+        if let Some(why) = self.failure() {
+            return Err(StoreError::Flush(why));
+        }
+        let me = self.clone();
+        let wrote = tokio::task::spawn_blocking(move || -> Result<()> {
+            let meta = me.db.open_tree("meta")?;
+            meta.insert("readyz_probe", &now_ms().to_be_bytes())?;
+            me.counts(current_version).map(|_| ())
+        })
+        .await
+        .map_err(|e| StoreError::Flush(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = &wrote {
+            self.note_error(e);
+        }
+        wrote?;
+        self.flush().await
+    }
+
+    /// How many flushes the group commit has run (for metrics and benches).
+    pub fn flushes(&self) -> u64 {
+        self.commit.flushes()
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Counts for `/status`.
+    pub fn counts(&self, current_version: u32) -> Result<StatusCounts> {
+        let mut c = StatusCounts::default();
+        for s in State::ALL {
+            c.invitations
+                .push((s, self.counter(&format!("c/inv/{}", s.as_str()))?));
+        }
+        for item in self.idx.scan_prefix("c/mv/") {
+            let (k, v) = item?;
+            let version: u32 = std::str::from_utf8(&k[5..])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let n = decode_u64(&v);
+            c.members_total += n;
+            if version < current_version {
+                c.members_outdated += n;
+            }
+        }
+        c.members_disconnected = self.counter("c/members_disconnected")?;
+        c.unmatched_callbacks = self.counter("c/unmatched")?;
+        c.events_identify = self.counter("c/ev/identify")?;
+        c.events_notification = self.counter("c/ev/notification")?;
+        (c.callbacks_stored, c.callbacks_quarantined) = self.raw_counts()?;
+        Ok(c)
+    }
+
+    fn counter(&self, key: &str) -> Result<u64> {
+        Ok(self.idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0))
+    }
+
+    pub fn member(&self, connection_id: &str) -> Result<Option<Member>> {
+        self.members
+            .get(connection_id)?
+            .map(|v| decode(&v, "member"))
+            .transpose()
+    }
+
+    pub fn all_members(&self) -> impl Iterator<Item = Result<Member>> + '_ {
+        self.members.iter().values().map(|v| decode(&v?, "member"))
+    }
+
+    pub fn unmatched(&self) -> impl Iterator<Item = Result<CallbackRecord>> + '_ {
+        self.log
+            .scan_prefix("u/")
+            .values()
+            .map(|v| decode(&v?, "unmatched callback"))
+    }
+
+    /// The database files' size on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StatusCounts {
+    pub invitations: Vec<(State, u64)>,
+    pub members_total: u64,
+    pub members_outdated: u64,
+    pub members_disconnected: u64,
+    pub unmatched_callbacks: u64,
+    pub events_identify: u64,
+    pub events_notification: u64,
+    /// Authenticated callbacks kept as they arrived (and judged).
+    pub callbacks_stored: u64,
+    /// Of those, the ones quarantined now.
+    pub callbacks_quarantined: u64,
+}
+
+/// Add `delta` to a counter inside a transaction.
+fn bump(idx: &TransactionalTree, key: &str, delta: i64) -> TxResult<()> {
+    let current = idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0);
+    let next = (current as i64 + delta).max(0) as u64;
+    idx.insert(key.as_bytes(), &next.to_be_bytes())?;
+    Ok(())
+}
+
+fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+fn work_key(id: u64) -> Vec<u8> {
+    let mut k = b"w/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The index key of a MydexID (`d/` in `idx`: lowercased MydexID → connection_id).
+pub(super) fn mydexid_key(mydexid: &str) -> Vec<u8> {
+    format!("d/{}", mydexid.to_lowercase()).into_bytes()
+}
+
+impl Store {
+    /// `flush` for blocking contexts (intake runs on a blocking thread).
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The CLI's side of the admin API: `status`, `invitations ...` and
+//! `members export` ask the running daemon over HTTP (the daemon is the only
+//! process that opens sled), sending the bearer token from `admin.token_file`.
+//! `sweep` and `campaign pause|resume` use it too.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use mydex_connector::config::Settings;
+
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()?,
+            base: format!("http://{}", settings.admin.listen),
+            token: settings
+                .admin
+                .token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+        })
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send_allowing(req, what, None).await
+    }
+
+    /// `send`, where `also_ok` (e.g. 409: already in that state) is an
+    /// answer to show rather than an error.
+    async fn send_allowing(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+        also_ok: Option<reqwest::StatusCode>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.with_context(|| {
+            format!("cannot reach the daemon at {} (is it running?)", self.base)
+        })?;
+        let status = resp.status();
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .with_context(|| format!("{what}: the daemon's answer is not JSON"))?;
+        if !status.is_success() && Some(status) != also_ok {
+            let msg = body["error"].as_str().unwrap_or("(no message)");
+            anyhow::bail!("{what}: the daemon answered {status}: {msg}");
+        }
+        Ok(body)
+    }
+
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<serde_json::Value> {
+        let req = self.http.get(format!("{}{path}", self.base)).query(query);
+        self.send(req, path).await
+    }
+
+    pub async fn post(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let req = self.http.post(format!("{}{path}", self.base));
+        self.send(req, path).await
+    }
+}
+
+/// POST `path` with an optional JSON body, for the lifecycle commands
+/// (`sweep`, `campaign pause|resume`); a 409 (already so) is shown, not failed.
+pub async fn post(
+    settings: &Settings,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    if settings.admin.token.is_none() {
+        anyhow::bail!(
+            "admin.token_file is not configured in {}: the daemon refuses state-changing calls without it",
+            settings.source.display()
+        );
+    }
+    let client = AdminClient::new(settings)?;
+    let mut req = client.http.post(format!("{}{path}", client.base));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    client
+        .send_allowing(req, path, Some(reqwest::StatusCode::CONFLICT))
+        .await
+}

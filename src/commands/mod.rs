@@ -1,0 +1,19 @@
+//! The subcommands, one file each (`main.rs` parses the command line, sets up
+//! logging and dispatches here), and what they share: the admin API client
+//! and the progress bars.
+
+pub mod admin_client;
+pub mod callbacks;
+pub mod campaign;
+pub mod check_config;
+#[cfg(feature = "sandbox")]
+pub mod demo;
+pub mod enqueue;
+pub mod operator;
+pub mod progress;
+pub mod rotate_key;
+pub mod run;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod status;
+pub mod sweep;

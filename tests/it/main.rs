@@ -1,0 +1,25 @@
+//! The integration tests, one binary: each suite is a module; run one with
+//! `cargo test --test it SUITE::` (e.g. `cargo test --test it crash:: -- --nocapture`).
+
+mod admin_api;
+mod bad_input;
+mod callback_flood;
+mod callback_shapes;
+mod campaigns;
+mod crash;
+mod drain;
+mod faults;
+mod ftc_flow;
+mod hostile_input;
+mod key_rotation;
+mod lifecycle;
+mod operator;
+mod pipeline;
+mod quarantine;
+mod reload;
+mod sandbox_cli;
+mod sandbox_contract;
+mod sandbox_pages;
+mod sandbox_shapes;
+mod service;
+mod sweep_guards;
