@@ -30,6 +30,7 @@ fail() { echo "FAIL  $1: $2" | tee -a "$OUT"; failures=$((failures + 1)); }
 info() { echo "INFO  $1: $2" | tee -a "$OUT"; }
 log() { echo "----  $*" >&2; }
 finish() {
+    journalctl --no-pager -o short-precise > "$RESULTS/journal-all.txt" 2>&1
     echo "DONE failures=$failures" | tee -a "$OUT"
     exit $((failures > 0))
 }
@@ -62,6 +63,8 @@ wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
     done
 }
 mails() { ls "$OUTBOX"/*.eml 2>/dev/null | wc -l; }
+# Distinct recipients in the outbox.
+recipients() { for f in "$OUTBOX"/*.eml; do [ -e "$f" ] && sed '/^\r\?$/q' "$f" | grep -i '^To:'; done | sort -u | wc -l; }
 # The first link in each mail to $1, oldest mail first (quoted-printable undone).
 links_for() {
     local f
@@ -253,7 +256,7 @@ n0=$(prop NRestarts)
 since=$(date '+%Y-%m-%d %H:%M:%S')
 t0=$(date +%s)
 kill -STOP "$pid"
-if wait_for 60 active_with_new_pid "$pid"; then
+if wait_for 90 active_with_new_pid "$pid"; then
     wd=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -m1 -i 'watchdog')
     n1=$(prop NRestarts)
     if [ -n "$wd" ] && [ "$n1" -gt "$n0" ]; then
@@ -262,7 +265,7 @@ if wait_for 60 active_with_new_pid "$pid"; then
         fail watchdog "restarted but journal says '${wd}' NRestarts $n0→$n1"
     fi
 else
-    fail watchdog "not restarted within 60 s: $(prop ActiveState)/$(prop SubState) MainPID $(mainpid)"
+    fail watchdog "not restarted within 90 s: $(prop ActiveState)/$(prop SubState) MainPID $(mainpid)"
     kill -CONT "$pid" 2>/dev/null
 fi
 
@@ -276,12 +279,12 @@ sent_before=$(mails)
 kill -9 "$pid"
 if wait_for 30 active_with_new_pid "$pid"; then
     restarted="restarted as $(mainpid), NRestarts $n0→$(prop NRestarts)"
-    if wait_for 90 eval '[ "$(mails)" -ge 25 ]'; then
+    if wait_for 90 eval '[ "$(recipients)" -ge 25 ]'; then
         ok=0
         for i in $(seq 101 120); do
             journey "$(printf 'member%04d@example.com' "$i")" "sdmember$i" && ok=$((ok + 1))
         done
-        recipients=$(for f in "$OUTBOX"/*.eml; do sed '/^\r\?$/q' "$f" | grep -i '^To:'; done | sort | uniq | wc -l)
+        recipients=$(recipients)
         dups=$(($(mails) - recipients))
         if wait_for 60 members_are 25 && [ "$recipients" = 25 ]; then
             failed=$(mydex-connector invitations list --config "$CONF" --state failed --json 2>/dev/null | grep -o '"id"' | wc -l)
@@ -379,5 +382,4 @@ else
     fail purge "rc=$rc, left:${left:- nothing}; drop-in kept: $([ -e "$dropin" ] && echo yes || echo no); $(tail -n 3 "$WORK/purge.out")"
 fi
 
-journalctl --no-pager -o short-precise > "$RESULTS/journal-all.txt" 2>&1
 finish

@@ -44,11 +44,11 @@ fi
 
 # ---- build: the .deb (default-features = false, as shipped), then the sandbox binary
 if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ]; then
-    step "cargo deb"
-    cargo deb
+    step "cargo deb --strip"
+    cargo deb --strip
     step "cargo build --release (default features: the sandbox)"
     cargo build --release --bin mydex-connector
-    install -m 755 "$tgt/release/mydex-connector" "$cache/mydex-connector-sandbox"
+    install -s -m 755 "$tgt/release/mydex-connector" "$cache/mydex-connector-sandbox"
 fi
 deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
 echo "package: $deb ($(du -h "$deb" | cut -f1))"
