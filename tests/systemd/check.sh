@@ -213,6 +213,12 @@ if [ "$connected_lines" -ge 5 ] && [ -n "$f_inv" ] && [ -n "$f_camp" ] && [ -n "
 else
     fail journal-fields "member connected entries: $connected_lines; fields: '$f_inv' '$f_camp' '$f_ref'"
 fi
+one=$(journalctl -u mydex-connector F_EXTERNAL_REF=MTR-0003 --no-pager -o cat | tr '\n' ';')
+if [ -n "$one" ]; then
+    pass journal-filter "journalctl -u mydex-connector F_EXTERNAL_REF=MTR-0003: $one"
+else
+    fail journal-filter "journalctl -u mydex-connector F_EXTERNAL_REF=MTR-0003 finds nothing"
+fi
 cp "$WORK/journal.json" "$RESULTS/journal-mydex-connector.json"
 secrets=("$client_secret" "$connection_token")
 for f in store_key admin_token; do secrets+=("$(cat "$CREDS/$f")"); done
