@@ -16,7 +16,7 @@ OUT=$RESULTS/results.txt
 : > "$OUT"
 failures=0
 export DEBIAN_FRONTEND=noninteractive
-export SYSTEMD_PAGER= SYSTEMD_COLORS=0
+export SYSTEMD_PAGER='' SYSTEMD_COLORS=0
 CONF=/etc/mydex-connector/mydex-connector.toml
 CREDS=/etc/mydex-connector/credentials
 STATE=/var/lib/private/mydex-connector
@@ -68,6 +68,7 @@ recipients() { for f in "$OUTBOX"/*.eml; do [ -e "$f" ] && sed '/^\r\?$/q' "$f" 
 # The first link in each mail to $1, oldest mail first (quoted-printable undone).
 links_for() {
     local f
+    # shellcheck disable=SC2045 # oldest first; the names are UUIDs
     for f in $(ls -tr "$OUTBOX"/*.eml 2>/dev/null); do
         if sed '/^\r\?$/q' "$f" | grep -qi "^To:.*$1"; then
             sed -e ':a' -e '/=\r\?$/{N;s/=\r\?\n//;ba}' "$f" | sed 's/=3D/=/g' |
