@@ -1,0 +1,425 @@
+#!/bin/bash
+# Runs INSIDE the booted container (unit mydex-systemd-test.service), as root,
+# on a minimal Debian bookworm that has only systemd, dbus, apt and the
+# Essential set. Follows README "Install as a service" command for command,
+# then checks the service through systemd itself. Each check prints one line
+# "PASS name: detail" or "FAIL name: detail" to $RESULTS/results.txt (and the
+# console); the last line is "DONE failures=N". Nothing but bash and what the
+# package pulls in is used here: HTTP goes through bash's /dev/tcp.
+#
+# Inputs (from tests/systemd/run.sh): /root/pkg/mydex-connector.deb,
+# /usr/local/bin/mydex-connector-sandbox, /mnt/tests/ (this directory,
+# read-only) and $RESULTS/ports (SANDBOX_PORT, CALLBACK_PORT, ADMIN_PORT).
+set -uo pipefail
+RESULTS=${1:-/mnt/results}
+OUT=$RESULTS/results.txt
+: > "$OUT"
+failures=0
+export DEBIAN_FRONTEND=noninteractive
+export SYSTEMD_PAGER='' SYSTEMD_COLORS=0
+CONF=/etc/mydex-connector/mydex-connector.toml
+CREDS=/etc/mydex-connector/credentials
+STATE=/var/lib/private/mydex-connector
+OUTBOX=$STATE/outbox
+WORK=$(mktemp -d)
+# shellcheck disable=SC1091
+. "$RESULTS/ports"
+
+pass() { echo "PASS  $1: $2" | tee -a "$OUT"; }
+fail() { echo "FAIL  $1: $2" | tee -a "$OUT"; failures=$((failures + 1)); }
+info() { echo "INFO  $1: $2" | tee -a "$OUT"; }
+log() { echo "----  $*" >&2; }
+finish() {
+    journalctl --no-pager -o short-precise > "$RESULTS/journal-all.txt" 2>&1
+    echo "DONE failures=$failures" | tee -a "$OUT"
+    exit $((failures > 0))
+}
+
+# http METHOD PORT PATH [JSON-BODY]: the body to $WORK/body, the status to $HTTP_STATUS.
+http() {
+    local method=$1 port=$2 path=$3 body=${4-}
+    HTTP_STATUS=000
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf '%s %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+        "$method" "$path" "$port" "$(printf '%s' "$body" | wc -c)" "$body" >&3
+    cat <&3 > "$WORK/response"
+    exec 3<&-
+    HTTP_STATUS=$(head -n1 "$WORK/response" | cut -d' ' -f2)
+    sed '1,/^\r$/d' "$WORK/response" > "$WORK/body"
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+prop() { systemctl show -p "$1" --value mydex-connector; }
+mainpid() { prop MainPID; }
+# status_json: `mydex-connector status --json`, flattened to one line.
+status_json() { mydex-connector status --config "$CONF" --json 2>>"$WORK/status.err" | tr -d ' \n'; }
+members_total() { status_json | grep -o '"members":{[^}]*}' | grep -o '"total":[0-9]*' | cut -d: -f2; }
+wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
+    local limit=$1 i=0
+    shift
+    while ! "$@"; do
+        i=$((i + 1))
+        [ "$i" -ge $((limit * 2)) ] && return 1
+        sleep 0.5
+    done
+}
+mails() { ls "$OUTBOX"/*.eml 2>/dev/null | wc -l; }
+# Distinct recipients in the outbox.
+recipients() { for f in "$OUTBOX"/*.eml; do [ -e "$f" ] && sed '/^\r\?$/q' "$f" | grep -i '^To:'; done | sort -u | wc -l; }
+# The first link in each mail to $1, oldest mail first (quoted-printable undone).
+links_for() {
+    local f
+    # shellcheck disable=SC2045 # oldest first; the names are UUIDs
+    for f in $(ls -tr "$OUTBOX"/*.eml 2>/dev/null); do
+        if sed '/^\r\?$/q' "$f" | grep -qi "^To:.*$1"; then
+            sed -e ':a' -e '/=\r\?$/{N;s/=\r\?\n//;ba}' "$f" | sed 's/=3D/=/g' |
+                grep -o "http://127.0.0.1:$SANDBOX_PORT/ftc/begin/[A-Za-z0-9/_.~-]*" | head -n1
+        fi
+    done
+}
+# journey EMAIL MYDEXID: complete the newest link mailed to EMAIL as that member.
+journey() {
+    local link
+    for link in $(links_for "$1" | tac); do
+        http POST "$SANDBOX_PORT" /_sandbox/journeys "{\"url\":\"$link\",\"mydexid\":\"$2\",\"email\":\"$1\"}"
+        [ "$HTTP_STATUS" = 200 ] && return 0
+        log "journey $1 $link: $HTTP_STATUS $(cat "$WORK/body")"
+    done
+    return 1
+}
+members_are() { [ "$(members_total)" = "$1" ]; }
+active_with_new_pid() { [ "$(prop ActiveState)" = active ] && [ "$(mainpid)" != 0 ] && [ "$(mainpid)" != "$1" ]; }
+invitees_csv() { # invitees_csv FIRST LAST > file
+    echo "email,name,external_ref"
+    for i in $(seq "$1" "$2"); do printf 'member%04d@example.com,Member %d,MTR-%04d\n' "$i" "$i" "$i"; done
+}
+
+# ---------------------------------------------------------------- install
+log "apt-get update"
+if ! apt-get update -qq > "$WORK/apt-update.log" 2>&1; then
+    fail install "apt-get update failed: $(tail -n 3 "$WORK/apt-update.log")"
+    finish
+fi
+before=$(dpkg-query -W -f '${Package}\n' | sort)
+# Only what the package's Depends pull in (no Recommends): a missing Depends shows.
+if apt-get install -y --no-install-recommends /root/pkg/mydex-connector.deb > "$WORK/apt-install.log" 2>&1; then
+    added=$(comm -13 <(echo "$before") <(dpkg-query -W -f '${Package}\n' | sort) | tr '\n' ' ')
+    pass install "apt-get install ./mydex-connector.deb pulled in: $added"
+else
+    fail install "apt-get install failed: $(tail -n 5 "$WORK/apt-install.log")"
+    finish
+fi
+cp "$WORK/apt-install.log" "$RESULTS/apt-install.log"
+depends=$(dpkg-query -W -f '${Depends}' mydex-connector)
+if dpkg-query -W -f '${Status}' ca-certificates 2>/dev/null | grep -q 'ok installed'; then
+    pass depends "Depends: $depends (ca-certificates installed)"
+else
+    fail depends "Depends: $depends (no ca-certificates: the daemon cannot make an HTTPS client)"
+fi
+if command -v kill >/dev/null && [ -x /bin/kill ]; then
+    info procps "/bin/kill present (procps installed): the reload check does not show the unit needs no procps"
+else
+    pass no-procps "/bin/kill absent (no procps), as on a minimal Debian: ExecReload must not need it"
+fi
+
+# ---------------------------------------------------------------- secrets, config (README "Install as a service")
+client_secret="cs-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+connection_token="ct-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The sandbox gets the same two secrets, in its own root-only files.
+install -d -m 700 /etc/mydex-sandbox
+install -m 600 /dev/stdin /etc/mydex-sandbox/client_secret <<< "$client_secret"
+install -m 600 /dev/stdin /etc/mydex-sandbox/connection_token <<< "$connection_token"
+printf 'SANDBOX_PORT=%s\nCALLBACK_PORT=%s\n' "$SANDBOX_PORT" "$CALLBACK_PORT" > /etc/mydex-sandbox/env
+# As README tells an operator:
+install -m 600 /dev/stdin /etc/mydex-connector/credentials/client_secret <<< "$client_secret"
+install -m 600 /dev/stdin /etc/mydex-connector/credentials/connection_token <<< "$connection_token"
+# "sudoedit /etc/mydex-connector/mydex-connector.toml": client_id, the
+# sandbox's URLs, the listeners on free ports, a mail outbox as the mail sink.
+sed -i \
+    -e 's|^client_id = .*|client_id = "sandbox-client"|' \
+    -e "s|^environment = \"sandbox\".*|&\napi_url = \"http://127.0.0.1:$SANDBOX_PORT\"\ntoken_url = \"http://127.0.0.1:$SANDBOX_PORT/oauth2/token\"|" \
+    -e "/^\[callback\]/,/^\[/ s|^listen = .*|listen = \"127.0.0.1:$CALLBACK_PORT\"|" \
+    -e "/^\[admin\]/,/^\[/ s|^listen = .*|listen = \"127.0.0.1:$ADMIN_PORT\"|" \
+    -e '/^\[smtp\]/,/^\[/ s|^url = .*|url = "file:///var/lib/mydex-connector/outbox"|' \
+    -e '/^\[queue\]/a poll_interval = "500ms"' \
+    "$CONF"
+cp "$CONF" "$RESULTS/mydex-connector.toml"
+perms=$(stat -c '%a %U' "$CREDS" "$CREDS"/* | sort -u | tr '\n' ' ')
+ls_creds=$(ls "$CREDS" | tr '\n' ' ')
+if mydex-connector check-config --config "$CONF" > "$WORK/check-config.out" 2>&1; then
+    pass check-config "exit 0; credentials: $ls_creds(modes: $perms)"
+else
+    fail check-config "exit $?: $(tail -n 3 "$WORK/check-config.out")"
+fi
+# The secret values must not be printed by check-config either.
+if grep -qF -e "$client_secret" -e "$connection_token" "$WORK/check-config.out"; then
+    fail check-config-redacted "check-config printed a secret"
+fi
+
+# ---------------------------------------------------------------- the sandbox, as its own unit
+cp /mnt/tests/mydex-sandbox.service /etc/systemd/system/
+systemctl daemon-reload
+systemctl start mydex-sandbox
+if wait_for 20 port_open "$SANDBOX_PORT"; then
+    pass sandbox-unit "mydex-sandbox.service $(systemctl is-active mydex-sandbox), listening on 127.0.0.1:$SANDBOX_PORT"
+else
+    fail sandbox-unit "sandbox not listening: $(journalctl -u mydex-sandbox --no-pager | tail -n 5)"
+    finish
+fi
+
+# ---------------------------------------------------------------- start: READY
+t0=$(date +%s.%N)
+systemctl enable --now mydex-connector > "$WORK/enable.out" 2>&1
+rc=$?
+t1=$(date +%s.%N)
+st="ActiveState=$(prop ActiveState) SubState=$(prop SubState) StatusText=\"$(prop StatusText)\""
+if [ $rc = 0 ] && [ "$(prop ActiveState)" = active ] && [ "$(prop SubState)" = running ] && [ -n "$(prop StatusText)" ]; then
+    pass ready "systemctl enable --now returned after READY in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s: $st"
+else
+    fail ready "rc=$rc $st; $(journalctl -u mydex-connector --no-pager | tail -n 8)"
+    finish
+fi
+if mydex-connector status --config "$CONF" > "$WORK/status.out" 2>&1; then
+    pass status-cli "mydex-connector status: $(head -n 3 "$WORK/status.out" | tr '\n' ' ')"
+else
+    fail status-cli "exit $?: $(tail -n 3 "$WORK/status.out")"
+fi
+
+# ---------------------------------------------------------------- invitations flow, journeys connect
+invitees_csv 1 5 > "$WORK/first.csv"
+mydex-connector enqueue --config "$CONF" "$WORK/first.csv" > "$WORK/enqueue1.out" 2>&1
+if wait_for 60 eval '[ "$(mails)" -ge 5 ]'; then
+    ok=0
+    for i in 1 2 3 4 5; do
+        journey "$(printf 'member%04d@example.com' "$i")" "sdmember$i" && ok=$((ok + 1))
+    done
+    if wait_for 30 members_are 5; then
+        pass invitations "5 invitees enqueued → $(mails) mails in the outbox → $ok journeys → 5 members connected (status: members total 5)"
+    else
+        fail invitations "$ok journeys done but members total = $(members_total)"
+    fi
+else
+    fail invitations "only $(mails) of 5 mails after 60 s: $(cat "$WORK/enqueue1.out") $(journalctl -u mydex-connector --no-pager | tail -n 5)"
+fi
+
+# ---------------------------------------------------------------- journal: structured fields, no secret
+journalctl -u mydex-connector -o json --no-pager > "$WORK/journal.json"
+connected_lines=$(grep -c '"MESSAGE":"member connected"' "$WORK/journal.json")
+line=$(grep '"MESSAGE":"member connected"' "$WORK/journal.json" | grep 'MTR-0003' | head -n1)
+f_inv=$(echo "$line" | grep -o '"[A-Z0-9_]*INVITATION":"[0-9]*"' | head -n1)
+f_camp=$(echo "$line" | grep -o '"[A-Z0-9_]*CAMPAIGN":"meters-2026"' | head -n1)
+f_ref=$(echo "$line" | grep -o '"[A-Z0-9_]*EXTERNAL_REF":"MTR-0003"' | head -n1)
+f_conn=$(echo "$line" | grep -o '"[A-Z0-9_]*CONNECTION_ID":"[^"]*"' | head -n1)
+if [ "$connected_lines" -ge 5 ] && [ -n "$f_inv" ] && [ -n "$f_camp" ] && [ -n "$f_ref" ]; then
+    pass journal-fields "$connected_lines 'member connected' entries; e.g. $f_inv $f_camp $f_ref $f_conn"
+else
+    fail journal-fields "member connected entries: $connected_lines; fields: '$f_inv' '$f_camp' '$f_ref'"
+fi
+one=$(journalctl -u mydex-connector F_EXTERNAL_REF=MTR-0003 --no-pager -o cat | tr '\n' ';')
+if [ -n "$one" ]; then
+    pass journal-filter "journalctl -u mydex-connector F_EXTERNAL_REF=MTR-0003: $one"
+else
+    fail journal-filter "journalctl -u mydex-connector F_EXTERNAL_REF=MTR-0003 finds nothing"
+fi
+cp "$WORK/journal.json" "$RESULTS/journal-mydex-connector.json"
+secrets=("$client_secret" "$connection_token")
+for f in store_key admin_token; do secrets+=("$(cat "$CREDS/$f")"); done
+http GET "$SANDBOX_PORT" /_sandbox/state
+member_keys=$(grep -o '"key":"[A-Za-z0-9]*"' "$WORK/body" | cut -d'"' -f4 | sort -u)
+for k in $member_keys; do secrets+=("$k"); done
+leaks=0
+for s in "${secrets[@]}"; do
+    [ -n "$s" ] && grep -qF -- "$s" "$WORK/journal.json" && leaks=$((leaks + 1))
+done
+if [ "$leaks" = 0 ] && [ -n "$member_keys" ]; then
+    pass journal-no-secret "none of ${#secrets[@]} secrets (client secret, Connection Token, store key, admin token, $(echo "$member_keys" | wc -l) member keys) in $(wc -l < "$WORK/journal.json") journal entries"
+else
+    fail journal-no-secret "$leaks of ${#secrets[@]} secrets found in the journal (member keys seen at the sandbox: $(echo "$member_keys" | wc -l))"
+fi
+stray=$(grep -o '"MESSAGE":"[^"]*"' "$WORK/journal.json" | grep -E 'Uninited|Job creator created' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+[ -n "$stray" ] && info journal-stray "lines from a library, not ours (daemon-side, see report): $stray"
+
+# ---------------------------------------------------------------- reload applies a changed campaign rate
+# The live settings are status's "campaigns" (its "campaign_progress" keeps the
+# rate the daemon started with: see the report). 2/s: the kill -9 below then
+# lands while the 20 mails are going out.
+live_rate() { status_json | grep -o '"campaigns":{"meters-2026":{.*' | grep -o '"rate":"[^"]*"' | head -n1; }
+progress_rate() { status_json | grep -o '"campaign_progress":{"meters-2026":{.*' | grep -o '"rate":"[^"]*"' | head -n1; }
+pid=$(mainpid)
+rate0=$(live_rate)
+sed -i 's|^rate = "60/min"|rate = "2/s"|' "$CONF"
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl reload mydex-connector > "$WORK/reload.out" 2>&1
+rc=$?
+sleep 1
+rate=$(live_rate)
+logged=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -i 'reload\|rate' | tr '\n' ' ')
+if [ $rc = 0 ] && [ "$(mainpid)" = "$pid" ] && [ "$rate" = '"rate":"2/1s"' ]; then
+    pass reload "rate 60/min → 2/s in the file, systemctl reload rc=0, same MainPID $pid, status campaigns: $rate0 → $rate; journal: $logged"
+    [ "$(progress_rate)" != "$rate" ] && info reload-progress "status campaign_progress still says $(progress_rate) (daemon-side, see report)"
+else
+    fail reload "rc=$rc pid $pid→$(mainpid) status $rate; $(cat "$WORK/reload.out") $(journalctl -u mydex-connector --since "$since" --no-pager | tail -n 4)"
+fi
+
+# ---------------------------------------------------------------- watchdog: a stalled daemon is restarted
+mkdir -p /etc/systemd/system/mydex-connector.service.d
+printf '[Service]\nWatchdogSec=4s\n' > /etc/systemd/system/mydex-connector.service.d/watchdog-test.conf
+systemctl daemon-reload
+systemctl restart mydex-connector
+pid=$(mainpid)
+n0=$(prop NRestarts)
+since=$(date '+%Y-%m-%d %H:%M:%S')
+t0=$(date +%s)
+kill -STOP "$pid"
+if wait_for 90 active_with_new_pid "$pid"; then
+    wd=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -m1 'Watchdog timeout')
+    n1=$(prop NRestarts)
+    if [ -n "$wd" ] && [ "$n1" -gt "$n0" ]; then
+        pass watchdog "kill -STOP $pid (WatchdogSec=4s drop-in) → \"$wd\" → restarted as $(mainpid) after $(($(date +%s) - t0))s, NRestarts $n0→$n1"
+    else
+        fail watchdog "restarted but journal says '${wd}' NRestarts $n0→$n1"
+    fi
+else
+    fail watchdog "not restarted within 90 s: $(prop ActiveState)/$(prop SubState) MainPID $(mainpid)"
+    kill -CONT "$pid" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------- kill -9 during a campaign: restarted, nothing lost
+invitees_csv 101 120 > "$WORK/second.csv"
+mydex-connector enqueue --config "$CONF" "$WORK/second.csv" > "$WORK/enqueue2.out" 2>&1
+wait_for 30 eval '[ "$(mails)" -ge 8 ]'
+pid=$(mainpid)
+n0=$(prop NRestarts)
+sent_before=$(mails)
+kill -9 "$pid"
+if wait_for 30 active_with_new_pid "$pid"; then
+    restarted="restarted as $(mainpid), NRestarts $n0→$(prop NRestarts)"
+    if wait_for 90 eval '[ "$(recipients)" -ge 25 ]'; then
+        ok=0
+        for i in $(seq 101 120); do
+            journey "$(printf 'member%04d@example.com' "$i")" "sdmember$i" && ok=$((ok + 1))
+        done
+        recipients=$(recipients)
+        dups=$(($(mails) - recipients))
+        if wait_for 60 members_are 25 && [ "$recipients" = 25 ]; then
+            failed=$(mydex-connector invitations list --config "$CONF" --state failed --json 2>/dev/null | grep -o '"id"' | wc -l)
+            pass kill-9 "kill -9 $pid after $sent_before of 25 mails → $restarted → all 25 recipients mailed ($dups duplicate mails), $ok/20 journeys, 25 members, $failed failed invitations"
+        else
+            fail kill-9 "$restarted but members $(members_total), recipients $recipients, mails $(mails)"
+        fi
+    else
+        fail kill-9 "$restarted but only $(mails) of 25 mails"
+    fi
+else
+    fail kill-9 "not restarted within 30 s: $(prop ActiveState)/$(prop SubState)"
+fi
+
+# ---------------------------------------------------------------- broken config: exit 78, no restart loop
+cp "$CONF" "$WORK/good.toml"
+sed -i '1i bogus_key = "a typo an operator made"' "$CONF"
+mydex-connector check-config --config "$CONF" > "$WORK/check-bad.out" 2>&1
+cc=$?
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl restart mydex-connector > /dev/null 2>&1
+rc=$?
+n0=$(prop NRestarts) # a manual restart resets it
+sleep 13 # more than twice RestartSec=5s: a restart loop would show
+why=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -m1 bogus_key)
+starts=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -c '^Starting\|Starting mydex-connector')
+st="ActiveState=$(prop ActiveState) Result=$(prop Result) ExecMainStatus=$(prop ExecMainStatus) NRestarts $n0→$(prop NRestarts)"
+if [ $rc != 0 ] && [ "$(prop ExecMainStatus)" = 78 ] && [ "$(prop ActiveState)" = failed ] && [ "$(prop NRestarts)" = "$n0" ] && [ "$starts" -le 1 ]; then
+    pass broken-config "check-config exit $cc; systemctl restart rc=$rc; after 13 s: $st, $starts start(s); journal: $why"
+else
+    fail broken-config "systemctl restart rc=$rc; after 13 s: $st, starts $starts; journal: $why"
+fi
+cp "$WORK/good.toml" "$CONF"
+systemctl restart mydex-connector
+if [ "$(prop ActiveState)" = active ] && members_are 25; then
+    pass fixed-config "config restored → systemctl restart → active, 25 members"
+else
+    fail fixed-config "$(prop ActiveState), members $(members_total)"
+fi
+
+# ---------------------------------------------------------------- no CA certificates (known, daemon-side)
+# What an environment the daemon cannot work in looks like today: the CA
+# certificates out of the way. Reported as KNOWN, not counted: the fix
+# (a clear error, exit 78, no restart loop, no panic in `status`) is in the
+# Rust code; the package's Depends on ca-certificates keeps it from happening.
+known() { echo "KNOWN $1: $2" | tee -a "$OUT"; }
+mv /etc/ssl/certs /etc/ssl/certs.away
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl restart mydex-connector > /dev/null 2>&1
+rc=$?
+sleep 13
+err=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -m1 -i 'certificate')
+st="ActiveState=$(prop ActiveState) ExecMainStatus=$(prop ExecMainStatus) NRestarts=$(prop NRestarts)"
+mydex-connector status --config "$CONF" > "$WORK/status-nocerts.out" 2>&1
+src=$?
+panic=$(grep -m1 'panicked' "$WORK/status-nocerts.out")
+if [ "$(prop ExecMainStatus)" = 78 ] && [ "$(prop NRestarts)" = 0 ] && [ -z "$panic" ]; then
+    pass no-ca-certs "exit 78, no restart loop ($st); status exit $src; journal: $err"
+else
+    known no-ca-certs "without /etc/ssl/certs: systemctl restart rc=$rc, after 13 s $st; journal: $err; \`mydex-connector status\` exit $src: ${panic:-no panic}"
+fi
+mv /etc/ssl/certs.away /etc/ssl/certs
+systemctl reset-failed mydex-connector 2>/dev/null
+systemctl restart mydex-connector
+[ "$(prop ActiveState)" = active ] || fail no-ca-certs-restored "not active again with the certificates back: $(prop ActiveState)"
+
+# ---------------------------------------------------------------- stop: clean exit inside the stop timeout
+pid=$(mainpid)
+timeout_stop=$(prop TimeoutStopUSec)
+t0=$(date +%s.%N)
+systemctl stop mydex-connector
+rc=$?
+t1=$(date +%s.%N)
+elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+st="ActiveState=$(prop ActiveState) Result=$(prop Result) ExecMainCode=$(prop ExecMainCode) ExecMainStatus=$(prop ExecMainStatus)"
+if [ $rc = 0 ] && [ "$(prop Result)" = success ] && [ "$(prop ExecMainStatus)" = 0 ] && awk -v e="$elapsed" 'BEGIN { exit !(e < 45) }'; then
+    pass stop "systemctl stop (pid $pid) took ${elapsed}s (TimeoutStopSec=$timeout_stop): $st"
+else
+    fail stop "rc=$rc took ${elapsed}s: $st"
+fi
+
+# ---------------------------------------------------------------- systemd-analyze security, inside
+systemctl start mydex-connector
+systemd-analyze security --no-pager mydex-connector > "$RESULTS/security.txt" 2>&1
+exposure=$(tail -n 1 "$RESULTS/security.txt")
+if echo "$exposure" | grep -Eq 'exposure level .*: [0-9.]+ (OK|SAFE)'; then
+    pass security "systemd-analyze security mydex-connector: $exposure (README claims 1.2 OK offline)"
+else
+    fail security "$exposure"
+fi
+
+# ---------------------------------------------------------------- remove keeps the members; purge removes what README says
+dpkg --remove mydex-connector > "$WORK/remove.out" 2>&1
+rc=$?
+kept=""
+for p in "$CREDS/store_key" "$CREDS/client_secret" "$STATE/db" /etc/mydex-connector/mydex-connector.toml; do
+    [ -e "$p" ] && kept="$kept $p"
+done
+if [ $rc = 0 ] && [ ! -e /usr/bin/mydex-connector ] && [ "$(systemctl is-active mydex-connector)" != active ] && [ "$kept" = " $CREDS/store_key $CREDS/client_secret $STATE/db /etc/mydex-connector/mydex-connector.toml" ]; then
+    pass remove "dpkg --remove: stopped, binary gone, kept:$kept"
+else
+    fail remove "rc=$rc, $(systemctl is-active mydex-connector), kept:$kept"
+fi
+apt-get install -y --no-install-recommends /root/pkg/mydex-connector.deb > "$WORK/reinstall.out" 2>&1
+systemctl start mydex-connector
+if [ "$(prop ActiveState)" = active ] && members_are 25; then
+    pass reinstall "reinstalled and started: the 25 members are still there"
+else
+    fail reinstall "$(prop ActiveState), members $(members_total)"
+fi
+dpkg --purge mydex-connector > "$WORK/purge.out" 2>&1
+rc=$?
+left=""
+for p in /usr/bin/mydex-connector /etc/mydex-connector /var/lib/private/mydex-connector /var/lib/mydex-connector /lib/systemd/system/mydex-connector.service /etc/systemd/system/multi-user.target.wants/mydex-connector.service; do
+    [ -e "$p" ] || [ -L "$p" ] && left="$left $p"
+done
+dropin=/etc/systemd/system/mydex-connector.service.d/watchdog-test.conf
+if [ $rc = 0 ] && [ -z "$left" ] && [ -e "$dropin" ]; then
+    pass purge "dpkg --purge: no /etc/mydex-connector (credentials too), no $STATE, no /var/lib/mydex-connector, no unit; the operator's own drop-in $dropin kept"
+else
+    fail purge "rc=$rc, left:${left:- nothing}; drop-in kept: $([ -e "$dropin" ] && echo yes || echo no); $(tail -n 3 "$WORK/purge.out")"
+fi
+
+finish
