@@ -239,7 +239,7 @@ fn print_mailed(sent: &[Invitation], outbox: &Path) {
 
 /// Each invitee registers and consents through the sandbox's shortcut.
 async fn complete_journeys(sbx: &str, sent: &[Invitation]) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = super::admin_client::loopback_client(std::time::Duration::from_secs(60))?;
     for (i, inv) in sent.iter().enumerate() {
         let mydexid = format!("demomember{}", i + 1);
         let answer: serde_json::Value = http

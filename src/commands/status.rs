@@ -41,9 +41,8 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
 /// The daemon's `/status` document.
 async fn fetch(settings: &Settings) -> anyhow::Result<Value> {
     let url = format!("http://{}/status", settings.admin.listen);
-    let doc: Value = reqwest::Client::new()
+    let doc: Value = super::admin_client::loopback_client(std::time::Duration::from_secs(10))?
         .get(&url)
-        .timeout(std::time::Duration::from_secs(10))
         .send()
         .await
         .with_context(|| format!("cannot reach the daemon at {url} (is it running?)"))?

@@ -206,6 +206,7 @@ async fn sighup_reloads_campaign_settings_and_keeps_them_on_a_bad_file() {
     let s = setup.status();
     assert_eq!(s["campaigns"]["meters"]["state"], "active", "{s}");
     assert_eq!(s["campaigns"]["meters"]["rate"], "7/1m", "{s}");
+    assert_eq!(s["campaign_progress"]["meters"]["rate"], "7/1m", "{s}");
     assert_eq!(
         s["campaigns"]["meters"]["send_window"],
         serde_json::Value::Null

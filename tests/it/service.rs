@@ -332,3 +332,39 @@ async fn sd_notify_ready_watchdog_stall_and_stop() {
         setup.log()
     );
 }
+
+/// A system without CA certificates (a minimal Debian without the
+/// ca-certificates package; here `SSL_CERT_FILE`/`SSL_CERT_DIR` name
+/// nothing, which the TLS stack then reads instead of the system's): `run`
+/// fails with an error naming the cause and exits 78, which the unit does
+/// not restart (no restart loop), and `status` answers without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ca_certificates_run_says_why_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, dir, Options::default()).await;
+    let nothing = setup.dir.path().join("no-such-ca-bundle");
+    let run = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&setup.config)
+        .env("SSL_CERT_FILE", &nothing)
+        .env("SSL_CERT_DIR", &nothing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("ca-certificates"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // No daemon is running: `status` says so (exit 1), it does not panic (101).
+    let status = Command::new(bin())
+        .args(["status", "--config"])
+        .arg(&setup.config)
+        .env("SSL_CERT_FILE", &nothing)
+        .env("SSL_CERT_DIR", &nothing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the daemon"), "{stderr}");
+}

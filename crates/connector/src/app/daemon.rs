@@ -130,7 +130,9 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
     .await?
     .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
     let metrics = Arc::new(Metrics::default());
-    let mydex = Arc::new(MydexClient::new(&settings.mydex, metrics.clone())?);
+    let mydex = Arc::new(
+        MydexClient::new(&settings.mydex, metrics.clone()).map_err(StartError::MydexClient)?,
+    );
     let mailer = Arc::new(Mailer::new(
         &settings.smtp,
         settings.invitations.concurrency,

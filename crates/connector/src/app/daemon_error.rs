@@ -21,8 +21,12 @@ pub enum StartError {
     QueueDir(PathBuf, #[source] std::io::Error),
     #[error("cannot open the store at {}", .0.display())]
     OpenStore(PathBuf, #[source] StoreError),
-    #[error(transparent)]
-    MydexClient(#[from] reqwest::Error),
+    /// No HTTPS client: on a minimal system, no CA certificates to trust
+    /// (a restart will not bring them, so the CLI exits `EX_CONFIG`).
+    #[error(
+        "cannot set up HTTPS for the Mydex API: are the system's CA certificates installed? (Debian: ca-certificates)"
+    )]
+    MydexClient(#[source] reqwest::Error),
     #[error(transparent)]
     Mailer(#[from] MailerSetupError),
     /// A listener: its key (`callback.listen`, `admin.listen`) and address.

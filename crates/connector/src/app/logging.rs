@@ -37,7 +37,7 @@ impl LogControl {
                 std::env::var("RUST_LOG").unwrap_or_default()
             ));
         }
-        let filter = EnvFilter::try_new(with_sled_capped(level))
+        let filter = EnvFilter::try_new(with_noisy_capped(level))
             .map_err(|_| LogError::BadLevel(level.into()))?;
         self.handle
             .reload(filter)
@@ -70,14 +70,24 @@ fn stderr_is_journal() -> bool {
 /// as a thread exits, when the log layer's thread-local buffer is already
 /// gone: the process then aborts on its way out. So sled stays at `info`
 /// unless the filter names sled itself.
-fn with_sled_capped(spec: &str) -> String {
-    if spec.contains("sled") {
-        spec.to_string()
-    } else if spec.trim().is_empty() {
-        "sled=info".to_string()
-    } else {
-        format!("{spec},sled=info")
+///
+/// tokio-cron-scheduler says "Uninited" and "Job creator created" at `info`
+/// on every start: noise in an operator's journal, so it stays at `warn`
+/// unless the filter names it.
+fn with_noisy_capped(spec: &str) -> String {
+    let mut out = spec.trim().to_string();
+    for (target, cap) in [
+        ("sled", "sled=info"),
+        ("tokio_cron_scheduler", "tokio_cron_scheduler=warn"),
+    ] {
+        if !spec.contains(target) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(cap);
+        }
     }
+    out
 }
 
 /// Install the global subscriber once. `RUST_LOG`, when set, overrides `level`.
@@ -85,9 +95,9 @@ fn with_sled_capped(spec: &str) -> String {
 pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
     let from_env = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|spec| EnvFilter::try_new(with_sled_capped(&spec)).ok());
+        .and_then(|spec| EnvFilter::try_new(with_noisy_capped(&spec)).ok());
     let pinned_by_env = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| EnvFilter::new(with_sled_capped(level)));
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(with_noisy_capped(level)));
     let (filter, handle) = reload::Layer::new(filter);
 
     let journald = if stderr_is_journal() {
@@ -121,16 +131,24 @@ pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_sled_capped;
+    use super::with_noisy_capped;
 
     #[test]
-    fn sled_is_capped_at_info_unless_named() {
-        assert_eq!(with_sled_capped("trace"), "trace,sled=info");
+    fn noisy_libraries_are_capped_unless_named() {
+        const CAPS: &str = "sled=info,tokio_cron_scheduler=warn";
+        assert_eq!(with_noisy_capped("trace"), format!("trace,{CAPS}"));
         assert_eq!(
-            with_sled_capped("info,mydex_connector=debug"),
-            "info,mydex_connector=debug,sled=info"
+            with_noisy_capped("info,mydex_connector=debug"),
+            format!("info,mydex_connector=debug,{CAPS}")
         );
-        assert_eq!(with_sled_capped("trace,sled=debug"), "trace,sled=debug");
-        assert_eq!(with_sled_capped(""), "sled=info");
+        assert_eq!(
+            with_noisy_capped("trace,sled=debug"),
+            "trace,sled=debug,tokio_cron_scheduler=warn"
+        );
+        assert_eq!(
+            with_noisy_capped("info,tokio_cron_scheduler=info"),
+            "info,tokio_cron_scheduler=info,sled=info"
+        );
+        assert_eq!(with_noisy_capped(""), CAPS);
     }
 }

@@ -47,9 +47,13 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    /// The configuration is at fault (the CLI exits `EX_CONFIG`).
+    /// The configuration or the system is at fault and a restart will not
+    /// fix it (the CLI exits `EX_CONFIG`, which the unit does not restart).
     pub fn is_config_problem(&self) -> bool {
-        matches!(self, ServiceError::Start(StartError::Config(_)))
+        matches!(
+            self,
+            ServiceError::Start(StartError::Config(_) | StartError::MydexClient(_))
+        )
     }
 
     /// The store could not write (the CLI exits `EX_TEMPFAIL`).

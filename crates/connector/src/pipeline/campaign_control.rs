@@ -79,6 +79,11 @@ impl CampaignControl {
 
     /// A reload's settings for the running campaigns (same names; work in
     /// flight keeps going, the next step sees the new settings).
+    /// The campaigns as configured now (after the last reload).
+    pub fn campaigns(&self) -> Vec<Campaign> {
+        self.campaigns.read().clone()
+    }
+
     pub fn replace_campaigns(&self, campaigns: Vec<Campaign>) {
         *self.campaigns.write() = campaigns;
     }

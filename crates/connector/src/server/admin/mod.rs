@@ -149,11 +149,16 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     }
 }
 
-/// Per campaign: its configured rate and its invitations by state.
+/// Per campaign: its configured rate (as of the last reload) and its
+/// invitations by state.
 fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
     let counts = st.store.counts_by_campaign()?;
     let mut out = serde_json::Map::new();
-    for c in &st.settings.campaigns {
+    let campaigns = match &st.lifecycle {
+        Some(l) => l.control.campaigns(),
+        None => st.settings.campaigns.clone(),
+    };
+    for c in &campaigns {
         let mut states = serde_json::Map::new();
         let mut total = 0;
         for s in crate::store::State::ALL {
