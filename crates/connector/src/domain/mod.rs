@@ -1,6 +1,7 @@
 //! The values the rest of the code may rely on: each is parsed once, at the
 //! edge, so an invalid email, MydexID or token cannot exist past intake.
 
+mod callback_event;
 pub mod cron;
 mod email;
 mod grants;
@@ -9,6 +10,7 @@ mod linking_token;
 mod mydexid;
 pub mod send_window;
 
+pub use callback_event::{Credentials, Event};
 pub use email::{Email, EmailError};
 pub use grants::{DatasetGrant, Grants};
 pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};

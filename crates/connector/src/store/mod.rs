@@ -40,7 +40,8 @@ use sled::transaction::TransactionalTree;
 use codec::{decode, decode_u64, encode, tx_decode};
 use error::TxResult;
 
-pub use apply_callback::{CallbackOutcome, Credentials, Event};
+pub use crate::domain::{Credentials, Event};
+pub use apply_callback::CallbackOutcome;
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
