@@ -9,6 +9,7 @@ mod invitee;
 mod linking_token;
 mod mydexid;
 pub mod send_window;
+mod state;
 
 pub use callback_event::{Credentials, Event};
 pub use email::{Email, EmailError};
@@ -16,3 +17,4 @@ pub use grants::{DatasetGrant, Grants};
 pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};
 pub use linking_token::LinkingToken;
 pub use mydexid::{MydexId, MydexIdError};
+pub use state::State;

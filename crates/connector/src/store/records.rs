@@ -3,51 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Invitee, LinkingToken, MydexId};
-
-/// The invitation states (README "Operating": queued → link_issued → sent → connected).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Queued,
-    LinkIssued,
-    Sent,
-    Connected,
-    Expired,
-    Failed,
-}
-
-impl State {
-    pub const ALL: [State; 6] = [
-        State::Queued,
-        State::LinkIssued,
-        State::Sent,
-        State::Connected,
-        State::Expired,
-        State::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Queued => "queued",
-            State::LinkIssued => "link_issued",
-            State::Sent => "sent",
-            State::Connected => "connected",
-            State::Expired => "expired",
-            State::Failed => "failed",
-        }
-    }
-
-    /// The dispatcher still has work to do on it.
-    pub fn needs_dispatch(self) -> bool {
-        matches!(self, State::Queued | State::LinkIssued)
-    }
-
-    /// It still stands in the way of inviting the same person again.
-    pub fn is_open(self) -> bool {
-        !matches!(self, State::Failed)
-    }
-}
+use crate::domain::{Invitee, LinkingToken, MydexId, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
