@@ -1,16 +1,26 @@
 //! The values the rest of the code may rely on: each is parsed once, at the
-//! edge, so an invalid email, MydexID or token cannot exist past intake.
+//! edge, so an invalid email, MydexID or token cannot exist past intake; and
+//! the records built from them (invitations with their states and transition
+//! table, members, callbacks as typed events), kept by `store`.
 
+mod callback_event;
 pub mod cron;
 mod email;
 mod grants;
+mod invitation;
 mod invitee;
 mod linking_token;
+mod member;
 mod mydexid;
 pub mod send_window;
+mod state;
 
+pub use callback_event::{Credentials, Event};
 pub use email::{Email, EmailError};
 pub use grants::{DatasetGrant, Grants};
+pub use invitation::{HistoryEntry, Invitation, Kind};
 pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};
 pub use linking_token::LinkingToken;
+pub use member::{LastCheck, Member, MemberStatus};
 pub use mydexid::{MydexId, MydexIdError};
+pub use state::State;

@@ -9,8 +9,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{LinkingToken, MydexId};
-use crate::store::{Credentials, Event};
+use crate::domain::{Credentials, Event, LinkingToken, MydexId};
 
 #[derive(Debug)]
 pub enum Callback {

@@ -3,7 +3,7 @@
 //! sealed), updates of version and permissions, unmatched ones kept, events
 //! recorded; and the same callback twice changes nothing.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
@@ -12,52 +12,7 @@ use super::{
     CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, encode,
     now_ms, tx_decode,
 };
-use crate::domain::MydexId;
-
-/// Member credentials from an FTC (POST, with `key`) or update (PUT, without).
-#[derive(Debug)]
-pub struct Credentials {
-    /// The uid we use: the prefix of `connection_id` ("{uid}-{nid}").
-    pub uid: u64,
-    /// The `uid` field as Mydex sent it, if it sent one (it may not be the
-    /// prefix of `connection_id`: docs/mydex-contract.md §5).
-    pub uid_sent: Option<String>,
-    pub mydexid: Option<MydexId>,
-    pub key: Option<SecretString>,
-    pub connection_id: String,
-    pub fields: serde_json::Value,
-    pub linking_token: Option<String>,
-}
-
-impl Credentials {
-    /// The `uid` sent, when it is not the uid of `connection_id`.
-    pub fn uid_mismatch(&self) -> Option<&str> {
-        self.uid_sent
-            .as_deref()
-            .filter(|s| s.parse::<u64>().ok() != Some(self.uid))
-    }
-
-    /// Which datasets the member granted, read from `fields`.
-    pub fn grants(&self) -> crate::domain::Grants {
-        crate::domain::Grants::from_fields(&self.fields)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Event {
-    Identify {
-        mydexid: String,
-        linking_token: Option<String>,
-    },
-    Notification {
-        uid: Option<String>,
-        connection_id: Option<String>,
-        dataset: String,
-        action: String,
-        updated_id: Option<String>,
-        message: Option<String>,
-    },
-}
+use crate::domain::{Credentials, Event};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallbackOutcome {

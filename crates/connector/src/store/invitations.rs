@@ -166,7 +166,8 @@ impl Store {
     }
 
     /// Move invitation `id` from one of `from` to `to`, applying `change`,
-    /// or fail with `Conflict` if someone else moved it first.
+    /// or fail with `Conflict` if someone else moved it first (or the move
+    /// is not in `State::allowed`'s table).
     pub fn transition(
         &self,
         id: u64,
@@ -290,6 +291,9 @@ impl Store {
     }
 }
 
+/// Move invitation `id` from one of `from` to `to` in this transaction, its
+/// history and counters with it; `Conflict` if it stands elsewhere, or if
+/// `State::allowed` (the one transition table) refuses the move.
 pub(super) fn tx_transition(
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
@@ -299,13 +303,17 @@ pub(super) fn tx_transition(
     note: Option<String>,
     change: &dyn Fn(&mut Invitation),
 ) -> TxResult<Invitation> {
+    debug_assert!(
+        from.iter().all(|&f| State::allowed(f, to)),
+        "a caller asks for a move the table refuses: {from:?} -> {to:?}"
+    );
     let bytes = inv_t
         .get(id_key(id))?
         .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(
             id,
         )))?;
     let mut inv: Invitation = tx_decode(&bytes, "invitation")?;
-    if !from.contains(&inv.state) {
+    if !from.contains(&inv.state) || !State::allowed(inv.state, to) {
         return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
             id,
             actual: inv.state.as_str(),

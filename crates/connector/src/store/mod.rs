@@ -40,16 +40,17 @@ use sled::transaction::TransactionalTree;
 use codec::{decode, decode_u64, encode, tx_decode};
 use error::TxResult;
 
-pub use apply_callback::{CallbackOutcome, Credentials, Event};
+pub use crate::domain::{
+    Credentials, Event, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State,
+};
+pub use apply_callback::CallbackOutcome;
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use error::{Result, StoreError};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
-pub use records::{
-    CallbackRecord, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State, now_ms,
-};
+pub use records::{CallbackRecord, now_ms};
 pub use report::InvitationFilter;
 pub use rotation::{RotationReport, fingerprint, rotate_key};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
