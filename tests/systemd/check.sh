@@ -87,7 +87,17 @@ journey() {
     return 1
 }
 members_are() { [ "$(members_total)" = "$1" ]; }
-active_with_new_pid() { [ "$(prop ActiveState)" = active ] && [ "$(mainpid)" != 0 ] && [ "$(mainpid)" != "$1" ]; }
+# restarted_after PID N0: systemd restarted the service by itself (NRestarts
+# above N0) and it runs again under a new main PID. One read of systemd's
+# state: separate reads race the restart (a loaded machine once saw "active"
+# from before the kill and a PID from after it).
+restarted_after() {
+    local s
+    s=$(systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts mydex-connector)
+    grep -qx 'ActiveState=active' <<<"$s" && grep -qx 'SubState=running' <<<"$s" &&
+        ! grep -qx -e 'MainPID=0' -e "MainPID=$1" <<<"$s" &&
+        [ "$(sed -n 's/^NRestarts=//p' <<<"$s")" -gt "$2" ]
+}
 invitees_csv() { # invitees_csv FIRST LAST > file
     echo "email,name,external_ref"
     for i in $(seq "$1" "$2"); do printf 'member%04d@example.com,Member %d,MTR-%04d\n' "$i" "$i" "$i"; done
@@ -278,7 +288,7 @@ n0=$(prop NRestarts)
 since=$(date '+%Y-%m-%d %H:%M:%S')
 t0=$(date +%s)
 kill -STOP "$pid"
-if wait_for 90 active_with_new_pid "$pid"; then
+if wait_for 90 restarted_after "$pid" "$n0"; then
     wd=$(journalctl -u mydex-connector --since "$since" --no-pager -o cat | grep -m1 'Watchdog timeout')
     n1=$(prop NRestarts)
     if [ -n "$wd" ] && [ "$n1" -gt "$n0" ]; then
@@ -293,13 +303,15 @@ fi
 
 # ---------------------------------------------------------------- kill -9 during a campaign: restarted, nothing lost
 invitees_csv 101 120 > "$WORK/second.csv"
-mydex-connector enqueue --config "$CONF" "$WORK/second.csv" > "$WORK/enqueue2.out" 2>&1
+# As root with a strict umask (as many admins have): the file must still
+# become the daemon's (DynamicUser) and be read.
+(umask 077; mydex-connector enqueue --config "$CONF" "$WORK/second.csv") > "$WORK/enqueue2.out" 2>&1
 wait_for 30 eval '[ "$(mails)" -ge 8 ]'
 pid=$(mainpid)
 n0=$(prop NRestarts)
 sent_before=$(mails)
 kill -9 "$pid"
-if wait_for 30 active_with_new_pid "$pid"; then
+if wait_for 30 restarted_after "$pid" "$n0"; then
     restarted="restarted as $(mainpid), NRestarts $n0→$(prop NRestarts)"
     if wait_for 90 eval '[ "$(recipients)" -ge 25 ]'; then
         ok=0
@@ -310,7 +322,7 @@ if wait_for 30 active_with_new_pid "$pid"; then
         dups=$(($(mails) - recipients))
         if wait_for 60 members_are 25 && [ "$recipients" = 25 ]; then
             failed=$(mydex-connector invitations list --config "$CONF" --state failed --json 2>/dev/null | grep -o '"id"' | wc -l)
-            pass kill-9 "kill -9 $pid after $sent_before of 25 mails → $restarted → all 25 recipients mailed ($dups duplicate mails), $ok/20 journeys, 25 members, $failed failed invitations"
+            pass kill-9 "20 more enqueued as root under umask 077; kill -9 $pid after $sent_before of 25 mails → $restarted → all 25 recipients mailed ($dups duplicate mails), $ok/20 journeys, 25 members, $failed failed invitations"
         else
             fail kill-9 "$restarted but members $(members_total), recipients $recipients, mails $(mails)"
         fi

@@ -5,8 +5,8 @@
 #
 #   tests/systemd/run.sh
 #
-# 1. builds the package (`cargo deb`) and a second binary with default
-#    features for the sandbox (the packaged one has no `sandbox` subcommand);
+# 1. builds the package (`cargo deb`) and takes the debug binary (default
+#    features) for the sandbox (the packaged one has no `sandbox` subcommand);
 # 2. debootstraps a minimal bookworm (minbase + systemd, systemd-sysv, dbus)
 #    from the mirror apt is configured with, cached in target/systemd-test/rootfs
 #    (a second run reuses it; delete it to rebuild);
@@ -46,9 +46,12 @@ fi
 if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ]; then
     step "cargo deb --strip"
     cargo deb --strip
-    step "cargo build --release (default features: the sandbox)"
-    cargo build --release --bin mydex-connector
-    install -s -m 755 "$tgt/release/mydex-connector" "$cache/mydex-connector-sandbox"
+    # The sandbox is a stand-in, not what is shipped: the debug build the
+    # tests already made (default features) serves, stripped, and spares CI a
+    # second release build.
+    step "cargo build (default features: the sandbox)"
+    cargo build --bin mydex-connector
+    install -s -m 755 "$tgt/debug/mydex-connector" "$cache/mydex-connector-sandbox"
 fi
 deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
 echo "package: $deb ($(du -h "$deb" | cut -f1))"

@@ -5,6 +5,7 @@
 //! with line and reason, and moves the file to `done/` only at the end.
 
 mod error;
+mod owner;
 pub mod reader;
 mod row_error;
 
@@ -342,7 +343,9 @@ pub fn enqueue_file_with_progress(
     }
     let rows = open_input(path, progress)?;
     let (tmp, final_path) = queue_names(dir, path);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let created = std::fs::File::create(&tmp)?;
+    owner::hand_to_dir_owner(&created, dir)?;
+    let mut out = std::io::BufWriter::new(created);
     let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
