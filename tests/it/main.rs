@@ -5,6 +5,7 @@ mod admin_api;
 mod bad_input;
 mod callback_flood;
 mod callback_shapes;
+mod callback_tls;
 mod campaigns;
 mod crash;
 mod drain;

@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub sweep_brake: bool,
     /// Whether Mydex refused our connection on the last status check.
     pub mydex_connection_denied: bool,
+    /// The callback certificate's `notAfter` (Unix seconds), with HTTPS.
+    pub callback_tls_cert_expiry: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +114,15 @@ impl Metrics {
         register_records(&mut reg, snap);
         register_gauges(&mut reg, snap);
         register_sweeps(&mut reg, snap);
+        if let Some(t) = snap.callback_tls_cert_expiry {
+            let g: Gauge = Gauge::default();
+            g.set(t);
+            reg.register(
+                "callback_tls_cert_expiry_seconds",
+                "When the callback listener's certificate expires (Unix seconds; only with HTTPS)",
+                g,
+            );
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &reg);

@@ -265,5 +265,6 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .store
             .connection_denied(crate::pipeline::version_sweep::JOB)?
             .is_some(),
+        callback_tls_cert_expiry: st.tls.as_ref().map(|t| t.current().not_after),
     })
 }
