@@ -2,6 +2,7 @@
 //! `cargo test --test it SUITE::` (e.g. `cargo test --test it crash:: -- --nocapture`).
 
 mod admin_api;
+mod admin_reads;
 mod bad_input;
 mod callback_flood;
 mod callback_shapes;

@@ -285,8 +285,10 @@ fn admin_server(
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let settings = &parts.settings;
-    let admin_token =
-        crate::server::admin::bearer::AdminToken(settings.admin.token.clone().map(Arc::new));
+    let admin_token = crate::server::admin::bearer::AdminToken::new(
+        settings.admin.token.clone(),
+        settings.admin.listen,
+    );
     let admin_state = Arc::new(admin::AdminState {
         store: parts.store.clone(),
         current_version: settings.mydex.connection_version,
