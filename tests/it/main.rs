@@ -8,6 +8,7 @@ mod callback_flood;
 mod callback_shapes;
 mod callback_tls;
 mod campaigns;
+mod contrib;
 mod crash;
 mod drain;
 mod faults;
