@@ -319,6 +319,13 @@ async fn keep_running(
             "\nStill running. Open this one-time link in a browser to register and connect as a member:\n\n  {}\n",
             inv.link.as_deref().unwrap_or("?")
         );
+        // The mail that carries it, like the others' (its QR code too).
+        let mail = find_mail(&dir.join("outbox"), "you@example.com");
+        println!(
+            "  mail {}\n",
+            mail.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(not found in the outbox)".into())
+        );
     }
     println!(
         "config: {}\nstatus: mydex-connector status --config {}\nCtrl-C to stop.",

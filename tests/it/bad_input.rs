@@ -408,3 +408,188 @@ async fn hostile_callbacks_are_refused_or_quarantined_and_change_nothing() {
         "the key is never logged"
     );
 }
+
+/// `check-config` (and `run`) on `config`: exit 78 and the error line.
+fn refused(config: &std::path::Path, command: &str) -> String {
+    let out = Command::new(bin())
+        .args([command, "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_pair_errors_name_the_key_and_exit_78() {
+    use crate::callback_tls::{DAY, TLS_KEYS, TestCa, put, write_pair};
+    let (_smtp, setup) = base().await;
+    let ca = TestCa::new();
+    let dir = setup.dir.path();
+    let good_leaf = ca.leaf(1, 90 * DAY);
+    let (cert, key) = write_pair(dir, &good_leaf);
+    let good = std::fs::read_to_string(&setup.config).unwrap();
+    let with_tls = good.replacen("[callback]\n", TLS_KEYS, 1);
+    let config = dir.join("tls.toml");
+    std::fs::write(&config, &with_tls).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        shown.contains("serial 10:01") && shown.contains("<redacted, read from"),
+        "{shown}"
+    );
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+
+    // One of the two.
+    let cert_line = "tls_cert_file = \"tls/fullchain.pem\"\n";
+    let key_line = "tls_key_file = \"tls/privkey.pem\"\n";
+    for (text, names) in [
+        (with_tls.replace(key_line, ""), "callback.tls_key_file"),
+        (with_tls.replace(cert_line, ""), "callback.tls_cert_file"),
+        (
+            with_tls.replace("tls/fullchain.pem", "tls/missing.pem"),
+            "callback.tls_cert_file",
+        ),
+        (
+            with_tls.replace("tls/privkey.pem", "tls"),
+            "callback.tls_key_file",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let err = refused(&config, "check-config");
+        assert!(err.contains(names), "names {names}: {err}");
+    }
+
+    // Wrong, empty, hostile and oversized contents.
+    let other = ca.leaf(2, 90 * DAY);
+    let reversed = {
+        let mut blocks: Vec<&str> = good_leaf
+            .0
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .collect();
+        blocks.reverse();
+        blocks.concat()
+    };
+    let garbage_der = "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
+    let bad_base64 = "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
+    let garbage_key = "-----BEGIN PRIVATE KEY-----\nAAECAwQFBgcICQ==\n-----END PRIVATE KEY-----\n";
+    let huge = format!("{}{}", good_leaf.0, "#".repeat(70 * 1024));
+    std::fs::write(&config, &with_tls).unwrap();
+    let cases: Vec<(&str, String, String, &str, &str)> = vec![
+        (
+            "empty cert",
+            String::new(),
+            good_leaf.1.clone(),
+            "callback.tls_cert_file",
+            "no PEM certificate",
+        ),
+        (
+            "binary cert",
+            "\u{0}\u{1}\u{fffd}binary".into(),
+            good_leaf.1.clone(),
+            "callback.tls_cert_file",
+            "no PEM certificate",
+        ),
+        (
+            "key as cert",
+            good_leaf.1.clone(),
+            good_leaf.1.clone(),
+            "callback.tls_cert_file",
+            "no PEM certificate",
+        ),
+        (
+            "bad base64",
+            bad_base64.into(),
+            good_leaf.1.clone(),
+            "callback.tls_cert_file",
+            "PEM",
+        ),
+        (
+            "not a certificate",
+            garbage_der.into(),
+            good_leaf.1.clone(),
+            "callback.tls_cert_file",
+            "cannot be read",
+        ),
+        (
+            "oversized",
+            huge,
+            good_leaf.1.clone(),
+            "callback.tls_cert_file",
+            "larger than",
+        ),
+        (
+            "cert as key",
+            good_leaf.0.clone(),
+            good_leaf.0.clone(),
+            "callback.tls_key_file",
+            "no PEM private key",
+        ),
+        (
+            "empty key",
+            good_leaf.0.clone(),
+            String::new(),
+            "callback.tls_key_file",
+            "no PEM private key",
+        ),
+        (
+            "garbage key",
+            good_leaf.0.clone(),
+            garbage_key.into(),
+            "callback.tls_key_file",
+            "cannot be used",
+        ),
+        (
+            "other key",
+            good_leaf.0.clone(),
+            other.1.clone(),
+            "callback.tls_key_file",
+            "does not match",
+        ),
+        (
+            "intermediate first",
+            reversed,
+            good_leaf.1.clone(),
+            "callback.tls_key_file",
+            "does not match",
+        ),
+    ];
+    for (what, c, k, names, says) in cases {
+        put(&cert, &c);
+        put(&key, &k);
+        let err = refused(&config, "check-config");
+        assert!(err.contains(names) && err.contains(says), "{what}: {err}");
+        assert!(
+            !err.contains("PRIVATE KEY"),
+            "{what}: no key material: {err}"
+        );
+    }
+    // `run` refuses the same way, before binding anything.
+    put(&cert, &good_leaf.0);
+    put(&key, &other.1);
+    let err = refused(&config, "run");
+    assert!(err.contains("callback.tls_key_file"), "{err}");
+
+    // The systemd credentials: one alone names the other key.
+    put(&key, &good_leaf.1);
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("tls_cert"), &good_leaf.0).unwrap();
+    std::fs::write(&config, &good).unwrap();
+    let err = refused(&config, "check-config");
+    assert!(err.contains("callback.tls_key_file"), "{err}");
+    std::fs::write(creds.join("tls_key"), &good_leaf.1).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("credentials/tls_cert"));
+}

@@ -2,10 +2,13 @@
 //! `cargo test --test it SUITE::` (e.g. `cargo test --test it crash:: -- --nocapture`).
 
 mod admin_api;
+mod admin_reads;
 mod bad_input;
 mod callback_flood;
 mod callback_shapes;
+mod callback_tls;
 mod campaigns;
+mod contrib;
 mod crash;
 mod drain;
 mod faults;

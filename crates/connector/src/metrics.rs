@@ -78,6 +78,24 @@ pub struct Snapshot {
     pub sweep_brake: bool,
     /// Whether Mydex refused our connection on the last status check.
     pub mydex_connection_denied: bool,
+    /// The callback certificate's `notAfter` (Unix seconds), with HTTPS.
+    pub callback_tls_cert_expiry: Option<i64>,
+    /// Per campaign: configured rate and pauses.
+    pub campaigns: Vec<CampaignGauge>,
+    /// Whether the store has stopped taking writes (see `/readyz`).
+    pub store_write_failed: bool,
+    /// Whether the Mydex API has been failing lately (see `/readyz`).
+    pub mydex_api_failing: bool,
+}
+
+/// One campaign's configuration and pause, for dashboards and alerts.
+#[derive(Debug, Clone)]
+pub struct CampaignGauge {
+    pub campaign: String,
+    /// The configured rate in mails per second; none when unlimited.
+    pub rate_per_second: Option<f64>,
+    pub paused: bool,
+    pub paused_by_threshold: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +130,16 @@ impl Metrics {
         register_records(&mut reg, snap);
         register_gauges(&mut reg, snap);
         register_sweeps(&mut reg, snap);
+        register_health(&mut reg, snap);
+        if let Some(t) = snap.callback_tls_cert_expiry {
+            let g: Gauge = Gauge::default();
+            g.set(t);
+            reg.register(
+                "callback_tls_cert_expiry_seconds",
+                "When the callback listener's certificate expires (Unix seconds; only with HTTPS)",
+                g,
+            );
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
@@ -237,6 +265,50 @@ fn register_gauges(reg: &mut Registry, snap: &Snapshot) {
     ] {
         let g: Gauge = Gauge::default();
         g.set(v as i64);
+        reg.register(name, help, g);
+    }
+}
+
+/// Campaigns' rates and pauses, and the store's and Mydex API's health.
+fn register_health(reg: &mut Registry, snap: &Snapshot) {
+    let rate: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+    let paused: Family<Labels, Gauge> = Family::default();
+    let by_threshold: Family<Labels, Gauge> = Family::default();
+    for c in &snap.campaigns {
+        let l = labels(&[("campaign", &c.campaign)]);
+        if let Some(r) = c.rate_per_second {
+            rate.get_or_create(&l).set(r);
+        }
+        paused.get_or_create(&l).set(i64::from(c.paused));
+        by_threshold
+            .get_or_create(&l)
+            .set(i64::from(c.paused_by_threshold));
+    }
+    reg.register(
+        "campaign_rate_limit_per_second",
+        "The campaign's configured rate in mails per second (absent when unlimited)",
+        rate,
+    );
+    reg.register("campaign_paused", "1 while the campaign is paused", paused);
+    reg.register(
+        "campaign_paused_by_threshold",
+        "1 while the campaign is paused by its error_threshold",
+        by_threshold,
+    );
+    for (name, help, v) in [
+        (
+            "store_write_failed",
+            "1 once the store has stopped taking writes (the daemon exits 75 when the disk takes writes again)",
+            snap.store_write_failed,
+        ),
+        (
+            "mydex_api_failing",
+            "1 while a quarter or more of the last 30 s of Mydex API calls failed",
+            snap.mydex_api_failing,
+        ),
+    ] {
+        let g: Gauge = Gauge::default();
+        g.set(i64::from(v));
         reg.register(name, help, g);
     }
 }

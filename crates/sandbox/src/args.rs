@@ -189,6 +189,11 @@ pub struct SandboxArgs {
     /// does for a wrong NID or token (default: answer normally).
     #[arg(long, value_enum)]
     pub status_denial: Option<super::denial::StatusDenial>,
+    /// Trust only the CA certificates in this PEM file when delivering
+    /// callbacks to an `https://` callback URL (a test CA; default: the
+    /// system's roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// Optional TOML file with the same keys (snake_case); used where a flag
     /// was left at its default.
     #[arg(long)]
@@ -217,6 +222,7 @@ impl Default for SandboxArgs {
             slow_delay: DEFAULT_SLOW_DELAY,
             callback_retries: DEFAULT_CALLBACK_RETRIES,
             status_denial: None,
+            ca_file: None,
             config: None,
         }
     }
@@ -267,6 +273,7 @@ struct ConfigFile {
     faults: Option<toml::Value>,
     slow_delay: Option<String>,
     callback_retries: Option<u32>,
+    ca_file: Option<PathBuf>,
 }
 
 /// The settings after the config file and the secret files are read.
@@ -275,6 +282,8 @@ pub struct Resolved {
     pub args: SandboxArgs,
     pub connection_token: String,
     pub client_secret: String,
+    /// The PEM of `ca_file`, read once.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 fn read_secret(path: &Path) -> Result<String, ArgsError> {
@@ -311,10 +320,26 @@ impl SandboxArgs {
             Some(p) => read_secret(p)?,
             None => args.client_secret.clone(),
         };
+        let ca_pem = match &args.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ArgsError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        if let (Some(pem), Some(path)) = (&ca_pem, &args.ca_file)
+            && !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(ArgsError::Invalid(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
         Ok(Resolved {
             args,
             connection_token,
             client_secret,
+            ca_pem,
         })
     }
 
@@ -386,6 +411,9 @@ impl SandboxArgs {
         }
         if self.client_secret_file.is_none() {
             self.client_secret_file = file.client_secret_file;
+        }
+        if self.ca_file.is_none() {
+            self.ca_file = file.ca_file;
         }
     }
 }

@@ -276,10 +276,14 @@ pub struct AppState {
 impl AppState {
     pub fn new(resolved: Resolved, public_url: String) -> Result<Self, reqwest::Error> {
         let args = resolved.args;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = &resolved.ca_pem {
+            // `--ca-file`: callbacks to https:// trust only these roots.
+            http = http.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem)?);
+        }
+        let http = http.build()?;
         Ok(AppState {
             connection: Connection {
                 nid: args.nid.clone(),

@@ -213,6 +213,9 @@ pub struct Options {
     pub invitations: String,
     /// Lines of `[schedule]` (default: sweeps only when asked).
     pub schedule: String,
+    /// The sandbox trusts only this CA file for https:// callbacks
+    /// (`--ca-file`; default: the system's roots).
+    pub sandbox_ca_file: Option<PathBuf>,
 }
 
 /// Cron that does not fire during a test (3am on the 1st of January).
@@ -227,6 +230,7 @@ impl Default for Options {
             extra_config: String::new(),
             invitations: "concurrency = 16\n".into(),
             schedule: format!("version_check = \"{NEVER}\"\nexpiry_check = \"{NEVER}\"\n"),
+            sandbox_ca_file: None,
         }
     }
 }
@@ -244,6 +248,7 @@ pub async fn setup(smtp_port: u16, dir: tempfile::TempDir, opts: Options) -> Set
         token_ttl: opts.token_ttl,
         slow_delay: Duration::from_secs(4),
         callback_retries: 5,
+        ca_file: opts.sandbox_ca_file.clone(),
         ..Default::default()
     };
     let sandbox = mydex_sandbox::start(args).await.unwrap();

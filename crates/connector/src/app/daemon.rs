@@ -20,6 +20,7 @@ use crate::notify::email::{Mailer, Templates};
 use crate::pipeline::campaign_control::CampaignControl;
 use crate::pipeline::dispatcher::Dispatcher;
 use crate::pipeline::lifecycle::Lifecycle;
+use crate::server::tls::CallbackTls;
 use crate::server::{admin, callback_endpoint};
 use crate::store::Store;
 
@@ -37,6 +38,8 @@ pub struct Daemon {
     pub templates: Arc<Swap<Templates>>,
     /// Campaign settings, pauses and windows; SIGHUP replaces the settings.
     pub control: Arc<CampaignControl>,
+    /// The callback listener's certificate (HTTPS), swapped on SIGHUP.
+    pub tls: Option<Arc<CallbackTls>>,
     /// Test hook requests to stall the main loop (only with
     /// `MYDEX_CONNECTOR_TEST_HOOKS=1`).
     pub stall_requests: Option<tokio::sync::mpsc::Receiver<Duration>>,
@@ -52,6 +55,7 @@ struct Parts {
     metrics: Arc<Metrics>,
     mydex: Arc<MydexClient>,
     mailer: Arc<Mailer>,
+    tls: Option<Arc<CallbackTls>>,
 }
 
 /// Start everything; returns once the store is open and listeners are bound.
@@ -69,7 +73,7 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
 
     let (control, lifecycle) = start_lifecycle(&parts, &wake, &shutdown, &mut tasks).await?;
     judge_kept_callbacks(&parts).await?;
-    tasks.spawn(callback_server(&parts, cb_listener, shutdown.clone()));
+    tasks.spawn(callback_server(&parts, cb_listener, shutdown.clone())?);
     let (stall_tx, stall_requests) = stall_hook();
     tasks.spawn(admin_server(
         &parts,
@@ -97,6 +101,10 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
     ));
     tasks.spawn(dispatcher.run(shutdown.clone()));
 
+    if let Some(tls) = &parts.tls {
+        let pair = tls.current();
+        tracing::info!(cert = %pair.cert_path.display(), serial = %pair.serial, subject = %pair.subject, not_after = pair.not_after, "callback listener serves HTTPS");
+    }
     tracing::info!(callback = %callback_addr, admin = %admin_addr, store = %settings.store.path.display(), queue = %settings.queue.dir.display(), "mydex-connector running");
     Ok(Daemon {
         store: parts.store,
@@ -105,6 +113,7 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         settings,
         templates: parts.templates,
         control,
+        tls: parts.tls,
         stall_requests,
         shutdown,
         tasks,
@@ -137,6 +146,7 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         &settings.smtp,
         settings.invitations.concurrency,
     )?);
+    let tls = settings.callback.tls.clone().map(CallbackTls::new);
     Ok(Parts {
         settings,
         templates,
@@ -144,6 +154,7 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         metrics,
         mydex,
         mailer,
+        tls,
     })
 }
 
@@ -211,12 +222,13 @@ async fn judge_kept_callbacks(parts: &Parts) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The callback endpoint, served until `shutdown`.
+/// The callback endpoint (HTTPS with `callback.tls_*`), served until
+/// `shutdown`.
 fn callback_server(
     parts: &Parts,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, StartError> {
     let settings = &parts.settings;
     let cb_state = Arc::new(callback_endpoint::CallbackState {
         store: parts.store.clone(),
@@ -230,15 +242,22 @@ fn callback_server(
         refusals: Default::default(),
     });
     let cb_app = callback_endpoint::router(&settings.callback.path, cb_state);
-    crate::server::serve::serve(
+    let tls = match &parts.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            t.server_config().map_err(StartError::Tls)?,
+        )),
+        None => None,
+    };
+    Ok(crate::server::serve::serve(
         listener,
         cb_app,
         crate::server::serve::Limits {
             read_timeout: settings.callback.read_timeout,
             max_connections: settings.callback.max_connections,
+            tls,
         },
         shutdown,
-    )
+    ))
 }
 
 /// The test hook's channel, with `MYDEX_CONNECTOR_TEST_HOOKS=1` only.
@@ -266,8 +285,10 @@ fn admin_server(
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let settings = &parts.settings;
-    let admin_token =
-        crate::server::admin::bearer::AdminToken(settings.admin.token.clone().map(Arc::new));
+    let admin_token = crate::server::admin::bearer::AdminToken::new(
+        settings.admin.token.clone(),
+        settings.admin.listen,
+    );
     let admin_state = Arc::new(admin::AdminState {
         store: parts.store.clone(),
         current_version: settings.mydex.connection_version,
@@ -281,6 +302,7 @@ fn admin_server(
         mailer: parts.mailer.clone(),
         wake,
         stall,
+        tls: parts.tls.clone(),
     });
     let admin_app =
         admin::router(admin_state).merge(crate::server::admin::lifecycle_routes::router(
@@ -305,6 +327,7 @@ impl Daemon {
             campaigns: self.settings.campaigns.clone(),
             templates: self.templates.clone(),
             control: self.control.clone(),
+            tls: self.tls.clone(),
             log,
         }
     }

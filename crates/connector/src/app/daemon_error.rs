@@ -40,6 +40,8 @@ pub enum StartError {
     CampaignPauses(#[source] StoreError),
     #[error("cannot start the sweep scheduler")]
     Lifecycle(#[source] LifecycleError),
+    #[error("cannot set up TLS on the callback listener")]
+    Tls(#[source] rustls::Error),
     #[error("cannot judge the callbacks kept before the last stop")]
     JudgePending(#[source] StoreError),
 }

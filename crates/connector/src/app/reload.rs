@@ -5,7 +5,10 @@
 //! first; a bad one is refused with its error logged and the running
 //! configuration stays in force. Work in flight is not dropped: each step
 //! reads the campaign's settings when it starts. Campaigns added or removed
-//! in the file wait for a restart (they are logged); pauses stay.
+//! in the file wait for a restart (they are logged); pauses stay. The
+//! callback listener's certificate pair is re-read and, when valid, served
+//! to new handshakes (a renewal applies without a restart); a bad pair makes
+//! the whole reload refused, so the pair served stays.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +33,8 @@ pub struct Reloader {
     pub campaigns: Vec<Campaign>,
     pub templates: Arc<Swap<Templates>>,
     pub control: Arc<crate::pipeline::campaign_control::CampaignControl>,
+    /// The callback listener's certificate, when it serves HTTPS.
+    pub tls: Option<Arc<crate::server::tls::CallbackTls>>,
     pub log: Option<LogControl>,
 }
 
@@ -39,6 +44,25 @@ pub struct Applied {
     pub log_level: Option<String>,
     pub templates_reloaded: usize,
     pub ignored_campaigns: Vec<String>,
+    /// What became of the callback listener's certificate.
+    pub tls: TlsApplied,
+}
+
+/// The certificate part of a reload.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum TlsApplied {
+    /// Plain HTTP before and after.
+    #[default]
+    None,
+    /// The pair in the file is served to new handshakes.
+    Replaced {
+        old_serial: String,
+        new_serial: String,
+        not_after: i64,
+    },
+    /// HTTPS switched on or off in the file: the listener keeps what it
+    /// started with until a restart.
+    NeedsRestart(&'static str),
 }
 
 impl Reloader {
@@ -65,6 +89,7 @@ impl Reloader {
         self.templates.set(templates);
         let templates_reloaded = merged.len();
         self.control.replace_campaigns(merged);
+        let tls = self.apply_tls(&new);
         let ignored_campaigns = new
             .campaigns
             .iter()
@@ -75,7 +100,29 @@ impl Reloader {
             log_level,
             templates_reloaded,
             ignored_campaigns,
+            tls,
         })
+    }
+
+    /// Serve the new file's pair (already validated by `Settings::load`).
+    fn apply_tls(&self, new: &Settings) -> TlsApplied {
+        match (&self.tls, &new.callback.tls) {
+            (Some(running), Some(pair)) => {
+                let old = running.replace(pair.clone());
+                TlsApplied::Replaced {
+                    old_serial: old.serial.clone(),
+                    new_serial: pair.serial.clone(),
+                    not_after: pair.not_after,
+                }
+            }
+            (None, Some(_)) => TlsApplied::NeedsRestart(
+                "callback.tls_cert_file is set now: HTTPS starts at the next restart",
+            ),
+            (Some(_), None) => TlsApplied::NeedsRestart(
+                "callback.tls_* is gone from the file: HTTPS is served until the next restart",
+            ),
+            (None, None) => TlsApplied::None,
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -183,13 +183,35 @@ fn reload(daemon: &Daemon, reloader: &Reloader) {
                 templates = applied.templates_reloaded,
                 "configuration reloaded"
             );
+            match &applied.tls {
+                crate::app::reload::TlsApplied::Replaced {
+                    old_serial,
+                    new_serial,
+                    not_after,
+                } => tracing::info!(
+                    old_serial,
+                    new_serial,
+                    not_after,
+                    "callback certificate reloaded: new connections get it"
+                ),
+                crate::app::reload::TlsApplied::NeedsRestart(why) => tracing::warn!("{why}"),
+                crate::app::reload::TlsApplied::None => {}
+            }
             if !applied.ignored_campaigns.is_empty() {
                 tracing::warn!(campaigns = ?applied.ignored_campaigns, "new campaigns take effect at the next restart");
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "reload refused; the running configuration stays in force")
-        }
+        Err(e) => match &reloader.tls {
+            Some(tls) => tracing::error!(
+                error = %e,
+                cert_serial = %tls.current().serial,
+                "reload refused; the running configuration and certificate stay in force"
+            ),
+            None => tracing::error!(
+                error = %e,
+                "reload refused; the running configuration stays in force"
+            ),
+        },
     }
     notify(&[
         NotifyState::Ready,

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::show;
 
 use super::error::ConfigError;
+use super::tls::TlsPair;
 use super::validate::Validator;
 
 #[derive(Serialize)]
@@ -23,6 +25,18 @@ pub struct CallbackSettings {
     pub read_timeout: Duration,
     /// Connections served at once (default 256); more are closed at accept.
     pub max_connections: usize,
+    /// HTTPS: the certificate chain and key of `tls_cert_file` /
+    /// `tls_key_file` (or the `tls_cert` / `tls_key` credentials); none
+    /// serves plain HTTP (behind a TLS-terminating proxy).
+    #[serde(serialize_with = "tls_shown")]
+    pub tls: Option<Arc<TlsPair>>,
+}
+
+fn tls_shown<S: serde::Serializer>(v: &Option<Arc<TlsPair>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(p) => p.serialize(s),
+        None => s.serialize_str("(none: plain HTTP)"),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -40,12 +54,6 @@ pub(super) struct RawCallback {
 
 impl Validator {
     pub(super) fn callback(&self, raw: RawCallback) -> Result<CallbackSettings, ConfigError> {
-        if raw.tls_cert_file.is_some() || raw.tls_key_file.is_some() {
-            return Err(self.err(
-                "callback.tls_cert_file",
-                "serving TLS directly is not supported by this version; terminate TLS in a reverse proxy in front of callback.listen",
-            ));
-        }
         let listen = self.listen("callback.listen", raw.listen, "127.0.0.1:8080")?;
         let path = raw.path.unwrap_or_else(|| "/mydex/callback".into());
         if !path.starts_with('/') || path.len() > 200 || path.contains(['?', '#', ' ']) {
@@ -69,12 +77,14 @@ impl Validator {
         if !(1..=65536).contains(&max_connections) {
             return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
         }
+        let tls = self.callback_tls(raw.tls_cert_file, raw.tls_key_file)?;
         Ok(CallbackSettings {
             listen,
             path,
             body_limit,
             read_timeout,
             max_connections,
+            tls,
         })
     }
 }

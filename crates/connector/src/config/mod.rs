@@ -28,6 +28,7 @@ mod show;
 mod smtp;
 mod store;
 mod swap;
+mod tls;
 mod validate;
 
 pub use admin::AdminSettings;
@@ -45,6 +46,7 @@ pub use share::{ShareError, parse_share};
 pub use smtp::{SmtpSettings, SmtpTarget};
 pub use store::StoreSettings;
 pub use swap::Swap;
+pub use tls::{TlsPair, TlsPairError, provider as tls_provider};
 
 use std::path::PathBuf;
 

@@ -16,7 +16,7 @@ impl Validator {
     /// `$CREDENTIALS_DIRECTORY/name` (systemd `LoadCredential=`), else from
     /// `credentials/name` beside the config file (where the unit loads them
     /// from, so operator commands run as root find the same secrets).
-    fn secret_bytes(
+    pub(super) fn secret_bytes(
         &self,
         key: &str,
         name: &str,
@@ -51,7 +51,8 @@ impl Validator {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if meta.permissions().mode() & 0o004 != 0 {
+            // A certificate is public; anything else here is a secret.
+            if meta.permissions().mode() & 0o004 != 0 && name != "tls_cert" {
                 tracing::warn!(key, file = %path.display(), "secret file is readable by every user; chmod o-r it");
             }
         }

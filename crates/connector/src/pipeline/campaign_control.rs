@@ -170,6 +170,29 @@ impl CampaignControl {
         Ok(was)
     }
 
+    /// Per campaign, for `/metrics`: its name, configured rate (mails per
+    /// second; none when unlimited), and whether it is paused, and by the
+    /// error threshold.
+    pub fn gauges(&self) -> Vec<crate::metrics::CampaignGauge> {
+        let st = self.state.lock();
+        self.campaigns
+            .read()
+            .iter()
+            .map(|c| {
+                let pause = st.get(&c.name).and_then(|r| r.pause.as_ref());
+                crate::metrics::CampaignGauge {
+                    campaign: c.name.clone(),
+                    rate_per_second: c
+                        .rate
+                        .map(|r| f64::from(r.count) / r.per.as_secs_f64().max(0.001)),
+                    paused: pause.is_some(),
+                    paused_by_threshold: pause
+                        .is_some_and(|p| p.by == crate::store::PausedBy::ErrorThreshold),
+                }
+            })
+            .collect()
+    }
+
     /// The `campaigns` object of the status document.
     pub fn status_json(&self) -> Value {
         let st = self.state.lock();

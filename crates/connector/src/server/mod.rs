@@ -1,5 +1,5 @@
 //! The HTTP listeners: the callback Mydex calls, and the admin API for
-//! operators (loopback by default).
+//! operators (loopback by default); `tls.rs` serves the callback over HTTPS.
 
 pub mod admin;
 pub mod callback_auth;
@@ -8,3 +8,4 @@ pub mod callback_judge;
 pub mod callback_redact;
 pub mod callback_state;
 pub mod serve;
+pub mod tls;

@@ -3,6 +3,8 @@
 //! (hyper's `header_read_timeout`; slow-loris connections are closed), and a
 //! cap on connections served at once (more are closed at accept, before any
 //! byte is read). Bodies have their own deadline in `callback_endpoint.rs`.
+//! With `Limits::tls`, each connection is a TLS handshake first (within the
+//! same header deadline), then HTTP/1.1 over it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +22,8 @@ use tower::ServiceExt;
 pub struct Limits {
     pub read_timeout: Duration,
     pub max_connections: usize,
+    /// HTTPS (`server/tls.rs`), or none for plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serve `app` on `listener` until `shutdown`, then let requests in flight
@@ -62,30 +67,47 @@ pub async fn serve(
         let app = app.clone();
         let stop = shutdown.clone();
         let read_timeout = limits.read_timeout;
+        let tls = limits.tls.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                app.clone().oneshot(req)
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(read_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "callback connection ended with an error");
-                    }
-                }
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            let Some(acceptor) = tls else {
+                return connection(stream, app, read_timeout, stop).await;
+            };
+            // The handshake has the headers' deadline: a silent client
+            // cannot hold a permit.
+            match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => connection(tls_stream, app, read_timeout, stop).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "callback TLS handshake failed"),
+                Err(_) => tracing::debug!("callback TLS handshake timed out"),
             }
         });
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// HTTP/1.1 on one connection (plain or TLS) until it ends or `stop`.
+async fn connection<S>(stream: S, app: Router, read_timeout: Duration, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc =
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| app.clone().oneshot(req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "callback connection ended with an error");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -24,4 +24,6 @@ pub struct AdminState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Test hook: stall the main loop (`POST /debug/stall?seconds=N`).
     pub stall: Option<tokio::sync::mpsc::Sender<std::time::Duration>>,
+    /// The callback listener's certificate, for `/readyz` and `/metrics`.
+    pub tls: Option<Arc<crate::server::tls::CallbackTls>>,
 }

@@ -265,5 +265,13 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .store
             .connection_denied(crate::pipeline::version_sweep::JOB)?
             .is_some(),
+        callback_tls_cert_expiry: st.tls.as_ref().map(|t| t.current().not_after),
+        campaigns: st
+            .lifecycle
+            .as_ref()
+            .map(|l| l.control.gauges())
+            .unwrap_or_default(),
+        store_write_failed: st.store.failure().is_some(),
+        mydex_api_failing: st.mydex.api_health().is_err(),
     })
 }

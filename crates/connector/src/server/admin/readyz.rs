@@ -4,7 +4,9 @@
 //! server answers, Mydex has not refused our connection on the version
 //! sweep's last status check (`mydex_connection`) — each
 //! check reported on its own; 503 while any fails, so a load balancer or an
-//! operator's probe sees it.
+//! operator's probe sees it. With HTTPS on the callback listener,
+//! `callback_tls`: a warning (in `warnings`, still ready) when the
+//! certificate expires within 14 days, a failure once it has expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +58,19 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         Ok(Some(d)) => Err(ConnectionCheck::Denied(d.reason)),
         Err(e) => Err(ConnectionCheck::Store(e)),
     };
-    let checks = json!({
+    let mut checks = json!({
         "store": verdict(store_r),
         "mydex_token": verdict(mydex_r),
         "mydex_api": verdict(Ok(st.mydex.api_health())),
         "mydex_connection": verdict(Ok(connection)),
         "smtp": verdict(smtp_r),
     });
+    let mut warnings = Vec::new();
+    if let Some(tls) = &st.tls {
+        let (check, warning) = tls_check(tls);
+        checks["callback_tls"] = check;
+        warnings.extend(warning);
+    }
     let ready = [
         "store",
         "mydex_token",
@@ -71,7 +79,8 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         "smtp",
     ]
     .iter()
-    .all(|k| checks[k]["ok"] == true);
+    .all(|k| checks[k]["ok"] == true)
+        && checks.get("callback_tls").is_none_or(|c| c["ok"] == true);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -79,7 +88,39 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     };
     (
         status,
-        axum::Json(json!({"ready": ready, "checks": checks})),
+        axum::Json(json!({"ready": ready, "checks": checks, "warnings": warnings})),
     )
         .into_response()
+}
+
+/// The certificate's check, and a warning when it is near its end.
+fn tls_check(tls: &crate::server::tls::CallbackTls) -> (serde_json::Value, Option<String>) {
+    use crate::server::tls::{Expiry, WARN_DAYS, expiry, unix_now};
+    let pair = tls.current();
+    let expires = chrono::DateTime::from_timestamp(pair.not_after, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    let mut check = json!({"ok": true, "serial": pair.serial, "expires": expires});
+    let mut warning = None;
+    match expiry(pair.not_after, unix_now()) {
+        Expiry::Fine { days_left } => check["days_left"] = days_left.into(),
+        Expiry::Soon { days_left } => {
+            let w = format!(
+                "callback certificate {} expires in {days_left} days ({expires}), within {WARN_DAYS}: renew it and reload (SIGHUP)",
+                pair.serial
+            );
+            check["days_left"] = days_left.into();
+            check["warning"] = w.clone().into();
+            warning = Some(w);
+        }
+        Expiry::Expired => {
+            check["ok"] = false.into();
+            check["error"] = format!(
+                "callback certificate {} expired at {expires}: Mydex cannot deliver callbacks",
+                pair.serial
+            )
+            .into();
+        }
+    }
+    (check, warning)
 }
