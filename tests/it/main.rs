@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod bad_input;
+mod browser;
 mod callback_flood;
 mod callback_shapes;
 mod campaigns;
