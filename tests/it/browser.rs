@@ -144,11 +144,28 @@ where
         .connect(&url)
         .await
         .expect("a Chromium session through chromedriver");
-    let outcome = AssertUnwindSafe(body(client.clone())).catch_unwind().await;
+    let outcome = AssertUnwindSafe(async {
+        if width == Width::Phone {
+            phone_emulation_is_on(&client).await;
+        }
+        body(client.clone()).await
+    })
+    .catch_unwind()
+    .await;
     let _ = client.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// The phone checks mean something only if the browser lays out like a
+/// phone: a page without a viewport meta gets the 980 px layout there.
+async fn phone_emulation_is_on(c: &Client) {
+    c.goto("data:text/html,<!doctype html><title>x</title><p>no viewport meta</p>")
+        .await
+        .expect("a data: page");
+    let width = js(c, "return window.innerWidth;").await;
+    assert_eq!(width, json!(980), "phone emulation is not active");
 }
 
 /// Evaluate `script` (a function body) in the page.
@@ -386,6 +403,9 @@ async fn whole_journey(width: Width) {
     );
     assert_eq!(s["members"]["total"], 1, "{s}\n{}", setup.log());
     assert_eq!(s["invitations"]["connected"], 1, "{s}");
+    // The member key (and the password typed in the browser) never in a log line.
+    setup.keep_for_log_scan().await;
+    assert!(!setup.log().contains("my-very-own-key"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -478,6 +478,23 @@ mod tests {
     }
 
     #[test]
+    fn subscriber_name_is_trimmed_and_bounded() {
+        for bad in ["", "   ", &"x".repeat(201)] {
+            let args = SandboxArgs {
+                subscriber_name: bad.to_owned(),
+                ..Default::default()
+            };
+            assert!(args.resolve().is_err(), "{bad:?}");
+        }
+        let args = SandboxArgs {
+            subscriber_name: "  Acme <Power>  ".into(),
+            ..Default::default()
+        };
+        let r = args.resolve().expect("resolves");
+        assert_eq!(r.args.subscriber_name, "Acme <Power>");
+    }
+
+    #[test]
     fn explicit_flags_win_over_the_config_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.toml");
