@@ -168,7 +168,9 @@ client_id = "{client_id}"
 client_secret_file = "secrets/client_secret"
 connection_nid = "{nid}"
 connection_token_file = "secrets/connection_token"
-return_to = "https://sbx-my.mydex.org"
+# The sandbox serves this page (a stand-in of my.mydex.org), so a journey
+# in a browser ends on a confirmation, offline.
+return_to = "{sbx}/my"
 connection_version = 1
 
 [callback]

@@ -4,6 +4,7 @@
 mod admin_api;
 mod admin_reads;
 mod bad_input;
+mod browser;
 mod callback_flood;
 mod callback_shapes;
 mod callback_tls;

@@ -15,6 +15,34 @@ fn action(page: &str, kind: &str) -> String {
     page[start..stop + end.len() - 1].to_owned()
 }
 
+/// The field (register-{field}) a Registration message is shown at.
+fn field_of_message(m: &str) -> &'static str {
+    if m.starts_with("MydexID") {
+        "mydexid"
+    } else if m.starts_with("Email") {
+        "email"
+    } else {
+        "password"
+    }
+}
+
+/// The input `id` is marked invalid and described by its error message.
+fn assert_field_invalid(page: &str, id: &str) {
+    let start = page
+        .find(&format!("<input id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no input {id}"));
+    let tag = &page[start..start + page[start..].find('>').unwrap()];
+    assert!(tag.contains("aria-invalid=\"true\""), "{tag}");
+    let described = tag
+        .split("aria-describedby=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{id} has no aria-describedby: {tag}"));
+    let error_id = format!("{id}-error");
+    assert!(described.split(' ').any(|d| d == error_id), "{tag}");
+    assert!(page.contains(&format!("<div id=\"{error_id}\">")), "{id}");
+}
+
 /// Form fields and the messages they must produce.
 type Case<'a, F> = (F, Vec<&'a str>);
 
@@ -146,6 +174,14 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
         ),
         (
             [
+                ("mydexid", "Alice1234"),
+                ("email", "new@example.com"),
+                ("password", "aLICE1234"),
+            ],
+            vec!["Password cannot be the same as the MydexID"],
+        ),
+        (
+            [
                 ("mydexid", "alice1"),
                 ("email", "new@example.com"),
                 ("password", "short"),
@@ -157,11 +193,21 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
         let (status, page, _) = b.post(&register, &form).await;
         assert_eq!(status, 422, "{form:?}");
         for m in &messages {
+            // At its field, and in the summary linking to the field.
             assert!(
-                page.contains(&format!("<li class=\"error\">{m}</li>")),
-                "{form:?}: {m} not in {page}"
+                page.contains(&format!(
+                    "<span class=\"visually-hidden\">Error: </span>{m}</p>"
+                )),
+                "{form:?}: {m} not at its field in {page}"
             );
+            let field = field_of_message(m);
+            assert!(
+                page.contains(&format!("<li><a href=\"#register-{field}\">{m}</a></li>")),
+                "{form:?}: {m} not in the summary"
+            );
+            assert_field_invalid(&page, &format!("register-{field}"));
         }
+        assert!(page.contains("role=\"alert\""));
         assert_eq!(
             page.matches("class=\"error\"").count(),
             messages.len(),
@@ -196,6 +242,25 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
     assert_eq!(status, 200);
     assert!(page.contains("Data Sharing and Services Agreement"));
     assert!(page.contains("name=\"private_key\""));
+    // The subscriber's name and each dataset's human name and purpose, no
+    // raw ids, one heading.
+    assert!(page.contains("What Example Energy asks for"));
+    for text in [
+        "Personal details",
+        "Contact details",
+        "view and update",
+        "so that",
+    ] {
+        assert!(page.contains(text), "{text} not on the agreement");
+    }
+    assert!(!page.contains("ds_contact_details") && !page.contains("ds_personal_details"));
+    assert_eq!(page.matches("<h1>").count(), 1);
+    assert_eq!(
+        page.matches("Data Sharing and Services Agreement</h")
+            .count(),
+        1
+    );
+    assert!(page.contains("autocomplete=\"new-password\""));
     let consent = action(&page, "consent");
 
     let long = "k".repeat(129);
@@ -209,7 +274,15 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
             vec!["Private Key cannot be the same as the MydexID"],
         ),
         (
+            vec![("private_key", "ALICELIDDELL"), ("accept", "1")],
+            vec!["Private Key cannot be the same as the MydexID"],
+        ),
+        (
             vec![("private_key", "wonderland1"), ("accept", "1")],
+            vec!["Private Key cannot be the same as the password"],
+        ),
+        (
+            vec![("private_key", "WonderLand1"), ("accept", "1")],
             vec!["Private Key cannot be the same as the password"],
         ),
         (
@@ -232,7 +305,20 @@ async fn register_form_shows_each_rule_message_then_consent_connects() {
         assert_eq!(status, 422, "{form:?}");
         for m in &messages {
             assert!(page.contains(m), "{form:?}: {m}");
+            let id = if m.starts_with("You must accept") {
+                "accept"
+            } else {
+                "private-key"
+            };
+            assert_field_invalid(&page, id);
         }
+        // The terms box keeps what the member posted.
+        let ticked = form.iter().any(|(k, _)| *k == "accept");
+        assert_eq!(
+            page.contains("name=\"accept\" type=\"checkbox\" value=\"1\" checked"),
+            ticked,
+            "{form:?}"
+        );
     }
     assert!(env.receiver.seen().len() == 1, "no callback before consent");
     let (status, _, location) = b
@@ -284,6 +370,15 @@ async fn login_form_checks_password_and_private_key() {
         let (status, page, _) = b.post(&login, &form).await;
         assert_eq!(status, 422);
         assert!(page.contains("Unrecognised MydexID or password"));
+        // At the login form, not above Register.
+        assert!(
+            page.contains(
+                "<li><a href=\"#login-password\">Unrecognised MydexID or password</a></li>"
+            )
+        );
+        assert_field_invalid(&page, "login-password");
+        assert!(page.contains("aria-describedby=\"login-password-error\""));
+        assert!(!page.contains("register-password-error"));
     }
     let (status, page, _) = b
         .post(
@@ -404,5 +499,174 @@ async fn identify_page_sends_identify_callback() {
     assert_eq!(status, 410);
     assert!(page.contains("already been used"));
     let _: Option<Value> = None;
+    env.stop().await;
+}
+
+/// The `name=value` of a response's `Set-Cookie`.
+fn cookie_of(resp: &reqwest::Response) -> String {
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Set-Cookie")
+        .to_owned();
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn reloading_the_first_page_keeps_the_link_in_that_browser_only() {
+    let env = Env::start().await;
+    let url = env.ftc_link(json!({})).await;
+    let first = env.http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let set = first
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let path = url.trim_start_matches(&env.base);
+    assert!(
+        set.contains(&format!("Path={path}")) && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let cookie = cookie_of(&first);
+    let page = first.text().await.unwrap();
+    let register = action(&page, "register");
+    // The same browser reloads: the same forms, the same session.
+    for _ in 0..2 {
+        let again = env
+            .http
+            .get(&url)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 200);
+        assert_eq!(action(&again.text().await.unwrap(), "register"), register);
+    }
+    // Another browser (or a forged cookie) finds the link used, told clearly
+    // what happened and whom to ask: no "return to the service".
+    for other in [None, Some("mydex_sandbox_visit=forged")] {
+        let mut req = env.http.get(&url);
+        if let Some(c) = other {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 410);
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("already been used"), "{page}");
+        assert!(page.contains("ask Example Energy for a new link"), "{page}");
+        assert!(!page.contains("return to the service"));
+    }
+    // A cookie of another link does not open this one.
+    let url2 = env.ftc_link(json!({})).await;
+    let resp = env
+        .http
+        .get(&url2)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_ne!(action(&resp.text().await.unwrap(), "register"), register);
+    // After consent the session is over: a reload is 410 too.
+    let (status, _, _) = b_post(
+        &env,
+        &register,
+        &[
+            ("mydexid", "reloader1"),
+            ("email", "r@example.com"),
+            ("password", "reload-pass"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let consent = register.replace("/register", "/consent");
+    let (status, _, _) = b_post(
+        &env,
+        &consent,
+        &[("private_key", "reload-key-1"), ("accept", "1")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let resp = env
+        .http
+        .get(&url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+    env.stop().await;
+}
+
+async fn b_post(env: &Env, path: &str, form: &[(&str, &str)]) -> (u16, String, Option<String>) {
+    Browser { env }.post(path, form).await
+}
+
+#[tokio::test]
+async fn the_return_to_page_confirms_what_this_browser_did() {
+    let env = Env::start_with(|a| a.subscriber_name = "Acme <Power> & Light".into()).await;
+    let my = format!("{}/my", env.base);
+    // Nothing completed in this browser.
+    let resp = env.http.get(&my).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("No connection was completed")
+    );
+    let url = env.ftc_link(json!({"return_to": my})).await;
+    let b = Browser { env: &env };
+    let (_, page) = b.get(&url).await;
+    assert!(page.contains("Acme &lt;Power&gt; &amp; Light asks to connect"));
+    let (_, page, _) = b
+        .post(
+            &action(&page, "register"),
+            &[
+                ("mydexid", "confirmme1"),
+                ("email", "c@example.com"),
+                ("password", "confirm-pass"),
+            ],
+        )
+        .await;
+    let resp = env
+        .http
+        .post(format!("{}{}", env.base, action(&page, "consent")))
+        .form(&[("private_key", "confirm-key-1"), ("accept", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], my.as_str());
+    let cookie = cookie_of(&resp);
+    let page = env
+        .http
+        .get(&my)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h1>You are connected</h1>"), "{page}");
+    assert!(page.contains("<strong>confirmme1</strong>"));
+    assert!(page.contains("Acme &lt;Power&gt; &amp; Light") && page.contains("Contact details"));
+    // An unknown cookie is no confirmation.
+    let page = env
+        .http
+        .get(&my)
+        .header("cookie", "mydex_sandbox_done=nope")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No connection was completed"));
     env.stop().await;
 }

@@ -126,6 +126,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const DEFAULT_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_SLOW_DELAY: Duration = Duration::from_secs(30);
 const DEFAULT_CALLBACK_RETRIES: u32 = 3;
+const DEFAULT_SUBSCRIBER_NAME: &str = "Example Energy";
 
 /// Flags of `mydex-connector sandbox`.
 #[derive(clap::Args, Debug, Clone)]
@@ -194,6 +195,10 @@ pub struct SandboxArgs {
     /// system's roots).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// The subscriber's name the member pages show (the Dedicated
+    /// Connection's owner).
+    #[arg(long, default_value = DEFAULT_SUBSCRIBER_NAME)]
+    pub subscriber_name: String,
     /// Optional TOML file with the same keys (snake_case); used where a flag
     /// was left at its default.
     #[arg(long)]
@@ -223,6 +228,7 @@ impl Default for SandboxArgs {
             callback_retries: DEFAULT_CALLBACK_RETRIES,
             status_denial: None,
             ca_file: None,
+            subscriber_name: DEFAULT_SUBSCRIBER_NAME.into(),
             config: None,
         }
     }
@@ -264,6 +270,7 @@ struct ConfigFile {
     client_secret: Option<String>,
     client_secret_file: Option<PathBuf>,
     connection_version: Option<u32>,
+    subscriber_name: Option<String>,
     callback_url: Option<String>,
     callback_format: Option<CallbackFormat>,
     callback_shape: Option<CallbackShape>,
@@ -312,6 +319,13 @@ impl SandboxArgs {
                 args.fault_rate
             )));
         }
+        let name = args.subscriber_name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ArgsError::Invalid(
+                "subscriber_name must be 1 to 200 characters".into(),
+            ));
+        }
+        args.subscriber_name = name.to_owned();
         let connection_token = match &args.connection_token_file {
             Some(p) => read_secret(p)?,
             None => args.connection_token.clone(),
@@ -403,6 +417,7 @@ impl SandboxArgs {
         fill!(callback_shape);
         fill!(fault_rate);
         fill!(callback_retries);
+        fill!(subscriber_name);
         if self.public_url.is_none() {
             self.public_url = file.public_url;
         }
@@ -491,6 +506,23 @@ mod tests {
     }
 
     #[test]
+    fn subscriber_name_is_trimmed_and_bounded() {
+        for bad in ["", "   ", &"x".repeat(201)] {
+            let args = SandboxArgs {
+                subscriber_name: bad.to_owned(),
+                ..Default::default()
+            };
+            assert!(args.resolve().is_err(), "{bad:?}");
+        }
+        let args = SandboxArgs {
+            subscriber_name: "  Acme <Power>  ".into(),
+            ..Default::default()
+        };
+        let r = args.resolve().expect("resolves");
+        assert_eq!(r.args.subscriber_name, "Acme <Power>");
+    }
+
+    #[test]
     fn explicit_flags_win_over_the_config_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.toml");
@@ -505,6 +537,7 @@ mod tests {
             ..Default::default()
         };
         let r = args.resolve().expect("resolves");
+        assert_eq!(r.args.subscriber_name, "Example Energy");
         assert_eq!(r.args.nid, "2");
         assert_eq!(r.args.client_id, "file-client");
         assert_eq!(r.args.link_ttl, Duration::from_secs(3));

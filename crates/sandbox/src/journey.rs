@@ -17,9 +17,9 @@ use super::wire::CallbackKind;
 pub enum JourneyError {
     #[error("This link is not known.")]
     UnknownLink,
-    #[error("This link has already been used. Please return to the service and start again.")]
+    #[error("This link has already been used. A one-time link opens only once.")]
     Used,
-    #[error("This link has expired. Please return to the service and start again.")]
+    #[error("This link has expired. A one-time link lasts 24 hours at most.")]
     Expired,
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),

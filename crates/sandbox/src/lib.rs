@@ -1,16 +1,19 @@
 //! A local stand-in for the Mydex sandbox, strict to `docs/mydex-contract.md`:
 //! OAuth2 tokens, `/ftc/setup` (and the older `/access-token` +
 //! `/api/connection` flow), `/identify`, `/connection/status`, the
-//! member's one-time pages, the callbacks, faults on demand, and the
+//! member's one-time pages (and `/my`, a `return_to` page), the callbacks, faults on demand, and the
 //! `/_sandbox/` endpoints tests drive. Everything lives in memory.
 
 mod api;
 mod args;
 mod callbacks;
+mod confirmation;
 mod control;
+mod datasets;
 mod denial;
 mod errors;
 mod faults;
+mod html;
 mod journey;
 mod oauth;
 mod pages;
@@ -74,6 +77,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/session/{sid}/register", post(pages::register))
         .route("/session/{sid}/login", post(pages::login))
         .route("/session/{sid}/consent", post(pages::consent))
+        .route("/my", get(confirmation::my_page))
         .route("/_sandbox/journeys", post(control::journeys))
         .route("/_sandbox/state", get(control::state_dump))
         .route("/_sandbox/members/{mydexid}/revoke", post(control::revoke))

@@ -1,7 +1,8 @@
 //! The Registration seed's rules, each with its own message: MydexID, email
 //! and password when a member registers, and the Private Key (with the
 //! agreement's acceptance) when they consent. Inputs are trimmed first, as
-//! Mydex does.
+//! Mydex does; "cannot be the same as" compares without regard to case, as
+//! MydexIDs are. Each message names the form field it belongs to.
 
 use super::state::World;
 
@@ -25,6 +26,40 @@ pub const TERMS_NOT_ACCEPTED: &str =
 pub const LOGIN_FAILED: &str = "Unrecognised MydexID or password";
 pub const KEY_WRONG: &str = "Incorrect Private Key";
 pub const WRONG_MEMBER: &str = "This one-time link was intended for a different MydexID";
+
+/// The form field a message is shown at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    MydexId,
+    Email,
+    Password,
+    PrivateKey,
+    Accept,
+}
+
+/// Where `message` (one of the messages above) belongs; None for one of
+/// the whole form.
+pub fn field_of(message: &str) -> Option<Field> {
+    Some(match message {
+        MYDEXID_REQUIRED | MYDEXID_IN_USE | MYDEXID_NOT_ALNUM | MYDEXID_ONLY_DIGITS
+        | MYDEXID_LENGTH => Field::MydexId,
+        EMAIL_REQUIRED | EMAIL_INVALID | EMAIL_IN_USE => Field::Email,
+        PASSWORD_REQUIRED | PASSWORD_IS_MYDEXID | PASSWORD_TOO_SHORT | LOGIN_FAILED => {
+            Field::Password
+        }
+        KEY_REQUIRED | KEY_IS_MYDEXID | KEY_IS_PASSWORD | KEY_LENGTH | KEY_WRONG => {
+            Field::PrivateKey
+        }
+        TERMS_NOT_ACCEPTED => Field::Accept,
+        _ => return None,
+    })
+}
+
+/// "The same as", without regard to case (a MydexID is case-insensitive,
+/// and a secret that differs from another only in case is no other secret).
+fn same(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
 
 /// Rules 2-5 for a MydexID, without the "in use" check.
 pub fn mydexid_errors(mydexid: &str) -> Vec<&'static str> {
@@ -81,7 +116,7 @@ pub fn registration_errors(
     if password.is_empty() {
         errors.push(PASSWORD_REQUIRED);
     } else {
-        if password == mydexid {
+        if same(password, mydexid) {
             errors.push(PASSWORD_IS_MYDEXID);
         }
         if password.chars().count() < 8 {
@@ -102,10 +137,10 @@ pub fn private_key_errors(
     if private_key.is_empty() {
         errors.push(KEY_REQUIRED);
     } else {
-        if private_key == mydexid {
+        if same(private_key, mydexid) {
             errors.push(KEY_IS_MYDEXID);
         }
-        if private_key == password {
+        if same(private_key, password) {
             errors.push(KEY_IS_PASSWORD);
         }
         let len = private_key.chars().count();
@@ -149,5 +184,34 @@ mod tests {
             private_key_errors("alice1", "password1", "short", false),
             vec![KEY_LENGTH, TERMS_NOT_ACCEPTED]
         );
+    }
+
+    #[test]
+    fn same_as_checks_ignore_case() {
+        assert_eq!(
+            private_key_errors("NewMember7", "password1", "newmember7", true),
+            vec![KEY_IS_MYDEXID]
+        );
+        assert_eq!(
+            private_key_errors("alice1", "Password1", "PASSWORD1", true),
+            vec![KEY_IS_PASSWORD]
+        );
+        let world = World::default();
+        assert_eq!(
+            registration_errors(&world, "Alice1234", "a@example.com", "aLICE1234"),
+            vec![PASSWORD_IS_MYDEXID]
+        );
+    }
+
+    #[test]
+    fn every_rule_message_has_its_field() {
+        for m in [MYDEXID_REQUIRED, MYDEXID_LENGTH, MYDEXID_IN_USE] {
+            assert_eq!(field_of(m), Some(Field::MydexId));
+        }
+        assert_eq!(field_of(EMAIL_IN_USE), Some(Field::Email));
+        assert_eq!(field_of(LOGIN_FAILED), Some(Field::Password));
+        assert_eq!(field_of(KEY_WRONG), Some(Field::PrivateKey));
+        assert_eq!(field_of(TERMS_NOT_ACCEPTED), Some(Field::Accept));
+        assert_eq!(field_of("something else"), None);
     }
 }

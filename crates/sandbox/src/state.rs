@@ -34,6 +34,8 @@ pub struct Connection {
     pub client_secret: String,
     /// Base URL of one-time links, without a trailing slash.
     pub public_url: String,
+    /// The subscriber's name, as the member pages show it.
+    pub subscriber_name: String,
 }
 
 /// What tests may change while the sandbox runs.
@@ -125,6 +127,17 @@ pub struct Session {
     pub created: Instant,
 }
 
+/// A journey that ended in this browser, for the confirmation page.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub mydexid: String,
+    pub kind: LinkKind,
+    /// The connection version consented to (FTC and update).
+    pub version: u32,
+    pub update: bool,
+    pub created: Instant,
+}
+
 /// An OAuth2 access token.
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -193,6 +206,8 @@ pub struct World {
     pub tokens: HashMap<String, Token>,
     /// Short access tokens not yet used → when they expire.
     pub short_tokens: HashMap<String, Instant>,
+    /// Journeys completed, by the id of the browser's confirmation cookie.
+    pub completions: HashMap<String, Completion>,
 }
 
 /// The first member uid.
@@ -254,6 +269,10 @@ impl World {
             self.sessions
                 .retain(|_, s| now.duration_since(s.created) < Duration::from_secs(24 * 3600));
         }
+        if self.completions.len() > 10_000 {
+            self.completions
+                .retain(|_, c| now.duration_since(c.created) < Duration::from_secs(3600));
+        }
     }
 }
 
@@ -292,6 +311,7 @@ impl AppState {
                 client_id: args.client_id.clone(),
                 client_secret: resolved.client_secret,
                 public_url: public_url.trim_end_matches('/').to_owned(),
+                subscriber_name: args.subscriber_name.clone(),
             },
             settings: RwLock::new(Settings {
                 connection_version: args.connection_version,
