@@ -437,6 +437,18 @@ type AtField<'a> = (&'a str, &'a str, bool);
 /// element with the message) and in the role=alert summary; the first
 /// invalid field has the focus; no other field is invalid.
 async fn assert_errors_at_fields(c: &Client, messages: &[AtField<'_>]) {
+    // Chromium applies `autofocus` at a rendering step after the load: poll.
+    let start = Instant::now();
+    while js(
+        c,
+        "return document.activeElement ? document.activeElement.id : '';",
+    )
+    .await
+        != json!(messages[0].0)
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let state = js(
         c,
         "const s = document.querySelector('[role=alert]');
