@@ -12,7 +12,7 @@ use mydex_connector::config::{ConfigError, LogFormat};
 use mydex_connector::store::StoreError;
 
 use commands::{
-    callbacks, campaign, check_config, enqueue, operator, rotate_key, run, status, sweep,
+    callbacks, campaign, check_config, deliver, enqueue, operator, rotate_key, run, status, sweep,
 };
 
 #[derive(Parser, Debug)]
@@ -35,6 +35,9 @@ enum Command {
     /// Validate invitee files (CSV with header, or JSON Lines) and place the
     /// good rows in the queue directory atomically; bad rows are reported.
     Enqueue(enqueue::EnqueueArgs),
+    /// Validate readings files (CSV with header, or JSON Lines) and place the
+    /// good rows in `delivery.dir` atomically; bad rows are reported.
+    Deliver(deliver::DeliverArgs),
     /// Ask the running daemon for counts.
     Status(status::StatusArgs),
     /// Run a sweep now in the running daemon (unless one is running); or
@@ -87,6 +90,7 @@ impl Command {
             Command::Run(args) => run::run(args).await,
             Command::CheckConfig(args) => check_config::run(args),
             Command::Enqueue(args) => enqueue::run(args),
+            Command::Deliver(args) => deliver::run(args),
             Command::Status(args) => status::run(args).await,
             Command::Sweep(args) => sweep::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,

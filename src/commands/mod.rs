@@ -6,6 +6,7 @@ pub mod admin_client;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod enqueue;

@@ -7,6 +7,8 @@ mod callback_flood;
 mod callback_shapes;
 mod campaigns;
 mod crash;
+mod delivery;
+mod delivery_crash;
 mod drain;
 mod faults;
 mod ftc_flow;

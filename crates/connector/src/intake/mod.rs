@@ -6,6 +6,7 @@
 
 mod error;
 pub mod reader;
+pub mod readings;
 mod row_error;
 
 use std::io::Write;

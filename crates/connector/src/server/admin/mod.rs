@@ -106,6 +106,21 @@ pub fn status_json(
         "connection_version": current_version,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
+        "records": records_json(store)?,
+    }))
+}
+
+/// `status.records`: `queued` counts every reading not yet settled
+/// (queued, in flight, outcome unknown).
+fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreError> {
+    let r = store.record_counts()?;
+    Ok(serde_json::json!({
+        "queued": r.queued + r.in_flight + r.unknown,
+        "delivered": r.delivered,
+        "held": r.held,
+        "failed": r.failed,
+        "in_flight": r.in_flight,
+        "unknown": r.unknown,
     }))
 }
 
@@ -265,5 +280,16 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .store
             .connection_denied(crate::pipeline::version_sweep::JOB)?
             .is_some(),
+        records: {
+            let r = st.store.record_counts()?;
+            vec![
+                ("queued", r.queued),
+                ("in_flight", r.in_flight),
+                ("unknown", r.unknown),
+                ("delivered", r.delivered),
+                ("held", r.held),
+                ("failed", r.failed),
+            ]
+        },
     })
 }
