@@ -12,7 +12,8 @@ use mydex_connector::config::{ConfigError, LogFormat};
 use mydex_connector::store::StoreError;
 
 use commands::{
-    callbacks, campaign, check_config, deliver, enqueue, operator, rotate_key, run, status, sweep,
+    callbacks, campaign, check_config, deliver, enqueue, operator, records, rotate_key, run,
+    status, sweep,
 };
 
 #[derive(Parser, Debug)]
@@ -57,6 +58,12 @@ enum Command {
         #[command(subcommand)]
         command: callbacks::CallbacksCommand,
     },
+    /// Readings held for their member, or failed, with why (through the
+    /// running daemon).
+    Records {
+        #[command(subcommand)]
+        command: records::RecordsCommand,
+    },
     /// The member mapping: external ref → MydexID, uid, connection id, version.
     Members {
         #[command(subcommand)]
@@ -97,6 +104,7 @@ impl Command {
             Command::Invitations { command } => operator::invitations(command).await,
             Command::Callbacks { command } => callbacks::run(command).await,
             Command::Members { command } => operator::members(command).await,
+            Command::Records { command } => records::run(command).await,
             Command::RotateKey(args) => rotate_key::command(args).await,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => commands::sandbox::run(*args).await,

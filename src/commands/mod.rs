@@ -12,6 +12,7 @@ pub mod demo;
 pub mod enqueue;
 pub mod operator;
 pub mod progress;
+pub mod records;
 pub mod rotate_key;
 pub mod run;
 #[cfg(feature = "sandbox")]

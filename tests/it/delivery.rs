@@ -187,3 +187,199 @@ async fn readings_land_once_unknown_rejected_no_grant_held_4xx_failed() {
     assert_eq!(s["records"]["delivered"], 75);
     setup.keep_for_log_scan().await;
 }
+
+/// `POST /records` with the admin token, answering (status, JSON).
+async fn post_records(
+    setup: &Setup,
+    mime: &str,
+    body: String,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .post(setup.admin_url("/records"))
+        .header("Content-Type", mime)
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invited_held_until_connected_no_grant_held_until_an_update_grants_it() {
+    let (setup, _none, smtp) = start(0).await;
+    let mut daemon = setup.daemon();
+    let people = setup.dir.path().join("people.csv");
+    std::fs::write(
+        &people,
+        "email,external_ref\na@example.com,M-A\nb@example.com,M-B\n",
+    )
+    .unwrap();
+    assert!(
+        setup
+            .cli(&["enqueue", people.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let paths = smtp.wait_for(2, Duration::from_secs(120));
+    assert_eq!(paths.len(), 2);
+
+    // The admin API: token, media type, body checked; nothing stored on refusal.
+    let rows = |r: &str| {
+        (0..3).map(|j| serde_json::json!({"external_ref": r, "external_id": format!("{r}-{j}"), "kwh": j})).collect::<Vec<_>>()
+    };
+    let mut all = rows("M-A");
+    all.extend(rows("M-B"));
+    all.push(serde_json::json!({"external_ref": "NOBODY", "external_id": "z"}));
+    all.push(serde_json::json!({"external_ref": "M-A"}));
+    let body = serde_json::to_string(&all).unwrap();
+    assert_eq!(
+        post_records(&setup, "application/json", body.clone(), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post_records(
+            &setup,
+            "application/json",
+            body.clone(),
+            Some("wrong-token-0000000000")
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        post_records(&setup, "text/plain", body.clone(), Some(ADMIN_TOKEN))
+            .await
+            .0,
+        415
+    );
+    assert_eq!(
+        post_records(
+            &setup,
+            "application/json",
+            "{not json".into(),
+            Some(ADMIN_TOKEN)
+        )
+        .await
+        .0,
+        400
+    );
+    let huge = format!("[{{}}{}]", " ".repeat(5 * 1024 * 1024));
+    assert_eq!(
+        post_records(&setup, "application/json", huge, Some(ADMIN_TOKEN))
+            .await
+            .0,
+        413
+    );
+    let (status, answer) = post_records(&setup, "application/json", body, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["held"], 6, "{answer}");
+    assert_eq!(answer["rejected"], 2, "{answer}");
+    assert!(
+        answer["rows"][6]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown member"),
+        "{answer}"
+    );
+    assert_eq!(answer["rows"][7]["error"], "external_id is required");
+    // NDJSON: the same readings again are duplicates.
+    let nd: String = rows("M-A").iter().map(|r| format!("{r}\n")).collect();
+    let (status, answer) =
+        post_records(&setup, "application/x-ndjson", nd, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"][0]["status"], "duplicate", "{answer}");
+
+    // A connects with every grant; B withholds write access to the dataset.
+    let mails: Vec<Mail> = paths.iter().map(|p| read_mail(p)).collect();
+    let http = reqwest::Client::new();
+    for m in &mails {
+        let withhold: Vec<&str> = if m.to.starts_with('b') {
+            vec!["ds_energy_readings"]
+        } else {
+            vec![]
+        };
+        let id = if m.to.starts_with('a') {
+            "alicea1x"
+        } else {
+            "bobbyb1x"
+        };
+        let r: serde_json::Value = http
+            .post(format!("{}/_sandbox/journeys", setup.sandbox.url()))
+            .json(&serde_json::json!({"url": m.qr_link, "mydexid": id, "email": m.to, "withhold": withhold}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["callback_status"], 200, "{r}");
+    }
+    let s = setup.wait_status(
+        |s| s["records"]["delivered"] == 3 && s["records"]["held"] == 3,
+        Duration::from_secs(60),
+    );
+    assert_eq!(s["records"]["delivered"], 3, "{}", s["records"]);
+    assert_eq!(
+        pds_rows(&setup, "alicea1x", "ds_energy_readings")
+            .await
+            .len(),
+        3
+    );
+    let out = setup.cli(&["records", "list", "--state", "held", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(held.as_array().unwrap().len(), 3);
+    assert_eq!(
+        held[0]["reason"], "no write access to ds_energy_readings",
+        "{held}"
+    );
+    assert_eq!(held[0]["member"]["external_ref"], "M-B");
+    let table = setup.cli(&["records", "list", "--state", "held"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("3 held readings"));
+
+    // Version 2: the update journey grants the dataset; the rows go out.
+    setup
+        .sandbox_settings(serde_json::json!({"connection_version": 2}))
+        .await;
+    setup.stop(daemon);
+    setup.edit_config(
+        "max_attempts = 12\n",
+        "max_attempts = 12\nconnection_version = 2\n",
+    );
+    daemon = setup.daemon();
+    let out = setup.cli(&["sweep", "version"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths = smtp.wait_for(4, Duration::from_secs(120));
+    let update = paths[2..]
+        .iter()
+        .map(|p| read_mail(p))
+        .find(|m| m.to.starts_with('b'))
+        .expect("B's update mail");
+    let (status, body) = setup.journey(&update.qr_link, "bobbyb1x", &update.to).await;
+    assert_eq!(status, 200, "{body}");
+    let s = setup.wait_status(|s| s["records"]["delivered"] == 6, Duration::from_secs(60));
+    assert_eq!(s["records"]["delivered"], 6, "{}", s["records"]);
+    assert_eq!(s["records"]["held"], 0);
+    assert_eq!(
+        pds_rows(&setup, "bobbyb1x", "ds_energy_readings")
+            .await
+            .len(),
+        3
+    );
+    setup.keep_for_log_scan().await;
+    drop(daemon);
+}

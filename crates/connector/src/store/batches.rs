@@ -316,12 +316,35 @@ impl Store {
                 })?;
                 continue;
             }
-            let placement = resolver.place(&row.member, &row.dataset)?;
-            if let Some(p) = placement.filter(|p| p.state == RowState::Queued) {
-                released += self.release_one(&row, &p)? as usize;
+            match resolver.place(&row.member, &row.dataset)? {
+                Some(p) if p.state == RowState::Queued => {
+                    released += self.release_one(&row, &p)? as usize;
+                }
+                // Still held, maybe for another reason now (connected,
+                // but without write access): the reason shown follows.
+                Some(p) if p.reason.is_some() && p.reason != row.reason => {
+                    self.set_held_reason(id, p.reason.clone())?;
+                }
+                _ => {}
             }
         }
         Ok((released, failed))
+    }
+
+    /// A held row's reason, changed in place (its state and indexes stay).
+    fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
+        self.readings
+            .transaction(|r| {
+                if let Some(bytes) = r.get(row_key(id))? {
+                    let mut row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    if row.state == RowState::Held {
+                        row.reason = reason.clone();
+                        r.insert(&row_key(id), encode(&row))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(unwrap_tx)
     }
 
     /// One held row to the queue for the member it now resolves to; a row

@@ -12,6 +12,7 @@ pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
 pub mod readyz;
+pub mod records;
 
 pub use admin_state::AdminState;
 
@@ -31,6 +32,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(
             "/invitees",
             post(invitees::post).layer(axum::extract::DefaultBodyLimit::max(invitees::MAX_BODY)),
+        )
+        .route(
+            "/records",
+            post(records::post)
+                .get(records::list)
+                .layer(axum::extract::DefaultBodyLimit::max(records::MAX_BODY)),
         )
         .route("/invitations", get(operator::list))
         .route("/invitations/retry-failed", post(operator::retry_failed))
