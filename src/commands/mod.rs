@@ -9,6 +9,8 @@ pub mod check_config;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
+#[cfg(feature = "sandbox")]
+pub mod demo_readings;
 pub mod enqueue;
 pub mod operator;
 pub mod progress;
