@@ -4,8 +4,8 @@
 //! counts them all; beside the sandbox's own limit in the same run (8
 //! clients POSTing 50-row batches straight to it). Run with `cargo bench
 //! --bench delivery` (release); knobs `BENCH_MEMBERS` (100),
-//! `BENCH_READINGS` (1000 per member), `BENCH_CONCURRENCY` (8). Target:
-//! >= 5,000 rows/s at `batch_size = 50`. Under `cargo test --all-targets` it
+//! `BENCH_READINGS` (1000 per member), `BENCH_CONCURRENCY` (8). Target: at
+//! least 5,000 rows/s at `batch_size = 50`. Under `cargo test --all-targets` it
 //! makes a small smoke run instead. Client, sandbox and store share this
 //! machine's cores, so the figures are lower bounds.
 
