@@ -22,6 +22,7 @@ mod reload;
 mod sandbox_cli;
 mod sandbox_contract;
 mod sandbox_pages;
+mod sandbox_pds;
 mod sandbox_shapes;
 mod service;
 mod sweep_guards;
