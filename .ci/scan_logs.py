@@ -3,7 +3,10 @@
 the configured secrets of crates/test-support (and the store key's hex form) and
 every member key the sandbox handed out (the *.secrets files). The matching
 is `grep -F` (Aho-Corasick: hundreds of MB against a thousand keys in
-seconds). Prints what was scanned; exits 1 on any hit."""
+seconds). A second pass (`grep -E`) looks for a URL query carrying a key
+(`?key=`, `&key=`) or any PDS call URL with its query (`/api/pds/...?`):
+the member key travels in the PDS calls' query (issue 13). Prints what
+was scanned; exits 1 on any hit."""
 import pathlib
 import subprocess
 import sys
@@ -45,9 +48,23 @@ if found.returncode not in (0, 1):
     print(f"log scan: grep failed: {found.stderr}")
     sys.exit(1)
 hits = [h for h in found.stdout.splitlines() if h]
+configured = len(secrets) - member_keys
+queries = subprocess.run(
+    ["grep", "-E", "-o", "-H", "-n", r"[?&]key=|/api/pds/[^ ]*\?", *map(str, logs)],
+    capture_output=True,
+    text=True,
+    errors="replace",
+)
+if queries.returncode not in (0, 1):
+    print(f"log scan: grep failed: {queries.stderr}")
+    sys.exit(1)
+query_hits = [h for h in queries.stdout.splitlines() if h]
+for h in query_hits:
+    secrets.setdefault(h.rpartition(":")[2], "a URL query with a member key")
+hits += query_hits
 print(
     f"log scan: {lines} lines in {len(logs)} daemon logs, "
-    f"{len(secrets) - member_keys} configured secrets and {member_keys} member keys: {len(hits)} hits"
+    f"{configured} configured secrets and {member_keys} member keys: {len(hits)} hits"
 )
 for h in hits[:50]:
     path_line, _, value = h.rpartition(":")

@@ -12,7 +12,8 @@ use mydex_connector::config::{ConfigError, LogFormat};
 use mydex_connector::store::StoreError;
 
 use commands::{
-    callbacks, campaign, check_config, enqueue, operator, rotate_key, run, status, sweep,
+    callbacks, campaign, check_config, deliver, enqueue, operator, records, rotate_key, run,
+    status, sweep,
 };
 
 #[derive(Parser, Debug)]
@@ -35,6 +36,9 @@ enum Command {
     /// Validate invitee files (CSV with header, or JSON Lines) and place the
     /// good rows in the queue directory atomically; bad rows are reported.
     Enqueue(enqueue::EnqueueArgs),
+    /// Validate readings files (CSV with header, or JSON Lines) and place the
+    /// good rows in `delivery.dir` atomically; bad rows are reported.
+    Deliver(deliver::DeliverArgs),
     /// Ask the running daemon for counts.
     Status(status::StatusArgs),
     /// Run a sweep now in the running daemon (unless one is running); or
@@ -53,6 +57,12 @@ enum Command {
     Callbacks {
         #[command(subcommand)]
         command: callbacks::CallbacksCommand,
+    },
+    /// Readings held for their member, or failed, with why (through the
+    /// running daemon).
+    Records {
+        #[command(subcommand)]
+        command: records::RecordsCommand,
     },
     /// The member mapping: external ref → MydexID, uid, connection id, version.
     Members {
@@ -87,12 +97,14 @@ impl Command {
             Command::Run(args) => run::run(args).await,
             Command::CheckConfig(args) => check_config::run(args),
             Command::Enqueue(args) => enqueue::run(args),
+            Command::Deliver(args) => deliver::run(args),
             Command::Status(args) => status::run(args).await,
             Command::Sweep(args) => sweep::run(args).await,
             Command::Campaign(args) => campaign::run(args).await,
             Command::Invitations { command } => operator::invitations(command).await,
             Command::Callbacks { command } => callbacks::run(command).await,
             Command::Members { command } => operator::members(command).await,
+            Command::Records { command } => records::run(command).await,
             Command::RotateKey(args) => rotate_key::command(args).await,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => commands::sandbox::run(*args).await,

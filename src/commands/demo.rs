@@ -75,6 +75,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     complete_journeys(&facts.url, &sent).await?;
     print_connected(&daemon, good).await?;
 
+    // 6. Readings into each member's PDS (issue 13).
+    super::demo_readings::deliver_sample(&daemon, &dir, &facts.url).await?;
+
     if args.keep_running {
         keep_running(&daemon, &dir, good, &config_path).await?;
     }
@@ -194,6 +197,9 @@ poll_interval = "200ms"
 
 [invitations]
 concurrency = 8
+
+[delivery]
+dir = "readings"
 
 [[campaign]]
 name = "meters-demo"

@@ -6,11 +6,15 @@ pub mod admin_client;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
+#[cfg(feature = "sandbox")]
+pub mod demo_readings;
 pub mod enqueue;
 pub mod operator;
 pub mod progress;
+pub mod records;
 pub mod rotate_key;
 pub mod run;
 #[cfg(feature = "sandbox")]

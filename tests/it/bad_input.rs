@@ -153,6 +153,41 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
             good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nerror_threshold = 0"),
             "campaign[0].error_threshold",
         ),
+        (
+            "delivery without dir",
+            format!("{good}\n[delivery]\nbatch_size = 50\n"),
+            "delivery.dir",
+        ),
+        (
+            "delivery batch_size 0",
+            format!("{good}\n[delivery]\ndir = \"r\"\nbatch_size = 0\n"),
+            "delivery.batch_size",
+        ),
+        (
+            "delivery batch_size over 500",
+            format!("{good}\n[delivery]\ndir = \"r\"\nbatch_size = 5000\n"),
+            "delivery.batch_size",
+        ),
+        (
+            "delivery bad dataset",
+            format!("{good}\n[delivery]\ndir = \"r\"\ndataset = \"energy\"\n"),
+            "delivery.dataset",
+        ),
+        (
+            "delivery bad rate",
+            format!("{good}\n[delivery]\ndir = \"r\"\nrate = \"fast\"\n"),
+            "delivery.rate",
+        ),
+        (
+            "delivery hold_for too long",
+            format!("{good}\n[delivery]\ndir = \"r\"\nhold_for = \"400days\"\n"),
+            "delivery.hold_for",
+        ),
+        (
+            "delivery unknown key",
+            format!("{good}\n[delivery]\ndir = \"r\"\nbatchsize = 5\n"),
+            "batchsize",
+        ),
     ];
     for (what, text, key) in cases {
         let path = setup.dir.path().join("case.toml");

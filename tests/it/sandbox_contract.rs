@@ -1515,6 +1515,7 @@ async fn state_logs_requests_and_counts() {
         json!({
             "ftc_setup": 1, "identify": 1, "status": 0, "token": 1, "faults_injected": 0,
             "access_token": 0, "api_connection": 0, "api_connection_update": 0,
+            "pds_create": 0, "pds_read": 0, "pds_rows": 0,
         })
     );
     assert_eq!(state["links"].as_array().unwrap().len(), 2);

@@ -33,6 +33,10 @@ pub struct Metrics {
     mydex_calls: Family<Labels, Counter>,
     mydex_latency: Family<Labels, Histogram, fn() -> Histogram>,
     callbacks: Family<Labels, Counter>,
+    /// Readings delivered, and their latency from intake to delivery.
+    readings_delivered: Counter,
+    delivery_latency: Histogram,
+    delivery_batches: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -44,6 +48,11 @@ impl Default for Metrics {
             mydex_calls: Family::default(),
             mydex_latency: Family::new_with_constructor(latency_histogram),
             callbacks: Family::default(),
+            readings_delivered: Counter::default(),
+            delivery_latency: Histogram::new([
+                0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+            ]),
+            delivery_batches: Family::default(),
         }
     }
 }
@@ -86,6 +95,8 @@ pub struct Snapshot {
     pub store_write_failed: bool,
     /// Whether the Mydex API has been failing lately (see `/readyz`).
     pub mydex_api_failing: bool,
+    /// Readings by state (queued, in_flight, unknown, delivered, held, failed).
+    pub records: Vec<(&'static str, u64)>,
 }
 
 /// One campaign's configuration and pause, for dashboards and alerts.
@@ -123,10 +134,23 @@ impl Metrics {
             .inc();
     }
 
+    /// One reading delivered, `latency` after it was stored.
+    pub fn reading_delivered(&self, latency: Duration) {
+        self.readings_delivered.inc();
+        self.delivery_latency.observe(latency.as_secs_f64());
+    }
+
+    /// One reading batch settled, by result (delivered, unknown, held, ...).
+    pub fn delivery_batch(&self, result: &str) {
+        self.delivery_batches
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+    }
+
     /// The Prometheus text exposition of what this process counted plus `snap`.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut reg = Registry::with_prefix("mydex_connector");
-        self.register_counted(&mut reg);
+        self.register_counted(&mut reg, snap);
         register_records(&mut reg, snap);
         register_gauges(&mut reg, snap);
         register_sweeps(&mut reg, snap);
@@ -147,7 +171,7 @@ impl Metrics {
     }
 
     /// What this process counted: emails, Mydex calls, callbacks.
-    fn register_counted(&self, reg: &mut Registry) {
+    fn register_counted(&self, reg: &mut Registry, snap: &Snapshot) {
         let emails: Family<Labels, Counter> = Family::default();
         for (result, v) in [
             ("sent", &self.emails_sent),
@@ -178,6 +202,28 @@ impl Metrics {
             "Callbacks received by type and result",
             self.callbacks.clone(),
         );
+        reg.register(
+            "readings_delivered",
+            "Readings delivered into members' PDS by this process",
+            self.readings_delivered.clone(),
+        );
+        reg.register(
+            "delivery_latency_seconds",
+            "Time from a reading's intake to its delivery",
+            self.delivery_latency.clone(),
+        );
+        reg.register(
+            "delivery_batches",
+            "Reading batches settled, by result",
+            self.delivery_batches.clone(),
+        );
+        let records: Family<Labels, Gauge> = Family::default();
+        for (state, n) in &snap.records {
+            records
+                .get_or_create(&labels(&[("state", state)]))
+                .set(*n as i64);
+        }
+        reg.register("records", "Readings by state", records);
     }
 }
 

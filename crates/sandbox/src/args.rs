@@ -24,6 +24,9 @@ pub enum FaultKind {
     Slow,
     /// close the TCP connection without an HTTP answer
     Drop,
+    /// carry the call out, then close the connection without an answer
+    /// (written, answer lost); not among the defaults
+    Lost,
 }
 
 impl FaultKind {
@@ -44,6 +47,7 @@ impl FaultKind {
             FaultKind::Status429 => "429",
             FaultKind::Slow => "slow",
             FaultKind::Drop => "drop",
+            FaultKind::Lost => "lost",
         }
     }
 }
@@ -57,6 +61,7 @@ impl FromStr for FaultKind {
             "429" => Ok(FaultKind::Status429),
             "slow" => Ok(FaultKind::Slow),
             "drop" => Ok(FaultKind::Drop),
+            "lost" => Ok(FaultKind::Lost),
             other => Err(ValueError::UnknownFault(other.to_owned())),
         }
     }
@@ -66,7 +71,7 @@ impl FromStr for FaultKind {
 /// clap prints after "invalid value '...' for '--flag'", so it names no flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ValueError {
-    #[error("unknown fault {0:?} (expected 500, 503, 429, slow or drop)")]
+    #[error("unknown fault {0:?} (expected 500, 503, 429, slow, drop or lost)")]
     UnknownFault(String),
     #[error("{text:?}: {problem}")]
     Duration {

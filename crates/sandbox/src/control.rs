@@ -42,6 +42,10 @@ struct JourneyRequest {
     private_key: Option<String>,
     /// Defaults to true; false tests the agreement's refusal.
     accept: Option<bool>,
+    /// Datasets the member does not grant write access to (e.g.
+    /// `["ds_energy_readings"]`); the callback's `fields` say so.
+    #[serde(default)]
+    withhold: Vec<String>,
 }
 
 /// `POST /_sandbox/journeys`: complete a one-time link as a member.
@@ -95,6 +99,16 @@ pub async fn journeys(
         .map_err(journey_error)?;
         if let Some(l) = world.links.get_mut(&id) {
             l.used = true;
+        }
+        let mut done = done;
+        if let Some(m) = world.member_mut(done.uid) {
+            m.withheld = req.withhold.clone();
+            if done.callback.body.contains_key("fields") {
+                done.callback.body.insert(
+                    "fields".into(),
+                    super::pds::fields_withholding(m.version, &m.withheld),
+                );
+            }
         }
         done
     };
@@ -173,6 +187,9 @@ pub async fn state_dump(State(state): State<Arc<AppState>>) -> Json<Value> {
             "access_token": c.access_token.load(Ordering::Relaxed),
             "api_connection": c.api_connection.load(Ordering::Relaxed),
             "api_connection_update": c.api_connection_update.load(Ordering::Relaxed),
+            "pds_create": c.pds_create.load(Ordering::Relaxed),
+            "pds_read": c.pds_read.load(Ordering::Relaxed),
+            "pds_rows": c.pds_rows.load(Ordering::Relaxed),
         },
     }))
 }
@@ -256,7 +273,7 @@ pub async fn seed(
             m.key = Some(key.clone());
             m.version = version;
         }
-        out.push(json!({"uid": uid, "mydexid": mydexid, "connection_id": format!("{uid}-{nid}"), "key": key}));
+        out.push(json!({"uid": uid, "mydexid": mydexid, "connection_id": format!("{uid}-{nid}"), "key": key, "fields": callbacks::fields_for_version(version)}));
     }
     Ok(Json(json!({ "members": out })))
 }

@@ -24,6 +24,7 @@ pub fn is_api_path(path: &str) -> bool {
         path,
         "/oauth2/token" | "/ftc/setup" | "/identify" | "/api/connection" | "/api/connection/update"
     ) || path.starts_with("/connection/status/")
+        || path.starts_with("/api/pds/")
         || path.starts_with("/access-token/")
 }
 
@@ -79,6 +80,21 @@ pub async fn inject(State(state): State<Arc<AppState>>, req: Request, next: Next
         FaultKind::Slow => {
             tokio::time::sleep(slow_delay).await;
             next.run(req).await
+        }
+        FaultKind::Lost => {
+            // The call is carried out, then the answer is lost.
+            let kill = req.extensions().get::<ConnKill>().cloned();
+            let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+            let resp = next.run(req).await;
+            state.log_request(&method, &path, 0);
+            match kill {
+                Some(kill) => {
+                    drop(resp);
+                    kill.kill();
+                    std::future::pending::<Response>().await
+                }
+                None => resp,
+            }
         }
         FaultKind::Drop => {
             state.log_request(req.method().as_str(), req.uri().path(), 0);

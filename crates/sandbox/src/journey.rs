@@ -254,6 +254,7 @@ fn change_connection(
         LinkKind::Ftc if link.is_update() => {
             member.version = link.version;
             member.revoked = false;
+            member.withheld.clear();
             Callback {
                 kind: CallbackKind::Update,
                 body: callbacks::connection_body(
@@ -272,6 +273,7 @@ fn change_connection(
             member.key = Some(key.clone());
             member.version = current_version.max(1);
             member.revoked = false;
+            member.withheld.clear();
             Callback {
                 kind: CallbackKind::Ftc,
                 body: callbacks::connection_body(

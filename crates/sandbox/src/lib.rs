@@ -17,6 +17,8 @@ mod html;
 mod journey;
 mod oauth;
 mod pages;
+mod pds;
+mod pds_pages;
 mod qr;
 mod registration;
 mod server;
@@ -78,6 +80,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/session/{sid}/login", post(pages::login))
         .route("/session/{sid}/consent", post(pages::consent))
         .route("/my", get(confirmation::my_page))
+        .route("/api/pds/transaction", post(pds::create))
+        .route("/api/pds/transaction/{file}", get(pds::read))
+        .route("/pds", get(pds_pages::login_page).post(pds_pages::show))
+        .route("/_sandbox/pds/{mydexid}", get(pds::dump))
         .route("/_sandbox/journeys", post(control::journeys))
         .route("/_sandbox/state", get(control::state_dump))
         .route("/_sandbox/members/{mydexid}/revoke", post(control::revoke))

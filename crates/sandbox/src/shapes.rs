@@ -242,11 +242,19 @@ mod tests {
                 let g = c.grants();
                 assert_eq!(
                     g.readable(),
-                    vec!["ds_contact_details", "ds_events", "ds_personal_details"],
+                    vec![
+                        "ds_contact_details",
+                        "ds_energy_readings",
+                        "ds_events",
+                        "ds_personal_details"
+                    ],
                     "{}",
                     s.name()
                 );
-                assert_eq!(g.writable(), vec!["ds_contact_details", "ds_events"]);
+                assert_eq!(
+                    g.writable(),
+                    vec!["ds_contact_details", "ds_energy_readings", "ds_events"]
+                );
                 assert_eq!(
                     c.uid_mismatch().is_some(),
                     s == CallbackShape::UidMismatch,

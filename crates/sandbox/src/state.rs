@@ -68,6 +68,9 @@ pub struct Member {
     /// The connection version the member last consented to (0: never).
     pub version: u32,
     pub revoked: bool,
+    /// Datasets the member did not grant write access to at consent
+    /// (`JourneyRequest.withhold`).
+    pub withheld: Vec<String>,
 }
 
 /// Which journey a one-time link starts.
@@ -182,6 +185,10 @@ pub struct Counts {
     pub api_connection: AtomicU64,
     /// `POST /api/connection/update`.
     pub api_connection_update: AtomicU64,
+    /// PDS calls (`pds.rs`): creates, reads, and rows created.
+    pub pds_create: AtomicU64,
+    pub pds_read: AtomicU64,
+    pub pds_rows: AtomicU64,
 }
 
 impl Counts {
@@ -252,6 +259,7 @@ impl World {
             key: None,
             version: 0,
             revoked: false,
+            withheld: Vec::new(),
         });
         uid
     }
@@ -290,6 +298,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// How many callbacks `callback_shape = rotate` has shaped.
     pub shape_turn: std::sync::atomic::AtomicU64,
+    /// Rows in members' PDS (`pds.rs`).
+    pub pds: Mutex<PdsData>,
 }
 
 impl AppState {
@@ -333,6 +343,7 @@ impl AppState {
             status_checks: Mutex::new(HashMap::new()),
             http,
             shape_turn: std::sync::atomic::AtomicU64::new(0),
+            pds: Mutex::new(Default::default()),
         })
     }
 
@@ -359,6 +370,16 @@ impl AppState {
         }
         log.push_back(rec);
     }
+}
+
+/// One stored row: Mydex's id, and its fields as strings.
+pub type Row = std::collections::BTreeMap<String, String>;
+
+/// Every member's rows: uid → dataset → row id → row.
+#[derive(Debug, Default)]
+pub struct PdsData {
+    pub rows: HashMap<u64, HashMap<String, std::collections::BTreeMap<u64, Row>>>,
+    pub next_id: u64,
 }
 
 /// Lowercase hex SHA-512.

@@ -643,6 +643,13 @@ pub async fn seed_members(setup: &Setup, n: u64, version: u32) -> Vec<serde_json
         })
         .collect();
     assert_eq!(store.import_members(&batch).unwrap(), n);
+    // The grants the sandbox gave them (the `fields` of a callback).
+    for m in &members {
+        let conn = m["connection_id"].as_str().unwrap();
+        store
+            .set_member_permissions(conn, m["fields"].clone())
+            .unwrap();
+    }
     store.flush_blocking().unwrap();
     drop(store);
     members

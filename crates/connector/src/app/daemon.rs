@@ -89,6 +89,7 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         wake.clone(),
         shutdown.clone(),
     ));
+    start_delivery(&parts, &shutdown, &mut tasks)?;
     let dispatcher = Arc::new(Dispatcher::new(
         settings.clone(),
         parts.store.clone(),
@@ -118,6 +119,37 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         shutdown,
         tasks,
     })
+}
+
+/// Readings delivery (`[delivery]`): the readings directory watched and
+/// the delivery worker, when configured.
+fn start_delivery(
+    parts: &Parts,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), StartError> {
+    let Some(d) = parts.settings.delivery.clone() else {
+        return Ok(());
+    };
+    crate::intake::ensure_dirs(&d.dir).map_err(|e| StartError::QueueDir(d.dir.clone(), e))?;
+    let pds = crate::mydex::PdsClient::new(&parts.settings.mydex, parts.mydex.clone())
+        .map_err(StartError::MydexClient)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tasks.spawn(crate::intake::readings::run_readings(
+        parts.store.clone(),
+        parts.settings.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
+    let worker = Arc::new(crate::pipeline::delivery::Delivery::new(
+        d,
+        parts.store.clone(),
+        Arc::new(pds),
+        parts.metrics.clone(),
+        wake,
+    ));
+    tasks.spawn(worker.run(shutdown.clone()));
+    Ok(())
 }
 
 /// Templates, the queue directory, the store, the Mydex client and the

@@ -78,6 +78,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
     let log = v.log(raw.log)?;
     let notifications = v.notifications(raw.notifications)?;
     let campaigns = v.campaigns(raw.campaign, &invitations)?;
+    let delivery = v.delivery(raw.delivery, mydex.request_timeout)?;
     Ok(Settings {
         source: PathBuf::from(source),
         mydex,
@@ -91,5 +92,6 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
         log,
         notifications,
         campaigns,
+        delivery,
     })
 }

@@ -11,6 +11,7 @@
 mod admin;
 mod callback;
 mod campaigns;
+mod delivery;
 mod error;
 mod invitations;
 mod load;
@@ -34,6 +35,7 @@ mod validate;
 pub use admin::AdminSettings;
 pub use callback::CallbackSettings;
 pub use campaigns::Campaign;
+pub use delivery::DeliverySettings;
 pub use error::ConfigError;
 pub use invitations::InvitationSettings;
 pub use log::{LogFormat, LogSettings};
@@ -71,6 +73,9 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     #[serde(rename = "campaign")]
     pub campaigns: Vec<Campaign>,
+    /// `[delivery]` (readings into members' PDS); None: not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySettings>,
 }
 
 impl Settings {

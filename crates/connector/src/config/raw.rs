@@ -6,6 +6,7 @@ use serde::Deserialize;
 use super::admin::RawAdmin;
 use super::callback::RawCallback;
 use super::campaigns::RawCampaign;
+use super::delivery::RawDelivery;
 use super::invitations::RawInvitations;
 use super::log::RawLog;
 use super::mydex::RawMydex;
@@ -40,6 +41,8 @@ pub(super) struct RawFile {
     pub(super) notifications: RawNotifications,
     #[serde(default)]
     pub(super) campaign: Vec<RawCampaign>,
+    #[serde(default)]
+    pub(super) delivery: Option<RawDelivery>,
 }
 
 /// The key a `config` deserialisation error is about, when it says.

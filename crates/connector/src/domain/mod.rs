@@ -12,6 +12,7 @@ mod invitee;
 mod linking_token;
 mod member;
 mod mydexid;
+mod reading;
 pub mod send_window;
 mod state;
 
@@ -23,4 +24,5 @@ pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};
 pub use linking_token::LinkingToken;
 pub use member::{LastCheck, Member, MemberStatus};
 pub use mydexid::{MydexId, MydexIdError};
+pub use reading::{DatasetName, MemberRef, Reading, ReadingError, RowState};
 pub use state::State;

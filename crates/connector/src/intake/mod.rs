@@ -7,6 +7,7 @@
 mod error;
 mod owner;
 pub mod reader;
+pub mod readings;
 mod row_error;
 
 use std::io::Write;

@@ -400,7 +400,24 @@ impl MydexClient {
         self.health.check()
     }
 
-    async fn bearer(&self) -> Result<SecretString, AttemptError> {
+    /// Forget the cached token (Mydex answered 401 to it).
+    pub(super) async fn drop_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// Note one PDS call for `/metrics` and `/readyz` (`pds.rs`).
+    pub(super) fn note_call(
+        &self,
+        endpoint: &str,
+        label: &str,
+        elapsed: Duration,
+        failed: Option<&str>,
+    ) {
+        self.metrics.mydex_call(endpoint, label, elapsed);
+        self.health.note(failed.map_or(Ok(()), Err));
+    }
+
+    pub(super) async fn bearer(&self) -> Result<SecretString, AttemptError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref()
             && Instant::now() < t.refresh_at

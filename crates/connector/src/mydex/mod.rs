@@ -7,6 +7,7 @@ pub mod callback_body;
 mod client;
 mod error;
 mod http;
+mod pds;
 pub mod php_form;
 mod status_answer;
 mod token;
@@ -14,6 +15,7 @@ mod token;
 pub use api_health::{ApiFailing, ApiHealth};
 pub use client::{FtcLink, FtcRequest, MydexClient};
 pub use error::{MydexError, TokenUnavailable};
+pub use pds::{CreateOutcome, PdsClient, PdsMember, ReadError};
 pub use status_answer::ConnectionStatus;
 
 use sha2::{Digest, Sha512};

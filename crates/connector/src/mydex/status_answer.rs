@@ -19,7 +19,7 @@ const OUR_CONNECTION: [&str; 2] = ["no connection record", "invalid connection t
 
 /// Whether an error message is about our connection (NID, Connection Token)
 /// rather than one member's.
-fn about_our_connection(message: &str) -> bool {
+pub(super) fn about_our_connection(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     OUR_CONNECTION.iter().any(|k| m.contains(k)) || m.trim_start().starts_with("access denied:")
 }

@@ -7,6 +7,7 @@
 //! send window is skipped (see `campaign_control.rs`); a reminder is mailed with
 //! the campaign's reminder templates.
 
+use super::retry::retry_delay;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -573,11 +574,4 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// Backoff between attempts of a step: 2 s doubling to 10 min, with jitter.
-fn retry_delay(attempts: u32) -> Duration {
-    let base = 2u64.saturating_mul(1u64 << attempts.min(9)).min(600);
-    let jitter = rand::random::<u64>() % (base * 250 + 1);
-    Duration::from_millis(base * 1000 - base * 125 + jitter)
 }

@@ -14,6 +14,7 @@
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
 
 mod apply_callback;
+mod batches;
 mod brake;
 mod campaign_pauses;
 mod codec;
@@ -25,6 +26,7 @@ mod expiry_index;
 mod identify;
 mod invitations;
 pub(crate) mod raw_callbacks;
+mod readings;
 mod records;
 mod report;
 mod rotation;
@@ -44,12 +46,17 @@ pub use crate::domain::{
     Credentials, Event, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State,
 };
 pub use apply_callback::CallbackOutcome;
+pub use batches::{Batch, BatchState, Claim, Settle};
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use error::{Result, StoreError};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
+pub use readings::{
+    NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, Resolver, member_gate,
+    subject_of,
+};
 pub use records::{CallbackRecord, now_ms};
 pub use report::InvitationFilter;
 pub use rotation::{RotationReport, fingerprint, rotate_key};
@@ -65,6 +72,9 @@ pub struct Store {
     log: sled::Tree,
     /// Every authenticated callback as it arrived (`raw_callbacks.rs`).
     raw: sled::Tree,
+    /// Readings to deliver and their indexes (`readings.rs`, `batches.rs`).
+    readings: sled::Tree,
+    rdx: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
     commit: durable::GroupCommit,
     health: std::sync::Arc<StoreHealth>,
@@ -97,6 +107,8 @@ impl Store {
             idx: db.open_tree("idx")?,
             log: db.open_tree("log")?,
             raw: db.open_tree("raw")?,
+            readings: db.open_tree("readings")?,
+            rdx: db.open_tree("rdx")?,
             db,
             sealer: std::sync::Arc::new(sealer),
         };

@@ -12,6 +12,7 @@ pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
 pub mod readyz;
+pub mod records;
 
 pub use admin_state::AdminState;
 
@@ -31,6 +32,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(
             "/invitees",
             post(invitees::post).layer(axum::extract::DefaultBodyLimit::max(invitees::MAX_BODY)),
+        )
+        .route(
+            "/records",
+            post(records::post)
+                .get(records::list)
+                .layer(axum::extract::DefaultBodyLimit::max(records::MAX_BODY)),
         )
         .route("/invitations", get(operator::list))
         .route("/invitations/retry-failed", post(operator::retry_failed))
@@ -106,6 +113,21 @@ pub fn status_json(
         "connection_version": current_version,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
+        "records": records_json(store)?,
+    }))
+}
+
+/// `status.records`: `queued` counts every reading not yet settled
+/// (queued, in flight, outcome unknown).
+fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreError> {
+    let r = store.record_counts()?;
+    Ok(serde_json::json!({
+        "queued": r.queued + r.in_flight + r.unknown,
+        "delivered": r.delivered,
+        "held": r.held,
+        "failed": r.failed,
+        "in_flight": r.in_flight,
+        "unknown": r.unknown,
     }))
 }
 
@@ -273,5 +295,16 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or_default(),
         store_write_failed: st.store.failure().is_some(),
         mydex_api_failing: st.mydex.api_health().is_err(),
+        records: {
+            let r = st.store.record_counts()?;
+            vec![
+                ("queued", r.queued),
+                ("in_flight", r.in_flight),
+                ("unknown", r.unknown),
+                ("delivered", r.delivered),
+                ("held", r.held),
+                ("failed", r.failed),
+            ]
+        },
     })
 }

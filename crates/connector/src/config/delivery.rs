@@ -1,0 +1,94 @@
+//! `[delivery]`: readings delivered into members' PDS (issue 13): the
+//! directory watched for readings files, the default dataset, batch size,
+//! concurrency and rate of the POSTs, how long a row may be held, and how
+//! long Mydex is assumed to take at most to finish a request (`settle`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ConfigError;
+use super::rate::{Rate, parse_rate};
+use super::show;
+use super::validate::Validator;
+use crate::domain::DatasetName;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliverySettings {
+    #[serde(serialize_with = "show::path")]
+    pub dir: PathBuf,
+    #[serde(serialize_with = "show::display")]
+    pub dataset: DatasetName,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    #[serde(serialize_with = "show::rate")]
+    pub rate: Option<Rate>,
+    #[serde(serialize_with = "show::duration")]
+    pub hold_for: Duration,
+    /// A request Mydex has not answered is taken as finished or abandoned
+    /// after this long (then read back); see README "Delivering readings".
+    #[serde(serialize_with = "show::duration")]
+    pub settle: Duration,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDelivery {
+    dir: Option<PathBuf>,
+    dataset: Option<String>,
+    batch_size: Option<i64>,
+    concurrency: Option<i64>,
+    rate: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    hold_for: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    settle: Option<Duration>,
+}
+
+impl Validator {
+    pub(super) fn delivery(
+        &self,
+        raw: Option<RawDelivery>,
+        request_timeout: Duration,
+    ) -> Result<Option<DeliverySettings>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let dir = self.path(self.required("delivery.dir", raw.dir)?);
+        let dataset = DatasetName::parse(raw.dataset.as_deref().unwrap_or("ds_energy_readings"))
+            .map_err(|e| self.err("delivery.dataset", e.to_string()))?;
+        let range = |key: &str, v: Option<i64>, default: i64, max: i64| {
+            let v = v.unwrap_or(default);
+            if (1..=max).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(self.err(key, format!("must be between 1 and {max}, not {v}")))
+            }
+        };
+        let batch_size = range("delivery.batch_size", raw.batch_size, 50, 500)?;
+        let concurrency = range("delivery.concurrency", raw.concurrency, 8, 256)?;
+        let rate = parse_rate(raw.rate.as_deref().unwrap_or("unlimited"))
+            .map_err(|e| self.err("delivery.rate", e.to_string()))?;
+        let hold_for = raw.hold_for.unwrap_or(Duration::from_secs(30 * 86400));
+        if hold_for < Duration::from_secs(1) || hold_for > Duration::from_secs(365 * 86400) {
+            return Err(self.err("delivery.hold_for", "must be between 1s and 365d"));
+        }
+        let settle = raw
+            .settle
+            .unwrap_or((request_timeout * 2).max(Duration::from_secs(5)));
+        if settle < request_timeout || settle > Duration::from_secs(3600) {
+            return Err(self.err(
+                "delivery.settle",
+                "must be at least mydex.request_timeout and at most 1h",
+            ));
+        }
+        Ok(Some(DeliverySettings {
+            dir,
+            dataset,
+            batch_size,
+            concurrency,
+            rate,
+            hold_for,
+            settle,
+        }))
+    }
+}

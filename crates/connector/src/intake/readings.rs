@@ -1,0 +1,525 @@
+//! Readings files (issue 13): `deliver` checks a file's rows and places the
+//! good ones atomically in `delivery.dir` (as `enqueue` does for invitees);
+//! the daemon watches that directory and stores each reading durably,
+//! recording how far it got in the same transaction, so a crash neither
+//! loses nor repeats one. Rows naming no known member or invitee are
+//! written to `rejected/` with line and reason.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::error::with_causes;
+use super::reader::Format;
+use super::row_error::MAX_LINE;
+use super::{ensure_dirs, pending_files};
+use crate::config::{DeliverySettings, Settings};
+use crate::domain::{Reading, ReadingError, RowState};
+use crate::store::{NewReading, ReadingOutcome, Resolver, Store, StoreError};
+
+const BATCH: usize = 500;
+
+/// Why a readings file could not be taken in or placed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadingsError {
+    #[error("delivery is not configured (no [delivery] section with delivery.dir)")]
+    NotConfigured,
+    #[error("{}: {why}", path.display())]
+    Input { path: PathBuf, why: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Why one readings row (or a file's header) was rejected; the text is
+/// what `rejected/`, `deliver` and `POST /records` say.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowRejected {
+    #[error("line is longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("line is not valid UTF-8")]
+    NotUtf8,
+    #[error("malformed CSV: {0}")]
+    Csv(String),
+    #[error("has {fields} fields, the header has {header}")]
+    FieldCount { fields: usize, header: usize },
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Reading(#[from] ReadingError),
+    #[error("the CSV header is empty or malformed: {0}")]
+    BadHeader(String),
+    #[error("cannot read: {0}")]
+    Io(String),
+    #[error("unknown member: no member or invitee with {column} {value:?}")]
+    UnknownMember { column: &'static str, value: String },
+}
+
+/// What became of one readings file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadingsReport {
+    pub queued: u64,
+    pub held: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+/// Rows of a readings file: CSV with a header or JSON Lines, each line at
+/// most `MAX_LINE` bytes (a longer one is skipped, not buffered).
+pub struct ReadingRows<R: Read> {
+    input: BufReader<R>,
+    format: Format,
+    header: Vec<String>,
+    line: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> ReadingRows<R> {
+    pub fn new(input: R, format: Format) -> Result<Self, RowRejected> {
+        let mut rows = ReadingRows {
+            input: BufReader::with_capacity(64 * 1024, input),
+            format,
+            header: Vec::new(),
+            line: 0,
+            buf: Vec::new(),
+        };
+        if format == Format::Csv {
+            let bad = RowRejected::BadHeader;
+            match rows
+                .next_line()
+                .map_err(|e| RowRejected::Io(e.to_string()))?
+            {
+                Some(true) => {}
+                Some(false) => return Err(bad(format!("longer than {MAX_LINE} bytes"))),
+                None => return Err(bad("the file is empty".into())),
+            }
+            let text = std::str::from_utf8(&rows.buf).map_err(|_| bad("not UTF-8".into()))?;
+            let fields =
+                csv_fields(text.trim_start_matches('\u{feff}')).map_err(|e| bad(e.to_string()))?;
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|f| f.trim().to_ascii_lowercase())
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            if let Some(f) = fields.iter().find(|f| f.is_empty() || !seen.insert(*f)) {
+                return Err(bad(format!("column {f:?} is empty or repeated")));
+            }
+            rows.header = fields;
+        }
+        Ok(rows)
+    }
+
+    /// The next line into `buf`; `Some(false)` when it was too long.
+    fn next_line(&mut self) -> std::io::Result<Option<bool>> {
+        self.buf.clear();
+        let (mut any, mut too_long) = (false, false);
+        loop {
+            let chunk = self.input.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            if !too_long && self.buf.len() + take > MAX_LINE + 2 {
+                too_long = true;
+                self.buf.clear();
+            } else if !too_long {
+                self.buf.extend_from_slice(&chunk[..take]);
+            }
+            self.input.consume(take);
+            if done {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.line += 1;
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Some(!too_long))
+    }
+
+    fn parse(&self) -> Result<Option<Reading>, RowRejected> {
+        let text = std::str::from_utf8(&self.buf).map_err(|_| RowRejected::NotUtf8)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let reading = match self.format {
+            Format::Csv => {
+                let values = csv_fields(text)?;
+                if values.len() != self.header.len() {
+                    return Err(RowRejected::FieldCount {
+                        fields: values.len(),
+                        header: self.header.len(),
+                    });
+                }
+                let pairs = self.header.iter().map(String::as_str);
+                Reading::from_fields(pairs.zip(values.iter().map(String::as_str)))
+            }
+            Format::JsonLines => {
+                let v: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| RowRejected::NotJson(e.to_string()))?;
+                Reading::from_json(&v)
+            }
+        };
+        Ok(Some(reading?))
+    }
+}
+
+impl<R: Read> Iterator for ReadingRows<R> {
+    /// (line, the reading or why not); blank lines are skipped.
+    type Item = std::io::Result<(u64, Result<Reading, RowRejected>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_line() {
+                Err(e) => return Some(Err(e)),
+                Ok(None) => return None,
+                Ok(Some(false)) => return Some(Ok((self.line, Err(RowRejected::TooLong)))),
+                Ok(Some(true)) => match self.parse() {
+                    Ok(None) => continue,
+                    Ok(Some(r)) => return Some(Ok((self.line, Ok(r)))),
+                    Err(why) => return Some(Ok((self.line, Err(why)))),
+                },
+            }
+        }
+    }
+}
+
+fn csv_fields(line: &str) -> Result<Vec<String>, RowRejected> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line.as_bytes());
+    match reader.records().next() {
+        Some(Ok(rec)) => Ok(rec.iter().map(str::to_string).collect()),
+        Some(Err(e)) => Err(RowRejected::Csv(e.to_string())),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The delivery settings, or why there are none.
+pub fn delivery(settings: &Settings) -> Result<&DeliverySettings, ReadingsError> {
+    settings
+        .delivery
+        .as_ref()
+        .ok_or(ReadingsError::NotConfigured)
+}
+
+/// `deliver`: check `path`, report bad rows (`FILE:LINE: reason`) and place
+/// the good ones in `delivery.dir` atomically. Returns (good, bad).
+pub fn deliver_file_with_progress(
+    settings: &Settings,
+    path: &Path,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(u64, u64), ReadingsError> {
+    let dir = &delivery(settings)?.dir;
+    ensure_dirs(dir)?;
+    let input = |why: String| ReadingsError::Input {
+        path: path.to_owned(),
+        why,
+    };
+    let format = Format::of(path)
+        .ok_or_else(|| input("the file name must end in .csv, .jsonl or .ndjson".into()))?;
+    let file = std::fs::File::open(path).map_err(|e| input(format!("cannot read: {e}")))?;
+    let rows = ReadingRows::new(
+        Progress {
+            inner: file,
+            read: 0,
+            progress,
+        },
+        format,
+    )
+    .map_err(|e| input(e.to_string()))?;
+    let unique = format!(
+        "{}-{}",
+        crate::store::now_ms(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let (tmp, dest) = (
+        dir.join(format!(".{unique}.tmp")),
+        dir.join(format!("{unique}-readings.jsonl")),
+    );
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let (mut good, mut bad) = (0u64, 0u64);
+    for row in rows {
+        let (line, result) = row?;
+        match result {
+            Ok(r) => {
+                serde_json::to_writer(&mut out, &flat(&r))?;
+                out.write_all(b"\n")?;
+                good += 1;
+            }
+            Err(why) => {
+                writeln!(errors, "{}:{line}: {why}", path.display())?;
+                bad += 1;
+            }
+        }
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    if good == 0 {
+        std::fs::remove_file(&tmp)?;
+    } else {
+        std::fs::rename(&tmp, &dest)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok((good, bad))
+}
+
+/// A reading as one flat JSON object, the form the daemon reads back.
+pub fn flat(r: &Reading) -> serde_json::Map<String, serde_json::Value> {
+    let mut m: serde_json::Map<String, serde_json::Value> = r
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let (col, v) = match &r.member {
+        crate::domain::MemberRef::ExternalRef(v) => ("external_ref", v),
+        crate::domain::MemberRef::MydexId(v) => ("mydexid", v),
+        crate::domain::MemberRef::ConnectionId(v) => ("connection_id", v),
+    };
+    m.insert(col.into(), v.clone().into());
+    m.insert("external_id".into(), r.external_id.clone().into());
+    if let Some(ds) = &r.dataset {
+        m.insert("dataset".into(), ds.as_str().into());
+    }
+    m
+}
+
+struct Progress<'a, R> {
+    inner: R,
+    read: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.progress)(self.read);
+        Ok(n)
+    }
+}
+
+/// One reading checked against the store: stored (queued or held) or the
+/// reason it was not.
+pub fn place_readings(
+    store: &Store,
+    settings: &DeliverySettings,
+    rows: Vec<(String, Reading)>,
+    progress: Option<(&str, u64)>,
+) -> Result<Vec<Result<ReadingOutcome, RowRejected>>, StoreError> {
+    let mut resolver = Resolver::new(store);
+    let mut out: Vec<Result<ReadingOutcome, RowRejected>> = Vec::with_capacity(rows.len());
+    let mut batch = Vec::new();
+    let mut slots = Vec::new();
+    for (source, reading) in rows {
+        let dataset = reading
+            .dataset
+            .clone()
+            .unwrap_or_else(|| settings.dataset.clone());
+        match resolver.place(&reading.member, &dataset)? {
+            None => out.push(Err(RowRejected::UnknownMember {
+                column: reading.member.column(),
+                value: member_text(&reading).to_string(),
+            })),
+            Some(placement) => {
+                slots.push(out.len());
+                out.push(Err(RowRejected::NotUtf8));
+                batch.push(NewReading {
+                    reading,
+                    dataset,
+                    placement,
+                    source,
+                });
+            }
+        }
+    }
+    for (slot, outcome) in slots
+        .into_iter()
+        .zip(store.insert_readings(&batch, progress)?)
+    {
+        out[slot] = Ok(outcome);
+    }
+    Ok(out)
+}
+
+fn member_text(r: &Reading) -> &str {
+    match &r.member {
+        crate::domain::MemberRef::ExternalRef(v)
+        | crate::domain::MemberRef::MydexId(v)
+        | crate::domain::MemberRef::ConnectionId(v) => v,
+    }
+}
+
+/// Store every reading of `path`, resuming after the last stored line.
+pub fn ingest_readings_file(
+    store: &Store,
+    settings: &DeliverySettings,
+    path: &Path,
+) -> Result<ReadingsReport, ReadingsError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut rejects = String::new();
+    let mut report = ReadingsReport::default();
+    let resume_after = store.readings_progress(&name)?.unwrap_or(0);
+    let format = Format::of(path).unwrap_or(Format::JsonLines);
+    match ReadingRows::new(std::fs::File::open(path)?, format) {
+        Err(why) => {
+            rejects.push_str(&format!("{name}:1: {why}\n"));
+            report.rejected += 1;
+        }
+        Ok(rows) => {
+            let mut pending = Vec::with_capacity(BATCH);
+            let mut last = resume_after;
+            for row in rows {
+                let (line, result) = row?;
+                if line <= resume_after {
+                    continue;
+                }
+                last = line;
+                match result {
+                    Ok(r) => pending.push((line, r)),
+                    Err(why) => {
+                        rejects.push_str(&format!("{name}:{line}: {why}\n"));
+                        report.rejected += 1;
+                    }
+                }
+                if pending.len() >= BATCH {
+                    store_rows(
+                        store,
+                        settings,
+                        &name,
+                        &mut pending,
+                        last,
+                        &mut report,
+                        &mut rejects,
+                    )?;
+                }
+            }
+            store_rows(
+                store,
+                settings,
+                &name,
+                &mut pending,
+                last,
+                &mut report,
+                &mut rejects,
+            )?;
+        }
+    }
+    if !rejects.is_empty() {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("rejected").join(format!("{name}.rejected.txt")))?;
+        f.write_all(rejects.as_bytes())?;
+        f.sync_all()?;
+    }
+    store.flush_blocking()?;
+    std::fs::rename(path, dir.join("done").join(&name))?;
+    store.clear_readings_progress(&name)?;
+    tracing::info!(file = %name, queued = report.queued, held = report.held, duplicates = report.duplicates, rejected = report.rejected, "readings file ingested");
+    Ok(report)
+}
+
+fn store_rows(
+    store: &Store,
+    settings: &DeliverySettings,
+    name: &str,
+    pending: &mut Vec<(u64, Reading)>,
+    last: u64,
+    report: &mut ReadingsReport,
+    rejects: &mut String,
+) -> Result<(), ReadingsError> {
+    let rows: Vec<(String, Reading)> = pending
+        .drain(..)
+        .map(|(line, r)| (format!("{name}:{line}"), r))
+        .collect();
+    let sources: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
+    let outcomes = place_readings(store, settings, rows, Some((name, last)))?;
+    for (source, outcome) in sources.iter().zip(outcomes) {
+        match outcome {
+            Ok(ReadingOutcome::Stored {
+                state: RowState::Held,
+                ..
+            }) => report.held += 1,
+            Ok(ReadingOutcome::Stored { .. }) => report.queued += 1,
+            Ok(ReadingOutcome::Duplicate(id)) => {
+                report.duplicates += 1;
+                rejects.push_str(&format!("{source}: duplicate of reading {id} (same member, dataset and external_id); not sent twice\n"));
+            }
+            Err(why) => {
+                report.rejected += 1;
+                rejects.push_str(&format!("{source}: {why}\n"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Watch `delivery.dir` and take readings files in until cancelled; wake
+/// the delivery worker after each.
+pub async fn run_readings(
+    store: Store,
+    settings: Arc<Settings>,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let Some(delivery) = settings.delivery.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(settings.queue.poll_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if store.failure().is_some() {
+            continue;
+        }
+        let files = match pending_files(&delivery.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(dir = %delivery.dir.display(), error = %e, "cannot list the readings directory");
+                continue;
+            }
+        };
+        for file in files {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let (s, d, f) = (store.clone(), delivery.clone(), file.clone());
+            match tokio::task::spawn_blocking(move || ingest_readings_file(&s, &d, &f)).await {
+                Ok(Ok(_)) => wake.notify_one(),
+                Ok(Err(e)) => {
+                    if let ReadingsError::Store(se) = &e {
+                        store.note_error(se);
+                    }
+                    tracing::error!(file = %file.display(), error = %with_causes(&e), "cannot ingest readings file; will retry")
+                }
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "readings ingestion task failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! The delivery worker (issue 13): takes queued readings per member and
+//! dataset, POSTs them in batches with the member's key, and settles each
+//! batch by the answer — each reading lands in the PDS exactly once:
+//!
+//! 1. a batch is claimed and the claim made durable *before* the POST;
+//! 2. the POST is sent once: 2xx delivered; nothing sent → queued again;
+//!    403 → held (or paused, when Mydex refuses our connection); other 4xx →
+//!    failed; no answer (5xx, 429, timeout, reset) → unknown;
+//! 3. an unknown batch (also every in-flight one found at start) is read
+//!    back by `external_id` after `settle`, and only what Mydex does not
+//!    hold goes back to the queue. Nothing is ever blindly resent.
+//!
+//! Held rows are released when their cause clears and fail after `hold_for`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::rate_limit::SlidingWindow;
+use super::retry::retry_delay;
+use crate::config::DeliverySettings;
+use crate::domain::DatasetName;
+use crate::metrics::Metrics;
+use crate::mydex::{CreateOutcome, PdsClient, PdsMember, ReadError};
+use crate::store::{Batch, BatchState, Claim, ReadingRow, Settle, Store, StoreError, now_ms};
+
+/// How often held rows are looked at (released, or failed after `hold_for`).
+const HOLD_CHECK: Duration = Duration::from_secs(2);
+/// How long in-flight batches may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(20);
+
+pub struct Delivery {
+    settings: DeliverySettings,
+    store: Store,
+    pds: Arc<PdsClient>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    window: Option<SlidingWindow>,
+    /// Groups (connection, dataset) and unknown batches being worked now.
+    busy: Mutex<HashSet<String>>,
+    /// Mydex refused our connection: no POST before this.
+    paused_until: Mutex<Option<Instant>>,
+    pauses: std::sync::atomic::AtomicU32,
+}
+
+impl Delivery {
+    pub fn new(
+        settings: DeliverySettings,
+        store: Store,
+        pds: Arc<PdsClient>,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(settings.concurrency)),
+            window: settings.rate.map(SlidingWindow::new),
+            settings,
+            store,
+            pds,
+            metrics,
+            wake,
+            busy: Mutex::new(HashSet::new()),
+            paused_until: Mutex::new(None),
+            pauses: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Work until cancelled, then let batches in flight finish (bounded).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let settle_ms = self.settings.settle.as_millis() as u64;
+        let me = self.clone();
+        let open =
+            tokio::task::spawn_blocking(move || me.store.unfinished_batches(true, settle_ms)).await;
+        match open {
+            Ok(Ok(b)) if !b.is_empty() => {
+                tracing::info!(
+                    batches = b.len(),
+                    "reading batches with an unknown outcome: read back before anything is sent again"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot read unfinished reading batches"),
+            _ => {}
+        }
+        let mut last_hold_check = Instant::now() - HOLD_CHECK;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if self.store.failure().is_some() {
+                continue;
+            }
+            if last_hold_check.elapsed() >= HOLD_CHECK {
+                last_hold_check = Instant::now();
+                self.check_holds().await;
+            }
+            if let Err(e) = self.schedule(&shutdown).await {
+                self.store.note_error(&e);
+                tracing::error!(error = %e, "delivery: cannot read the store");
+            }
+        }
+        let n = self.settings.concurrency as u32;
+        let _ = tokio::time::timeout(DRAIN, self.slots.acquire_many(n)).await;
+    }
+
+    async fn check_holds(&self) {
+        let (store, hold_for) = (
+            self.store.clone(),
+            self.settings.hold_for.as_millis() as u64,
+        );
+        match tokio::task::spawn_blocking(move || store.release_holds(hold_for)).await {
+            Ok(Ok((released, failed))) if released + failed > 0 => {
+                tracing::info!(
+                    released,
+                    failed,
+                    "held readings: released to the queue or failed after hold_for"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "delivery: cannot check held readings"),
+            _ => {}
+        }
+    }
+
+    fn paused(&self) -> bool {
+        let mut p = self.paused_until.lock();
+        match *p {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *p = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Start a task for each unknown batch due and each group of queued
+    /// rows not being worked, as slots allow.
+    async fn schedule(self: &Arc<Self>, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        if self.paused() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let store = self.store.clone();
+        let limit = self.settings.concurrency * 4;
+        let (unknown, groups) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((
+                store.unfinished_batches(false, 0)?,
+                store.work_groups(limit)?,
+            ))
+        })
+        .await
+        .map_err(|e| StoreError::Flush(e.to_string()))??;
+        for b in unknown
+            .into_iter()
+            .filter(|b| b.state == BatchState::Unknown && b.next_attempt_ms <= now)
+        {
+            let tag = format!("b/{}", b.id);
+            let Some(permit) = self.take(&tag) else {
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                me.read_back(b).await;
+                me.busy.lock().remove(&tag);
+            });
+        }
+        for (conn, ds) in groups {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let tag = format!("g/{conn}\x1f{ds}");
+            let Some(permit) = self.take(&tag) else {
+                continue;
+            };
+            let (me, stop) = (self.clone(), shutdown.clone());
+            let span = tracing::info_span!("reading_group", connection_id = %conn, dataset = %ds);
+            tokio::spawn(
+                async move {
+                    let _permit = permit;
+                    me.work_group(&conn, &ds, &stop).await;
+                    me.busy.lock().remove(&tag);
+                    me.wake.notify_one();
+                }
+                .instrument(span),
+            );
+        }
+        Ok(())
+    }
+
+    /// A slot and the busy mark for `tag`, if both are free.
+    fn take(&self, tag: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let mut busy = self.busy.lock();
+        if busy.contains(tag) {
+            return None;
+        }
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        busy.insert(tag.to_string());
+        Some(permit)
+    }
+
+    /// Send batches of one group until it is empty, stopped or paused.
+    async fn work_group(&self, conn: &str, ds: &DatasetName, stop: &CancellationToken) {
+        while !stop.is_cancelled() && !self.paused() {
+            let (store, c, d, max) = (
+                self.store.clone(),
+                conn.to_string(),
+                ds.clone(),
+                self.settings.batch_size,
+            );
+            let claim = tokio::task::spawn_blocking(move || store.claim_batch(&c, &d, max)).await;
+            let (batch, rows) = match claim {
+                Ok(Ok(Claim::Batch(b, rows))) => (b, rows),
+                Ok(Ok(Claim::Held(n))) => {
+                    tracing::info!(rows = n, "readings held: the member cannot take them now");
+                    return;
+                }
+                Ok(Ok(Claim::Empty)) => return,
+                Ok(Err(e)) => {
+                    self.store.note_error(&e);
+                    tracing::error!(error = %e, "delivery: cannot claim a batch");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery: claim task failed");
+                    return;
+                }
+            };
+            // The claim is on disk before a byte is sent.
+            if let Err(e) = self.store.flush().await {
+                tracing::error!(error = %e, "delivery: cannot make the claim durable; not sending");
+                return;
+            }
+            let span = tracing::info_span!("reading_batch", batch = batch.id, rows = rows.len());
+            if !self.send(&batch, &rows).instrument(span).await {
+                return;
+            }
+        }
+    }
+
+    /// POST one claimed batch once and settle it; false: stop this group.
+    /// Long: one arm per answer of the create call, each with its log line.
+    async fn send(&self, batch: &Batch, rows: &[ReadingRow]) -> bool {
+        let member = match self.member_key(&batch.connection_id) {
+            Some(m) => m,
+            None => {
+                return self
+                    .settle(batch, Settle::Hold("no connection key".into()), "held")
+                    .await;
+            }
+        };
+        let body: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
+        let outcome = {
+            let _slot = match &self.window {
+                Some(w) => Some(w.acquire().await),
+                None => None,
+            };
+            let pm = PdsMember {
+                uid: member.0,
+                connection_id: &batch.connection_id,
+                key: &member.1,
+            };
+            self.pds
+                .create_once(&pm, batch.dataset.as_str(), &body)
+                .await
+        };
+        match outcome {
+            CreateOutcome::Created => {
+                let now = now_ms();
+                for r in rows {
+                    self.metrics
+                        .reading_delivered(Duration::from_millis(now.saturating_sub(r.created_ms)));
+                }
+                self.settle(batch, Settle::Delivered, "delivered").await
+            }
+            CreateOutcome::NotSent(why) => {
+                tracing::warn!(why, "reading batch not sent; queued again");
+                self.settle(batch, Settle::Requeue, "not_sent").await;
+                tokio::time::sleep(retry_delay(0).min(Duration::from_secs(2))).await;
+                false
+            }
+            CreateOutcome::OurConnection(why) => {
+                let n = self
+                    .pauses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let wait = retry_delay(n.min(6));
+                tracing::error!(
+                    why,
+                    wait_s = wait.as_secs(),
+                    "Mydex refuses our connection: delivery paused"
+                );
+                *self.paused_until.lock() = Some(Instant::now() + wait);
+                self.settle(batch, Settle::Requeue, "paused").await;
+                false
+            }
+            CreateOutcome::Refused(why) => {
+                tracing::warn!(why, "Mydex refused the member's dataset: readings held");
+                self.settle(batch, Settle::Hold(format!("Mydex refused: {why}")), "held")
+                    .await;
+                false
+            }
+            CreateOutcome::Failed(why) => {
+                tracing::warn!(why, "Mydex refused the batch: readings failed");
+                self.settle(
+                    batch,
+                    Settle::Fail(format!("Mydex refused: {why}")),
+                    "failed",
+                )
+                .await
+            }
+            CreateOutcome::Unknown(why) => {
+                tracing::warn!(why, "reading batch outcome unknown: it will be read back");
+                let next = (batch.posted_ms + self.settings.settle.as_millis() as u64)
+                    .max(now_ms() + retry_delay(batch.attempts).as_millis() as u64 / 4);
+                self.settle(
+                    batch,
+                    Settle::Unknown {
+                        next_attempt_ms: next,
+                        why,
+                    },
+                    "unknown",
+                )
+                .await;
+                false
+            }
+        }
+    }
+
+    async fn settle(&self, batch: &Batch, how: Settle, result: &str) -> bool {
+        self.metrics.delivery_batch(result);
+        let (store, b) = (self.store.clone(), batch.clone());
+        match tokio::task::spawn_blocking(move || store.settle_batch(&b, &how)).await {
+            Ok(Ok(())) => {
+                if result == "delivered" {
+                    self.pauses.store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                self.store.note_error(&e);
+                tracing::error!(error = %e, "delivery: cannot settle a batch");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The member's uid and key, opened from the store.
+    fn member_key(&self, conn: &str) -> Option<(u64, secrecy::SecretString)> {
+        let m = self.store.member(conn).ok()??;
+        match self
+            .store
+            .sealer()
+            .open_secret(&m.sealed_key, m.connection_id.as_bytes())
+        {
+            Ok(k) => Some((m.uid, k)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the member's connection key");
+                None
+            }
+        }
+    }
+
+    /// Read an unknown batch back and settle it by what Mydex holds.
+    async fn read_back(&self, batch: Batch) {
+        let span = tracing::info_span!("reading_read_back", batch = batch.id, connection_id = %batch.connection_id);
+        async {
+            let Some((uid, key)) = self.member_key(&batch.connection_id) else {
+                return;
+            };
+            let store = self.store.clone();
+            let ids = batch.rows.clone();
+            let rows = tokio::task::spawn_blocking(move || {
+                ids.iter()
+                    .filter_map(|id| store.reading(*id).ok().flatten())
+                    .map(|r| r.external_id)
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let pm = PdsMember {
+                uid,
+                connection_id: &batch.connection_id,
+                key: &key,
+            };
+            match self
+                .pds
+                .read_external_ids(&pm, batch.dataset.as_str(), &rows)
+                .await
+            {
+                Ok(found) => {
+                    tracing::info!(
+                        found = found.len(),
+                        missing = rows.len() - found.len(),
+                        "reading batch read back"
+                    );
+                    let (store, b) = (self.store.clone(), batch.clone());
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || store.settle_read_back(&b, &found))
+                            .await
+                    {
+                        tracing::error!(error = %e, "delivery: cannot settle a read-back");
+                    }
+                    self.wake.notify_one();
+                }
+                Err(e) => self.read_back_failed(&batch, e).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn read_back_failed(&self, batch: &Batch, e: ReadError) {
+        let hold_for = self.settings.hold_for.as_millis() as u64;
+        let how = if batch.posted_ms + hold_for <= now_ms() {
+            Settle::Fail(format!("outcome unknown after hold_for: {e}"))
+        } else {
+            let next = now_ms() + retry_delay(batch.attempts).as_millis() as u64;
+            Settle::Unknown {
+                next_attempt_ms: next,
+                why: e.to_string(),
+            }
+        };
+        tracing::warn!(error = %e, "cannot read a reading batch back; trying later");
+        let (store, b) = (self.store.clone(), batch.clone());
+        let _ = tokio::task::spawn_blocking(move || store.settle_batch(&b, &how)).await;
+    }
+}
+
+/// A row as sent: its fields and `external_id`, values as strings.
+fn row_json(r: &ReadingRow) -> serde_json::Value {
+    let mut m: serde_json::Map<String, serde_json::Value> = r
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    m.insert("external_id".into(), r.external_id.clone().into());
+    serde_json::Value::Object(m)
+}

@@ -1,0 +1,260 @@
+//! `POST /records`: readings by API (issue 13), a JSON array of row objects
+//! or JSON Lines, checked exactly like readings files (`intake::readings`),
+//! stored and flushed before the answer, which names each bad row with its
+//! reason; and `GET /records?state=held|failed&after=&limit=`, what
+//! `records list` shows (why each row waits or failed).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::admin_state::AdminState;
+use crate::domain::{Reading, RowState};
+use crate::intake::Format;
+use crate::intake::readings::{ReadingRows, RowRejected, place_readings};
+use crate::store::{ReadingOutcome, StoreError};
+
+/// Largest body accepted (413 beyond); bigger batches go through files.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Most rows in one request.
+pub const MAX_ROWS: usize = 10_000;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+type Parsed = Vec<(u64, Result<Reading, RowRejected>)>;
+
+/// Why the body as a whole was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct BodyRefused {
+    status: StatusCode,
+    message: String,
+}
+
+fn refused(status: StatusCode, message: impl Into<String>) -> BodyRefused {
+    BodyRefused {
+        status,
+        message: message.into(),
+    }
+}
+
+fn parse(mime: &str, body: &[u8]) -> Result<Parsed, BodyRefused> {
+    match mime {
+        "application/json" => {
+            let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+                refused(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}"),
+                )
+            })?;
+            let items = match value {
+                serde_json::Value::Array(items) => items,
+                v @ serde_json::Value::Object(_) => vec![v],
+                _ => {
+                    return Err(refused(
+                        StatusCode::BAD_REQUEST,
+                        "the body must be a JSON array of reading objects",
+                    ));
+                }
+            };
+            Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        i as u64 + 1,
+                        Reading::from_json(v).map_err(RowRejected::from),
+                    )
+                })
+                .collect())
+        }
+        "application/x-ndjson" | "application/jsonl" | "application/json-lines" => {
+            let rows = ReadingRows::new(body, Format::JsonLines)
+                .map_err(|e| refused(StatusCode::BAD_REQUEST, e.to_string()))?;
+            rows.collect::<std::io::Result<Parsed>>()
+                .map_err(|e| refused(StatusCode::BAD_REQUEST, e.to_string()))
+        }
+        _ => Err(refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json (an array) or application/x-ndjson (JSON Lines)",
+        )),
+    }
+}
+
+pub async fn post(
+    State(st): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match accept(&st, &headers, body).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn accept(
+    st: &AdminState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Response> {
+    let Some(delivery) = st.settings.delivery.clone() else {
+        return Err(error(
+            StatusCode::CONFLICT,
+            "delivery is not configured (no [delivery] section with delivery.dir)",
+        ));
+    };
+    let body = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            error(status, format!("the body is larger than {MAX_BODY} bytes; put big batches in delivery.dir (`mydex-connector deliver`)"))
+        } else {
+            error(status, e.body_text())
+        }
+    })?;
+    let mime = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let rows = parse(&mime, &body).map_err(|e| error(e.status, e.message))?;
+    if rows.len() > MAX_ROWS {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} rows; at most {MAX_ROWS} per request", rows.len()),
+        ));
+    }
+    let mut results = Vec::with_capacity(rows.len());
+    let mut good = Vec::new();
+    for (row, parsed) in rows {
+        match parsed {
+            Ok(r) => good.push((row, r)),
+            Err(e) => {
+                results.push(json!({"row": row, "status": "rejected", "error": e.to_string()}))
+            }
+        }
+    }
+    let numbers: Vec<u64> = good.iter().map(|(n, _)| *n).collect();
+    let store = st.store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let items = good
+            .into_iter()
+            .map(|(_, r)| ("api".to_string(), r))
+            .collect();
+        let out = place_readings(&store, &delivery, items, None)?;
+        store.flush_blocking()?;
+        Ok::<_, StoreError>(out)
+    })
+    .await;
+    let outcomes = match stored {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "POST /records: cannot store");
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot store the readings now ({e}); nothing was stored, please retry"),
+            ));
+        }
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    let (queued, held) = note_outcomes(numbers, outcomes, &mut results);
+    results.sort_by_key(|r| r["row"].as_u64().unwrap_or(0));
+    let rejected = results.iter().filter(|r| r["status"] == "rejected").count();
+    let status = if queued + held == 0 && rejected > 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(json!({"queued": queued, "held": held, "rejected": rejected, "rows": results})),
+    )
+        .into_response())
+}
+
+/// Each stored row's outcome into the answer; (queued, held) counts.
+fn note_outcomes(
+    numbers: Vec<u64>,
+    outcomes: Vec<Result<ReadingOutcome, RowRejected>>,
+    results: &mut Vec<serde_json::Value>,
+) -> (u64, u64) {
+    let (mut queued, mut held) = (0u64, 0u64);
+    for (row, outcome) in numbers.into_iter().zip(outcomes) {
+        results.push(match outcome {
+            Ok(ReadingOutcome::Stored { id, state }) => {
+                if state == RowState::Held {
+                    held += 1;
+                } else {
+                    queued += 1;
+                }
+                json!({"row": row, "status": state.as_str(), "reading": id})
+            }
+            Ok(ReadingOutcome::Duplicate(id)) => json!({"row": row, "status": "duplicate", "reading": id,
+                "error": format!("duplicate of reading {id} (same member, dataset and external_id); not sent twice")}),
+            Err(e) => json!({"row": row, "status": "rejected", "error": e.to_string()}),
+        });
+    }
+    (queued, held)
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    state: String,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /records?state=held|failed`: rows with the reason, oldest first.
+pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>) -> Response {
+    let state = match q.state.as_str() {
+        "held" => RowState::Held,
+        "failed" => RowState::Failed,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state must be held or failed, not {other:?}"),
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.list_readings(state, q.after, limit)).await {
+        Ok(Ok(rows)) => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "member": {r.member.column(): member_text(&r.member)},
+                        "connection_id": r.connection_id,
+                        "dataset": r.dataset.as_str(),
+                        "external_id": r.external_id,
+                        "state": r.state.as_str(),
+                        "reason": r.reason,
+                        "since_ms": r.held_since_ms.unwrap_or(r.created_ms),
+                        "source": r.source,
+                    })
+                })
+                .collect();
+            let next = rows.last().map(|r| r.id);
+            axum::Json(json!({"records": items, "next_after": next})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn member_text(m: &crate::domain::MemberRef) -> &str {
+    match m {
+        crate::domain::MemberRef::ExternalRef(v)
+        | crate::domain::MemberRef::MydexId(v)
+        | crate::domain::MemberRef::ConnectionId(v) => v,
+    }
+}

@@ -1,0 +1,502 @@
+//! Batches of readings on their way to a PDS: the store's half of the
+//! exactly-once protocol (README "Delivering readings"). A batch is
+//! claimed (rows `queued → in_flight`, `b/{id}` written) in one
+//! transaction, made durable before its POST, and settled by what Mydex
+//! answered: delivered, back to the queue (nothing was sent), held, failed,
+//! or unknown — then read back, and only the rows Mydex does not hold go
+//! back to the queue. Held rows are released when their cause clears and
+//! fail after `hold_for`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::error::Result;
+use super::invitations::unwrap_tx;
+use super::readings::{
+    Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
+};
+use super::{Store, now_ms};
+use crate::domain::{DatasetName, RowState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Claimed; its POST may be under way.
+    InFlight,
+    /// Sent with no answer: to be read back.
+    Unknown,
+}
+
+/// A batch not settled yet (`b/{id}` in `rdx`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Batch {
+    pub id: u64,
+    pub connection_id: String,
+    pub dataset: DatasetName,
+    pub rows: Vec<u64>,
+    pub state: BatchState,
+    pub posted_ms: u64,
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// How a batch ended.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    /// Mydex took every row.
+    Delivered,
+    /// Nothing was sent: rows back to the queue.
+    Requeue,
+    /// Rows held with why (Mydex refused the member's connection or grant).
+    Hold(String),
+    /// Rows failed with Mydex's message.
+    Fail(String),
+    /// Sent, no answer: read back at `next_attempt_ms`.
+    Unknown { next_attempt_ms: u64, why: String },
+}
+
+fn batch_key(id: u64) -> Vec<u8> {
+    let mut k = b"b/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// What a claim found.
+pub enum Claim {
+    Batch(Batch, Vec<ReadingRow>),
+    /// The member can no longer take these rows; they were held.
+    Held(usize),
+    Empty,
+}
+
+impl Store {
+    /// Groups of queued rows (connection id, dataset), at most `limit`.
+    pub fn work_groups(&self, limit: usize) -> Result<Vec<(String, DatasetName)>> {
+        let mut out = Vec::new();
+        let mut start = b"g/".to_vec();
+        while out.len() < limit {
+            let Some((k, _)) = self.rdx.range(start.clone()..).next().transpose()? else {
+                break;
+            };
+            if !k.starts_with(b"g/") {
+                break;
+            }
+            let text = String::from_utf8_lossy(&k[2..]);
+            let mut parts = text.splitn(3, '\x1f');
+            let (Some(conn), Some(ds)) = (parts.next(), parts.next()) else {
+                break;
+            };
+            let mut next = group_prefix(conn, ds);
+            next.push(0xff);
+            if let Ok(ds) = DatasetName::parse(ds) {
+                out.push((conn.to_string(), ds));
+            }
+            start = next;
+        }
+        Ok(out)
+    }
+
+    /// Claim up to `max` queued rows of one group into a new in-flight
+    /// batch, after checking the member can still take them.
+    pub fn claim_batch(&self, conn: &str, dataset: &DatasetName, max: usize) -> Result<Claim> {
+        let prefix = group_prefix(conn, dataset.as_str());
+        let ids: Vec<u64> = self
+            .rdx
+            .scan_prefix(&prefix)
+            .keys()
+            .take(max)
+            .map(|k| k.map(|k| decode_u64(&k[prefix.len()..])))
+            .collect::<std::result::Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(Claim::Empty);
+        }
+        let gate = match self.member(conn)? {
+            Some(m) => member_gate(&m, dataset),
+            None => (RowState::Held, Some("not connected".into())),
+        };
+        if let (RowState::Held, Some(why)) = gate {
+            let n = self.move_rows(&ids, &[RowState::Queued], RowState::Held, |r| {
+                r.reason = Some(why.clone());
+                r.held_since_ms = Some(now_ms());
+            })?;
+            return Ok(Claim::Held(n));
+        }
+        let id = self.db.generate_id()?;
+        let now = now_ms();
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                let mut rows = Vec::new();
+                for rid in &ids {
+                    let moved =
+                        tx_move(r, x, *rid, &[RowState::Queued], RowState::InFlight, |row| {
+                            row.batch = Some(id)
+                        })?;
+                    rows.extend(moved);
+                }
+                if rows.is_empty() {
+                    return Ok(Claim::Empty);
+                }
+                let batch = Batch {
+                    id,
+                    connection_id: conn.to_string(),
+                    dataset: dataset.clone(),
+                    rows: rows.iter().map(|r| r.id).collect(),
+                    state: BatchState::InFlight,
+                    posted_ms: now,
+                    attempts: 0,
+                    next_attempt_ms: now,
+                    last_error: None,
+                };
+                x.insert(batch_key(id), encode(&batch))?;
+                Ok(Claim::Batch(batch, rows))
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Move rows (those still in one of `from`) to `to`; how many moved.
+    pub fn move_rows(
+        &self,
+        ids: &[u64],
+        from: &[RowState],
+        to: RowState,
+        change: impl Fn(&mut ReadingRow),
+    ) -> Result<usize> {
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                let mut n = 0;
+                for id in ids {
+                    n += tx_move(r, x, *id, from, to, &change)?.is_some() as usize;
+                }
+                Ok(n)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Settle a batch by its outcome (one transaction).
+    pub fn settle_batch(&self, batch: &Batch, how: &Settle) -> Result<()> {
+        let now = now_ms();
+        let live = [RowState::InFlight, RowState::Unknown];
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                let Some(bytes) = x.get(batch_key(batch.id))? else {
+                    return Ok(());
+                };
+                let mut stored: Batch = tx_decode(&bytes, "batch")?;
+                for id in &stored.rows {
+                    match how {
+                        Settle::Delivered => {
+                            tx_move(r, x, *id, &live, RowState::Delivered, |row| {
+                                row.delivered_ms = Some(now);
+                                row.batch = None;
+                            })?;
+                        }
+                        Settle::Requeue => {
+                            tx_move(r, x, *id, &live, RowState::Queued, |row| row.batch = None)?;
+                        }
+                        Settle::Hold(why) => {
+                            tx_move(r, x, *id, &live, RowState::Held, |row| {
+                                row.reason = Some(why.clone());
+                                row.held_since_ms = Some(now);
+                                row.batch = None;
+                            })?;
+                        }
+                        Settle::Fail(why) => {
+                            tx_move(r, x, *id, &live, RowState::Failed, |row| {
+                                row.reason = Some(why.clone());
+                                row.batch = None;
+                            })?;
+                        }
+                        Settle::Unknown { .. } => {
+                            tx_move(r, x, *id, &[RowState::InFlight], RowState::Unknown, |_| {})?;
+                        }
+                    }
+                }
+                match how {
+                    Settle::Unknown {
+                        next_attempt_ms,
+                        why,
+                    } => {
+                        stored.state = BatchState::Unknown;
+                        stored.attempts += 1;
+                        stored.next_attempt_ms = *next_attempt_ms;
+                        stored.last_error = Some(why.clone());
+                        x.insert(batch_key(batch.id), encode(&stored))?;
+                    }
+                    _ => {
+                        x.remove(batch_key(batch.id))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Settle an unknown batch by what a read-back found: rows whose
+    /// `external_id` Mydex holds are delivered (with its row id), the
+    /// others go back to the queue.
+    pub fn settle_read_back(&self, batch: &Batch, found: &HashMap<String, String>) -> Result<()> {
+        let now = now_ms();
+        let live = [RowState::InFlight, RowState::Unknown];
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                if x.get(batch_key(batch.id))?.is_none() {
+                    return Ok(());
+                }
+                for id in &batch.rows {
+                    let Some(bytes) = r.get(row_key(*id))? else {
+                        continue;
+                    };
+                    let row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    match found.get(&row.external_id) {
+                        Some(pds_id) => tx_move(r, x, *id, &live, RowState::Delivered, |row| {
+                            row.delivered_ms = Some(now);
+                            row.pds_id = Some(pds_id.clone());
+                            row.batch = None;
+                        })?,
+                        None => {
+                            tx_move(r, x, *id, &live, RowState::Queued, |row| row.batch = None)?
+                        }
+                    };
+                }
+                x.remove(batch_key(batch.id))?;
+                Ok(())
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Every batch not settled. At start, in-flight ones become unknown
+    /// (their POST may have reached Mydex), read back after `settle_ms`.
+    pub fn unfinished_batches(&self, at_start: bool, settle_ms: u64) -> Result<Vec<Batch>> {
+        let mut out = Vec::new();
+        for item in self.rdx.scan_prefix(b"b/") {
+            let (_, v) = item?;
+            let mut b: Batch = decode(&v, "batch")?;
+            if at_start && b.state == BatchState::InFlight {
+                let how = Settle::Unknown {
+                    next_attempt_ms: b.posted_ms + settle_ms,
+                    why: "the daemon stopped while the batch was sent".into(),
+                };
+                self.settle_batch(&b, &how)?;
+                b.state = BatchState::Unknown;
+                b.next_attempt_ms = b.posted_ms + settle_ms;
+            }
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// Held rows whose cause has cleared go back to the queue; rows held
+    /// longer than `hold_for_ms` fail. Returns (released, failed).
+    pub fn release_holds(&self, hold_for_ms: u64) -> Result<(usize, usize)> {
+        let now = now_ms();
+        let mut resolver = Resolver::new(self);
+        let (mut released, mut failed) = (0, 0);
+        let held: Vec<u64> = self
+            .rdx
+            .scan_prefix(b"h/")
+            .keys()
+            .map(|k| k.map(|k| decode_u64(&k[2..])))
+            .collect::<std::result::Result<_, _>>()?;
+        for id in held {
+            let Some(row) = self.reading(id)? else {
+                continue;
+            };
+            if row.held_since_ms.unwrap_or(row.created_ms) + hold_for_ms <= now {
+                let why = format!(
+                    "held for longer than hold_for: {}",
+                    row.reason.as_deref().unwrap_or("held")
+                );
+                failed += self.move_rows(&[id], &[RowState::Held], RowState::Failed, |r| {
+                    r.reason = Some(why.clone())
+                })?;
+                continue;
+            }
+            match resolver.place(&row.member, &row.dataset)? {
+                Some(p) if p.state == RowState::Queued => {
+                    released += self.release_one(&row, &p)? as usize;
+                }
+                // Still held, maybe for another reason now (connected,
+                // but without write access): the reason shown follows.
+                Some(p) if p.reason.is_some() && p.reason != row.reason => {
+                    self.set_held_reason(id, p.reason.clone())?;
+                }
+                _ => {}
+            }
+        }
+        Ok((released, failed))
+    }
+
+    /// A held row's reason, changed in place (its state and indexes stay).
+    fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
+        self.readings
+            .transaction(|r| {
+                if let Some(bytes) = r.get(row_key(id))? {
+                    let mut row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    if row.state == RowState::Held {
+                        row.reason = reason.clone();
+                        r.insert(&row_key(id), encode(&row))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// One held row to the queue for the member it now resolves to; a row
+    /// whose reading the member already has (by `external_id`) fails as a
+    /// duplicate.
+    fn release_one(&self, row: &ReadingRow, p: &Placement) -> Result<bool> {
+        let new_key = format!("u/{}\x1f{}\x1f{}", p.subject, row.dataset, row.external_id);
+        let old_key = format!(
+            "u/{}\x1f{}\x1f{}",
+            row.subject, row.dataset, row.external_id
+        );
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                if new_key != old_key {
+                    if let Some(other) = x.get(new_key.as_bytes())?
+                        && decode_u64(&other) != row.id
+                    {
+                        let why = format!("duplicate of reading {}", decode_u64(&other));
+                        tx_move(r, x, row.id, &[RowState::Held], RowState::Failed, |row| {
+                            row.reason = Some(why)
+                        })?;
+                        return Ok(false);
+                    }
+                    x.remove(old_key.as_bytes())?;
+                    x.insert(new_key.as_bytes(), &row.id.to_be_bytes())?;
+                }
+                let moved = tx_move(r, x, row.id, &[RowState::Held], RowState::Queued, |row| {
+                    row.subject = p.subject.clone();
+                    row.connection_id = p.connection_id.clone();
+                    row.reason = None;
+                    row.held_since_ms = None;
+                })?;
+                Ok(moved.is_some())
+            })
+            .map_err(unwrap_tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MemberRef, Reading};
+    use crate::store::readings::NewReading;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(dir, &secrecy::SecretBox::new(Box::new([7u8; 32]))).unwrap()
+    }
+
+    fn seed(s: &Store, n: usize) -> DatasetName {
+        let ds = DatasetName::parse("ds_energy_readings").unwrap();
+        s.import_members(&[crate::store::ImportMember {
+            uid: 1001,
+            connection_id: "1001-9",
+            mydexid: None,
+            email: None,
+            key: "k",
+            version: 1,
+            campaign: None,
+        }])
+        .unwrap();
+        let fields = serde_json::json!({"field_ds_energy_readings": {"access": {"r": 1, "w": 1}}});
+        assert!(s.set_member_permissions("1001-9", fields).unwrap());
+        let member = MemberRef::ConnectionId("1001-9".into());
+        let mut resolver = Resolver::new(s);
+        let p = resolver.place(&member, &ds).unwrap().unwrap();
+        assert_eq!(p.state, RowState::Queued);
+        let batch: Vec<NewReading> = (0..n)
+            .map(|i| NewReading {
+                reading: Reading::from_json(
+                    &serde_json::json!({"connection_id": "1001-9", "external_id": format!("r{i}")}),
+                )
+                .unwrap(),
+                dataset: ds.clone(),
+                placement: p.clone(),
+                source: "t".into(),
+            })
+            .collect();
+        s.insert_readings(&batch, None).unwrap();
+        // The same readings again are duplicates.
+        let again = s.insert_readings(&batch, None).unwrap();
+        assert!(
+            again
+                .iter()
+                .all(|o| matches!(o, super::super::readings::ReadingOutcome::Duplicate(_)))
+        );
+        ds
+    }
+
+    #[test]
+    fn an_in_flight_batch_is_unknown_after_a_restart_and_read_back_settles_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = {
+            let s = store(dir.path());
+            let ds = seed(&s, 5);
+            let Claim::Batch(b, rows) = s.claim_batch("1001-9", &ds, 3).unwrap() else {
+                panic!("no batch")
+            };
+            assert_eq!(rows.len(), 3);
+            assert_eq!(b.state, BatchState::InFlight);
+            s.flush_blocking().unwrap();
+            ds
+        };
+        let s = store(dir.path());
+        let open = s.unfinished_batches(true, 1000).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].state, BatchState::Unknown);
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.unknown, c.in_flight), (2, 3, 0));
+        // Mydex holds r0 only: r1, r2 go back to the queue.
+        let found = HashMap::from([("r0".to_string(), "55".to_string())]);
+        s.settle_read_back(&open[0], &found).unwrap();
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.unknown, c.delivered), (4, 0, 1));
+        assert!(s.unfinished_batches(false, 0).unwrap().is_empty());
+        let Claim::Batch(b, _) = s.claim_batch("1001-9", &ds, 50).unwrap() else {
+            panic!("no batch")
+        };
+        assert_eq!(b.rows.len(), 4);
+        s.settle_batch(&b, &Settle::Delivered).unwrap();
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.delivered, c.in_flight), (0, 5, 0));
+        assert!(s.work_groups(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_member_without_write_access_holds_rows_until_granted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ds = seed(&s, 2);
+        s.set_member_permissions("1001-9", serde_json::json!({}))
+            .unwrap();
+        assert!(matches!(
+            s.claim_batch("1001-9", &ds, 50).unwrap(),
+            Claim::Held(2)
+        ));
+        let held = s.list_readings(RowState::Held, None, 10).unwrap();
+        assert_eq!(
+            held[0].reason.as_deref(),
+            Some("no write access to ds_energy_readings")
+        );
+        assert_eq!(s.release_holds(3_600_000).unwrap(), (0, 0));
+        let fields = serde_json::json!({"field_ds_energy_readings": {"access": {"w": 1}}});
+        s.set_member_permissions("1001-9", fields).unwrap();
+        assert_eq!(s.release_holds(3_600_000).unwrap(), (2, 0));
+        assert_eq!(s.work_groups(10).unwrap().len(), 1);
+        s.set_member_permissions("1001-9", serde_json::json!({}))
+            .unwrap();
+        assert!(matches!(
+            s.claim_batch("1001-9", &ds, 50).unwrap(),
+            Claim::Held(2)
+        ));
+        assert_eq!(s.release_holds(0).unwrap(), (0, 2));
+        assert_eq!(s.record_counts().unwrap().failed, 2);
+    }
+}

@@ -1,0 +1,415 @@
+//! Readings to deliver (issue 13): tree `readings` (row id → `ReadingRow`)
+//! and tree `rdx`, its indexes, moved in the same transactions as the rows:
+//! `g/{connection}\x1f{dataset}\x1f{id}` queued work grouped per member and
+//! dataset, `h/{id}` held, `f/{id}` failed, `u/{subject}\x1f{dataset}\x1f{external_id}`
+//! → id (one row per reading), `b/{id}` batches not settled (`batches.rs`),
+//! `q/{file}` readings-file progress, `c/{state}` counters. Every state
+//! change goes through [`tx_move`], guarded by `RowState::allowed`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::Transactional;
+use sled::transaction::TransactionalTree;
+
+use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::error::{Result, TxResult};
+use super::invitations::unwrap_tx;
+use super::{Store, bump, now_ms};
+use crate::domain::{DatasetName, Grants, MemberRef, MemberStatus, Reading, RowState};
+
+/// A reading as the store keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadingRow {
+    pub id: u64,
+    /// Who it is for, as the row named them.
+    pub member: MemberRef,
+    /// `c:{connection_id}`, `x:{mydexid}` or `r:{sha256(external_ref)}`.
+    pub subject: String,
+    pub connection_id: Option<String>,
+    pub dataset: DatasetName,
+    pub external_id: String,
+    pub fields: BTreeMap<String, String>,
+    pub state: RowState,
+    /// Why it is held or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+    /// `FILE:LINE` or `api`.
+    pub source: String,
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_ms: Option<u64>,
+    /// The row's id in the PDS, when a read-back learnt it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pds_id: Option<String>,
+}
+
+/// Where a new reading goes, decided by [`Resolver::place`].
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub subject: String,
+    pub connection_id: Option<String>,
+    pub state: RowState,
+    pub reason: Option<String>,
+}
+
+/// A reading ready to store.
+#[derive(Debug, Clone)]
+pub struct NewReading {
+    pub reading: Reading,
+    pub dataset: DatasetName,
+    pub placement: Placement,
+    pub source: String,
+}
+
+/// What became of one reading offered to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadingOutcome {
+    Stored {
+        id: u64,
+        state: RowState,
+    },
+    /// A reading with this `external_id` is already stored for the member
+    /// and dataset.
+    Duplicate(u64),
+}
+
+/// The `status.records` counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RecordCounts {
+    pub queued: u64,
+    pub in_flight: u64,
+    pub unknown: u64,
+    pub delivered: u64,
+    pub held: u64,
+    pub failed: u64,
+}
+
+pub(super) fn counter_key(s: RowState) -> String {
+    format!("c/{}", s.as_str())
+}
+
+pub(super) fn row_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+pub(super) fn group_prefix(conn: &str, dataset: &str) -> Vec<u8> {
+    format!("g/{conn}\x1f{dataset}\x1f").into_bytes()
+}
+
+fn state_key(row: &ReadingRow, state: RowState) -> Option<Vec<u8>> {
+    let mut k = match state {
+        RowState::Queued => group_prefix(row.connection_id.as_deref()?, row.dataset.as_str()),
+        RowState::Held => b"h/".to_vec(),
+        RowState::Failed => b"f/".to_vec(),
+        _ => return None,
+    };
+    k.extend_from_slice(&row.id.to_be_bytes());
+    Some(k)
+}
+
+fn unique_key(subject: &str, dataset: &DatasetName, external_id: &str) -> Vec<u8> {
+    format!("u/{subject}\x1f{dataset}\x1f{external_id}").into_bytes()
+}
+
+/// The subject of a member reference (no external_ref in plain text).
+pub fn subject_of(member: &MemberRef) -> String {
+    match member {
+        MemberRef::ConnectionId(c) => format!("c:{c}"),
+        MemberRef::MydexId(x) => format!("x:{}", x.to_lowercase()),
+        MemberRef::ExternalRef(r) => format!("r:{}", hex::encode(Sha256::digest(r.as_bytes()))),
+    }
+}
+
+/// Move a row to `to` inside a transaction: state guard, indexes,
+/// counters; `change` edits it on the way.
+pub(super) fn tx_move(
+    r: &TransactionalTree,
+    x: &TransactionalTree,
+    id: u64,
+    expected: &[RowState],
+    to: RowState,
+    change: impl FnOnce(&mut ReadingRow),
+) -> TxResult<Option<ReadingRow>> {
+    let Some(bytes) = r.get(row_key(id))? else {
+        return Ok(None);
+    };
+    let mut row: ReadingRow = tx_decode(&bytes, "reading")?;
+    if !expected.contains(&row.state) || !row.state.allowed(to) {
+        return Ok(None);
+    }
+    let from = row.state;
+    if let Some(k) = state_key(&row, from) {
+        x.remove(k)?;
+    }
+    change(&mut row);
+    row.state = to;
+    if let Some(k) = state_key(&row, to) {
+        x.insert(k, &[])?;
+    }
+    bump(x, &counter_key(from), -1)?;
+    bump(x, &counter_key(to), 1)?;
+    r.insert(&row_key(id), encode(&row))?;
+    Ok(Some(row))
+}
+
+impl Store {
+    /// Store new readings (and the file's progress) in one transaction;
+    /// a reading already stored for the member and dataset is a duplicate.
+    pub fn insert_readings(
+        &self,
+        batch: &[NewReading],
+        progress: Option<(&str, u64)>,
+    ) -> Result<Vec<ReadingOutcome>> {
+        let ids = batch
+            .iter()
+            .map(|_| self.db.generate_id())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let now = now_ms();
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                let mut out = Vec::with_capacity(batch.len());
+                for (new, id) in batch.iter().zip(&ids) {
+                    let p = &new.placement;
+                    let ukey = unique_key(&p.subject, &new.dataset, &new.reading.external_id);
+                    if let Some(existing) = x.get(&ukey)? {
+                        out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
+                        continue;
+                    }
+                    let row = new_row(new, *id, now);
+                    if let Some(k) = state_key(&row, row.state) {
+                        x.insert(k, &[])?;
+                    }
+                    x.insert(ukey, &id.to_be_bytes())?;
+                    bump(x, &counter_key(row.state), 1)?;
+                    r.insert(&row_key(*id), encode(&row))?;
+                    out.push(ReadingOutcome::Stored {
+                        id: *id,
+                        state: row.state,
+                    });
+                }
+                if let Some((file, line)) = progress {
+                    x.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
+                }
+                Ok(out)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// The last line of `file` whose readings are stored.
+    pub fn readings_progress(&self, file: &str) -> Result<Option<u64>> {
+        Ok(self.rdx.get(format!("q/{file}"))?.map(|v| decode_u64(&v)))
+    }
+
+    pub fn clear_readings_progress(&self, file: &str) -> Result<()> {
+        self.rdx.remove(format!("q/{file}"))?;
+        Ok(())
+    }
+
+    pub fn record_counts(&self) -> Result<RecordCounts> {
+        let n = |s| -> Result<u64> {
+            Ok(self
+                .rdx
+                .get(counter_key(s))?
+                .map(|v| decode_u64(&v))
+                .unwrap_or(0))
+        };
+        Ok(RecordCounts {
+            queued: n(RowState::Queued)?,
+            in_flight: n(RowState::InFlight)?,
+            unknown: n(RowState::Unknown)?,
+            delivered: n(RowState::Delivered)?,
+            held: n(RowState::Held)?,
+            failed: n(RowState::Failed)?,
+        })
+    }
+
+    pub fn reading(&self, id: u64) -> Result<Option<ReadingRow>> {
+        self.readings
+            .get(row_key(id))?
+            .map(|v| decode(&v, "reading"))
+            .transpose()
+    }
+
+    /// Held (`h/`) or failed (`f/`) rows in id order after `after`.
+    pub fn list_readings(
+        &self,
+        state: RowState,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ReadingRow>> {
+        let prefix: &[u8] = match state {
+            RowState::Held => b"h/",
+            RowState::Failed => b"f/",
+            _ => return Ok(Vec::new()),
+        };
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(&after.map_or(0, |a| a.saturating_add(1)).to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.rdx.range(start..) {
+            let (k, _) = item?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some(row) = self.reading(decode_u64(&k[2..]))? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Set a member's `permissions` (the `fields` of their callback), for
+    /// members imported with `import_members` (tests, benchmarks, seeding).
+    pub fn set_member_permissions(
+        &self,
+        connection_id: &str,
+        fields: serde_json::Value,
+    ) -> Result<bool> {
+        let Some(mut m) = self.member(connection_id)? else {
+            return Ok(false);
+        };
+        m.permissions = fields;
+        self.members.insert(connection_id, encode(&m))?;
+        Ok(true)
+    }
+}
+
+fn new_row(new: &NewReading, id: u64, now: u64) -> ReadingRow {
+    let p = &new.placement;
+    ReadingRow {
+        id,
+        member: new.reading.member.clone(),
+        subject: p.subject.clone(),
+        connection_id: p.connection_id.clone(),
+        dataset: new.dataset.clone(),
+        external_id: new.reading.external_id.clone(),
+        fields: new.reading.fields.clone(),
+        state: p.state,
+        reason: p.reason.clone(),
+        batch: None,
+        source: new.source.clone(),
+        created_ms: now,
+        held_since_ms: (p.state == RowState::Held).then_some(now),
+        delivered_ms: None,
+        pds_id: None,
+    }
+}
+
+/// Where readings go: members by connection id, MydexID and external
+/// ref, and invitees not connected yet. Built once per file (or request)
+/// from the store.
+pub struct Resolver<'a> {
+    store: &'a Store,
+    by_ref: Option<HashMap<String, String>>,
+    invited_refs: Option<std::collections::HashSet<String>>,
+    invited_ids: Option<std::collections::HashSet<String>>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            by_ref: None,
+            invited_refs: None,
+            invited_ids: None,
+        }
+    }
+
+    /// The connection id a reference names, if the member is known.
+    pub fn connection_of(&mut self, member: &MemberRef) -> Result<Option<String>> {
+        match member {
+            MemberRef::ConnectionId(c) => Ok(self.store.member(c)?.map(|m| m.connection_id)),
+            MemberRef::MydexId(x) => Ok(self
+                .store
+                .idx
+                .get(super::mydexid_key(x))?
+                .map(|v| String::from_utf8_lossy(&v).into_owned())),
+            MemberRef::ExternalRef(r) => {
+                if self.by_ref.is_none() {
+                    let mut map = HashMap::new();
+                    for m in self.store.all_members() {
+                        let m = m?;
+                        if let Some(r) = m.external_ref {
+                            map.insert(r, m.connection_id);
+                        }
+                    }
+                    self.by_ref = Some(map);
+                }
+                Ok(self.by_ref.as_ref().and_then(|m| m.get(r).cloned()))
+            }
+        }
+    }
+
+    fn invited(&mut self, member: &MemberRef) -> Result<bool> {
+        if self.invited_refs.is_none() {
+            let (mut refs, mut ids) = (Default::default(), Default::default());
+            for inv in self.store.all_invitations() {
+                let inv = inv?;
+                if let Some(r) = &inv.invitee.external_ref {
+                    std::collections::HashSet::insert(&mut refs, r.clone());
+                }
+                if let Some(m) = &inv.invitee.mydexid {
+                    std::collections::HashSet::insert(&mut ids, m.as_str().to_lowercase());
+                }
+            }
+            (self.invited_refs, self.invited_ids) = (Some(refs), Some(ids));
+        }
+        Ok(match member {
+            MemberRef::ExternalRef(r) => self.invited_refs.as_ref().is_some_and(|s| s.contains(r)),
+            MemberRef::MydexId(x) => self
+                .invited_ids
+                .as_ref()
+                .is_some_and(|s| s.contains(&x.to_lowercase())),
+            MemberRef::ConnectionId(_) => false,
+        })
+    }
+
+    /// Where a reading for `member` into `dataset` goes now; `None`: no such
+    /// member or invitee (rejected).
+    pub fn place(
+        &mut self,
+        member: &MemberRef,
+        dataset: &DatasetName,
+    ) -> Result<Option<Placement>> {
+        if let Some(conn) = self.connection_of(member)? {
+            let Some(m) = self.store.member(&conn)? else {
+                return Ok(None);
+            };
+            let (state, reason) = member_gate(&m, dataset);
+            return Ok(Some(Placement {
+                subject: format!("c:{conn}"),
+                connection_id: Some(conn),
+                state,
+                reason,
+            }));
+        }
+        if self.invited(member)? {
+            return Ok(Some(Placement {
+                subject: subject_of(member),
+                connection_id: None,
+                state: RowState::Held,
+                reason: Some("not connected yet".into()),
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// Whether a member can take rows of `dataset` now: queued, or held with why.
+pub fn member_gate(m: &crate::domain::Member, dataset: &DatasetName) -> (RowState, Option<String>) {
+    if m.status == MemberStatus::Disconnected {
+        return (RowState::Held, Some("disconnected".into()));
+    }
+    if !Grants::from_fields(&m.permissions).can_write(dataset.as_str()) {
+        return (
+            RowState::Held,
+            Some(format!("no write access to {dataset}")),
+        );
+    }
+    (RowState::Queued, None)
+}
