@@ -24,6 +24,7 @@ mod error;
 mod expiry_index;
 mod identify;
 mod invitations;
+mod mail_keys;
 pub(crate) mod raw_callbacks;
 mod records;
 mod report;
@@ -49,6 +50,7 @@ pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use error::{Result, StoreError};
 pub use invitations::{InsertOutcome, NewInvitation};
+pub use mail_keys::MailKeys;
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use records::{CallbackRecord, now_ms};
 pub use report::InvitationFilter;
@@ -66,6 +68,8 @@ pub struct Store {
     /// Every authenticated callback as it arrived (`raw_callbacks.rs`).
     raw: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
+    /// Suppression hashes and mail tokens (`mail_keys.rs`).
+    mail_keys: std::sync::Arc<MailKeys>,
     commit: durable::GroupCommit,
     health: std::sync::Arc<StoreHealth>,
     path: std::path::PathBuf,
@@ -85,6 +89,7 @@ impl Store {
             });
         }
         db::check_key(&meta, &sealer, path)?;
+        let mail_keys = std::sync::Arc::new(MailKeys::open(&meta, &sealer)?);
         let health = std::sync::Arc::new(StoreHealth::default());
         let commit = durable::GroupCommit::start(db.clone(), health.clone())
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
@@ -99,6 +104,7 @@ impl Store {
             raw: db.open_tree("raw")?,
             db,
             sealer: std::sync::Arc::new(sealer),
+            mail_keys,
         };
         store.ensure_campaign_counters()?;
         Ok(store)
@@ -162,6 +168,11 @@ impl Store {
     /// How many flushes the group commit has run (for metrics and benches).
     pub fn flushes(&self) -> u64 {
         self.commit.flushes()
+    }
+
+    /// Suppression hashes and mail tokens.
+    pub fn mail_keys(&self) -> &MailKeys {
+        &self.mail_keys
     }
 
     pub fn sealer(&self) -> &Sealer {
