@@ -3,10 +3,12 @@
 
 mod admin_api;
 mod bad_input;
+mod bounces;
 mod callback_flood;
 mod callback_shapes;
 mod campaigns;
 mod crash;
+mod dkim;
 mod drain;
 mod faults;
 mod ftc_flow;
@@ -23,3 +25,4 @@ mod sandbox_pages;
 mod sandbox_shapes;
 mod service;
 mod sweep_guards;
+mod unsubscribe;

@@ -229,7 +229,8 @@ fn callback_server(
         read_timeout: settings.callback.read_timeout,
         refusals: Default::default(),
     });
-    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state);
+    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state)
+        .merge(crate::server::unsubscribe::router(parts.store.clone()));
     crate::server::serve::serve(
         listener,
         cb_app,

@@ -23,6 +23,9 @@ pub struct CallbackSettings {
     pub read_timeout: Duration,
     /// Connections served at once (default 256); more are closed at accept.
     pub max_connections: usize,
+    /// How the internet reaches this listener (no trailing `/`); the
+    /// one-click unsubscribe links in mail are built on it.
+    pub public_url: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -34,6 +37,7 @@ pub(super) struct RawCallback {
     #[serde(default, with = "humantime_serde::option")]
     read_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    public_url: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -48,6 +52,12 @@ impl Validator {
         }
         let listen = self.listen("callback.listen", raw.listen, "127.0.0.1:8080")?;
         let path = raw.path.unwrap_or_else(|| "/mydex/callback".into());
+        if path.starts_with("/unsubscribe/") {
+            return Err(self.err(
+                "callback.path",
+                "may not start with /unsubscribe/ (the one-click unsubscribe links live there)",
+            ));
+        }
         if !path.starts_with('/') || path.len() > 200 || path.contains(['?', '#', ' ']) {
             return Err(self.err(
                 "callback.path",
@@ -69,12 +79,33 @@ impl Validator {
         if !(1..=65536).contains(&max_connections) {
             return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
         }
+        let public_url = self.public_url(raw.public_url)?;
         Ok(CallbackSettings {
             listen,
             path,
             body_limit,
             read_timeout,
             max_connections,
+            public_url,
         })
+    }
+
+    /// `callback.public_url`: an http(s) URL with no query or fragment.
+    fn public_url(&self, raw: Option<String>) -> Result<String, ConfigError> {
+        let raw = self.required("callback.public_url", raw)?;
+        let url = reqwest::Url::parse(&raw)
+            .map_err(|e| self.err("callback.public_url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host_str().is_none()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+        {
+            return Err(self.err(
+                "callback.public_url",
+                "must be http(s)://host[:port][/path], with no user, query or fragment",
+            ));
+        }
+        Ok(raw.trim_end_matches('/').to_string())
     }
 }

@@ -11,6 +11,8 @@
 mod admin;
 mod callback;
 mod campaigns;
+mod dkim;
+mod dkim_key;
 mod error;
 mod invitations;
 mod load;
@@ -33,6 +35,8 @@ mod validate;
 pub use admin::AdminSettings;
 pub use callback::CallbackSettings;
 pub use campaigns::Campaign;
+pub use dkim::DkimSettings;
+pub use dkim_key::{DkimAlgorithm, DkimKey};
 pub use error::ConfigError;
 pub use invitations::InvitationSettings;
 pub use log::{LogFormat, LogSettings};

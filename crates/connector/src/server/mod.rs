@@ -1,5 +1,6 @@
 //! The HTTP listeners: the callback Mydex calls, and the admin API for
-//! operators (loopback by default).
+//! operators (loopback by default); one-click unsubscribe on the callback
+//! listener.
 
 pub mod admin;
 pub mod callback_auth;
@@ -8,3 +9,4 @@ pub mod callback_judge;
 pub mod callback_redact;
 pub mod callback_state;
 pub mod serve;
+pub mod unsubscribe;

@@ -11,9 +11,12 @@
 //! notification events, replay digests), `raw` (every authenticated callback
 //! as it arrived, body sealed, and its outcome), `meta` (the key check). The
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
-//! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
+//! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses. The mail
+//! side adds `s/` the suppression list, `pi/` person → invitations, `sb/`
+//! soft bounces, `bd/` bounce reports seen (`suppressions.rs`, `bounces.rs`).
 
 mod apply_callback;
+mod bounces;
 mod brake;
 mod campaign_pauses;
 mod codec;
@@ -30,6 +33,8 @@ mod records;
 mod report;
 mod rotation;
 mod rotation_journal;
+mod suppression_record;
+mod suppressions;
 mod sweeps;
 mod write_health;
 
@@ -45,6 +50,7 @@ pub use crate::domain::{
     Credentials, Event, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State,
 };
 pub use apply_callback::CallbackOutcome;
+pub use bounces::{Bounce, BounceOutcome, BounceType};
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
@@ -55,6 +61,7 @@ pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad
 pub use records::{CallbackRecord, now_ms};
 pub use report::InvitationFilter;
 pub use rotation::{RotationReport, fingerprint, rotate_key};
+pub use suppressions::{Suppressed, Suppression, SuppressionSource};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 
@@ -206,7 +213,7 @@ impl Store {
         Ok(c)
     }
 
-    fn counter(&self, key: &str) -> Result<u64> {
+    pub(super) fn counter(&self, key: &str) -> Result<u64> {
         Ok(self.idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0))
     }
 

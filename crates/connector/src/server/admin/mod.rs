@@ -7,11 +7,13 @@
 
 mod admin_state;
 pub mod bearer;
+pub mod bounces;
 pub mod callbacks_routes;
 pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
 pub mod readyz;
+pub mod suppressions;
 
 pub use admin_state::AdminState;
 
@@ -43,7 +45,16 @@ pub fn router(state: Arc<AdminState>) -> Router {
             post(callbacks_routes::replay_quarantined),
         )
         .route("/callbacks/{id}", get(callbacks_routes::show))
-        .route("/callbacks/{id}/replay", post(callbacks_routes::replay));
+        .route("/callbacks/{id}/replay", post(callbacks_routes::replay))
+        .route(
+            "/bounces",
+            post(bounces::post).layer(axum::extract::DefaultBodyLimit::max(bounces::MAX_BODY)),
+        )
+        .route(
+            "/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route("/suppressions/remove", post(suppressions::remove));
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
     }
@@ -104,6 +115,7 @@ pub fn status_json(
         "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
         "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
         "connection_version": current_version,
+        "suppressed": store.suppressed_count()?,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
     }))
