@@ -78,6 +78,10 @@ pub struct Snapshot {
     pub sweep_brake: bool,
     /// Whether Mydex refused our connection on the last status check.
     pub mydex_connection_denied: bool,
+    /// People on the suppression list.
+    pub suppressed: u64,
+    /// (campaign, hard|soft|complaint, count)
+    pub bounces: Vec<(String, String, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +181,17 @@ fn register_records(reg: &mut Registry, snap: &Snapshot) {
             .set(n as i64);
     }
     reg.register("members", "Connected members", members);
+    let bounces: Family<Labels, Gauge> = Family::default();
+    for (campaign, kind, n) in &snap.bounces {
+        bounces
+            .get_or_create(&labels(&[("campaign", campaign), ("type", kind)]))
+            .set(*n as i64);
+    }
+    reg.register(
+        "bounces",
+        "Bounces and complaints recorded, by campaign and type",
+        bounces,
+    );
     let flushes: Counter = Counter::default();
     flushes.inc_by(snap.store_flushes);
     reg.register(
@@ -198,6 +213,11 @@ fn register_gauges(reg: &mut Registry, snap: &Snapshot) {
             "queue_files",
             "Invitee files waiting in the queue directory",
             snap.queue_files,
+        ),
+        (
+            "suppressed",
+            "People on the suppression list (unsubscribed, bounced, complained, or added by an operator)",
+            snap.suppressed,
         ),
         (
             "unmatched_callbacks",

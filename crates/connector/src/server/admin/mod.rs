@@ -238,7 +238,16 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .map(|(_, n)| *n)
             .unwrap_or(0)
     };
+    let mut bounces = Vec::new();
+    for campaign in &st.campaigns {
+        let (_, hard, soft, complaints) = st.store.campaign_bounces(campaign)?;
+        for (kind, n) in [("hard", hard), ("soft", soft), ("complaint", complaints)] {
+            bounces.push((campaign.clone(), kind.to_string(), n));
+        }
+    }
     Ok(Snapshot {
+        suppressed: st.store.suppressed_count()?,
+        bounces,
         invitations,
         members_total: c.members_total,
         members_outdated: c.members_outdated,
