@@ -20,6 +20,11 @@ secrets = {
     "*" * 32: "store key (raw bytes)",
     "2a" * 32: "store key (hex)",
 }
+# The test DKIM keys (tests/fixtures/dkim): every line of their bodies.
+for pem in sorted((pathlib.Path(__file__).resolve().parent.parent / "tests/fixtures/dkim").glob("*.pem")):
+    for line in pem.read_text().splitlines():
+        if line and not line.startswith("-----"):
+            secrets[line] = f"DKIM key ({pem.name})"
 member_keys = 0
 for f in sorted(d.glob("*.secrets")):
     for line in f.read_text().split():

@@ -38,6 +38,7 @@ connection_token_file = "secrets/connection_token"
 
 [callback]
 listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1"
 
 [admin]
 listen = "127.0.0.1:{admin}"

@@ -69,6 +69,15 @@ enum Command {
         #[command(subcommand)]
         command: operator::MembersCommand,
     },
+    /// Read one bounce (RFC 3464 DSN) or complaint (RFC 5965) from FILE or
+    /// standard input and apply it in the running daemon (exit 65: not a
+    /// report of ours; 75: daemon unreachable, try later).
+    Bounce(commands::bounce::BounceArgs),
+    /// The suppression list: people who get no more mail.
+    Suppressions {
+        #[command(subcommand)]
+        command: commands::suppressions::SuppressionsCommand,
+    },
     /// Re-encrypt the store under a new key (the daemon must be stopped).
     /// Rerun it with the same new key if it was interrupted.
     RotateKey(rotate_key::RotateKeyArgs),
@@ -106,6 +115,8 @@ impl Command {
             Command::Members { command } => operator::members(command).await,
             Command::Records { command } => records::run(command).await,
             Command::RotateKey(args) => rotate_key::command(args).await,
+            Command::Bounce(args) => commands::bounce::run(args).await,
+            Command::Suppressions { command } => commands::suppressions::run(command).await,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => commands::sandbox::run(*args).await,
             #[cfg(feature = "sandbox")]

@@ -1,5 +1,6 @@
 """A real SMTP server for the tests (aiosmtpd): every accepted message is
-written to OUTDIR as NNNNNN.eml, with its arrival time in NNNNNN.time.
+written to OUTDIR as NNNNNN.eml, with its arrival time, recipients and
+envelope sender (MAIL FROM) in NNNNNN.time.
 
 Faults on demand, for the retry paths:
   --reject-5xx SUBSTR   answer 550 to RCPT TO addresses containing SUBSTR
@@ -66,7 +67,7 @@ class Handler:
         with open(base + ".tmp", "wb") as f:
             f.write(envelope.original_content or envelope.content)
         with open(base + ".time", "w") as f:
-            f.write(f"{time.time():.6f}\n{','.join(envelope.rcpt_tos)}\n")
+            f.write(f"{time.time():.6f}\n{','.join(envelope.rcpt_tos)}\n{envelope.mail_from}\n")
         os.rename(base + ".tmp", base + ".eml")
         return "250 Message accepted"
 

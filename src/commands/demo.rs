@@ -178,6 +178,7 @@ connection_version = 1
 
 [callback]
 listen = "127.0.0.1:{cb_port}"
+public_url = "http://127.0.0.1:{cb_port}"
 path = "/mydex/callback"
 
 [admin]

@@ -3,6 +3,7 @@
 //! and the progress bars.
 
 pub mod admin_client;
+pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
@@ -20,4 +21,5 @@ pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod status;
+pub mod suppressions;
 pub mod sweep;

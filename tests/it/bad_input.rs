@@ -39,6 +39,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
         ("client_secret_file = ", "mydex.client_secret_file"),
         ("connection_nid = ", "mydex.connection_nid"),
         ("connection_token_file = ", "mydex.connection_token_file"),
+        ("public_url = ", "callback.public_url"),
         ("url = \"smtp", "smtp.url"),
         ("from = ", "smtp.from"),
         ("path = \"db\"", "store.path"),
@@ -187,6 +188,41 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
             "delivery unknown key",
             format!("{good}\n[delivery]\ndir = \"r\"\nbatchsize = 5\n"),
             "batchsize",
+        ),
+        (
+            "bounce threshold not a share",
+            good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nbounce_threshold = \"lots\""),
+            "campaign[0].bounce_threshold",
+        ),
+        (
+            "public_url with a query",
+            good.replace("public_url = \"http://", "public_url = \"ftp://"),
+            "callback.public_url",
+        ),
+        (
+            "return_path without {token}",
+            good.replace("[smtp]\n", "[smtp]\nreturn_path = \"bounces@example.com\"\n"),
+            "smtp.return_path",
+        ),
+        (
+            "return_path {token} in the domain",
+            good.replace("[smtp]\n", "[smtp]\nreturn_path = \"bounces@{token}.example.com\"\n"),
+            "smtp.return_path",
+        ),
+        (
+            "max_soft_bounces 0",
+            good.replace("[smtp]\n", "[smtp]\nmax_soft_bounces = 0\n"),
+            "smtp.max_soft_bounces",
+        ),
+        (
+            "unsubscribe_mailto not an address",
+            good.replace("[smtp]\n", "[smtp]\nunsubscribe_mailto = \"nobody\"\n"),
+            "smtp.unsubscribe_mailto",
+        ),
+        (
+            "callback.path under /unsubscribe/",
+            good.replace("[callback]\n", "[callback]\npath = \"/unsubscribe/x\"\n"),
+            "callback.path",
         ),
     ];
     for (what, text, key) in cases {

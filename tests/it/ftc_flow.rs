@@ -400,6 +400,9 @@ connection_token_file = "connection_token"
 ftc_flow = "connection"
 request_timeout = "5s"
 
+[callback]
+public_url = "https://connect.example.com"
+
 [smtp]
 url = "smtp://127.0.0.1:25"
 from = "connect@example.com"

@@ -174,6 +174,8 @@ client_id = "c"
 client_secret_file = "client_secret"
 connection_nid = "45678"
 connection_token_file = "connection_token"
+[callback]
+public_url = "https://connect.example.com"
 [smtp]
 url = "smtp://127.0.0.1:25"
 from = "Example Energy <connect@example.com>"
@@ -216,6 +218,7 @@ proptest! {
             max_reminders: 2,
             link: "https://sbx-api.mydex.org/ftc/begin/AbC123",
             qr_src: "cid:qr-1@example.com",
+            unsubscribe_url: "http://127.0.0.1:1/unsubscribe/u00",
             subject: String::new(),
             vars: &vars,
         };
@@ -223,13 +226,17 @@ proptest! {
         prop_assert!(!rendered.subject.contains('\r') && !rendered.subject.contains('\n'));
         prop_assert!(!rendered.html.contains("<script>"), "HTML escaped");
         prop_assert!(rendered.html.contains("https://sbx-api.mydex.org/ftc/begin/AbC123"));
-        let msg = build_message(&from, Some(&name), "person@example.com", 1, rendered, vec![0x89, b'P', b'N', b'G'])
+        let headers = mydex_connector::notify::email::MailHeaders {
+            list_unsubscribe: "<http://127.0.0.1:1/unsubscribe/u00>".into(),
+            envelope_from: None,
+        };
+        let msg = build_message(&headers, &from, Some(&name), "person@example.com", 1, rendered, vec![0x89, b'P', b'N', b'G'])
             .expect("a message");
         let raw = String::from_utf8_lossy(&msg.formatted()).to_string();
         let head = raw.split("\r\n\r\n").next().unwrap_or("");
         for line in head.split("\r\n") {
             let is_continuation = line.starts_with(' ') || line.starts_with('\t');
-            let known = ["From:", "To:", "Subject:", "Date:", "Message-ID:", "MIME-Version:", "Content-Type:", "Content-Transfer-Encoding:"]
+            let known = ["From:", "To:", "Subject:", "Date:", "Message-ID:", "MIME-Version:", "Content-Type:", "Content-Transfer-Encoding:", "List-Unsubscribe:", "List-Unsubscribe-Post:"]
                 .iter()
                 .any(|h| line.starts_with(h));
             prop_assert!(is_continuation || known, "unexpected header line {line:?}");

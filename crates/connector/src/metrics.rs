@@ -97,6 +97,10 @@ pub struct Snapshot {
     pub mydex_api_failing: bool,
     /// Readings by state (queued, in_flight, unknown, delivered, held, failed).
     pub records: Vec<(&'static str, u64)>,
+    /// People on the suppression list.
+    pub suppressed: u64,
+    /// (campaign, hard|soft|complaint, count)
+    pub bounces: Vec<(String, String, u64)>,
 }
 
 /// One campaign's configuration and pause, for dashboards and alerts.
@@ -251,6 +255,17 @@ fn register_records(reg: &mut Registry, snap: &Snapshot) {
             .set(n as i64);
     }
     reg.register("members", "Connected members", members);
+    let bounces: Family<Labels, Gauge> = Family::default();
+    for (campaign, kind, n) in &snap.bounces {
+        bounces
+            .get_or_create(&labels(&[("campaign", campaign), ("type", kind)]))
+            .set(*n as i64);
+    }
+    reg.register(
+        "bounces",
+        "Bounces and complaints recorded, by campaign and type",
+        bounces,
+    );
     let flushes: Counter = Counter::default();
     flushes.inc_by(snap.store_flushes);
     reg.register(
@@ -272,6 +287,11 @@ fn register_gauges(reg: &mut Registry, snap: &Snapshot) {
             "queue_files",
             "Invitee files waiting in the queue directory",
             snap.queue_files,
+        ),
+        (
+            "suppressed",
+            "People on the suppression list (unsubscribed, bounced, complained, or added by an operator)",
+            snap.suppressed,
         ),
         (
             "unmatched_callbacks",

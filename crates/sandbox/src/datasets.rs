@@ -22,7 +22,7 @@ pub struct Requested {
 }
 
 /// The human name and purpose of a dataset id.
-fn describe(id: &str) -> (String, String) {
+pub fn describe(id: &str) -> (String, String) {
     let known = match id {
         "ds_personal_details" => Some((
             "Personal details",
@@ -32,6 +32,10 @@ fn describe(id: &str) -> (String, String) {
             "Contact details",
             "Your email address, phone number and postal address, to keep your account \
              details up to date.",
+        )),
+        "ds_energy_readings" => Some((
+            "Energy readings",
+            "Your smart meter's readings, which they add to your Personal Data Store.",
         )),
         "ds_events" => Some((
             "Events",

@@ -1,7 +1,7 @@
 //! The member's own view of their PDS (issue 13): `GET /pds` asks them to
 //! log in (MydexID and password), `POST /pds` shows "Your Personal Data
 //! Store": every dataset's rows as the sandbox holds them, escaped. Kept
-//! apart from `pages.rs` (the connection journeys), reusing its escaping.
+//! apart from `pages.rs` (the connection journeys), in the same page frame.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,25 +11,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::pages::{error_page, esc};
+use super::datasets;
+use super::html::{esc, page};
+use super::pages::error_page;
 use super::state::{AppState, ct_eq};
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<title>{t} - Mydex sandbox</title></head>\n<body>\n<h1>{t}</h1>\n{body}\n</body></html>\n",
-        t = esc(title)
-    ))
-}
-
-const LOGIN_FORM: &str = "<form method=\"post\" action=\"/pds\">\
-<label>MydexID <input name=\"mydexid\" autocomplete=\"username\"></label>\
-<label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\
+const LOGIN_FORM: &str = "<form method=\"post\" action=\"/pds\">\n\
+<div class=\"field\"><label for=\"pds-mydexid\">MydexID</label>\n\
+<input id=\"pds-mydexid\" name=\"mydexid\" type=\"text\" autocomplete=\"username\" \
+autocapitalize=\"none\" spellcheck=\"false\"></div>\n\
+<div class=\"field\"><label for=\"pds-password\">Password</label>\n\
+<input id=\"pds-password\" name=\"password\" type=\"password\" \
+autocomplete=\"current-password\"></div>\n\
 <button type=\"submit\">Log in</button></form>";
 
 /// `GET /pds`: the login form.
 pub async fn login_page() -> Html<String> {
-    page("Log in to your Personal Data Store", LOGIN_FORM)
+    Html(page("Log in to your Personal Data Store", LOGIN_FORM))
 }
 
 /// `POST /pds`: after a good login, the member's rows by dataset.
@@ -52,7 +50,11 @@ pub async fn show(
             .map(|m| m.uid)
     };
     let Some(uid) = uid else {
-        return error_page(StatusCode::FORBIDDEN, "Wrong MydexID or password");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Wrong MydexID or password.",
+            "Check both and log in again at /pds.",
+        );
     };
     let mut body = format!("<p>Signed in as <b>{}</b>.</p>\n", esc(&mydexid));
     let datasets = super::pds::member_rows(&state, uid);
@@ -79,8 +81,12 @@ pub async fn show(
             .collect();
         body.push_str(&format!(
             "<h2>{}</h2>\n<table class=\"dataset\"><tr>{head}</tr>\n{lines}</table>\n",
-            esc(&ds)
+            esc(&datasets::describe(&ds).0)
         ));
     }
-    page("Your Personal Data Store", &body.replace("\n\n", "\n")).into_response()
+    Html(page(
+        "Your Personal Data Store",
+        &body.replace("\n\n", "\n"),
+    ))
+    .into_response()
 }

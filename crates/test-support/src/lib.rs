@@ -183,6 +183,12 @@ impl Smtp {
             .collect()
     }
 
+    /// The envelope sender (MAIL FROM) of the message at `path`.
+    pub fn mail_from(path: &Path) -> String {
+        let t = std::fs::read_to_string(path.with_extension("time")).unwrap();
+        t.lines().nth(2).unwrap_or("").to_string()
+    }
+
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<PathBuf> {
         let start = Instant::now();
         loop {
@@ -275,6 +281,7 @@ max_attempts = 12
 
 [callback]
 listen = "127.0.0.1:{callback_port}"
+public_url = "http://127.0.0.1:{callback_port}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"

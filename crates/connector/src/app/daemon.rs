@@ -273,7 +273,8 @@ fn callback_server(
         read_timeout: settings.callback.read_timeout,
         refusals: Default::default(),
     });
-    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state);
+    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state)
+        .merge(crate::server::unsubscribe::router(parts.store.clone()));
     let tls = match &parts.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
             t.server_config().map_err(StartError::Tls)?,

@@ -30,6 +30,9 @@ pub struct CallbackSettings {
     /// serves plain HTTP (behind a TLS-terminating proxy).
     #[serde(serialize_with = "tls_shown")]
     pub tls: Option<Arc<TlsPair>>,
+    /// How the internet reaches this listener (no trailing `/`); the
+    /// one-click unsubscribe links in mail are built on it.
+    pub public_url: String,
 }
 
 fn tls_shown<S: serde::Serializer>(v: &Option<Arc<TlsPair>>, s: S) -> Result<S::Ok, S::Error> {
@@ -48,6 +51,7 @@ pub(super) struct RawCallback {
     #[serde(default, with = "humantime_serde::option")]
     read_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    public_url: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -56,6 +60,12 @@ impl Validator {
     pub(super) fn callback(&self, raw: RawCallback) -> Result<CallbackSettings, ConfigError> {
         let listen = self.listen("callback.listen", raw.listen, "127.0.0.1:8080")?;
         let path = raw.path.unwrap_or_else(|| "/mydex/callback".into());
+        if path.starts_with("/unsubscribe/") {
+            return Err(self.err(
+                "callback.path",
+                "may not start with /unsubscribe/ (the one-click unsubscribe links live there)",
+            ));
+        }
         if !path.starts_with('/') || path.len() > 200 || path.contains(['?', '#', ' ']) {
             return Err(self.err(
                 "callback.path",
@@ -78,6 +88,7 @@ impl Validator {
             return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
         }
         let tls = self.callback_tls(raw.tls_cert_file, raw.tls_key_file)?;
+        let public_url = self.public_url(raw.public_url)?;
         Ok(CallbackSettings {
             listen,
             path,
@@ -85,6 +96,26 @@ impl Validator {
             read_timeout,
             max_connections,
             tls,
+            public_url,
         })
+    }
+
+    /// `callback.public_url`: an http(s) URL with no query or fragment.
+    fn public_url(&self, raw: Option<String>) -> Result<String, ConfigError> {
+        let raw = self.required("callback.public_url", raw)?;
+        let url = reqwest::Url::parse(&raw)
+            .map_err(|e| self.err("callback.public_url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host_str().is_none()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+        {
+            return Err(self.err(
+                "callback.public_url",
+                "must be http(s)://host[:port][/path], with no user, query or fragment",
+            ));
+        }
+        Ok(raw.trim_end_matches('/').to_string())
     }
 }

@@ -43,6 +43,10 @@ pub struct Campaign {
     /// Failed invitations in a row after which the campaign pauses itself.
     #[serde(serialize_with = "show::count_or_off")]
     pub error_threshold: Option<u32>,
+    /// The hard-bounce share (of at least 100 mails) past which the
+    /// campaign pauses itself; None: off.
+    #[serde(serialize_with = "show::share_or_off")]
+    pub bounce_threshold: Option<f64>,
     /// A member found revoked gets a new first-time invitation.
     pub reconnect_on_revoke: bool,
     /// `invite = "identify"`: learn the invitee's MydexID first.
@@ -67,6 +71,7 @@ pub(super) struct RawCampaign {
     reminder_text_template: Option<PathBuf>,
     reminder_html_template: Option<PathBuf>,
     error_threshold: Option<u32>,
+    bounce_threshold: Option<toml::Value>,
     reconnect_on_revoke: Option<bool>,
     invite: Option<String>,
 }
@@ -141,7 +146,16 @@ impl Validator {
         if c.error_threshold == Some(0) {
             return Err(self.err(&keys.key("error_threshold"), "must be 1 or more"));
         }
+        let bounce_threshold = c
+            .bounce_threshold
+            .as_ref()
+            .map(|v| {
+                super::share::parse_share(v)
+                    .map_err(|e| self.err(&keys.key("bounce_threshold"), e.to_string()))
+            })
+            .transpose()?;
         Ok(Campaign {
+            bounce_threshold,
             name,
             subject,
             text_template,

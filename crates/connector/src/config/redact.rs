@@ -45,7 +45,7 @@ mod tests {
         let config = dir.join("c.toml");
         std::fs::write(
             &config,
-            "[mydex]\nclient_id = \"x\"\nconnection_nid = \"1\"\nclient_secret_file = \"client_secret\"\nconnection_token_file = \"connection_token\"\n[smtp]\nurl = \"file:///tmp/outbox\"\nfrom = \"a@b.example\"\n[store]\npath = \"db\"\nkey_file = \"store_key\"\n[queue]\ndir = \"q\"\n[[campaign]]\nname = \"x\"\nsubject = 'Say \"hi\"'\n",
+            "[mydex]\nclient_id = \"x\"\nconnection_nid = \"1\"\nclient_secret_file = \"client_secret\"\nconnection_token_file = \"connection_token\"\n[callback]\npublic_url = \"https://connect.example.com\"\n[smtp]\nurl = \"file:///tmp/outbox\"\nfrom = \"a@b.example\"\n[store]\npath = \"db\"\nkey_file = \"store_key\"\n[queue]\ndir = \"q\"\n[[campaign]]\nname = \"x\"\nsubject = 'Say \"hi\"'\n",
         )
         .unwrap();
         let shown = Settings::load(&config).unwrap().redacted();

@@ -62,6 +62,21 @@ impl Validator {
     }
 
     /// A one-line text secret (a trailing newline is dropped).
+    /// A secret of several lines (a PEM key), as UTF-8 text.
+    pub(super) fn secret_pem(
+        &self,
+        key: &str,
+        name: &str,
+        path: Option<PathBuf>,
+    ) -> Result<Option<(SecretString, PathBuf)>, ConfigError> {
+        let Some((bytes, path)) = self.secret_bytes(key, name, path, false)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| self.err(key, format!("{} is not UTF-8 text", path.display())))?;
+        Ok(Some((SecretString::from(text), path)))
+    }
+
     pub(super) fn secret_text(
         &self,
         key: &str,

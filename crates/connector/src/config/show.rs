@@ -67,6 +67,14 @@ pub(super) fn share<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_share(*v))
 }
 
+/// A share, `off` when none is set.
+pub(super) fn share_or_off<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(&format_share(*v)),
+        None => s.serialize_str("off"),
+    }
+}
+
 /// A template path, `(built-in)` when none is set.
 pub(super) fn template<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
     match p {

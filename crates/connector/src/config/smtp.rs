@@ -46,6 +46,14 @@ pub struct SmtpSettings {
     #[serde(serialize_with = "show::duration")]
     pub timeout: Duration,
     pub max_attempts: u32,
+    /// VERP envelope sender with one `{token}` (a bounce names the mail).
+    pub return_path: Option<String>,
+    /// A `mailto:` unsubscribe address beside the one-click URL.
+    pub unsubscribe_mailto: Option<String>,
+    /// Soft bounces of one address after which it counts as hard.
+    pub max_soft_bounces: u32,
+    /// DKIM signing: domain, selector and key, all three or none.
+    pub dkim: Option<super::dkim::DkimSettings>,
 }
 
 #[derive(Deserialize, Default)]
@@ -57,6 +65,12 @@ pub(super) struct RawSmtp {
     #[serde(default, with = "humantime_serde::option")]
     timeout: Option<Duration>,
     max_attempts: Option<u32>,
+    return_path: Option<String>,
+    unsubscribe_mailto: Option<String>,
+    max_soft_bounces: Option<u32>,
+    dkim_domain: Option<String>,
+    dkim_selector: Option<String>,
+    dkim_key_file: Option<PathBuf>,
 }
 
 impl Validator {
@@ -83,7 +97,21 @@ impl Validator {
         let from: lettre::message::Mailbox = from_raw
             .parse()
             .map_err(|e| self.err("smtp.from", format!("{from_raw:?} is not a mailbox: {e}")))?;
+        let return_path = raw.return_path.map(|r| self.return_path(r)).transpose()?;
+        let unsubscribe_mailto = raw
+            .unsubscribe_mailto
+            .map(|m| self.address("smtp.unsubscribe_mailto", m))
+            .transpose()?;
+        let max_soft_bounces = raw.max_soft_bounces.unwrap_or(3);
+        if !(1..=100).contains(&max_soft_bounces) {
+            return Err(self.err("smtp.max_soft_bounces", "must be between 1 and 100"));
+        }
+        let dkim = self.dkim(raw.dkim_domain, raw.dkim_selector, raw.dkim_key_file)?;
         Ok(SmtpSettings {
+            return_path,
+            unsubscribe_mailto,
+            max_soft_bounces,
+            dkim,
             target,
             password_source: password.as_ref().map(|(_, p)| p.clone()),
             password: password.map(|(t, _)| t),
@@ -91,6 +119,30 @@ impl Validator {
             timeout: raw.timeout.unwrap_or(Duration::from_secs(30)),
             max_attempts: raw.max_attempts.unwrap_or(8).max(1),
         })
+    }
+
+    /// `smtp.return_path`: one `{token}`, a valid address once it is filled.
+    fn return_path(&self, raw: String) -> Result<String, ConfigError> {
+        if raw.matches("{token}").count() != 1 {
+            return Err(self.err(
+                "smtp.return_path",
+                "must hold `{token}` exactly once, e.g. \"bounces+{token}@example.com\"",
+            ));
+        }
+        let sample = raw.replace("{token}", &"b".repeat(crate::domain::MAIL_TOKEN_LEN));
+        let (local, _) = sample.split_once('@').unwrap_or((&sample, ""));
+        if local.contains('@') || !raw.split('@').next().unwrap_or("").contains("{token}") {
+            return Err(self.err("smtp.return_path", "`{token}` must be in the local part"));
+        }
+        self.address("smtp.return_path", sample)?;
+        Ok(raw)
+    }
+
+    /// An email address (for `key`).
+    fn address(&self, key: &str, raw: String) -> Result<String, ConfigError> {
+        crate::domain::Email::parse(&raw)
+            .map(|e| e.as_str().to_string())
+            .map_err(|e| self.err(key, e.to_string()))
     }
 
     /// `smtp.url`: `file://dir`, or an smtp(s) URL lettre understands, with

@@ -61,6 +61,8 @@ impl State {
                     // The expiry sweep, then its reminder (a fresh link).
                     | (Sent, Expired)
                     | (Expired, Queued)
+                    // The person unsubscribed, bounced or complained.
+                    | (Sent | Expired, Failed)
                     // An identify callback naming a MydexID we do not hold:
                     // a first connection follows.
                     | (Sent, Queued)
@@ -78,7 +80,7 @@ mod tests {
     use super::State::{self, *};
 
     /// Every move the table allows besides staying put; any other is refused.
-    const TABLE: [(State, State); 14] = [
+    const TABLE: [(State, State); 16] = [
         (Queued, LinkIssued),
         (Queued, Connected),
         (Queued, Failed),
@@ -89,7 +91,9 @@ mod tests {
         (Sent, Queued),
         (Sent, Connected),
         (Sent, Expired),
+        (Sent, Failed),
         (Expired, Queued),
+        (Expired, Failed),
         (Expired, Connected),
         (Failed, Queued),
         (Failed, Connected),

@@ -185,6 +185,10 @@ fn store_batch(
                 report.duplicates += 1;
                 rejects.write(*line, &format!("duplicate: {} already has an open invitation ({id}) in campaign {:?}; not invited twice", item.invitee.email, item.campaign))?;
             }
+            InsertOutcome::Suppressed(source) => {
+                report.rejected += 1;
+                rejects.write(*line, &format!("suppressed: {}", source.as_str()))?;
+            }
         }
     }
     Ok(())

@@ -140,6 +140,42 @@ impl CampaignControl {
         }
     }
 
+    /// A bounce of `name` was recorded: past the campaign's
+    /// `bounce_threshold` share of hard bounces (after at least 100 mails),
+    /// the campaign pauses itself.
+    pub fn bounced(&self, name: &str) {
+        let Some(threshold) = self.campaign(name).and_then(|c| c.bounce_threshold) else {
+            return;
+        };
+        let Ok((mailed, hard, _, _)) = self.store.campaign_bounces(name) else {
+            return;
+        };
+        if mailed < 100 || (hard as f64) <= threshold * mailed as f64 {
+            return;
+        }
+        let pause = {
+            let mut st = self.state.lock();
+            let r = st.entry(name.to_string()).or_default();
+            if r.pause.is_some() {
+                return;
+            }
+            let p = CampaignPause {
+                by: PausedBy::BounceThreshold,
+                reason: format!(
+                    "{hard} of {mailed} mails bounced hard (bounce_threshold = {:.1}%)",
+                    threshold * 100.0
+                ),
+                at_ms: now_ms(),
+            };
+            r.pause = Some(p.clone());
+            p
+        };
+        tracing::error!(campaign = name, reason = %pause.reason, "campaign paused itself: its bounce threshold was reached; clean the list, then `mydex-connector campaign resume {name}`");
+        if let Err(e) = self.store.set_campaign_pause(name, Some(&pause)) {
+            tracing::error!(campaign = name, error = %e, "cannot keep the pause in the store; it holds until a restart");
+        }
+    }
+
     /// Operator pause.
     pub fn pause(&self, name: &str, reason: Option<String>) -> Result<CampaignPause, ControlError> {
         if self.campaign(name).is_none() {
@@ -193,6 +229,19 @@ impl CampaignControl {
             .collect()
     }
 
+    /// A campaign's bounces for the status document.
+    fn bounces_json(&self, name: &str, threshold: Option<f64>) -> Value {
+        let (mailed, hard, soft, complaints) =
+            self.store.campaign_bounces(name).unwrap_or_default();
+        let rate = if mailed == 0 {
+            0.0
+        } else {
+            hard as f64 / mailed as f64
+        };
+        json!({"mailed": mailed, "hard": hard, "soft": soft, "complaints": complaints,
+               "hard_rate": rate, "bounce_threshold": threshold})
+    }
+
     /// The `campaigns` object of the status document.
     pub fn status_json(&self) -> Value {
         let st = self.state.lock();
@@ -214,6 +263,7 @@ impl CampaignControl {
                     "failed": r.map(|r| r.failed).unwrap_or(0),
                     "failures_in_row": r.map(|r| r.failures_in_row).unwrap_or(0),
                     "error_threshold": c.error_threshold,
+                    "bounces": self.bounces_json(&c.name, c.bounce_threshold),
                 }),
             );
         }

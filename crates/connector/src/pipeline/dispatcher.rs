@@ -18,9 +18,12 @@ use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::config::Swap;
+use crate::domain::TokenKind;
 use crate::metrics::Metrics;
 use crate::mydex::{FtcRequest, MydexClient, MydexError};
-use crate::notify::email::{MailContext, MailError, Mailer, Templates, build_message, qr_png};
+use crate::notify::email::{
+    MailContext, MailError, MailHeaders, Mailer, Signer, Templates, build_message, qr_png,
+};
 use crate::pipeline::campaign_control::CampaignControl;
 use crate::pipeline::fail_reason::FailReason;
 use crate::pipeline::rate_limit::SlidingWindow;
@@ -41,6 +44,8 @@ pub struct Dispatcher {
     smtp_outage: crate::notify::email::Outage,
     /// Pauses, send windows and error thresholds.
     control: Arc<CampaignControl>,
+    /// DKIM, when `smtp.dkim_*` is set.
+    signer: Option<Signer>,
 }
 
 /// What one step did, for the log.
@@ -74,6 +79,13 @@ impl Dispatcher {
         wake: Arc<Notify>,
         control: Arc<CampaignControl>,
     ) -> Self {
+        // The key was checked with the configuration; a signer that still
+        // refuses it is logged and mail goes out unsigned.
+        let signer = settings.smtp.dkim.as_ref().and_then(|d| {
+            Signer::new(d)
+                .inspect_err(|e| tracing::error!(error = %e, "DKIM signing is off"))
+                .ok()
+        });
         let limits = Mutex::new(
             settings
                 .campaigns
@@ -96,6 +108,7 @@ impl Dispatcher {
             in_flight: Arc::default(),
             smtp_outage: crate::notify::email::Outage::default(),
             control,
+            signer,
         }
     }
 
@@ -457,6 +470,12 @@ impl Dispatcher {
                 inv.campaign.clone(),
             )));
         };
+        // Checked again right before the mail: the person may have
+        // unsubscribed or bounced while this invitation was on its way.
+        let person = self.store.mail_keys().person(&inv.invitee.email);
+        if let Some(s) = self.store.suppression(&person)? {
+            return Ok(Outcome::Failed(FailReason::Suppressed(s.reason)));
+        }
         let message = match self.message(inv, &campaign, &link) {
             Ok(m) => m,
             Err(why) => return Ok(Outcome::Failed(why)),
@@ -487,7 +506,10 @@ impl Dispatcher {
             Kind::Update { .. } => "update",
             Kind::Identify => "identify",
         };
+        let headers = self.headers(inv.id);
+        let unsubscribe_url = self.unsubscribe_url(inv.id);
         let ctx = MailContext {
+            unsubscribe_url: &unsubscribe_url,
             name: inv.invitee.name.as_deref(),
             email: inv.invitee.email.as_str(),
             external_ref: inv.invitee.external_ref.as_deref(),
@@ -507,7 +529,8 @@ impl Dispatcher {
             .get()
             .render(&campaign.name, ctx)
             .map_err(FailReason::Render)?;
-        build_message(
+        let mut message = build_message(
+            &headers,
             &self.settings.smtp.from,
             inv.invitee.name.as_deref(),
             inv.invitee.email.as_str(),
@@ -515,7 +538,39 @@ impl Dispatcher {
             rendered,
             png,
         )
-        .map_err(FailReason::Message)
+        .map_err(FailReason::Message)?;
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut message);
+        }
+        Ok(message)
+    }
+
+    /// The one-click unsubscribe URL of invitation `id`'s mail.
+    fn unsubscribe_url(&self, id: u64) -> String {
+        let token = self.store.mail_keys().token(TokenKind::Unsubscribe, id);
+        format!("{}/unsubscribe/{token}", self.settings.callback.public_url)
+    }
+
+    /// `List-Unsubscribe` (RFC 8058) and the VERP envelope sender.
+    fn headers(&self, id: u64) -> MailHeaders {
+        let keys = self.store.mail_keys();
+        let mut list_unsubscribe = format!("<{}>", self.unsubscribe_url(id));
+        if let Some(mailto) = &self.settings.smtp.unsubscribe_mailto {
+            let token = keys.token(TokenKind::Unsubscribe, id);
+            list_unsubscribe.push_str(&format!(
+                ", <mailto:{mailto}?subject=unsubscribe%20{token}>"
+            ));
+        }
+        let envelope_from = self
+            .settings
+            .smtp
+            .return_path
+            .as_ref()
+            .map(|r| r.replace("{token}", &keys.token(TokenKind::Bounce, id)));
+        MailHeaders {
+            list_unsubscribe,
+            envelope_from,
+        }
     }
 
     /// What the SMTP server's answer makes of the invitation (`sent` is

@@ -25,4 +25,8 @@ pub enum FailReason {
     /// Transient SMTP failures until `smtp.max_attempts`.
     #[error("SMTP still failing after {attempts} attempts: {why}")]
     SmtpExhausted { attempts: u32, why: String },
+    /// The person went on the suppression list (its reason: `unsubscribed`,
+    /// `bounced: …`) while the mail was on its way.
+    #[error("{0}")]
+    Suppressed(String),
 }

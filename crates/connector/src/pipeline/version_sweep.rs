@@ -722,6 +722,13 @@ impl VersionSweep {
                 self.wake.notify_one();
                 true
             }
+            Ok(InsertOutcome::Suppressed(source)) => {
+                tracing::info!(
+                    suppressed = source.as_str(),
+                    "the member is on the suppression list: not invited"
+                );
+                false
+            }
             Ok(InsertOutcome::Duplicate(id)) => {
                 tracing::debug!(
                     invitation = id,

@@ -13,6 +13,8 @@ use super::{Result, Store, decode, encode};
 pub enum PausedBy {
     Operator,
     ErrorThreshold,
+    /// Its hard-bounce share passed `bounce_threshold`.
+    BounceThreshold,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,6 +23,8 @@ pub enum InsertOutcome {
     Inserted(u64),
     /// The same person already has an open invitation in this campaign.
     Duplicate(u64),
+    /// The person is on the suppression list: not invited.
+    Suppressed(super::suppression_record::SuppressionSource),
 }
 
 fn open_key(campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
@@ -45,6 +47,11 @@ pub(super) fn campaign_counter_key(campaign: &str, state: State) -> String {
 }
 
 pub(super) const CAMPAIGN_COUNTERS: &str = "c/cs/";
+
+/// Invitations of a campaign mailed so far (the bounce rate's base).
+pub(super) fn mailed_counter(campaign: &str) -> String {
+    format!("c/mailed/{campaign}")
+}
 
 impl Store {
     /// Insert a batch in one transaction; with `progress`, record in the
@@ -103,11 +110,19 @@ impl Store {
             .map(|id| LinkingToken::for_invitation(*id))
             .collect();
         let now = now_ms();
+        let persons: Vec<_> = batch
+            .iter()
+            .map(|n| self.mail_keys.person(&n.invitee.email))
+            .collect();
         let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
-            for ((new, id), token) in batch.iter().zip(&ids).zip(&tokens) {
+            for (((new, id), token), person) in batch.iter().zip(&ids).zip(&tokens).zip(&persons) {
+                if let Some(s) = super::suppression_record::tx_suppression(idx, person)? {
+                    outcomes.push(InsertOutcome::Suppressed(s.source));
+                    continue;
+                }
                 let okey = open_key(&new.campaign, &new.kind, &new.invitee);
                 if let Some(existing_id) = tx_still_open(inv_t, idx, &okey, closed)? {
                     outcomes.push(InsertOutcome::Duplicate(existing_id));
@@ -116,6 +131,7 @@ impl Store {
                 let inv = queued(new, *id, token.clone(), now);
                 inv_t.insert(&id_key(*id), encode(&inv))?;
                 idx.insert(okey.as_bytes(), &id_key(*id))?;
+                idx.insert(super::suppression_record::person_key(person, *id), &[])?;
                 idx.insert(work_key(*id), &[])?;
                 if let Some(conn) = member {
                     idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
@@ -255,6 +271,12 @@ impl Store {
                     .get(id_key(id))?
                     .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(id)))?;
                 let inv: Invitation = tx_decode(&bytes, "invitation")?;
+                let person = self.mail_keys.person(&inv.invitee.email);
+                if let Some(s) = super::suppression_record::tx_suppression(idx, &person)? {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Refused(
+                        format!("invitation {id} cannot be retried: the person is suppressed ({})", s.source.as_str()),
+                    )));
+                }
                 let okey = open_key(&inv.campaign, &inv.kind, &inv.invitee);
                 if let Some(other) = idx.get(okey.as_bytes())? {
                     let other = super::decode_u64(&other);
@@ -346,6 +368,9 @@ pub(super) fn tx_transition(
         bump(idx, &counter_key(to), 1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, before), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, to), 1)?;
+        if to == State::Sent {
+            bump(idx, &mailed_counter(&inv.campaign), 1)?;
+        }
         if to.needs_dispatch() {
             idx.insert(work_key(id), &[])?;
         } else {

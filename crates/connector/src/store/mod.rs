@@ -11,10 +11,13 @@
 //! notification events, replay digests), `raw` (every authenticated callback
 //! as it arrived, body sealed, and its outcome), `meta` (the key check). The
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
-//! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses.
+//! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses. The mail
+//! side adds `s/` the suppression list, `pi/` person → invitations, `sb/`
+//! soft bounces, `bd/` bounce reports seen (`suppressions.rs`, `bounces.rs`).
 
 mod apply_callback;
 mod batches;
+mod bounces;
 mod brake;
 mod campaign_pauses;
 mod codec;
@@ -25,12 +28,15 @@ mod error;
 mod expiry_index;
 mod identify;
 mod invitations;
+mod mail_keys;
 pub(crate) mod raw_callbacks;
 mod readings;
 mod records;
 mod report;
 mod rotation;
 mod rotation_journal;
+mod suppression_record;
+mod suppressions;
 mod sweeps;
 mod write_health;
 
@@ -47,11 +53,13 @@ pub use crate::domain::{
 };
 pub use apply_callback::CallbackOutcome;
 pub use batches::{Batch, BatchState, Claim, Settle};
+pub use bounces::{Bounce, BounceOutcome, BounceType};
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use error::{Result, StoreError};
 pub use invitations::{InsertOutcome, NewInvitation};
+pub use mail_keys::MailKeys;
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use readings::{
     NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, Resolver, member_gate,
@@ -60,6 +68,7 @@ pub use readings::{
 pub use records::{CallbackRecord, now_ms};
 pub use report::InvitationFilter;
 pub use rotation::{RotationReport, fingerprint, rotate_key};
+pub use suppressions::{Suppressed, Suppression, SuppressionSource};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 
@@ -76,6 +85,8 @@ pub struct Store {
     readings: sled::Tree,
     rdx: sled::Tree,
     sealer: std::sync::Arc<Sealer>,
+    /// Suppression hashes and mail tokens (`mail_keys.rs`).
+    mail_keys: std::sync::Arc<MailKeys>,
     commit: durable::GroupCommit,
     health: std::sync::Arc<StoreHealth>,
     path: std::path::PathBuf,
@@ -95,6 +106,7 @@ impl Store {
             });
         }
         db::check_key(&meta, &sealer, path)?;
+        let mail_keys = std::sync::Arc::new(MailKeys::open(&meta, &sealer)?);
         let health = std::sync::Arc::new(StoreHealth::default());
         let commit = durable::GroupCommit::start(db.clone(), health.clone())
             .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
@@ -111,6 +123,7 @@ impl Store {
             rdx: db.open_tree("rdx")?,
             db,
             sealer: std::sync::Arc::new(sealer),
+            mail_keys,
         };
         store.ensure_campaign_counters()?;
         Ok(store)
@@ -176,6 +189,11 @@ impl Store {
         self.commit.flushes()
     }
 
+    /// Suppression hashes and mail tokens.
+    pub fn mail_keys(&self) -> &MailKeys {
+        &self.mail_keys
+    }
+
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
     }
@@ -207,7 +225,7 @@ impl Store {
         Ok(c)
     }
 
-    fn counter(&self, key: &str) -> Result<u64> {
+    pub(super) fn counter(&self, key: &str) -> Result<u64> {
         Ok(self.idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0))
     }
 

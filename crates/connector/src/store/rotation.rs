@@ -89,7 +89,8 @@ pub fn rotate_key(
     let (old_s, new_s) = (Sealer::new(old), Sealer::new(new));
     let resumed = start_or_resume(&meta, &shown, (&old_s, &new_s), (&old_fp, &new_fp))?;
     let done = reseal_all(&db, &old_s, &new_s, progress)?;
-    switch_key(&db, &meta, &new_s)?;
+    let mail_keys = super::mail_keys::reseal(&meta, &old_s, &new_s)?;
+    switch_key(&db, &meta, &new_s, &mail_keys)?;
     Ok(RotationReport {
         old_key_fingerprint: old_fp,
         new_key_fingerprint: new_fp,
@@ -227,11 +228,19 @@ fn reseal_all(
 }
 
 /// The switch: the key check under the new key and the journal gone, in
-/// one step, made durable.
-fn switch_key(db: &sled::Db, meta: &sled::Tree, new_s: &Sealer) -> Result<()> {
+/// one step, made durable; the mail keys (`mail_keys.rs`) re-sealed in it.
+fn switch_key(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    new_s: &Sealer,
+    mail_keys: &[(String, String)],
+) -> Result<()> {
     let new_check = new_s.seal(KEY_CHECK, b"meta");
     meta.transaction(|m| {
         m.insert(KEY_CHECK_NAME, new_check.as_bytes())?;
+        for (name, value) in mail_keys {
+            m.insert(name.as_bytes(), value.as_bytes())?;
+        }
         m.remove(JOURNAL)?;
         Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
     })

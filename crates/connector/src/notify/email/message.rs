@@ -1,9 +1,11 @@
 //! The MIME structure of an invitation: multipart/alternative of the text
 //! part and a multipart/related HTML part carrying the QR code inline
-//! (Content-ID), with Message-ID and Date.
+//! (Content-ID), with Message-ID and Date; the one-click unsubscribe
+//! headers (RFC 8058) and, with a VERP return path, the envelope sender.
 
 use lettre::Message;
 use lettre::message::header::ContentType;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use super::Rendered;
@@ -28,7 +30,17 @@ pub enum MessageError {
     Build(lettre::error::Error),
 }
 
+/// The per-mail headers that are not the content: where to unsubscribe,
+/// and where bounces go.
+pub struct MailHeaders {
+    /// The whole `List-Unsubscribe` value (`<https://…>[, <mailto:…>]`).
+    pub list_unsubscribe: String,
+    /// The envelope sender (MAIL FROM), when `smtp.return_path` is set.
+    pub envelope_from: Option<String>,
+}
+
 pub fn build_message(
+    headers: &MailHeaders,
     from: &Mailbox,
     to_name: Option<&str>,
     to: &str,
@@ -51,7 +63,25 @@ pub fn build_message(
     let nonce: u64 = rand::random();
     let message_id = format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain());
     let png_type = ContentType::parse("image/png").map_err(MessageError::ContentType)?;
-    Message::builder()
+    let mut builder = Message::builder();
+    if let Some(sender) = &headers.envelope_from {
+        let sender: lettre::Address = sender.parse().map_err(|e| MessageError::Recipient {
+            to: sender.clone(),
+            error: e,
+        })?;
+        let envelope = lettre::address::Envelope::new(Some(sender), vec![to.email.clone()])
+            .map_err(MessageError::Build)?;
+        builder = builder.envelope(envelope);
+    }
+    builder
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            headers.list_unsubscribe.clone(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".to_string(),
+        ))
         .from(from.clone())
         .to(to)
         .subject(rendered.subject)

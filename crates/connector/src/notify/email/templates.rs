@@ -62,6 +62,8 @@ pub struct MailContext<'a> {
     pub link: &'a str,
     /// `cid:` URL of the inline QR image.
     pub qr_src: &'a str,
+    /// The one-click unsubscribe page of this mail.
+    pub unsubscribe_url: &'a str,
     pub subject: String,
     pub vars: &'a BTreeMap<String, String>,
 }
@@ -163,6 +165,7 @@ impl Templates {
             max_reminders: c.max_reminders,
             link,
             qr_src: "cid:qr",
+            unsubscribe_url: "https://connect.example.com/unsubscribe/CHECK",
             subject: String::new(),
             vars: &vars,
         };
@@ -261,7 +264,11 @@ fn context(ctx: &MailContext<'_>) -> minijinja::Value {
         Ok(u) => minijinja::Value::from_safe_string(u.to_string()),
         Err(_) => minijinja::Value::from(ctx.link),
     };
-    minijinja::context! { link => link, ..minijinja::Value::from(minijinja::value::Serde(map)) }
+    let unsubscribe_url = match reqwest::Url::parse(ctx.unsubscribe_url) {
+        Ok(u) => minijinja::Value::from_safe_string(u.to_string()),
+        Err(_) => minijinja::Value::from(ctx.unsubscribe_url),
+    };
+    minijinja::context! { link => link, unsubscribe_url => unsubscribe_url, ..minijinja::Value::from(minijinja::value::Serde(map)) }
 }
 
 #[cfg(test)]
@@ -282,6 +289,7 @@ mod tests {
             reminder_text_template: None,
             reminder_html_template: None,
             error_threshold: None,
+            bounce_threshold: None,
             reconnect_on_revoke: false,
             identify_first: false,
         }
@@ -306,6 +314,7 @@ mod tests {
                     max_reminders: 2,
                     link: "https://x.example/ftc/begin/1",
                     qr_src: "cid:qr",
+                    unsubscribe_url: "https://x.example/unsubscribe/u1",
                     subject: String::new(),
                     vars: &vars,
                 },
@@ -316,6 +325,8 @@ mod tests {
         assert!(!r.html.contains("\"><img src=x>"));
         assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
         assert!(r.text.contains("https://x.example/ftc/begin/1"));
+        assert!(r.text.contains("https://x.example/unsubscribe/u1"));
+        assert!(r.html.contains("https://x.example/unsubscribe/u1"));
     }
 
     #[test]

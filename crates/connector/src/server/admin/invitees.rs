@@ -262,6 +262,10 @@ fn note_outcomes(
                 results.push(json!({"row": row, "status": "duplicate", "invitation": id,
                     "error": format!("{} already has an open invitation ({id}) in campaign {:?}; not invited twice", item.invitee.email, item.campaign)}));
             }
+            InsertOutcome::Suppressed(source) => {
+                results.push(json!({"row": row, "status": "rejected",
+                    "error": format!("suppressed: {}", source.as_str())}));
+            }
         }
     }
     (queued, duplicates)

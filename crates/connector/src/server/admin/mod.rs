@@ -7,12 +7,14 @@
 
 mod admin_state;
 pub mod bearer;
+pub mod bounces;
 pub mod callbacks_routes;
 pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
 pub mod readyz;
 pub mod records;
+pub mod suppressions;
 
 pub use admin_state::AdminState;
 
@@ -50,7 +52,16 @@ pub fn router(state: Arc<AdminState>) -> Router {
             post(callbacks_routes::replay_quarantined),
         )
         .route("/callbacks/{id}", get(callbacks_routes::show))
-        .route("/callbacks/{id}/replay", post(callbacks_routes::replay));
+        .route("/callbacks/{id}/replay", post(callbacks_routes::replay))
+        .route(
+            "/bounces",
+            post(bounces::post).layer(axum::extract::DefaultBodyLimit::max(bounces::MAX_BODY)),
+        )
+        .route(
+            "/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route("/suppressions/remove", post(suppressions::remove));
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
     }
@@ -111,6 +122,7 @@ pub fn status_json(
         "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
         "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
         "connection_version": current_version,
+        "suppressed": store.suppressed_count()?,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
         "records": records_json(store)?,
@@ -224,23 +236,7 @@ async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
 /// The store's side of `/metrics`.
 fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
     let c = st.store.counts(st.current_version)?;
-    let by_campaign = st.store.counts_by_campaign()?;
-    let mut invitations = Vec::new();
-    for campaign in &st.campaigns {
-        for state in crate::store::State::ALL {
-            let n = by_campaign
-                .get(&(campaign.clone(), state))
-                .copied()
-                .unwrap_or(0);
-            invitations.push((campaign.clone(), state.as_str().to_string(), n));
-        }
-    }
-    // Invitations of campaigns no longer configured still count.
-    for ((campaign, state), n) in &by_campaign {
-        if !st.campaigns.contains(campaign) {
-            invitations.push((campaign.clone(), state.as_str().to_string(), *n));
-        }
-    }
+    let invitations = invitations_by_campaign(st)?;
     let count = |s: crate::store::State| {
         c.invitations
             .iter()
@@ -249,6 +245,8 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or(0)
     };
     Ok(Snapshot {
+        suppressed: st.store.suppressed_count()?,
+        bounces: bounces_by_campaign(st)?,
         invitations,
         members_total: c.members_total,
         members_outdated: c.members_outdated,
@@ -262,22 +260,7 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
         queue_depth: count(crate::store::State::Queued) + count(crate::store::State::LinkIssued),
         uptime_seconds: st.started.elapsed().as_secs(),
         store_flushes: st.store.flushes(),
-        sweeps: st
-            .lifecycle
-            .as_ref()
-            .map(|l| {
-                l.sweep_progress()
-                    .into_iter()
-                    .map(|(job, running, last)| crate::metrics::SweepProgress {
-                        job: job.into(),
-                        running,
-                        run: last.as_ref().map_or(0, |r| r.run),
-                        checked: last.as_ref().map_or(0, |r| r.checked),
-                        errors: last.as_ref().map_or(0, |r| r.errors),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        sweeps: sweeps(st),
         sweep_held: st.store.held_count(crate::pipeline::version_sweep::JOB) as u64,
         sweep_brake: st
             .store
@@ -295,16 +278,76 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or_default(),
         store_write_failed: st.store.failure().is_some(),
         mydex_api_failing: st.mydex.api_health().is_err(),
-        records: {
-            let r = st.store.record_counts()?;
-            vec![
-                ("queued", r.queued),
-                ("in_flight", r.in_flight),
-                ("unknown", r.unknown),
-                ("delivered", r.delivered),
-                ("held", r.held),
-                ("failed", r.failed),
-            ]
-        },
+        records: records(st)?,
     })
+}
+
+/// Invitations by campaign and state: every configured campaign with every
+/// state, and those of campaigns no longer configured (they still count).
+fn invitations_by_campaign(
+    st: &AdminState,
+) -> Result<Vec<(String, String, u64)>, crate::store::StoreError> {
+    let by_campaign = st.store.counts_by_campaign()?;
+    let mut invitations = Vec::new();
+    for campaign in &st.campaigns {
+        for state in crate::store::State::ALL {
+            let n = by_campaign
+                .get(&(campaign.clone(), state))
+                .copied()
+                .unwrap_or(0);
+            invitations.push((campaign.clone(), state.as_str().to_string(), n));
+        }
+    }
+    for ((campaign, state), n) in &by_campaign {
+        if !st.campaigns.contains(campaign) {
+            invitations.push((campaign.clone(), state.as_str().to_string(), *n));
+        }
+    }
+    Ok(invitations)
+}
+
+/// Bounces by configured campaign and type (hard, soft, complaint).
+fn bounces_by_campaign(
+    st: &AdminState,
+) -> Result<Vec<(String, String, u64)>, crate::store::StoreError> {
+    let mut bounces = Vec::new();
+    for campaign in &st.campaigns {
+        let (_, hard, soft, complaints) = st.store.campaign_bounces(campaign)?;
+        for (kind, n) in [("hard", hard), ("soft", soft), ("complaint", complaints)] {
+            bounces.push((campaign.clone(), kind.to_string(), n));
+        }
+    }
+    Ok(bounces)
+}
+
+/// Each sweep job's progress (none before the scheduler runs).
+fn sweeps(st: &AdminState) -> Vec<crate::metrics::SweepProgress> {
+    st.lifecycle
+        .as_ref()
+        .map(|l| {
+            l.sweep_progress()
+                .into_iter()
+                .map(|(job, running, last)| crate::metrics::SweepProgress {
+                    job: job.into(),
+                    running,
+                    run: last.as_ref().map_or(0, |r| r.run),
+                    checked: last.as_ref().map_or(0, |r| r.checked),
+                    errors: last.as_ref().map_or(0, |r| r.errors),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Readings by state.
+fn records(st: &AdminState) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    let r = st.store.record_counts()?;
+    Ok(vec![
+        ("queued", r.queued),
+        ("in_flight", r.in_flight),
+        ("unknown", r.unknown),
+        ("delivered", r.delivered),
+        ("held", r.held),
+        ("failed", r.failed),
+    ])
 }

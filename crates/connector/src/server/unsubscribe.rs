@@ -1,0 +1,149 @@
+//! One-click unsubscribe (RFC 8058) on the callback listener: every mail's
+//! `List-Unsubscribe` names `{callback.public_url}/unsubscribe/{token}`.
+//! `POST` (a mailbox provider's one click, or our page's button) puts the
+//! person on the suppression list and fails their open invitations: 200,
+//! no login, no confirmation. `GET` shows a page with that button and
+//! changes nothing (mail scanners fetch links). Any token not ours, of any
+//! bytes, is 404 with one fixed body and writes nothing. The token is never
+//! logged; the invitation id is.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::domain::TokenKind;
+use crate::store::{Store, StoreError, Suppression, SuppressionSource, now_ms};
+
+/// The largest body a one-click POST may carry.
+const BODY_LIMIT: usize = 1024;
+
+pub struct UnsubscribeState {
+    pub store: Store,
+}
+
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/unsubscribe/{token}", axum::routing::get(page).post(click))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(Arc::new(UnsubscribeState { store }))
+}
+
+fn respond(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn not_found() -> Response {
+    respond(
+        StatusCode::NOT_FOUND,
+        "<!doctype html><title>Not found</title><p>This unsubscribe link is not known.</p>\n"
+            .into(),
+    )
+}
+
+/// The invitation a path's token names, if it is one of ours.
+fn invitation_of(st: &UnsubscribeState, token: Result<Path<String>, PathRejection>) -> Option<u64> {
+    let Path(token) = token.ok()?;
+    let parsed = st.store.mail_keys().parse_token(token.as_bytes())?;
+    (parsed.kind == TokenKind::Unsubscribe).then_some(parsed.invitation)
+}
+
+async fn page(
+    State(st): State<Arc<UnsubscribeState>>,
+    token: Result<Path<String>, PathRejection>,
+) -> Response {
+    if invitation_of(&st, token).is_none() {
+        return not_found();
+    }
+    // A relative form action: the same URL the page was fetched at.
+    respond(
+        StatusCode::OK,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
+<body>
+<h1>Unsubscribe</h1>
+<p>Press the button to get no more email from us about connecting your Personal Data Store.</p>
+<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form>
+</body></html>
+"#
+        .into(),
+    )
+}
+
+async fn click(
+    State(st): State<Arc<UnsubscribeState>>,
+    token: Result<Path<String>, PathRejection>,
+    // Read (up to `BODY_LIMIT`, else 413) and not needed: the token is
+    // what counts, whatever the form says.
+    _body: axum::body::Bytes,
+) -> Response {
+    let Some(id) = invitation_of(&st, token) else {
+        return not_found();
+    };
+    let store = st.store.clone();
+    let done = tokio::task::spawn_blocking(move || unsubscribe(&store, id)).await;
+    let flushed = st.store.flush().await;
+    match (done, flushed) {
+        (Ok(Ok(())), Ok(())) => respond(
+            StatusCode::OK,
+            "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed: we will send you no more email about this.</p>\n".into(),
+        ),
+        (Ok(Err(e)), _) => {
+            st.store.note_error(&e);
+            tracing::error!(invitation = id, error = %e, "cannot record an unsubscribe");
+            unavailable()
+        }
+        (Err(e), _) => {
+            tracing::error!(invitation = id, error = %e, "cannot record an unsubscribe");
+            unavailable()
+        }
+        (_, Err(e)) => {
+            tracing::error!(invitation = id, error = %e, "cannot make an unsubscribe durable");
+            unavailable()
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "<!doctype html><title>Try again</title><p>We could not record this now; please try again later.</p>\n".into(),
+    )
+}
+
+/// Suppress the person of invitation `id`. An invitation forgotten since
+/// (`people forget`) has nothing left to change: its person is suppressed.
+fn unsubscribe(store: &Store, id: u64) -> Result<(), StoreError> {
+    let inv = match store.invitation(id) {
+        Ok(inv) => inv,
+        Err(StoreError::NotFound(_)) => {
+            tracing::info!(
+                invitation = id,
+                "unsubscribe for a forgotten invitation: nothing to change"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let person = store.mail_keys().person(&inv.invitee.email);
+    let entry = Suppression {
+        reason: "unsubscribed".into(),
+        source: SuppressionSource::Unsubscribe,
+        at_ms: now_ms(),
+    };
+    let done = store.suppress(&person, &entry)?;
+    tracing::info!(invitation = id, campaign = %inv.campaign, person = person.short(), new = done.new, failed = done.failed.len(), "one-click unsubscribe");
+    Ok(())
+}

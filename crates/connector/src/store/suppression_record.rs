@@ -1,0 +1,72 @@
+//! The suppression list's record and keys (`s/{hash}`, `pi/{hash}/{id}` in
+//! `idx`), apart from `suppressions.rs` so that inserting an invitation can
+//! check the list and index its person without a cycle between the two.
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionalTree;
+
+use super::{TxResult, id_key, tx_decode};
+use crate::domain::PersonHash;
+
+/// Where a suppression came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionSource {
+    Unsubscribe,
+    Bounce,
+    Complaint,
+    Operator,
+    Forget,
+}
+
+impl SuppressionSource {
+    /// The word a refused row is reported with (`suppressed: unsubscribed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionSource::Unsubscribe => "unsubscribed",
+            SuppressionSource::Bounce => "bounced",
+            SuppressionSource::Complaint => "complaint",
+            SuppressionSource::Operator => "operator",
+            SuppressionSource::Forget => "forgotten",
+        }
+    }
+}
+
+/// One entry of the list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Suppression {
+    /// The text open invitations fail with (`unsubscribed`, `bounced: 550 …`).
+    pub reason: String,
+    pub source: SuppressionSource,
+    pub at_ms: u64,
+}
+
+/// What `suppress` did.
+#[derive(Debug, Default)]
+pub struct Suppressed {
+    /// The person was not on the list before.
+    pub new: bool,
+    /// Invitations failed by it.
+    pub failed: Vec<u64>,
+}
+
+pub(super) fn key(person: &PersonHash) -> String {
+    format!("s/{}", person.as_str())
+}
+
+/// The person index key of invitation `id`.
+pub(super) fn person_key(person: &PersonHash, id: u64) -> Vec<u8> {
+    let mut k = format!("pi/{}/", person.as_str()).into_bytes();
+    k.extend_from_slice(&id_key(id));
+    k
+}
+
+/// The suppression of `person` inside a transaction, if any.
+pub(super) fn tx_suppression(
+    idx: &TransactionalTree,
+    person: &PersonHash,
+) -> TxResult<Option<Suppression>> {
+    idx.get(key(person).as_bytes())?
+        .map(|v| tx_decode(&v, "suppression"))
+        .transpose()
+}

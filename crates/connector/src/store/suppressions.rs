@@ -1,0 +1,164 @@
+//! The suppression list: people who must get no more mail (unsubscribed,
+//! bounced, complained, or added by an operator). Keyed by the person hash
+//! (`mail_keys.rs`), never the address: `s/{hash}` in `idx` → the reason,
+//! source and date; counter `c/suppressed`. Each invitation is indexed by its
+//! person (`pi/{hash}/{id}`), so suppressing someone fails their open
+//! invitations in the same transaction.
+
+use sled::Transactional;
+
+use super::invitations::{tx_transition, unwrap_tx};
+pub use super::suppression_record::{Suppressed, Suppression, SuppressionSource};
+use super::suppression_record::{key, tx_suppression};
+use super::{Invitation, Result, State, Store, bump, decode, encode, id_key, tx_decode};
+use crate::domain::PersonHash;
+
+impl Store {
+    /// The person's suppression, if they are on the list.
+    pub fn suppression(&self, person: &PersonHash) -> Result<Option<Suppression>> {
+        self.idx
+            .get(key(person).as_bytes())?
+            .map(|v| decode(&v, "suppression"))
+            .transpose()
+    }
+
+    /// How many people are on the list.
+    pub fn suppressed_count(&self) -> Result<u64> {
+        self.counter("c/suppressed")
+    }
+
+    /// Every entry, with its person hash.
+    pub fn suppressions(&self) -> impl Iterator<Item = Result<(PersonHash, Suppression)>> + '_ {
+        self.idx.scan_prefix("s/").map(|item| {
+            let (k, v) = item?;
+            let hash = std::str::from_utf8(&k[2..])
+                .ok()
+                .and_then(PersonHash::parse)
+                .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
+            Ok((hash, decode(&v, "suppression")?))
+        })
+    }
+
+    /// The ids of every invitation of `person`.
+    pub fn person_invitations(&self, person: &PersonHash) -> Result<Vec<u64>> {
+        let prefix = format!("pi/{}/", person.as_str());
+        let mut ids = Vec::new();
+        for k in self.idx.scan_prefix(prefix.as_bytes()).keys() {
+            let k = k?;
+            if let Ok(b) = <[u8; 8]>::try_from(&k[prefix.len()..]) {
+                ids.push(u64::from_be_bytes(b));
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Put `person` on the list (an earlier entry is kept) and fail every
+    /// invitation of theirs still waiting (queued, link_issued, sent,
+    /// expired) with the entry's reason, in one transaction.
+    pub fn suppress(&self, person: &PersonHash, entry: &Suppression) -> Result<Suppressed> {
+        let ids = self.person_invitations(person)?;
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                let mut out = Suppressed::default();
+                let reason = match tx_suppression(idx, person)? {
+                    Some(old) => old.reason,
+                    None => {
+                        idx.insert(key(person).as_bytes(), encode(entry))?;
+                        bump(idx, "c/suppressed", 1)?;
+                        out.new = true;
+                        entry.reason.clone()
+                    }
+                };
+                for id in &ids {
+                    let Some(b) = inv_t.get(id_key(*id))? else {
+                        continue;
+                    };
+                    let inv: Invitation = tx_decode(&b, "invitation")?;
+                    if !matches!(
+                        inv.state,
+                        State::Queued | State::LinkIssued | State::Sent | State::Expired
+                    ) {
+                        continue;
+                    }
+                    tx_transition(
+                        inv_t,
+                        idx,
+                        *id,
+                        &[inv.state],
+                        State::Failed,
+                        Some(reason.clone()),
+                        &|i| {
+                            i.reason = Some(reason.clone());
+                        },
+                    )?;
+                    out.failed.push(*id);
+                }
+                Ok(out)
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Take `person` off the list (an operator's decision); `false` when
+    /// they were not on it. Failed invitations stay failed.
+    pub fn unsuppress(&self, person: &PersonHash) -> Result<bool> {
+        self.idx
+            .transaction(|idx| {
+                if idx.remove(key(person).as_bytes())?.is_none() {
+                    return Ok(false);
+                }
+                idx.remove(format!("sb/{}", person.as_str()).as_bytes())?;
+                bump(idx, "c/suppressed", -1)?;
+                Ok(true)
+            })
+            .map_err(unwrap_tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Email, Invitee, Kind};
+    use crate::store::NewInvitation;
+    use secrecy::SecretBox;
+
+    #[test]
+    fn suppress_fails_open_invitations_and_refuses_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &SecretBox::new(Box::new([3; 32]))).unwrap();
+        let email = Email::parse("ann@example.com").unwrap();
+        let new = || NewInvitation {
+            campaign: "c".into(),
+            kind: Kind::Connect,
+            version: 1,
+            invitee: serde_json::from_value::<Invitee>(serde_json::json!({
+                "email": email.as_str(), "name": null, "external_ref": null,
+                "mydexid": null, "campaign": null
+            }))
+            .unwrap(),
+        };
+        let out = s.insert_invitations(&[new()], None).unwrap();
+        let crate::store::InsertOutcome::Inserted(id) = out[0] else {
+            panic!("{out:?}")
+        };
+        let person = s.mail_keys().person(&email);
+        let entry = Suppression {
+            reason: "unsubscribed".into(),
+            source: SuppressionSource::Unsubscribe,
+            at_ms: 1,
+        };
+        let done = s.suppress(&person, &entry).unwrap();
+        assert!(done.new);
+        assert_eq!(done.failed, vec![id]);
+        assert_eq!(s.invitation(id).unwrap().state, State::Failed);
+        assert_eq!(s.suppressed_count().unwrap(), 1);
+        assert!(!s.suppress(&person, &entry).unwrap().new);
+        assert_eq!(s.suppressed_count().unwrap(), 1);
+        let again = s.insert_invitations(&[new()], None).unwrap();
+        assert_eq!(
+            again[0],
+            crate::store::InsertOutcome::Suppressed(SuppressionSource::Unsubscribe)
+        );
+        assert!(s.unsuppress(&person).unwrap());
+        assert_eq!(s.suppressed_count().unwrap(), 0);
+    }
+}

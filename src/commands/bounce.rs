@@ -1,0 +1,109 @@
+//! `mydex-connector bounce --config PATH [FILE]`: one delivery status
+//! notification (or complaint report) from FILE or standard input, as an
+//! MTA's pipe transport or a mailbox script delivers it, parsed here and
+//! sent to the running daemon's `POST /bounces`. Exit codes for the MTA:
+//! 0 applied, 65 (EX_DATAERR) not a report of ours or too large (the MTA
+//! returns it to the postmaster rather than retrying), 75 (EX_TEMPFAIL)
+//! the daemon is unreachable or failing (the MTA tries again later).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use mydex_connector::config::Settings;
+use mydex_connector::notify::bounce::{BounceTarget, MAX_REPORT_BYTES, parse_report};
+
+const EX_DATAERR: u8 = 65;
+const EX_TEMPFAIL: u8 = 75;
+
+#[derive(clap::Args, Debug)]
+pub struct BounceArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The message (default: standard input).
+    file: Option<PathBuf>,
+}
+
+fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let limit = MAX_REPORT_BYTES as u64 + 1;
+    match file {
+        Some(p) => std::fs::File::open(p)
+            .with_context(|| format!("cannot open {}", p.display()))?
+            .take(limit)
+            .read_to_end(&mut raw)?,
+        None => std::io::stdin().lock().take(limit).read_to_end(&mut raw)?,
+    };
+    Ok(raw)
+}
+
+pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&args.config)?;
+    let raw = read_input(args.file.as_ref())?;
+    if raw.len() > MAX_REPORT_BYTES {
+        // Drain the rest so the MTA's pipe does not fail on a closed reader.
+        if args.file.is_none() {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        }
+        eprintln!(
+            "mydex-connector bounce: the message is over {MAX_REPORT_BYTES} bytes; not a bounce report we read; nothing changed"
+        );
+        return Ok(ExitCode::from(EX_DATAERR));
+    }
+    let reports = match parse_report(&raw, settings.smtp.return_path.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mydex-connector bounce: {e}; nothing changed");
+            return Ok(ExitCode::from(EX_DATAERR));
+        }
+    };
+    let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
+    let url = format!("http://{}/bounces", settings.admin.listen);
+    let mut code = ExitCode::SUCCESS;
+    for r in reports {
+        let mut body = serde_json::json!({
+            "type": r.kind.as_str(),
+            "diagnostic": r.diagnostic,
+            "report_id": r.report_id,
+        });
+        match &r.target {
+            BounceTarget::Token(t) => body["token"] = t.clone().into(),
+            BounceTarget::Email(e) => body["email"] = e.clone().into(),
+        }
+        let mut req = http.post(&url).json(&body);
+        if let Some(t) = &settings.admin.token {
+            req = req.bearer_auth(t.expose_secret());
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "mydex-connector bounce: cannot reach the daemon at {url} ({e}); try again later"
+                );
+                return Ok(ExitCode::from(EX_TEMPFAIL));
+            }
+        };
+        let status = resp.status();
+        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status.is_success() {
+            println!("{} bounce: {}", r.kind.as_str(), answer);
+        } else if status.is_server_error() {
+            eprintln!(
+                "mydex-connector bounce: the daemon answered {status}: {}; try again later",
+                answer["error"]
+            );
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        } else {
+            eprintln!(
+                "mydex-connector bounce: the daemon answered {status}: {}; nothing changed",
+                answer["error"]
+            );
+            code = ExitCode::from(EX_DATAERR);
+        }
+    }
+    Ok(code)
+}
