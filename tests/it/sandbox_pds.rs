@@ -267,7 +267,8 @@ async fn the_member_sees_their_pds_after_logging_in() {
         .await
         .unwrap();
     assert!(page.contains("Your Personal Data Store"), "{page}");
-    assert!(page.contains("ds_energy_readings"));
+    // Each dataset under its human name (ds_energy_readings).
+    assert!(page.contains("<h2>Energy readings</h2>"), "{page}");
     assert!(
         page.contains("&lt;b&gt;x&lt;/b&gt;") && !page.contains("<b>x</b>"),
         "escaped: {page}"
