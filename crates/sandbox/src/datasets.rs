@@ -124,13 +124,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_one_asks_for_two_named_datasets() {
+    fn version_one_asks_for_three_named_datasets() {
         let got = requested(1);
         let names: Vec<&str> = got.iter().map(|r| r.name.as_str()).collect();
         assert!(names.contains(&"Personal details") && names.contains(&"Contact details"));
-        assert_eq!(got.len(), 2);
+        // The readings the subscriber delivers, writable at every version.
+        assert!(names.contains(&"Energy readings"));
+        assert_eq!(got.len(), 3);
         let contact = got.iter().find(|r| r.id == "ds_contact_details").unwrap();
         assert!(contact.write);
+        let readings = got.iter().find(|r| r.id == "ds_energy_readings").unwrap();
+        assert!(readings.write);
         let personal = got.iter().find(|r| r.id == "ds_personal_details").unwrap();
         assert!(!personal.write);
         assert!(got.iter().all(|r| !r.purpose.is_empty()));
