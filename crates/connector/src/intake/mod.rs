@@ -316,10 +316,10 @@ pub fn enqueue_file(
 }
 
 /// A reader that reports how many bytes it has read so far.
-struct Counting<'a, R> {
-    inner: R,
-    read: u64,
-    progress: &'a mut dyn FnMut(u64),
+pub(crate) struct Counting<'a, R> {
+    pub(crate) inner: R,
+    pub(crate) read: u64,
+    pub(crate) progress: &'a mut dyn FnMut(u64),
 }
 
 impl<R: std::io::Read> std::io::Read for Counting<'_, R> {

@@ -234,7 +234,7 @@ pub fn deliver_file_with_progress(
         .ok_or_else(|| input("the file name must end in .csv, .jsonl or .ndjson".into()))?;
     let file = std::fs::File::open(path).map_err(|e| input(format!("cannot read: {e}")))?;
     let rows = ReadingRows::new(
-        Progress {
+        super::Counting {
             inner: file,
             read: 0,
             progress,
@@ -251,7 +251,10 @@ pub fn deliver_file_with_progress(
         dir.join(format!(".{unique}.tmp")),
         dir.join(format!("{unique}-readings.jsonl")),
     );
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    // Readable by the daemon whoever runs `deliver`, as `enqueue` does.
+    let created = std::fs::File::create(&tmp)?;
+    super::owner::hand_to_dir_owner(&created, dir)?;
+    let mut out = std::io::BufWriter::new(created);
     let (mut good, mut bad) = (0u64, 0u64);
     for row in rows {
         let (line, result) = row?;
@@ -299,21 +302,6 @@ pub fn flat(r: &Reading) -> serde_json::Map<String, serde_json::Value> {
         m.insert("dataset".into(), ds.as_str().into());
     }
     m
-}
-
-struct Progress<'a, R> {
-    inner: R,
-    read: u64,
-    progress: &'a mut dyn FnMut(u64),
-}
-
-impl<R: Read> Read for Progress<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        (self.progress)(self.read);
-        Ok(n)
-    }
 }
 
 /// One reading checked against the store: stored (queued or held) or the
