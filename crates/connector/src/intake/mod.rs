@@ -352,18 +352,31 @@ pub fn enqueue_file_with_progress(
     owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
     let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors)?;
+    finish_placing(out, &tmp, &final_path, dir, good > 0)?;
+    Ok((good, bad))
+}
+
+/// The end of placing a file in a watched directory (queue or readings):
+/// the temporary file made durable, then renamed into `dir` (and the
+/// directory synced) when it holds rows, removed when it holds none.
+pub(crate) fn finish_placing(
+    out: std::io::BufWriter<std::fs::File>,
+    tmp: &Path,
+    dest: &Path,
+    dir: &Path,
+    keep: bool,
+) -> std::io::Result<()> {
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
-    if good == 0 {
-        std::fs::remove_file(&tmp)?;
-    } else {
-        std::fs::rename(&tmp, &final_path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    if !keep {
+        return std::fs::remove_file(tmp);
     }
-    Ok((good, bad))
+    std::fs::rename(tmp, dest)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// The rows of the input file, counting the bytes read for `progress`.

@@ -270,17 +270,7 @@ pub fn deliver_file_with_progress(
             }
         }
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    if good == 0 {
-        std::fs::remove_file(&tmp)?;
-    } else {
-        std::fs::rename(&tmp, &dest)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+    super::finish_placing(out, &tmp, &dest, dir, good > 0)?;
     Ok((good, bad))
 }
 
