@@ -58,6 +58,19 @@ fn fixture(setup: &Setup, name: &str, s: &Sent, tweak: &[(&str, &str)]) -> PathB
     out
 }
 
+/// The `Message-Id` of a fixture as captured (its `<…>`).
+fn fixture_message_id(name: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/dsn").join(name)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        .unwrap();
+    line["message-id:".len()..]
+        .trim()
+        .trim_end_matches('>')
+        .to_string()
+}
+
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -167,6 +180,8 @@ async fn soft_bounces_count_as_hard_at_the_third_and_a_complaint_suppresses() {
     let soft = mails.iter().find(|m| m.to == "soft@example.com").unwrap();
     let fbl = mails.iter().find(|m| m.to == "fbl@example.com").unwrap();
 
+    // The third report is another one (its own Message-Id), not the first again.
+    let message_id = fixture_message_id("postfix-delayed-451.eml");
     let delays = [
         fixture(&setup, "postfix-delayed-451.eml", soft, &[]),
         fixture(&setup, "exim-delayed.eml", soft, &[]),
@@ -174,10 +189,7 @@ async fn soft_bounces_count_as_hard_at_the_third_and_a_complaint_suppresses() {
             &setup,
             "postfix-delayed-451.eml",
             soft,
-            &[(
-                "<20261201141503.4Q1b2R0Fq1z9v@",
-                "<20261201181503.4Q1c9K2Lm3z9w@",
-            )],
+            &[(&message_id, &format!("{message_id}.again"))],
         ),
     ];
     for (i, f) in delays.iter().enumerate() {
@@ -193,7 +205,8 @@ async fn soft_bounces_count_as_hard_at_the_third_and_a_complaint_suppresses() {
         }
     }
     assert!(
-        failed_reasons(&setup).contains("bounced: 451 4.3.0 try again later (soft bounce 3 of 3)")
+        failed_reasons(&setup)
+            .contains("bounced: 451 4.3.0 mail system busy, try again later (soft bounce 3 of 3)")
     );
 
     let out = bounce(&setup, &fixture(&setup, "arf-complaint.eml", fbl, &[]));
