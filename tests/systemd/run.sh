@@ -20,7 +20,15 @@
 # Environment: CARGO_TARGET_DIR (default target/), MYDEX_SYSTEMD_MIRROR (default:
 # apt's bookworm mirror), MYDEX_SYSTEMD_KEEP=1 keeps the throwaway root,
 # MYDEX_SYSTEMD_NO_BUILD=1 reuses the .deb and binary already built.
+#
+# `tests/systemd/run.sh --prepare` does only the slow, mostly unattended part
+# (tools, cargo-deb, the release build of the .deb, the cached rootfs) and
+# exits: .ci/run starts it in the background while the integration tests run
+# (they mostly wait on daemons), then runs this script again, which finds
+# the release build fresh and the rootfs cached.
 set -euo pipefail
+prepare=0
+[ "${1:-}" = --prepare ] && prepare=1
 cd "$(dirname "$0")/../.."
 repo=$PWD
 here=$repo/tests/systemd
@@ -46,6 +54,8 @@ fi
 if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ]; then
     step "cargo deb --strip"
     cargo deb --strip
+fi
+if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ] && [ $prepare = 0 ]; then
     # The sandbox is a stand-in, not what is shipped: the debug build the
     # tests already made (default features) serves, stripped, and spares CI a
     # second release build.
@@ -53,9 +63,6 @@ if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ]; then
     cargo build --bin mydex-connector
     install -s -m 755 "$tgt/debug/mydex-connector" "$cache/mydex-connector-sandbox"
 fi
-deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
-echo "package: $deb ($(du -h "$deb" | cut -f1))"
-[ -x "$cache/mydex-connector-sandbox" ] || { echo "no $cache/mydex-connector-sandbox: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
 
 # ---- the minimal bookworm, cached
 mirror=${MYDEX_SYSTEMD_MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' |
@@ -73,6 +80,11 @@ else
     echo "$stamp" > "$rootfs.tmp/.mydex-systemd-test"
     mv "$rootfs.tmp" "$rootfs"
 fi
+
+[ $prepare = 1 ] && { step "prepared: the .deb built, the rootfs cached"; exit 0; }
+deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
+echo "package: $deb ($(du -h "$deb" | cut -f1))"
+[ -x "$cache/mydex-connector-sandbox" ] || { echo "no $cache/mydex-connector-sandbox: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
 
 # ---- a throwaway copy with the package, the sandbox binary and the test unit
 root=$cache/run-root
