@@ -78,6 +78,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // 6. Readings into each member's PDS (issue 13).
     super::demo_readings::deliver_sample(&daemon, &dir, &facts.url).await?;
 
+    // 7. The connection moves to version 2; members update (issue 13).
+    let daemon =
+        super::demo_version::version_two(daemon, &config_path, &facts.url, &outbox).await?;
+
     if args.keep_running {
         keep_running(&daemon, &dir, good, &config_path).await?;
     }
@@ -153,6 +157,9 @@ fn write_config(
     std::fs::create_dir_all(&secrets)?;
     write_secret(&secrets.join("client_secret"), &facts.client_secret)?;
     write_secret(&secrets.join("connection_token"), CONNECTION_TOKEN)?;
+    let mut admin_token = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut admin_token);
+    write_secret(&secrets.join("admin_token"), &hex::encode(admin_token))?;
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
     write_secret(&secrets.join("store.key"), &hex::encode(key))?;
@@ -183,6 +190,7 @@ path = "/mydex/callback"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+token_file = "secrets/admin_token"
 
 [smtp]
 url = "file://{outbox}"
