@@ -14,6 +14,7 @@ mod contrib;
 mod crash;
 mod delivery;
 mod delivery_crash;
+mod delivery_outcomes;
 mod dkim;
 mod drain;
 mod faults;
