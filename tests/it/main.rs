@@ -20,6 +20,7 @@ mod drain;
 mod faults;
 mod ftc_flow;
 mod hostile_input;
+mod hostile_readings;
 mod key_rotation;
 mod lifecycle;
 mod operator;
