@@ -83,7 +83,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         super::demo_version::version_two(daemon, &config_path, &facts.url, &outbox).await?;
 
     if args.keep_running {
-        keep_running(&daemon, &dir, good, &config_path).await?;
+        // Each member has two invitations by now: connect and update.
+        keep_running(&daemon, &dir, 2 * good, &config_path).await?;
     }
     daemon.shutdown().await?;
     sandbox.shutdown().await;
@@ -308,11 +309,12 @@ async fn print_connected(daemon: &Daemon, good: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--keep-running`: invite "you", print your link, and wait for a signal.
+/// `--keep-running`: invite "you" (`before` invitations are sent or
+/// connected already), print your link, and wait for a signal.
 async fn keep_running(
     daemon: &Daemon,
     dir: &Path,
-    good: usize,
+    before: usize,
     config_path: &Path,
 ) -> anyhow::Result<()> {
     let extra = dir.join("you.csv");
@@ -323,7 +325,7 @@ async fn keep_running(
     mydex_connector::intake::enqueue_file(&daemon.settings, &extra, None, &mut std::io::stderr())?;
     let all = wait_for(
         &daemon.store,
-        good + 1,
+        before + 1,
         |s| s == State::Sent || s == State::Connected,
         Duration::from_secs(60),
     )
