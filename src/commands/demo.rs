@@ -78,8 +78,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // 6. Readings into each member's PDS (issue 13).
     super::demo_readings::deliver_sample(&daemon, &dir, &facts.url).await?;
 
+    // 7. The connection moves to version 2; members update (issue 13).
+    let daemon =
+        super::demo_version::version_two(daemon, &config_path, &facts.url, &outbox).await?;
+
     if args.keep_running {
-        keep_running(&daemon, &dir, good, &config_path).await?;
+        // Each member has two invitations by now: connect and update.
+        keep_running(&daemon, &dir, 2 * good, &config_path).await?;
     }
     daemon.shutdown().await?;
     sandbox.shutdown().await;
@@ -153,6 +158,9 @@ fn write_config(
     std::fs::create_dir_all(&secrets)?;
     write_secret(&secrets.join("client_secret"), &facts.client_secret)?;
     write_secret(&secrets.join("connection_token"), CONNECTION_TOKEN)?;
+    let mut admin_token = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut admin_token);
+    write_secret(&secrets.join("admin_token"), &hex::encode(admin_token))?;
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
     write_secret(&secrets.join("store.key"), &hex::encode(key))?;
@@ -183,6 +191,7 @@ path = "/mydex/callback"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+token_file = "secrets/admin_token"
 
 [smtp]
 url = "file://{outbox}"
@@ -300,11 +309,12 @@ async fn print_connected(daemon: &Daemon, good: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--keep-running`: invite "you", print your link, and wait for a signal.
+/// `--keep-running`: invite "you" (`before` invitations are sent or
+/// connected already), print your link, and wait for a signal.
 async fn keep_running(
     daemon: &Daemon,
     dir: &Path,
-    good: usize,
+    before: usize,
     config_path: &Path,
 ) -> anyhow::Result<()> {
     let extra = dir.join("you.csv");
@@ -315,7 +325,7 @@ async fn keep_running(
     mydex_connector::intake::enqueue_file(&daemon.settings, &extra, None, &mut std::io::stderr())?;
     let all = wait_for(
         &daemon.store,
-        good + 1,
+        before + 1,
         |s| s == State::Sent || s == State::Connected,
         Duration::from_secs(60),
     )

@@ -12,6 +12,8 @@ pub mod deliver;
 pub mod demo;
 #[cfg(feature = "sandbox")]
 pub mod demo_readings;
+#[cfg(feature = "sandbox")]
+pub mod demo_version;
 pub mod enqueue;
 pub mod operator;
 pub mod progress;

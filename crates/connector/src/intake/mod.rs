@@ -5,6 +5,7 @@
 //! with line and reason, and moves the file to `done/` only at the end.
 
 mod error;
+mod json_row;
 mod owner;
 pub mod reader;
 pub mod readings;

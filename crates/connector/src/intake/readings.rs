@@ -151,6 +151,11 @@ impl<R: Read> ReadingRows<R> {
 
     fn parse(&self) -> Result<Option<Reading>, RowRejected> {
         let text = std::str::from_utf8(&self.buf).map_err(|_| RowRejected::NotUtf8)?;
+        // A byte order mark may open a JSON Lines file, as it may a CSV one.
+        let text = match self.line {
+            1 => text.trim_start_matches('\u{feff}'),
+            _ => text,
+        };
         if text.trim().is_empty() {
             return Ok(None);
         }
@@ -167,8 +172,8 @@ impl<R: Read> ReadingRows<R> {
                 Reading::from_fields(pairs.zip(values.iter().map(String::as_str)))
             }
             Format::JsonLines => {
-                let v: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| RowRejected::NotJson(e.to_string()))?;
+                let v = super::json_row::parse_row(text)
+                    .map_err(|e| RowRejected::NotJson(e.to_string()))?;
                 Reading::from_json(&v)
             }
         };
@@ -271,6 +276,11 @@ pub fn deliver_file_with_progress(
         }
     }
     super::finish_placing(out, &tmp, &dest, dir, good > 0)?;
+    if good + bad == 0 {
+        return Err(input(
+            "holds no readings (the file is empty or has only a header)".into(),
+        ));
+    }
     Ok((good, bad))
 }
 

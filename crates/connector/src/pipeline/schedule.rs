@@ -91,11 +91,16 @@ impl Scheduler {
         let err = |e: tokio_cron_scheduler::JobSchedulerError| ScheduleError(format!("{e:?}"));
         let inner = JobScheduler::new().await.map_err(err)?;
         for (expr, job) in entries {
-            let j = job.clone();
+            // Weak: the scheduler's own tasks outlive its shutdown, and a
+            // job holds the store; the daemon's last handle on the job must
+            // let the store go (a restart in the same process reopens it).
+            let j = Arc::downgrade(&job);
             let cron = CronJob::new_async(expr.as_str(), move |_id, _sched| {
                 let j = j.clone();
                 Box::pin(async move {
-                    j.trigger("schedule");
+                    if let Some(j) = j.upgrade() {
+                        j.trigger("schedule");
+                    }
                 })
             })
             .map_err(|e| ScheduleError(format!("{} {expr:?}: {e:?}", job.name)))?;
@@ -142,5 +147,33 @@ mod tests {
         gate.notify_one();
         stop.cancel();
         assert_eq!(job.trigger("test"), Trigger::ShuttingDown);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_schedule_triggers_and_a_stopped_scheduler_lets_its_jobs_go() {
+        let held = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let h = held.clone();
+        let tracker = TaskTracker::new();
+        let job = Job::new("t", tracker.clone(), CancellationToken::new(), move |_| {
+            let h = h.clone();
+            Box::pin(async move {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        });
+        let scheduler = Scheduler::start(vec![("* * * * * *".into(), job.clone())])
+            .await
+            .unwrap();
+        // Every second: it fires while the daemon holds the job.
+        let start = std::time::Instant::now();
+        while held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(60));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        scheduler.shutdown().await;
+        tracker.close();
+        tracker.wait().await;
+        drop(job);
+        // What the job held is gone with the last handle on the job.
+        assert_eq!(Arc::strong_count(&held), 1);
     }
 }
