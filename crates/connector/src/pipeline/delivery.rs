@@ -202,9 +202,14 @@ impl Delivery {
             tokio::spawn(
                 async move {
                     let _permit = permit;
-                    me.work_group(&conn, &ds, &stop).await;
+                    let sent = me.work_group(&conn, &ds, &stop).await;
                     me.busy.lock().remove(&tag);
-                    me.wake.notify_one();
+                    // Only after work: a group left waiting for a full
+                    // batch is looked at again on the next tick, not in a
+                    // loop beside the intake it waits for.
+                    if sent {
+                        me.wake.notify_one();
+                    }
                 }
                 .instrument(span),
             );
@@ -227,8 +232,10 @@ impl Delivery {
     /// Up to [`CLAIM_AHEAD`] batches are claimed in one transaction and
     /// made durable by one flush, then POSTed one after another; those not
     /// sent when the group stops go back to the queue (nothing was sent).
-    async fn work_group(&self, conn: &str, ds: &DatasetName, stop: &CancellationToken) {
+    /// Returns whether it claimed anything.
+    async fn work_group(&self, conn: &str, ds: &DatasetName, stop: &CancellationToken) -> bool {
         let tag = format!("{conn}\x1f{ds}");
+        let mut claimed = false;
         while !stop.is_cancelled() && !self.paused() {
             let full_only = self.wait_for_full(&tag);
             let (store, c, d, max) = (
@@ -247,11 +254,11 @@ impl Delivery {
                 Ok(Err(e)) => {
                     self.store.note_error(&e);
                     tracing::error!(error = %e, "delivery: cannot claim a batch");
-                    return;
+                    return claimed;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "delivery: claim task failed");
-                    return;
+                    return claimed;
                 }
             };
             if claims.is_empty() {
@@ -263,18 +270,20 @@ impl Delivery {
                         .entry(tag)
                         .or_insert_with(Instant::now);
                 }
-                return;
+                return claimed;
             }
             self.partial_since.lock().remove(&tag);
+            claimed = true;
             // The claims are on disk before a byte is sent.
             if let Err(e) = self.store.flush().await {
                 tracing::error!(error = %e, "delivery: cannot make the claim durable; not sending");
-                return;
+                return claimed;
             }
             if !self.send_claimed(claims).await {
-                return;
+                return claimed;
             }
         }
+        claimed
     }
 
     /// Whether a group should wait for a full batch: yes, unless its
