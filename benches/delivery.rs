@@ -103,6 +103,15 @@ async fn seed(sbx: &str, p: &std::path::Path, n: u64) -> anyhow::Result<Vec<serd
     Ok(all)
 }
 
+/// One of the sandbox's call counters (`/_sandbox/state`).
+async fn sandbox_count(sbx: &str, name: &str) -> anyhow::Result<u64> {
+    let state: serde_json::Value = reqwest::get(format!("{sbx}/_sandbox/state"))
+        .await?
+        .json()
+        .await?;
+    Ok(state["counts"][name].as_u64().unwrap_or(0))
+}
+
 /// The sandbox's own limit: `clients` POSTing 50-row batches straight to it.
 async fn sandbox_limit(
     sbx: &str,
@@ -186,18 +195,32 @@ fn main() -> anyhow::Result<()> {
             }
         }
         std::fs::write(p.join("readings.jsonl.tmp"), text)?;
+        let flushes_before = daemon.store.flushes();
         let started = Instant::now();
         std::fs::rename(p.join("readings.jsonl.tmp"), p.join("readings/bench.jsonl"))?;
+        let mut stored_at = None;
         loop {
             let c = daemon.store.record_counts()?;
+            if stored_at.is_none() && p.join("readings/done/bench.jsonl").exists() {
+                stored_at = Some(started.elapsed());
+            }
             if c.delivered >= total {
                 break;
             }
             anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "timed out: {c:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let end_to_end = total as f64 / started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed();
+        let end_to_end = total as f64 / elapsed.as_secs_f64();
+        let flushes = daemon.store.flushes() - flushes_before;
+        let posts = sandbox_count(&sbx, "pds_create").await?;
         daemon.shutdown().await?;
+        let stored_s = stored_at.unwrap_or(elapsed).as_secs_f64();
+        println!(
+            "delivery: where the time went: file stored (intake) after {stored_s:.2} s of {:.2} s; {posts} POSTs ({:.1} rows each on average); {flushes} store flushes",
+            elapsed.as_secs_f64(),
+            total as f64 / posts.max(1) as f64,
+        );
         let limit = sandbox_limit(&sbx, &members, total, concurrency).await?;
         println!(
             "delivery: {total} readings ({members_n} members x {per}) in batches of 50, concurrency {concurrency}: {end_to_end:.0} rows/s end to end (file placed -> delivered); the sandbox alone takes {limit:.0} rows/s from {concurrency} clients (target >= 5,000 rows/s)"

@@ -1,7 +1,9 @@
 //! `mydex-connector bounce --config PATH [FILE]`: one delivery status
 //! notification (or complaint report) from FILE or standard input, as an
 //! MTA's pipe transport or a mailbox script delivers it, parsed here and
-//! sent to the running daemon's `POST /bounces`. Exit codes for the MTA:
+//! sent to the running daemon's `POST /bounces`; or an unsubscribe mail
+//! sent to `smtp.unsubscribe_mailto` (the person named by the token of its
+//! Subject, never by its From). Exit codes for the MTA:
 //! 0 applied, 65 (EX_DATAERR) not a report of ours or too large (the MTA
 //! returns it to the postmaster rather than retrying), 75 (EX_TEMPFAIL)
 //! the daemon is unreachable or failing (the MTA tries again later).
@@ -15,7 +17,8 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use mydex_connector::config::Settings;
-use mydex_connector::notify::bounce::{BounceTarget, MAX_REPORT_BYTES, parse_report};
+use mydex_connector::notify::bounce::{BounceTarget, DsnError, MAX_REPORT_BYTES, parse_report};
+use mydex_connector::notify::unsubscribe_mail::unsubscribe_request;
 
 const EX_DATAERR: u8 = 65;
 const EX_TEMPFAIL: u8 = 75;
@@ -56,6 +59,18 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
     }
     let reports = match parse_report(&raw, settings.smtp.return_path.as_deref()) {
         Ok(r) => r,
+        Err(DsnError::NotAReport(why)) if settings.smtp.unsubscribe_mailto.is_some() => {
+            let mailto = settings.smtp.unsubscribe_mailto.as_deref().unwrap_or("");
+            return match unsubscribe_request(&raw, mailto) {
+                Ok(token) => unsubscribe(&settings, &token).await,
+                Err(e) => {
+                    eprintln!(
+                        "mydex-connector bounce: not a bounce or complaint report ({why}), nor an unsubscribe mail of ours: {e}; nothing changed"
+                    );
+                    Ok(ExitCode::from(EX_DATAERR))
+                }
+            };
+        }
         Err(e) => {
             eprintln!("mydex-connector bounce: {e}; nothing changed");
             return Ok(ExitCode::from(EX_DATAERR));
@@ -106,4 +121,45 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// Send an unsubscribe mail's token to the daemon (`POST /bounces`,
+/// `"type": "unsubscribe"`); the same exit codes as a report.
+async fn unsubscribe(settings: &Settings, token: &str) -> anyhow::Result<ExitCode> {
+    let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
+    let url = format!("http://{}/bounces", settings.admin.listen);
+    let mut req = http
+        .post(&url)
+        .json(&serde_json::json!({"type": "unsubscribe", "token": token}));
+    if let Some(t) = &settings.admin.token {
+        req = req.bearer_auth(t.expose_secret());
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "mydex-connector bounce: cannot reach the daemon at {url} ({e}); try again later"
+            );
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        }
+    };
+    let status = resp.status();
+    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+    if status.is_success() {
+        println!("unsubscribe by mail: {answer}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why = answer["error"].as_str().unwrap_or("(no message)");
+    if status.is_server_error() {
+        eprintln!("mydex-connector bounce: the daemon answered {status}: {why}; try again later");
+    } else if why.contains("nothing changed") {
+        eprintln!("mydex-connector bounce: the daemon answered {status}: {why}");
+    } else {
+        eprintln!("mydex-connector bounce: the daemon answered {status}: {why}; nothing changed");
+    }
+    Ok(ExitCode::from(if status.is_server_error() {
+        EX_TEMPFAIL
+    } else {
+        EX_DATAERR
+    }))
 }

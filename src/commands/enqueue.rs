@@ -1,13 +1,43 @@
 //! `mydex-connector enqueue`: validate invitee files and place their good
 //! rows in the queue directory, with a progress bar for large files; exits
-//! 1 when any row was rejected.
+//! 1 when any row was rejected. When the daemon's admin API answers, the
+//! suppression list is checked first (`POST /suppressions/check`, in
+//! chunks) and suppressed people are reported, not placed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mydex_connector::config::Settings;
+use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 
+use crate::commands::admin_client::AdminClient;
 use crate::commands::progress;
+
+/// The daemon's suppression list, asked over the admin API.
+struct DaemonCheck {
+    client: AdminClient,
+}
+
+impl SuppressionCheck for DaemonCheck {
+    fn check(&mut self, emails: &[String]) -> Result<Vec<(usize, String)>, CheckFailed> {
+        let body = serde_json::json!({ "emails": emails });
+        let handle = tokio::runtime::Handle::current();
+        let answer = tokio::task::block_in_place(|| {
+            handle.block_on(self.client.post_json("/suppressions/check", &body))
+        })
+        .map_err(|e| CheckFailed(format!("{e:#}")))?;
+        let found = answer["suppressed"]
+            .as_array()
+            .ok_or_else(|| CheckFailed("the daemon's answer has no \"suppressed\" list".into()))?;
+        Ok(found
+            .iter()
+            .filter_map(|f| {
+                let i = usize::try_from(f["index"].as_u64()?).ok()?;
+                Some((i, f["reason"].as_str().unwrap_or("suppressed").to_string()))
+            })
+            .collect())
+    }
+}
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
@@ -23,8 +53,11 @@ pub struct EnqueueArgs {
 pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&args.config)?;
     let (mut good, mut bad) = (0, 0);
+    let mut check = DaemonCheck {
+        client: AdminClient::new(&settings)?,
+    };
     for f in &args.files {
-        let (g, b) = enqueue_one(&settings, f, args.campaign.as_deref())?;
+        let (g, b) = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;
         eprintln!("{}: {g} rows queued, {b} rejected", f.display());
         good += g;
         bad += b;
@@ -45,6 +78,7 @@ fn enqueue_one(
     settings: &Settings,
     f: &Path,
     campaign: Option<&str>,
+    check: &mut DaemonCheck,
 ) -> anyhow::Result<(u64, u64)> {
     let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
     let bar = progress::bytes_bar(size, &f.display().to_string());
@@ -58,6 +92,7 @@ fn enqueue_one(
                 b.set_position(n)
             }
         },
+        Some(check),
     );
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -153,10 +153,17 @@ async fn postfix_and_exim_hard_bounces_suppress_and_fail_with_the_diagnostic() {
         "{reasons}"
     );
 
-    // Suppressed: re-enqueueing is refused with the reason.
-    enqueue(&setup, "again.csv", "email,name\npf@example.com,Pf\n");
-    let text = crate::unsubscribe::rejected_report(&setup, "again.csv");
-    assert!(text.contains("suppressed: bounced"), "{text:?}");
+    // Suppressed: re-enqueueing is refused with the reason, by `enqueue`
+    // itself (it asks the daemon).
+    let again = setup.dir.path().join("again.csv");
+    std::fs::write(&again, "email,name\npf@example.com,Pf\n").unwrap();
+    let out = setup.cli(&["enqueue", again.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("again.csv:2: suppressed: bounced: 550 5.1.1"),
+        "{err}"
+    );
     // The list shows no address.
     let out = setup.cli(&["suppressions", "list", "--json"]);
     let list = String::from_utf8_lossy(&out.stdout);

@@ -195,12 +195,16 @@ async fn one_click_stops_reminders_and_reinvitations() {
         String::from_utf8_lossy(&listed.stderr)
     );
 
-    // Re-inviting Ann is refused with the reason, by intake and the API.
-    enqueue(&setup, "again.csv", "email,name\nANN@example.com,Ann\n");
-    let rejected = wait_rejected(&setup, "again.csv");
+    // Re-inviting Ann is refused with the reason, by `enqueue` itself
+    // (it asks the daemon) and by the API.
+    let again = setup.dir.path().join("again.csv");
+    std::fs::write(&again, "email,name\nANN@example.com,Ann\n").unwrap();
+    let out = setup.cli(&["enqueue", again.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        rejected.contains("suppressed: unsubscribed"),
-        "{rejected:?}"
+        err.contains("again.csv:2: suppressed: unsubscribed"),
+        "{err}"
     );
     let resp = reqwest::Client::new()
         .post(setup.admin_url("/invitees"))
@@ -385,4 +389,287 @@ async fn get_shows_a_button_and_wrong_or_altered_tokens_are_404() {
     assert_eq!(r.status(), 413);
     assert_eq!(setup.status()["suppressed"], 0, "nobody suppressed");
     assert_eq!(setup.status()["invitations"]["sent"], 1);
+}
+
+/// `bounce --config PATH` fed `mail` on standard input, as an MTA's pipe
+/// transport delivers it.
+fn pipe_to_bounce(setup: &Setup, mail: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin())
+        .args(["bounce", "--config"])
+        .arg(&setup.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(mail.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A mail client's answer to the `mailto:` of `List-Unsubscribe`.
+fn unsubscribe_mail(from: &str, to: &str, subject: &str) -> String {
+    format!(
+        "Return-Path: <{from}>\r\nDelivered-To: {to}\r\nFrom: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{}@mail.example.net>\r\nContent-Type: text/plain\r\n\r\nThis message was sent to unsubscribe.\r\n",
+        rand::random::<u64>()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_mail_piped_to_bounce_suppresses_only_the_token_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = with_mail_keys(&smtp, dir, Options::default()).await;
+    let _daemon = setup.daemon();
+    enqueue(
+        &setup,
+        "people.csv",
+        "email,name\nfay@example.com,Fay\ngus@example.com,Gus\n",
+    );
+    let first = smtp.wait_for(2, Duration::from_secs(60));
+    assert_eq!(first.len(), 2, "{}", setup.log());
+    let fay = first
+        .iter()
+        .find(|p| to_of(p) == "fay@example.com")
+        .unwrap();
+    check_headers(&setup, fay);
+    let (list, _) = unsubscribe_headers(fay);
+    let at = list.find("?subject=unsubscribe%20").unwrap() + "?subject=unsubscribe%20".len();
+    let token: String = list[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    assert_eq!(token.len(), 49, "{list}");
+    let to = "unsubscribe@example.com";
+    let code = |o: &std::process::Output| o.status.code().unwrap_or(-1);
+
+    // Hostile first: nobody is suppressed, exit 65 (the MTA bounces it to
+    // the postmaster rather than retrying), one clear line.
+    let mut altered = token.clone().into_bytes();
+    altered[20] = if altered[20] == b'0' { b'1' } else { b'0' };
+    let altered = String::from_utf8(altered).unwrap();
+    let bounce_kind = format!("b{}", &token[1..]);
+    for (what, mail) in [
+        (
+            "altered token",
+            unsubscribe_mail("fay@example.com", to, &format!("unsubscribe {altered}")),
+        ),
+        (
+            "no token",
+            unsubscribe_mail("fay@example.com", to, "unsubscribe"),
+        ),
+        (
+            "forged From, no token",
+            unsubscribe_mail("gus@example.com", to, "please unsubscribe gus@example.com"),
+        ),
+        (
+            "a bounce token",
+            unsubscribe_mail("fay@example.com", to, &format!("unsubscribe {bounce_kind}")),
+        ),
+        (
+            "another address",
+            unsubscribe_mail(
+                "fay@example.com",
+                "info@example.com",
+                &format!("unsubscribe {token}"),
+            ),
+        ),
+        ("not a mail", "\u{0}\u{1}garbage".to_string()),
+    ] {
+        let out = pipe_to_bounce(&setup, &mail);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 65, "{what}: {err}");
+        assert!(err.contains("nothing changed"), "{what}: {err}");
+        let said: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("mydex-connector bounce:"))
+            .collect();
+        assert_eq!(said.len(), 1, "{what}: {err}");
+        assert_eq!(setup.status()["suppressed"], 0, "{what}");
+    }
+
+    // The real request, with a From that is not Fay's (it names nobody):
+    // Fay, whose token it is, is suppressed; Gus is not.
+    let out = pipe_to_bounce(
+        &setup,
+        &unsubscribe_mail(
+            "someone@elsewhere.example",
+            to,
+            &format!("unsubscribe {token}"),
+        ),
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let s = setup.status();
+    assert_eq!(s["suppressed"], 1, "{s}");
+    // Her open invitation failed as unsubscribed; Gus's is still sent.
+    let listed = setup.cli(&["invitations", "list", "--state", "failed", "--json"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("unsubscribed"), "{text}");
+    assert_eq!(s["invitations"]["failed"], 1, "{s}");
+    assert_eq!(s["invitations"]["sent"], 1, "{s}");
+    // The same mail again changes nothing more.
+    let out = pipe_to_bounce(
+        &setup,
+        &unsubscribe_mail("fay@example.com", to, &format!("unsubscribe {token}")),
+    );
+    assert_eq!(code(&out), 0);
+    assert_eq!(setup.status()["suppressed"], 1);
+    // Re-inviting Fay is refused with the reason.
+    let again = setup.dir.path().join("again.csv");
+    std::fs::write(&again, "email,name\nfay@example.com,Fay\n").unwrap();
+    let out = setup.cli(&["enqueue", again.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("again.csv:2: suppressed: unsubscribed"),
+        "{err}"
+    );
+}
+
+async fn check(setup: &Setup, token: Option<&str>, body: String) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .post(setup.admin_url("/suppressions/check"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_checks_suppressions_in_chunks_and_places_the_file_when_the_daemon_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = with_mail_keys(&smtp, dir, Options::default()).await;
+    let daemon = setup.daemon();
+    let ivy = serde_json::json!({"email": "ivy@example.com", "reason": "asked by phone"});
+    let r = reqwest::Client::new()
+        .post(setup.admin_url("/suppressions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&ivy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let hal_bounce = serde_json::json!({"email": "hal@example.com", "type": "hard", "diagnostic": "550 5.1.1 no such user"});
+    let r = reqwest::Client::new()
+        .post(setup.admin_url("/bounces"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&hal_bounce)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The endpoint: positions and reasons only, never an address or hash.
+    let (status, body) = check(
+        &setup,
+        Some(ADMIN_TOKEN),
+        r#"{"emails": ["nobody@example.com", "IVY@example.com", "not an address"]}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checked"], 3);
+    assert_eq!(
+        body["suppressed"],
+        serde_json::json!([{"index": 1, "reason": "asked by phone"}])
+    );
+    let text = body.to_string();
+    assert!(!text.contains("ivy") && !text.contains("person"), "{text}");
+    // Wrong, missing, oversized and hostile requests.
+    assert_eq!(check(&setup, None, r#"{"emails": []}"#.into()).await.0, 401);
+    assert_eq!(
+        check(&setup, Some("wrong-token"), r#"{"emails": []}"#.into())
+            .await
+            .0
+            / 100,
+        4
+    );
+    for bad in [
+        "",
+        "[]",
+        "{\"emails\": \"a@b.c\"}",
+        "{\"emails\": [], \"x\": 1}",
+        "\u{0}\u{ff}",
+    ] {
+        let (status, body) = check(&setup, Some(ADMIN_TOKEN), bad.into()).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+    }
+    let many: Vec<String> = (0..1001).map(|i| format!("p{i}@example.com")).collect();
+    let (status, body) = check(
+        &setup,
+        Some(ADMIN_TOKEN),
+        serde_json::json!({"emails": many}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    let (status, _) = check(
+        &setup,
+        Some(ADMIN_TOKEN),
+        format!("{{\"emails\": [\"{}\"]}}", "a".repeat(400 * 1024)),
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    // A file of 1,200 rows: checked in two chunks; the suppressed rows
+    // are reported with line and reason and not placed.
+    let mut csv = String::from("email,name\n");
+    for i in 0..1200 {
+        match i {
+            10 => csv.push_str("hal@example.com,Hal\n"),
+            1100 => csv.push_str("Ivy@Example.com,Ivy\n"),
+            _ => csv.push_str(&format!("p{i}@example.com,P{i}\n")),
+        }
+    }
+    let file = setup.dir.path().join("big.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let out = setup.cli(&["enqueue", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("big.csv:12: suppressed: bounced: 550 5.1.1 no such user"),
+        "{err}"
+    );
+    assert!(
+        err.contains("big.csv:1102: suppressed: asked by phone"),
+        "{err}"
+    );
+    assert!(err.contains("1198 rows queued, 2 rejected"), "{err}");
+    let total = |s: &serde_json::Value| {
+        s["invitations"]
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
+    };
+    let s = setup.wait_status(|s| total(s) == 1198, Duration::from_secs(120));
+    assert_eq!(total(&s), 1198, "{s}");
+
+    // The daemon down: one line says so, the file is placed, and the
+    // daemon's intake rejects the suppressed row when it is back.
+    setup.stop(daemon);
+    let file = setup.dir.path().join("later.csv");
+    std::fs::write(
+        &file,
+        "email,name\nhal@example.com,Hal\nzed@example.com,Zed\n",
+    )
+    .unwrap();
+    let out = setup.cli(&["enqueue", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let notes: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("suppressions not checked"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    assert!(err.contains("2 rows queued, 0 rejected"), "{err}");
+    let _daemon = setup.daemon();
+    let rejected = wait_rejected(&setup, "later.csv");
+    assert!(rejected.contains("suppressed: bounced"), "{rejected:?}");
 }

@@ -7,6 +7,7 @@
 mod error;
 mod json_row;
 mod owner;
+pub mod precheck;
 pub mod reader;
 pub mod readings;
 mod row_error;
@@ -313,7 +314,7 @@ pub fn enqueue_file(
     campaign: Option<&str>,
     errors: &mut dyn Write,
 ) -> Result<(u64, u64), EnqueueError> {
-    enqueue_file_with_progress(settings, path, campaign, errors, &mut |_| {})
+    enqueue_file_with_progress(settings, path, campaign, errors, &mut |_| {}, None)
 }
 
 /// A reader that reports how many bytes it has read so far.
@@ -339,6 +340,7 @@ pub fn enqueue_file_with_progress(
     campaign: Option<&str>,
     errors: &mut dyn Write,
     progress: &mut dyn FnMut(u64),
+    check: Option<&mut dyn precheck::SuppressionCheck>,
 ) -> Result<(u64, u64), EnqueueError> {
     let dir = &settings.queue.dir;
     ensure_dirs(dir)?;
@@ -352,7 +354,7 @@ pub fn enqueue_file_with_progress(
     let created = std::fs::File::create(&tmp)?;
     owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
-    let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors)?;
+    let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors, check)?;
     finish_placing(out, &tmp, &final_path, dir, good > 0)?;
     Ok((good, bad))
 }
@@ -437,8 +439,17 @@ fn copy_good_rows<R: std::io::Read>(
     rows: Rows<R>,
     out: &mut impl Write,
     errors: &mut dyn Write,
+    check: Option<&mut dyn precheck::SuppressionCheck>,
 ) -> Result<(u64, u64), EnqueueError> {
-    let (mut good, mut bad) = (0u64, 0u64);
+    let mut bad = 0u64;
+    let mut sink = precheck::Checked::new(errors, path, check);
+    let mut write = |rows: Vec<Invitee>| -> std::io::Result<()> {
+        for inv in rows {
+            serde_json::to_writer(&mut *out, &flatten(&inv))?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    };
     for row in rows {
         let row = row?;
         let checked = row.result.and_then(|mut inv| {
@@ -448,18 +459,15 @@ fn copy_good_rows<R: std::io::Read>(
             to_new(settings, inv.clone()).map(|_| inv)
         });
         match checked {
-            Ok(inv) => {
-                serde_json::to_writer(&mut *out, &flatten(&inv))?;
-                out.write_all(b"\n")?;
-                good += 1;
-            }
+            Ok(inv) => write(sink.push(row.line, inv)?)?,
             Err(reason) => {
-                writeln!(errors, "{}:{}: {reason}", path.display(), row.line)?;
+                writeln!(sink.errors(), "{}:{}: {reason}", path.display(), row.line)?;
                 bad += 1;
             }
         }
     }
-    Ok((good, bad))
+    write(sink.flush()?)?;
+    Ok((sink.good, bad + sink.suppressed))
 }
 
 /// An invitee as one flat JSON object, the form the queue reads back.

@@ -312,7 +312,19 @@ pub fn place_readings(
     rows: Vec<(String, Reading)>,
     progress: Option<(&str, u64)>,
 ) -> Result<Vec<Result<ReadingOutcome, RowRejected>>, StoreError> {
-    let mut resolver = Resolver::new(store);
+    place_readings_with(store, &mut Resolver::new(store), settings, rows, progress)
+}
+
+/// `place_readings` with a resolver kept for a whole file: members (and
+/// the external_ref and invitee maps) are read once a file, not once a
+/// chunk of rows.
+pub fn place_readings_with(
+    store: &Store,
+    resolver: &mut Resolver<'_>,
+    settings: &DeliverySettings,
+    rows: Vec<(String, Reading)>,
+    progress: Option<(&str, u64)>,
+) -> Result<Vec<Result<ReadingOutcome, RowRejected>>, StoreError> {
     let mut out: Vec<Result<ReadingOutcome, RowRejected>> = Vec::with_capacity(rows.len());
     let mut batch = Vec::new();
     let mut slots = Vec::new();
@@ -370,6 +382,7 @@ pub fn ingest_readings_file(
     let mut report = ReadingsReport::default();
     let resume_after = store.readings_progress(&name)?.unwrap_or(0);
     let format = Format::of(path).unwrap_or(Format::JsonLines);
+    let mut resolver = Resolver::new(store);
     match ReadingRows::new(std::fs::File::open(path)?, format) {
         Err(why) => {
             rejects.push_str(&format!("{name}:1: {why}\n"));
@@ -393,7 +406,7 @@ pub fn ingest_readings_file(
                 }
                 if pending.len() >= BATCH {
                     store_rows(
-                        store,
+                        (store, &mut resolver),
                         settings,
                         &name,
                         &mut pending,
@@ -404,7 +417,7 @@ pub fn ingest_readings_file(
                 }
             }
             store_rows(
-                store,
+                (store, &mut resolver),
                 settings,
                 &name,
                 &mut pending,
@@ -430,7 +443,7 @@ pub fn ingest_readings_file(
 }
 
 fn store_rows(
-    store: &Store,
+    (store, resolver): (&Store, &mut Resolver<'_>),
     settings: &DeliverySettings,
     name: &str,
     pending: &mut Vec<(u64, Reading)>,
@@ -443,7 +456,7 @@ fn store_rows(
         .map(|(line, r)| (format!("{name}:{line}"), r))
         .collect();
     let sources: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
-    let outcomes = place_readings(store, settings, rows, Some((name, last)))?;
+    let outcomes = place_readings_with(store, resolver, settings, rows, Some((name, last)))?;
     for (source, outcome) in sources.iter().zip(outcomes) {
         match outcome {
             Ok(ReadingOutcome::Stored {

@@ -4,3 +4,4 @@
 pub mod bounce;
 pub mod email;
 pub mod notification_hook;
+pub mod unsubscribe_mail;

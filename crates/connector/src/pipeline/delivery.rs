@@ -12,7 +12,7 @@
 //!
 //! Held rows are released when their cause clears and fail after `hold_for`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,11 @@ use crate::store::{Batch, BatchState, Claim, ReadingRow, Settle, Store, StoreErr
 const HOLD_CHECK: Duration = Duration::from_secs(2);
 /// How long in-flight batches may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(20);
+/// Batches of one group claimed together: one transaction, one flush.
+const CLAIM_AHEAD: usize = 4;
+/// How long a partial batch waits for more rows while a readings file is
+/// still being taken in (its rows arrive in chunks).
+const LINGER: Duration = Duration::from_millis(500);
 
 pub struct Delivery {
     settings: DeliverySettings,
@@ -47,6 +52,11 @@ pub struct Delivery {
     /// Mydex refused our connection: no POST before this.
     paused_until: Mutex<Option<Instant>>,
     pauses: std::sync::atomic::AtomicU32,
+    /// Groups whose partial batch is waiting for more rows, since when.
+    partial_since: Mutex<HashMap<String, Instant>>,
+    /// The group after which the next schedule starts, so every group gets
+    /// its turn, not only the first ones in key order.
+    cursor: Mutex<Option<(String, DatasetName)>>,
 }
 
 impl Delivery {
@@ -68,6 +78,8 @@ impl Delivery {
             busy: Mutex::new(HashSet::new()),
             paused_until: Mutex::new(None),
             pauses: std::sync::atomic::AtomicU32::new(0),
+            partial_since: Mutex::new(HashMap::new()),
+            cursor: Mutex::new(None),
         }
     }
 
@@ -149,10 +161,11 @@ impl Delivery {
         let now = now_ms();
         let store = self.store.clone();
         let limit = self.settings.concurrency * 4;
+        let after = self.cursor.lock().clone();
         let (unknown, groups) = tokio::task::spawn_blocking(move || {
             Ok::<_, StoreError>((
                 store.unfinished_batches(false, 0)?,
-                store.work_groups(limit)?,
+                store.work_groups_after(after.as_ref(), limit)?,
             ))
         })
         .await
@@ -177,17 +190,26 @@ impl Delivery {
                 break;
             }
             let tag = format!("g/{conn}\x1f{ds}");
+            if !self.busy.lock().contains(&tag) && self.slots.available_permits() == 0 {
+                break;
+            }
             let Some(permit) = self.take(&tag) else {
                 continue;
             };
+            *self.cursor.lock() = Some((conn.clone(), ds.clone()));
             let (me, stop) = (self.clone(), shutdown.clone());
             let span = tracing::info_span!("reading_group", connection_id = %conn, dataset = %ds);
             tokio::spawn(
                 async move {
                     let _permit = permit;
-                    me.work_group(&conn, &ds, &stop).await;
+                    let sent = me.work_group(&conn, &ds, &stop).await;
                     me.busy.lock().remove(&tag);
-                    me.wake.notify_one();
+                    // Only after work: a group left waiting for a full
+                    // batch is looked at again on the next tick, not in a
+                    // loop beside the intake it waits for.
+                    if sent {
+                        me.wake.notify_one();
+                    }
                 }
                 .instrument(span),
             );
@@ -207,42 +229,101 @@ impl Delivery {
     }
 
     /// Send batches of one group until it is empty, stopped or paused.
-    async fn work_group(&self, conn: &str, ds: &DatasetName, stop: &CancellationToken) {
+    /// Up to [`CLAIM_AHEAD`] batches are claimed in one transaction and
+    /// made durable by one flush, then POSTed one after another; those not
+    /// sent when the group stops go back to the queue (nothing was sent).
+    /// Returns whether it claimed anything.
+    async fn work_group(&self, conn: &str, ds: &DatasetName, stop: &CancellationToken) -> bool {
+        let tag = format!("{conn}\x1f{ds}");
+        let mut claimed = false;
         while !stop.is_cancelled() && !self.paused() {
+            let full_only = self.wait_for_full(&tag);
             let (store, c, d, max) = (
                 self.store.clone(),
                 conn.to_string(),
                 ds.clone(),
                 self.settings.batch_size,
             );
-            let claim = tokio::task::spawn_blocking(move || store.claim_batch(&c, &d, max)).await;
-            let (batch, rows) = match claim {
-                Ok(Ok(Claim::Batch(b, rows))) => (b, rows),
-                Ok(Ok(Claim::Held(n))) => {
-                    tracing::info!(rows = n, "readings held: the member cannot take them now");
-                    return;
-                }
-                Ok(Ok(Claim::Empty)) => return,
+            let claim = tokio::task::spawn_blocking(move || {
+                let full_only = full_only && store.readings_intake_running()?;
+                store.claim_batches(&c, &d, max, CLAIM_AHEAD, full_only)
+            })
+            .await;
+            let claims = match claim {
+                Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     self.store.note_error(&e);
                     tracing::error!(error = %e, "delivery: cannot claim a batch");
-                    return;
+                    return claimed;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "delivery: claim task failed");
-                    return;
+                    return claimed;
                 }
             };
-            // The claim is on disk before a byte is sent.
+            if claims.is_empty() {
+                if full_only {
+                    // A partial batch while a file is still taken in: it
+                    // waits a little for the rest of its rows.
+                    self.partial_since
+                        .lock()
+                        .entry(tag)
+                        .or_insert_with(Instant::now);
+                }
+                return claimed;
+            }
+            self.partial_since.lock().remove(&tag);
+            claimed = true;
+            // The claims are on disk before a byte is sent.
             if let Err(e) = self.store.flush().await {
                 tracing::error!(error = %e, "delivery: cannot make the claim durable; not sending");
-                return;
+                return claimed;
             }
-            let span = tracing::info_span!("reading_batch", batch = batch.id, rows = rows.len());
-            if !self.send(&batch, &rows).instrument(span).await {
-                return;
+            if !self.send_claimed(claims).await {
+                return claimed;
             }
         }
+        claimed
+    }
+
+    /// Whether a group should wait for a full batch: yes, unless its
+    /// partial batch has waited [`LINGER`] already.
+    fn wait_for_full(&self, tag: &str) -> bool {
+        self.partial_since
+            .lock()
+            .get(tag)
+            .is_none_or(|t| t.elapsed() < LINGER)
+    }
+
+    /// POST claimed batches in turn; false: the group stops (the batches
+    /// not sent are settled as not sent).
+    async fn send_claimed(&self, claims: Vec<Claim>) -> bool {
+        let mut go_on = true;
+        for claim in claims {
+            match claim {
+                Claim::Batch(batch, rows) if go_on => {
+                    let span =
+                        tracing::info_span!("reading_batch", batch = batch.id, rows = rows.len());
+                    go_on = self.send(&batch, &rows).instrument(span).await;
+                }
+                Claim::Batch(batch, _) => {
+                    let (store, b) = (self.store.clone(), batch);
+                    let requeued = tokio::task::spawn_blocking(move || {
+                        store.settle_batch(&b, &Settle::Requeue)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = requeued {
+                        tracing::error!(error = %e, "delivery: cannot requeue a batch not sent");
+                    }
+                }
+                Claim::Held(n) => {
+                    tracing::info!(rows = n, "readings held: the member cannot take them now");
+                    return false;
+                }
+                Claim::Empty => {}
+            }
+        }
+        go_on
     }
 
     /// POST one claimed batch once and settle it; false: stop this group.

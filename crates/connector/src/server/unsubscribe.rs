@@ -93,7 +93,8 @@ async fn click(
         return not_found();
     };
     let store = st.store.clone();
-    let done = tokio::task::spawn_blocking(move || unsubscribe(&store, id)).await;
+    let done =
+        tokio::task::spawn_blocking(move || unsubscribe(&store, id, "one-click unsubscribe")).await;
     let flushed = st.store.flush().await;
     match (done, flushed) {
         (Ok(Ok(())), Ok(())) => respond(
@@ -123,9 +124,10 @@ fn unavailable() -> Response {
     )
 }
 
-/// Suppress the person of invitation `id`. An invitation forgotten since
-/// (`people forget`) has nothing left to change: its person is suppressed.
-fn unsubscribe(store: &Store, id: u64) -> Result<(), StoreError> {
+/// Suppress the person of invitation `id` (`how`: the log line's words).
+/// An invitation forgotten since (`people forget`) has nothing left to
+/// change: its person is suppressed.
+pub(crate) fn unsubscribe(store: &Store, id: u64, how: &str) -> Result<(), StoreError> {
     let inv = match store.invitation(id) {
         Ok(inv) => inv,
         Err(StoreError::NotFound(_)) => {
@@ -144,6 +146,6 @@ fn unsubscribe(store: &Store, id: u64) -> Result<(), StoreError> {
         at_ms: now_ms(),
     };
     let done = store.suppress(&person, &entry)?;
-    tracing::info!(invitation = id, campaign = %inv.campaign, person = person.short(), new = done.new, failed = done.failed.len(), "one-click unsubscribe");
+    tracing::info!(invitation = id, campaign = %inv.campaign, person = person.short(), new = done.new, failed = done.failed.len(), how, "unsubscribed");
     Ok(())
 }

@@ -16,7 +16,8 @@ use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::error::Result;
 use super::invitations::unwrap_tx;
 use super::readings::{
-    Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
+    Placement, ReadingRow, Resolver, Tally, group_prefix, member_gate, row_key, tx_move,
+    tx_move_tallied,
 };
 use super::{Store, now_ms};
 use crate::domain::{DatasetName, RowState};
@@ -77,13 +78,46 @@ pub enum Claim {
 impl Store {
     /// Groups of queued rows (connection id, dataset), at most `limit`.
     pub fn work_groups(&self, limit: usize) -> Result<Vec<(String, DatasetName)>> {
+        self.groups_from(b"g/".to_vec(), None, limit)
+    }
+
+    /// [`Store::work_groups`], starting after group `after` and wrapping
+    /// round to the first: every group gets its turn.
+    pub fn work_groups_after(
+        &self,
+        after: Option<&(String, DatasetName)>,
+        limit: usize,
+    ) -> Result<Vec<(String, DatasetName)>> {
+        let Some((conn, ds)) = after else {
+            return self.work_groups(limit);
+        };
+        let mut from = group_prefix(conn, ds.as_str());
+        from.push(0xff);
+        let mut out = self.groups_from(from.clone(), None, limit)?;
+        if out.len() < limit {
+            let more = self.groups_from(b"g/".to_vec(), Some(&from), limit - out.len())?;
+            out.extend(
+                more.into_iter()
+                    .filter(|g| !out.contains(g))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Groups from key `start` (before key `end`, if given), at most `limit`.
+    fn groups_from(
+        &self,
+        mut start: Vec<u8>,
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(String, DatasetName)>> {
         let mut out = Vec::new();
-        let mut start = b"g/".to_vec();
         while out.len() < limit {
             let Some((k, _)) = self.rdx.range(start.clone()..).next().transpose()? else {
                 break;
             };
-            if !k.starts_with(b"g/") {
+            if !k.starts_with(b"g/") || end.is_some_and(|e| k.as_ref() >= e) {
                 break;
             }
             let text = String::from_utf8_lossy(&k[2..]);
@@ -104,16 +138,39 @@ impl Store {
     /// Claim up to `max` queued rows of one group into a new in-flight
     /// batch, after checking the member can still take them.
     pub fn claim_batch(&self, conn: &str, dataset: &DatasetName, max: usize) -> Result<Claim> {
+        let mut claims = self.claim_batches(conn, dataset, max, 1, false)?;
+        Ok(match claims.pop() {
+            Some(c) => c,
+            None => Claim::Empty,
+        })
+    }
+
+    /// Claim up to `count` batches of up to `max` queued rows of one group
+    /// in one transaction (so one flush makes them all durable), after
+    /// checking the member can still take them. `full_only`: claim only
+    /// full batches (while a file is still being taken in, a partial one
+    /// would only fill later). Empty: nothing (or nothing full) to claim.
+    pub fn claim_batches(
+        &self,
+        conn: &str,
+        dataset: &DatasetName,
+        max: usize,
+        count: usize,
+        full_only: bool,
+    ) -> Result<Vec<Claim>> {
         let prefix = group_prefix(conn, dataset.as_str());
-        let ids: Vec<u64> = self
+        let mut ids: Vec<u64> = self
             .rdx
             .scan_prefix(&prefix)
             .keys()
-            .take(max)
+            .take(max * count)
             .map(|k| k.map(|k| decode_u64(&k[prefix.len()..])))
             .collect::<std::result::Result<_, _>>()?;
+        if full_only {
+            ids.truncate(ids.len() / max * max);
+        }
         if ids.is_empty() {
-            return Ok(Claim::Empty);
+            return Ok(Vec::new());
         }
         let gate = match self.member(conn)? {
             Some(m) => member_gate(&m, dataset),
@@ -124,36 +181,50 @@ impl Store {
                 r.reason = Some(why.clone());
                 r.held_since_ms = Some(now_ms());
             })?;
-            return Ok(Claim::Held(n));
+            return Ok(vec![Claim::Held(n)]);
         }
-        let id = self.db.generate_id()?;
+        let batch_ids = ids
+            .chunks(max)
+            .map(|_| self.db.generate_id())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
         (&self.readings, &self.rdx)
             .transaction(|(r, x)| {
-                let mut rows = Vec::new();
-                for rid in &ids {
-                    let moved =
-                        tx_move(r, x, *rid, &[RowState::Queued], RowState::InFlight, |row| {
-                            row.batch = Some(id)
-                        })?;
-                    rows.extend(moved);
+                let mut tally = Tally::default();
+                let mut claims = Vec::new();
+                for (chunk, id) in ids.chunks(max).zip(&batch_ids) {
+                    let mut rows = Vec::new();
+                    for rid in chunk {
+                        let moved = tx_move_tallied(
+                            r,
+                            x,
+                            *rid,
+                            &[RowState::Queued],
+                            RowState::InFlight,
+                            |row| row.batch = Some(*id),
+                            &mut tally,
+                        )?;
+                        rows.extend(moved);
+                    }
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let batch = Batch {
+                        id: *id,
+                        connection_id: conn.to_string(),
+                        dataset: dataset.clone(),
+                        rows: rows.iter().map(|r| r.id).collect(),
+                        state: BatchState::InFlight,
+                        posted_ms: now,
+                        attempts: 0,
+                        next_attempt_ms: now,
+                        last_error: None,
+                    };
+                    x.insert(batch_key(*id), encode(&batch))?;
+                    claims.push(Claim::Batch(batch, rows));
                 }
-                if rows.is_empty() {
-                    return Ok(Claim::Empty);
-                }
-                let batch = Batch {
-                    id,
-                    connection_id: conn.to_string(),
-                    dataset: dataset.clone(),
-                    rows: rows.iter().map(|r| r.id).collect(),
-                    state: BatchState::InFlight,
-                    posted_ms: now,
-                    attempts: 0,
-                    next_attempt_ms: now,
-                    last_error: None,
-                };
-                x.insert(batch_key(id), encode(&batch))?;
-                Ok(Claim::Batch(batch, rows))
+                tally.apply(x)?;
+                Ok(claims)
             })
             .map_err(unwrap_tx)
     }
@@ -168,10 +239,12 @@ impl Store {
     ) -> Result<usize> {
         (&self.readings, &self.rdx)
             .transaction(|(r, x)| {
-                let mut n = 0;
+                let (mut n, mut tally) = (0, Tally::default());
                 for id in ids {
-                    n += tx_move(r, x, *id, from, to, &change)?.is_some() as usize;
+                    n += tx_move_tallied(r, x, *id, from, to, &change, &mut tally)?.is_some()
+                        as usize;
                 }
+                tally.apply(x)?;
                 Ok(n)
             })
             .map_err(unwrap_tx)
@@ -187,35 +260,35 @@ impl Store {
                     return Ok(());
                 };
                 let mut stored: Batch = tx_decode(&bytes, "batch")?;
+                let (from, to): (&[RowState], RowState) = match how {
+                    Settle::Delivered => (&live, RowState::Delivered),
+                    Settle::Requeue => (&live, RowState::Queued),
+                    Settle::Hold(_) => (&live, RowState::Held),
+                    Settle::Fail(_) => (&live, RowState::Failed),
+                    Settle::Unknown { .. } => (&[RowState::InFlight], RowState::Unknown),
+                };
+                let mut tally = Tally::default();
                 for id in &stored.rows {
-                    match how {
+                    let change = |row: &mut ReadingRow| match how {
                         Settle::Delivered => {
-                            tx_move(r, x, *id, &live, RowState::Delivered, |row| {
-                                row.delivered_ms = Some(now);
-                                row.batch = None;
-                            })?;
+                            row.delivered_ms = Some(now);
+                            row.batch = None;
                         }
-                        Settle::Requeue => {
-                            tx_move(r, x, *id, &live, RowState::Queued, |row| row.batch = None)?;
-                        }
+                        Settle::Requeue => row.batch = None,
                         Settle::Hold(why) => {
-                            tx_move(r, x, *id, &live, RowState::Held, |row| {
-                                row.reason = Some(why.clone());
-                                row.held_since_ms = Some(now);
-                                row.batch = None;
-                            })?;
+                            row.reason = Some(why.clone());
+                            row.held_since_ms = Some(now);
+                            row.batch = None;
                         }
                         Settle::Fail(why) => {
-                            tx_move(r, x, *id, &live, RowState::Failed, |row| {
-                                row.reason = Some(why.clone());
-                                row.batch = None;
-                            })?;
+                            row.reason = Some(why.clone());
+                            row.batch = None;
                         }
-                        Settle::Unknown { .. } => {
-                            tx_move(r, x, *id, &[RowState::InFlight], RowState::Unknown, |_| {})?;
-                        }
-                    }
+                        Settle::Unknown { .. } => {}
+                    };
+                    tx_move_tallied(r, x, *id, from, to, change, &mut tally)?;
                 }
+                tally.apply(x)?;
                 match how {
                     Settle::Unknown {
                         next_attempt_ms,
@@ -247,22 +320,27 @@ impl Store {
                 if x.get(batch_key(batch.id))?.is_none() {
                     return Ok(());
                 }
+                let mut tally = Tally::default();
                 for id in &batch.rows {
                     let Some(bytes) = r.get(row_key(*id))? else {
                         continue;
                     };
                     let row: ReadingRow = tx_decode(&bytes, "reading")?;
-                    match found.get(&row.external_id) {
-                        Some(pds_id) => tx_move(r, x, *id, &live, RowState::Delivered, |row| {
+                    let found = found.get(&row.external_id);
+                    let to = match found {
+                        Some(_) => RowState::Delivered,
+                        None => RowState::Queued,
+                    };
+                    let change = |row: &mut ReadingRow| {
+                        if let Some(pds_id) = found {
                             row.delivered_ms = Some(now);
                             row.pds_id = Some(pds_id.clone());
-                            row.batch = None;
-                        })?,
-                        None => {
-                            tx_move(r, x, *id, &live, RowState::Queued, |row| row.batch = None)?
                         }
+                        row.batch = None;
                     };
+                    tx_move_tallied(r, x, *id, &live, to, change, &mut tally)?;
                 }
+                tally.apply(x)?;
                 x.remove(batch_key(batch.id))?;
                 Ok(())
             })
@@ -467,6 +545,55 @@ mod tests {
         let c = s.record_counts().unwrap();
         assert_eq!((c.queued, c.delivered, c.in_flight), (0, 5, 0));
         assert!(s.work_groups(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn several_batches_claimed_at_once_full_only_and_counted_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ds = seed(&s, 7);
+        // Only full batches: 3 of 3, the last row waits.
+        let claims = s.claim_batches("1001-9", &ds, 3, 4, true).unwrap();
+        assert_eq!(claims.len(), 2);
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.in_flight), (1, 6));
+        assert!(
+            s.claim_batches("1001-9", &ds, 3, 4, true)
+                .unwrap()
+                .is_empty()
+        );
+        for claim in &claims {
+            let Claim::Batch(b, rows) = claim else {
+                panic!("not a batch")
+            };
+            assert_eq!((b.rows.len(), rows.len()), (3, 3));
+            s.settle_batch(b, &Settle::Delivered).unwrap();
+        }
+        // Not full only: the last one goes too.
+        let last = s.claim_batches("1001-9", &ds, 3, 4, false).unwrap();
+        assert_eq!(last.len(), 1);
+        let Claim::Batch(b, _) = &last[0] else {
+            panic!("not a batch")
+        };
+        s.settle_batch(b, &Settle::Requeue).unwrap();
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.in_flight, c.delivered), (1, 0, 6));
+        assert_eq!(s.unfinished_batches(false, 0).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn work_groups_after_wraps_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ds = seed(&s, 1);
+        let g = s.work_groups(10).unwrap();
+        assert_eq!(g.len(), 1);
+        assert_eq!(s.work_groups_after(Some(&g[0]), 10).unwrap(), g);
+        assert_eq!(
+            s.work_groups_after(Some(&("0".to_string(), ds)), 10)
+                .unwrap(),
+            g
+        );
     }
 
     #[test]

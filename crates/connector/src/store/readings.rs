@@ -126,6 +126,52 @@ pub fn subject_of(member: &MemberRef) -> String {
     }
 }
 
+/// Counter changes gathered over a transaction's rows and written once at
+/// its end ([`Tally::apply`]): a 50-row batch moves two counters once,
+/// not a hundred times. Made inside the transaction's closure, so a retry
+/// starts from nothing.
+#[derive(Default)]
+pub(super) struct Tally([i64; 6]);
+
+fn tally_slot(s: RowState) -> usize {
+    match s {
+        RowState::Queued => 0,
+        RowState::InFlight => 1,
+        RowState::Unknown => 2,
+        RowState::Delivered => 3,
+        RowState::Held => 4,
+        RowState::Failed => 5,
+    }
+}
+
+impl Tally {
+    fn moved(&mut self, from: RowState, to: RowState) {
+        self.0[tally_slot(from)] -= 1;
+        self.0[tally_slot(to)] += 1;
+    }
+
+    pub(super) fn add(&mut self, s: RowState) {
+        self.0[tally_slot(s)] += 1;
+    }
+
+    pub(super) fn apply(&self, x: &TransactionalTree) -> TxResult<()> {
+        for s in [
+            RowState::Queued,
+            RowState::InFlight,
+            RowState::Unknown,
+            RowState::Delivered,
+            RowState::Held,
+            RowState::Failed,
+        ] {
+            let d = self.0[tally_slot(s)];
+            if d != 0 {
+                bump(x, &counter_key(s), d)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Move a row to `to` inside a transaction: state guard, indexes,
 /// counters; `change` edits it on the way.
 pub(super) fn tx_move(
@@ -135,6 +181,22 @@ pub(super) fn tx_move(
     expected: &[RowState],
     to: RowState,
     change: impl FnOnce(&mut ReadingRow),
+) -> TxResult<Option<ReadingRow>> {
+    let mut tally = Tally::default();
+    let moved = tx_move_tallied(r, x, id, expected, to, change, &mut tally)?;
+    tally.apply(x)?;
+    Ok(moved)
+}
+
+/// [`tx_move`], its counter change added to `tally` (the caller applies it).
+pub(super) fn tx_move_tallied(
+    r: &TransactionalTree,
+    x: &TransactionalTree,
+    id: u64,
+    expected: &[RowState],
+    to: RowState,
+    change: impl FnOnce(&mut ReadingRow),
+    tally: &mut Tally,
 ) -> TxResult<Option<ReadingRow>> {
     let Some(bytes) = r.get(row_key(id))? else {
         return Ok(None);
@@ -152,8 +214,7 @@ pub(super) fn tx_move(
     if let Some(k) = state_key(&row, to) {
         x.insert(k, &[])?;
     }
-    bump(x, &counter_key(from), -1)?;
-    bump(x, &counter_key(to), 1)?;
+    tally.moved(from, to);
     r.insert(&row_key(id), encode(&row))?;
     Ok(Some(row))
 }
@@ -174,6 +235,7 @@ impl Store {
         (&self.readings, &self.rdx)
             .transaction(|(r, x)| {
                 let mut out = Vec::with_capacity(batch.len());
+                let mut tally = Tally::default();
                 for (new, id) in batch.iter().zip(&ids) {
                     let p = &new.placement;
                     let ukey = unique_key(&p.subject, &new.dataset, &new.reading.external_id);
@@ -186,13 +248,14 @@ impl Store {
                         x.insert(k, &[])?;
                     }
                     x.insert(ukey, &id.to_be_bytes())?;
-                    bump(x, &counter_key(row.state), 1)?;
+                    tally.add(row.state);
                     r.insert(&row_key(*id), encode(&row))?;
                     out.push(ReadingOutcome::Stored {
                         id: *id,
                         state: row.state,
                     });
                 }
+                tally.apply(x)?;
                 if let Some((file, line)) = progress {
                     x.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
                 }
@@ -204,6 +267,12 @@ impl Store {
     /// The last line of `file` whose readings are stored.
     pub fn readings_progress(&self, file: &str) -> Result<Option<u64>> {
         Ok(self.rdx.get(format!("q/{file}"))?.map(|v| decode_u64(&v)))
+    }
+
+    /// Whether a readings file is being taken in now (its `q/` progress
+    /// mark is there from its first stored rows until it is done).
+    pub fn readings_intake_running(&self) -> Result<bool> {
+        Ok(self.rdx.scan_prefix(b"q/").next().transpose()?.is_some())
     }
 
     pub fn clear_readings_progress(&self, file: &str) -> Result<()> {
@@ -308,7 +377,13 @@ pub struct Resolver<'a> {
     by_ref: Option<HashMap<String, String>>,
     invited_refs: Option<std::collections::HashSet<String>>,
     invited_ids: Option<std::collections::HashSet<String>>,
+    /// Placements of members already looked up (connection id, dataset),
+    /// so a file naming each member many times reads each once; bounded.
+    placed: HashMap<(String, DatasetName), Option<Placement>>,
 }
+
+/// The most placements a resolver remembers before it starts afresh.
+const PLACED_MAX: usize = 10_000;
 
 impl<'a> Resolver<'a> {
     pub fn new(store: &'a Store) -> Self {
@@ -317,6 +392,7 @@ impl<'a> Resolver<'a> {
             by_ref: None,
             invited_refs: None,
             invited_ids: None,
+            placed: HashMap::new(),
         }
     }
 
@@ -376,17 +452,30 @@ impl<'a> Resolver<'a> {
         member: &MemberRef,
         dataset: &DatasetName,
     ) -> Result<Option<Placement>> {
+        if let MemberRef::ConnectionId(c) = member
+            && let Some(p) = self.placed.get(&(c.clone(), dataset.clone()))
+        {
+            return Ok(p.clone());
+        }
         if let Some(conn) = self.connection_of(member)? {
-            let Some(m) = self.store.member(&conn)? else {
-                return Ok(None);
-            };
-            let (state, reason) = member_gate(&m, dataset);
-            return Ok(Some(Placement {
-                subject: format!("c:{conn}"),
-                connection_id: Some(conn),
-                state,
-                reason,
-            }));
+            let key = (conn.clone(), dataset.clone());
+            if let Some(p) = self.placed.get(&key) {
+                return Ok(p.clone());
+            }
+            let placement = self.store.member(&conn)?.map(|m| {
+                let (state, reason) = member_gate(&m, dataset);
+                Placement {
+                    subject: format!("c:{conn}"),
+                    connection_id: Some(conn),
+                    state,
+                    reason,
+                }
+            });
+            if self.placed.len() >= PLACED_MAX {
+                self.placed.clear();
+            }
+            self.placed.insert(key, placement.clone());
+            return Ok(placement);
         }
         if self.invited(member)? {
             return Ok(Some(Placement {

@@ -1,6 +1,9 @@
 //! `POST /bounces` (bearer): one bounce or complaint, from `mydex-connector
 //! bounce` (which parsed a DSN) or a relay's webhook: `{"email"|"token",
-//! "type": "hard"|"soft"|"complaint", "diagnostic", "report_id"?}`. A token
+//! "type": "hard"|"soft"|"complaint", "diagnostic", "report_id"?}`; and
+//! `{"token", "type": "unsubscribe"}`, an unsubscribe mail to
+//! `smtp.unsubscribe_mailto` that `bounce` read (by token only: the token
+//! of its Subject, an unsubscribe token, as the one-click URL's). A token
 //! not ours is 404 and changes nothing; the address never reaches a log.
 
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin_state::AdminState;
-use crate::domain::{Email, PersonHash};
+use crate::domain::{Email, PersonHash, TokenKind};
 use crate::store::{Bounce, BounceType, Store, StoreError};
 
 /// The largest body taken.
@@ -103,6 +106,9 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
             "give exactly one of \"email\" and \"token\"",
         );
     }
+    if b.kind == "unsubscribe" {
+        return unsubscribe_by_mail(&st, b.token.as_deref()).await;
+    }
     let kind = match b.kind.as_str() {
         "hard" => BounceType::Hard,
         "soft" => BounceType::Soft,
@@ -111,7 +117,7 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "type {:?} is none of \"hard\", \"soft\", \"complaint\"",
+                    "type {:?} is none of \"hard\", \"soft\", \"complaint\", \"unsubscribe\"",
                     clean_diagnostic(other)
                 ),
             );
@@ -127,6 +133,45 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
         return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     }
     resp
+}
+
+/// An unsubscribe mail's token: the person of that mail is suppressed
+/// as by a one-click POST; a token not ours (or not an unsubscribe
+/// token) is 404 and changes nothing.
+async fn unsubscribe_by_mail(st: &Arc<AdminState>, token: Option<&str>) -> Response {
+    let Some(token) = token else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "an unsubscribe names its \"token\", never an \"email\"",
+        );
+    };
+    let id = match st.store.mail_keys().parse_token(token.as_bytes()) {
+        Some(t) if t.kind == TokenKind::Unsubscribe => t.invitation,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "the token names no mail of ours; nothing changed",
+            );
+        }
+    };
+    let store = st.store.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::server::unsubscribe::unsubscribe(&store, id, "unsubscribe by mail")
+    })
+    .await;
+    match (done, st.store.flush().await) {
+        (Ok(Ok(())), Ok(())) => (
+            StatusCode::OK,
+            axum::Json(json!({"unsubscribed": true, "invitation": id})),
+        )
+            .into_response(),
+        (Ok(Err(e)), _) => {
+            st.store.note_error(&e);
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 fn apply(st: &AdminState, b: &BounceIn, kind: BounceType) -> Response {

@@ -14,6 +14,7 @@ pub mod lifecycle_routes;
 pub mod operator;
 pub mod readyz;
 pub mod records;
+pub mod suppression_check;
 pub mod suppressions;
 
 pub use admin_state::AdminState;
@@ -61,7 +62,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/suppressions",
             get(suppressions::list).post(suppressions::add),
         )
-        .route("/suppressions/remove", post(suppressions::remove));
+        .route("/suppressions/remove", post(suppressions::remove))
+        .route(
+            "/suppressions/check",
+            post(suppression_check::post).layer(axum::extract::DefaultBodyLimit::max(
+                suppression_check::MAX_BODY,
+            )),
+        );
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
     }
