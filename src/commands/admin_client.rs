@@ -88,6 +88,17 @@ impl AdminClient {
         let req = self.http.post(format!("{}{path}", self.base));
         self.send(req, path).await
     }
+
+    /// POST a JSON body; any answer but 2xx is an error with the daemon's
+    /// message (a refusal exits non-zero).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let req = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send(req, path).await
+    }
 }
 
 /// POST `path` with an optional JSON body, for the lifecycle commands

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod demo_readings;
 pub mod enqueue;
 pub mod operator;
+pub mod people;
 pub mod progress;
 pub mod records;
 pub mod rotate_key;

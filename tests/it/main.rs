@@ -17,6 +17,7 @@ mod delivery_crash;
 mod dkim;
 mod drain;
 mod faults;
+mod forget;
 mod ftc_flow;
 mod hostile_input;
 mod key_rotation;

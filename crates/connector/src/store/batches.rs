@@ -18,6 +18,7 @@ use super::invitations::unwrap_tx;
 use super::readings::{
     Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
 };
+use super::sealed::{READINGS, seal, tx_open};
 use super::{Store, now_ms};
 use crate::domain::{DatasetName, RowState};
 
@@ -132,10 +133,15 @@ impl Store {
             .transaction(|(r, x)| {
                 let mut rows = Vec::new();
                 for rid in &ids {
-                    let moved =
-                        tx_move(r, x, *rid, &[RowState::Queued], RowState::InFlight, |row| {
-                            row.batch = Some(id)
-                        })?;
+                    let moved = tx_move(
+                        &self.sealer,
+                        r,
+                        x,
+                        *rid,
+                        &[RowState::Queued],
+                        RowState::InFlight,
+                        |row| row.batch = Some(id),
+                    )?;
                     rows.extend(moved);
                 }
                 if rows.is_empty() {
@@ -170,7 +176,7 @@ impl Store {
             .transaction(|(r, x)| {
                 let mut n = 0;
                 for id in ids {
-                    n += tx_move(r, x, *id, from, to, &change)?.is_some() as usize;
+                    n += tx_move(&self.sealer, r, x, *id, from, to, &change)?.is_some() as usize;
                 }
                 Ok(n)
             })
@@ -190,29 +196,39 @@ impl Store {
                 for id in &stored.rows {
                     match how {
                         Settle::Delivered => {
-                            tx_move(r, x, *id, &live, RowState::Delivered, |row| {
+                            tx_move(&self.sealer, r, x, *id, &live, RowState::Delivered, |row| {
                                 row.delivered_ms = Some(now);
                                 row.batch = None;
                             })?;
                         }
                         Settle::Requeue => {
-                            tx_move(r, x, *id, &live, RowState::Queued, |row| row.batch = None)?;
+                            tx_move(&self.sealer, r, x, *id, &live, RowState::Queued, |row| {
+                                row.batch = None
+                            })?;
                         }
                         Settle::Hold(why) => {
-                            tx_move(r, x, *id, &live, RowState::Held, |row| {
+                            tx_move(&self.sealer, r, x, *id, &live, RowState::Held, |row| {
                                 row.reason = Some(why.clone());
                                 row.held_since_ms = Some(now);
                                 row.batch = None;
                             })?;
                         }
                         Settle::Fail(why) => {
-                            tx_move(r, x, *id, &live, RowState::Failed, |row| {
+                            tx_move(&self.sealer, r, x, *id, &live, RowState::Failed, |row| {
                                 row.reason = Some(why.clone());
                                 row.batch = None;
                             })?;
                         }
                         Settle::Unknown { .. } => {
-                            tx_move(r, x, *id, &[RowState::InFlight], RowState::Unknown, |_| {})?;
+                            tx_move(
+                                &self.sealer,
+                                r,
+                                x,
+                                *id,
+                                &[RowState::InFlight],
+                                RowState::Unknown,
+                                |_| {},
+                            )?;
                         }
                     }
                 }
@@ -251,16 +267,19 @@ impl Store {
                     let Some(bytes) = r.get(row_key(*id))? else {
                         continue;
                     };
-                    let row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    let row: ReadingRow =
+                        tx_open(&self.sealer, READINGS, &row_key(*id), &bytes, "reading")?;
                     match found.get(&row.external_id) {
-                        Some(pds_id) => tx_move(r, x, *id, &live, RowState::Delivered, |row| {
-                            row.delivered_ms = Some(now);
-                            row.pds_id = Some(pds_id.clone());
-                            row.batch = None;
-                        })?,
-                        None => {
-                            tx_move(r, x, *id, &live, RowState::Queued, |row| row.batch = None)?
+                        Some(pds_id) => {
+                            tx_move(&self.sealer, r, x, *id, &live, RowState::Delivered, |row| {
+                                row.delivered_ms = Some(now);
+                                row.pds_id = Some(pds_id.clone());
+                                row.batch = None;
+                            })?
                         }
+                        None => tx_move(&self.sealer, r, x, *id, &live, RowState::Queued, |row| {
+                            row.batch = None
+                        })?,
                     };
                 }
                 x.remove(batch_key(batch.id))?;
@@ -336,10 +355,12 @@ impl Store {
         self.readings
             .transaction(|r| {
                 if let Some(bytes) = r.get(row_key(id))? {
-                    let mut row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    let key = row_key(id);
+                    let mut row: ReadingRow =
+                        tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
                     if row.state == RowState::Held {
                         row.reason = reason.clone();
-                        r.insert(&row_key(id), encode(&row))?;
+                        r.insert(&key, seal(&self.sealer, READINGS, &key, &row))?;
                     }
                 }
                 Ok(())
@@ -363,20 +384,34 @@ impl Store {
                         && decode_u64(&other) != row.id
                     {
                         let why = format!("duplicate of reading {}", decode_u64(&other));
-                        tx_move(r, x, row.id, &[RowState::Held], RowState::Failed, |row| {
-                            row.reason = Some(why)
-                        })?;
+                        tx_move(
+                            &self.sealer,
+                            r,
+                            x,
+                            row.id,
+                            &[RowState::Held],
+                            RowState::Failed,
+                            |row| row.reason = Some(why),
+                        )?;
                         return Ok(false);
                     }
                     x.remove(old_key.as_bytes())?;
                     x.insert(new_key.as_bytes(), &row.id.to_be_bytes())?;
                 }
-                let moved = tx_move(r, x, row.id, &[RowState::Held], RowState::Queued, |row| {
-                    row.subject = p.subject.clone();
-                    row.connection_id = p.connection_id.clone();
-                    row.reason = None;
-                    row.held_since_ms = None;
-                })?;
+                let moved = tx_move(
+                    &self.sealer,
+                    r,
+                    x,
+                    row.id,
+                    &[RowState::Held],
+                    RowState::Queued,
+                    |row| {
+                        row.subject = p.subject.clone();
+                        row.connection_id = p.connection_id.clone();
+                        row.reason = None;
+                        row.held_since_ms = None;
+                    },
+                )?;
                 Ok(moved.is_some())
             })
             .map_err(unwrap_tx)

@@ -12,6 +12,7 @@ pub mod callbacks_routes;
 pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
+pub mod people;
 pub mod readyz;
 pub mod records;
 pub mod suppressions;
@@ -61,7 +62,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/suppressions",
             get(suppressions::list).post(suppressions::add),
         )
-        .route("/suppressions/remove", post(suppressions::remove));
+        .route("/suppressions/remove", post(suppressions::remove))
+        .route(
+            "/people/forget",
+            post(people::forget).layer(axum::extract::DefaultBodyLimit::max(people::MAX_BODY)),
+        );
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
     }
