@@ -157,6 +157,53 @@ mod tests {
     }
 
     #[test]
+    fn rotation_reseals_invitations_and_suppressions() {
+        use crate::domain::{Email, Invitee, Kind};
+        use crate::store::{NewInvitation, Store, Suppression, SuppressionSource, rotate_key};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let (k1, k2) = (
+            SecretBox::new(Box::new([7u8; 32])),
+            SecretBox::new(Box::new([8u8; 32])),
+        );
+        let email = Email::parse("rota.person@example.com").unwrap();
+        let id = {
+            let s = Store::open(&path, &k1).unwrap();
+            let new = NewInvitation {
+                campaign: "c".into(),
+                kind: Kind::Connect,
+                version: 1,
+                invitee: serde_json::from_value::<Invitee>(serde_json::json!({
+                    "email": email.as_str(), "name": "Rota", "external_ref": "ROT-1",
+                    "mydexid": null, "campaign": null
+                }))
+                .unwrap(),
+            };
+            let out = s.insert_invitations(&[new], None).unwrap();
+            let crate::store::InsertOutcome::Inserted(id) = out[0] else {
+                panic!("{out:?}")
+            };
+            let other = Email::parse("other@example.com").unwrap();
+            let entry = Suppression {
+                reason: "bounced: 550 <address>".into(),
+                source: SuppressionSource::Bounce,
+                at_ms: 1,
+            };
+            s.suppress(&s.mail_keys().person(&other), &entry).unwrap();
+            s.flush_blocking().unwrap();
+            id
+        };
+        rotate_key(&path, &k1, &k2, &mut |_, _| {}).unwrap();
+        let s = Store::open(&path, &k2).unwrap();
+        assert_eq!(s.invitation(id).unwrap().invitee.email, email);
+        let listed: Vec<_> = s.suppressions().collect::<Result<_>>().unwrap();
+        assert_eq!(listed[0].1.reason, "bounced: 550 <address>");
+        let raw = s.invitations.get(id.to_be_bytes()).unwrap().unwrap();
+        let old = Sealer::new(&k1);
+        assert!(plain(&old, INVITATIONS, &id.to_be_bytes(), &raw).is_err());
+    }
+
+    #[test]
     fn a_store_from_before_sealing_converges_at_open() {
         use crate::domain::{Invitee, Kind};
         use crate::store::{InsertOutcome, NewInvitation, Store};
