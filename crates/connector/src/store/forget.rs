@@ -93,6 +93,14 @@ impl Store {
         } else {
             0
         };
+        // Members the version sweep's brake holds (`h/{job}/{connection}`).
+        for item in self.idx.scan_prefix(b"h/").keys() {
+            let k = item?;
+            let conn = k.rsplit(|b| *b == b'/').next().unwrap_or_default();
+            if found.conns.iter().any(|c| c.as_bytes() == conn) {
+                self.idx.remove(&k)?;
+            }
+        }
         Ok(Forgotten {
             persons: found.persons.into_iter().collect(),
             invitations: found.invitations.len(),
@@ -397,8 +405,10 @@ mod tests {
                 Err(StoreError::Refused(_))
             ));
             assert!(s.member("1001-45678").unwrap().is_some(), "nothing changed");
+            assert!(s.hold_member("version", "1001-45678", 1).unwrap());
             assert_eq!(s.forget_person(&member, true).unwrap().members, 1);
             assert!(s.member("1001-45678").unwrap().is_none());
+            assert_eq!(s.held_count("version"), 0, "no longer held by the brake");
             assert_eq!(s.counts(1).unwrap().members_total, 0);
             assert_eq!(s.all_invitations().count(), 1, "bob only");
             s.flush_blocking().unwrap();
