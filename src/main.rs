@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::suppressions::SuppressionsCommand,
     },
+    /// Forget a person (GDPR erasure) in the running daemon.
+    People {
+        #[command(subcommand)]
+        command: commands::people::PeopleCommand,
+    },
     /// Re-encrypt the store under a new key (the daemon must be stopped).
     /// Rerun it with the same new key if it was interrupted.
     RotateKey(rotate_key::RotateKeyArgs),
@@ -117,6 +122,7 @@ impl Command {
             Command::RotateKey(args) => rotate_key::command(args).await,
             Command::Bounce(args) => commands::bounce::run(args).await,
             Command::Suppressions { command } => commands::suppressions::run(command).await,
+            Command::People { command } => commands::people::run(command).await,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => commands::sandbox::run(*args).await,
             #[cfg(feature = "sandbox")]

@@ -89,7 +89,8 @@ impl AdminClient {
         self.send(req, path).await
     }
 
-    /// POST `path` with a JSON body.
+    /// POST a JSON body; any answer but 2xx is an error with the daemon's
+    /// message (a refusal exits non-zero).
     pub async fn post_json(
         &self,
         path: &str,

@@ -16,6 +16,7 @@ pub mod demo_readings;
 pub mod demo_version;
 pub mod enqueue;
 pub mod operator;
+pub mod people;
 pub mod progress;
 pub mod records;
 pub mod rotate_key;

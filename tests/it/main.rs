@@ -18,6 +18,7 @@ mod delivery_outcomes;
 mod dkim;
 mod drain;
 mod faults;
+mod forget;
 mod ftc_flow;
 mod hostile_input;
 mod hostile_readings;

@@ -4,6 +4,7 @@
 //! crash neither loses nor repeats a row), writes bad rows to `rejected/`
 //! with line and reason, and moves the file to `done/` only at the end.
 
+pub mod erase;
 mod error;
 mod json_row;
 mod owner;

@@ -8,9 +8,10 @@ use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
 use super::invitations::{tx_transition, unwrap_tx};
+use super::sealed::{INVITATIONS, MEMBERS, seal, tx_open};
 use super::{
     CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, encode,
-    now_ms, tx_decode,
+    now_ms,
 };
 use crate::domain::{Credentials, Event};
 
@@ -51,10 +52,11 @@ impl Store {
                 }
                 log_t.insert(seen_key, &now_ms().to_be_bytes())?;
 
-                let invitation = tx_matching_invitation(inv_t, idx, creds, is_update)?;
+                let invitation = tx_matching_invitation(&sealer, inv_t, idx, creds, is_update)?;
+                let conn = creds.connection_id.as_bytes();
                 let existing: Option<Member> = mem_t
-                    .get(creds.connection_id.as_bytes())?
-                    .map(|b| tx_decode(&b, "member"))
+                    .get(conn)?
+                    .map(|b| tx_open(&sealer, MEMBERS, conn, &b, "member"))
                     .transpose()?;
 
                 // Credentials we cannot act on are kept, never dropped: a first-time
@@ -82,8 +84,8 @@ impl Store {
                     current_version,
                     &sealer,
                 );
-                tx_put_member(idx, mem_t, existing.as_ref(), &member)?;
-                tx_connect(inv_t, idx, creds, invitation, is_update)
+                tx_put_member(&sealer, idx, mem_t, existing.as_ref(), &member)?;
+                tx_connect(&sealer, inv_t, idx, creds, invitation, is_update)
             })
             .map_err(unwrap_tx)
     }
@@ -197,13 +199,14 @@ fn keep_unmatched(
 /// names, or, for an update without a linking_token we know, the update
 /// invitation queued for this member if one is open.
 fn tx_matching_invitation(
+    sealer: &super::Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     creds: &Credentials,
     is_update: bool,
 ) -> TxResult<Option<Invitation>> {
     let invitation = match &creds.linking_token {
-        Some(t) => super::invitations::tx_by_token(inv_t, idx, t)?,
+        Some(t) => super::invitations::tx_by_token(sealer, inv_t, idx, t)?,
         None => None,
     };
     // An update without a linking_token we know completes the
@@ -212,7 +215,7 @@ fn tx_matching_invitation(
         None if is_update => match idx.get(format!("m/{}", creds.connection_id).as_bytes())? {
             Some(id) => inv_t
                 .get(super::id_key(super::decode_u64(&id)))?
-                .map(|b| tx_decode::<Invitation>(&b, "invitation"))
+                .map(|b| tx_open::<Invitation>(sealer, INVITATIONS, &id, &b, "invitation"))
                 .transpose()?
                 .filter(|i| {
                     matches!(i.kind, super::Kind::Update { .. })
@@ -277,6 +280,7 @@ fn new_member(
 /// Store the member, moving the version counters (and the disconnected
 /// count, for a member who comes back) and the MydexID index with it.
 fn tx_put_member(
+    sealer: &super::Sealer,
     idx: &TransactionalTree,
     mem_t: &TransactionalTree,
     existing: Option<&Member>,
@@ -290,7 +294,8 @@ fn tx_put_member(
         }
     }
     bump(idx, &format!("c/mv/{}", member.version), 1)?;
-    mem_t.insert(member.connection_id.as_bytes(), encode(member))?;
+    let conn = member.connection_id.as_bytes();
+    mem_t.insert(conn, seal(sealer, MEMBERS, conn, member))?;
     if let Some(id) = &member.mydexid {
         idx.insert(
             super::mydexid_key(id.as_str()),
@@ -303,6 +308,7 @@ fn tx_put_member(
 /// Move the invitation answered (if any, and not connected yet) to
 /// connected, and say what the callback did.
 fn tx_connect(
+    sealer: &super::Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     creds: &Credentials,
@@ -319,10 +325,19 @@ fn tx_connect(
                 State::Failed,
             ];
             let conn = creds.connection_id.clone();
-            tx_transition(inv_t, idx, inv.id, &from, State::Connected, None, &|i| {
-                i.connection_id = Some(conn.clone());
-                i.reason = None;
-            })?;
+            tx_transition(
+                sealer,
+                inv_t,
+                idx,
+                inv.id,
+                &from,
+                State::Connected,
+                None,
+                &|i| {
+                    i.connection_id = Some(conn.clone());
+                    i.reason = None;
+                },
+            )?;
             Ok(if is_update {
                 CallbackOutcome::Updated {
                     invitation_id: Some(inv.id),

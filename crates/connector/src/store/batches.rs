@@ -19,6 +19,7 @@ use super::readings::{
     Placement, ReadingRow, Resolver, Tally, group_prefix, member_gate, row_key, tx_move,
     tx_move_tallied,
 };
+use super::sealed::{READINGS, seal, tx_open};
 use super::{Store, now_ms};
 use crate::domain::{DatasetName, RowState};
 
@@ -196,8 +197,8 @@ impl Store {
                     let mut rows = Vec::new();
                     for rid in chunk {
                         let moved = tx_move_tallied(
-                            r,
-                            x,
+                            &self.sealer,
+                            (r, x),
                             *rid,
                             &[RowState::Queued],
                             RowState::InFlight,
@@ -241,8 +242,8 @@ impl Store {
             .transaction(|(r, x)| {
                 let (mut n, mut tally) = (0, Tally::default());
                 for id in ids {
-                    n += tx_move_tallied(r, x, *id, from, to, &change, &mut tally)?.is_some()
-                        as usize;
+                    n += tx_move_tallied(&self.sealer, (r, x), *id, from, to, &change, &mut tally)?
+                        .is_some() as usize;
                 }
                 tally.apply(x)?;
                 Ok(n)
@@ -286,7 +287,7 @@ impl Store {
                         }
                         Settle::Unknown { .. } => {}
                     };
-                    tx_move_tallied(r, x, *id, from, to, change, &mut tally)?;
+                    tx_move_tallied(&self.sealer, (r, x), *id, from, to, change, &mut tally)?;
                 }
                 tally.apply(x)?;
                 match how {
@@ -325,7 +326,8 @@ impl Store {
                     let Some(bytes) = r.get(row_key(*id))? else {
                         continue;
                     };
-                    let row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    let row: ReadingRow =
+                        tx_open(&self.sealer, READINGS, &row_key(*id), &bytes, "reading")?;
                     let found = found.get(&row.external_id);
                     let to = match found {
                         Some(_) => RowState::Delivered,
@@ -338,7 +340,7 @@ impl Store {
                         }
                         row.batch = None;
                     };
-                    tx_move_tallied(r, x, *id, &live, to, change, &mut tally)?;
+                    tx_move_tallied(&self.sealer, (r, x), *id, &live, to, change, &mut tally)?;
                 }
                 tally.apply(x)?;
                 x.remove(batch_key(batch.id))?;
@@ -414,10 +416,12 @@ impl Store {
         self.readings
             .transaction(|r| {
                 if let Some(bytes) = r.get(row_key(id))? {
-                    let mut row: ReadingRow = tx_decode(&bytes, "reading")?;
+                    let key = row_key(id);
+                    let mut row: ReadingRow =
+                        tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
                     if row.state == RowState::Held {
                         row.reason = reason.clone();
-                        r.insert(&row_key(id), encode(&row))?;
+                        r.insert(&key, seal(&self.sealer, READINGS, &key, &row))?;
                     }
                 }
                 Ok(())
@@ -441,20 +445,34 @@ impl Store {
                         && decode_u64(&other) != row.id
                     {
                         let why = format!("duplicate of reading {}", decode_u64(&other));
-                        tx_move(r, x, row.id, &[RowState::Held], RowState::Failed, |row| {
-                            row.reason = Some(why)
-                        })?;
+                        tx_move(
+                            &self.sealer,
+                            r,
+                            x,
+                            row.id,
+                            &[RowState::Held],
+                            RowState::Failed,
+                            |row| row.reason = Some(why),
+                        )?;
                         return Ok(false);
                     }
                     x.remove(old_key.as_bytes())?;
                     x.insert(new_key.as_bytes(), &row.id.to_be_bytes())?;
                 }
-                let moved = tx_move(r, x, row.id, &[RowState::Held], RowState::Queued, |row| {
-                    row.subject = p.subject.clone();
-                    row.connection_id = p.connection_id.clone();
-                    row.reason = None;
-                    row.held_since_ms = None;
-                })?;
+                let moved = tx_move(
+                    &self.sealer,
+                    r,
+                    x,
+                    row.id,
+                    &[RowState::Held],
+                    RowState::Queued,
+                    |row| {
+                        row.subject = p.subject.clone();
+                        row.connection_id = p.connection_id.clone();
+                        row.reason = None;
+                        row.held_since_ms = None;
+                    },
+                )?;
                 Ok(moved.is_some())
             })
             .map_err(unwrap_tx)

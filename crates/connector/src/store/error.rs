@@ -41,6 +41,9 @@ pub enum StoreError {
     Refused(String),
     #[error("{0}")]
     Crypto(#[from] CryptoError),
+    /// `people forget` found nothing held for that address or external ref.
+    #[error("no such person: the store holds nothing for that {0}; nothing was changed")]
+    NoSuchPerson(&'static str),
     #[error("cannot flush the store to disk: {0}")]
     Flush(String),
 }

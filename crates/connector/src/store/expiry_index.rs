@@ -4,7 +4,8 @@
 //! link is unused past its lifetime, and `expired → queued` for a reminder
 //! with a fresh link.
 
-use super::{Invitation, Result, State, Store, StoreError, decode, now_ms};
+use super::sealed::INVITATIONS;
+use super::{Invitation, Result, State, Store, StoreError, now_ms};
 
 pub(super) fn expiry_key(id: u64) -> Vec<u8> {
     let mut k = b"x/".to_vec();
@@ -22,8 +23,9 @@ impl Store {
         }
         let mut n = 0;
         for item in self.invitations.iter() {
-            let (_, v) = item?;
-            let inv: Invitation = decode(&v, "invitation")?;
+            let (k, v) = item?;
+            let inv: Invitation =
+                super::sealed::open(&self.sealer, INVITATIONS, &k, &v, "invitation")?;
             if matches!(inv.state, State::Sent | State::Expired) {
                 self.idx.insert(expiry_key(inv.id), &[])?;
                 n += 1;

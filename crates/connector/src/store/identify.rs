@@ -10,9 +10,10 @@ use sled::Transactional;
 use super::invitations::{tx_transition, unwrap_tx};
 use sled::transaction::TransactionalTree;
 
+use super::sealed::{MEMBERS, tx_open};
 use super::{
     CallbackOutcome, CallbackRecord, Invitation, Kind, Member, MemberStatus, Result, State, Store,
-    TxResult, bump, encode, mydexid_key, now_ms, tx_decode,
+    TxResult, bump, encode, mydexid_key, now_ms,
 };
 use crate::domain::MydexId;
 
@@ -38,7 +39,8 @@ impl Store {
                 let Some(token) = linking_token else {
                     return Ok(CallbackOutcome::Recorded);
                 };
-                let Some(inv) = super::invitations::tx_by_token(inv_t, idx, token)? else {
+                let Some(inv) = super::invitations::tx_by_token(&self.sealer, inv_t, idx, token)?
+                else {
                     return Ok(CallbackOutcome::Recorded);
                 };
                 if inv.kind != Kind::Identify
@@ -46,9 +48,10 @@ impl Store {
                 {
                     return Ok(CallbackOutcome::Recorded);
                 }
-                match tx_held_member(idx, mem_t, mydexid)? {
-                    Some(m) => tx_connect_held(inv_t, idx, inv, &m, mydexid),
-                    None => tx_requeue_as_connect(inv_t, idx, inv.id, mydexid),
+                let s = &self.sealer;
+                match tx_held_member(s, idx, mem_t, mydexid)? {
+                    Some(m) => tx_connect_held(s, inv_t, idx, inv, &m, mydexid),
+                    None => tx_requeue_as_connect(s, inv_t, idx, inv.id, mydexid),
                 }
             })
             .map_err(unwrap_tx)
@@ -93,6 +96,7 @@ fn tx_record(
 
 /// The active member we hold with this MydexID, if any.
 fn tx_held_member(
+    sealer: &super::Sealer,
     idx: &TransactionalTree,
     mem_t: &TransactionalTree,
     mydexid: &MydexId,
@@ -100,7 +104,7 @@ fn tx_held_member(
     Ok(match idx.get(mydexid_key(mydexid.as_str()))? {
         Some(conn) => mem_t
             .get(&conn)?
-            .map(|b| tx_decode::<Member>(&b, "member"))
+            .map(|b| tx_open::<Member>(sealer, MEMBERS, &conn, &b, "member"))
             .transpose()?
             .filter(|m| m.status == MemberStatus::Active),
         None => None,
@@ -109,6 +113,7 @@ fn tx_held_member(
 
 /// The MydexID is a member's we hold: the invitation is connected to it.
 fn tx_connect_held(
+    sealer: &super::Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     inv: Invitation,
@@ -118,6 +123,7 @@ fn tx_connect_held(
     let learnt = mydexid.clone();
     let conn = member.connection_id.clone();
     tx_transition(
+        sealer,
         inv_t,
         idx,
         inv.id,
@@ -140,6 +146,7 @@ fn tx_connect_held(
 /// A MydexID we do not hold: the invitation goes back to `queued` as a
 /// first connection for it.
 fn tx_requeue_as_connect(
+    sealer: &super::Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     id: u64,
@@ -147,6 +154,7 @@ fn tx_requeue_as_connect(
 ) -> TxResult<CallbackOutcome> {
     let learnt = mydexid.clone();
     tx_transition(
+        sealer,
         inv_t,
         idx,
         id,

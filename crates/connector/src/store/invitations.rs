@@ -5,9 +5,10 @@
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
+use super::crypto::Sealer;
+use super::sealed::{INVITATIONS, open, seal, tx_open};
 use super::{
-    Invitation, Kind, Result, State, Store, StoreError, TxResult, bump, decode, encode, id_key,
-    now_ms, tx_decode, work_key,
+    Invitation, Kind, Result, State, Store, StoreError, TxResult, bump, id_key, now_ms, work_key,
 };
 use crate::domain::{Invitee, LinkingToken};
 
@@ -27,13 +28,21 @@ pub enum InsertOutcome {
     Suppressed(super::suppression_record::SuppressionSource),
 }
 
-fn open_key(campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
+/// The open-invitation key: the campaign, the kind and a keyed hash of the
+/// person's identity (address and external ref), never the identity itself.
+fn open_key(keys: &super::MailKeys, campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
     let tag = match kind {
         Kind::Connect => "c".to_string(),
         Kind::Update { version } => format!("u{version}"),
         Kind::Identify => "c".to_string(),
     };
-    format!("o/{campaign}\u{1f}{tag}\u{1f}{}", invitee.identity())
+    open_key_of(keys, &format!("{campaign}\u{1f}{tag}"), &invitee.identity())
+}
+
+/// `o/{campaign}\x1f{tag}\x1f{hash of identity}` (also used to move the keys
+/// of stores from before, which held the identity in clear).
+pub(super) fn open_key_of(keys: &super::MailKeys, head: &str, identity: &str) -> String {
+    format!("o/{head}\u{1f}{}", keys.keyed("open", identity))
 }
 
 fn counter_key(state: State) -> String {
@@ -54,6 +63,43 @@ pub(super) fn mailed_counter(campaign: &str) -> String {
 }
 
 impl Store {
+    /// Stores from before hashed open keys held the identity (address and
+    /// external ref) in the `o/` key itself: move each to its hashed form.
+    pub(super) fn hash_legacy_open_keys(&self) -> Result<u64> {
+        let mut n = 0;
+        for item in self.idx.scan_prefix(b"o/") {
+            let (k, v) = item?;
+            let Ok(text) = std::str::from_utf8(&k[2..]) else {
+                continue;
+            };
+            let mut parts = text.splitn(3, '\u{1f}');
+            let (Some(campaign), Some(tag), Some(identity)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            // A hashed key's last part is hex; a legacy identity holds a separator.
+            if !identity.contains('\u{1f}') {
+                continue;
+            }
+            let new = open_key_of(&self.mail_keys, &format!("{campaign}\u{1f}{tag}"), identity);
+            self.idx
+                .transaction(|idx| {
+                    idx.insert(new.as_bytes(), &v)?;
+                    idx.remove(&k)?;
+                    Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+                })
+                .map_err(unwrap_tx)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The open-invitation key of `inv` (to erase it when forgetting).
+    pub(super) fn open_key_for(&self, inv: &Invitation) -> String {
+        open_key(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee)
+    }
+
     /// Insert a batch in one transaction; with `progress`, record in the
     /// same step that an intake file has been stored up to that line, so a
     /// crash never stores a row twice or loses one.
@@ -119,17 +165,22 @@ impl Store {
             let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
             for (((new, id), token), person) in batch.iter().zip(&ids).zip(&tokens).zip(&persons) {
-                if let Some(s) = super::suppression_record::tx_suppression(idx, person)? {
+                if let Some(s) =
+                    super::suppression_record::tx_suppression(&self.sealer, idx, person)?
+                {
                     outcomes.push(InsertOutcome::Suppressed(s.source));
                     continue;
                 }
-                let okey = open_key(&new.campaign, &new.kind, &new.invitee);
-                if let Some(existing_id) = tx_still_open(inv_t, idx, &okey, closed)? {
+                let okey = open_key(&self.mail_keys, &new.campaign, &new.kind, &new.invitee);
+                if let Some(existing_id) = tx_still_open(&self.sealer, inv_t, idx, &okey, closed)? {
                     outcomes.push(InsertOutcome::Duplicate(existing_id));
                     continue;
                 }
                 let inv = queued(new, *id, token.clone(), now);
-                inv_t.insert(&id_key(*id), encode(&inv))?;
+                inv_t.insert(
+                    &id_key(*id),
+                    seal(&self.sealer, INVITATIONS, &id_key(*id), &inv),
+                )?;
                 idx.insert(okey.as_bytes(), &id_key(*id))?;
                 idx.insert(super::suppression_record::person_key(person, *id), &[])?;
                 idx.insert(work_key(*id), &[])?;
@@ -160,7 +211,7 @@ impl Store {
             .invitations
             .get(id_key(id))?
             .ok_or(StoreError::NotFound(id))?;
-        decode(&bytes, "invitation")
+        open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation")
     }
 
     pub fn invitation_by_token(&self, token: &str) -> Result<Option<Invitation>> {
@@ -194,7 +245,16 @@ impl Store {
     ) -> Result<Invitation> {
         (&self.invitations, &self.idx)
             .transaction(|(inv_t, idx)| {
-                tx_transition(inv_t, idx, id, from, to, note.clone(), &change)
+                tx_transition(
+                    &self.sealer,
+                    inv_t,
+                    idx,
+                    id,
+                    from,
+                    to,
+                    note.clone(),
+                    &change,
+                )
             })
             .map_err(unwrap_tx)
     }
@@ -209,7 +269,16 @@ impl Store {
     ) -> Result<Invitation> {
         (&self.invitations, &self.idx)
             .transaction(|(inv_t, idx)| {
-                tx_transition(inv_t, idx, id, &[expected], expected, None, &change)
+                tx_transition(
+                    &self.sealer,
+                    inv_t,
+                    idx,
+                    id,
+                    &[expected],
+                    expected,
+                    None,
+                    &change,
+                )
             })
             .map_err(unwrap_tx)
     }
@@ -253,10 +322,10 @@ impl Store {
 
     /// Every invitation, for listing and export.
     pub fn all_invitations(&self) -> impl Iterator<Item = Result<Invitation>> + '_ {
-        self.invitations
-            .iter()
-            .values()
-            .map(|v| decode(&v?, "invitation"))
+        self.invitations.iter().map(|item| {
+            let (k, v) = item?;
+            open(&self.sealer, INVITATIONS, &k, &v, "invitation")
+        })
     }
 }
 
@@ -270,19 +339,19 @@ impl Store {
                 let bytes = inv_t
                     .get(id_key(id))?
                     .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(id)))?;
-                let inv: Invitation = tx_decode(&bytes, "invitation")?;
+                let inv: Invitation = tx_open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
                 let person = self.mail_keys.person(&inv.invitee.email);
-                if let Some(s) = super::suppression_record::tx_suppression(idx, &person)? {
+                if let Some(s) = super::suppression_record::tx_suppression(&self.sealer, idx, &person)? {
                     return Err(ConflictableTransactionError::Abort(StoreError::Refused(
                         format!("invitation {id} cannot be retried: the person is suppressed ({})", s.source.as_str()),
                     )));
                 }
-                let okey = open_key(&inv.campaign, &inv.kind, &inv.invitee);
+                let okey = open_key(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee);
                 if let Some(other) = idx.get(okey.as_bytes())? {
                     let other = super::decode_u64(&other);
                     if other != id
                         && let Some(b) = inv_t.get(id_key(other))?
-                        && tx_decode::<Invitation>(&b, "invitation")?.state.is_open()
+                        && tx_open::<Invitation>(&self.sealer, INVITATIONS, &id_key(other), &b, "invitation")?.state.is_open()
                     {
                         return Err(ConflictableTransactionError::Abort(
                             StoreError::Refused(format!(
@@ -294,6 +363,7 @@ impl Store {
                 }
                 idx.insert(okey.as_bytes(), &id_key(id))?;
                 tx_transition(
+                    &self.sealer,
                     inv_t,
                     idx,
                     id,
@@ -316,7 +386,9 @@ impl Store {
 /// Move invitation `id` from one of `from` to `to` in this transaction, its
 /// history and counters with it; `Conflict` if it stands elsewhere, or if
 /// `State::allowed` (the one transition table) refuses the move.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn tx_transition(
+    sealer: &Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     id: u64,
@@ -334,7 +406,7 @@ pub(super) fn tx_transition(
         .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(
             id,
         )))?;
-    let mut inv: Invitation = tx_decode(&bytes, "invitation")?;
+    let mut inv: Invitation = tx_open(sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
     if !from.contains(&inv.state) || !State::allowed(inv.state, to) {
         return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
             id,
@@ -362,7 +434,7 @@ pub(super) fn tx_transition(
             inv.history.drain(1..inv.history.len() - 49);
         }
     }
-    inv_t.insert(&id_key(id), encode(&inv))?;
+    inv_t.insert(&id_key(id), seal(sealer, INVITATIONS, &id_key(id), &inv))?;
     if before != to {
         bump(idx, &counter_key(before), -1)?;
         bump(idx, &counter_key(to), 1)?;
@@ -399,6 +471,7 @@ pub(super) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> S
 /// before ids were part of them, by their `t/` index entry), and only if the
 /// whole token matches the one stored.
 pub(super) fn tx_by_token(
+    sealer: &Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     token: &str,
@@ -416,13 +489,14 @@ pub(super) fn tx_by_token(
     let Some(bytes) = inv_t.get(id_key(id))? else {
         return Ok(None);
     };
-    let inv: Invitation = tx_decode(&bytes, "invitation")?;
+    let inv: Invitation = tx_open(sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
     Ok(inv.linking_token.matches(&token).then_some(inv))
 }
 
 /// The invitation open under `okey` (and not in one of the `closed`
 /// states), if there is one: a new one would duplicate it.
 fn tx_still_open(
+    sealer: &Sealer,
     inv_t: &TransactionalTree,
     idx: &TransactionalTree,
     okey: &str,
@@ -434,7 +508,9 @@ fn tx_still_open(
     let existing_id = super::decode_u64(&existing);
     let still_open = match inv_t.get(id_key(existing_id))? {
         Some(bytes) => {
-            let state = tx_decode::<Invitation>(&bytes, "invitation")?.state;
+            let key = id_key(existing_id);
+            let state =
+                tx_open::<Invitation>(sealer, INVITATIONS, &key, &bytes, "invitation")?.state;
             state.is_open() && !closed.contains(&state)
         }
         None => false,

@@ -62,6 +62,20 @@ impl MailKeys {
         PersonHash::of(&self.hash, email)
     }
 
+    /// A keyed hash (HMAC-SHA256 with the hash key, hex) of `text` in
+    /// `domain`: for index keys that would otherwise hold an address or an
+    /// external ref in clear.
+    pub fn keyed(&self, domain: &str, text: &str) -> String {
+        use hmac::{Hmac, Mac};
+        use secrecy::ExposeSecret;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.hash.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(domain.as_bytes());
+        mac.update(b"\0");
+        mac.update(text.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     pub fn token(&self, kind: TokenKind, invitation: u64) -> String {
         MailToken::sign(&self.token, kind, invitation)
     }

@@ -14,6 +14,8 @@
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses. The mail
 //! side adds `s/` the suppression list, `pi/` person → invitations, `sb/`
 //! soft bounces, `bd/` bounce reports seen (`suppressions.rs`, `bounces.rs`).
+//! Values holding personal data (invitations, members, readings, `s/`
+//! entries) are sealed whole (`sealed.rs`); `forget.rs` erases a person.
 
 mod apply_callback;
 mod batches;
@@ -26,6 +28,7 @@ mod db;
 mod durable;
 mod error;
 mod expiry_index;
+mod forget;
 mod identify;
 mod invitations;
 mod mail_keys;
@@ -35,6 +38,7 @@ mod records;
 mod report;
 mod rotation;
 mod rotation_journal;
+mod sealed;
 mod suppression_record;
 mod suppressions;
 mod sweeps;
@@ -45,7 +49,7 @@ use std::path::Path;
 use secrecy::SecretBox;
 use sled::transaction::TransactionalTree;
 
-use codec::{decode, decode_u64, encode, tx_decode};
+use codec::{decode, decode_u64, encode};
 use error::TxResult;
 
 pub use crate::domain::{
@@ -58,6 +62,7 @@ pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use error::{Result, StoreError};
+pub use forget::{ForgetTarget, Forgotten};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use mail_keys::MailKeys;
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
@@ -126,6 +131,13 @@ impl Store {
             mail_keys,
         };
         store.ensure_campaign_counters()?;
+        // Once per store: seal what a version before sealing wrote in clear.
+        if meta.get(sealed::CONVERGED)?.is_none() {
+            sealed::seal_legacy(&store.db, &store.sealer)?;
+            store.hash_legacy_open_keys()?;
+            meta.insert(sealed::CONVERGED, &[1u8])?;
+            meta.flush()?;
+        }
         Ok(store)
     }
 
@@ -230,14 +242,18 @@ impl Store {
     }
 
     pub fn member(&self, connection_id: &str) -> Result<Option<Member>> {
+        let conn = connection_id.as_bytes();
         self.members
-            .get(connection_id)?
-            .map(|v| decode(&v, "member"))
+            .get(conn)?
+            .map(|v| sealed::open(&self.sealer, sealed::MEMBERS, conn, &v, "member"))
             .transpose()
     }
 
     pub fn all_members(&self) -> impl Iterator<Item = Result<Member>> + '_ {
-        self.members.iter().values().map(|v| decode(&v?, "member"))
+        self.members.iter().map(|item| {
+            let (k, v) = item?;
+            sealed::open(&self.sealer, sealed::MEMBERS, &k, &v, "member")
+        })
     }
 
     pub fn unmatched(&self) -> impl Iterator<Item = Result<CallbackRecord>> + '_ {

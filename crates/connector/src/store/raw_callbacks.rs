@@ -178,6 +178,53 @@ impl Store {
         Ok(())
     }
 
+    /// Erase every raw callback whose body names one of `conns` (their
+    /// connection key came in it), opening each sealed body to look, and
+    /// the unmatched callbacks kept for them (`log`, `u/`). For `people
+    /// forget --disconnect`; how many were erased.
+    pub(super) fn forget_raw(&self, conns: &[String]) -> Result<usize> {
+        if conns.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for item in self.raw.scan_prefix(b"b/") {
+            let (_, v) = item?;
+            let body: RawBody = decode(&v, "raw callback body")?;
+            let plain = self.sealer.open(&body.sealed_body, &raw_aad(body.id))?;
+            if !conns.iter().any(|c| contains(&plain, c.as_bytes())) {
+                continue;
+            }
+            let rec = self.raw_callback(body.id).ok();
+            self.raw.remove(body_key(body.id))?;
+            self.raw.remove(record_key(body.id))?;
+            let pending = self.raw.remove(pending_key(body.id))?.is_some();
+            if self.raw.remove(quarantine_key(body.id))?.is_some() {
+                self.bump_raw("c/quarantined", -1)?;
+            }
+            if rec.is_some() && !pending {
+                self.bump_raw("c/stored", -1)?;
+            }
+            n += 1;
+        }
+        for item in self.log.scan_prefix(b"u/") {
+            let (k, v) = item?;
+            let rec: super::CallbackRecord = decode(&v, "unmatched callback")?;
+            if rec
+                .connection_id
+                .as_ref()
+                .is_some_and(|c| conns.contains(c))
+            {
+                self.log.remove(&k)?;
+                self.idx.update_and_fetch("c/unmatched", |old| {
+                    let current = old.map(decode_u64).unwrap_or(0);
+                    Some(current.saturating_sub(1).to_be_bytes().to_vec())
+                })?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Move a counter of tree `raw` (atomic, single key).
     fn bump_raw(&self, key: &str, delta: i64) -> Result<()> {
         self.raw.update_and_fetch(key, |old| {
@@ -267,6 +314,10 @@ impl Store {
             |k: &str| -> Result<u64> { Ok(self.raw.get(k)?.map(|v| decode_u64(&v)).unwrap_or(0)) };
         Ok((get("c/stored")?, get("c/quarantined")?))
     }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

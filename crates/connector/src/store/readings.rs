@@ -9,13 +9,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
-use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::codec::decode_u64;
 use super::error::{Result, TxResult};
 use super::invitations::unwrap_tx;
+use super::sealed::{MEMBERS, READINGS, open, seal, tx_open};
 use super::{Store, bump, now_ms};
 use crate::domain::{DatasetName, Grants, MemberRef, MemberStatus, Reading, RowState};
 
@@ -102,7 +102,7 @@ pub(super) fn group_prefix(conn: &str, dataset: &str) -> Vec<u8> {
     format!("g/{conn}\x1f{dataset}\x1f").into_bytes()
 }
 
-fn state_key(row: &ReadingRow, state: RowState) -> Option<Vec<u8>> {
+pub(super) fn state_key(row: &ReadingRow, state: RowState) -> Option<Vec<u8>> {
     let mut k = match state {
         RowState::Queued => group_prefix(row.connection_id.as_deref()?, row.dataset.as_str()),
         RowState::Held => b"h/".to_vec(),
@@ -113,16 +113,19 @@ fn state_key(row: &ReadingRow, state: RowState) -> Option<Vec<u8>> {
     Some(k)
 }
 
-fn unique_key(subject: &str, dataset: &DatasetName, external_id: &str) -> Vec<u8> {
+pub(super) fn unique_key(subject: &str, dataset: &DatasetName, external_id: &str) -> Vec<u8> {
     format!("u/{subject}\x1f{dataset}\x1f{external_id}").into_bytes()
 }
 
-/// The subject of a member reference (no external_ref in plain text).
-pub fn subject_of(member: &MemberRef) -> String {
+/// The subject of a member reference: no external_ref in plain text, but
+/// its keyed hash (`MailKeys::keyed`), which cannot be tested against
+/// guesses without the store's key. Rows stored before keep their unkeyed
+/// `r:{sha256}` subject; it is read back from the row, never recomputed.
+pub fn subject_of(keys: &super::MailKeys, member: &MemberRef) -> String {
     match member {
         MemberRef::ConnectionId(c) => format!("c:{c}"),
         MemberRef::MydexId(x) => format!("x:{}", x.to_lowercase()),
-        MemberRef::ExternalRef(r) => format!("r:{}", hex::encode(Sha256::digest(r.as_bytes()))),
+        MemberRef::ExternalRef(r) => format!("r:{}", keys.keyed("external_ref", r)),
     }
 }
 
@@ -175,6 +178,7 @@ impl Tally {
 /// Move a row to `to` inside a transaction: state guard, indexes,
 /// counters; `change` edits it on the way.
 pub(super) fn tx_move(
+    sealer: &super::Sealer,
     r: &TransactionalTree,
     x: &TransactionalTree,
     id: u64,
@@ -183,15 +187,16 @@ pub(super) fn tx_move(
     change: impl FnOnce(&mut ReadingRow),
 ) -> TxResult<Option<ReadingRow>> {
     let mut tally = Tally::default();
-    let moved = tx_move_tallied(r, x, id, expected, to, change, &mut tally)?;
+    let moved = tx_move_tallied(sealer, (r, x), id, expected, to, change, &mut tally)?;
     tally.apply(x)?;
     Ok(moved)
 }
 
 /// [`tx_move`], its counter change added to `tally` (the caller applies it).
+/// The trees are `(readings, rdx)`.
 pub(super) fn tx_move_tallied(
-    r: &TransactionalTree,
-    x: &TransactionalTree,
+    sealer: &super::Sealer,
+    (r, x): (&TransactionalTree, &TransactionalTree),
     id: u64,
     expected: &[RowState],
     to: RowState,
@@ -201,7 +206,7 @@ pub(super) fn tx_move_tallied(
     let Some(bytes) = r.get(row_key(id))? else {
         return Ok(None);
     };
-    let mut row: ReadingRow = tx_decode(&bytes, "reading")?;
+    let mut row: ReadingRow = tx_open(sealer, READINGS, &row_key(id), &bytes, "reading")?;
     if !expected.contains(&row.state) || !row.state.allowed(to) {
         return Ok(None);
     }
@@ -215,7 +220,7 @@ pub(super) fn tx_move_tallied(
         x.insert(k, &[])?;
     }
     tally.moved(from, to);
-    r.insert(&row_key(id), encode(&row))?;
+    r.insert(&row_key(id), seal(sealer, READINGS, &row_key(id), &row))?;
     Ok(Some(row))
 }
 
@@ -249,7 +254,10 @@ impl Store {
                     }
                     x.insert(ukey, &id.to_be_bytes())?;
                     tally.add(row.state);
-                    r.insert(&row_key(*id), encode(&row))?;
+                    r.insert(
+                        &row_key(*id),
+                        seal(&self.sealer, READINGS, &row_key(*id), &row),
+                    )?;
                     out.push(ReadingOutcome::Stored {
                         id: *id,
                         state: row.state,
@@ -301,7 +309,7 @@ impl Store {
     pub fn reading(&self, id: u64) -> Result<Option<ReadingRow>> {
         self.readings
             .get(row_key(id))?
-            .map(|v| decode(&v, "reading"))
+            .map(|v| open(&self.sealer, READINGS, &row_key(id), &v, "reading"))
             .transpose()
     }
 
@@ -343,7 +351,9 @@ impl Store {
             return Ok(false);
         };
         m.permissions = fields;
-        self.members.insert(connection_id, encode(&m))?;
+        let conn = connection_id.as_bytes();
+        self.members
+            .insert(conn, super::sealed::seal(&self.sealer, MEMBERS, conn, &m))?;
         Ok(true)
     }
 }
@@ -479,7 +489,7 @@ impl<'a> Resolver<'a> {
         }
         if self.invited(member)? {
             return Ok(Some(Placement {
-                subject: subject_of(member),
+                subject: subject_of(&self.store.mail_keys, member),
                 connection_id: None,
                 state: RowState::Held,
                 reason: Some("not connected yet".into()),

@@ -5,7 +5,9 @@
 //! The steps, each durable before the next:
 //! 1. a journal in `meta` (the new key's fingerprint and the old one's, never
 //!    a key) — from then on `Store::open` refuses the store with either key;
-//! 2. member keys, then unmatched callbacks' keys, then the bodies of raw
+//! 2. member keys (and the member records, sealed whole: `sealed.rs`), then
+//!    unmatched callbacks' keys, then the invitations, readings and
+//!    suppression entries sealed whole, then the bodies of raw
 //!    callbacks (`raw_callbacks.rs`), re-sealed in batches, each
 //!    batch one atomic sled batch. A value is recognised as done when it opens
 //!    under the new key (XChaCha20-Poly1305 authenticates, so a value sealed
@@ -32,6 +34,7 @@ use super::error::{Result, StoreError};
 use super::raw_callbacks::{RawBody, raw_aad};
 use super::records::now_ms;
 use super::rotation_journal::{JOURNAL, Journal, journal};
+use super::sealed;
 
 /// Values re-sealed per atomic batch (and per flush).
 const BATCH: usize = 1000;
@@ -187,7 +190,7 @@ fn reseal_all(
         "member",
         old_s,
         new_s,
-        &reseal_record,
+        &reseal_member,
         &mut |r, s| {
             resealed += r;
             skipped += s;
@@ -203,9 +206,27 @@ fn reseal_all(
         "unmatched callback",
         old_s,
         new_s,
-        &reseal_record,
+        &|_, v, what, o, n| reseal_record(v, what, o, n),
         &mut |r, _| unmatched += r,
     )?;
+    let whole = [
+        (sealed::INVITATIONS, b"".as_slice(), "invitation"),
+        (sealed::READINGS, b"".as_slice(), "reading"),
+        (sealed::IDX, b"s/".as_slice(), "suppression"),
+    ];
+    for (name, prefix, what) in whole {
+        let tree = db.open_tree(name)?;
+        reseal_tree(
+            db,
+            &tree,
+            prefix,
+            what,
+            old_s,
+            new_s,
+            &|k, v, _, o, n| reseal_value(name, k, v, o, n),
+            &mut |_, _| {},
+        )?;
+    }
     let raw = db.open_tree("raw")?;
     let mut raw_resealed = 0u64;
     reseal_tree(
@@ -215,7 +236,7 @@ fn reseal_all(
         "raw callback",
         old_s,
         new_s,
-        &reseal_raw,
+        &|_, v, what, o, n| reseal_raw(v, what, o, n),
         &mut |r, _| raw_resealed += r,
     )?;
     Ok(Resealed {
@@ -256,7 +277,7 @@ fn switch_key(
 
 /// How one record is re-sealed: the record re-encoded, or `None` when it
 /// holds nothing sealed under the old key.
-type Reseal = dyn Fn(&[u8], &str, &Sealer, &Sealer) -> Result<Option<Vec<u8>>>;
+type Reseal = dyn Fn(&[u8], &[u8], &str, &Sealer, &Sealer) -> Result<Option<Vec<u8>>>;
 
 /// Re-seal every JSON record under `prefix` in `tree` with `reseal`, one
 /// atomic batch at a time. `done(resealed, skipped)` after each batch.
@@ -284,7 +305,7 @@ fn reseal_tree(
             if !k.starts_with(prefix) {
                 break;
             }
-            if let Some(updated) = reseal(&v, what, old, new)? {
+            if let Some(updated) = reseal(&k, &v, what, old, new)? {
                 batch.insert(k.clone(), updated);
                 resealed += 1;
             }
@@ -306,6 +327,44 @@ fn reseal_tree(
             return Ok(());
         }
     }
+}
+
+/// A record sealed whole (`sealed.rs`) under `new`, or `None` when it
+/// already is; a record still in clear is sealed (so old stores converge).
+fn reseal_value(
+    tree: &str,
+    k: &[u8],
+    bytes: &[u8],
+    old: &Sealer,
+    new: &Sealer,
+) -> Result<Option<Vec<u8>>> {
+    let aad = sealed::aad(tree, k);
+    if !sealed::is_sealed(bytes) {
+        return Ok(Some(new.seal(bytes, &aad).into_bytes()));
+    }
+    if sealed::plain(new, tree, k, bytes).is_ok() {
+        return Ok(None);
+    }
+    let plain = Zeroizing::new(sealed::plain(old, tree, k, bytes)?);
+    Ok(Some(new.seal(&plain, &aad).into_bytes()))
+}
+
+/// A member record under `new`: its connection key re-sealed inside, and
+/// the whole record sealed (`sealed.rs`); `None` when it already is.
+fn reseal_member(
+    k: &[u8],
+    bytes: &[u8],
+    what: &str,
+    old: &Sealer,
+    new: &Sealer,
+) -> Result<Option<Vec<u8>>> {
+    let tree = sealed::MEMBERS;
+    if sealed::is_sealed(bytes) && sealed::plain(new, tree, k, bytes).is_ok() {
+        return Ok(None);
+    }
+    let plain = Zeroizing::new(sealed::plain(old, tree, k, bytes)?);
+    let inner = Zeroizing::new(reseal_record(&plain, what, old, new)?.unwrap_or(plain.to_vec()));
+    Ok(Some(new.seal(&inner, &sealed::aad(tree, k)).into_bytes()))
 }
 
 /// The record with its key re-sealed under `new`, or `None` when it holds no
@@ -409,7 +468,7 @@ mod tests {
             let (o, n) = (Sealer::new(&key(1)), Sealer::new(&key(2)));
             for item in members.iter().take(700) {
                 let (k, v) = item.unwrap();
-                let u = reseal_record(&v, "member", &o, &n).unwrap().unwrap();
+                let u = reseal_member(&k, &v, "member", &o, &n).unwrap().unwrap();
                 members.insert(k, u).unwrap();
             }
             db.flush().unwrap();

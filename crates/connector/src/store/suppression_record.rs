@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 
-use super::{TxResult, id_key, tx_decode};
+use super::sealed::{IDX, tx_open};
+use super::{TxResult, id_key};
 use crate::domain::PersonHash;
 
 /// Where a suppression came from.
@@ -63,10 +64,12 @@ pub(super) fn person_key(person: &PersonHash, id: u64) -> Vec<u8> {
 
 /// The suppression of `person` inside a transaction, if any.
 pub(super) fn tx_suppression(
+    sealer: &super::Sealer,
     idx: &TransactionalTree,
     person: &PersonHash,
 ) -> TxResult<Option<Suppression>> {
-    idx.get(key(person).as_bytes())?
-        .map(|v| tx_decode(&v, "suppression"))
+    let k = key(person);
+    idx.get(k.as_bytes())?
+        .map(|v| tx_open(sealer, IDX, k.as_bytes(), &v, "suppression"))
         .transpose()
 }

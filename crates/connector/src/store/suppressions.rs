@@ -8,17 +8,19 @@
 use sled::Transactional;
 
 use super::invitations::{tx_transition, unwrap_tx};
+use super::sealed::{IDX, INVITATIONS, open, seal, tx_open};
 pub use super::suppression_record::{Suppressed, Suppression, SuppressionSource};
 use super::suppression_record::{key, tx_suppression};
-use super::{Invitation, Result, State, Store, bump, decode, encode, id_key, tx_decode};
+use super::{Invitation, Result, State, Store, bump, id_key};
 use crate::domain::PersonHash;
 
 impl Store {
     /// The person's suppression, if they are on the list.
     pub fn suppression(&self, person: &PersonHash) -> Result<Option<Suppression>> {
+        let k = key(person);
         self.idx
-            .get(key(person).as_bytes())?
-            .map(|v| decode(&v, "suppression"))
+            .get(k.as_bytes())?
+            .map(|v| open(&self.sealer, IDX, k.as_bytes(), &v, "suppression"))
             .transpose()
     }
 
@@ -35,7 +37,7 @@ impl Store {
                 .ok()
                 .and_then(PersonHash::parse)
                 .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
-            Ok((hash, decode(&v, "suppression")?))
+            Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
         })
     }
 
@@ -60,10 +62,11 @@ impl Store {
         (&self.invitations, &self.idx)
             .transaction(|(inv_t, idx)| {
                 let mut out = Suppressed::default();
-                let reason = match tx_suppression(idx, person)? {
+                let reason = match tx_suppression(&self.sealer, idx, person)? {
                     Some(old) => old.reason,
                     None => {
-                        idx.insert(key(person).as_bytes(), encode(entry))?;
+                        let k = key(person);
+                        idx.insert(k.as_bytes(), seal(&self.sealer, IDX, k.as_bytes(), entry))?;
                         bump(idx, "c/suppressed", 1)?;
                         out.new = true;
                         entry.reason.clone()
@@ -73,7 +76,8 @@ impl Store {
                     let Some(b) = inv_t.get(id_key(*id))? else {
                         continue;
                     };
-                    let inv: Invitation = tx_decode(&b, "invitation")?;
+                    let inv: Invitation =
+                        tx_open(&self.sealer, INVITATIONS, &id_key(*id), &b, "invitation")?;
                     if !matches!(
                         inv.state,
                         State::Queued | State::LinkIssued | State::Sent | State::Expired
@@ -81,6 +85,7 @@ impl Store {
                         continue;
                     }
                     tx_transition(
+                        &self.sealer,
                         inv_t,
                         idx,
                         *id,

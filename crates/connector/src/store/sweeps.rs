@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::invitations::unwrap_tx;
+use super::sealed::{MEMBERS, open, seal, tx_open};
 use super::{
     LastCheck, Member, MemberStatus, Result, Store, StoreError, bump, decode, encode, now_ms,
-    tx_decode,
 };
 
 /// One run of a sweep: where it stands and what it found so far.
@@ -112,7 +112,7 @@ impl Store {
         {
             let (k, v) = item?;
             last = Some(String::from_utf8_lossy(&k).into_owned());
-            let m: Member = decode(&v, "member")?;
+            let m: Member = open(&self.sealer, MEMBERS, &k, &v, "member")?;
             if m.status == MemberStatus::Active {
                 out.push(m);
             }
@@ -149,8 +149,8 @@ impl Store {
             .members
             .range::<Vec<u8>, _>((start, Bound::Included(end.as_bytes().to_vec())))
         {
-            let (_, v) = item?;
-            let m: Member = decode(&v, "member")?;
+            let (k, v) = item?;
+            let m: Member = open(&self.sealer, MEMBERS, &k, &v, "member")?;
             match m.last_check {
                 Some(c) if c.run == run.run => {
                     run.checked += 1;
@@ -181,7 +181,8 @@ impl Store {
         // If anything else changed the member meanwhile, the transaction
         // below does it properly.
         if let Some(old) = self.members.get(connection_id.as_bytes())? {
-            let mut m: Member = decode(&old, "member")?;
+            let conn = connection_id.as_bytes();
+            let mut m: Member = open(&self.sealer, MEMBERS, conn, &old, "member")?;
             if m.status == MemberStatus::Active
                 && result.active
                 && result.version.is_none_or(|v| v == m.version)
@@ -196,7 +197,7 @@ impl Store {
                 m.updated_ms = now;
                 if self
                     .members
-                    .compare_and_swap(connection_id.as_bytes(), Some(old), Some(encode(&m)))?
+                    .compare_and_swap(conn, Some(old), Some(seal(&self.sealer, MEMBERS, conn, &m)))?
                     .is_ok()
                 {
                     return Ok(Checked {
@@ -213,7 +214,8 @@ impl Store {
                         format!("member {connection_id} vanished during the sweep"),
                     )),
                 )?;
-                let mut m: Member = tx_decode(&bytes, "member")?;
+                let conn = connection_id.as_bytes();
+                let mut m: Member = tx_open(&self.sealer, MEMBERS, conn, &bytes, "member")?;
                 let was_active = m.status == MemberStatus::Active;
                 let mut newly_disconnected = false;
                 if was_active {
@@ -240,7 +242,7 @@ impl Store {
                     version: result.version,
                 });
                 m.updated_ms = now;
-                mem_t.insert(connection_id.as_bytes(), encode(&m))?;
+                mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &m))?;
                 Ok(Checked {
                     member: m,
                     newly_disconnected,
@@ -303,7 +305,8 @@ impl Store {
                         updated_ms: now,
                         last_check: None,
                     };
-                    mem_t.insert(m.connection_id.as_bytes(), encode(&member))?;
+                    let conn = m.connection_id.as_bytes();
+                    mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &member))?;
                     bump(idx, &format!("c/mv/{}", m.version), 1)?;
                     if let Some(id) = &m.mydexid {
                         idx.insert(super::mydexid_key(id.as_str()), m.connection_id.as_bytes())?;

@@ -12,6 +12,7 @@ pub mod callbacks_routes;
 pub mod invitees;
 pub mod lifecycle_routes;
 pub mod operator;
+pub mod people;
 pub mod readyz;
 pub mod records;
 pub mod suppression_check;
@@ -68,6 +69,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             post(suppression_check::post).layer(axum::extract::DefaultBodyLimit::max(
                 suppression_check::MAX_BODY,
             )),
+        )
+        .route(
+            "/people/forget",
+            post(people::forget).layer(axum::extract::DefaultBodyLimit::max(people::MAX_BODY)),
         );
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));

@@ -1,0 +1,266 @@
+//! Records that hold personal data (the `invitations`, `members` and
+//! `readings` trees' values: addresses, names, extra columns, external
+//! refs, SMTP replies in history notes; and the suppression list's entries,
+//! whose bounce diagnostics may echo an address) are never written to sled
+//! in clear:
+//! each value is its JSON sealed with the store key (`crypto.rs`) and the
+//! tree and key as associated data, so a value cannot be moved to another
+//! record. sled is log-structured: a value removed or overwritten stays in
+//! old segment files, so erasing a person (`forget.rs`) can only be sound if
+//! what stays there is ciphertext. Values written before sealing (plain
+//! JSON) still read; `seal_legacy` seals them once at open.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::transaction::ConflictableTransactionError;
+
+use super::codec::{decode, encode};
+use super::crypto::Sealer;
+use super::error::{Result, StoreError, TxResult};
+
+pub(super) const INVITATIONS: &str = "invitations";
+pub(super) const MEMBERS: &str = "members";
+pub(super) const READINGS: &str = "readings";
+
+/// The tree of the suppression list's entries (`s/` keys).
+pub(super) const IDX: &str = "idx";
+
+/// The sealed values, as (tree, key prefix), for the pass at open and for
+/// key rotation.
+pub(super) const SEALED: [(&str, &[u8]); 4] = [
+    (INVITATIONS, b""),
+    (MEMBERS, b""),
+    (READINGS, b""),
+    (IDX, b"s/"),
+];
+
+const PREFIX: &[u8] = b"xc1:";
+
+/// Set in `meta` once a store's clear records are sealed and its open keys
+/// hashed (`Store::open`), so later opens skip the pass.
+pub(super) const CONVERGED: &str = "sealed_v1";
+
+/// The associated data binding a value to its tree and key.
+pub(super) fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
+    let mut a = format!("record/{tree}/").into_bytes();
+    a.extend_from_slice(key);
+    a
+}
+
+pub(super) fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.starts_with(PREFIX)
+}
+
+/// A record's value as it is written: its JSON, sealed.
+pub(super) fn seal<T: Serialize>(sealer: &Sealer, tree: &str, key: &[u8], value: &T) -> Vec<u8> {
+    sealer.seal(&encode(value), &aad(tree, key)).into_bytes()
+}
+
+/// A record's JSON: opened when sealed, as it is when written before
+/// sealing.
+pub(super) fn plain(sealer: &Sealer, tree: &str, key: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
+    if !is_sealed(bytes) {
+        return Ok(bytes.to_vec());
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("a sealed {tree} record is not text")))?;
+    sealer
+        .open(text, &aad(tree, key))
+        .map_err(|e| StoreError::Corrupt(format!("a {tree} record: {e}")))
+}
+
+/// Read a record written by [`seal`] (or a legacy clear one).
+pub(super) fn open<T: DeserializeOwned>(
+    sealer: &Sealer,
+    tree: &str,
+    key: &[u8],
+    bytes: &[u8],
+    what: &str,
+) -> Result<T> {
+    decode(&plain(sealer, tree, key, bytes)?, what)
+}
+
+/// [`open`] inside a transaction.
+pub(super) fn tx_open<T: DeserializeOwned>(
+    sealer: &Sealer,
+    tree: &str,
+    key: &[u8],
+    bytes: &[u8],
+    what: &str,
+) -> TxResult<T> {
+    open(sealer, tree, key, bytes, what).map_err(ConflictableTransactionError::Abort)
+}
+
+/// Seal every record of the sealed trees still written in clear (stores
+/// from before sealing). Each value is swapped only if it is still the one
+/// read, so a concurrent writer wins; the number sealed.
+pub(super) fn seal_legacy(db: &sled::Db, sealer: &Sealer) -> Result<u64> {
+    let mut n = 0;
+    for (name, prefix) in SEALED {
+        let tree = db.open_tree(name)?;
+        for item in tree.scan_prefix(prefix) {
+            let (k, v) = item?;
+            if is_sealed(&v) {
+                continue;
+            }
+            let sealed = sealer.seal(&v, &aad(name, &k)).into_bytes();
+            if tree.compare_and_swap(&k, Some(&v), Some(sealed))?.is_ok() {
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        db.flush()?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretBox;
+
+    #[test]
+    fn sealed_bytes_hide_the_text_and_bind_the_key() {
+        let s = Sealer::new(&SecretBox::new(Box::new([4; 32])));
+        let v = serde_json::json!({"email": "ann@example.com", "name": "Ann Smith"});
+        let bytes = seal(&s, INVITATIONS, b"k1", &v);
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(!text.contains("ann"), "{text}");
+        let back: serde_json::Value = open(&s, INVITATIONS, b"k1", &bytes, "x").unwrap();
+        assert_eq!(back, v);
+        assert!(open::<serde_json::Value>(&s, INVITATIONS, b"k2", &bytes, "x").is_err());
+        assert!(open::<serde_json::Value>(&s, MEMBERS, b"k1", &bytes, "x").is_err());
+        let legacy = encode(&v);
+        let read: serde_json::Value = open(&s, INVITATIONS, b"k1", &legacy, "x").unwrap();
+        assert_eq!(read, v);
+    }
+
+    #[test]
+    fn legacy_clear_records_are_sealed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = Sealer::new(&SecretBox::new(Box::new([5; 32])));
+        let t = db.open_tree(MEMBERS).unwrap();
+        t.insert(
+            b"c1",
+            encode(&serde_json::json!({"email": "bob@example.com"})),
+        )
+        .unwrap();
+        assert_eq!(seal_legacy(&db, &s).unwrap(), 1);
+        let v = t.get(b"c1").unwrap().unwrap();
+        assert!(is_sealed(&v));
+        assert!(!String::from_utf8_lossy(&v).contains("bob"));
+        let back: serde_json::Value = open(&s, MEMBERS, b"c1", &v, "m").unwrap();
+        assert_eq!(back["email"], "bob@example.com");
+        assert_eq!(seal_legacy(&db, &s).unwrap(), 0);
+    }
+
+    #[test]
+    fn rotation_reseals_invitations_and_suppressions() {
+        use crate::domain::{Email, Invitee, Kind};
+        use crate::store::{NewInvitation, Store, Suppression, SuppressionSource, rotate_key};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let (k1, k2) = (
+            SecretBox::new(Box::new([7u8; 32])),
+            SecretBox::new(Box::new([8u8; 32])),
+        );
+        let email = Email::parse("rota.person@example.com").unwrap();
+        let id = {
+            let s = Store::open(&path, &k1).unwrap();
+            let new = NewInvitation {
+                campaign: "c".into(),
+                kind: Kind::Connect,
+                version: 1,
+                invitee: serde_json::from_value::<Invitee>(serde_json::json!({
+                    "email": email.as_str(), "name": "Rota", "external_ref": "ROT-1",
+                    "mydexid": null, "campaign": null
+                }))
+                .unwrap(),
+            };
+            let out = s.insert_invitations(&[new], None).unwrap();
+            let crate::store::InsertOutcome::Inserted(id) = out[0] else {
+                panic!("{out:?}")
+            };
+            let other = Email::parse("other@example.com").unwrap();
+            let entry = Suppression {
+                reason: "bounced: 550 <address>".into(),
+                source: SuppressionSource::Bounce,
+                at_ms: 1,
+            };
+            s.suppress(&s.mail_keys().person(&other), &entry).unwrap();
+            s.flush_blocking().unwrap();
+            id
+        };
+        rotate_key(&path, &k1, &k2, &mut |_, _| {}).unwrap();
+        let s = Store::open(&path, &k2).unwrap();
+        assert_eq!(s.invitation(id).unwrap().invitee.email, email);
+        let listed: Vec<_> = s.suppressions().collect::<Result<_>>().unwrap();
+        assert_eq!(listed[0].1.reason, "bounced: 550 <address>");
+        let raw = s.invitations.get(id.to_be_bytes()).unwrap().unwrap();
+        let old = Sealer::new(&k1);
+        assert!(plain(&old, INVITATIONS, &id.to_be_bytes(), &raw).is_err());
+    }
+
+    #[test]
+    fn a_store_from_before_sealing_converges_at_open() {
+        use crate::domain::{Invitee, Kind};
+        use crate::store::{InsertOutcome, NewInvitation, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let key = SecretBox::new(Box::new([6; 32]));
+        let new = || NewInvitation {
+            campaign: "c".into(),
+            kind: Kind::Connect,
+            version: 1,
+            invitee: serde_json::from_value::<Invitee>(serde_json::json!({
+                "email": "legacy.person@example.com", "name": "Legacy Person",
+                "external_ref": "LEG-1", "mydexid": null, "campaign": null
+            }))
+            .unwrap(),
+        };
+        let inv = {
+            let s = Store::open(&path, &key).unwrap();
+            let out = s.insert_invitations(&[new()], None).unwrap();
+            let InsertOutcome::Inserted(id) = out[0] else {
+                panic!("{out:?}")
+            };
+            let inv = s.invitation(id).unwrap();
+            s.flush_blocking().unwrap();
+            inv
+        };
+        // Written as the version before sealing wrote it.
+        {
+            let db = super::super::db::open_db(&path).unwrap();
+            let id = inv.id.to_be_bytes();
+            db.open_tree(INVITATIONS)
+                .unwrap()
+                .insert(id, encode(&inv))
+                .unwrap();
+            let idx = db.open_tree("idx").unwrap();
+            for k in idx.scan_prefix(b"o/").keys() {
+                idx.remove(k.unwrap()).unwrap();
+            }
+            let legacy = format!("o/c\u{1f}c\u{1f}{}", inv.invitee.identity());
+            idx.insert(legacy, &id).unwrap();
+            db.open_tree("meta").unwrap().remove(CONVERGED).unwrap();
+            db.flush().unwrap();
+        }
+        let s = Store::open(&path, &key).unwrap();
+        let v = s.invitations.get(inv.id.to_be_bytes()).unwrap().unwrap();
+        assert!(is_sealed(&v));
+        assert!(!String::from_utf8_lossy(&v).contains("legacy"));
+        for k in s.idx.iter().keys() {
+            let k = k.unwrap();
+            assert!(!String::from_utf8_lossy(&k).contains("legacy"), "{k:?}");
+        }
+        assert_eq!(s.invitation(inv.id).unwrap().invitee, inv.invitee);
+        let again = s.insert_invitations(&[new()], None).unwrap();
+        assert_eq!(
+            again[0],
+            InsertOutcome::Duplicate(inv.id),
+            "the moved key still finds it"
+        );
+    }
+}
