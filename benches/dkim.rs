@@ -2,10 +2,10 @@
 //! with RSA-2048 and with Ed25519 (lettre's signer, the daemon's own
 //! `Signer`, relaxed/relaxed over the headers the daemon signs), beside the
 //! same mails built unsigned, and beside the part around us measured in the
-//! same run: mails sent per second over SMTP (the daemon's `Mailer`, 8 at
-//! once) to a local SMTP server that accepts and counts every message.
-//! Run with `cargo bench --bench dkim` (release); knobs `BENCH_MAILS`
-//! (2,000 per figure), `BENCH_SENDERS` (8). Under `cargo test --all-targets`
+//! same run: mails sent per second over SMTP (the daemon's `Mailer`, 64 at
+//! once as `invitations.concurrency` by default) to a local SMTP server that
+//! accepts and counts every message. Run with `cargo bench --bench dkim`
+//! (release); knobs `BENCH_MAILS` (2,000 per figure), `BENCH_SENDERS` (64). Under `cargo test --all-targets`
 //! it makes a small smoke run instead. One core signs; the machine's other
 //! work shares it, so the figures are lower bounds.
 
@@ -255,7 +255,7 @@ async fn send_rate(
 fn main() -> anyhow::Result<()> {
     let full = std::env::args().any(|a| a == "--bench");
     let n = env_num("BENCH_MAILS", if full { 2000 } else { 5 });
-    let senders = env_num("BENCH_SENDERS", 8);
+    let senders = env_num("BENCH_SENDERS", 64);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let dir = tempfile::tempdir()?;

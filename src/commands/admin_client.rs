@@ -29,8 +29,13 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Self::with_timeout(settings, Duration::from_secs(120))
+    }
+
+    /// A client whose requests give up after `timeout`.
+    pub fn with_timeout(settings: &Settings, timeout: Duration) -> anyhow::Result<Self> {
         Ok(Self {
-            http: loopback_client(Duration::from_secs(120))?,
+            http: loopback_client(timeout)?,
             base: format!("http://{}", settings.admin.listen),
             token: settings
                 .admin

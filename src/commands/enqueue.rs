@@ -13,6 +13,9 @@ use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 use crate::commands::admin_client::AdminClient;
 use crate::commands::progress;
 
+/// How long one suppression check (1,000 addresses) may take.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The daemon's suppression list, asked over the admin API.
 struct DaemonCheck {
     client: AdminClient,
@@ -53,8 +56,10 @@ pub struct EnqueueArgs {
 pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&args.config)?;
     let (mut good, mut bad) = (0, 0);
+    // A daemon that does not answer within CHECK_TIMEOUT is not waited
+    // for: the file is placed unchecked (its intake still rejects).
     let mut check = DaemonCheck {
-        client: AdminClient::new(&settings)?,
+        client: AdminClient::with_timeout(&settings, CHECK_TIMEOUT)?,
     };
     for f in &args.files {
         let (g, b) = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;
