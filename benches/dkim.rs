@@ -18,70 +18,12 @@ use mydex_connector::config::Settings;
 use mydex_connector::notify::email::{
     MailHeaders, Mailer, Rendered, Signer, build_message, qr_png,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A local SMTP server that accepts every message and counts it.
-async fn smtp_sink() -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            tokio::spawn(session(sock, c.clone()));
-        }
-    });
-    Ok((port, count))
-}
-
-async fn session(sock: tokio::net::TcpStream, count: Arc<AtomicUsize>) {
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
-    let mut line = Vec::new();
-    if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
-        return;
-    }
-    let mut in_data = false;
-    loop {
-        line.clear();
-        match r.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if in_data {
-            if line == b".\r\n" {
-                in_data = false;
-                count.fetch_add(1, Ordering::Relaxed);
-                if w.write_all(b"250 queued\r\n").await.is_err() {
-                    return;
-                }
-            }
-            continue;
-        }
-        let verb = String::from_utf8_lossy(&line[..line.len().min(4)]).to_uppercase();
-        let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
-            "DATA" => {
-                in_data = true;
-                b"354 go ahead\r\n"
-            }
-            "QUIT" => {
-                let _ = w.write_all(b"221 bye\r\n").await;
-                return;
-            }
-            _ => b"250 ok\r\n",
-        };
-        if w.write_all(reply).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Settings with the DKIM key `key` (a fixture under tests/fixtures/dkim).
@@ -259,7 +201,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let dir = tempfile::tempdir()?;
-        let (port, sink) = smtp_sink().await?;
+        let (port, sink) = mydex_test_support::smtp_sink::start().await?;
         let plain = settings(dir.path(), port, None)?;
         let rsa = settings(dir.path(), port, Some("rsa2048-pkcs1.pem"))?;
         let ed = settings(dir.path(), port, Some("ed25519-pkcs8.pem"))?;

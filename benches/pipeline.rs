@@ -23,75 +23,16 @@ use mydex_test_support as support;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A minimal SMTP server that accepts every message and counts it: the
-/// fastest mail server the daemon could talk to, so the figure is the
-/// daemon's own.
-async fn smtp_sink() -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
-                let mut r = BufReader::new(r);
-                let mut line = Vec::new();
-                if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
-                    return;
-                }
-                let mut in_data = false;
-                loop {
-                    line.clear();
-                    match r.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    if in_data {
-                        if line == b".\r\n" {
-                            in_data = false;
-                            c.fetch_add(1, Ordering::Relaxed);
-                            if w.write_all(b"250 queued\r\n").await.is_err() {
-                                return;
-                            }
-                        }
-                        continue;
-                    }
-                    let verb = String::from_utf8_lossy(&line[..line.len().min(4)]).to_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
-                        "DATA" => {
-                            in_data = true;
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            let _ = w.write_all(b"221 bye\r\n").await;
-                            return;
-                        }
-                        _ => b"250 ok\r\n",
-                    };
-                    if w.write_all(reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Ok((port, count))
 }
 
 /// Peak and current resident memory of a process, in KiB.
@@ -163,7 +104,7 @@ async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
         let s = support::smtp(dir.path(), &[]);
         (s.port, None, Some(s))
     } else {
-        let (port, c) = smtp_sink().await?;
+        let (port, c) = support::smtp_sink::start().await?;
         (port, Some(c), None)
     };
     let mailed = || match (&sink_count, &py) {
@@ -335,7 +276,7 @@ async fn end_to_end(invites: usize, concurrency: u64) -> anyhow::Result<()> {
 async fn ingest(rows: usize) -> anyhow::Result<()> {
     println!("\n== ingest: {rows} rows ==");
     let dir = tempfile::tempdir()?;
-    let (smtp_port, _sink) = smtp_sink().await?;
+    let (smtp_port, _sink) = support::smtp_sink::start().await?;
     let setup = support::setup(smtp_port, dir, support::Options::default()).await;
     // Measure intake alone: the campaign may send one invitation an hour.
     let cfg =
@@ -467,7 +408,7 @@ async fn ingest(rows: usize) -> anyhow::Result<()> {
 async fn durable_callbacks(n: usize, senders: usize) -> anyhow::Result<()> {
     println!("\n== durable callbacks: {n} callbacks, {senders} concurrent senders ==");
     let dir = tempfile::tempdir()?;
-    let (smtp_port, sink) = smtp_sink().await?;
+    let (smtp_port, sink) = support::smtp_sink::start().await?;
     let setup = support::setup(smtp_port, dir, support::Options::default()).await;
     let cfg =
         std::fs::read_to_string(&setup.config)?.replace("concurrency = 16", "concurrency = 64");
