@@ -260,16 +260,14 @@ async fn complete_journeys(sbx: &str, sent: &[Invitation]) -> anyhow::Result<()>
     let http = super::admin_client::loopback_client(std::time::Duration::from_secs(60))?;
     for (i, inv) in sent.iter().enumerate() {
         let mydexid = format!("demomember{}", i + 1);
-        let answer: serde_json::Value = http
-            .post(format!("{sbx}/_sandbox/journeys"))
-            .json(&serde_json::json!({ "url": inv.link, "mydexid": mydexid, "email": inv.invitee.email.as_str() }))
-            .send()
-            .await?
-            .error_for_status()
-            .context("completing a journey in the sandbox")?
-            .json()
-            .await?;
-        tracing::debug!(%answer, "journey completed");
+        super::demo_journey::complete(
+            &http,
+            sbx,
+            inv.link.as_deref(),
+            &mydexid,
+            inv.invitee.email.as_str(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -124,16 +124,14 @@ async fn complete_updates(
         else {
             bail!("no connected member with the email {email}");
         };
-        let answer: serde_json::Value = http
-            .post(format!("{sandbox_url}/_sandbox/journeys"))
-            .json(&serde_json::json!({ "url": inv.link, "mydexid": mydexid.to_string(), "email": email }))
-            .send()
-            .await?
-            .error_for_status()
-            .context("completing an update journey in the sandbox")?
-            .json()
-            .await?;
-        tracing::debug!(%answer, "update journey completed");
+        super::demo_journey::complete(
+            http,
+            sandbox_url,
+            inv.link.as_deref(),
+            &mydexid.to_string(),
+            email,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
 #[cfg(feature = "sandbox")]
+pub mod demo_journey;
+#[cfg(feature = "sandbox")]
 pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
