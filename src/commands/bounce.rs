@@ -77,7 +77,6 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
-    let url = format!("http://{}/bounces", settings.admin.listen);
     let mut code = ExitCode::SUCCESS;
     for r in reports {
         let mut body = serde_json::json!({
@@ -89,21 +88,10 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
             BounceTarget::Token(t) => body["token"] = t.clone().into(),
             BounceTarget::Email(e) => body["email"] = e.clone().into(),
         }
-        let mut req = http.post(&url).json(&body);
-        if let Some(t) = &settings.admin.token {
-            req = req.bearer_auth(t.expose_secret());
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!(
-                    "mydex-connector bounce: cannot reach the daemon at {url} ({e}); try again later"
-                );
-                return Ok(ExitCode::from(EX_TEMPFAIL));
-            }
+        let (status, answer) = match post_bounce(&http, &settings, &body).await {
+            Ok(a) => a,
+            Err(code) => return Ok(code),
         };
-        let status = resp.status();
-        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
         if status.is_success() {
             println!("{} bounce: {}", r.kind.as_str(), answer);
         } else if status.is_server_error() {
@@ -127,24 +115,11 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
 /// `"type": "unsubscribe"`); the same exit codes as a report.
 async fn unsubscribe(settings: &Settings, token: &str) -> anyhow::Result<ExitCode> {
     let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
-    let url = format!("http://{}/bounces", settings.admin.listen);
-    let mut req = http
-        .post(&url)
-        .json(&serde_json::json!({"type": "unsubscribe", "token": token}));
-    if let Some(t) = &settings.admin.token {
-        req = req.bearer_auth(t.expose_secret());
-    }
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "mydex-connector bounce: cannot reach the daemon at {url} ({e}); try again later"
-            );
-            return Ok(ExitCode::from(EX_TEMPFAIL));
-        }
+    let body = serde_json::json!({"type": "unsubscribe", "token": token});
+    let (status, answer) = match post_bounce(&http, settings, &body).await {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
     };
-    let status = resp.status();
-    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
     if status.is_success() {
         println!("unsubscribe by mail: {answer}");
         return Ok(ExitCode::SUCCESS);
@@ -162,4 +137,31 @@ async fn unsubscribe(settings: &Settings, token: &str) -> anyhow::Result<ExitCod
     } else {
         EX_DATAERR
     }))
+}
+
+/// POST one body to the daemon's `/bounces` (bearer token when configured):
+/// its status and answer, or `EX_TEMPFAIL` when the daemon cannot be
+/// reached (the MTA keeps the message and tries again).
+async fn post_bounce(
+    http: &reqwest::Client,
+    settings: &Settings,
+    body: &serde_json::Value,
+) -> Result<(reqwest::StatusCode, serde_json::Value), ExitCode> {
+    let url = format!("http://{}/bounces", settings.admin.listen);
+    let mut req = http.post(&url).json(body);
+    if let Some(t) = &settings.admin.token {
+        req = req.bearer_auth(t.expose_secret());
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            Ok((status, resp.json().await.unwrap_or_default()))
+        }
+        Err(e) => {
+            eprintln!(
+                "mydex-connector bounce: cannot reach the daemon at {url} ({e}); try again later"
+            );
+            Err(ExitCode::from(EX_TEMPFAIL))
+        }
+    }
 }
