@@ -296,17 +296,18 @@ async fn post_invitees_good_bad_unauthenticated_oversized() {
         {"name": "no email"},
         {"email": "c@example.com", "campaign": "second", "tariff": "green"},
     ]);
-    let (status, doc) = post_invitees(
-        &setup,
-        "application/json",
-        body.to_string(),
-        Some(ADMIN_TOKEN),
-    )
-    .await;
+    // A row naming `email` twice (which serde_json alone would collapse
+    // to the last) is refused alone, the key named.
+    let body = body.to_string().replacen(
+        ']',
+        r#",{"email":"e@example.com","name":"Eve","email":"f@example.com"}]"#,
+        1,
+    );
+    let (status, doc) = post_invitees(&setup, "application/json", body, Some(ADMIN_TOKEN)).await;
     println!("array: {status} {doc}");
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["queued"], 2);
-    assert_eq!(doc["rejected"], 4);
+    assert_eq!(doc["rejected"], 5);
     let rows = doc["rows"].as_array().unwrap();
     let row = |n: u64| rows.iter().find(|r| r["row"] == n).unwrap();
     assert_eq!(row(1)["status"], "queued");
@@ -327,6 +328,7 @@ async fn post_invitees_good_bad_unauthenticated_oversized() {
     );
     assert!(row(5)["error"].as_str().unwrap().contains("email"), "{doc}");
     assert_eq!(row(6)["status"], "queued");
+    assert_eq!(row(7)["error"], "not valid JSON: key \"email\" is repeated");
 
     // NDJSON: a repeat is a duplicate, a broken line is named.
     let ndjson = "{\"email\":\"a@example.com\",\"name\":\"Ann\",\"external_ref\":\"MTR-A\"}\n{\"email\":\"d@example.com\",\"external_ref\":\"MTR-D\"}\n{broken\n";

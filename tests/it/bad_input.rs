@@ -306,6 +306,22 @@ async fn invitee_files_report_bad_rows_and_queue_the_good() {
     let out = setup.cli(&["enqueue", nocol.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no `email` column"));
+    // JSON Lines: a row naming a key twice is refused with the key named
+    // (serde_json alone would keep the last `email` silently).
+    let twice = setup.dir.path().join("twice.jsonl");
+    std::fs::write(
+        &twice,
+        "{\"email\":\"j1@example.com\",\"email\":\"j2@example.com\"}\n",
+    )
+    .unwrap();
+    let out = setup.cli(&["enqueue", twice.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("twice.jsonl:1: not valid JSON: key \"email\" is repeated"),
+        "{err}"
+    );
+    assert!(err.contains("0 rows queued, 1 rejected"), "{err}");
     let queued: Vec<_> = std::fs::read_dir(setup.dir.path().join("queue"))
         .unwrap()
         .flatten()

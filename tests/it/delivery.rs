@@ -234,7 +234,12 @@ async fn invited_held_until_connected_no_grant_held_until_an_update_grants_it() 
     all.extend(rows("M-B"));
     all.push(serde_json::json!({"external_ref": "NOBODY", "external_id": "z"}));
     all.push(serde_json::json!({"external_ref": "M-A"}));
-    let body = serde_json::to_string(&all).unwrap();
+    // A row naming `external_id` twice is refused alone, the key named.
+    let body = serde_json::to_string(&all).unwrap().replacen(
+        ']',
+        r#",{"external_ref":"M-A","external_id":"twice-1","external_id":"twice-2"}]"#,
+        1,
+    );
     assert_eq!(
         post_records(&setup, "application/json", body.clone(), None)
             .await
@@ -280,7 +285,7 @@ async fn invited_held_until_connected_no_grant_held_until_an_update_grants_it() 
     let (status, answer) = post_records(&setup, "application/json", body, Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["held"], 6, "{answer}");
-    assert_eq!(answer["rejected"], 2, "{answer}");
+    assert_eq!(answer["rejected"], 3, "{answer}");
     assert!(
         answer["rows"][6]["error"]
             .as_str()
@@ -289,6 +294,10 @@ async fn invited_held_until_connected_no_grant_held_until_an_update_grants_it() 
         "{answer}"
     );
     assert_eq!(answer["rows"][7]["error"], "external_id is required");
+    assert_eq!(
+        answer["rows"][8]["error"],
+        "not valid JSON: key \"external_id\" is repeated"
+    );
     // NDJSON: the same readings again are duplicates.
     let nd: String = rows("M-A").iter().map(|r| format!("{r}\n")).collect();
     let (status, answer) =

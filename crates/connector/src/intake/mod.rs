@@ -6,7 +6,7 @@
 
 pub mod erase;
 mod error;
-mod json_row;
+pub(crate) mod json_row;
 mod owner;
 pub mod precheck;
 pub mod reader;

@@ -156,8 +156,7 @@ impl<R: Read> Rows<R> {
                     .map_err(RowError::Invitee)
             }
             Format::JsonLines => {
-                let value: serde_json::Value =
-                    serde_json::from_str(text).map_err(RowError::NotJson)?;
+                let value = super::json_row::parse_row(text).map_err(RowError::NotJson)?;
                 match value {
                     serde_json::Value::Object(map) => {
                         Invitee::from_json(map).map_err(RowError::Invitee)

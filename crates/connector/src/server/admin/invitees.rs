@@ -55,31 +55,29 @@ fn body_error(status: StatusCode, message: impl Into<String>) -> BodyError {
 fn parse_rows(mime: &str, body: &[u8]) -> Result<Vec<ParsedRow>, BodyError> {
     match mime {
         "application/json" => {
-            let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-                body_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body is not JSON: {e}"),
-                )
-            })?;
-            let items = match value {
-                serde_json::Value::Array(items) => items,
-                serde_json::Value::Object(_) => vec![value],
-                _ => {
-                    return Err(body_error(
+            let rows = crate::intake::json_row::parse_body(body)
+                .map_err(|e| {
+                    body_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not JSON: {e}"),
+                    )
+                })?
+                .ok_or_else(|| {
+                    body_error(
                         StatusCode::BAD_REQUEST,
                         "the body must be a JSON array of invitee objects",
-                    ));
-                }
-            };
-            Ok(items
+                    )
+                })?;
+            Ok(rows
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
                     let parsed = match item {
-                        serde_json::Value::Object(map) => {
+                        Ok(serde_json::Value::Object(map)) => {
                             Invitee::from_json(map).map_err(RowError::Invitee)
                         }
-                        _ => Err(RowError::NotObject),
+                        Ok(_) => Err(RowError::NotObject),
+                        Err(e) => Err(RowError::NotJson(e)),
                     };
                     (i as u64 + 1, parsed)
                 })

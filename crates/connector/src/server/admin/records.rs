@@ -48,30 +48,28 @@ fn refused(status: StatusCode, message: impl Into<String>) -> BodyRefused {
 fn parse(mime: &str, body: &[u8]) -> Result<Parsed, BodyRefused> {
     match mime {
         "application/json" => {
-            let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-                refused(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body is not JSON: {e}"),
-                )
-            })?;
-            let items = match value {
-                serde_json::Value::Array(items) => items,
-                v @ serde_json::Value::Object(_) => vec![v],
-                _ => {
-                    return Err(refused(
+            let rows = crate::intake::json_row::parse_body(body)
+                .map_err(|e| {
+                    refused(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not JSON: {e}"),
+                    )
+                })?
+                .ok_or_else(|| {
+                    refused(
                         StatusCode::BAD_REQUEST,
                         "the body must be a JSON array of reading objects",
-                    ));
-                }
-            };
-            Ok(items
-                .iter()
+                    )
+                })?;
+            Ok(rows
+                .into_iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    (
-                        i as u64 + 1,
-                        Reading::from_json(v).map_err(RowRejected::from),
-                    )
+                    let reading = match v {
+                        Ok(v) => Reading::from_json(&v).map_err(RowRejected::from),
+                        Err(e) => Err(RowRejected::NotJson(e.to_string())),
+                    };
+                    (i as u64 + 1, reading)
                 })
                 .collect())
         }
