@@ -274,8 +274,9 @@ async fn invited_held_until_connected_no_grant_held_until_an_update_grants_it() 
         .0,
         400
     );
-    // Just over the limit (a far bigger body can be cut off mid-send).
-    let huge = format!("[{{}}{}]", " ".repeat(4 * 1024 * 1024 + 1024));
+    // Three times the limit: read to its end before the 413, so the client
+    // sees the answer (admin/body_drain.rs).
+    let huge = format!("[{{}}{}]", " ".repeat(3 * 4 * 1024 * 1024));
     assert_eq!(
         post_records(&setup, "application/json", huge, Some(ADMIN_TOKEN))
             .await

@@ -614,7 +614,7 @@ async fn enqueue_checks_suppressions_in_chunks_and_places_the_file_when_the_daem
     let (status, _) = check(
         &setup,
         Some(ADMIN_TOKEN),
-        format!("{{\"emails\": [\"{}\"]}}", "a".repeat(300 * 1024 + 512)),
+        format!("{{\"emails\": [\"{}\"]}}", "a".repeat(3 * 300 * 1024)),
     )
     .await;
     assert_eq!(status, 413);

@@ -7,6 +7,7 @@
 
 mod admin_state;
 pub mod bearer;
+mod body_drain;
 pub mod bounces;
 pub mod callbacks_routes;
 pub mod invitees;
@@ -35,13 +36,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let mut guarded = Router::new()
         .route(
             "/invitees",
-            post(invitees::post).layer(axum::extract::DefaultBodyLimit::max(invitees::MAX_BODY)),
+            limited(post(invitees::post), invitees::MAX_BODY),
         )
         .route(
             "/records",
-            post(records::post)
-                .get(records::list)
-                .layer(axum::extract::DefaultBodyLimit::max(records::MAX_BODY)),
+            limited(post(records::post).get(records::list), records::MAX_BODY),
         )
         .route("/invitations", get(operator::list))
         .route("/invitations/retry-failed", post(operator::retry_failed))
@@ -55,10 +54,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/callbacks/{id}", get(callbacks_routes::show))
         .route("/callbacks/{id}/replay", post(callbacks_routes::replay))
-        .route(
-            "/bounces",
-            post(bounces::post).layer(axum::extract::DefaultBodyLimit::max(bounces::MAX_BODY)),
-        )
+        .route("/bounces", limited(post(bounces::post), bounces::MAX_BODY))
         .route(
             "/suppressions",
             get(suppressions::list).post(suppressions::add),
@@ -66,13 +62,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/suppressions/remove", post(suppressions::remove))
         .route(
             "/suppressions/check",
-            post(suppression_check::post).layer(axum::extract::DefaultBodyLimit::max(
-                suppression_check::MAX_BODY,
-            )),
+            limited(post(suppression_check::post), suppression_check::MAX_BODY),
         )
         .route(
             "/people/forget",
-            post(people::forget).layer(axum::extract::DefaultBodyLimit::max(people::MAX_BODY)),
+            limited(post(people::forget), people::MAX_BODY),
         );
     if state.stall.is_some() {
         guarded = guarded.route("/debug/stall", post(stall));
@@ -88,6 +82,19 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(guarded)
         .with_state(state)
+}
+
+/// A route with a body limit: axum's, and the drain that lets a client still
+/// sending an oversized body read the 413 (`body_drain.rs`).
+fn limited(
+    route: axum::routing::MethodRouter<Arc<AdminState>>,
+    limit: usize,
+) -> axum::routing::MethodRouter<Arc<AdminState>> {
+    route
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |r, n| {
+            body_drain::drain_over_limit(limit, r, n)
+        }))
 }
 
 #[derive(serde::Deserialize)]
