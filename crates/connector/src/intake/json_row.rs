@@ -8,11 +8,13 @@
 use serde::de::{Deserialize, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// A row as read: an object with unique keys, an object with a repeated
-/// key (the first one repeated, shortened), or not an object at all.
+/// key (the first one repeated, shortened), or not an object at all; at
+/// the top of an admin API body, an array of rows.
 enum Row {
     Object(serde_json::Map<String, serde_json::Value>),
     Repeated(String),
     Other,
+    Rows(Vec<Row>),
 }
 
 impl Row {
@@ -25,18 +27,29 @@ impl Row {
             Row::Repeated(key) => Err(serde_json::Error::custom(format!(
                 "key {key:?} is repeated"
             ))),
-            Row::Other => Ok(serde_json::Value::Null),
+            Row::Other | Row::Rows(_) => Ok(serde_json::Value::Null),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Row {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RowVisitor)
+        d.deserialize_any(RowVisitor { top: false })
     }
 }
 
-struct RowVisitor;
+/// A body's top value: an array there is rows, not a row.
+struct Top(Row);
+
+impl<'de> Deserialize<'de> for Top {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RowVisitor { top: true }).map(Top)
+    }
+}
+
+struct RowVisitor {
+    top: bool,
+}
 
 impl<'de> Visitor<'de> for RowVisitor {
     type Value = Row;
@@ -67,6 +80,13 @@ impl<'de> Visitor<'de> for RowVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if self.top {
+            let mut rows = Vec::new();
+            while let Some(row) = seq.next_element::<Row>()? {
+                rows.push(row);
+            }
+            return Ok(Row::Rows(rows));
+        }
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Row::Other)
     }
@@ -109,69 +129,11 @@ pub(crate) type BodyRows = Vec<Result<serde_json::Value, serde_json::Error>>;
 /// row with a repeated key is refused alone (its error in its place) and
 /// the others go on.
 pub(crate) fn parse_body(body: &[u8]) -> Result<Option<BodyRows>, serde_json::Error> {
-    Ok(match serde_json::from_slice::<Body>(body)? {
-        Body::Rows(rows) => Some(rows.into_iter().map(Row::into_value).collect()),
-        Body::One(row) => Some(vec![row.into_value()]),
-        Body::Neither => None,
+    Ok(match serde_json::from_slice::<Top>(body)?.0 {
+        Row::Rows(rows) => Some(rows.into_iter().map(Row::into_value).collect()),
+        Row::Other => None,
+        row => Some(vec![row.into_value()]),
     })
-}
-
-enum Body {
-    Rows(Vec<Row>),
-    One(Row),
-    Neither,
-}
-
-impl<'de> Deserialize<'de> for Body {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(BodyVisitor)
-    }
-}
-
-struct BodyVisitor;
-
-impl<'de> Visitor<'de> for BodyVisitor {
-    type Value = Body;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of objects")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut rows = Vec::new();
-        while let Some(row) = seq.next_element::<Row>()? {
-            rows.push(row);
-        }
-        Ok(Body::Rows(rows))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        RowVisitor.visit_map(map).map(Body::One)
-    }
-
-    fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-
-    fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-
-    fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-
-    fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-
-    fn visit_str<E: Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
-        Ok(Body::Neither)
-    }
 }
 
 #[cfg(test)]
