@@ -17,6 +17,7 @@ mod delivery_crash;
 mod delivery_outcomes;
 mod dkim;
 mod drain;
+mod edge_abuse;
 mod faults;
 mod forget;
 mod ftc_flow;
