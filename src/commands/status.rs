@@ -30,6 +30,7 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
+    print_store(&doc);
     print_invitations(&doc);
     print_members(&doc);
     print_callbacks(&doc);
@@ -51,6 +52,18 @@ async fn fetch(settings: &Settings) -> anyhow::Result<Value> {
         .await
         .context("the daemon's answer is not JSON")?;
     Ok(doc)
+}
+
+/// A store that cannot answer, first: the counts below are then the last
+/// ones it gave.
+fn print_store(doc: &Value) {
+    if doc["store"]["ok"] == false {
+        println!(
+            "store cannot answer: {} (counts below as of {})",
+            doc["store"]["error"].as_str().unwrap_or("unknown error"),
+            doc["store"]["counts_as_of"].as_str().unwrap_or("unknown")
+        );
+    }
 }
 
 /// Invitations by state, then each campaign's progress.

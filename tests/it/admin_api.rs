@@ -443,6 +443,7 @@ async fn post_invitees_good_bad_unauthenticated_oversized() {
         "{paths:?}"
     );
     let s = setup.status();
+    assert_eq!(s["store"], serde_json::json!({"ok": true}), "{s}");
     let total: u64 = [
         "queued",
         "link_issued",

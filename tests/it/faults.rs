@@ -749,6 +749,15 @@ async fn disk_full_store_answers_503_and_finishes_after_restart() {
         "the daemon keeps running while the disk is full (exited {exit:?}): {}",
         setup.log()
     );
+    // `status` answers while the store cannot write, and says so (its
+    // counts from memory when the store's reads fail too).
+    assert_eq!(during["store"]["ok"], false, "{during}");
+    assert!(
+        during["store"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ENOSPC")),
+        "{during}"
+    );
 
     // Space again: the daemon sees the disk take writes and exits for a
     // restart (75); the test restarts it, as systemd's Restart=on-failure

@@ -336,6 +336,8 @@ fn admin_server(
         wake,
         stall,
         tls: parts.tls.clone(),
+        last_status: Default::default(),
+        last_snapshot: Default::default(),
     });
     let admin_app =
         admin::router(admin_state).merge(crate::server::admin::lifecycle_routes::router(

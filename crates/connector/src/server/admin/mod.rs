@@ -11,6 +11,7 @@ mod body_drain;
 pub mod bounces;
 pub mod callbacks_routes;
 pub mod invitees;
+mod last_known;
 pub mod lifecycle_routes;
 pub mod operator;
 pub mod people;
@@ -164,18 +165,13 @@ fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreE
 
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
     let s = st.clone();
-    match tokio::task::spawn_blocking(move || {
+    let read = tokio::task::spawn_blocking(move || {
         let mut doc = status_json(
             &s.store,
             s.current_version,
             &s.campaigns,
             s.started.elapsed().as_secs(),
         )?;
-        if let (Some(l), Some(obj)) = (&s.lifecycle, doc.as_object_mut()) {
-            for (k, v) in l.status_parts() {
-                obj.insert(k.into(), v);
-            }
-        }
         doc["campaign_progress"] = campaign_progress(&s)?;
         doc["members_by_version"] = s
             .store
@@ -187,19 +183,43 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
         Ok::<_, crate::store::StoreError>(doc)
     })
     .await
-    {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({"error": e.to_string()})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({"error": e.to_string()})),
-        )
-            .into_response(),
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let (mut doc, store) = match read {
+        Ok(doc) => {
+            st.last_status.remember(&doc);
+            // Fresh counts; the store may still have stopped taking writes.
+            let failure = st.store.failure();
+            (doc, last_known::store_condition(failure.as_deref(), None))
+        }
+        Err(e) => {
+            let why = st.store.failure().unwrap_or(e);
+            let Some((doc, as_of)) = st.last_status.recall() else {
+                let store = last_known::store_condition(Some(&why), None);
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({"error": format!("cannot read the store: {why}"), "store": store})),
+                )
+                    .into_response();
+            };
+            (doc, last_known::store_condition(Some(&why), Some(as_of)))
+        }
+    };
+    // What lives in memory is always current, whatever the store says.
+    doc["uptime_seconds"] = st.started.elapsed().as_secs().into();
+    doc["store"] = store;
+    let parts = match st.lifecycle.clone() {
+        Some(l) => tokio::task::spawn_blocking(move || l.status_parts())
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if let Some(obj) = doc.as_object_mut() {
+        for (k, v) in parts {
+            obj.insert(k.into(), v);
+        }
     }
+    axum::Json(doc).into_response()
 }
 
 /// Per campaign: its configured rate (as of the last reload) and its
@@ -233,23 +253,39 @@ fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store:
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
     let s = st.clone();
-    let snap = tokio::task::spawn_blocking(move || snapshot(&s)).await;
-    match snap {
-        Ok(Ok(snap)) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            st.metrics.render(&snap),
-        )
-            .into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read the store: {e}\n"),
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
+    let read = tokio::task::spawn_blocking(move || snapshot(&s))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let snap = match read {
+        Ok(snap) => {
+            st.last_snapshot.remember(&snap);
+            snap
+        }
+        // The last counts read, marked as a store that cannot write.
+        Err(e) => match st.last_snapshot.recall() {
+            Some((mut snap, _)) => {
+                snap.store_write_failed = true;
+                snap.uptime_seconds = st.started.elapsed().as_secs();
+                snap
+            }
+            None => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read the store: {e}\n"),
+                )
+                    .into_response();
+            }
+        },
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.render(&snap),
+    )
+        .into_response()
 }
 
 /// The store's side of `/metrics`.
