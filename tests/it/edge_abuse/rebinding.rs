@@ -470,3 +470,40 @@ async fn wrong_admin_tokens_are_counted_and_warned_about_once_a_second() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_a_wildcard_listener_as_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, dir, Options::default()).await;
+    let port = setup.admin_port;
+    setup.edit_config(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("listen = \"0.0.0.0:{port}\""),
+    );
+    let daemon = setup.daemon();
+    // `status` sends no token: it works because the CLI names the listener
+    // 127.0.0.1:port, not 0.0.0.0:port.
+    let s = setup.status();
+    assert_eq!(s["invitations"]["queued"], 0, "{s}");
+    let out = setup.cli(&["invitations", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The wildcard address is no name of the listener for a token-less call.
+    let (status, _) = get(port, "/status", &format!("0.0.0.0:{port}"), None).await;
+    assert_eq!(status, 421);
+    let (status, _) = get(
+        port,
+        "/status",
+        &format!("0.0.0.0:{port}"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    println!("admin.listen = 0.0.0.0:{port}: status and invitations list through the CLI answered");
+    setup.keep_for_log_scan().await;
+    setup.stop(daemon);
+}
