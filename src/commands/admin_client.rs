@@ -21,6 +21,23 @@ pub fn loopback_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("cannot set up an HTTP client")
 }
 
+/// The daemon's admin API as the CLI calls it: `admin.listen`, but a
+/// wildcard address (`0.0.0.0`, `[::]`) as its loopback twin, so that the
+/// `Host` the daemon sees names its listener (token-less calls need that).
+pub fn admin_base(settings: &Settings) -> String {
+    let mut addr = settings.admin.listen;
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into())
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into())
+        }
+        _ => {}
+    }
+    format!("http://{addr}")
+}
+
 pub struct AdminClient {
     http: reqwest::Client,
     base: String,
@@ -36,7 +53,7 @@ impl AdminClient {
     pub fn with_timeout(settings: &Settings, timeout: Duration) -> anyhow::Result<Self> {
         Ok(Self {
             http: loopback_client(timeout)?,
-            base: format!("http://{}", settings.admin.listen),
+            base: admin_base(settings),
             token: settings
                 .admin
                 .token

@@ -147,7 +147,7 @@ async fn post_bounce(
     settings: &Settings,
     body: &serde_json::Value,
 ) -> Result<(reqwest::StatusCode, serde_json::Value), ExitCode> {
-    let url = format!("http://{}/bounces", settings.admin.listen);
+    let url = format!("{}/bounces", super::admin_client::admin_base(settings));
     let mut req = http.post(&url).json(body);
     if let Some(t) = &settings.admin.token {
         req = req.bearer_auth(t.expose_secret());

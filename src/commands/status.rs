@@ -41,7 +41,7 @@ pub async fn print(settings: &Settings, json: bool) -> anyhow::Result<()> {
 
 /// The daemon's `/status` document.
 async fn fetch(settings: &Settings) -> anyhow::Result<Value> {
-    let url = format!("http://{}/status", settings.admin.listen);
+    let url = format!("{}/status", super::admin_client::admin_base(settings));
     let doc: Value = super::admin_client::loopback_client(std::time::Duration::from_secs(10))?
         .get(&url)
         .send()

@@ -33,6 +33,8 @@ pub struct Metrics {
     mydex_calls: Family<Labels, Counter>,
     mydex_latency: Family<Labels, Histogram, fn() -> Histogram>,
     callbacks: Family<Labels, Counter>,
+    /// Admin API requests refused, by reason.
+    admin_refused: Family<Labels, Counter>,
     /// Readings delivered, and their latency from intake to delivery.
     readings_delivered: Counter,
     delivery_latency: Histogram,
@@ -48,6 +50,7 @@ impl Default for Metrics {
             mydex_calls: Family::default(),
             mydex_latency: Family::new_with_constructor(latency_histogram),
             callbacks: Family::default(),
+            admin_refused: Family::default(),
             readings_delivered: Counter::default(),
             delivery_latency: Histogram::new([
                 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
@@ -138,6 +141,15 @@ impl Metrics {
             .inc();
     }
 
+    /// One admin API request refused: `wrong_token`, `missing_token`,
+    /// `no_token_configured`, or `misdirected` (a `Host` not naming the
+    /// listener).
+    pub fn admin_refused(&self, reason: &str) {
+        self.admin_refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
     /// One reading delivered, `latency` after it was stored.
     pub fn reading_delivered(&self, latency: Duration) {
         self.readings_delivered.inc();
@@ -205,6 +217,11 @@ impl Metrics {
             "callbacks",
             "Callbacks received by type and result",
             self.callbacks.clone(),
+        );
+        reg.register(
+            "admin_refused",
+            "Admin API requests refused, by reason (wrong_token, missing_token, no_token_configured, misdirected)",
+            self.admin_refused.clone(),
         );
         reg.register(
             "readings_delivered",

@@ -318,10 +318,14 @@ fn admin_server(
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let settings = &parts.settings;
-    let admin_token = crate::server::admin::bearer::AdminToken::new(
+    // The address actually bound (its real port), which a token-less
+    // request's Host must name.
+    let bound = listener.local_addr().unwrap_or(settings.admin.listen);
+    let gate = Arc::new(crate::server::admin::bearer::AdminGate::new(
         settings.admin.token.clone(),
-        settings.admin.listen,
-    );
+        bound,
+        parts.metrics.clone(),
+    ));
     let admin_state = Arc::new(admin::AdminState {
         store: parts.store.clone(),
         current_version: settings.mydex.connection_version,
@@ -330,7 +334,7 @@ fn admin_server(
         started: std::time::Instant::now(),
         lifecycle: Some(lifecycle.clone()),
         settings: settings.clone(),
-        token: admin_token.clone(),
+        gate: gate.clone(),
         mydex: parts.mydex.clone(),
         mailer: parts.mailer.clone(),
         wake,
@@ -342,7 +346,7 @@ fn admin_server(
     let admin_app =
         admin::router(admin_state).merge(crate::server::admin::lifecycle_routes::router(
             Arc::new(crate::server::admin::lifecycle_routes::LifecycleApi { lifecycle }),
-            admin_token,
+            gate,
         ));
     async move {
         if let Err(e) = axum::serve(listener, admin_app)

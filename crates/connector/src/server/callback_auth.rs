@@ -28,7 +28,9 @@ pub async fn require_mydex(
     let ok: bool = given.ct_eq(st.expected_auth.as_bytes()).into();
     if !ok {
         st.metrics.callback("unknown", "unauthorized");
-        st.refusals.refused(request.method());
+        if let Some(refused) = st.refusals.note() {
+            tracing::warn!(method = %request.method(), refused, "callback refused: missing or wrong Authentication header (refused: how many since the last such line)");
+        }
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(serde_json::json!({ "error": "missing or wrong Authentication header" })),

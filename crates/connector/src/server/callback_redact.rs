@@ -2,22 +2,48 @@
 //! may hold, whatever its shape: JSON (any field whose name holds `key`, at
 //! any depth), a form (PHP brackets included), or text and bytes of no known
 //! shape (anything after a `key` and `=` or `:`). A key must not reach a
-//! terminal, a log or a support ticket (docs/mydex-contract.md §5).
+//! terminal, a log or a support ticket (docs/mydex-contract.md §5). For a
+//! caller without the admin token, `Hide::KeysAndTokens` hides the same way
+//! every field named like a token (the linking token) too.
 
 use serde_json::{Map, Value};
 
 pub const REDACTED: &str = "<redacted>";
 
-/// Whether a field name may hold a key.
-fn keyish(name: &str) -> bool {
-    name.to_ascii_lowercase().contains("key")
+/// What is hidden: member keys always; tokens too from a caller without
+/// the admin token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hide {
+    Keys,
+    KeysAndTokens,
+}
+
+impl Hide {
+    /// The words whose fields are hidden.
+    fn words(self) -> &'static [&'static str] {
+        match self {
+            Hide::Keys => &["key"],
+            Hide::KeysAndTokens => &["key", "token"],
+        }
+    }
+
+    /// Whether a field name may hold what is hidden.
+    fn hides(self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.words().iter().any(|w| name.contains(w))
+    }
 }
 
 /// The body as an operator may see it: `{"as": "json"|"form"|"text", ...}`
 /// with every key replaced by `<redacted>`.
 pub fn redact_body(body: &[u8]) -> Value {
+    redact_body_hiding(body, Hide::Keys)
+}
+
+/// `redact_body`, hiding what `hide` says.
+pub fn redact_body_hiding(body: &[u8], hide: Hide) -> Value {
     let (text, decoded) = decode(body);
-    let mut shown = redact_text_shape(&text);
+    let mut shown = redact_text_shape(&text, hide);
     if let Some(obj) = shown.as_object_mut()
         && let Some(d) = decoded
     {
@@ -77,25 +103,25 @@ fn utf16(body: &[u8]) -> Option<(String, Option<&'static str>)> {
     Some((s, Some(if le { "utf-16le" } else { "utf-16be" })))
 }
 
-fn redact_text_shape(text: &str) -> Value {
+fn redact_text_shape(text: &str, hide: Hide) -> Value {
     let trimmed = text.trim();
     if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
-        return serde_json::json!({ "as": "json", "body": redact_json(v) });
+        return serde_json::json!({ "as": "json", "body": json_hiding(v, hide) });
     }
     if looks_like_form(trimmed) {
         let fields: Vec<Value> = form_urlencoded::parse(trimmed.as_bytes())
             .map(|(name, value)| {
-                let shown = if keyish(&name) {
+                let shown = if hide.hides(&name) {
                     REDACTED.to_string()
                 } else {
-                    redact_text(&value)
+                    text_hiding(&value, hide)
                 };
-                Value::Array(vec![redact_text(&name).into(), shown.into()])
+                Value::Array(vec![text_hiding(&name, hide).into(), shown.into()])
             })
             .collect();
         return serde_json::json!({ "as": "form", "fields": fields });
     }
-    serde_json::json!({ "as": "text", "body": redact_text(&percent_decode(text)) })
+    serde_json::json!({ "as": "text", "body": text_hiding(&percent_decode(text), hide) })
 }
 
 /// `name=value&...` with names of form characters only.
@@ -123,21 +149,27 @@ fn percent_decode(text: &str) -> String {
 /// A JSON value with every keyish field's value replaced, at any depth;
 /// strings are redacted as text too (a form or JSON inside a string).
 pub fn redact_json(v: Value) -> Value {
+    json_hiding(v, Hide::Keys)
+}
+
+fn json_hiding(v: Value, hide: Hide) -> Value {
     match v {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let v = if keyish(&k) {
+                    let v = if hide.hides(&k) {
                         Value::String(REDACTED.into())
                     } else {
-                        redact_json(v)
+                        json_hiding(v, hide)
                     };
                     (k, v)
                 })
                 .collect::<Map<_, _>>(),
         ),
-        Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
-        Value::String(s) => Value::String(redact_text(&s)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| json_hiding(v, hide)).collect())
+        }
+        Value::String(s) => Value::String(text_hiding(&s, hide)),
         other => other,
     }
 }
@@ -145,13 +177,28 @@ pub fn redact_json(v: Value) -> Value {
 /// Text with the value after every `key` followed by `=` or `:` (quotes,
 /// brackets and spaces between allowed) replaced by `<redacted>`.
 pub fn redact_text(text: &str) -> String {
+    text_hiding(text, Hide::Keys)
+}
+
+/// `redact_text` for each word `hide` names.
+fn text_hiding(text: &str, hide: Hide) -> String {
+    let mut text = text.to_string();
+    for word in hide.words() {
+        text = hide_after(&text, word);
+    }
+    text
+}
+
+/// Text with the value after every `word` followed by `=` or `:`
+/// replaced by `<redacted>`.
+fn hide_after(text: &str, word: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut from = 0;
-    while let Some(found) = lower[from..].find("key") {
-        let mut i = from + found + 3;
+    while let Some(found) = lower[from..].find(word) {
+        let mut i = from + found + word.len();
         while i < bytes.len() && matches!(bytes[i], b'"' | b'\'' | b']' | b' ' | b'\t' | b'\\') {
             i += 1;
         }
@@ -176,7 +223,7 @@ pub fn redact_text(text: &str) -> String {
                 copied = i;
             }
         }
-        from = i.max(from + found + 3);
+        from = i.max(from + found + word.len());
         // Stay on a char boundary.
         while from < text.len() && !text.is_char_boundary(from) {
             from += 1;
@@ -242,6 +289,21 @@ mod tests {
                 .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 97) >> 3) as u8)
                 .collect();
             let _ = redact_body(&bytes);
+        }
+    }
+
+    #[test]
+    fn tokens_are_hidden_from_a_caller_without_the_admin_token() {
+        let t = "lt2_000000000000002a0123456789abcdef0123456789abcdef";
+        for body in [
+            format!(r#"{{"type":"identify","mydexid":"m1","linking_token":"{t}"}}"#),
+            format!("uid=1&key={K}&linking_token={t}"),
+            format!("garbled linking_token: {t} key={K}"),
+        ] {
+            let shown = redact_body_hiding(body.as_bytes(), Hide::KeysAndTokens).to_string();
+            assert!(!shown.contains(t) && !shown.contains(K), "{shown}");
+            let shown = redact_body(body.as_bytes()).to_string();
+            assert!(shown.contains(t) && !shown.contains(K), "{shown}");
         }
     }
 

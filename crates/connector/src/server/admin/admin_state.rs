@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::bearer::AdminToken;
+use super::bearer::AdminGate;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -17,7 +17,8 @@ pub struct AdminState {
     /// Sweeps and campaign states for the status document.
     pub lifecycle: Option<Arc<crate::pipeline::lifecycle::Lifecycle>>,
     pub settings: Arc<crate::config::Settings>,
-    pub token: AdminToken,
+    /// The token and Host checks (`bearer.rs`).
+    pub gate: Arc<AdminGate>,
     pub mydex: Arc<crate::mydex::MydexClient>,
     pub mailer: Arc<crate::notify::email::Mailer>,
     /// Wakes the dispatcher when `POST /invitees` stored something.

@@ -1,18 +1,22 @@
 //! The operator routes for stored callbacks, behind the bearer token (the
 //! CLI's `callbacks list|show|replay` call them; the CLI never opens sled):
 //! list them (quarantined ones only, if asked), show one with its body and
-//! any member key redacted, and replay one or every quarantined one through
+//! any member key redacted (and its linking token, for a caller without the
+//! admin token), and replay one or every quarantined one through
 //! the current parser and matching (after an upgrade or a config fix).
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::admin_state::AdminState;
+use super::bearer::Caller;
 use crate::server::callback_judge::{self, Verdict};
+use crate::server::callback_redact::{Hide, redact_body_hiding};
 use crate::store::{RawCallback, RawFilter, RawOutcome, Store, StoreError};
 
 const DEFAULT_LIMIT: usize = 1000;
@@ -77,13 +81,21 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
     }
 }
 
-pub async fn show(State(st): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
+pub async fn show(
+    State(st): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Response {
+    let hide = match caller.bearer() {
+        Some(_) => Hide::Keys,
+        None => Hide::KeysAndTokens,
+    };
     let store = st.store.clone();
     let done = tokio::task::spawn_blocking(move || {
         let rec = store.raw_callback(id)?;
         let body = store.raw_body(&rec)?;
         let mut v = view(&rec);
-        v["body"] = crate::server::callback_redact::redact_body(&body);
+        v["body"] = redact_body_hiding(&body, hide);
         Ok::<_, StoreError>(v)
     })
     .await;

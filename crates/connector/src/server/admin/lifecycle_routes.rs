@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::bearer::AdminToken;
+use super::bearer::AdminGate;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -22,14 +22,14 @@ pub struct LifecycleApi {
 }
 
 /// Every route here is behind the admin bearer token (`bearer.rs`).
-pub fn router(state: Arc<LifecycleApi>, token: AdminToken) -> Router {
+pub fn router(state: Arc<LifecycleApi>, gate: Arc<AdminGate>) -> Router {
     Router::new()
         .route("/sweeps/{job}", axum::routing::post(sweep))
         .route("/sweep/confirm", axum::routing::post(confirm))
         .route("/campaigns/{name}/pause", axum::routing::post(pause))
         .route("/campaigns/{name}/resume", axum::routing::post(resume))
         .route_layer(axum::middleware::from_fn_with_state(
-            token,
+            gate,
             super::bearer::require_bearer,
         ))
         .with_state(state)

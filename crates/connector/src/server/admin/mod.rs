@@ -3,16 +3,20 @@
 //! and a `campaigns` object by name), `/metrics` in Prometheus text format;
 //! and, behind the bearer token (`bearer.rs`), `POST /invitees`, the operator
 //! routes the CLI uses (`operator.rs`, `callbacks_routes.rs`) and the lifecycle's sweep and
-//! campaign routes (`lifecycle_routes.rs`).
+//! campaign routes (`lifecycle_routes.rs`). Without the token, every route
+//! but the probes (`/healthz`, `/readyz`, `/metrics`) answers only a request
+//! whose `Host` names the listener (`local_host.rs`: DNS rebinding).
 
 mod admin_state;
 pub mod bearer;
 mod body_drain;
 pub mod bounces;
 pub mod callbacks_routes;
+pub mod disclosure;
 pub mod invitees;
 mod last_known;
 pub mod lifecycle_routes;
+pub mod local_host;
 pub mod operator;
 pub mod people;
 pub mod readyz;
@@ -73,14 +77,20 @@ pub fn router(state: Arc<AdminState>) -> Router {
         guarded = guarded.route("/debug/stall", post(stall));
     }
     let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
-        state.token.clone(),
+        state.gate.clone(),
         bearer::require_bearer,
     ));
+    // Counts only, for anyone on the machine, but not for a rebinding page.
+    let local = Router::new().route("/status", get(status)).route_layer(
+        axum::middleware::from_fn_with_state(state.gate.clone(), bearer::require_local_host),
+    );
+    // Probes answer whatever the Host (or none): a scraper or a health
+    // check names the machine as it likes, and they carry no personal data.
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::readyz))
-        .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .merge(local)
         .merge(guarded)
         .with_state(state)
 }

@@ -2,9 +2,12 @@
 //! `invitations` and `members` commands call (the CLI never opens sled):
 //! list and show invitations with the reason for failures, retry failed
 //! ones, export the member mapping (keys only when `admin.allow_key_export`).
+//! A one-time link and a member key are shown only to a caller with the
+//! admin token (`Caller::bearer`), never to a token-less local read.
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +15,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::admin_state::AdminState;
+use super::bearer::{Bearer, Caller};
 use crate::store::{Invitation, InvitationFilter, State as InvState, StoreError};
 
 const DEFAULT_LIMIT: usize = 1000;
@@ -31,8 +35,15 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-/// An invitation as operators see it (no linking token; the link only in `show`).
-fn view(inv: &Invitation, with_link: bool) -> serde_json::Value {
+/// What a view of an invitation holds beyond its summary.
+enum Detail<'a> {
+    Summary,
+    /// History and variables; the one-time link only with the token's proof.
+    Full(Option<&'a Bearer>),
+}
+
+/// An invitation as operators see it (never its linking token).
+fn view(inv: &Invitation, detail: Detail) -> serde_json::Value {
     let mut v = json!({
         "id": inv.id,
         "campaign": inv.campaign,
@@ -50,12 +61,21 @@ fn view(inv: &Invitation, with_link: bool) -> serde_json::Value {
         "created_ms": inv.created_ms,
         "updated_ms": inv.updated_ms,
     });
-    if with_link {
-        v["link"] = json!(inv.link);
+    if let Detail::Full(bearer) = detail {
         v["history"] = json!(inv.history);
         v["vars"] = json!(inv.invitee.vars);
+        match bearer {
+            Some(b) => v["link"] = link(inv, b),
+            None => v["withheld"] = json!("link: shown only with the admin token"),
+        }
     }
     v
+}
+
+/// The one-time link: it opens the person's journey, so only a caller who
+/// presented the admin token gets it.
+fn link(inv: &Invitation, _: &Bearer) -> serde_json::Value {
+    json!(inv.link)
 }
 
 #[derive(serde::Deserialize)]
@@ -93,7 +113,7 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
     match tokio::task::spawn_blocking(move || store.list_invitations(&filter, q.after, limit)).await
     {
         Ok(Ok(list)) => axum::Json(json!({
-            "invitations": list.iter().map(|i| view(i, false)).collect::<Vec<_>>(),
+            "invitations": list.iter().map(|i| view(i, Detail::Summary)).collect::<Vec<_>>(),
             "next_after": if list.len() == limit { list.last().map(|i| i.id) } else { None },
         }))
         .into_response(),
@@ -102,10 +122,14 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
     }
 }
 
-pub async fn show(State(st): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
+pub async fn show(
+    State(st): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Response {
     let store = st.store.clone();
     match tokio::task::spawn_blocking(move || store.invitation(id)).await {
-        Ok(Ok(inv)) => axum::Json(view(&inv, true)).into_response(),
+        Ok(Ok(inv)) => axum::Json(view(&inv, Detail::Full(caller.bearer()))).into_response(),
         Ok(Err(e)) => store_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -123,7 +147,7 @@ pub async fn retry(State(st): State<Arc<AdminState>>, Path(id): Path<u64>) -> Re
         Ok(Ok(inv)) => {
             tracing::info!(invitation = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""), state = "queued", "failed invitation retried by an operator");
             st.wake.notify_one();
-            axum::Json(view(&inv, false)).into_response()
+            axum::Json(view(&inv, Detail::Summary)).into_response()
         }
         Ok(Err(e)) => store_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -177,7 +201,14 @@ pub struct MembersQuery {
     with_keys: bool,
 }
 
-pub async fn members(State(st): State<Arc<AdminState>>, Query(q): Query<MembersQuery>) -> Response {
+pub async fn members(
+    State(st): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<MembersQuery>,
+) -> Response {
+    if q.with_keys && caller.bearer().is_none() {
+        return error(StatusCode::FORBIDDEN, "member keys need the admin token");
+    }
     if q.with_keys && !st.settings.admin.allow_key_export {
         return error(
             StatusCode::FORBIDDEN,
