@@ -559,9 +559,11 @@ async fn enqueue_checks_suppressions_in_chunks_and_places_the_file_when_the_daem
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let hal_bounce = serde_json::json!({"email": "hal@example.com", "type": "hard", "diagnostic": "550 5.1.1 no such user"});
+    // Hal bounced elsewhere: the operator suppresses him with that reason
+    // (a bounce report acts only on a mail of ours).
+    let hal_bounce = serde_json::json!({"email": "hal@example.com", "reason": "bounced: 550 5.1.1 no such user"});
     let r = reqwest::Client::new()
-        .post(setup.admin_url("/bounces"))
+        .post(setup.admin_url("/suppressions"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&hal_bounce)
         .send()
