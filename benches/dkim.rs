@@ -107,6 +107,7 @@ fn parts() -> anyhow::Result<Parts> {
         headers: MailHeaders {
             list_unsubscribe: "<https://connect.example.com/unsubscribe/u0123456789abcdef0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe%20u0123456789abcdef0123456789abcdef0123456789abcdef>".into(),
             envelope_from: Some("bounces+b0123456789abcdef0123456789abcdef0123456789abcdef@example.com".into()),
+            message_token: None,
         },
     })
 }

@@ -3,10 +3,14 @@
 //! MTA's pipe transport or a mailbox script delivers it, parsed here and
 //! sent to the running daemon's `POST /bounces`; or an unsubscribe mail
 //! sent to `smtp.unsubscribe_mailto` (the person named by the token of its
-//! Subject, never by its From). Exit codes for the MTA:
-//! 0 applied, 65 (EX_DATAERR) not a report of ours or too large (the MTA
-//! returns it to the postmaster rather than retrying), 75 (EX_TEMPFAIL)
-//! the daemon is unreachable or failing (the MTA tries again later).
+//! Subject, never by its From). A report is acted on only when it names a
+//! mail of ours (VERP token, returned Message-ID or unsubscribe token, the
+//! daemon checks), and then only on that mail's recipient; else it is
+//! `ignored` (counted by the daemon). Exit codes for the MTA:
+//! 0 applied, 65 (EX_DATAERR) ignored, not a report of ours or too large
+//! (the MTA returns it to the postmaster rather than retrying), 75
+//! (EX_TEMPFAIL) the daemon is unreachable or failing (the MTA tries again
+//! later).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use mydex_connector::config::Settings;
-use mydex_connector::notify::bounce::{BounceTarget, DsnError, MAX_REPORT_BYTES, parse_report};
+use mydex_connector::notify::bounce::{BounceReport, DsnError, MAX_REPORT_BYTES, parse_report};
 use mydex_connector::notify::unsubscribe_mail::unsubscribe_request;
 
 const EX_DATAERR: u8 = 65;
@@ -31,9 +35,10 @@ pub struct BounceArgs {
     file: Option<PathBuf>,
 }
 
+/// At most one byte over the cap, into a buffer allocated once.
 fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
-    let mut raw = Vec::new();
     let limit = MAX_REPORT_BYTES as u64 + 1;
+    let mut raw = Vec::with_capacity(MAX_REPORT_BYTES + 64);
     match file {
         Some(p) => std::fs::File::open(p)
             .with_context(|| format!("cannot open {}", p.display()))?
@@ -57,7 +62,7 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EX_DATAERR));
     }
-    let reports = match parse_report(&raw, settings.smtp.return_path.as_deref()) {
+    let report = match parse_report(&raw, settings.smtp.return_path.as_deref()) {
         Ok(r) => r,
         Err(DsnError::NotAReport(why)) if settings.smtp.unsubscribe_mailto.is_some() => {
             let mailto = settings.smtp.unsubscribe_mailto.as_deref().unwrap_or("");
@@ -76,39 +81,72 @@ pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_DATAERR));
         }
     };
-    let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
-    let mut code = ExitCode::SUCCESS;
-    for r in reports {
-        let mut body = serde_json::json!({
-            "type": r.kind.as_str(),
-            "diagnostic": r.diagnostic,
-            "report_id": r.report_id,
-        });
-        match &r.target {
-            BounceTarget::Token(t) => body["token"] = t.clone().into(),
-            BounceTarget::Email(e) => body["email"] = e.clone().into(),
-        }
-        let (status, answer) = match post_bounce(&http, &settings, &body).await {
-            Ok(a) => a,
-            Err(code) => return Ok(code),
-        };
-        if status.is_success() {
-            println!("{} bounce: {}", r.kind.as_str(), answer);
-        } else if status.is_server_error() {
-            eprintln!(
-                "mydex-connector bounce: the daemon answered {status}: {}; try again later",
-                answer["error"]
-            );
-            return Ok(ExitCode::from(EX_TEMPFAIL));
-        } else {
-            eprintln!(
-                "mydex-connector bounce: the daemon answered {status}: {}; nothing changed",
-                answer["error"]
-            );
-            code = ExitCode::from(EX_DATAERR);
-        }
+    drop(raw);
+    send_report(&settings, &report).await
+}
+
+/// Why a report is ignored.
+const NOT_OURS: &str = "the report names no mail of ours (no VERP token, Message-ID or unsubscribe token of a mail we sent)";
+
+/// One line for the recipients a report lists beyond the mail it names.
+fn listed(n: usize) -> String {
+    match n {
+        1 => "the 1 recipient it lists was not acted on".into(),
+        n => format!("the {n} recipients it lists were not acted on"),
     }
-    Ok(code)
+}
+
+/// Send a parsed report to the daemon: applied to the recipient of the
+/// mail it names, or ignored (a report naming no mail is sent too, so the
+/// daemon counts it).
+async fn send_report(settings: &Settings, r: &BounceReport) -> anyhow::Result<ExitCode> {
+    let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
+    let mut body = serde_json::json!({
+        "type": r.kind.as_str(),
+        "diagnostic": r.diagnostic,
+        "report_id": r.report_id,
+    });
+    if let Some(t) = &r.token {
+        body["token"] = t.clone().into();
+    }
+    if let Some(m) = &r.message_id {
+        body["message_id"] = m.clone().into();
+    }
+    let (status, answer) = match post_bounce(&http, settings, &body).await {
+        Ok(a) => a,
+        // Nothing of ours to apply later: not worth the MTA's retries.
+        Err(_) if !r.names_a_mail() => {
+            eprintln!(
+                "mydex-connector bounce: ignored: {NOT_OURS}; {}; nothing changed (not counted: the daemon did not answer)",
+                listed(r.listed)
+            );
+            return Ok(ExitCode::from(EX_DATAERR));
+        }
+        Err(code) => return Ok(code),
+    };
+    let why = answer["error"].as_str().unwrap_or("(no message)");
+    if status.is_success() {
+        println!("{} bounce: {}", r.kind.as_str(), answer);
+        if r.listed > 1 {
+            println!(
+                "the report lists {} recipients: only the recipient of the mail it names was acted on",
+                r.listed
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    } else if status.is_server_error() {
+        eprintln!("mydex-connector bounce: the daemon answered {status}: {why}; try again later");
+        Ok(ExitCode::from(EX_TEMPFAIL))
+    } else if answer["result"] == "ignored" {
+        eprintln!(
+            "mydex-connector bounce: ignored: {NOT_OURS}; {}; nothing changed",
+            listed(r.listed)
+        );
+        Ok(ExitCode::from(EX_DATAERR))
+    } else {
+        eprintln!("mydex-connector bounce: the daemon answered {status}: {why}; nothing changed");
+        Ok(ExitCode::from(EX_DATAERR))
+    }
 }
 
 /// Send an unsubscribe mail's token to the daemon (`POST /bounces`,
@@ -127,6 +165,10 @@ async fn unsubscribe(settings: &Settings, token: &str) -> anyhow::Result<ExitCod
     let why = answer["error"].as_str().unwrap_or("(no message)");
     if status.is_server_error() {
         eprintln!("mydex-connector bounce: the daemon answered {status}: {why}; try again later");
+    } else if answer["result"] == "ignored" {
+        eprintln!(
+            "mydex-connector bounce: ignored: the unsubscribe mail's token names no mail of ours; nothing changed"
+        );
     } else if why.contains("nothing changed") {
         eprintln!("mydex-connector bounce: the daemon answered {status}: {why}");
     } else {

@@ -13,15 +13,22 @@ use mydex_test_support::*;
 const B_PLACEHOLDER: &str = "b000000000000000000000000000000000000000000000000";
 const U_PLACEHOLDER: &str = "u000000000000000000000000000000000000000000000000";
 const R_PLACEHOLDER: &str = "dsn-recipient@example.net";
+/// The returned mail's Message-ID in the MTA fixtures, and in the complaint.
+const M_PLACEHOLDERS: [&str; 2] = [
+    "<inv-000000000001@example.com>",
+    "<inv-281474976710657-6b1f0c1e2d3a4b5c@example.com>",
+];
 
 /// What a received mail carries: recipient, VERP token, unsubscribe token.
-struct Sent {
-    to: String,
-    b: String,
-    u: String,
+pub(crate) struct Sent {
+    pub(crate) to: String,
+    pub(crate) b: String,
+    pub(crate) u: String,
+    /// Its Message-ID, with the angle brackets.
+    pub(crate) message_id: String,
 }
 
-fn sent(path: &Path) -> Sent {
+pub(crate) fn sent(path: &Path) -> Sent {
     let raw = std::fs::read(path).unwrap();
     let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
     let list = msg.header_raw("List-Unsubscribe").unwrap().to_string();
@@ -33,10 +40,12 @@ fn sent(path: &Path) -> Sent {
         .and_then(|r| r.strip_suffix("@example.com"))
         .unwrap()
         .to_string();
+    let message_id = msg.header_raw("Message-ID").unwrap().trim().to_string();
     Sent {
         to: read_mail(path).to,
         b,
         u,
+        message_id,
     }
 }
 
@@ -49,6 +58,9 @@ fn fixture(setup: &Setup, name: &str, s: &Sent, tweak: &[(&str, &str)]) -> PathB
         .replace(B_PLACEHOLDER, &s.b)
         .replace(U_PLACEHOLDER, &s.u)
         .replace(R_PLACEHOLDER, &s.to);
+    for m in M_PLACEHOLDERS {
+        text = text.replace(m, &s.message_id);
+    }
     for (from, to) in tweak {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, to);
@@ -77,11 +89,11 @@ fn rand_suffix() -> String {
     N.fetch_add(1, Ordering::Relaxed).to_string()
 }
 
-fn bounce(setup: &Setup, file: &Path) -> std::process::Output {
+pub(crate) fn bounce(setup: &Setup, file: &Path) -> std::process::Output {
     setup.cli(&["bounce", file.to_str().unwrap()])
 }
 
-fn enqueue(setup: &Setup, name: &str, body: &str) {
+pub(crate) fn enqueue(setup: &Setup, name: &str, body: &str) {
     let file = setup.dir.path().join(name);
     std::fs::write(&file, body).unwrap();
     let out = setup.cli(&["enqueue", file.to_str().unwrap()]);
@@ -92,7 +104,7 @@ fn enqueue(setup: &Setup, name: &str, body: &str) {
     );
 }
 
-async fn started(smtp: &Smtp, dir: tempfile::TempDir, opts: Options) -> (Setup, Proc) {
+pub(crate) async fn started(smtp: &Smtp, dir: tempfile::TempDir, opts: Options) -> (Setup, Proc) {
     let setup = setup(smtp.port, dir, opts).await;
     setup.edit_config(
         "from = \"Example Energy <connect@example.com>\"\n",
@@ -107,7 +119,7 @@ fn failed_reasons(setup: &Setup) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn code(out: &std::process::Output) -> i32 {
+pub(crate) fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
@@ -130,7 +142,20 @@ async fn postfix_and_exim_hard_bounces_suppress_and_fail_with_the_diagnostic() {
     let out = bounce(&setup, &fixture(&setup, "postfix-hard-550.eml", pf, &[]));
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(setup.status()["suppressed"], 1);
-    let exim = fixture(&setup, "exim-hard-550.eml", ex, &[]);
+    // Exim's, come back to another address than the VERP one and without
+    // the unsubscribe token: the returned Message-ID names the mail.
+    let exim = fixture(
+        &setup,
+        "exim-hard-550.eml",
+        ex,
+        &[
+            (
+                &format!("bounces+{}@example.com", ex.b),
+                "postmaster@example.com",
+            ),
+            (&format!("/unsubscribe/{}", ex.u), "/unsubscribe/x"),
+        ],
+    );
     let out = bounce(&setup, &exim);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     // The MTA delivering the same report again changes nothing.
@@ -249,7 +274,10 @@ async fn soft_bounces_count_as_hard_at_the_third_and_a_complaint_suppresses() {
     assert_eq!(setup.status()["suppressed"], 2);
 }
 
-async fn post_bounce(setup: &Setup, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) async fn post_bounce(
+    setup: &Setup,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new()
         .post(setup.admin_url("/bounces"))
         .bearer_auth(ADMIN_TOKEN)
@@ -283,28 +311,37 @@ async fn post_bounces_and_a_campaign_pausing_at_its_bounce_threshold() {
     assert_eq!(paths.len(), 100, "{}", setup.log());
     let first = sent(&paths[0]);
 
-    // Wrong input: clear errors, nothing changed.
+    // Naming no mail of ours: ignored (404, counted), nothing changed. An
+    // address names nobody, whoever it is.
     for bad in [
         serde_json::json!({"token": "u0", "type": "hard"}),
         // One character of a real token changed.
         serde_json::json!({"token": format!("{}{}", &first.b[..48], if first.b.ends_with('0') { '1' } else { '0' }), "type": "hard"}),
+        serde_json::json!({"message_id": first.message_id.replace("@", ".0@"), "type": "hard"}),
+        serde_json::json!({"email": first.to, "type": "hard"}),
+        serde_json::json!({"email": "not an address", "type": "hard"}),
+        serde_json::json!({"type": "hard"}),
     ] {
         let (status, body) = post_bounce(&setup, bad).await;
         assert!(status == 404, "{status} {body}");
+        assert_eq!(body["result"], "ignored", "{body}");
     }
+    // Malformed: clear errors, nothing changed.
     for bad in [
-        serde_json::json!({"email": "p1@example.com", "type": "bouncy"}),
-        serde_json::json!({"email": "not an address", "type": "hard"}),
-        serde_json::json!({"email": "p1@example.com", "token": first.b, "type": "hard"}),
-        serde_json::json!({"type": "hard"}),
+        serde_json::json!({"token": first.b, "type": "bouncy"}),
+        serde_json::json!({"token": 5, "type": "hard"}),
+        serde_json::json!({"token": first.b, "type": "hard", "person": "p1"}),
     ] {
         let (status, body) = post_bounce(&setup, bad).await;
         assert_eq!(status, 400, "{body}");
         assert!(body["error"].is_string());
     }
-    assert_eq!(setup.status()["suppressed"], 0);
+    let s = setup.status();
+    assert_eq!(s["suppressed"], 0, "{s}");
+    assert_eq!(s["bounces"]["ignored"], 6, "{s}");
 
-    // By token (the VERP one), then by email: 5 hard bounces of 100 is 5%.
+    // By token (the VERP one), then by the Message-ID of each mail (an
+    // address beside it is not used): 5 hard bounces of 100 is 5%.
     let (status, body) = post_bounce(&setup, serde_json::json!({"token": first.b, "type": "hard", "diagnostic": "550 5.1.1 <x@y.example> unknown"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], "suppressed");
@@ -314,14 +351,14 @@ async fn post_bounces_and_a_campaign_pausing_at_its_bounce_threshold() {
     );
     let mut bounced = vec![first.to.clone()];
     for p in paths[1..].iter().take(4) {
-        let to = read_mail(p).to;
+        let mail = sent(p);
         let (status, body) = post_bounce(
             &setup,
-            serde_json::json!({"email": to, "type": "hard", "diagnostic": "550 5.1.1 unknown"}),
+            serde_json::json!({"message_id": mail.message_id, "email": first.to, "type": "hard", "diagnostic": "550 5.1.1 unknown"}),
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        bounced.push(to);
+        bounced.push(mail.to);
     }
     let s = setup.status();
     assert_eq!(s["suppressed"], 5, "{s}");
@@ -330,11 +367,11 @@ async fn post_bounces_and_a_campaign_pausing_at_its_bounce_threshold() {
         "5% is not past 5%: {s}"
     );
     // The sixth passes it: the campaign pauses itself.
-    let to = read_mail(&paths[5]).to;
-    assert!(!bounced.contains(&to));
+    let sixth = sent(&paths[5]);
+    assert!(!bounced.contains(&sixth.to));
     let (status, _) = post_bounce(
         &setup,
-        serde_json::json!({"email": to, "type": "hard", "diagnostic": "550 5.1.1 unknown"}),
+        serde_json::json!({"token": sixth.u, "type": "hard", "diagnostic": "550 5.1.1 unknown"}),
     )
     .await;
     assert_eq!(status, 200);

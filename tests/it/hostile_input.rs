@@ -229,6 +229,7 @@ proptest! {
         let headers = mydex_connector::notify::email::MailHeaders {
             list_unsubscribe: "<http://127.0.0.1:1/unsubscribe/u00>".into(),
             envelope_from: None,
+            message_token: None,
         };
         let msg = build_message(&headers, &from, Some(&name), "person@example.com", 1, rendered, vec![0x89, b'P', b'N', b'G'])
             .expect("a message");

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub emails_sent: AtomicU64,
     pub emails_failed: AtomicU64,
     pub emails_deferred: AtomicU64,
+    /// Bounces, complaints and unsubscribe mails naming no mail of ours.
+    bounces_ignored: AtomicU64,
     mydex_calls: Family<Labels, Counter>,
     mydex_latency: Family<Labels, Histogram, fn() -> Histogram>,
     callbacks: Family<Labels, Counter>,
@@ -47,6 +49,7 @@ impl Default for Metrics {
             emails_sent: AtomicU64::new(0),
             emails_failed: AtomicU64::new(0),
             emails_deferred: AtomicU64::new(0),
+            bounces_ignored: AtomicU64::new(0),
             mydex_calls: Family::default(),
             mydex_latency: Family::new_with_constructor(latency_histogram),
             callbacks: Family::default(),
@@ -150,6 +153,16 @@ impl Metrics {
             .inc();
     }
 
+    /// One bounce, complaint or unsubscribe mail that named no mail of ours.
+    pub fn bounce_ignored(&self) {
+        self.bounces_ignored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bounces ignored since start (`status`'s `bounces.ignored`).
+    pub fn bounces_ignored(&self) -> u64 {
+        self.bounces_ignored.load(Ordering::Relaxed)
+    }
+
     /// One reading delivered, `latency` after it was stored.
     pub fn reading_delivered(&self, latency: Duration) {
         self.readings_delivered.inc();
@@ -202,6 +215,13 @@ impl Metrics {
             "emails",
             "Emails handed to SMTP, by result (deferred = a 4xx or connection problem, retried)",
             emails,
+        );
+        let ignored: Counter = Counter::default();
+        ignored.inc_by(self.bounces_ignored());
+        reg.register(
+            "bounces_ignored",
+            "Bounces, complaints and unsubscribe mails ignored because they named no mail of ours (nothing changed)",
+            ignored,
         );
         reg.register(
             "mydex_calls",

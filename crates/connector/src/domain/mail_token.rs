@@ -1,5 +1,6 @@
 //! The token a mail carries to name its invitation (hence one person) in the
-//! one-click unsubscribe URL (`u`) and the VERP return path (`b`): the
+//! one-click unsubscribe URL (`u`), the VERP return path (`b`) and its
+//! Message-ID (`m`, see `message_id.rs`): the
 //! invitation id and a 128-bit HMAC tag, in lowercase hex so it survives MTAs
 //! that case-fold local parts. Unguessable without the store's token key;
 //! parsing takes any bytes and answers `None` for anything not ours.
@@ -19,6 +20,8 @@ pub enum TokenKind {
     Unsubscribe,
     /// In the envelope sender: a bounce sent back to it names the mail.
     Bounce,
+    /// In the Message-ID: a report quoting the original headers names the mail.
+    Message,
 }
 
 impl TokenKind {
@@ -26,6 +29,7 @@ impl TokenKind {
         match self {
             TokenKind::Unsubscribe => b'u',
             TokenKind::Bounce => b'b',
+            TokenKind::Message => b'm',
         }
     }
 }
@@ -65,6 +69,7 @@ impl MailToken {
         let kind = match raw[0] {
             b'u' | b'U' => TokenKind::Unsubscribe,
             b'b' | b'B' => TokenKind::Bounce,
+            b'm' | b'M' => TokenKind::Message,
             _ => return None,
         };
         let bytes = hex::decode(&raw[1..]).ok()?;
@@ -88,7 +93,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_length() {
-        for kind in [TokenKind::Unsubscribe, TokenKind::Bounce] {
+        for kind in [
+            TokenKind::Unsubscribe,
+            TokenKind::Bounce,
+            TokenKind::Message,
+        ] {
             let t = MailToken::sign(&key(1), kind, 42);
             assert_eq!(t.len(), MAIL_TOKEN_LEN);
             assert!(

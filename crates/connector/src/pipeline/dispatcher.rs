@@ -570,6 +570,7 @@ impl Dispatcher {
         MailHeaders {
             list_unsubscribe,
             envelope_from,
+            message_token: Some(keys.token(TokenKind::Message, id)),
         }
     }
 

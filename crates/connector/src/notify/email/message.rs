@@ -37,6 +37,10 @@ pub struct MailHeaders {
     pub list_unsubscribe: String,
     /// The envelope sender (MAIL FROM), when `smtp.return_path` is set.
     pub envelope_from: Option<String>,
+    /// The mail's `m` token, carried in its Message-ID so a report quoting
+    /// the original headers names the mail (`domain::message_id`); without
+    /// one, a Message-ID that names nothing.
+    pub message_token: Option<String>,
 }
 
 pub fn build_message(
@@ -61,7 +65,10 @@ pub fn build_message(
     let to = Mailbox::new(to_name, to_addr);
     let cid = qr_content_id(id, from);
     let nonce: u64 = rand::random();
-    let message_id = format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain());
+    let message_id = match &headers.message_token {
+        Some(token) => crate::domain::message_id(token, nonce, from.email.domain()),
+        None => format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain()),
+    };
     let png_type = ContentType::parse("image/png").map_err(MessageError::ContentType)?;
     let mut builder = Message::builder();
     if let Some(sender) = &headers.envelope_from {

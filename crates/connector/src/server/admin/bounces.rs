@@ -1,10 +1,15 @@
 //! `POST /bounces` (bearer): one bounce or complaint, from `mydex-connector
-//! bounce` (which parsed a DSN) or a relay's webhook: `{"email"|"token",
-//! "type": "hard"|"soft"|"complaint", "diagnostic", "report_id"?}`; and
-//! `{"token", "type": "unsubscribe"}`, an unsubscribe mail to
-//! `smtp.unsubscribe_mailto` that `bounce` read (by token only: the token
-//! of its Subject, an unsubscribe token, as the one-click URL's). A token
-//! not ours is 404 and changes nothing; the address never reaches a log.
+//! bounce` (which parsed a DSN) or a relay's webhook: `{"token"?,
+//! "message_id"?, "type": "hard"|"soft"|"complaint", "diagnostic",
+//! "report_id"?}`; and `{"token", "type": "unsubscribe"}`, an unsubscribe
+//! mail to `smtp.unsubscribe_mailto` that `bounce` read (by token only: the
+//! token of its Subject, an unsubscribe token, as the one-click URL's).
+//! Only a mail of ours is acted on, and only its own recipient: a token we
+//! signed, or a Message-ID we made (it carries the mail's `m` token). An
+//! `"email"` never names anyone (anyone can write an address into a report):
+//! given alone, like a token or Message-ID not ours, the bounce is `ignored`
+//! (404, counted in `status` and `/metrics`) and nothing changes. The
+//! address never reaches a log.
 
 use std::sync::Arc;
 
@@ -15,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin_state::AdminState;
-use crate::domain::{Email, PersonHash, TokenKind};
+use crate::domain::{PersonHash, TokenKind, message_id_token};
 use crate::store::{Bounce, BounceType, Store, StoreError};
 
 /// The largest body taken.
@@ -24,8 +29,11 @@ pub const MAX_BODY: usize = 16 * 1024;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BounceIn {
-    email: Option<String>,
+    /// Never names anyone; accepted (any value) so a relay may send it.
+    #[serde(rename = "email", default)]
+    _email: Option<serde::de::IgnoredAny>,
     token: Option<String>,
+    message_id: Option<String>,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -51,48 +59,62 @@ pub fn clean_diagnostic(d: &str) -> String {
         .collect()
 }
 
-/// Whom a bounce is about.
+/// Whom a bounce is about: the invitation of the mail it names.
 struct Who {
     person: PersonHash,
     campaign: Option<String>,
-    invitation: Option<u64>,
+    invitation: u64,
 }
 
 /// A refusal, made into a response by the caller.
 type Refusal = (StatusCode, String);
 
-/// The person and campaign a bounce is about; `None`: not ours.
+/// Why a bounce naming no mail of ours is ignored.
+const NOT_OURS: &str = "it names no mail of ours (by a token or the Message-ID of a mail we sent; an address alone names nobody); ignored, nothing changed";
+
+/// The invitation a token or Message-ID of ours names, checked with the
+/// token key; `None` for anything else.
+fn invitation_named(store: &Store, b: &BounceIn) -> Option<u64> {
+    let keys = store.mail_keys();
+    let by_token = b
+        .token
+        .as_deref()
+        .and_then(|t| keys.parse_token(t.trim().as_bytes()))
+        .map(|t| t.invitation);
+    let by_message_id = || {
+        let token = message_id_token(b.message_id.as_deref()?)?;
+        keys.parse_token(token.as_bytes())
+            .filter(|t| t.kind == TokenKind::Message)
+            .map(|t| t.invitation)
+    };
+    by_token.or_else(by_message_id)
+}
+
+/// The person and campaign of the mail a bounce names; `None`: not ours.
 fn whom(store: &Store, b: &BounceIn) -> Result<Option<Who>, Refusal> {
-    if let Some(token) = &b.token {
-        let Some(t) = store.mail_keys().parse_token(token.as_bytes()) else {
-            return Ok(None);
-        };
-        return match store.invitation(t.invitation) {
-            Ok(inv) => Ok(Some(Who {
-                person: store.mail_keys().person(&inv.invitee.email),
-                campaign: Some(inv.campaign),
-                invitation: Some(inv.id),
-            })),
-            Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-        };
+    let Some(id) = invitation_named(store, b) else {
+        return Ok(None);
+    };
+    match store.invitation(id) {
+        Ok(inv) => Ok(Some(Who {
+            person: store.mail_keys().person(&inv.invitee.email),
+            campaign: Some(inv.campaign),
+            invitation: inv.id,
+        })),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
-    let raw = b.email.as_deref().unwrap_or_default();
-    let email = Email::parse(raw).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-    let person = store.mail_keys().person(&email);
-    let latest = store
-        .person_invitations(&person)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-        .into_iter()
-        .max();
-    let campaign = latest
-        .and_then(|id| store.invitation(id).ok())
-        .map(|i| i.campaign);
-    Ok(Some(Who {
-        person,
-        campaign,
-        invitation: latest,
-    }))
+}
+
+/// A bounce naming no mail of ours: counted, answered 404, nothing changed.
+fn ignored(st: &AdminState, kind: &str) -> Response {
+    st.metrics.bounce_ignored();
+    tracing::info!(kind, "bounce ignored: it names no mail of ours");
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "result": "ignored", "error": NOT_OURS })),
+    )
+        .into_response()
 }
 
 pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> Response {
@@ -100,12 +122,6 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a bounce: {e}")),
     };
-    if b.email.is_some() == b.token.is_some() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "give exactly one of \"email\" and \"token\"",
-        );
-    }
     if b.kind == "unsubscribe" {
         return unsubscribe_by_mail(&st, b.token.as_deref()).await;
     }
@@ -124,9 +140,15 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
         }
     };
     let st2 = st.clone();
-    let done = tokio::task::spawn_blocking(move || apply(&st2, &b, kind)).await;
+    let done = tokio::task::spawn_blocking(move || match whom(&st2.store, &b) {
+        Ok(Some(who)) => Some(apply(&st2, &b, who, kind)),
+        Ok(None) => None,
+        Err((status, why)) => Some(error(status, why)),
+    })
+    .await;
     let resp = match done {
-        Ok(r) => r,
+        Ok(Some(r)) => r,
+        Ok(None) => return ignored(&st, kind.as_str()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     if let Err(e) = st.store.flush().await {
@@ -137,7 +159,7 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
 
 /// An unsubscribe mail's token: the person of that mail is suppressed
 /// as by a one-click POST; a token not ours (or not an unsubscribe
-/// token) is 404 and changes nothing.
+/// token) is ignored (404, counted) and changes nothing.
 async fn unsubscribe_by_mail(st: &Arc<AdminState>, token: Option<&str>) -> Response {
     let Some(token) = token else {
         return error(
@@ -145,14 +167,9 @@ async fn unsubscribe_by_mail(st: &Arc<AdminState>, token: Option<&str>) -> Respo
             "an unsubscribe names its \"token\", never an \"email\"",
         );
     };
-    let id = match st.store.mail_keys().parse_token(token.as_bytes()) {
+    let id = match st.store.mail_keys().parse_token(token.trim().as_bytes()) {
         Some(t) if t.kind == TokenKind::Unsubscribe => t.invitation,
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "the token names no mail of ours; nothing changed",
-            );
-        }
+        _ => return ignored(st, "unsubscribe"),
     };
     let store = st.store.clone();
     let done = tokio::task::spawn_blocking(move || {
@@ -174,21 +191,13 @@ async fn unsubscribe_by_mail(st: &Arc<AdminState>, token: Option<&str>) -> Respo
     }
 }
 
-fn apply(st: &AdminState, b: &BounceIn, kind: BounceType) -> Response {
+/// Record a bounce of the mail `who` names: its recipient only.
+fn apply(st: &AdminState, b: &BounceIn, who: Who, kind: BounceType) -> Response {
     let Who {
         person,
         campaign,
         invitation,
-    } = match whom(&st.store, b) {
-        Ok(Some(w)) => w,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "the token names no mail of ours; nothing changed",
-            );
-        }
-        Err((status, why)) => return error(status, why),
-    };
+    } = who;
     let diagnostic = clean_diagnostic(&b.diagnostic);
     let report_id = b
         .report_id
@@ -215,7 +224,7 @@ fn apply(st: &AdminState, b: &BounceIn, kind: BounceType) -> Response {
     });
     match outcome {
         Ok(o) => {
-            tracing::info!(invitation = invitation.unwrap_or(0), campaign = campaign.as_deref().unwrap_or(""), person = person.short(), kind = kind.as_str(), outcome = ?o, "bounce recorded");
+            tracing::info!(invitation, campaign = campaign.as_deref().unwrap_or(""), person = person.short(), kind = kind.as_str(), outcome = ?o, "bounce recorded");
             if let (Some(c), Some(l)) = (&campaign, &st.lifecycle) {
                 l.control.bounced(c);
             }

@@ -183,6 +183,7 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
             s.started.elapsed().as_secs(),
         )?;
         doc["campaign_progress"] = campaign_progress(&s)?;
+        doc["bounces"] = serde_json::json!({"ignored": s.metrics.bounces_ignored()});
         doc["members_by_version"] = s
             .store
             .members_by_version()?
