@@ -524,5 +524,31 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].connection_id.as_deref(), Some("3003-45678"));
         assert_eq!(kept[0].linking_token.as_deref(), Some("lt_strayToken"));
+
+        // A new store key: both kinds of record re-sealed, the key inside too.
+        drop(s);
+        let new_key = SecretBox::new(Box::new([4u8; 32]));
+        let report = crate::store::rotate_key(
+            dir.path(),
+            &SecretBox::new(Box::new([3u8; 32])),
+            &new_key,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(report.unmatched_resealed, 1);
+        let s = Store::open(dir.path(), &new_key).unwrap();
+        let kept: Vec<CallbackRecord> = s.unmatched().collect::<Result<_>>().unwrap();
+        let sealed_key = kept[0].sealed_key.as_deref().unwrap();
+        assert_eq!(
+            s.sealer().open(sealed_key, b"3003-45678").unwrap(),
+            b"stray-key"
+        );
+        assert_eq!(s.log.scan_prefix(b"e/").count(), 1);
+        for item in s.log.scan_prefix(b"e/") {
+            let (k, v) = item.unwrap();
+            let ev: CallbackRecord =
+                super::super::sealed::open(s.sealer(), LOG, &k, &v, "event").unwrap();
+            assert_eq!(ev.mydexid.as_deref(), Some("IdentMydex9"));
+        }
     }
 }
