@@ -225,6 +225,8 @@ mod tests {
         let body = connection_body(1001, "RBFish123", Some("k3y"), "45678", 2, Some("lt_1"));
         let turn = AtomicU64::new(0);
         let mut seen = Vec::new();
+        // What the connector compares a replay by is the same for every shape.
+        let mut fingerprints = std::collections::HashSet::new();
         for _ in 0..CallbackShape::ROTATION.len() * 2 {
             let s = CallbackShape::Rotate.next(&turn);
             seen.push(s);
@@ -262,6 +264,8 @@ mod tests {
                     s.name()
                 );
                 assert_eq!(c.uid_sent.is_none(), s == CallbackShape::NoUid);
+                let fp = mydex_connector::domain::CallbackFingerprint::of(&c, false);
+                fingerprints.insert(serde_json::to_string(&fp).unwrap_or_default());
                 if s == CallbackShape::FormUntyped {
                     assert!(w.content_type.is_none());
                 }
@@ -270,5 +274,6 @@ mod tests {
         for s in CallbackShape::ROTATION {
             assert_eq!(seen.iter().filter(|x| **x == s).count(), 2);
         }
+        assert_eq!(fingerprints.len(), 1, "one fingerprint for every shape");
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Invitee, LinkingToken, State};
+use super::{CallbackFingerprint, Invitee, LinkingToken, State};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -57,6 +57,11 @@ pub struct Invitation {
     /// When the expiry sweep found the link unused past `link_ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_ms: Option<u64>,
+    /// What the callback that connected it said (`callback_rule.rs`): a
+    /// later callback with its linking token is a replay only if it says
+    /// the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_fingerprint: Option<CallbackFingerprint>,
     pub created_ms: u64,
     pub updated_ms: u64,
     pub history: Vec<HistoryEntry>,
@@ -84,6 +89,7 @@ mod tests {
             reminders: 0,
             connection_id: None,
             expired_ms: None,
+            callback_fingerprint: None,
             created_ms: 1,
             updated_ms: 1,
             history: vec![],

@@ -4,6 +4,7 @@
 //! table, members, callbacks as typed events), kept by `store`.
 
 mod callback_event;
+mod callback_rule;
 pub mod cron;
 mod email;
 mod grants;
@@ -20,6 +21,7 @@ pub mod send_window;
 mod state;
 
 pub use callback_event::{Credentials, Event};
+pub use callback_rule::{Admission, Answering, CallbackFingerprint, Facts, Refusal, admit};
 pub use email::{Email, EmailError};
 pub use grants::{DatasetGrant, Grants};
 pub use invitation::{HistoryEntry, Invitation, Kind};

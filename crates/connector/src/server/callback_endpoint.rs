@@ -217,7 +217,8 @@ async fn keep_and_judge(
 /// The answer to a callback judged and made durable: logged, counted, and
 /// a notification passed on.
 fn answer(st: &CallbackState, id: u64, verdict: Verdict) -> Response {
-    let (kind, outcome, token, conn, notification) = match verdict {
+    // The linking token is not logged: whoever reads the log could replay it.
+    let (kind, outcome, conn, notification) = match verdict {
         Verdict::Quarantined { .. } => {
             st.metrics.callback("unknown", "quarantined");
             return (
@@ -229,13 +230,12 @@ fn answer(st: &CallbackState, id: u64, verdict: Verdict) -> Response {
         Verdict::Applied {
             kind,
             outcome,
-            linking_token,
+            linking_token: _,
             connection_id,
             notification,
         } => (
             kind,
             outcome,
-            linking_token.unwrap_or_default(),
             connection_id.unwrap_or_default(),
             notification,
         ),
@@ -253,11 +253,13 @@ fn answer(st: &CallbackState, id: u64, verdict: Verdict) -> Response {
             tracing::info!(callback = id, invitation = invitation_id.unwrap_or(0), connection_id = %conn, "member connection updated");
         }
         CallbackOutcome::Unmatched => {
-            tracing::warn!(callback = id, kind, linking_token = %token, connection_id = %conn, "callback matched nothing; kept as unmatched");
+            tracing::warn!(callback = id, kind, connection_id = %conn, "callback matched nothing; kept as unmatched");
         }
         CallbackOutcome::Replay => {
-            tracing::info!(callback = id, kind, linking_token = %token, connection_id = %conn, "callback replayed; nothing changed");
+            tracing::info!(callback = id, kind, connection_id = %conn, "callback replayed; nothing changed");
         }
+        // Judged as quarantined (`callback_judge::judge`); not reached.
+        CallbackOutcome::Refused(_) => {}
         CallbackOutcome::Recorded => {
             tracing::info!(callback = id, kind, "callback event recorded");
             if let (Some(hook), Some(body)) = (&st.notify, notification) {

@@ -33,6 +33,7 @@ pub fn status_word(outcome: &CallbackOutcome) -> &'static str {
         CallbackOutcome::Unmatched => "unmatched",
         CallbackOutcome::Replay => "replay",
         CallbackOutcome::Recorded => "recorded",
+        CallbackOutcome::Refused(_) => "quarantined",
     }
 }
 
@@ -67,6 +68,11 @@ pub fn judge(
     let kind = kind_of(&cb);
     let (outcome, linking_token, connection_id) =
         apply(store, &cb, &redacted, is_put, current_version)?;
+    // Authenticated, parsed, and still not ours to apply (a linking token
+    // used before, a key outside our journeys): kept, quarantined.
+    if let CallbackOutcome::Refused(why) = &outcome {
+        return quarantine(store, id, Some(kind), why.to_string());
+    }
     store.settle_raw(
         id,
         Some(kind),

@@ -1,19 +1,22 @@
 //! What a callback from Mydex changes, each in one transaction: credentials
 //! matched to their invitation (→ connected, member stored with the key
 //! sealed), updates of version and permissions, unmatched ones kept, events
-//! recorded; and the same callback twice changes nothing.
+//! recorded; and the same callback twice changes nothing. Whether a
+//! credentials callback may change anything is the domain's rule
+//! (`domain/callback_rule.rs`); this file gathers its facts and acts on it.
 
 use secrecy::ExposeSecret;
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
 
 use super::invitations::{tx_transition, unwrap_tx};
-use super::sealed::{INVITATIONS, MEMBERS, seal, tx_open};
+use super::sealed::{INVITATIONS, LOG, MEMBERS, seal, tx_open};
 use super::{
-    CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, encode,
-    now_ms,
+    CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, now_ms,
 };
-use crate::domain::{Credentials, Event};
+use crate::domain::{
+    Admission, Answering, CallbackFingerprint, Credentials, Event, Facts, Refusal, admit,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallbackOutcome {
@@ -31,6 +34,9 @@ pub enum CallbackOutcome {
     Replay,
     /// An identify or notification event was recorded.
     Recorded,
+    /// Not applied: it would change what we hold outside a journey of
+    /// ours (the caller quarantines it; nothing was written).
+    Refused(Refusal),
 }
 
 impl Store {
@@ -44,38 +50,47 @@ impl Store {
         current_version: u32,
     ) -> Result<CallbackOutcome> {
         let sealer = self.sealer.clone();
+        let fingerprint = CallbackFingerprint::of(creds, is_update);
         (&self.invitations, &self.idx, &self.members, &self.log)
             .transaction(|(inv_t, idx, mem_t, log_t)| {
                 let seen_key = [b"s/".as_slice(), digest].concat();
                 if log_t.get(&seen_key)?.is_some() {
                     return Ok(CallbackOutcome::Replay);
                 }
-                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
-
                 let invitation = tx_matching_invitation(&sealer, inv_t, idx, creds, is_update)?;
                 let conn = creds.connection_id.as_bytes();
                 let existing: Option<Member> = mem_t
                     .get(conn)?
                     .map(|b| tx_open(&sealer, MEMBERS, conn, &b, "member"))
                     .transpose()?;
-
-                // Credentials we cannot act on are kept, never dropped: a first-time
-                // connection whose linking_token matches nothing, or an update for a
-                // connection we do not hold.
-                let unmatched = if is_update {
-                    existing
-                        .is_none()
-                        .then_some("update for a connection_id we do not hold")
-                } else {
-                    invitation
-                        .is_none()
-                        .then_some("linking_token matches no invitation")
+                let facts = Facts {
+                    is_update,
+                    carries_key: creds.key.is_some(),
+                    fingerprint,
+                    invitation: invitation.as_ref().map(|i| Answering {
+                        id: i.id,
+                        kind: i.kind,
+                        state: i.state,
+                        fingerprint: i.callback_fingerprint,
+                    }),
+                    member_held: existing.is_some(),
                 };
-                if let Some(note) = unmatched {
-                    keep_unmatched(log_t, idx, creds, is_update, &sealer, note)?;
-                    return Ok(CallbackOutcome::Unmatched);
-                }
-
+                match admit(&facts) {
+                    // Refused: nothing written, not even the digest, so each
+                    // copy is judged (and kept) again.
+                    Admission::Refuse(why) => return Ok(CallbackOutcome::Refused(why)),
+                    Admission::Replay => {
+                        log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                        return Ok(CallbackOutcome::Replay);
+                    }
+                    // Credentials we cannot act on are kept, never dropped.
+                    Admission::Unmatched(note) => {
+                        log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                        keep_unmatched(log_t, idx, creds, is_update, &sealer, note)?;
+                        return Ok(CallbackOutcome::Unmatched);
+                    }
+                    Admission::Apply => log_t.insert(seen_key, &now_ms().to_be_bytes())?,
+                };
                 let member = new_member(
                     creds,
                     invitation.as_ref(),
@@ -85,7 +100,15 @@ impl Store {
                     &sealer,
                 );
                 tx_put_member(&sealer, idx, mem_t, existing.as_ref(), &member)?;
-                tx_connect(&sealer, inv_t, idx, creds, invitation, is_update)
+                tx_connect(
+                    &sealer,
+                    inv_t,
+                    idx,
+                    creds,
+                    invitation,
+                    is_update,
+                    fingerprint,
+                )
             })
             .map_err(unwrap_tx)
     }
@@ -98,6 +121,7 @@ impl Store {
         digest: &[u8; 32],
     ) -> Result<CallbackOutcome> {
         let id = self.db.generate_id()?;
+        let sealer = self.sealer.clone();
         (&self.idx, &self.log)
             .transaction(|(idx, log_t)| {
                 let seen_key = [b"s/".as_slice(), digest].concat();
@@ -147,7 +171,8 @@ impl Store {
                     sealed_key: None,
                     note,
                 };
-                log_t.insert([b"e/".as_slice(), &id.to_be_bytes()].concat(), encode(&rec))?;
+                let key = [b"e/".as_slice(), &id.to_be_bytes()].concat();
+                log_t.insert(key.as_slice(), seal(&sealer, LOG, &key, &rec))?;
                 Ok(CallbackOutcome::Recorded)
             })
             .map_err(unwrap_tx)
@@ -190,7 +215,8 @@ fn keep_unmatched(
             .map(|k| sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes())),
         note: note.into(),
     };
-    log_t.insert([b"u/".as_slice(), &id.to_be_bytes()].concat(), encode(&rec))?;
+    let key = [b"u/".as_slice(), &id.to_be_bytes()].concat();
+    log_t.insert(key.as_slice(), seal(sealer, LOG, &key, &rec))?;
     bump(idx, "c/unmatched", 1)?;
     Ok(())
 }
@@ -305,8 +331,9 @@ fn tx_put_member(
     Ok(())
 }
 
-/// Move the invitation answered (if any, and not connected yet) to
-/// connected, and say what the callback did.
+/// Move the invitation answered (if any; the rule let through only one not
+/// answered before) to connected with what the callback said, and say what
+/// the callback did.
 fn tx_connect(
     sealer: &super::Sealer,
     inv_t: &TransactionalTree,
@@ -314,52 +341,214 @@ fn tx_connect(
     creds: &Credentials,
     invitation: Option<Invitation>,
     is_update: bool,
+    fingerprint: CallbackFingerprint,
 ) -> TxResult<CallbackOutcome> {
-    match invitation {
-        Some(inv) if inv.state != State::Connected => {
-            let from = [
-                State::Queued,
-                State::LinkIssued,
-                State::Sent,
-                State::Expired,
-                State::Failed,
-            ];
-            let conn = creds.connection_id.clone();
-            tx_transition(
-                sealer,
-                inv_t,
-                idx,
-                inv.id,
-                &from,
-                State::Connected,
-                None,
-                &|i| {
-                    i.connection_id = Some(conn.clone());
-                    i.reason = None;
-                },
-            )?;
-            Ok(if is_update {
-                CallbackOutcome::Updated {
-                    invitation_id: Some(inv.id),
-                }
-            } else {
-                CallbackOutcome::Connected {
-                    invitation_id: inv.id,
-                    campaign: inv.campaign,
-                    external_ref: inv.invitee.external_ref,
-                }
-            })
+    let Some(inv) = invitation else {
+        return Ok(CallbackOutcome::Updated {
+            invitation_id: None,
+        });
+    };
+    let from = [
+        State::Queued,
+        State::LinkIssued,
+        State::Sent,
+        State::Expired,
+        State::Failed,
+    ];
+    let conn = creds.connection_id.clone();
+    tx_transition(
+        sealer,
+        inv_t,
+        idx,
+        inv.id,
+        &from,
+        State::Connected,
+        None,
+        &|i| {
+            i.connection_id = Some(conn.clone());
+            i.reason = None;
+            i.callback_fingerprint = Some(fingerprint);
+        },
+    )?;
+    Ok(if is_update {
+        CallbackOutcome::Updated {
+            invitation_id: Some(inv.id),
         }
-        Some(inv) if !is_update => Ok(CallbackOutcome::Connected {
+    } else {
+        CallbackOutcome::Connected {
             invitation_id: inv.id,
             campaign: inv.campaign,
             external_ref: inv.invitee.external_ref,
-        }),
-        Some(inv) => Ok(CallbackOutcome::Updated {
-            invitation_id: Some(inv.id),
-        }),
-        None => Ok(CallbackOutcome::Updated {
-            invitation_id: None,
-        }),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Invitee, Kind, MydexId};
+    use crate::store::{InsertOutcome, NewInvitation};
+    use secrecy::{SecretBox, SecretString};
+
+    fn invited(s: &Store) -> (u64, String) {
+        let invitee: Invitee = serde_json::from_value(serde_json::json!({
+            "email": "ann@example.com", "name": null, "external_ref": "M-1",
+            "mydexid": null, "campaign": null
+        }))
+        .unwrap();
+        let new = NewInvitation {
+            campaign: "c".into(),
+            kind: Kind::Connect,
+            version: 1,
+            invitee,
+        };
+        let InsertOutcome::Inserted(id) = s.insert_invitations(&[new], None).unwrap()[0] else {
+            panic!("inserted")
+        };
+        (
+            id,
+            s.invitation(id).unwrap().linking_token.as_str().to_string(),
+        )
+    }
+
+    fn ftc(token: &str, conn: &str, key: &str) -> Credentials {
+        Credentials {
+            uid: conn.split('-').next().unwrap().parse().unwrap(),
+            uid_sent: None,
+            mydexid: MydexId::from_mydex("AnnSmith1").ok(),
+            key: Some(SecretString::from(key.to_string())),
+            connection_id: conn.into(),
+            fields: serde_json::json!({"field_ds_x": {"access": {"r": {"a": 1}}}}),
+            linking_token: Some(token.into()),
+        }
+    }
+
+    fn key_of(s: &Store, conn: &str) -> String {
+        let m = s.member(conn).unwrap().unwrap();
+        let k = s
+            .sealer()
+            .open_secret(&m.sealed_key, conn.as_bytes())
+            .unwrap();
+        k.expose_secret().to_string()
+    }
+
+    #[test]
+    fn a_used_linking_token_never_applies_other_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
+        let (id, token) = invited(&s);
+        let first = ftc(&token, "1001-45678", "key-one");
+        let out = s.apply_credentials(&first, false, &[1; 32], 1).unwrap();
+        assert!(matches!(out, CallbackOutcome::Connected { .. }), "{out:?}");
+        assert!(s.invitation(id).unwrap().callback_fingerprint.is_some());
+        // Byte-identical (same digest), and the same content written
+        // otherwise (another digest): replays.
+        for digest in [[1; 32], [2; 32]] {
+            let out = s.apply_credentials(&first, false, &digest, 1).unwrap();
+            assert_eq!(out, CallbackOutcome::Replay);
+        }
+        // Another key, another member: refused, nothing written.
+        for (conn, key, digest) in [
+            ("1001-45678", "key-two", [3; 32]),
+            ("2002-45678", "key-three", [4; 32]),
+        ] {
+            let out = s
+                .apply_credentials(&ftc(&token, conn, key), false, &digest, 1)
+                .unwrap();
+            assert_eq!(
+                out,
+                CallbackOutcome::Refused(Refusal::TokenUsed { invitation: id })
+            );
+            // Still refused when sent again: no digest was kept for it.
+            let again = s
+                .apply_credentials(&ftc(&token, conn, key), false, &digest, 1)
+                .unwrap();
+            assert!(matches!(again, CallbackOutcome::Refused(_)));
+        }
+        assert_eq!(key_of(&s, "1001-45678"), "key-one");
+        assert!(s.member("2002-45678").unwrap().is_none());
+        let c = s.counts(1).unwrap();
+        assert_eq!((c.members_total, c.unmatched_callbacks), (1, 0));
+
+        // An update with a key and no journey of ours: refused; without a
+        // key, the permissions it brings are applied.
+        let mut update = ftc("", "1001-45678", "key-four");
+        update.linking_token = None;
+        let out = s.apply_credentials(&update, true, &[5; 32], 1).unwrap();
+        assert_eq!(out, CallbackOutcome::Refused(Refusal::KeyOutsideJourney));
+        update.key = None;
+        let out = s.apply_credentials(&update, true, &[6; 32], 1).unwrap();
+        assert_eq!(
+            out,
+            CallbackOutcome::Updated {
+                invitation_id: None
+            }
+        );
+        assert_eq!(key_of(&s, "1001-45678"), "key-one");
+    }
+
+    #[test]
+    fn unmatched_callbacks_and_events_are_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
+        let stray = ftc("lt_strayToken", "3003-45678", "stray-key");
+        let out = s.apply_credentials(&stray, false, &[7; 32], 1).unwrap();
+        assert_eq!(out, CallbackOutcome::Unmatched);
+        let ev = Event::Identify {
+            mydexid: "IdentMydex9".into(),
+            linking_token: Some("lt_identToken".into()),
+        };
+        s.record_event(
+            &ev,
+            &serde_json::json!({"mydexid": "IdentMydex9"}),
+            &[8; 32],
+        )
+        .unwrap();
+        for item in s.log.iter() {
+            let (k, v) = item.unwrap();
+            if k.starts_with(b"s/") {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&v);
+            for clear in [
+                "AnnSmith1",
+                "strayToken",
+                "3003-45678",
+                "IdentMydex9",
+                "identToken",
+            ] {
+                assert!(!text.contains(clear), "{clear} in {text}");
+            }
+        }
+        let kept: Vec<CallbackRecord> = s.unmatched().collect::<Result<_>>().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].connection_id.as_deref(), Some("3003-45678"));
+        assert_eq!(kept[0].linking_token.as_deref(), Some("lt_strayToken"));
+
+        // A new store key: both kinds of record re-sealed, the key inside too.
+        drop(s);
+        let new_key = SecretBox::new(Box::new([4u8; 32]));
+        let report = crate::store::rotate_key(
+            dir.path(),
+            &SecretBox::new(Box::new([3u8; 32])),
+            &new_key,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(report.unmatched_resealed, 1);
+        let s = Store::open(dir.path(), &new_key).unwrap();
+        let kept: Vec<CallbackRecord> = s.unmatched().collect::<Result<_>>().unwrap();
+        let sealed_key = kept[0].sealed_key.as_deref().unwrap();
+        assert_eq!(
+            s.sealer().open(sealed_key, b"3003-45678").unwrap(),
+            b"stray-key"
+        );
+        assert_eq!(s.log.scan_prefix(b"e/").count(), 1);
+        for item in s.log.scan_prefix(b"e/") {
+            let (k, v) = item.unwrap();
+            let ev: CallbackRecord =
+                super::super::sealed::open(s.sealer(), LOG, &k, &v, "event").unwrap();
+            assert_eq!(ev.mydexid.as_deref(), Some("IdentMydex9"));
+        }
     }
 }

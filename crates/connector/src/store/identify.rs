@@ -10,10 +10,10 @@ use sled::Transactional;
 use super::invitations::{tx_transition, unwrap_tx};
 use sled::transaction::TransactionalTree;
 
-use super::sealed::{MEMBERS, tx_open};
+use super::sealed::{LOG, MEMBERS, seal, tx_open};
 use super::{
     CallbackOutcome, CallbackRecord, Invitation, Kind, Member, MemberStatus, Result, State, Store,
-    TxResult, bump, encode, mydexid_key, now_ms,
+    TxResult, bump, mydexid_key, now_ms,
 };
 use crate::domain::MydexId;
 
@@ -34,7 +34,8 @@ impl Store {
                     return Ok(CallbackOutcome::Replay);
                 }
                 log_t.insert(seen_key, &now_ms().to_be_bytes())?;
-                tx_record(idx, log_t, event_id, mydexid, linking_token, body)?;
+                let rec = event_record(mydexid, linking_token, body);
+                tx_record(&self.sealer, idx, log_t, event_id, &rec)?;
 
                 let Some(token) = linking_token else {
                     return Ok(CallbackOutcome::Recorded);
@@ -66,17 +67,13 @@ const FROM: [State; 4] = [
     State::Expired,
 ];
 
-/// Count the identify event and keep it in the log.
-fn tx_record(
-    idx: &TransactionalTree,
-    log_t: &TransactionalTree,
-    event_id: u64,
+/// The identify event as the log keeps it.
+fn event_record(
     mydexid: &MydexId,
     linking_token: Option<&str>,
     body: &serde_json::Value,
-) -> TxResult<()> {
-    bump(idx, "c/ev/identify", 1)?;
-    let rec = CallbackRecord {
+) -> CallbackRecord {
+    CallbackRecord {
         received_ms: now_ms(),
         kind: "identify".into(),
         method: "POST".into(),
@@ -86,11 +83,20 @@ fn tx_record(
         body: body.clone(),
         sealed_key: None,
         note: String::new(),
-    };
-    log_t.insert(
-        [b"e/".as_slice(), &event_id.to_be_bytes()].concat(),
-        encode(&rec),
-    )?;
+    }
+}
+
+/// Count the identify event and keep it in the log, sealed.
+fn tx_record(
+    sealer: &super::Sealer,
+    idx: &TransactionalTree,
+    log_t: &TransactionalTree,
+    event_id: u64,
+    rec: &CallbackRecord,
+) -> TxResult<()> {
+    bump(idx, "c/ev/identify", 1)?;
+    let key = [b"e/".as_slice(), &event_id.to_be_bytes()].concat();
+    log_t.insert(key.as_slice(), seal(sealer, LOG, &key, rec))?;
     Ok(())
 }
 

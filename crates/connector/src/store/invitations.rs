@@ -536,6 +536,7 @@ fn queued(new: &NewInvitation, id: u64, token: LinkingToken, now: u64) -> Invita
         reminders: 0,
         connection_id: None,
         expired_ms: None,
+        callback_fingerprint: None,
         created_ms: now,
         updated_ms: now,
         history: vec![super::HistoryEntry {

@@ -15,7 +15,8 @@
 //! side adds `s/` the suppression list, `pi/` person → invitations, `sb/`
 //! soft bounces, `bd/` bounce reports seen (`suppressions.rs`, `bounces.rs`).
 //! Values holding personal data (invitations, members, readings, `s/`
-//! entries) are sealed whole (`sealed.rs`); `forget.rs` erases a person.
+//! entries, the `log`'s unmatched callbacks and events) are sealed whole
+//! (`sealed.rs`); `forget.rs` erases a person.
 
 mod apply_callback;
 mod batches;
@@ -133,9 +134,16 @@ impl Store {
         store.ensure_campaign_counters()?;
         // Once per store: seal what a version before sealing wrote in clear.
         if meta.get(sealed::CONVERGED)?.is_none() {
-            sealed::seal_legacy(&store.db, &store.sealer)?;
+            sealed::seal_legacy(&store.db, &store.sealer, &sealed::SEALED)?;
             store.hash_legacy_open_keys()?;
             meta.insert(sealed::CONVERGED, &[1u8])?;
+            meta.insert(sealed::LOG_CONVERGED, &[1u8])?;
+            meta.flush()?;
+        }
+        // Once per store sealed before its `log` records were.
+        if meta.get(sealed::LOG_CONVERGED)?.is_none() {
+            sealed::seal_legacy(&store.db, &store.sealer, &sealed::LOG_SEALED)?;
+            meta.insert(sealed::LOG_CONVERGED, &[1u8])?;
             meta.flush()?;
         }
         Ok(store)
@@ -256,11 +264,12 @@ impl Store {
         })
     }
 
+    /// The unmatched callbacks kept (sealed, or in clear if written so).
     pub fn unmatched(&self) -> impl Iterator<Item = Result<CallbackRecord>> + '_ {
-        self.log
-            .scan_prefix("u/")
-            .values()
-            .map(|v| decode(&v?, "unmatched callback"))
+        self.log.scan_prefix("u/").map(|item| {
+            let (k, v) = item?;
+            sealed::open(&self.sealer, sealed::LOG, &k, &v, "unmatched callback")
+        })
     }
 
     /// The database files' size on disk.

@@ -208,7 +208,13 @@ impl Store {
         }
         for item in self.log.scan_prefix(b"u/") {
             let (k, v) = item?;
-            let rec: super::CallbackRecord = decode(&v, "unmatched callback")?;
+            let rec: super::CallbackRecord = super::sealed::open(
+                &self.sealer,
+                super::sealed::LOG,
+                &k,
+                &v,
+                "unmatched callback",
+            )?;
             if rec
                 .connection_id
                 .as_ref()

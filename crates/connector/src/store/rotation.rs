@@ -197,7 +197,7 @@ fn reseal_all(
             progress(resealed + skipped, members_total);
         },
     )?;
-    let log = db.open_tree("log")?;
+    let log = db.open_tree(sealed::LOG)?;
     let mut unmatched = 0u64;
     reseal_tree(
         db,
@@ -206,13 +206,14 @@ fn reseal_all(
         "unmatched callback",
         old_s,
         new_s,
-        &|_, v, what, o, n| reseal_record(v, what, o, n),
+        &|k, v, what, o, n| reseal_nested(sealed::LOG, k, v, what, o, n),
         &mut |r, _| unmatched += r,
     )?;
     let whole = [
         (sealed::INVITATIONS, b"".as_slice(), "invitation"),
         (sealed::READINGS, b"".as_slice(), "reading"),
         (sealed::IDX, b"s/".as_slice(), "suppression"),
+        (sealed::LOG, b"e/".as_slice(), "callback event"),
     ];
     for (name, prefix, what) in whole {
         let tree = db.open_tree(name)?;
@@ -358,7 +359,20 @@ fn reseal_member(
     old: &Sealer,
     new: &Sealer,
 ) -> Result<Option<Vec<u8>>> {
-    let tree = sealed::MEMBERS;
+    reseal_nested(sealed::MEMBERS, k, bytes, what, old, new)
+}
+
+/// A record of `tree` that holds a sealed key (a member, an unmatched
+/// callback) under `new`: the key re-sealed inside, the whole record sealed
+/// (a clear one is sealed on the way); `None` when it already is.
+fn reseal_nested(
+    tree: &str,
+    k: &[u8],
+    bytes: &[u8],
+    what: &str,
+    old: &Sealer,
+    new: &Sealer,
+) -> Result<Option<Vec<u8>>> {
     if sealed::is_sealed(bytes) && sealed::plain(new, tree, k, bytes).is_ok() {
         return Ok(None);
     }

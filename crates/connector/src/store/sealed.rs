@@ -1,14 +1,17 @@
 //! Records that hold personal data (the `invitations`, `members` and
 //! `readings` trees' values: addresses, names, extra columns, external
-//! refs, SMTP replies in history notes; and the suppression list's entries,
-//! whose bounce diagnostics may echo an address) are never written to sled
-//! in clear:
+//! refs, SMTP replies in history notes; the suppression list's entries,
+//! whose bounce diagnostics may echo an address; and the `log` tree's
+//! unmatched callbacks and identify/notification events, which name a
+//! MydexID, a connection id, a linking token and the permissions granted)
+//! are never written to sled in clear:
 //! each value is its JSON sealed with the store key (`crypto.rs`) and the
 //! tree and key as associated data, so a value cannot be moved to another
 //! record. sled is log-structured: a value removed or overwritten stays in
 //! old segment files, so erasing a person (`forget.rs`) can only be sound if
 //! what stays there is ciphertext. Values written before sealing (plain
-//! JSON) still read; `seal_legacy` seals them once at open.
+//! JSON) still read; `seal_legacy` seals them once at open (the `log`
+//! records in a pass of their own, for stores sealed before they were).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,20 +28,32 @@ pub(super) const READINGS: &str = "readings";
 /// The tree of the suppression list's entries (`s/` keys).
 pub(super) const IDX: &str = "idx";
 
+/// The tree of unmatched callbacks (`u/`) and events (`e/`).
+pub(super) const LOG: &str = "log";
+
 /// The sealed values, as (tree, key prefix), for the pass at open and for
 /// key rotation.
-pub(super) const SEALED: [(&str, &[u8]); 4] = [
+pub(super) const SEALED: [(&str, &[u8]); 6] = [
     (INVITATIONS, b""),
     (MEMBERS, b""),
     (READINGS, b""),
     (IDX, b"s/"),
+    (LOG, b"u/"),
+    (LOG, b"e/"),
 ];
+
+/// The `log` records, sealed since [`LOG_CONVERGED`].
+pub(super) const LOG_SEALED: [(&str, &[u8]); 2] = [(LOG, b"u/"), (LOG, b"e/")];
 
 const PREFIX: &[u8] = b"xc1:";
 
 /// Set in `meta` once a store's clear records are sealed and its open keys
 /// hashed (`Store::open`), so later opens skip the pass.
 pub(super) const CONVERGED: &str = "sealed_v1";
+
+/// Set in `meta` once a store's `log` records are sealed: a store
+/// converged under [`CONVERGED`] before they were sealed gets this pass once.
+pub(super) const LOG_CONVERGED: &str = "sealed_log_v1";
 
 /// The associated data binding a value to its tree and key.
 pub(super) fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
@@ -91,12 +106,12 @@ pub(super) fn tx_open<T: DeserializeOwned>(
     open(sealer, tree, key, bytes, what).map_err(ConflictableTransactionError::Abort)
 }
 
-/// Seal every record of the sealed trees still written in clear (stores
-/// from before sealing). Each value is swapped only if it is still the one
-/// read, so a concurrent writer wins; the number sealed.
-pub(super) fn seal_legacy(db: &sled::Db, sealer: &Sealer) -> Result<u64> {
+/// Seal every record of `which` (tree, key prefix) still written in clear
+/// (stores from before sealing). Each value is swapped only if it is still
+/// the one read, so a concurrent writer wins; the number sealed.
+pub(super) fn seal_legacy(db: &sled::Db, sealer: &Sealer, which: &[(&str, &[u8])]) -> Result<u64> {
     let mut n = 0;
-    for (name, prefix) in SEALED {
+    for &(name, prefix) in which {
         let tree = db.open_tree(name)?;
         for item in tree.scan_prefix(prefix) {
             let (k, v) = item?;
@@ -147,13 +162,52 @@ mod tests {
             encode(&serde_json::json!({"email": "bob@example.com"})),
         )
         .unwrap();
-        assert_eq!(seal_legacy(&db, &s).unwrap(), 1);
+        assert_eq!(seal_legacy(&db, &s, &SEALED).unwrap(), 1);
         let v = t.get(b"c1").unwrap().unwrap();
         assert!(is_sealed(&v));
         assert!(!String::from_utf8_lossy(&v).contains("bob"));
         let back: serde_json::Value = open(&s, MEMBERS, b"c1", &v, "m").unwrap();
         assert_eq!(back["email"], "bob@example.com");
-        assert_eq!(seal_legacy(&db, &s).unwrap(), 0);
+        assert_eq!(seal_legacy(&db, &s, &SEALED).unwrap(), 0);
+    }
+
+    #[test]
+    fn clear_log_records_are_read_and_sealed_at_the_next_open() {
+        use crate::store::{CallbackRecord, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let key = SecretBox::new(Box::new([9; 32]));
+        drop(Store::open(&path, &key).unwrap());
+        // As the release before sealed `log` records wrote one.
+        let rec = CallbackRecord {
+            received_ms: 1,
+            kind: "ftc".into(),
+            method: "POST".into(),
+            linking_token: Some("lt_clearOldToken".into()),
+            connection_id: Some("4004-45678".into()),
+            mydexid: Some("OldClearMydex".into()),
+            body: serde_json::json!({"fields": {"field_ds_x": 1}}),
+            sealed_key: Some(Sealer::new(&key).seal(b"old-key", b"4004-45678")),
+            note: "linking_token matches no invitation".into(),
+        };
+        {
+            let db = super::super::db::open_db(&path).unwrap();
+            let k = b"u/\0\0\0\0\0\0\0\x09";
+            db.open_tree(LOG).unwrap().insert(k, encode(&rec)).unwrap();
+            db.open_tree("meta").unwrap().remove(LOG_CONVERGED).unwrap();
+            db.flush().unwrap();
+        }
+        let s = Store::open(&path, &key).unwrap();
+        let kept: Vec<CallbackRecord> = s.unmatched().collect::<Result<_>>().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].mydexid.as_deref(), Some("OldClearMydex"));
+        drop(s);
+        let db = super::super::db::open_db(&path).unwrap();
+        for item in db.open_tree(LOG).unwrap().scan_prefix(b"u/") {
+            let (_, v) = item.unwrap();
+            assert!(is_sealed(&v));
+            assert!(!String::from_utf8_lossy(&v).contains("OldClearMydex"));
+        }
     }
 
     #[test]
