@@ -431,3 +431,80 @@ async fn an_idle_connection_flood_does_not_starve_callbacks() {
     );
     w.setup.keep_for_log_scan().await;
 }
+
+/// The status line the server answers on `s` (empty when it closes first),
+/// then whether it closes the connection; within `HUNG` each.
+async fn answer_then_close(s: &mut TcpStream) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + HUNG;
+    let mut status = String::new();
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return (status, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (status, true),
+            Ok(Ok(n)) => {
+                got.extend_from_slice(&buf[..n]);
+                if status.is_empty()
+                    && let Some(end) = got.windows(2).position(|w| w == b"\r\n")
+                {
+                    status = String::from_utf8_lossy(&got[..end]).into_owned();
+                }
+            }
+        }
+    }
+}
+
+/// Every route of the public listener: a body that never arrives gets 408
+/// where the route reads one (unsubscribe, the callback with its
+/// `Authentication`), an immediate answer where it does not (a path we do
+/// not serve, the callback without `Authentication`), and the connection
+/// is closed either way; a keep-alive connection left idle after its
+/// answer is closed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_closes_a_stalled_body_and_idle_keep_alive_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, dir, Options::default()).await;
+    let _daemon = setup.daemon();
+    let addr = format!("127.0.0.1:{}", setup.callback_port);
+    let auth = format!(
+        "Authentication: {}\r\n",
+        mydex_connector::mydex::token_hash(TOKEN)
+    );
+    let cases = [
+        ("POST /unsubscribe/x", String::new(), "HTTP/1.1 408"),
+        ("POST /mydex/callback", auth, "HTTP/1.1 408"),
+        ("POST /mydex/callback", String::new(), "HTTP/1.1 401"),
+        ("POST /nowhere", String::new(), "HTTP/1.1 404"),
+        ("PUT /unsubscribe/x", String::new(), "HTTP/1.1 405"),
+    ];
+    let runs = cases.iter().map(|(line, extra, want)| {
+        let addr = addr.clone();
+        async move {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            let head = format!(
+                "{line} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"a\""
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            let (status, closed) = answer_then_close(&mut s).await;
+            println!("stalled body, {line}: {status:?}, closed {closed}");
+            assert!(status.starts_with(want), "{line}: {status:?}, want {want}");
+            assert!(closed, "{line}: the connection is closed after {status:?}");
+        }
+    });
+    futures_util::future::join_all(runs).await;
+
+    // A complete request on a keep-alive connection, then silence.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /unsubscribe/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, closed) = answer_then_close(&mut s).await;
+    println!("idle keep-alive after {status:?}: closed {closed}");
+    assert!(status.starts_with("HTTP/1.1 404"), "{status:?}");
+    assert!(closed, "an idle keep-alive connection is closed");
+    let metrics = listener_metrics(&setup).await;
+    assert_eq!(event(&metrics, "body_timeout"), 2, "{metrics}");
+    setup.keep_for_log_scan().await;
+}
