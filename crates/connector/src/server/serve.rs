@@ -12,10 +12,11 @@
 //!   arrives at the cap, the connection that has waited longest without
 //!   sending a complete request is dropped to make room for it, else the one
 //!   idle longest between requests (`conn_slots.rs`); a connection being
-//!   answered is never dropped, and only when every one held is being
-//!   answered is the newcomer closed. A client that sends its request at
-//!   once, as Mydex does, gets through a flood of silent or stalled
-//!   connections;
+//!   answered is never dropped. The newcomer is closed only when every
+//!   connection held is being answered, or when the place freed for it is
+//!   not free within `callback.read_timeout`. A client that sends its
+//!   request at once, as Mydex does, gets through a flood of silent or
+//!   stalled connections;
 //! - what was dropped is counted in `/metrics` and logged in summary, not a
 //!   line per connection (`shed_log.rs`).
 //!
