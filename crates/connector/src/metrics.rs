@@ -41,6 +41,10 @@ pub struct Metrics {
     readings_delivered: Counter,
     delivery_latency: Histogram,
     delivery_batches: Family<Labels, Counter>,
+    /// The callback listener under load (`server/shed_log.rs`), by event.
+    callback_listener: Family<Labels, Counter>,
+    /// Connections the callback listener holds now.
+    callback_connections_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,6 +63,8 @@ impl Default for Metrics {
                 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
             ]),
             delivery_batches: Family::default(),
+            callback_listener: Family::default(),
+            callback_connections_open: Gauge::default(),
         }
     }
 }
@@ -163,6 +169,20 @@ impl Metrics {
         self.bounces_ignored.load(Ordering::Relaxed)
     }
 
+    /// The callback listener dropped a connection or a request under load:
+    /// `evicted_incomplete`, `evicted_idle`, `refused_full`, `body_timeout`.
+    pub fn callback_listener(&self, event: &str) {
+        self.callback_listener
+            .get_or_create(&labels(&[("event", event)]))
+            .inc();
+    }
+
+    /// The gauge of connections the callback listener holds, moved by the
+    /// listener as they open and close.
+    pub fn callback_connections_open(&self) -> Gauge {
+        self.callback_connections_open.clone()
+    }
+
     /// One reading delivered, `latency` after it was stored.
     pub fn reading_delivered(&self, latency: Duration) {
         self.readings_delivered.inc();
@@ -242,6 +262,16 @@ impl Metrics {
             "admin_refused",
             "Admin API requests refused, by reason (wrong_token, missing_token, no_token_configured, misdirected)",
             self.admin_refused.clone(),
+        );
+        reg.register(
+            "callback_listener_events",
+            "The callback listener under load, by event: evicted_incomplete (a connection that had not sent a complete request, dropped to make room), evicted_idle (a keep-alive connection between requests, dropped to make room), refused_full (a new connection closed: every one held was being answered), body_timeout (a body not in within callback.read_timeout, answered 408)",
+            self.callback_listener.clone(),
+        );
+        reg.register(
+            "callback_connections_open",
+            "Connections the callback listener holds now (at most callback.max_connections)",
+            self.callback_connections_open.clone(),
         );
         reg.register(
             "readings_delivered",

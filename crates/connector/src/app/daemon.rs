@@ -288,6 +288,7 @@ fn callback_server(
             read_timeout: settings.callback.read_timeout,
             max_connections: settings.callback.max_connections,
             tls,
+            metrics: parts.metrics.clone(),
         },
         shutdown,
     ))

@@ -20,10 +20,13 @@ pub struct CallbackSettings {
     pub path: String,
     pub body_limit: usize,
     /// How long a client may take to send a request's headers, and then its
-    /// body (default 10s): slow-loris connections are closed after it.
+    /// body, on every route of the listener (default 10s): slow-loris and
+    /// idle connections are closed after it, a slow body gets 408.
     #[serde(serialize_with = "show::duration")]
     pub read_timeout: Duration,
-    /// Connections served at once (default 256); more are closed at accept.
+    /// Connections held at once (default 256). At the cap a new connection
+    /// takes the place of the one that has waited longest without sending a
+    /// complete request (`server/conn_slots.rs`).
     pub max_connections: usize,
     /// HTTPS: the certificate chain and key of `tls_cert_file` /
     /// `tls_key_file` (or the `tls_cert` / `tls_key` credentials); none

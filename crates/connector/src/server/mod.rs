@@ -1,7 +1,9 @@
 //! The HTTP listeners: the callback Mydex calls, and the admin API for
 //! operators (loopback by default); `tls.rs` serves the callback over HTTPS;
 //! `unsubscribe.rs` serves one-click unsubscribe on the callback listener;
-//! `refusal_log.rs` keeps floods of refused requests out of the log.
+//! `refusal_log.rs` keeps floods of refused requests out of the log;
+//! `serve.rs` holds that public listener's connections within its limits
+//! (`conn_slots.rs`, `request_deadline.rs`, `shed_log.rs`).
 
 pub mod admin;
 pub mod callback_auth;
@@ -10,6 +12,9 @@ pub mod callback_judge;
 pub mod callback_redact;
 pub mod callback_state;
 pub mod refusal_log;
+pub mod conn_slots;
+pub mod request_deadline;
 pub mod serve;
+pub mod shed_log;
 pub mod tls;
 pub mod unsubscribe;

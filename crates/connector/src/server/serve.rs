@@ -1,10 +1,28 @@
-//! Serving the callback endpoint with the limits `axum::serve` lacks, so a
-//! flood cannot starve Mydex's callbacks: a deadline for a request's headers
-//! (hyper's `header_read_timeout`; slow-loris connections are closed), and a
-//! cap on connections served at once (more are closed at accept, before any
-//! byte is read). Bodies have their own deadline in `callback_endpoint.rs`.
+//! Serving the public listener (the callback Mydex calls, and one-click
+//! unsubscribe on the same port) with the limits `axum::serve` lacks, so that
+//! connections that send nothing, or stall in the middle of a request, cannot
+//! keep Mydex's callbacks out:
+//!
+//! - a request's headers must arrive within `callback.read_timeout` (hyper's
+//!   `header_read_timeout`; it also bounds how long a connection may sit
+//!   idle, new or between keep-alive requests), and its body within the same
+//!   time after them, on every route, a 404 included
+//!   (`request_deadline.rs`: 408, connection closed);
+//! - at most `callback.max_connections` connections are held. When a new one
+//!   arrives at the cap, the connection that has waited longest without
+//!   sending a complete request is dropped to make room for it, else the one
+//!   idle longest between requests (`conn_slots.rs`); a connection being
+//!   answered is never dropped. The newcomer is closed only when every
+//!   connection held is being answered, or when the place freed for it is
+//!   not free within `callback.read_timeout`. A client that sends its
+//!   request at once, as Mydex does, gets through a flood of silent or
+//!   stalled connections;
+//! - what was dropped is counted in `/metrics` and logged in summary, not a
+//!   line per connection (`shed_log.rs`).
+//!
 //! With `Limits::tls`, each connection is a TLS handshake first (within the
-//! same header deadline), then HTTP/1.1 over it.
+//! same header deadline, and as evictable as a silent connection), then
+//! HTTP/1.1 over it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +30,37 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
+
+use super::conn_slots::{Phase, Slot, Slots};
+use super::request_deadline::serve_request;
+use super::shed_log::ShedLog;
+use crate::metrics::Metrics;
 
 pub struct Limits {
     pub read_timeout: Duration,
     pub max_connections: usize,
     /// HTTPS (`server/tls.rs`), or none for plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Where connections dropped under load are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What every connection task of one listener shares.
+struct Edge {
+    app: Router,
+    read_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    permits: Arc<Semaphore>,
+    slots: Arc<Slots>,
+    shed: Arc<ShedLog>,
+    open: Gauge,
+    shutdown: CancellationToken,
 }
 
 /// Serve `app` on `listener` until `shutdown`, then let requests in flight
@@ -34,9 +71,17 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let edge = Arc::new(Edge {
+        app,
+        read_timeout: limits.read_timeout,
+        tls: limits.tls,
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        slots: Arc::new(Slots::default()),
+        shed: Arc::new(ShedLog::new(limits.metrics.clone(), limits.max_connections)),
+        open: limits.metrics.callback_connections_open(),
+        shutdown: shutdown.clone(),
+    });
     let tracker = TaskTracker::new();
-    let mut shed: u64 = 0;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -51,63 +96,117 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            shed += 1;
-            if shed.is_power_of_two() {
-                tracing::warn!(
-                    shed,
-                    max_connections = limits.max_connections,
-                    "callback connections over callback.max_connections closed at accept"
-                );
-            }
-            drop(stream);
-            continue;
-        };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let stop = shutdown.clone();
-        let read_timeout = limits.read_timeout;
-        let tls = limits.tls.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            let Some(acceptor) = tls else {
-                return connection(stream, app, read_timeout, stop).await;
-            };
-            // The handshake has the headers' deadline: a silent client
-            // cannot hold a permit.
-            match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => connection(tls_stream, app, read_timeout, stop).await,
-                Ok(Err(e)) => tracing::debug!(error = %e, "callback TLS handshake failed"),
-                Err(_) => tracing::debug!("callback TLS handshake timed out"),
+        if let Ok(permit) = edge.permits.clone().try_acquire_owned() {
+            tracker.spawn(edge.clone().connection(stream, permit));
+            continue;
+        }
+        // Full: make room by evicting the connection that deserves it least;
+        // its place goes to this one as soon as it is closed.
+        match edge.slots.evict_one() {
+            Some(kind) => {
+                edge.shed.evicted(kind);
+                tracker.spawn(edge.clone().when_freed(stream));
             }
-        });
+            None => {
+                edge.shed.refused();
+                drop(stream);
+            }
+        }
     }
     tracker.close();
     tracker.wait().await;
 }
 
-/// HTTP/1.1 on one connection (plain or TLS) until it ends or `stop`.
-async fn connection<S>(stream: S, app: Router, read_timeout: Duration, stop: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let svc =
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| app.clone().oneshot(req));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "callback connection ended with an error");
-            }
+/// Keeps the open-connections gauge while a connection is held.
+struct Held(Gauge);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Edge {
+    /// A connection accepted at the cap, for which one was evicted: served
+    /// once that one's place is free (it closes at once unless it was in the
+    /// middle of an answer, which it may finish).
+    async fn when_freed(self: Arc<Self>, stream: TcpStream) {
+        let wait = tokio::time::timeout(self.read_timeout, self.permits.clone().acquire_owned());
+        let permit = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            p = wait => p,
+        };
+        match permit {
+            Ok(Ok(permit)) => self.connection(stream, permit).await,
+            _ => self.shed.refused(),
         }
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    }
+
+    /// One connection, holding `permit`: TLS first if configured, then HTTP.
+    async fn connection(self: Arc<Self>, stream: TcpStream, permit: OwnedSemaphorePermit) {
+        let _permit = permit;
+        let place = self.slots.register();
+        self.open.inc();
+        let _held = Held(self.open.clone());
+        let slot = place.slot.clone();
+        let Some(acceptor) = self.tls.clone() else {
+            return self.http(stream, slot).await;
+        };
+        // The handshake has the headers' deadline: a silent client cannot
+        // hold a place.
+        let handshake = tokio::time::timeout(self.read_timeout, acceptor.accept(stream));
+        tokio::select! {
+            _ = slot.evicted().cancelled() => {}
+            done = handshake => match done {
+                Ok(Ok(tls_stream)) => self.http(tls_stream, slot).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "callback TLS handshake failed"),
+                Err(_) => tracing::debug!("callback TLS handshake timed out"),
+            },
+        }
+    }
+
+    /// HTTP/1.1 on one connection (plain or TLS) until it ends, the daemon
+    /// stops, or it is evicted.
+    async fn http<S>(&self, stream: S, slot: Arc<Slot>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (app, read_timeout, shed, on) = (
+            self.app.clone(),
+            self.read_timeout,
+            self.shed.clone(),
+            slot.clone(),
+        );
+        let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            serve_request(app.clone(), req, on.clone(), read_timeout, shed.clone())
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout);
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "callback connection ended with an error");
+                }
+            }
+            _ = self.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+            _ = slot.evicted().cancelled() => {
+                // Nothing asked yet: close it now. Otherwise a request
+                // mid-body is answered 503 (`request_deadline.rs`), one
+                // being answered finishes, an idle one closes at once.
+                if slot.phase() == Phase::Opening {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(read_timeout, conn.as_mut()).await;
+            }
         }
     }
 }
