@@ -37,6 +37,8 @@ pub struct Metrics {
     readings_delivered: Counter,
     delivery_latency: Histogram,
     delivery_batches: Family<Labels, Counter>,
+    /// Tries of held reading groups, by what made them due.
+    held_retries: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Default for Metrics {
                 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
             ]),
             delivery_batches: Family::default(),
+            held_retries: Family::default(),
         }
     }
 }
@@ -151,6 +154,14 @@ impl Metrics {
             .inc();
     }
 
+    /// One try of a held member and dataset (a batch POSTed after a refused
+    /// one), by `cause`: `member_changed` or `backoff`.
+    pub fn held_retry(&self, cause: &str) {
+        self.held_retries
+            .get_or_create(&labels(&[("cause", cause)]))
+            .inc();
+    }
+
     /// The Prometheus text exposition of what this process counted plus `snap`.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut reg = Registry::with_prefix("mydex_connector");
@@ -220,6 +231,11 @@ impl Metrics {
             "delivery_batches",
             "Reading batches settled, by result",
             self.delivery_batches.clone(),
+        );
+        reg.register(
+            "held_retries",
+            "Tries of a member's dataset after Mydex refused it, by cause (member_changed: their callback, update or a status check; backoff: a minute doubling to an hour)",
+            self.held_retries.clone(),
         );
         let records: Family<Labels, Gauge> = Family::default();
         for (state, n) in &snap.records {

@@ -29,6 +29,7 @@ mod durable;
 mod error;
 mod expiry_index;
 mod forget;
+mod holds;
 mod identify;
 mod invitations;
 mod mail_keys;
