@@ -45,6 +45,8 @@ pub struct Metrics {
     callback_listener: Family<Labels, Counter>,
     /// Connections the callback listener holds now.
     callback_connections_open: Gauge,
+    /// Tries of held reading groups, by what made them due.
+    held_retries: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,6 +67,7 @@ impl Default for Metrics {
             delivery_batches: Family::default(),
             callback_listener: Family::default(),
             callback_connections_open: Gauge::default(),
+            held_retries: Family::default(),
         }
     }
 }
@@ -196,6 +199,14 @@ impl Metrics {
             .inc();
     }
 
+    /// One try of a held member and dataset (a batch POSTed after a refused
+    /// one), by `cause`: `member_changed` or `backoff`.
+    pub fn held_retry(&self, cause: &str) {
+        self.held_retries
+            .get_or_create(&labels(&[("cause", cause)]))
+            .inc();
+    }
+
     /// The Prometheus text exposition of what this process counted plus `snap`.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut reg = Registry::with_prefix("mydex_connector");
@@ -287,6 +298,11 @@ impl Metrics {
             "delivery_batches",
             "Reading batches settled, by result",
             self.delivery_batches.clone(),
+        );
+        reg.register(
+            "held_retries",
+            "Tries of a member's dataset after Mydex refused it, by cause (member_changed: their callback, update or a status check; backoff: a minute doubling to an hour)",
+            self.held_retries.clone(),
         );
         let records: Family<Labels, Gauge> = Family::default();
         for (state, n) in &snap.records {

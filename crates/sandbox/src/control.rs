@@ -172,8 +172,15 @@ pub async fn state_dump(State(state): State<Arc<AppState>>) -> Json<Value> {
         .iter()
         .map(|(uid, n)| (uid.to_string(), json!(n)))
         .collect();
+    let pds_creates: serde_json::Map<String, Value> = state
+        .pds_creates
+        .lock()
+        .iter()
+        .map(|(uid, n)| (uid.to_string(), json!(n)))
+        .collect();
     Json(json!({
         "status_checks": status_checks,
+        "pds_creates": pds_creates,
         "requests": requests,
         "members": members,
         "links": links,

@@ -176,6 +176,9 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     Counts::bump(&state.counts.pds_create);
+    if let Some(uid) = q.get("uid").and_then(|u| u.trim().parse::<u64>().ok()) {
+        *state.pds_creates.lock().entry(uid).or_default() += 1;
+    }
     let (uid, dataset) = check_query(&state, &headers, &q, None)?;
     let rows = body_rows(&body, &dataset)?;
     {

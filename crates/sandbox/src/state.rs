@@ -295,6 +295,9 @@ pub struct AppState {
     pub counts: Counts,
     /// `/connection/status` requests per member uid (tests count checks).
     pub status_checks: Mutex<HashMap<u64, u64>>,
+    /// `POST /api/pds/transaction` requests per `uid` of their query,
+    /// refused ones included (tests count what one member costs Mydex).
+    pub pds_creates: Mutex<HashMap<u64, u64>>,
     pub http: reqwest::Client,
     /// How many callbacks `callback_shape = rotate` has shaped.
     pub shape_turn: std::sync::atomic::AtomicU64,
@@ -341,6 +344,7 @@ impl AppState {
             callbacks: Mutex::new(VecDeque::new()),
             counts: Counts::default(),
             status_checks: Mutex::new(HashMap::new()),
+            pds_creates: Mutex::new(HashMap::new()),
             http,
             shape_turn: std::sync::atomic::AtomicU64::new(0),
             pds: Mutex::new(Default::default()),

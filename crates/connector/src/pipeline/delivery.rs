@@ -10,7 +10,10 @@
 //!    back by `external_id` after `settle`, and only what Mydex does not
 //!    hold goes back to the queue. Nothing is ever blindly resent.
 //!
-//! Held rows are released when their cause clears and fail after `hold_for`.
+//! Held rows are released when their cause may have cleared and fail after
+//! `hold_for`; a member and dataset whose try Mydex refused is tried again
+//! when the member's record changes, else after a backoff (a minute
+//! doubling to an hour: `domain::HeldGroup`), one batch at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,12 +27,13 @@ use tracing::Instrument;
 use super::rate_limit::SlidingWindow;
 use super::retry::retry_delay;
 use crate::config::DeliverySettings;
-use crate::domain::DatasetName;
+use crate::domain::{DatasetName, RetryCause};
 use crate::metrics::Metrics;
 use crate::mydex::{CreateOutcome, PdsClient, PdsMember, ReadError};
 use crate::store::{Batch, BatchState, Claim, ReadingRow, Settle, Store, StoreError, now_ms};
 
-/// How often held rows are looked at (released, or failed after `hold_for`).
+/// How often held rows are looked at (released, or failed after `hold_for`);
+/// a look only reads, unless a row's state changes.
 const HOLD_CHECK: Duration = Duration::from_secs(2);
 /// How long in-flight batches may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(20);
@@ -123,11 +127,12 @@ impl Delivery {
     }
 
     async fn check_holds(&self) {
-        let (store, hold_for) = (
+        let (store, hold_for, probe) = (
             self.store.clone(),
             self.settings.hold_for.as_millis() as u64,
+            self.settings.batch_size,
         );
-        match tokio::task::spawn_blocking(move || store.release_holds(hold_for)).await {
+        match tokio::task::spawn_blocking(move || store.release_holds(hold_for, probe)).await {
             Ok(Ok((released, failed))) if released + failed > 0 => {
                 tracing::info!(
                     released,
@@ -337,6 +342,7 @@ impl Delivery {
                     .await;
             }
         };
+        self.count_retry(batch, member.2);
         let body: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
         let outcome = {
             let _slot = match &self.window {
@@ -382,9 +388,9 @@ impl Delivery {
                 false
             }
             CreateOutcome::Refused(why) => {
-                tracing::warn!(why, "Mydex refused the member's dataset: readings held");
                 self.settle(batch, Settle::Hold(format!("Mydex refused: {why}")), "held")
                     .await;
+                self.log_refused(batch, &why);
                 false
             }
             CreateOutcome::Failed(why) => {
@@ -433,15 +439,50 @@ impl Delivery {
         }
     }
 
-    /// The member's uid and key, opened from the store.
-    fn member_key(&self, conn: &str) -> Option<(u64, secrecy::SecretString)> {
+    /// A batch about to go for a member and dataset whose last try was
+    /// refused is a retry: counted by what made it due.
+    fn count_retry(&self, batch: &Batch, member_updated_ms: u64) {
+        let Ok(Some(g)) = self.store.held_group(&batch.connection_id, &batch.dataset) else {
+            return;
+        };
+        let cause = g
+            .due(now_ms(), member_updated_ms)
+            .unwrap_or(RetryCause::Backoff);
+        self.metrics.held_retry(cause.as_str());
+        tracing::info!(
+            cause = cause.as_str(),
+            refused_tries = g.tries,
+            "trying held readings again"
+        );
+    }
+
+    /// The refusal's log line, with when the group is tried next.
+    fn log_refused(&self, batch: &Batch, why: &str) {
+        let group = self
+            .store
+            .held_group(&batch.connection_id, &batch.dataset)
+            .ok()
+            .flatten();
+        let (tries, next_s) = group.map_or((0, 0), |g| {
+            (g.tries, g.next_ms.saturating_sub(now_ms()).div_ceil(1000))
+        });
+        tracing::warn!(
+            why,
+            refused_tries = tries,
+            next_try_in_s = next_s,
+            "Mydex refused the member's dataset: readings held until the member's record changes or the backoff is over"
+        );
+    }
+
+    /// The member's uid, key (opened from the store) and last change.
+    fn member_key(&self, conn: &str) -> Option<(u64, secrecy::SecretString, u64)> {
         let m = self.store.member(conn).ok()??;
         match self
             .store
             .sealer()
             .open_secret(&m.sealed_key, m.connection_id.as_bytes())
         {
-            Ok(k) => Some((m.uid, k)),
+            Ok(k) => Some((m.uid, k, m.updated_ms)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the member's connection key");
                 None
@@ -453,7 +494,7 @@ impl Delivery {
     async fn read_back(&self, batch: Batch) {
         let span = tracing::info_span!("reading_read_back", batch = batch.id, connection_id = %batch.connection_id);
         async {
-            let Some((uid, key)) = self.member_key(&batch.connection_id) else {
+            let Some((uid, key, _)) = self.member_key(&batch.connection_id) else {
                 return;
             };
             let store = self.store.clone();

@@ -4,8 +4,8 @@
 //! transaction, made durable before its POST, and settled by what Mydex
 //! answered: delivered, back to the queue (nothing was sent), held, failed,
 //! or unknown — then read back, and only the rows Mydex does not hold go
-//! back to the queue. Held rows are released when their cause clears and
-//! fail after `hold_for`.
+//! back to the queue. Held rows are released when their cause may have
+//! cleared and fail after `hold_for` (`holds.rs`).
 
 use std::collections::HashMap;
 
@@ -14,12 +14,10 @@ use sled::Transactional;
 
 use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::error::Result;
+use super::holds::{tx_clear_group, tx_refuse_group};
 use super::invitations::unwrap_tx;
-use super::readings::{
-    Placement, ReadingRow, Resolver, Tally, group_prefix, member_gate, row_key, tx_move,
-    tx_move_tallied,
-};
-use super::sealed::{READINGS, seal, tx_open};
+use super::readings::{ReadingRow, Tally, group_prefix, row_key, tx_move_tallied};
+use super::sealed::{READINGS, tx_open};
 use super::{Store, now_ms};
 use crate::domain::{DatasetName, RowState};
 
@@ -173,14 +171,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let gate = match self.member(conn)? {
-            Some(m) => member_gate(&m, dataset),
-            None => (RowState::Held, Some("not connected".into())),
-        };
-        if let (RowState::Held, Some(why)) = gate {
+        if let (RowState::Held, Some(why)) = self.claim_gate(conn, dataset)? {
+            let now = now_ms();
             let n = self.move_rows(&ids, &[RowState::Queued], RowState::Held, |r| {
                 r.reason = Some(why.clone());
-                r.held_since_ms = Some(now_ms());
+                r.held_since_ms = Some(r.held_since_ms.unwrap_or(now));
             })?;
             return Ok(vec![Claim::Held(n)]);
         }
@@ -278,7 +273,7 @@ impl Store {
                         Settle::Requeue => row.batch = None,
                         Settle::Hold(why) => {
                             row.reason = Some(why.clone());
-                            row.held_since_ms = Some(now);
+                            row.held_since_ms = Some(row.held_since_ms.unwrap_or(now));
                             row.batch = None;
                         }
                         Settle::Fail(why) => {
@@ -290,6 +285,12 @@ impl Store {
                     tx_move_tallied(&self.sealer, (r, x), *id, from, to, change, &mut tally)?;
                 }
                 tally.apply(x)?;
+                let group = (stored.connection_id.as_str(), &stored.dataset);
+                match how {
+                    Settle::Hold(why) => tx_refuse_group(x, group, stored.posted_ms, why)?,
+                    Settle::Delivered => tx_clear_group(x, group)?,
+                    _ => {}
+                }
                 match how {
                     Settle::Unknown {
                         next_attempt_ms,
@@ -343,6 +344,9 @@ impl Store {
                     tx_move_tallied(&self.sealer, (r, x), *id, &live, to, change, &mut tally)?;
                 }
                 tally.apply(x)?;
+                if !found.is_empty() {
+                    tx_clear_group(x, (batch.connection_id.as_str(), &batch.dataset))?;
+                }
                 x.remove(batch_key(batch.id))?;
                 Ok(())
             })
@@ -369,121 +373,13 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Held rows whose cause has cleared go back to the queue; rows held
-    /// longer than `hold_for_ms` fail. Returns (released, failed).
-    pub fn release_holds(&self, hold_for_ms: u64) -> Result<(usize, usize)> {
-        let now = now_ms();
-        let mut resolver = Resolver::new(self);
-        let (mut released, mut failed) = (0, 0);
-        let held: Vec<u64> = self
-            .rdx
-            .scan_prefix(b"h/")
-            .keys()
-            .map(|k| k.map(|k| decode_u64(&k[2..])))
-            .collect::<std::result::Result<_, _>>()?;
-        for id in held {
-            let Some(row) = self.reading(id)? else {
-                continue;
-            };
-            if row.held_since_ms.unwrap_or(row.created_ms) + hold_for_ms <= now {
-                let why = format!(
-                    "held for longer than hold_for: {}",
-                    row.reason.as_deref().unwrap_or("held")
-                );
-                failed += self.move_rows(&[id], &[RowState::Held], RowState::Failed, |r| {
-                    r.reason = Some(why.clone())
-                })?;
-                continue;
-            }
-            match resolver.place(&row.member, &row.dataset)? {
-                Some(p) if p.state == RowState::Queued => {
-                    released += self.release_one(&row, &p)? as usize;
-                }
-                // Still held, maybe for another reason now (connected,
-                // but without write access): the reason shown follows.
-                Some(p) if p.reason.is_some() && p.reason != row.reason => {
-                    self.set_held_reason(id, p.reason.clone())?;
-                }
-                _ => {}
-            }
-        }
-        Ok((released, failed))
-    }
-
-    /// A held row's reason, changed in place (its state and indexes stay).
-    fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
-        self.readings
-            .transaction(|r| {
-                if let Some(bytes) = r.get(row_key(id))? {
-                    let key = row_key(id);
-                    let mut row: ReadingRow =
-                        tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
-                    if row.state == RowState::Held {
-                        row.reason = reason.clone();
-                        r.insert(&key, seal(&self.sealer, READINGS, &key, &row))?;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(unwrap_tx)
-    }
-
-    /// One held row to the queue for the member it now resolves to; a row
-    /// whose reading the member already has (by `external_id`) fails as a
-    /// duplicate.
-    fn release_one(&self, row: &ReadingRow, p: &Placement) -> Result<bool> {
-        let new_key = format!("u/{}\x1f{}\x1f{}", p.subject, row.dataset, row.external_id);
-        let old_key = format!(
-            "u/{}\x1f{}\x1f{}",
-            row.subject, row.dataset, row.external_id
-        );
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                if new_key != old_key {
-                    if let Some(other) = x.get(new_key.as_bytes())?
-                        && decode_u64(&other) != row.id
-                    {
-                        let why = format!("duplicate of reading {}", decode_u64(&other));
-                        tx_move(
-                            &self.sealer,
-                            r,
-                            x,
-                            row.id,
-                            &[RowState::Held],
-                            RowState::Failed,
-                            |row| row.reason = Some(why),
-                        )?;
-                        return Ok(false);
-                    }
-                    x.remove(old_key.as_bytes())?;
-                    x.insert(new_key.as_bytes(), &row.id.to_be_bytes())?;
-                }
-                let moved = tx_move(
-                    &self.sealer,
-                    r,
-                    x,
-                    row.id,
-                    &[RowState::Held],
-                    RowState::Queued,
-                    |row| {
-                        row.subject = p.subject.clone();
-                        row.connection_id = p.connection_id.clone();
-                        row.reason = None;
-                        row.held_since_ms = None;
-                    },
-                )?;
-                Ok(moved.is_some())
-            })
-            .map_err(unwrap_tx)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{MemberRef, Reading};
-    use crate::store::readings::NewReading;
+    use crate::store::readings::{NewReading, Resolver};
 
     fn store(dir: &std::path::Path) -> Store {
         Store::open(dir, &secrecy::SecretBox::new(Box::new([7u8; 32]))).unwrap()
@@ -630,10 +526,10 @@ mod tests {
             held[0].reason.as_deref(),
             Some("no write access to ds_energy_readings")
         );
-        assert_eq!(s.release_holds(3_600_000).unwrap(), (0, 0));
+        assert_eq!(s.release_holds(3_600_000, 50).unwrap(), (0, 0));
         let fields = serde_json::json!({"field_ds_energy_readings": {"access": {"w": 1}}});
         s.set_member_permissions("1001-9", fields).unwrap();
-        assert_eq!(s.release_holds(3_600_000).unwrap(), (2, 0));
+        assert_eq!(s.release_holds(3_600_000, 50).unwrap(), (2, 0));
         assert_eq!(s.work_groups(10).unwrap().len(), 1);
         s.set_member_permissions("1001-9", serde_json::json!({}))
             .unwrap();
@@ -641,7 +537,131 @@ mod tests {
             s.claim_batch("1001-9", &ds, 50).unwrap(),
             Claim::Held(2)
         ));
-        assert_eq!(s.release_holds(0).unwrap(), (0, 2));
+        assert_eq!(s.release_holds(0, 50).unwrap(), (0, 2));
         assert_eq!(s.record_counts().unwrap().failed, 2);
+    }
+
+    /// Claim what is queued in batches of 2 and settle the first as Mydex
+    /// refusing it; the others go back to the queue unsent, and the next
+    /// claim holds them (how many) without a POST.
+    fn refuse_first(s: &Store, ds: &DatasetName) -> usize {
+        let claims = s.claim_batches("1001-9", ds, 2, 4, false).unwrap();
+        let mut first = true;
+        for c in claims {
+            let Claim::Batch(b, _) = c else {
+                panic!("not a batch")
+            };
+            let how = if first {
+                Settle::Hold("Mydex refused: Permission Denied".into())
+            } else {
+                Settle::Requeue
+            };
+            s.settle_batch(&b, &how).unwrap();
+            first = false;
+        }
+        match s.claim_batches("1001-9", ds, 2, 4, false).unwrap()[..] {
+            [Claim::Held(n)] => n,
+            [] => 0,
+            _ => panic!("a refused group was claimed again"),
+        }
+    }
+
+    /// Whether anything was written to the readings trees since `subs`.
+    fn written(subs: &mut [sled::Subscriber]) -> bool {
+        subs.iter_mut().any(|sub| {
+            sub.next_timeout(std::time::Duration::from_millis(50))
+                .is_ok()
+        })
+    }
+
+    #[test]
+    fn a_refused_group_waits_without_a_write_and_goes_when_the_member_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ds = seed(&s, 5);
+        // The rows sent back unsent are held by the record, not sent.
+        assert_eq!(refuse_first(&s, &ds), 3);
+        let g = s.held_group("1001-9", &ds).unwrap().unwrap();
+        assert_eq!(g.tries, 1);
+        assert_eq!(g.why, "Mydex refused: Permission Denied");
+        assert_eq!(s.record_counts().unwrap().held, 5);
+        // Looking at them again and again writes nothing.
+        let mut subs = vec![s.readings.watch_prefix(vec![]), s.rdx.watch_prefix(vec![])];
+        for _ in 0..20 {
+            assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (0, 0));
+        }
+        assert!(
+            !written(&mut subs),
+            "a look at held rows wrote to the store"
+        );
+        // New readings for the member wait too, without a POST.
+        assert!(
+            s.claim_batches("1001-9", &ds, 2, 4, false)
+                .unwrap()
+                .is_empty()
+        );
+
+        // A status check finds them connected: one batch goes as a probe.
+        s.record_check(
+            "1001-9",
+            1,
+            crate::store::CheckResult {
+                active: true,
+                version: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (2, 0));
+        assert!(written(&mut subs), "the watch sees a release");
+        let claims = s.claim_batches("1001-9", &ds, 2, 4, false).unwrap();
+        assert_eq!(claims.len(), 1);
+        let Claim::Batch(b, _) = &claims[0] else {
+            panic!("not a batch")
+        };
+        s.settle_batch(b, &Settle::Delivered).unwrap();
+        // Delivered: the record is gone and the rest go at once.
+        assert!(s.held_group("1001-9", &ds).unwrap().is_none());
+        assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (3, 0));
+        assert_eq!(s.record_counts().unwrap().queued, 3);
+    }
+
+    #[test]
+    fn a_refused_group_is_tried_after_its_backoff_and_fails_after_hold_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ds = seed(&s, 3);
+        assert_eq!(refuse_first(&s, &ds), 1);
+        let since = |s: &Store| {
+            s.list_readings(RowState::Held, None, 10)
+                .unwrap()
+                .iter()
+                .map(|r| (r.id, r.held_since_ms))
+                .collect::<Vec<_>>()
+        };
+        let first_held = since(&s);
+        assert_eq!(first_held.len(), 3);
+        // The backoff is over (written as if a minute had passed).
+        let mut g = s.held_group("1001-9", &ds).unwrap().unwrap();
+        g.next_ms = 0;
+        s.rdx
+            .insert(
+                super::super::holds::held_group_key("1001-9", &ds),
+                encode(&g),
+            )
+            .unwrap();
+        assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (2, 0));
+        assert_eq!(refuse_first(&s, &ds), 0);
+        let g = s.held_group("1001-9", &ds).unwrap().unwrap();
+        assert_eq!(g.tries, 2);
+        assert!(g.next_ms >= now_ms() + 110_000, "two minutes: {g:?}");
+        assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (0, 0));
+        // hold_for counts from the first hold, not from the last try.
+        assert_eq!(since(&s), first_held);
+        assert_eq!(s.release_holds(0, 2).unwrap(), (0, 3));
+        let failed = s.list_readings(RowState::Failed, None, 10).unwrap();
+        assert!(failed.iter().all(|r| r.reason.as_deref()
+            == Some("held for longer than hold_for: Mydex refused: Permission Denied")));
+        // No record outlives its rows.
+        assert!(s.held_group("1001-9", &ds).unwrap().is_none());
     }
 }

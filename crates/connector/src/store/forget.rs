@@ -101,6 +101,10 @@ impl Store {
                 self.idx.remove(&k)?;
             }
         }
+        // Their readings' refused-try records (`holds.rs`).
+        for conn in &found.conns {
+            self.forget_held_groups(conn)?;
+        }
         Ok(Forgotten {
             persons: found.persons.into_iter().collect(),
             invitations: found.invitations.len(),

@@ -30,6 +30,7 @@ mod durable;
 mod error;
 mod expiry_index;
 mod forget;
+mod holds;
 mod identify;
 mod invitations;
 mod mail_keys;

@@ -3,6 +3,7 @@
 //! `g/{connection}\x1f{dataset}\x1f{id}` queued work grouped per member and
 //! dataset, `h/{id}` held, `f/{id}` failed, `u/{subject}\x1f{dataset}\x1f{external_id}`
 //! → id (one row per reading), `b/{id}` batches not settled (`batches.rs`),
+//! `r/{connection}\x1f{dataset}` refused tries (`holds.rs`),
 //! `q/{file}` readings-file progress, `c/{state}` counters. Every state
 //! change goes through [`tx_move`], guarded by `RowState::allowed`.
 

@@ -1,0 +1,307 @@
+//! Held readings and when they go again. A row is held for a cause the store
+//! can see (not connected yet, disconnected, no write grant: released as
+//! soon as the member resolves to a queue) or because a try was refused
+//! (Mydex's 403 about the member, no key to send with). The second kind
+//! leaves a `r/{connection}\x1f{dataset}` record in tree `rdx`
+//! (`domain::HeldGroup`): the group's rows wait, without a write, until the
+//! member's record changes or the backoff is over, and then only one batch
+//! of them goes, as a probe; its delivery clears the record and the rest
+//! follow. Rows held longer than `hold_for` fail. A look at the held rows
+//! writes only rows whose state (or shown reason) changes.
+
+use std::collections::{HashMap, HashSet};
+
+use sled::transaction::TransactionalTree;
+
+use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::error::{Result, TxResult};
+use super::invitations::unwrap_tx;
+use super::readings::{
+    Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
+};
+use super::sealed::{READINGS, seal, tx_open};
+use super::{Store, now_ms};
+use crate::domain::{DatasetName, HeldGroup, RowState};
+use sled::Transactional;
+
+/// The key of a member and dataset's refused-try record.
+pub(super) fn held_group_key(conn: &str, dataset: &DatasetName) -> Vec<u8> {
+    format!("r/{conn}\x1f{dataset}").into_bytes()
+}
+
+/// Record a refused try of the group claimed at `tried_ms` (the batch's
+/// claim): one more try counted, the next one after the backoff.
+pub(super) fn tx_refuse_group(
+    x: &TransactionalTree,
+    (conn, dataset): (&str, &DatasetName),
+    tried_ms: u64,
+    why: &str,
+) -> TxResult<()> {
+    let key = held_group_key(conn, dataset);
+    let prev: Option<HeldGroup> = x
+        .get(&key)?
+        .map(|v| tx_decode(&v, "held group"))
+        .transpose()?;
+    let group = HeldGroup::refused(prev.as_ref(), tried_ms, now_ms(), why);
+    x.insert(key, encode(&group))?;
+    Ok(())
+}
+
+/// The group took a batch: its record goes (written only if there is one).
+pub(super) fn tx_clear_group(
+    x: &TransactionalTree,
+    (conn, dataset): (&str, &DatasetName),
+) -> TxResult<()> {
+    let key = held_group_key(conn, dataset);
+    if x.get(&key)?.is_some() {
+        x.remove(key)?;
+    }
+    Ok(())
+}
+
+/// How many rows of one group a look at the held rows may release.
+#[derive(Clone, Copy)]
+enum Budget {
+    /// No refused try on record: all of them.
+    All,
+    /// A refused try on record: this many more (a probe), or none yet.
+    Left(usize),
+}
+
+/// One look at the held rows: per group, what may go, and which groups
+/// lost their last held row to `hold_for`.
+struct Pass<'a> {
+    store: &'a Store,
+    now: u64,
+    probe: usize,
+    budgets: HashMap<(String, DatasetName), Budget>,
+    failed: HashSet<(String, DatasetName)>,
+    still_held: HashSet<(String, DatasetName)>,
+}
+
+impl Pass<'_> {
+    /// Whether one more row of `(conn, dataset)` may go back to the queue.
+    fn may_release(&mut self, conn: &str, dataset: &DatasetName) -> Result<bool> {
+        let key = (conn.to_string(), dataset.clone());
+        let budget = match self.budgets.get(&key) {
+            Some(b) => *b,
+            None => {
+                let b = match self.store.held_group(conn, dataset)? {
+                    None => Budget::All,
+                    Some(g) => {
+                        let updated = self.store.member(conn)?.map_or(0, |m| m.updated_ms);
+                        match g.due(self.now, updated) {
+                            Some(_) => Budget::Left(self.probe.max(1)),
+                            None => Budget::Left(0),
+                        }
+                    }
+                };
+                self.budgets.insert(key.clone(), b);
+                b
+            }
+        };
+        Ok(match budget {
+            Budget::All => true,
+            Budget::Left(0) => {
+                self.still_held.insert(key);
+                false
+            }
+            Budget::Left(n) => {
+                self.budgets.insert(key, Budget::Left(n - 1));
+                true
+            }
+        })
+    }
+
+    fn kept(&mut self, row: &ReadingRow) {
+        if let Some(c) = &row.connection_id {
+            self.still_held.insert((c.clone(), row.dataset.clone()));
+        }
+    }
+
+    /// Records of groups whose rows all failed this pass, with nothing
+    /// queued either: removed, so no record outlives its rows.
+    fn clear_orphans(&self) -> Result<()> {
+        for (conn, ds) in self.failed.difference(&self.still_held) {
+            let key = held_group_key(conn, ds);
+            let queued = self
+                .store
+                .rdx
+                .scan_prefix(group_prefix(conn, ds.as_str()))
+                .next()
+                .is_some();
+            if !queued && self.store.rdx.get(&key)?.is_some() {
+                self.store.rdx.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The refused-try record of a member and dataset, if any.
+    pub fn held_group(&self, conn: &str, dataset: &DatasetName) -> Result<Option<HeldGroup>> {
+        self.rdx
+            .get(held_group_key(conn, dataset))?
+            .map(|v| decode(&v, "held group"))
+            .transpose()
+    }
+
+    /// Whether a member can take rows of `dataset` now (queued), or why
+    /// not (held): [`member_gate`], then a refused try still waiting.
+    pub(super) fn claim_gate(
+        &self,
+        conn: &str,
+        dataset: &DatasetName,
+    ) -> Result<(RowState, Option<String>)> {
+        let Some(m) = self.member(conn)? else {
+            return Ok((RowState::Held, Some("not connected".into())));
+        };
+        let gate = member_gate(&m, dataset);
+        if gate.0 == RowState::Queued
+            && let Some(g) = self.held_group(conn, dataset)?
+            && g.due(now_ms(), m.updated_ms).is_none()
+        {
+            return Ok((RowState::Held, Some(g.why)));
+        }
+        Ok(gate)
+    }
+
+    /// Held rows whose cause may have cleared go back to the queue (at most
+    /// `probe` of a group whose last try was refused); rows held longer than
+    /// `hold_for_ms` fail. Returns (released, failed).
+    pub fn release_holds(&self, hold_for_ms: u64, probe: usize) -> Result<(usize, usize)> {
+        let mut pass = Pass {
+            store: self,
+            now: now_ms(),
+            probe,
+            budgets: HashMap::new(),
+            failed: HashSet::new(),
+            still_held: HashSet::new(),
+        };
+        let mut resolver = Resolver::new(self);
+        let (mut released, mut failed) = (0, 0);
+        let held: Vec<u64> = self
+            .rdx
+            .scan_prefix(b"h/")
+            .keys()
+            .map(|k| k.map(|k| decode_u64(&k[2..])))
+            .collect::<std::result::Result<_, _>>()?;
+        for id in held {
+            let Some(row) = self.reading(id)? else {
+                continue;
+            };
+            if row.held_since_ms.unwrap_or(row.created_ms) + hold_for_ms <= pass.now {
+                failed += self.fail_held(&row)?;
+                if let Some(c) = &row.connection_id {
+                    pass.failed.insert((c.clone(), row.dataset.clone()));
+                }
+                continue;
+            }
+            match resolver.place(&row.member, &row.dataset)? {
+                Some(p) if p.state == RowState::Queued => {
+                    let conn = p.connection_id.as_deref().unwrap_or_default();
+                    if pass.may_release(conn, &row.dataset)? {
+                        released += self.release_one(&row, &p)? as usize;
+                    }
+                }
+                // Still held, maybe for another reason now (connected,
+                // but without write access): the reason shown follows.
+                Some(p) if p.reason.is_some() && p.reason != row.reason => {
+                    self.set_held_reason(id, p.reason.clone())?;
+                    pass.kept(&row);
+                }
+                _ => pass.kept(&row),
+            }
+        }
+        pass.clear_orphans()?;
+        Ok((released, failed))
+    }
+
+    /// A held row past `hold_for`: failed, with the reason it was held.
+    fn fail_held(&self, row: &ReadingRow) -> Result<usize> {
+        let why = format!(
+            "held for longer than hold_for: {}",
+            row.reason.as_deref().unwrap_or("held")
+        );
+        self.move_rows(&[row.id], &[RowState::Held], RowState::Failed, |r| {
+            r.reason = Some(why.clone())
+        })
+    }
+
+    /// A held row's reason, changed in place (its state and indexes stay).
+    fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
+        self.readings
+            .transaction(|r| {
+                if let Some(bytes) = r.get(row_key(id))? {
+                    let key = row_key(id);
+                    let mut row: ReadingRow =
+                        tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
+                    if row.state == RowState::Held {
+                        row.reason = reason.clone();
+                        r.insert(&key, seal(&self.sealer, READINGS, &key, &row))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// One held row to the queue for the member it now resolves to; a row
+    /// whose reading the member already has (by `external_id`) fails as a
+    /// duplicate. `held_since_ms` stays: `hold_for` counts from the first
+    /// hold, however many tries were refused since.
+    fn release_one(&self, row: &ReadingRow, p: &Placement) -> Result<bool> {
+        let new_key = format!("u/{}\x1f{}\x1f{}", p.subject, row.dataset, row.external_id);
+        let old_key = format!(
+            "u/{}\x1f{}\x1f{}",
+            row.subject, row.dataset, row.external_id
+        );
+        (&self.readings, &self.rdx)
+            .transaction(|(r, x)| {
+                if new_key != old_key {
+                    if let Some(other) = x.get(new_key.as_bytes())?
+                        && decode_u64(&other) != row.id
+                    {
+                        let why = format!("duplicate of reading {}", decode_u64(&other));
+                        tx_move(
+                            &self.sealer,
+                            r,
+                            x,
+                            row.id,
+                            &[RowState::Held],
+                            RowState::Failed,
+                            |row| row.reason = Some(why),
+                        )?;
+                        return Ok(false);
+                    }
+                    x.remove(old_key.as_bytes())?;
+                    x.insert(new_key.as_bytes(), &row.id.to_be_bytes())?;
+                }
+                let moved = tx_move(
+                    &self.sealer,
+                    r,
+                    x,
+                    row.id,
+                    &[RowState::Held],
+                    RowState::Queued,
+                    |row| {
+                        row.subject = p.subject.clone();
+                        row.connection_id = p.connection_id.clone();
+                        row.reason = None;
+                    },
+                )?;
+                Ok(moved.is_some())
+            })
+            .map_err(unwrap_tx)
+    }
+
+    /// Erase the refused-try records of a member (`people forget`).
+    pub(super) fn forget_held_groups(&self, conn: &str) -> Result<()> {
+        let prefix = format!("r/{conn}\x1f").into_bytes();
+        for k in self.rdx.scan_prefix(&prefix).keys() {
+            self.rdx.remove(k?)?;
+        }
+        Ok(())
+    }
+}
