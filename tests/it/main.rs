@@ -35,5 +35,6 @@ mod sandbox_pages;
 mod sandbox_pds;
 mod sandbox_shapes;
 mod service;
+mod socket_activation;
 mod sweep_guards;
 mod unsubscribe;

@@ -152,6 +152,13 @@ sed -i \
     -e '/^\[smtp\]/,/^\[/ s|^url = .*|url = "file:///var/lib/mydex-connector/outbox"|' \
     -e '/^\[queue\]/a poll_interval = "500ms"' \
     "$CONF"
+# The socket units listen where the config says (README: `systemctl edit
+# mydex-connector.socket`; here the drop-ins written directly).
+for unit_port in "mydex-connector.socket:$CALLBACK_PORT" "mydex-connector-admin.socket:$ADMIN_PORT"; do
+    mkdir -p "/etc/systemd/system/${unit_port%%:*}.d"
+    printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "${unit_port##*:}" \
+        > "/etc/systemd/system/${unit_port%%:*}.d/port.conf"
+done
 cp "$CONF" "$RESULTS/mydex-connector.toml"
 perms=$(stat -c '%a %U' "$CREDS" "$CREDS"/* | sort -u | tr '\n' ' ')
 ls_creds=$(ls "$CREDS" | tr '\n' ' ')
@@ -187,6 +194,19 @@ if [ $rc = 0 ] && [ "$(prop ActiveState)" = active ] && [ "$(prop SubState)" = r
 else
     fail ready "rc=$rc $st; $(journalctl -u mydex-connector --no-pager | tail -n 8)"
     finish
+fi
+# The sockets: enabled with the service (Also=), started with it
+# (Requires=), and the daemon serves them (its journal says so for both).
+sock_state=""
+for u in mydex-connector.socket mydex-connector-admin.socket; do
+    sock_state="$sock_state $u=$(systemctl is-active "$u")/$(systemctl is-enabled "$u")"
+done
+taken=$(journalctl -u mydex-connector --no-pager -o cat | grep -c 'listening on the socket passed by the service manager')
+if [ "$sock_state" = " mydex-connector.socket=active/enabled mydex-connector-admin.socket=active/enabled" ] && [ "$taken" -ge 2 ] &&
+    ! journalctl -u mydex-connector --no-pager -o cat | grep -q 'the socket unit wins'; then
+    pass sockets "$sock_state; the daemon took both sockets from systemd ($taken journal lines), no address disagreement"
+else
+    fail sockets "$sock_state; 'listening on the socket passed' lines: $taken; $(journalctl -u mydex-connector --no-pager -o cat | grep -i socket | tail -n 3)"
 fi
 if mydex-connector status --config "$CONF" > "$WORK/status.out" 2>&1; then
     pass status-cli "mydex-connector status: $(head -n 3 "$WORK/status.out" | tr '\n' ' ')"
@@ -333,6 +353,102 @@ else
     fail kill-9 "not restarted within 30 s: $(prop ActiveState)/$(prop SubState)"
 fi
 
+# ---------------------------------------------------------------- restarts under load: no callback refused
+# Callbacks at 100 a second, each on its own connection (bash's /dev/tcp,
+# one background sender each), while the service is restarted 3 times with
+# `systemctl restart` and then upgraded in place (the package installed
+# again: its postinst's upgrade path). The sockets are systemd's: callbacks
+# arriving between two processes wait in their backlog. Every one must be
+# answered 200 and stored exactly once; none refused, reset or timed out.
+LOAD=$WORK/load
+mkdir -p "$LOAD"
+mkfifo "$WORK/pace.fifo"
+exec 7<>"$WORK/pace.fifo" # never written: `read -t` on it sleeps without a fork
+auth=$(printf '%s' "$connection_token" | sha512sum | cut -d' ' -f1)
+load_key="restart-test-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# stored_count KEY: the callbacks' KEY in status (its first one after "callbacks":{).
+stored_count() { status_json | sed -n 's/.*"callbacks":{//p' | grep -o "\"$1\":[0-9]*" | head -n1 | cut -d: -f2; }
+# send_callback N: one callback, linking token of its own (kept as unmatched);
+# writes "CODE ANSWER-STATUS" (or refused / closed / timeout) to $LOAD/N.
+send_callback() {
+    local n=$1 body req code="" rest="" outcome=refused
+    printf -v body '{"uid":%d,"mydexid":"restart%d","key":"%s-%d","connection_id":"%d-45678","fields":{"a":1},"linking_token":"lt_restart_%d"}' \
+        $((800000 + n)) "$n" "$load_key" "$n" $((800000 + n)) "$n"
+    printf -v req 'POST /mydex/callback HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nAuthentication: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+        "$CALLBACK_PORT" "$auth" "${#body}" "$body"
+    if exec 5<>"/dev/tcp/127.0.0.1/$CALLBACK_PORT"; then
+        outcome=closed
+        if printf '%s' "$req" >&5; then
+            IFS=' ' read -r -t 120 _ code _ <&5
+            case $? in
+                0) IFS= read -r -d '' -t 120 rest <&5
+                   [[ $rest =~ \"status\":\"([a-z_]+)\" ]]
+                   outcome="$code ${BASH_REMATCH[1]:-none}" ;;
+                1) outcome=closed ;;
+                *) outcome=timeout ;;
+            esac
+        fi
+        exec 5<&-
+    fi
+    echo "$outcome" > "$LOAD/$n"
+} 2>/dev/null
+# The restarts: 3 × systemctl restart, then the package again; each line
+# to $LOAD/restarts, then $LOAD/done.
+restarter() {
+    local i pid t0 rc
+    sleep 4
+    for i in 1 2 3; do
+        pid=$(mainpid)
+        t0=$(date +%s.%N)
+        systemctl restart mydex-connector
+        rc=$?
+        echo "systemctl restart $i: rc=$rc, MainPID $pid → $(mainpid), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s" >> "$LOAD/restarts"
+        sleep 5
+    done
+    pid=$(mainpid)
+    t0=$(date +%s.%N)
+    apt-get install -y --reinstall --no-install-recommends /root/pkg/mydex-connector.deb > "$WORK/upgrade.out" 2>&1
+    rc=$?
+    echo "package installed again (upgrade path): rc=$rc, MainPID $pid → $(mainpid), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s" >> "$LOAD/restarts"
+    sleep 4
+    : > "$LOAD/done"
+}
+stored0=$(stored_count stored)
+unmatched0=$(stored_count unmatched)
+starts0=$(journalctl -u mydex-connector --no-pager -o cat | grep -c 'listening on the socket passed by the service manager')
+restarter &
+restarter_pid=$!
+t0=${EPOCHREALTIME/./}
+n=0
+while [ ! -e "$LOAD/done" ] && [ $n -lt 20000 ]; do
+    n=$((n + 1))
+    send_callback "$n" &
+    next=$((t0 + n * 10000)) now=${EPOCHREALTIME/./}
+    if [ $next -gt "$now" ]; then
+        printf -v pause '0.%06d' $((next - now > 999999 ? 999999 : next - now))
+        read -r -t "$pause" -u 7 _
+    fi
+done
+t1=${EPOCHREALTIME/./}
+wait "$restarter_pid"
+wait
+rate=$(awk -v n="$n" -v us=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (us / 1e6) }')
+outcomes=$(cat "$LOAD"/[0-9]* | sort | uniq -c | awk '{ printf "%s× %s %s; ", $1, $2, $3 }')
+answered=$(cat "$LOAD"/[0-9]* | grep -c '^200 unmatched$')
+missing=$((n - $(ls "$LOAD" | grep -c '^[0-9]*$')))
+stored_delta=$(($(stored_count stored) - stored0))
+unmatched_delta=$(($(stored_count unmatched) - unmatched0))
+starts=$(($(journalctl -u mydex-connector --no-pager -o cat | grep -c 'listening on the socket passed by the service manager') - starts0))
+restarts=$(tr '\n' ';' < "$LOAD/restarts")
+cp "$LOAD/restarts" "$RESULTS/restarts-under-load.txt"
+if [ "$answered" = "$n" ] && [ "$missing" = 0 ] && [ "$stored_delta" = "$n" ] && [ "$unmatched_delta" = "$n" ] &&
+    [ "$(grep -c 'rc=0' "$LOAD/restarts")" = 4 ] && [ "$starts" -ge 8 ]; then
+    pass restarts-under-load "$n callbacks at $rate/s over $(((t1 - t0) / 1000000)) s: $outcomes 0 refused or reset; stored $stored_delta (each once: unmatched +$unmatched_delta); $restarts sockets taken $starts times (2 a start)"
+else
+    fail restarts-under-load "$n callbacks at $rate/s: $outcomes missing $missing; stored +$stored_delta, unmatched +$unmatched_delta; $restarts sockets taken $starts times; $(tail -n 3 "$WORK/upgrade.out" 2>/dev/null | tr '\n' ' ')"
+fi
+exec 7<&-
+
 # ---------------------------------------------------------------- broken config: exit 78, no restart loop
 cp "$CONF" "$WORK/good.toml"
 sed -i '1i bogus_key = "a typo an operator made"' "$CONF"
@@ -416,10 +532,16 @@ kept=""
 for p in "$CREDS/store_key" "$CREDS/client_secret" "$STATE/db" /etc/mydex-connector/mydex-connector.toml; do
     [ -e "$p" ] && kept="$kept $p"
 done
-if [ $rc = 0 ] && [ ! -e /usr/bin/mydex-connector ] && [ "$(systemctl is-active mydex-connector)" != active ] && [ "$kept" = " $CREDS/store_key $CREDS/client_secret $STATE/db /etc/mydex-connector/mydex-connector.toml" ]; then
-    pass remove "dpkg --remove: stopped, binary gone, kept:$kept"
+sockets_down=yes
+for u in mydex-connector.socket mydex-connector-admin.socket; do
+    [ "$(systemctl is-active "$u")" = active ] && sockets_down=no
+done
+port_open "$CALLBACK_PORT" && sockets_down=no
+port_open "$ADMIN_PORT" && sockets_down=no
+if [ $rc = 0 ] && [ ! -e /usr/bin/mydex-connector ] && [ "$(systemctl is-active mydex-connector)" != active ] && [ $sockets_down = yes ] && [ "$kept" = " $CREDS/store_key $CREDS/client_secret $STATE/db /etc/mydex-connector/mydex-connector.toml" ]; then
+    pass remove "dpkg --remove: stopped, sockets stopped and both ports closed, binary gone, kept:$kept"
 else
-    fail remove "rc=$rc, $(systemctl is-active mydex-connector), kept:$kept"
+    fail remove "rc=$rc, $(systemctl is-active mydex-connector), sockets down: $sockets_down, kept:$kept"
 fi
 apt-get install -y --no-install-recommends /root/pkg/mydex-connector.deb > "$WORK/reinstall.out" 2>&1
 systemctl start mydex-connector
@@ -431,12 +553,14 @@ fi
 dpkg --purge mydex-connector > "$WORK/purge.out" 2>&1
 rc=$?
 left=""
-for p in /usr/bin/mydex-connector /etc/mydex-connector /var/lib/private/mydex-connector /var/lib/mydex-connector /lib/systemd/system/mydex-connector.service /etc/systemd/system/multi-user.target.wants/mydex-connector.service; do
+for p in /usr/bin/mydex-connector /etc/mydex-connector /var/lib/private/mydex-connector /var/lib/mydex-connector /lib/systemd/system/mydex-connector.service /etc/systemd/system/multi-user.target.wants/mydex-connector.service \
+    /lib/systemd/system/mydex-connector.socket /lib/systemd/system/mydex-connector-admin.socket \
+    /etc/systemd/system/sockets.target.wants/mydex-connector.socket /etc/systemd/system/sockets.target.wants/mydex-connector-admin.socket; do
     [ -e "$p" ] || [ -L "$p" ] && left="$left $p"
 done
 dropin=/etc/systemd/system/mydex-connector.service.d/watchdog-test.conf
 if [ $rc = 0 ] && [ -z "$left" ] && [ -e "$dropin" ]; then
-    pass purge "dpkg --purge: no /etc/mydex-connector (credentials too), no $STATE, no /var/lib/mydex-connector, no unit; the operator's own drop-in $dropin kept"
+    pass purge "dpkg --purge: no /etc/mydex-connector (credentials too), no $STATE, no /var/lib/mydex-connector, no unit nor socket unit; the operator's own drop-in $dropin kept"
 else
     fail purge "rc=$rc, left:${left:- nothing}; drop-in kept: $([ -e "$dropin" ] && echo yes || echo no); $(tail -n 3 "$WORK/purge.out")"
 fi

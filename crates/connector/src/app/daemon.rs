@@ -1,4 +1,5 @@
-//! Wiring: open the store, bind the listeners, start intake, dispatcher,
+//! Wiring: open the store, take the listeners (from systemd's socket units,
+//! or bound here: `listeners.rs`), start intake, dispatcher,
 //! the lifecycle (sweeps on cron, campaign control) and servers, and stop them all on SIGTERM/SIGINT (stop taking work, let steps
 //! in flight finish within a bound, flush the store).
 
@@ -10,6 +11,7 @@ use secrecy::ExposeSecret;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::listeners::{Listener, Passed};
 use crate::app::reload::Reloader;
 use crate::app::{ShutdownError, StartError};
 use crate::config::Settings;
@@ -62,8 +64,14 @@ struct Parts {
 pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
     let parts = open(settings).await?;
     let settings = parts.settings.clone();
-    let cb_listener = bind("callback.listen", settings.callback.listen).await?;
-    let admin_listener = bind("admin.listen", settings.admin.listen).await?;
+    let mut passed = Passed::from_env()?;
+    let cb_listener = passed
+        .listener(Listener::Callback, settings.callback.listen)
+        .await?;
+    let admin_listener = passed
+        .listener(Listener::Admin, settings.admin.listen)
+        .await?;
+    passed.finish();
     let callback_addr = cb_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
@@ -79,6 +87,7 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         &parts,
         lifecycle,
         admin_listener,
+        admin_addr,
         wake.clone(),
         stall_tx,
         shutdown.clone(),
@@ -188,13 +197,6 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         mailer,
         tls,
     })
-}
-
-/// The listener of `key` (`callback.listen`, `admin.listen`).
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| StartError::Bind(key, addr, e))
 }
 
 /// The lifecycle: campaign control, version and expiry sweeps on cron
@@ -314,17 +316,17 @@ fn admin_server(
     parts: &Parts,
     lifecycle: Arc<Lifecycle>,
     listener: tokio::net::TcpListener,
+    admin_addr: SocketAddr,
     wake: Arc<tokio::sync::Notify>,
     stall: Option<tokio::sync::mpsc::Sender<Duration>>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let settings = &parts.settings;
-    // The address actually bound (its real port), which a token-less
-    // request's Host must name.
-    let bound = listener.local_addr().unwrap_or(settings.admin.listen);
+    // The address served (its real port; the socket unit's when it differs
+    // from `admin.listen`), which a token-less request's Host must name.
     let gate = Arc::new(crate::server::admin::bearer::AdminGate::new(
         settings.admin.token.clone(),
-        bound,
+        admin_addr,
         parts.metrics.clone(),
     ));
     let admin_state = Arc::new(admin::AdminState {

@@ -3,9 +3,9 @@
 //! so the CLI's `error: …` line reads as before and can still find a store
 //! key problem or a configuration error in the chain.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::app::listeners::ListenError;
 use crate::config::ConfigError;
 use crate::notify::email::MailerSetupError;
 use crate::pipeline::lifecycle::LifecycleError;
@@ -29,9 +29,10 @@ pub enum StartError {
     MydexClient(#[source] reqwest::Error),
     #[error(transparent)]
     Mailer(#[from] MailerSetupError),
-    /// A listener: its key (`callback.listen`, `admin.listen`) and address.
-    #[error("{0} {1}: cannot bind")]
-    Bind(&'static str, SocketAddr, #[source] std::io::Error),
+    /// A listener: bound here (its key and address), or passed by the
+    /// service manager and not usable.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]

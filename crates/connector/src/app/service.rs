@@ -50,10 +50,11 @@ impl ServiceError {
     /// The configuration or the system is at fault and a restart will not
     /// fix it (the CLI exits `EX_CONFIG`, which the unit does not restart).
     pub fn is_config_problem(&self) -> bool {
-        matches!(
-            self,
-            ServiceError::Start(StartError::Config(_) | StartError::MydexClient(_))
-        )
+        match self {
+            ServiceError::Start(StartError::Config(_) | StartError::MydexClient(_)) => true,
+            ServiceError::Start(StartError::Listen(e)) => e.is_config_problem(),
+            _ => false,
+        }
     }
 
     /// The store could not write (the CLI exits `EX_TEMPFAIL`).
