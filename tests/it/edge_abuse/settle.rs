@@ -33,14 +33,12 @@ fn write_in_halves(path: PathBuf, first: String, second: String, gap: Duration, 
     f.write_all(first.as_bytes()).unwrap();
     f.sync_all().unwrap();
     if !keep_open {
-        drop(f);
+        // Closed now, opened again for the second half.
+        f = std::fs::File::open("/dev/null").unwrap();
     }
     std::thread::sleep(gap);
     if !keep_open {
-        f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
+        f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     }
     f.write_all(second.as_bytes()).unwrap();
     f.sync_all().unwrap();
@@ -53,6 +51,15 @@ fn log_lines(setup: &Setup, needles: &[&str]) -> usize {
         .lines()
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .count()
+}
+
+/// Wait until the daemon watches its `what` directory (a copy begun
+/// before is judged by the settle time alone, see README).
+fn wait_watching(setup: &Setup, what: &str) {
+    let needle = format!("watching the {what} directory for files");
+    wait_until(&needle, Duration::from_secs(60), || {
+        log_lines(setup, &[&needle]) == 1
+    });
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -69,6 +76,7 @@ async fn an_invitee_file_written_in_two_halves_6s_apart_is_invited_whole() {
     // the file open, and still no row is missed.
     let (smtp, setup) = start("").await;
     let _daemon = setup.daemon();
+    wait_watching(&setup, "queue");
     let rows = |r: std::ops::Range<u32>| -> String {
         r.map(|i| format!("half{i}@example.com,Person {i},MTR-{i:03}\n"))
             .collect()
@@ -124,6 +132,7 @@ async fn a_readings_file_written_in_two_halves_6s_apart_is_delivered_whole() {
     let (_smtp, setup) = start(extra).await;
     let members = seed_members(&setup, 2, 1).await;
     let _daemon = setup.daemon();
+    wait_watching(&setup, "readings");
     let rows = |m: &serde_json::Value, r: std::ops::Range<u32>| -> String {
         r.map(|j| {
             format!(

@@ -229,7 +229,10 @@ fn watch(
         }
     };
     match w.watch(dir, notify::RecursiveMode::NonRecursive) {
-        Ok(()) => Some(w),
+        Ok(()) => {
+            tracing::info!(path = %dir.display(), "watching the {what} directory for files");
+            Some(w)
+        }
         Err(e) => {
             tracing::warn!(dir = what, path = %dir.display(), error = %e, "cannot watch the directory; polling only, and files copied in are judged by their size and times alone");
             None
