@@ -186,6 +186,9 @@ async fn a_password_in_a_url_is_never_printed() {
         shown.contains("webhook_url = \"https://<redacted>@hooks.example.com/x\""),
         "{shown}"
     );
+    // The settle time of files copied into the queue is shown with its default.
+    let queue = &shown[shown.find("[queue]").unwrap()..];
+    assert!(queue.contains("\nsettle = \"5s\"\n"), "{shown}");
     // A URL that is refused is quoted without its password.
     let bad = good.replace(
         &format!("api_url = \"{sbx}\""),

@@ -38,7 +38,10 @@ fn write_in_halves(path: PathBuf, first: String, second: String, gap: Duration, 
     }
     std::thread::sleep(gap);
     if !keep_open {
-        f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
     }
     f.write_all(second.as_bytes()).unwrap();
     f.sync_all().unwrap();

@@ -129,43 +129,11 @@ pub fn ingest_file(
             report.rejected += 1;
         }
         Ok(rows) => {
-            let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
-            let mut last_line = resume_after;
-            let mut stored_through = resume_after;
-            for row in rows {
-                let row = match row {
-                    Ok(row) => row,
-                    Err(FileError::Io(e)) => return Err(unreadable(e, stored_through)),
-                    Err(e) => return Err(e.into()),
-                };
-                if row.line <= resume_after {
-                    continue;
-                }
-                last_line = row.line;
-                match row.result.and_then(|inv| to_new(settings, inv)) {
-                    Ok(new) => batch.push((row.line, new)),
-                    Err(reason) => {
-                        rejects.write(row.line, &reason.to_string())?;
-                        report.rejected += 1;
-                    }
-                }
-                if batch.len() >= BATCH {
-                    store_batch(
-                        store,
-                        &name,
-                        &mut batch,
-                        last_line,
-                        &mut report,
-                        &mut rejects,
-                    )?;
-                    stored_through = last_line;
-                }
-            }
-            store_batch(
+            store_rows(
                 store,
-                &name,
-                &mut batch,
-                last_line,
+                settings,
+                rows,
+                resume_after,
                 &mut report,
                 &mut rejects,
             )?;
@@ -178,6 +146,50 @@ pub fn ingest_file(
     store.clear_intake_progress(&name)?;
     tracing::info!(file = %name, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, "queue file ingested");
     Ok(report)
+}
+
+/// Store the rows of an open queue file after line `resume_after`, in
+/// batches; bad rows go to `rejects`.
+fn store_rows(
+    store: &Store,
+    settings: &Settings,
+    rows: Rows<std::fs::File>,
+    resume_after: u64,
+    report: &mut FileReport,
+    rejects: &mut Rejects,
+) -> Result<(), IngestError> {
+    let name = rejects.name.clone();
+    let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
+    let mut last_line = resume_after;
+    let mut stored_through = resume_after;
+    for row in rows {
+        let row = match row {
+            Ok(row) => row,
+            Err(FileError::Io(error)) => {
+                return Err(IngestError::Unreadable {
+                    error,
+                    stored_through,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if row.line <= resume_after {
+            continue;
+        }
+        last_line = row.line;
+        match row.result.and_then(|inv| to_new(settings, inv)) {
+            Ok(new) => batch.push((row.line, new)),
+            Err(reason) => {
+                rejects.write(row.line, &reason.to_string())?;
+                report.rejected += 1;
+            }
+        }
+        if batch.len() >= BATCH {
+            store_batch(store, &name, &mut batch, last_line, report, rejects)?;
+            stored_through = last_line;
+        }
+    }
+    store_batch(store, &name, &mut batch, last_line, report, rejects)
 }
 
 fn store_batch(
@@ -256,7 +268,8 @@ pub async fn run(
         if store.failure().is_some() {
             continue;
         }
-        for file in dir.ready() {
+        let begun = |name: &str| matches!(store.intake_progress(name), Ok(Some(_)));
+        for file in dir.ready(&begun) {
             if shutdown.is_cancelled() {
                 return;
             }

@@ -517,7 +517,8 @@ pub async fn run_readings(
         if store.failure().is_some() {
             continue;
         }
-        for file in dir.ready() {
+        let begun = |name: &str| matches!(store.readings_progress(name), Ok(Some(_)));
+        for file in dir.ready(&begun) {
             if shutdown.is_cancelled() {
                 return;
             }

@@ -138,11 +138,11 @@ impl Settle {
         if seen.print != print {
             *seen = Seen { print, since: now };
         }
+        let whole = (renamed_in || placed_whole(name)) && meta.len() > 0;
+        let unchanged = now.saturating_duration_since(seen.since) >= self.period;
         let verdict = if writing {
             Verdict::BeingWritten
-        } else if (renamed_in || placed_whole(name)) && meta.len() > 0 {
-            Verdict::Take
-        } else if now.saturating_duration_since(seen.since) >= self.period {
+        } else if whole || unchanged {
             Verdict::Take
         } else {
             Verdict::Settling

@@ -82,8 +82,10 @@ impl WatchedDir {
     }
 
     /// The files to read now, oldest name first. Files that can never be
-    /// read as they are go to `rejected/` on the way.
-    pub(crate) fn ready(&mut self) -> Vec<PathBuf> {
+    /// read as they are go to `rejected/` on the way. `begun` says whether
+    /// the daemon already stored rows of a file (its progress mark): such a
+    /// file was judged whole before a restart and is read on at once.
+    pub(crate) fn ready(&mut self, begun: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) => {
@@ -103,7 +105,7 @@ impl WatchedDir {
                 continue;
             }
             present.insert(name.clone());
-            if let Some(path) = self.judge(&entry, now) {
+            if let Some(path) = self.judge(&entry, now, begun) {
                 ready.push(path);
             }
         }
@@ -113,7 +115,12 @@ impl WatchedDir {
     }
 
     /// Whether the entry is ready; sets it aside when it never can be.
-    fn judge(&mut self, entry: &std::fs::DirEntry, now: Instant) -> Option<PathBuf> {
+    fn judge(
+        &mut self,
+        entry: &std::fs::DirEntry,
+        now: Instant,
+        begun: &dyn Fn(&str) -> bool,
+    ) -> Option<PathBuf> {
         let path = entry.path();
         let name = entry.file_name();
         let refusal = match (usable_name(&name), std::fs::symlink_metadata(&path)) {
@@ -121,8 +128,10 @@ impl WatchedDir {
             (Ok(_), Err(_)) => return None, // gone since the listing
             (Ok(text), Ok(meta)) => match kind_of(&meta.file_type()) {
                 None => {
-                    let (verdict, first_wait) = self.settle.verdict(text, &meta, now);
-                    if first_wait {
+                    let (mut verdict, first_wait) = self.settle.verdict(text, &meta, now);
+                    if verdict == Verdict::Settling && begun(text) {
+                        verdict = Verdict::Take;
+                    } else if first_wait {
                         self.log_waiting(text, verdict);
                     }
                     return (verdict == Verdict::Take).then_some(path);
