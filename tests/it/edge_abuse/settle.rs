@@ -1,10 +1,10 @@
 //! Files copied into the watched directories by other tools, through the
 //! real daemon, sandbox and SMTP server: a file still being written is not
 //! read half-way (every row of a file written in two halves 6 s apart is
-//! taken in), and a file that can never be read (a name that is not UTF-8
-//! or too long, a FIFO, a directory, a link) goes to `rejected/` once, with
-//! a reason and one log line, instead of an error every poll. Nothing in
-//! `rejected/` is written through a link.
+//! taken in), and a file that can never be read (a name that is not UTF-8,
+//! too long or holding a control character, a FIFO, a directory, a link)
+//! goes to `rejected/` once, with a reason and one log line, instead of an
+//! error every poll. Nothing in `rejected/` is written through a link.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -201,6 +201,7 @@ fn unreadable_entries(root: &Path) -> Vec<(String, &'static str)> {
     std::fs::write(queue.join(&not_utf8), good).unwrap();
     let long = format!("{}.csv", "l".repeat(245));
     std::fs::write(queue.join(&long), good).unwrap();
+    std::fs::write(queue.join("ctl\nline.csv"), good).unwrap();
     let fifo = queue.join("pipe.csv");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -213,6 +214,8 @@ fn unreadable_entries(root: &Path) -> Vec<(String, &'static str)> {
     vec![
         ("latin1-".into(), "not valid UTF-8"),
         (long[..40].to_string(), "bytes long"),
+        // Shown escaped: a newline in a name cannot forge a log line.
+        ("ctl\\nline.csv".into(), "control character"),
         ("pipe.csv".into(), "a FIFO"),
         ("folder.jsonl".into(), "a directory"),
         ("link.csv".into(), "a symbolic link"),

@@ -158,7 +158,7 @@ impl WatchedDir {
         match set_aside(&self.dir, path, &why) {
             Ok(dest) => {
                 self.failing.remove(path);
-                tracing::error!(dir = self.what, file = %path.display(), moved_to = %dest.display(), reason = %why, "file cannot be taken in: moved to rejected/ with the reason beside it");
+                tracing::error!(dir = self.what, file = %shown(path), moved_to = %dest.display(), reason = %why, "file cannot be taken in: moved to rejected/ with the reason beside it");
             }
             Err(e) => self.failed(
                 path,
@@ -171,19 +171,25 @@ impl WatchedDir {
     /// it is new for the file, not again while it repeats.
     pub(crate) fn failed(&mut self, path: &Path, error: String) {
         if self.failing.get(path) == Some(&error) {
-            tracing::debug!(dir = self.what, file = %path.display(), error = %error, "still failing");
+            tracing::debug!(dir = self.what, file = %shown(path), error = %error, "still failing");
             return;
         }
-        tracing::error!(dir = self.what, file = %path.display(), error = %error, "cannot take the file in; retried at every poll, logged again only if the error changes");
+        tracing::error!(dir = self.what, file = %shown(path), error = %error, "cannot take the file in; retried at every poll, logged again only if the error changes");
         self.failing.insert(path.to_path_buf(), error);
     }
 
     /// `path` was taken in (or listing worked again).
     pub(crate) fn succeeded(&mut self, path: &Path) {
         if self.failing.remove(path).is_some() {
-            tracing::info!(dir = self.what, file = %path.display(), "taken in after earlier failures");
+            tracing::info!(dir = self.what, file = %shown(path), "taken in after earlier failures");
         }
     }
+}
+
+/// A path as log lines show it: not UTF-8 replaced, control characters
+/// escaped (a name holding a newline cannot forge a log line).
+fn shown(path: &Path) -> String {
+    path.to_string_lossy().escape_debug().to_string()
 }
 
 /// A name the directory's files may have: `.csv`, `.jsonl` or `.ndjson`,
