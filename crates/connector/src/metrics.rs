@@ -269,21 +269,7 @@ impl Metrics {
             "Callbacks received by type and result",
             self.callbacks.clone(),
         );
-        reg.register(
-            "admin_refused",
-            "Admin API requests refused, by reason (wrong_token, missing_token, no_token_configured, misdirected)",
-            self.admin_refused.clone(),
-        );
-        reg.register(
-            "callback_listener_events",
-            "The callback listener under load, by event: evicted_incomplete (a connection that had not sent a complete request, dropped to make room), evicted_idle (a keep-alive connection between requests, dropped to make room), refused_full (a new connection closed: every one held was being answered), body_timeout (a body not in within callback.read_timeout, answered 408)",
-            self.callback_listener.clone(),
-        );
-        reg.register(
-            "callback_connections_open",
-            "Connections the callback listener holds now (at most callback.max_connections)",
-            self.callback_connections_open.clone(),
-        );
+        self.register_edge(reg);
         reg.register(
             "readings_delivered",
             "Readings delivered into members' PDS by this process",
@@ -311,6 +297,26 @@ impl Metrics {
                 .set(*n as i64);
         }
         reg.register("records", "Readings by state", records);
+    }
+
+    /// What the public edge turned away: admin refusals, the callback
+    /// listener's evictions and timeouts.
+    fn register_edge(&self, reg: &mut Registry) {
+        reg.register(
+            "admin_refused",
+            "Admin API requests refused, by reason (wrong_token, missing_token, no_token_configured, misdirected)",
+            self.admin_refused.clone(),
+        );
+        reg.register(
+            "callback_listener_events",
+            "The callback listener under load, by event: evicted_incomplete (a connection that had not sent a complete request, dropped to make room), evicted_idle (a keep-alive connection between requests, dropped to make room), refused_full (a new connection closed: every one held was being answered), body_timeout (a body not in within callback.read_timeout, answered 408)",
+            self.callback_listener.clone(),
+        );
+        reg.register(
+            "callback_connections_open",
+            "Connections the callback listener holds now (at most callback.max_connections)",
+            self.callback_connections_open.clone(),
+        );
     }
 }
 

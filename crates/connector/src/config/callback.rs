@@ -62,19 +62,7 @@ pub(super) struct RawCallback {
 impl Validator {
     pub(super) fn callback(&self, raw: RawCallback) -> Result<CallbackSettings, ConfigError> {
         let listen = self.listen("callback.listen", raw.listen, "127.0.0.1:8080")?;
-        let path = raw.path.unwrap_or_else(|| "/mydex/callback".into());
-        if path.starts_with("/unsubscribe/") {
-            return Err(self.err(
-                "callback.path",
-                "may not start with /unsubscribe/ (the one-click unsubscribe links live there)",
-            ));
-        }
-        if !path.starts_with('/') || path.len() > 200 || path.contains(['?', '#', ' ']) {
-            return Err(self.err(
-                "callback.path",
-                format!("{path:?} must be a path starting with `/`"),
-            ));
-        }
+        let path = self.callback_path(raw.path)?;
         let body_limit = raw.body_limit.unwrap_or(64 * 1024);
         if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
             return Err(self.err(

@@ -1,7 +1,9 @@
 //! `[delivery]`: readings delivered into members' PDS (issue 13): the
 //! directory watched for readings files, the default dataset, batch size,
 //! concurrency and rate of the POSTs, how long a row may be held, and how
-//! long Mydex is assumed to take at most to finish a request (`settle`).
+//! long Mydex is assumed to take at most to finish a request (`settle`), and
+//! how long a readings file copied in by another tool must stay unchanged
+//! before it is read (`file_settle`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +32,10 @@ pub struct DeliverySettings {
     /// after this long (then read back); see README "Delivering readings".
     #[serde(serialize_with = "show::duration")]
     pub settle: Duration,
+    /// A readings file not placed by `deliver` is read only once it has not
+    /// changed for this long (default `queue.settle`); see `intake/settle.rs`.
+    #[serde(serialize_with = "show::duration")]
+    pub file_settle: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,6 +50,8 @@ pub(super) struct RawDelivery {
     hold_for: Option<Duration>,
     #[serde(default, with = "humantime_serde::option")]
     settle: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    file_settle: Option<Duration>,
 }
 
 impl Validator {
@@ -51,6 +59,7 @@ impl Validator {
         &self,
         raw: Option<RawDelivery>,
         request_timeout: Duration,
+        queue_settle: Duration,
     ) -> Result<Option<DeliverySettings>, ConfigError> {
         let Some(raw) = raw else { return Ok(None) };
         let dir = self.path(self.required("delivery.dir", raw.dir)?);
@@ -81,6 +90,8 @@ impl Validator {
                 "must be at least mydex.request_timeout and at most 1h",
             ));
         }
+        let file_settle =
+            self.file_settle("delivery.file_settle", raw.file_settle, queue_settle)?;
         Ok(Some(DeliverySettings {
             dir,
             dataset,
@@ -89,6 +100,7 @@ impl Validator {
             rate,
             hold_for,
             settle,
+            file_settle,
         }))
     }
 }

@@ -78,7 +78,15 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
     let log = v.log(raw.log)?;
     let notifications = v.notifications(raw.notifications)?;
     let campaigns = v.campaigns(raw.campaign, &invitations)?;
-    let delivery = v.delivery(raw.delivery, mydex.request_timeout)?;
+    let delivery = v.delivery(raw.delivery, mydex.request_timeout, queue.settle)?;
+    let mut dirs = vec![
+        ("store.path", store.path.as_path()),
+        ("queue.dir", queue.dir.as_path()),
+    ];
+    if let Some(d) = &delivery {
+        dirs.push(("delivery.dir", d.dir.as_path()));
+    }
+    v.distinct_dirs(&dirs)?;
     Ok(Settings {
         source: PathBuf::from(source),
         mydex,

@@ -45,9 +45,9 @@ impl FtcFlow {
 #[derive(Serialize)]
 pub struct MydexSettings {
     pub environment: Environment,
-    #[serde(serialize_with = "show::display")]
+    #[serde(serialize_with = "show::url")]
     pub api_url: reqwest::Url,
-    #[serde(serialize_with = "show::display")]
+    #[serde(serialize_with = "show::url")]
     pub token_url: reqwest::Url,
     pub client_id: String,
     #[serde(skip)]
@@ -59,6 +59,7 @@ pub struct MydexSettings {
     pub connection_token: SecretString,
     #[serde(rename = "connection_token", serialize_with = "show::secret")]
     pub connection_token_source: PathBuf,
+    #[serde(serialize_with = "show_text_url")]
     pub return_to: String,
     pub connection_version: u32,
     #[serde(serialize_with = "show::duration")]
@@ -294,6 +295,11 @@ impl Validator {
     }
 }
 
+/// `return_to` as `check-config` shows it: any user and password redacted.
+fn show_text_url<S: Serializer>(u: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&show::url_text(u))
+}
+
 /// `[mydex]` with `ftc_url` and `status_url` as they are used: set, or
 /// computed from `api_url`.
 pub(super) fn shown<S: Serializer>(m: &MydexSettings, s: S) -> Result<S::Ok, S::Error> {
@@ -306,8 +312,8 @@ pub(super) fn shown<S: Serializer>(m: &MydexSettings, s: S) -> Result<S::Ok, S::
     }
     Shown {
         settings: m,
-        ftc_url: m.ftc_endpoint().to_string(),
-        status_url: m.status_base().to_string(),
+        ftc_url: show::url_text(m.ftc_endpoint().as_str()),
+        status_url: show::url_text(m.status_base().as_str()),
     }
     .serialize(s)
 }

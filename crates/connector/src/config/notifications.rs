@@ -17,7 +17,7 @@ pub struct NotificationSettings {
     /// Program and arguments, run without a shell, the JSON on stdin.
     #[serde(serialize_with = "show::command")]
     pub command: Option<Vec<String>>,
-    #[serde(serialize_with = "show::display_or_none")]
+    #[serde(serialize_with = "show::url_or_none")]
     pub webhook_url: Option<reqwest::Url>,
     #[serde(serialize_with = "show::duration")]
     pub timeout: Duration,

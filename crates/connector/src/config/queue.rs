@@ -1,4 +1,6 @@
-//! `[queue]`: the intake directory watched for CSV drops.
+//! `[queue]`: the intake directory watched for CSV drops, how often it is
+//! listed, and how long a file copied in by another tool must stay unchanged
+//! before it is read (`settle`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +18,10 @@ pub struct QueueSettings {
     pub dir: PathBuf,
     #[serde(serialize_with = "show::duration")]
     pub poll_interval: Duration,
+    /// A file not placed by `enqueue` is read only once it has not changed
+    /// for this long (default 5s); see `intake/settle.rs`.
+    #[serde(serialize_with = "show::duration")]
+    pub settle: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -24,13 +30,34 @@ pub(super) struct RawQueue {
     dir: Option<PathBuf>,
     #[serde(default, with = "humantime_serde::option")]
     poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    settle: Option<Duration>,
 }
+
+/// `queue.settle` when the file does not set it.
+const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
 
 impl Validator {
     pub(super) fn queue(&self, raw: RawQueue) -> Result<QueueSettings, ConfigError> {
         Ok(QueueSettings {
             dir: self.path(self.required("queue.dir", raw.dir)?),
             poll_interval: raw.poll_interval.unwrap_or(Duration::from_secs(2)),
+            settle: self.file_settle("queue.settle", raw.settle, DEFAULT_SETTLE)?,
         })
+    }
+
+    /// A settle time for files copied into a watched directory: 0s (read as
+    /// soon as no write is seen in progress) to 1h.
+    pub(super) fn file_settle(
+        &self,
+        key: &str,
+        raw: Option<Duration>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let settle = raw.unwrap_or(default);
+        if settle > Duration::from_secs(3600) {
+            return Err(self.err(key, "must be at most 1h"));
+        }
+        Ok(settle)
     }
 }

@@ -41,20 +41,42 @@ pub(super) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
-/// Anything by its `Display` (URLs, mailboxes).
-pub(super) fn display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+/// A URL with its user and password (`https://user:pass@host`) shown as
+/// `<redacted>`: either may be a secret.
+pub(super) fn url<S: Serializer>(u: &reqwest::Url, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&url_text(u.as_str()))
 }
 
-/// An optional value by its `Display`, `(none)` when absent.
-pub(super) fn display_or_none<T: Display, S: Serializer>(
-    v: &Option<T>,
+/// An optional URL as [`url`] shows it, `(none)` when absent.
+pub(super) fn url_or_none<S: Serializer>(
+    u: &Option<reqwest::Url>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.collect_str(v),
+    match u {
+        Some(u) => url(u, s),
         None => s.serialize_str("(none)"),
     }
+}
+
+/// A URL given as text with any user and password replaced by
+/// `<redacted>`; used wherever configuration shows or quotes a URL
+/// (`check-config`, error messages), including text that does not parse.
+pub(super) fn url_text(raw: &str) -> String {
+    let Some(start) = raw.find("://").map(|i| i + 3) else {
+        return raw.to_string();
+    };
+    let authority_end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..authority_end].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_string(),
+    }
+}
+
+/// Anything by its `Display` (mailboxes, values with no secret in them).
+pub(super) fn display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// A rate as `"60/1m"`, `"unlimited"` for none.
@@ -109,5 +131,22 @@ pub(super) fn send_window<S: Serializer>(w: &Option<SendWindow>, s: S) -> Result
     match w {
         Some(w) => s.collect_str(&format_args!("{w} ({})", w.tz)),
         None => s.serialize_str("(any time)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_text;
+
+    #[test]
+    fn user_and_password_in_a_url_are_redacted() {
+        assert_eq!(
+            url_text("https://user:pa%40ss@api.example.com:8443/x?y=1"),
+            "https://<redacted>@api.example.com:8443/x?y=1"
+        );
+        assert_eq!(url_text("https://tok@h/p@q"), "https://<redacted>@h/p@q");
+        assert_eq!(url_text("https://a:b@"), "https://<redacted>@");
+        assert_eq!(url_text("https://h.example/a@b"), "https://h.example/a@b");
+        assert_eq!(url_text("not a url"), "not a url");
     }
 }

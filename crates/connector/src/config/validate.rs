@@ -36,12 +36,14 @@ impl Validator {
     }
 
     pub(super) fn url(&self, key: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+        // Quoted in errors with any user and password redacted.
+        let shown = super::show::url_text(raw);
         let url = reqwest::Url::parse(raw)
-            .map_err(|e| self.err(key, format!("{raw:?} is not a URL: {e}")))?;
+            .map_err(|e| self.err(key, format!("{shown:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(self.err(
                 key,
-                format!("{raw:?} must be an http or https URL with a host"),
+                format!("{shown:?} must be an http or https URL with a host"),
             ));
         }
         Ok(url)
@@ -52,7 +54,8 @@ impl Validator {
     pub(super) fn endpoint_url(&self, key: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
         let url = self.url(key, raw.trim())?;
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(self.err(key, format!("{raw:?} must not have a query or fragment")));
+            let shown = super::show::url_text(raw);
+            return Err(self.err(key, format!("{shown:?} must not have a query or fragment")));
         }
         Ok(url)
     }

@@ -11,6 +11,13 @@ use crate::store::StoreError;
 /// queue and is tried again).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The file itself cannot be read (it is set aside, not retried).
+    #[error("cannot read the file: {error}")]
+    Unreadable {
+        error: std::io::Error,
+        /// The last line already stored (0: none).
+        stored_through: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -11,7 +11,10 @@ mod owner;
 pub mod precheck;
 pub mod reader;
 pub mod readings;
+mod rejected;
 mod row_error;
+mod settle;
+mod watched;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,7 @@ use crate::domain::Invitee;
 use crate::store::{InsertOutcome, Kind, NewInvitation, Store};
 pub use error::{EnqueueError, IngestError};
 pub use reader::{FileError, Format, Rows};
+pub use rejected::Refusal;
 pub use row_error::RowError;
 
 const BATCH: usize = 500;
@@ -65,17 +69,15 @@ pub fn ensure_dirs(dir: &Path) -> std::io::Result<()> {
 /// The rejected-rows report of one file, opened on first use.
 struct Rejects {
     name: String,
-    path: PathBuf,
+    /// The watched directory (the report goes to its `rejected/`).
+    dir: PathBuf,
     out: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Rejects {
     fn write(&mut self, line: u64, reason: &str) -> std::io::Result<()> {
         if self.out.is_none() {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let f = rejected::open_report(&self.dir, &self.name)?;
             self.out = Some(std::io::BufWriter::new(f));
         }
         match self.out.as_mut() {
@@ -105,7 +107,7 @@ pub fn ingest_file(
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut rejects = Rejects {
         name: name.clone(),
-        path: dir.join("rejected").join(format!("{name}.rejected.txt")),
+        dir: dir.to_path_buf(),
         out: None,
     };
     let mut report = FileReport::default();
@@ -114,46 +116,24 @@ pub fn ingest_file(
     if resume_after > 0 {
         tracing::info!(file = %name, line = resume_after, "resuming a queue file after its last stored line");
     }
-    match Rows::open(path) {
-        Err(
-            e @ (FileError::NoEmailColumn | FileError::BadHeader(_) | FileError::UnknownFormat),
-        ) => {
+    let unreadable = |error, stored_through| IngestError::Unreadable {
+        error,
+        stored_through,
+    };
+    let file = watched::open_regular(path).map_err(|e| unreadable(e, resume_after))?;
+    let format = Format::of(path).ok_or(FileError::UnknownFormat);
+    match format.and_then(|f| Rows::new(file, f)) {
+        Err(FileError::Io(e)) => return Err(unreadable(e, resume_after)),
+        Err(e) => {
             rejects.write(1, &e.to_string())?;
             report.rejected += 1;
         }
-        Err(e) => return Err(e.into()),
         Ok(rows) => {
-            let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
-            let mut last_line = resume_after;
-            for row in rows {
-                let row = row?;
-                if row.line <= resume_after {
-                    continue;
-                }
-                last_line = row.line;
-                match row.result.and_then(|inv| to_new(settings, inv)) {
-                    Ok(new) => batch.push((row.line, new)),
-                    Err(reason) => {
-                        rejects.write(row.line, &reason.to_string())?;
-                        report.rejected += 1;
-                    }
-                }
-                if batch.len() >= BATCH {
-                    store_batch(
-                        store,
-                        &name,
-                        &mut batch,
-                        last_line,
-                        &mut report,
-                        &mut rejects,
-                    )?;
-                }
-            }
-            store_batch(
+            store_rows(
                 store,
-                &name,
-                &mut batch,
-                last_line,
+                settings,
+                rows,
+                resume_after,
                 &mut report,
                 &mut rejects,
             )?;
@@ -166,6 +146,50 @@ pub fn ingest_file(
     store.clear_intake_progress(&name)?;
     tracing::info!(file = %name, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, "queue file ingested");
     Ok(report)
+}
+
+/// Store the rows of an open queue file after line `resume_after`, in
+/// batches; bad rows go to `rejects`.
+fn store_rows(
+    store: &Store,
+    settings: &Settings,
+    rows: Rows<std::fs::File>,
+    resume_after: u64,
+    report: &mut FileReport,
+    rejects: &mut Rejects,
+) -> Result<(), IngestError> {
+    let name = rejects.name.clone();
+    let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
+    let mut last_line = resume_after;
+    let mut stored_through = resume_after;
+    for row in rows {
+        let row = match row {
+            Ok(row) => row,
+            Err(FileError::Io(error)) => {
+                return Err(IngestError::Unreadable {
+                    error,
+                    stored_through,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if row.line <= resume_after {
+            continue;
+        }
+        last_line = row.line;
+        match row.result.and_then(|inv| to_new(settings, inv)) {
+            Ok(new) => batch.push((row.line, new)),
+            Err(reason) => {
+                rejects.write(row.line, &reason.to_string())?;
+                report.rejected += 1;
+            }
+        }
+        if batch.len() >= BATCH {
+            store_batch(store, &name, &mut batch, last_line, report, rejects)?;
+            stored_through = last_line;
+        }
+    }
+    store_batch(store, &name, &mut batch, last_line, report, rejects)
 }
 
 fn store_batch(
@@ -221,56 +245,22 @@ pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, Ro
     })
 }
 
-/// A file that may have arrived: created, renamed in, or closed after
-/// writing. Not opens and reads: listing the directory and reading a file
-/// raise those, and waking on them made the watcher wake itself forever.
-fn is_arrival(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-    matches!(
-        kind,
-        EventKind::Create(_)
-            | EventKind::Modify(ModifyKind::Name(_))
-            | EventKind::Access(AccessKind::Close(AccessMode::Write))
-    )
-}
-
-/// Watch the queue directory and ingest files until cancelled.
+/// Watch the queue directory and ingest files until cancelled: each file
+/// once it is whole (see `settle.rs`); one that can never be read is set
+/// aside into `rejected/`.
 pub async fn run(
     store: Store,
     settings: Arc<Settings>,
     wake_dispatcher: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let dir = settings.queue.dir.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let _watcher = {
-        use notify::Watcher;
-        let tx = tx.clone();
-        let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok_and(|ev| is_arrival(&ev.kind)) {
-                let _ = tx.try_send(());
-            }
-        });
-        match w {
-            Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                Ok(()) => Some(w),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the queue directory; polling only");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no file watcher; polling the queue directory only");
-                None
-            }
-        }
-    };
+    let mut dir = watched::WatchedDir::open(&settings.queue.dir, "queue", settings.queue.settle);
     let mut tick = tokio::time::interval(settings.queue.poll_interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
-            _ = rx.recv() => {}
+            _ = dir.arrival() => {}
         }
         // A store that cannot write (see `store/write_health.rs`) cannot take
         // the files in; they wait in the queue, and the log is not filled
@@ -278,30 +268,35 @@ pub async fn run(
         if store.failure().is_some() {
             continue;
         }
-        let files = match pending_files(&dir) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot list the queue directory");
-                continue;
-            }
-        };
-        for file in files {
+        let begun = |name: &str| matches!(store.intake_progress(name), Ok(Some(_)));
+        for file in dir.ready(&begun) {
             if shutdown.is_cancelled() {
                 return;
             }
             let (s, st, f) = (store.clone(), settings.clone(), file.clone());
             let result = tokio::task::spawn_blocking(move || ingest_file(&s, &st, &f)).await;
             match result {
-                Ok(Ok(_)) => wake_dispatcher.notify_one(),
+                Ok(Ok(_)) => {
+                    dir.succeeded(&file);
+                    wake_dispatcher.notify_one()
+                }
+                Ok(Err(IngestError::Unreadable {
+                    error,
+                    stored_through,
+                })) => dir.refuse(
+                    &file,
+                    Refusal::Unreadable {
+                        error,
+                        stored_through,
+                    },
+                ),
                 Ok(Err(e)) => {
                     if let IngestError::Store(se) = &e {
                         store.note_error(se);
                     }
-                    tracing::error!(file = %file.display(), error = %error::with_causes(&e), "cannot ingest queue file; will retry")
+                    dir.failed(&file, error::with_causes(&e))
                 }
-                Err(e) => {
-                    tracing::error!(file = %file.display(), error = %e, "queue ingestion task failed")
-                }
+                Err(e) => dir.failed(&file, format!("queue ingestion task failed: {e}")),
             }
         }
     }
@@ -488,29 +483,4 @@ fn flatten(inv: &Invitee) -> serde_json::Map<String, serde_json::Value> {
     put("mydexid", &inv.mydexid.as_ref().map(|m| m.to_string()));
     put("campaign", &inv.campaign);
     m
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_arrival;
-    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
-
-    #[test]
-    fn only_arrivals_wake_the_watcher() {
-        assert!(is_arrival(&EventKind::Create(CreateKind::File)));
-        assert!(is_arrival(&EventKind::Modify(ModifyKind::Name(
-            RenameMode::To
-        ))));
-        assert!(is_arrival(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        // Our own directory listing and file reads must not wake us again.
-        assert!(!is_arrival(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!is_arrival(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(!is_arrival(&EventKind::Access(AccessKind::Read)));
-    }
 }

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::ensure_dirs;
 use super::error::with_causes;
 use super::reader::Format;
+use super::rejected::{Refusal, open_report};
 use super::row_error::MAX_LINE;
-use super::{ensure_dirs, pending_files};
+use super::watched::{WatchedDir, open_regular};
 use crate::config::{DeliverySettings, Settings};
 use crate::domain::{Reading, ReadingError, RowState};
 use crate::store::{NewReading, ReadingOutcome, Resolver, Store, StoreError};
@@ -26,6 +28,14 @@ const BATCH: usize = 500;
 pub enum ReadingsError {
     #[error("delivery is not configured (no [delivery] section with delivery.dir)")]
     NotConfigured,
+    /// A readings file in `delivery.dir` cannot be read (it is set aside,
+    /// not retried).
+    #[error("cannot read the file: {error}")]
+    Unreadable {
+        error: std::io::Error,
+        /// The last line already stored (0: none).
+        stored_through: u64,
+    },
     #[error("{}: {why}", path.display())]
     Input { path: PathBuf, why: String },
     #[error(transparent)]
@@ -383,7 +393,15 @@ pub fn ingest_readings_file(
     let resume_after = store.readings_progress(&name)?.unwrap_or(0);
     let format = Format::of(path).unwrap_or(Format::JsonLines);
     let mut resolver = Resolver::new(store);
-    match ReadingRows::new(std::fs::File::open(path)?, format) {
+    let unreadable = |error, stored_through| ReadingsError::Unreadable {
+        error,
+        stored_through,
+    };
+    let file = open_regular(path).map_err(|e| unreadable(e, resume_after))?;
+    match ReadingRows::new(file, format) {
+        Err(RowRejected::Io(e)) => {
+            return Err(unreadable(std::io::Error::other(e), resume_after));
+        }
         Err(why) => {
             rejects.push_str(&format!("{name}:1: {why}\n"));
             report.rejected += 1;
@@ -391,8 +409,9 @@ pub fn ingest_readings_file(
         Ok(rows) => {
             let mut pending = Vec::with_capacity(BATCH);
             let mut last = resume_after;
+            let mut stored_through = resume_after;
             for row in rows {
-                let (line, result) = row?;
+                let (line, result) = row.map_err(|e| unreadable(e, stored_through))?;
                 if line <= resume_after {
                     continue;
                 }
@@ -414,6 +433,7 @@ pub fn ingest_readings_file(
                         &mut report,
                         &mut rejects,
                     )?;
+                    stored_through = last;
                 }
             }
             store_rows(
@@ -428,10 +448,7 @@ pub fn ingest_readings_file(
         }
     }
     if !rejects.is_empty() {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("rejected").join(format!("{name}.rejected.txt")))?;
+        let mut f = open_report(dir, &name)?;
         f.write_all(rejects.as_bytes())?;
         f.sync_all()?;
     }
@@ -477,8 +494,9 @@ fn store_rows(
     Ok(())
 }
 
-/// Watch `delivery.dir` and take readings files in until cancelled; wake
-/// the delivery worker after each.
+/// Watch `delivery.dir` and take readings files in until cancelled, each
+/// once it is whole (see `settle.rs`); one that can never be read is set
+/// aside into `rejected/`. Wake the delivery worker after each.
 pub async fn run_readings(
     store: Store,
     settings: Arc<Settings>,
@@ -488,38 +506,45 @@ pub async fn run_readings(
     let Some(delivery) = settings.delivery.clone() else {
         return;
     };
+    let mut dir = WatchedDir::open(&delivery.dir, "readings", delivery.file_settle);
     let mut tick = tokio::time::interval(settings.queue.poll_interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            _ = dir.arrival() => {}
         }
         if store.failure().is_some() {
             continue;
         }
-        let files = match pending_files(&delivery.dir) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(dir = %delivery.dir.display(), error = %e, "cannot list the readings directory");
-                continue;
-            }
-        };
-        for file in files {
+        let begun = |name: &str| matches!(store.readings_progress(name), Ok(Some(_)));
+        for file in dir.ready(&begun) {
             if shutdown.is_cancelled() {
                 return;
             }
             let (s, d, f) = (store.clone(), delivery.clone(), file.clone());
             match tokio::task::spawn_blocking(move || ingest_readings_file(&s, &d, &f)).await {
-                Ok(Ok(_)) => wake.notify_one(),
+                Ok(Ok(_)) => {
+                    dir.succeeded(&file);
+                    wake.notify_one()
+                }
+                Ok(Err(ReadingsError::Unreadable {
+                    error,
+                    stored_through,
+                })) => dir.refuse(
+                    &file,
+                    Refusal::Unreadable {
+                        error,
+                        stored_through,
+                    },
+                ),
                 Ok(Err(e)) => {
                     if let ReadingsError::Store(se) = &e {
                         store.note_error(se);
                     }
-                    tracing::error!(file = %file.display(), error = %with_causes(&e), "cannot ingest readings file; will retry")
+                    dir.failed(&file, with_causes(&e))
                 }
-                Err(e) => {
-                    tracing::error!(file = %file.display(), error = %e, "readings ingestion task failed")
-                }
+                Err(e) => dir.failed(&file, format!("readings ingestion task failed: {e}")),
             }
         }
     }
