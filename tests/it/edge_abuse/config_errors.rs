@@ -211,3 +211,53 @@ fn setup_cli(config: &Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// `delivery.settle` is how long a thing must stay quiet before it is taken
+/// as finished: a readings file copied in, and a POST Mydex did not answer
+/// (never read back sooner than `mydex.request_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_settle_sets_the_files_and_the_requests_settle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup(1, dir, Options::default()).await;
+    let good = std::fs::read_to_string(&setup.config).unwrap();
+    let path = setup.dir.path().join("settle.toml");
+    let delivery = |extra: &str| {
+        let section = &format!("\n[delivery]\ndir = \"readings\"\n{extra}");
+        std::fs::write(&path, format!("{good}{section}")).unwrap();
+        let out = setup_cli(&path);
+        let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let at = shown.find("[delivery]").expect("a [delivery] section");
+        shown[at..].to_string()
+    };
+    // Below the request timeout (2 s in the tests' config): the files take
+    // it as it is, the read-back waits for Mydex's timeout.
+    let shown = delivery("settle = \"1s\"\n");
+    assert!(shown.contains("\nfile_settle = \"1s\"\n"), "{shown}");
+    assert!(shown.contains("\nsettle = \"2s\"\n"), "{shown}");
+    // Above it: both as written.
+    let shown = delivery("settle = \"30s\"\n");
+    assert!(shown.contains("\nfile_settle = \"30s\"\n"), "{shown}");
+    assert!(shown.contains("\nsettle = \"30s\"\n"), "{shown}");
+    // `file_settle` for the files alone; neither: the queue's and the default.
+    let shown = delivery("settle = \"30s\"\nfile_settle = \"3s\"\n");
+    assert!(shown.contains("\nfile_settle = \"3s\"\n"), "{shown}");
+    assert!(shown.contains("\nsettle = \"30s\"\n"), "{shown}");
+    let shown = delivery("");
+    assert!(shown.contains("\nfile_settle = \"5s\"\n"), "{shown}");
+    assert!(shown.contains("\nsettle = \"5s\"\n"), "{shown}");
+    // Over an hour is refused, naming the key.
+    std::fs::write(
+        &path,
+        format!("{good}\n[delivery]\ndir = \"readings\"\nsettle = \"2h\"\n"),
+    )
+    .unwrap();
+    let (code, err) = exit_of("check-config", &path);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("delivery.settle"), "{err}");
+}

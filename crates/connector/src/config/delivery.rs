@@ -1,9 +1,9 @@
-//! `[delivery]`: readings delivered into members' PDS (issue 13): the
-//! directory watched for readings files, the default dataset, batch size,
-//! concurrency and rate of the POSTs, how long a row may be held, and how
-//! long Mydex is assumed to take at most to finish a request (`settle`), and
-//! how long a readings file copied in by another tool must stay unchanged
-//! before it is read (`file_settle`).
+//! `[delivery]`: readings delivered into members' PDS: the directory
+//! watched for readings files, the default dataset, batch size, concurrency
+//! and rate of the POSTs, how long a row may be held, and `settle`: how long
+//! a thing must stay quiet before it is taken as finished (a readings file
+//! copied in by another tool; a POST Mydex did not answer, read back after
+//! it), with `file_settle` for the files alone when the two should differ.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,11 +29,13 @@ pub struct DeliverySettings {
     #[serde(serialize_with = "show::duration")]
     pub hold_for: Duration,
     /// A request Mydex has not answered is taken as finished or abandoned
-    /// after this long (then read back); see README "Delivering readings".
+    /// after this long (then read back; never sooner than
+    /// `mydex.request_timeout`); see README "Delivering readings".
     #[serde(serialize_with = "show::duration")]
     pub settle: Duration,
     /// A readings file not placed by `deliver` is read only once it has not
-    /// changed for this long (default `queue.settle`); see `intake/settle.rs`.
+    /// changed for this long (default `delivery.settle`, else
+    /// `queue.settle`); see `intake/settle.rs`.
     #[serde(serialize_with = "show::duration")]
     pub file_settle: Duration,
 }
@@ -81,17 +83,22 @@ impl Validator {
         if hold_for < Duration::from_secs(1) || hold_for > Duration::from_secs(365 * 86400) {
             return Err(self.err("delivery.hold_for", "must be between 1s and 365d"));
         }
-        let settle = raw
-            .settle
-            .unwrap_or((request_timeout * 2).max(Duration::from_secs(5)));
-        if settle < request_timeout || settle > Duration::from_secs(3600) {
-            return Err(self.err(
-                "delivery.settle",
-                "must be at least mydex.request_timeout and at most 1h",
-            ));
-        }
-        let file_settle =
-            self.file_settle("delivery.file_settle", raw.file_settle, queue_settle)?;
+        // One word for one idea: how long a thing must stay quiet before it
+        // is taken as finished. A readings file copied in by another tool
+        // (unchanged this long), and a batch Mydex did not answer (read back
+        // after this long, never sooner than Mydex may still be working on it).
+        let settle = match raw.settle {
+            Some(s) if s > Duration::from_secs(3600) => {
+                return Err(self.err("delivery.settle", "must be at most 1h"));
+            }
+            Some(s) => s.max(request_timeout),
+            None => (request_timeout * 2).max(Duration::from_secs(5)),
+        };
+        let file_settle = self.file_settle(
+            "delivery.file_settle",
+            raw.file_settle,
+            raw.settle.unwrap_or(queue_settle),
+        )?;
         Ok(Some(DeliverySettings {
             dir,
             dataset,
