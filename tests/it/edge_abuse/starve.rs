@@ -331,6 +331,31 @@ async fn idle_flood(
     stop: Arc<AtomicBool>,
     f: Arc<Flood>,
 ) {
+    idle_flood_from(None, addr, per_second, max_live, stop, f).await
+}
+
+/// A connection to `addr`, from the loopback address `from` when given.
+async fn connect_from(from: Option<std::net::Ipv4Addr>, addr: &str) -> std::io::Result<TcpStream> {
+    let Some(from) = from else {
+        return TcpStream::connect(addr).await;
+    };
+    let to: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    socket.connect(to).await
+}
+
+/// `idle_flood`, its connections made from `from`.
+async fn idle_flood_from(
+    from: Option<std::net::Ipv4Addr>,
+    addr: String,
+    per_second: u64,
+    max_live: u64,
+    stop: Arc<AtomicBool>,
+    f: Arc<Flood>,
+) {
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !stop.load(Ordering::Relaxed) {
@@ -341,7 +366,7 @@ async fn idle_flood(
         let (addr, stop, f) = (addr.clone(), stop.clone(), f.clone());
         f.live.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            match TcpStream::connect(&addr).await {
+            match connect_from(from, &addr).await {
                 Err(_) => {
                     f.refused.fetch_add(1, Ordering::Relaxed);
                 }
@@ -428,6 +453,104 @@ async fn an_idle_connection_flood_does_not_starve_callbacks() {
     assert!(
         (log_lines as f64) <= flood_secs / 10.0 + 2.0,
         "evictions are logged in summary, not per connection: {log_lines} lines"
+    );
+    w.setup.keep_for_log_scan().await;
+}
+
+/// The connections the callback listener holds now (its gauge in
+/// `/metrics`).
+async fn connections_open(setup: &Setup) -> u64 {
+    let text = reqwest::get(setup.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mydex_connector_callback_connections_open "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One client address opening silent connections as fast as it can (from
+/// 127.0.0.2, with no address trusted as a proxy) holds no more than its
+/// share of the listener (a quarter: 64 of 256, and up to as many again
+/// evicted but not yet closed), so the others' places are never taken, and
+/// every callback (from 127.0.0.1) gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_flooding_holds_no_more_than_its_share() {
+    const RATE: u64 = 1000;
+    const SHARE: u64 = DEFAULT_MAX_CONNECTIONS as u64 / 4;
+    let w = world("trusted_proxies = []").await;
+    let addr = format!("127.0.0.1:{}", w.setup.callback_port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = Arc::new(Flood::default());
+    let flood = tokio::spawn(idle_flood_from(
+        Some(std::net::Ipv4Addr::new(127, 0, 0, 2)),
+        addr,
+        RATE,
+        4 * DEFAULT_MAX_CONNECTIONS as u64,
+        stop.clone(),
+        f.clone(),
+    ));
+    let t = Instant::now();
+    while f.closed_by_server.load(Ordering::Relaxed) < 4 * SHARE {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the flood never reached its share: {} opened, {} closed",
+            f.opened.load(Ordering::Relaxed),
+            f.closed_by_server.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let watch = {
+        let (setup_admin, stop) = (w.setup.admin_url("/metrics"), stop.clone());
+        tokio::spawn(async move {
+            let mut most = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(r) = reqwest::get(&setup_admin).await
+                    && let Ok(text) = r.text().await
+                {
+                    let open = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("mydex_connector_callback_connections_open "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    most = most.max(open);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            most
+        })
+    };
+    let delivered = deliver_callbacks(&w).await;
+    stop.store(true, Ordering::Relaxed);
+    let flood_secs = t.elapsed().as_secs_f64();
+    let _ = flood.await;
+    let most_open = watch.await.unwrap_or(0);
+    let stored = stored(&w, &delivered);
+    let metrics = listener_metrics(&w.setup).await;
+    let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    println!(
+        "one address flooding: {} connections opened from 127.0.0.2 in {flood_secs:.1} s ({:.0}/s), {} closed by the server, {} connects failed; at most {most_open} connections held at once (share {SHARE} of {DEFAULT_MAX_CONNECTIONS}); {stored} of {CALLBACKS} callbacks stored ({} on the first try, {} after one retry, {} refused); listener events: {metrics}; open now {}",
+        n(&f.opened),
+        n(&f.opened) as f64 / flood_secs,
+        n(&f.closed_by_server),
+        n(&f.refused),
+        delivered.first_try,
+        delivered.after_retry,
+        delivered.refused,
+        connections_open(&w.setup).await,
+    );
+    assert!(
+        stored >= MUST_STORE,
+        "{stored} of {CALLBACKS} stored: {delivered:?}"
+    );
+    // The flood's own (its share, and as many evicted not yet closed), and
+    // the few callbacks in flight at once.
+    assert!(
+        most_open <= 2 * SHARE + 16,
+        "one address held {most_open} connections"
     );
     w.setup.keep_for_log_scan().await;
 }

@@ -289,6 +289,7 @@ fn callback_server(
         crate::server::serve::Limits {
             read_timeout: settings.callback.read_timeout,
             max_connections: settings.callback.max_connections,
+            trusted_proxies: settings.callback.trusted_proxies.clone(),
             tls,
             metrics: parts.metrics.clone(),
         },

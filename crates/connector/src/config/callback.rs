@@ -28,6 +28,11 @@ pub struct CallbackSettings {
     /// takes the place of the one that has waited longest without sending a
     /// complete request (`server/conn_slots.rs`).
     pub max_connections: usize,
+    /// Addresses exempt from the per-address share of the listener
+    /// (`server/peer_share.rs`): reverse proxies, which carry many clients
+    /// on one address. Default: loopback.
+    #[serde(serialize_with = "proxies_shown")]
+    pub trusted_proxies: crate::server::peer_share::TrustedProxies,
     /// HTTPS: the certificate chain and key of `tls_cert_file` /
     /// `tls_key_file` (or the `tls_cert` / `tls_key` credentials); none
     /// serves plain HTTP (behind a TLS-terminating proxy).
@@ -45,6 +50,13 @@ fn tls_shown<S: serde::Serializer>(v: &Option<Arc<TlsPair>>, s: S) -> Result<S::
     }
 }
 
+fn proxies_shown<S: serde::Serializer>(
+    v: &crate::server::peer_share::TrustedProxies,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    v.shown().serialize(s)
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCallback {
@@ -54,6 +66,7 @@ pub(super) struct RawCallback {
     #[serde(default, with = "humantime_serde::option")]
     read_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
     public_url: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
@@ -78,6 +91,11 @@ impl Validator {
         if !(1..=65536).contains(&max_connections) {
             return Err(self.err("callback.max_connections", "must be between 1 and 65536"));
         }
+        let trusted_proxies = match raw.trusted_proxies {
+            None => crate::server::peer_share::TrustedProxies::loopback(),
+            Some(list) => crate::server::peer_share::TrustedProxies::parse(&list)
+                .map_err(|e| self.err("callback.trusted_proxies", e.to_string()))?,
+        };
         let tls = self.callback_tls(raw.tls_cert_file, raw.tls_key_file)?;
         let public_url = self.public_url(raw.public_url)?;
         Ok(CallbackSettings {
@@ -86,6 +104,7 @@ impl Validator {
             body_limit,
             read_timeout,
             max_connections,
+            trusted_proxies,
             tls,
             public_url,
         })

@@ -6,6 +6,7 @@
 //! silent, or stalled in the middle of a body, stay in them and go first.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -65,6 +66,9 @@ pub struct Slot {
     since: AtomicU64,
     clock: Arc<AtomicU64>,
     evict: CancellationToken,
+    /// The client's address, when it is held to its share
+    /// (`peer_share.rs`); none for a trusted proxy.
+    peer: Option<IpAddr>,
 }
 
 impl Slot {
@@ -90,6 +94,8 @@ impl Slot {
 #[derive(Default)]
 pub struct Slots {
     held: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// Connections per counted client address (`peer_share.rs`).
+    peers: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
     clock: Arc<AtomicU64>,
 }
@@ -107,14 +113,34 @@ impl Drop for SlotGuard {
     }
 }
 
+/// A connection's count against its address's share, given up when dropped.
+pub struct PeerHold {
+    slots: Arc<Slots>,
+    peer: IpAddr,
+}
+
+impl Drop for PeerHold {
+    fn drop(&mut self) {
+        let mut peers = self.slots.peers.lock();
+        if let Some(n) = peers.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
+}
+
 impl Slots {
-    /// A new connection, in phase `Opening`.
-    pub fn register(self: &Arc<Self>) -> SlotGuard {
+    /// A new connection, in phase `Opening`, from `peer` when that address
+    /// is held to its share.
+    pub fn register(self: &Arc<Self>, peer: Option<IpAddr>) -> SlotGuard {
         let slot = Arc::new(Slot {
             phase: AtomicU8::new(Phase::Opening as u8),
             since: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
             clock: self.clock.clone(),
             evict: CancellationToken::new(),
+            peer,
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.held.lock().insert(id, slot.clone());
@@ -130,15 +156,40 @@ impl Slots {
         self.held.lock().len()
     }
 
+    /// Count a connection from `peer` from the moment it is accepted (before
+    /// its task registers it), until the hold is dropped; with how many it
+    /// held before this one.
+    pub fn hold_peer(self: &Arc<Self>, peer: IpAddr) -> (PeerHold, usize) {
+        let mut peers = self.peers.lock();
+        let n = peers.entry(peer).or_insert(0);
+        let before = *n;
+        *n += 1;
+        let hold = PeerHold {
+            slots: self.clone(),
+            peer,
+        };
+        (hold, before)
+    }
+
     /// Evict the connection that has waited longest without a complete
     /// request, else the one idle longest; none when every connection is
     /// being answered (or already evicted). Each connection is evicted at
     /// most once, so every eviction frees one place.
     pub fn evict_one(&self) -> Option<Evicted> {
+        self.evict_where(|_| true)
+    }
+
+    /// The same among `peer`'s connections only: an address at its share
+    /// makes room from its own.
+    pub fn evict_one_from(&self, peer: IpAddr) -> Option<Evicted> {
+        self.evict_where(|s| s.peer == Some(peer))
+    }
+
+    fn evict_where(&self, among: impl Fn(&Slot) -> bool) -> Option<Evicted> {
         let held = self.held.lock();
         let victim = held
             .values()
-            .filter(|s| !s.evict.is_cancelled())
+            .filter(|s| !s.evict.is_cancelled() && among(s))
             .filter_map(|s| {
                 let rank = s.phase().eviction_rank()?;
                 Some(((rank, s.since.load(Ordering::Relaxed)), s))
@@ -161,14 +212,14 @@ mod tests {
     #[test]
     fn the_oldest_incomplete_connection_goes_first_then_the_idle_never_the_busy() {
         let slots = Arc::new(Slots::default());
-        let busy = slots.register();
+        let busy = slots.register(None);
         busy.slot.set_phase(Phase::Busy);
-        let idle = slots.register();
+        let idle = slots.register(None);
         idle.slot.set_phase(Phase::Idle);
-        let silent = slots.register();
-        let stalled = slots.register();
+        let silent = slots.register(None);
+        let stalled = slots.register(None);
         stalled.slot.set_phase(Phase::Reading);
-        let newest = slots.register();
+        let newest = slots.register(None);
 
         assert_eq!(slots.evict_one(), Some(Evicted::Incomplete));
         assert!(silent.slot.evicted().is_cancelled());
@@ -188,13 +239,54 @@ mod tests {
     #[test]
     fn a_connection_that_finished_its_request_is_younger_than_the_silent_ones() {
         let slots = Arc::new(Slots::default());
-        let returning = slots.register();
-        let silent = slots.register();
+        let returning = slots.register(None);
+        let silent = slots.register(None);
         // The first connection sends a request and starts another one.
         returning.slot.set_phase(Phase::Busy);
         returning.slot.set_phase(Phase::Reading);
         assert_eq!(slots.evict_one(), Some(Evicted::Incomplete));
         assert!(silent.slot.evicted().is_cancelled());
         assert!(!returning.slot.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn an_address_at_its_share_makes_room_from_its_own_connections() {
+        let slots = Arc::new(Slots::default());
+        let mydex: IpAddr = "192.0.2.1".parse().unwrap();
+        let flood: IpAddr = "198.51.100.9".parse().unwrap();
+        // Mydex's connection opened first: the oldest incomplete one.
+        let callback = slots.register(Some(mydex));
+        let f1 = slots.register(Some(flood));
+        let f2 = slots.register(Some(flood));
+        let proxy = slots.register(None);
+        assert_eq!(slots.evict_one_from(flood), Some(Evicted::Incomplete));
+        assert!(f1.slot.evicted().is_cancelled());
+        assert!(
+            !callback.slot.evicted().is_cancelled(),
+            "another address's place is kept"
+        );
+        f2.slot.set_phase(Phase::Busy);
+        assert_eq!(
+            slots.evict_one_from(flood),
+            None,
+            "one being answered stays"
+        );
+        assert!(!proxy.slot.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn an_address_is_counted_from_accept_until_its_hold_is_dropped() {
+        let slots = Arc::new(Slots::default());
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        let (a, before) = slots.hold_peer(ip);
+        assert_eq!(before, 0);
+        let (b, before) = slots.hold_peer(ip);
+        assert_eq!(before, 1);
+        drop(a);
+        let (_c, before) = slots.hold_peer(ip);
+        assert_eq!(before, 1);
+        drop(b);
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(slots.hold_peer(other).1, 0);
     }
 }

@@ -3,7 +3,7 @@
 //! `unsubscribe.rs` serves one-click unsubscribe on the callback listener;
 //! `refusal_log.rs` keeps floods of refused requests out of the log;
 //! `serve.rs` holds that public listener's connections within its limits
-//! (`conn_slots.rs`, `request_deadline.rs`, `shed_log.rs`).
+//! (`conn_slots.rs`, `peer_share.rs`, `request_deadline.rs`, `shed_log.rs`).
 
 pub mod admin;
 pub mod callback_auth;
@@ -12,6 +12,7 @@ pub mod callback_judge;
 pub mod callback_redact;
 pub mod callback_state;
 pub mod conn_slots;
+pub mod peer_share;
 pub mod refusal_log;
 pub mod request_deadline;
 pub mod serve;

@@ -17,6 +17,12 @@
 //!   not free within `callback.read_timeout`. A client that sends its
 //!   request at once, as Mydex does, gets through a flood of silent or
 //!   stalled connections;
+//! - no client address holds more than its share of the listener (a
+//!   quarter, at least 8: `peer_share.rs`); at its share, its own oldest
+//!   incomplete connection makes room for its next one, so a client opening
+//!   connections faster than others' requests arrive pushes out only its
+//!   own. Trusted reverse proxies (`callback.trusted_proxies`, loopback by
+//!   default) carry many clients and are exempt;
 //! - what was dropped is counted in `/metrics` and logged in summary, not a
 //!   line per connection (`shed_log.rs`).
 //!
@@ -37,7 +43,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conn_slots::{Phase, Slot, Slots};
+use super::conn_slots::{PeerHold, Phase, Slot, Slots};
+use super::peer_share::TrustedProxies;
 use super::request_deadline::serve_request;
 use super::shed_log::ShedLog;
 use crate::metrics::Metrics;
@@ -45,6 +52,8 @@ use crate::metrics::Metrics;
 pub struct Limits {
     pub read_timeout: Duration,
     pub max_connections: usize,
+    /// Addresses exempt from the per-address share (`peer_share.rs`).
+    pub trusted_proxies: TrustedProxies,
     /// HTTPS (`server/tls.rs`), or none for plain HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where connections dropped under load are counted.
@@ -58,6 +67,8 @@ struct Edge {
     tls: Option<tokio_rustls::TlsAcceptor>,
     permits: Arc<Semaphore>,
     slots: Arc<Slots>,
+    trusted: TrustedProxies,
+    per_address: usize,
     shed: Arc<ShedLog>,
     open: Gauge,
     shutdown: CancellationToken,
@@ -77,6 +88,8 @@ pub async fn serve(
         tls: limits.tls,
         permits: Arc::new(Semaphore::new(limits.max_connections)),
         slots: Arc::new(Slots::default()),
+        trusted: limits.trusted_proxies,
+        per_address: super::peer_share::per_address(limits.max_connections),
         shed: Arc::new(ShedLog::new(limits.metrics.clone(), limits.max_connections)),
         open: limits.metrics.callback_connections_open(),
         shutdown: shutdown.clone(),
@@ -87,8 +100,8 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, addr)) => (stream, addr.ip()),
             Err(e) => {
                 // Out of file descriptors and the like: back off, go on.
                 tracing::warn!(error = %e, "callback accept failed");
@@ -97,8 +110,11 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let Some(peer) = edge.share(peer) else {
+            continue;
+        };
         if let Ok(permit) = edge.permits.clone().try_acquire_owned() {
-            tracker.spawn(edge.clone().connection(stream, permit));
+            tracker.spawn(edge.clone().connection(stream, permit, peer));
             continue;
         }
         // Full: make room by evicting the connection that deserves it least;
@@ -106,7 +122,7 @@ pub async fn serve(
         match edge.slots.evict_one() {
             Some(kind) => {
                 edge.shed.evicted(kind);
-                tracker.spawn(edge.clone().when_freed(stream));
+                tracker.spawn(edge.clone().when_freed(stream, peer));
             }
             None => {
                 edge.shed.refused();
@@ -127,26 +143,60 @@ impl Drop for Held {
     }
 }
 
+/// A connection's client, as far as the listener's shares go: none for a
+/// trusted proxy; else its address and its count against the share.
+type Peer = Option<(std::net::IpAddr, PeerHold)>;
+
 impl Edge {
+    /// Hold a new connection to its address's share: `None` when the address
+    /// is at its share and none of its own connections can make room (the
+    /// newcomer is closed); else the hold, none for a trusted proxy.
+    fn share(&self, ip: std::net::IpAddr) -> Option<Peer> {
+        if self.trusted.contains(ip) {
+            return Some(None);
+        }
+        let (hold, before) = self.slots.hold_peer(ip);
+        // Connections evicted but not yet closed still count, up to twice
+        // the share: a flood cannot outrun its own evictions.
+        let room = before < self.per_address
+            || (before < 2 * self.per_address
+                && self.slots.evict_one_from(ip).is_some_and(|kind| {
+                    self.shed.evicted(kind);
+                    true
+                }));
+        if room {
+            Some(Some((ip, hold)))
+        } else {
+            self.shed.refused();
+            None
+        }
+    }
+
     /// A connection accepted at the cap, for which one was evicted: served
     /// once that one's place is free (it closes at once unless it was in the
     /// middle of an answer, which it may finish).
-    async fn when_freed(self: Arc<Self>, stream: TcpStream) {
+    async fn when_freed(self: Arc<Self>, stream: TcpStream, peer: Peer) {
         let wait = tokio::time::timeout(self.read_timeout, self.permits.clone().acquire_owned());
         let permit = tokio::select! {
             _ = self.shutdown.cancelled() => return,
             p = wait => p,
         };
         match permit {
-            Ok(Ok(permit)) => self.connection(stream, permit).await,
+            Ok(Ok(permit)) => self.connection(stream, permit, peer).await,
             _ => self.shed.refused(),
         }
     }
 
     /// One connection, holding `permit`: TLS first if configured, then HTTP.
-    async fn connection(self: Arc<Self>, stream: TcpStream, permit: OwnedSemaphorePermit) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        permit: OwnedSemaphorePermit,
+        peer: Peer,
+    ) {
         let _permit = permit;
-        let place = self.slots.register();
+        let (ip, _hold) = peer.unzip();
+        let place = self.slots.register(ip);
         self.open.inc();
         let _held = Held(self.open.clone());
         let slot = place.slot.clone();
