@@ -51,6 +51,43 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let metrics = Self::empty();
+        // The edge's counters start at 0 for every label, so that they are
+        // exported (and `increase()` over them works) before the first event.
+        for event in [
+            "evicted_incomplete",
+            "evicted_idle",
+            "refused_full",
+            "body_timeout",
+        ] {
+            metrics
+                .callback_listener
+                .get_or_create(&labels(&[("event", event)]))
+                .inc_by(0);
+        }
+        for reason in [
+            "wrong_token",
+            "missing_token",
+            "no_token_configured",
+            "misdirected",
+        ] {
+            metrics
+                .admin_refused
+                .get_or_create(&labels(&[("reason", reason)]))
+                .inc_by(0);
+        }
+        for cause in ["member_changed", "backoff"] {
+            metrics
+                .held_retries
+                .get_or_create(&labels(&[("cause", cause)]))
+                .inc_by(0);
+        }
+        metrics
+    }
+}
+
+impl Metrics {
+    fn empty() -> Self {
         Self {
             emails_sent: AtomicU64::new(0),
             emails_failed: AtomicU64::new(0),
