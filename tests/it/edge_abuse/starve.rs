@@ -466,7 +466,13 @@ async fn connections_open(setup: &Setup) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
+    open_in(&text)
+}
+
+/// The open-connections gauge in a `/metrics` answer.
+fn open_in(metrics: &str) -> u64 {
+    metrics
+        .lines()
         .find_map(|l| l.strip_prefix("mydex_connector_callback_connections_open "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
@@ -511,12 +517,7 @@ async fn one_address_flooding_holds_no_more_than_its_share() {
                 if let Ok(r) = reqwest::get(&setup_admin).await
                     && let Ok(text) = r.text().await
                 {
-                    let open = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("mydex_connector_callback_connections_open "))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    most = most.max(open);
+                    most = most.max(open_in(&text));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
