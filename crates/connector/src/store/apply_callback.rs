@@ -12,7 +12,7 @@ use sled::transaction::TransactionalTree;
 use super::invitations::{tx_transition, unwrap_tx};
 use super::sealed::{INVITATIONS, LOG, MEMBERS, seal, tx_open};
 use super::{
-    CallbackRecord, Invitation, Member, MemberStatus, Result, State, Store, TxResult, bump, now_ms,
+    CallbackRecord, Core, Invitation, Member, MemberStatus, Result, State, TxResult, bump, now_ms,
 };
 use crate::domain::{
     Admission, Answering, CallbackFingerprint, Credentials, Event, Facts, Refusal, admit,
@@ -39,7 +39,7 @@ pub enum CallbackOutcome {
     Refused(Refusal),
 }
 
-impl Store {
+impl Core {
     /// Apply a first-time-connection (POST) or update (PUT) callback.
     /// `digest` identifies this exact callback for replay detection.
     pub fn apply_credentials(
@@ -303,7 +303,7 @@ fn new_member(
     }
 }
 
-/// Store the member, moving the version counters (and the disconnected
+/// Core the member, moving the version counters (and the disconnected
 /// count, for a member who comes back) and the MydexID index with it.
 fn tx_put_member(
     sealer: &super::Sealer,
@@ -390,7 +390,7 @@ mod tests {
     use crate::store::{InsertOutcome, NewInvitation};
     use secrecy::{SecretBox, SecretString};
 
-    fn invited(s: &Store) -> (u64, String) {
+    fn invited(s: &Core) -> (u64, String) {
         let invitee: Invitee = serde_json::from_value(serde_json::json!({
             "email": "ann@example.com", "name": null, "external_ref": "M-1",
             "mydexid": null, "campaign": null
@@ -423,7 +423,7 @@ mod tests {
         }
     }
 
-    fn key_of(s: &Store, conn: &str) -> String {
+    fn key_of(s: &Core, conn: &str) -> String {
         let m = s.member(conn).unwrap().unwrap();
         let k = s
             .sealer()
@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn a_used_linking_token_never_applies_other_content() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
+        let s = Core::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
         let (id, token) = invited(&s);
         let first = ftc(&token, "1001-45678", "key-one");
         let out = s.apply_credentials(&first, false, &[1; 32], 1).unwrap();
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn unmatched_callbacks_and_events_are_sealed() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
+        let s = Core::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
         let stray = ftc("lt_strayToken", "3003-45678", "stray-key");
         let out = s.apply_credentials(&stray, false, &[7; 32], 1).unwrap();
         assert_eq!(out, CallbackOutcome::Unmatched);
@@ -536,7 +536,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(report.unmatched_resealed, 1);
-        let s = Store::open(dir.path(), &new_key).unwrap();
+        let s = Core::open(dir.path(), &new_key).unwrap();
         let kept: Vec<CallbackRecord> = s.unmatched().collect::<Result<_>>().unwrap();
         let sealed_key = kept[0].sealed_key.as_deref().unwrap();
         assert_eq!(

@@ -18,7 +18,7 @@ use super::holds::{tx_clear_group, tx_refuse_group};
 use super::invitations::unwrap_tx;
 use super::readings::{ReadingRow, Tally, group_prefix, row_key, tx_move_tallied};
 use super::sealed::{READINGS, tx_open};
-use super::{Store, now_ms};
+use super::{Core, now_ms};
 use crate::domain::{DatasetName, RowState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,13 +74,13 @@ pub enum Claim {
     Empty,
 }
 
-impl Store {
+impl Core {
     /// Groups of queued rows (connection id, dataset), at most `limit`.
     pub fn work_groups(&self, limit: usize) -> Result<Vec<(String, DatasetName)>> {
         self.groups_from(b"g/".to_vec(), None, limit)
     }
 
-    /// [`Store::work_groups`], starting after group `after` and wrapping
+    /// [`Core::work_groups`], starting after group `after` and wrapping
     /// round to the first: every group gets its turn.
     pub fn work_groups_after(
         &self,
@@ -381,11 +381,11 @@ mod tests {
     use crate::domain::{MemberRef, Reading};
     use crate::store::readings::{NewReading, Resolver};
 
-    fn store(dir: &std::path::Path) -> Store {
-        Store::open(dir, &secrecy::SecretBox::new(Box::new([7u8; 32]))).unwrap()
+    fn store(dir: &std::path::Path) -> Core {
+        Core::open(dir, &secrecy::SecretBox::new(Box::new([7u8; 32]))).unwrap()
     }
 
-    fn seed(s: &Store, n: usize) -> DatasetName {
+    fn seed(s: &Core, n: usize) -> DatasetName {
         let ds = DatasetName::parse("ds_energy_readings").unwrap();
         s.import_members(&[crate::store::ImportMember {
             uid: 1001,
@@ -544,7 +544,7 @@ mod tests {
     /// Claim what is queued in batches of 2 and settle the first as Mydex
     /// refusing it; the others go back to the queue unsent, and the next
     /// claim holds them (how many) without a POST.
-    fn refuse_first(s: &Store, ds: &DatasetName) -> usize {
+    fn refuse_first(s: &Core, ds: &DatasetName) -> usize {
         let claims = s.claim_batches("1001-9", ds, 2, 4, false).unwrap();
         let mut first = true;
         for c in claims {
@@ -631,7 +631,7 @@ mod tests {
         let s = store(dir.path());
         let ds = seed(&s, 3);
         assert_eq!(refuse_first(&s, &ds), 1);
-        let since = |s: &Store| {
+        let since = |s: &Core| {
             s.list_readings(RowState::Held, None, 10)
                 .unwrap()
                 .iter()

@@ -9,7 +9,7 @@ use sled::Transactional;
 
 use super::invitations::{mailed_counter, unwrap_tx};
 use super::suppression_record::{Suppression, SuppressionSource};
-use super::{Result, Store, bump, decode_u64, now_ms};
+use super::{Core, Result, bump, decode_u64, now_ms};
 use crate::domain::PersonHash;
 
 /// What a bounce is.
@@ -60,7 +60,7 @@ pub(super) fn bounce_counter(campaign: &str, kind: &str) -> String {
     format!("c/bounce/{campaign}\u{1f}{kind}")
 }
 
-impl Store {
+impl Core {
     pub fn record_bounce(&self, b: &Bounce<'_>) -> Result<BounceOutcome> {
         let seen = format!("bd/{}/{}", b.report_id, b.person.as_str());
         let soft = format!("sb/{}", b.person.as_str());

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, decode, encode, now_ms};
+use super::{Core, Result, decode, encode, now_ms};
 
 /// A member Mydex reported not active, held instead of disconnected.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,7 +48,7 @@ fn denied_key(job: &str) -> String {
     format!("k/{job}/denied")
 }
 
-impl Store {
+impl Core {
     /// Hold a member found revoked; true if it was not held already.
     pub fn hold_member(&self, job: &str, connection_id: &str, run: u64) -> Result<bool> {
         let held = Held {
@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn held_brake_and_denial_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(
+        let s = Core::open(
             &dir.path().join("db"),
             &secrecy::SecretBox::new(Box::new([3u8; 32])),
         )

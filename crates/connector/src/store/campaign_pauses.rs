@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, decode, encode};
+use super::{Core, Result, decode, encode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,7 +24,7 @@ pub struct CampaignPause {
     pub at_ms: u64,
 }
 
-impl Store {
+impl Core {
     pub fn campaign_pauses(&self) -> Result<BTreeMap<String, CampaignPause>> {
         let mut out = BTreeMap::new();
         for item in self.idx.scan_prefix("p/") {

@@ -1,5 +1,5 @@
 //! Opening the sled database and the key check: the low-level steps shared
-//! by `Store::open` and key rotation (which opens the database itself, with
+//! by `Core::open` and key rotation (which opens the database itself, with
 //! two keys).
 
 use std::path::Path;

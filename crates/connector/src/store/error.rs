@@ -1,7 +1,7 @@
 //! The store's error type: what can go wrong opening, reading or changing
 //! the store, with the texts shown to operators. Its own module so the
 //! store's parts (rotation, raw callbacks) share it without depending on
-//! the `Store` itself.
+//! the `Core` itself.
 
 use sled::transaction::ConflictableTransactionError;
 
@@ -46,6 +46,10 @@ pub enum StoreError {
     NoSuchPerson(&'static str),
     #[error("cannot flush the store to disk: {0}")]
     Flush(String),
+    /// The blocking task running a store call failed (it panicked, or the
+    /// runtime is shutting down).
+    #[error("a store call did not finish: {0}")]
+    Blocking(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -5,7 +5,7 @@
 //! with a fresh link.
 
 use super::sealed::INVITATIONS;
-use super::{Invitation, Result, State, Store, StoreError, now_ms};
+use super::{Core, Invitation, Result, State, StoreError, now_ms};
 
 pub(super) fn expiry_key(id: u64) -> Vec<u8> {
     let mut k = b"x/".to_vec();
@@ -15,7 +15,7 @@ pub(super) fn expiry_key(id: u64) -> Vec<u8> {
 
 const BACKFILLED: &str = "k/expiry-index-v1";
 
-impl Store {
+impl Core {
     /// Build the index once for stores written before it existed.
     pub fn expiry_backfill(&self) -> Result<u64> {
         if self.idx.get(BACKFILLED)?.is_some() {

@@ -16,7 +16,7 @@ use super::readings::{ReadingRow, counter_key, row_key, state_key, unique_key};
 use super::sealed::{INVITATIONS, MEMBERS, READINGS, open};
 use super::suppression_record::{Suppression, SuppressionSource, key as suppression_key};
 use super::{
-    Invitation, Member, MemberStatus, Result, Store, StoreError, TxResult, bump, id_key,
+    Core, Invitation, Member, MemberStatus, Result, StoreError, TxResult, bump, id_key,
     mydexid_key, now_ms, work_key,
 };
 use crate::domain::{Email, MemberRef, PersonHash};
@@ -63,7 +63,7 @@ struct Found {
     readings: Vec<u64>,
 }
 
-impl Store {
+impl Core {
     /// Forget the person `target` names. A connected (active) member is
     /// refused unless `disconnect`; nothing held is `NoSuchPerson`.
     pub fn forget_person(&self, target: &ForgetTarget, disconnect: bool) -> Result<Forgotten> {
@@ -367,7 +367,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretBox::new(Box::new([9; 32]));
         {
-            let s = Store::open(dir.path(), &key).unwrap();
+            let s = Core::open(dir.path(), &key).unwrap();
             let out = s
                 .insert_invitations(
                     &[
@@ -430,7 +430,7 @@ mod tests {
                 "{gone}"
             );
         }
-        let s = Store::open(dir.path(), &key).unwrap();
+        let s = Core::open(dir.path(), &key).unwrap();
         let bob = s.all_invitations().find_map(|i| {
             let i = i.unwrap();
             (i.invitee.email.as_str() == "bob@example.com").then_some(i)

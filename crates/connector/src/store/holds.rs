@@ -20,7 +20,7 @@ use super::readings::{
     Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
 };
 use super::sealed::{READINGS, seal, tx_open};
-use super::{Store, now_ms};
+use super::{Core, now_ms};
 use crate::domain::{DatasetName, HeldGroup, RowState};
 use sled::Transactional;
 
@@ -71,7 +71,7 @@ enum Budget {
 /// One look at the held rows: per group, what may go, and which groups
 /// lost their last held row to `hold_for`.
 struct Pass<'a> {
-    store: &'a Store,
+    store: &'a Core,
     now: u64,
     probe: usize,
     budgets: HashMap<(String, DatasetName), Budget>,
@@ -138,7 +138,7 @@ impl Pass<'_> {
     }
 }
 
-impl Store {
+impl Core {
     /// The refused-try record of a member and dataset, if any.
     pub fn held_group(&self, conn: &str, dataset: &DatasetName) -> Result<Option<HeldGroup>> {
         self.rdx

@@ -12,12 +12,12 @@ use sled::transaction::TransactionalTree;
 
 use super::sealed::{LOG, MEMBERS, seal, tx_open};
 use super::{
-    CallbackOutcome, CallbackRecord, Invitation, Kind, Member, MemberStatus, Result, State, Store,
+    CallbackOutcome, CallbackRecord, Core, Invitation, Kind, Member, MemberStatus, Result, State,
     TxResult, bump, mydexid_key, now_ms,
 };
 use crate::domain::MydexId;
 
-impl Store {
+impl Core {
     /// Apply an identify callback; `digest` identifies it for replays.
     pub fn apply_identify(
         &self,

@@ -8,7 +8,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::crypto::Sealer;
 use super::sealed::{INVITATIONS, open, seal, tx_open};
 use super::{
-    Invitation, Kind, Result, State, Store, StoreError, TxResult, bump, id_key, now_ms, work_key,
+    Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms, work_key,
 };
 use crate::domain::{Invitee, LinkingToken};
 
@@ -62,7 +62,7 @@ pub(super) fn mailed_counter(campaign: &str) -> String {
     format!("c/mailed/{campaign}")
 }
 
-impl Store {
+impl Core {
     /// Stores from before hashed open keys held the identity (address and
     /// external ref) in the `o/` key itself: move each to its hashed form.
     pub(super) fn hash_legacy_open_keys(&self) -> Result<u64> {
@@ -329,7 +329,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl Core {
     /// Send a failed invitation round again (`invitations retry`): back to
     /// queued with no link and a clean attempt count, unless the same person
     /// got another open invitation in the campaign meanwhile.

@@ -29,6 +29,7 @@ mod db;
 mod durable;
 mod error;
 mod expiry_index;
+mod facade;
 mod forget;
 mod holds;
 mod identify;
@@ -64,6 +65,7 @@ pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
 pub use error::{Result, StoreError};
+pub use facade::Store;
 pub use forget::{ForgetTarget, Forgotten};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use mail_keys::MailKeys;
@@ -79,8 +81,10 @@ pub use suppressions::{Suppressed, Suppression, SuppressionSource};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 
+/// The store's synchronous core: every call may block on disk. Outside
+/// `store/` it is reached only through [`Store`] (`facade.rs`).
 #[derive(Clone)]
-pub struct Store {
+pub struct Core {
     db: sled::Db,
     invitations: sled::Tree,
     members: sled::Tree,
@@ -99,7 +103,7 @@ pub struct Store {
     path: std::path::PathBuf,
 }
 
-impl Store {
+impl Core {
     /// Open (or create) the store; refuse a key that does not open it, and
     /// a store whose key rotation is unfinished (with either key).
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
@@ -317,7 +321,7 @@ pub(super) fn mydexid_key(mydexid: &str) -> Vec<u8> {
     format!("d/{}", mydexid.to_lowercase()).into_bytes()
 }
 
-impl Store {
+impl Core {
     /// `flush` for blocking contexts (intake runs on a blocking thread).
     pub fn flush_blocking(&self) -> Result<()> {
         self.db.flush()?;

@@ -21,7 +21,7 @@
 //! answered before the group-commit flush that covers them all (the same
 //! flush as the callback's effects: none of their own).
 
-use super::Store;
+use super::Core;
 use super::codec::{decode, decode_u64, encode};
 use super::error::{Result, StoreError};
 use super::records::now_ms;
@@ -114,7 +114,7 @@ pub struct RawFilter {
     pub quarantined_only: bool,
 }
 
-impl Store {
+impl Core {
     /// Keep an authenticated callback as it arrived (pending); its id.
     /// Not flushed here: the caller's flush covers it with its effects.
     pub fn keep_raw(&self, method: &str, content_type: Option<&str>, body: &[u8]) -> Result<u64> {
@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn kept_sealed_settled_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), &SecretBox::new(Box::new([5u8; 32]))).unwrap();
+        let s = Core::open(dir.path(), &SecretBox::new(Box::new([5u8; 32]))).unwrap();
         let body = b"uid=1&key=SECRET-KEY&connection_id=1-2";
         let a = s
             .keep_raw("POST", Some("application/x-www-form-urlencoded"), body)

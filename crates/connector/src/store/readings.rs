@@ -17,7 +17,7 @@ use super::codec::decode_u64;
 use super::error::{Result, TxResult};
 use super::invitations::unwrap_tx;
 use super::sealed::{MEMBERS, READINGS, open, seal, tx_open};
-use super::{Store, bump, now_ms};
+use super::{Core, bump, now_ms};
 use crate::domain::{DatasetName, Grants, MemberRef, MemberStatus, Reading, RowState};
 
 /// A reading as the store keeps it.
@@ -225,8 +225,8 @@ pub(super) fn tx_move_tallied(
     Ok(Some(row))
 }
 
-impl Store {
-    /// Store new readings (and the file's progress) in one transaction;
+impl Core {
+    /// Core new readings (and the file's progress) in one transaction;
     /// a reading already stored for the member and dataset is a duplicate.
     pub fn insert_readings(
         &self,
@@ -384,7 +384,7 @@ fn new_row(new: &NewReading, id: u64, now: u64) -> ReadingRow {
 /// ref, and invitees not connected yet. Built once per file (or request)
 /// from the store.
 pub struct Resolver<'a> {
-    store: &'a Store,
+    store: &'a Core,
     by_ref: Option<HashMap<String, String>>,
     invited_refs: Option<std::collections::HashSet<String>>,
     invited_ids: Option<std::collections::HashSet<String>>,
@@ -397,7 +397,7 @@ pub struct Resolver<'a> {
 const PLACED_MAX: usize = 10_000;
 
 impl<'a> Resolver<'a> {
-    pub fn new(store: &'a Store) -> Self {
+    pub fn new(store: &'a Core) -> Self {
         Self {
             store,
             by_ref: None,

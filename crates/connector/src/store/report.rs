@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::invitations::{CAMPAIGN_COUNTERS, campaign_counter_key};
-use super::{Invitation, Result, State, Store, StoreError};
+use super::{Core, Invitation, Result, State, StoreError};
 
 /// Which invitations `list` returns; `None` matches everything.
 #[derive(Debug, Default, Clone)]
@@ -27,7 +27,7 @@ impl InvitationFilter {
     }
 }
 
-impl Store {
+impl Core {
     /// Invitations by (campaign, state), from the per-campaign counters.
     pub fn counts_by_campaign(&self) -> Result<HashMap<(String, State), u64>> {
         let mut out = HashMap::new();
@@ -127,7 +127,7 @@ mod tests {
         .unwrap()
     }
 
-    fn scanned(s: &Store) -> HashMap<(String, State), u64> {
+    fn scanned(s: &Core) -> HashMap<(String, State), u64> {
         let mut out = HashMap::new();
         for inv in s.all_invitations() {
             let inv = inv.unwrap();
@@ -141,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let key = || secrecy::SecretBox::new(Box::new([5u8; 32]));
-        let s = Store::open(&path, &key()).unwrap();
+        let s = Core::open(&path, &key()).unwrap();
         let batch: Vec<NewInvitation> = (0..30)
             .map(|i| NewInvitation {
                 campaign: if i % 3 == 0 { "spring" } else { "meters" }.into(),

@@ -1,10 +1,10 @@
-//! Store key rotation (`mydex-connector rotate-key`): re-seal every value
+//! Core key rotation (`mydex-connector rotate-key`): re-seal every value
 //! sealed with the store key under a new key, so that a kill at any moment
 //! leaves a store the same command can finish.
 //!
 //! The steps, each durable before the next:
 //! 1. a journal in `meta` (the new key's fingerprint and the old one's, never
-//!    a key) — from then on `Store::open` refuses the store with either key;
+//!    a key) — from then on `Core::open` refuses the store with either key;
 //! 2. member keys (and the member records, sealed whole: `sealed.rs`), then
 //!    unmatched callbacks' keys, then the invitations, readings and
 //!    suppression entries sealed whole, then the bodies of raw
@@ -431,7 +431,7 @@ fn reseal_raw(bytes: &[u8], what: &str, old: &Sealer, new: &Sealer) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ImportMember, Store};
+    use crate::store::{Core, ImportMember};
 
     fn key(b: u8) -> SecretBox<[u8; 32]> {
         SecretBox::new(Box::new([b; 32]))
@@ -444,7 +444,7 @@ mod tests {
         let ids: Vec<String> = (0..2500).map(|i| format!("{}-45678", 1000 + i)).collect();
         let keys: Vec<String> = (0..2500).map(|i| format!("key-{i}")).collect();
         {
-            let s = Store::open(&path, &key(1)).unwrap();
+            let s = Core::open(&path, &key(1)).unwrap();
             let batch: Vec<ImportMember> = ids
                 .iter()
                 .zip(&keys)
@@ -509,7 +509,7 @@ mod tests {
         }
         for k in [1, 2] {
             assert!(matches!(
-                Store::open(&path, &key(k)),
+                Core::open(&path, &key(k)),
                 Err(StoreError::RotationUnfinished { .. })
             ));
         }
@@ -522,10 +522,10 @@ mod tests {
         assert_eq!((r.members_resealed, r.members_skipped), (1800, 700));
         assert_eq!(r.unmatched_resealed, 1);
         assert!(matches!(
-            Store::open(&path, &key(1)),
+            Core::open(&path, &key(1)),
             Err(StoreError::WrongKey { .. })
         ));
-        let s = Store::open(&path, &key(2)).unwrap();
+        let s = Core::open(&path, &key(2)).unwrap();
         for (c, k) in ids.iter().zip(&keys) {
             let m = s.member(c).unwrap().unwrap();
             assert_eq!(
@@ -546,7 +546,7 @@ mod tests {
 #[cfg(test)]
 mod raw_tests {
     use super::*;
-    use crate::store::{RawOutcome, Store};
+    use crate::store::{Core, RawOutcome};
 
     fn key(b: u8) -> SecretBox<[u8; 32]> {
         SecretBox::new(Box::new([b; 32]))
@@ -575,7 +575,7 @@ mod raw_tests {
             .collect();
         let mut ids = Vec::new();
         {
-            let s = Store::open(&path, &key(1)).unwrap();
+            let s = Core::open(&path, &key(1)).unwrap();
             for b in &bodies {
                 ids.push(s.keep_raw("POST", None, b).unwrap());
             }
@@ -616,7 +616,7 @@ mod raw_tests {
             assert_eq!(n, 1500);
         }
         assert_eq!(r.raw_resealed, 1500);
-        let s = Store::open(&path, &key(2)).unwrap();
+        let s = Core::open(&path, &key(2)).unwrap();
         for (id, b) in ids.iter().zip(&bodies) {
             let rec = s.raw_callback(*id).unwrap();
             assert_eq!(s.raw_body(&rec).unwrap().as_slice(), b.as_slice());

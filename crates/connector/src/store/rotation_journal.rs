@@ -1,5 +1,5 @@
 //! The journal of an unfinished key rotation, kept in `meta`: written first
-//! by `rotate-key`, removed last; while it is there `Store::open` refuses
+//! by `rotate-key`, removed last; while it is there `Core::open` refuses
 //! the store with either key (see `rotation.rs`).
 
 use super::codec::decode;

@@ -48,7 +48,7 @@ pub(super) const LOG_SEALED: [(&str, &[u8]); 2] = [(LOG, b"u/"), (LOG, b"e/")];
 const PREFIX: &[u8] = b"xc1:";
 
 /// Set in `meta` once a store's clear records are sealed and its open keys
-/// hashed (`Store::open`), so later opens skip the pass.
+/// hashed (`Core::open`), so later opens skip the pass.
 pub(super) const CONVERGED: &str = "sealed_v1";
 
 /// Set in `meta` once a store's `log` records are sealed: a store
@@ -173,11 +173,11 @@ mod tests {
 
     #[test]
     fn clear_log_records_are_read_and_sealed_at_the_next_open() {
-        use crate::store::{CallbackRecord, Store};
+        use crate::store::{CallbackRecord, Core};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let key = SecretBox::new(Box::new([9; 32]));
-        drop(Store::open(&path, &key).unwrap());
+        drop(Core::open(&path, &key).unwrap());
         // As the release before sealed `log` records wrote one.
         let rec = CallbackRecord {
             received_ms: 1,
@@ -197,7 +197,7 @@ mod tests {
             db.open_tree("meta").unwrap().remove(LOG_CONVERGED).unwrap();
             db.flush().unwrap();
         }
-        let s = Store::open(&path, &key).unwrap();
+        let s = Core::open(&path, &key).unwrap();
         let kept: Vec<CallbackRecord> = s.unmatched().collect::<Result<_>>().unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].mydexid.as_deref(), Some("OldClearMydex"));
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn rotation_reseals_invitations_and_suppressions() {
         use crate::domain::{Email, Invitee, Kind};
-        use crate::store::{NewInvitation, Store, Suppression, SuppressionSource, rotate_key};
+        use crate::store::{Core, NewInvitation, Suppression, SuppressionSource, rotate_key};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let (k1, k2) = (
@@ -222,7 +222,7 @@ mod tests {
         );
         let email = Email::parse("rota.person@example.com").unwrap();
         let id = {
-            let s = Store::open(&path, &k1).unwrap();
+            let s = Core::open(&path, &k1).unwrap();
             let new = NewInvitation {
                 campaign: "c".into(),
                 kind: Kind::Connect,
@@ -248,7 +248,7 @@ mod tests {
             id
         };
         rotate_key(&path, &k1, &k2, &mut |_, _| {}).unwrap();
-        let s = Store::open(&path, &k2).unwrap();
+        let s = Core::open(&path, &k2).unwrap();
         assert_eq!(s.invitation(id).unwrap().invitee.email, email);
         let listed: Vec<_> = s.suppressions().collect::<Result<_>>().unwrap();
         assert_eq!(listed[0].1.reason, "bounced: 550 <address>");
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn a_store_from_before_sealing_converges_at_open() {
         use crate::domain::{Invitee, Kind};
-        use crate::store::{InsertOutcome, NewInvitation, Store};
+        use crate::store::{Core, InsertOutcome, NewInvitation};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let key = SecretBox::new(Box::new([6; 32]));
@@ -275,7 +275,7 @@ mod tests {
             .unwrap(),
         };
         let inv = {
-            let s = Store::open(&path, &key).unwrap();
+            let s = Core::open(&path, &key).unwrap();
             let out = s.insert_invitations(&[new()], None).unwrap();
             let InsertOutcome::Inserted(id) = out[0] else {
                 panic!("{out:?}")
@@ -301,7 +301,7 @@ mod tests {
             db.open_tree("meta").unwrap().remove(CONVERGED).unwrap();
             db.flush().unwrap();
         }
-        let s = Store::open(&path, &key).unwrap();
+        let s = Core::open(&path, &key).unwrap();
         let v = s.invitations.get(inv.id.to_be_bytes()).unwrap().unwrap();
         assert!(is_sealed(&v));
         assert!(!String::from_utf8_lossy(&v).contains("legacy"));

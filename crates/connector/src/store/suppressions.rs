@@ -11,10 +11,10 @@ use super::invitations::{tx_transition, unwrap_tx};
 use super::sealed::{IDX, INVITATIONS, open, seal, tx_open};
 pub use super::suppression_record::{Suppressed, Suppression, SuppressionSource};
 use super::suppression_record::{key, tx_suppression};
-use super::{Invitation, Result, State, Store, bump, id_key};
+use super::{Core, Invitation, Result, State, bump, id_key};
 use crate::domain::PersonHash;
 
-impl Store {
+impl Core {
     /// The person's suppression, if they are on the list.
     pub fn suppression(&self, person: &PersonHash) -> Result<Option<Suppression>> {
         let k = key(person);
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn suppress_fails_open_invitations_and_refuses_new_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), &SecretBox::new(Box::new([3; 32]))).unwrap();
+        let s = Core::open(dir.path(), &SecretBox::new(Box::new([3; 32]))).unwrap();
         let email = Email::parse("ann@example.com").unwrap();
         let new = || NewInvitation {
             campaign: "c".into(),

@@ -12,7 +12,7 @@ use sled::Transactional;
 use super::invitations::unwrap_tx;
 use super::sealed::{MEMBERS, open, seal, tx_open};
 use super::{
-    LastCheck, Member, MemberStatus, Result, Store, StoreError, bump, decode, encode, now_ms,
+    Core, LastCheck, Member, MemberStatus, Result, StoreError, bump, decode, encode, now_ms,
 };
 
 /// One run of a sweep: where it stands and what it found so far.
@@ -75,7 +75,7 @@ fn run_key(job: &str) -> String {
     format!("k/{job}")
 }
 
-impl Store {
+impl Core {
     /// The current (or last finished) run of `job`.
     pub fn sweep_run(&self, job: &str) -> Result<Option<SweepRun>> {
         self.idx
@@ -269,8 +269,8 @@ pub struct ImportMember<'a> {
     pub campaign: Option<String>,
 }
 
-impl Store {
-    /// Store members as connected, in one transaction per call; a member
+impl Core {
+    /// Core members as connected, in one transaction per call; a member
     /// already held is left as it is. Returns how many were added.
     pub fn import_members(&self, batch: &[ImportMember<'_>]) -> Result<u64> {
         let now = now_ms();
@@ -324,9 +324,9 @@ mod tests {
     use super::*;
     use crate::store::{CallbackOutcome, Credentials, InsertOutcome, Kind, NewInvitation, State};
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, Core) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(
+        let s = Core::open(
             &dir.path().join("db"),
             &secrecy::SecretBox::new(Box::new([3u8; 32])),
         )
