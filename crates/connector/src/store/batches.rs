@@ -9,13 +9,12 @@
 
 use std::collections::HashMap;
 
+use super::engine::Transactional;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::error::Result;
 use super::holds::{tx_clear_group, tx_refuse_group};
-use super::invitations::unwrap_tx;
 use super::readings::{ReadingRow, Tally, group_prefix, row_key, tx_move_tallied};
 use super::sealed::{READINGS, tx_open};
 use super::{Core, now_ms};
@@ -181,48 +180,46 @@ impl Core {
         }
         let batch_ids = ids
             .chunks(max)
-            .map(|_| self.db.generate_id())
+            .map(|_| self.db.next_id())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let mut tally = Tally::default();
-                let mut claims = Vec::new();
-                for (chunk, id) in ids.chunks(max).zip(&batch_ids) {
-                    let mut rows = Vec::new();
-                    for rid in chunk {
-                        let moved = tx_move_tallied(
-                            &self.sealer,
-                            (r, x),
-                            *rid,
-                            &[RowState::Queued],
-                            RowState::InFlight,
-                            |row| row.batch = Some(*id),
-                            &mut tally,
-                        )?;
-                        rows.extend(moved);
-                    }
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    let batch = Batch {
-                        id: *id,
-                        connection_id: conn.to_string(),
-                        dataset: dataset.clone(),
-                        rows: rows.iter().map(|r| r.id).collect(),
-                        state: BatchState::InFlight,
-                        posted_ms: now,
-                        attempts: 0,
-                        next_attempt_ms: now,
-                        last_error: None,
-                    };
-                    x.insert(batch_key(*id), encode(&batch))?;
-                    claims.push(Claim::Batch(batch, rows));
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let mut tally = Tally::default();
+            let mut claims = Vec::new();
+            for (chunk, id) in ids.chunks(max).zip(&batch_ids) {
+                let mut rows = Vec::new();
+                for rid in chunk {
+                    let moved = tx_move_tallied(
+                        &self.sealer,
+                        (r, x),
+                        *rid,
+                        &[RowState::Queued],
+                        RowState::InFlight,
+                        |row| row.batch = Some(*id),
+                        &mut tally,
+                    )?;
+                    rows.extend(moved);
                 }
-                tally.apply(x)?;
-                Ok(claims)
-            })
-            .map_err(unwrap_tx)
+                if rows.is_empty() {
+                    continue;
+                }
+                let batch = Batch {
+                    id: *id,
+                    connection_id: conn.to_string(),
+                    dataset: dataset.clone(),
+                    rows: rows.iter().map(|r| r.id).collect(),
+                    state: BatchState::InFlight,
+                    posted_ms: now,
+                    attempts: 0,
+                    next_attempt_ms: now,
+                    last_error: None,
+                };
+                x.insert(batch_key(*id), encode(&batch))?;
+                claims.push(Claim::Batch(batch, rows));
+            }
+            tally.apply(x)?;
+            Ok(claims)
+        })
     }
 
     /// Move rows (those still in one of `from`) to `to`; how many moved.
@@ -233,82 +230,78 @@ impl Core {
         to: RowState,
         change: impl Fn(&mut ReadingRow),
     ) -> Result<usize> {
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let (mut n, mut tally) = (0, Tally::default());
-                for id in ids {
-                    n += tx_move_tallied(&self.sealer, (r, x), *id, from, to, &change, &mut tally)?
-                        .is_some() as usize;
-                }
-                tally.apply(x)?;
-                Ok(n)
-            })
-            .map_err(unwrap_tx)
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let (mut n, mut tally) = (0, Tally::default());
+            for id in ids {
+                n += tx_move_tallied(&self.sealer, (r, x), *id, from, to, &change, &mut tally)?
+                    .is_some() as usize;
+            }
+            tally.apply(x)?;
+            Ok(n)
+        })
     }
 
     /// Settle a batch by its outcome (one transaction).
     pub fn settle_batch(&self, batch: &Batch, how: &Settle) -> Result<()> {
         let now = now_ms();
         let live = [RowState::InFlight, RowState::Unknown];
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let Some(bytes) = x.get(batch_key(batch.id))? else {
-                    return Ok(());
-                };
-                let mut stored: Batch = tx_decode(&bytes, "batch")?;
-                let (from, to): (&[RowState], RowState) = match how {
-                    Settle::Delivered => (&live, RowState::Delivered),
-                    Settle::Requeue => (&live, RowState::Queued),
-                    Settle::Hold(_) => (&live, RowState::Held),
-                    Settle::Fail(_) => (&live, RowState::Failed),
-                    Settle::Unknown { .. } => (&[RowState::InFlight], RowState::Unknown),
-                };
-                let mut tally = Tally::default();
-                for id in &stored.rows {
-                    let change = |row: &mut ReadingRow| match how {
-                        Settle::Delivered => {
-                            row.delivered_ms = Some(now);
-                            row.batch = None;
-                        }
-                        Settle::Requeue => row.batch = None,
-                        Settle::Hold(why) => {
-                            row.reason = Some(why.clone());
-                            row.held_since_ms = Some(row.held_since_ms.unwrap_or(now));
-                            row.batch = None;
-                        }
-                        Settle::Fail(why) => {
-                            row.reason = Some(why.clone());
-                            row.batch = None;
-                        }
-                        Settle::Unknown { .. } => {}
-                    };
-                    tx_move_tallied(&self.sealer, (r, x), *id, from, to, change, &mut tally)?;
-                }
-                tally.apply(x)?;
-                let group = (stored.connection_id.as_str(), &stored.dataset);
-                match how {
-                    Settle::Hold(why) => tx_refuse_group(x, group, stored.posted_ms, why)?,
-                    Settle::Delivered => tx_clear_group(x, group)?,
-                    _ => {}
-                }
-                match how {
-                    Settle::Unknown {
-                        next_attempt_ms,
-                        why,
-                    } => {
-                        stored.state = BatchState::Unknown;
-                        stored.attempts += 1;
-                        stored.next_attempt_ms = *next_attempt_ms;
-                        stored.last_error = Some(why.clone());
-                        x.insert(batch_key(batch.id), encode(&stored))?;
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let Some(bytes) = x.get(batch_key(batch.id))? else {
+                return Ok(());
+            };
+            let mut stored: Batch = tx_decode(&bytes, "batch")?;
+            let (from, to): (&[RowState], RowState) = match how {
+                Settle::Delivered => (&live, RowState::Delivered),
+                Settle::Requeue => (&live, RowState::Queued),
+                Settle::Hold(_) => (&live, RowState::Held),
+                Settle::Fail(_) => (&live, RowState::Failed),
+                Settle::Unknown { .. } => (&[RowState::InFlight], RowState::Unknown),
+            };
+            let mut tally = Tally::default();
+            for id in &stored.rows {
+                let change = |row: &mut ReadingRow| match how {
+                    Settle::Delivered => {
+                        row.delivered_ms = Some(now);
+                        row.batch = None;
                     }
-                    _ => {
-                        x.remove(batch_key(batch.id))?;
+                    Settle::Requeue => row.batch = None,
+                    Settle::Hold(why) => {
+                        row.reason = Some(why.clone());
+                        row.held_since_ms = Some(row.held_since_ms.unwrap_or(now));
+                        row.batch = None;
                     }
+                    Settle::Fail(why) => {
+                        row.reason = Some(why.clone());
+                        row.batch = None;
+                    }
+                    Settle::Unknown { .. } => {}
+                };
+                tx_move_tallied(&self.sealer, (r, x), *id, from, to, change, &mut tally)?;
+            }
+            tally.apply(x)?;
+            let group = (stored.connection_id.as_str(), &stored.dataset);
+            match how {
+                Settle::Hold(why) => tx_refuse_group(x, group, stored.posted_ms, why)?,
+                Settle::Delivered => tx_clear_group(x, group)?,
+                _ => {}
+            }
+            match how {
+                Settle::Unknown {
+                    next_attempt_ms,
+                    why,
+                } => {
+                    stored.state = BatchState::Unknown;
+                    stored.attempts += 1;
+                    stored.next_attempt_ms = *next_attempt_ms;
+                    stored.last_error = Some(why.clone());
+                    x.insert(batch_key(batch.id), encode(&stored))?;
                 }
-                Ok(())
-            })
-            .map_err(unwrap_tx)
+                _ => {
+                    x.remove(batch_key(batch.id))?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Settle an unknown batch by what a read-back found: rows whose
@@ -317,40 +310,38 @@ impl Core {
     pub fn settle_read_back(&self, batch: &Batch, found: &HashMap<String, String>) -> Result<()> {
         let now = now_ms();
         let live = [RowState::InFlight, RowState::Unknown];
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                if x.get(batch_key(batch.id))?.is_none() {
-                    return Ok(());
-                }
-                let mut tally = Tally::default();
-                for id in &batch.rows {
-                    let Some(bytes) = r.get(row_key(*id))? else {
-                        continue;
-                    };
-                    let row: ReadingRow =
-                        tx_open(&self.sealer, READINGS, &row_key(*id), &bytes, "reading")?;
-                    let found = found.get(&row.external_id);
-                    let to = match found {
-                        Some(_) => RowState::Delivered,
-                        None => RowState::Queued,
-                    };
-                    let change = |row: &mut ReadingRow| {
-                        if let Some(pds_id) = found {
-                            row.delivered_ms = Some(now);
-                            row.pds_id = Some(pds_id.clone());
-                        }
-                        row.batch = None;
-                    };
-                    tx_move_tallied(&self.sealer, (r, x), *id, &live, to, change, &mut tally)?;
-                }
-                tally.apply(x)?;
-                if !found.is_empty() {
-                    tx_clear_group(x, (batch.connection_id.as_str(), &batch.dataset))?;
-                }
-                x.remove(batch_key(batch.id))?;
-                Ok(())
-            })
-            .map_err(unwrap_tx)
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            if x.get(batch_key(batch.id))?.is_none() {
+                return Ok(());
+            }
+            let mut tally = Tally::default();
+            for id in &batch.rows {
+                let Some(bytes) = r.get(row_key(*id))? else {
+                    continue;
+                };
+                let row: ReadingRow =
+                    tx_open(&self.sealer, READINGS, &row_key(*id), &bytes, "reading")?;
+                let found = found.get(&row.external_id);
+                let to = match found {
+                    Some(_) => RowState::Delivered,
+                    None => RowState::Queued,
+                };
+                let change = |row: &mut ReadingRow| {
+                    if let Some(pds_id) = found {
+                        row.delivered_ms = Some(now);
+                        row.pds_id = Some(pds_id.clone());
+                    }
+                    row.batch = None;
+                };
+                tx_move_tallied(&self.sealer, (r, x), *id, &live, to, change, &mut tally)?;
+            }
+            tally.apply(x)?;
+            if !found.is_empty() {
+                tx_clear_group(x, (batch.connection_id.as_str(), &batch.dataset))?;
+            }
+            x.remove(batch_key(batch.id))?;
+            Ok(())
+        })
     }
 
     /// Every batch not settled. At start, in-flight ones become unknown
@@ -567,11 +558,9 @@ mod tests {
     }
 
     /// Whether anything was written to the readings trees since `subs`.
-    fn written(subs: &mut [sled::Subscriber]) -> bool {
-        subs.iter_mut().any(|sub| {
-            sub.next_timeout(std::time::Duration::from_millis(50))
-                .is_ok()
-        })
+    fn written(subs: &mut [crate::store::engine::Watch]) -> bool {
+        subs.iter_mut()
+            .any(|sub| sub.wrote_within(std::time::Duration::from_millis(50)))
     }
 
     #[test]
@@ -586,7 +575,7 @@ mod tests {
         assert_eq!(g.why, "Mydex refused: Permission Denied");
         assert_eq!(s.record_counts().unwrap().held, 5);
         // Looking at them again and again writes nothing.
-        let mut subs = vec![s.readings.watch_prefix(vec![]), s.rdx.watch_prefix(vec![])];
+        let mut subs = vec![s.readings.watch(&[]), s.rdx.watch(&[])];
         for _ in 0..20 {
             assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (0, 0));
         }

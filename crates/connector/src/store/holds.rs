@@ -11,18 +11,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sled::transaction::TransactionalTree;
+use super::engine::TxTable;
 
 use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::engine::Transactional;
 use super::error::{Result, TxResult};
-use super::invitations::unwrap_tx;
 use super::readings::{
     Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
 };
 use super::sealed::{READINGS, seal, tx_open};
 use super::{Core, now_ms};
 use crate::domain::{DatasetName, HeldGroup, RowState};
-use sled::Transactional;
 
 /// The key of a member and dataset's refused-try record.
 pub(super) fn held_group_key(conn: &str, dataset: &DatasetName) -> Vec<u8> {
@@ -32,7 +31,7 @@ pub(super) fn held_group_key(conn: &str, dataset: &DatasetName) -> Vec<u8> {
 /// Record a refused try of the group claimed at `tried_ms` (the batch's
 /// claim): one more try counted, the next one after the backoff.
 pub(super) fn tx_refuse_group(
-    x: &TransactionalTree,
+    x: &TxTable<'_>,
     (conn, dataset): (&str, &DatasetName),
     tried_ms: u64,
     why: &str,
@@ -49,7 +48,7 @@ pub(super) fn tx_refuse_group(
 
 /// The group took a batch: its record goes (written only if there is one).
 pub(super) fn tx_clear_group(
-    x: &TransactionalTree,
+    x: &TxTable<'_>,
     (conn, dataset): (&str, &DatasetName),
 ) -> TxResult<()> {
     let key = held_group_key(conn, dataset);
@@ -231,20 +230,17 @@ impl Core {
 
     /// A held row's reason, changed in place (its state and indexes stay).
     fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
-        self.readings
-            .transaction(|r| {
-                if let Some(bytes) = r.get(row_key(id))? {
-                    let key = row_key(id);
-                    let mut row: ReadingRow =
-                        tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
-                    if row.state == RowState::Held {
-                        row.reason = reason.clone();
-                        r.insert(&key, seal(&self.sealer, READINGS, &key, &row))?;
-                    }
+        self.readings.transaction(|r| {
+            if let Some(bytes) = r.get(row_key(id))? {
+                let key = row_key(id);
+                let mut row: ReadingRow = tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
+                if row.state == RowState::Held {
+                    row.reason = reason.clone();
+                    r.insert(key, seal(&self.sealer, READINGS, &key, &row))?;
                 }
-                Ok(())
-            })
-            .map_err(unwrap_tx)
+            }
+            Ok(())
+        })
     }
 
     /// One held row to the queue for the member it now resolves to; a row
@@ -257,43 +253,41 @@ impl Core {
             "u/{}\x1f{}\x1f{}",
             row.subject, row.dataset, row.external_id
         );
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                if new_key != old_key {
-                    if let Some(other) = x.get(new_key.as_bytes())?
-                        && decode_u64(&other) != row.id
-                    {
-                        let why = format!("duplicate of reading {}", decode_u64(&other));
-                        tx_move(
-                            &self.sealer,
-                            r,
-                            x,
-                            row.id,
-                            &[RowState::Held],
-                            RowState::Failed,
-                            |row| row.reason = Some(why),
-                        )?;
-                        return Ok(false);
-                    }
-                    x.remove(old_key.as_bytes())?;
-                    x.insert(new_key.as_bytes(), &row.id.to_be_bytes())?;
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            if new_key != old_key {
+                if let Some(other) = x.get(new_key.as_bytes())?
+                    && decode_u64(&other) != row.id
+                {
+                    let why = format!("duplicate of reading {}", decode_u64(&other));
+                    tx_move(
+                        &self.sealer,
+                        r,
+                        x,
+                        row.id,
+                        &[RowState::Held],
+                        RowState::Failed,
+                        |row| row.reason = Some(why),
+                    )?;
+                    return Ok(false);
                 }
-                let moved = tx_move(
-                    &self.sealer,
-                    r,
-                    x,
-                    row.id,
-                    &[RowState::Held],
-                    RowState::Queued,
-                    |row| {
-                        row.subject = p.subject.clone();
-                        row.connection_id = p.connection_id.clone();
-                        row.reason = None;
-                    },
-                )?;
-                Ok(moved.is_some())
-            })
-            .map_err(unwrap_tx)
+                x.remove(old_key.as_bytes())?;
+                x.insert(new_key.as_bytes(), row.id.to_be_bytes())?;
+            }
+            let moved = tx_move(
+                &self.sealer,
+                r,
+                x,
+                row.id,
+                &[RowState::Held],
+                RowState::Queued,
+                |row| {
+                    row.subject = p.subject.clone();
+                    row.connection_id = p.connection_id.clone();
+                    row.reason = None;
+                },
+            )?;
+            Ok(moved.is_some())
+        })
     }
 
     /// Erase the refused-try records of a member (`people forget`).

@@ -9,13 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::engine::Transactional;
+use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::TransactionalTree;
 
 use super::codec::decode_u64;
 use super::error::{Result, TxResult};
-use super::invitations::unwrap_tx;
 use super::sealed::{MEMBERS, READINGS, open, seal, tx_open};
 use super::{Core, bump, now_ms};
 use crate::domain::{DatasetName, Grants, MemberRef, MemberStatus, Reading, RowState};
@@ -158,7 +157,7 @@ impl Tally {
         self.0[tally_slot(s)] += 1;
     }
 
-    pub(super) fn apply(&self, x: &TransactionalTree) -> TxResult<()> {
+    pub(super) fn apply(&self, x: &TxTable<'_>) -> TxResult<()> {
         for s in [
             RowState::Queued,
             RowState::InFlight,
@@ -180,8 +179,8 @@ impl Tally {
 /// counters; `change` edits it on the way.
 pub(super) fn tx_move(
     sealer: &super::Sealer,
-    r: &TransactionalTree,
-    x: &TransactionalTree,
+    r: &TxTable<'_>,
+    x: &TxTable<'_>,
     id: u64,
     expected: &[RowState],
     to: RowState,
@@ -197,7 +196,7 @@ pub(super) fn tx_move(
 /// The trees are `(readings, rdx)`.
 pub(super) fn tx_move_tallied(
     sealer: &super::Sealer,
-    (r, x): (&TransactionalTree, &TransactionalTree),
+    (r, x): (&TxTable<'_>, &TxTable<'_>),
     id: u64,
     expected: &[RowState],
     to: RowState,
@@ -218,10 +217,10 @@ pub(super) fn tx_move_tallied(
     change(&mut row);
     row.state = to;
     if let Some(k) = state_key(&row, to) {
-        x.insert(k, &[])?;
+        x.insert(k, [])?;
     }
     tally.moved(from, to);
-    r.insert(&row_key(id), seal(sealer, READINGS, &row_key(id), &row))?;
+    r.insert(row_key(id), seal(sealer, READINGS, &row_key(id), &row))?;
     Ok(Some(row))
 }
 
@@ -235,42 +234,40 @@ impl Core {
     ) -> Result<Vec<ReadingOutcome>> {
         let ids = batch
             .iter()
-            .map(|_| self.db.generate_id())
+            .map(|_| self.db.next_id())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let mut out = Vec::with_capacity(batch.len());
-                let mut tally = Tally::default();
-                for (new, id) in batch.iter().zip(&ids) {
-                    let p = &new.placement;
-                    let ukey = unique_key(&p.subject, &new.dataset, &new.reading.external_id);
-                    if let Some(existing) = x.get(&ukey)? {
-                        out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
-                        continue;
-                    }
-                    let row = new_row(new, *id, now);
-                    if let Some(k) = state_key(&row, row.state) {
-                        x.insert(k, &[])?;
-                    }
-                    x.insert(ukey, &id.to_be_bytes())?;
-                    tally.add(row.state);
-                    r.insert(
-                        &row_key(*id),
-                        seal(&self.sealer, READINGS, &row_key(*id), &row),
-                    )?;
-                    out.push(ReadingOutcome::Stored {
-                        id: *id,
-                        state: row.state,
-                    });
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let mut out = Vec::with_capacity(batch.len());
+            let mut tally = Tally::default();
+            for (new, id) in batch.iter().zip(&ids) {
+                let p = &new.placement;
+                let ukey = unique_key(&p.subject, &new.dataset, &new.reading.external_id);
+                if let Some(existing) = x.get(&ukey)? {
+                    out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
+                    continue;
                 }
-                tally.apply(x)?;
-                if let Some((file, line)) = progress {
-                    x.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
+                let row = new_row(new, *id, now);
+                if let Some(k) = state_key(&row, row.state) {
+                    x.insert(k, [])?;
                 }
-                Ok(out)
-            })
-            .map_err(unwrap_tx)
+                x.insert(ukey, id.to_be_bytes())?;
+                tally.add(row.state);
+                r.insert(
+                    row_key(*id),
+                    seal(&self.sealer, READINGS, &row_key(*id), &row),
+                )?;
+                out.push(ReadingOutcome::Stored {
+                    id: *id,
+                    state: row.state,
+                });
+            }
+            tally.apply(x)?;
+            if let Some((file, line)) = progress {
+                x.insert(format!("q/{file}").as_bytes(), line.to_be_bytes())?;
+            }
+            Ok(out)
+        })
     }
 
     /// The last line of `file` whose readings are stored.
