@@ -7,6 +7,7 @@
 
 use super::engine::Transactional;
 use super::engine::TxTable;
+use super::schema::{self, Counter, IdxKey, LogKey};
 use secrecy::ExposeSecret;
 
 use super::invitations::tx_transition;
@@ -53,7 +54,7 @@ impl Core {
         let fingerprint = CallbackFingerprint::of(creds, is_update);
         (&self.invitations, &self.idx, &self.members, &self.log).transaction(
             |(inv_t, idx, mem_t, log_t)| {
-                let seen_key = [b"s/".as_slice(), digest].concat();
+                let seen_key = LogKey::Seen(*digest).encode();
                 if log_t.get(&seen_key)?.is_some() {
                     return Ok(CallbackOutcome::Replay);
                 }
@@ -123,7 +124,7 @@ impl Core {
         let id = self.db.next_id()?;
         let sealer = self.sealer.clone();
         (&self.idx, &self.log).transaction(|(idx, log_t)| {
-            let seen_key = [b"s/".as_slice(), digest].concat();
+            let seen_key = LogKey::Seen(*digest).encode();
             if log_t.get(&seen_key)?.is_some() {
                 return Ok(CallbackOutcome::Replay);
             }
@@ -133,7 +134,7 @@ impl Core {
                     mydexid,
                     linking_token,
                 } => {
-                    bump(idx, "c/ev/identify", 1)?;
+                    bump(idx, &Counter::IdentifyEvents, 1)?;
                     (
                         "identify",
                         String::new(),
@@ -148,8 +149,15 @@ impl Core {
                     connection_id,
                     ..
                 } => {
-                    bump(idx, "c/ev/notification", 1)?;
-                    bump(idx, &format!("c/notif/{dataset}/{action}"), 1)?;
+                    bump(idx, &Counter::NotificationEvents, 1)?;
+                    bump(
+                        idx,
+                        &Counter::Notifications {
+                            dataset: dataset.to_string(),
+                            action: action.to_string(),
+                        },
+                        1,
+                    )?;
                     (
                         "notification",
                         format!("{dataset}/{action}"),
@@ -170,7 +178,7 @@ impl Core {
                 sealed_key: None,
                 note,
             };
-            let key = [b"e/".as_slice(), &id.to_be_bytes()].concat();
+            let key = LogKey::Event(id).encode();
             log_t.insert(key.as_slice(), seal(&sealer, LOG, &key, &rec))?;
             Ok(CallbackOutcome::Recorded)
         })
@@ -179,12 +187,11 @@ impl Core {
     /// Notification counts by `dataset/action`.
     pub fn notification_counts(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
-        for item in self.idx.scan_prefix("c/notif/") {
+        for item in self.idx.scan_prefix(schema::NOTIFICATIONS_PREFIX) {
             let (k, v) = item?;
-            out.push((
-                String::from_utf8_lossy(&k[8..]).into_owned(),
-                super::decode_u64(&v),
-            ));
+            if let Some(Counter::Notifications { dataset, action }) = Counter::decode(&k) {
+                out.push((format!("{dataset}/{action}"), super::decode_u64(&v)));
+            }
         }
         Ok(out)
     }
@@ -213,9 +220,9 @@ fn keep_unmatched(
             .map(|k| sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes())),
         note: note.into(),
     };
-    let key = [b"u/".as_slice(), &id.to_be_bytes()].concat();
+    let key = LogKey::Unmatched(id).encode();
     log_t.insert(key.as_slice(), seal(sealer, LOG, &key, &rec))?;
-    bump(idx, "c/unmatched", 1)?;
+    bump(idx, &Counter::Unmatched, 1)?;
     Ok(())
 }
 
@@ -236,17 +243,19 @@ fn tx_matching_invitation(
     // An update without a linking_token we know completes the
     // update invitation queued for this member, if one is open.
     Ok(match invitation {
-        None if is_update => match idx.get(format!("m/{}", creds.connection_id).as_bytes())? {
-            Some(id) => inv_t
-                .get(super::id_key(super::decode_u64(&id)))?
-                .map(|b| tx_open::<Invitation>(sealer, INVITATIONS, &id, &b, "invitation"))
-                .transpose()?
-                .filter(|i| {
-                    matches!(i.kind, super::Kind::Update { .. })
-                        && !matches!(i.state, State::Failed | State::Connected)
-                }),
-            None => None,
-        },
+        None if is_update => {
+            match idx.get(IdxKey::MemberInvitation(creds.connection_id.to_string()).encode())? {
+                Some(id) => inv_t
+                    .get(super::id_key(super::decode_u64(&id)))?
+                    .map(|b| tx_open::<Invitation>(sealer, INVITATIONS, &id, &b, "invitation"))
+                    .transpose()?
+                    .filter(|i| {
+                        matches!(i.kind, super::Kind::Update { .. })
+                            && !matches!(i.state, State::Failed | State::Connected)
+                    }),
+                None => None,
+            }
+        }
         other => other,
     })
 }
@@ -312,17 +321,17 @@ fn tx_put_member(
 ) -> TxResult<()> {
     if let Some(old) = existing {
         if old.status == MemberStatus::Active {
-            bump(idx, &format!("c/mv/{}", old.version), -1)?;
+            bump(idx, &Counter::MembersAtVersion(old.version), -1)?;
         } else {
-            bump(idx, "c/members_disconnected", -1)?;
+            bump(idx, &Counter::MembersDisconnected, -1)?;
         }
     }
-    bump(idx, &format!("c/mv/{}", member.version), 1)?;
+    bump(idx, &Counter::MembersAtVersion(member.version), 1)?;
     let conn = member.connection_id.as_bytes();
     mem_t.insert(conn, seal(sealer, MEMBERS, conn, member))?;
     if let Some(id) = &member.mydexid {
         idx.insert(
-            super::mydexid_key(id.as_str()),
+            IdxKey::MydexId(id.as_str().to_string()).encode(),
             member.connection_id.as_bytes(),
         )?;
     }
@@ -504,7 +513,7 @@ mod tests {
         .unwrap();
         for item in s.log.iter() {
             let (k, v) = item.unwrap();
-            if k.starts_with(b"s/") {
+            if matches!(LogKey::decode(&k), Some(LogKey::Seen(_))) {
                 continue;
             }
             let text = String::from_utf8_lossy(&v);
@@ -541,8 +550,8 @@ mod tests {
             s.sealer().open(sealed_key, b"3003-45678").unwrap(),
             b"stray-key"
         );
-        assert_eq!(s.log.scan_prefix(b"e/").count(), 1);
-        for item in s.log.scan_prefix(b"e/") {
+        assert_eq!(s.log.scan_prefix(schema::EVENT_PREFIX).count(), 1);
+        for item in s.log.scan_prefix(schema::EVENT_PREFIX) {
             let (k, v) = item.unwrap();
             let ev: CallbackRecord =
                 super::super::sealed::open(s.sealer(), LOG, &k, &v, "event").unwrap();

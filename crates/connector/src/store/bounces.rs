@@ -6,6 +6,7 @@
 //! `c/bounce/{campaign}\x1f{hard|soft|complaint}` and `c/mailed/{campaign}`.
 
 use super::engine::Transactional;
+use super::schema::{Counter, IdxKey};
 
 use super::invitations::mailed_counter;
 use super::suppression_record::{Suppression, SuppressionSource};
@@ -56,30 +57,33 @@ pub enum BounceOutcome {
 }
 
 /// The counter of campaign bounces of one type.
-pub(super) fn bounce_counter(campaign: &str, kind: &str) -> String {
-    format!("c/bounce/{campaign}\u{1f}{kind}")
+pub(super) fn bounce_counter(campaign: &str, kind: &str) -> Counter {
+    Counter::Bounces {
+        campaign: campaign.to_string(),
+        kind: kind.to_string(),
+    }
 }
 
 impl Core {
     pub fn record_bounce(&self, b: &Bounce<'_>) -> Result<BounceOutcome> {
-        let seen = format!("bd/{}/{}", b.report_id, b.person.as_str());
-        let soft = format!("sb/{}", b.person.as_str());
+        let seen = IdxKey::BounceSeen {
+            report: b.report_id.to_string(),
+            person: b.person.as_str().to_string(),
+        }
+        .encode();
+        let soft = IdxKey::SoftBounce(b.person.as_str().to_string()).encode();
         let first = (&self.idx,).transaction(|(idx,)| {
-            if idx.get(seen.as_bytes())?.is_some() {
+            if idx.get(&seen)?.is_some() {
                 return Ok(None);
             }
-            idx.insert(seen.as_bytes(), now_ms().to_be_bytes())?;
+            idx.insert(&seen, now_ms().to_be_bytes())?;
             if let Some(c) = b.campaign {
                 bump(idx, &bounce_counter(c, b.kind.as_str()), 1)?;
             }
             let count = match b.kind {
                 BounceType::Soft => {
-                    let n = idx
-                        .get(soft.as_bytes())?
-                        .map(|v| decode_u64(&v))
-                        .unwrap_or(0)
-                        + 1;
-                    idx.insert(soft.as_bytes(), n.to_be_bytes())?;
+                    let n = idx.get(&soft)?.map(|v| decode_u64(&v)).unwrap_or(0) + 1;
+                    idx.insert(&soft, n.to_be_bytes())?;
                     n as u32
                 }
                 _ => 0,

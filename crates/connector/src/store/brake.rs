@@ -3,6 +3,7 @@
 //! revoked but *held* (not disconnected yet, no mail), the brake engaged
 //! when too many came back revoked, and our connection refused by Mydex.
 
+use super::schema::{IdxKey, sweep_held_prefix};
 use serde::{Deserialize, Serialize};
 
 use super::{Core, Result, decode, encode, now_ms};
@@ -36,16 +37,20 @@ pub struct ConnectionDenied {
     pub reason: String,
 }
 
-fn held_prefix(job: &str) -> String {
-    format!("h/{job}/")
+fn held_key(job: &str, connection_id: &str) -> Vec<u8> {
+    IdxKey::SweepHeld {
+        job: job.to_string(),
+        connection_id: connection_id.to_string(),
+    }
+    .encode()
 }
 
-fn brake_key(job: &str) -> String {
-    format!("k/{job}/brake")
+fn brake_key(job: &str) -> Vec<u8> {
+    IdxKey::SweepBrake(job.to_string()).encode()
 }
 
-fn denied_key(job: &str) -> String {
-    format!("k/{job}/denied")
+fn denied_key(job: &str) -> Vec<u8> {
+    IdxKey::SweepDenied(job.to_string()).encode()
 }
 
 impl Core {
@@ -56,26 +61,22 @@ impl Core {
             run,
             found_ms: now_ms(),
         };
-        let old = self.idx.insert(
-            format!("{}{connection_id}", held_prefix(job)),
-            encode(&held),
-        )?;
+        let old = self
+            .idx
+            .insert(held_key(job, connection_id), encode(&held))?;
         Ok(old.is_none())
     }
 
     /// Let a held member go (found active again, or disconnected); true if
     /// it was held.
     pub fn unhold_member(&self, job: &str, connection_id: &str) -> Result<bool> {
-        Ok(self
-            .idx
-            .remove(format!("{}{connection_id}", held_prefix(job)))?
-            .is_some())
+        Ok(self.idx.remove(held_key(job, connection_id))?.is_some())
     }
 
     /// Every held member, in key order.
     pub fn held_members(&self, job: &str) -> Result<Vec<Held>> {
         self.idx
-            .scan_prefix(held_prefix(job))
+            .scan_prefix(sweep_held_prefix(job))
             .map(|item| {
                 let (_, v) = item?;
                 decode(&v, "held member")
@@ -84,7 +85,7 @@ impl Core {
     }
 
     pub fn held_count(&self, job: &str) -> usize {
-        self.idx.scan_prefix(held_prefix(job)).count()
+        self.idx.scan_prefix(sweep_held_prefix(job)).count()
     }
 
     pub fn brake(&self, job: &str) -> Result<Option<Brake>> {

@@ -2,6 +2,7 @@
 //! campaign paused by an operator or by its error threshold stays paused
 //! across a restart until someone resumes it.
 
+use super::schema::{self, IdxKey};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -27,12 +28,12 @@ pub struct CampaignPause {
 impl Core {
     pub fn campaign_pauses(&self) -> Result<BTreeMap<String, CampaignPause>> {
         let mut out = BTreeMap::new();
-        for item in self.idx.scan_prefix("p/") {
+        for item in self.idx.scan_prefix(schema::PAUSE_PREFIX) {
             let (k, v) = item?;
-            out.insert(
-                String::from_utf8_lossy(&k[2..]).into_owned(),
-                decode(&v, "campaign pause")?,
-            );
+            let Some(IdxKey::Pause(campaign)) = IdxKey::decode(&k) else {
+                continue;
+            };
+            out.insert(campaign, decode(&v, "campaign pause")?);
         }
         Ok(out)
     }
@@ -42,7 +43,7 @@ impl Core {
     /// again after a crash (the engine alone writes back only every 200 ms, and a
     /// kill -9 right after the answer lost the pause). Blocking: one fsync.
     pub fn set_campaign_pause(&self, campaign: &str, pause: Option<&CampaignPause>) -> Result<()> {
-        let key = format!("p/{campaign}");
+        let key = IdxKey::Pause(campaign.to_string()).encode();
         match pause {
             Some(p) => self.idx.insert(key, encode(p))?,
             None => self.idx.remove(key)?,

@@ -4,21 +4,18 @@
 //! link is unused past its lifetime, and `expired → queued` for a reminder
 //! with a fresh link.
 
+use super::schema::IdxKey;
 use super::sealed::INVITATIONS;
 use super::{Core, Invitation, Result, State, StoreError, now_ms};
 
 pub(super) fn expiry_key(id: u64) -> Vec<u8> {
-    let mut k = b"x/".to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
-    k
+    IdxKey::Expiry(id).encode()
 }
-
-const BACKFILLED: &str = "k/expiry-index-v1";
 
 impl Core {
     /// Build the index once for stores written before it existed.
     pub fn expiry_backfill(&self) -> Result<u64> {
-        if self.idx.get(BACKFILLED)?.is_some() {
+        if self.idx.get(IdxKey::ExpiryBackfilled.encode())?.is_some() {
             return Ok(0);
         }
         let mut n = 0;
@@ -31,7 +28,7 @@ impl Core {
                 n += 1;
             }
         }
-        self.idx.insert(BACKFILLED, [1u8])?;
+        self.idx.insert(IdxKey::ExpiryBackfilled.encode(), [1u8])?;
         Ok(n)
     }
 
@@ -45,10 +42,9 @@ impl Core {
         let mut out = Vec::new();
         for item in self.idx.range(start..).take(limit) {
             let (k, _) = item?;
-            if !k.starts_with(b"x/") {
+            let Some(IdxKey::Expiry(id)) = IdxKey::decode(&k) else {
                 break;
-            }
-            let id = super::decode_u64(&k[2..]);
+            };
             match self.invitation(id) {
                 Ok(inv) => out.push(inv),
                 Err(StoreError::NotFound(_)) => {

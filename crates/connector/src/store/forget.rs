@@ -6,6 +6,7 @@
 //! them; that is sound only because those values were sealed (`sealed.rs`)
 //! and the index keys hold keyed hashes, never an address or an external ref.
 
+use super::schema::{self, Counter, IdxKey};
 use std::collections::BTreeSet;
 
 use super::engine::{Transactional, TxTable, abort};
@@ -15,8 +16,8 @@ use super::readings::{ReadingRow, counter_key, row_key, state_key, unique_key};
 use super::sealed::{INVITATIONS, MEMBERS, READINGS, open};
 use super::suppression_record::{Suppression, SuppressionSource, key as suppression_key};
 use super::{
-    Core, Invitation, Member, MemberStatus, Result, StoreError, TxResult, bump, id_key,
-    mydexid_key, now_ms, work_key,
+    Core, Invitation, Member, MemberStatus, Result, StoreError, TxResult, bump, id_key, now_ms,
+    work_key,
 };
 use crate::domain::{Email, MemberRef, PersonHash};
 
@@ -93,7 +94,7 @@ impl Core {
             0
         };
         // Members the version sweep's brake holds (`h/{job}/{connection}`).
-        for item in self.idx.scan_prefix(b"h/").keys() {
+        for item in self.idx.scan_prefix(schema::SWEEP_HELD_PREFIX).keys() {
             let k = item?;
             let conn = k.rsplit(|b| *b == b'/').next().unwrap_or_default();
             if found.conns.iter().any(|c| c.as_bytes() == conn) {
@@ -219,18 +220,18 @@ impl Core {
                         "this person is a connected member (connection {conn}); forgetting them erases their connection key: rerun with --disconnect to do so; nothing was changed"
                     ))));
                 }
-                bump(idx, &format!("c/mv/{}", m.version), -1)?;
+                bump(idx, &Counter::MembersAtVersion(m.version), -1)?;
             } else {
-                bump(idx, "c/members_disconnected", -1)?;
+                bump(idx, &Counter::MembersDisconnected, -1)?;
             }
             mem_t.remove(conn.as_bytes())?;
             if let Some(x) = &m.mydexid {
-                let key = mydexid_key(x.as_str());
+                let key = IdxKey::MydexId(x.as_str().to_string()).encode();
                 if idx.get(&key)?.is_some_and(|v| v == conn.as_bytes()) {
                     idx.remove(key)?;
                 }
             }
-            idx.remove(format!("m/{conn}").as_bytes())?;
+            idx.remove(IdxKey::MemberInvitation(conn.to_string()).encode())?;
             n += 1;
         }
         Ok(n)
@@ -249,7 +250,7 @@ impl Core {
         let inv: Invitation =
             open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation").map_err(abort)?;
         inv_t.remove(id_key(id))?;
-        bump(idx, &format!("c/inv/{}", inv.state.as_str()), -1)?;
+        bump(idx, &Counter::Invitations(inv.state), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, inv.state), -1)?;
         let okey = self.open_key_for(&inv);
         if idx.get(okey.as_bytes())?.is_some_and(|v| v == id_key(id)) {
@@ -259,7 +260,7 @@ impl Core {
         idx.remove(super::suppression_record::person_key(&person, id))?;
         idx.remove(work_key(id))?;
         idx.remove(super::expiry_index::expiry_key(id))?;
-        idx.remove(format!("t/{}", inv.linking_token).as_bytes())?;
+        idx.remove(IdxKey::LegacyToken(inv.linking_token.to_string()).encode())?;
         Ok(())
     }
 
@@ -298,9 +299,9 @@ fn tx_suppress_forgotten(
     };
     let value = super::sealed::seal(sealer, super::sealed::IDX, key.as_bytes(), &entry);
     if idx.insert(key.as_bytes(), value)?.is_none() {
-        bump(idx, "c/suppressed", 1)?;
+        bump(idx, &Counter::Suppressed, 1)?;
     }
-    idx.remove(format!("sb/{}", person.as_str()).as_bytes())?;
+    idx.remove(IdxKey::SoftBounce(person.as_str().to_string()).encode())?;
     Ok(())
 }
 

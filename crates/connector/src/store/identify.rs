@@ -6,6 +6,7 @@
 //! `queued`, so the dispatcher asks for an FTC link naming that MydexID).
 
 use super::engine::Transactional;
+use super::schema::{Counter, IdxKey, LogKey};
 
 use super::engine::TxTable;
 use super::invitations::tx_transition;
@@ -13,7 +14,7 @@ use super::invitations::tx_transition;
 use super::sealed::{LOG, MEMBERS, seal, tx_open};
 use super::{
     CallbackOutcome, CallbackRecord, Core, Invitation, Kind, Member, MemberStatus, Result, State,
-    TxResult, bump, mydexid_key, now_ms,
+    TxResult, bump, now_ms,
 };
 use crate::domain::MydexId;
 
@@ -29,7 +30,7 @@ impl Core {
         let event_id = self.db.next_id()?;
         (&self.invitations, &self.idx, &self.members, &self.log).transaction(
             |(inv_t, idx, mem_t, log_t)| {
-                let seen_key = [b"s/".as_slice(), digest].concat();
+                let seen_key = LogKey::Seen(*digest).encode();
                 if log_t.get(&seen_key)?.is_some() {
                     return Ok(CallbackOutcome::Replay);
                 }
@@ -94,8 +95,8 @@ fn tx_record(
     event_id: u64,
     rec: &CallbackRecord,
 ) -> TxResult<()> {
-    bump(idx, "c/ev/identify", 1)?;
-    let key = [b"e/".as_slice(), &event_id.to_be_bytes()].concat();
+    bump(idx, &Counter::IdentifyEvents, 1)?;
+    let key = LogKey::Event(event_id).encode();
     log_t.insert(key.as_slice(), seal(sealer, LOG, &key, rec))?;
     Ok(())
 }
@@ -107,14 +108,16 @@ fn tx_held_member(
     mem_t: &TxTable<'_>,
     mydexid: &MydexId,
 ) -> TxResult<Option<Member>> {
-    Ok(match idx.get(mydexid_key(mydexid.as_str()))? {
-        Some(conn) => mem_t
-            .get(&conn)?
-            .map(|b| tx_open::<Member>(sealer, MEMBERS, &conn, &b, "member"))
-            .transpose()?
-            .filter(|m| m.status == MemberStatus::Active),
-        None => None,
-    })
+    Ok(
+        match idx.get(IdxKey::MydexId(mydexid.as_str().to_string()).encode())? {
+            Some(conn) => mem_t
+                .get(&conn)?
+                .map(|b| tx_open::<Member>(sealer, MEMBERS, &conn, &b, "member"))
+                .transpose()?
+                .filter(|m| m.status == MemberStatus::Active),
+            None => None,
+        },
+    )
 }
 
 /// The MydexID is a member's we hold: the invitation is connected to it.

@@ -5,6 +5,7 @@
 use super::engine::{Transactional, TxTable, abort};
 
 use super::crypto::Sealer;
+use super::schema::Counter;
 use super::sealed::{INVITATIONS, open, seal, tx_open};
 use super::{
     Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms, work_key,
@@ -44,21 +45,22 @@ pub(super) fn open_key_of(keys: &super::MailKeys, head: &str, identity: &str) ->
     format!("o/{head}\u{1f}{}", keys.keyed("open", identity))
 }
 
-fn counter_key(state: State) -> String {
-    format!("c/inv/{}", state.as_str())
+fn counter_key(state: State) -> Counter {
+    Counter::Invitations(state)
 }
 
 /// Invitations of one campaign in one state (`/status`, `/metrics`), kept
 /// beside the totals so a scrape never walks the invitations.
-pub(super) fn campaign_counter_key(campaign: &str, state: State) -> String {
-    format!("{CAMPAIGN_COUNTERS}{campaign}\u{1f}{}", state.as_str())
+pub(super) fn campaign_counter_key(campaign: &str, state: State) -> Counter {
+    Counter::CampaignState {
+        campaign: campaign.to_string(),
+        state,
+    }
 }
 
-pub(super) const CAMPAIGN_COUNTERS: &str = "c/cs/";
-
 /// Invitations of a campaign mailed so far (the bounce rate's base).
-pub(super) fn mailed_counter(campaign: &str) -> String {
-    format!("c/mailed/{campaign}")
+pub(super) fn mailed_counter(campaign: &str) -> Counter {
+    Counter::Mailed(campaign.to_string())
 }
 
 impl Core {

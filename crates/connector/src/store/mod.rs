@@ -42,6 +42,7 @@ mod records;
 mod report;
 mod rotation;
 mod rotation_journal;
+mod schema;
 mod sealed;
 mod suppression_record;
 mod suppressions;
@@ -55,6 +56,7 @@ use secrecy::SecretBox;
 
 use codec::{decode, decode_u64, encode};
 use error::TxResult;
+use schema::{Counter, IdxKey, id_key, tables};
 
 pub use crate::domain::{
     Credentials, Event, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State,
@@ -111,7 +113,7 @@ impl Core {
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
         let db = db::open_db(path)?;
         let sealer = Sealer::new(key);
-        let meta = db.table("meta")?;
+        let meta = db.table(tables::META)?;
         if let Some(journal) = rotation_journal::journal(&meta)? {
             return Err(StoreError::RotationUnfinished {
                 path: path.display().to_string(),
@@ -127,13 +129,13 @@ impl Core {
             commit,
             health,
             path: path.to_owned(),
-            invitations: db.table("invitations")?,
-            members: db.table("members")?,
-            idx: db.table("idx")?,
-            log: db.table("log")?,
-            raw: db.table("raw")?,
-            readings: db.table("readings")?,
-            rdx: db.table("rdx")?,
+            invitations: db.table(tables::INVITATIONS)?,
+            members: db.table(tables::MEMBERS)?,
+            idx: db.table(tables::IDX)?,
+            log: db.table(tables::LOG)?,
+            raw: db.table(tables::RAW)?,
+            readings: db.table(tables::READINGS)?,
+            rdx: db.table(tables::RDX)?,
             db,
             sealer: std::sync::Arc::new(sealer),
             mail_keys,
@@ -199,7 +201,7 @@ impl Core {
         }
         let me = self.clone();
         let wrote = tokio::task::spawn_blocking(move || -> Result<()> {
-            let meta = me.db.table("meta")?;
+            let meta = me.db.table(tables::META)?;
             meta.insert("readyz_probe", now_ms().to_be_bytes())?;
             me.counts(current_version).map(|_| ())
         })
@@ -232,30 +234,34 @@ impl Core {
         let mut c = StatusCounts::default();
         for s in State::ALL {
             c.invitations
-                .push((s, self.counter(&format!("c/inv/{}", s.as_str()))?));
+                .push((s, self.counter(&Counter::Invitations(s))?));
         }
-        for item in self.idx.scan_prefix("c/mv/") {
+        for item in self.idx.scan_prefix(schema::MEMBERS_AT_VERSION_PREFIX) {
             let (k, v) = item?;
-            let version: u32 = std::str::from_utf8(&k[5..])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let version = match Counter::decode(&k) {
+                Some(Counter::MembersAtVersion(v)) => v,
+                _ => 0,
+            };
             let n = decode_u64(&v);
             c.members_total += n;
             if version < current_version {
                 c.members_outdated += n;
             }
         }
-        c.members_disconnected = self.counter("c/members_disconnected")?;
-        c.unmatched_callbacks = self.counter("c/unmatched")?;
-        c.events_identify = self.counter("c/ev/identify")?;
-        c.events_notification = self.counter("c/ev/notification")?;
+        c.members_disconnected = self.counter(&Counter::MembersDisconnected)?;
+        c.unmatched_callbacks = self.counter(&Counter::Unmatched)?;
+        c.events_identify = self.counter(&Counter::IdentifyEvents)?;
+        c.events_notification = self.counter(&Counter::NotificationEvents)?;
         (c.callbacks_stored, c.callbacks_quarantined) = self.raw_counts()?;
         Ok(c)
     }
 
-    pub(super) fn counter(&self, key: &str) -> Result<u64> {
-        Ok(self.idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0))
+    fn counter(&self, key: &Counter) -> Result<u64> {
+        Ok(self
+            .idx
+            .get(key.encode())?
+            .map(|v| decode_u64(&v))
+            .unwrap_or(0))
     }
 
     pub fn member(&self, connection_id: &str) -> Result<Option<Member>> {
@@ -275,7 +281,7 @@ impl Core {
 
     /// The unmatched callbacks kept (sealed, or in clear if written so).
     pub fn unmatched(&self) -> impl Iterator<Item = Result<CallbackRecord>> + '_ {
-        self.log.scan_prefix("u/").map(|item| {
+        self.log.scan_prefix(schema::UNMATCHED_PREFIX).map(|item| {
             let (k, v) = item?;
             sealed::open(&self.sealer, sealed::LOG, &k, &v, "unmatched callback")
         })
@@ -303,26 +309,16 @@ pub struct StatusCounts {
 }
 
 /// Add `delta` to a counter inside a transaction.
-fn bump(idx: &TxTable<'_>, key: &str, delta: i64) -> TxResult<()> {
-    let current = idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0);
+fn bump(idx: &TxTable<'_>, counter: &Counter, delta: i64) -> TxResult<()> {
+    let key = counter.encode();
+    let current = idx.get(&key)?.map(|v| decode_u64(&v)).unwrap_or(0);
     let next = (current as i64 + delta).max(0) as u64;
-    idx.insert(key.as_bytes(), next.to_be_bytes())?;
+    idx.insert(key, next.to_be_bytes())?;
     Ok(())
 }
 
-fn id_key(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
 fn work_key(id: u64) -> Vec<u8> {
-    let mut k = b"w/".to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
-/// The index key of a MydexID (`d/` in `idx`: lowercased MydexID → connection_id).
-pub(super) fn mydexid_key(mydexid: &str) -> Vec<u8> {
-    format!("d/{}", mydexid.to_lowercase()).into_bytes()
+    IdxKey::Work(id).encode()
 }
 
 impl Core {

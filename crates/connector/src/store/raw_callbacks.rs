@@ -25,6 +25,7 @@ use super::Core;
 use super::codec::{decode, decode_u64, encode};
 use super::error::{Result, StoreError};
 use super::records::now_ms;
+use super::schema::{self, Counter, RawKey};
 
 /// What became of a raw callback.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -93,19 +94,19 @@ pub fn raw_aad(id: u64) -> Vec<u8> {
 }
 
 fn record_key(id: u64) -> Vec<u8> {
-    [b"r/".as_slice(), &id.to_be_bytes()].concat()
+    RawKey::Record(id).encode()
 }
 
 fn body_key(id: u64) -> Vec<u8> {
-    [b"b/".as_slice(), &id.to_be_bytes()].concat()
+    RawKey::Body(id).encode()
 }
 
 fn pending_key(id: u64) -> Vec<u8> {
-    [b"p/".as_slice(), &id.to_be_bytes()].concat()
+    RawKey::Pending(id).encode()
 }
 
 fn quarantine_key(id: u64) -> Vec<u8> {
-    [b"q/".as_slice(), &id.to_be_bytes()].concat()
+    RawKey::Quarantined(id).encode()
 }
 
 /// Which raw callbacks to list.
@@ -162,18 +163,18 @@ impl Core {
         match (was, now) {
             (false, true) => {
                 self.raw.insert(quarantine_key(id), &[][..])?;
-                self.bump_raw("c/quarantined", 1)?;
+                self.bump_raw(RawKey::QuarantinedCount, 1)?;
             }
             (true, false) => {
                 self.raw.remove(quarantine_key(id))?;
-                self.bump_raw("c/quarantined", -1)?;
+                self.bump_raw(RawKey::QuarantinedCount, -1)?;
             }
             _ => {}
         }
         // Last: a stop before this judges it again at start (a replay of
         // its effects changes nothing).
         if self.raw.remove(pending_key(id))?.is_some() {
-            self.bump_raw("c/stored", 1)?;
+            self.bump_raw(RawKey::StoredCount, 1)?;
         }
         Ok(())
     }
@@ -187,7 +188,7 @@ impl Core {
             return Ok(0);
         }
         let mut n = 0;
-        for item in self.raw.scan_prefix(b"b/") {
+        for item in self.raw.scan_prefix(schema::RAW_BODY_PREFIX) {
             let (_, v) = item?;
             let body: RawBody = decode(&v, "raw callback body")?;
             let plain = self.sealer.open(&body.sealed_body, &raw_aad(body.id))?;
@@ -199,14 +200,14 @@ impl Core {
             self.raw.remove(record_key(body.id))?;
             let pending = self.raw.remove(pending_key(body.id))?.is_some();
             if self.raw.remove(quarantine_key(body.id))?.is_some() {
-                self.bump_raw("c/quarantined", -1)?;
+                self.bump_raw(RawKey::QuarantinedCount, -1)?;
             }
             if rec.is_some() && !pending {
-                self.bump_raw("c/stored", -1)?;
+                self.bump_raw(RawKey::StoredCount, -1)?;
             }
             n += 1;
         }
-        for item in self.log.scan_prefix(b"u/") {
+        for item in self.log.scan_prefix(schema::UNMATCHED_PREFIX) {
             let (k, v) = item?;
             let rec: super::CallbackRecord = super::sealed::open(
                 &self.sealer,
@@ -221,10 +222,11 @@ impl Core {
                 .is_some_and(|c| conns.contains(c))
             {
                 self.log.remove(&k)?;
-                self.idx.update_and_fetch("c/unmatched", |old| {
-                    let current = old.map(decode_u64).unwrap_or(0);
-                    Some(current.saturating_sub(1).to_be_bytes().to_vec())
-                })?;
+                self.idx
+                    .update_and_fetch(Counter::Unmatched.encode(), |old| {
+                        let current = old.map(decode_u64).unwrap_or(0);
+                        Some(current.saturating_sub(1).to_be_bytes().to_vec())
+                    })?;
                 n += 1;
             }
         }
@@ -232,8 +234,8 @@ impl Core {
     }
 
     /// Move a counter of tree `raw` (atomic, single key).
-    fn bump_raw(&self, key: &str, delta: i64) -> Result<()> {
-        self.raw.update_and_fetch(key, |old| {
+    fn bump_raw(&self, key: RawKey, delta: i64) -> Result<()> {
+        self.raw.update_and_fetch(key.encode(), |old| {
             let current = old.map(decode_u64).unwrap_or(0);
             Some(
                 ((current as i64 + delta).max(0) as u64)
@@ -281,10 +283,12 @@ impl Core {
         if filter.quarantined_only {
             for item in self.raw.range(quarantine_key(start)..) {
                 let (k, _) = item?;
-                if !k.starts_with(b"q/") || out.len() >= limit {
+                let Some(RawKey::Quarantined(id)) = RawKey::decode(&k) else {
+                    break;
+                };
+                if out.len() >= limit {
                     break;
                 }
-                let id = decode_u64(&k[2..]);
                 // A record settled otherwise meanwhile is skipped.
                 if let Ok(rec) = self.raw_callback(id)
                     && matches!(rec.outcome, RawOutcome::Quarantined { .. })
@@ -295,7 +299,7 @@ impl Core {
         } else {
             for item in self.raw.range(record_key(start)..) {
                 let (k, v) = item?;
-                if !k.starts_with(b"r/") || out.len() >= limit {
+                if !matches!(RawKey::decode(&k), Some(RawKey::Record(_))) || out.len() >= limit {
                     break;
                 }
                 out.push(decode(&v, "raw callback")?);
@@ -307,18 +311,25 @@ impl Core {
     /// Ids of the callbacks kept but not judged (the daemon stopped first).
     pub fn pending_raw(&self) -> Result<Vec<u64>> {
         let mut out = Vec::new();
-        for item in self.raw.scan_prefix(b"p/") {
+        for item in self.raw.scan_prefix(schema::RAW_PENDING_PREFIX) {
             let (k, _) = item?;
-            out.push(decode_u64(&k[2..]));
+            if let Some(RawKey::Pending(id)) = RawKey::decode(&k) {
+                out.push(id);
+            }
         }
         Ok(out)
     }
 
     /// (stored, quarantined) raw callbacks.
     pub fn raw_counts(&self) -> Result<(u64, u64)> {
-        let get =
-            |k: &str| -> Result<u64> { Ok(self.raw.get(k)?.map(|v| decode_u64(&v)).unwrap_or(0)) };
-        Ok((get("c/stored")?, get("c/quarantined")?))
+        let get = |k: RawKey| -> Result<u64> {
+            Ok(self
+                .raw
+                .get(k.encode())?
+                .map(|v| decode_u64(&v))
+                .unwrap_or(0))
+        };
+        Ok((get(RawKey::StoredCount)?, get(RawKey::QuarantinedCount)?))
     }
 }
 

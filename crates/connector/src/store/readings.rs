@@ -7,6 +7,7 @@
 //! `q/{file}` readings-file progress, `c/{state}` counters. Every state
 //! change goes through [`tx_move`], guarded by `RowState::allowed`.
 
+use super::schema::Counter;
 use std::collections::{BTreeMap, HashMap};
 
 use super::engine::Transactional;
@@ -90,8 +91,8 @@ pub struct RecordCounts {
     pub failed: u64,
 }
 
-pub(super) fn counter_key(s: RowState) -> String {
-    format!("c/{}", s.as_str())
+pub(super) fn counter_key(s: RowState) -> Counter {
+    Counter::Rows(s)
 }
 
 pub(super) fn row_key(id: u64) -> [u8; 8] {
@@ -290,7 +291,7 @@ impl Core {
         let n = |s| -> Result<u64> {
             Ok(self
                 .rdx
-                .get(counter_key(s))?
+                .get(counter_key(s).encode())?
                 .map(|v| decode_u64(&v))
                 .unwrap_or(0))
         };
@@ -411,7 +412,7 @@ impl<'a> Resolver<'a> {
             MemberRef::MydexId(x) => Ok(self
                 .store
                 .idx
-                .get(super::mydexid_key(x))?
+                .get(super::schema::IdxKey::MydexId(x.to_string()).encode())?
                 .map(|v| String::from_utf8_lossy(&v).into_owned())),
             MemberRef::ExternalRef(r) => {
                 if self.by_ref.is_none() {

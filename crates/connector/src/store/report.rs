@@ -6,7 +6,8 @@
 use super::engine::WriteBatch;
 use std::collections::HashMap;
 
-use super::invitations::{CAMPAIGN_COUNTERS, campaign_counter_key};
+use super::invitations::campaign_counter_key;
+use super::schema::{self, Counter, tables};
 use super::{Core, Invitation, Result, State, StoreError};
 
 /// Which invitations `list` returns; `None` matches everything.
@@ -32,15 +33,13 @@ impl Core {
     /// Invitations by (campaign, state), from the per-campaign counters.
     pub fn counts_by_campaign(&self) -> Result<HashMap<(String, State), u64>> {
         let mut out = HashMap::new();
-        for item in self.idx.scan_prefix(CAMPAIGN_COUNTERS) {
+        for item in self.idx.scan_prefix(schema::CAMPAIGN_STATE_PREFIX) {
             let (k, v) = item?;
-            let key = std::str::from_utf8(&k[CAMPAIGN_COUNTERS.len()..])
-                .map_err(|_| StoreError::Corrupt("a campaign counter key".into()))?;
-            let Some((campaign, state)) = key.rsplit_once('\u{1f}') else {
-                return Err(StoreError::Corrupt(format!("campaign counter {key:?}")));
-            };
-            let Some(state) = State::ALL.into_iter().find(|s| s.as_str() == state) else {
-                return Err(StoreError::Corrupt(format!("campaign counter {key:?}")));
+            let Some(Counter::CampaignState { campaign, state }) = Counter::decode(&k) else {
+                return Err(StoreError::Corrupt(format!(
+                    "campaign counter {:?}",
+                    String::from_utf8_lossy(&k)
+                )));
             };
             let n = super::decode_u64(&v);
             if n > 0 {
@@ -55,7 +54,7 @@ impl Core {
     /// midway harmless, as the next open scans again.
     pub(super) fn ensure_campaign_counters(&self) -> Result<()> {
         const DONE: &str = "campaign_counters_v1";
-        let meta = self.db.table("meta")?;
+        let meta = self.db.table(tables::META)?;
         if meta.get(DONE)?.is_some() {
             return Ok(());
         }
@@ -67,7 +66,7 @@ impl Core {
         let mut batch = WriteBatch::default();
         for ((campaign, state), n) in counts {
             batch.insert(
-                campaign_counter_key(&campaign, state).as_bytes(),
+                campaign_counter_key(&campaign, state).encode(),
                 n.to_be_bytes(),
             );
         }
@@ -81,9 +80,9 @@ impl Core {
     /// Members counted by their connection version.
     pub fn members_by_version(&self) -> Result<Vec<(u32, u64)>> {
         let mut out = Vec::new();
-        for item in self.idx.scan_prefix("c/mv/") {
+        for item in self.idx.scan_prefix(schema::MEMBERS_AT_VERSION_PREFIX) {
             let (k, v) = item?;
-            let version = std::str::from_utf8(&k[5..])
+            let version = std::str::from_utf8(&k[schema::MEMBERS_AT_VERSION_PREFIX.len()..])
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
@@ -165,7 +164,7 @@ mod tests {
         // A store from before the counters: none kept, no marker.
         let stale: Vec<_> = s
             .idx
-            .scan_prefix(CAMPAIGN_COUNTERS)
+            .scan_prefix(schema::CAMPAIGN_STATE_PREFIX)
             .keys()
             .map(|k| k.unwrap())
             .collect();
@@ -173,7 +172,7 @@ mod tests {
         for k in stale {
             s.idx.remove(k).unwrap();
         }
-        s.db.table("meta")
+        s.db.table(tables::META)
             .unwrap()
             .remove("campaign_counters_v1")
             .unwrap();

@@ -19,6 +19,7 @@
 //! Plaintext keys live only in memory (zeroised after use).
 
 use super::engine::{Engine, Table, Transactional, Value, WriteBatch};
+use super::schema::{self, tables};
 use std::ops::Bound;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -89,7 +90,7 @@ pub fn rotate_key(
         )));
     }
     let db = open_db(path)?;
-    let meta = db.table("meta")?;
+    let meta = db.table(tables::META)?;
     let (old_s, new_s) = (Sealer::new(old), Sealer::new(new));
     let resumed = start_or_resume(&meta, &shown, (&old_s, &new_s), (&old_fp, &new_fp))?;
     let done = reseal_all(&db, &old_s, &new_s, progress)?;
@@ -181,7 +182,7 @@ fn reseal_all(
     new_s: &Sealer,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Resealed> {
-    let members = db.table("members")?;
+    let members = db.table(tables::MEMBERS)?;
     let members_total = members.len() as u64;
     let (mut resealed, mut skipped) = (0u64, 0u64);
     reseal_tree(
@@ -203,7 +204,7 @@ fn reseal_all(
     reseal_tree(
         db,
         &log,
-        b"u/",
+        schema::UNMATCHED_PREFIX,
         "unmatched callback",
         old_s,
         new_s,
@@ -213,8 +214,8 @@ fn reseal_all(
     let whole = [
         (sealed::INVITATIONS, b"".as_slice(), "invitation"),
         (sealed::READINGS, b"".as_slice(), "reading"),
-        (sealed::IDX, b"s/".as_slice(), "suppression"),
-        (sealed::LOG, b"e/".as_slice(), "callback event"),
+        (sealed::IDX, schema::SUPPRESSION_PREFIX, "suppression"),
+        (sealed::LOG, schema::EVENT_PREFIX, "callback event"),
     ];
     for (name, prefix, what) in whole {
         let tree = db.table(name)?;
@@ -229,12 +230,12 @@ fn reseal_all(
             &mut |_, _| {},
         )?;
     }
-    let raw = db.table("raw")?;
+    let raw = db.table(tables::RAW)?;
     let mut raw_resealed = 0u64;
     reseal_tree(
         db,
         &raw,
-        b"b/",
+        schema::RAW_BODY_PREFIX,
         "raw callback",
         old_s,
         new_s,
@@ -496,7 +497,7 @@ mod tests {
                 sealed_key: Some(Sealer::new(&key(1)).seal(b"stray-key", b"9999-45678")),
                 note: String::new(),
             };
-            db.table("log")
+            db.table(tables::LOG)
                 .unwrap()
                 .insert(b"u/\0\0\0\0\0\0\0\x01", super::super::codec::encode(&rec))
                 .unwrap();
@@ -598,7 +599,7 @@ mod raw_tests {
             };
             let raw = db.table("raw").unwrap();
             let mut n = 0;
-            for item in raw.scan_prefix(b"b/") {
+            for item in raw.scan_prefix(schema::RAW_BODY_PREFIX) {
                 let v: crate::store::raw_callbacks::RawBody =
                     crate::store::decode(&item.unwrap().1, "body").unwrap();
                 assert!(

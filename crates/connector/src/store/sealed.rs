@@ -20,16 +20,9 @@ use serde::de::DeserializeOwned;
 use super::codec::{decode, encode};
 use super::crypto::Sealer;
 use super::error::{Result, StoreError, TxResult};
+use super::schema;
 
-pub(super) const INVITATIONS: &str = "invitations";
-pub(super) const MEMBERS: &str = "members";
-pub(super) const READINGS: &str = "readings";
-
-/// The tree of the suppression list's entries (`s/` keys).
-pub(super) const IDX: &str = "idx";
-
-/// The tree of unmatched callbacks (`u/`) and events (`e/`).
-pub(super) const LOG: &str = "log";
+pub(super) use super::schema::tables::{IDX, INVITATIONS, LOG, MEMBERS, READINGS};
 
 /// The sealed values, as (tree, key prefix), for the pass at open and for
 /// key rotation.
@@ -37,13 +30,14 @@ pub(super) const SEALED: [(&str, &[u8]); 6] = [
     (INVITATIONS, b""),
     (MEMBERS, b""),
     (READINGS, b""),
-    (IDX, b"s/"),
-    (LOG, b"u/"),
-    (LOG, b"e/"),
+    (IDX, schema::SUPPRESSION_PREFIX),
+    (LOG, schema::UNMATCHED_PREFIX),
+    (LOG, schema::EVENT_PREFIX),
 ];
 
 /// The `log` records, sealed since [`LOG_CONVERGED`].
-pub(super) const LOG_SEALED: [(&str, &[u8]); 2] = [(LOG, b"u/"), (LOG, b"e/")];
+pub(super) const LOG_SEALED: [(&str, &[u8]); 2] =
+    [(LOG, schema::UNMATCHED_PREFIX), (LOG, schema::EVENT_PREFIX)];
 
 const PREFIX: &[u8] = b"xc1:";
 
@@ -202,7 +196,7 @@ mod tests {
         assert_eq!(kept[0].mydexid.as_deref(), Some("OldClearMydex"));
         drop(s);
         let db = super::super::db::open_db(&path).unwrap();
-        for item in db.table(LOG).unwrap().scan_prefix(b"u/") {
+        for item in db.table(LOG).unwrap().scan_prefix(schema::UNMATCHED_PREFIX) {
             let (_, v) = item.unwrap();
             assert!(is_sealed(&v));
             assert!(!String::from_utf8_lossy(&v).contains("OldClearMydex"));

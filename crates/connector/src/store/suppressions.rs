@@ -6,6 +6,7 @@
 //! invitations in the same transaction.
 
 use super::engine::Transactional;
+use super::schema::{self, Counter, IdxKey};
 
 use super::invitations::tx_transition;
 use super::sealed::{IDX, INVITATIONS, open, seal, tx_open};
@@ -26,19 +27,22 @@ impl Core {
 
     /// How many people are on the list.
     pub fn suppressed_count(&self) -> Result<u64> {
-        self.counter("c/suppressed")
+        self.counter(&Counter::Suppressed)
     }
 
     /// Every entry, with its person hash.
     pub fn suppressions(&self) -> impl Iterator<Item = Result<(PersonHash, Suppression)>> + '_ {
-        self.idx.scan_prefix("s/").map(|item| {
-            let (k, v) = item?;
-            let hash = std::str::from_utf8(&k[2..])
-                .ok()
-                .and_then(PersonHash::parse)
+        self.idx
+            .scan_prefix(schema::SUPPRESSION_PREFIX)
+            .map(|item| {
+                let (k, v) = item?;
+                let hash = match IdxKey::decode(&k) {
+                    Some(IdxKey::Suppression(h)) => PersonHash::parse(&h),
+                    _ => None,
+                }
                 .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
-            Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
-        })
+                Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
+            })
     }
 
     /// The ids of every invitation of `person`.
@@ -66,7 +70,7 @@ impl Core {
                 None => {
                     let k = key(person);
                     idx.insert(k.as_bytes(), seal(&self.sealer, IDX, k.as_bytes(), entry))?;
-                    bump(idx, "c/suppressed", 1)?;
+                    bump(idx, &Counter::Suppressed, 1)?;
                     out.new = true;
                     entry.reason.clone()
                 }
@@ -108,8 +112,8 @@ impl Core {
             if idx.remove(key(person).as_bytes())?.is_none() {
                 return Ok(false);
             }
-            idx.remove(format!("sb/{}", person.as_str()).as_bytes())?;
-            bump(idx, "c/suppressed", -1)?;
+            idx.remove(IdxKey::SoftBounce(person.as_str().to_string()).encode())?;
+            bump(idx, &Counter::Suppressed, -1)?;
             Ok(true)
         })
     }

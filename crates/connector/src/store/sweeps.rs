@@ -4,6 +4,7 @@
 //! of members chunk by chunk (the cursor moves past a chunk, durably, before
 //! any of its members is asked about), and each member's last check.
 
+use super::schema::{Counter, IdxKey};
 use std::ops::Bound;
 
 use super::engine::{Transactional, abort};
@@ -70,8 +71,8 @@ pub struct Checked {
     pub newly_disconnected: bool,
 }
 
-fn run_key(job: &str) -> String {
-    format!("k/{job}")
+fn run_key(job: &str) -> Vec<u8> {
+    IdxKey::SweepRun(job.to_string()).encode()
 }
 
 impl Core {
@@ -221,13 +222,13 @@ impl Core {
                     if let Some(v) = result.version
                         && v != m.version
                     {
-                        bump(idx, &format!("c/mv/{}", m.version), -1)?;
-                        bump(idx, &format!("c/mv/{v}"), 1)?;
+                        bump(idx, &Counter::MembersAtVersion(m.version), -1)?;
+                        bump(idx, &Counter::MembersAtVersion(v), 1)?;
                         m.version = v;
                     }
                 } else {
-                    bump(idx, &format!("c/mv/{}", m.version), -1)?;
-                    bump(idx, "c/members_disconnected", 1)?;
+                    bump(idx, &Counter::MembersAtVersion(m.version), -1)?;
+                    bump(idx, &Counter::MembersDisconnected, 1)?;
                     m.status = MemberStatus::Disconnected;
                     newly_disconnected = true;
                 }
@@ -303,9 +304,12 @@ impl Core {
                 };
                 let conn = m.connection_id.as_bytes();
                 mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &member))?;
-                bump(idx, &format!("c/mv/{}", m.version), 1)?;
+                bump(idx, &Counter::MembersAtVersion(m.version), 1)?;
                 if let Some(id) = &m.mydexid {
-                    idx.insert(super::mydexid_key(id.as_str()), m.connection_id.as_bytes())?;
+                    idx.insert(
+                        IdxKey::MydexId(id.as_str().to_string()).encode(),
+                        m.connection_id.as_bytes(),
+                    )?;
                 }
                 added += 1;
             }
