@@ -67,6 +67,16 @@ pub struct Invitation {
     pub history: Vec<HistoryEntry>,
 }
 
+impl Invitation {
+    /// An update callback that names no linking token we know completes
+    /// this invitation if it is the member's update invitation and still
+    /// waits for an answer.
+    pub fn awaits_update_callback(&self) -> bool {
+        matches!(self.kind, Kind::Update { .. })
+            && !matches!(self.state, State::Failed | State::Connected)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +108,19 @@ mod tests {
         let back: Invitation = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back.kind, Kind::Update { version: 3 });
         assert_eq!(back.version, 3);
+        assert!(back.awaits_update_callback());
+        for (kind, state, awaits) in [
+            (Kind::Update { version: 3 }, State::Sent, true),
+            (Kind::Update { version: 3 }, State::Connected, false),
+            (Kind::Update { version: 3 }, State::Failed, false),
+            (Kind::Connect, State::Sent, false),
+        ] {
+            let i = Invitation {
+                kind,
+                state,
+                ..back.clone()
+            };
+            assert_eq!(i.awaits_update_callback(), awaits, "{kind:?} {state:?}");
+        }
     }
 }

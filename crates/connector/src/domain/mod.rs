@@ -30,7 +30,7 @@ pub use invitation::{HistoryEntry, Invitation, Kind};
 pub use invitee::{Invitee, InviteeError, MAX_FIELD_LEN};
 pub use linking_token::LinkingToken;
 pub use mail_token::{MAIL_TOKEN_LEN, MailToken, TokenKind};
-pub use member::{LastCheck, Member, MemberStatus};
+pub use member::{CallbackAnswer, LastCheck, Member, MemberStatus};
 pub use message_id::{message_id, message_id_token};
 pub use mydexid::{MydexId, MydexIdError};
 pub use person::PersonHash;

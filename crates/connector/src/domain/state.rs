@@ -41,6 +41,25 @@ impl State {
         matches!(self, State::Queued | State::LinkIssued)
     }
 
+    /// Still waiting to be mailed or used: what putting the person on the
+    /// suppression list fails (a connected or failed one stays as it is).
+    pub fn fails_on_suppression(self) -> bool {
+        matches!(
+            self,
+            State::Queued | State::LinkIssued | State::Sent | State::Expired
+        )
+    }
+
+    /// The states a member's callback may connect an invitation from:
+    /// whatever it was waiting for, but not a second time.
+    pub const CONNECTABLE: [State; 5] = [
+        State::Queued,
+        State::LinkIssued,
+        State::Sent,
+        State::Expired,
+        State::Failed,
+    ];
+
     /// It still stands in the way of inviting the same person again.
     pub fn is_open(self) -> bool {
         !matches!(self, State::Failed)
@@ -98,6 +117,21 @@ mod tests {
         (Failed, Queued),
         (Failed, Connected),
     ];
+
+    #[test]
+    fn suppression_fails_what_waits_and_a_callback_connects_what_is_not_connected() {
+        for s in State::ALL {
+            let waits = !matches!(s, Failed | Connected);
+            assert_eq!(s.fails_on_suppression(), waits, "{s:?}");
+            assert_eq!(State::CONNECTABLE.contains(&s), s != Connected, "{s:?}");
+            if s.fails_on_suppression() {
+                assert!(State::allowed(s, Failed), "{s:?}");
+            }
+            if State::CONNECTABLE.contains(&s) {
+                assert!(State::allowed(s, Connected), "{s:?}");
+            }
+        }
+    }
 
     #[test]
     fn the_transition_table() {

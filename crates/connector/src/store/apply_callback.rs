@@ -16,7 +16,8 @@ use super::{
     CallbackRecord, Core, Invitation, Member, MemberStatus, Result, State, TxResult, bump, now_ms,
 };
 use crate::domain::{
-    Admission, Answering, CallbackFingerprint, Credentials, Event, Facts, Refusal, admit,
+    Admission, Answering, CallbackAnswer, CallbackFingerprint, Credentials, Event, Facts, Refusal,
+    admit,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,10 +250,7 @@ fn tx_matching_invitation(
                     .get(super::id_key(super::decode_u64(&id)))?
                     .map(|b| tx_open::<Invitation>(sealer, INVITATIONS, &id, &b, "invitation"))
                     .transpose()?
-                    .filter(|i| {
-                        matches!(i.kind, super::Kind::Update { .. })
-                            && !matches!(i.state, State::Failed | State::Connected)
-                    }),
+                    .filter(Invitation::awaits_update_callback),
                 None => None,
             }
         }
@@ -260,8 +258,8 @@ fn tx_matching_invitation(
     })
 }
 
-/// The member record after these credentials: what they carry, the rest
-/// from the invitation they answer or the member as we held it.
+/// The member record after these credentials (`Member::after_callback`),
+/// with the key they carry sealed, or the one held kept.
 fn new_member(
     creds: &Credentials,
     invitation: Option<&Invitation>,
@@ -270,47 +268,21 @@ fn new_member(
     current_version: u32,
     sealer: &super::Sealer,
 ) -> Member {
-    let version = match invitation {
-        Some(inv) => inv.version,
-        None if is_update => current_version,
-        None => existing.map(|m| m.version).unwrap_or(current_version),
+    let sealed_key = creds
+        .key
+        .as_ref()
+        .map(|k| sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes()));
+    let answered = CallbackAnswer {
+        creds,
+        invitation,
+        existing,
+        is_update,
+        current_version,
     };
-    let now = now_ms();
-    let sealed_key = match &creds.key {
-        Some(k) => sealer.seal(k.expose_secret().as_bytes(), creds.connection_id.as_bytes()),
-        None => existing.map(|m| m.sealed_key.clone()).unwrap_or_default(),
-    };
-    Member {
-        connection_id: creds.connection_id.clone(),
-        uid: creds.uid,
-        uid_sent: creds.uid_mismatch().map(str::to_string),
-        mydexid: creds
-            .mydexid
-            .clone()
-            .or_else(|| existing.and_then(|m| m.mydexid.clone())),
-        version,
-        permissions: creds.fields.clone(),
-        status: MemberStatus::Active,
-        sealed_key,
-        invitation_id: invitation
-            .map(|i| i.id)
-            .or(existing.and_then(|m| m.invitation_id)),
-        campaign: invitation
-            .map(|i| i.campaign.clone())
-            .or(existing.and_then(|m| m.campaign.clone())),
-        email: invitation
-            .map(|i| i.invitee.email.to_string())
-            .or(existing.and_then(|m| m.email.clone())),
-        external_ref: invitation
-            .and_then(|i| i.invitee.external_ref.clone())
-            .or(existing.and_then(|m| m.external_ref.clone())),
-        created_ms: existing.map(|m| m.created_ms).unwrap_or(now),
-        updated_ms: now,
-        last_check: existing.and_then(|m| m.last_check),
-    }
+    Member::after_callback(&answered, sealed_key, now_ms())
 }
 
-/// Core the member, moving the version counters (and the disconnected
+/// Keep the member, moving the version counters (and the disconnected
 /// count, for a member who comes back) and the MydexID index with it.
 fn tx_put_member(
     sealer: &super::Sealer,
@@ -355,13 +327,7 @@ fn tx_connect(
             invitation_id: None,
         });
     };
-    let from = [
-        State::Queued,
-        State::LinkIssued,
-        State::Sent,
-        State::Expired,
-        State::Failed,
-    ];
+    let from = State::CONNECTABLE;
     let conn = creds.connection_id.clone();
     tx_transition(
         sealer,

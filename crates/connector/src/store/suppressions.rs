@@ -81,10 +81,7 @@ impl Core {
                 };
                 let inv: Invitation =
                     tx_open(&self.sealer, INVITATIONS, &id_key(*id), &b, "invitation")?;
-                if !matches!(
-                    inv.state,
-                    State::Queued | State::LinkIssued | State::Sent | State::Expired
-                ) {
+                if !inv.state.fails_on_suppression() {
                     continue;
                 }
                 tx_transition(
