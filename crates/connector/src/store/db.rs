@@ -17,7 +17,9 @@ pub(super) const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
 pub(super) const KEY_CHECK_NAME: &str = "key_check";
 
 /// Open the sled database; a lock held by another process is `InUse`.
+/// What an interrupted `store compact` left beside it is cleared first.
 pub(super) fn open_db(path: &Path) -> Result<sled::Db> {
+    super::engine::compact_swap::recover(path)?;
     sled::Config::new()
         .path(path)
         .cache_capacity(CACHE_BYTES)
