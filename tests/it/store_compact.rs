@@ -237,6 +237,15 @@ async fn compaction_erases_what_forgetting_left_and_keeps_the_rest() {
     assert_eq!(views(&setup), before);
     setup.stop(daemon);
 
+    // A wrong store key: refused (78), nothing changed.
+    std::fs::write(root.join("secrets/other.key"), [7u8; 32]).unwrap();
+    setup.edit_config("secrets/store.key", "secrets/other.key");
+    let wrong = setup.cli(&["store", "compact"]);
+    assert_eq!(wrong.status.code(), Some(78), "{}", text(&wrong));
+    assert!(text(&wrong).contains("wrong key"), "{}", text(&wrong));
+    setup.edit_config("secrets/other.key", "secrets/store.key");
+    assert!(!root.join("db.compact-new").exists() && !root.join("db.compact-old").exists());
+
     // What forgetting could not reach: old segments.
     let address = in_store(&root, "Quintessa.Forgetwell@Example.com");
     let mydexid = in_store(&root, "xaviermem1");

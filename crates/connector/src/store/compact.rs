@@ -113,6 +113,9 @@ fn copy_and_verify(
 /// Remove the copy after a failure before the swap (best effort: the next
 /// open removes what is left).
 fn discard(sides: &Sides) {
+    if !sides.new.exists() {
+        return;
+    }
     let removed =
         hold(&sides.new, LET_GO).and_then(|_held| remove_store_dir(sides, &sides.new, &mut |_| {}));
     if let Err(e) = removed {
@@ -207,5 +210,39 @@ mod tests {
         }
         let max = before.iter().max().unwrap();
         assert!(inserted(&s, 300, 310).iter().all(|id| id > max));
+    }
+
+    #[test]
+    fn a_store_with_an_unfinished_rotation_is_refused_untouched() {
+        use crate::store::codec::encode;
+        use crate::store::rotation_journal::{JOURNAL, Journal};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        inserted(&open(&path), 0, 10);
+        {
+            let until = Instant::now() + LET_GO;
+            let db = loop {
+                match super::super::db::open_db(&path) {
+                    Err(StoreError::InUse { .. }) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    r => break r.unwrap(),
+                }
+            };
+            let j = Journal {
+                new_key_fingerprint: "00".repeat(8),
+                old_key_fingerprint: "11".repeat(8),
+                started_ms: 1,
+            };
+            db.open_tree("meta")
+                .unwrap()
+                .insert(JOURNAL, encode(&j))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let e = compact(&path, 1).unwrap_err();
+        assert!(matches!(e, StoreError::RotationUnfinished { .. }), "{e}");
+        let sides = Sides::of(&path);
+        assert!(!sides.new.exists() && !sides.old.exists());
     }
 }
