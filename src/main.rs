@@ -86,6 +86,12 @@ enum Command {
     /// Re-encrypt the store under a new key (the daemon must be stopped).
     /// Rerun it with the same new key if it was interrupted.
     RotateKey(rotate_key::RotateKeyArgs),
+    /// The store itself, with the daemon stopped: `compact` rewrites its
+    /// live records into a fresh store, old segments gone.
+    Store {
+        #[command(subcommand)]
+        command: commands::store::StoreCommand,
+    },
     /// A local stand-in for the Mydex sandbox.
     #[cfg(feature = "sandbox")]
     Sandbox(Box<mydex_sandbox::SandboxArgs>),
@@ -120,6 +126,7 @@ impl Command {
             Command::Members { command } => operator::members(command).await,
             Command::Records { command } => records::run(command).await,
             Command::RotateKey(args) => rotate_key::command(args).await,
+            Command::Store { command } => commands::store::run(command).await,
             Command::Bounce(args) => commands::bounce::run(args).await,
             Command::Suppressions { command } => commands::suppressions::run(command).await,
             Command::People { command } => commands::people::run(command).await,

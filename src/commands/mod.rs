@@ -26,5 +26,6 @@ pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod status;
+pub mod store;
 pub mod suppressions;
 pub mod sweep;

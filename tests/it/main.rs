@@ -36,5 +36,6 @@ mod sandbox_pds;
 mod sandbox_shapes;
 mod service;
 mod socket_activation;
+mod store_compact;
 mod sweep_guards;
 mod unsubscribe;

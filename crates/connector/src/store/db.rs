@@ -18,7 +18,9 @@ pub(super) const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
 pub(super) const KEY_CHECK_NAME: &str = "key_check";
 
 /// Open the database; a lock held by another process is `InUse`.
+/// What an interrupted `store compact` left beside it is cleared first.
 pub(super) fn open_db(path: &Path) -> Result<Engine> {
+    super::engine::compact_swap::recover(path)?;
     let tuning = Tuning {
         cache_bytes: CACHE_BYTES,
         flush_every_ms: Some(200),

@@ -46,6 +46,9 @@ pub enum StoreError {
     NoSuchPerson(&'static str),
     #[error("cannot flush the store to disk: {0}")]
     Flush(String),
+    /// `store compact` refused or stopped, with why.
+    #[error("{0}")]
+    Compact(#[from] super::engine::compact_error::CompactError),
     /// The blocking task running a store call failed (it panicked, or the
     /// runtime is shutting down).
     #[error("a store call did not finish: {0}")]

@@ -30,3 +30,10 @@ impl EngineError {
         })
     }
 }
+
+/// The engine's own modules (compaction) report through the store's error.
+impl From<sled::Error> for crate::store::StoreError {
+    fn from(e: sled::Error) -> Self {
+        crate::store::StoreError::Engine(EngineError(e))
+    }
+}

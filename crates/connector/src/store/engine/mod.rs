@@ -3,6 +3,9 @@
 //! and transactions over one to three tables; a second engine (redb,
 //! fjall) would implement these same few types beside this one.
 
+pub(crate) mod compact;
+pub(crate) mod compact_error;
+pub(crate) mod compact_swap;
 mod error;
 mod table;
 mod tx;
