@@ -36,5 +36,7 @@ mod sandbox_pds;
 mod sandbox_shapes;
 mod service;
 mod socket_activation;
+mod store_fixture;
+mod store_migration;
 mod sweep_guards;
 mod unsubscribe;
