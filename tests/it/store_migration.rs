@@ -233,7 +233,7 @@ async fn a_store_newer_than_the_binary_is_refused_and_left_as_it_was() {
 
 /// The daemon started by hand (not waiting for its admin API, which opens
 /// only once the store is open), its log appended to `daemon.log`.
-fn spawn_daemon(setup: &Setup, drill_ms: u64) -> std::process::Child {
+fn spawn_daemon(setup: &Setup, drill_ms: u64, notify: &Path) -> std::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -244,6 +244,7 @@ fn spawn_daemon(setup: &Setup, drill_ms: u64) -> std::process::Child {
         .arg(&setup.config)
         .env("RUST_LOG", "info")
         .env("MYDEX_CONNECTOR_MIGRATION_DRILL", drill_ms.to_string())
+        .env("NOTIFY_SOCKET", notify)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -261,10 +262,26 @@ async fn a_migration_killed_midway_resumes_on_the_next_start() {
         .await;
     // The drill pauses 600 ms every four records: the first progress line
     // (after 5 s) comes while it is in the middle of `idx` (68 records).
-    let mut first = spawn_daemon(&setup, 600);
+    // As systemd: the daemon asks for more start time while the upgrade
+    // makes progress.
+    let notify_path = setup.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_nonblocking(true).unwrap();
+    let mut notified = String::new();
+    let mut first = spawn_daemon(&setup, 600, &notify_path);
     let start = Instant::now();
-    while !setup.log().contains("store migration: progress") {
-        assert!(!setup.log().contains("store migration: finished"));
+    while !setup.log().contains("store migration: progress")
+        || !notified.contains("EXTEND_TIMEOUT_USEC=60000000")
+    {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = notify.recv(&mut buf) {
+            notified += &String::from_utf8_lossy(&buf[..n]);
+            notified.push('\n');
+        }
+        assert!(
+            !setup.log().contains("store migration: finished"),
+            "{notified}"
+        );
         assert!(
             start.elapsed() < Duration::from_secs(180),
             "no progress: {}",
@@ -276,6 +293,11 @@ async fn a_migration_killed_midway_resumes_on_the_next_start() {
     assert_eq!(send_signal(first.id() as i32, "KILL"), 0);
     first.wait().unwrap();
     assert!(!setup.log().contains("store migration: finished"));
+    assert!(
+        notified.contains("STATUS=upgrading the store"),
+        "{notified}"
+    );
+    assert!(!notified.contains("READY=1"), "{notified}");
     assert_eq!(version_file(&setup), None);
 
     let daemon = setup.daemon_with(|c| {

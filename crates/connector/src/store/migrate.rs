@@ -47,6 +47,15 @@ const PROGRESS: &str = "migrate/";
 /// Records per transaction when a step rewrites a tree.
 const BATCH: usize = 1000;
 
+/// Batches written by steps since this process started: the daemon asks
+/// systemd for more start time while it grows (`app/store_open.rs`).
+static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`BATCHES`].
+pub fn batches_done() -> u64 {
+    BATCHES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How often a running step logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -289,6 +298,7 @@ impl<'a> Walker<'a> {
             done += ops.len() as u64;
             apply(&t, self.meta, &ops, (&after_key, &last), (&done_key, done))?;
             after = Some(last);
+            BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if self.logged.elapsed() >= PROGRESS_EVERY {
                 tracing::info!(step, tree, done, total, "store migration: progress");
                 self.logged = Instant::now();

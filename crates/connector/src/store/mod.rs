@@ -70,7 +70,10 @@ pub use facade::Store;
 pub use forget::{ForgetTarget, Forgotten};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use mail_keys::MailKeys;
-pub use migrate::{CURRENT as SCHEMA_VERSION, OnDisk, VERSION_FILE, on_disk as schema_on_disk};
+pub use migrate::{
+    CURRENT as SCHEMA_VERSION, OnDisk, VERSION_FILE, batches_done as migration_batches,
+    on_disk as schema_on_disk,
+};
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use readings::{
     NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, Resolver, member_gate,
