@@ -21,21 +21,31 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     mydex_connector::notify::email::Templates::load(&settings.campaigns)
         .map_err(|e| e.in_config(&config))?;
     let store = &settings.store.path;
-    let version = schema_on_disk(store)?;
+    // A store newer than this binary fails the check; one this user may
+    // not read (the daemon's own directory) is only mentioned.
+    let version = match schema_on_disk(store) {
+        Ok(v) => Some(v),
+        Err(e) if e.is_config_problem() => return Err(e.into()),
+        Err(e) => {
+            eprintln!("store: schema version not checked: {e}");
+            None
+        }
+    };
     print!("{}", settings.redacted());
     eprintln!("configuration OK: {}", config.display());
     match version {
-        OnDisk::NoStore => eprintln!(
+        None => {}
+        Some(OnDisk::NoStore) => eprintln!(
             "store: none yet at {} (created at the first start)",
             store.display()
         ),
-        OnDisk::Unstamped => eprintln!(
+        Some(OnDisk::Unstamped) => eprintln!(
             "store: written by an earlier release (schema version 1); the next start upgrades it in place to version {SCHEMA_VERSION}"
         ),
-        OnDisk::Stamped(v) if v < SCHEMA_VERSION => eprintln!(
+        Some(OnDisk::Stamped(v)) if v < SCHEMA_VERSION => eprintln!(
             "store: schema version {v}; the next start upgrades it in place to version {SCHEMA_VERSION}"
         ),
-        OnDisk::Stamped(v) => eprintln!("store: schema version {v}"),
+        Some(OnDisk::Stamped(v)) => eprintln!("store: schema version {v}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -103,6 +103,12 @@ async fn the_last_releases_store_is_upgraded_and_the_daemon_works_on_it() {
     let setup = on_fixture(&smtp, dir).await;
     let exp = expected();
     assert_eq!(version_file(&setup), None, "the fixture has no version");
+    let (code, err) = run_cli(&setup, &["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("store: written by an earlier release (schema version 1); the next start upgrades it in place to version 2"),
+        "{err}"
+    );
     // While the counts are compared nothing moves: the PDS refuses, as
     // when the fixture was written.
     setup
@@ -116,6 +122,10 @@ async fn the_last_releases_store_is_upgraded_and_the_daemon_works_on_it() {
         setup.log()
     );
     assert_same_records(&setup, &exp);
+    // Read without opening the store (the daemon holds its lock).
+    let (code, err) = run_cli(&setup, &["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("store: schema version 2\n"), "{err}");
 
     // The readings queued before the upgrade reach the member's PDS.
     setup.sandbox_settings(json!({"fault_rate": 0.0})).await;
@@ -242,7 +252,10 @@ fn spawn_daemon(setup: &Setup, drill_ms: u64, notify: &Path) -> std::process::Ch
     Command::new(bin())
         .args(["run", "--config"])
         .arg(&setup.config)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("MYDEX_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("MYDEX_CONNECTOR_MIGRATION_DRILL", drill_ms.to_string())
         .env("NOTIFY_SOCKET", notify)
         .stdout(Stdio::null())

@@ -112,11 +112,11 @@ pub fn on_disk(path: &Path) -> Result<OnDisk> {
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(if path.join("db").exists() {
-                OnDisk::Unstamped
-            } else {
-                OnDisk::NoStore
-            });
+            return match path.join("db").try_exists() {
+                Ok(true) => Ok(OnDisk::Unstamped),
+                Ok(false) => Ok(OnDisk::NoStore),
+                Err(e) => Err(StoreError::Db(sled::Error::Io(e))),
+            };
         }
         Err(e) => return Err(StoreError::Db(sled::Error::Io(e))),
     };
