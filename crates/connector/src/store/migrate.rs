@@ -15,8 +15,8 @@
 //! step that moves records goes through [`Walker::rewrite`]: each batch's
 //! writes and the step's progress are one transaction, so a `kill -9`
 //! resumes after the last batch written and never applies a batch twice;
-//! a step must also be harmless to run again over records it already
-//! changed (the version is stamped only once every step is done).
+//! each finished step stamps its version (removing its progress), so a
+//! later kill resumes at the next step.
 //! `rotate-key` re-seals a store as it finds it: a step that changes what a
 //! sealed value looks like must teach `rotation.rs` the old form too, or
 //! make `rotate-key` upgrade first.
@@ -173,8 +173,9 @@ pub(super) fn upgrade(db: &sled::Db, path: &Path, found: Found) -> Result<()> {
     for step in STEPS.iter().filter(|s| s.to > from) {
         tracing::info!(step = step.name, to = step.to, "store migration: step");
         (step.run)(&mut Walker::new(db, &meta, step.name))?;
+        // Done: a later kill resumes at the next step.
+        stamp(&meta, path, step.to)?;
     }
-    stamp(&meta, path, CURRENT)?;
     tracing::info!(
         from,
         to = CURRENT,
@@ -184,8 +185,8 @@ pub(super) fn upgrade(db: &sled::Db, path: &Path, found: Found) -> Result<()> {
     Ok(())
 }
 
-/// Write `version` in `meta` with every step's progress removed, make it
-/// durable, then the mirror file.
+/// Write `version` in `meta` with the progress of the steps before it
+/// removed, make it durable, then the mirror file.
 fn stamp(meta: &sled::Tree, path: &Path, version: u32) -> Result<()> {
     let mut batch = sled::Batch::default();
     for item in meta.scan_prefix(PROGRESS) {
@@ -406,6 +407,13 @@ mod tests {
             }
             .is_config_problem()
         );
+    }
+
+    #[test]
+    fn the_steps_go_one_version_at_a_time_up_to_current() {
+        let to: Vec<u32> = STEPS.iter().map(|s| s.to).collect();
+        let want: Vec<u32> = (2..=CURRENT).collect();
+        assert_eq!(to, want);
     }
 
     /// A step that moves every record to a prefixed key, killed (an error)
