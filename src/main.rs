@@ -1,7 +1,8 @@
 //! The command line: parse, set up logging, dispatch to `commands/`, map the
 //! outcome to an exit code (0 ok, 2 usage, 78 configuration error — which
 //! includes a store key that does not open the store, a key rotation left
-//! unfinished, and a key that `rotate-key` refuses — 1 anything else).
+//! unfinished, a key that `rotate-key` refuses, and a store written by a
+//! newer release — 1 anything else).
 
 mod commands;
 
@@ -165,7 +166,7 @@ fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
     eprintln!("error: {e:#}");
     let key_problem = e.chain().any(|c| {
         c.downcast_ref::<StoreError>()
-            .is_some_and(StoreError::is_key_problem)
+            .is_some_and(StoreError::is_config_problem)
     });
     let service = e.downcast_ref::<mydex_connector::app::service::ServiceError>();
     if key_problem

@@ -1,10 +1,13 @@
 //! `mydex-connector check-config`: load the configuration and the email
-//! templates it names, and print it with secrets redacted.
+//! templates it names, and print it with secrets redacted; say what the
+//! store's schema version means for the next start (a store written by a
+//! newer release is refused, exit 78), without opening the store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mydex_connector::config::Settings;
+use mydex_connector::store::{OnDisk, SCHEMA_VERSION, schema_on_disk};
 
 #[derive(clap::Args, Debug)]
 pub struct CheckConfigArgs {
@@ -17,7 +20,32 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&config)?;
     mydex_connector::notify::email::Templates::load(&settings.campaigns)
         .map_err(|e| e.in_config(&config))?;
+    let store = &settings.store.path;
+    // A store newer than this binary fails the check; one this user may
+    // not read (the daemon's own directory) is only mentioned.
+    let version = match schema_on_disk(store) {
+        Ok(v) => Some(v),
+        Err(e) if e.is_config_problem() => return Err(e.into()),
+        Err(e) => {
+            eprintln!("store: schema version not checked: {e}");
+            None
+        }
+    };
     print!("{}", settings.redacted());
     eprintln!("configuration OK: {}", config.display());
+    match version {
+        None => {}
+        Some(OnDisk::NoStore) => eprintln!(
+            "store: none yet at {} (created at the first start)",
+            store.display()
+        ),
+        Some(OnDisk::Unstamped) => eprintln!(
+            "store: written by an earlier release (schema version 1); the next start upgrades it in place to version {SCHEMA_VERSION}"
+        ),
+        Some(OnDisk::Stamped(v)) if v < SCHEMA_VERSION => eprintln!(
+            "store: schema version {v}; the next start upgrades it in place to version {SCHEMA_VERSION}"
+        ),
+        Some(OnDisk::Stamped(v)) => eprintln!("store: schema version {v}"),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,5 +37,7 @@ mod sandbox_shapes;
 mod service;
 mod socket_activation;
 mod store_compact;
+mod store_fixture;
+mod store_migration;
 mod sweep_guards;
 mod unsubscribe;

@@ -242,14 +242,65 @@ pub async fn restore(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SeedRequest {
+    #[serde(default)]
     count: u64,
     version: Option<u32>,
     prefix: Option<String>,
+    /// Members as another sandbox knew them (a store kept from an earlier
+    /// run names their uids and keys), added before the `count` new ones.
+    #[serde(default)]
+    members: Vec<KnownMember>,
+}
+
+/// One member of `SeedRequest.members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnownMember {
+    /// Must be the next uid this sandbox hands out (members in uid order).
+    uid: u64,
+    mydexid: String,
+    email: String,
+    /// None: registered but never connected.
+    key: Option<String>,
+    version: u32,
+    #[serde(default)]
+    revoked: bool,
+    #[serde(default)]
+    withheld: Vec<String>,
+}
+
+/// Add members as another sandbox knew them, keeping their uids.
+fn add_known(world: &mut super::state::World, known: Vec<KnownMember>) -> Result<(), ApiError> {
+    for k in known {
+        let uid = world.add_member(
+            k.mydexid.clone(),
+            k.email,
+            format!("pw-{}-secret", k.mydexid),
+            format!("pk-{}-private-key", k.mydexid),
+        );
+        if uid != k.uid {
+            return Err(ApiError::control(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "members: uid {} would be {uid} here (list them in uid order, into a new sandbox)",
+                    k.uid
+                ),
+            ));
+        }
+        if let Some(m) = world.member_mut(uid) {
+            m.key = k.key;
+            m.version = k.version;
+            m.revoked = k.revoked;
+            m.withheld = k.withheld;
+        }
+    }
+    Ok(())
 }
 
 /// `POST /_sandbox/members/seed`: add `count` members already connected
 /// (at `version`), for load tests and benchmarks that need many members
 /// without as many journeys. Answers each member's uid, MydexID and key.
+/// `members` first adds members as an earlier sandbox knew them.
 pub async fn seed(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -265,6 +316,7 @@ pub async fn seed(
     let version = req.version.unwrap_or(1).max(1);
     let nid = state.connection.nid.clone();
     let mut world = state.world.lock();
+    add_known(&mut world, req.members)?;
     let mut out = Vec::with_capacity(req.count as usize);
     for _ in 0..req.count {
         let n = world.members.len();

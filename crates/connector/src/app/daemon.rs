@@ -174,11 +174,9 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         settings.store.path.clone(),
         settings.store.key.expose_secret().to_owned(),
     );
-    let store = tokio::task::spawn_blocking(move || {
-        Store::open(&path, &secrecy::SecretBox::new(Box::new(key)))
-    })
-    .await?
-    .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
+    let store = super::store_open::open_store(path, key)
+        .await?
+        .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
     let metrics = Arc::new(Metrics::default());
     let mydex = Arc::new(
         MydexClient::new(&settings.mydex, metrics.clone()).map_err(StartError::MydexClient)?,

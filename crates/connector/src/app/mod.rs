@@ -7,5 +7,6 @@ pub mod listeners;
 pub mod logging;
 pub mod reload;
 pub mod service;
+mod store_open;
 
 pub use daemon_error::{ShutdownError, StartError};

@@ -19,6 +19,15 @@ pub enum StoreError {
         "the store at {path} has an unfinished key rotation (to the key with fingerprint {fingerprint}): rerun `mydex-connector rotate-key` with the same new key before starting the daemon; nothing was changed"
     )]
     RotationUnfinished { path: String, fingerprint: String },
+    /// The store was written by a newer release (`migrate.rs`).
+    #[error(
+        "the store at {path} has schema version {found}, newer than this release reads (up to {supported}): it was written by a newer mydex-connector; run that release or a later one; nothing was changed"
+    )]
+    TooNew {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     #[error(
         "the store at {path} is in use by another process (is the daemon running? stop it first)"
     )]
@@ -70,5 +79,12 @@ impl StoreError {
                 | StoreError::RotationUnfinished { .. }
                 | StoreError::RotationRefused(_)
         )
+    }
+
+    /// A store the configuration points at that this binary must not open
+    /// (a key problem, or a store newer than the binary): exit 78, and
+    /// systemd does not restart into it.
+    pub fn is_config_problem(&self) -> bool {
+        self.is_key_problem() || matches!(self, StoreError::TooNew { .. })
     }
 }

@@ -37,6 +37,7 @@ mod holds;
 mod identify;
 mod invitations;
 mod mail_keys;
+mod migrate;
 pub(crate) mod raw_callbacks;
 mod readings;
 mod records;
@@ -77,6 +78,10 @@ pub use facade::Store;
 pub use forget::{ForgetTarget, Forgotten};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use mail_keys::MailKeys;
+pub use migrate::{
+    CURRENT as SCHEMA_VERSION, OnDisk, VERSION_FILE, batches_done as migration_batches,
+    on_disk as schema_on_disk,
+};
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use readings::{
     NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, Resolver, member_gate,
@@ -115,9 +120,13 @@ impl Core {
     /// Open (or create) the store; refuse a key that does not open it, and
     /// a store whose key rotation is unfinished (with either key).
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
+        // The schema version first: a newer store is refused before the engine
+        // or anything of ours writes (`migrate.rs`).
+        migrate::on_disk(path)?;
         let db = db::open_db(path)?;
         let sealer = Sealer::new(key);
         let meta = db.table(tables::META)?;
+        let found = migrate::found(&meta, path)?;
         if let Some(journal) = rotation_journal::journal(&meta)? {
             return Err(StoreError::RotationUnfinished {
                 path: path.display().to_string(),
@@ -159,6 +168,7 @@ impl Core {
             meta.insert(sealed::LOG_CONVERGED, [1u8])?;
             meta.flush()?;
         }
+        migrate::upgrade(&store.db, path, found)?;
         Ok(store)
     }
 

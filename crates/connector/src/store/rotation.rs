@@ -89,8 +89,10 @@ pub fn rotate_key(
             "there is no store at {shown} (store.path); nothing to rotate"
         )));
     }
+    super::migrate::on_disk(path)?;
     let db = open_db(path)?;
     let meta = db.table(tables::META)?;
+    super::migrate::found(&meta, path)?;
     let (old_s, new_s) = (Sealer::new(old), Sealer::new(new));
     let resumed = start_or_resume(&meta, &shown, (&old_s, &new_s), (&old_fp, &new_fp))?;
     let done = reseal_all(&db, &old_s, &new_s, progress)?;

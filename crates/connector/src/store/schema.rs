@@ -26,6 +26,9 @@ pub(super) mod tables {
     pub const RDX: &str = "rdx";
     /// The key check, the mail keys, markers of work done once.
     pub const META: &str = "meta";
+
+    /// Every table, in the order they are listed here.
+    pub const ALL: [&str; 8] = [INVITATIONS, MEMBERS, IDX, LOG, RAW, READINGS, RDX, META];
 }
 
 /// A store-wide count, kept so that `/status` never walks the records.

@@ -69,6 +69,10 @@ impl WriteBatch {
     pub(crate) fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.0.insert(key.as_ref(), value.as_ref());
     }
+
+    pub(crate) fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.0.remove(key.as_ref());
+    }
 }
 
 /// Entries of a table in key order (either way).
