@@ -174,11 +174,9 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         settings.store.path.clone(),
         settings.store.key.expose_secret().to_owned(),
     );
-    let store = tokio::task::spawn_blocking(move || {
-        Store::open(&path, &secrecy::SecretBox::new(Box::new(key)))
-    })
-    .await?
-    .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
+    let store = Store::open_async(path, secrecy::SecretBox::new(Box::new(key)))
+        .await
+        .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
     let metrics = Arc::new(Metrics::default());
     let mydex = Arc::new(
         MydexClient::new(&settings.mydex, metrics.clone()).map_err(StartError::MydexClient)?,
@@ -208,10 +206,10 @@ async fn start_lifecycle(
     tasks: &mut JoinSet<()>,
 ) -> Result<(Arc<CampaignControl>, Arc<Lifecycle>), StartError> {
     let control = {
-        let (store, campaigns) = (parts.store.clone(), parts.settings.campaigns.clone());
+        let (store, campaigns) = (parts.store.clone(), &parts.settings.campaigns);
         Arc::new(
-            tokio::task::spawn_blocking(move || CampaignControl::new(store, &campaigns))
-                .await?
+            CampaignControl::new(store, campaigns)
+                .await
                 .map_err(StartError::CampaignPauses)?,
         )
     };
@@ -237,16 +235,13 @@ async fn start_lifecycle(
 /// Callbacks kept but never judged (the daemon stopped in between):
 /// judged now, before new ones arrive.
 async fn judge_kept_callbacks(parts: &Parts) -> Result<(), StartError> {
-    let (store, nid, version) = (
-        parts.store.clone(),
-        parts.settings.mydex.connection_nid.clone(),
+    let (nid, version) = (
+        &parts.settings.mydex.connection_nid,
         parts.settings.mydex.connection_version,
     );
-    let judged = tokio::task::spawn_blocking(move || {
-        crate::server::callback_judge::judge_pending(&store, &nid, version)
-    })
-    .await?
-    .map_err(StartError::JudgePending)?;
+    let judged = crate::server::callback_judge::judge_pending(&parts.store, nid, version)
+        .await
+        .map_err(StartError::JudgePending)?;
     if judged > 0 {
         tracing::warn!(
             callbacks = judged,
