@@ -12,6 +12,8 @@ mod invitations;
 mod lifecycle;
 mod people;
 mod readings;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
