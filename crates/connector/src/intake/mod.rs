@@ -308,32 +308,26 @@ pub async fn run(
 
 /// The names in `dir` whose rows the store already began to take in (a
 /// progress mark of the queue, or with `readings` of the readings
-/// intake): asked before the listing is judged, which cannot wait on the
-/// store.
+/// intake): asked in one store call before the listing is judged, which
+/// cannot wait on the store.
 pub(crate) async fn begun_files(
     store: &Store,
     dir: &Path,
     readings: bool,
 ) -> std::collections::HashSet<String> {
-    let mut begun = std::collections::HashSet::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return begun;
+        return Default::default();
     };
     let names: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
-    for name in names {
-        let progress = if readings {
-            store.readings_progress(&name).await
-        } else {
-            store.intake_progress(&name).await
-        };
-        if matches!(progress, Ok(Some(_))) {
-            begun.insert(name);
-        }
-    }
-    begun
+    let begun = if readings {
+        store.readings_begun(names).await
+    } else {
+        store.intake_begun(names).await
+    };
+    begun.unwrap_or_default().into_iter().collect()
 }
 
 /// `enqueue`: validate `path`, report bad rows, and place the good ones in

@@ -94,6 +94,20 @@ impl Store {
         self.run(move |c| c.intake_progress(&file)).await
     }
 
+    /// Of `files`, those whose rows the queue intake began to store.
+    pub async fn intake_begun(&self, files: Vec<String>) -> Result<Vec<String>> {
+        self.run(move |c| {
+            let mut begun = Vec::new();
+            for f in files {
+                if c.intake_progress(&f)?.is_some() {
+                    begun.push(f);
+                }
+            }
+            Ok(begun)
+        })
+        .await
+    }
+
     pub async fn clear_intake_progress(&self, file: &str) -> Result<()> {
         let file = file.to_owned();
         self.run(move |c| c.clear_intake_progress(&file)).await

@@ -49,6 +49,20 @@ impl Store {
         self.run(move |c| c.readings_progress(&file)).await
     }
 
+    /// Of `files`, those whose readings the readings intake began to store.
+    pub async fn readings_begun(&self, files: Vec<String>) -> Result<Vec<String>> {
+        self.run(move |c| {
+            let mut begun = Vec::new();
+            for f in files {
+                if c.readings_progress(&f)?.is_some() {
+                    begun.push(f);
+                }
+            }
+            Ok(begun)
+        })
+        .await
+    }
+
     /// Whether a readings file is being taken in now.
     pub async fn readings_intake_running(&self) -> Result<bool> {
         self.run(|c| c.readings_intake_running()).await
