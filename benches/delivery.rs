@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use mydex_connector::store::{ImportMember, Store};
+use mydex_connector::store::{NewMember, Store};
 use mydex_sandbox::{SandboxArgs, start};
 
 const TOKEN: &str = "bench-connection-token-0123456789";
@@ -80,26 +80,26 @@ async fn seed(sbx: &str, p: &std::path::Path, n: u64) -> anyhow::Result<Vec<serd
         .await?;
     let all = r["members"].as_array().cloned().unwrap_or_default();
     let store = Store::open(&p.join("db"), &secrecy::SecretBox::new(Box::new([7u8; 32])))?;
-    let batch: Vec<ImportMember> = all
+    let batch: Vec<NewMember> = all
         .iter()
-        .map(|m| ImportMember {
+        .map(|m| NewMember {
             uid: m["uid"].as_u64().unwrap_or(0),
-            connection_id: m["connection_id"].as_str().unwrap_or(""),
+            connection_id: m["connection_id"].as_str().unwrap_or("").into(),
             mydexid: None,
             email: None,
-            key: m["key"].as_str().unwrap_or(""),
+            key: m["key"].as_str().unwrap_or("").into(),
             version: 1,
             campaign: None,
         })
         .collect();
-    store.import_members(&batch)?;
+    store.import_members(batch).await?;
     for m in &all {
-        store.set_member_permissions(
-            m["connection_id"].as_str().unwrap_or(""),
-            m["fields"].clone(),
-        )?;
+        let conn = m["connection_id"].as_str().unwrap_or("");
+        store
+            .set_member_permissions(conn, m["fields"].clone())
+            .await?;
     }
-    store.flush_blocking()?;
+    store.flush().await?;
     Ok(all)
 }
 
@@ -200,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::rename(p.join("readings.jsonl.tmp"), p.join("readings/bench.jsonl"))?;
         let mut stored_at = None;
         loop {
-            let c = daemon.store.record_counts()?;
+            let c = daemon.store.record_counts().await?;
             if stored_at.is_none() && p.join("readings/done/bench.jsonl").exists() {
                 stored_at = Some(started.elapsed());
             }

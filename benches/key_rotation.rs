@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use mydex_connector::store::{ImportMember, Store, rotate_key};
-use secrecy::SecretBox;
+use mydex_connector::store::{NewMember, Store};
+use secrecy::{ExposeSecret, SecretBox};
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this
@@ -32,31 +32,37 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let keys: Vec<String> = (0..members).map(|i| format!("member-key-{i:07}")).collect();
     let seeded = Instant::now();
-    {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
         let store = Store::open(&path, &old)?;
-        let all: Vec<ImportMember> = ids
+        let all: Vec<NewMember> = ids
             .iter()
             .zip(&keys)
-            .map(|(c, k)| ImportMember {
+            .map(|(c, k)| NewMember {
                 uid: 1,
-                connection_id: c,
+                connection_id: c.clone(),
                 mydexid: None,
                 email: None,
-                key: k,
+                key: k.clone(),
                 version: 1,
                 campaign: None,
             })
             .collect();
         for chunk in all.chunks(5_000) {
-            store.import_members(chunk)?;
+            store.import_members(chunk.to_vec()).await?;
         }
-        store.flush_blocking()?;
-    }
+        store.flush().await?;
+        anyhow::Ok(())
+    })?;
     println!(
         "seeded {members} members in {:.1} s",
         seeded.elapsed().as_secs_f64()
     );
-    let r = rotate_key(&path, &old, &new, &mut |_, _| {})?;
+    let (old_key, new_key) = (
+        SecretBox::new(Box::new(*old.expose_secret())),
+        SecretBox::new(Box::new(*new.expose_secret())),
+    );
+    let r = rt.block_on(Store::rotate_key(path.clone(), old_key, new_key, |_, _| {}))?;
     anyhow::ensure!(r.members_resealed == members as u64, "{r:?}");
     println!(
         "rotate_key: {members} member keys re-sealed in {:.2} s ({:.0} members/s, a flush per 1000)",
@@ -64,8 +70,8 @@ fn main() -> anyhow::Result<()> {
         members as f64 / r.elapsed.as_secs_f64()
     );
     let store = Store::open(&path, &new)?;
-    let m = store
-        .member(&ids[members / 2])?
+    let m = rt
+        .block_on(store.member(&ids[members / 2]))?
         .ok_or_else(|| anyhow::anyhow!("member missing"))?;
     anyhow::ensure!(
         store

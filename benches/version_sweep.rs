@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use mydex_connector::store::{ImportMember, Store};
+use mydex_connector::store::{NewMember, Store};
 use mydex_sandbox::{SandboxArgs, start};
 
 const TOKEN: &str = "bench-connection-token-0123456789";
@@ -47,7 +47,8 @@ async fn sweep(
     let sent_at_start = outbox.map(|(d, _)| count_files(d)).unwrap_or(0);
     let previous = daemon
         .store
-        .sweep_run("version")?
+        .sweep_run("version")
+        .await?
         .map(|r| r.run)
         .unwrap_or(0);
     let started = Instant::now();
@@ -68,7 +69,7 @@ async fn sweep(
                 overlap = Some((sent - sent_at_start, started.elapsed().as_secs_f64()));
             }
         }
-        if let Some(run) = daemon.store.sweep_run("version")?
+        if let Some(run) = daemon.store.sweep_run("version").await?
             && run.run > previous
             && !run.running()
         {
@@ -129,23 +130,23 @@ fn main() -> anyhow::Result<()> {
                 &secrecy::SecretBox::new(Box::new([7u8; 32])),
             )?;
             for chunk in all.chunks(2000) {
-                let batch: Vec<ImportMember> = chunk
+                let batch: Vec<NewMember> = chunk
                     .iter()
-                    .map(|m| ImportMember {
+                    .map(|m| NewMember {
                         uid: m["uid"].as_u64().unwrap_or(0),
-                        connection_id: m["connection_id"].as_str().unwrap_or(""),
+                        connection_id: m["connection_id"].as_str().unwrap_or("").into(),
                         mydexid: m["mydexid"]
                             .as_str()
                             .and_then(|s| mydex_connector::domain::MydexId::parse(s).ok()),
                         email: None,
-                        key: m["key"].as_str().unwrap_or(""),
+                        key: m["key"].as_str().unwrap_or("").into(),
                         version: 1,
                         campaign: Some("bench".into()),
                     })
                     .collect();
-                store.import_members(&batch)?;
+                store.import_members(batch).await?;
             }
-            store.flush_blocking()?;
+            store.flush().await?;
         }
         println!(
             "seeded {} members in {:.1}s",

@@ -3,6 +3,7 @@
 //! directory outbox, starts the daemon, enqueues a few invitees, completes
 //! their journeys through the sandbox and prints what happened.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -285,21 +286,25 @@ async fn print_connected(daemon: &Daemon, good: usize) -> anyhow::Result<()> {
         "\n{} members connected and stored (connection keys encrypted at rest):",
         connected.len()
     );
-    for m in daemon.store.all_members() {
-        let m = m?;
-        println!(
-            "  {:<24} mydexid {:<14} connection_id {:<12} version {}",
-            m.email.as_deref().unwrap_or("?"),
-            m.mydexid
-                .as_ref()
-                .map(|x| x.to_string())
-                .unwrap_or_default(),
-            m.connection_id,
-            m.version
-        );
-    }
+    daemon
+        .store
+        .each_member(|m| {
+            println!(
+                "  {:<24} mydexid {:<14} connection_id {:<12} version {}",
+                m.email.as_deref().unwrap_or("?"),
+                m.mydexid
+                    .as_ref()
+                    .map(|x| x.to_string())
+                    .unwrap_or_default(),
+                m.connection_id,
+                m.version
+            );
+            ControlFlow::Continue(())
+        })
+        .await?;
     let status =
-        mydex_connector::server::admin::status_json(&daemon.store, 1, &["meters-demo".into()], 0)?;
+        mydex_connector::server::admin::status_json(&daemon.store, 1, &["meters-demo".into()], 0)
+            .await?;
     println!(
         "\nstatus: {}",
         serde_json::json!({"invitations": status["invitations"], "members": status["members"]})
@@ -373,26 +378,30 @@ async fn wait_for(
     let start = Instant::now();
     loop {
         let mut matching = Vec::new();
-        for inv in store.all_invitations() {
-            let inv = inv?;
-            if pred(inv.state) {
-                matching.push(inv);
-            }
-        }
+        store
+            .each_invitation(|inv| {
+                if pred(inv.state) {
+                    matching.push(inv);
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
         if matching.len() >= n {
             return Ok(matching);
         }
         if start.elapsed() > limit {
             let mut states = Vec::new();
-            for inv in store.all_invitations() {
-                let inv = inv?;
-                states.push(format!(
-                    "{} {}{}",
-                    inv.invitee.email,
-                    inv.state.as_str(),
-                    inv.reason.map(|r| format!(" ({r})")).unwrap_or_default()
-                ));
-            }
+            store
+                .each_invitation(|inv| {
+                    states.push(format!(
+                        "{} {}{}",
+                        inv.invitee.email,
+                        inv.state.as_str(),
+                        inv.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                    ));
+                    ControlFlow::Continue(())
+                })
+                .await?;
             bail!(
                 "timed out: {} of {n} invitations reached the expected state: {}",
                 matching.len(),

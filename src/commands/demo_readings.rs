@@ -14,11 +14,15 @@ const PER_MEMBER: usize = 3;
 
 pub async fn deliver_sample(daemon: &Daemon, dir: &Path, sandbox_url: &str) -> anyhow::Result<()> {
     let mut members = Vec::new();
-    for m in daemon.store.all_members() {
-        if let Some(id) = m?.mydexid {
-            members.push(id.to_string());
-        }
-    }
+    daemon
+        .store
+        .each_member(|m| {
+            if let Some(id) = m.mydexid {
+                members.push(id.to_string());
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
     let mut text = String::new();
     for id in &members {
         for day in 1..=PER_MEMBER {
@@ -42,7 +46,7 @@ pub async fn deliver_sample(daemon: &Daemon, dir: &Path, sandbox_url: &str) -> a
     println!("\nplaced {good} readings for delivery ({})", file.display());
     let start = Instant::now();
     loop {
-        let c = daemon.store.record_counts()?;
+        let c = daemon.store.record_counts().await?;
         if c.delivered >= good {
             break;
         }

@@ -7,6 +7,7 @@
 //! until the daemon has stored the update callbacks and prints the members
 //! at their new version.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,9 +45,9 @@ pub async fn version_two(
 
     let answer = super::admin_client::post(&daemon.settings, "/sweeps/version", None).await?;
     tracing::debug!(%answer, "version sweep asked for");
-    let updates = poll("update invitations mailed", || {
-        let sent = update_invitations(&daemon, |s| s == State::Sent)?;
-        Ok((sent.len() >= member_count(&daemon)?).then_some(sent))
+    let updates = poll("update invitations mailed", async || {
+        let sent = update_invitations(&daemon, |s| s == State::Sent).await?;
+        Ok((sent.len() >= member_count(&daemon).await?).then_some(sent))
     })
     .await
     .map(|mut u| {
@@ -70,13 +71,13 @@ pub async fn version_two(
     }
 
     complete_updates(&daemon, &http, sandbox_url, &updates).await?;
-    let members = poll("update callbacks stored", || {
-        let all = members(&daemon)?;
+    let members = poll("update callbacks stored", async || {
+        let all = members(&daemon).await?;
         Ok(all.iter().all(|m| m.version == NEXT).then_some(all))
     })
     .await?;
     sandbox_agrees(&http, sandbox_url, members.len()).await?;
-    print_updated(&daemon, &members)?;
+    print_updated(&daemon, &members).await?;
     Ok(daemon)
 }
 
@@ -114,7 +115,7 @@ async fn complete_updates(
     sandbox_url: &str,
     updates: &[Invitation],
 ) -> anyhow::Result<()> {
-    let members = members(daemon)?;
+    let members = members(daemon).await?;
     for inv in updates {
         let email = inv.invitee.email.as_str();
         let Some(mydexid) = members
@@ -160,7 +161,7 @@ async fn sandbox_agrees(http: &reqwest::Client, sandbox_url: &str, n: usize) -> 
 }
 
 /// The summary: every member at the new version, and the status counts.
-fn print_updated(daemon: &Daemon, members: &[Member]) -> anyhow::Result<()> {
+async fn print_updated(daemon: &Daemon, members: &[Member]) -> anyhow::Result<()> {
     println!(
         "\n{} members updated to version {NEXT} (update callbacks stored):",
         members.len()
@@ -182,7 +183,8 @@ fn print_updated(daemon: &Daemon, members: &[Member]) -> anyhow::Result<()> {
         NEXT,
         &["meters-demo".into()],
         0,
-    )?;
+    )
+    .await?;
     println!(
         "\nstatus: {}",
         serde_json::json!({"invitations": status["invitations"], "members": status["members"]})
@@ -190,26 +192,38 @@ fn print_updated(daemon: &Daemon, members: &[Member]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
-    Ok(daemon.store.all_members().collect::<Result<Vec<_>, _>>()?)
+/// Every member (the demo's few).
+async fn members(daemon: &Daemon) -> anyhow::Result<Vec<Member>> {
+    let mut all = Vec::new();
+    daemon
+        .store
+        .each_member(|m| {
+            all.push(m);
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(all)
 }
 
-fn member_count(daemon: &Daemon) -> anyhow::Result<usize> {
-    Ok(members(daemon)?.len())
+async fn member_count(daemon: &Daemon) -> anyhow::Result<usize> {
+    Ok(daemon.store.member_count().await?)
 }
 
 /// The update invitations (to version 2) whose state satisfies `pred`.
-fn update_invitations(
+async fn update_invitations(
     daemon: &Daemon,
     pred: impl Fn(State) -> bool,
 ) -> anyhow::Result<Vec<Invitation>> {
     let mut out = Vec::new();
-    for inv in daemon.store.all_invitations() {
-        let inv = inv?;
-        if matches!(inv.kind, Kind::Update { version } if version == NEXT) && pred(inv.state) {
-            out.push(inv);
-        }
-    }
+    daemon
+        .store
+        .each_invitation(|inv| {
+            if matches!(inv.kind, Kind::Update { version } if version == NEXT) && pred(inv.state) {
+                out.push(inv);
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
     Ok(out)
 }
 
@@ -226,11 +240,11 @@ fn mail_with_link(outbox: &Path, inv: &Invitation) -> Option<PathBuf> {
 /// Poll `check` every 100 ms until it gives a value, for at most `LIMIT`.
 async fn poll<T>(
     what: &str,
-    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
 ) -> anyhow::Result<T> {
     let start = Instant::now();
     loop {
-        if let Some(v) = check()? {
+        if let Some(v) = check().await? {
             return Ok(v);
         }
         if start.elapsed() > LIMIT {

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use mydex_connector::config::Settings;
-use mydex_connector::store::{RotationReport, rotate_key};
+use mydex_connector::store::{RotationReport, Store};
+use secrecy::{ExposeSecret, SecretBox};
 
 #[derive(clap::Args, Debug)]
 pub struct RotateKeyArgs {
@@ -21,28 +22,30 @@ pub struct RotateKeyArgs {
     new_key_file: PathBuf,
 }
 
-/// The subcommand: load the configuration, then rotate off the async
-/// runtime (it is all disk work).
+/// The subcommand: load the configuration, then rotate (the store's
+/// facade runs the disk work off the async runtime).
 pub async fn command(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&args.config)?;
-    tokio::task::spawn_blocking(move || run(&settings, &args.new_key_file)).await??;
+    run(&settings, &args.new_key_file).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Rotate the store of `settings` (its `store.key_file` is the current key)
 /// to the key in `new_key_file`.
-pub fn run(settings: &Settings, new_key_file: &Path) -> anyhow::Result<RotationReport> {
+pub async fn run(settings: &Settings, new_key_file: &Path) -> anyhow::Result<RotationReport> {
     let new_key = settings.read_key_file("--new-key-file", new_key_file)?;
     let path = settings.store.path.clone();
     let tty = std::io::stderr().is_terminal();
     let mut last_shown = std::time::Instant::now();
-    let report = rotate_key(&path, &settings.store.key, &new_key, &mut |done, total| {
+    let old_key = SecretBox::new(Box::new(*settings.store.key.expose_secret()));
+    let report = Store::rotate_key(path.clone(), old_key, new_key, move |done, total| {
         // A line per batch when logged, at most a few a second on a terminal.
         if !tty || last_shown.elapsed().as_millis() >= 250 || done == total {
             eprintln!("re-sealed {done} of {total} member keys");
             last_shown = std::time::Instant::now();
         }
     })
+    .await
     .with_context(|| format!("key rotation of the store at {}", path.display()))?;
     tracing::info!(
         members = report.members_total,

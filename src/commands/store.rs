@@ -1,6 +1,6 @@
 //! `mydex-connector store compact --config PATH`, with the daemon stopped:
 //! the store's live records rewritten into a fresh store swapped in for it,
-//! so that sled's old log segments (clear copies left by stores written
+//! so that the engine's old log segments (clear copies left by stores written
 //! before sealing, traces of people forgotten) are gone from the disk (see
 //! `store/compact.rs`). Prints the sizes before and after and the records
 //! copied; never a record.
@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 
 use mydex_connector::config::Settings;
-use mydex_connector::store::{CompactReport, CompactStep, Recovery, compact_store};
+use mydex_connector::store::{CompactReport, CompactStep, Recovery, Store};
 
 /// Debug builds only (tests): the step (`CompactStep::name`) at which the
 /// command stops and waits to be killed, to show a kill there is safe.
@@ -35,7 +36,7 @@ pub async fn run(command: StoreCommand) -> anyhow::Result<ExitCode> {
     match command {
         StoreCommand::Compact { config } => {
             let settings = Settings::load(&config)?;
-            tokio::task::spawn_blocking(move || compact(&settings)).await??;
+            compact(&settings).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -43,14 +44,15 @@ pub async fn run(command: StoreCommand) -> anyhow::Result<ExitCode> {
 
 /// Compact the store of `settings`, showing progress on stderr and what
 /// was done on stdout.
-fn compact(settings: &Settings) -> anyhow::Result<CompactReport> {
+async fn compact(settings: &Settings) -> anyhow::Result<CompactReport> {
     let path = settings.store.path.clone();
     let stop_at = std::env::var(STOP_AT)
         .ok()
         .filter(|_| cfg!(debug_assertions));
     let tty = std::io::stderr().is_terminal();
     let mut last_shown = Instant::now();
-    let report = compact_store(&path, &settings.store.key, &mut |step| {
+    let key = secrecy::SecretBox::new(Box::new(*settings.store.key.expose_secret()));
+    let report = Store::compact(path.clone(), key, move |step| {
         if let CompactStep::Copying { records } = step {
             // A line per batch when logged, a few a second on a terminal.
             if !tty || last_shown.elapsed() >= Duration::from_millis(250) {
@@ -65,6 +67,7 @@ fn compact(settings: &Settings) -> anyhow::Result<CompactReport> {
             }
         }
     })
+    .await
     .with_context(|| format!("compaction of the store at {}", path.display()))?;
     show(&path, &report);
     Ok(report)

@@ -598,15 +598,18 @@ async fn kill_9_during_ingest_stores_each_row_once() {
     let store = mydex_connector::store::Store::open(&setup.dir.path().join("db"), &key).unwrap();
     let mut emails = HashSet::new();
     let mut count = 0usize;
-    for inv in store.all_invitations() {
-        let inv = inv.unwrap();
-        count += 1;
-        assert!(
-            emails.insert(inv.invitee.email.to_string()),
-            "{} stored twice",
-            inv.invitee.email
-        );
-    }
+    store
+        .each_invitation(|inv| {
+            count += 1;
+            assert!(
+                emails.insert(inv.invitee.email.to_string()),
+                "{} stored twice",
+                inv.invitee.email
+            );
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
     assert_eq!(count, rows, "every row stored once");
     for i in 0..rows {
         assert!(

@@ -98,8 +98,9 @@ async fn readings_land_once_unknown_rejected_no_grant_held_4xx_failed() {
                     "field_ds_contact_details": {"access": {"r": 1, "w": 1}},
                 }),
             )
+            .await
             .unwrap();
-        store.flush_blocking().unwrap();
+        store.flush().await.unwrap();
     }
     let _daemon = setup.daemon();
     let mut text = String::new();

@@ -230,21 +230,21 @@ async fn a_rotation_killed_midway_is_refused_then_finished() {
         let store = mydex_connector::store::Store::open(&db, &SecretBox::new(Box::new([42u8; 32])))
             .unwrap();
         for chunk in ids.iter().zip(&keys).collect::<Vec<_>>().chunks(2000) {
-            let batch: Vec<mydex_connector::store::ImportMember> = chunk
+            let batch: Vec<mydex_connector::store::NewMember> = chunk
                 .iter()
-                .map(|(c, k)| mydex_connector::store::ImportMember {
+                .map(|(c, k)| mydex_connector::store::NewMember {
                     uid: 1,
-                    connection_id: c,
+                    connection_id: c.to_string(),
                     mydexid: None,
                     email: None,
-                    key: k,
+                    key: k.to_string(),
                     version: 1,
                     campaign: None,
                 })
                 .collect();
-            store.import_members(&batch).unwrap();
+            store.import_members(batch).await.unwrap();
         }
-        store.flush_blocking().unwrap();
+        store.flush().await.unwrap();
     }
     let secrets = setup.dir.path().join("secrets");
     std::fs::write(secrets.join("new.key"), [9u8; 32]).unwrap();
@@ -341,7 +341,7 @@ async fn a_rotation_killed_midway_is_refused_then_finished() {
     let store = mydex_connector::store::Store::open(&db, &SecretBox::new(Box::new([9u8; 32])))
         .expect("the new key opens the store");
     for (c, k) in ids.iter().zip(&keys) {
-        let m = store.member(c).unwrap().unwrap();
+        let m = store.member(c).await.unwrap().unwrap();
         assert_eq!(
             store.sealer().open(&m.sealed_key, c.as_bytes()).unwrap(),
             k.as_bytes(),

@@ -636,29 +636,30 @@ pub async fn seed_members(setup: &Setup, n: u64, version: u32) -> Vec<serde_json
         &secrecy::SecretBox::new(Box::new([42u8; 32])),
     )
     .unwrap();
-    let batch: Vec<mydex_connector::store::ImportMember> = members
+    let batch: Vec<mydex_connector::store::NewMember> = members
         .iter()
-        .map(|m| mydex_connector::store::ImportMember {
+        .map(|m| mydex_connector::store::NewMember {
             uid: m["uid"].as_u64().unwrap(),
-            connection_id: m["connection_id"].as_str().unwrap(),
+            connection_id: m["connection_id"].as_str().unwrap().to_string(),
             mydexid: Some(
                 mydex_connector::domain::MydexId::parse(m["mydexid"].as_str().unwrap()).unwrap(),
             ),
             email: Some(format!("{}@example.com", m["mydexid"].as_str().unwrap())),
-            key: m["key"].as_str().unwrap(),
+            key: m["key"].as_str().unwrap().to_string(),
             version,
             campaign: Some("meters".into()),
         })
         .collect();
-    assert_eq!(store.import_members(&batch).unwrap(), n);
+    assert_eq!(store.import_members(batch).await.unwrap(), n);
     // The grants the sandbox gave them (the `fields` of a callback).
     for m in &members {
         let conn = m["connection_id"].as_str().unwrap();
         store
             .set_member_permissions(conn, m["fields"].clone())
+            .await
             .unwrap();
     }
-    store.flush_blocking().unwrap();
+    store.flush().await.unwrap();
     drop(store);
     members
 }

@@ -175,7 +175,7 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         settings.store.key.expose_secret().to_owned(),
     );
     let store = super::store_open::open_store(path, key)
-        .await?
+        .await
         .map_err(|e| StartError::OpenStore(settings.store.path.clone(), e))?;
     let metrics = Arc::new(Metrics::default());
     let mydex = Arc::new(
@@ -206,10 +206,10 @@ async fn start_lifecycle(
     tasks: &mut JoinSet<()>,
 ) -> Result<(Arc<CampaignControl>, Arc<Lifecycle>), StartError> {
     let control = {
-        let (store, campaigns) = (parts.store.clone(), parts.settings.campaigns.clone());
+        let (store, campaigns) = (parts.store.clone(), &parts.settings.campaigns);
         Arc::new(
-            tokio::task::spawn_blocking(move || CampaignControl::new(store, &campaigns))
-                .await?
+            CampaignControl::new(store, campaigns)
+                .await
                 .map_err(StartError::CampaignPauses)?,
         )
     };
@@ -235,16 +235,13 @@ async fn start_lifecycle(
 /// Callbacks kept but never judged (the daemon stopped in between):
 /// judged now, before new ones arrive.
 async fn judge_kept_callbacks(parts: &Parts) -> Result<(), StartError> {
-    let (store, nid, version) = (
-        parts.store.clone(),
-        parts.settings.mydex.connection_nid.clone(),
+    let (nid, version) = (
+        &parts.settings.mydex.connection_nid,
         parts.settings.mydex.connection_version,
     );
-    let judged = tokio::task::spawn_blocking(move || {
-        crate::server::callback_judge::judge_pending(&store, &nid, version)
-    })
-    .await?
-    .map_err(StartError::JudgePending)?;
+    let judged = crate::server::callback_judge::judge_pending(&parts.store, nid, version)
+        .await
+        .map_err(StartError::JudgePending)?;
     if judged > 0 {
         tracing::warn!(
             callbacks = judged,

@@ -109,7 +109,7 @@ async fn serve(daemon: &mut Daemon, reloader: &Reloader, signals: &mut Signals) 
     }
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&status_line(daemon)),
+        NotifyState::Status(&status_line(daemon).await),
     ]);
 
     let mut tick = tokio::time::interval(tick_every);
@@ -135,7 +135,7 @@ async fn serve(daemon: &mut Daemon, reloader: &Reloader, signals: &mut Signals) 
             }
             _ = signals.term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = signals.int.recv() => { tracing::info!("SIGINT received"); break; }
-            _ = signals.hup.recv() => reload(daemon, reloader),
+            _ = signals.hup.recv() => reload(daemon, reloader).await,
             Some(d) = recv(&mut stall) => {
                 // Test hook: this loop stops iterating, as if stuck.
                 tracing::warn!(seconds = d.as_secs_f64(), "test hook: stalling the main loop");
@@ -147,7 +147,7 @@ async fn serve(daemon: &mut Daemon, reloader: &Reloader, signals: &mut Signals) 
                 }
                 if last_status.elapsed() >= STATUS_EVERY.min(tick_every) {
                     last_status = std::time::Instant::now();
-                    notify(&[NotifyState::Status(&status_line(daemon))]);
+                    notify(&[NotifyState::Status(&status_line(daemon).await)]);
                 }
             }
         }
@@ -158,6 +158,7 @@ async fn serve(daemon: &mut Daemon, reloader: &Reloader, signals: &mut Signals) 
 /// Whether the failed store's disk takes writes again (logged when not).
 async fn disk_takes_writes(daemon: &Daemon) -> bool {
     let dir = daemon.store.path().to_owned();
+    // Not the store: a plain file written into its directory and removed.
     let probe =
         tokio::task::spawn_blocking(move || crate::store::disk_takes_writes(&dir, 4 << 20)).await;
     match probe {
@@ -174,7 +175,7 @@ async fn disk_takes_writes(daemon: &Daemon) -> bool {
 }
 
 /// SIGHUP: reload what may change, and say so to the service manager.
-fn reload(daemon: &Daemon, reloader: &Reloader) {
+async fn reload(daemon: &Daemon, reloader: &Reloader) {
     tracing::info!(config = %reloader.path().display(), "SIGHUP received: reloading");
     notify(&[NotifyState::Reloading]);
     match reloader.reload() {
@@ -216,7 +217,7 @@ fn reload(daemon: &Daemon, reloader: &Reloader) {
     }
     notify(&[
         NotifyState::Ready,
-        NotifyState::Status(&status_line(daemon)),
+        NotifyState::Status(&status_line(daemon).await),
     ]);
 }
 
@@ -255,10 +256,11 @@ async fn recv(rx: &mut Option<tokio::sync::mpsc::Receiver<Duration>>) -> Option<
 }
 
 /// One line of live counts for `systemctl status`.
-fn status_line(daemon: &Daemon) -> String {
+async fn status_line(daemon: &Daemon) -> String {
     match daemon
         .store
         .counts(daemon.settings.mydex.connection_version)
+        .await
     {
         Ok(c) => {
             let parts: Vec<String> = c

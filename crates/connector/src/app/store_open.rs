@@ -18,15 +18,11 @@ const TICK: Duration = Duration::from_secs(5);
 /// How much more time each look that saw progress asks for.
 const EXTEND_USEC: u32 = 60_000_000;
 
-/// Open the store on a blocking thread, asking for more start time while
-/// an upgrade of it makes progress.
-pub(super) async fn open_store(
-    path: PathBuf,
-    key: [u8; 32],
-) -> Result<Result<Store, StoreError>, tokio::task::JoinError> {
-    let mut task = tokio::task::spawn_blocking(move || {
-        Store::open(&path, &secrecy::SecretBox::new(Box::new(key)))
-    });
+/// Open the store, asking for more start time while an upgrade of it
+/// makes progress.
+pub(super) async fn open_store(path: PathBuf, key: [u8; 32]) -> Result<Store, StoreError> {
+    let task = Store::open_async(path, secrecy::SecretBox::new(Box::new(key)));
+    tokio::pin!(task);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
     let mut seen = crate::store::migration_batches();
     loop {

@@ -4,6 +4,7 @@
 //! crash neither loses nor repeats a row), writes bad rows to `rejected/`
 //! with line and reason, and moves the file to `done/` only at the end.
 
+mod chunks;
 pub mod erase;
 mod error;
 pub(crate) mod json_row;
@@ -95,7 +96,7 @@ impl Rejects {
 }
 
 /// Store every row of `path`, resuming after the last stored line.
-pub fn ingest_file(
+pub async fn ingest_file(
     store: &Store,
     settings: &Settings,
     path: &Path,
@@ -112,7 +113,7 @@ pub fn ingest_file(
     };
     let mut report = FileReport::default();
 
-    let resume_after = store.intake_progress(&name)?.unwrap_or(0);
+    let resume_after = store.intake_progress(&name).await?.unwrap_or(0);
     if resume_after > 0 {
         tracing::info!(file = %name, line = resume_after, "resuming a queue file after its last stored line");
     }
@@ -136,21 +137,22 @@ pub fn ingest_file(
                 resume_after,
                 &mut report,
                 &mut rejects,
-            )?;
+            )
+            .await?;
         }
     }
     rejects.finish()?;
     // Rows are durable before the file leaves the queue.
-    store.flush_blocking()?;
+    store.flush().await?;
     std::fs::rename(path, dir.join("done").join(&name))?;
-    store.clear_intake_progress(&name)?;
+    store.clear_intake_progress(&name).await?;
     tracing::info!(file = %name, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, "queue file ingested");
     Ok(report)
 }
 
 /// Store the rows of an open queue file after line `resume_after`, in
 /// batches; bad rows go to `rejects`.
-fn store_rows(
+async fn store_rows(
     store: &Store,
     settings: &Settings,
     rows: Rows<std::fs::File>,
@@ -162,37 +164,40 @@ fn store_rows(
     let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
     let mut last_line = resume_after;
     let mut stored_through = resume_after;
-    for row in rows {
-        let row = match row {
-            Ok(row) => row,
-            Err(FileError::Io(error)) => {
-                return Err(IngestError::Unreadable {
-                    error,
-                    stored_through,
-                });
+    let mut chunks = chunks::read_in_chunks(rows, BATCH);
+    while let Some(chunk) = chunks.recv().await {
+        for row in chunk {
+            let row = match row {
+                Ok(row) => row,
+                Err(FileError::Io(error)) => {
+                    return Err(IngestError::Unreadable {
+                        error,
+                        stored_through,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if row.line <= resume_after {
+                continue;
             }
-            Err(e) => return Err(e.into()),
-        };
-        if row.line <= resume_after {
-            continue;
-        }
-        last_line = row.line;
-        match row.result.and_then(|inv| to_new(settings, inv)) {
-            Ok(new) => batch.push((row.line, new)),
-            Err(reason) => {
-                rejects.write(row.line, &reason.to_string())?;
-                report.rejected += 1;
+            last_line = row.line;
+            match row.result.and_then(|inv| to_new(settings, inv)) {
+                Ok(new) => batch.push((row.line, new)),
+                Err(reason) => {
+                    rejects.write(row.line, &reason.to_string())?;
+                    report.rejected += 1;
+                }
             }
-        }
-        if batch.len() >= BATCH {
-            store_batch(store, &name, &mut batch, last_line, report, rejects)?;
-            stored_through = last_line;
+            if batch.len() >= BATCH {
+                store_batch(store, &name, &mut batch, last_line, report, rejects).await?;
+                stored_through = last_line;
+            }
         }
     }
-    store_batch(store, &name, &mut batch, last_line, report, rejects)
+    store_batch(store, &name, &mut batch, last_line, report, rejects).await
 }
 
-fn store_batch(
+async fn store_batch(
     store: &Store,
     name: &str,
     batch: &mut Vec<(u64, NewInvitation)>,
@@ -201,8 +206,10 @@ fn store_batch(
     rejects: &mut Rejects,
 ) -> Result<(), IngestError> {
     let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
-    let outcomes = store.insert_invitations(&items, Some((name, last_line)))?;
-    for ((line, item), outcome) in lines.iter().zip(&items).zip(outcomes) {
+    let outcomes = store
+        .insert_invitations(items, Some((name.to_owned(), last_line)))
+        .await?;
+    for (line, (item, outcome)) in lines.iter().zip(outcomes) {
         match outcome {
             InsertOutcome::Inserted(id) => {
                 report.stored += 1;
@@ -268,38 +275,59 @@ pub async fn run(
         if store.failure().is_some() {
             continue;
         }
-        let begun = |name: &str| matches!(store.intake_progress(name), Ok(Some(_)));
-        for file in dir.ready(&begun) {
+        let begun = begun_files(&store, &settings.queue.dir, false).await;
+        for file in dir.ready(&|name: &str| begun.contains(name)) {
             if shutdown.is_cancelled() {
                 return;
             }
-            let (s, st, f) = (store.clone(), settings.clone(), file.clone());
-            let result = tokio::task::spawn_blocking(move || ingest_file(&s, &st, &f)).await;
-            match result {
-                Ok(Ok(_)) => {
+            match ingest_file(&store, &settings, &file).await {
+                Ok(_) => {
                     dir.succeeded(&file);
                     wake_dispatcher.notify_one()
                 }
-                Ok(Err(IngestError::Unreadable {
+                Err(IngestError::Unreadable {
                     error,
                     stored_through,
-                })) => dir.refuse(
+                }) => dir.refuse(
                     &file,
                     Refusal::Unreadable {
                         error,
                         stored_through,
                     },
                 ),
-                Ok(Err(e)) => {
+                Err(e) => {
                     if let IngestError::Store(se) = &e {
                         store.note_error(se);
                     }
                     dir.failed(&file, error::with_causes(&e))
                 }
-                Err(e) => dir.failed(&file, format!("queue ingestion task failed: {e}")),
             }
         }
     }
+}
+
+/// The names in `dir` whose rows the store already began to take in (a
+/// progress mark of the queue, or with `readings` of the readings
+/// intake): asked in one store call before the listing is judged, which
+/// cannot wait on the store.
+pub(crate) async fn begun_files(
+    store: &Store,
+    dir: &Path,
+    readings: bool,
+) -> std::collections::HashSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Default::default();
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let begun = if readings {
+        store.readings_begun(names).await
+    } else {
+        store.intake_begun(names).await
+    };
+    begun.unwrap_or_default().into_iter().collect()
 }
 
 /// `enqueue`: validate `path`, report bad rows, and place the good ones in

@@ -19,7 +19,7 @@ use super::row_error::MAX_LINE;
 use super::watched::{WatchedDir, open_regular};
 use crate::config::{DeliverySettings, Settings};
 use crate::domain::{Reading, ReadingError, RowState};
-use crate::store::{NewReading, ReadingOutcome, Resolver, Store, StoreError};
+use crate::store::{ReadingOutcome, ReadingPlacer, Store, StoreError};
 
 const BATCH: usize = 500;
 
@@ -316,57 +316,45 @@ pub fn flat(r: &Reading) -> serde_json::Map<String, serde_json::Value> {
 
 /// One reading checked against the store: stored (queued or held) or the
 /// reason it was not.
-pub fn place_readings(
+pub async fn place_readings(
     store: &Store,
     settings: &DeliverySettings,
     rows: Vec<(String, Reading)>,
-    progress: Option<(&str, u64)>,
+    progress: Option<(String, u64)>,
 ) -> Result<Vec<Result<ReadingOutcome, RowRejected>>, StoreError> {
-    place_readings_with(store, &mut Resolver::new(store), settings, rows, progress)
+    let mut placer = ReadingPlacer::default();
+    place_readings_with(store, &mut placer, settings, rows, progress).await
 }
 
-/// `place_readings` with a resolver kept for a whole file: members (and
+/// `place_readings` with a placer kept for a whole file: members (and
 /// the external_ref and invitee maps) are read once a file, not once a
 /// chunk of rows.
-pub fn place_readings_with(
+pub async fn place_readings_with(
     store: &Store,
-    resolver: &mut Resolver<'_>,
+    placer: &mut ReadingPlacer,
     settings: &DeliverySettings,
     rows: Vec<(String, Reading)>,
-    progress: Option<(&str, u64)>,
+    progress: Option<(String, u64)>,
 ) -> Result<Vec<Result<ReadingOutcome, RowRejected>>, StoreError> {
-    let mut out: Vec<Result<ReadingOutcome, RowRejected>> = Vec::with_capacity(rows.len());
-    let mut batch = Vec::new();
-    let mut slots = Vec::new();
+    let mut unknown = Vec::with_capacity(rows.len());
+    let mut items = Vec::with_capacity(rows.len());
     for (source, reading) in rows {
+        unknown.push(RowRejected::UnknownMember {
+            column: reading.member.column(),
+            value: member_text(&reading).to_string(),
+        });
         let dataset = reading
             .dataset
             .clone()
             .unwrap_or_else(|| settings.dataset.clone());
-        match resolver.place(&reading.member, &dataset)? {
-            None => out.push(Err(RowRejected::UnknownMember {
-                column: reading.member.column(),
-                value: member_text(&reading).to_string(),
-            })),
-            Some(placement) => {
-                slots.push(out.len());
-                out.push(Err(RowRejected::NotUtf8));
-                batch.push(NewReading {
-                    reading,
-                    dataset,
-                    placement,
-                    source,
-                });
-            }
-        }
+        items.push((source, reading, dataset));
     }
-    for (slot, outcome) in slots
+    let placed = store.place_readings(placer, items, progress).await?;
+    Ok(placed
         .into_iter()
-        .zip(store.insert_readings(&batch, progress)?)
-    {
-        out[slot] = Ok(outcome);
-    }
-    Ok(out)
+        .zip(unknown)
+        .map(|(outcome, why)| outcome.ok_or(why))
+        .collect())
 }
 
 fn member_text(r: &Reading) -> &str {
@@ -378,7 +366,7 @@ fn member_text(r: &Reading) -> &str {
 }
 
 /// Store every reading of `path`, resuming after the last stored line.
-pub fn ingest_readings_file(
+pub async fn ingest_readings_file(
     store: &Store,
     settings: &DeliverySettings,
     path: &Path,
@@ -390,9 +378,8 @@ pub fn ingest_readings_file(
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut rejects = String::new();
     let mut report = ReadingsReport::default();
-    let resume_after = store.readings_progress(&name)?.unwrap_or(0);
+    let resume_after = store.readings_progress(&name).await?.unwrap_or(0);
     let format = Format::of(path).unwrap_or(Format::JsonLines);
-    let mut resolver = Resolver::new(store);
     let unreadable = |error, stored_through| ReadingsError::Unreadable {
         error,
         stored_through,
@@ -407,44 +394,8 @@ pub fn ingest_readings_file(
             report.rejected += 1;
         }
         Ok(rows) => {
-            let mut pending = Vec::with_capacity(BATCH);
-            let mut last = resume_after;
-            let mut stored_through = resume_after;
-            for row in rows {
-                let (line, result) = row.map_err(|e| unreadable(e, stored_through))?;
-                if line <= resume_after {
-                    continue;
-                }
-                last = line;
-                match result {
-                    Ok(r) => pending.push((line, r)),
-                    Err(why) => {
-                        rejects.push_str(&format!("{name}:{line}: {why}\n"));
-                        report.rejected += 1;
-                    }
-                }
-                if pending.len() >= BATCH {
-                    store_rows(
-                        (store, &mut resolver),
-                        settings,
-                        &name,
-                        &mut pending,
-                        last,
-                        &mut report,
-                        &mut rejects,
-                    )?;
-                    stored_through = last;
-                }
-            }
-            store_rows(
-                (store, &mut resolver),
-                settings,
-                &name,
-                &mut pending,
-                last,
-                &mut report,
-                &mut rejects,
-            )?;
+            let at = (name.as_str(), resume_after);
+            store_file_rows(store, settings, at, rows, &mut report, &mut rejects).await?;
         }
     }
     if !rejects.is_empty() {
@@ -452,19 +403,77 @@ pub fn ingest_readings_file(
         f.write_all(rejects.as_bytes())?;
         f.sync_all()?;
     }
-    store.flush_blocking()?;
+    store.flush().await?;
     std::fs::rename(path, dir.join("done").join(&name))?;
-    store.clear_readings_progress(&name)?;
+    store.clear_readings_progress(&name).await?;
     tracing::info!(file = %name, queued = report.queued, held = report.held, duplicates = report.duplicates, rejected = report.rejected, "readings file ingested");
     Ok(report)
 }
 
-fn store_rows(
-    (store, resolver): (&Store, &mut Resolver<'_>),
+/// Store the rows of an open readings file after line `resume_after`, in
+/// batches read off the runtime; bad rows go to `rejects`.
+async fn store_file_rows(
+    store: &Store,
     settings: &DeliverySettings,
-    name: &str,
+    (name, resume_after): (&str, u64),
+    rows: ReadingRows<std::fs::File>,
+    report: &mut ReadingsReport,
+    rejects: &mut String,
+) -> Result<(), ReadingsError> {
+    let mut placer = ReadingPlacer::default();
+    let mut pending = Vec::with_capacity(BATCH);
+    let mut last = resume_after;
+    let mut stored_through = resume_after;
+    let mut chunks = super::chunks::read_in_chunks(rows, BATCH);
+    while let Some(chunk) = chunks.recv().await {
+        for row in chunk {
+            let (line, result) = row.map_err(|error| ReadingsError::Unreadable {
+                error,
+                stored_through,
+            })?;
+            if line <= resume_after {
+                continue;
+            }
+            last = line;
+            match result {
+                Ok(r) => pending.push((line, r)),
+                Err(why) => {
+                    rejects.push_str(&format!("{name}:{line}: {why}\n"));
+                    report.rejected += 1;
+                }
+            }
+            if pending.len() >= BATCH {
+                let at = (name, last);
+                store_rows(
+                    (store, &mut placer),
+                    settings,
+                    at,
+                    &mut pending,
+                    report,
+                    rejects,
+                )
+                .await?;
+                stored_through = last;
+            }
+        }
+    }
+    let at = (name, last);
+    store_rows(
+        (store, &mut placer),
+        settings,
+        at,
+        &mut pending,
+        report,
+        rejects,
+    )
+    .await
+}
+
+async fn store_rows(
+    (store, placer): (&Store, &mut ReadingPlacer),
+    settings: &DeliverySettings,
+    (name, last): (&str, u64),
     pending: &mut Vec<(u64, Reading)>,
-    last: u64,
     report: &mut ReadingsReport,
     rejects: &mut String,
 ) -> Result<(), ReadingsError> {
@@ -473,7 +482,8 @@ fn store_rows(
         .map(|(line, r)| (format!("{name}:{line}"), r))
         .collect();
     let sources: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
-    let outcomes = place_readings_with(store, resolver, settings, rows, Some((name, last)))?;
+    let progress = Some((name.to_owned(), last));
+    let outcomes = place_readings_with(store, placer, settings, rows, progress).await?;
     for (source, outcome) in sources.iter().zip(outcomes) {
         match outcome {
             Ok(ReadingOutcome::Stored {
@@ -517,34 +527,32 @@ pub async fn run_readings(
         if store.failure().is_some() {
             continue;
         }
-        let begun = |name: &str| matches!(store.readings_progress(name), Ok(Some(_)));
-        for file in dir.ready(&begun) {
+        let begun = super::begun_files(&store, &delivery.dir, true).await;
+        for file in dir.ready(&|name: &str| begun.contains(name)) {
             if shutdown.is_cancelled() {
                 return;
             }
-            let (s, d, f) = (store.clone(), delivery.clone(), file.clone());
-            match tokio::task::spawn_blocking(move || ingest_readings_file(&s, &d, &f)).await {
-                Ok(Ok(_)) => {
+            match ingest_readings_file(&store, &delivery, &file).await {
+                Ok(_) => {
                     dir.succeeded(&file);
                     wake.notify_one()
                 }
-                Ok(Err(ReadingsError::Unreadable {
+                Err(ReadingsError::Unreadable {
                     error,
                     stored_through,
-                })) => dir.refuse(
+                }) => dir.refuse(
                     &file,
                     Refusal::Unreadable {
                         error,
                         stored_through,
                     },
                 ),
-                Ok(Err(e)) => {
+                Err(e) => {
                     if let ReadingsError::Store(se) = &e {
                         store.note_error(se);
                     }
                     dir.failed(&file, with_causes(&e))
                 }
-                Err(e) => dir.failed(&file, format!("readings ingestion task failed: {e}")),
             }
         }
     }

@@ -43,8 +43,8 @@ pub struct CampaignControl {
 
 impl CampaignControl {
     /// Load the pauses kept in the store for the configured campaigns.
-    pub fn new(store: Store, campaigns: &[Campaign]) -> Result<Self, StoreError> {
-        let pauses = store.campaign_pauses()?;
+    pub async fn new(store: Store, campaigns: &[Campaign]) -> Result<Self, StoreError> {
+        let pauses = store.campaign_pauses().await?;
         let state = campaigns
             .iter()
             .map(|c| {
@@ -109,7 +109,7 @@ impl CampaignControl {
 
     /// An invitation of `name` failed for good; past the campaign's
     /// `error_threshold` failures in a row, the campaign pauses itself.
-    pub fn failed(&self, name: &str, why: &str) {
+    pub async fn failed(&self, name: &str, why: &str) {
         let threshold = self.campaign(name).and_then(|c| c.error_threshold);
         let pause = {
             let mut st = self.state.lock();
@@ -134,7 +134,7 @@ impl CampaignControl {
         };
         if let Some(p) = pause {
             tracing::error!(campaign = name, reason = %p.reason, "campaign paused itself: its error threshold was reached; fix the cause, then `mydex-connector campaign resume {name}`");
-            if let Err(e) = self.store.set_campaign_pause(name, Some(&p)) {
+            if let Err(e) = self.store.set_campaign_pause(name, Some(p)).await {
                 tracing::error!(campaign = name, error = %e, "cannot keep the pause in the store; it holds until a restart");
             }
         }
@@ -143,11 +143,11 @@ impl CampaignControl {
     /// A bounce of `name` was recorded: past the campaign's
     /// `bounce_threshold` share of hard bounces (after at least 100 mails),
     /// the campaign pauses itself.
-    pub fn bounced(&self, name: &str) {
+    pub async fn bounced(&self, name: &str) {
         let Some(threshold) = self.campaign(name).and_then(|c| c.bounce_threshold) else {
             return;
         };
-        let Ok((mailed, hard, _, _)) = self.store.campaign_bounces(name) else {
+        let Ok((mailed, hard, _, _)) = self.store.campaign_bounces(name).await else {
             return;
         };
         if mailed < 100 || (hard as f64) <= threshold * mailed as f64 {
@@ -171,13 +171,17 @@ impl CampaignControl {
             p
         };
         tracing::error!(campaign = name, reason = %pause.reason, "campaign paused itself: its bounce threshold was reached; clean the list, then `mydex-connector campaign resume {name}`");
-        if let Err(e) = self.store.set_campaign_pause(name, Some(&pause)) {
+        if let Err(e) = self.store.set_campaign_pause(name, Some(pause)).await {
             tracing::error!(campaign = name, error = %e, "cannot keep the pause in the store; it holds until a restart");
         }
     }
 
     /// Operator pause.
-    pub fn pause(&self, name: &str, reason: Option<String>) -> Result<CampaignPause, ControlError> {
+    pub async fn pause(
+        &self,
+        name: &str,
+        reason: Option<String>,
+    ) -> Result<CampaignPause, ControlError> {
         if self.campaign(name).is_none() {
             return Err(ControlError::Unknown(name.to_string()));
         }
@@ -186,18 +190,18 @@ impl CampaignControl {
             reason: reason.unwrap_or_else(|| "paused by an operator".into()),
             at_ms: now_ms(),
         };
-        self.store.set_campaign_pause(name, Some(&p))?;
+        self.store.set_campaign_pause(name, Some(p.clone())).await?;
         self.state.lock().entry(name.to_string()).or_default().pause = Some(p.clone());
         tracing::warn!(campaign = name, reason = %p.reason, "campaign paused");
         Ok(p)
     }
 
     /// Operator resume; clears a threshold pause too.
-    pub fn resume(&self, name: &str) -> Result<bool, ControlError> {
+    pub async fn resume(&self, name: &str) -> Result<bool, ControlError> {
         if self.campaign(name).is_none() {
             return Err(ControlError::Unknown(name.to_string()));
         }
-        self.store.set_campaign_pause(name, None)?;
+        self.store.set_campaign_pause(name, None).await?;
         let mut st = self.state.lock();
         let r = st.entry(name.to_string()).or_default();
         let was = r.pause.take().is_some();
@@ -230,9 +234,9 @@ impl CampaignControl {
     }
 
     /// A campaign's bounces for the status document.
-    fn bounces_json(&self, name: &str, threshold: Option<f64>) -> Value {
+    async fn bounces_json(&self, name: &str, threshold: Option<f64>) -> Value {
         let (mailed, hard, soft, complaints) =
-            self.store.campaign_bounces(name).unwrap_or_default();
+            self.store.campaign_bounces(name).await.unwrap_or_default();
         let rate = if mailed == 0 {
             0.0
         } else {
@@ -243,10 +247,12 @@ impl CampaignControl {
     }
 
     /// The `campaigns` object of the status document.
-    pub fn status_json(&self) -> Value {
-        let st = self.state.lock();
+    pub async fn status_json(&self) -> Value {
         let mut out = serde_json::Map::new();
-        for c in self.campaigns.read().iter() {
+        let campaigns = self.campaigns();
+        for c in &campaigns {
+            let bounces = self.bounces_json(&c.name, c.bounce_threshold).await;
+            let st = self.state.lock();
             let r = st.get(&c.name);
             let pause = r.and_then(|r| r.pause.as_ref());
             let outside = c.send_window.is_some_and(|w| !w.open_now());
@@ -263,7 +269,7 @@ impl CampaignControl {
                     "failed": r.map(|r| r.failed).unwrap_or(0),
                     "failures_in_row": r.map(|r| r.failures_in_row).unwrap_or(0),
                     "error_threshold": c.error_threshold,
-                    "bounces": self.bounces_json(&c.name, c.bounce_threshold),
+                    "bounces": bounces,
                 }),
             );
         }

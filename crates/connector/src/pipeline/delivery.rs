@@ -90,18 +90,15 @@ impl Delivery {
     /// Work until cancelled, then let batches in flight finish (bounded).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let settle_ms = self.settings.settle.as_millis() as u64;
-        let me = self.clone();
-        let open =
-            tokio::task::spawn_blocking(move || me.store.unfinished_batches(true, settle_ms)).await;
-        match open {
-            Ok(Ok(b)) if !b.is_empty() => {
+        match self.store.unfinished_batches(true, settle_ms).await {
+            Ok(b) if !b.is_empty() => {
                 tracing::info!(
                     batches = b.len(),
                     "reading batches with an unknown outcome: read back before anything is sent again"
                 );
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot read unfinished reading batches"),
-            _ => {}
+            Err(e) => tracing::error!(error = %e, "cannot read unfinished reading batches"),
+            Ok(_) => {}
         }
         let mut last_hold_check = Instant::now() - HOLD_CHECK;
         loop {
@@ -127,21 +124,20 @@ impl Delivery {
     }
 
     async fn check_holds(&self) {
-        let (store, hold_for, probe) = (
-            self.store.clone(),
+        let (hold_for, probe) = (
             self.settings.hold_for.as_millis() as u64,
             self.settings.batch_size,
         );
-        match tokio::task::spawn_blocking(move || store.release_holds(hold_for, probe)).await {
-            Ok(Ok((released, failed))) if released + failed > 0 => {
+        match self.store.release_holds(hold_for, probe).await {
+            Ok((released, failed)) if released + failed > 0 => {
                 tracing::info!(
                     released,
                     failed,
                     "held readings: released to the queue or failed after hold_for"
                 );
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "delivery: cannot check held readings"),
-            _ => {}
+            Err(e) => tracing::error!(error = %e, "delivery: cannot check held readings"),
+            Ok(_) => {}
         }
     }
 
@@ -164,17 +160,10 @@ impl Delivery {
             return Ok(());
         }
         let now = now_ms();
-        let store = self.store.clone();
         let limit = self.settings.concurrency * 4;
         let after = self.cursor.lock().clone();
-        let (unknown, groups) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((
-                store.unfinished_batches(false, 0)?,
-                store.work_groups_after(after.as_ref(), limit)?,
-            ))
-        })
-        .await
-        .map_err(|e| StoreError::Flush(e.to_string()))??;
+        let unknown = self.store.unfinished_batches(false, 0).await?;
+        let groups = self.store.work_groups_after(after, limit).await?;
         for b in unknown
             .into_iter()
             .filter(|b| b.state == BatchState::Unknown && b.next_attempt_ms <= now)
@@ -243,26 +232,11 @@ impl Delivery {
         let mut claimed = false;
         while !stop.is_cancelled() && !self.paused() {
             let full_only = self.wait_for_full(&tag);
-            let (store, c, d, max) = (
-                self.store.clone(),
-                conn.to_string(),
-                ds.clone(),
-                self.settings.batch_size,
-            );
-            let claim = tokio::task::spawn_blocking(move || {
-                let full_only = full_only && store.readings_intake_running()?;
-                store.claim_batches(&c, &d, max, CLAIM_AHEAD, full_only)
-            })
-            .await;
-            let claims = match claim {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
+            let claims = match self.claim(conn, ds, full_only).await {
+                Ok(c) => c,
+                Err(e) => {
                     self.store.note_error(&e);
                     tracing::error!(error = %e, "delivery: cannot claim a batch");
-                    return claimed;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "delivery: claim task failed");
                     return claimed;
                 }
             };
@@ -291,6 +265,21 @@ impl Delivery {
         claimed
     }
 
+    /// Claim up to [`CLAIM_AHEAD`] batches of the group in one step; only
+    /// full ones when `full_only` and a readings file is being taken in.
+    async fn claim(
+        &self,
+        conn: &str,
+        ds: &DatasetName,
+        full_only: bool,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let full_only = full_only && self.store.readings_intake_running().await?;
+        let max = self.settings.batch_size;
+        self.store
+            .claim_batches(conn, ds, max, CLAIM_AHEAD, full_only)
+            .await
+    }
+
     /// Whether a group should wait for a full batch: yes, unless its
     /// partial batch has waited [`LINGER`] already.
     fn wait_for_full(&self, tag: &str) -> bool {
@@ -312,12 +301,8 @@ impl Delivery {
                     go_on = self.send(&batch, &rows).instrument(span).await;
                 }
                 Claim::Batch(batch, _) => {
-                    let (store, b) = (self.store.clone(), batch);
-                    let requeued = tokio::task::spawn_blocking(move || {
-                        store.settle_batch(&b, &Settle::Requeue)
-                    })
-                    .await;
-                    if let Ok(Err(e)) = requeued {
+                    let requeued = self.store.settle_batch(&batch, Settle::Requeue).await;
+                    if let Err(e) = requeued {
                         tracing::error!(error = %e, "delivery: cannot requeue a batch not sent");
                     }
                 }
@@ -334,7 +319,7 @@ impl Delivery {
     /// POST one claimed batch once and settle it; false: stop this group.
     /// Long: one arm per answer of the create call, each with its log line.
     async fn send(&self, batch: &Batch, rows: &[ReadingRow]) -> bool {
-        let member = match self.member_key(&batch.connection_id) {
+        let member = match self.member_key(&batch.connection_id).await {
             Some(m) => m,
             None => {
                 return self
@@ -342,7 +327,7 @@ impl Delivery {
                     .await;
             }
         };
-        self.count_retry(batch, member.2);
+        self.count_retry(batch, member.2).await;
         let body: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
         let outcome = {
             let _slot = match &self.window {
@@ -390,7 +375,7 @@ impl Delivery {
             CreateOutcome::Refused(why) => {
                 self.settle(batch, Settle::Hold(format!("Mydex refused: {why}")), "held")
                     .await;
-                self.log_refused(batch, &why);
+                self.log_refused(batch, &why).await;
                 false
             }
             CreateOutcome::Failed(why) => {
@@ -422,27 +407,26 @@ impl Delivery {
 
     async fn settle(&self, batch: &Batch, how: Settle, result: &str) -> bool {
         self.metrics.delivery_batch(result);
-        let (store, b) = (self.store.clone(), batch.clone());
-        match tokio::task::spawn_blocking(move || store.settle_batch(&b, &how)).await {
-            Ok(Ok(())) => {
+        match self.store.settle_batch(batch, how).await {
+            Ok(()) => {
                 if result == "delivered" {
                     self.pauses.store(0, std::sync::atomic::Ordering::Relaxed);
                 }
                 true
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 self.store.note_error(&e);
                 tracing::error!(error = %e, "delivery: cannot settle a batch");
                 false
             }
-            Err(_) => false,
         }
     }
 
     /// A batch about to go for a member and dataset whose last try was
     /// refused is a retry: counted by what made it due.
-    fn count_retry(&self, batch: &Batch, member_updated_ms: u64) {
-        let Ok(Some(g)) = self.store.held_group(&batch.connection_id, &batch.dataset) else {
+    async fn count_retry(&self, batch: &Batch, member_updated_ms: u64) {
+        let held = self.store.held_group(&batch.connection_id, &batch.dataset);
+        let Ok(Some(g)) = held.await else {
             return;
         };
         let cause = g
@@ -457,10 +441,11 @@ impl Delivery {
     }
 
     /// The refusal's log line, with when the group is tried next.
-    fn log_refused(&self, batch: &Batch, why: &str) {
+    async fn log_refused(&self, batch: &Batch, why: &str) {
         let group = self
             .store
             .held_group(&batch.connection_id, &batch.dataset)
+            .await
             .ok()
             .flatten();
         let (tries, next_s) = group.map_or((0, 0), |g| {
@@ -475,8 +460,8 @@ impl Delivery {
     }
 
     /// The member's uid, key (opened from the store) and last change.
-    fn member_key(&self, conn: &str) -> Option<(u64, secrecy::SecretString, u64)> {
-        let m = self.store.member(conn).ok()??;
+    async fn member_key(&self, conn: &str) -> Option<(u64, secrecy::SecretString, u64)> {
+        let m = self.store.member(conn).await.ok()??;
         match self
             .store
             .sealer()
@@ -494,19 +479,16 @@ impl Delivery {
     async fn read_back(&self, batch: Batch) {
         let span = tracing::info_span!("reading_read_back", batch = batch.id, connection_id = %batch.connection_id);
         async {
-            let Some((uid, key, _)) = self.member_key(&batch.connection_id) else {
+            let Some((uid, key, _)) = self.member_key(&batch.connection_id).await else {
                 return;
             };
-            let store = self.store.clone();
-            let ids = batch.rows.clone();
-            let rows = tokio::task::spawn_blocking(move || {
-                ids.iter()
-                    .filter_map(|id| store.reading(*id).ok().flatten())
-                    .map(|r| r.external_id)
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+            let rows = match self.store.external_ids(batch.rows.clone()).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery: cannot read a batch's readings");
+                    return;
+                }
+            };
             let pm = PdsMember {
                 uid,
                 connection_id: &batch.connection_id,
@@ -523,11 +505,7 @@ impl Delivery {
                         missing = rows.len() - found.len(),
                         "reading batch read back"
                     );
-                    let (store, b) = (self.store.clone(), batch.clone());
-                    if let Ok(Err(e)) =
-                        tokio::task::spawn_blocking(move || store.settle_read_back(&b, &found))
-                            .await
-                    {
+                    if let Err(e) = self.store.settle_read_back(&batch, found).await {
                         tracing::error!(error = %e, "delivery: cannot settle a read-back");
                     }
                     self.wake.notify_one();
@@ -551,8 +529,9 @@ impl Delivery {
             }
         };
         tracing::warn!(error = %e, "cannot read a reading batch back; trying later");
-        let (store, b) = (self.store.clone(), batch.clone());
-        let _ = tokio::task::spawn_blocking(move || store.settle_batch(&b, &how)).await;
+        if let Err(e) = self.store.settle_batch(batch, how).await {
+            tracing::error!(error = %e, "delivery: cannot settle a batch not read back");
+        }
     }
 }
 

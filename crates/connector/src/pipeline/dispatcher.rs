@@ -136,8 +136,8 @@ impl Dispatcher {
 
     /// Fail an invitation of `campaign` for `why`, counting it against the
     /// campaign's error threshold.
-    fn fail(&self, campaign: &str, why: FailReason) -> Outcome {
-        self.control.failed(campaign, &why.to_string());
+    async fn fail(&self, campaign: &str, why: FailReason) -> Outcome {
+        self.control.failed(campaign, &why.to_string()).await;
         Outcome::Failed(why)
     }
 
@@ -195,16 +195,11 @@ impl Dispatcher {
     /// The next stretch of the work index after `cursor` (none: not read
     /// this time, already logged).
     async fn read_batch(&self, cursor: Option<u64>) -> Option<Vec<Invitation>> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.work_after(cursor, 256)).await {
-            Ok(Ok(b)) => Some(b),
-            Ok(Err(e)) => {
+        match self.store.work_after(cursor, 256).await {
+            Ok(b) => Some(b),
+            Err(e) => {
                 tracing::error!(error = %e, "cannot read the work index");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "work index task failed");
                 None
             }
         }
@@ -280,14 +275,12 @@ impl Dispatcher {
         let id = snapshot.id;
         // The batch was read a while ago: act on the invitation as it stands
         // now (this id is marked in flight, so nobody else moves it here).
-        let store = self.store.clone();
-        let inv = match tokio::task::spawn_blocking(move || store.invitation(id)).await {
-            Ok(Ok(inv)) => inv,
-            Ok(Err(e)) => {
+        let inv = match self.store.invitation(id).await {
+            Ok(inv) => inv,
+            Err(e) => {
                 tracing::error!(error = %e, "cannot read the invitation");
                 return;
             }
-            Err(_) => return,
         };
         if inv.next_attempt_ms > now_ms() || self.store.failure().is_some() {
             return;
@@ -314,7 +307,7 @@ impl Dispatcher {
                 return;
             }
         };
-        let recorded = self.record(id, state, &outcome);
+        let recorded = self.record(id, state, &outcome).await;
         self.log_step(&inv, &outcome, recorded);
         // A mail went out: hold this invitation's permit until its `sent`
         // mark is on disk (group commit: the steps in flight share one
@@ -331,41 +324,49 @@ impl Dispatcher {
 
     /// Record `outcome` on invitation `id`, which stood in `state`: the one
     /// place an outcome becomes a store write.
-    fn record(&self, id: u64, state: State, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn record(&self, id: u64, state: State, outcome: &Outcome) -> Result<(), StoreError> {
+        let store = &self.store;
         match outcome {
-            Outcome::LinkIssued | Outcome::Sent | Outcome::Skipped => Ok(()),
-            Outcome::Requeued(why) => self
-                .store
-                .transition(id, &[state], State::Queued, Some((*why).into()), |i| {
-                    i.link = None;
-                    i.link_issued_ms = None;
-                    i.attempts = 0;
-                })
-                .map(|_| ()),
-            Outcome::Retry { why, after } => self
-                .store
-                .touch(id, state, |i| {
-                    i.attempts += 1;
-                    i.next_attempt_ms = now_ms() + after.as_millis() as u64;
-                    i.reason = Some(why.clone());
-                })
-                .map(|_| ()),
-            Outcome::Waiting { why, after } => self
-                .store
-                .touch(id, state, |i| {
-                    i.next_attempt_ms = now_ms() + after.as_millis() as u64;
-                    i.reason = Some(why.clone());
-                })
-                .map(|_| ()),
+            Outcome::LinkIssued | Outcome::Sent | Outcome::Skipped => return Ok(()),
+            Outcome::Requeued(why) => {
+                store
+                    .transition(id, &[state], State::Queued, Some((*why).into()), |i| {
+                        i.link = None;
+                        i.link_issued_ms = None;
+                        i.attempts = 0;
+                    })
+                    .await
+            }
+            Outcome::Retry { why, after } => {
+                let (why, after) = (why.clone(), *after);
+                store
+                    .touch(id, state, move |i| {
+                        i.attempts += 1;
+                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                        i.reason = Some(why.clone());
+                    })
+                    .await
+            }
+            Outcome::Waiting { why, after } => {
+                let (why, after) = (why.clone(), *after);
+                store
+                    .touch(id, state, move |i| {
+                        i.next_attempt_ms = now_ms() + after.as_millis() as u64;
+                        i.reason = Some(why.clone());
+                    })
+                    .await
+            }
             Outcome::Failed(why) => {
                 let why = why.to_string();
-                self.store
-                    .transition(id, &[state], State::Failed, Some(why.clone()), |i| {
+                let note = Some(why.clone());
+                store
+                    .transition(id, &[state], State::Failed, note, move |i| {
                         i.reason = Some(why.clone())
                     })
-                    .map(|_| ())
+                    .await
             }
         }
+        .map(|_| ())
     }
 
     /// Log what a step did and whether it was recorded.
@@ -416,30 +417,41 @@ impl Dispatcher {
             Ok(link) => {
                 let url = link.url;
                 self.store
-                    .transition(inv.id, &[State::Queued], State::LinkIssued, None, |i| {
-                        i.link = Some(url.clone());
-                        i.link_issued_ms = Some(now_ms());
-                        i.attempts = 0;
-                        i.next_attempt_ms = 0;
-                        i.reason = None;
-                    })?;
+                    .transition(
+                        inv.id,
+                        &[State::Queued],
+                        State::LinkIssued,
+                        None,
+                        move |i| {
+                            i.link = Some(url.clone());
+                            i.link_issued_ms = Some(now_ms());
+                            i.attempts = 0;
+                            i.next_attempt_ms = 0;
+                            i.reason = None;
+                        },
+                    )
+                    .await?;
                 // Go straight on to the mail, without a trip through the index.
-                let next = self.store.invitation(inv.id)?;
+                let next = self.store.invitation(inv.id).await?;
                 let sent = self.send_mail(&next).await?;
-                self.apply_mail_outcome(&next, sent)?;
+                self.apply_mail_outcome(&next, sent).await?;
                 Ok(Outcome::LinkIssued)
             }
             Err(e @ MydexError::Unavailable { .. }) => Ok(Outcome::Retry {
                 why: e.to_string(),
                 after: retry_delay(inv.attempts),
             }),
-            Err(e) => Ok(self.fail(&inv.campaign, FailReason::Mydex(e))),
+            Err(e) => Ok(self.fail(&inv.campaign, FailReason::Mydex(e)).await),
         }
     }
 
     /// Record what a mail attempt made right after issuing the link (a
     /// wait, a retry or a failure; anything else leaves it as it is).
-    fn apply_mail_outcome(&self, inv: &Invitation, outcome: Outcome) -> Result<(), StoreError> {
+    async fn apply_mail_outcome(
+        &self,
+        inv: &Invitation,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
         match &outcome {
             Outcome::Waiting { why, .. } => {
                 tracing::debug!(state = "link_issued", why, "waiting for the SMTP server")
@@ -452,7 +464,7 @@ impl Dispatcher {
             }
             _ => return Ok(()),
         }
-        self.record(inv.id, State::LinkIssued, &outcome)
+        self.record(inv.id, State::LinkIssued, &outcome).await
     }
 
     async fn send_mail(&self, inv: &Invitation) -> Result<Outcome, StoreError> {
@@ -473,7 +485,7 @@ impl Dispatcher {
         // Checked again right before the mail: the person may have
         // unsubscribed or bounced while this invitation was on its way.
         let person = self.store.mail_keys().person(&inv.invitee.email);
-        if let Some(s) = self.store.suppression(&person)? {
+        if let Some(s) = self.store.suppression(&person).await? {
             return Ok(Outcome::Failed(FailReason::Suppressed(s.reason)));
         }
         let message = match self.message(inv, &campaign, &link) {
@@ -487,7 +499,7 @@ impl Dispatcher {
         };
         let sent = self.mailer.send(message).await;
         drop(slot);
-        self.mail_outcome(inv, &campaign.name, sent)
+        self.mail_outcome(inv, &campaign.name, sent).await
     }
 
     /// The invitation's message: its templates rendered, the QR code of
@@ -576,7 +588,7 @@ impl Dispatcher {
 
     /// What the SMTP server's answer makes of the invitation (`sent` is
     /// recorded here; the rest by the caller).
-    fn mail_outcome(
+    async fn mail_outcome(
         &self,
         inv: &Invitation,
         campaign: &str,
@@ -595,7 +607,8 @@ impl Dispatcher {
                         i.attempts = 0;
                         i.next_attempt_ms = 0;
                         i.reason = None;
-                    })?;
+                    })
+                    .await?;
                 tracing::info!(state = "sent", email = %inv.invitee.email, reminder = inv.reminders, "invitation mailed");
                 Ok(Outcome::Sent)
             }
@@ -610,7 +623,7 @@ impl Dispatcher {
             Err(MailError::Permanent(why)) => {
                 self.smtp_outage.reachable();
                 count(&self.metrics.emails_failed);
-                Ok(self.fail(campaign, FailReason::SmtpRefused(why)))
+                Ok(self.fail(campaign, FailReason::SmtpRefused(why)).await)
             }
             Err(MailError::Transient(why)) => {
                 self.smtp_outage.reachable();
@@ -620,7 +633,7 @@ impl Dispatcher {
                         attempts: inv.attempts + 1,
                         why,
                     };
-                    Ok(self.fail(campaign, why))
+                    Ok(self.fail(campaign, why).await)
                 } else {
                     Ok(Outcome::Retry {
                         why,

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::pipeline::campaign_control::{CampaignControl, Hold};
@@ -51,10 +52,8 @@ impl ExpirySweep {
 
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let started = Instant::now();
-        let me = self.clone();
-        let result = tokio::task::spawn_blocking(move || me.sweep(&shutdown)).await;
-        match result {
-            Ok(Ok((run, c, done))) => {
+        match self.sweep(&shutdown).await {
+            Ok((run, c, done)) => {
                 if c.reminded > 0 {
                     self.wake.notify_one();
                 }
@@ -76,19 +75,21 @@ impl ExpirySweep {
                     }
                 );
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(job = JOB, error = %e, "expiry sweep stopped on a store error")
             }
-            Err(e) => tracing::error!(job = JOB, error = %e, "expiry sweep task failed"),
         }
     }
 
-    fn sweep(&self, shutdown: &CancellationToken) -> Result<(SweepRun, Counts, bool), StoreError> {
-        let backfilled = self.store.expiry_backfill()?;
+    async fn sweep(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<(SweepRun, Counts, bool), StoreError> {
+        let backfilled = self.store.expiry_backfill().await?;
         if backfilled > 0 {
             tracing::info!(job = JOB, invitations = backfilled, "expiry index built");
         }
-        let mut run = match self.store.sweep_run(JOB)? {
+        let mut run = match self.store.sweep_run(JOB).await? {
             Some(mut r) if r.running() => {
                 r.resumes += 1;
                 r
@@ -103,18 +104,17 @@ impl ExpirySweep {
         let mut cursor: Option<u64> = run.cursor.as_deref().and_then(|s| s.parse().ok());
         loop {
             if shutdown.is_cancelled() {
-                self.store.save_sweep_run(JOB, &run)?;
+                self.store.save_sweep_run(JOB, &run).await?;
                 return Ok((run, c, false));
             }
-            let batch = self.store.expiry_batch(cursor, 512)?;
+            let batch = self.store.expiry_batch(cursor, 512).await?;
             let Some(last) = batch.last().map(|i| i.id) else {
                 break;
             };
             for inv in batch {
                 let span = tracing::info_span!("invitation", id = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""));
-                let _e = span.enter();
                 c.seen += 1;
-                match self.step(&inv) {
+                match self.step(&inv).instrument(span).await {
                     Ok(Step::Expired) => c.expired += 1,
                     Ok(Step::Reminded) => c.reminded += 1,
                     Ok(Step::Exhausted) => c.exhausted += 1,
@@ -130,18 +130,18 @@ impl ExpirySweep {
             run.checked = c.seen;
             run.outdated = c.expired;
             run.invited = c.reminded;
-            self.store.save_sweep_run(JOB, &run)?;
+            self.store.save_sweep_run(JOB, &run).await?;
         }
         run.finished_ms = Some(now_ms());
         run.checked = c.seen;
         run.outdated = c.expired;
         run.invited = c.reminded;
-        self.store.save_sweep_run(JOB, &run)?;
-        self.store.flush_blocking()?;
+        self.store.save_sweep_run(JOB, &run).await?;
+        self.store.flush().await?;
         Ok((run, c, true))
     }
 
-    fn step(&self, inv: &Invitation) -> Result<Step, StoreError> {
+    async fn step(&self, inv: &Invitation) -> Result<Step, StoreError> {
         let now = now_ms();
         let campaign = self.control.campaign(&inv.campaign);
         let (after, max) = campaign
@@ -155,13 +155,11 @@ impl ExpirySweep {
             State::Sent => {
                 let issued = inv.link_issued_ms.unwrap_or(inv.updated_ms);
                 if now >= issued.saturating_add(ttl) {
-                    self.store.expire(
-                        inv.id,
-                        format!(
-                            "link unused after {}",
-                            humantime::format_duration(self.settings.invitations.link_ttl)
-                        ),
-                    )?;
+                    let note = format!(
+                        "link unused after {}",
+                        humantime::format_duration(self.settings.invitations.link_ttl)
+                    );
+                    self.store.expire(inv.id, note).await?;
                     tracing::info!(
                         state = "expired",
                         reminders = inv.reminders,
@@ -173,7 +171,7 @@ impl ExpirySweep {
             }
             State::Expired => {
                 if inv.reminders >= max {
-                    self.store.retire_from_expiry(inv.id)?;
+                    self.store.retire_from_expiry(inv.id).await?;
                     tracing::info!(
                         reminders = inv.reminders,
                         "no reminders left; the invitation stays expired"
@@ -187,7 +185,7 @@ impl ExpirySweep {
                 if let Some(Hold::Paused(_)) = self.control.hold(&inv.campaign) {
                     return Ok(Step::Held);
                 }
-                self.store.remind(inv.id, inv.reminders + 1)?;
+                self.store.remind(inv.id, inv.reminders + 1).await?;
                 tracing::info!(
                     state = "queued",
                     reminder = inv.reminders + 1,
@@ -196,7 +194,7 @@ impl ExpirySweep {
                 Ok(Step::Reminded)
             }
             _ => {
-                self.store.retire_from_expiry(inv.id)?;
+                self.store.retire_from_expiry(inv.id).await?;
                 Ok(Step::Nothing)
             }
         }

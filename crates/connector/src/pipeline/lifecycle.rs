@@ -78,7 +78,11 @@ impl Lifecycle {
         ])
         .await?;
         for job in [&version, &expiry] {
-            if store.sweep_run(job.name)?.is_some_and(|r| r.running()) {
+            if store
+                .sweep_run(job.name)
+                .await?
+                .is_some_and(|r| r.running())
+            {
                 tracing::info!(
                     job = job.name,
                     "an unfinished sweep is in the store; resuming it"
@@ -116,24 +120,22 @@ impl Lifecycle {
 
     /// The `sweeps` and `campaigns` parts of the status document.
     /// For `/metrics`: each sweep job, whether it runs, and its last run.
-    pub fn sweep_progress(&self) -> Vec<(&'static str, bool, Option<crate::store::SweepRun>)> {
-        [&self.version, &self.expiry]
-            .into_iter()
-            .map(|job| {
-                (
-                    job.name,
-                    job.running(),
-                    self.store.sweep_run(job.name).ok().flatten(),
-                )
-            })
-            .collect()
+    pub async fn sweep_progress(
+        &self,
+    ) -> Vec<(&'static str, bool, Option<crate::store::SweepRun>)> {
+        let mut out = Vec::new();
+        for job in [&self.version, &self.expiry] {
+            let last = self.store.sweep_run(job.name).await.ok().flatten();
+            out.push((job.name, job.running(), last));
+        }
+        out
     }
 
     /// The version sweep's brake: null when it holds nobody, else whether
     /// it is engaged, how many members it holds, and why.
-    fn brake_json(&self) -> Value {
-        let held = self.store.held_count(version_sweep::JOB);
-        let brake = self.store.brake(version_sweep::JOB).ok().flatten();
+    async fn brake_json(&self) -> Value {
+        let held = self.store.held_count(version_sweep::JOB).await.unwrap_or(0);
+        let brake = self.store.brake(version_sweep::JOB).await.ok().flatten();
         match brake {
             None if held == 0 => Value::Null,
             None => json!({"engaged": false, "held": held}),
@@ -149,10 +151,10 @@ impl Lifecycle {
         }
     }
 
-    pub fn status_parts(&self) -> Vec<(&'static str, Value)> {
+    pub async fn status_parts(&self) -> Vec<(&'static str, Value)> {
         let mut sweeps = serde_json::Map::new();
         for job in [&self.version, &self.expiry] {
-            let last = self.store.sweep_run(job.name).ok().flatten();
+            let last = self.store.sweep_run(job.name).await.ok().flatten();
             let mut doc = json!({
                 "running": job.running(),
                 "run": last.as_ref().map(|r| r.run).unwrap_or(0),
@@ -160,15 +162,15 @@ impl Lifecycle {
                 "last": last,
             });
             if job.name == version_sweep::JOB {
-                doc["brake"] = self.brake_json();
-                doc["connection_denied"] =
-                    json!(self.store.connection_denied(job.name).ok().flatten());
+                doc["brake"] = self.brake_json().await;
+                let denied = self.store.connection_denied(job.name).await.ok().flatten();
+                doc["connection_denied"] = json!(denied);
             }
             sweeps.insert(job.name.into(), doc);
         }
         vec![
             ("sweeps", Value::Object(sweeps)),
-            ("campaigns", self.control.status_json()),
+            ("campaigns", self.control.status_json().await),
         ]
     }
 }

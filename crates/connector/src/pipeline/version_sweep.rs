@@ -100,14 +100,6 @@ pub enum ConfirmError {
     Store(#[from] StoreError),
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
-}
-
 impl VersionSweep {
     pub fn new(
         settings: Arc<Settings>,
@@ -152,7 +144,8 @@ impl VersionSweep {
             if run.resumes > 0 {
                 tracing::info!(resumes = run.resumes, after = run.cursor.as_deref().unwrap_or(""), checked = run.checked, interrupted = run.interrupted, "version sweep resumed where it stopped");
             } else {
-                tracing::info!(members = self.store.member_count(), connection_version = current, "version sweep started");
+                let members = self.store.member_count().await.unwrap_or(0);
+                tracing::info!(members, connection_version = current, "version sweep started");
             }
             match self.chunks(&mut run, &ctx).await {
                 Ok(End::Done) => self.finish(&mut run, started).await,
@@ -171,40 +164,31 @@ impl VersionSweep {
     /// settled) or a new one, recorded; with whether a connection denial is
     /// on record and whether any member is held.
     async fn start_run(&self, current: u32) -> Result<(SweepRun, bool, bool), StoreError> {
-        let store = self.store.clone();
-        blocking(move || {
-            let run = match store.sweep_run(JOB)? {
-                Some(mut r) if r.running() => {
-                    r.resumes += 1;
-                    store.settle_interrupted_chunk(JOB, &mut r, current)?;
-                    r
-                }
-                prev => SweepRun {
-                    run: prev.map(|r| r.run + 1).unwrap_or(1),
-                    started_ms: now_ms(),
-                    ..SweepRun::default()
-                },
-            };
-            store.save_sweep_run(JOB, &run)?;
-            store.flush_blocking()?;
-            let denied = store.connection_denied(JOB)?.is_some();
-            let any_held = store.held_count(JOB) > 0;
-            Ok((run, denied, any_held))
-        })
-        .await
+        let store = &self.store;
+        let run = match store.sweep_run(JOB).await? {
+            Some(mut r) if r.running() => {
+                r.resumes += 1;
+                store.settle_interrupted_chunk(JOB, &mut r, current).await?;
+                r
+            }
+            prev => SweepRun {
+                run: prev.map(|r| r.run + 1).unwrap_or(1),
+                started_ms: now_ms(),
+                ..SweepRun::default()
+            },
+        };
+        store.save_sweep_run(JOB, &run).await?;
+        store.flush().await?;
+        let denied = store.connection_denied(JOB).await?.is_some();
+        let any_held = store.held_count(JOB).await? > 0;
+        Ok((run, denied, any_held))
     }
 
     /// Every member checked: record the end of the run and say what it did.
     async fn finish(&self, run: &mut SweepRun, started: Instant) {
         run.finished_ms = Some(now_ms());
         run.duration_ms += started.elapsed().as_millis() as u64;
-        let (store, r) = (self.store.clone(), run.clone());
-        if let Err(e) = blocking(move || {
-            store.save_sweep_run(JOB, &r)?;
-            store.flush_blocking()
-        })
-        .await
-        {
+        if let Err(e) = self.save_durably(run).await {
             tracing::error!(error = %e, "cannot record the end of the sweep");
         }
         tracing::info!(
@@ -225,12 +209,7 @@ impl VersionSweep {
     /// start.
     async fn stop_shutdown(&self, run: &mut SweepRun, started: Instant) {
         run.duration_ms += started.elapsed().as_millis() as u64;
-        let (store, r) = (self.store.clone(), run.clone());
-        let _ = blocking(move || {
-            store.save_sweep_run(JOB, &r)?;
-            store.flush_blocking()
-        })
-        .await;
+        let _ = self.save_durably(run).await;
         tracing::info!(
             checked = run.checked,
             after = run.cursor.as_deref().unwrap_or(""),
@@ -246,22 +225,7 @@ impl VersionSweep {
         run.finished_ms = Some(now_ms());
         run.duration_ms += started.elapsed().as_millis() as u64;
         run.stopped = Some(reason.clone());
-        let (store, r, why) = (self.store.clone(), run.clone(), reason.clone());
-        let before = blocking(move || {
-            let before = store.connection_denied(JOB)?;
-            store.save_sweep_run(JOB, &r)?;
-            store.set_connection_denied(
-                JOB,
-                Some(&ConnectionDenied {
-                    run: r.run,
-                    since_ms: before.as_ref().map_or_else(now_ms, |b| b.since_ms),
-                    reason: why,
-                }),
-            )?;
-            store.flush_blocking()?;
-            Ok(before)
-        })
-        .await;
+        let before = self.record_denial(run, reason.clone()).await;
         match before {
             Ok(None) => tracing::error!(
                 reason,
@@ -291,15 +255,9 @@ impl VersionSweep {
                     None => End::Shutdown,
                 });
             }
-            let (store, mut r) = (self.store.clone(), run.clone());
-            let (claimed, r) = blocking(move || {
-                let c = store.claim_members(JOB, &mut r, chunk)?;
-                // Durable before any of them is asked about.
-                store.flush_blocking()?;
-                Ok((c, r))
-            })
-            .await?;
-            *run = r;
+            let claimed = self.store.claim_members(JOB, run, chunk).await?;
+            // Durable before any of them is asked about.
+            self.store.flush().await?;
             let Some(members) = claimed else {
                 self.judge_held(run, true).await?;
                 return Ok(End::Done);
@@ -335,8 +293,7 @@ impl VersionSweep {
             // This chunk is settled.
             run.chunk_start = run.cursor.clone();
             self.judge_held(run, false).await?;
-            let (store, r) = (self.store.clone(), run.clone());
-            blocking(move || store.save_sweep_run(JOB, &r)).await?;
+            self.store.save_sweep_run(JOB, run).await?;
         }
     }
 
@@ -345,17 +302,12 @@ impl VersionSweep {
     /// engage the brake. An engaged brake holds until `confirm`, or until
     /// no member is held any more (found active again).
     async fn judge_held(&self, run: &mut SweepRun, finished: bool) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        let (brake, held) =
-            blocking(move || Ok((store.brake(JOB)?, store.held_count(JOB)))).await?;
+        let brake = self.store.brake(JOB).await?;
+        let held = self.store.held_count(JOB).await?;
         if let Some(b) = brake {
             if finished && held == 0 {
-                let store = self.store.clone();
-                blocking(move || {
-                    store.set_brake(JOB, None)?;
-                    store.flush_blocking()
-                })
-                .await?;
+                self.store.set_brake(JOB, None).await?;
+                self.store.flush().await?;
                 tracing::info!(
                     since_run = b.run,
                     "the brake is released: every member it held was found active again"
@@ -375,9 +327,8 @@ impl VersionSweep {
         ) {
             Verdict::Wait => Ok(()),
             Verdict::Disconnect => {
-                let store = self.store.clone();
                 let this = run.run;
-                let held = blocking(move || store.held_members(JOB)).await?;
+                let held = self.store.held_members(JOB).await?;
                 for h in held.into_iter().filter(|h| h.run == this) {
                     run.held = run.held.saturating_sub(1);
                     if let Some(invited) = self.disconnect(&h.connection_id, this).await {
@@ -395,12 +346,8 @@ impl VersionSweep {
                     revoked,
                     reason: reason.clone(),
                 };
-                let store = self.store.clone();
-                blocking(move || {
-                    store.set_brake(JOB, Some(&b))?;
-                    store.flush_blocking()
-                })
-                .await?;
+                self.store.set_brake(JOB, Some(b)).await?;
+                self.store.flush().await?;
                 tracing::warn!(
                     reason,
                     held = run.held,
@@ -419,25 +366,7 @@ impl VersionSweep {
     async fn disconnect(&self, connection_id: &str, run: u64) -> Option<bool> {
         let span = tracing::info_span!("member", connection_id = %connection_id);
         async {
-            let (store, conn) = (self.store.clone(), connection_id.to_string());
-            let checked = blocking(move || {
-                if store.member(&conn)?.is_none() {
-                    // Gone from the store meanwhile: nothing to disconnect.
-                    store.unhold_member(JOB, &conn)?;
-                    return Ok(None);
-                }
-                let c = store.record_check(
-                    &conn,
-                    run,
-                    CheckResult {
-                        active: false,
-                        version: None,
-                    },
-                )?;
-                store.unhold_member(JOB, &conn)?;
-                Ok(Some(c))
-            })
-            .await;
+            let checked = self.record_revoked(connection_id, run).await;
             let checked = match checked {
                 Ok(Some(c)) => c,
                 Ok(None) => return None,
@@ -481,9 +410,8 @@ impl VersionSweep {
     /// Disconnect them all (and re-invite as configured) and release the brake.
     pub async fn confirm(&self) -> Result<Confirmed, ConfirmError> {
         let _busy = self.busy.try_lock().map_err(|_| ConfirmError::Running)?;
-        let store = self.store.clone();
-        let (brake, held) =
-            blocking(move || Ok((store.brake(JOB)?, store.held_members(JOB)?))).await?;
+        let brake = self.store.brake(JOB).await?;
+        let held = self.store.held_members(JOB).await?;
         let Some(brake) = brake else {
             return Err(ConfirmError::NotEngaged);
         };
@@ -493,8 +421,7 @@ impl VersionSweep {
             invited: 0,
         };
         let mut in_last_run = 0u64;
-        let store = self.store.clone();
-        let last = blocking(move || store.sweep_run(JOB)).await?;
+        let last = self.store.sweep_run(JOB).await?;
         for h in &held {
             if let Some(invited) = self.disconnect(&h.connection_id, h.run).await {
                 done.disconnected += 1;
@@ -504,22 +431,17 @@ impl VersionSweep {
                 }
             }
         }
-        let store = self.store.clone();
-        let invited = done.invited;
-        blocking(move || {
-            // The last run's figures now say what became of what it held.
-            if let Some(mut r) = store.sweep_run(JOB)?
-                && last.as_ref().is_some_and(|l| l.run == r.run)
-            {
-                r.held = r.held.saturating_sub(in_last_run);
-                r.disconnected += in_last_run;
-                r.invited += invited;
-                store.save_sweep_run(JOB, &r)?;
-            }
-            store.set_brake(JOB, None)?;
-            store.flush_blocking()
-        })
-        .await?;
+        // The last run's figures now say what became of what it held.
+        if let Some(mut r) = self.store.sweep_run(JOB).await?
+            && last.as_ref().is_some_and(|l| l.run == r.run)
+        {
+            r.held = r.held.saturating_sub(in_last_run);
+            r.disconnected += in_last_run;
+            r.invited += done.invited;
+            self.store.save_sweep_run(JOB, &r).await?;
+        }
+        self.store.set_brake(JOB, None).await?;
+        self.store.flush().await?;
         tracing::warn!(
             released = done.released,
             disconnected = done.disconnected,
@@ -528,6 +450,51 @@ impl VersionSweep {
             "sweep confirm: the held members are disconnected and the brake is released"
         );
         Ok(done)
+    }
+
+    /// Save the run and make it durable.
+    async fn save_durably(&self, run: &SweepRun) -> Result<(), StoreError> {
+        self.store.save_sweep_run(JOB, run).await?;
+        self.store.flush().await
+    }
+
+    /// Save the run stopped by a refusal of our connection, and the
+    /// refusal (kept since its first run); the refusal on record before.
+    async fn record_denial(
+        &self,
+        run: &SweepRun,
+        reason: String,
+    ) -> Result<Option<ConnectionDenied>, StoreError> {
+        let before = self.store.connection_denied(JOB).await?;
+        self.store.save_sweep_run(JOB, run).await?;
+        let denied = ConnectionDenied {
+            run: run.run,
+            since_ms: before.as_ref().map_or_else(now_ms, |b| b.since_ms),
+            reason,
+        };
+        self.store.set_connection_denied(JOB, Some(denied)).await?;
+        self.store.flush().await?;
+        Ok(before)
+    }
+
+    /// Record a held member as found revoked and let it go; `None` if it
+    /// is gone from the store meanwhile (nothing to disconnect).
+    async fn record_revoked(
+        &self,
+        conn: &str,
+        run: u64,
+    ) -> Result<Option<crate::store::Checked>, StoreError> {
+        if self.store.member(conn).await?.is_none() {
+            self.store.unhold_member(JOB, conn).await?;
+            return Ok(None);
+        }
+        let inactive = CheckResult {
+            active: false,
+            version: None,
+        };
+        let c = self.store.record_check(conn, run, inactive).await?;
+        self.store.unhold_member(JOB, conn).await?;
+        Ok(Some(c))
     }
 
     /// Check one member's connection at Mydex and act on what it says.
@@ -539,8 +506,7 @@ impl VersionSweep {
                 Err(outcome) => return outcome,
             };
             if ctx.denial_on_record.swap(false, Ordering::SeqCst) {
-                let store = self.store.clone();
-                match blocking(move || store.set_connection_denied(JOB, None)).await {
+                match self.store.set_connection_denied(JOB, None).await {
                     Ok(()) => tracing::info!("Mydex accepts our connection again: /readyz no longer fails on it"),
                     Err(e) => tracing::error!(error = %e, "cannot clear the recorded refusal of our connection"),
                 }
@@ -613,8 +579,7 @@ impl VersionSweep {
     /// Not active at Mydex: hold the member until the sweep has judged how
     /// many are.
     async fn hold(&self, m: &Member, run: u64) -> Outcome {
-        let (store, conn) = (self.store.clone(), m.connection_id.clone());
-        match blocking(move || store.hold_member(JOB, &conn, run)).await {
+        match self.store.hold_member(JOB, &m.connection_id, run).await {
             Ok(_) => {
                 tracing::info!(
                     "connection revoked or inactive at Mydex: held until the sweep has judged how many are"
@@ -641,14 +606,13 @@ impl VersionSweep {
             active: true,
             version,
         };
-        let (store, conn, any_held) = (self.store.clone(), m.connection_id.clone(), ctx.any_held);
-        match blocking(move || {
-            let c = store.record_check(&conn, run, result)?;
-            let unheld = any_held && store.unhold_member(JOB, &conn)?;
-            Ok((c, unheld))
-        })
-        .await
-        {
+        let (store, conn) = (&self.store, &m.connection_id);
+        let recorded = async {
+            let c = store.record_check(conn, run, result).await?;
+            let unheld = ctx.any_held && store.unhold_member(JOB, conn).await?;
+            Ok::<_, StoreError>((c, unheld))
+        };
+        match recorded.await {
             Ok((c, unheld)) => {
                 if unheld {
                     tracing::info!("a held member is active at Mydex again: no longer held");
@@ -672,11 +636,14 @@ impl VersionSweep {
     /// Queue an invitation for a member we hold; true if a new one was queued.
     async fn invite(&self, m: &Member, kind: Kind, version: u32, closed: &'static [State]) -> bool {
         let campaign = self.campaign_of(m);
-        let store = self.store.clone();
-        let member = m.clone();
-        let result = blocking(move || {
+        let member = m;
+        let result = async {
             // The invitee as they came (name, reference, template columns).
-            let mut invitee = match member.invitation_id.map(|id| store.invitation(id)) {
+            let stored = match member.invitation_id {
+                Some(id) => Some(self.store.invitation(id).await),
+                None => None,
+            };
+            let mut invitee = match stored {
                 Some(Ok(inv)) => inv.invitee,
                 _ => {
                     let email = member
@@ -704,17 +671,19 @@ impl VersionSweep {
                     "an update needs the member's MydexID, which we do not hold".into(),
                 ));
             }
-            store.insert_for_member(
-                NewInvitation {
-                    campaign,
-                    kind,
-                    version,
-                    invitee,
-                },
-                &member.connection_id,
-                closed,
-            )
-        })
+            self.store
+                .insert_for_member(
+                    NewInvitation {
+                        campaign,
+                        kind,
+                        version,
+                        invitee,
+                    },
+                    &member.connection_id,
+                    closed,
+                )
+                .await
+        }
         .await;
         match result {
             Ok(InsertOutcome::Inserted(id)) => {

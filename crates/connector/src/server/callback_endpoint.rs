@@ -174,44 +174,48 @@ async fn read_within_limits(
         })
 }
 
-/// Keep the callback as it arrived, then judge it (on a blocking thread:
-/// the store). A panic while applying quarantines it too (its effects were one
-/// transaction, so none of them were made).
+/// Keep the callback as it arrived, then judge it. A failure while
+/// applying it (a panic, here or in the store's call) quarantines it too
+/// (its effects were one transaction, so none of them were made).
 async fn keep_and_judge(
     st: &CallbackState,
     method_s: &'static str,
     ctype: Option<String>,
     body: axum::body::Bytes,
 ) -> Result<(u64, Result<Verdict, StoreError>), StoreError> {
-    let store = st.store.clone();
-    let (nid, version) = (st.nid.clone(), st.current_version);
-    tokio::task::spawn_blocking(move || {
-        let id = store.keep_raw(method_s, ctype.as_deref(), &body)?;
-        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::callback_judge::judge(
-                &store,
-                &nid,
-                version,
-                id,
-                method_s,
-                ctype.as_deref(),
-                &body,
-            )
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(callback = id, "the callback task panicked");
-            super::callback_judge::quarantine(
-                &store,
-                id,
-                None,
-                "the connector failed while applying it (a bug)".into(),
-            )
-        });
-        Ok::<_, StoreError>((id, verdict))
-    })
-    .await
-    .map_err(|e| StoreError::Flush(e.to_string()))
-    .and_then(|r| r)
+    let store = &st.store;
+    let id = store
+        .keep_callback(method_s, ctype.clone(), body.clone())
+        .await?;
+    let judged = super::callback_judge::judge(
+        store,
+        &st.nid,
+        st.current_version,
+        id,
+        method_s,
+        ctype.as_deref(),
+        &body,
+    );
+    let verdict =
+        match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(judged)).await {
+            // Its panic message is not logged: it may quote the body.
+            Ok(Err(StoreError::Blocking(_))) => {
+                tracing::error!(callback = id, "applying the callback failed (a bug)");
+                quarantine_failed(store, id).await
+            }
+            Ok(v) => v,
+            Err(_) => {
+                tracing::error!(callback = id, "the callback task panicked");
+                quarantine_failed(store, id).await
+            }
+        };
+    Ok((id, verdict))
+}
+
+/// Quarantine callback `id`, whose applying failed (a bug).
+async fn quarantine_failed(store: &crate::store::Store, id: u64) -> Result<Verdict, StoreError> {
+    let why = "the connector failed while applying it (a bug)";
+    super::callback_judge::quarantine(store, id, None, why.into()).await
 }
 
 /// The answer to a callback judged and made durable: logged, counted, and

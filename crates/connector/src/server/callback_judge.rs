@@ -37,9 +37,9 @@ pub fn status_word(outcome: &CallbackOutcome) -> &'static str {
     }
 }
 
-/// Parse and apply raw callback `id`, and settle its record. Blocking (the store).
+/// Parse and apply raw callback `id`, and settle its record.
 /// A store error leaves the record pending (the caller answers 503).
-pub fn judge(
+pub async fn judge(
     store: &Store,
     nid: &str,
     current_version: u32,
@@ -55,31 +55,24 @@ pub fn judge(
     }));
     let (cb, redacted) = match parsed {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return quarantine(store, id, None, e.to_string()),
+        Ok(Err(e)) => return quarantine(store, id, None, e.to_string()).await,
         Err(_) => {
-            return quarantine(
-                store,
-                id,
-                None,
-                "the callback parser failed on this body (a bug in the connector)".into(),
-            );
+            let why = "the callback parser failed on this body (a bug in the connector)";
+            return quarantine(store, id, None, why.into()).await;
         }
     };
     let kind = kind_of(&cb);
     let (outcome, linking_token, connection_id) =
-        apply(store, &cb, &redacted, is_put, current_version)?;
+        apply(store, cb, &redacted, is_put, current_version).await?;
     // Authenticated, parsed, and still not ours to apply (a linking token
     // used before, a key outside our journeys): kept, quarantined.
     if let CallbackOutcome::Refused(why) = &outcome {
-        return quarantine(store, id, Some(kind), why.to_string());
+        return quarantine(store, id, Some(kind), why.to_string()).await;
     }
-    store.settle_raw(
-        id,
-        Some(kind),
-        &RawOutcome::Applied {
-            status: status_word(&outcome).into(),
-        },
-    )?;
+    let applied = RawOutcome::Applied {
+        status: status_word(&outcome).into(),
+    };
+    store.settle_callback(id, Some(kind), applied).await?;
     let notification =
         (kind == "notification" && outcome == CallbackOutcome::Recorded).then_some(redacted);
     Ok(Verdict::Applied {
@@ -103,9 +96,9 @@ fn kind_of(cb: &Callback) -> &'static str {
 
 /// Apply a parsed callback as its kind: what came of it, with the
 /// linking_token and connection_id it named.
-fn apply(
+async fn apply(
     store: &Store,
-    cb: &Callback,
+    cb: Callback,
     redacted: &serde_json::Value,
     is_put: bool,
     current_version: u32,
@@ -118,50 +111,55 @@ fn apply(
                 redacted,
                 c.key.as_ref().map(|k| k.expose_secret()),
             );
-            let out = store.apply_credentials(c, is_put, &digest, current_version)?;
-            (out, c.linking_token.clone(), Some(c.connection_id.clone()))
+            let (token, conn) = (c.linking_token.clone(), c.connection_id.clone());
+            let out = store
+                .apply_credentials(c, is_put, digest, current_version)
+                .await?;
+            (out, token, Some(conn))
         }
         Callback::Event(Event::Identify {
             mydexid,
             linking_token,
         }) => {
             let digest = callback_body::digest(method_s, redacted, None);
-            let out = match crate::domain::MydexId::from_mydex(mydexid) {
-                Ok(m) => store.apply_identify(&m, linking_token.as_deref(), redacted, &digest)?,
+            let body = redacted.clone();
+            let out = match crate::domain::MydexId::from_mydex(&mydexid) {
+                Ok(m) => {
+                    let token = linking_token.clone();
+                    store.apply_identify(m, token, body, digest).await?
+                }
                 Err(_) => {
                     let ev = Event::Identify {
-                        mydexid: mydexid.clone(),
+                        mydexid,
                         linking_token: linking_token.clone(),
                     };
-                    store.record_event(&ev, redacted, &digest)?
+                    store.record_event(ev, body, digest).await?
                 }
             };
-            (out, linking_token.clone(), None)
+            (out, linking_token, None)
         }
         Callback::Event(ev) => {
             let digest = callback_body::digest(method_s, redacted, None);
-            (store.record_event(ev, redacted, &digest)?, None, None)
+            let out = store.record_event(ev, redacted.clone(), digest).await?;
+            (out, None, None)
         }
     })
 }
 
 /// Settle `id` as quarantined, and say so in the log (id and reason only:
 /// never the body, which may hold a member key).
-pub fn quarantine(
+pub async fn quarantine(
     store: &Store,
     id: u64,
-    kind: Option<&str>,
+    kind: Option<&'static str>,
     reason: String,
 ) -> Result<Verdict, StoreError> {
     // A reason may quote a bit of the body: no key in it either.
     let reason = super::callback_redact::redact_text(&reason);
-    store.settle_raw(
-        id,
-        kind,
-        &RawOutcome::Quarantined {
-            reason: reason.clone(),
-        },
-    )?;
+    let quarantined = RawOutcome::Quarantined {
+        reason: reason.clone(),
+    };
+    store.settle_callback(id, kind, quarantined).await?;
     tracing::warn!(callback = id, reason = %reason, "callback quarantined: kept without effect; `mydex-connector callbacks show {id}` shows it, `callbacks replay` runs it again");
     Ok(Verdict::Quarantined { reason })
 }
@@ -169,15 +167,20 @@ pub fn quarantine(
 /// Judge the callbacks kept but never judged: the daemon stopped (a crash,
 /// a kill) between keeping one and answering it. Run before the callback
 /// endpoint opens; how many there were.
-pub fn judge_pending(store: &Store, nid: &str, current_version: u32) -> Result<usize, StoreError> {
-    let pending = store.pending_raw()?;
+pub async fn judge_pending(
+    store: &Store,
+    nid: &str,
+    current_version: u32,
+) -> Result<usize, StoreError> {
+    let pending = store.pending_callbacks().await?;
     for id in &pending {
         // A stop between writing the pending mark and the record is not
         // possible (the record comes first); a missing one is skipped.
-        let Ok(rec) = store.raw_callback(*id) else {
-            continue;
+        let (rec, body) = match store.raw_callback_with_body(*id).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => continue,
+            Err(e) => return Err(e),
         };
-        let body = store.raw_body(&rec)?;
         let verdict = judge(
             store,
             nid,
@@ -186,7 +189,8 @@ pub fn judge_pending(store: &Store, nid: &str, current_version: u32) -> Result<u
             &rec.method,
             rec.content_type.as_deref(),
             &body,
-        )?;
+        )
+        .await?;
         if let Verdict::Applied { kind, outcome, .. } = verdict {
             tracing::info!(
                 callback = id,
@@ -197,7 +201,7 @@ pub fn judge_pending(store: &Store, nid: &str, current_version: u32) -> Result<u
         }
     }
     if !pending.is_empty() {
-        store.flush_blocking()?;
+        store.flush().await?;
     }
     Ok(pending.len())
 }
@@ -208,31 +212,35 @@ mod tests {
     use crate::store::RawFilter;
     use secrecy::SecretBox;
 
-    #[test]
-    fn pending_callbacks_are_judged_at_start() {
+    #[tokio::test]
+    async fn pending_callbacks_are_judged_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), &SecretBox::new(Box::new([9u8; 32]))).unwrap();
         let ftc = br#"{"uid":1001,"mydexid":"RBFish123","key":"k-1","connection_id":"1001-45678","fields":{},"linking_token":"lt_nothing"}"#;
-        let a = s.keep_raw("POST", Some("application/json"), ftc).unwrap();
+        let json = Some("application/json".to_string());
+        let a = s.keep_callback("POST", json.clone(), ftc).await.unwrap();
         let b = s
-            .keep_raw("POST", Some("application/json"), b"\x00\x01")
+            .keep_callback("POST", json.clone(), b"\x00\x01")
+            .await
             .unwrap();
-        assert_eq!(judge_pending(&s, "45678", 1).unwrap(), 2);
+        assert_eq!(judge_pending(&s, "45678", 1).await.unwrap(), 2);
         assert_eq!(
-            s.raw_callback(a).unwrap().outcome,
+            s.raw_callback(a).await.unwrap().outcome,
             RawOutcome::Applied {
                 status: "unmatched".into()
             }
         );
         assert!(matches!(
-            s.raw_callback(b).unwrap().outcome,
+            s.raw_callback(b).await.unwrap().outcome,
             RawOutcome::Quarantined { .. }
         ));
-        assert_eq!(s.counts(1).unwrap().unmatched_callbacks, 1);
-        assert_eq!(judge_pending(&s, "45678", 1).unwrap(), 0);
+        assert_eq!(s.counts(1).await.unwrap().unmatched_callbacks, 1);
+        assert_eq!(judge_pending(&s, "45678", 1).await.unwrap(), 0);
         // The same body again is a replay: nothing changes.
-        let c = s.keep_raw("POST", Some("application/json"), ftc).unwrap();
-        let v = judge(&s, "45678", 1, c, "POST", Some("application/json"), ftc).unwrap();
+        let c = s.keep_callback("POST", json, ftc).await.unwrap();
+        let v = judge(&s, "45678", 1, c, "POST", Some("application/json"), ftc)
+            .await
+            .unwrap();
         assert!(matches!(
             v,
             Verdict::Applied {
@@ -240,7 +248,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(s.counts(1).unwrap().unmatched_callbacks, 1);
+        assert_eq!(s.counts(1).await.unwrap().unmatched_callbacks, 1);
         let q = s
             .raw_callbacks(
                 RawFilter {
@@ -249,6 +257,7 @@ mod tests {
                 None,
                 10,
             )
+            .await
             .unwrap();
         assert_eq!(q.len(), 1);
     }

@@ -92,21 +92,15 @@ async fn click(
     let Some(id) = invitation_of(&st, token) else {
         return not_found();
     };
-    let store = st.store.clone();
-    let done =
-        tokio::task::spawn_blocking(move || unsubscribe(&store, id, "one-click unsubscribe")).await;
+    let done = unsubscribe(&st.store, id, "one-click unsubscribe").await;
     let flushed = st.store.flush().await;
     match (done, flushed) {
-        (Ok(Ok(())), Ok(())) => respond(
+        (Ok(()), Ok(())) => respond(
             StatusCode::OK,
             "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed: we will send you no more email about this.</p>\n".into(),
         ),
-        (Ok(Err(e)), _) => {
-            st.store.note_error(&e);
-            tracing::error!(invitation = id, error = %e, "cannot record an unsubscribe");
-            unavailable()
-        }
         (Err(e), _) => {
+            st.store.note_error(&e);
             tracing::error!(invitation = id, error = %e, "cannot record an unsubscribe");
             unavailable()
         }
@@ -127,8 +121,8 @@ fn unavailable() -> Response {
 /// Suppress the person of invitation `id` (`how`: the log line's words).
 /// An invitation forgotten since (`people forget`) has nothing left to
 /// change: its person is suppressed.
-pub(crate) fn unsubscribe(store: &Store, id: u64, how: &str) -> Result<(), StoreError> {
-    let inv = match store.invitation(id) {
+pub(crate) async fn unsubscribe(store: &Store, id: u64, how: &str) -> Result<(), StoreError> {
+    let inv = match store.invitation(id).await {
         Ok(inv) => inv,
         Err(StoreError::NotFound(_)) => {
             tracing::info!(
@@ -145,7 +139,7 @@ pub(crate) fn unsubscribe(store: &Store, id: u64, how: &str) -> Result<(), Store
         source: SuppressionSource::Unsubscribe,
         at_ms: now_ms(),
     };
-    let done = store.suppress(&person, &entry)?;
+    let done = store.suppress(&person, entry).await?;
     tracing::info!(invitation = id, campaign = %inv.campaign, person = person.short(), new = done.new, failed = done.failed.len(), how, "unsubscribed");
     Ok(())
 }

@@ -315,6 +315,23 @@ impl Core {
         Ok(())
     }
 
+    /// Up to `limit` invitations after id `after`, in id order.
+    pub fn invitations_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Invitation>> {
+        let start = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(id) => id_key(id + 1),
+            None => id_key(0),
+        };
+        self.invitations
+            .range(start..)
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                open(&self.sealer, INVITATIONS, &k, &v, "invitation")
+            })
+            .collect()
+    }
+
     /// Every invitation, for listing and export.
     pub fn all_invitations(&self) -> impl Iterator<Item = Result<Invitation>> + '_ {
         self.invitations.iter().map(|item| {

@@ -74,7 +74,7 @@ pub use engine::compact_error::CompactError;
 pub use engine::compact_swap::{CompactStep, Recovery};
 pub use engine::{EngineError, LOG_TARGET as ENGINE_LOG_TARGET};
 pub use error::{Result, StoreError};
-pub use facade::Store;
+pub use facade::{BounceReport, NewMember, ReadingPlacer, ReadingToPlace, Store};
 pub use forget::{ForgetTarget, Forgotten};
 pub use invitations::{InsertOutcome, NewInvitation};
 pub use mail_keys::MailKeys;
@@ -84,20 +84,21 @@ pub use migrate::{
 };
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
 pub use readings::{
-    NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, Resolver, member_gate,
-    subject_of,
+    NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, member_gate, subject_of,
 };
 pub use records::{CallbackRecord, now_ms};
 pub use report::InvitationFilter;
-pub use rotation::{RotationReport, fingerprint, rotate_key};
+#[cfg(test)]
+pub(crate) use rotation::rotate_key;
+pub use rotation::{RotationReport, fingerprint};
 pub use suppressions::{Suppressed, Suppression, SuppressionSource};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 
 /// The store's synchronous core: every call may block on disk. Outside
-/// `store/` it is reached only through [`Store`] (`facade.rs`).
+/// `store/` it is reached only through [`Store`] (`facade/`).
 #[derive(Clone)]
-pub struct Core {
+pub(crate) struct Core {
     db: Engine,
     invitations: Table,
     members: Table,
@@ -207,26 +208,12 @@ impl Core {
         &self.path
     }
 
-    /// For `/readyz`: a small write made durable (so a full disk shows), and
-    /// the counters read back.
-    pub async fn probe(&self, current_version: u32) -> Result<()> {
-        if let Some(why) = self.failure() {
-            return Err(StoreError::Flush(why));
-        }
-        let me = self.clone();
-        let wrote = tokio::task::spawn_blocking(move || -> Result<()> {
-            let meta = me.db.table(tables::META)?;
-            meta.insert("readyz_probe", now_ms().to_be_bytes())?;
-            me.counts(current_version).map(|_| ())
-        })
-        .await
-        .map_err(|e| StoreError::Flush(e.to_string()))
-        .and_then(|r| r);
-        if let Err(e) = &wrote {
-            self.note_error(e);
-        }
-        wrote?;
-        self.flush().await
+    /// For `/readyz`: a small write (the facade makes it durable), and the
+    /// counters read back.
+    pub fn probe_write(&self, current_version: u32) -> Result<()> {
+        let meta = self.db.table(tables::META)?;
+        meta.insert("readyz_probe", now_ms().to_be_bytes())?;
+        self.counts(current_version).map(|_| ())
     }
 
     /// How many flushes the group commit has run (for metrics and benches).
@@ -293,7 +280,24 @@ impl Core {
         })
     }
 
+    /// Up to `limit` members after connection id `after`, in key order.
+    pub fn members_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Member>> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.members
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                sealed::open(&self.sealer, sealed::MEMBERS, &k, &v, "member")
+            })
+            .collect()
+    }
+
     /// The unmatched callbacks kept (sealed, or in clear if written so).
+    #[cfg(test)]
     pub fn unmatched(&self) -> impl Iterator<Item = Result<CallbackRecord>> + '_ {
         self.log.scan_prefix(schema::UNMATCHED_PREFIX).map(|item| {
             let (k, v) = item?;

@@ -381,8 +381,8 @@ fn new_row(new: &NewReading, id: u64, now: u64) -> ReadingRow {
 /// Where readings go: members by connection id, MydexID and external
 /// ref, and invitees not connected yet. Built once per file (or request)
 /// from the store.
-pub struct Resolver<'a> {
-    store: &'a Core,
+pub struct Resolver {
+    store: Core,
     by_ref: Option<HashMap<String, String>>,
     invited_refs: Option<std::collections::HashSet<String>>,
     invited_ids: Option<std::collections::HashSet<String>>,
@@ -394,10 +394,10 @@ pub struct Resolver<'a> {
 /// The most placements a resolver remembers before it starts afresh.
 const PLACED_MAX: usize = 10_000;
 
-impl<'a> Resolver<'a> {
-    pub fn new(store: &'a Core) -> Self {
+impl Resolver {
+    pub fn new(store: &Core) -> Self {
         Self {
-            store,
+            store: store.clone(),
             by_ref: None,
             invited_refs: None,
             invited_ids: None,

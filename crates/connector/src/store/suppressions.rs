@@ -31,6 +31,7 @@ impl Core {
     }
 
     /// Every entry, with its person hash.
+    #[cfg(test)]
     pub fn suppressions(&self) -> impl Iterator<Item = Result<(PersonHash, Suppression)>> + '_ {
         self.idx
             .scan_prefix(schema::SUPPRESSION_PREFIX)
@@ -43,6 +44,35 @@ impl Core {
                 .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
                 Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
             })
+    }
+
+    /// Up to `limit` entries after person hash `after`, in hash order.
+    pub fn suppressions_after(
+        &self,
+        after: Option<&PersonHash>,
+        limit: usize,
+    ) -> Result<Vec<(PersonHash, Suppression)>> {
+        let start = match after {
+            Some(p) => std::ops::Bound::Excluded(key(p).into_bytes()),
+            None => std::ops::Bound::Included(schema::SUPPRESSION_PREFIX.to_vec()),
+        };
+        self.idx
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(k, _)| k.starts_with(schema::SUPPRESSION_PREFIX))
+            })
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                let hash = match IdxKey::decode(&k) {
+                    Some(IdxKey::Suppression(h)) => PersonHash::parse(&h),
+                    _ => None,
+                }
+                .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
+                Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
+            })
+            .collect()
     }
 
     /// The ids of every invitation of `person`.

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::admin_state::AdminState;
 use crate::domain::{PersonHash, TokenKind, message_id_token};
-use crate::store::{Bounce, BounceType, Store, StoreError};
+use crate::store::{BounceReport, BounceType, Store, StoreError};
 
 /// The largest body taken.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -91,11 +91,11 @@ fn invitation_named(store: &Store, b: &BounceIn) -> Option<u64> {
 }
 
 /// The person and campaign of the mail a bounce names; `None`: not ours.
-fn whom(store: &Store, b: &BounceIn) -> Result<Option<Who>, Refusal> {
+async fn whom(store: &Store, b: &BounceIn) -> Result<Option<Who>, Refusal> {
     let Some(id) = invitation_named(store, b) else {
         return Ok(None);
     };
-    match store.invitation(id) {
+    match store.invitation(id).await {
         Ok(inv) => Ok(Some(Who {
             person: store.mail_keys().person(&inv.invitee.email),
             campaign: Some(inv.campaign),
@@ -139,17 +139,10 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
             );
         }
     };
-    let st2 = st.clone();
-    let done = tokio::task::spawn_blocking(move || match whom(&st2.store, &b) {
-        Ok(Some(who)) => Some(apply(&st2, &b, who, kind)),
-        Ok(None) => None,
-        Err((status, why)) => Some(error(status, why)),
-    })
-    .await;
-    let resp = match done {
-        Ok(Some(r)) => r,
+    let resp = match whom(&st.store, &b).await {
+        Ok(Some(who)) => apply(&st, &b, who, kind).await,
         Ok(None) => return ignored(&st, kind.as_str()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err((status, why)) => error(status, why),
     };
     if let Err(e) = st.store.flush().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
@@ -171,28 +164,23 @@ async fn unsubscribe_by_mail(st: &Arc<AdminState>, token: Option<&str>) -> Respo
         Some(t) if t.kind == TokenKind::Unsubscribe => t.invitation,
         _ => return ignored(st, "unsubscribe"),
     };
-    let store = st.store.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        crate::server::unsubscribe::unsubscribe(&store, id, "unsubscribe by mail")
-    })
-    .await;
+    let done = crate::server::unsubscribe::unsubscribe(&st.store, id, "unsubscribe by mail").await;
     match (done, st.store.flush().await) {
-        (Ok(Ok(())), Ok(())) => (
+        (Ok(()), Ok(())) => (
             StatusCode::OK,
             axum::Json(json!({"unsubscribed": true, "invitation": id})),
         )
             .into_response(),
-        (Ok(Err(e)), _) => {
+        (Err(e), _) => {
             st.store.note_error(&e);
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
-        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
 /// Record a bounce of the mail `who` names: its recipient only.
-fn apply(st: &AdminState, b: &BounceIn, who: Who, kind: BounceType) -> Response {
+async fn apply(st: &AdminState, b: &BounceIn, who: Who, kind: BounceType) -> Response {
     let Who {
         person,
         campaign,
@@ -210,23 +198,24 @@ fn apply(st: &AdminState, b: &BounceIn, who: Who, kind: BounceType) -> Response 
         })
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-    let outcome = st.store.record_bounce(&Bounce {
-        person: &person,
+    let report = BounceReport {
+        person: person.clone(),
         kind,
         diagnostic: if diagnostic.is_empty() {
-            kind.as_str()
+            kind.as_str().to_string()
         } else {
-            &diagnostic
+            diagnostic
         },
-        report_id: &report_id,
-        campaign: campaign.as_deref(),
+        report_id,
+        campaign: campaign.clone(),
         max_soft: st.settings.smtp.max_soft_bounces,
-    });
+    };
+    let outcome = st.store.record_bounce(report).await;
     match outcome {
         Ok(o) => {
             tracing::info!(invitation, campaign = campaign.as_deref().unwrap_or(""), person = person.short(), kind = kind.as_str(), outcome = ?o, "bounce recorded");
             if let (Some(c), Some(l)) = (&campaign, &st.lifecycle) {
-                l.control.bounced(c);
+                l.control.bounced(c).await;
             }
             let mut v = serde_json::to_value(&o).unwrap_or_default();
             v["person"] = person.short().into();

@@ -69,15 +69,13 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
     let filter = RawFilter {
         quarantined_only: q.quarantined,
     };
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.raw_callbacks(filter, q.after, limit)).await {
-        Ok(Ok(list)) => axum::Json(json!({
+    match st.store.raw_callbacks(filter, q.after, limit).await {
+        Ok(list) => axum::Json(json!({
             "callbacks": list.iter().map(view).collect::<Vec<_>>(),
             "next_after": if list.len() == limit { list.last().map(|r| r.id) } else { None },
         }))
         .into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(e),
     }
 }
 
@@ -90,26 +88,23 @@ pub async fn show(
         Some(_) => Hide::Keys,
         None => Hide::KeysAndTokens,
     };
-    let store = st.store.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let rec = store.raw_callback(id)?;
-        let body = store.raw_body(&rec)?;
-        let mut v = view(&rec);
-        v["body"] = redact_body_hiding(&body, hide);
-        Ok::<_, StoreError>(v)
-    })
-    .await;
-    match done {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match st.store.raw_callback_with_body(id).await {
+        Ok((rec, body)) => {
+            let mut v = view(&rec);
+            v["body"] = redact_body_hiding(&body, hide);
+            axum::Json(v).into_response()
+        }
+        Err(e) => store_error(e),
     }
 }
 
 /// Judge stored callback `id` again; its view with the new outcome.
-fn replay_one(st: &AdminState, store: &Store, id: u64) -> Result<serde_json::Value, StoreError> {
-    let rec = store.raw_callback(id)?;
-    let body = store.raw_body(&rec)?;
+async fn replay_one(
+    st: &AdminState,
+    store: &Store,
+    id: u64,
+) -> Result<serde_json::Value, StoreError> {
+    let (rec, body) = store.raw_callback_with_body(id).await?;
     let before = rec.outcome.clone();
     let verdict = callback_judge::judge(
         store,
@@ -119,7 +114,8 @@ fn replay_one(st: &AdminState, store: &Store, id: u64) -> Result<serde_json::Val
         &rec.method,
         rec.content_type.as_deref(),
         &body,
-    )?;
+    )
+    .await?;
     match &verdict {
         Verdict::Applied { kind, outcome, .. } => {
             let status = callback_judge::status_word(outcome);
@@ -134,52 +130,47 @@ fn replay_one(st: &AdminState, store: &Store, id: u64) -> Result<serde_json::Val
         }
         Verdict::Quarantined { .. } => st.metrics.callback("unknown", "quarantined"),
     }
-    Ok(view(&store.raw_callback(id)?))
+    Ok(view(&store.raw_callback(id).await?))
 }
 
 pub async fn replay(State(st): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
-    let s = st.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let v = replay_one(&s, &s.store, id)?;
-        s.store.flush_blocking()?;
+    let done = async {
+        let v = replay_one(&st, &st.store, id).await?;
+        st.store.flush().await?;
         Ok::<_, StoreError>(v)
-    })
-    .await;
-    match done {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match done.await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => store_error(e),
     }
 }
 
 pub async fn replay_quarantined(State(st): State<Arc<AdminState>>) -> Response {
-    let s = st.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    let s = &st;
+    let done = async {
         let store = &s.store;
         // The ones quarantined now; each is judged once (a page at a time,
         // after the last one seen, so one quarantined again is not re-run).
         let mut results = Vec::new();
         let mut after = None;
         loop {
-            let page = store.raw_callbacks(
-                RawFilter {
-                    quarantined_only: true,
-                },
-                after,
-                DEFAULT_LIMIT,
-            )?;
+            let quarantined = RawFilter {
+                quarantined_only: true,
+            };
+            let page = store
+                .raw_callbacks(quarantined, after, DEFAULT_LIMIT)
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for rec in &page {
-                results.push(replay_one(&s, store, rec.id)?);
+                results.push(replay_one(s, store, rec.id).await?);
             }
         }
-        store.flush_blocking()?;
+        store.flush().await?;
         Ok::<_, StoreError>(results)
-    })
-    .await;
-    match done {
-        Ok(Ok(results)) => {
+    };
+    match done.await {
+        Ok(results) => {
             let applied = results.iter().filter(|v| v["state"] == "applied").count();
             axum::Json(json!({
                 "replayed": results.len(),
@@ -189,7 +180,6 @@ pub async fn replay_quarantined(State(st): State<Arc<AdminState>>) -> Response {
             }))
             .into_response()
         }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(e),
     }
 }

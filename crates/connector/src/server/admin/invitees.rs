@@ -219,23 +219,20 @@ async fn store_rows(
     st: &AdminState,
     items: Vec<NewInvitation>,
 ) -> Result<(Vec<NewInvitation>, Vec<InsertOutcome>), Response> {
-    let store = st.store.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        let outcomes = store.insert_invitations(&items, None)?;
-        store.flush_blocking()?;
-        Ok::<_, StoreError>((items, outcomes))
-    })
-    .await;
-    match stored {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
+    let stored = async {
+        let outcomes = st.store.insert_invitations(items, None).await?;
+        st.store.flush().await?;
+        Ok::<_, StoreError>(outcomes.into_iter().unzip())
+    };
+    match stored.await {
+        Ok(v) => Ok(v),
+        Err(e) => {
             tracing::error!(error = %e, "POST /invitees: cannot store");
             Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("cannot store the invitees now ({e}); nothing was stored, please retry"),
             ))
         }
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
 

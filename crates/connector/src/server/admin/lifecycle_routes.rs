@@ -106,26 +106,17 @@ async fn pause(
             "reason: one line of at most 500 characters",
         );
     }
-    let c = st.lifecycle.control.clone();
-    match tokio::task::spawn_blocking(move || c.pause(&name, body.reason).map(|p| (name, p))).await
-    {
-        Ok(Ok((name, p))) => {
-            axum::Json(json!({"campaign": name, "paused": true, "reason": p.reason}))
-                .into_response()
-        }
-        Ok(Err(e)) => control_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match st.lifecycle.control.pause(&name, body.reason).await {
+        Ok(p) => axum::Json(json!({"campaign": name, "paused": true, "reason": p.reason}))
+            .into_response(),
+        Err(e) => control_error(e),
     }
 }
 
 async fn resume(State(st): State<Arc<LifecycleApi>>, Path(name): Path<String>) -> Response {
-    let c = st.lifecycle.control.clone();
-    match tokio::task::spawn_blocking(move || c.resume(&name).map(|was| (name, was))).await {
-        Ok(Ok((name, was))) => {
-            axum::Json(json!({"campaign": name, "paused": false, "was_paused": was}))
-                .into_response()
-        }
-        Ok(Err(e)) => control_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match st.lifecycle.control.resume(&name).await {
+        Ok(was) => axum::Json(json!({"campaign": name, "paused": false, "was_paused": was}))
+            .into_response(),
+        Err(e) => control_error(e),
     }
 }

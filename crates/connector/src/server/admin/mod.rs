@@ -131,38 +131,41 @@ async fn stall(
 }
 
 /// The status document (also what `mydex-connector status --json` prints).
-pub fn status_json(
+pub async fn status_json(
     store: &Store,
     current_version: u32,
     campaigns: &[String],
     uptime_s: u64,
 ) -> Result<serde_json::Value, crate::store::StoreError> {
-    let c = store.counts(current_version)?;
+    let c = store.counts(current_version).await?;
     let mut inv = serde_json::Map::new();
     for (s, n) in &c.invitations {
         inv.insert(s.as_str().into(), (*n).into());
     }
     let notifications: serde_json::Map<String, serde_json::Value> = store
-        .notification_counts()?
+        .notification_counts()
+        .await?
         .into_iter()
         .map(|(k, v)| (k, v.into()))
         .collect();
+    let suppressed = store.suppressed_count().await?;
+    let records = records_json(store).await?;
     Ok(serde_json::json!({
         "invitations": inv,
         "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
         "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
         "connection_version": current_version,
-        "suppressed": store.suppressed_count()?,
+        "suppressed": suppressed,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
-        "records": records_json(store)?,
+        "records": records,
     }))
 }
 
 /// `status.records`: `queued` counts every reading not yet settled
 /// (queued, in flight, outcome unknown).
-fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreError> {
-    let r = store.record_counts()?;
+async fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreError> {
+    let r = store.record_counts().await?;
     Ok(serde_json::json!({
         "queued": r.queued + r.in_flight + r.unknown,
         "delivered": r.delivered,
@@ -174,28 +177,7 @@ fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreE
 }
 
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
-    let s = st.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut doc = status_json(
-            &s.store,
-            s.current_version,
-            &s.campaigns,
-            s.started.elapsed().as_secs(),
-        )?;
-        doc["campaign_progress"] = campaign_progress(&s)?;
-        doc["bounces"] = serde_json::json!({"ignored": s.metrics.bounces_ignored()});
-        doc["members_by_version"] = s
-            .store
-            .members_by_version()?
-            .into_iter()
-            .map(|(v, n)| (v.to_string(), serde_json::Value::from(n)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-        Ok::<_, crate::store::StoreError>(doc)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r.map_err(|e| e.to_string()));
+    let read = status_doc(&st).await.map_err(|e| e.to_string());
     let (mut doc, store) = match read {
         Ok(doc) => {
             st.last_status.remember(&doc);
@@ -219,10 +201,8 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     // What lives in memory is always current, whatever the store says.
     doc["uptime_seconds"] = st.started.elapsed().as_secs().into();
     doc["store"] = store;
-    let parts = match st.lifecycle.clone() {
-        Some(l) => tokio::task::spawn_blocking(move || l.status_parts())
-            .await
-            .unwrap_or_default(),
+    let parts = match &st.lifecycle {
+        Some(l) => l.status_parts().await,
         None => Vec::new(),
     };
     if let Some(obj) = doc.as_object_mut() {
@@ -233,10 +213,27 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     axum::Json(doc).into_response()
 }
 
+/// The status document as the store holds it now.
+async fn status_doc(s: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
+    let uptime = s.started.elapsed().as_secs();
+    let mut doc = status_json(&s.store, s.current_version, &s.campaigns, uptime).await?;
+    doc["campaign_progress"] = campaign_progress(s).await?;
+    doc["bounces"] = serde_json::json!({"ignored": s.metrics.bounces_ignored()});
+    doc["members_by_version"] = s
+        .store
+        .members_by_version()
+        .await?
+        .into_iter()
+        .map(|(v, n)| (v.to_string(), serde_json::Value::from(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    Ok(doc)
+}
+
 /// Per campaign: its configured rate (as of the last reload) and its
 /// invitations by state.
-fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
-    let counts = st.store.counts_by_campaign()?;
+async fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
+    let counts = st.store.counts_by_campaign().await?;
     let mut out = serde_json::Map::new();
     let campaigns = match &st.lifecycle {
         Some(l) => l.control.campaigns(),
@@ -263,11 +260,7 @@ fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store:
 }
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
-    let s = st.clone();
-    let read = tokio::task::spawn_blocking(move || snapshot(&s))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let read = snapshot(&st).await.map_err(|e| e.to_string());
     let snap = match read {
         Ok(snap) => {
             st.last_snapshot.remember(&snap);
@@ -300,9 +293,11 @@ async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
 }
 
 /// The store's side of `/metrics`.
-fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
-    let c = st.store.counts(st.current_version)?;
-    let invitations = invitations_by_campaign(st)?;
+async fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
+    let store = &st.store;
+    let job = crate::pipeline::version_sweep::JOB;
+    let c = store.counts(st.current_version).await?;
+    let invitations = invitations_by_campaign(st).await?;
     let count = |s: crate::store::State| {
         c.invitations
             .iter()
@@ -311,8 +306,8 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or(0)
     };
     Ok(Snapshot {
-        suppressed: st.store.suppressed_count()?,
-        bounces: bounces_by_campaign(st)?,
+        suppressed: store.suppressed_count().await?,
+        bounces: bounces_by_campaign(st).await?,
         invitations,
         members_total: c.members_total,
         members_outdated: c.members_outdated,
@@ -326,16 +321,10 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
         queue_depth: count(crate::store::State::Queued) + count(crate::store::State::LinkIssued),
         uptime_seconds: st.started.elapsed().as_secs(),
         store_flushes: st.store.flushes(),
-        sweeps: sweeps(st),
-        sweep_held: st.store.held_count(crate::pipeline::version_sweep::JOB) as u64,
-        sweep_brake: st
-            .store
-            .brake(crate::pipeline::version_sweep::JOB)?
-            .is_some(),
-        mydex_connection_denied: st
-            .store
-            .connection_denied(crate::pipeline::version_sweep::JOB)?
-            .is_some(),
+        sweeps: sweeps(st).await,
+        sweep_held: store.held_count(job).await? as u64,
+        sweep_brake: store.brake(job).await?.is_some(),
+        mydex_connection_denied: store.connection_denied(job).await?.is_some(),
         callback_tls_cert_expiry: st.tls.as_ref().map(|t| t.current().not_after),
         campaigns: st
             .lifecycle
@@ -344,16 +333,16 @@ fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError> {
             .unwrap_or_default(),
         store_write_failed: st.store.failure().is_some(),
         mydex_api_failing: st.mydex.api_health().is_err(),
-        records: records(st)?,
+        records: records(st).await?,
     })
 }
 
 /// Invitations by campaign and state: every configured campaign with every
 /// state, and those of campaigns no longer configured (they still count).
-fn invitations_by_campaign(
+async fn invitations_by_campaign(
     st: &AdminState,
 ) -> Result<Vec<(String, String, u64)>, crate::store::StoreError> {
-    let by_campaign = st.store.counts_by_campaign()?;
+    let by_campaign = st.store.counts_by_campaign().await?;
     let mut invitations = Vec::new();
     for campaign in &st.campaigns {
         for state in crate::store::State::ALL {
@@ -373,12 +362,12 @@ fn invitations_by_campaign(
 }
 
 /// Bounces by configured campaign and type (hard, soft, complaint).
-fn bounces_by_campaign(
+async fn bounces_by_campaign(
     st: &AdminState,
 ) -> Result<Vec<(String, String, u64)>, crate::store::StoreError> {
     let mut bounces = Vec::new();
     for campaign in &st.campaigns {
-        let (_, hard, soft, complaints) = st.store.campaign_bounces(campaign)?;
+        let (_, hard, soft, complaints) = st.store.campaign_bounces(campaign).await?;
         for (kind, n) in [("hard", hard), ("soft", soft), ("complaint", complaints)] {
             bounces.push((campaign.clone(), kind.to_string(), n));
         }
@@ -387,27 +376,26 @@ fn bounces_by_campaign(
 }
 
 /// Each sweep job's progress (none before the scheduler runs).
-fn sweeps(st: &AdminState) -> Vec<crate::metrics::SweepProgress> {
-    st.lifecycle
-        .as_ref()
-        .map(|l| {
-            l.sweep_progress()
-                .into_iter()
-                .map(|(job, running, last)| crate::metrics::SweepProgress {
-                    job: job.into(),
-                    running,
-                    run: last.as_ref().map_or(0, |r| r.run),
-                    checked: last.as_ref().map_or(0, |r| r.checked),
-                    errors: last.as_ref().map_or(0, |r| r.errors),
-                })
-                .collect()
+async fn sweeps(st: &AdminState) -> Vec<crate::metrics::SweepProgress> {
+    let Some(l) = &st.lifecycle else {
+        return Vec::new();
+    };
+    l.sweep_progress()
+        .await
+        .into_iter()
+        .map(|(job, running, last)| crate::metrics::SweepProgress {
+            job: job.into(),
+            running,
+            run: last.as_ref().map_or(0, |r| r.run),
+            checked: last.as_ref().map_or(0, |r| r.checked),
+            errors: last.as_ref().map_or(0, |r| r.errors),
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Readings by state.
-fn records(st: &AdminState) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
-    let r = st.store.record_counts()?;
+async fn records(st: &AdminState) -> Result<Vec<(&'static str, u64)>, crate::store::StoreError> {
+    let r = st.store.record_counts().await?;
     Ok(vec![
         ("queued", r.queued),
         ("in_flight", r.in_flight),

@@ -109,16 +109,13 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
         external_ref: q.external_ref,
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.list_invitations(&filter, q.after, limit)).await
-    {
-        Ok(Ok(list)) => axum::Json(json!({
+    match st.store.list_invitations(filter, q.after, limit).await {
+        Ok(list) => axum::Json(json!({
             "invitations": list.iter().map(|i| view(i, Detail::Summary)).collect::<Vec<_>>(),
             "next_after": if list.len() == limit { list.last().map(|i| i.id) } else { None },
         }))
         .into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(e),
     }
 }
 
@@ -127,48 +124,62 @@ pub async fn show(
     Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
 ) -> Response {
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.invitation(id)).await {
-        Ok(Ok(inv)) => axum::Json(view(&inv, Detail::Full(caller.bearer()))).into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match st.store.invitation(id).await {
+        Ok(inv) => axum::Json(view(&inv, Detail::Full(caller.bearer()))).into_response(),
+        Err(e) => store_error(e),
     }
 }
 
 pub async fn retry(State(st): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
-    let store = st.store.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let inv = store.retry_failed(id)?;
-        store.flush_blocking()?;
+    let done = async {
+        let inv = st.store.retry_failed(id).await?;
+        st.store.flush().await?;
         Ok::<_, StoreError>(inv)
-    })
-    .await;
-    match done {
-        Ok(Ok(inv)) => {
+    };
+    match done.await {
+        Ok(inv) => {
             tracing::info!(invitation = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""), state = "queued", "failed invitation retried by an operator");
             st.wake.notify_one();
             axum::Json(view(&inv, Detail::Summary)).into_response()
         }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(e),
     }
 }
 
 pub async fn retry_failed(State(st): State<Arc<AdminState>>) -> Response {
-    let store = st.store.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let failed = store.list_invitations(
-            &InvitationFilter {
-                state: Some(InvState::Failed),
-                ..Default::default()
-            },
-            None,
-            usize::MAX,
-        )?;
-        let mut retried = Vec::new();
-        let mut refused = Vec::new();
-        for inv in failed {
-            match store.retry_failed(inv.id) {
+    match retry_every_failed(&st.store).await {
+        Ok((retried, refused)) => {
+            if !retried.is_empty() {
+                st.wake.notify_one();
+            }
+            axum::Json(json!({"retried": retried, "refused": refused})).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// Retry every failed invitation, a page at a time: the ids retried, and
+/// those refused with why.
+async fn retry_every_failed(
+    store: &crate::store::Store,
+) -> Result<(Vec<u64>, Vec<serde_json::Value>), StoreError> {
+    let failed = InvitationFilter {
+        state: Some(InvState::Failed),
+        ..Default::default()
+    };
+    let mut retried = Vec::new();
+    let mut refused = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_invitations(failed.clone(), after, DEFAULT_LIMIT)
+            .await?;
+        let Some(last) = page.last().map(|i| i.id) else {
+            break;
+        };
+        after = Some(last);
+        for inv in page {
+            match store.retry_failed(inv.id).await {
                 Ok(inv) => {
                     tracing::info!(invitation = inv.id, campaign = %inv.campaign, external_ref = inv.invitee.external_ref.as_deref().unwrap_or(""), state = "queued", "failed invitation retried by an operator");
                     retried.push(inv.id)
@@ -179,20 +190,9 @@ pub async fn retry_failed(State(st): State<Arc<AdminState>>) -> Response {
                 Err(e) => return Err(e),
             }
         }
-        store.flush_blocking()?;
-        Ok((retried, refused))
-    })
-    .await;
-    match done {
-        Ok(Ok((retried, refused))) => {
-            if !retried.is_empty() {
-                st.wake.notify_one();
-            }
-            axum::Json(json!({"retried": retried, "refused": refused})).into_response()
-        }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+    store.flush().await?;
+    Ok((retried, refused))
 }
 
 #[derive(serde::Deserialize)]
@@ -215,12 +215,36 @@ pub async fn members(
             "member keys are not exported: set admin.allow_key_export = true to allow it",
         );
     }
-    let store = st.store.clone();
     let with_keys = q.with_keys;
-    let done = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for m in store.all_members() {
-            let m = m?;
+    match member_views(&st.store, with_keys).await {
+        Ok(members) => {
+            if with_keys {
+                tracing::warn!(
+                    members = members.len(),
+                    "member keys exported through the admin API"
+                );
+            }
+            axum::Json(json!({ "members": members })).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// Every member as listed (with its key when `with_keys`), read a page at
+/// a time.
+async fn member_views(
+    store: &crate::store::Store,
+    with_keys: bool,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.members_page(after, DEFAULT_LIMIT).await?;
+        let Some(last) = page.last().map(|m| m.connection_id.clone()) else {
+            return Ok(out);
+        };
+        after = Some(last);
+        for m in page {
             let mut v = json!({
                 "external_ref": m.external_ref,
                 "mydexid": m.mydexid.as_ref().map(|x| x.to_string()),
@@ -247,20 +271,5 @@ pub async fn members(
             }
             out.push(v);
         }
-        Ok::<_, StoreError>(out)
-    })
-    .await;
-    match done {
-        Ok(Ok(members)) => {
-            if with_keys {
-                tracing::warn!(
-                    members = members.len(),
-                    "member keys exported through the admin API"
-                );
-            }
-            axum::Json(json!({ "members": members })).into_response()
-        }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

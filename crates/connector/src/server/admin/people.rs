@@ -80,17 +80,13 @@ pub async fn forget(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
         Ok(v) => v,
         Err(why) => return error(StatusCode::BAD_REQUEST, why.to_string()),
     };
-    let s = st.clone();
-    let done =
-        tokio::task::spawn_blocking(move || s.store.forget_person(&target, disconnect)).await;
-    let f = match done {
-        Ok(Ok(f)) => f,
-        Ok(Err(e @ StoreError::NoSuchPerson(_))) => {
+    let f = match st.store.forget_person(target, disconnect).await {
+        Ok(f) => f,
+        Err(e @ StoreError::NoSuchPerson(_)) => {
             return error(StatusCode::NOT_FOUND, e.to_string());
         }
-        Ok(Err(e @ StoreError::Refused(_))) => return error(StatusCode::CONFLICT, e.to_string()),
-        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e @ StoreError::Refused(_)) => return error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     if let Err(e) = st.store.flush().await {
         return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
@@ -101,6 +97,7 @@ pub async fn forget(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
     }
     let dirs = kept_dirs(&dirs);
     let (emails, refs) = (f.emails.clone(), f.external_refs.clone());
+    // Not the store: rewriting the queue and readings files on disk.
     let files = tokio::task::spawn_blocking(move || erase_lines(&dirs, &emails, &refs)).await;
     let persons: Vec<&str> = f.persons.iter().map(|p| p.short()).collect();
     let files = match files {

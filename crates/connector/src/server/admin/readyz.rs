@@ -53,6 +53,7 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let connection = match st
         .store
         .connection_denied(crate::pipeline::version_sweep::JOB)
+        .await
     {
         Ok(None) => Ok(()),
         Ok(Some(d)) => Err(ConnectionCheck::Denied(d.reason)),

@@ -140,27 +140,24 @@ async fn accept(
         }
     }
     let numbers: Vec<u64> = good.iter().map(|(n, _)| *n).collect();
-    let store = st.store.clone();
-    let stored = tokio::task::spawn_blocking(move || {
+    let stored = async {
         let items = good
             .into_iter()
             .map(|(_, r)| ("api".to_string(), r))
             .collect();
-        let out = place_readings(&store, &delivery, items, None)?;
-        store.flush_blocking()?;
+        let out = place_readings(&st.store, &delivery, items, None).await?;
+        st.store.flush().await?;
         Ok::<_, StoreError>(out)
-    })
-    .await;
-    let outcomes = match stored {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
+    };
+    let outcomes = match stored.await {
+        Ok(v) => v,
+        Err(e) => {
             tracing::error!(error = %e, "POST /records: cannot store");
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("cannot store the readings now ({e}); nothing was stored, please retry"),
             ));
         }
-        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
     let (queued, held) = note_outcomes(numbers, outcomes, &mut results);
     results.sort_by_key(|r| r["row"].as_u64().unwrap_or(0));
@@ -222,9 +219,8 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
         }
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.list_readings(state, q.after, limit)).await {
-        Ok(Ok(rows)) => {
+    match st.store.list_readings(state, q.after, limit).await {
+        Ok(rows) => {
             let items: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|r| {
@@ -244,7 +240,6 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
             let next = rows.last().map(|r| r.id);
             axum::Json(json!({"records": items, "next_after": next})).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

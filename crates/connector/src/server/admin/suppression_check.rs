@@ -52,26 +52,23 @@ pub async fn post(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) ->
             ),
         );
     }
-    let s = st.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let keys = s.store.mail_keys();
-        let mut out = Vec::new();
-        for (i, raw) in input.emails.iter().enumerate() {
-            let Ok(email) = Email::parse(raw) else {
-                continue;
-            };
-            if let Some(entry) = s.store.suppression(&keys.person(&email))? {
-                out.push(json!({"index": i, "reason": entry.reason}));
-            }
-        }
-        Ok::<_, crate::store::StoreError>((input.emails.len(), out))
-    })
-    .await;
-    match found {
-        Ok(Ok((checked, suppressed))) => {
+    let keys = st.store.mail_keys();
+    let (indexes, persons): (Vec<usize>, Vec<_>) = input
+        .emails
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| Email::parse(raw).ok().map(|e| (i, keys.person(&e))))
+        .unzip();
+    match st.store.suppressions_of(persons).await {
+        Ok(found) => {
+            let suppressed: Vec<_> = indexes
+                .into_iter()
+                .zip(found)
+                .filter_map(|(i, entry)| entry.map(|e| json!({"index": i, "reason": e.reason})))
+                .collect();
+            let checked = input.emails.len();
             axum::Json(json!({"checked": checked, "suppressed": suppressed})).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -36,22 +36,27 @@ fn parse(body: &[u8]) -> Result<(Entry, Email), (StatusCode, String)> {
 }
 
 pub async fn list(State(st): State<Arc<AdminState>>) -> Response {
-    let s = st.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        s.store
-            .suppressions()
-            .map(|r| {
-                r.map(|(h, e)| {
-                    json!({"person": h.short(), "reason": e.reason, "source": e.source, "at_ms": e.at_ms})
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await;
-    match out {
-        Ok(Ok(v)) => axum::Json(json!({ "suppressed": v.len(), "entries": v })).into_response(),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match entries(&st.store).await {
+        Ok(v) => axum::Json(json!({ "suppressed": v.len(), "entries": v })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Every entry as listed, read a page at a time.
+async fn entries(
+    store: &crate::store::Store,
+) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.suppressions_page(after, 1000).await?;
+        let Some(last) = page.last().map(|(h, _)| h.clone()) else {
+            return Ok(out);
+        };
+        after = Some(last);
+        out.extend(page.into_iter().map(|(h, e)| {
+            json!({"person": h.short(), "reason": e.reason, "source": e.source, "at_ms": e.at_ms})
+        }));
     }
 }
 
@@ -65,20 +70,16 @@ pub async fn add(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> 
         .map(|r| super::bounces::clean_diagnostic(&r))
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "suppressed by an operator".into());
-    let s = st.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let person = s.store.mail_keys().person(&email);
-        let e = Suppression {
-            reason,
-            source: SuppressionSource::Operator,
-            at_ms: now_ms(),
-        };
-        s.store.suppress(&person, &e).map(|d| (person, d))
-    })
-    .await;
+    let person = st.store.mail_keys().person(&email);
+    let e = Suppression {
+        reason,
+        source: SuppressionSource::Operator,
+        at_ms: now_ms(),
+    };
+    let done = st.store.suppress(&person, e).await;
     let flushed = st.store.flush().await;
     match (done, flushed) {
-        (Ok(Ok((person, d))), Ok(())) => {
+        (Ok(d), Ok(())) => {
             tracing::info!(
                 person = person.short(),
                 new = d.new,
@@ -88,9 +89,7 @@ pub async fn add(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> 
             axum::Json(json!({"person": person.short(), "new": d.new, "failed": d.failed.len()}))
                 .into_response()
         }
-        (Ok(Err(e)), _) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -99,15 +98,11 @@ pub async fn remove(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
         Ok(v) => v,
         Err((status, why)) => return error(status, why),
     };
-    let s = st.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let person = s.store.mail_keys().person(&email);
-        s.store.unsuppress(&person).map(|r| (person, r))
-    })
-    .await;
+    let person = st.store.mail_keys().person(&email);
+    let done = st.store.unsuppress(&person).await;
     let flushed = st.store.flush().await;
     match (done, flushed) {
-        (Ok(Ok((person, removed))), Ok(())) => {
+        (Ok(removed), Ok(())) => {
             tracing::info!(
                 person = person.short(),
                 removed,
@@ -115,8 +110,6 @@ pub async fn remove(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
             );
             axum::Json(json!({"person": person.short(), "removed": removed})).into_response()
         }
-        (Ok(Err(e)), _) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        (Err(e), _) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
