@@ -497,16 +497,19 @@ impl Delivery {
             let Some((uid, key, _)) = self.member_key(&batch.connection_id) else {
                 return;
             };
-            let store = self.store.clone();
-            let ids = batch.rows.clone();
-            let rows = tokio::task::spawn_blocking(move || {
-                ids.iter()
-                    .filter_map(|id| store.reading(*id).ok().flatten())
-                    .map(|r| r.external_id)
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+            let (store, b) = (self.store.clone(), batch.clone());
+            let rows = match tokio::task::spawn_blocking(move || store.batch_rows(&b)).await {
+                Ok(Ok(rows)) => rows.into_iter().map(|r| r.external_id).collect::<Vec<_>>(),
+                Ok(Err(e)) => {
+                    self.store.note_error(&e);
+                    tracing::error!(error = %e, "delivery: cannot read a batch's rows; trying later");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery: read-back task failed");
+                    return;
+                }
+            };
             let pm = PdsMember {
                 uid,
                 connection_id: &batch.connection_id,

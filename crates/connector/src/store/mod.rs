@@ -36,7 +36,11 @@ mod identify;
 mod invitations;
 mod mail_keys;
 pub(crate) mod raw_callbacks;
+mod reading_erasure;
+mod reading_groups;
+mod reading_keys;
 mod readings;
+mod readings_layout;
 mod records;
 mod report;
 mod rotation;
@@ -151,6 +155,8 @@ impl Core {
             meta.insert(sealed::LOG_CONVERGED, &[1u8])?;
             meta.flush()?;
         }
+        // Once per store written before readings were keyed by state.
+        store.migrate_readings_layout(&meta)?;
         Ok(store)
     }
 

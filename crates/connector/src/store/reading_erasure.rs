@@ -1,0 +1,141 @@
+//! The readings part of `people forget` (`forget.rs`): every row kept for
+//! the person (queued, in a batch, held, failed), the `u/` keys that are
+//! all that is kept of their delivered readings, and their groups and
+//! batches not settled. Found before the erasing transaction, erased in it
+//! with their counts.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use sled::transaction::TransactionalTree;
+
+use super::Core;
+use super::batches::Batch;
+use super::codec::{decode_u64, tx_decode};
+use super::error::{Result, TxResult};
+use super::reading_keys::{
+    Slot, batch_prefix, group_id_key, group_names_of_connection, group_version_key, unique_key,
+    unique_prefix_of_connection,
+};
+use super::readings::{ReadingRow, Tally};
+use super::sealed::{READINGS, open};
+use crate::domain::{MemberRef, RowState};
+
+/// Who the readings belong to: connection ids, external refs, MydexIDs
+/// (lowercased).
+pub(super) struct Whose<'a> {
+    pub conns: &'a BTreeSet<String>,
+    pub refs: &'a BTreeSet<String>,
+    pub mydexids: &'a BTreeSet<String>,
+}
+
+/// What `people forget` erases of a person's readings.
+#[derive(Default)]
+pub(super) struct ReadingsToErase {
+    /// Rows kept, with their keys.
+    rows: Vec<(Vec<u8>, ReadingRow)>,
+    /// `u/` keys of their connections' readings, with the reading's id
+    /// (a delivered reading has no row).
+    unique: Vec<(Vec<u8>, u64)>,
+    /// Their groups (`gn/` key, group).
+    groups: Vec<(Vec<u8>, u64)>,
+    /// Their groups' batches not settled.
+    batches: Vec<Vec<u8>>,
+}
+
+impl ReadingsToErase {
+    pub(super) fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.unique.is_empty()
+    }
+
+    /// How many readings: rows and delivered readings, each once.
+    pub(super) fn count(&self) -> usize {
+        let mut ids: HashSet<u64> = self.rows.iter().map(|(_, r)| r.id).collect();
+        ids.extend(self.unique.iter().map(|(_, id)| *id));
+        ids.len()
+    }
+}
+
+impl Core {
+    /// Every reading of the person `whose` names.
+    pub(super) fn readings_to_erase(&self, whose: &Whose<'_>) -> Result<ReadingsToErase> {
+        let mut e = ReadingsToErase::default();
+        for item in self.readings.iter() {
+            let (k, v) = item?;
+            let row: ReadingRow = open(&self.sealer, READINGS, &k, &v, "reading")?;
+            let hit = row
+                .connection_id
+                .as_ref()
+                .is_some_and(|c| whose.conns.contains(c))
+                || match &row.member {
+                    MemberRef::ExternalRef(r) => whose.refs.contains(r),
+                    MemberRef::MydexId(x) => whose.mydexids.contains(&x.to_lowercase()),
+                    MemberRef::ConnectionId(c) => whose.conns.contains(c),
+                };
+            if hit {
+                e.rows.push((k.to_vec(), row));
+            }
+        }
+        for conn in whose.conns {
+            for item in self.rdx.scan_prefix(unique_prefix_of_connection(conn)) {
+                let (k, v) = item?;
+                e.unique.push((k.to_vec(), decode_u64(&v)));
+            }
+            for item in self.rdx.scan_prefix(group_names_of_connection(conn)) {
+                let (k, v) = item?;
+                let group = decode_u64(&v);
+                e.groups.push((k.to_vec(), group));
+                for b in self.rdx.scan_prefix(batch_prefix(group)).keys() {
+                    e.batches.push(b?.to_vec());
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    /// Inside `people forget`'s transaction: erase what was found, and
+    /// take each reading off its count.
+    pub(super) fn tx_erase_readings(
+        &self,
+        r: &TransactionalTree,
+        x: &TransactionalTree,
+        e: &ReadingsToErase,
+    ) -> TxResult<()> {
+        let mut tally = Tally::default();
+        let mut batched: HashMap<u64, RowState> = HashMap::new();
+        for key in &e.batches {
+            if let Some(v) = x.remove(key.as_slice())? {
+                let b: Batch = tx_decode(&v, "batch")?;
+                batched.extend(b.rows.iter().map(|id| (*id, b.state.rows())));
+            }
+        }
+        let mut erased = HashSet::new();
+        for (key, row) in &e.rows {
+            if r.remove(key.as_slice())?.is_none() {
+                continue;
+            }
+            let state = match Slot::parse(key) {
+                Some(Slot::Queue { id, .. }) => {
+                    batched.get(&id).copied().unwrap_or(RowState::Queued)
+                }
+                _ => row.state,
+            };
+            tally.remove(state);
+            erased.insert(row.id);
+            let ukey = unique_key(&row.subject, &row.dataset, &row.external_id);
+            if x.get(&ukey)?.is_some_and(|v| decode_u64(&v) == row.id) {
+                x.remove(ukey)?;
+            }
+        }
+        for (key, id) in &e.unique {
+            if x.remove(key.as_slice())?.is_some() && !erased.contains(id) {
+                tally.remove(RowState::Delivered);
+            }
+        }
+        for (key, group) in &e.groups {
+            x.remove(key.as_slice())?;
+            x.remove(group_id_key(*group))?;
+            x.remove(group_version_key(*group))?;
+        }
+        tally.apply(x)
+    }
+}
