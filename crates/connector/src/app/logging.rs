@@ -3,6 +3,7 @@
 //! on stderr (`log.format`). The level sits behind a reload handle so SIGHUP
 //! can change it while the daemon runs.
 
+use crate::store::ENGINE_LOG_TARGET;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -65,19 +66,20 @@ fn stderr_is_journal() -> bool {
     }
 }
 
-/// sled's own debug and trace lines come per page written (hundreds of MB
-/// for a large ingest), and some are logged from crossbeam-epoch destructors
-/// as a thread exits, when the log layer's thread-local buffer is already
-/// gone: the process then aborts on its way out. So sled stays at `info`
-/// unless the filter names sled itself.
+/// The storage engine's own debug and trace lines come per page written
+/// (hundreds of MB for a large ingest), and some are logged from
+/// crossbeam-epoch destructors as a thread exits, when the log layer's
+/// thread-local buffer is already gone: the process then aborts on its way
+/// out. So the engine stays at `info` unless the filter names it.
 ///
 /// tokio-cron-scheduler says "Uninited" and "Job creator created" at `info`
 /// on every start: noise in an operator's journal, so it stays at `warn`
 /// unless the filter names it.
 fn with_noisy_capped(spec: &str) -> String {
     let mut out = spec.trim().to_string();
+    let engine_cap = format!("{ENGINE_LOG_TARGET}=info");
     for (target, cap) in [
-        ("sled", "sled=info"),
+        (ENGINE_LOG_TARGET, engine_cap.as_str()),
         ("tokio_cron_scheduler", "tokio_cron_scheduler=warn"),
     ] {
         if !spec.contains(target) {
@@ -132,23 +134,25 @@ pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
 #[cfg(test)]
 mod tests {
     use super::with_noisy_capped;
+    use crate::store::ENGINE_LOG_TARGET as E;
 
     #[test]
     fn noisy_libraries_are_capped_unless_named() {
-        const CAPS: &str = "sled=info,tokio_cron_scheduler=warn";
-        assert_eq!(with_noisy_capped("trace"), format!("trace,{CAPS}"));
+        let caps = format!("{E}=info,tokio_cron_scheduler=warn");
+        let caps = caps.as_str();
+        assert_eq!(with_noisy_capped("trace"), format!("trace,{caps}"));
         assert_eq!(
             with_noisy_capped("info,mydex_connector=debug"),
-            format!("info,mydex_connector=debug,{CAPS}")
+            format!("info,mydex_connector=debug,{caps}")
         );
         assert_eq!(
-            with_noisy_capped("trace,sled=debug"),
-            "trace,sled=debug,tokio_cron_scheduler=warn"
+            with_noisy_capped(&format!("trace,{E}=debug")),
+            format!("trace,{E}=debug,tokio_cron_scheduler=warn")
         );
         assert_eq!(
             with_noisy_capped("info,tokio_cron_scheduler=info"),
-            "info,tokio_cron_scheduler=info,sled=info"
+            format!("info,tokio_cron_scheduler=info,{E}=info")
         );
-        assert_eq!(with_noisy_capped(""), CAPS);
+        assert_eq!(with_noisy_capped(""), caps);
     }
 }

@@ -1,7 +1,7 @@
 //! Our own opaque id for one invitation, sent to Mydex as `linking_token` and
 //! echoed back in the callback: 128 random bits from the OS, hex-encoded,
 //! after the invitation's id. The id lets a callback find its invitation
-//! without an index entry per invitation (a million of them cost sled tens
+//! without an index entry per invitation (a million of them cost the store tens
 //! of MiB of memory); the random part, compared in constant time with the
 //! one stored in the invitation, is what makes the token unguessable.
 

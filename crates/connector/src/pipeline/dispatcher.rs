@@ -319,7 +319,7 @@ impl Dispatcher {
         // A mail went out: hold this invitation's permit until its `sent`
         // mark is on disk (group commit: the steps in flight share one
         // flush). Otherwise a kill -9 loses every mark of the last 200 ms
-        // (sled's write-back interval) and mails all of them again; with
+        // (the store's write-back interval) and mails all of them again; with
         // this, only invitations in flight at the kill (at most
         // `invitations.concurrency`) can be mailed twice.
         if matches!(outcome, Outcome::LinkIssued | Outcome::Sent)

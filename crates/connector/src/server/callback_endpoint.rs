@@ -175,7 +175,7 @@ async fn read_within_limits(
 }
 
 /// Keep the callback as it arrived, then judge it (on a blocking thread:
-/// sled). A panic while applying quarantines it too (its effects were one
+/// the store). A panic while applying quarantines it too (its effects were one
 /// transaction, so none of them were made).
 async fn keep_and_judge(
     st: &CallbackState,

@@ -37,7 +37,7 @@ pub fn status_word(outcome: &CallbackOutcome) -> &'static str {
     }
 }
 
-/// Parse and apply raw callback `id`, and settle its record. Blocking (sled).
+/// Parse and apply raw callback `id`, and settle its record. Blocking (the store).
 /// A store error leaves the record pending (the caller answers 503).
 pub fn judge(
     store: &Store,

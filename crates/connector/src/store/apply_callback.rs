@@ -5,11 +5,11 @@
 //! credentials callback may change anything is the domain's rule
 //! (`domain/callback_rule.rs`); this file gathers its facts and acts on it.
 
+use super::engine::Transactional;
+use super::engine::TxTable;
 use secrecy::ExposeSecret;
-use sled::Transactional;
-use sled::transaction::TransactionalTree;
 
-use super::invitations::{tx_transition, unwrap_tx};
+use super::invitations::tx_transition;
 use super::sealed::{INVITATIONS, LOG, MEMBERS, seal, tx_open};
 use super::{
     CallbackRecord, Core, Invitation, Member, MemberStatus, Result, State, TxResult, bump, now_ms,
@@ -51,8 +51,8 @@ impl Core {
     ) -> Result<CallbackOutcome> {
         let sealer = self.sealer.clone();
         let fingerprint = CallbackFingerprint::of(creds, is_update);
-        (&self.invitations, &self.idx, &self.members, &self.log)
-            .transaction(|(inv_t, idx, mem_t, log_t)| {
+        (&self.invitations, &self.idx, &self.members, &self.log).transaction(
+            |(inv_t, idx, mem_t, log_t)| {
                 let seen_key = [b"s/".as_slice(), digest].concat();
                 if log_t.get(&seen_key)?.is_some() {
                     return Ok(CallbackOutcome::Replay);
@@ -80,16 +80,16 @@ impl Core {
                     // copy is judged (and kept) again.
                     Admission::Refuse(why) => return Ok(CallbackOutcome::Refused(why)),
                     Admission::Replay => {
-                        log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                        log_t.insert(seen_key, now_ms().to_be_bytes())?;
                         return Ok(CallbackOutcome::Replay);
                     }
                     // Credentials we cannot act on are kept, never dropped.
                     Admission::Unmatched(note) => {
-                        log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                        log_t.insert(seen_key, now_ms().to_be_bytes())?;
                         keep_unmatched(log_t, idx, creds, is_update, &sealer, note)?;
                         return Ok(CallbackOutcome::Unmatched);
                     }
-                    Admission::Apply => log_t.insert(seen_key, &now_ms().to_be_bytes())?,
+                    Admission::Apply => log_t.insert(seen_key, now_ms().to_be_bytes())?,
                 };
                 let member = new_member(
                     creds,
@@ -109,8 +109,8 @@ impl Core {
                     is_update,
                     fingerprint,
                 )
-            })
-            .map_err(unwrap_tx)
+            },
+        )
     }
 
     /// Record an identify or notification callback.
@@ -120,62 +120,60 @@ impl Core {
         body: &serde_json::Value,
         digest: &[u8; 32],
     ) -> Result<CallbackOutcome> {
-        let id = self.db.generate_id()?;
+        let id = self.db.next_id()?;
         let sealer = self.sealer.clone();
-        (&self.idx, &self.log)
-            .transaction(|(idx, log_t)| {
-                let seen_key = [b"s/".as_slice(), digest].concat();
-                if log_t.get(&seen_key)?.is_some() {
-                    return Ok(CallbackOutcome::Replay);
-                }
-                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
-                let (kind, note, linking_token, connection_id, mydexid) = match event {
-                    Event::Identify {
-                        mydexid,
-                        linking_token,
-                    } => {
-                        bump(idx, "c/ev/identify", 1)?;
-                        (
-                            "identify",
-                            String::new(),
-                            linking_token.clone(),
-                            None,
-                            Some(mydexid.clone()),
-                        )
-                    }
-                    Event::Notification {
-                        dataset,
-                        action,
-                        connection_id,
-                        ..
-                    } => {
-                        bump(idx, "c/ev/notification", 1)?;
-                        bump(idx, &format!("c/notif/{dataset}/{action}"), 1)?;
-                        (
-                            "notification",
-                            format!("{dataset}/{action}"),
-                            None,
-                            connection_id.clone(),
-                            None,
-                        )
-                    }
-                };
-                let rec = CallbackRecord {
-                    received_ms: now_ms(),
-                    kind: kind.into(),
-                    method: "POST".into(),
-                    linking_token,
-                    connection_id,
+        (&self.idx, &self.log).transaction(|(idx, log_t)| {
+            let seen_key = [b"s/".as_slice(), digest].concat();
+            if log_t.get(&seen_key)?.is_some() {
+                return Ok(CallbackOutcome::Replay);
+            }
+            log_t.insert(seen_key, now_ms().to_be_bytes())?;
+            let (kind, note, linking_token, connection_id, mydexid) = match event {
+                Event::Identify {
                     mydexid,
-                    body: body.clone(),
-                    sealed_key: None,
-                    note,
-                };
-                let key = [b"e/".as_slice(), &id.to_be_bytes()].concat();
-                log_t.insert(key.as_slice(), seal(&sealer, LOG, &key, &rec))?;
-                Ok(CallbackOutcome::Recorded)
-            })
-            .map_err(unwrap_tx)
+                    linking_token,
+                } => {
+                    bump(idx, "c/ev/identify", 1)?;
+                    (
+                        "identify",
+                        String::new(),
+                        linking_token.clone(),
+                        None,
+                        Some(mydexid.clone()),
+                    )
+                }
+                Event::Notification {
+                    dataset,
+                    action,
+                    connection_id,
+                    ..
+                } => {
+                    bump(idx, "c/ev/notification", 1)?;
+                    bump(idx, &format!("c/notif/{dataset}/{action}"), 1)?;
+                    (
+                        "notification",
+                        format!("{dataset}/{action}"),
+                        None,
+                        connection_id.clone(),
+                        None,
+                    )
+                }
+            };
+            let rec = CallbackRecord {
+                received_ms: now_ms(),
+                kind: kind.into(),
+                method: "POST".into(),
+                linking_token,
+                connection_id,
+                mydexid,
+                body: body.clone(),
+                sealed_key: None,
+                note,
+            };
+            let key = [b"e/".as_slice(), &id.to_be_bytes()].concat();
+            log_t.insert(key.as_slice(), seal(&sealer, LOG, &key, &rec))?;
+            Ok(CallbackOutcome::Recorded)
+        })
     }
 
     /// Notification counts by `dataset/action`.
@@ -193,14 +191,14 @@ impl Core {
 }
 
 fn keep_unmatched(
-    log_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    log_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     creds: &Credentials,
     is_update: bool,
     sealer: &super::Sealer,
     note: &str,
 ) -> TxResult<()> {
-    let id = log_t.generate_id()?;
+    let id = log_t.next_id()?;
     let rec = CallbackRecord {
         received_ms: now_ms(),
         kind: if is_update { "update" } else { "ftc" }.into(),
@@ -226,8 +224,8 @@ fn keep_unmatched(
 /// invitation queued for this member if one is open.
 fn tx_matching_invitation(
     sealer: &super::Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     creds: &Credentials,
     is_update: bool,
 ) -> TxResult<Option<Invitation>> {
@@ -307,8 +305,8 @@ fn new_member(
 /// count, for a member who comes back) and the MydexID index with it.
 fn tx_put_member(
     sealer: &super::Sealer,
-    idx: &TransactionalTree,
-    mem_t: &TransactionalTree,
+    idx: &TxTable<'_>,
+    mem_t: &TxTable<'_>,
     existing: Option<&Member>,
     member: &Member,
 ) -> TxResult<()> {
@@ -336,8 +334,8 @@ fn tx_put_member(
 /// the callback did.
 fn tx_connect(
     sealer: &super::Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     creds: &Credentials,
     invitation: Option<Invitation>,
     is_update: bool,

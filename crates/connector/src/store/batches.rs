@@ -13,14 +13,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::engine::Transactional;
+use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::TransactionalTree;
 
 use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::error::{Result, TxResult};
 use super::holds::{tx_clear_group, tx_refuse_group};
-use super::invitations::unwrap_tx;
 use super::reading_keys::{
     BATCHES, Slot, batch_key, batch_prefix, group_version_key, parse_batch_key, queue_prefix,
 };
@@ -91,7 +90,7 @@ pub enum Claim {
 
 /// Inside a transaction: whether the group has had exactly `claims`
 /// claims (none since its rows were read outside the transaction).
-fn tx_unclaimed_since(x: &TransactionalTree, group: u64, claims: u64) -> TxResult<bool> {
+fn tx_unclaimed_since(x: &TxTable<'_>, group: u64, claims: u64) -> TxResult<bool> {
     let now = x
         .get(group_version_key(group))?
         .map_or(0, |v| decode_u64(&v));
@@ -102,7 +101,7 @@ fn tx_unclaimed_since(x: &TransactionalTree, group: u64, claims: u64) -> TxResul
 /// each row rewritten at the key of its new state; how many moved.
 fn tx_settle_rows(
     sealer: &super::Sealer,
-    r: &TransactionalTree,
+    r: &TxTable<'_>,
     stored: &Batch,
     to: RowState,
     change: impl Fn(&mut ReadingRow),
@@ -194,51 +193,47 @@ impl Core {
         }
         let batch_ids = rows
             .chunks(max)
-            .map(|_| self.db.generate_id())
+            .map(|_| self.db.next_id())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                if !tx_unclaimed_since(x, group, claims)? {
-                    return Ok(None);
-                }
-                let (mut out, mut n) = (Vec::new(), 0);
-                for (chunk, id) in rows.chunks(max).zip(&batch_ids) {
-                    let mut taken = Vec::with_capacity(chunk.len());
-                    for row in chunk {
-                        // Erased since it was read (`people forget`)?
-                        if r.get(Slot::Queue { group, id: row.id }.key())?.is_some() {
-                            let mut row = row.clone();
-                            row.state = RowState::InFlight;
-                            taken.push(row);
-                        }
-                    }
-                    if taken.is_empty() {
-                        continue;
-                    }
-                    let batch = Batch {
-                        id: *id,
-                        group,
-                        connection_id: conn.to_string(),
-                        dataset: dataset.clone(),
-                        rows: taken.iter().map(|r| r.id).collect(),
-                        state: BatchState::InFlight,
-                        posted_ms: now,
-                        attempts: 0,
-                        next_attempt_ms: now,
-                        last_error: None,
-                    };
-                    x.insert(batch_key(group, *id), encode(&batch))?;
-                    n += taken.len();
-                    out.push(Claim::Batch(batch, taken));
-                }
-                let mut tally = Tally::default();
-                tally.moved(RowState::Queued, RowState::InFlight, n);
-                tally.apply(x)?;
-                x.insert(group_version_key(group), &(claims + 1).to_be_bytes())?;
-                Ok(Some(out))
-            })
-            .map_err(unwrap_tx)
+        self.rdx.transaction(|x| {
+            if !tx_unclaimed_since(x, group, claims)? {
+                return Ok(None);
+            }
+            let (mut out, mut n) = (Vec::new(), 0);
+            for (chunk, id) in rows.chunks(max).zip(&batch_ids) {
+                // Every change that takes a queued row away from the
+                // group (a claim, a hold at the gate, `people forget`)
+                // counts as a claim: these rows are still there.
+                let taken: Vec<ReadingRow> = chunk
+                    .iter()
+                    .map(|row| ReadingRow {
+                        state: RowState::InFlight,
+                        ..row.clone()
+                    })
+                    .collect();
+                let batch = Batch {
+                    id: *id,
+                    group,
+                    connection_id: conn.to_string(),
+                    dataset: dataset.clone(),
+                    rows: taken.iter().map(|r| r.id).collect(),
+                    state: BatchState::InFlight,
+                    posted_ms: now,
+                    attempts: 0,
+                    next_attempt_ms: now,
+                    last_error: None,
+                };
+                x.insert(batch_key(group, *id), encode(&batch))?;
+                n += taken.len();
+                out.push(Claim::Batch(batch, taken));
+            }
+            let mut tally = Tally::default();
+            tally.moved(RowState::Queued, RowState::InFlight, n);
+            tally.apply(x)?;
+            x.insert(group_version_key(group), (claims + 1).to_be_bytes())?;
+            Ok(Some(out))
+        })
     }
 
     /// Up to `limit` of a group's queued rows that no batch names, in id
@@ -268,7 +263,8 @@ impl Core {
     }
 
     /// The claim gate said no: the rows read (queued, in no batch) are
-    /// held with why, if no claim came between; `None`: one did.
+    /// held with why, if no claim came between (`None`: one did). Counted
+    /// as a claim, so a claim that read these rows reads again.
     fn hold_unclaimed(
         &self,
         group: u64,
@@ -277,35 +273,34 @@ impl Core {
         why: &str,
     ) -> Result<Option<usize>> {
         let now = now_ms();
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                if !tx_unclaimed_since(x, group, claims)? {
-                    return Ok(None);
-                }
-                let mut tally = Tally::default();
-                let mut n = 0;
-                for row in rows {
-                    let from = Slot::Queue { group, id: row.id };
-                    let to = MoveTo::state(RowState::Held);
-                    let held = |r: &mut ReadingRow| {
-                        r.reason = Some(why.to_string());
-                        r.held_since_ms = Some(r.held_since_ms.unwrap_or(now));
-                    };
-                    let moved = tx_move(
-                        &self.sealer,
-                        r,
-                        from,
-                        &[RowState::Queued],
-                        to,
-                        held,
-                        &mut tally,
-                    )?;
-                    n += moved.is_some() as usize;
-                }
-                tally.apply(x)?;
-                Ok(Some(n))
-            })
-            .map_err(unwrap_tx)
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            if !tx_unclaimed_since(x, group, claims)? {
+                return Ok(None);
+            }
+            let mut tally = Tally::default();
+            let mut n = 0;
+            for row in rows {
+                let from = Slot::Queue { group, id: row.id };
+                let to = MoveTo::state(RowState::Held);
+                let held = |r: &mut ReadingRow| {
+                    r.reason = Some(why.to_string());
+                    r.held_since_ms = Some(r.held_since_ms.unwrap_or(now));
+                };
+                let moved = tx_move(
+                    &self.sealer,
+                    r,
+                    from,
+                    &[RowState::Queued],
+                    to,
+                    held,
+                    &mut tally,
+                )?;
+                n += moved.is_some() as usize;
+            }
+            tally.apply(x)?;
+            x.insert(group_version_key(group), (claims + 1).to_be_bytes())?;
+            Ok(Some(n))
+        })
     }
 
     /// The ids of the rows in a group's batches not settled.
@@ -346,17 +341,15 @@ impl Core {
         to: MoveTo,
         change: impl Fn(&mut ReadingRow),
     ) -> Result<usize> {
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let (mut n, mut tally) = (0, Tally::default());
-                for slot in from {
-                    n += tx_move(&self.sealer, r, *slot, expected, to, &change, &mut tally)?
-                        .is_some() as usize;
-                }
-                tally.apply(x)?;
-                Ok(n)
-            })
-            .map_err(unwrap_tx)
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let (mut n, mut tally) = (0, Tally::default());
+            for slot in from {
+                n += tx_move(&self.sealer, r, *slot, expected, to, &change, &mut tally)?.is_some()
+                    as usize;
+            }
+            tally.apply(x)?;
+            Ok(n)
+        })
     }
 
     /// Settle a batch by its outcome (one transaction). Delivered: each
@@ -364,70 +357,68 @@ impl Core {
     pub fn settle_batch(&self, batch: &Batch, how: &Settle) -> Result<()> {
         let now = now_ms();
         let key = batch_key(batch.group, batch.id);
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let Some(bytes) = x.get(&key)? else {
-                    return Ok(());
-                };
-                let mut stored: Batch = tx_decode(&bytes, "batch")?;
-                let from = stored.state.rows();
-                let to = match how {
-                    Settle::Delivered => RowState::Delivered,
-                    Settle::Requeue => RowState::Queued,
-                    Settle::Hold(_) => RowState::Held,
-                    Settle::Fail(_) => RowState::Failed,
-                    Settle::Unknown { .. } => RowState::Unknown,
-                };
-                if from != to && !from.allowed(to) {
-                    return Ok(());
-                }
-                let group = (stored.connection_id.as_str(), &stored.dataset);
-                let n = match how {
-                    Settle::Delivered => {
-                        let mut n = 0;
-                        for id in &stored.rows {
-                            let k = Slot::Queue {
-                                group: stored.group,
-                                id: *id,
-                            }
-                            .key();
-                            n += r.remove(k)?.is_some() as usize;
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let Some(bytes) = x.get(&key)? else {
+                return Ok(());
+            };
+            let mut stored: Batch = tx_decode(&bytes, "batch")?;
+            let from = stored.state.rows();
+            let to = match how {
+                Settle::Delivered => RowState::Delivered,
+                Settle::Requeue => RowState::Queued,
+                Settle::Hold(_) => RowState::Held,
+                Settle::Fail(_) => RowState::Failed,
+                Settle::Unknown { .. } => RowState::Unknown,
+            };
+            if from != to && !from.allowed(to) {
+                return Ok(());
+            }
+            let group = (stored.connection_id.as_str(), &stored.dataset);
+            let n = match how {
+                Settle::Delivered => {
+                    let mut n = 0;
+                    for id in &stored.rows {
+                        let k = Slot::Queue {
+                            group: stored.group,
+                            id: *id,
                         }
-                        tx_clear_group(x, group)?;
-                        n
+                        .key();
+                        n += r.remove(k)?.is_some() as usize;
                     }
-                    Settle::Requeue => present(r, &stored)?,
-                    Settle::Hold(why) => {
-                        tx_refuse_group(x, group, stored.posted_ms, why)?;
-                        tx_settle_rows(&self.sealer, r, &stored, to, |row| {
-                            row.reason = Some(why.clone());
-                            row.held_since_ms = Some(row.held_since_ms.unwrap_or(now));
-                        })?
-                    }
-                    Settle::Fail(why) => tx_settle_rows(&self.sealer, r, &stored, to, |row| {
-                        row.reason = Some(why.clone());
-                    })?,
-                    Settle::Unknown {
-                        next_attempt_ms,
-                        why,
-                    } => {
-                        stored.state = BatchState::Unknown;
-                        stored.attempts += 1;
-                        stored.next_attempt_ms = *next_attempt_ms;
-                        stored.last_error = Some(why.clone());
-                        x.insert(key.as_slice(), encode(&stored))?;
-                        present(r, &stored)?
-                    }
-                };
-                if !matches!(how, Settle::Unknown { .. }) {
-                    x.remove(key.as_slice())?;
+                    tx_clear_group(x, group)?;
+                    n
                 }
-                let mut tally = Tally::default();
-                tally.moved(from, to, n);
-                tally.apply(x)?;
-                Ok(())
-            })
-            .map_err(unwrap_tx)
+                Settle::Requeue => present(r, &stored)?,
+                Settle::Hold(why) => {
+                    tx_refuse_group(x, group, stored.posted_ms, why)?;
+                    tx_settle_rows(&self.sealer, r, &stored, to, |row| {
+                        row.reason = Some(why.clone());
+                        row.held_since_ms = Some(row.held_since_ms.unwrap_or(now));
+                    })?
+                }
+                Settle::Fail(why) => tx_settle_rows(&self.sealer, r, &stored, to, |row| {
+                    row.reason = Some(why.clone());
+                })?,
+                Settle::Unknown {
+                    next_attempt_ms,
+                    why,
+                } => {
+                    stored.state = BatchState::Unknown;
+                    stored.attempts += 1;
+                    stored.next_attempt_ms = *next_attempt_ms;
+                    stored.last_error = Some(why.clone());
+                    x.insert(key.as_slice(), encode(&stored))?;
+                    present(r, &stored)?
+                }
+            };
+            if !matches!(how, Settle::Unknown { .. }) {
+                x.remove(key.as_slice())?;
+            }
+            let mut tally = Tally::default();
+            tally.moved(from, to, n);
+            tally.apply(x)?;
+            Ok(())
+        })
     }
 
     /// Settle an unknown batch by what a read-back found: rows whose
@@ -441,37 +432,35 @@ impl Core {
             .map(|r| r.id)
             .collect();
         let key = batch_key(batch.group, batch.id);
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let Some(bytes) = x.get(&key)? else {
-                    return Ok(());
-                };
-                let stored: Batch = tx_decode(&bytes, "batch")?;
-                let from = stored.state.rows();
-                let (mut delivered, mut back) = (0, 0);
-                for id in &stored.rows {
-                    let k = Slot::Queue {
-                        group: stored.group,
-                        id: *id,
-                    }
-                    .key();
-                    if held_by_mydex.contains(id) {
-                        delivered += r.remove(k)?.is_some() as usize;
-                    } else {
-                        back += r.get(k)?.is_some() as usize;
-                    }
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let Some(bytes) = x.get(&key)? else {
+                return Ok(());
+            };
+            let stored: Batch = tx_decode(&bytes, "batch")?;
+            let from = stored.state.rows();
+            let (mut delivered, mut back) = (0, 0);
+            for id in &stored.rows {
+                let k = Slot::Queue {
+                    group: stored.group,
+                    id: *id,
                 }
-                let mut tally = Tally::default();
-                tally.moved(from, RowState::Delivered, delivered);
-                tally.moved(from, RowState::Queued, back);
-                tally.apply(x)?;
-                if delivered > 0 {
-                    tx_clear_group(x, (stored.connection_id.as_str(), &stored.dataset))?;
+                .key();
+                if held_by_mydex.contains(id) {
+                    delivered += r.remove(k)?.is_some() as usize;
+                } else {
+                    back += r.get(k)?.is_some() as usize;
                 }
-                x.remove(key.as_slice())?;
-                Ok(())
-            })
-            .map_err(unwrap_tx)
+            }
+            let mut tally = Tally::default();
+            tally.moved(from, RowState::Delivered, delivered);
+            tally.moved(from, RowState::Queued, back);
+            tally.apply(x)?;
+            if delivered > 0 {
+                tx_clear_group(x, (stored.connection_id.as_str(), &stored.dataset))?;
+            }
+            x.remove(key.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Every batch not settled. At start, in-flight ones become unknown
@@ -501,7 +490,7 @@ impl Core {
 }
 
 /// How many rows of a batch are still kept (all of them, unless erased).
-fn present(r: &TransactionalTree, stored: &Batch) -> TxResult<usize> {
+fn present(r: &TxTable<'_>, stored: &Batch) -> TxResult<usize> {
     let mut n = 0;
     for id in &stored.rows {
         let k = Slot::Queue {
@@ -567,21 +556,21 @@ mod tests {
     /// Every key written to `tree` (an insert or a removal each) until
     /// the returned flag is set and the writes have stopped.
     fn record_writes(
-        tree: &sled::Tree,
+        tree: &crate::store::engine::Table,
     ) -> (
         std::sync::Arc<std::sync::atomic::AtomicBool>,
         std::thread::JoinHandle<Vec<Vec<u8>>>,
     ) {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut sub = tree.watch_prefix(vec![]);
+        let mut sub = tree.watch(&[]);
         let done = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut keys = Vec::new();
             loop {
-                match sub.next_timeout(std::time::Duration::from_millis(300)) {
-                    Ok(event) => keys.push(event.key().to_vec()),
-                    Err(_) if done.load(std::sync::atomic::Ordering::SeqCst) => return keys,
-                    Err(_) => {}
+                match sub.key_within(std::time::Duration::from_millis(300)) {
+                    Some(key) => keys.push(key),
+                    None if done.load(std::sync::atomic::Ordering::SeqCst) => return keys,
+                    None => {}
                 }
             }
         });
@@ -801,11 +790,9 @@ mod tests {
     }
 
     /// Whether anything was written to the readings trees since `subs`.
-    fn written(subs: &mut [sled::Subscriber]) -> bool {
-        subs.iter_mut().any(|sub| {
-            sub.next_timeout(std::time::Duration::from_millis(50))
-                .is_ok()
-        })
+    fn written(subs: &mut [crate::store::engine::Watch]) -> bool {
+        subs.iter_mut()
+            .any(|sub| sub.wrote_within(std::time::Duration::from_millis(50)))
     }
 
     #[test]
@@ -820,7 +807,7 @@ mod tests {
         assert_eq!(g.why, "Mydex refused: Permission Denied");
         assert_eq!(s.record_counts().unwrap().held, 5);
         // Looking at them again and again writes nothing.
-        let mut subs = vec![s.readings.watch_prefix(vec![]), s.rdx.watch_prefix(vec![])];
+        let mut subs = vec![s.readings.watch(&[]), s.rdx.watch(&[])];
         for _ in 0..20 {
             assert_eq!(s.release_holds(3_600_000, 2).unwrap(), (0, 0));
         }

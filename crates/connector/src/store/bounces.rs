@@ -5,9 +5,9 @@
 //! MTA delivering the same DSN twice) changes nothing. Per campaign:
 //! `c/bounce/{campaign}\x1f{hard|soft|complaint}` and `c/mailed/{campaign}`.
 
-use sled::Transactional;
+use super::engine::Transactional;
 
-use super::invitations::{mailed_counter, unwrap_tx};
+use super::invitations::mailed_counter;
 use super::suppression_record::{Suppression, SuppressionSource};
 use super::{Core, Result, bump, decode_u64, now_ms};
 use crate::domain::PersonHash;
@@ -68,7 +68,7 @@ impl Core {
             if idx.get(seen.as_bytes())?.is_some() {
                 return Ok(None);
             }
-            idx.insert(seen.as_bytes(), &now_ms().to_be_bytes())?;
+            idx.insert(seen.as_bytes(), now_ms().to_be_bytes())?;
             if let Some(c) = b.campaign {
                 bump(idx, &bounce_counter(c, b.kind.as_str()), 1)?;
             }
@@ -79,14 +79,14 @@ impl Core {
                         .map(|v| decode_u64(&v))
                         .unwrap_or(0)
                         + 1;
-                    idx.insert(soft.as_bytes(), &n.to_be_bytes())?;
+                    idx.insert(soft.as_bytes(), n.to_be_bytes())?;
                     n as u32
                 }
                 _ => 0,
             };
             Ok(Some(count))
         });
-        let Some(count) = first.map_err(unwrap_tx)? else {
+        let Some(count) = first? else {
             return Ok(BounceOutcome::Duplicate);
         };
         let (reason, source) = match b.kind {
@@ -114,8 +114,7 @@ impl Core {
         {
             // The soft bounce that tipped over counts as a hard one.
             self.idx
-                .transaction(|idx| bump(idx, &bounce_counter(c, "hard"), 1))
-                .map_err(unwrap_tx)?;
+                .transaction(|idx| bump(idx, &bounce_counter(c, "hard"), 1))?;
         }
         let entry = Suppression {
             reason,

@@ -39,7 +39,7 @@ impl Core {
 
     /// Pause (`Some`) or resume (`None`) a campaign, on disk before it
     /// returns: an operator told "paused" must not see the campaign mail
-    /// again after a crash (sled alone writes back only every 200 ms, and a
+    /// again after a crash (the engine alone writes back only every 200 ms, and a
     /// kill -9 right after the answer lost the pause). Blocking: one fsync.
     pub fn set_campaign_pause(&self, campaign: &str, pause: Option<&CampaignPause>) -> Result<()> {
         let key = format!("p/{campaign}");

@@ -1,7 +1,7 @@
-//! How records are kept in sled: JSON values, big-endian `u64` counters
+//! How records are kept in the engine: JSON values, big-endian `u64` counters
 //! and ids. Shared by every part of the store.
 
-use sled::transaction::ConflictableTransactionError;
+use super::engine::abort;
 
 use super::error::{Result, StoreError, TxResult};
 
@@ -19,5 +19,5 @@ pub(super) fn decode_u64(v: &[u8]) -> u64 {
 }
 
 pub(super) fn tx_decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
-    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+    decode(bytes, what).map_err(abort)
 }

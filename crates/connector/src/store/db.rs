@@ -1,13 +1,14 @@
-//! Opening the sled database and the key check: the low-level steps shared
+//! Opening the store's database and the key check: the low-level steps shared
 //! by `Core::open` and key rotation (which opens the database itself, with
 //! two keys).
 
 use std::path::Path;
 
 use super::crypto::Sealer;
+use super::engine::{Engine, Table, Tuning};
 use super::error::{Result, StoreError};
 
-/// sled's page cache. Its default (1 GiB) let the daemon's memory grow with
+/// The engine's page cache. A large one let the daemon's memory grow with
 /// the number of invitations; the hot set (the work index, open invitations,
 /// counters) fits in far less.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -16,29 +17,26 @@ pub(super) const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
 /// Where, in `meta`, the key check is kept (sealed with `meta` as AAD).
 pub(super) const KEY_CHECK_NAME: &str = "key_check";
 
-/// Open the sled database; a lock held by another process is `InUse`.
-pub(super) fn open_db(path: &Path) -> Result<sled::Db> {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(CACHE_BYTES)
-        .flush_every_ms(Some(200))
-        .open()
-        .map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                StoreError::InUse {
-                    path: path.display().to_string(),
-                }
+/// Open the database; a lock held by another process is `InUse`.
+pub(super) fn open_db(path: &Path) -> Result<Engine> {
+    let tuning = Tuning {
+        cache_bytes: CACHE_BYTES,
+        flush_every_ms: Some(200),
+    };
+    Engine::open(path, &tuning).map_err(|e| {
+        if e.is_locked() {
+            StoreError::InUse {
+                path: path.display().to_string(),
             }
-            _ => StoreError::Db(e),
-        })
+        } else {
+            StoreError::Engine(e)
+        }
+    })
 }
 
 /// Refuse a key that does not open the store; seal the key check under it
 /// if the store has none yet (a new store).
-pub(super) fn check_key(meta: &sled::Tree, sealer: &Sealer, path: &Path) -> Result<()> {
+pub(super) fn check_key(meta: &Table, sealer: &Sealer, path: &Path) -> Result<()> {
     match meta.get(KEY_CHECK_NAME)? {
         Some(sealed) => {
             let sealed = std::str::from_utf8(&sealed)

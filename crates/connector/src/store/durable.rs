@@ -4,11 +4,12 @@
 //! every ticket taken before that flush began, so 64 concurrent callbacks
 //! cost a few flushes, not 64.
 //!
-//! It also keeps flushes off sled's own I/O pool: `sled::Tree::flush_async`
+//! It also keeps flushes off the engine's own I/O pool: its `flush_async`
 //! runs the flush on that pool, and under concurrent transactions every pool
-//! thread ended up waiting for writes only the pool could perform (sled
+//! thread ended up waiting for writes only the pool could perform (the engine
 //! issue #1308) — the daemon hung with hundreds of callbacks in flight.
 
+use super::engine::Engine;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -71,7 +72,7 @@ impl Drop for Handle {
 
 impl GroupCommit {
     pub fn start(
-        db: sled::Db,
+        db: Engine,
         health: Arc<super::write_health::StoreHealth>,
     ) -> std::io::Result<Self> {
         let (done, _) = watch::channel(Done {
@@ -129,7 +130,7 @@ impl GroupCommit {
     }
 }
 
-fn flusher(shared: &Shared, db: &sled::Db, health: &super::write_health::StoreHealth) {
+fn flusher(shared: &Shared, db: &Engine, health: &super::write_health::StoreHealth) {
     let mut covered = 0;
     loop {
         let upto = {
@@ -144,15 +145,15 @@ fn flusher(shared: &Shared, db: &sled::Db, health: &super::write_health::StoreHe
         };
         // Every ticket up to `upto` was taken after its writes were made,
         // and before this flush starts: this flush covers them all.
-        let error = db.flush().err().map(|e| match e {
-            // sled shows the I/O error's Debug form; the OS's words read better.
-            sled::Error::Io(io) => format!("I/O error: {}", super::write_health::io_words(&io)),
-            other => other.to_string(),
+        let error = db.flush().err().map(|e| match e.io() {
+            // The engine shows the I/O error's Debug form; the OS's words read better.
+            Some(io) => format!("I/O error: {}", super::write_health::io_words(io)),
+            None => e.to_string(),
         });
         shared.flushes.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = &error {
             tracing::error!(error = %e, "cannot flush the store to disk");
-            // sled keeps failing after an I/O error until reopened.
+            // The engine keeps failing after an I/O error until reopened.
             health.mark_failed(e);
         }
         covered = upto;
@@ -169,14 +170,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_waiters_share_flushes_and_all_return() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = Engine::temporary();
+        let t = db.table("t").unwrap();
         let gc = GroupCommit::start(db.clone(), Arc::default()).unwrap();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..200u32 {
-            let (gc, db) = (gc.clone(), db.clone());
+            let (gc, t) = (gc.clone(), t.clone());
             tasks.spawn(async move {
-                db.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+                t.insert(i.to_be_bytes(), b"v").unwrap();
                 gc.flush().await
             });
         }
@@ -185,7 +186,7 @@ mod tests {
         }
         // Every waiter was answered by a flush, and they shared them.
         assert!(gc.flushes() >= 1 && gc.flushes() <= 200, "{}", gc.flushes());
-        assert_eq!(db.len(), 200);
+        assert_eq!(t.len(), 200);
         // The flusher stops with the last handle (it joins the thread).
         drop(gc);
     }

@@ -3,14 +3,14 @@
 //! store's parts (rotation, raw callbacks) share it without depending on
 //! the `Core` itself.
 
-use sled::transaction::ConflictableTransactionError;
+use super::engine::{EngineError, TxError};
 
 use super::crypto::CryptoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store database: {0}")]
-    Db(#[from] sled::Error),
+    Engine(#[from] EngineError),
     #[error(
         "the store at {path} does not open with the configured store.key_file (wrong key?); nothing was changed"
     )]
@@ -55,7 +55,7 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Aborts inside a transaction closure.
-pub(super) type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
+pub(super) type TxResult<T> = std::result::Result<T, TxError<StoreError>>;
 
 impl StoreError {
     /// The store key does not fit the store (wrong key, or a rotation to

@@ -27,11 +27,11 @@ impl Core {
             let inv: Invitation =
                 super::sealed::open(&self.sealer, INVITATIONS, &k, &v, "invitation")?;
             if matches!(inv.state, State::Sent | State::Expired) {
-                self.idx.insert(expiry_key(inv.id), &[])?;
+                self.idx.insert(expiry_key(inv.id), [])?;
                 n += 1;
             }
         }
-        self.idx.insert(BACKFILLED, &[1u8])?;
+        self.idx.insert(BACKFILLED, [1u8])?;
         Ok(n)
     }
 

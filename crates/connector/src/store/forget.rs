@@ -2,16 +2,15 @@
 //! invitations, member record (with the sealed connection key, only when
 //! the operator says `disconnect`), readings, raw callbacks and index keys
 //! erased, and only the suppression hash kept (`forgotten`) so they are not
-//! invited again. sled keeps removed values in old segments until it reuses
+//! invited again. The engine keeps removed values in old segments until it reuses
 //! them; that is sound only because those values were sealed (`sealed.rs`)
 //! and the index keys hold keyed hashes, never an address or an external ref.
 
 use std::collections::BTreeSet;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use super::engine::{Transactional, TxTable, abort};
 
-use super::invitations::{campaign_counter_key, unwrap_tx};
+use super::invitations::campaign_counter_key;
 use super::reading_erasure::{ReadingsToErase, Whose};
 use super::sealed::{INVITATIONS, MEMBERS, open};
 use super::suppression_record::{Suppression, SuppressionSource, key as suppression_key};
@@ -72,8 +71,8 @@ impl Core {
             return Err(StoreError::NoSuchPerson(target.word()));
         }
         let (members, readings) = (&self.members, &self.readings);
-        let counts = (&self.invitations, &self.idx, members, readings, &self.rdx)
-            .transaction(|(inv_t, idx, mem_t, r, x)| {
+        let counts = (&self.invitations, &self.idx, members, readings, &self.rdx).transaction(
+            |(inv_t, idx, mem_t, r, x)| {
                 let members = self.tx_forget_members(idx, mem_t, &found, disconnect)?;
                 for id in &found.invitations {
                     self.tx_forget_invitation(inv_t, idx, *id)?;
@@ -83,8 +82,8 @@ impl Core {
                     tx_suppress_forgotten(&self.sealer, idx, person)?;
                 }
                 Ok(members)
-            })
-            .map_err(unwrap_tx)?;
+            },
+        )?;
         let conns: Vec<String> = found.conns.iter().cloned().collect();
         let raw_callbacks = if disconnect {
             self.forget_raw(&conns)?
@@ -189,8 +188,8 @@ impl Core {
     /// `disconnect` (else the whole forget is refused); how many.
     fn tx_forget_members(
         &self,
-        idx: &TransactionalTree,
-        mem_t: &TransactionalTree,
+        idx: &TxTable<'_>,
+        mem_t: &TxTable<'_>,
         found: &Found,
         disconnect: bool,
     ) -> TxResult<usize> {
@@ -199,15 +198,13 @@ impl Core {
             let Some(bytes) = mem_t.get(conn.as_bytes())? else {
                 continue;
             };
-            let m: Member = open(&self.sealer, MEMBERS, conn.as_bytes(), &bytes, "member")
-                .map_err(ConflictableTransactionError::Abort)?;
+            let m: Member =
+                open(&self.sealer, MEMBERS, conn.as_bytes(), &bytes, "member").map_err(abort)?;
             if m.status == MemberStatus::Active {
                 if !disconnect {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Refused(
-                        format!(
-                            "this person is a connected member (connection {conn}); forgetting them erases their connection key: rerun with --disconnect to do so; nothing was changed"
-                        ),
-                    )));
+                    return Err(abort(StoreError::Refused(format!(
+                        "this person is a connected member (connection {conn}); forgetting them erases their connection key: rerun with --disconnect to do so; nothing was changed"
+                    ))));
                 }
                 bump(idx, &format!("c/mv/{}", m.version), -1)?;
             } else {
@@ -229,16 +226,16 @@ impl Core {
     /// Erase one invitation and every index key naming it.
     fn tx_forget_invitation(
         &self,
-        inv_t: &TransactionalTree,
-        idx: &TransactionalTree,
+        inv_t: &TxTable<'_>,
+        idx: &TxTable<'_>,
         id: u64,
     ) -> TxResult<()> {
         let Some(bytes) = inv_t.get(id_key(id))? else {
             return Ok(());
         };
-        let inv: Invitation = open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation")
-            .map_err(ConflictableTransactionError::Abort)?;
-        inv_t.remove(&id_key(id))?;
+        let inv: Invitation =
+            open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation").map_err(abort)?;
+        inv_t.remove(id_key(id))?;
         bump(idx, &format!("c/inv/{}", inv.state.as_str()), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, inv.state), -1)?;
         let okey = self.open_key_for(&inv);
@@ -258,7 +255,7 @@ impl Core {
 /// its reason may echo the address, as a bounce's diagnostic does).
 fn tx_suppress_forgotten(
     sealer: &super::Sealer,
-    idx: &TransactionalTree,
+    idx: &TxTable<'_>,
     person: &PersonHash,
 ) -> TxResult<()> {
     let key = suppression_key(person);

@@ -11,17 +11,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sled::transaction::TransactionalTree;
+use super::engine::TxTable;
 
 use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::engine::Transactional;
 use super::error::{Result, TxResult};
-use super::invitations::unwrap_tx;
 use super::reading_keys::{Slot, queue_prefix, state_prefix, unique_key};
 use super::readings::{MoveTo, Placement, ReadingRow, Resolver, Tally, member_gate, tx_move};
 use super::sealed::{READINGS, open, seal, tx_open};
 use super::{Core, now_ms};
 use crate::domain::{DatasetName, HeldGroup, RowState};
-use sled::Transactional;
 
 /// The key of a member and dataset's refused-try record.
 pub(super) fn held_group_key(conn: &str, dataset: &DatasetName) -> Vec<u8> {
@@ -31,7 +30,7 @@ pub(super) fn held_group_key(conn: &str, dataset: &DatasetName) -> Vec<u8> {
 /// Record a refused try of the group claimed at `tried_ms` (the batch's
 /// claim): one more try counted, the next one after the backoff.
 pub(super) fn tx_refuse_group(
-    x: &TransactionalTree,
+    x: &TxTable<'_>,
     (conn, dataset): (&str, &DatasetName),
     tried_ms: u64,
     why: &str,
@@ -48,7 +47,7 @@ pub(super) fn tx_refuse_group(
 
 /// The group took a batch: its record goes (written only if there is one).
 pub(super) fn tx_clear_group(
-    x: &TransactionalTree,
+    x: &TxTable<'_>,
     (conn, dataset): (&str, &DatasetName),
 ) -> TxResult<()> {
     let key = held_group_key(conn, dataset);
@@ -231,20 +230,17 @@ impl Core {
 
     /// A held row's reason, changed in place (its state and indexes stay).
     fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
-        self.readings
-            .transaction(|r| {
-                let key = Slot::Held(id).key();
-                if let Some(bytes) = r.get(&key)? {
-                    let mut row: ReadingRow =
-                        tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
-                    if row.state == RowState::Held {
-                        row.reason = reason.clone();
-                        r.insert(key.as_slice(), seal(&self.sealer, READINGS, &key, &row))?;
-                    }
+        self.readings.transaction(|r| {
+            let key = Slot::Held(id).key();
+            if let Some(bytes) = r.get(&key)? {
+                let mut row: ReadingRow = tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
+                if row.state == RowState::Held {
+                    row.reason = reason.clone();
+                    r.insert(key.as_slice(), seal(&self.sealer, READINGS, &key, &row))?;
                 }
-                Ok(())
-            })
-            .map_err(unwrap_tx)
+            }
+            Ok(())
+        })
     }
 
     /// One held row to the queue for the member it now resolves to; a row
@@ -259,58 +255,56 @@ impl Core {
         let old_key = unique_key(&row.subject, &row.dataset, &row.external_id);
         let groups = self.reserve_groups([(conn, &row.dataset)])?;
         let from = Slot::Held(row.id);
-        (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let mut tally = Tally::default();
-                if new_key != old_key
-                    && let Some(other) = x.get(&new_key)?
-                    && decode_u64(&other) != row.id
-                {
-                    let why = format!("duplicate of reading {}", decode_u64(&other));
-                    let to = MoveTo::state(RowState::Failed);
-                    let dup = |row: &mut ReadingRow| row.reason = Some(why);
-                    tx_move(
-                        &self.sealer,
-                        r,
-                        from,
-                        &[RowState::Held],
-                        to,
-                        dup,
-                        &mut tally,
-                    )?;
-                    tally.apply(x)?;
-                    return Ok(false);
-                }
-                // The group erased since the reservation: the next pass.
-                let Some(group) = groups.tx_group(x, conn, &row.dataset)? else {
-                    return Ok(false);
-                };
-                let to = MoveTo {
-                    state: RowState::Queued,
-                    group: Some(group),
-                };
-                let queue = |row: &mut ReadingRow| {
-                    row.subject = p.subject.clone();
-                    row.connection_id = p.connection_id.clone();
-                    row.reason = None;
-                };
-                let moved = tx_move(
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let mut tally = Tally::default();
+            if new_key != old_key
+                && let Some(other) = x.get(&new_key)?
+                && decode_u64(&other) != row.id
+            {
+                let why = format!("duplicate of reading {}", decode_u64(&other));
+                let to = MoveTo::state(RowState::Failed);
+                let dup = |row: &mut ReadingRow| row.reason = Some(why);
+                tx_move(
                     &self.sealer,
                     r,
                     from,
                     &[RowState::Held],
                     to,
-                    queue,
+                    dup,
                     &mut tally,
                 )?;
-                if moved.is_some() && new_key != old_key {
-                    x.remove(old_key.as_slice())?;
-                    x.insert(new_key.as_slice(), &row.id.to_be_bytes())?;
-                }
                 tally.apply(x)?;
-                Ok(moved.is_some())
-            })
-            .map_err(unwrap_tx)
+                return Ok(false);
+            }
+            // The group erased since the reservation: the next pass.
+            let Some(group) = groups.tx_group(x, conn, &row.dataset)? else {
+                return Ok(false);
+            };
+            let to = MoveTo {
+                state: RowState::Queued,
+                group: Some(group),
+            };
+            let queue = |row: &mut ReadingRow| {
+                row.subject = p.subject.clone();
+                row.connection_id = p.connection_id.clone();
+                row.reason = None;
+            };
+            let moved = tx_move(
+                &self.sealer,
+                r,
+                from,
+                &[RowState::Held],
+                to,
+                queue,
+                &mut tally,
+            )?;
+            if moved.is_some() && new_key != old_key {
+                x.remove(old_key.as_slice())?;
+                x.insert(new_key.as_slice(), row.id.to_be_bytes())?;
+            }
+            tally.apply(x)?;
+            Ok(moved.is_some())
+        })
     }
 
     /// Erase the refused-try records of a member (`people forget`).

@@ -5,10 +5,10 @@
 //! as a first connection for it (same invitation and linking token, back to
 //! `queued`, so the dispatcher asks for an FTC link naming that MydexID).
 
-use sled::Transactional;
+use super::engine::Transactional;
 
-use super::invitations::{tx_transition, unwrap_tx};
-use sled::transaction::TransactionalTree;
+use super::engine::TxTable;
+use super::invitations::tx_transition;
 
 use super::sealed::{LOG, MEMBERS, seal, tx_open};
 use super::{
@@ -26,14 +26,14 @@ impl Core {
         body: &serde_json::Value,
         digest: &[u8; 32],
     ) -> Result<CallbackOutcome> {
-        let event_id = self.db.generate_id()?;
-        (&self.invitations, &self.idx, &self.members, &self.log)
-            .transaction(|(inv_t, idx, mem_t, log_t)| {
+        let event_id = self.db.next_id()?;
+        (&self.invitations, &self.idx, &self.members, &self.log).transaction(
+            |(inv_t, idx, mem_t, log_t)| {
                 let seen_key = [b"s/".as_slice(), digest].concat();
                 if log_t.get(&seen_key)?.is_some() {
                     return Ok(CallbackOutcome::Replay);
                 }
-                log_t.insert(seen_key, &now_ms().to_be_bytes())?;
+                log_t.insert(seen_key, now_ms().to_be_bytes())?;
                 let rec = event_record(mydexid, linking_token, body);
                 tx_record(&self.sealer, idx, log_t, event_id, &rec)?;
 
@@ -54,8 +54,8 @@ impl Core {
                     Some(m) => tx_connect_held(s, inv_t, idx, inv, &m, mydexid),
                     None => tx_requeue_as_connect(s, inv_t, idx, inv.id, mydexid),
                 }
-            })
-            .map_err(unwrap_tx)
+            },
+        )
     }
 }
 
@@ -89,8 +89,8 @@ fn event_record(
 /// Count the identify event and keep it in the log, sealed.
 fn tx_record(
     sealer: &super::Sealer,
-    idx: &TransactionalTree,
-    log_t: &TransactionalTree,
+    idx: &TxTable<'_>,
+    log_t: &TxTable<'_>,
     event_id: u64,
     rec: &CallbackRecord,
 ) -> TxResult<()> {
@@ -103,8 +103,8 @@ fn tx_record(
 /// The active member we hold with this MydexID, if any.
 fn tx_held_member(
     sealer: &super::Sealer,
-    idx: &TransactionalTree,
-    mem_t: &TransactionalTree,
+    idx: &TxTable<'_>,
+    mem_t: &TxTable<'_>,
     mydexid: &MydexId,
 ) -> TxResult<Option<Member>> {
     Ok(match idx.get(mydexid_key(mydexid.as_str()))? {
@@ -120,8 +120,8 @@ fn tx_held_member(
 /// The MydexID is a member's we hold: the invitation is connected to it.
 fn tx_connect_held(
     sealer: &super::Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     inv: Invitation,
     member: &Member,
     mydexid: &MydexId,
@@ -153,8 +153,8 @@ fn tx_connect_held(
 /// first connection for it.
 fn tx_requeue_as_connect(
     sealer: &super::Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     id: u64,
     mydexid: &MydexId,
 ) -> TxResult<CallbackOutcome> {

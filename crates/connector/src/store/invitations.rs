@@ -2,8 +2,7 @@
 //! earlier invitation is open), compare-and-swap transitions, and the work
 //! index the dispatcher walks.
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use super::engine::{Transactional, TxTable, abort};
 
 use super::crypto::Sealer;
 use super::sealed::{INVITATIONS, open, seal, tx_open};
@@ -83,13 +82,11 @@ impl Core {
                 continue;
             }
             let new = open_key_of(&self.mail_keys, &format!("{campaign}\u{1f}{tag}"), identity);
-            self.idx
-                .transaction(|idx| {
-                    idx.insert(new.as_bytes(), &v)?;
-                    idx.remove(&k)?;
-                    Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
-                })
-                .map_err(unwrap_tx)?;
+            self.idx.transaction(|idx| {
+                idx.insert(new.as_bytes(), &v)?;
+                idx.remove(&k)?;
+                Ok::<_, super::engine::TxError<StoreError>>(())
+            })?;
             n += 1;
         }
         Ok(n)
@@ -149,7 +146,7 @@ impl Core {
     ) -> Result<Vec<InsertOutcome>> {
         let mut ids = Vec::with_capacity(batch.len());
         for _ in batch {
-            ids.push(self.db.generate_id()?);
+            ids.push(self.db.next_id()?);
         }
         let tokens: Vec<LinkingToken> = ids
             .iter()
@@ -160,7 +157,8 @@ impl Core {
             .iter()
             .map(|n| self.mail_keys.person(&n.invitee.email))
             .collect();
-        let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+
+        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
@@ -178,14 +176,14 @@ impl Core {
                 }
                 let inv = queued(new, *id, token.clone(), now);
                 inv_t.insert(
-                    &id_key(*id),
+                    id_key(*id),
                     seal(&self.sealer, INVITATIONS, &id_key(*id), &inv),
                 )?;
-                idx.insert(okey.as_bytes(), &id_key(*id))?;
-                idx.insert(super::suppression_record::person_key(person, *id), &[])?;
-                idx.insert(work_key(*id), &[])?;
+                idx.insert(okey.as_bytes(), id_key(*id))?;
+                idx.insert(super::suppression_record::person_key(person, *id), [])?;
+                idx.insert(work_key(*id), [])?;
                 if let Some(conn) = member {
-                    idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
+                    idx.insert(format!("m/{conn}").as_bytes(), id_key(*id))?;
                 }
                 added += 1;
                 match by_campaign.iter_mut().find(|(c, _)| *c == new.campaign) {
@@ -199,11 +197,10 @@ impl Core {
                 bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
             }
             if let Some((file, line)) = progress {
-                idx.insert(format!("q/{file}").as_bytes(), &line.to_be_bytes())?;
+                idx.insert(format!("q/{file}").as_bytes(), line.to_be_bytes())?;
             }
             Ok(outcomes)
-        });
-        outcomes.map_err(unwrap_tx)
+        })
     }
 
     pub fn invitation(&self, id: u64) -> Result<Invitation> {
@@ -243,20 +240,18 @@ impl Core {
         note: Option<String>,
         change: impl Fn(&mut Invitation),
     ) -> Result<Invitation> {
-        (&self.invitations, &self.idx)
-            .transaction(|(inv_t, idx)| {
-                tx_transition(
-                    &self.sealer,
-                    inv_t,
-                    idx,
-                    id,
-                    from,
-                    to,
-                    note.clone(),
-                    &change,
-                )
-            })
-            .map_err(unwrap_tx)
+        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+            tx_transition(
+                &self.sealer,
+                inv_t,
+                idx,
+                id,
+                from,
+                to,
+                note.clone(),
+                &change,
+            )
+        })
     }
 
     /// Change an invitation without changing its state (attempt counters,
@@ -267,20 +262,18 @@ impl Core {
         expected: State,
         change: impl Fn(&mut Invitation),
     ) -> Result<Invitation> {
-        (&self.invitations, &self.idx)
-            .transaction(|(inv_t, idx)| {
-                tx_transition(
-                    &self.sealer,
-                    inv_t,
-                    idx,
-                    id,
-                    &[expected],
-                    expected,
-                    None,
-                    &change,
-                )
-            })
-            .map_err(unwrap_tx)
+        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+            tx_transition(
+                &self.sealer,
+                inv_t,
+                idx,
+                id,
+                &[expected],
+                expected,
+                None,
+                &change,
+            )
+        })
     }
 
     /// Invitations the dispatcher has to work on, in id order after `after`
@@ -338,11 +331,11 @@ impl Core {
             .transaction(|(inv_t, idx)| {
                 let bytes = inv_t
                     .get(id_key(id))?
-                    .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(id)))?;
+                    .ok_or(abort(StoreError::NotFound(id)))?;
                 let inv: Invitation = tx_open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
                 let person = self.mail_keys.person(&inv.invitee.email);
                 if let Some(s) = super::suppression_record::tx_suppression(&self.sealer, idx, &person)? {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Refused(
+                    return Err(abort(StoreError::Refused(
                         format!("invitation {id} cannot be retried: the person is suppressed ({})", s.source.as_str()),
                     )));
                 }
@@ -353,7 +346,7 @@ impl Core {
                         && let Some(b) = inv_t.get(id_key(other))?
                         && tx_open::<Invitation>(&self.sealer, INVITATIONS, &id_key(other), &b, "invitation")?.state.is_open()
                     {
-                        return Err(ConflictableTransactionError::Abort(
+                        return Err(abort(
                             StoreError::Refused(format!(
                                 "invitation {id} cannot be retried: invitation {other} for the same person in campaign {:?} is open",
                                 inv.campaign
@@ -361,7 +354,7 @@ impl Core {
                         ));
                     }
                 }
-                idx.insert(okey.as_bytes(), &id_key(id))?;
+                idx.insert(okey.as_bytes(), id_key(id))?;
                 tx_transition(
                     &self.sealer,
                     inv_t,
@@ -379,7 +372,6 @@ impl Core {
                     },
                 )
             })
-            .map_err(unwrap_tx)
     }
 }
 
@@ -389,8 +381,8 @@ impl Core {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tx_transition(
     sealer: &Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     id: u64,
     from: &[State],
     to: State,
@@ -403,12 +395,10 @@ pub(super) fn tx_transition(
     );
     let bytes = inv_t
         .get(id_key(id))?
-        .ok_or(ConflictableTransactionError::Abort(StoreError::NotFound(
-            id,
-        )))?;
+        .ok_or(abort(StoreError::NotFound(id)))?;
     let mut inv: Invitation = tx_open(sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
     if !from.contains(&inv.state) || !State::allowed(inv.state, to) {
-        return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
+        return Err(abort(StoreError::Conflict {
             id,
             actual: inv.state.as_str(),
             expected: from
@@ -434,7 +424,7 @@ pub(super) fn tx_transition(
             inv.history.drain(1..inv.history.len() - 49);
         }
     }
-    inv_t.insert(&id_key(id), seal(sealer, INVITATIONS, &id_key(id), &inv))?;
+    inv_t.insert(id_key(id), seal(sealer, INVITATIONS, &id_key(id), &inv))?;
     if before != to {
         bump(idx, &counter_key(before), -1)?;
         bump(idx, &counter_key(to), 1)?;
@@ -444,26 +434,19 @@ pub(super) fn tx_transition(
             bump(idx, &mailed_counter(&inv.campaign), 1)?;
         }
         if to.needs_dispatch() {
-            idx.insert(work_key(id), &[])?;
+            idx.insert(work_key(id), [])?;
         } else {
             idx.remove(work_key(id))?;
         }
         // The expiry sweep's index: mailed links it may expire, expired
         // invitations it may remind.
         if matches!(to, State::Sent | State::Expired) {
-            idx.insert(super::expiry_index::expiry_key(id), &[])?;
+            idx.insert(super::expiry_index::expiry_key(id), [])?;
         } else {
             idx.remove(super::expiry_index::expiry_key(id))?;
         }
     }
     Ok(inv)
-}
-
-pub(super) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
-    match e {
-        sled::transaction::TransactionError::Abort(e) => e,
-        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
-    }
 }
 
 /// The invitation a callback's linking token belongs to, inside a
@@ -472,8 +455,8 @@ pub(super) fn unwrap_tx(e: sled::transaction::TransactionError<StoreError>) -> S
 /// whole token matches the one stored.
 pub(super) fn tx_by_token(
     sealer: &Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     token: &str,
 ) -> TxResult<Option<Invitation>> {
     let Some(token) = LinkingToken::from_callback(token) else {
@@ -497,8 +480,8 @@ pub(super) fn tx_by_token(
 /// states), if there is one: a new one would duplicate it.
 fn tx_still_open(
     sealer: &Sealer,
-    inv_t: &TransactionalTree,
-    idx: &TransactionalTree,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
     okey: &str,
     closed: &[State],
 ) -> TxResult<Option<u64>> {

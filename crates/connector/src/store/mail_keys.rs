@@ -4,6 +4,7 @@
 //! every suppression hash and every token already mailed must keep working;
 //! rotation re-seals them in the same step as the key check (`reseal`).
 
+use super::engine::Table;
 use rand::RngCore;
 use secrecy::SecretBox;
 
@@ -29,7 +30,7 @@ fn aad(name: &str) -> Vec<u8> {
     format!("meta/{name}").into_bytes()
 }
 
-fn load_or_make(meta: &sled::Tree, sealer: &Sealer, name: &str) -> Result<SecretBox<[u8; 32]>> {
+fn load_or_make(meta: &Table, sealer: &Sealer, name: &str) -> Result<SecretBox<[u8; 32]>> {
     if let Some(sealed) = meta.get(name)? {
         let sealed = std::str::from_utf8(&sealed)
             .map_err(|_| StoreError::Corrupt(format!("meta/{name}")))?;
@@ -51,7 +52,7 @@ fn load_or_make(meta: &sled::Tree, sealer: &Sealer, name: &str) -> Result<Secret
 
 impl MailKeys {
     /// Read the keys from `meta`, making them if the store has none yet.
-    pub(super) fn open(meta: &sled::Tree, sealer: &Sealer) -> Result<Self> {
+    pub(super) fn open(meta: &Table, sealer: &Sealer) -> Result<Self> {
         Ok(Self {
             hash: load_or_make(meta, sealer, NAMES[0])?,
             token: load_or_make(meta, sealer, NAMES[1])?,
@@ -89,11 +90,7 @@ impl MailKeys {
 /// For key rotation: the sealed keys re-sealed under `new`, as `(name,
 /// value)` pairs to write in the key switch's transaction. A store without
 /// them yet has nothing to re-seal.
-pub(super) fn reseal(
-    meta: &sled::Tree,
-    old: &Sealer,
-    new: &Sealer,
-) -> Result<Vec<(String, String)>> {
+pub(super) fn reseal(meta: &Table, old: &Sealer, new: &Sealer) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for name in NAMES {
         let Some(sealed) = meta.get(name)? else {
@@ -115,12 +112,12 @@ pub(super) fn reseal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::engine::Engine;
 
     #[test]
     fn made_once_kept_and_resealed() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let meta = db.open_tree("meta").unwrap();
+        let db = Engine::temporary();
+        let meta = db.table("meta").unwrap();
         let old = Sealer::new(&SecretBox::new(Box::new([1; 32])));
         let new = Sealer::new(&SecretBox::new(Box::new([2; 32])));
         let a = MailKeys::open(&meta, &old).unwrap();

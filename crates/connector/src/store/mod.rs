@@ -1,4 +1,4 @@
-//! The one owner of the sled database. Every change is a sled transaction
+//! The store's core: the one owner of the database. Every change is a transaction
 //! (compare-and-swap on the invitation's state, indexes and counters moved in
 //! the same step), so two workers can never both move one invitation and a
 //! restart finds each where it stood.
@@ -27,6 +27,7 @@ mod codec;
 mod crypto;
 mod db;
 mod durable;
+mod engine;
 mod error;
 mod expiry_index;
 mod facade;
@@ -53,8 +54,8 @@ mod write_health;
 
 use std::path::Path;
 
+use engine::{Engine, Table, TxTable};
 use secrecy::SecretBox;
-use sled::transaction::TransactionalTree;
 
 use codec::{decode, decode_u64, encode};
 use error::TxResult;
@@ -68,6 +69,7 @@ pub use bounces::{Bounce, BounceOutcome, BounceType};
 pub use brake::{Brake, ConnectionDenied, Held};
 pub use campaign_pauses::{CampaignPause, PausedBy};
 pub use crypto::{CryptoError, Sealer};
+pub use engine::{EngineError, LOG_TARGET as ENGINE_LOG_TARGET};
 pub use error::{Result, StoreError};
 pub use facade::Store;
 pub use forget::{ForgetTarget, Forgotten};
@@ -89,16 +91,16 @@ pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};
 /// `store/` it is reached only through [`Store`] (`facade.rs`).
 #[derive(Clone)]
 pub struct Core {
-    db: sled::Db,
-    invitations: sled::Tree,
-    members: sled::Tree,
-    idx: sled::Tree,
-    log: sled::Tree,
+    db: Engine,
+    invitations: Table,
+    members: Table,
+    idx: Table,
+    log: Table,
     /// Every authenticated callback as it arrived (`raw_callbacks.rs`).
-    raw: sled::Tree,
+    raw: Table,
     /// Readings to deliver and their indexes (`readings.rs`, `batches.rs`).
-    readings: sled::Tree,
-    rdx: sled::Tree,
+    readings: Table,
+    rdx: Table,
     sealer: std::sync::Arc<Sealer>,
     /// Suppression hashes and mail tokens (`mail_keys.rs`).
     mail_keys: std::sync::Arc<MailKeys>,
@@ -113,7 +115,7 @@ impl Core {
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
         let db = db::open_db(path)?;
         let sealer = Sealer::new(key);
-        let meta = db.open_tree("meta")?;
+        let meta = db.table("meta")?;
         if let Some(journal) = rotation_journal::journal(&meta)? {
             return Err(StoreError::RotationUnfinished {
                 path: path.display().to_string(),
@@ -124,18 +126,18 @@ impl Core {
         let mail_keys = std::sync::Arc::new(MailKeys::open(&meta, &sealer)?);
         let health = std::sync::Arc::new(StoreHealth::default());
         let commit = durable::GroupCommit::start(db.clone(), health.clone())
-            .map_err(|e| StoreError::Db(sled::Error::Io(e)))?;
+            .map_err(|e| StoreError::Engine(engine::EngineError::from_io(e)))?;
         let store = Self {
             commit,
             health,
             path: path.to_owned(),
-            invitations: db.open_tree("invitations")?,
-            members: db.open_tree("members")?,
-            idx: db.open_tree("idx")?,
-            log: db.open_tree("log")?,
-            raw: db.open_tree("raw")?,
-            readings: db.open_tree("readings")?,
-            rdx: db.open_tree("rdx")?,
+            invitations: db.table("invitations")?,
+            members: db.table("members")?,
+            idx: db.table("idx")?,
+            log: db.table("log")?,
+            raw: db.table("raw")?,
+            readings: db.table("readings")?,
+            rdx: db.table("rdx")?,
             db,
             sealer: std::sync::Arc::new(sealer),
             mail_keys,
@@ -145,14 +147,14 @@ impl Core {
         if meta.get(sealed::CONVERGED)?.is_none() {
             sealed::seal_legacy(&store.db, &store.sealer, &sealed::SEALED)?;
             store.hash_legacy_open_keys()?;
-            meta.insert(sealed::CONVERGED, &[1u8])?;
-            meta.insert(sealed::LOG_CONVERGED, &[1u8])?;
+            meta.insert(sealed::CONVERGED, [1u8])?;
+            meta.insert(sealed::LOG_CONVERGED, [1u8])?;
             meta.flush()?;
         }
         // Once per store sealed before its `log` records were.
         if meta.get(sealed::LOG_CONVERGED)?.is_none() {
             sealed::seal_legacy(&store.db, &store.sealer, &sealed::LOG_SEALED)?;
-            meta.insert(sealed::LOG_CONVERGED, &[1u8])?;
+            meta.insert(sealed::LOG_CONVERGED, [1u8])?;
             meta.flush()?;
         }
         // Once per store written before readings were keyed by state.
@@ -174,10 +176,12 @@ impl Core {
         self.health.failure()
     }
 
-    /// Note an error from a store operation: an I/O error from sled means
+    /// Note an error from a store operation: an I/O error from the engine means
     /// this open database cannot write any more (see `write_health.rs`).
     pub fn note_error(&self, e: &StoreError) {
-        if let StoreError::Db(sled::Error::Io(io)) = e {
+        if let StoreError::Engine(e) = e
+            && let Some(io) = e.io()
+        {
             self.health
                 .mark_failed(&format!("I/O error: {}", write_health::io_words(io)));
         }
@@ -201,8 +205,8 @@ impl Core {
         }
         let me = self.clone();
         let wrote = tokio::task::spawn_blocking(move || -> Result<()> {
-            let meta = me.db.open_tree("meta")?;
-            meta.insert("readyz_probe", &now_ms().to_be_bytes())?;
+            let meta = me.db.table("meta")?;
+            meta.insert("readyz_probe", now_ms().to_be_bytes())?;
             me.counts(current_version).map(|_| ())
         })
         .await
@@ -305,10 +309,10 @@ pub struct StatusCounts {
 }
 
 /// Add `delta` to a counter inside a transaction.
-fn bump(idx: &TransactionalTree, key: &str, delta: i64) -> TxResult<()> {
+fn bump(idx: &TxTable<'_>, key: &str, delta: i64) -> TxResult<()> {
     let current = idx.get(key)?.map(|v| decode_u64(&v)).unwrap_or(0);
     let next = (current as i64 + delta).max(0) as u64;
-    idx.insert(key.as_bytes(), &next.to_be_bytes())?;
+    idx.insert(key.as_bytes(), next.to_be_bytes())?;
     Ok(())
 }
 

@@ -11,8 +11,8 @@
 //! quarantined ones, `p/{id}` → of the pending ones (judged again when the
 //! daemon starts: it stopped before answering them), `c/stored` and
 //! `c/quarantined` counters (`stored` counts those judged: a pending one is
-//! counted once judged). Every write here is a single-key sled operation,
-//! counters moved with `update_and_fetch`: a sled batch takes a lock over
+//! counted once judged). Every write here is a single-key engine operation,
+//! counters moved with `update_and_fetch`: an engine batch takes a lock over
 //! the whole database and transactions conflict on the hot counters, which
 //! cost the durable-callbacks bench ~40% of its throughput. So the keys of
 //! one callback are not written atomically together; they are written in an
@@ -118,7 +118,7 @@ impl Core {
     /// Keep an authenticated callback as it arrived (pending); its id.
     /// Not flushed here: the caller's flush covers it with its effects.
     pub fn keep_raw(&self, method: &str, content_type: Option<&str>, body: &[u8]) -> Result<u64> {
-        let id = self.db.generate_id()?;
+        let id = self.db.next_id()?;
         let rec = RawCallback {
             id,
             received_ms: now_ms(),

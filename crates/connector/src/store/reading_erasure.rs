@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use sled::transaction::TransactionalTree;
+use super::engine::TxTable;
 
 use super::Core;
 use super::batches::Batch;
@@ -96,8 +96,8 @@ impl Core {
     /// take each reading off its count.
     pub(super) fn tx_erase_readings(
         &self,
-        r: &TransactionalTree,
-        x: &TransactionalTree,
+        r: &TxTable<'_>,
+        x: &TxTable<'_>,
         e: &ReadingsToErase,
     ) -> TxResult<()> {
         let mut tally = Tally::default();
@@ -134,8 +134,75 @@ impl Core {
         for (key, group) in &e.groups {
             x.remove(key.as_slice())?;
             x.remove(group_id_key(*group))?;
-            x.remove(group_version_key(*group))?;
+            // Counted as a claim: a claim that read the rows reads again.
+            let gv = group_version_key(*group);
+            let claims = x.get(&gv)?.map_or(0, |v| decode_u64(&v));
+            x.insert(gv, (claims + 1).to_be_bytes())?;
         }
         tally.apply(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::{DatasetName, Email, MemberRef, Reading};
+    use crate::store::{Claim, Core, ForgetTarget, ImportMember, NewReading, Resolver, Settle};
+
+    #[test]
+    fn a_forgotten_member_leaves_no_reading_key_group_or_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Core::open(dir.path(), &secrecy::SecretBox::new(Box::new([7u8; 32]))).unwrap();
+        let ds = DatasetName::parse("ds_energy_readings").unwrap();
+        s.import_members(&[ImportMember {
+            uid: 1001,
+            connection_id: "1001-9",
+            mydexid: None,
+            email: Some("gone.member@example.com".into()),
+            key: "k",
+            version: 1,
+            campaign: None,
+        }])
+        .unwrap();
+        let fields = serde_json::json!({"field_ds_energy_readings": {"access": {"w": 1}}});
+        s.set_member_permissions("1001-9", fields).unwrap();
+        let member = MemberRef::ConnectionId("1001-9".into());
+        let placement = Resolver::new(&s).place(&member, &ds).unwrap().unwrap();
+        let batch: Vec<NewReading> = (0..6)
+            .map(|i| NewReading {
+                reading: Reading::from_json(
+                    &serde_json::json!({"connection_id": "1001-9", "external_id": format!("r{i}")}),
+                )
+                .unwrap(),
+                dataset: ds.clone(),
+                placement: placement.clone(),
+                source: "t".into(),
+            })
+            .collect();
+        s.insert_readings(&batch, None).unwrap();
+        // Two delivered, two in flight, two queued.
+        let claims = s.claim_batches("1001-9", &ds, 2, 2, false).unwrap();
+        let [Claim::Batch(first, _), Claim::Batch(second, _)] = &claims[..] else {
+            panic!("two batches")
+        };
+        s.settle_batch(first, &Settle::Delivered).unwrap();
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.in_flight, c.delivered), (2, 2, 2));
+
+        let email = Email::parse("gone.member@example.com").unwrap();
+        let f = s.forget_person(&ForgetTarget::Email(email), true).unwrap();
+        assert_eq!(f.readings, 6);
+        let c = s.record_counts().unwrap();
+        assert_eq!(
+            (c.queued, c.in_flight, c.unknown, c.delivered),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(s.readings.len(), 0);
+        for prefix in [&b"u/"[..], b"gn/", b"gi/", b"b/"] {
+            assert_eq!(s.rdx.scan_prefix(prefix).count(), 0, "{prefix:?}");
+        }
+        // The POST of the batch in flight ends: its settle finds nothing.
+        s.settle_batch(second, &Settle::Delivered).unwrap();
+        assert_eq!(s.record_counts().unwrap().delivered, 0);
+        assert!(s.work_groups(10).unwrap().is_empty());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use sled::transaction::TransactionalTree;
+use super::engine::TxTable;
 
 use super::Core;
 use super::codec::decode_u64;
@@ -22,6 +22,9 @@ use crate::domain::DatasetName;
 #[derive(Default)]
 pub(super) struct GroupIds {
     reserved: HashMap<(String, DatasetName), u64>,
+    /// Groups found when reserving (they may be erased before the
+    /// transaction, which reads them again).
+    found: HashMap<(String, DatasetName), u64>,
 }
 
 impl GroupIds {
@@ -30,7 +33,7 @@ impl GroupIds {
     /// it vanished since the reservation (the caller tries again).
     pub(super) fn tx_group(
         &self,
-        x: &TransactionalTree,
+        x: &TxTable<'_>,
         conn: &str,
         dataset: &DatasetName,
     ) -> TxResult<Option<u64>> {
@@ -41,9 +44,19 @@ impl GroupIds {
         let Some(id) = self.reserved.get(&(conn.to_string(), dataset.clone())) else {
             return Ok(None);
         };
-        x.insert(name, &id.to_be_bytes())?;
+        x.insert(name, id.to_be_bytes())?;
         x.insert(group_id_key(*id), group_name_value(conn, dataset))?;
         Ok(Some(*id))
+    }
+
+    /// The group `conn` and `dataset` will most likely have in the
+    /// transaction: the one found, or the id reserved.
+    pub(super) fn likely(&self, conn: &str, dataset: &DatasetName) -> Option<u64> {
+        let key = (conn.to_string(), dataset.clone());
+        self.found
+            .get(&key)
+            .or_else(|| self.reserved.get(&key))
+            .copied()
     }
 }
 
@@ -72,10 +85,13 @@ impl Core {
         let mut ids = GroupIds::default();
         for (conn, ds) in wanted {
             let key = (conn.to_string(), ds.clone());
-            if ids.reserved.contains_key(&key) || self.group_of(conn, ds.as_str())?.is_some() {
+            if ids.reserved.contains_key(&key) || ids.found.contains_key(&key) {
                 continue;
             }
-            ids.reserved.insert(key, self.db.generate_id()?);
+            match self.group_of(conn, ds.as_str())? {
+                Some(g) => ids.found.insert(key, g),
+                None => ids.reserved.insert(key, self.db.next_id()?),
+            };
         }
         Ok(ids)
     }

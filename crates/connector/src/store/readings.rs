@@ -9,15 +9,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::engine::Transactional;
+use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::TransactionalTree;
 
-use sled::transaction::ConflictableTransactionError;
+use super::engine::abort;
 
 use super::codec::decode_u64;
 use super::error::{Result, StoreError, TxResult};
-use super::invitations::unwrap_tx;
+use super::reading_groups::GroupIds;
 use super::reading_keys::{Slot, counter_key, progress_key, state_prefix, unique_key};
 use super::sealed::{MEMBERS, READINGS, open, seal, tx_open};
 use super::{Core, bump, now_ms};
@@ -142,7 +142,7 @@ impl Tally {
         self.0[tally_slot(s)] -= 1;
     }
 
-    pub(super) fn apply(&self, x: &TransactionalTree) -> TxResult<()> {
+    pub(super) fn apply(&self, x: &TxTable<'_>) -> TxResult<()> {
         for s in RowState::ALL {
             let d = self.0[tally_slot(s)];
             if d != 0 {
@@ -173,7 +173,7 @@ impl MoveTo {
 /// `change` edits it on the way. The trees are `(readings, rdx)`.
 pub(super) fn tx_move(
     sealer: &super::Sealer,
-    r: &TransactionalTree,
+    r: &TxTable<'_>,
     from: Slot,
     expected: &[RowState],
     to: MoveTo,
@@ -192,9 +192,10 @@ pub(super) fn tx_move(
         Some(s) => Some(s),
         None if to.state == RowState::Delivered => None,
         None => {
-            return Err(ConflictableTransactionError::Abort(StoreError::Corrupt(
-                format!("reading {} cannot be queued without a group", row.id),
-            )));
+            return Err(abort(StoreError::Corrupt(format!(
+                "reading {} cannot be queued without a group",
+                row.id
+            ))));
         }
     };
     let from_state = row.state;
@@ -223,7 +224,7 @@ impl Core {
     ) -> Result<Vec<ReadingOutcome>> {
         let ids = batch
             .iter()
-            .map(|_| self.db.generate_id())
+            .map(|_| self.db.next_id())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
         let rows: Vec<ReadingRow> = batch
@@ -242,46 +243,49 @@ impl Core {
         // the reservation and the transaction: reserve again.
         for _ in 0..3 {
             let groups = self.reserve_groups(queued())?;
-            let stored = (&self.readings, &self.rdx)
-                .transaction(|(r, x)| {
-                    let mut of = HashMap::new();
-                    for (conn, ds) in queued() {
-                        match groups.tx_group(x, conn, ds)? {
-                            Some(g) => of.insert((conn, ds), g),
-                            None => return Ok(None),
-                        };
+            let sealed = self.seal_ahead(&rows, &groups);
+            let stored = (&self.readings, &self.rdx).transaction(|(r, x)| {
+                let mut of = HashMap::new();
+                for (conn, ds) in queued() {
+                    match groups.tx_group(x, conn, ds)? {
+                        Some(g) => of.insert((conn, ds), g),
+                        None => return Ok(None),
+                    };
+                }
+                let mut out = Vec::with_capacity(rows.len());
+                let mut tally = Tally::default();
+                for ((row, new), sealed) in rows.iter().zip(batch).zip(&sealed) {
+                    let ukey = unique_key(&row.subject, &row.dataset, &new.reading.external_id);
+                    if let Some(existing) = x.get(&ukey)? {
+                        out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
+                        continue;
                     }
-                    let mut out = Vec::with_capacity(rows.len());
-                    let mut tally = Tally::default();
-                    for (row, new) in rows.iter().zip(batch) {
-                        let ukey = unique_key(&row.subject, &row.dataset, &new.reading.external_id);
-                        if let Some(existing) = x.get(&ukey)? {
-                            out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
-                            continue;
-                        }
-                        let group = row
-                            .connection_id
-                            .as_deref()
-                            .and_then(|c| of.get(&(c, &row.dataset)).copied());
-                        let Some(slot) = Slot::for_state(row.state, group, row.id) else {
-                            continue;
-                        };
-                        let k = slot.key();
-                        r.insert(k.as_slice(), seal(&self.sealer, READINGS, &k, row))?;
-                        x.insert(ukey, &row.id.to_be_bytes())?;
-                        tally.add(row.state);
-                        out.push(ReadingOutcome::Stored {
-                            id: row.id,
-                            state: row.state,
-                        });
-                    }
-                    tally.apply(x)?;
-                    if let Some((file, line)) = progress {
-                        x.insert(progress_key(file), &line.to_be_bytes())?;
-                    }
-                    Ok(Some(out))
-                })
-                .map_err(unwrap_tx)?;
+                    let group = row
+                        .connection_id
+                        .as_deref()
+                        .and_then(|c| of.get(&(c, &row.dataset)).copied());
+                    let Some(slot) = Slot::for_state(row.state, group, row.id) else {
+                        continue;
+                    };
+                    let k = slot.key();
+                    let v = match sealed {
+                        Some((sk, v)) if *sk == k => v.clone(),
+                        _ => seal(&self.sealer, READINGS, &k, row),
+                    };
+                    r.insert(k, v)?;
+                    x.insert(ukey, row.id.to_be_bytes())?;
+                    tally.add(row.state);
+                    out.push(ReadingOutcome::Stored {
+                        id: row.id,
+                        state: row.state,
+                    });
+                }
+                tally.apply(x)?;
+                if let Some((file, line)) = progress {
+                    x.insert(progress_key(file), line.to_be_bytes())?;
+                }
+                Ok(Some(out))
+            })?;
             if let Some(out) = stored {
                 return Ok(out);
             }
@@ -289,6 +293,26 @@ impl Core {
         Err(StoreError::Refused(
             "a reading's member and dataset were erased while it was stored; try again".into(),
         ))
+    }
+
+    /// New rows sealed before their transaction, which holds sled's lock,
+    /// under the key each will most likely have (and its key).
+    fn seal_ahead(
+        &self,
+        rows: &[ReadingRow],
+        groups: &GroupIds,
+    ) -> Vec<Option<(Vec<u8>, Vec<u8>)>> {
+        rows.iter()
+            .map(|row| {
+                let group = row
+                    .connection_id
+                    .as_deref()
+                    .and_then(|c| groups.likely(c, &row.dataset));
+                let k = Slot::for_state(row.state, group, row.id)?.key();
+                let v = seal(&self.sealer, READINGS, &k, row);
+                Some((k, v))
+            })
+            .collect()
     }
 
     /// The last line of `file` whose readings are stored.

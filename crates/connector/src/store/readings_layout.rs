@@ -10,13 +10,12 @@
 //! layout is exactly what remains to do, and a store killed midway is taken
 //! up where it stood. The mark in `meta` goes last.
 
-use sled::Transactional;
+use super::engine::Transactional;
 
 use super::Core;
 use super::batches::Batch;
 use super::codec::{decode, encode};
 use super::error::Result;
-use super::invitations::unwrap_tx;
 use super::reading_keys::{BATCHES, Slot, batch_key};
 use super::readings::{ReadingRow, Tally};
 use super::sealed::{READINGS, open, seal};
@@ -47,7 +46,10 @@ fn legacy_row(k: &[u8]) -> bool {
 impl Core {
     /// Move readings of the layout before this one to this one; nothing
     /// to do once `meta` has [`LAYOUT_MARK`].
-    pub(super) fn migrate_readings_layout(&self, meta: &sled::Tree) -> Result<ReadingsMigrated> {
+    pub(super) fn migrate_readings_layout(
+        &self,
+        meta: &super::engine::Table,
+    ) -> Result<ReadingsMigrated> {
         let mut done = ReadingsMigrated::default();
         if meta.get(LAYOUT_MARK)?.is_some() {
             return Ok(done);
@@ -77,7 +79,7 @@ impl Core {
                 self.rdx.remove(k?)?;
             }
         }
-        meta.insert(LAYOUT_MARK, &[1u8])?;
+        meta.insert(LAYOUT_MARK, [1u8])?;
         self.db.flush()?;
         if done != ReadingsMigrated::default() {
             tracing::info!(
@@ -105,19 +107,16 @@ impl Core {
             .collect::<Result<_>>()?;
         for (old, batch) in legacy {
             let groups = self.reserve_groups([(batch.connection_id.as_str(), &batch.dataset)])?;
-            self.rdx
-                .transaction(|x| {
-                    let Some(group) = groups.tx_group(x, &batch.connection_id, &batch.dataset)?
-                    else {
-                        return Ok(());
-                    };
-                    let mut batch = batch.clone();
-                    batch.group = group;
-                    x.insert(batch_key(group, batch.id), encode(&batch))?;
-                    x.remove(old.as_slice())?;
-                    Ok(())
-                })
-                .map_err(unwrap_tx)?;
+            self.rdx.transaction(|x| {
+                let Some(group) = groups.tx_group(x, &batch.connection_id, &batch.dataset)? else {
+                    return Ok(());
+                };
+                let mut batch = batch.clone();
+                batch.group = group;
+                x.insert(batch_key(group, batch.id), encode(&batch))?;
+                x.remove(old.as_slice())?;
+                Ok(())
+            })?;
             done.batches += 1;
         }
         Ok(())
@@ -133,49 +132,47 @@ impl Core {
             .iter()
             .filter_map(|(_, r)| r.connection_id.as_deref().map(|c| (c, &r.dataset)));
         let groups = self.reserve_groups(conns)?;
-        let (moved, delivered) = (&self.readings, &self.rdx)
-            .transaction(|(r, x)| {
-                let (mut moved, mut delivered, mut tally) = (0, 0, Tally::default());
-                for (old, row) in chunk {
-                    if r.remove(old.as_slice())?.is_none() {
-                        continue;
-                    }
-                    let id = row.id;
-                    x.remove([b"h/".as_slice(), &id.to_be_bytes()].concat())?;
-                    x.remove([b"f/".as_slice(), &id.to_be_bytes()].concat())?;
-                    let group = match &row.connection_id {
-                        Some(c) => groups.tx_group(x, c, &row.dataset)?,
-                        None => None,
-                    };
-                    let mut row = row.clone();
-                    row.batch = None;
-                    if matches!(
-                        row.state,
-                        RowState::Queued | RowState::InFlight | RowState::Unknown
-                    ) {
-                        if group.is_none() {
-                            // Queued without a member to send to: held.
-                            tally.moved(row.state, RowState::Held, 1);
-                            row.state = RowState::Held;
-                            row.reason = Some("not connected".into());
-                        } else {
-                            // In a batch or not, the row is kept queued;
-                            // its batch (moved first) says it is in flight.
-                            row.state = RowState::Queued;
-                        }
-                    }
-                    let Some(slot) = Slot::for_state(row.state, group, id) else {
-                        delivered += 1;
-                        continue;
-                    };
-                    let k = slot.key();
-                    r.insert(k.as_slice(), seal(&self.sealer, READINGS, &k, &row))?;
-                    moved += 1;
+        let (moved, delivered) = (&self.readings, &self.rdx).transaction(|(r, x)| {
+            let (mut moved, mut delivered, mut tally) = (0, 0, Tally::default());
+            for (old, row) in chunk {
+                if r.remove(old.as_slice())?.is_none() {
+                    continue;
                 }
-                tally.apply(x)?;
-                Ok((moved, delivered))
-            })
-            .map_err(unwrap_tx)?;
+                let id = row.id;
+                x.remove([b"h/".as_slice(), &id.to_be_bytes()].concat())?;
+                x.remove([b"f/".as_slice(), &id.to_be_bytes()].concat())?;
+                let group = match &row.connection_id {
+                    Some(c) => groups.tx_group(x, c, &row.dataset)?,
+                    None => None,
+                };
+                let mut row = row.clone();
+                row.batch = None;
+                if matches!(
+                    row.state,
+                    RowState::Queued | RowState::InFlight | RowState::Unknown
+                ) {
+                    if group.is_none() {
+                        // Queued without a member to send to: held.
+                        tally.moved(row.state, RowState::Held, 1);
+                        row.state = RowState::Held;
+                        row.reason = Some("not connected".into());
+                    } else {
+                        // In a batch or not, the row is kept queued;
+                        // its batch (moved first) says it is in flight.
+                        row.state = RowState::Queued;
+                    }
+                }
+                let Some(slot) = Slot::for_state(row.state, group, id) else {
+                    delivered += 1;
+                    continue;
+                };
+                let k = slot.key();
+                r.insert(k.as_slice(), seal(&self.sealer, READINGS, &k, &row))?;
+                moved += 1;
+            }
+            tally.apply(x)?;
+            Ok((moved, delivered))
+        })?;
         done.rows += moved;
         done.delivered += delivered;
         Ok(())
@@ -238,7 +235,7 @@ mod tests {
                 .insert(k, seal(&s.sealer, READINGS, &k, row))
                 .unwrap();
             s.rdx
-                .insert(unique_key(&row.subject, &row.dataset, &row.external_id), &k)
+                .insert(unique_key(&row.subject, &row.dataset, &row.external_id), k)
                 .unwrap();
             let index = match row.state {
                 RowState::Queued => Some(format!("g/{CONN}\x1f{ds}\x1f").into_bytes()),
@@ -248,7 +245,7 @@ mod tests {
             };
             if let Some(mut i) = index {
                 i.extend_from_slice(&k);
-                s.rdx.insert(i, &[]).unwrap();
+                s.rdx.insert(i, []).unwrap();
             }
         }
         let batch = serde_json::json!({"id": 90, "connection_id": CONN, "dataset": ds,
@@ -263,11 +260,9 @@ mod tests {
             ("failed", 1),
             ("delivered", 1),
         ] {
-            s.rdx
-                .insert(format!("c/{state}"), &n.to_be_bytes())
-                .unwrap();
+            s.rdx.insert(format!("c/{state}"), n.to_be_bytes()).unwrap();
         }
-        let meta = s.db.open_tree("meta").unwrap();
+        let meta = s.db.table("meta").unwrap();
         meta.remove(LAYOUT_MARK).unwrap();
         s.db.flush().unwrap();
     }
@@ -361,7 +356,7 @@ mod tests {
         let out = s.insert_readings(&[again], None).unwrap();
         assert_eq!(out, [ReadingOutcome::Duplicate(17)]);
         // Opened again: nothing more to do.
-        let meta = s.db.open_tree("meta").unwrap();
+        let meta = s.db.table("meta").unwrap();
         assert_eq!(
             s.migrate_readings_layout(&meta).unwrap(),
             ReadingsMigrated::default()

@@ -3,6 +3,7 @@
 //! transactions as the states, and filtered listings (`invitations list`),
 //! which scan the invitations tree at command rates.
 
+use super::engine::WriteBatch;
 use std::collections::HashMap;
 
 use super::invitations::{CAMPAIGN_COUNTERS, campaign_counter_key};
@@ -54,7 +55,7 @@ impl Core {
     /// midway harmless, as the next open scans again.
     pub(super) fn ensure_campaign_counters(&self) -> Result<()> {
         const DONE: &str = "campaign_counters_v1";
-        let meta = self.db.open_tree("meta")?;
+        let meta = self.db.table("meta")?;
         if meta.get(DONE)?.is_some() {
             return Ok(());
         }
@@ -63,16 +64,16 @@ impl Core {
             let inv = inv?;
             *counts.entry((inv.campaign, inv.state)).or_default() += 1;
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         for ((campaign, state), n) in counts {
             batch.insert(
                 campaign_counter_key(&campaign, state).as_bytes(),
-                &n.to_be_bytes(),
+                n.to_be_bytes(),
             );
         }
         self.idx.apply_batch(batch)?;
         self.idx.flush()?;
-        meta.insert(DONE, &[1u8])?;
+        meta.insert(DONE, [1u8])?;
         meta.flush()?;
         Ok(())
     }
@@ -172,7 +173,7 @@ mod tests {
         for k in stale {
             s.idx.remove(k).unwrap();
         }
-        s.db.open_tree("meta")
+        s.db.table("meta")
             .unwrap()
             .remove("campaign_counters_v1")
             .unwrap();

@@ -9,7 +9,7 @@
 //!    unmatched callbacks' keys, then the invitations, readings and
 //!    suppression entries sealed whole, then the bodies of raw
 //!    callbacks (`raw_callbacks.rs`), re-sealed in batches, each
-//!    batch one atomic sled batch. A value is recognised as done when it opens
+//!    batch one atomic engine batch. A value is recognised as done when it opens
 //!    under the new key (XChaCha20-Poly1305 authenticates, so a value sealed
 //!    with the other key fails to open with certainty, not by a guess), so a
 //!    rerun skips what an earlier run finished and re-seals the rest;
@@ -18,6 +18,7 @@
 //!
 //! Plaintext keys live only in memory (zeroised after use).
 
+use super::engine::{Engine, Table, Transactional, Value, WriteBatch};
 use std::ops::Bound;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -88,7 +89,7 @@ pub fn rotate_key(
         )));
     }
     let db = open_db(path)?;
-    let meta = db.open_tree("meta")?;
+    let meta = db.table("meta")?;
     let (old_s, new_s) = (Sealer::new(old), Sealer::new(new));
     let resumed = start_or_resume(&meta, &shown, (&old_s, &new_s), (&old_fp, &new_fp))?;
     let done = reseal_all(&db, &old_s, &new_s, progress)?;
@@ -111,7 +112,7 @@ pub fn rotate_key(
 /// rotation), or check them against the journal (an unfinished one, to
 /// resume): `true` when resuming.
 fn start_or_resume(
-    meta: &sled::Tree,
+    meta: &Table,
     shown: &str,
     (old_s, new_s): (&Sealer, &Sealer),
     (old_fp, new_fp): (&str, &str),
@@ -175,12 +176,12 @@ struct Resealed {
 /// Re-seal members' keys, then unmatched callbacks' keys, then raw
 /// callbacks' bodies; `progress(done, total)` after each batch of members.
 fn reseal_all(
-    db: &sled::Db,
+    db: &Engine,
     old_s: &Sealer,
     new_s: &Sealer,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Resealed> {
-    let members = db.open_tree("members")?;
+    let members = db.table("members")?;
     let members_total = members.len() as u64;
     let (mut resealed, mut skipped) = (0u64, 0u64);
     reseal_tree(
@@ -197,7 +198,7 @@ fn reseal_all(
             progress(resealed + skipped, members_total);
         },
     )?;
-    let log = db.open_tree(sealed::LOG)?;
+    let log = db.table(sealed::LOG)?;
     let mut unmatched = 0u64;
     reseal_tree(
         db,
@@ -216,7 +217,7 @@ fn reseal_all(
         (sealed::LOG, b"e/".as_slice(), "callback event"),
     ];
     for (name, prefix, what) in whole {
-        let tree = db.open_tree(name)?;
+        let tree = db.table(name)?;
         reseal_tree(
             db,
             &tree,
@@ -228,7 +229,7 @@ fn reseal_all(
             &mut |_, _| {},
         )?;
     }
-    let raw = db.open_tree("raw")?;
+    let raw = db.table("raw")?;
     let mut raw_resealed = 0u64;
     reseal_tree(
         db,
@@ -252,8 +253,8 @@ fn reseal_all(
 /// The switch: the key check under the new key and the journal gone, in
 /// one step, made durable; the mail keys (`mail_keys.rs`) re-sealed in it.
 fn switch_key(
-    db: &sled::Db,
-    meta: &sled::Tree,
+    db: &Engine,
+    meta: &Table,
     new_s: &Sealer,
     mail_keys: &[(String, String)],
 ) -> Result<()> {
@@ -264,13 +265,7 @@ fn switch_key(
             m.insert(name.as_bytes(), value.as_bytes())?;
         }
         m.remove(JOURNAL)?;
-        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-    })
-    .map_err(|e| match e {
-        sled::transaction::TransactionError::Storage(e) => StoreError::Db(e),
-        sled::transaction::TransactionError::Abort(()) => {
-            StoreError::Corrupt("the key check switch was aborted".into())
-        }
+        Ok::<_, super::engine::TxError<StoreError>>(())
     })?;
     db.flush()?;
     Ok(())
@@ -284,8 +279,8 @@ type Reseal = dyn Fn(&[u8], &[u8], &str, &Sealer, &Sealer) -> Result<Option<Vec<
 /// atomic batch at a time. `done(resealed, skipped)` after each batch.
 #[allow(clippy::too_many_arguments)]
 fn reseal_tree(
-    db: &sled::Db,
-    tree: &sled::Tree,
+    db: &Engine,
+    tree: &Table,
     prefix: &[u8],
     what: &str,
     old: &Sealer,
@@ -293,15 +288,15 @@ fn reseal_tree(
     reseal: &Reseal,
     done: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
-    let mut after: Option<sled::IVec> = None;
+    let mut after: Option<Value> = None;
     loop {
         let lower = match &after {
             Some(k) => Bound::Excluded(k.clone()),
-            None => Bound::Included(sled::IVec::from(prefix)),
+            None => Bound::Included(Value::from(prefix)),
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteBatch::default();
         let (mut seen, mut resealed) = (0usize, 0u64);
-        for item in tree.range::<sled::IVec, _>((lower, Bound::Unbounded)) {
+        for item in tree.range::<Value, _>((lower, Bound::Unbounded)) {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
@@ -470,7 +465,7 @@ mod tests {
         // Half a rotation: the journal, and the first batch under the new key.
         {
             let db = open_db(&path).unwrap();
-            let meta = db.open_tree("meta").unwrap();
+            let meta = db.table("meta").unwrap();
             let j = Journal {
                 new_key_fingerprint: fingerprint(&key(2)),
                 old_key_fingerprint: fingerprint(&key(1)),
@@ -478,7 +473,7 @@ mod tests {
             };
             meta.insert(JOURNAL, super::super::codec::encode(&j))
                 .unwrap();
-            let members = db.open_tree("members").unwrap();
+            let members = db.table("members").unwrap();
             let (o, n) = (Sealer::new(&key(1)), Sealer::new(&key(2)));
             for item in members.iter().take(700) {
                 let (k, v) = item.unwrap();
@@ -501,7 +496,7 @@ mod tests {
                 sealed_key: Some(Sealer::new(&key(1)).seal(b"stray-key", b"9999-45678")),
                 note: String::new(),
             };
-            db.open_tree("log")
+            db.table("log")
                 .unwrap()
                 .insert(b"u/\0\0\0\0\0\0\0\x01", super::super::codec::encode(&rec))
                 .unwrap();
@@ -553,7 +548,7 @@ mod raw_tests {
     }
 
     /// `rotate_key`, waiting while a just-dropped store still holds the
-    /// lock (sled's own flusher thread lets go of it a moment later).
+    /// lock (the engine's own flusher thread lets go of it a moment later).
     fn rotate(path: &Path, old: u8, new: u8) -> RotationReport {
         let until = Instant::now() + Duration::from_secs(60);
         loop {
@@ -601,7 +596,7 @@ mod raw_tests {
                     r => break r.unwrap(),
                 }
             };
-            let raw = db.open_tree("raw").unwrap();
+            let raw = db.table("raw").unwrap();
             let mut n = 0;
             for item in raw.scan_prefix(b"b/") {
                 let v: crate::store::raw_callbacks::RawBody =

@@ -3,6 +3,7 @@
 //! the store with either key (see `rotation.rs`).
 
 use super::codec::decode;
+use super::engine::Table;
 use super::error::Result;
 
 /// Where, in `meta`, an unfinished rotation's journal is kept.
@@ -15,7 +16,7 @@ pub(super) struct Journal {
     pub started_ms: u64,
 }
 
-pub(super) fn journal(meta: &sled::Tree) -> Result<Option<Journal>> {
+pub(super) fn journal(meta: &Table) -> Result<Option<Journal>> {
     meta.get(JOURNAL)?
         .map(|v| decode(&v, "meta/key_rotation"))
         .transpose()

@@ -4,18 +4,18 @@
 //! whose bounce diagnostics may echo an address; and the `log` tree's
 //! unmatched callbacks and identify/notification events, which name a
 //! MydexID, a connection id, a linking token and the permissions granted)
-//! are never written to sled in clear:
+//! are never written to the engine in clear:
 //! each value is its JSON sealed with the store key (`crypto.rs`) and the
 //! tree and key as associated data, so a value cannot be moved to another
-//! record. sled is log-structured: a value removed or overwritten stays in
+//! record. The engine is log-structured: a value removed or overwritten stays in
 //! old segment files, so erasing a person (`forget.rs`) can only be sound if
 //! what stays there is ciphertext. Values written before sealing (plain
 //! JSON) still read; `seal_legacy` seals them once at open (the `log`
 //! records in a pass of their own, for stores sealed before they were).
 
+use super::engine::{Engine, abort};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::transaction::ConflictableTransactionError;
 
 use super::codec::{decode, encode};
 use super::crypto::Sealer;
@@ -103,23 +103,23 @@ pub(super) fn tx_open<T: DeserializeOwned>(
     bytes: &[u8],
     what: &str,
 ) -> TxResult<T> {
-    open(sealer, tree, key, bytes, what).map_err(ConflictableTransactionError::Abort)
+    open(sealer, tree, key, bytes, what).map_err(abort)
 }
 
 /// Seal every record of `which` (tree, key prefix) still written in clear
 /// (stores from before sealing). Each value is swapped only if it is still
 /// the one read, so a concurrent writer wins; the number sealed.
-pub(super) fn seal_legacy(db: &sled::Db, sealer: &Sealer, which: &[(&str, &[u8])]) -> Result<u64> {
+pub(super) fn seal_legacy(db: &Engine, sealer: &Sealer, which: &[(&str, &[u8])]) -> Result<u64> {
     let mut n = 0;
     for &(name, prefix) in which {
-        let tree = db.open_tree(name)?;
+        let tree = db.table(name)?;
         for item in tree.scan_prefix(prefix) {
             let (k, v) = item?;
             if is_sealed(&v) {
                 continue;
             }
             let sealed = sealer.seal(&v, &aad(name, &k)).into_bytes();
-            if tree.compare_and_swap(&k, Some(&v), Some(sealed))?.is_ok() {
+            if tree.compare_and_swap(&k, Some(&v), Some(sealed))? {
                 n += 1;
             }
         }
@@ -153,10 +153,9 @@ mod tests {
 
     #[test]
     fn legacy_clear_records_are_sealed_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = Engine::temporary();
         let s = Sealer::new(&SecretBox::new(Box::new([5; 32])));
-        let t = db.open_tree(MEMBERS).unwrap();
+        let t = db.table(MEMBERS).unwrap();
         t.insert(
             b"c1",
             encode(&serde_json::json!({"email": "bob@example.com"})),
@@ -193,8 +192,8 @@ mod tests {
         {
             let db = super::super::db::open_db(&path).unwrap();
             let k = b"u/\0\0\0\0\0\0\0\x09";
-            db.open_tree(LOG).unwrap().insert(k, encode(&rec)).unwrap();
-            db.open_tree("meta").unwrap().remove(LOG_CONVERGED).unwrap();
+            db.table(LOG).unwrap().insert(k, encode(&rec)).unwrap();
+            db.table("meta").unwrap().remove(LOG_CONVERGED).unwrap();
             db.flush().unwrap();
         }
         let s = Core::open(&path, &key).unwrap();
@@ -203,7 +202,7 @@ mod tests {
         assert_eq!(kept[0].mydexid.as_deref(), Some("OldClearMydex"));
         drop(s);
         let db = super::super::db::open_db(&path).unwrap();
-        for item in db.open_tree(LOG).unwrap().scan_prefix(b"u/") {
+        for item in db.table(LOG).unwrap().scan_prefix(b"u/") {
             let (_, v) = item.unwrap();
             assert!(is_sealed(&v));
             assert!(!String::from_utf8_lossy(&v).contains("OldClearMydex"));
@@ -288,17 +287,17 @@ mod tests {
         {
             let db = super::super::db::open_db(&path).unwrap();
             let id = inv.id.to_be_bytes();
-            db.open_tree(INVITATIONS)
+            db.table(INVITATIONS)
                 .unwrap()
                 .insert(id, encode(&inv))
                 .unwrap();
-            let idx = db.open_tree("idx").unwrap();
+            let idx = db.table("idx").unwrap();
             for k in idx.scan_prefix(b"o/").keys() {
                 idx.remove(k.unwrap()).unwrap();
             }
             let legacy = format!("o/c\u{1f}c\u{1f}{}", inv.invitee.identity());
-            idx.insert(legacy, &id).unwrap();
-            db.open_tree("meta").unwrap().remove(CONVERGED).unwrap();
+            idx.insert(legacy, id).unwrap();
+            db.table("meta").unwrap().remove(CONVERGED).unwrap();
             db.flush().unwrap();
         }
         let s = Core::open(&path, &key).unwrap();

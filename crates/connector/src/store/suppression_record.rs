@@ -2,8 +2,8 @@
 //! `idx`), apart from `suppressions.rs` so that inserting an invitation can
 //! check the list and index its person without a cycle between the two.
 
+use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
-use sled::transaction::TransactionalTree;
 
 use super::sealed::{IDX, tx_open};
 use super::{TxResult, id_key};
@@ -65,7 +65,7 @@ pub(super) fn person_key(person: &PersonHash, id: u64) -> Vec<u8> {
 /// The suppression of `person` inside a transaction, if any.
 pub(super) fn tx_suppression(
     sealer: &super::Sealer,
-    idx: &TransactionalTree,
+    idx: &TxTable<'_>,
     person: &PersonHash,
 ) -> TxResult<Option<Suppression>> {
     let k = key(person);

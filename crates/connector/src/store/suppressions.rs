@@ -5,9 +5,9 @@
 //! person (`pi/{hash}/{id}`), so suppressing someone fails their open
 //! invitations in the same transaction.
 
-use sled::Transactional;
+use super::engine::Transactional;
 
-use super::invitations::{tx_transition, unwrap_tx};
+use super::invitations::tx_transition;
 use super::sealed::{IDX, INVITATIONS, open, seal, tx_open};
 pub use super::suppression_record::{Suppressed, Suppression, SuppressionSource};
 use super::suppression_record::{key, tx_suppression};
@@ -59,63 +59,59 @@ impl Core {
     /// expired) with the entry's reason, in one transaction.
     pub fn suppress(&self, person: &PersonHash, entry: &Suppression) -> Result<Suppressed> {
         let ids = self.person_invitations(person)?;
-        (&self.invitations, &self.idx)
-            .transaction(|(inv_t, idx)| {
-                let mut out = Suppressed::default();
-                let reason = match tx_suppression(&self.sealer, idx, person)? {
-                    Some(old) => old.reason,
-                    None => {
-                        let k = key(person);
-                        idx.insert(k.as_bytes(), seal(&self.sealer, IDX, k.as_bytes(), entry))?;
-                        bump(idx, "c/suppressed", 1)?;
-                        out.new = true;
-                        entry.reason.clone()
-                    }
-                };
-                for id in &ids {
-                    let Some(b) = inv_t.get(id_key(*id))? else {
-                        continue;
-                    };
-                    let inv: Invitation =
-                        tx_open(&self.sealer, INVITATIONS, &id_key(*id), &b, "invitation")?;
-                    if !matches!(
-                        inv.state,
-                        State::Queued | State::LinkIssued | State::Sent | State::Expired
-                    ) {
-                        continue;
-                    }
-                    tx_transition(
-                        &self.sealer,
-                        inv_t,
-                        idx,
-                        *id,
-                        &[inv.state],
-                        State::Failed,
-                        Some(reason.clone()),
-                        &|i| {
-                            i.reason = Some(reason.clone());
-                        },
-                    )?;
-                    out.failed.push(*id);
+        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+            let mut out = Suppressed::default();
+            let reason = match tx_suppression(&self.sealer, idx, person)? {
+                Some(old) => old.reason,
+                None => {
+                    let k = key(person);
+                    idx.insert(k.as_bytes(), seal(&self.sealer, IDX, k.as_bytes(), entry))?;
+                    bump(idx, "c/suppressed", 1)?;
+                    out.new = true;
+                    entry.reason.clone()
                 }
-                Ok(out)
-            })
-            .map_err(unwrap_tx)
+            };
+            for id in &ids {
+                let Some(b) = inv_t.get(id_key(*id))? else {
+                    continue;
+                };
+                let inv: Invitation =
+                    tx_open(&self.sealer, INVITATIONS, &id_key(*id), &b, "invitation")?;
+                if !matches!(
+                    inv.state,
+                    State::Queued | State::LinkIssued | State::Sent | State::Expired
+                ) {
+                    continue;
+                }
+                tx_transition(
+                    &self.sealer,
+                    inv_t,
+                    idx,
+                    *id,
+                    &[inv.state],
+                    State::Failed,
+                    Some(reason.clone()),
+                    &|i| {
+                        i.reason = Some(reason.clone());
+                    },
+                )?;
+                out.failed.push(*id);
+            }
+            Ok(out)
+        })
     }
 
     /// Take `person` off the list (an operator's decision); `false` when
     /// they were not on it. Failed invitations stay failed.
     pub fn unsuppress(&self, person: &PersonHash) -> Result<bool> {
-        self.idx
-            .transaction(|idx| {
-                if idx.remove(key(person).as_bytes())?.is_none() {
-                    return Ok(false);
-                }
-                idx.remove(format!("sb/{}", person.as_str()).as_bytes())?;
-                bump(idx, "c/suppressed", -1)?;
-                Ok(true)
-            })
-            .map_err(unwrap_tx)
+        self.idx.transaction(|idx| {
+            if idx.remove(key(person).as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            idx.remove(format!("sb/{}", person.as_str()).as_bytes())?;
+            bump(idx, "c/suppressed", -1)?;
+            Ok(true)
+        })
     }
 }
 

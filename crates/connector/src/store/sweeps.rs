@@ -6,10 +6,9 @@
 
 use std::ops::Bound;
 
+use super::engine::{Transactional, abort};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
-use super::invitations::unwrap_tx;
 use super::sealed::{MEMBERS, open, seal, tx_open};
 use super::{
     Core, LastCheck, Member, MemberStatus, Result, StoreError, bump, decode, encode, now_ms,
@@ -195,11 +194,11 @@ impl Core {
                     version: result.version,
                 });
                 m.updated_ms = now;
-                if self
-                    .members
-                    .compare_and_swap(conn, Some(old), Some(seal(&self.sealer, MEMBERS, conn, &m)))?
-                    .is_ok()
-                {
+                if self.members.compare_and_swap(
+                    conn,
+                    Some(old),
+                    Some(seal(&self.sealer, MEMBERS, conn, &m)),
+                )? {
                     return Ok(Checked {
                         member: m,
                         newly_disconnected: false,
@@ -207,48 +206,46 @@ impl Core {
                 }
             }
         }
-        (&self.members, &self.idx)
-            .transaction(|(mem_t, idx)| {
-                let bytes = mem_t.get(connection_id.as_bytes())?.ok_or(
-                    sled::transaction::ConflictableTransactionError::Abort(StoreError::Corrupt(
-                        format!("member {connection_id} vanished during the sweep"),
-                    )),
-                )?;
-                let conn = connection_id.as_bytes();
-                let mut m: Member = tx_open(&self.sealer, MEMBERS, conn, &bytes, "member")?;
-                let was_active = m.status == MemberStatus::Active;
-                let mut newly_disconnected = false;
-                if was_active {
-                    if result.active {
-                        if let Some(v) = result.version
-                            && v != m.version
-                        {
-                            bump(idx, &format!("c/mv/{}", m.version), -1)?;
-                            bump(idx, &format!("c/mv/{v}"), 1)?;
-                            m.version = v;
-                        }
-                    } else {
+        (&self.members, &self.idx).transaction(|(mem_t, idx)| {
+            let bytes = mem_t
+                .get(connection_id.as_bytes())?
+                .ok_or(abort(StoreError::Corrupt(format!(
+                    "member {connection_id} vanished during the sweep"
+                ))))?;
+            let conn = connection_id.as_bytes();
+            let mut m: Member = tx_open(&self.sealer, MEMBERS, conn, &bytes, "member")?;
+            let was_active = m.status == MemberStatus::Active;
+            let mut newly_disconnected = false;
+            if was_active {
+                if result.active {
+                    if let Some(v) = result.version
+                        && v != m.version
+                    {
                         bump(idx, &format!("c/mv/{}", m.version), -1)?;
-                        bump(idx, "c/members_disconnected", 1)?;
-                        m.status = MemberStatus::Disconnected;
-                        newly_disconnected = true;
+                        bump(idx, &format!("c/mv/{v}"), 1)?;
+                        m.version = v;
                     }
+                } else {
+                    bump(idx, &format!("c/mv/{}", m.version), -1)?;
+                    bump(idx, "c/members_disconnected", 1)?;
+                    m.status = MemberStatus::Disconnected;
+                    newly_disconnected = true;
                 }
-                let now = now_ms();
-                m.last_check = Some(LastCheck {
-                    run,
-                    at_ms: now,
-                    active: result.active,
-                    version: result.version,
-                });
-                m.updated_ms = now;
-                mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &m))?;
-                Ok(Checked {
-                    member: m,
-                    newly_disconnected,
-                })
+            }
+            let now = now_ms();
+            m.last_check = Some(LastCheck {
+                run,
+                at_ms: now,
+                active: result.active,
+                version: result.version,
+            });
+            m.updated_ms = now;
+            mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &m))?;
+            Ok(Checked {
+                member: m,
+                newly_disconnected,
             })
-            .map_err(unwrap_tx)
+        })
     }
 
     /// Number of members (any status), for progress.
@@ -281,41 +278,39 @@ impl Core {
                     .seal(m.key.as_bytes(), m.connection_id.as_bytes())
             })
             .collect();
-        (&self.members, &self.idx)
-            .transaction(|(mem_t, idx)| {
-                let mut added = 0u64;
-                for (m, sealed_key) in batch.iter().zip(&sealed) {
-                    if mem_t.get(m.connection_id.as_bytes())?.is_some() {
-                        continue;
-                    }
-                    let member = Member {
-                        connection_id: m.connection_id.to_string(),
-                        uid: m.uid,
-                        uid_sent: None,
-                        mydexid: m.mydexid.clone(),
-                        version: m.version,
-                        permissions: serde_json::Value::Null,
-                        status: MemberStatus::Active,
-                        sealed_key: sealed_key.clone(),
-                        invitation_id: None,
-                        campaign: m.campaign.clone(),
-                        email: m.email.clone(),
-                        external_ref: None,
-                        created_ms: now,
-                        updated_ms: now,
-                        last_check: None,
-                    };
-                    let conn = m.connection_id.as_bytes();
-                    mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &member))?;
-                    bump(idx, &format!("c/mv/{}", m.version), 1)?;
-                    if let Some(id) = &m.mydexid {
-                        idx.insert(super::mydexid_key(id.as_str()), m.connection_id.as_bytes())?;
-                    }
-                    added += 1;
+        (&self.members, &self.idx).transaction(|(mem_t, idx)| {
+            let mut added = 0u64;
+            for (m, sealed_key) in batch.iter().zip(&sealed) {
+                if mem_t.get(m.connection_id.as_bytes())?.is_some() {
+                    continue;
                 }
-                Ok(added)
-            })
-            .map_err(unwrap_tx)
+                let member = Member {
+                    connection_id: m.connection_id.to_string(),
+                    uid: m.uid,
+                    uid_sent: None,
+                    mydexid: m.mydexid.clone(),
+                    version: m.version,
+                    permissions: serde_json::Value::Null,
+                    status: MemberStatus::Active,
+                    sealed_key: sealed_key.clone(),
+                    invitation_id: None,
+                    campaign: m.campaign.clone(),
+                    email: m.email.clone(),
+                    external_ref: None,
+                    created_ms: now,
+                    updated_ms: now,
+                    last_check: None,
+                };
+                let conn = m.connection_id.as_bytes();
+                mem_t.insert(conn, seal(&self.sealer, MEMBERS, conn, &member))?;
+                bump(idx, &format!("c/mv/{}", m.version), 1)?;
+                if let Some(id) = &m.mydexid {
+                    idx.insert(super::mydexid_key(id.as_str()), m.connection_id.as_bytes())?;
+                }
+                added += 1;
+            }
+            Ok(added)
+        })
     }
 }
 

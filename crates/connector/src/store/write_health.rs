@@ -1,4 +1,4 @@
-//! Whether the store can still write. sled makes an I/O error sticky: after
+//! Whether the store can still write. The engine makes an I/O error sticky: after
 //! a write to its log fails (a full disk: ENOSPC), every later write and
 //! flush of that open database fails too, even once space is freed; only
 //! reopening clears it. So the first failed flush marks the store failed:
@@ -57,7 +57,7 @@ impl StoreHealth {
     }
 }
 
-/// An I/O error in the operating system's words. sled hands back clones of
+/// An I/O error in the operating system's words. The engine hands back clones of
 /// its sticky error whose message is the original's Debug form, so the
 /// kind is what is reliable.
 pub fn io_words(e: &std::io::Error) -> String {

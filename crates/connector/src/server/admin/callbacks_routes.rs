@@ -1,5 +1,5 @@
 //! The operator routes for stored callbacks, behind the bearer token (the
-//! CLI's `callbacks list|show|replay` call them; the CLI never opens sled):
+//! CLI's `callbacks list|show|replay` call them; the CLI never opens the store):
 //! list them (quarantined ones only, if asked), show one with its body and
 //! any member key redacted (and its linking token, for a caller without the
 //! admin token), and replay one or every quarantined one through

@@ -1,5 +1,5 @@
 //! The last answer the store gave for `/status` and `/metrics`, kept in
-//! memory. sled keeps an I/O error (a full disk) and hands it to every later
+//! memory. The storage engine keeps an I/O error (a full disk) and hands it to every later
 //! call, reads included (a read may merge or split a tree node, which
 //! writes), so while the store cannot write, these read-only routes answer
 //! from here, saying how old the counts are and why the store cannot answer,

@@ -1,5 +1,5 @@
 //! The operator routes behind the bearer token, which the CLI's
-//! `invitations` and `members` commands call (the CLI never opens sled):
+//! `invitations` and `members` commands call (the CLI never opens the store):
 //! list and show invitations with the reason for failures, retry failed
 //! ones, export the member mapping (keys only when `admin.allow_key_export`).
 //! A one-time link and a member key are shown only to a caller with the
