@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use mydex_connector::store::{ImportMember, Store};
+use mydex_connector::store::{NewMember, Store};
 use mydex_test_support as support;
 
 /// Members seeded per request to the sandbox and per import batch.
@@ -33,24 +33,24 @@ pub async fn seed(setup: &support::Setup, n: u64) -> anyhow::Result<()> {
             .json()
             .await?;
         let members = r["members"].as_array().context("seeded members")?;
-        let batch: Vec<ImportMember> = members
+        let batch: Vec<NewMember> = members
             .iter()
-            .map(|m| ImportMember {
+            .map(|m| NewMember {
                 uid: m["uid"].as_u64().unwrap_or(0),
-                connection_id: m["connection_id"].as_str().unwrap_or(""),
+                connection_id: m["connection_id"].as_str().unwrap_or("").into(),
                 mydexid: None,
                 email: None,
-                key: m["key"].as_str().unwrap_or(""),
+                key: m["key"].as_str().unwrap_or("").into(),
                 version: 1,
                 campaign: Some("meters".into()),
             })
             .collect();
-        store.import_members(&batch)?;
+        store.import_members(batch).await?;
         left -= count;
     }
-    store.flush_blocking()?;
+    store.flush().await?;
     drop(store);
-    // sled's threads may hold the lock a moment after the drop.
+    // The engine's threads may hold the lock a moment after the drop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
 }

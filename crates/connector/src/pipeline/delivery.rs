@@ -482,10 +482,10 @@ impl Delivery {
             let Some((uid, key, _)) = self.member_key(&batch.connection_id).await else {
                 return;
             };
-            let rows = match self.store.external_ids(batch.rows.clone()).await {
+            let rows = match self.store.batch_external_ids(batch.clone()).await {
                 Ok(rows) => rows,
                 Err(e) => {
-                    tracing::error!(error = %e, "delivery: cannot read a batch's readings");
+                    tracing::error!(error = %e, "delivery: cannot read a batch's rows; trying later");
                     return;
                 }
             };

@@ -1,22 +1,30 @@
 //! Batches of readings on their way to a PDS: the store's half of the
 //! exactly-once protocol (README "Delivering readings"). A batch is
-//! claimed (rows `queued → in_flight`, `b/{id}` written) in one
-//! transaction, made durable before its POST, and settled by what Mydex
-//! answered: delivered, back to the queue (nothing was sent), held, failed,
-//! or unknown — then read back, and only the rows Mydex does not hold go
-//! back to the queue. Held rows are released when their cause may have
-//! cleared and fail after `hold_for` (`holds.rs`).
+//! claimed in one transaction that writes only its record (`b/` group
+//! batch, naming its rows) and the group's claim count: the rows stay where
+//! intake put them, and a row named by a batch not settled is in flight (or
+//! unknown), not queued. The claim is made durable before its POST, and the
+//! batch settled by what Mydex answered: delivered (its rows removed, one
+//! write a row), back to the queue (nothing was sent: only the record
+//! goes), held or failed (rows moved), or unknown — then read back, and
+//! only the rows Mydex does not hold go back to the queue. Held rows are
+//! released when their cause may have cleared and fail after `hold_for`
+//! (`holds.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::engine::Transactional;
+use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, decode_u64, encode, tx_decode};
-use super::error::Result;
+use super::error::{Result, TxResult};
 use super::holds::{tx_clear_group, tx_refuse_group};
-use super::readings::{ReadingRow, Tally, group_prefix, row_key, tx_move_tallied};
-use super::sealed::{READINGS, tx_open};
+use super::reading_keys::{
+    BATCHES, Slot, batch_key, batch_prefix, group_version_key, parse_batch_key, queue_prefix,
+};
+use super::readings::{MoveTo, ReadingRow, Tally, tx_move};
+use super::sealed::{READINGS, open, seal, tx_open};
 use super::{Core, now_ms};
 use crate::domain::{DatasetName, RowState};
 
@@ -29,10 +37,23 @@ pub enum BatchState {
     Unknown,
 }
 
-/// A batch not settled yet (`b/{id}` in `rdx`).
+impl BatchState {
+    /// The state of the batch's rows.
+    pub(super) fn rows(self) -> RowState {
+        match self {
+            BatchState::InFlight => RowState::InFlight,
+            BatchState::Unknown => RowState::Unknown,
+        }
+    }
+}
+
+/// A batch not settled (`b/` group batch in `rdx`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Batch {
     pub id: u64,
+    /// The group (member and dataset) its rows are queued in.
+    #[serde(default)]
+    pub group: u64,
     pub connection_id: String,
     pub dataset: DatasetName,
     pub rows: Vec<u64>,
@@ -59,12 +80,6 @@ pub enum Settle {
     Unknown { next_attempt_ms: u64, why: String },
 }
 
-fn batch_key(id: u64) -> Vec<u8> {
-    let mut k = b"b/".to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
 /// What a claim found.
 pub enum Claim {
     Batch(Batch, Vec<ReadingRow>),
@@ -73,66 +88,47 @@ pub enum Claim {
     Empty,
 }
 
-impl Core {
-    /// Groups of queued rows (connection id, dataset), at most `limit`.
-    pub fn work_groups(&self, limit: usize) -> Result<Vec<(String, DatasetName)>> {
-        self.groups_from(b"g/".to_vec(), None, limit)
-    }
+/// Inside a transaction: whether the group has had exactly `claims`
+/// claims (none since its rows were read outside the transaction).
+fn tx_unclaimed_since(x: &TxTable<'_>, group: u64, claims: u64) -> TxResult<bool> {
+    let now = x
+        .get(group_version_key(group))?
+        .map_or(0, |v| decode_u64(&v));
+    Ok(now == claims)
+}
 
-    /// [`Core::work_groups`], starting after group `after` and wrapping
-    /// round to the first: every group gets its turn.
-    pub fn work_groups_after(
-        &self,
-        after: Option<&(String, DatasetName)>,
-        limit: usize,
-    ) -> Result<Vec<(String, DatasetName)>> {
-        let Some((conn, ds)) = after else {
-            return self.work_groups(limit);
+/// Move the rows of a batch (in flight or unknown) to held or failed:
+/// each row rewritten at the key of its new state; how many moved.
+fn tx_settle_rows(
+    sealer: &super::Sealer,
+    r: &TxTable<'_>,
+    stored: &Batch,
+    to: RowState,
+    change: impl Fn(&mut ReadingRow),
+) -> TxResult<usize> {
+    let mut n = 0;
+    for id in &stored.rows {
+        let from = Slot::Queue {
+            group: stored.group,
+            id: *id,
+        }
+        .key();
+        let Some(bytes) = r.remove(from.as_slice())? else {
+            continue;
         };
-        let mut from = group_prefix(conn, ds.as_str());
-        from.push(0xff);
-        let mut out = self.groups_from(from.clone(), None, limit)?;
-        if out.len() < limit {
-            let more = self.groups_from(b"g/".to_vec(), Some(&from), limit - out.len())?;
-            out.extend(
-                more.into_iter()
-                    .filter(|g| !out.contains(g))
-                    .collect::<Vec<_>>(),
-            );
+        let mut row: ReadingRow = tx_open(sealer, READINGS, &from, &bytes, "reading")?;
+        change(&mut row);
+        row.state = to;
+        if let Some(slot) = Slot::for_state(to, None, *id) {
+            let k = slot.key();
+            r.insert(k.as_slice(), seal(sealer, READINGS, &k, &row))?;
         }
-        Ok(out)
+        n += 1;
     }
+    Ok(n)
+}
 
-    /// Groups from key `start` (before key `end`, if given), at most `limit`.
-    fn groups_from(
-        &self,
-        mut start: Vec<u8>,
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(String, DatasetName)>> {
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let Some((k, _)) = self.rdx.range(start.clone()..).next().transpose()? else {
-                break;
-            };
-            if !k.starts_with(b"g/") || end.is_some_and(|e| k.as_ref() >= e) {
-                break;
-            }
-            let text = String::from_utf8_lossy(&k[2..]);
-            let mut parts = text.splitn(3, '\x1f');
-            let (Some(conn), Some(ds)) = (parts.next(), parts.next()) else {
-                break;
-            };
-            let mut next = group_prefix(conn, ds);
-            next.push(0xff);
-            if let Ok(ds) = DatasetName::parse(ds) {
-                out.push((conn.to_string(), ds));
-            }
-            start = next;
-        }
-        Ok(out)
-    }
-
+impl Core {
     /// Claim up to `max` queued rows of one group into a new in-flight
     /// batch, after checking the member can still take them.
     pub fn claim_batch(&self, conn: &str, dataset: &DatasetName, max: usize) -> Result<Claim> {
@@ -156,136 +152,253 @@ impl Core {
         count: usize,
         full_only: bool,
     ) -> Result<Vec<Claim>> {
-        let prefix = group_prefix(conn, dataset.as_str());
-        let mut ids: Vec<u64> = self
-            .rdx
-            .scan_prefix(&prefix)
-            .keys()
-            .take(max * count)
-            .map(|k| k.map(|k| decode_u64(&k[prefix.len()..])))
-            .collect::<std::result::Result<_, _>>()?;
-        if full_only {
-            ids.truncate(ids.len() / max * max);
-        }
-        if ids.is_empty() {
+        let Some(group) = self.group_of(conn, dataset.as_str())? else {
             return Ok(Vec::new());
+        };
+        // Another claim of the group between the scan and the transaction
+        // makes this one read again (the worker runs one claim a group at
+        // a time, so this is rare).
+        for _ in 0..8 {
+            let wanted = (group, max, count, full_only);
+            if let Some(claims) = self.try_claim(conn, dataset, wanted)? {
+                return Ok(claims);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// One claim: the group's rows read outside the transaction, then taken
+    /// inside it if no other claim came between; `None`: one did.
+    fn try_claim(
+        &self,
+        conn: &str,
+        dataset: &DatasetName,
+        (group, max, count, full_only): (u64, usize, usize, bool),
+    ) -> Result<Option<Vec<Claim>>> {
+        let claims = self
+            .rdx
+            .get(group_version_key(group))?
+            .map_or(0, |v| decode_u64(&v));
+        let mut rows = self.unclaimed_rows(group, max * count)?;
+        if full_only {
+            rows.truncate(rows.len() / max * max);
+        }
+        if rows.is_empty() {
+            return Ok(Some(Vec::new()));
         }
         if let (RowState::Held, Some(why)) = self.claim_gate(conn, dataset)? {
-            let now = now_ms();
-            let n = self.move_rows(&ids, &[RowState::Queued], RowState::Held, |r| {
-                r.reason = Some(why.clone());
-                r.held_since_ms = Some(r.held_since_ms.unwrap_or(now));
-            })?;
-            return Ok(vec![Claim::Held(n)]);
+            return Ok(self
+                .hold_unclaimed(group, claims, &rows, &why)?
+                .map(|n| vec![Claim::Held(n)]));
         }
-        let batch_ids = ids
+        let batch_ids = rows
             .chunks(max)
             .map(|_| self.db.next_id())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
-        (&self.readings, &self.rdx).transaction(|(r, x)| {
-            let mut tally = Tally::default();
-            let mut claims = Vec::new();
-            for (chunk, id) in ids.chunks(max).zip(&batch_ids) {
-                let mut rows = Vec::new();
-                for rid in chunk {
-                    let moved = tx_move_tallied(
-                        &self.sealer,
-                        (r, x),
-                        *rid,
-                        &[RowState::Queued],
-                        RowState::InFlight,
-                        |row| row.batch = Some(*id),
-                        &mut tally,
-                    )?;
-                    rows.extend(moved);
-                }
-                if rows.is_empty() {
-                    continue;
-                }
+        self.rdx.transaction(|x| {
+            if !tx_unclaimed_since(x, group, claims)? {
+                return Ok(None);
+            }
+            let (mut out, mut n) = (Vec::new(), 0);
+            for (chunk, id) in rows.chunks(max).zip(&batch_ids) {
+                // Every change that takes a queued row away from the
+                // group (a claim, a hold at the gate, `people forget`)
+                // counts as a claim: these rows are still there.
+                let taken: Vec<ReadingRow> = chunk
+                    .iter()
+                    .map(|row| ReadingRow {
+                        state: RowState::InFlight,
+                        ..row.clone()
+                    })
+                    .collect();
                 let batch = Batch {
                     id: *id,
+                    group,
                     connection_id: conn.to_string(),
                     dataset: dataset.clone(),
-                    rows: rows.iter().map(|r| r.id).collect(),
+                    rows: taken.iter().map(|r| r.id).collect(),
                     state: BatchState::InFlight,
                     posted_ms: now,
                     attempts: 0,
                     next_attempt_ms: now,
                     last_error: None,
                 };
-                x.insert(batch_key(*id), encode(&batch))?;
-                claims.push(Claim::Batch(batch, rows));
+                x.insert(batch_key(group, *id), encode(&batch))?;
+                n += taken.len();
+                out.push(Claim::Batch(batch, taken));
             }
+            let mut tally = Tally::default();
+            tally.moved(RowState::Queued, RowState::InFlight, n);
             tally.apply(x)?;
-            Ok(claims)
+            x.insert(group_version_key(group), (claims + 1).to_be_bytes())?;
+            Ok(Some(out))
         })
     }
 
-    /// Move rows (those still in one of `from`) to `to`; how many moved.
-    pub fn move_rows(
+    /// Up to `limit` of a group's queued rows that no batch names, in id
+    /// order: one range scan.
+    fn unclaimed_rows(&self, group: u64, limit: usize) -> Result<Vec<ReadingRow>> {
+        let busy = self.batched_rows(group)?;
+        let mut rows = Vec::new();
+        for item in self.readings.scan_prefix(queue_prefix(group)) {
+            if rows.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            match Slot::parse(&k) {
+                Some(Slot::Queue { id, .. }) if !busy.contains(&id) => {
+                    rows.push(open::<ReadingRow>(
+                        &self.sealer,
+                        READINGS,
+                        &k,
+                        &v,
+                        "reading",
+                    )?);
+                }
+                _ => {}
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The claim gate said no: the rows read (queued, in no batch) are
+    /// held with why, if no claim came between (`None`: one did). Counted
+    /// as a claim, so a claim that read these rows reads again.
+    fn hold_unclaimed(
         &self,
-        ids: &[u64],
-        from: &[RowState],
-        to: RowState,
+        group: u64,
+        claims: u64,
+        rows: &[ReadingRow],
+        why: &str,
+    ) -> Result<Option<usize>> {
+        let now = now_ms();
+        (&self.readings, &self.rdx).transaction(|(r, x)| {
+            if !tx_unclaimed_since(x, group, claims)? {
+                return Ok(None);
+            }
+            let mut tally = Tally::default();
+            let mut n = 0;
+            for row in rows {
+                let from = Slot::Queue { group, id: row.id };
+                let to = MoveTo::state(RowState::Held);
+                let held = |r: &mut ReadingRow| {
+                    r.reason = Some(why.to_string());
+                    r.held_since_ms = Some(r.held_since_ms.unwrap_or(now));
+                };
+                let moved = tx_move(
+                    &self.sealer,
+                    r,
+                    from,
+                    &[RowState::Queued],
+                    to,
+                    held,
+                    &mut tally,
+                )?;
+                n += moved.is_some() as usize;
+            }
+            tally.apply(x)?;
+            x.insert(group_version_key(group), (claims + 1).to_be_bytes())?;
+            Ok(Some(n))
+        })
+    }
+
+    /// The ids of the rows in a group's batches not settled.
+    fn batched_rows(&self, group: u64) -> Result<HashSet<u64>> {
+        let mut ids = HashSet::new();
+        for item in self.rdx.scan_prefix(batch_prefix(group)) {
+            let (_, v) = item?;
+            let b: Batch = decode(&v, "batch")?;
+            ids.extend(b.rows);
+        }
+        Ok(ids)
+    }
+
+    /// The rows of a batch not settled, as they were claimed.
+    pub fn batch_rows(&self, batch: &Batch) -> Result<Vec<ReadingRow>> {
+        let mut out = Vec::with_capacity(batch.rows.len());
+        for id in &batch.rows {
+            let k = Slot::Queue {
+                group: batch.group,
+                id: *id,
+            }
+            .key();
+            if let Some(v) = self.readings.get(&k)? {
+                let mut row: ReadingRow = open(&self.sealer, READINGS, &k, &v, "reading")?;
+                row.state = batch.state.rows();
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Move rows kept at `from` (those still in one of `expected`) to `to`,
+    /// one transaction; how many moved.
+    pub(super) fn move_rows(
+        &self,
+        from: &[Slot],
+        expected: &[RowState],
+        to: MoveTo,
         change: impl Fn(&mut ReadingRow),
     ) -> Result<usize> {
         (&self.readings, &self.rdx).transaction(|(r, x)| {
             let (mut n, mut tally) = (0, Tally::default());
-            for id in ids {
-                n += tx_move_tallied(&self.sealer, (r, x), *id, from, to, &change, &mut tally)?
-                    .is_some() as usize;
+            for slot in from {
+                n += tx_move(&self.sealer, r, *slot, expected, to, &change, &mut tally)?.is_some()
+                    as usize;
             }
             tally.apply(x)?;
             Ok(n)
         })
     }
 
-    /// Settle a batch by its outcome (one transaction).
+    /// Settle a batch by its outcome (one transaction). Delivered: each
+    /// row removed (its `u/` key stays, so it is never taken again).
     pub fn settle_batch(&self, batch: &Batch, how: &Settle) -> Result<()> {
         let now = now_ms();
-        let live = [RowState::InFlight, RowState::Unknown];
+        let key = batch_key(batch.group, batch.id);
         (&self.readings, &self.rdx).transaction(|(r, x)| {
-            let Some(bytes) = x.get(batch_key(batch.id))? else {
+            let Some(bytes) = x.get(&key)? else {
                 return Ok(());
             };
             let mut stored: Batch = tx_decode(&bytes, "batch")?;
-            let (from, to): (&[RowState], RowState) = match how {
-                Settle::Delivered => (&live, RowState::Delivered),
-                Settle::Requeue => (&live, RowState::Queued),
-                Settle::Hold(_) => (&live, RowState::Held),
-                Settle::Fail(_) => (&live, RowState::Failed),
-                Settle::Unknown { .. } => (&[RowState::InFlight], RowState::Unknown),
+            let from = stored.state.rows();
+            let to = match how {
+                Settle::Delivered => RowState::Delivered,
+                Settle::Requeue => RowState::Queued,
+                Settle::Hold(_) => RowState::Held,
+                Settle::Fail(_) => RowState::Failed,
+                Settle::Unknown { .. } => RowState::Unknown,
             };
-            let mut tally = Tally::default();
-            for id in &stored.rows {
-                let change = |row: &mut ReadingRow| match how {
-                    Settle::Delivered => {
-                        row.delivered_ms = Some(now);
-                        row.batch = None;
+            if from != to && !from.allowed(to) {
+                return Ok(());
+            }
+            let group = (stored.connection_id.as_str(), &stored.dataset);
+            let n = match how {
+                Settle::Delivered => {
+                    let mut n = 0;
+                    for id in &stored.rows {
+                        let k = Slot::Queue {
+                            group: stored.group,
+                            id: *id,
+                        }
+                        .key();
+                        n += r.remove(k)?.is_some() as usize;
                     }
-                    Settle::Requeue => row.batch = None,
-                    Settle::Hold(why) => {
+                    tx_clear_group(x, group)?;
+                    n
+                }
+                Settle::Requeue => present(r, &stored)?,
+                Settle::Hold(why) => {
+                    tx_refuse_group(x, group, stored.posted_ms, why)?;
+                    tx_settle_rows(&self.sealer, r, &stored, to, |row| {
                         row.reason = Some(why.clone());
                         row.held_since_ms = Some(row.held_since_ms.unwrap_or(now));
-                        row.batch = None;
-                    }
-                    Settle::Fail(why) => {
-                        row.reason = Some(why.clone());
-                        row.batch = None;
-                    }
-                    Settle::Unknown { .. } => {}
-                };
-                tx_move_tallied(&self.sealer, (r, x), *id, from, to, change, &mut tally)?;
-            }
-            tally.apply(x)?;
-            let group = (stored.connection_id.as_str(), &stored.dataset);
-            match how {
-                Settle::Hold(why) => tx_refuse_group(x, group, stored.posted_ms, why)?,
-                Settle::Delivered => tx_clear_group(x, group)?,
-                _ => {}
-            }
-            match how {
+                    })?
+                }
+                Settle::Fail(why) => tx_settle_rows(&self.sealer, r, &stored, to, |row| {
+                    row.reason = Some(why.clone());
+                })?,
                 Settle::Unknown {
                     next_attempt_ms,
                     why,
@@ -294,52 +407,58 @@ impl Core {
                     stored.attempts += 1;
                     stored.next_attempt_ms = *next_attempt_ms;
                     stored.last_error = Some(why.clone());
-                    x.insert(batch_key(batch.id), encode(&stored))?;
+                    x.insert(key.as_slice(), encode(&stored))?;
+                    present(r, &stored)?
                 }
-                _ => {
-                    x.remove(batch_key(batch.id))?;
-                }
+            };
+            if !matches!(how, Settle::Unknown { .. }) {
+                x.remove(key.as_slice())?;
             }
+            let mut tally = Tally::default();
+            tally.moved(from, to, n);
+            tally.apply(x)?;
             Ok(())
         })
     }
 
     /// Settle an unknown batch by what a read-back found: rows whose
-    /// `external_id` Mydex holds are delivered (with its row id), the
-    /// others go back to the queue.
+    /// `external_id` Mydex holds are delivered (removed), the others go
+    /// back to the queue.
     pub fn settle_read_back(&self, batch: &Batch, found: &HashMap<String, String>) -> Result<()> {
-        let now = now_ms();
-        let live = [RowState::InFlight, RowState::Unknown];
+        let held_by_mydex: HashSet<u64> = self
+            .batch_rows(batch)?
+            .into_iter()
+            .filter(|r| found.contains_key(&r.external_id))
+            .map(|r| r.id)
+            .collect();
+        let key = batch_key(batch.group, batch.id);
         (&self.readings, &self.rdx).transaction(|(r, x)| {
-            if x.get(batch_key(batch.id))?.is_none() {
+            let Some(bytes) = x.get(&key)? else {
                 return Ok(());
+            };
+            let stored: Batch = tx_decode(&bytes, "batch")?;
+            let from = stored.state.rows();
+            let (mut delivered, mut back) = (0, 0);
+            for id in &stored.rows {
+                let k = Slot::Queue {
+                    group: stored.group,
+                    id: *id,
+                }
+                .key();
+                if held_by_mydex.contains(id) {
+                    delivered += r.remove(k)?.is_some() as usize;
+                } else {
+                    back += r.get(k)?.is_some() as usize;
+                }
             }
             let mut tally = Tally::default();
-            for id in &batch.rows {
-                let Some(bytes) = r.get(row_key(*id))? else {
-                    continue;
-                };
-                let row: ReadingRow =
-                    tx_open(&self.sealer, READINGS, &row_key(*id), &bytes, "reading")?;
-                let found = found.get(&row.external_id);
-                let to = match found {
-                    Some(_) => RowState::Delivered,
-                    None => RowState::Queued,
-                };
-                let change = |row: &mut ReadingRow| {
-                    if let Some(pds_id) = found {
-                        row.delivered_ms = Some(now);
-                        row.pds_id = Some(pds_id.clone());
-                    }
-                    row.batch = None;
-                };
-                tx_move_tallied(&self.sealer, (r, x), *id, &live, to, change, &mut tally)?;
-            }
+            tally.moved(from, RowState::Delivered, delivered);
+            tally.moved(from, RowState::Queued, back);
             tally.apply(x)?;
-            if !found.is_empty() {
-                tx_clear_group(x, (batch.connection_id.as_str(), &batch.dataset))?;
+            if delivered > 0 {
+                tx_clear_group(x, (stored.connection_id.as_str(), &stored.dataset))?;
             }
-            x.remove(batch_key(batch.id))?;
+            x.remove(key.as_slice())?;
             Ok(())
         })
     }
@@ -348,9 +467,13 @@ impl Core {
     /// (their POST may have reached Mydex), read back after `settle_ms`.
     pub fn unfinished_batches(&self, at_start: bool, settle_ms: u64) -> Result<Vec<Batch>> {
         let mut out = Vec::new();
-        for item in self.rdx.scan_prefix(b"b/") {
-            let (_, v) = item?;
+        for item in self.rdx.scan_prefix(BATCHES) {
+            let (k, v) = item?;
+            let Some((group, _)) = parse_batch_key(&k) else {
+                continue;
+            };
             let mut b: Batch = decode(&v, "batch")?;
+            b.group = group;
             if at_start && b.state == BatchState::InFlight {
                 let how = Settle::Unknown {
                     next_attempt_ms: b.posted_ms + settle_ms,
@@ -364,6 +487,20 @@ impl Core {
         }
         Ok(out)
     }
+}
+
+/// How many rows of a batch are still kept (all of them, unless erased).
+fn present(r: &TxTable<'_>, stored: &Batch) -> TxResult<usize> {
+    let mut n = 0;
+    for id in &stored.rows {
+        let k = Slot::Queue {
+            group: stored.group,
+            id: *id,
+        }
+        .key();
+        n += r.get(k)?.is_some() as usize;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -414,6 +551,101 @@ mod tests {
                 .all(|o| matches!(o, super::super::readings::ReadingOutcome::Duplicate(_)))
         );
         ds
+    }
+
+    /// Every key written to `tree` (an insert or a removal each) until
+    /// the returned flag is set and the writes have stopped.
+    fn record_writes(
+        tree: &crate::store::engine::Table,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<Vec<Vec<u8>>>,
+    ) {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut sub = tree.watch(&[]);
+        let done = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut keys = Vec::new();
+            loop {
+                match sub.key_within(std::time::Duration::from_millis(300)) {
+                    Some(key) => keys.push(key),
+                    None if done.load(std::sync::atomic::Ordering::SeqCst) => return keys,
+                    None => {}
+                }
+            }
+        });
+        (stop, thread)
+    }
+
+    #[test]
+    fn a_delivered_reading_costs_three_writes_and_a_batch_a_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (n, size) = (400usize, 50usize);
+        let (stop_r, rows_t) = record_writes(&s.readings);
+        let (stop_x, rdx_t) = record_writes(&s.rdx);
+        let ds = seed(&s, n);
+        let mut batches = 0;
+        loop {
+            let claims = s.claim_batches("1001-9", &ds, size, 4, false).unwrap();
+            if claims.is_empty() {
+                break;
+            }
+            for c in claims {
+                let Claim::Batch(b, rows) = c else {
+                    panic!("not a batch")
+                };
+                assert_eq!(rows.len(), size);
+                s.settle_batch(&b, &Settle::Delivered).unwrap();
+                batches += 1;
+            }
+        }
+        stop_r.store(true, std::sync::atomic::Ordering::SeqCst);
+        stop_x.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (rows, rdx) = (rows_t.join().unwrap(), rdx_t.join().unwrap());
+        let c = s.record_counts().unwrap();
+        assert_eq!((c.queued, c.in_flight, c.delivered), (0, 0, n as u64));
+        assert_eq!(batches, n / size);
+        // Per reading: its row put at intake and removed at delivery, and
+        // its unique key: three writes; nothing else is written per row.
+        assert_eq!(rows.len(), 2 * n, "row writes");
+        let unique = rdx.iter().filter(|k| k.starts_with(b"u/")).count();
+        assert_eq!(unique, n, "unique keys");
+        // Per batch: its record put and removed, the claim count and the
+        // counters, shared by the batches of one claim; the group made once.
+        let per_batch = rdx.len() - unique;
+        assert!(
+            per_batch <= 5 * batches + 4,
+            "{per_batch} writes for {batches} batches"
+        );
+        let total = (rows.len() + rdx.len()) as f64 / n as f64;
+        eprintln!(
+            "writes per delivered reading: {total:.3} ({per_batch} for {batches} batches of {size})"
+        );
+        assert!(total <= 3.0 + 6.0 / size as f64, "{total}");
+        // Delivered: the rows are gone, the unique keys stay.
+        assert_eq!(s.readings.len(), 0);
+        let again = s
+            .insert_readings(
+                &[NewReading {
+                    reading: Reading::from_json(
+                        &serde_json::json!({"connection_id": "1001-9", "external_id": "r7"}),
+                    )
+                    .unwrap(),
+                    dataset: ds.clone(),
+                    placement: Resolver::new(&s)
+                        .place(&MemberRef::ConnectionId("1001-9".into()), &ds)
+                        .unwrap()
+                        .unwrap(),
+                    source: "t".into(),
+                }],
+                None,
+            )
+            .unwrap();
+        assert!(matches!(
+            again[..],
+            [crate::store::ReadingOutcome::Duplicate(_)]
+        ));
     }
 
     #[test]

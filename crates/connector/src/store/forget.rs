@@ -12,14 +12,14 @@ use std::collections::BTreeSet;
 use super::engine::{Transactional, TxTable, abort};
 
 use super::invitations::campaign_counter_key;
-use super::readings::{ReadingRow, counter_key, row_key, state_key, unique_key};
-use super::sealed::{INVITATIONS, MEMBERS, READINGS, open};
+use super::reading_erasure::{ReadingsToErase, Whose};
+use super::sealed::{INVITATIONS, MEMBERS, open};
 use super::suppression_record::{Suppression, SuppressionSource, key as suppression_key};
 use super::{
     Core, Invitation, Member, MemberStatus, Result, StoreError, TxResult, bump, id_key, now_ms,
     work_key,
 };
-use crate::domain::{Email, MemberRef, PersonHash};
+use crate::domain::{Email, PersonHash};
 
 /// Whom to forget.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ struct Found {
     refs: BTreeSet<String>,
     conns: BTreeSet<String>,
     mydexids: BTreeSet<String>,
-    readings: Vec<u64>,
+    readings: ReadingsToErase,
 }
 
 impl Core {
@@ -78,9 +78,7 @@ impl Core {
                 for id in &found.invitations {
                     self.tx_forget_invitation(inv_t, idx, *id)?;
                 }
-                for id in &found.readings {
-                    self.tx_forget_reading(r, x, *id)?;
-                }
+                self.tx_erase_readings(r, x, &found.readings)?;
                 for person in &found.persons {
                     tx_suppress_forgotten(&self.sealer, idx, person)?;
                 }
@@ -109,7 +107,7 @@ impl Core {
             persons: found.persons.into_iter().collect(),
             invitations: found.invitations.len(),
             members: counts,
-            readings: found.readings.len(),
+            readings: found.readings.count(),
             raw_callbacks,
             emails: found.emails.into_iter().collect(),
             external_refs: found.refs.into_iter().collect(),
@@ -179,22 +177,11 @@ impl Core {
                 f.refs.extend(m.external_ref.clone());
             }
         }
-        for item in self.readings.iter() {
-            let (k, v) = item?;
-            let row: ReadingRow = open(&self.sealer, READINGS, &k, &v, "reading")?;
-            let hit = row
-                .connection_id
-                .as_ref()
-                .is_some_and(|c| f.conns.contains(c))
-                || match &row.member {
-                    MemberRef::ExternalRef(r) => f.refs.contains(r),
-                    MemberRef::MydexId(x) => f.mydexids.contains(&x.to_lowercase()),
-                    MemberRef::ConnectionId(c) => f.conns.contains(c),
-                };
-            if hit {
-                f.readings.push(row.id);
-            }
-        }
+        f.readings = self.readings_to_erase(&Whose {
+            conns: &f.conns,
+            refs: &f.refs,
+            mydexids: &f.mydexids,
+        })?;
         Ok(f)
     }
 
@@ -261,25 +248,6 @@ impl Core {
         idx.remove(work_key(id))?;
         idx.remove(super::expiry_index::expiry_key(id))?;
         idx.remove(IdxKey::LegacyToken(inv.linking_token.to_string()).encode())?;
-        Ok(())
-    }
-
-    /// Erase one reading row, its indexes and its count.
-    fn tx_forget_reading(&self, r: &TxTable<'_>, x: &TxTable<'_>, id: u64) -> TxResult<()> {
-        let Some(bytes) = r.get(row_key(id))? else {
-            return Ok(());
-        };
-        let row: ReadingRow =
-            open(&self.sealer, READINGS, &row_key(id), &bytes, "reading").map_err(abort)?;
-        r.remove(row_key(id))?;
-        if let Some(k) = state_key(&row, row.state) {
-            x.remove(k)?;
-        }
-        let ukey = unique_key(&row.subject, &row.dataset, &row.external_id);
-        if x.get(&ukey)?.is_some_and(|v| v == id.to_be_bytes()) {
-            x.remove(ukey)?;
-        }
-        bump(x, &counter_key(row.state), -1)?;
         Ok(())
     }
 }

@@ -16,10 +16,9 @@ use super::engine::TxTable;
 use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::engine::Transactional;
 use super::error::{Result, TxResult};
-use super::readings::{
-    Placement, ReadingRow, Resolver, group_prefix, member_gate, row_key, tx_move,
-};
-use super::sealed::{READINGS, seal, tx_open};
+use super::reading_keys::{Slot, queue_prefix, state_prefix, unique_key};
+use super::readings::{MoveTo, Placement, ReadingRow, Resolver, Tally, member_gate, tx_move};
+use super::sealed::{READINGS, open, seal, tx_open};
 use super::{Core, now_ms};
 use crate::domain::{DatasetName, HeldGroup, RowState};
 
@@ -123,12 +122,15 @@ impl Pass<'_> {
     fn clear_orphans(&self) -> Result<()> {
         for (conn, ds) in self.failed.difference(&self.still_held) {
             let key = held_group_key(conn, ds);
-            let queued = self
-                .store
-                .rdx
-                .scan_prefix(group_prefix(conn, ds.as_str()))
-                .next()
-                .is_some();
+            let queued = match self.store.group_of(conn, ds.as_str())? {
+                Some(g) => self
+                    .store
+                    .readings
+                    .scan_prefix(queue_prefix(g))
+                    .next()
+                    .is_some(),
+                None => false,
+            };
             if !queued && self.store.rdx.get(&key)?.is_some() {
                 self.store.rdx.remove(key)?;
             }
@@ -180,16 +182,13 @@ impl Core {
         };
         let mut resolver = Resolver::new(self);
         let (mut released, mut failed) = (0, 0);
-        let held: Vec<u64> = self
-            .rdx
-            .scan_prefix(b"h/")
-            .keys()
-            .map(|k| k.map(|k| decode_u64(&k[2..])))
-            .collect::<std::result::Result<_, _>>()?;
-        for id in held {
-            let Some(row) = self.reading(id)? else {
+        let held = [state_prefix(RowState::Held).unwrap_or(b'h')];
+        for item in self.readings.scan_prefix(held) {
+            let (k, v) = item?;
+            let Some(Slot::Held(id)) = Slot::parse(&k) else {
                 continue;
             };
+            let row: ReadingRow = open(&self.sealer, READINGS, &k, &v, "reading")?;
             if row.held_since_ms.unwrap_or(row.created_ms) + hold_for_ms <= pass.now {
                 failed += self.fail_held(&row)?;
                 if let Some(c) = &row.connection_id {
@@ -223,7 +222,8 @@ impl Core {
             "held for longer than hold_for: {}",
             row.reason.as_deref().unwrap_or("held")
         );
-        self.move_rows(&[row.id], &[RowState::Held], RowState::Failed, |r| {
+        let to = MoveTo::state(RowState::Failed);
+        self.move_rows(&[Slot::Held(row.id)], &[RowState::Held], to, |r| {
             r.reason = Some(why.clone())
         })
     }
@@ -231,12 +231,12 @@ impl Core {
     /// A held row's reason, changed in place (its state and indexes stay).
     fn set_held_reason(&self, id: u64, reason: Option<String>) -> Result<()> {
         self.readings.transaction(|r| {
-            if let Some(bytes) = r.get(row_key(id))? {
-                let key = row_key(id);
+            let key = Slot::Held(id).key();
+            if let Some(bytes) = r.get(&key)? {
                 let mut row: ReadingRow = tx_open(&self.sealer, READINGS, &key, &bytes, "reading")?;
                 if row.state == RowState::Held {
                     row.reason = reason.clone();
-                    r.insert(key, seal(&self.sealer, READINGS, &key, &row))?;
+                    r.insert(key.as_slice(), seal(&self.sealer, READINGS, &key, &row))?;
                 }
             }
             Ok(())
@@ -248,44 +248,61 @@ impl Core {
     /// duplicate. `held_since_ms` stays: `hold_for` counts from the first
     /// hold, however many tries were refused since.
     fn release_one(&self, row: &ReadingRow, p: &Placement) -> Result<bool> {
-        let new_key = format!("u/{}\x1f{}\x1f{}", p.subject, row.dataset, row.external_id);
-        let old_key = format!(
-            "u/{}\x1f{}\x1f{}",
-            row.subject, row.dataset, row.external_id
-        );
+        let Some(conn) = p.connection_id.as_deref() else {
+            return Ok(false);
+        };
+        let new_key = unique_key(&p.subject, &row.dataset, &row.external_id);
+        let old_key = unique_key(&row.subject, &row.dataset, &row.external_id);
+        let groups = self.reserve_groups([(conn, &row.dataset)])?;
+        let from = Slot::Held(row.id);
         (&self.readings, &self.rdx).transaction(|(r, x)| {
-            if new_key != old_key {
-                if let Some(other) = x.get(new_key.as_bytes())?
-                    && decode_u64(&other) != row.id
-                {
-                    let why = format!("duplicate of reading {}", decode_u64(&other));
-                    tx_move(
-                        &self.sealer,
-                        r,
-                        x,
-                        row.id,
-                        &[RowState::Held],
-                        RowState::Failed,
-                        |row| row.reason = Some(why),
-                    )?;
-                    return Ok(false);
-                }
-                x.remove(old_key.as_bytes())?;
-                x.insert(new_key.as_bytes(), row.id.to_be_bytes())?;
+            let mut tally = Tally::default();
+            if new_key != old_key
+                && let Some(other) = x.get(&new_key)?
+                && decode_u64(&other) != row.id
+            {
+                let why = format!("duplicate of reading {}", decode_u64(&other));
+                let to = MoveTo::state(RowState::Failed);
+                let dup = |row: &mut ReadingRow| row.reason = Some(why);
+                tx_move(
+                    &self.sealer,
+                    r,
+                    from,
+                    &[RowState::Held],
+                    to,
+                    dup,
+                    &mut tally,
+                )?;
+                tally.apply(x)?;
+                return Ok(false);
             }
+            // The group erased since the reservation: the next pass.
+            let Some(group) = groups.tx_group(x, conn, &row.dataset)? else {
+                return Ok(false);
+            };
+            let to = MoveTo {
+                state: RowState::Queued,
+                group: Some(group),
+            };
+            let queue = |row: &mut ReadingRow| {
+                row.subject = p.subject.clone();
+                row.connection_id = p.connection_id.clone();
+                row.reason = None;
+            };
             let moved = tx_move(
                 &self.sealer,
                 r,
-                x,
-                row.id,
+                from,
                 &[RowState::Held],
-                RowState::Queued,
-                |row| {
-                    row.subject = p.subject.clone();
-                    row.connection_id = p.connection_id.clone();
-                    row.reason = None;
-                },
+                to,
+                queue,
+                &mut tally,
             )?;
+            if moved.is_some() && new_key != old_key {
+                x.remove(old_key.as_slice())?;
+                x.insert(new_key.as_slice(), row.id.to_be_bytes())?;
+            }
+            tally.apply(x)?;
             Ok(moved.is_some())
         })
     }

@@ -31,7 +31,7 @@ use super::schema::tables;
 use super::error::{Result, StoreError};
 
 /// The layout this binary reads and writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// In `meta`: the store's schema version.
 const VERSION_KEY: &str = "schema_version";
@@ -67,11 +67,22 @@ struct Step {
 }
 
 /// In order; a store at version `v` runs every step with `to > v`.
-const STEPS: &[Step] = &[Step {
-    to: 2,
-    name: "stamp the schema version",
-    run: stamp_only,
-}];
+const STEPS: &[Step] = &[
+    Step {
+        to: 2,
+        name: "stamp the schema version",
+        run: stamp_only,
+    },
+    // Readings keyed by where they stand: the rows are moved (and sealed
+    // under their new keys) by `Core::migrate_readings_layout` right after
+    // the steps, resumably, under its own marker; the version says that
+    // an older release must not open the store.
+    Step {
+        to: 3,
+        name: "readings keyed by state",
+        run: stamp_only,
+    },
+];
 
 /// Version 2 is the first to carry a version: the layout is version 1's.
 fn stamp_only(_: &mut Walker) -> Result<()> {

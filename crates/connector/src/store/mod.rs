@@ -39,7 +39,11 @@ mod invitations;
 mod mail_keys;
 mod migrate;
 pub(crate) mod raw_callbacks;
+mod reading_erasure;
+mod reading_groups;
+mod reading_keys;
 mod readings;
+mod readings_layout;
 mod records;
 mod report;
 mod rotation;
@@ -170,6 +174,8 @@ impl Core {
             meta.flush()?;
         }
         migrate::upgrade(&store.db, path, found)?;
+        // Once per store written before readings were keyed by state.
+        store.migrate_readings_layout(&meta)?;
         Ok(store)
     }
 

@@ -1,21 +1,24 @@
-//! Readings to deliver (issue 13): tree `readings` (row id → `ReadingRow`)
-//! and tree `rdx`, its indexes, moved in the same transactions as the rows:
-//! `g/{connection}\x1f{dataset}\x1f{id}` queued work grouped per member and
-//! dataset, `h/{id}` held, `f/{id}` failed, `u/{subject}\x1f{dataset}\x1f{external_id}`
-//! → id (one row per reading), `b/{id}` batches not settled (`batches.rs`),
-//! `r/{connection}\x1f{dataset}` refused tries (`holds.rs`),
-//! `q/{file}` readings-file progress, `c/{state}` counters. Every state
-//! change goes through [`tx_move`], guarded by `RowState::allowed`.
+//! Readings to deliver (issue 13): tree `readings` holds each row, sealed,
+//! under a key that says where it stands (queued by member and dataset,
+//! held, failed; `reading_keys.rs` has the whole schema), and tree `rdx`
+//! its unique keys, groups, batches, refused tries, file progress and
+//! counters. A reading costs three writes from intake to delivery: its row
+//! and its `u/` key when stored, and the row's removal when delivered; a
+//! claim writes only its batch records. Every other move goes through
+//! [`tx_move`], guarded by `RowState::allowed`.
 
-use super::schema::Counter;
 use std::collections::{BTreeMap, HashMap};
 
 use super::engine::Transactional;
 use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
 
+use super::engine::abort;
+
 use super::codec::decode_u64;
-use super::error::{Result, TxResult};
+use super::error::{Result, StoreError, TxResult};
+use super::reading_groups::GroupIds;
+use super::reading_keys::{Slot, counter_key, progress_key, state_prefix, unique_key};
 use super::sealed::{MEMBERS, READINGS, open, seal, tx_open};
 use super::{Core, bump, now_ms};
 use crate::domain::{DatasetName, Grants, MemberRef, MemberStatus, Reading, RowState};
@@ -36,6 +39,9 @@ pub struct ReadingRow {
     /// Why it is held or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The batch a row was claimed into, as the layout before this one
+    /// kept it on the row (read by the migration; a batch now names its
+    /// rows, `b/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<u64>,
     /// `FILE:LINE` or `api`.
@@ -45,7 +51,8 @@ pub struct ReadingRow {
     pub held_since_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_ms: Option<u64>,
-    /// The row's id in the PDS, when a read-back learnt it.
+    /// The row's id in the PDS, as the layout before this one kept it for
+    /// a delivered row (a delivered row is no longer kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pds_id: Option<String>,
 }
@@ -91,33 +98,6 @@ pub struct RecordCounts {
     pub failed: u64,
 }
 
-pub(super) fn counter_key(s: RowState) -> Counter {
-    Counter::Rows(s)
-}
-
-pub(super) fn row_key(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
-pub(super) fn group_prefix(conn: &str, dataset: &str) -> Vec<u8> {
-    format!("g/{conn}\x1f{dataset}\x1f").into_bytes()
-}
-
-pub(super) fn state_key(row: &ReadingRow, state: RowState) -> Option<Vec<u8>> {
-    let mut k = match state {
-        RowState::Queued => group_prefix(row.connection_id.as_deref()?, row.dataset.as_str()),
-        RowState::Held => b"h/".to_vec(),
-        RowState::Failed => b"f/".to_vec(),
-        _ => return None,
-    };
-    k.extend_from_slice(&row.id.to_be_bytes());
-    Some(k)
-}
-
-pub(super) fn unique_key(subject: &str, dataset: &DatasetName, external_id: &str) -> Vec<u8> {
-    format!("u/{subject}\x1f{dataset}\x1f{external_id}").into_bytes()
-}
-
 /// The subject of a member reference: no external_ref in plain text, but
 /// its keyed hash (`MailKeys::keyed`), which cannot be tested against
 /// guesses without the store's key. Rows stored before keep their unkeyed
@@ -149,24 +129,21 @@ fn tally_slot(s: RowState) -> usize {
 }
 
 impl Tally {
-    fn moved(&mut self, from: RowState, to: RowState) {
-        self.0[tally_slot(from)] -= 1;
-        self.0[tally_slot(to)] += 1;
+    pub(super) fn moved(&mut self, from: RowState, to: RowState, n: usize) {
+        self.0[tally_slot(from)] -= n as i64;
+        self.0[tally_slot(to)] += n as i64;
     }
 
     pub(super) fn add(&mut self, s: RowState) {
         self.0[tally_slot(s)] += 1;
     }
 
+    pub(super) fn remove(&mut self, s: RowState) {
+        self.0[tally_slot(s)] -= 1;
+    }
+
     pub(super) fn apply(&self, x: &TxTable<'_>) -> TxResult<()> {
-        for s in [
-            RowState::Queued,
-            RowState::InFlight,
-            RowState::Unknown,
-            RowState::Delivered,
-            RowState::Held,
-            RowState::Failed,
-        ] {
+        for s in RowState::ALL {
             let d = self.0[tally_slot(s)];
             if d != 0 {
                 bump(x, &counter_key(s), d)?;
@@ -176,58 +153,70 @@ impl Tally {
     }
 }
 
-/// Move a row to `to` inside a transaction: state guard, indexes,
-/// counters; `change` edits it on the way.
+/// Where a row goes in a [`tx_move`]: its new state, and for `Queued` the
+/// group it is queued in.
+#[derive(Clone, Copy)]
+pub(super) struct MoveTo {
+    pub state: RowState,
+    pub group: Option<u64>,
+}
+
+impl MoveTo {
+    pub(super) fn state(state: RowState) -> Self {
+        Self { state, group: None }
+    }
+}
+
+/// Move a row kept at `from` (queued and in no batch, held, or failed) to
+/// `to` inside a transaction: state guard, the row rewritten at the key of
+/// its new state, its count added to `tally` (the caller applies it);
+/// `change` edits it on the way. The trees are `(readings, rdx)`.
 pub(super) fn tx_move(
     sealer: &super::Sealer,
     r: &TxTable<'_>,
-    x: &TxTable<'_>,
-    id: u64,
+    from: Slot,
     expected: &[RowState],
-    to: RowState,
-    change: impl FnOnce(&mut ReadingRow),
-) -> TxResult<Option<ReadingRow>> {
-    let mut tally = Tally::default();
-    let moved = tx_move_tallied(sealer, (r, x), id, expected, to, change, &mut tally)?;
-    tally.apply(x)?;
-    Ok(moved)
-}
-
-/// [`tx_move`], its counter change added to `tally` (the caller applies it).
-/// The trees are `(readings, rdx)`.
-pub(super) fn tx_move_tallied(
-    sealer: &super::Sealer,
-    (r, x): (&TxTable<'_>, &TxTable<'_>),
-    id: u64,
-    expected: &[RowState],
-    to: RowState,
+    to: MoveTo,
     change: impl FnOnce(&mut ReadingRow),
     tally: &mut Tally,
 ) -> TxResult<Option<ReadingRow>> {
-    let Some(bytes) = r.get(row_key(id))? else {
+    let key = from.key();
+    let Some(bytes) = r.get(&key)? else {
         return Ok(None);
     };
-    let mut row: ReadingRow = tx_open(sealer, READINGS, &row_key(id), &bytes, "reading")?;
-    if !expected.contains(&row.state) || !row.state.allowed(to) {
+    let mut row: ReadingRow = tx_open(sealer, READINGS, &key, &bytes, "reading")?;
+    if !expected.contains(&row.state) || !row.state.allowed(to.state) {
         return Ok(None);
     }
-    let from = row.state;
-    if let Some(k) = state_key(&row, from) {
-        x.remove(k)?;
-    }
+    let next = match Slot::for_state(to.state, to.group, row.id) {
+        Some(s) => Some(s),
+        None if to.state == RowState::Delivered => None,
+        None => {
+            return Err(abort(StoreError::Corrupt(format!(
+                "reading {} cannot be queued without a group",
+                row.id
+            ))));
+        }
+    };
+    let from_state = row.state;
     change(&mut row);
-    row.state = to;
-    if let Some(k) = state_key(&row, to) {
-        x.insert(k, [])?;
+    row.state = to.state;
+    row.batch = None;
+    if next != Some(from) {
+        r.remove(key)?;
     }
-    tally.moved(from, to);
-    r.insert(row_key(id), seal(sealer, READINGS, &row_key(id), &row))?;
+    if let Some(slot) = next {
+        let k = slot.key();
+        r.insert(k.as_slice(), seal(sealer, READINGS, &k, &row))?;
+    }
+    tally.moved(from_state, to.state, 1);
     Ok(Some(row))
 }
 
 impl Core {
-    /// Core new readings (and the file's progress) in one transaction;
+    /// Store new readings (and the file's progress) in one transaction;
     /// a reading already stored for the member and dataset is a duplicate.
+    /// Two writes a reading: its row, under its group, and its `u/` key.
     pub fn insert_readings(
         &self,
         batch: &[NewReading],
@@ -238,42 +227,97 @@ impl Core {
             .map(|_| self.db.next_id())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let now = now_ms();
-        (&self.readings, &self.rdx).transaction(|(r, x)| {
-            let mut out = Vec::with_capacity(batch.len());
-            let mut tally = Tally::default();
-            for (new, id) in batch.iter().zip(&ids) {
-                let p = &new.placement;
-                let ukey = unique_key(&p.subject, &new.dataset, &new.reading.external_id);
-                if let Some(existing) = x.get(&ukey)? {
-                    out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
-                    continue;
+        let rows: Vec<ReadingRow> = batch
+            .iter()
+            .zip(&ids)
+            .map(|(new, id)| new_row(new, *id, now))
+            .collect();
+        let queued = || {
+            rows.iter()
+                .filter_map(|r| match (r.state, &r.connection_id) {
+                    (RowState::Queued, Some(c)) => Some((c.as_str(), &r.dataset)),
+                    _ => None,
+                })
+        };
+        // A group made before and erased since (`people forget`) between
+        // the reservation and the transaction: reserve again.
+        for _ in 0..3 {
+            let groups = self.reserve_groups(queued())?;
+            let sealed = self.seal_ahead(&rows, &groups);
+            let stored = (&self.readings, &self.rdx).transaction(|(r, x)| {
+                let mut of = HashMap::new();
+                for (conn, ds) in queued() {
+                    match groups.tx_group(x, conn, ds)? {
+                        Some(g) => of.insert((conn, ds), g),
+                        None => return Ok(None),
+                    };
                 }
-                let row = new_row(new, *id, now);
-                if let Some(k) = state_key(&row, row.state) {
-                    x.insert(k, [])?;
+                let mut out = Vec::with_capacity(rows.len());
+                let mut tally = Tally::default();
+                for ((row, new), sealed) in rows.iter().zip(batch).zip(&sealed) {
+                    let ukey = unique_key(&row.subject, &row.dataset, &new.reading.external_id);
+                    if let Some(existing) = x.get(&ukey)? {
+                        out.push(ReadingOutcome::Duplicate(decode_u64(&existing)));
+                        continue;
+                    }
+                    let group = row
+                        .connection_id
+                        .as_deref()
+                        .and_then(|c| of.get(&(c, &row.dataset)).copied());
+                    let Some(slot) = Slot::for_state(row.state, group, row.id) else {
+                        continue;
+                    };
+                    let k = slot.key();
+                    let v = match sealed {
+                        Some((sk, v)) if *sk == k => v.clone(),
+                        _ => seal(&self.sealer, READINGS, &k, row),
+                    };
+                    r.insert(k, v)?;
+                    x.insert(ukey, row.id.to_be_bytes())?;
+                    tally.add(row.state);
+                    out.push(ReadingOutcome::Stored {
+                        id: row.id,
+                        state: row.state,
+                    });
                 }
-                x.insert(ukey, id.to_be_bytes())?;
-                tally.add(row.state);
-                r.insert(
-                    row_key(*id),
-                    seal(&self.sealer, READINGS, &row_key(*id), &row),
-                )?;
-                out.push(ReadingOutcome::Stored {
-                    id: *id,
-                    state: row.state,
-                });
+                tally.apply(x)?;
+                if let Some((file, line)) = progress {
+                    x.insert(progress_key(file), line.to_be_bytes())?;
+                }
+                Ok(Some(out))
+            })?;
+            if let Some(out) = stored {
+                return Ok(out);
             }
-            tally.apply(x)?;
-            if let Some((file, line)) = progress {
-                x.insert(format!("q/{file}").as_bytes(), line.to_be_bytes())?;
-            }
-            Ok(out)
-        })
+        }
+        Err(StoreError::Refused(
+            "a reading's member and dataset were erased while it was stored; try again".into(),
+        ))
+    }
+
+    /// New rows sealed before their transaction, which holds the engine's lock,
+    /// under the key each will most likely have (and its key).
+    fn seal_ahead(
+        &self,
+        rows: &[ReadingRow],
+        groups: &GroupIds,
+    ) -> Vec<Option<(Vec<u8>, Vec<u8>)>> {
+        rows.iter()
+            .map(|row| {
+                let group = row
+                    .connection_id
+                    .as_deref()
+                    .and_then(|c| groups.likely(c, &row.dataset));
+                let k = Slot::for_state(row.state, group, row.id)?.key();
+                let v = seal(&self.sealer, READINGS, &k, row);
+                Some((k, v))
+            })
+            .collect()
     }
 
     /// The last line of `file` whose readings are stored.
     pub fn readings_progress(&self, file: &str) -> Result<Option<u64>> {
-        Ok(self.rdx.get(format!("q/{file}"))?.map(|v| decode_u64(&v)))
+        Ok(self.rdx.get(progress_key(file))?.map(|v| decode_u64(&v)))
     }
 
     /// Whether a readings file is being taken in now (its `q/` progress
@@ -283,7 +327,7 @@ impl Core {
     }
 
     pub fn clear_readings_progress(&self, file: &str) -> Result<()> {
-        self.rdx.remove(format!("q/{file}"))?;
+        self.rdx.remove(progress_key(file))?;
         Ok(())
     }
 
@@ -305,36 +349,28 @@ impl Core {
         })
     }
 
-    pub fn reading(&self, id: u64) -> Result<Option<ReadingRow>> {
-        self.readings
-            .get(row_key(id))?
-            .map(|v| open(&self.sealer, READINGS, &row_key(id), &v, "reading"))
-            .transpose()
-    }
-
-    /// Held (`h/`) or failed (`f/`) rows in id order after `after`.
+    /// Held or failed rows in id order after `after`.
     pub fn list_readings(
         &self,
         state: RowState,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<ReadingRow>> {
-        let prefix: &[u8] = match state {
-            RowState::Held => b"h/",
-            RowState::Failed => b"f/",
-            _ => return Ok(Vec::new()),
+        let Some(prefix) = state_prefix(state) else {
+            return Ok(Vec::new());
         };
-        let mut start = prefix.to_vec();
-        start.extend_from_slice(&after.map_or(0, |a| a.saturating_add(1)).to_be_bytes());
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        let start = match state {
+            RowState::Held => Slot::Held(from),
+            _ => Slot::Failed(from),
+        };
         let mut out = Vec::new();
-        for item in self.rdx.range(start..) {
-            let (k, _) = item?;
-            if !k.starts_with(prefix) || out.len() >= limit {
+        for item in self.readings.range(start.key()..) {
+            let (k, v) = item?;
+            if k.first() != Some(&prefix) || out.len() >= limit {
                 break;
             }
-            if let Some(row) = self.reading(decode_u64(&k[2..]))? {
-                out.push(row);
-            }
+            out.push(open(&self.sealer, READINGS, &k, &v, "reading")?);
         }
         Ok(out)
     }

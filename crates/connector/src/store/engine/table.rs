@@ -204,4 +204,9 @@ impl Watch {
     pub(crate) fn wrote_within(&mut self, wait: std::time::Duration) -> bool {
         self.0.next_timeout(wait).is_ok()
     }
+
+    /// The key of the next write (an insert or a removal) within `wait`.
+    pub(crate) fn key_within(&mut self, wait: std::time::Duration) -> Option<Vec<u8>> {
+        self.0.next_timeout(wait).ok().map(|e| e.key().to_vec())
+    }
 }

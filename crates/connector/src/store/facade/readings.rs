@@ -78,21 +78,12 @@ impl Store {
         self.run(|c| c.record_counts()).await
     }
 
-    pub async fn reading(&self, id: u64) -> Result<Option<ReadingRow>> {
-        self.run(move |c| c.reading(id)).await
-    }
-
-    /// The `external_id`s of the readings `ids` still held (to read a
+    /// The `external_id`s of a batch's readings still held (to read the
     /// batch back).
-    pub async fn external_ids(&self, ids: Vec<u64>) -> Result<Vec<String>> {
+    pub async fn batch_external_ids(&self, batch: Batch) -> Result<Vec<String>> {
         self.run(move |c| {
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(r) = c.reading(id)? {
-                    out.push(r.external_id);
-                }
-            }
-            Ok(out)
+            let rows = c.batch_rows(&batch)?;
+            Ok(rows.into_iter().map(|r| r.external_id).collect())
         })
         .await
     }
