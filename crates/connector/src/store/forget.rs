@@ -255,11 +255,12 @@ impl Core {
         bump(idx, &format!("c/inv/{}", inv.state.as_str()), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, inv.state), -1)?;
         let okey = self.open_key_for(&inv);
-        if idx.get(okey.as_bytes())?.is_some_and(|v| v == id_key(id)) {
-            idx.remove(okey.as_bytes())?;
+        if let Some(v) = idx.get(&okey)? {
+            match super::open_index::without(&v, id) {
+                Some(rest) => idx.insert(okey, rest)?,
+                None => idx.remove(okey)?,
+            };
         }
-        let person = self.mail_keys.person(&inv.invitee.email);
-        idx.remove(super::suppression_record::person_key(&person, id))?;
         idx.remove(work_key(id))?;
         idx.remove(super::expiry_index::expiry_key(id))?;
         idx.remove(format!("t/{}", inv.linking_token).as_bytes())?;

@@ -4,7 +4,8 @@
 //! restart finds each where it stood.
 //!
 //! Trees: `invitations` (id → JSON), `members` (connection_id → JSON with the
-//! sealed key), `idx` (prefixed keys: `o/` open invitee → id, `w/` work to
+//! sealed key), `idx` (prefixed keys: `op/` person and open invitee → ids
+//! (`open_index.rs`), `w/` work to
 //! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
 //! progress, `t/` linking token → id for tokens issued before tokens carried
 //! their invitation's id), `log` (unmatched callbacks, identify and
@@ -12,7 +13,7 @@
 //! as it arrived, body sealed, and its outcome), `meta` (the key check). The
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses. The mail
-//! side adds `s/` the suppression list, `pi/` person → invitations, `sb/`
+//! side adds `s/` the suppression list, `sb/`
 //! soft bounces, `bd/` bounce reports seen (`suppressions.rs`, `bounces.rs`).
 //! Values holding personal data (invitations, members, readings, `s/`
 //! entries, the `log`'s unmatched callbacks and events) are sealed whole
@@ -35,6 +36,7 @@ mod holds;
 mod identify;
 mod invitations;
 mod mail_keys;
+mod open_index;
 pub(crate) mod raw_callbacks;
 mod readings;
 mod records;
@@ -151,6 +153,7 @@ impl Core {
             meta.insert(sealed::LOG_CONVERGED, &[1u8])?;
             meta.flush()?;
         }
+        store.fold_person_index_once()?;
         Ok(store)
     }
 
