@@ -17,7 +17,7 @@ use super::sealed::{INVITATIONS, MEMBERS, READINGS, open};
 use super::suppression_record::{Suppression, SuppressionSource, key as suppression_key};
 use super::{
     Core, Invitation, Member, MemberStatus, Result, StoreError, TxResult, bump, id_key,
-    mydexid_key, now_ms, work_key,
+    mydexid_key, now_ms,
 };
 use crate::domain::{Email, MemberRef, PersonHash};
 
@@ -261,7 +261,7 @@ impl Core {
                 None => idx.remove(okey)?,
             };
         }
-        idx.remove(work_key(id))?;
+        super::work_index::tx_clear(idx, id)?;
         idx.remove(super::expiry_index::expiry_key(id))?;
         idx.remove(format!("t/{}", inv.linking_token).as_bytes())?;
         Ok(())

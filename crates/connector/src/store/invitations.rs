@@ -8,9 +8,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::crypto::Sealer;
 use super::open_index;
 use super::sealed::{INVITATIONS, open, seal, tx_open};
-use super::{
-    Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms, work_key,
-};
+use super::work_index;
+use super::{Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms};
 use crate::domain::{Invitee, LinkingToken};
 
 pub struct NewInvitation {
@@ -184,13 +183,13 @@ impl Core {
                     outcomes.push(InsertOutcome::Duplicate(existing_id));
                     continue;
                 }
-                // Three writes: the record, its open/person key, its work key.
+                // Two writes: the record and its open/person key; its work
+                // bit is set with the batch's (one write per 64 ids).
                 inv_t.insert(&id_key(*id), p.sealed.as_slice())?;
                 idx.insert(
                     p.okey.as_slice(),
                     open_index::with_current(open.as_deref(), *id),
                 )?;
-                idx.insert(work_key(*id), &[])?;
                 if let Some(conn) = member {
                     idx.insert(format!("m/{conn}").as_bytes(), &id_key(*id))?;
                 }
@@ -201,6 +200,14 @@ impl Core {
                 }
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
+            let inserted: Vec<u64> = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    InsertOutcome::Inserted(id) => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            work_index::tx_set(idx, &inserted)?;
             bump(idx, &counter_key(State::Queued), added)?;
             for (campaign, n) in &by_campaign {
                 bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
@@ -326,18 +333,8 @@ impl Core {
     /// Invitations the dispatcher has to work on, in id order after `after`
     /// (from the start with `None`).
     pub fn work_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Invitation>> {
-        let start = match after {
-            None => work_key(0),
-            Some(id) if id == u64::MAX => return Ok(Vec::new()),
-            Some(id) => work_key(id + 1),
-        };
         let mut out = Vec::new();
-        for item in self.idx.range(start..).take(limit) {
-            let (k, _) = item?;
-            if !k.starts_with(b"w/") {
-                break;
-            }
-            let id = super::decode_u64(&k[2..]);
+        for id in work_index::ids_after(&self.idx, after, limit)? {
             match self.invitation(id) {
                 Ok(inv) => out.push(inv),
                 Err(StoreError::NotFound(_)) => {}
@@ -485,9 +482,9 @@ pub(super) fn tx_transition(
         }
         if to.needs_dispatch() {
             work_changed();
-            idx.insert(work_key(id), &[])?;
+            work_index::tx_set(idx, &[id])?;
         } else {
-            idx.remove(work_key(id))?;
+            work_index::tx_clear(idx, id)?;
         }
         // The expiry sweep's index: mailed links it may expire, expired
         // invitations it may remind.

@@ -5,7 +5,7 @@
 //!
 //! Trees: `invitations` (id → JSON), `members` (connection_id → JSON with the
 //! sealed key), `idx` (prefixed keys: `op/` person and open invitee → ids
-//! (`open_index.rs`), `w/` work to
+//! (`open_index.rs`), `wb/` work to
 //! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
 //! progress, `t/` linking token → id for tokens issued before tokens carried
 //! their invitation's id), `log` (unmatched callbacks, identify and
@@ -47,6 +47,7 @@ mod sealed;
 mod suppression_record;
 mod suppressions;
 mod sweeps;
+mod work_index;
 mod write_health;
 
 use std::path::Path;
@@ -154,6 +155,7 @@ impl Core {
             meta.flush()?;
         }
         store.fold_person_index_once()?;
+        store.fold_work_index_once()?;
         Ok(store)
     }
 
@@ -311,12 +313,6 @@ fn bump(idx: &TransactionalTree, key: &str, delta: i64) -> TxResult<()> {
 
 fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
-}
-
-fn work_key(id: u64) -> Vec<u8> {
-    let mut k = b"w/".to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
-    k
 }
 
 /// The index key of a MydexID (`d/` in `idx`: lowercased MydexID → connection_id).
