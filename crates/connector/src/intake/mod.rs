@@ -31,7 +31,9 @@ pub use reader::{FileError, Format, Rows};
 pub use rejected::Refusal;
 pub use row_error::RowError;
 
-const BATCH: usize = 500;
+/// Rows stored per transaction: each batch costs one transaction, one
+/// counters update and one progress mark, whatever its size.
+const BATCH: usize = 1_000;
 
 /// What became of one file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -48,6 +48,48 @@ pub struct Dispatcher {
     signer: Option<Signer>,
 }
 
+/// What a pass over the work index started from, to tell when waiting
+/// after it is over: the store's work generation, whether each campaign
+/// was held, and the earliest retry it saw waiting.
+struct Pass {
+    work: u64,
+    holds: Vec<(String, bool)>,
+    earliest_retry: Option<u64>,
+}
+
+impl Pass {
+    fn new(d: &Dispatcher) -> Self {
+        Self {
+            work: d.store.work_generation(),
+            holds: Self::holds(d),
+            earliest_retry: None,
+        }
+    }
+
+    /// Each campaign and whether it is held now (paused, out of its window).
+    fn holds(d: &Dispatcher) -> Vec<(String, bool)> {
+        d.control
+            .campaigns()
+            .into_iter()
+            .map(|c| {
+                let held = d.control.hold(&c.name).is_some();
+                (c.name, held)
+            })
+            .collect()
+    }
+
+    fn retry_at(&mut self, at_ms: u64) {
+        self.earliest_retry = Some(self.earliest_retry.map_or(at_ms, |t| t.min(at_ms)));
+    }
+
+    /// Whether the work or a campaign's hold changed, or a retry is due.
+    fn changed(&self, d: &Dispatcher) -> bool {
+        d.store.work_generation() != self.work
+            || self.earliest_retry.is_some_and(|t| t <= now_ms())
+            || Self::holds(d) != self.holds
+    }
+}
+
 /// What one step did, for the log.
 #[derive(Debug)]
 enum Outcome {
@@ -146,9 +188,11 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(self.settings.invitations.concurrency));
         let mut cursor: Option<u64> = None;
         // A pass over the whole index that started nothing (everything held
-        // by a pause or send window, or waiting to retry) is not repeated
-        // at once: a large paused campaign must not keep a core busy.
+        // by a pause or send window, waiting to retry, or in flight) is not
+        // repeated until something changes (`wait_for_change`): a large
+        // paused campaign must not keep a core busy.
         let mut started_in_pass = false;
+        let mut pass = Pass::new(&self);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -162,25 +206,28 @@ impl Dispatcher {
                 }
                 continue;
             }
+            if cursor.is_none() {
+                pass = Pass::new(&self);
+            }
             let Some(batch) = self.read_batch(cursor).await else {
                 continue;
             };
             if batch.is_empty() {
                 cursor = None;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(if started_in_pass {
-                        Duration::from_millis(500)
-                    } else {
-                        Duration::from_secs(2)
-                    }) => {}
+                if started_in_pass {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                } else if !self.wait_for_change(&pass, &shutdown).await {
+                    break;
                 }
                 started_in_pass = false;
                 continue;
             }
             if self
-                .start_batch(batch, &permits, &shutdown, &mut cursor)
+                .start_batch(batch, &permits, &shutdown, &mut cursor, &mut pass)
                 .await
             {
                 started_in_pass = true;
@@ -205,6 +252,23 @@ impl Dispatcher {
         }
     }
 
+    /// After a pass that started nothing: wait, reading no invitation,
+    /// until something may have changed what the pass found (new or moved
+    /// work, a step ending, a campaign paused, resumed, reloaded or its send
+    /// window turning, the earliest retry falling due). `false`: shut down.
+    async fn wait_for_change(&self, pass: &Pass, shutdown: &CancellationToken) -> bool {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = self.wake.notified() => return true,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if self.store.failure().is_some() || pass.changed(self) {
+                return true;
+            }
+        }
+    }
+
     /// Start a step for each invitation of `batch` that is due, not held
     /// and not in flight, as permits allow. Returns whether any started.
     async fn start_batch(
@@ -213,6 +277,7 @@ impl Dispatcher {
         permits: &Arc<Semaphore>,
         shutdown: &CancellationToken,
         cursor: &mut Option<u64>,
+        pass: &mut Pass,
     ) -> bool {
         let mut started = false;
         let now = now_ms();
@@ -224,12 +289,15 @@ impl Dispatcher {
             if self.control.hold(&inv.campaign).is_some() {
                 continue;
             }
-            if inv.next_attempt_ms > now
-                || self
-                    .in_flight
-                    .lock()
-                    .map(|s| s.contains(&inv.id))
-                    .unwrap_or(true)
+            if inv.next_attempt_ms > now {
+                pass.retry_at(inv.next_attempt_ms);
+                continue;
+            }
+            if self
+                .in_flight
+                .lock()
+                .map(|s| s.contains(&inv.id))
+                .unwrap_or(true)
             {
                 continue;
             }

@@ -17,7 +17,6 @@ use super::sealed::{INVITATIONS, MEMBERS, open};
 use super::suppression_record::{Suppression, SuppressionSource, key as suppression_key};
 use super::{
     Core, Invitation, Member, MemberStatus, Result, StoreError, TxResult, bump, id_key, now_ms,
-    work_key,
 };
 use crate::domain::{Email, PersonHash};
 
@@ -240,12 +239,13 @@ impl Core {
         bump(idx, &Counter::Invitations(inv.state), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, inv.state), -1)?;
         let okey = self.open_key_for(&inv);
-        if idx.get(okey.as_bytes())?.is_some_and(|v| v == id_key(id)) {
-            idx.remove(okey.as_bytes())?;
+        if let Some(v) = idx.get(&okey)? {
+            match super::open_index::without(&v, id) {
+                Some(rest) => idx.insert(okey, rest)?,
+                None => idx.remove(okey)?,
+            };
         }
-        let person = self.mail_keys.person(&inv.invitee.email);
-        idx.remove(super::suppression_record::person_key(&person, id))?;
-        idx.remove(work_key(id))?;
+        super::work_index::tx_clear(idx, id)?;
         idx.remove(super::expiry_index::expiry_key(id))?;
         idx.remove(IdxKey::LegacyToken(inv.linking_token.to_string()).encode())?;
         Ok(())

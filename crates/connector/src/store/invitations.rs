@@ -5,11 +5,11 @@
 use super::engine::{Transactional, TxTable, abort};
 
 use super::crypto::Sealer;
+use super::open_index;
 use super::schema::Counter;
 use super::sealed::{INVITATIONS, open, seal, tx_open};
-use super::{
-    Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms, work_key,
-};
+use super::work_index;
+use super::{Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms};
 use crate::domain::{Invitee, LinkingToken};
 
 pub struct NewInvitation {
@@ -28,21 +28,12 @@ pub enum InsertOutcome {
     Suppressed(super::suppression_record::SuppressionSource),
 }
 
-/// The open-invitation key: the campaign, the kind and a keyed hash of the
-/// person's identity (address and external ref), never the identity itself.
-fn open_key(keys: &super::MailKeys, campaign: &str, kind: &Kind, invitee: &Invitee) -> String {
-    let tag = match kind {
-        Kind::Connect => "c".to_string(),
-        Kind::Update { version } => format!("u{version}"),
-        Kind::Identify => "c".to_string(),
-    };
-    open_key_of(keys, &format!("{campaign}\u{1f}{tag}"), &invitee.identity())
-}
-
-/// `o/{campaign}\x1f{tag}\x1f{hash of identity}` (also used to move the keys
-/// of stores from before, which held the identity in clear).
-pub(super) fn open_key_of(keys: &super::MailKeys, head: &str, identity: &str) -> String {
-    format!("o/{head}\u{1f}{}", keys.keyed("open", identity))
+/// The open-invitation key (`open_index.rs`): the person, then a keyed hash
+/// of the campaign, the kind and the identity (address and external ref),
+/// never the identity itself.
+fn open_key(keys: &super::MailKeys, campaign: &str, kind: &Kind, invitee: &Invitee) -> Vec<u8> {
+    let person = keys.person(&invitee.email);
+    open_index::key(keys, &person, campaign, kind, invitee)
 }
 
 fn counter_key(state: State) -> Counter {
@@ -63,7 +54,25 @@ pub(super) fn mailed_counter(campaign: &str) -> Counter {
     Counter::Mailed(campaign.to_string())
 }
 
+/// Bumped whenever an invitation may have become work for the dispatcher
+/// (inserted, or moved or touched into a state it dispatches), so an idle
+/// dispatcher waits for a change instead of re-reading every queued
+/// invitation (`pipeline/dispatcher.rs`). Bumped inside transactions (a
+/// closure that re-runs bumps twice: harmless) and again after the commit
+/// where the method is here.
+static WORK_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn work_changed() {
+    WORK_CHANGES.fetch_add(1, std::sync::atomic::Ordering::Release);
+}
+
 impl Core {
+    /// Changes to the dispatcher's work so far (see [`WORK_CHANGES`]): a
+    /// number that moves when there may be new work, for one process.
+    pub fn work_generation(&self) -> u64 {
+        WORK_CHANGES.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Stores from before hashed open keys held the identity (address and
     /// external ref) in the `o/` key itself: move each to its hashed form.
     pub(super) fn hash_legacy_open_keys(&self) -> Result<u64> {
@@ -83,7 +92,11 @@ impl Core {
             if !identity.contains('\u{1f}') {
                 continue;
             }
-            let new = open_key_of(&self.mail_keys, &format!("{campaign}\u{1f}{tag}"), identity);
+            let new = open_index::open_key_of(
+                &self.mail_keys,
+                &format!("{campaign}\u{1f}{tag}"),
+                identity,
+            );
             self.idx.transaction(|idx| {
                 idx.insert(new.as_bytes(), &v)?;
                 idx.remove(&k)?;
@@ -95,7 +108,7 @@ impl Core {
     }
 
     /// The open-invitation key of `inv` (to erase it when forgetting).
-    pub(super) fn open_key_for(&self, inv: &Invitation) -> String {
+    pub(super) fn open_key_for(&self, inv: &Invitation) -> Vec<u8> {
         open_key(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee)
     }
 
@@ -150,40 +163,32 @@ impl Core {
         for _ in batch {
             ids.push(self.db.next_id()?);
         }
-        let tokens: Vec<LinkingToken> = ids
-            .iter()
-            .map(|id| LinkingToken::for_invitation(*id))
-            .collect();
-        let now = now_ms();
-        let persons: Vec<_> = batch
-            .iter()
-            .map(|n| self.mail_keys.person(&n.invitee.email))
-            .collect();
-
-        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
+        let prepared = self.prepare(batch, &ids);
+        let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
-            for (((new, id), token), person) in batch.iter().zip(&ids).zip(&tokens).zip(&persons) {
+            for ((new, id), p) in batch.iter().zip(&ids).zip(&prepared) {
                 if let Some(s) =
-                    super::suppression_record::tx_suppression(&self.sealer, idx, person)?
+                    super::suppression_record::tx_suppression(&self.sealer, idx, &p.person)?
                 {
                     outcomes.push(InsertOutcome::Suppressed(s.source));
                     continue;
                 }
-                let okey = open_key(&self.mail_keys, &new.campaign, &new.kind, &new.invitee);
-                if let Some(existing_id) = tx_still_open(&self.sealer, inv_t, idx, &okey, closed)? {
+                let open = idx.get(&p.okey)?;
+                if let Some(existing_id) =
+                    tx_still_open(&self.sealer, inv_t, open.as_deref(), closed)?
+                {
                     outcomes.push(InsertOutcome::Duplicate(existing_id));
                     continue;
                 }
-                let inv = queued(new, *id, token.clone(), now);
-                inv_t.insert(
-                    id_key(*id),
-                    seal(&self.sealer, INVITATIONS, &id_key(*id), &inv),
+                // Two writes: the record and its open/person key; its work
+                // bit is set with the batch's (one write per 64 ids).
+                inv_t.insert(id_key(*id), p.sealed.as_slice())?;
+                idx.insert(
+                    p.okey.as_slice(),
+                    open_index::with_current(open.as_deref(), *id),
                 )?;
-                idx.insert(okey.as_bytes(), id_key(*id))?;
-                idx.insert(super::suppression_record::person_key(person, *id), [])?;
-                idx.insert(work_key(*id), [])?;
                 if let Some(conn) = member {
                     idx.insert(format!("m/{conn}").as_bytes(), id_key(*id))?;
                 }
@@ -194,6 +199,14 @@ impl Core {
                 }
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
+            let inserted: Vec<u64> = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    InsertOutcome::Inserted(id) => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            work_index::tx_set(idx, &inserted)?;
             bump(idx, &counter_key(State::Queued), added)?;
             for (campaign, n) in &by_campaign {
                 bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
@@ -201,8 +214,40 @@ impl Core {
             if let Some((file, line)) = progress {
                 idx.insert(format!("q/{file}").as_bytes(), line.to_be_bytes())?;
             }
+            if added > 0 {
+                work_changed();
+            }
             Ok(outcomes)
-        })
+        });
+        work_changed();
+        outcomes
+    }
+
+    /// Each row hashed and sealed before the transaction: its closure may
+    /// run again on a conflict, and holds the engine's lock while it runs.
+    fn prepare(&self, batch: &[NewInvitation], ids: &[u64]) -> Vec<Prepared> {
+        let now = now_ms();
+        batch
+            .iter()
+            .zip(ids)
+            .map(|(new, id)| {
+                let person = self.mail_keys.person(&new.invitee.email);
+                let okey = open_index::key(
+                    &self.mail_keys,
+                    &person,
+                    &new.campaign,
+                    &new.kind,
+                    &new.invitee,
+                );
+                let inv = queued(new, *id, LinkingToken::for_invitation(*id), now);
+                let sealed = seal(&self.sealer, INVITATIONS, &id_key(*id), &inv);
+                Prepared {
+                    person,
+                    okey,
+                    sealed,
+                }
+            })
+            .collect()
     }
 
     pub fn invitation(&self, id: u64) -> Result<Invitation> {
@@ -242,18 +287,20 @@ impl Core {
         note: Option<String>,
         change: impl Fn(&mut Invitation),
     ) -> Result<Invitation> {
-        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
-            tx_transition(
-                &self.sealer,
-                inv_t,
-                idx,
-                id,
-                from,
-                to,
-                note.clone(),
-                &change,
-            )
-        })
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                tx_transition(
+                    &self.sealer,
+                    inv_t,
+                    idx,
+                    id,
+                    from,
+                    to,
+                    note.clone(),
+                    &change,
+                )
+            })
+            .inspect(|_| work_changed())
     }
 
     /// Change an invitation without changing its state (attempt counters,
@@ -264,35 +311,27 @@ impl Core {
         expected: State,
         change: impl Fn(&mut Invitation),
     ) -> Result<Invitation> {
-        (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
-            tx_transition(
-                &self.sealer,
-                inv_t,
-                idx,
-                id,
-                &[expected],
-                expected,
-                None,
-                &change,
-            )
-        })
+        (&self.invitations, &self.idx)
+            .transaction(|(inv_t, idx)| {
+                tx_transition(
+                    &self.sealer,
+                    inv_t,
+                    idx,
+                    id,
+                    &[expected],
+                    expected,
+                    None,
+                    &change,
+                )
+            })
+            .inspect(|_| work_changed())
     }
 
     /// Invitations the dispatcher has to work on, in id order after `after`
     /// (from the start with `None`).
     pub fn work_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Invitation>> {
-        let start = match after {
-            None => work_key(0),
-            Some(id) if id == u64::MAX => return Ok(Vec::new()),
-            Some(id) => work_key(id + 1),
-        };
         let mut out = Vec::new();
-        for item in self.idx.range(start..).take(limit) {
-            let (k, _) = item?;
-            if !k.starts_with(b"w/") {
-                break;
-            }
-            let id = super::decode_u64(&k[2..]);
+        for id in work_index::ids_after(&self.idx, after, limit)? {
             match self.invitation(id) {
                 Ok(inv) => out.push(inv),
                 Err(StoreError::NotFound(_)) => {}
@@ -359,9 +398,9 @@ impl Core {
                     )));
                 }
                 let okey = open_key(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee);
-                if let Some(other) = idx.get(okey.as_bytes())? {
-                    let other = super::decode_u64(&other);
-                    if other != id
+                let open = idx.get(&okey)?;
+                if let Some(other) = open.as_deref().and_then(open_index::current)
+                    && other != id
                         && let Some(b) = inv_t.get(id_key(other))?
                         && tx_open::<Invitation>(&self.sealer, INVITATIONS, &id_key(other), &b, "invitation")?.state.is_open()
                     {
@@ -372,8 +411,7 @@ impl Core {
                             )),
                         ));
                     }
-                }
-                idx.insert(okey.as_bytes(), id_key(id))?;
+                idx.insert(okey, open_index::with_current(open.as_deref(), id))?;
                 tx_transition(
                     &self.sealer,
                     inv_t,
@@ -391,6 +429,7 @@ impl Core {
                     },
                 )
             })
+            .inspect(|_| work_changed())
     }
 }
 
@@ -453,9 +492,10 @@ pub(super) fn tx_transition(
             bump(idx, &mailed_counter(&inv.campaign), 1)?;
         }
         if to.needs_dispatch() {
-            idx.insert(work_key(id), [])?;
+            work_changed();
+            work_index::tx_set(idx, &[id])?;
         } else {
-            idx.remove(work_key(id))?;
+            work_index::tx_clear(idx, id)?;
         }
         // The expiry sweep's index: mailed links it may expire, expired
         // invitations it may remind.
@@ -495,19 +535,18 @@ pub(super) fn tx_by_token(
     Ok(inv.linking_token.matches(&token).then_some(inv))
 }
 
-/// The invitation open under `okey` (and not in one of the `closed`
-/// states), if there is one: a new one would duplicate it.
+/// The invitation that blocks under an open key whose value is `open` (its
+/// last id), if it is open and not in one of the `closed` states: a new one
+/// would duplicate it.
 fn tx_still_open(
     sealer: &Sealer,
     inv_t: &TxTable<'_>,
-    idx: &TxTable<'_>,
-    okey: &str,
+    open: Option<&[u8]>,
     closed: &[State],
 ) -> TxResult<Option<u64>> {
-    let Some(existing) = idx.get(okey.as_bytes())? else {
+    let Some(existing_id) = open.and_then(open_index::current) else {
         return Ok(None);
     };
-    let existing_id = super::decode_u64(&existing);
     let still_open = match inv_t.get(id_key(existing_id))? {
         Some(bytes) => {
             let key = id_key(existing_id);
@@ -518,6 +557,13 @@ fn tx_still_open(
         None => false,
     };
     Ok(still_open.then_some(existing_id))
+}
+
+/// A row of a batch, hashed and sealed ahead of the transaction.
+struct Prepared {
+    person: crate::domain::PersonHash,
+    okey: Vec<u8>,
+    sealed: Vec<u8>,
 }
 
 /// A new invitation, queued.

@@ -31,7 +31,7 @@ use super::schema::tables;
 use super::error::{Result, StoreError};
 
 /// The layout this binary reads and writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 /// In `meta`: the store's schema version.
 const VERSION_KEY: &str = "schema_version";
@@ -80,6 +80,15 @@ const STEPS: &[Step] = &[
     Step {
         to: 3,
         name: "readings keyed by state",
+        run: stamp_only,
+    },
+    // Invitations sealed as raw bytes, the person index folded into the
+    // open-invitation index (`op/`) and the work index kept as bits
+    // (`wb/`): moved by `fold_person_index_once` and
+    // `fold_work_index_once` right after the steps, as above.
+    Step {
+        to: 4,
+        name: "invitation indexes folded",
         run: stamp_only,
     },
 ];

@@ -4,7 +4,8 @@
 //! restart finds each where it stood.
 //!
 //! Trees: `invitations` (id → JSON), `members` (connection_id → JSON with the
-//! sealed key), `idx` (prefixed keys: `o/` open invitee → id, `w/` work to
+//! sealed key), `idx` (prefixed keys: `op/` person and open invitee → ids
+//! (`open_index.rs`), `wb/` work to
 //! dispatch, `c/` counters (`c/cs/` by campaign and state), `q/` intake
 //! progress, `t/` linking token → id for tokens issued before tokens carried
 //! their invitation's id), `log` (unmatched callbacks, identify and
@@ -12,7 +13,7 @@
 //! as it arrived, body sealed, and its outcome), `meta` (the key check). The
 //! lifecycle adds to `idx`: `x/` the expiry index, `m/` member → last
 //! lifecycle invitation, `k/` sweep runs, `p/` campaign pauses. The mail
-//! side adds `s/` the suppression list, `pi/` person → invitations, `sb/`
+//! side adds `s/` the suppression list, `sb/`
 //! soft bounces, `bd/` bounce reports seen (`suppressions.rs`, `bounces.rs`).
 //! Values holding personal data (invitations, members, readings, `s/`
 //! entries, the `log`'s unmatched callbacks and events) are sealed whole
@@ -38,6 +39,7 @@ mod identify;
 mod invitations;
 mod mail_keys;
 mod migrate;
+mod open_index;
 pub(crate) mod raw_callbacks;
 mod reading_erasure;
 mod reading_groups;
@@ -53,6 +55,7 @@ mod sealed;
 mod suppression_record;
 mod suppressions;
 mod sweeps;
+mod work_index;
 mod write_health;
 
 use std::path::Path;
@@ -62,7 +65,7 @@ use secrecy::SecretBox;
 
 use codec::{decode, decode_u64, encode};
 use error::TxResult;
-use schema::{Counter, IdxKey, id_key, tables};
+use schema::{Counter, id_key, tables};
 
 pub use crate::domain::{
     Credentials, Event, HistoryEntry, Invitation, Kind, LastCheck, Member, MemberStatus, State,
@@ -174,8 +177,11 @@ impl Core {
             meta.flush()?;
         }
         migrate::upgrade(&store.db, path, found)?;
-        // Once per store written before readings were keyed by state.
+        // Once per store written before readings were keyed by state, and
+        // before the person and work indexes were folded (version 4).
         store.migrate_readings_layout(&meta)?;
+        store.fold_person_index_once()?;
+        store.fold_work_index_once()?;
         Ok(store)
     }
 
@@ -339,10 +345,6 @@ fn bump(idx: &TxTable<'_>, counter: &Counter, delta: i64) -> TxResult<()> {
     let next = (current as i64 + delta).max(0) as u64;
     idx.insert(key, next.to_be_bytes())?;
     Ok(())
-}
-
-fn work_key(id: u64) -> Vec<u8> {
-    IdxKey::Work(id).encode()
 }
 
 impl Core {

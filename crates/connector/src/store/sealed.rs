@@ -12,6 +12,10 @@
 //! what stays there is ciphertext. Values written before sealing (plain
 //! JSON) still read; `seal_legacy` seals them once at open (the `log`
 //! records in a pass of their own, for stores sealed before they were).
+//! Values are sealed as raw bytes (`Sealer::seal_bytes`); those sealed as
+//! base64 text by earlier releases (`xc1:`) still open. An invitation's JSON
+//! leaves out the fields that read back as their default (`compact`), so a
+//! million queued ones take a few hundred bytes each.
 
 use super::engine::{Engine, abort};
 use serde::Serialize;
@@ -57,17 +61,48 @@ pub(super) fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
 }
 
 pub(super) fn is_sealed(bytes: &[u8]) -> bool {
-    bytes.starts_with(PREFIX)
+    bytes.starts_with(PREFIX) || bytes.starts_with(super::crypto::RAW_PREFIX)
 }
 
 /// A record's value as it is written: its JSON, sealed.
 pub(super) fn seal<T: Serialize>(sealer: &Sealer, tree: &str, key: &[u8], value: &T) -> Vec<u8> {
-    sealer.seal(&encode(value), &aad(tree, key)).into_bytes()
+    let json = if tree == INVITATIONS {
+        compact(value)
+    } else {
+        encode(value)
+    };
+    sealer.seal_bytes(&json, &aad(tree, key))
+}
+
+/// Fields of an invitation that read back as their default when absent
+/// (`#[serde(default)]` on `Invitation`), left out while they are zero.
+const ZERO_DEFAULTS: [&str; 3] = ["attempts", "next_attempt_ms", "reminders"];
+
+/// An invitation's JSON without what reads back the same when absent: its
+/// `null` fields (and its invitee's: an absent `Option` reads as `None`)
+/// and the counters in [`ZERO_DEFAULTS`] while zero. Nothing nested deeper
+/// is touched.
+fn compact<T: Serialize>(value: &T) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut top)) = serde_json::to_value(value) else {
+        return encode(value);
+    };
+    let defaulted =
+        |k: &str, v: &serde_json::Value| v.is_null() || (ZERO_DEFAULTS.contains(&k) && *v == 0);
+    top.retain(|k, v| !defaulted(k, v));
+    if let Some(serde_json::Value::Object(invitee)) = top.get_mut("invitee") {
+        invitee.retain(|_, v| !v.is_null());
+    }
+    encode(&top)
 }
 
 /// A record's JSON: opened when sealed, as it is when written before
 /// sealing.
 pub(super) fn plain(sealer: &Sealer, tree: &str, key: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
+    if bytes.starts_with(super::crypto::RAW_PREFIX) {
+        return sealer
+            .open_bytes(bytes, &aad(tree, key))
+            .map_err(|e| StoreError::Corrupt(format!("a {tree} record: {e}")));
+    }
     if !is_sealed(bytes) {
         return Ok(bytes.to_vec());
     }
@@ -112,7 +147,7 @@ pub(super) fn seal_legacy(db: &Engine, sealer: &Sealer, which: &[(&str, &[u8])])
             if is_sealed(&v) {
                 continue;
             }
-            let sealed = sealer.seal(&v, &aad(name, &k)).into_bytes();
+            let sealed = sealer.seal_bytes(&v, &aad(name, &k));
             if tree.compare_and_swap(&k, Some(&v), Some(sealed))? {
                 n += 1;
             }
@@ -143,6 +178,38 @@ mod tests {
         let legacy = encode(&v);
         let read: serde_json::Value = open(&s, INVITATIONS, b"k1", &legacy, "x").unwrap();
         assert_eq!(read, v);
+    }
+
+    #[test]
+    fn invitations_are_sealed_compact_and_read_back_whole() {
+        use crate::domain::{Invitation, LinkingToken};
+        let s = Sealer::new(&SecretBox::new(Box::new([4; 32])));
+        let fresh: Invitation = serde_json::from_value(serde_json::json!({
+            "id": 7, "campaign": "c", "kind": "connect", "version": 1,
+            "invitee": {"email": "ann@example.com", "name": null, "external_ref": "R-1",
+                        "mydexid": null, "campaign": null, "vars": {"tariff": "green"}},
+            "state": "queued", "linking_token": LinkingToken::for_invitation(7),
+            "link": null, "attempts": 0, "next_attempt_ms": 0, "reminders": 0,
+            "created_ms": 5, "updated_ms": 5, "history": [{"at_ms": 5, "state": "queued"}]
+        }))
+        .unwrap();
+        let mut worked = fresh.clone();
+        worked.attempts = 2;
+        worked.link = Some("https://link".into());
+        worked.invitee.name = Some("Ann".into());
+        for inv in [fresh, worked] {
+            let json = compact(&inv);
+            assert!(json.len() < encode(&inv).len());
+            assert!(!String::from_utf8_lossy(&json).contains("null"));
+            let bytes = seal(&s, INVITATIONS, b"k", &inv);
+            assert_eq!(bytes.len(), json.len() + 2 + 24 + 16, "raw, not base64");
+            let back: Invitation = open(&s, INVITATIONS, b"k", &bytes, "x").unwrap();
+            assert_eq!(encode(&back), encode(&inv));
+        }
+        // A value sealed as text by an earlier release still opens.
+        let old = s.seal(b"{\"a\":1}", &aad(MEMBERS, b"k"));
+        let back: serde_json::Value = open(&s, MEMBERS, b"k", old.as_bytes(), "x").unwrap();
+        assert_eq!(back["a"], 1);
     }
 
     #[test]

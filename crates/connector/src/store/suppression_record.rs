@@ -1,12 +1,12 @@
-//! The suppression list's record and keys (`s/{hash}`, `pi/{hash}/{id}` in
-//! `idx`), apart from `suppressions.rs` so that inserting an invitation can
-//! check the list and index its person without a cycle between the two.
+//! The suppression list's record and key (`s/{hash}` in `idx`), apart from
+//! `suppressions.rs` so that inserting an invitation can check the list
+//! without a cycle between the two.
 
 use super::engine::TxTable;
 use serde::{Deserialize, Serialize};
 
+use super::TxResult;
 use super::sealed::{IDX, tx_open};
-use super::{TxResult, id_key};
 use crate::domain::PersonHash;
 
 /// Where a suppression came from.
@@ -53,13 +53,6 @@ pub struct Suppressed {
 
 pub(super) fn key(person: &PersonHash) -> String {
     format!("s/{}", person.as_str())
-}
-
-/// The person index key of invitation `id`.
-pub(super) fn person_key(person: &PersonHash, id: u64) -> Vec<u8> {
-    let mut k = format!("pi/{}/", person.as_str()).into_bytes();
-    k.extend_from_slice(&id_key(id));
-    k
 }
 
 /// The suppression of `person` inside a transaction, if any.

@@ -2,8 +2,8 @@
 //! bounced, complained, or added by an operator). Keyed by the person hash
 //! (`mail_keys.rs`), never the address: `s/{hash}` in `idx` → the reason,
 //! source and date; counter `c/suppressed`. Each invitation is indexed by its
-//! person (`pi/{hash}/{id}`), so suppressing someone fails their open
-//! invitations in the same transaction.
+//! person (`op/` keys, `open_index.rs`), so suppressing someone fails their
+//! open invitations in the same transaction.
 
 use super::engine::Transactional;
 use super::schema::{self, Counter, IdxKey};
@@ -73,19 +73,6 @@ impl Core {
                 Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
             })
             .collect()
-    }
-
-    /// The ids of every invitation of `person`.
-    pub fn person_invitations(&self, person: &PersonHash) -> Result<Vec<u64>> {
-        let prefix = format!("pi/{}/", person.as_str());
-        let mut ids = Vec::new();
-        for k in self.idx.scan_prefix(prefix.as_bytes()).keys() {
-            let k = k?;
-            if let Ok(b) = <[u8; 8]>::try_from(&k[prefix.len()..]) {
-                ids.push(u64::from_be_bytes(b));
-            }
-        }
-        Ok(ids)
     }
 
     /// Put `person` on the list (an earlier entry is kept) and fail every

@@ -96,6 +96,12 @@ impl Store {
         self.core.flush().await
     }
 
+    /// A number that changes whenever the dispatcher may have new work
+    /// (read without crossing to a blocking thread: it is in memory).
+    pub fn work_generation(&self) -> u64 {
+        self.core.work_generation()
+    }
+
     /// Why the store cannot write, if a flush failed.
     pub fn failure(&self) -> Option<String> {
         self.core.failure()

@@ -1,0 +1,449 @@
+//! The open-invitation index, led by the person: one key per person,
+//! campaign, kind and identity (`op/` in `idx`), whose value is the ids of
+//! every invitation made under it, the one that blocks a new invitation
+//! last. It is both the duplicate check of an insert (one person once per
+//! campaign while the earlier invitation is open) and the person index that
+//! suppressing or forgetting someone walks (a prefix scan by person), so
+//! inserting an invitation writes one index key for both, not two.
+//!
+//! Key: `op/`, the person hash (32 raw bytes), then 16 raw bytes of the keyed
+//! hash of campaign, kind and identity (address and external ref): no
+//! address, ref or campaign in clear. Value: big-endian `u64` ids.
+//!
+//! Stores written before kept two keys per invitation (`o/{campaign}\x1f
+//! {kind}\x1f{hex}` → the blocking id, and `pi/{person hex}/{id}`);
+//! [`fold_person_index`] rewrites them into this form once, resumably.
+
+use super::engine::{Table, Transactional, WriteBatch};
+use super::schema::tables;
+
+use super::sealed::{INVITATIONS, open};
+use super::{Core, Kind, Result, StoreError, id_key};
+use crate::domain::{Invitee, PersonHash};
+
+const PREFIX: &[u8] = b"op/";
+
+/// Set in `meta` once the index has this form ([`fold_person_index`]).
+pub(super) const DONE: &str = "open_index_v2";
+
+/// In `meta` while [`fold_person_index`] runs: the last invitation id folded.
+const CURSOR: &str = "open_index_v2_cursor";
+
+/// Invitations folded per atomic step of the migration.
+const CHUNK: usize = 1_000;
+
+/// The person hash as raw bytes (it is 64 hex characters by construction).
+fn person_bytes(person: &PersonHash) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // A PersonHash is only ever made of 64 lowercase hex characters.
+    let _ = hex::decode_to_slice(person.as_str(), &mut out);
+    out
+}
+
+/// Every key of `person` starts so.
+pub(super) fn person_prefix(person: &PersonHash) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.extend_from_slice(&person_bytes(person));
+    k
+}
+
+/// The campaign and kind part of an open key, as earlier stores wrote it.
+pub(super) fn head(campaign: &str, kind: &Kind) -> String {
+    let tag = match kind {
+        Kind::Connect | Kind::Identify => "c".to_string(),
+        Kind::Update { version } => format!("u{version}"),
+    };
+    format!("{campaign}\u{1f}{tag}")
+}
+
+/// The index key of an invitation of `invitee` in `campaign` of `kind`.
+pub(super) fn key(
+    keys: &super::MailKeys,
+    person: &PersonHash,
+    campaign: &str,
+    kind: &Kind,
+    invitee: &Invitee,
+) -> Vec<u8> {
+    let what = format!("{}\u{1f}{}", head(campaign, kind), invitee.identity());
+    let mut k = person_prefix(person);
+    let mut tail = [0u8; 16];
+    // `keyed` is 64 hex characters; its first 16 bytes are plenty to tell
+    // one person's campaigns and identities apart.
+    let _ = hex::decode_to_slice(&keys.keyed("open", &what)[..32], &mut tail);
+    k.extend_from_slice(&tail);
+    k
+}
+
+/// The ids a value holds, in order.
+pub(super) fn ids(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    value
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+}
+
+/// The invitation that blocks a new one under this key: the last.
+pub(super) fn current(value: &[u8]) -> Option<u64> {
+    ids(value).last()
+}
+
+/// `value` with `id` as the blocking (last) one.
+pub(super) fn with_current(value: Option<&[u8]>, id: u64) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(value.map_or(0, <[u8]>::len) + 8);
+    for other in value.into_iter().flat_map(ids).filter(|&o| o != id) {
+        out.extend_from_slice(&other.to_be_bytes());
+    }
+    out.extend_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// `value` without `id` (`None`: nothing left, remove the key).
+pub(super) fn without(value: &[u8], id: u64) -> Option<Vec<u8>> {
+    let out: Vec<u8> = ids(value)
+        .filter(|&o| o != id)
+        .flat_map(u64::to_be_bytes)
+        .collect();
+    (!out.is_empty()).then_some(out)
+}
+
+/// `o/{campaign}\x1f{tag}\x1f{hash of identity}`: the open key earlier
+/// stores wrote (also used to move the keys of stores from before those,
+/// which held the identity in clear), read when folding them.
+pub(super) fn open_key_of(keys: &super::MailKeys, head: &str, identity: &str) -> String {
+    format!("o/{head}\u{1f}{}", keys.keyed("open", identity))
+}
+
+impl Core {
+    /// Once per store written before the open index was led by the person:
+    /// fold its `o/` and `pi/` keys ([`fold_person_index`]), logged as it goes.
+    pub(super) fn fold_person_index_once(&self) -> Result<()> {
+        if self.db.table(tables::META)?.get(DONE)?.is_some() {
+            return Ok(());
+        }
+        let total = self.invitations.len() as u64;
+        if total > 0 {
+            tracing::info!(
+                invitations = total,
+                "store: folding the person index into the open-invitation index (once)"
+            );
+        }
+        let mut next_log = 100_000;
+        let folded = fold_person_index(self, &mut |n| {
+            if n >= next_log {
+                tracing::info!(folded = n, of = total, "store: folding the person index");
+                next_log += 100_000;
+            }
+        })?;
+        if total > 0 {
+            tracing::info!(folded, "store: the open-invitation index is folded");
+        }
+        Ok(())
+    }
+
+    /// The ids of every invitation of `person`, ascending.
+    pub fn person_invitations(&self, person: &PersonHash) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for item in self.idx.scan_prefix(person_prefix(person)) {
+            let (_, v) = item?;
+            out.extend(ids(&v));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// Fold the index of a store written before (`o/` and `pi/` keys) into
+/// `op/` keys, then remove the old keys. Resumable: each step of [`CHUNK`]
+/// invitations records how far it got in `meta` in the same transaction, so
+/// a kill at any point resumes without folding an id twice (and folding one
+/// twice would change nothing). `progress` is told the invitations folded so
+/// far. The number folded by this run.
+pub(super) fn fold_person_index(core: &Core, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+    let meta = core.db.table(tables::META)?;
+    let mut after = meta.get(CURSOR)?.map(|v| super::decode_u64(&v));
+    let mut folded = 0;
+    loop {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for item in core.invitations.range(id_key(start)..).take(CHUNK) {
+            let (k, v) = item?;
+            let inv: super::Invitation = open(&core.sealer, INVITATIONS, &k, &v, "invitation")?;
+            chunk.push(inv);
+        }
+        let Some(last) = chunk.last().map(|i| i.id) else {
+            break;
+        };
+        fold_chunk(core, &meta, &chunk, last)?;
+        folded += chunk.len() as u64;
+        progress(folded);
+        after = Some(last);
+    }
+    for prefix in [&b"o/"[..], b"pi/"] {
+        remove_prefix(&core.idx, prefix)?;
+    }
+    meta.insert(DONE, [1u8])?;
+    meta.remove(CURSOR)?;
+    core.db.flush()?;
+    Ok(folded)
+}
+
+/// One atomic step: the chunk's `op/` keys written (the id the old `o/` key
+/// named kept last), their `pi/` keys removed, the cursor moved.
+fn fold_chunk(core: &Core, meta: &Table, chunk: &[super::Invitation], last: u64) -> Result<()> {
+    (&core.idx, meta).transaction(|(idx, meta)| {
+        for inv in chunk {
+            let person = core.mail_keys.person(&inv.invitee.email);
+            let new = key(
+                &core.mail_keys,
+                &person,
+                &inv.campaign,
+                &inv.kind,
+                &inv.invitee,
+            );
+            let old = open_key_of(
+                &core.mail_keys,
+                &head(&inv.campaign, &inv.kind),
+                &inv.invitee.identity(),
+            );
+            let have = idx.get(&new)?;
+            let mut value = match have.as_deref() {
+                Some(v) if ids(v).any(|o| o == inv.id) => v.to_vec(),
+                v => {
+                    let mut v = v.map(<[u8]>::to_vec).unwrap_or_default();
+                    v.extend_from_slice(&inv.id.to_be_bytes());
+                    v
+                }
+            };
+            // The one the old key named blocks, as it did.
+            if let Some(ptr) = idx.get(old.as_bytes())?.map(|p| super::decode_u64(&p))
+                && ids(&value).any(|o| o == ptr)
+            {
+                value = with_current(Some(&value), ptr);
+            }
+            idx.insert(new, value)?;
+            let mut pi = format!("pi/{}/", person.as_str()).into_bytes();
+            pi.extend_from_slice(&id_key(inv.id));
+            idx.remove(pi)?;
+        }
+        meta.insert(CURSOR, last.to_be_bytes())?;
+        Ok::<_, super::engine::TxError<StoreError>>(())
+    })
+}
+
+/// Remove every key under `prefix`, a thousand at a time.
+fn remove_prefix(tree: &Table, prefix: &[u8]) -> Result<()> {
+    loop {
+        let keys: Vec<_> = tree
+            .scan_prefix(prefix)
+            .keys()
+            .take(1_000)
+            .collect::<std::result::Result<_, _>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        tree.apply_batch(batch)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InsertOutcome, NewInvitation, State};
+    use secrecy::SecretBox;
+
+    fn new(email: &str, campaign: &str) -> NewInvitation {
+        NewInvitation {
+            campaign: campaign.into(),
+            kind: Kind::Connect,
+            version: 1,
+            invitee: serde_json::from_value::<Invitee>(serde_json::json!({
+                "email": email, "name": null, "external_ref": null,
+                "mydexid": null, "campaign": null
+            }))
+            .unwrap(),
+        }
+    }
+
+    fn inserted(out: &[InsertOutcome]) -> Vec<u64> {
+        out.iter()
+            .map(|o| match o {
+                InsertOutcome::Inserted(id) => *id,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Rewrite the index as the release before wrote it: `o/` → the
+    /// blocking id, `pi/{hex}/{id}` per invitation; no `op/`, not folded.
+    fn as_before(core: &Core, blocking: &[(u64, u64)]) {
+        let op: Vec<_> = core
+            .idx
+            .scan_prefix(PREFIX)
+            .keys()
+            .map(|k| k.unwrap())
+            .collect();
+        for k in op {
+            core.idx.remove(k).unwrap();
+        }
+        for inv in core.all_invitations() {
+            let inv = inv.unwrap();
+            let person = core.mail_keys.person(&inv.invitee.email);
+            let mut pi = format!("pi/{}/", person.as_str()).into_bytes();
+            pi.extend_from_slice(&inv.id.to_be_bytes());
+            core.idx.insert(pi, []).unwrap();
+            let old = open_key_of(
+                &core.mail_keys,
+                &head(&inv.campaign, &inv.kind),
+                &inv.invitee.identity(),
+            );
+            let ptr = blocking
+                .iter()
+                .find(|(of, _)| *of == inv.id)
+                .map_or(inv.id, |b| b.1);
+            if core.idx.get(old.as_bytes()).unwrap().is_none() || ptr == inv.id {
+                core.idx.insert(old.as_bytes(), ptr.to_be_bytes()).unwrap();
+            }
+        }
+        let meta = core.db.table(tables::META).unwrap();
+        meta.remove(DONE).unwrap();
+        core.db.flush().unwrap();
+    }
+
+    #[test]
+    fn an_index_written_before_is_folded_resumably_and_blocks_as_it_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::new(Box::new([2; 32]));
+        let (ann1, ann2, bob, other) = {
+            let s = Core::open(dir.path(), &key).unwrap();
+            let ids = inserted(
+                &s.insert_invitations(
+                    &[
+                        new("ann@example.com", "a"),
+                        new("bob@example.com", "a"),
+                        new("ann@example.com", "b"),
+                    ],
+                    None,
+                )
+                .unwrap(),
+            );
+            // Ann's first fails, a second is queued; then the first is
+            // retried after the second failed too: the old key names the
+            // retried (older) one.
+            s.transition(ids[0], &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+            let ann2 = inserted(
+                &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                    .unwrap(),
+            )[0];
+            s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+            s.retry_failed(ids[0]).unwrap();
+            as_before(&s, &[(ann2, ids[0])]);
+            // A kill after the first step (Ann's first folded, its `pi/`
+            // key gone, the cursor after it).
+            let meta = s.db.table(tables::META).unwrap();
+            let first = s.invitation(ids[0]).unwrap();
+            fold_chunk(&s, &meta, &[first], ids[0]).unwrap();
+            s.flush_blocking().unwrap();
+            (ids[0], ann2, ids[1], ids[2])
+        };
+        let s = Core::open(dir.path(), &key).unwrap();
+        assert_eq!(s.idx.scan_prefix(b"o/").count(), 0);
+        assert_eq!(s.idx.scan_prefix(b"pi/").count(), 0);
+        assert!(
+            s.db.table(tables::META)
+                .unwrap()
+                .get(DONE)
+                .unwrap()
+                .is_some()
+        );
+        let ann = s
+            .mail_keys
+            .person(&crate::domain::Email::parse("ann@example.com").unwrap());
+        let mut all = vec![ann1, ann2, other];
+        all.sort();
+        assert_eq!(s.person_invitations(&ann).unwrap(), all);
+        assert_eq!(
+            s.insert_invitations(&[new("ann@example.com", "a")], None)
+                .unwrap()[0],
+            InsertOutcome::Duplicate(ann1),
+            "the retried one blocks, as the old key said"
+        );
+        let bobs = s
+            .person_invitations(
+                &s.mail_keys
+                    .person(&crate::domain::Email::parse("bob@example.com").unwrap()),
+            )
+            .unwrap();
+        assert_eq!(bobs, vec![bob]);
+        assert_eq!(
+            s.insert_invitations(&[new("bob@example.com", "a")], None)
+                .unwrap()[0],
+            InsertOutcome::Duplicate(bob)
+        );
+    }
+
+    #[test]
+    fn a_whole_fold_keeps_every_invitation_and_the_blocking_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::new(Box::new([3; 32]));
+        let (ann1, ann2) = {
+            let s = Core::open(dir.path(), &key).unwrap();
+            let ann1 = inserted(
+                &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                    .unwrap(),
+            )[0];
+            s.transition(ann1, &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+            let ann2 = inserted(
+                &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                    .unwrap(),
+            )[0];
+            s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+            s.retry_failed(ann1).unwrap();
+            as_before(&s, &[(ann2, ann1)]);
+            (ann1, ann2)
+        };
+        let s = Core::open(dir.path(), &key).unwrap();
+        let ann = s
+            .mail_keys
+            .person(&crate::domain::Email::parse("ann@example.com").unwrap());
+        assert_eq!(s.person_invitations(&ann).unwrap(), vec![ann1, ann2]);
+        // The retried (older) one still blocks a new one.
+        assert_eq!(
+            s.insert_invitations(&[new("ann@example.com", "a")], None)
+                .unwrap()[0],
+            InsertOutcome::Duplicate(ann1)
+        );
+        // Suppressing Ann fails the open one through the folded index.
+        let entry = crate::store::Suppression {
+            reason: "unsubscribed".into(),
+            source: crate::store::SuppressionSource::Unsubscribe,
+            at_ms: 1,
+        };
+        assert_eq!(s.suppress(&ann, &entry).unwrap().failed, vec![ann1]);
+    }
+
+    #[test]
+    fn values_keep_the_blocking_id_last() {
+        let v = with_current(None, 5);
+        assert_eq!(current(&v), Some(5));
+        let v = with_current(Some(&v), 9);
+        assert_eq!(ids(&v).collect::<Vec<_>>(), [5, 9]);
+        let v = with_current(Some(&v), 5);
+        assert_eq!(
+            ids(&v).collect::<Vec<_>>(),
+            [9, 5],
+            "a retried one blocks again"
+        );
+        assert_eq!(current(&v), Some(5));
+        let v = without(&v, 5).unwrap();
+        assert_eq!(ids(&v).collect::<Vec<_>>(), [9]);
+        assert_eq!(without(&v, 9), None);
+    }
+}
