@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::error::{Result, TxResult};
 use super::holds::{tx_clear_group, tx_refuse_group};
-use super::reading_keys::{
+use super::readings::{MoveTo, ReadingRow, Tally, tx_move};
+use super::schema::readings::{
     BATCHES, Slot, batch_key, batch_prefix, group_version_key, parse_batch_key, queue_prefix,
 };
-use super::readings::{MoveTo, ReadingRow, Tally, tx_move};
 use super::sealed::{READINGS, open, seal, tx_open};
 use super::{Core, now_ms};
 use crate::domain::{DatasetName, RowState};

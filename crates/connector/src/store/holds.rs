@@ -16,15 +16,15 @@ use super::engine::TxTable;
 use super::codec::{decode, decode_u64, encode, tx_decode};
 use super::engine::Transactional;
 use super::error::{Result, TxResult};
-use super::reading_keys::{Slot, queue_prefix, state_prefix, unique_key};
 use super::readings::{MoveTo, Placement, ReadingRow, Resolver, Tally, member_gate, tx_move};
+use super::schema::readings::{Slot, queue_prefix, state_prefix, unique_key};
 use super::sealed::{READINGS, open, seal, tx_open};
 use super::{Core, now_ms};
 use crate::domain::{DatasetName, HeldGroup, RowState};
 
 /// The key of a member and dataset's refused-try record.
 pub(super) fn held_group_key(conn: &str, dataset: &DatasetName) -> Vec<u8> {
-    format!("r/{conn}\x1f{dataset}").into_bytes()
+    super::schema::readings::held_group_key(conn, dataset.as_str())
 }
 
 /// Record a refused try of the group claimed at `tried_ms` (the batch's
@@ -309,7 +309,7 @@ impl Core {
 
     /// Erase the refused-try records of a member (`people forget`).
     pub(super) fn forget_held_groups(&self, conn: &str) -> Result<()> {
-        let prefix = format!("r/{conn}\x1f").into_bytes();
+        let prefix = super::schema::readings::held_groups_of_connection(conn);
         for k in self.rdx.scan_prefix(&prefix).keys() {
             self.rdx.remove(k?)?;
         }

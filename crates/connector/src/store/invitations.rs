@@ -6,7 +6,7 @@ use super::engine::{Transactional, TxTable, abort};
 
 use super::crypto::Sealer;
 use super::open_index;
-use super::schema::Counter;
+use super::schema::{self, Counter, IdxKey};
 use super::sealed::{INVITATIONS, open, seal, tx_open};
 use super::work_index;
 use super::{Core, Invitation, Kind, Result, State, StoreError, TxResult, bump, id_key, now_ms};
@@ -77,7 +77,7 @@ impl Core {
     /// external ref) in the `o/` key itself: move each to its hashed form.
     pub(super) fn hash_legacy_open_keys(&self) -> Result<u64> {
         let mut n = 0;
-        for item in self.idx.scan_prefix(b"o/") {
+        for item in self.idx.scan_prefix(schema::LEGACY_OPEN_PREFIX) {
             let (k, v) = item?;
             let Ok(text) = std::str::from_utf8(&k[2..]) else {
                 continue;
@@ -142,7 +142,10 @@ impl Core {
 
     /// The invitation last queued for a member (see `insert_for_member`).
     pub fn member_invitation(&self, connection_id: &str) -> Result<Option<Invitation>> {
-        match self.idx.get(format!("m/{connection_id}"))? {
+        match self
+            .idx
+            .get(IdxKey::MemberInvitation(connection_id.to_string()).encode())?
+        {
             Some(id) => match self.invitation(super::decode_u64(&id)) {
                 Ok(inv) => Ok(Some(inv)),
                 Err(StoreError::NotFound(_)) => Ok(None),
@@ -190,7 +193,10 @@ impl Core {
                     open_index::with_current(open.as_deref(), *id),
                 )?;
                 if let Some(conn) = member {
-                    idx.insert(format!("m/{conn}").as_bytes(), id_key(*id))?;
+                    idx.insert(
+                        IdxKey::MemberInvitation(conn.to_string()).encode(),
+                        id_key(*id),
+                    )?;
                 }
                 added += 1;
                 match by_campaign.iter_mut().find(|(c, _)| *c == new.campaign) {
@@ -212,7 +218,10 @@ impl Core {
                 bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
             }
             if let Some((file, line)) = progress {
-                idx.insert(format!("q/{file}").as_bytes(), line.to_be_bytes())?;
+                idx.insert(
+                    IdxKey::IntakeProgress(file.to_string()).encode(),
+                    line.to_be_bytes(),
+                )?;
             }
             if added > 0 {
                 work_changed();
@@ -264,7 +273,10 @@ impl Core {
         };
         let id = match token.invitation_id() {
             Some(id) => id,
-            None => match self.idx.get(format!("t/{token}"))? {
+            None => match self
+                .idx
+                .get(IdxKey::LegacyToken(token.to_string()).encode())?
+            {
                 Some(id) => super::decode_u64(&id),
                 None => return Ok(None),
             },
@@ -345,12 +357,13 @@ impl Core {
     pub fn intake_progress(&self, file_key: &str) -> Result<Option<u64>> {
         Ok(self
             .idx
-            .get(format!("q/{file_key}"))?
+            .get(IdxKey::IntakeProgress(file_key.to_string()).encode())?
             .map(|v| super::decode_u64(&v)))
     }
 
     pub fn clear_intake_progress(&self, file_key: &str) -> Result<()> {
-        self.idx.remove(format!("q/{file_key}"))?;
+        self.idx
+            .remove(IdxKey::IntakeProgress(file_key.to_string()).encode())?;
         Ok(())
     }
 
@@ -523,7 +536,7 @@ pub(super) fn tx_by_token(
     };
     let id = match token.invitation_id() {
         Some(id) => id,
-        None => match idx.get(format!("t/{token}").as_bytes())? {
+        None => match idx.get(IdxKey::LegacyToken(token.to_string()).encode())? {
             Some(id) => super::decode_u64(&id),
             None => return Ok(None),
         },

@@ -43,7 +43,6 @@ mod open_index;
 pub(crate) mod raw_callbacks;
 mod reading_erasure;
 mod reading_groups;
-mod reading_keys;
 mod readings;
 mod readings_layout;
 mod records;

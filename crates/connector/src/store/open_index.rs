@@ -15,13 +15,11 @@
 //! [`fold_person_index`] rewrites them into this form once, resumably.
 
 use super::engine::{Table, Transactional, WriteBatch};
-use super::schema::tables;
+use super::schema::{self, IdxKey, tables};
 
 use super::sealed::{INVITATIONS, open};
 use super::{Core, Kind, Result, StoreError, id_key};
 use crate::domain::{Invitee, PersonHash};
-
-const PREFIX: &[u8] = b"op/";
 
 /// Set in `meta` once the index has this form ([`fold_person_index`]).
 pub(super) const DONE: &str = "open_index_v2";
@@ -42,9 +40,7 @@ fn person_bytes(person: &PersonHash) -> [u8; 32] {
 
 /// Every key of `person` starts so.
 pub(super) fn person_prefix(person: &PersonHash) -> Vec<u8> {
-    let mut k = PREFIX.to_vec();
-    k.extend_from_slice(&person_bytes(person));
-    k
+    schema::open_person_prefix(&person_bytes(person))
 }
 
 /// The campaign and kind part of an open key, as earlier stores wrote it.
@@ -65,13 +61,15 @@ pub(super) fn key(
     invitee: &Invitee,
 ) -> Vec<u8> {
     let what = format!("{}\u{1f}{}", head(campaign, kind), invitee.identity());
-    let mut k = person_prefix(person);
     let mut tail = [0u8; 16];
     // `keyed` is 64 hex characters; its first 16 bytes are plenty to tell
     // one person's campaigns and identities apart.
     let _ = hex::decode_to_slice(&keys.keyed("open", &what)[..32], &mut tail);
-    k.extend_from_slice(&tail);
-    k
+    IdxKey::Open {
+        person: person_bytes(person),
+        what: tail,
+    }
+    .encode()
 }
 
 /// The ids a value holds, in order.
@@ -109,7 +107,7 @@ pub(super) fn without(value: &[u8], id: u64) -> Option<Vec<u8>> {
 /// stores wrote (also used to move the keys of stores from before those,
 /// which held the identity in clear), read when folding them.
 pub(super) fn open_key_of(keys: &super::MailKeys, head: &str, identity: &str) -> String {
-    format!("o/{head}\u{1f}{}", keys.keyed("open", identity))
+    schema::legacy_open_key(head, &keys.keyed("open", identity))
 }
 
 impl Core {
@@ -178,7 +176,7 @@ pub(super) fn fold_person_index(core: &Core, progress: &mut dyn FnMut(u64)) -> R
         progress(folded);
         after = Some(last);
     }
-    for prefix in [&b"o/"[..], b"pi/"] {
+    for prefix in [schema::LEGACY_OPEN_PREFIX, schema::LEGACY_PERSON_PREFIX] {
         remove_prefix(&core.idx, prefix)?;
     }
     meta.insert(DONE, [1u8])?;
@@ -221,9 +219,7 @@ fn fold_chunk(core: &Core, meta: &Table, chunk: &[super::Invitation], last: u64)
                 value = with_current(Some(&value), ptr);
             }
             idx.insert(new, value)?;
-            let mut pi = format!("pi/{}/", person.as_str()).into_bytes();
-            pi.extend_from_slice(&id_key(inv.id));
-            idx.remove(pi)?;
+            idx.remove(schema::legacy_person_key(person.as_str(), inv.id))?;
         }
         meta.insert(CURSOR, last.to_be_bytes())?;
         Ok::<_, super::engine::TxError<StoreError>>(())
@@ -282,7 +278,7 @@ mod tests {
     fn as_before(core: &Core, blocking: &[(u64, u64)]) {
         let op: Vec<_> = core
             .idx
-            .scan_prefix(PREFIX)
+            .scan_prefix(schema::OPEN_PREFIX)
             .keys()
             .map(|k| k.unwrap())
             .collect();
@@ -292,8 +288,7 @@ mod tests {
         for inv in core.all_invitations() {
             let inv = inv.unwrap();
             let person = core.mail_keys.person(&inv.invitee.email);
-            let mut pi = format!("pi/{}/", person.as_str()).into_bytes();
-            pi.extend_from_slice(&inv.id.to_be_bytes());
+            let pi = schema::legacy_person_key(person.as_str(), inv.id);
             core.idx.insert(pi, []).unwrap();
             let old = open_key_of(
                 &core.mail_keys,
@@ -352,8 +347,8 @@ mod tests {
             (ids[0], ann2, ids[1], ids[2])
         };
         let s = Core::open(dir.path(), &key).unwrap();
-        assert_eq!(s.idx.scan_prefix(b"o/").count(), 0);
-        assert_eq!(s.idx.scan_prefix(b"pi/").count(), 0);
+        assert_eq!(s.idx.scan_prefix(schema::LEGACY_OPEN_PREFIX).count(), 0);
+        assert_eq!(s.idx.scan_prefix(schema::LEGACY_PERSON_PREFIX).count(), 0);
         assert!(
             s.db.table(tables::META)
                 .unwrap()

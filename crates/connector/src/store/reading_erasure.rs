@@ -12,11 +12,11 @@ use super::Core;
 use super::batches::Batch;
 use super::codec::{decode_u64, tx_decode};
 use super::error::{Result, TxResult};
-use super::reading_keys::{
+use super::readings::{ReadingRow, Tally};
+use super::schema::readings::{
     Slot, batch_prefix, group_id_key, group_names_of_connection, group_version_key, unique_key,
     unique_prefix_of_connection,
 };
-use super::readings::{ReadingRow, Tally};
 use super::sealed::{READINGS, open};
 use crate::domain::{MemberRef, RowState};
 

@@ -1,7 +1,7 @@
 //! Groups of readings: one member (connection id) and dataset, numbered
 //! once, at the group's first row (`gn/`, `gi/` in tree `rdx`), so that
 //! every queued row's key starts with a short big-endian group id and a
-//! claim is one range scan (`reading_keys.rs`). The worker finds work by
+//! claim is one range scan (`schema.rs`, its `readings` part). The worker finds work by
 //! hopping from group to group over the queued rows.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use super::engine::TxTable;
 use super::Core;
 use super::codec::decode_u64;
 use super::error::{Result, TxResult};
-use super::reading_keys::{
+use super::schema::readings::{
     QUEUE_START, Slot, group_id_key, group_name_key, group_name_value, parse_group_name,
     queue_prefix,
 };

@@ -1,6 +1,6 @@
 //! Readings to deliver (issue 13): tree `readings` holds each row, sealed,
 //! under a key that says where it stands (queued by member and dataset,
-//! held, failed; `reading_keys.rs` has the whole schema), and tree `rdx`
+//! held, failed; `schema.rs` has the whole schema), and tree `rdx`
 //! its unique keys, groups, batches, refused tries, file progress and
 //! counters. A reading costs three writes from intake to delivery: its row
 //! and its `u/` key when stored, and the row's removal when delivered; a
@@ -18,7 +18,7 @@ use super::engine::abort;
 use super::codec::decode_u64;
 use super::error::{Result, StoreError, TxResult};
 use super::reading_groups::GroupIds;
-use super::reading_keys::{Slot, counter_key, progress_key, state_prefix, unique_key};
+use super::schema::readings::{Slot, counter_key, progress_key, state_prefix, unique_key};
 use super::sealed::{MEMBERS, READINGS, open, seal, tx_open};
 use super::{Core, bump, now_ms};
 use crate::domain::{DatasetName, Grants, MemberRef, MemberStatus, Reading, RowState};
@@ -323,7 +323,12 @@ impl Core {
     /// Whether a readings file is being taken in now (its `q/` progress
     /// mark is there from its first stored rows until it is done).
     pub fn readings_intake_running(&self) -> Result<bool> {
-        Ok(self.rdx.scan_prefix(b"q/").next().transpose()?.is_some())
+        Ok(self
+            .rdx
+            .scan_prefix(super::schema::readings::PROGRESS_PREFIX)
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     pub fn clear_readings_progress(&self, file: &str) -> Result<()> {

@@ -1,7 +1,7 @@
 //! A migration step: readings kept in the layout before this one (each row
 //! under its bare id in `readings`, whatever its state, with index keys
 //! `g/`, `h/`, `f/` in `rdx` and batches under `b/` batch) moved to this
-//! one (`reading_keys.rs`: the row's key says where it stands; batches
+//! one (`schema.rs`: the row's key says where it stands; batches
 //! under `b/` group batch). Delivered rows are dropped: their `u/` keys
 //! stay, and so does the delivered count.
 //!
@@ -16,8 +16,10 @@ use super::Core;
 use super::batches::Batch;
 use super::codec::{decode, encode};
 use super::error::Result;
-use super::reading_keys::{BATCHES, Slot, batch_key};
 use super::readings::{ReadingRow, Tally};
+use super::schema::readings::{
+    BATCHES, LEGACY_FAILED_PREFIX, LEGACY_HELD_PREFIX, LEGACY_QUEUED_PREFIX, Slot, batch_key,
+};
 use super::sealed::{READINGS, open, seal};
 use crate::domain::RowState;
 
@@ -74,7 +76,11 @@ impl Core {
                 tracing::info!(rows = done.rows, "readings: moving to the new store layout");
             }
         }
-        for prefix in [b"g/", b"h/", b"f/"] {
+        for prefix in [
+            LEGACY_QUEUED_PREFIX,
+            LEGACY_HELD_PREFIX,
+            LEGACY_FAILED_PREFIX,
+        ] {
             for k in self.rdx.scan_prefix(prefix).keys() {
                 self.rdx.remove(k?)?;
             }
@@ -139,8 +145,8 @@ impl Core {
                     continue;
                 }
                 let id = row.id;
-                x.remove([b"h/".as_slice(), &id.to_be_bytes()].concat())?;
-                x.remove([b"f/".as_slice(), &id.to_be_bytes()].concat())?;
+                x.remove([LEGACY_HELD_PREFIX, &id.to_be_bytes()].concat())?;
+                x.remove([LEGACY_FAILED_PREFIX, &id.to_be_bytes()].concat())?;
                 let group = match &row.connection_id {
                     Some(c) => groups.tx_group(x, c, &row.dataset)?,
                     None => None,
@@ -186,8 +192,8 @@ mod tests {
     use super::*;
     use crate::domain::{DatasetName, MemberRef};
     use crate::store::batches::{BatchState, Claim, Settle};
-    use crate::store::reading_keys::unique_key;
     use crate::store::readings::Resolver;
+    use crate::store::schema::readings::unique_key;
     use crate::store::{ImportMember, ReadingOutcome};
 
     const CONN: &str = "1001-9";

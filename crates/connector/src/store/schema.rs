@@ -139,8 +139,14 @@ impl Counter {
 /// A key of the `idx` table (counters aside: [`Counter`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum IdxKey {
-    /// An invitation the dispatcher has work for.
+    /// An invitation the dispatcher has work for, one key each, as stores
+    /// wrote it before [`IdxKey::WorkBits`] (folded into bits at open).
     Work(u64),
+    /// The dispatcher's work as bits: block `id / 64`, its bit `id % 64`.
+    WorkBits(u64),
+    /// The open-invitation index, led by the person: the person hash and
+    /// 16 bytes of a keyed hash of campaign, kind and identity.
+    Open { person: [u8; 32], what: [u8; 16] },
     /// A mailed or expired invitation the expiry sweep looks at.
     Expiry(u64),
     /// How far an intake file has been stored (its last line).
@@ -173,6 +179,28 @@ pub(super) enum IdxKey {
 
 /// Where each `idx` family starts (for scans).
 pub(super) const WORK_PREFIX: &[u8] = b"w/";
+pub(super) const WORK_BITS_PREFIX: &[u8] = b"wb/";
+pub(super) const OPEN_PREFIX: &[u8] = b"op/";
+/// The two keys an invitation had before the open index was led by the
+/// person (`o/{campaign}\x1f{kind}\x1f{hash}` and `pi/{person}/{id}`),
+/// folded into [`IdxKey::Open`] at open.
+pub(super) const LEGACY_OPEN_PREFIX: &[u8] = b"o/";
+pub(super) const LEGACY_PERSON_PREFIX: &[u8] = b"pi/";
+
+/// `o/{campaign}\x1f{kind}\x1f{hash}`, an earlier store's open key.
+pub(super) fn legacy_open_key(head: &str, hash: &str) -> String {
+    format!("o/{head}\u{1f}{hash}")
+}
+
+/// `pi/{person}/{id}`, an earlier store's person index key.
+pub(super) fn legacy_person_key(person: &str, id: u64) -> Vec<u8> {
+    [format!("pi/{person}/").as_bytes(), &id.to_be_bytes()].concat()
+}
+
+/// Every [`IdxKey::Open`] key of one person starts so.
+pub(super) fn open_person_prefix(person: &[u8; 32]) -> Vec<u8> {
+    [OPEN_PREFIX, person].concat()
+}
 pub(super) const EXPIRY_PREFIX: &[u8] = b"x/";
 pub(super) const PAUSE_PREFIX: &[u8] = b"p/";
 pub(super) const SUPPRESSION_PREFIX: &[u8] = b"s/";
@@ -197,6 +225,8 @@ impl IdxKey {
     pub(super) fn encode(&self) -> Vec<u8> {
         let text = match self {
             IdxKey::Work(id) => return with_id(WORK_PREFIX, *id),
+            IdxKey::WorkBits(block) => return with_id(WORK_BITS_PREFIX, *block),
+            IdxKey::Open { person, what } => return [OPEN_PREFIX, person, what].concat(),
             IdxKey::Expiry(id) => return with_id(EXPIRY_PREFIX, *id),
             IdxKey::IntakeProgress(file) => format!("q/{file}"),
             IdxKey::LegacyToken(t) => format!("t/{t}"),
@@ -218,6 +248,17 @@ impl IdxKey {
     pub(super) fn decode(key: &[u8]) -> Option<Self> {
         if let Some(id) = id_after(WORK_PREFIX, key) {
             return Some(IdxKey::Work(id));
+        }
+        if let Some(block) = id_after(WORK_BITS_PREFIX, key) {
+            return Some(IdxKey::WorkBits(block));
+        }
+        if let Some(rest) = key.strip_prefix(OPEN_PREFIX)
+            && rest.len() == 48
+        {
+            return Some(IdxKey::Open {
+                person: rest[..32].try_into().ok()?,
+                what: rest[32..].try_into().ok()?,
+            });
         }
         if let Some(id) = id_after(EXPIRY_PREFIX, key) {
             return Some(IdxKey::Expiry(id));
@@ -348,6 +389,293 @@ impl RawKey {
     }
 }
 
+/// The keys of the readings queue, in one place, typed and tested both ways.
+/// They are chosen so a reading costs few writes: a row's key says where it
+/// stands (queued under its member and dataset, held, failed), so its state
+/// needs no index key of its own, and queued rows lie big-endian by group,
+/// then by id, so a claim is one range scan.
+///
+/// Tree `readings` (values: the row, sealed):
+///
+/// | key | row |
+/// |---|---|
+/// | `q` group id | queued, or in a batch not settled (`b/`) |
+/// | `h` id | held |
+/// | `f` id | failed |
+///
+/// A delivered row is removed: its `u/` key is what is kept of it.
+///
+/// Tree `rdx`:
+///
+/// | key | value |
+/// |---|---|
+/// | `u/{subject}\x1f{dataset}\x1f{external_id}` | row id: one reading per member, dataset and `external_id` |
+/// | `gn/{connection}\x1f{dataset}` | group id, made at the group's first row |
+/// | `gi/` group | `{connection}\x1f{dataset}` |
+/// | `gv/` group | claims made of the group (guards a claim against a stale scan) |
+/// | `b/` group batch | a batch not settled (`batches.rs`) |
+/// | `r/{connection}\x1f{dataset}` | a refused try (`holds.rs`) |
+/// | `q/{file}` | the last line of a readings file stored |
+/// | `c/{state}` | counters |
+///
+/// Ids and groups are `u64`, big-endian.
+pub(super) mod readings {
+    use crate::domain::{DatasetName, RowState};
+
+    /// Where a row is kept: its key in tree `readings`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub(in crate::store) enum Slot {
+        /// Queued (or in a batch not settled) in `group`.
+        Queue {
+            group: u64,
+            id: u64,
+        },
+        Held(u64),
+        Failed(u64),
+    }
+
+    const QUEUE: u8 = b'q';
+    const HELD: u8 = b'h';
+    const FAILED: u8 = b'f';
+
+    impl Slot {
+        /// Where a row in `state` is kept; `None`: delivered, not kept.
+        pub(in crate::store) fn for_state(
+            state: RowState,
+            group: Option<u64>,
+            id: u64,
+        ) -> Option<Slot> {
+            match state {
+                RowState::Queued | RowState::InFlight | RowState::Unknown => {
+                    group.map(|group| Slot::Queue { group, id })
+                }
+                RowState::Held => Some(Slot::Held(id)),
+                RowState::Failed => Some(Slot::Failed(id)),
+                RowState::Delivered => None,
+            }
+        }
+
+        pub(in crate::store) fn key(self) -> Vec<u8> {
+            let mut k = Vec::with_capacity(17);
+            match self {
+                Slot::Queue { group, id } => {
+                    k.push(QUEUE);
+                    k.extend_from_slice(&group.to_be_bytes());
+                    k.extend_from_slice(&id.to_be_bytes());
+                }
+                Slot::Held(id) => {
+                    k.push(HELD);
+                    k.extend_from_slice(&id.to_be_bytes());
+                }
+                Slot::Failed(id) => {
+                    k.push(FAILED);
+                    k.extend_from_slice(&id.to_be_bytes());
+                }
+            }
+            k
+        }
+
+        /// The slot a key names; `None` for anything else (a key of the
+        /// layout before this one is 8 bytes, the bare id).
+        pub(in crate::store) fn parse(k: &[u8]) -> Option<Slot> {
+            let n = |b: &[u8]| b.try_into().ok().map(u64::from_be_bytes);
+            match (k.first()?, k.len()) {
+                (&QUEUE, 17) => Some(Slot::Queue {
+                    group: n(&k[1..9])?,
+                    id: n(&k[9..])?,
+                }),
+                (&HELD, 9) => Some(Slot::Held(n(&k[1..])?)),
+                (&FAILED, 9) => Some(Slot::Failed(n(&k[1..])?)),
+                _ => None,
+            }
+        }
+    }
+
+    /// The first key of a group's queued rows (a prefix of each).
+    pub(in crate::store) fn queue_prefix(group: u64) -> Vec<u8> {
+        let mut k = vec![QUEUE];
+        k.extend_from_slice(&group.to_be_bytes());
+        k
+    }
+
+    /// The prefix of every held (`h`) or failed (`f`) row.
+    pub(in crate::store) fn state_prefix(state: RowState) -> Option<u8> {
+        match state {
+            RowState::Held => Some(HELD),
+            RowState::Failed => Some(FAILED),
+            _ => None,
+        }
+    }
+
+    pub(in crate::store) const QUEUE_START: u8 = QUEUE;
+
+    pub(in crate::store) fn unique_key(
+        subject: &str,
+        dataset: &DatasetName,
+        external_id: &str,
+    ) -> Vec<u8> {
+        format!("u/{subject}\x1f{dataset}\x1f{external_id}").into_bytes()
+    }
+
+    /// The prefix of every `u/` key of a connected member's readings.
+    pub(in crate::store) fn unique_prefix_of_connection(conn: &str) -> Vec<u8> {
+        format!("u/c:{conn}\x1f").into_bytes()
+    }
+
+    pub(in crate::store) fn counter_key(s: RowState) -> super::Counter {
+        super::Counter::Rows(s)
+    }
+
+    pub(in crate::store) fn progress_key(file: &str) -> Vec<u8> {
+        format!("q/{file}").into_bytes()
+    }
+
+    /// `gn/{connection}\x1f{dataset}`: the group's id.
+    pub(in crate::store) fn group_name_key(conn: &str, dataset: &str) -> Vec<u8> {
+        format!("gn/{conn}\x1f{dataset}").into_bytes()
+    }
+
+    /// The prefix of every group of a connection.
+    pub(in crate::store) fn group_names_of_connection(conn: &str) -> Vec<u8> {
+        format!("gn/{conn}\x1f").into_bytes()
+    }
+
+    fn group_keyed(prefix: &[u8], group: u64) -> Vec<u8> {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(&group.to_be_bytes());
+        k
+    }
+
+    /// `gi/` group: the group's connection and dataset.
+    pub(in crate::store) fn group_id_key(group: u64) -> Vec<u8> {
+        group_keyed(b"gi/", group)
+    }
+
+    /// `gv/` group: how many claims the group has had.
+    pub(in crate::store) fn group_version_key(group: u64) -> Vec<u8> {
+        group_keyed(b"gv/", group)
+    }
+
+    /// The value of `gi/`: `{connection}\x1f{dataset}`.
+    pub(in crate::store) fn group_name_value(conn: &str, dataset: &DatasetName) -> Vec<u8> {
+        format!("{conn}\x1f{dataset}").into_bytes()
+    }
+
+    /// A `gi/` value read back; `None` if it is not one.
+    pub(in crate::store) fn parse_group_name(v: &[u8]) -> Option<(String, DatasetName)> {
+        let text = std::str::from_utf8(v).ok()?;
+        let (conn, ds) = text.split_once('\x1f')?;
+        Some((conn.to_string(), DatasetName::parse(ds).ok()?))
+    }
+
+    /// `b/` group batch: a batch not settled.
+    pub(in crate::store) fn batch_key(group: u64, batch: u64) -> Vec<u8> {
+        let mut k = group_keyed(b"b/", group);
+        k.extend_from_slice(&batch.to_be_bytes());
+        k
+    }
+
+    /// The prefix of a group's batches not settled.
+    pub(in crate::store) fn batch_prefix(group: u64) -> Vec<u8> {
+        group_keyed(b"b/", group)
+    }
+
+    /// Every batch not settled.
+    pub(in crate::store) const BATCHES: &[u8] = b"b/";
+
+    /// A member and dataset's refused-try record (`holds.rs`).
+    pub(in crate::store) fn held_group_key(conn: &str, dataset: &str) -> Vec<u8> {
+        format!("r/{conn}\x1f{dataset}").into_bytes()
+    }
+
+    /// Every refused-try record of a member starts so.
+    pub(in crate::store) fn held_groups_of_connection(conn: &str) -> Vec<u8> {
+        format!("r/{conn}\x1f").into_bytes()
+    }
+
+    /// Where every readings file's progress key starts.
+    pub(in crate::store) const PROGRESS_PREFIX: &[u8] = b"q/";
+
+    /// The index keys of the layout before rows were keyed by where they
+    /// stand (`g/{connection}\x1f{dataset}\x1f{id}` queued, `h/{id}` held,
+    /// `f/{id}` failed), moved once at open (`readings_layout.rs`).
+    pub(in crate::store) const LEGACY_QUEUED_PREFIX: &[u8] = b"g/";
+    pub(in crate::store) const LEGACY_HELD_PREFIX: &[u8] = b"h/";
+    pub(in crate::store) const LEGACY_FAILED_PREFIX: &[u8] = b"f/";
+
+    /// The group and batch a `b/` key names; `None` for a key of the layout
+    /// before this one (`b/` batch).
+    pub(in crate::store) fn parse_batch_key(k: &[u8]) -> Option<(u64, u64)> {
+        let rest = k.strip_prefix(BATCHES)?;
+        if rest.len() != 16 {
+            return None;
+        }
+        let group = u64::from_be_bytes(rest[..8].try_into().ok()?);
+        let batch = u64::from_be_bytes(rest[8..].try_into().ok()?);
+        Some((group, batch))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn slots_read_back_as_written_and_sort_by_group_then_id() {
+            let slots = [
+                Slot::Queue { group: 1, id: 7 },
+                Slot::Queue {
+                    group: 1,
+                    id: 1 << 40,
+                },
+                Slot::Queue { group: 2, id: 3 },
+                Slot::Held(u64::MAX),
+                Slot::Failed(0),
+            ];
+            for s in slots {
+                assert_eq!(Slot::parse(&s.key()), Some(s), "{s:?}");
+            }
+            let mut keys: Vec<Vec<u8>> = slots[..3].iter().map(|s| s.key()).collect();
+            keys.sort();
+            let back: Vec<Slot> = keys.iter().filter_map(|k| Slot::parse(k)).collect();
+            assert_eq!(back, slots[..3].to_vec());
+            assert!(
+                Slot::Queue { group: 9, id: 9 }
+                    .key()
+                    .starts_with(&queue_prefix(9))
+            );
+            // The layout before: the bare id, 8 bytes, is none of these.
+            assert_eq!(Slot::parse(&5u64.to_be_bytes()), None);
+            assert_eq!(Slot::parse(b"q"), None);
+            assert_eq!(
+                Slot::for_state(RowState::InFlight, Some(4), 5),
+                Some(Slot::Queue { group: 4, id: 5 })
+            );
+            assert_eq!(Slot::for_state(RowState::Delivered, Some(4), 5), None);
+            assert_eq!(Slot::for_state(RowState::Queued, None, 5), None);
+        }
+
+        #[test]
+        fn batch_and_group_keys_read_back() {
+            assert_eq!(parse_batch_key(&batch_key(3, 99)), Some((3, 99)));
+            let mut legacy = b"b/".to_vec();
+            legacy.extend_from_slice(&99u64.to_be_bytes());
+            assert_eq!(parse_batch_key(&legacy), None);
+            assert!(batch_key(3, 99).starts_with(&batch_prefix(3)));
+            let ds = DatasetName::parse("ds_energy_readings").unwrap();
+            let v = group_name_value("1001-9", &ds);
+            assert_eq!(parse_group_name(&v), Some(("1001-9".to_string(), ds)));
+            assert_eq!(parse_group_name(b"no separator"), None);
+            assert!(
+                group_name_key("1001-9", "ds_x").starts_with(&group_names_of_connection("1001-9"))
+            );
+            assert!(
+                unique_key("c:1001-9", &DatasetName::parse("ds_x").unwrap(), "r1")
+                    .starts_with(&unique_prefix_of_connection("1001-9"))
+            );
+        }
+    }
+}
+
 /// The key of a record keyed by its id alone (invitations): big-endian,
 /// so the table is in the order the records were made.
 pub(super) fn id_key(id: u64) -> [u8; 8] {
@@ -390,6 +718,11 @@ mod tests {
         vec![
             IdxKey::Work(0),
             IdxKey::Work(u64::MAX),
+            IdxKey::WorkBits(7),
+            IdxKey::Open {
+                person: [3; 32],
+                what: [b'/'; 16],
+            },
             IdxKey::Expiry(42),
             IdxKey::IntakeProgress(s("file/with/slashes.csv")),
             IdxKey::LegacyToken(s("abc")),

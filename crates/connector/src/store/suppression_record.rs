@@ -52,7 +52,11 @@ pub struct Suppressed {
 }
 
 pub(super) fn key(person: &PersonHash) -> String {
-    format!("s/{}", person.as_str())
+    // The schema's text keys are UTF-8 by construction.
+    String::from_utf8_lossy(
+        &super::schema::IdxKey::Suppression(person.as_str().to_string()).encode(),
+    )
+    .into_owned()
 }
 
 /// The suppression of `person` inside a transaction, if any.

@@ -12,22 +12,20 @@
 //! read-modify-write of its block.
 
 use super::engine::{Table, Transactional, TxTable, Value};
-use super::schema::tables;
+use super::schema::{self, IdxKey, tables};
 
 use super::{Core, Result, TxResult, decode_u64};
 
-const PREFIX: &[u8] = b"wb/";
+const PREFIX: &[u8] = schema::WORK_BITS_PREFIX;
 
 /// The key of earlier stores, one per invitation: `w/{id}`.
-const OLD: &[u8] = b"w/";
+const OLD: &[u8] = schema::WORK_PREFIX;
 
 /// Set in `meta` once the old keys are folded into bits.
 const DONE: &str = "work_index_v2";
 
 fn block_key(block: u64) -> Vec<u8> {
-    let mut k = PREFIX.to_vec();
-    k.extend_from_slice(&block.to_be_bytes());
-    k
+    IdxKey::WorkBits(block).encode()
 }
 
 fn split(id: u64) -> (u64, u64) {
