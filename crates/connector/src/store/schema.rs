@@ -424,7 +424,7 @@ pub(super) mod readings {
 
     /// Where a row is kept: its key in tree `readings`.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-    pub(in super::super) enum Slot {
+    pub(crate) enum Slot {
         /// Queued (or in a batch not settled) in `group`.
         Queue {
             group: u64,
@@ -440,11 +440,7 @@ pub(super) mod readings {
 
     impl Slot {
         /// Where a row in `state` is kept; `None`: delivered, not kept.
-        pub(in super::super) fn for_state(
-            state: RowState,
-            group: Option<u64>,
-            id: u64,
-        ) -> Option<Slot> {
+        pub(crate) fn for_state(state: RowState, group: Option<u64>, id: u64) -> Option<Slot> {
             match state {
                 RowState::Queued | RowState::InFlight | RowState::Unknown => {
                     group.map(|group| Slot::Queue { group, id })
@@ -455,7 +451,7 @@ pub(super) mod readings {
             }
         }
 
-        pub(in super::super) fn key(self) -> Vec<u8> {
+        pub(crate) fn key(self) -> Vec<u8> {
             let mut k = Vec::with_capacity(17);
             match self {
                 Slot::Queue { group, id } => {
@@ -477,7 +473,7 @@ pub(super) mod readings {
 
         /// The slot a key names; `None` for anything else (a key of the
         /// layout before this one is 8 bytes, the bare id).
-        pub(in super::super) fn parse(k: &[u8]) -> Option<Slot> {
+        pub(crate) fn parse(k: &[u8]) -> Option<Slot> {
             let n = |b: &[u8]| b.try_into().ok().map(u64::from_be_bytes);
             match (k.first()?, k.len()) {
                 (&QUEUE, 17) => Some(Slot::Queue {
@@ -492,14 +488,14 @@ pub(super) mod readings {
     }
 
     /// The first key of a group's queued rows (a prefix of each).
-    pub(in super::super) fn queue_prefix(group: u64) -> Vec<u8> {
+    pub(crate) fn queue_prefix(group: u64) -> Vec<u8> {
         let mut k = vec![QUEUE];
         k.extend_from_slice(&group.to_be_bytes());
         k
     }
 
     /// The prefix of every held (`h`) or failed (`f`) row.
-    pub(in super::super) fn state_prefix(state: RowState) -> Option<u8> {
+    pub(crate) fn state_prefix(state: RowState) -> Option<u8> {
         match state {
             RowState::Held => Some(HELD),
             RowState::Failed => Some(FAILED),
@@ -507,36 +503,32 @@ pub(super) mod readings {
         }
     }
 
-    pub(in super::super) const QUEUE_START: u8 = QUEUE;
+    pub(crate) const QUEUE_START: u8 = QUEUE;
 
-    pub(in super::super) fn unique_key(
-        subject: &str,
-        dataset: &DatasetName,
-        external_id: &str,
-    ) -> Vec<u8> {
+    pub(crate) fn unique_key(subject: &str, dataset: &DatasetName, external_id: &str) -> Vec<u8> {
         format!("u/{subject}\x1f{dataset}\x1f{external_id}").into_bytes()
     }
 
     /// The prefix of every `u/` key of a connected member's readings.
-    pub(in super::super) fn unique_prefix_of_connection(conn: &str) -> Vec<u8> {
+    pub(crate) fn unique_prefix_of_connection(conn: &str) -> Vec<u8> {
         format!("u/c:{conn}\x1f").into_bytes()
     }
 
-    pub(in super::super) fn counter_key(s: RowState) -> super::Counter {
-        super::Counter::Rows(s)
+    pub(crate) fn counter_key(s: RowState) -> crate::store::schema::Counter {
+        crate::store::schema::Counter::Rows(s)
     }
 
-    pub(in super::super) fn progress_key(file: &str) -> Vec<u8> {
+    pub(crate) fn progress_key(file: &str) -> Vec<u8> {
         format!("q/{file}").into_bytes()
     }
 
     /// `gn/{connection}\x1f{dataset}`: the group's id.
-    pub(in super::super) fn group_name_key(conn: &str, dataset: &str) -> Vec<u8> {
+    pub(crate) fn group_name_key(conn: &str, dataset: &str) -> Vec<u8> {
         format!("gn/{conn}\x1f{dataset}").into_bytes()
     }
 
     /// The prefix of every group of a connection.
-    pub(in super::super) fn group_names_of_connection(conn: &str) -> Vec<u8> {
+    pub(crate) fn group_names_of_connection(conn: &str) -> Vec<u8> {
         format!("gn/{conn}\x1f").into_bytes()
     }
 
@@ -547,65 +539,65 @@ pub(super) mod readings {
     }
 
     /// `gi/` group: the group's connection and dataset.
-    pub(in super::super) fn group_id_key(group: u64) -> Vec<u8> {
+    pub(crate) fn group_id_key(group: u64) -> Vec<u8> {
         group_keyed(b"gi/", group)
     }
 
     /// `gv/` group: how many claims the group has had.
-    pub(in super::super) fn group_version_key(group: u64) -> Vec<u8> {
+    pub(crate) fn group_version_key(group: u64) -> Vec<u8> {
         group_keyed(b"gv/", group)
     }
 
     /// The value of `gi/`: `{connection}\x1f{dataset}`.
-    pub(in super::super) fn group_name_value(conn: &str, dataset: &DatasetName) -> Vec<u8> {
+    pub(crate) fn group_name_value(conn: &str, dataset: &DatasetName) -> Vec<u8> {
         format!("{conn}\x1f{dataset}").into_bytes()
     }
 
     /// A `gi/` value read back; `None` if it is not one.
-    pub(in super::super) fn parse_group_name(v: &[u8]) -> Option<(String, DatasetName)> {
+    pub(crate) fn parse_group_name(v: &[u8]) -> Option<(String, DatasetName)> {
         let text = std::str::from_utf8(v).ok()?;
         let (conn, ds) = text.split_once('\x1f')?;
         Some((conn.to_string(), DatasetName::parse(ds).ok()?))
     }
 
     /// `b/` group batch: a batch not settled.
-    pub(in super::super) fn batch_key(group: u64, batch: u64) -> Vec<u8> {
+    pub(crate) fn batch_key(group: u64, batch: u64) -> Vec<u8> {
         let mut k = group_keyed(b"b/", group);
         k.extend_from_slice(&batch.to_be_bytes());
         k
     }
 
     /// The prefix of a group's batches not settled.
-    pub(in super::super) fn batch_prefix(group: u64) -> Vec<u8> {
+    pub(crate) fn batch_prefix(group: u64) -> Vec<u8> {
         group_keyed(b"b/", group)
     }
 
     /// Every batch not settled.
-    pub(in super::super) const BATCHES: &[u8] = b"b/";
+    pub(crate) const BATCHES: &[u8] = b"b/";
 
     /// A member and dataset's refused-try record (`holds.rs`).
-    pub(in super::super) fn held_group_key(conn: &str, dataset: &str) -> Vec<u8> {
+    pub(crate) fn held_group_key(conn: &str, dataset: &str) -> Vec<u8> {
         format!("r/{conn}\x1f{dataset}").into_bytes()
     }
 
     /// Every refused-try record of a member starts so.
-    pub(in super::super) fn held_groups_of_connection(conn: &str) -> Vec<u8> {
+    pub(crate) fn held_groups_of_connection(conn: &str) -> Vec<u8> {
         format!("r/{conn}\x1f").into_bytes()
     }
 
     /// Where every readings file's progress key starts.
-    pub(in super::super) const PROGRESS_PREFIX: &[u8] = b"q/";
+    pub(crate) const PROGRESS_PREFIX: &[u8] = b"q/";
 
     /// The index keys of the layout before rows were keyed by where they
     /// stand (`g/{connection}\x1f{dataset}\x1f{id}` queued, `h/{id}` held,
     /// `f/{id}` failed), moved once at open (`readings_layout.rs`).
-    pub(in super::super) const LEGACY_QUEUED_PREFIX: &[u8] = b"g/";
-    pub(in super::super) const LEGACY_HELD_PREFIX: &[u8] = b"h/";
-    pub(in super::super) const LEGACY_FAILED_PREFIX: &[u8] = b"f/";
+    pub(crate) const LEGACY_QUEUED_PREFIX: &[u8] = b"g/";
+    pub(crate) const LEGACY_HELD_PREFIX: &[u8] = b"h/";
+    pub(crate) const LEGACY_FAILED_PREFIX: &[u8] = b"f/";
 
     /// The group and batch a `b/` key names; `None` for a key of the layout
     /// before this one (`b/` batch).
-    pub(in super::super) fn parse_batch_key(k: &[u8]) -> Option<(u64, u64)> {
+    pub(crate) fn parse_batch_key(k: &[u8]) -> Option<(u64, u64)> {
         let rest = k.strip_prefix(BATCHES)?;
         if rest.len() != 16 {
             return None;
