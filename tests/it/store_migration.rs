@@ -118,7 +118,10 @@ async fn the_last_releases_store_is_upgraded_and_the_daemon_works_on_it() {
         .sandbox_settings(json!({"fault_rate": 1.0, "faults": ["503"]}))
         .await;
     let daemon = setup.daemon();
-    assert_eq!(version_file(&setup).as_deref(), Some("2\n"));
+    assert_eq!(
+        version_file(&setup),
+        Some(format!("{}\n", mydex_connector::store::SCHEMA_VERSION))
+    );
     assert!(
         setup.log().contains("store migration: finished"),
         "{}",
@@ -339,7 +342,10 @@ async fn a_migration_killed_midway_resumes_on_the_next_start() {
         "resumed after the records done before the kill: {resumed}"
     );
     assert!(log.contains("store migration: finished"), "{log}");
-    assert_eq!(version_file(&setup).as_deref(), Some("2\n"));
+    assert_eq!(
+        version_file(&setup),
+        Some(format!("{}\n", mydex_connector::store::SCHEMA_VERSION))
+    );
     assert_same_records(&setup, &exp);
     setup.keep_for_log_scan().await;
     setup.stop(daemon);
