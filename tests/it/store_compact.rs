@@ -257,7 +257,9 @@ async fn compaction_erases_what_forgetting_left_and_keeps_the_rest() {
     // depends on how much the engine has rewritten since, so it is shown,
     // not required: what counts is that none is left after.
     if address.is_empty() {
-        eprintln!("before compaction: the engine had already reused the segments holding the address");
+        eprintln!(
+            "before compaction: the engine had already reused the segments holding the address"
+        );
     }
     assert!(!mydexid.is_empty(), "an index key of the forgotten member");
 

@@ -5,6 +5,7 @@ pub mod daemon;
 mod daemon_error;
 pub mod listeners;
 pub mod logging;
+pub mod memory;
 pub mod reload;
 pub mod service;
 mod store_open;
