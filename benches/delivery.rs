@@ -1,4 +1,4 @@
-//! Readings delivered per second end to end (issue 13): a readings file
+//! Readings delivered per second end to end: a readings file
 //! placed in `delivery.dir` → stored → batched → POSTed into each member's
 //! PDS at the in-process sandbox over real HTTP, until `records.delivered`
 //! counts them all; beside the sandbox's own limit in the same run (8

@@ -1,4 +1,4 @@
-//! What DKIM costs (issue 15): invitation mails built and signed per second
+//! What DKIM costs: invitation mails built and signed per second
 //! with RSA-2048 and with Ed25519 (lettre's signer, the daemon's own
 //! `Signer`, relaxed/relaxed over the headers the daemon signs), beside the
 //! same mails built unsigned, and beside the part around us measured in the

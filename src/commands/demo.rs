@@ -76,10 +76,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     complete_journeys(&facts.url, &sent).await?;
     print_connected(&daemon, good).await?;
 
-    // 6. Readings into each member's PDS (issue 13).
+    // 6. Readings into each member's PDS.
     super::demo_readings::deliver_sample(&daemon, &dir, &facts.url).await?;
 
-    // 7. The connection moves to version 2; members update (issue 13).
+    // 7. The connection moves to version 2; members update.
     let daemon =
         super::demo_version::version_two(daemon, &config_path, &facts.url, &outbox).await?;
 

@@ -1,4 +1,4 @@
-//! The demo's second act (issue 13): once the members are connected, a
+//! The demo's second act: once the members are connected, a
 //! readings file goes through `deliver` as an operator would place it, the
 //! daemon delivers three readings per member into their PDS, and the demo
 //! prints them as the sandbox holds them.

@@ -1,4 +1,4 @@
-//! The demo's last act (issue 13): the Dedicated Connection moves to
+//! The demo's last act: the Dedicated Connection moves to
 //! version 2 and the members follow, as in production. The sandbox is told
 //! its connection is at version 2, the operator's config says so too and
 //! the daemon restarts on the same store; `POST /sweeps/version` (what

@@ -1,4 +1,4 @@
-//! Readings delivery (issue 13) through the real binary, the sandbox and
+//! Readings delivery through the real binary, the sandbox and
 //! a real sled: `deliver` checks files and places them; the daemon stores,
 //! batches and POSTs readings once per `external_id`; rows for unknown
 //! members are rejected, rows for a member without write access are held

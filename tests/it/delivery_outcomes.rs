@@ -1,4 +1,4 @@
-//! Readings delivery (issue 13), what becomes of a row besides landing
+//! Readings delivery, what becomes of a row besides landing
 //! once, through the real binary, the sandbox, a real SMTP server and a
 //! real sled: a row held for an invitee who never connects becomes `failed`
 //! after `hold_for` (seconds are accepted) and is reported by `records list

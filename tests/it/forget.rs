@@ -1,4 +1,4 @@
-//! `people forget` (issue 15) through the real binary, the sandbox, the real
+//! `people forget` through the real binary, the sandbox, the real
 //! SMTP server and a real sled: invited people and connected members with
 //! names, extra columns and readings; one forgotten by address, one member
 //! by external ref (refused without `--disconnect`, nothing changed; then

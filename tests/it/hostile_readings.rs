@@ -1,4 +1,4 @@
-//! Hostile readings files (issue 13). Generated (proptest): the readings
+//! Hostile readings files. Generated (proptest): the readings
 //! row parser fed any bytes, and files mixing good rows with hostile lines
 //! (invalid UTF-8, NUL and control characters, lines and values over the
 //! limits, missing `external_id` or member, garbage, a key given twice, a

@@ -43,7 +43,7 @@ pub fn fields_for_version(version: u32) -> Value {
     let mut fields = Map::new();
     fields.insert("field_ds_personal_details".into(), grant(1, 0, "A"));
     fields.insert("field_ds_contact_details".into(), grant(1, 1, "A"));
-    // What a meter subscriber connects for (issue 13): written at every version.
+    // What a meter subscriber connects for: written at every version.
     fields.insert("field_ds_energy_readings".into(), grant(1, 1, "A"));
     if version >= 2 {
         fields.insert("field_ds_events".into(), grant(1, 1, "R"));

@@ -1,4 +1,4 @@
-//! The member's own view of their PDS (issue 13): `GET /pds` asks them to
+//! The member's own view of their PDS: `GET /pds` asks them to
 //! log in (MydexID and password), `POST /pds` shows "Your Personal Data
 //! Store": every dataset's rows as the sandbox holds them, escaped. Kept
 //! apart from `pages.rs` (the connection journeys), in the same page frame.

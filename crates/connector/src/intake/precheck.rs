@@ -1,4 +1,4 @@
-//! `enqueue`'s suppression pre-check (issue 15): good rows are held back in
+//! `enqueue`'s suppression pre-check: good rows are held back in
 //! chunks of [`CHUNK`] and their addresses asked of the running daemon
 //! (`POST /suppressions/check`, through a [`SuppressionCheck`] the CLI
 //! gives); a suppressed person's row is reported with its line and reason

@@ -1,4 +1,4 @@
-//! Readings files (issue 13): `deliver` checks a file's rows and places the
+//! Readings files: `deliver` checks a file's rows and places the
 //! good ones atomically in `delivery.dir` (as `enqueue` does for invitees);
 //! the daemon watches that directory and stores each reading durably,
 //! recording how far it got in the same transaction, so a crash neither

@@ -1,4 +1,4 @@
-//! The delivery worker (issue 13): takes queued readings per member and
+//! The delivery worker: takes queued readings per member and
 //! dataset, POSTs them in batches with the member's key, and settles each
 //! batch by the answer — each reading lands in the PDS exactly once:
 //!

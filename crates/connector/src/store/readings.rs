@@ -1,4 +1,4 @@
-//! Readings to deliver (issue 13): tree `readings` holds each row, sealed,
+//! Readings to deliver: tree `readings` holds each row, sealed,
 //! under a key that says where it stands (queued by member and dataset,
 //! held, failed; `schema.rs` has the whole schema), and tree `rdx`
 //! its unique keys, groups, batches, refused tries, file progress and

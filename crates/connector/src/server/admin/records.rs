@@ -1,4 +1,4 @@
-//! `POST /records`: readings by API (issue 13), a JSON array of row objects
+//! `POST /records`: readings by API, a JSON array of row objects
 //! or JSON Lines, checked exactly like readings files (`intake::readings`),
 //! stored and flushed before the answer, which names each bad row with its
 //! reason; and `GET /records?state=held|failed&after=&limit=`, what

@@ -1,4 +1,4 @@
-//! `POST /suppressions/check` (bearer): `enqueue`'s pre-check (issue 15).
+//! `POST /suppressions/check` (bearer): `enqueue`'s pre-check.
 //! Body `{"emails": [...]}` of at most [`MAX_EMAILS`] addresses (a large
 //! file is checked in chunks); each is normalised and looked up by its
 //! keyed hash. The answer names only the positions of the suppressed ones
