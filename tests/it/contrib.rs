@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use mydex_test_support::*;
 
-/// Names of issue 13's delivery metrics (another branch adds them; fixed by
-/// its plan, docs/plans/issue-13-delivery.md): allowed until the daemon
+/// Names of the delivery metrics (fixed by docs/plans/issue-13-delivery.md):
+/// allowed until the daemon
 /// exports them. Remove an entry once `/metrics` has it.
 const NOT_YET_EXPORTED: &[&str] = &[
     "mydex_connector_records",

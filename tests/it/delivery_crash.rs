@@ -1,4 +1,4 @@
-//! The headline test of issue 13, through the real binary against the
+//! The headline test of readings delivery, through the real binary against the
 //! sandbox: `kill_9_during_delivery_lands_each_reading_once`. Connected
 //! members (`DELIVERY_CRASH_MEMBERS`, default 20) × readings
 //! (`DELIVERY_CRASH_READINGS`, default 100), 5% of API calls failing

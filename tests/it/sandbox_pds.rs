@@ -1,4 +1,4 @@
-//! The sandbox's PDS data calls (issue 13, docs/mydex-contract.md §8) over
+//! The sandbox's PDS data calls (docs/mydex-contract.md §8) over
 //! real HTTP: the checks a real PDS makes, in order; batches and single
 //! rows; filters and `[]`; a repeated POST duplicates (Mydex has no
 //! idempotency key); the `lost` fault writes, then drops the answer; the
