@@ -1,4 +1,4 @@
-//! The kill -9 crash test (issue 6, "Prove it holds"), through the real
+//! The kill -9 crash test, through the real
 //! binary against the sandbox and a real SMTP server:
 //!
 //! * `kill_9_mid_campaign_loses_nothing`: a campaign (`CRASH_INVITEES`,
