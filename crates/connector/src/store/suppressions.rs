@@ -30,6 +30,17 @@ impl Core {
         self.counter(&Counter::Suppressed)
     }
 
+    /// A suppression entry as read: its person hash (from the key) and the
+    /// entry, opened.
+    fn entry(&self, k: &[u8], v: &[u8]) -> Result<(PersonHash, Suppression)> {
+        let hash = match IdxKey::decode(k) {
+            Some(IdxKey::Suppression(h)) => PersonHash::parse(&h),
+            _ => None,
+        }
+        .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
+        Ok((hash, open(&self.sealer, IDX, k, v, "suppression")?))
+    }
+
     /// Every entry, with its person hash.
     #[cfg(test)]
     pub fn suppressions(&self) -> impl Iterator<Item = Result<(PersonHash, Suppression)>> + '_ {
@@ -37,12 +48,7 @@ impl Core {
             .scan_prefix(schema::SUPPRESSION_PREFIX)
             .map(|item| {
                 let (k, v) = item?;
-                let hash = match IdxKey::decode(&k) {
-                    Some(IdxKey::Suppression(h)) => PersonHash::parse(&h),
-                    _ => None,
-                }
-                .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
-                Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
+                self.entry(&k, &v)
             })
     }
 
@@ -65,12 +71,7 @@ impl Core {
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                let hash = match IdxKey::decode(&k) {
-                    Some(IdxKey::Suppression(h)) => PersonHash::parse(&h),
-                    _ => None,
-                }
-                .ok_or_else(|| super::StoreError::Corrupt("a suppression key".into()))?;
-                Ok((hash, open(&self.sealer, IDX, &k, &v, "suppression")?))
+                self.entry(&k, &v)
             })
             .collect()
     }
