@@ -1,6 +1,6 @@
 //! The storage engine: the only module that names sled. The rest of the
 //! store sees tables of ordered byte keys and byte values, write batches,
-//! and transactions over one to three tables; a second engine (redb,
+//! and transactions over one to five tables; a second engine (redb,
 //! fjall) would implement these same few types beside this one.
 
 pub(crate) mod compact;

@@ -1,4 +1,4 @@
-//! Transactions over one to three tables: the closure reads and writes
+//! Transactions over one to five tables: the closure reads and writes
 //! through [`TxTable`]s and may be run again if another writer got there
 //! first, so it must do nothing but read and write them.
 
