@@ -38,21 +38,7 @@ impl Sealer {
     }
 
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        // Encryption with a valid key and nonce cannot fail for in-memory sizes.
-        let ct = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        format!("{PREFIX}{}", B64.encode(out))
+        format!("{PREFIX}{}", B64.encode(self.nonce_ct(plaintext, aad, b"")))
     }
 
     pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -64,6 +50,11 @@ impl Sealer {
     /// Seal as raw bytes: [`RAW_PREFIX`], nonce, ciphertext. A third
     /// smaller than [`Sealer::seal`]'s text, for values no one reads as text.
     pub fn seal_bytes(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        self.nonce_ct(plaintext, aad, RAW_PREFIX)
+    }
+
+    /// `head`, a fresh nonce, then `plaintext` encrypted under it with `aad`.
+    fn nonce_ct(&self, plaintext: &[u8], aad: &[u8], head: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // Encryption with a valid key and nonce cannot fail for in-memory sizes.
         let ct = self
@@ -76,8 +67,8 @@ impl Sealer {
                 },
             )
             .unwrap_or_default();
-        let mut out = Vec::with_capacity(RAW_PREFIX.len() + nonce.len() + ct.len());
-        out.extend_from_slice(RAW_PREFIX);
+        let mut out = Vec::with_capacity(head.len() + nonce.len() + ct.len());
+        out.extend_from_slice(head);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         out
