@@ -65,6 +65,17 @@ pub struct Batch {
     pub last_error: Option<String>,
 }
 
+impl Batch {
+    /// Where row `id` of this batch is kept while the batch is open.
+    fn row_key(&self, id: u64) -> Vec<u8> {
+        Slot::Queue {
+            group: self.group,
+            id,
+        }
+        .key()
+    }
+}
+
 /// How a batch ended.
 #[derive(Debug, Clone)]
 pub enum Settle {
@@ -108,11 +119,7 @@ fn tx_settle_rows(
 ) -> TxResult<usize> {
     let mut n = 0;
     for id in &stored.rows {
-        let from = Slot::Queue {
-            group: stored.group,
-            id: *id,
-        }
-        .key();
+        let from = stored.row_key(*id);
         let Some(bytes) = r.remove(from.as_slice())? else {
             continue;
         };
@@ -318,11 +325,7 @@ impl Core {
     pub fn batch_rows(&self, batch: &Batch) -> Result<Vec<ReadingRow>> {
         let mut out = Vec::with_capacity(batch.rows.len());
         for id in &batch.rows {
-            let k = Slot::Queue {
-                group: batch.group,
-                id: *id,
-            }
-            .key();
+            let k = batch.row_key(*id);
             if let Some(v) = self.readings.get(&k)? {
                 let mut row: ReadingRow = open(&self.sealer, READINGS, &k, &v, "reading")?;
                 row.state = batch.state.rows();
@@ -378,11 +381,7 @@ impl Core {
                 Settle::Delivered => {
                     let mut n = 0;
                     for id in &stored.rows {
-                        let k = Slot::Queue {
-                            group: stored.group,
-                            id: *id,
-                        }
-                        .key();
+                        let k = stored.row_key(*id);
                         n += r.remove(k)?.is_some() as usize;
                     }
                     tx_clear_group(x, group)?;
@@ -440,11 +439,7 @@ impl Core {
             let from = stored.state.rows();
             let (mut delivered, mut back) = (0, 0);
             for id in &stored.rows {
-                let k = Slot::Queue {
-                    group: stored.group,
-                    id: *id,
-                }
-                .key();
+                let k = stored.row_key(*id);
                 if held_by_mydex.contains(id) {
                     delivered += r.remove(k)?.is_some() as usize;
                 } else {
@@ -493,11 +488,7 @@ impl Core {
 fn present(r: &TxTable<'_>, stored: &Batch) -> TxResult<usize> {
     let mut n = 0;
     for id in &stored.rows {
-        let k = Slot::Queue {
-            group: stored.group,
-            id: *id,
-        }
-        .key();
+        let k = stored.row_key(*id);
         n += r.get(k)?.is_some() as usize;
     }
     Ok(n)
