@@ -140,7 +140,6 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    mydex_connector::app::memory::limit_allocator_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -1,18 +1,18 @@
-//! The process's memory allocator, set before any thread starts. The
-//! store's work runs on the runtime's blocking threads, and glibc gives
-//! each thread that allocates an arena of its own (up to eight per core):
-//! the engine's node copies freed on one thread stay as free room in that
-//! thread's arena, so resident memory grew with the number of threads that
-//! had touched the store (330 MiB ingesting 200,000 invitations, against
-//! 104 MiB with two arenas: README "Performance"). Two arenas keep it near
-//! what the live data needs; the allocator's lock is not what limits us.
+//! The process's memory allocator. The store's work runs on the runtime's
+//! blocking threads, and the engine allocates and frees a copy of a node
+//! for nearly every write: glibc's malloc spent a third of an ingest's CPU
+//! in its own bookkeeping and, with an arena per thread, kept the freed
+//! copies as room only that thread could reuse. jemalloc, with few arenas
+//! and a background thread handing unused pages back to the system within
+//! a second, keeps both down (README "Performance" has the figures).
 
-/// Limit glibc's malloc to two arenas (elsewhere: nothing to do).
-pub fn limit_allocator_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of the allocator; it is called
-    // before the runtime starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read when it starts: two arenas (the runtime has
+/// two workers, and the blocking threads come and go), pages no longer used
+/// returned after a second by a background thread.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] =
+    b"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";

@@ -5,6 +5,7 @@
 //! with line and reason, and moves the file to `done/` only at the end.
 
 mod chunks;
+mod csv_line;
 pub mod erase;
 mod error;
 pub(crate) mod json_row;

@@ -51,6 +51,7 @@ pub struct Rows<R: Read> {
     header: Vec<String>,
     line: u64,
     buf: Vec<u8>,
+    split: super::csv_line::CsvLine,
 }
 
 impl Rows<std::fs::File> {
@@ -68,6 +69,7 @@ impl<R: Read> Rows<R> {
             header: Vec::new(),
             line: 0,
             buf: Vec::new(),
+            split: Default::default(),
         };
         if format == Format::Csv {
             let header = match rows.next_line()? {
@@ -78,7 +80,7 @@ impl<R: Read> Rows<R> {
                 None => return Err(FileError::BadHeader("the file is empty".into())),
             };
             let header = header.trim_start_matches('\u{feff}');
-            let fields = parse_csv_line(header).map_err(|e| FileError::BadHeader(e.to_string()))?;
+            let fields = rows.split.fields(header);
             let fields: Vec<String> = fields
                 .into_iter()
                 .map(|f| f.trim().to_ascii_lowercase())
@@ -141,11 +143,11 @@ impl<R: Read> Rows<R> {
         Ok(Some(Ok(())))
     }
 
-    fn parse_current(&self) -> Result<Invitee, RowError> {
+    fn parse_current(&mut self) -> Result<Invitee, RowError> {
         let text = std::str::from_utf8(&self.buf).map_err(|_| RowError::NotUtf8)?;
         match self.format {
             Format::Csv => {
-                let values = parse_csv_line(text)?;
+                let values = self.split.fields(text);
                 if values.len() != self.header.len() {
                     return Err(RowError::FieldCount {
                         fields: values.len(),
@@ -193,18 +195,6 @@ impl<R: Read> Iterator for Rows<R> {
                 }
             }
         }
-    }
-}
-
-fn parse_csv_line(line: &str) -> Result<Vec<String>, RowError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(line.as_bytes());
-    match reader.records().next() {
-        Some(Ok(rec)) => Ok(rec.iter().map(str::to_string).collect()),
-        Some(Err(e)) => Err(RowError::Csv(e)),
-        None => Ok(Vec::new()),
     }
 }
 

@@ -54,8 +54,6 @@ pub enum RowRejected {
     TooLong,
     #[error("line is not valid UTF-8")]
     NotUtf8,
-    #[error("malformed CSV: {0}")]
-    Csv(String),
     #[error("has {fields} fields, the header has {header}")]
     FieldCount { fields: usize, header: usize },
     #[error("not valid JSON: {0}")]
@@ -87,6 +85,7 @@ pub struct ReadingRows<R: Read> {
     header: Vec<String>,
     line: u64,
     buf: Vec<u8>,
+    split: super::csv_line::CsvLine,
 }
 
 impl<R: Read> ReadingRows<R> {
@@ -97,6 +96,7 @@ impl<R: Read> ReadingRows<R> {
             header: Vec::new(),
             line: 0,
             buf: Vec::new(),
+            split: Default::default(),
         };
         if format == Format::Csv {
             let bad = RowRejected::BadHeader;
@@ -109,8 +109,7 @@ impl<R: Read> ReadingRows<R> {
                 None => return Err(bad("the file is empty".into())),
             }
             let text = std::str::from_utf8(&rows.buf).map_err(|_| bad("not UTF-8".into()))?;
-            let fields =
-                csv_fields(text.trim_start_matches('\u{feff}')).map_err(|e| bad(e.to_string()))?;
+            let fields = rows.split.fields(text.trim_start_matches('\u{feff}'));
             let fields: Vec<String> = fields
                 .iter()
                 .map(|f| f.trim().to_ascii_lowercase())
@@ -159,7 +158,7 @@ impl<R: Read> ReadingRows<R> {
         Ok(Some(!too_long))
     }
 
-    fn parse(&self) -> Result<Option<Reading>, RowRejected> {
+    fn parse(&mut self) -> Result<Option<Reading>, RowRejected> {
         let text = std::str::from_utf8(&self.buf).map_err(|_| RowRejected::NotUtf8)?;
         // A byte order mark may open a JSON Lines file, as it may a CSV one.
         let text = match self.line {
@@ -171,7 +170,7 @@ impl<R: Read> ReadingRows<R> {
         }
         let reading = match self.format {
             Format::Csv => {
-                let values = csv_fields(text)?;
+                let values = self.split.fields(text);
                 if values.len() != self.header.len() {
                     return Err(RowRejected::FieldCount {
                         fields: values.len(),
@@ -208,18 +207,6 @@ impl<R: Read> Iterator for ReadingRows<R> {
                 },
             }
         }
-    }
-}
-
-fn csv_fields(line: &str) -> Result<Vec<String>, RowRejected> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(line.as_bytes());
-    match reader.records().next() {
-        Some(Ok(rec)) => Ok(rec.iter().map(str::to_string).collect()),
-        Some(Err(e)) => Err(RowRejected::Csv(e.to_string())),
-        None => Ok(Vec::new()),
     }
 }
 

@@ -14,8 +14,6 @@ pub enum RowError {
     TooLong,
     #[error("line is not valid UTF-8")]
     NotUtf8,
-    #[error("malformed CSV: {0}")]
-    Csv(csv::Error),
     #[error("has {fields} fields, the header has {header}")]
     FieldCount { fields: usize, header: usize },
     #[error("not valid JSON: {0}")]

@@ -78,6 +78,11 @@ impl Pass {
             .collect()
     }
 
+    /// Whether every campaign is held now.
+    fn all_held(&self) -> bool {
+        !self.holds.is_empty() && self.holds.iter().all(|(_, held)| *held)
+    }
+
     fn retry_at(&mut self, at_ms: u64) {
         self.earliest_retry = Some(self.earliest_retry.map_or(at_ms, |t| t.min(at_ms)));
     }
@@ -208,6 +213,16 @@ impl Dispatcher {
             }
             if cursor.is_none() {
                 pass = Pass::new(&self);
+                // Every campaign paused or outside its send window: nothing
+                // could start, and a pass would only read invitations that
+                // must wait. An idle daemon does no work that grows with
+                // the invitations it holds.
+                if pass.all_held() {
+                    if !self.wait_for_change(&pass, &shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
             }
             let Some(batch) = self.read_batch(cursor).await else {
                 continue;

@@ -17,23 +17,35 @@ pub(super) const KEY_CHECK: &[u8] = b"mydex-connector store key check v1";
 /// Where, in `meta`, the key check is kept (sealed with `meta` as AAD).
 pub(super) const KEY_CHECK_NAME: &str = "key_check";
 
-/// Open the database; a lock held by another process is `InUse`.
-/// What an interrupted `store compact` left beside it is cleared first.
+/// How long a held lock is waited for before the store is called in use:
+/// the engine lets go of its files on a background thread, moments after
+/// the last handle of this process is dropped.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Open the database; a lock still held by another process after
+/// [`LOCK_GRACE`] is `InUse`. What an interrupted `store compact` left
+/// beside it is cleared first.
 pub(super) fn open_db(path: &Path) -> Result<Engine> {
     super::engine::compact_swap::recover(path)?;
     let tuning = Tuning {
         cache_bytes: CACHE_BYTES,
         flush_every_ms: Some(200),
     };
-    Engine::open(path, &tuning).map_err(|e| {
-        if e.is_locked() {
-            StoreError::InUse {
-                path: path.display().to_string(),
+    let until = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match Engine::open(path, &tuning) {
+            Ok(engine) => return Ok(engine),
+            Err(e) if e.is_locked() && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
             }
-        } else {
-            StoreError::Engine(e)
+            Err(e) if e.is_locked() => {
+                return Err(StoreError::InUse {
+                    path: path.display().to_string(),
+                });
+            }
+            Err(e) => return Err(StoreError::Engine(e)),
         }
-    })
+    }
 }
 
 /// Refuse a key that does not open the store; seal the key check under it
