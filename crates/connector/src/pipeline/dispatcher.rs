@@ -213,16 +213,20 @@ impl Dispatcher {
             }
             if cursor.is_none() {
                 pass = Pass::new(&self);
-                // Every campaign paused or outside its send window: nothing
-                // could start, and a pass would only read invitations that
-                // must wait. An idle daemon does no work that grows with
-                // the invitations it holds.
-                if pass.all_held() {
-                    if !self.wait_for_change(&pass, &shutdown).await {
-                        break;
-                    }
-                    continue;
+            }
+            // Every campaign paused or outside its send window (checked
+            // before each stretch, so a pause also ends a pass under way):
+            // nothing could start, and reading on would only open
+            // invitations that must wait. An idle daemon does no work that
+            // grows with the invitations it holds.
+            let now = Pass::new(&self);
+            if now.all_held() {
+                cursor = None;
+                started_in_pass = false;
+                if !self.wait_for_change(&now, &shutdown).await {
+                    break;
                 }
+                continue;
             }
             let Some(batch) = self.read_batch(cursor).await else {
                 continue;

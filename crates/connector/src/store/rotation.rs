@@ -344,7 +344,7 @@ fn reseal_value(
     if sealed::plain(new, tree, k, bytes).is_ok() {
         return Ok(None);
     }
-    let plain = Zeroizing::new(sealed::plain(old, tree, k, bytes)?);
+    let plain = Zeroizing::new(sealed::opened(old, tree, k, bytes)?);
     Ok(Some(new.seal(&plain, &aad).into_bytes()))
 }
 

@@ -14,8 +14,9 @@
 //! records in a pass of their own, for stores sealed before they were).
 //! Values are sealed as raw bytes (`Sealer::seal_bytes`); those sealed as
 //! base64 text by earlier releases (`xc1:`) still open. An invitation's JSON
-//! leaves out the fields that read back as their default (`compact`), so a
-//! million queued ones take a few hundred bytes each.
+//! leaves out the fields that read back as their default (`compact`) and
+//! is packed before it is sealed (`packing.rs`), so a million queued ones
+//! take under two hundred bytes each.
 
 use super::engine::{Engine, abort};
 use serde::Serialize;
@@ -66,12 +67,12 @@ pub(super) fn is_sealed(bytes: &[u8]) -> bool {
 
 /// A record's value as it is written: its JSON, sealed.
 pub(super) fn seal<T: Serialize>(sealer: &Sealer, tree: &str, key: &[u8], value: &T) -> Vec<u8> {
-    let json = if tree == INVITATIONS {
-        compact(value)
+    let plain = if tree == INVITATIONS {
+        super::packing::pack(&compact(value))
     } else {
         encode(value)
     };
-    sealer.seal_bytes(&json, &aad(tree, key))
+    sealer.seal_bytes(&plain, &aad(tree, key))
 }
 
 /// Fields of an invitation that read back as their default when absent
@@ -95,9 +96,15 @@ fn compact<T: Serialize>(value: &T) -> Vec<u8> {
     encode(&top)
 }
 
-/// A record's JSON: opened when sealed, as it is when written before
-/// sealing.
+/// A record's JSON: opened and unpacked when sealed, as it is when
+/// written before sealing.
 pub(super) fn plain(sealer: &Sealer, tree: &str, key: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
+    super::packing::unpack(opened(sealer, tree, key, bytes)?)
+}
+
+/// A record's plaintext as it was sealed (packed or not: see
+/// `packing.rs`), for re-sealing it under another key as it is.
+pub(super) fn opened(sealer: &Sealer, tree: &str, key: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
     if bytes.starts_with(super::crypto::RAW_PREFIX) {
         return sealer
             .open_bytes(bytes, &aad(tree, key))
@@ -202,7 +209,9 @@ mod tests {
             assert!(json.len() < encode(&inv).len());
             assert!(!String::from_utf8_lossy(&json).contains("null"));
             let bytes = seal(&s, INVITATIONS, b"k", &inv);
-            assert_eq!(bytes.len(), json.len() + 2 + 24 + 16, "raw, not base64");
+            let packed = super::super::packing::pack(&json);
+            assert!(packed.len() * 2 < json.len(), "packed: {}", packed.len());
+            assert_eq!(bytes.len(), packed.len() + 2 + 24 + 16, "raw, not base64");
             let back: Invitation = open(&s, INVITATIONS, b"k", &bytes, "x").unwrap();
             assert_eq!(encode(&back), encode(&inv));
         }

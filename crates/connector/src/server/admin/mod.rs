@@ -137,43 +137,48 @@ pub async fn status_json(
     campaigns: &[String],
     uptime_s: u64,
 ) -> Result<serde_json::Value, crate::store::StoreError> {
-    let c = store.counts(current_version).await?;
+    let reads = store.status_reads(current_version).await?;
+    Ok(status_of(&reads, current_version, campaigns, uptime_s))
+}
+
+/// The status document from what the store answered.
+fn status_of(
+    r: &crate::store::StatusReads,
+    current_version: u32,
+    campaigns: &[String],
+    uptime_s: u64,
+) -> serde_json::Value {
+    let c = &r.counts;
     let mut inv = serde_json::Map::new();
     for (s, n) in &c.invitations {
         inv.insert(s.as_str().into(), (*n).into());
     }
-    let notifications: serde_json::Map<String, serde_json::Value> = store
-        .notification_counts()
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, v.into()))
+    let notifications: serde_json::Map<String, serde_json::Value> = r
+        .notifications
+        .iter()
+        .map(|(k, v)| (k.clone(), (*v).into()))
         .collect();
-    let suppressed = store.suppressed_count().await?;
-    let records = records_json(store).await?;
-    Ok(serde_json::json!({
+    // `queued` counts every reading not yet settled (queued, in flight,
+    // outcome unknown).
+    let rc = &r.records;
+    let records = serde_json::json!({
+        "queued": rc.queued + rc.in_flight + rc.unknown,
+        "delivered": rc.delivered,
+        "held": rc.held,
+        "failed": rc.failed,
+        "in_flight": rc.in_flight,
+        "unknown": rc.unknown,
+    });
+    serde_json::json!({
         "invitations": inv,
         "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
         "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
         "connection_version": current_version,
-        "suppressed": suppressed,
+        "suppressed": r.suppressed,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
         "records": records,
-    }))
-}
-
-/// `status.records`: `queued` counts every reading not yet settled
-/// (queued, in flight, outcome unknown).
-async fn records_json(store: &Store) -> Result<serde_json::Value, crate::store::StoreError> {
-    let r = store.record_counts().await?;
-    Ok(serde_json::json!({
-        "queued": r.queued + r.in_flight + r.unknown,
-        "delivered": r.delivered,
-        "held": r.held,
-        "failed": r.failed,
-        "in_flight": r.in_flight,
-        "unknown": r.unknown,
-    }))
+    })
 }
 
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
@@ -216,15 +221,14 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
 /// The status document as the store holds it now.
 async fn status_doc(s: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
     let uptime = s.started.elapsed().as_secs();
-    let mut doc = status_json(&s.store, s.current_version, &s.campaigns, uptime).await?;
-    doc["campaign_progress"] = campaign_progress(s).await?;
+    let reads = s.store.status_reads(s.current_version).await?;
+    let mut doc = status_of(&reads, s.current_version, &s.campaigns, uptime);
+    doc["campaign_progress"] = campaign_progress(s, &reads.by_campaign);
     doc["bounces"] = serde_json::json!({"ignored": s.metrics.bounces_ignored()});
-    doc["members_by_version"] = s
-        .store
-        .members_by_version()
-        .await?
-        .into_iter()
-        .map(|(v, n)| (v.to_string(), serde_json::Value::from(n)))
+    doc["members_by_version"] = reads
+        .members_by_version
+        .iter()
+        .map(|(v, n)| (v.to_string(), serde_json::Value::from(*n)))
         .collect::<serde_json::Map<_, _>>()
         .into();
     Ok(doc)
@@ -232,8 +236,10 @@ async fn status_doc(s: &AdminState) -> Result<serde_json::Value, crate::store::S
 
 /// Per campaign: its configured rate (as of the last reload) and its
 /// invitations by state.
-async fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::store::StoreError> {
-    let counts = st.store.counts_by_campaign().await?;
+fn campaign_progress(
+    st: &AdminState,
+    counts: &std::collections::HashMap<(String, crate::store::State), u64>,
+) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     let campaigns = match &st.lifecycle {
         Some(l) => l.control.campaigns(),
@@ -256,7 +262,7 @@ async fn campaign_progress(st: &AdminState) -> Result<serde_json::Value, crate::
             }),
         );
     }
-    Ok(out.into())
+    out.into()
 }
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> Response {

@@ -157,8 +157,36 @@ impl Store {
         self.run(move |c| c.counts(current_version)).await
     }
 
+    /// Everything `/status` reads from the store, in one trip to a blocking
+    /// thread: while an ingest keeps both cores busy, each trip waits its
+    /// turn, and six of them made the answer slow.
+    pub async fn status_reads(&self, current_version: u32) -> Result<StatusReads> {
+        self.run(move |c| {
+            Ok(StatusReads {
+                counts: c.counts(current_version)?,
+                notifications: c.notification_counts()?,
+                suppressed: c.suppressed_count()?,
+                records: c.record_counts()?,
+                by_campaign: c.counts_by_campaign()?,
+                members_by_version: c.members_by_version()?,
+            })
+        })
+        .await
+    }
+
     /// The database files' size on disk.
     pub async fn size_on_disk(&self) -> Result<u64> {
         self.run(|c| c.size_on_disk()).await
     }
+}
+
+/// What `/status` reads from the store ([`Store::status_reads`]).
+pub struct StatusReads {
+    pub counts: StatusCounts,
+    /// Notifications by dataset and action.
+    pub notifications: Vec<(String, u64)>,
+    pub suppressed: u64,
+    pub records: super::RecordCounts,
+    pub by_campaign: std::collections::HashMap<(String, super::State), u64>,
+    pub members_by_version: Vec<(u32, u64)>,
 }
