@@ -70,6 +70,9 @@ impl Core {
         if found.invitations.is_empty() && found.conns.is_empty() && found.readings.is_empty() {
             return Err(StoreError::NoSuchPerson(target.word()));
         }
+        for person in &found.persons {
+            self.suppressed.add(person);
+        }
         let (members, readings) = (&self.members, &self.readings);
         let counts = (&self.invitations, &self.idx, members, readings, &self.rdx).transaction(
             |(inv_t, idx, mem_t, r, x)| {

@@ -172,9 +172,14 @@ impl Core {
             let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
             for ((new, id), p) in batch.iter().zip(&ids).zip(&prepared) {
-                if let Some(s) =
-                    super::suppression_record::tx_suppression(&self.sealer, idx, &p.person)?
-                {
+                // Only someone who may be listed costs a read of the list.
+                let listed = match self.suppressed.may_list(&p.person) {
+                    true => {
+                        super::suppression_record::tx_suppression(&self.sealer, idx, &p.person)?
+                    }
+                    false => None,
+                };
+                if let Some(s) = listed {
                     outcomes.push(InsertOutcome::Suppressed(s.source));
                     continue;
                 }

@@ -52,6 +52,7 @@ mod rotation;
 mod rotation_journal;
 mod schema;
 mod sealed;
+mod suppressed_filter;
 mod suppression_record;
 mod suppressions;
 mod sweeps;
@@ -122,6 +123,8 @@ pub(crate) struct Core {
     commit: durable::GroupCommit,
     health: std::sync::Arc<StoreHealth>,
     path: std::path::PathBuf,
+    /// Who may be on the suppression list (`suppressed_filter.rs`).
+    suppressed: std::sync::Arc<suppressed_filter::SuppressedFilter>,
 }
 
 impl Core {
@@ -160,6 +163,7 @@ impl Core {
             db,
             sealer: std::sync::Arc::new(sealer),
             mail_keys,
+            suppressed: Default::default(),
         };
         store.ensure_campaign_counters()?;
         // Once per store: seal what a version before sealing wrote in clear.
@@ -182,6 +186,7 @@ impl Core {
         store.migrate_readings_layout(&meta)?;
         store.fold_person_index_once()?;
         store.fold_work_index_once()?;
+        store.suppressed.load(&store.idx)?;
         Ok(store)
     }
 

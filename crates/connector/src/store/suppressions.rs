@@ -81,6 +81,7 @@ impl Core {
     /// expired) with the entry's reason, in one transaction.
     pub fn suppress(&self, person: &PersonHash, entry: &Suppression) -> Result<Suppressed> {
         let ids = self.person_invitations(person)?;
+        self.suppressed.add(person);
         (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut out = Suppressed::default();
             let reason = match tx_suppression(&self.sealer, idx, person)? {
@@ -176,6 +177,15 @@ mod tests {
         let again = s.insert_invitations(&[new()], None).unwrap();
         assert_eq!(
             again[0],
+            crate::store::InsertOutcome::Suppressed(SuppressionSource::Unsubscribe)
+        );
+        // Reopened, the list is read back into the filter that spares
+        // unlisted people a read: still refused.
+        drop(s);
+        let s = Core::open(dir.path(), &SecretBox::new(Box::new([3; 32]))).unwrap();
+        let reopened = s.insert_invitations(&[new()], None).unwrap();
+        assert_eq!(
+            reopened[0],
             crate::store::InsertOutcome::Suppressed(SuppressionSource::Unsubscribe)
         );
         assert!(s.unsuppress(&person).unwrap());
