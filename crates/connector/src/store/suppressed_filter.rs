@@ -92,7 +92,7 @@ mod tests {
         let idx = db.table("idx").unwrap();
         idx.insert(
             IdxKey::Suppression(person('a').as_str().to_string()).encode(),
-            b"x".to_vec(),
+            b"x",
         )
         .unwrap();
         let f = SuppressedFilter::default();
