@@ -172,14 +172,7 @@ impl Core {
             let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
             for ((new, id), p) in batch.iter().zip(&ids).zip(&prepared) {
-                // Only someone who may be listed costs a read of the list.
-                let listed = match self.suppressed.may_list(&p.person) {
-                    true => {
-                        super::suppression_record::tx_suppression(&self.sealer, idx, &p.person)?
-                    }
-                    false => None,
-                };
-                if let Some(s) = listed {
+                if let Some(s) = self.tx_listed(idx, &p.person)? {
                     outcomes.push(InsertOutcome::Suppressed(s.source));
                     continue;
                 }
@@ -235,6 +228,19 @@ impl Core {
         });
         work_changed();
         outcomes
+    }
+
+    /// The person's suppression inside a transaction, read only when the
+    /// in-memory filter says they may be listed (`suppressed_filter.rs`).
+    fn tx_listed(
+        &self,
+        idx: &TxTable<'_>,
+        person: &crate::domain::PersonHash,
+    ) -> TxResult<Option<super::suppression_record::Suppression>> {
+        if !self.suppressed.may_list(person) {
+            return Ok(None);
+        }
+        super::suppression_record::tx_suppression(&self.sealer, idx, person)
     }
 
     /// Each row hashed and sealed before the transaction: its closure may

@@ -17,8 +17,8 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
-use super::Result;
 use super::engine::Table;
+use super::error::Result;
 use super::schema::{self, IdxKey};
 use crate::domain::PersonHash;
 
