@@ -211,9 +211,6 @@ impl Dispatcher {
                 }
                 continue;
             }
-            if cursor.is_none() {
-                pass = Pass::new(&self);
-            }
             // Every campaign paused or outside its send window (checked
             // before each stretch, so a pause also ends a pass under way):
             // nothing could start, and reading on would only open
@@ -227,6 +224,9 @@ impl Dispatcher {
                     break;
                 }
                 continue;
+            }
+            if cursor.is_none() {
+                pass = now;
             }
             let Some(batch) = self.read_batch(cursor).await else {
                 continue;

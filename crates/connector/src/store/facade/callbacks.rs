@@ -63,11 +63,6 @@ impl Store {
             .await
     }
 
-    /// Notifications recorded, by type.
-    pub async fn notification_counts(&self) -> Result<Vec<(String, u64)>> {
-        self.run(|c| c.notification_counts()).await
-    }
-
     /// A kept callback's record (without its body).
     pub async fn raw_callback(&self, id: u64) -> Result<RawCallback> {
         self.run(move |c| c.raw_callback(id)).await

@@ -72,11 +72,6 @@ impl Store {
         self.run(|c| Ok(c.member_count())).await
     }
 
-    /// Members by connection version.
-    pub async fn members_by_version(&self) -> Result<Vec<(u32, u64)>> {
-        self.run(|c| c.members_by_version()).await
-    }
-
     /// Import members as connected; how many were added.
     pub async fn import_members(&self, batch: Vec<NewMember>) -> Result<u64> {
         self.run(move |c| {
