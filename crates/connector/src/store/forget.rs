@@ -74,19 +74,24 @@ impl Core {
             self.suppressed.add(person);
         }
         let (members, readings) = (&self.members, &self.readings);
-        let counts = (&self.invitations, &self.idx, members, readings, &self.rdx).transaction(
-            |(inv_t, idx, mem_t, r, x)| {
+        let mut tags = self.open.lock()?;
+        let (counts, erased) = (&self.invitations, &self.idx, members, readings, &self.rdx)
+            .transaction(|(inv_t, idx, mem_t, r, x)| {
                 let members = self.tx_forget_members(idx, mem_t, &found, disconnect)?;
+                let mut erased = Vec::with_capacity(found.invitations.len());
                 for id in &found.invitations {
-                    self.tx_forget_invitation(inv_t, idx, *id)?;
+                    erased.extend(self.tx_forget_invitation(inv_t, idx, *id)?);
                 }
                 self.tx_erase_readings(r, x, &found.readings)?;
                 for person in &found.persons {
                     tx_suppress_forgotten(&self.sealer, idx, person)?;
                 }
-                Ok(members)
-            },
-        )?;
+                Ok((members, erased))
+            })?;
+        for (tag, id) in erased {
+            tags.remove(tag, id);
+        }
+        drop(tags);
         let conns: Vec<String> = found.conns.iter().cloned().collect();
         let raw_callbacks = if disconnect {
             self.forget_raw(&conns)?
@@ -226,32 +231,27 @@ impl Core {
         Ok(n)
     }
 
-    /// Erase one invitation and every index key naming it.
+    /// Erase one invitation and every index key naming it; its open-index
+    /// tag and id, for the copy in memory.
     fn tx_forget_invitation(
         &self,
         inv_t: &TxTable<'_>,
         idx: &TxTable<'_>,
         id: u64,
-    ) -> TxResult<()> {
+    ) -> TxResult<Option<(u64, u64)>> {
         let Some(bytes) = inv_t.get(id_key(id))? else {
-            return Ok(());
+            return Ok(None);
         };
         let inv: Invitation =
             open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation").map_err(abort)?;
         inv_t.remove(id_key(id))?;
         bump(idx, &Counter::Invitations(inv.state), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, inv.state), -1)?;
-        let okey = self.open_key_for(&inv);
-        if let Some(v) = idx.get(&okey)? {
-            match super::open_index::without(&v, id) {
-                Some(rest) => idx.insert(okey, rest)?,
-                None => idx.remove(okey)?,
-            };
-        }
+        idx.remove(IdxKey::OpenTag(id).encode())?;
         super::work_index::tx_clear(idx, id)?;
         idx.remove(super::expiry_index::expiry_key(id))?;
         idx.remove(IdxKey::LegacyToken(inv.linking_token.to_string()).encode())?;
-        Ok(())
+        Ok(Some((self.open_identity(&inv).tag(), id)))
     }
 }
 

@@ -28,14 +28,6 @@ pub enum InsertOutcome {
     Suppressed(super::suppression_record::SuppressionSource),
 }
 
-/// The open-invitation key (`open_index.rs`): the person, then a keyed hash
-/// of the campaign, the kind and the identity (address and external ref),
-/// never the identity itself.
-fn open_key(keys: &super::MailKeys, campaign: &str, kind: &Kind, invitee: &Invitee) -> Vec<u8> {
-    let person = keys.person(&invitee.email);
-    open_index::key(keys, &person, campaign, kind, invitee)
-}
-
 fn counter_key(state: State) -> Counter {
     Counter::Invitations(state)
 }
@@ -107,11 +99,6 @@ impl Core {
         Ok(n)
     }
 
-    /// The open-invitation key of `inv` (to erase it when forgetting).
-    pub(super) fn open_key_for(&self, inv: &Invitation) -> Vec<u8> {
-        open_key(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee)
-    }
-
     /// Insert a batch in one transaction; with `progress`, record in the
     /// same step that an intake file has been stored up to that line, so a
     /// crash never stores a row twice or loses one.
@@ -120,7 +107,36 @@ impl Core {
         batch: &[NewInvitation],
         progress: Option<(&str, u64)>,
     ) -> Result<Vec<InsertOutcome>> {
-        self.insert_inner(batch, progress, &[], None)
+        let rows = self.prepare_rows(batch)?;
+        self.insert_inner(batch, rows, progress, &[], None)
+    }
+
+    /// A batch's ids taken, each row hashed and sealed: the half of an
+    /// insert that needs no lock, so intake can prepare the next batch while
+    /// the one before is stored ([`Core::insert_prepared`]).
+    pub fn prepare_rows(&self, batch: &[NewInvitation]) -> Result<PreparedRows> {
+        let mut ids = Vec::with_capacity(batch.len());
+        for _ in batch {
+            ids.push(self.db.next_id()?);
+        }
+        let rows = self.prepare(batch, &ids);
+        Ok(PreparedRows { ids, rows })
+    }
+
+    /// Store a batch prepared by [`Core::prepare_rows`] from the same rows,
+    /// as [`Core::insert_invitations`] does.
+    pub fn insert_prepared(
+        &self,
+        batch: &[NewInvitation],
+        rows: PreparedRows,
+        progress: Option<(&str, u64)>,
+    ) -> Result<Vec<InsertOutcome>> {
+        if rows.ids.len() != batch.len() {
+            return Err(StoreError::Corrupt(
+                "a prepared batch does not match its rows".into(),
+            ));
+        }
+        self.insert_inner(batch, rows, progress, &[], None)
     }
 
     /// Insert one invitation for a member we hold (an update, or a new first
@@ -134,7 +150,9 @@ impl Core {
         connection_id: &str,
         closed: &[State],
     ) -> Result<InsertOutcome> {
-        let out = self.insert_inner(&[new], None, closed, Some(connection_id))?;
+        let batch = [new];
+        let rows = self.prepare_rows(&batch)?;
+        let out = self.insert_inner(&batch, rows, None, closed, Some(connection_id))?;
         out.into_iter()
             .next()
             .ok_or_else(|| StoreError::Corrupt("insert returned nothing".into()))
@@ -158,76 +176,99 @@ impl Core {
     fn insert_inner(
         &self,
         batch: &[NewInvitation],
+        rows: PreparedRows,
         progress: Option<(&str, u64)>,
         closed: &[State],
         member: Option<&str>,
     ) -> Result<Vec<InsertOutcome>> {
-        let mut ids = Vec::with_capacity(batch.len());
-        for _ in batch {
-            ids.push(self.db.next_id()?);
-        }
-        let prepared = self.prepare(batch, &ids);
+        let PreparedRows {
+            ids,
+            rows: prepared,
+        } = rows;
+        // Held from the duplicate check to the commit (`open_tags.rs`).
+        let mut tags = self.open.lock()?;
         let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
             let mut outcomes = Vec::with_capacity(batch.len());
-            let mut added = 0i64;
             let mut by_campaign: Vec<(&str, i64)> = Vec::new();
+            // Rows of this batch already inserted, by tag.
+            let mut fresh: std::collections::HashMap<u64, Vec<u64>> = Default::default();
             for ((new, id), p) in batch.iter().zip(&ids).zip(&prepared) {
-                if let Some(s) = self.tx_listed(idx, &p.person)? {
+                if let Some(s) = self.tx_listed(idx, &p.who.person)? {
                     outcomes.push(InsertOutcome::Suppressed(s.source));
                     continue;
                 }
-                let open = idx.get(&p.okey)?;
-                if let Some(existing_id) =
-                    tx_still_open(&self.sealer, inv_t, open.as_deref(), closed)?
+                let tag = p.who.tag();
+                let mut candidates = tags.candidates(tag);
+                candidates.extend(fresh.get(&tag).into_iter().flatten());
+                if let Some(existing) = self.tx_blocking(inv_t, idx, &candidates, &p.who)?
+                    && existing.state.is_open()
+                    && !closed.contains(&existing.state)
                 {
-                    outcomes.push(InsertOutcome::Duplicate(existing_id));
+                    outcomes.push(InsertOutcome::Duplicate(existing.id));
                     continue;
                 }
-                // Two writes: the record and its open/person key; its work
-                // bit is set with the batch's (one write per 64 ids).
+                // Two writes, both at increasing keys: the record and its
+                // open-index entry; its work bit is set with the batch's
+                // (one write per 64 ids).
                 inv_t.insert(id_key(*id), p.sealed.as_slice())?;
-                idx.insert(
-                    p.okey.as_slice(),
-                    open_index::with_current(open.as_deref(), *id),
-                )?;
+                idx.insert(IdxKey::OpenTag(*id).encode(), open_index::value(tag, None))?;
                 if let Some(conn) = member {
                     idx.insert(
                         IdxKey::MemberInvitation(conn.to_string()).encode(),
                         id_key(*id),
                     )?;
                 }
-                added += 1;
+                fresh.entry(tag).or_default().push(*id);
                 match by_campaign.iter_mut().find(|(c, _)| *c == new.campaign) {
                     Some((_, n)) => *n += 1,
                     None => by_campaign.push((&new.campaign, 1)),
                 }
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
-            let inserted: Vec<u64> = outcomes
-                .iter()
-                .filter_map(|o| match o {
-                    InsertOutcome::Inserted(id) => Some(*id),
-                    _ => None,
-                })
-                .collect();
-            work_index::tx_set(idx, &inserted)?;
-            bump(idx, &counter_key(State::Queued), added)?;
-            for (campaign, n) in &by_campaign {
-                bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
-            }
-            if let Some((file, line)) = progress {
-                idx.insert(
-                    IdxKey::IntakeProgress(file.to_string()).encode(),
-                    line.to_be_bytes(),
-                )?;
-            }
-            if added > 0 {
-                work_changed();
-            }
+            self.tx_count_inserted(idx, &outcomes, &by_campaign, progress)?;
             Ok(outcomes)
-        });
+        })?;
+        for (o, p) in outcomes.iter().zip(&prepared) {
+            if let InsertOutcome::Inserted(id) = o {
+                tags.add(p.who.tag(), *id);
+            }
+        }
+        drop(tags);
         work_changed();
-        outcomes
+        Ok(outcomes)
+    }
+
+    /// A batch's inserted rows in the work index and the counters, and how
+    /// far its intake file is stored, in the batch's transaction.
+    fn tx_count_inserted(
+        &self,
+        idx: &TxTable<'_>,
+        outcomes: &[InsertOutcome],
+        by_campaign: &[(&str, i64)],
+        progress: Option<(&str, u64)>,
+    ) -> TxResult<()> {
+        let inserted: Vec<u64> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                InsertOutcome::Inserted(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        work_index::tx_set(idx, &inserted)?;
+        bump(idx, &counter_key(State::Queued), inserted.len() as i64)?;
+        for (campaign, n) in by_campaign {
+            bump(idx, &campaign_counter_key(campaign, State::Queued), *n)?;
+        }
+        if let Some((file, line)) = progress {
+            idx.insert(
+                IdxKey::IntakeProgress(file.to_string()).encode(),
+                line.to_be_bytes(),
+            )?;
+        }
+        if !inserted.is_empty() {
+            work_changed();
+        }
+        Ok(())
     }
 
     /// The person's suppression inside a transaction, read only when the
@@ -251,21 +292,13 @@ impl Core {
             .iter()
             .zip(ids)
             .map(|(new, id)| {
-                let person = self.mail_keys.person(&new.invitee.email);
-                let okey = open_index::key(
-                    &self.mail_keys,
-                    &person,
-                    &new.campaign,
-                    &new.kind,
-                    &new.invitee,
-                );
+                let who = open_index::OpenIdentity {
+                    person: self.mail_keys.person(&new.invitee.email),
+                    what: open_index::what(&self.mail_keys, &new.campaign, &new.kind, &new.invitee),
+                };
                 let inv = queued(new, *id, LinkingToken::for_invitation(*id), now);
                 let sealed = seal(&self.sealer, INVITATIONS, &id_key(*id), &inv);
-                Prepared {
-                    person,
-                    okey,
-                    sealed,
-                }
+                Prepared { who, sealed }
             })
             .collect()
     }
@@ -409,33 +442,36 @@ impl Core {
     /// queued with no link and a clean attempt count, unless the same person
     /// got another open invitation in the campaign meanwhile.
     pub fn retry_failed(&self, id: u64) -> Result<Invitation> {
-        (&self.invitations, &self.idx)
+        // The retried one blocks again: it is reopened at a fresh number
+        // of the id sequence (`open_index::value`).
+        let reopened = self.db.next_id()?;
+        let tags = self.open.lock()?;
+        let retried = (&self.invitations, &self.idx)
             .transaction(|(inv_t, idx)| {
                 let bytes = inv_t
                     .get(id_key(id))?
                     .ok_or(abort(StoreError::NotFound(id)))?;
                 let inv: Invitation = tx_open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
-                let person = self.mail_keys.person(&inv.invitee.email);
-                if let Some(s) = super::suppression_record::tx_suppression(&self.sealer, idx, &person)? {
+                let who = self.open_identity(&inv);
+                if let Some(s) = super::suppression_record::tx_suppression(&self.sealer, idx, &who.person)? {
                     return Err(abort(StoreError::Refused(
                         format!("invitation {id} cannot be retried: the person is suppressed ({})", s.source.as_str()),
                     )));
                 }
-                let okey = open_key(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee);
-                let open = idx.get(&okey)?;
-                if let Some(other) = open.as_deref().and_then(open_index::current)
-                    && other != id
-                        && let Some(b) = inv_t.get(id_key(other))?
-                        && tx_open::<Invitation>(&self.sealer, INVITATIONS, &id_key(other), &b, "invitation")?.state.is_open()
-                    {
-                        return Err(abort(
-                            StoreError::Refused(format!(
-                                "invitation {id} cannot be retried: invitation {other} for the same person in campaign {:?} is open",
-                                inv.campaign
-                            )),
-                        ));
-                    }
-                idx.insert(okey, open_index::with_current(open.as_deref(), id))?;
+                let candidates = tags.candidates(who.tag());
+                if let Some(other) = self.tx_blocking(inv_t, idx, &candidates, &who)?
+                    && other.id != id
+                    && other.state.is_open()
+                {
+                    return Err(abort(StoreError::Refused(format!(
+                        "invitation {id} cannot be retried: invitation {} for the same person in campaign {:?} is open",
+                        other.id, inv.campaign
+                    ))));
+                }
+                idx.insert(
+                    IdxKey::OpenTag(id).encode(),
+                    open_index::value(who.tag(), Some(reopened)),
+                )?;
                 tx_transition(
                     &self.sealer,
                     inv_t,
@@ -453,7 +489,9 @@ impl Core {
                     },
                 )
             })
-            .inspect(|_| work_changed())
+            .inspect(|_| work_changed());
+        drop(tags);
+        retried
     }
 }
 
@@ -559,34 +597,15 @@ pub(super) fn tx_by_token(
     Ok(inv.linking_token.matches(&token).then_some(inv))
 }
 
-/// The invitation that blocks under an open key whose value is `open` (its
-/// last id), if it is open and not in one of the `closed` states: a new one
-/// would duplicate it.
-fn tx_still_open(
-    sealer: &Sealer,
-    inv_t: &TxTable<'_>,
-    open: Option<&[u8]>,
-    closed: &[State],
-) -> TxResult<Option<u64>> {
-    let Some(existing_id) = open.and_then(open_index::current) else {
-        return Ok(None);
-    };
-    let still_open = match inv_t.get(id_key(existing_id))? {
-        Some(bytes) => {
-            let key = id_key(existing_id);
-            let state =
-                tx_open::<Invitation>(sealer, INVITATIONS, &key, &bytes, "invitation")?.state;
-            state.is_open() && !closed.contains(&state)
-        }
-        None => false,
-    };
-    Ok(still_open.then_some(existing_id))
+/// A batch's ids and rows, hashed and sealed ahead of its transaction.
+pub struct PreparedRows {
+    ids: Vec<u64>,
+    rows: Vec<Prepared>,
 }
 
 /// A row of a batch, hashed and sealed ahead of the transaction.
 struct Prepared {
-    person: crate::domain::PersonHash,
-    okey: Vec<u8>,
+    who: open_index::OpenIdentity,
     sealed: Vec<u8>,
 }
 

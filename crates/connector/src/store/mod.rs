@@ -40,6 +40,8 @@ mod invitations;
 mod mail_keys;
 mod migrate;
 mod open_index;
+mod open_tag_fold;
+mod open_tags;
 mod packing;
 pub(crate) mod raw_callbacks;
 mod reading_erasure;
@@ -82,9 +84,11 @@ pub use engine::compact_error::CompactError;
 pub use engine::compact_swap::{CompactStep, Recovery};
 pub use engine::{EngineError, LOG_TARGET as ENGINE_LOG_TARGET};
 pub use error::{Result, StoreError};
-pub use facade::{BounceReport, NewMember, ReadingPlacer, ReadingToPlace, StatusReads, Store};
+pub use facade::{
+    BounceReport, NewMember, PreparedBatch, ReadingPlacer, ReadingToPlace, StatusReads, Store,
+};
 pub use forget::{ForgetTarget, Forgotten};
-pub use invitations::{InsertOutcome, NewInvitation};
+pub use invitations::{InsertOutcome, NewInvitation, PreparedRows};
 pub use mail_keys::MailKeys;
 pub use migrate::{
     CURRENT as SCHEMA_VERSION, OnDisk, VERSION_FILE, batches_done as migration_batches,
@@ -125,6 +129,8 @@ pub(crate) struct Core {
     path: std::path::PathBuf,
     /// Who may be on the suppression list (`suppressed_filter.rs`).
     suppressed: std::sync::Arc<suppressed_filter::SuppressedFilter>,
+    /// The open-invitation index in memory (`open_tags.rs`).
+    open: std::sync::Arc<open_tags::OpenTags>,
 }
 
 impl Core {
@@ -164,6 +170,7 @@ impl Core {
             sealer: std::sync::Arc::new(sealer),
             mail_keys,
             suppressed: Default::default(),
+            open: Default::default(),
         };
         store.ensure_campaign_counters()?;
         // Once per store: seal what a version before sealing wrote in clear.
@@ -186,7 +193,10 @@ impl Core {
         store.migrate_readings_layout(&meta)?;
         store.fold_person_index_once()?;
         store.fold_work_index_once()?;
+        // Version 5: the open-invitation index keyed by invitation.
+        store.fold_open_tags_once()?;
         store.suppressed.load(&store.idx)?;
+        store.load_open_tags();
         Ok(store)
     }
 

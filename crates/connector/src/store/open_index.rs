@@ -1,27 +1,31 @@
-//! The open-invitation index, led by the person: one key per person,
-//! campaign, kind and identity (`op/` in `idx`), whose value is the ids of
-//! every invitation made under it, the one that blocks a new invitation
-//! last. It is both the duplicate check of an insert (one person once per
-//! campaign while the earlier invitation is open) and the person index that
-//! suppressing or forgetting someone walks (a prefix scan by person), so
-//! inserting an invitation writes one index key for both, not two.
+//! The open-invitation index on disk: one entry per invitation, keyed by
+//! its id (`ot/{id}` in `idx`, so entries are written in increasing key
+//! order), whose value is the invitation's tag: 40 bits of the person hash,
+//! then 24 bits of a keyed hash of campaign, kind and identity (address and
+//! external ref), never the identity itself. A retried invitation's value
+//! also says when it was reopened, so it blocks again (see [`value`]).
 //!
-//! Key: `op/`, the person hash (32 raw bytes), then 16 raw bytes of the keyed
-//! hash of campaign, kind and identity (address and external ref): no
-//! address, ref or campaign in clear. Value: big-endian `u64` ids.
+//! Lookups by person or by tag go through the copy in memory
+//! (`open_tags.rs`), loaded from these entries at open. It is both the
+//! duplicate check of an insert (one person once per campaign while the
+//! earlier invitation is open) and the person index that suppressing or
+//! forgetting someone walks, so inserting an invitation writes one index
+//! key for both.
 //!
-//! Stores written before kept two keys per invitation (`o/{campaign}\x1f
-//! {kind}\x1f{hex}` → the blocking id, and `pi/{person hex}/{id}`);
-//! [`fold_person_index`] rewrites them into this form once, resumably.
+//! Stores written before kept the index led by the person (`op/`, a
+//! random-keyed read and write per invitation), and before that two keys
+//! per invitation (`o/` and `pi/`): [`fold_person_index`] and
+//! `open_tag_fold.rs` rewrite them, once, resumably.
 
 use super::engine::{Table, Transactional, WriteBatch};
 use super::schema::{self, IdxKey, tables};
 
-use super::sealed::{INVITATIONS, open};
-use super::{Core, Kind, Result, StoreError, id_key};
+use super::engine::TxTable;
+use super::sealed::{INVITATIONS, open, tx_open};
+use super::{Core, Invitation, Kind, Result, StoreError, TxResult, id_key};
 use crate::domain::{Invitee, PersonHash};
 
-/// Set in `meta` once the index has this form ([`fold_person_index`]).
+/// Set in `meta` once the index has the person-led form ([`fold_person_index`]).
 pub(super) const DONE: &str = "open_index_v2";
 
 /// In `meta` while [`fold_person_index`] runs: the last invitation id folded.
@@ -38,11 +42,6 @@ fn person_bytes(person: &PersonHash) -> [u8; 32] {
     out
 }
 
-/// Every key of `person` starts so.
-pub(super) fn person_prefix(person: &PersonHash) -> Vec<u8> {
-    schema::open_person_prefix(&person_bytes(person))
-}
-
 /// The campaign and kind part of an open key, as earlier stores wrote it.
 pub(super) fn head(campaign: &str, kind: &Kind) -> String {
     let tag = match kind {
@@ -52,7 +51,46 @@ pub(super) fn head(campaign: &str, kind: &Kind) -> String {
     format!("{campaign}\u{1f}{tag}")
 }
 
-/// The index key of an invitation of `invitee` in `campaign` of `kind`.
+/// 16 bytes of the keyed hash of campaign, kind and identity: what tells
+/// one person's open invitations apart.
+pub(super) fn what(
+    keys: &super::MailKeys,
+    campaign: &str,
+    kind: &Kind,
+    invitee: &Invitee,
+) -> [u8; 16] {
+    let text = format!("{}\u{1f}{}", head(campaign, kind), invitee.identity());
+    let mut out = [0u8; 16];
+    // `keyed` is 64 hex characters; its first 16 bytes are plenty to tell
+    // one person's campaigns and identities apart.
+    let _ = hex::decode_to_slice(&keys.keyed("open", &text)[..32], &mut out);
+    out
+}
+
+/// The first 40 bits of the person hash (a tag's high bits).
+pub(super) fn person_bits(person: &PersonHash) -> u64 {
+    person_bits_of(&person_bytes(person))
+}
+
+fn person_bits_of(person: &[u8; 32]) -> u64 {
+    person[..5]
+        .iter()
+        .fold(0, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+/// An invitation's tag: the person's 40 bits, then 24 bits of `what`.
+pub(super) fn tag(person: &PersonHash, what: &[u8; 16]) -> u64 {
+    tag_of(&person_bytes(person), what)
+}
+
+fn tag_of(person: &[u8; 32], what: &[u8; 16]) -> u64 {
+    let low = what[..3]
+        .iter()
+        .fold(0, |acc, b| (acc << 8) | u64::from(*b));
+    (person_bits_of(person) << 24) | low
+}
+
+/// The person-led key earlier stores wrote (`op/`), for the folds.
 pub(super) fn key(
     keys: &super::MailKeys,
     person: &PersonHash,
@@ -60,31 +98,52 @@ pub(super) fn key(
     kind: &Kind,
     invitee: &Invitee,
 ) -> Vec<u8> {
-    let what = format!("{}\u{1f}{}", head(campaign, kind), invitee.identity());
-    let mut tail = [0u8; 16];
-    // `keyed` is 64 hex characters; its first 16 bytes are plenty to tell
-    // one person's campaigns and identities apart.
-    let _ = hex::decode_to_slice(&keys.keyed("open", &what)[..32], &mut tail);
     IdxKey::Open {
         person: person_bytes(person),
-        what: tail,
+        what: what(keys, campaign, kind, invitee),
     }
     .encode()
 }
 
-/// The ids a value holds, in order.
+/// The tag an `op/` key of an earlier store stands for.
+pub(super) fn tag_of_person_led(key: &[u8]) -> Option<u64> {
+    match IdxKey::decode(key)? {
+        IdxKey::Open { person, what } => Some(tag_of(&person, &what)),
+        _ => None,
+    }
+}
+
+/// An entry's value: the tag, and for an invitation retried (made the
+/// blocking one again while a newer one stands under the same identity)
+/// the number it was reopened at, taken from the id sequence. Among the
+/// invitations of one identity, the one with the highest `(opened, id)`
+/// blocks, where `opened` is the id itself unless a retry set it.
+pub(super) fn value(tag: u64, opened: Option<u64>) -> Vec<u8> {
+    let mut out = tag.to_be_bytes().to_vec();
+    if let Some(o) = opened {
+        out.extend_from_slice(&o.to_be_bytes());
+    }
+    out
+}
+
+/// `(tag, opened)` from an entry's value.
+pub(super) fn parse_value(v: &[u8]) -> Option<(u64, Option<u64>)> {
+    let tag = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let opened = match v.get(8..) {
+        Some([]) | None => None,
+        Some(rest) => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+    };
+    Some((tag, opened))
+}
+
+/// The ids a person-led value holds, in order.
 pub(super) fn ids(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
     value
         .chunks_exact(8)
         .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
 }
 
-/// The invitation that blocks a new one under this key: the last.
-pub(super) fn current(value: &[u8]) -> Option<u64> {
-    ids(value).last()
-}
-
-/// `value` with `id` as the blocking (last) one.
+/// `value` with `id` as the blocking (last) one (person-led form).
 pub(super) fn with_current(value: Option<&[u8]>, id: u64) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(value.map_or(0, <[u8]>::len) + 8);
     for other in value.into_iter().flat_map(ids).filter(|&o| o != id) {
@@ -94,15 +153,6 @@ pub(super) fn with_current(value: Option<&[u8]>, id: u64) -> Vec<u8> {
     out
 }
 
-/// `value` without `id` (`None`: nothing left, remove the key).
-pub(super) fn without(value: &[u8], id: u64) -> Option<Vec<u8>> {
-    let out: Vec<u8> = ids(value)
-        .filter(|&o| o != id)
-        .flat_map(u64::to_be_bytes)
-        .collect();
-    (!out.is_empty()).then_some(out)
-}
-
 /// `o/{campaign}\x1f{tag}\x1f{hash of identity}`: the open key earlier
 /// stores wrote (also used to move the keys of stores from before those,
 /// which held the identity in clear), read when folding them.
@@ -110,7 +160,28 @@ pub(super) fn open_key_of(keys: &super::MailKeys, head: &str, identity: &str) ->
     schema::legacy_open_key(head, &keys.keyed("open", identity))
 }
 
+/// Who an invitation is, for the index: its person and `what`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct OpenIdentity {
+    pub person: PersonHash,
+    pub what: [u8; 16],
+}
+
+impl OpenIdentity {
+    pub(super) fn tag(&self) -> u64 {
+        tag(&self.person, &self.what)
+    }
+}
+
 impl Core {
+    /// The index identity of an invitation.
+    pub(super) fn open_identity(&self, inv: &Invitation) -> OpenIdentity {
+        OpenIdentity {
+            person: self.mail_keys.person(&inv.invitee.email),
+            what: what(&self.mail_keys, &inv.campaign, &inv.kind, &inv.invitee),
+        }
+    }
+
     /// Once per store written before the open index was led by the person:
     /// fold its `o/` and `pi/` keys ([`fold_person_index`]), logged as it goes.
     pub(super) fn fold_person_index_once(&self) -> Result<()> {
@@ -137,16 +208,51 @@ impl Core {
         Ok(())
     }
 
-    /// The ids of every invitation of `person`, ascending.
+    /// The ids of every invitation of `person`, ascending: the index's
+    /// candidates, each confirmed by its record.
     pub fn person_invitations(&self, person: &PersonHash) -> Result<Vec<u64>> {
-        let mut out = Vec::new();
-        for item in self.idx.scan_prefix(person_prefix(person)) {
-            let (_, v) = item?;
-            out.extend(ids(&v));
+        let candidates = self.open.lock()?.of_person(person_bits(person));
+        let mut out = Vec::with_capacity(candidates.len());
+        for id in candidates {
+            match self.invitation(id) {
+                Ok(inv) if self.mail_keys.person(&inv.invitee.email) == *person => out.push(id),
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
-        out.sort_unstable();
-        out.dedup();
         Ok(out)
+    }
+
+    /// Of `candidates` (ids whose tag is `who`'s), the invitation that blocks
+    /// a new one of `who`, read inside a transaction, with its record: the
+    /// one of that identity with the highest `(opened, id)` (see [`value`]).
+    pub(super) fn tx_blocking(
+        &self,
+        inv_t: &TxTable<'_>,
+        idx: &TxTable<'_>,
+        candidates: &[u64],
+        who: &OpenIdentity,
+    ) -> TxResult<Option<Invitation>> {
+        let mut best: Option<((u64, u64), Invitation)> = None;
+        for &id in candidates {
+            let Some(bytes) = inv_t.get(id_key(id))? else {
+                continue;
+            };
+            let inv: Invitation =
+                tx_open(&self.sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
+            if self.open_identity(&inv) != *who {
+                continue;
+            }
+            let opened = idx
+                .get(IdxKey::OpenTag(id).encode())?
+                .and_then(|v| parse_value(&v))
+                .and_then(|(_, o)| o)
+                .unwrap_or(id);
+            if best.as_ref().is_none_or(|(rank, _)| (opened, id) > *rank) {
+                best = Some(((opened, id), inv));
+            }
+        }
+        Ok(best.map(|(_, inv)| inv))
     }
 }
 
@@ -273,13 +379,13 @@ mod tests {
             .collect()
     }
 
-    /// Rewrite the index as the release before wrote it: `o/` → the
-    /// blocking id, `pi/{hex}/{id}` per invitation; no `op/`, not folded.
+    /// Rewrite the index as an early release wrote it: `o/` → the
+    /// blocking id, `pi/{hex}/{id}` per invitation; no `op/` or `ot/`, not
+    /// folded (a reopen folds it twice: to `op/`, then to `ot/`).
     fn as_before(core: &Core, blocking: &[(u64, u64)]) {
-        let op: Vec<_> = core
-            .idx
-            .scan_prefix(schema::OPEN_PREFIX)
-            .keys()
+        let op: Vec<_> = [schema::OPEN_PREFIX, schema::OPEN_TAG_PREFIX]
+            .into_iter()
+            .flat_map(|p| core.idx.scan_prefix(p).keys())
             .map(|k| k.unwrap())
             .collect();
         for k in op {
@@ -425,20 +531,70 @@ mod tests {
     }
 
     #[test]
-    fn values_keep_the_blocking_id_last() {
-        let v = with_current(None, 5);
-        assert_eq!(current(&v), Some(5));
-        let v = with_current(Some(&v), 9);
-        assert_eq!(ids(&v).collect::<Vec<_>>(), [5, 9]);
-        let v = with_current(Some(&v), 5);
+    fn a_retried_invitation_blocks_again_after_a_restart_and_forgetting_empties_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::new(Box::new([4; 32]));
+        let ann1 = {
+            let s = Core::open(dir.path(), &key).unwrap();
+            let ann1 = inserted(
+                &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                    .unwrap(),
+            )[0];
+            s.transition(ann1, &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+            let ann2 = inserted(
+                &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                    .unwrap(),
+            )[0];
+            s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
+                .unwrap();
+            s.retry_failed(ann1).unwrap();
+            assert!(matches!(s.retry_failed(ann2), Err(StoreError::Refused(_))));
+            s.flush_blocking().unwrap();
+            ann1
+        };
+        let s = Core::open(dir.path(), &key).unwrap();
         assert_eq!(
-            ids(&v).collect::<Vec<_>>(),
-            [9, 5],
-            "a retried one blocks again"
+            s.insert_invitations(
+                &[new("ann@example.com", "a"), new("ann@example.com", "b")],
+                None
+            )
+            .unwrap()[0],
+            InsertOutcome::Duplicate(ann1)
         );
-        assert_eq!(current(&v), Some(5));
-        let v = without(&v, 5).unwrap();
-        assert_eq!(ids(&v).collect::<Vec<_>>(), [9]);
-        assert_eq!(without(&v, 9), None);
+        let ann = s
+            .mail_keys
+            .person(&crate::domain::Email::parse("ann@example.com").unwrap());
+        assert_eq!(s.person_invitations(&ann).unwrap().len(), 3);
+        s.forget_person(
+            &crate::store::ForgetTarget::Email(
+                crate::domain::Email::parse("ann@example.com").unwrap(),
+            ),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.person_invitations(&ann).unwrap(), Vec::<u64>::new());
+        assert_eq!(s.idx.scan_prefix(schema::OPEN_TAG_PREFIX).count(), 0);
+        assert_eq!(
+            s.open.lock().unwrap().of_person(person_bits(&ann)),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn values_and_tags_read_back() {
+        assert_eq!(parse_value(&value(7, None)), Some((7, None)));
+        assert_eq!(parse_value(&value(7, Some(9))), Some((7, Some(9))));
+        assert_eq!(parse_value(&[1, 2, 3]), None);
+        assert_eq!(parse_value(&[0; 12]), None, "a torn opened number");
+        let person = [0xAB; 32];
+        let what = [0x01, 0x02, 0x03, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(tag_of(&person, &what), 0xABAB_ABAB_AB01_0203);
+        let led = IdxKey::Open { person, what }.encode();
+        assert_eq!(tag_of_person_led(&led), Some(0xABAB_ABAB_AB01_0203));
+        assert_eq!(
+            with_current(Some(&with_current(None, 5)), 9),
+            [5u64.to_be_bytes(), 9u64.to_be_bytes()].concat()
+        );
     }
 }

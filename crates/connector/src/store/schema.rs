@@ -144,9 +144,13 @@ pub(super) enum IdxKey {
     Work(u64),
     /// The dispatcher's work as bits: block `id / 64`, its bit `id % 64`.
     WorkBits(u64),
-    /// The open-invitation index, led by the person: the person hash and
-    /// 16 bytes of a keyed hash of campaign, kind and identity.
+    /// The open-invitation index, as stores wrote it before
+    /// [`IdxKey::OpenTag`]: led by the person (the person hash and 16 bytes
+    /// of a keyed hash of campaign, kind and identity), folded at open.
     Open { person: [u8; 32], what: [u8; 16] },
+    /// The open-invitation index: an invitation's tag, keyed by its id
+    /// (`open_index.rs`).
+    OpenTag(u64),
     /// A mailed or expired invitation the expiry sweep looks at.
     Expiry(u64),
     /// How far an intake file has been stored (its last line).
@@ -181,6 +185,7 @@ pub(super) enum IdxKey {
 pub(super) const WORK_PREFIX: &[u8] = b"w/";
 pub(super) const WORK_BITS_PREFIX: &[u8] = b"wb/";
 pub(super) const OPEN_PREFIX: &[u8] = b"op/";
+pub(super) const OPEN_TAG_PREFIX: &[u8] = b"ot/";
 /// The two keys an invitation had before the open index was led by the
 /// person (`o/{campaign}\x1f{kind}\x1f{hash}` and `pi/{person}/{id}`),
 /// folded into [`IdxKey::Open`] at open.
@@ -197,10 +202,6 @@ pub(super) fn legacy_person_key(person: &str, id: u64) -> Vec<u8> {
     [format!("pi/{person}/").as_bytes(), &id.to_be_bytes()].concat()
 }
 
-/// Every [`IdxKey::Open`] key of one person starts so.
-pub(super) fn open_person_prefix(person: &[u8; 32]) -> Vec<u8> {
-    [OPEN_PREFIX, person].concat()
-}
 pub(super) const EXPIRY_PREFIX: &[u8] = b"x/";
 pub(super) const PAUSE_PREFIX: &[u8] = b"p/";
 pub(super) const SUPPRESSION_PREFIX: &[u8] = b"s/";
@@ -227,6 +228,7 @@ impl IdxKey {
             IdxKey::Work(id) => return with_id(WORK_PREFIX, *id),
             IdxKey::WorkBits(block) => return with_id(WORK_BITS_PREFIX, *block),
             IdxKey::Open { person, what } => return [OPEN_PREFIX, person, what].concat(),
+            IdxKey::OpenTag(id) => return with_id(OPEN_TAG_PREFIX, *id),
             IdxKey::Expiry(id) => return with_id(EXPIRY_PREFIX, *id),
             IdxKey::IntakeProgress(file) => format!("q/{file}"),
             IdxKey::LegacyToken(t) => format!("t/{t}"),
@@ -262,6 +264,9 @@ impl IdxKey {
         }
         if let Some(id) = id_after(EXPIRY_PREFIX, key) {
             return Some(IdxKey::Expiry(id));
+        }
+        if let Some(id) = id_after(OPEN_TAG_PREFIX, key) {
+            return Some(IdxKey::OpenTag(id));
         }
         let text = std::str::from_utf8(key).ok()?;
         let (family, rest) = text.split_once('/')?;
@@ -715,6 +720,8 @@ mod tests {
                 person: [3; 32],
                 what: [b'/'; 16],
             },
+            IdxKey::OpenTag(0),
+            IdxKey::OpenTag(u64::MAX),
             IdxKey::Expiry(42),
             IdxKey::IntakeProgress(s("file/with/slashes.csv")),
             IdxKey::LegacyToken(s("abc")),
