@@ -154,10 +154,7 @@ pub async fn ingest_file(
 }
 
 /// Store the rows of an open queue file after line `resume_after`, in
-/// batches; bad rows go to `rejects`. While one batch is being stored the
-/// next is read, checked and sealed (`InFlight`), so the two halves of an
-/// insert run side by side; batches are still stored one after another,
-/// in file order, each with its own progress.
+/// batches; bad rows go to `rejects`.
 async fn store_rows(
     store: &Store,
     settings: &Settings,
@@ -169,14 +166,13 @@ async fn store_rows(
     let name = rejects.name.clone();
     let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
     let mut last_line = resume_after;
-    let mut in_flight = InFlight::new(store, &name, resume_after);
+    let mut stored_through = resume_after;
     let mut chunks = chunks::read_in_chunks(rows, BATCH);
     while let Some(chunk) = chunks.recv().await {
         for row in chunk {
             let row = match row {
                 Ok(row) => row,
                 Err(FileError::Io(error)) => {
-                    let stored_through = in_flight.finish(report, rejects).await?;
                     return Err(IngestError::Unreadable {
                         error,
                         stored_through,
@@ -196,100 +192,26 @@ async fn store_rows(
                 }
             }
             if batch.len() >= BATCH {
-                in_flight
-                    .send(&mut batch, last_line, report, rejects)
-                    .await?;
+                store_batch(store, &name, &mut batch, last_line, report, rejects).await?;
+                stored_through = last_line;
             }
         }
     }
-    in_flight
-        .send(&mut batch, last_line, report, rejects)
-        .await?;
-    in_flight.finish(report, rejects).await.map(|_| ())
+    store_batch(store, &name, &mut batch, last_line, report, rejects).await
 }
 
-/// The batch being stored while the next is prepared.
-struct InFlight<'a> {
-    store: &'a Store,
-    name: &'a str,
-    /// The last line of the batches stored so far.
-    stored_through: u64,
-    pending: Option<Pending>,
-}
-
-/// A batch handed to the store: its lines, its last line, and the task.
-struct Pending {
-    lines: Vec<u64>,
-    last_line: u64,
-    task: tokio::task::JoinHandle<crate::store::Result<Vec<(NewInvitation, InsertOutcome)>>>,
-}
-
-impl<'a> InFlight<'a> {
-    fn new(store: &'a Store, name: &'a str, resume_after: u64) -> Self {
-        Self {
-            store,
-            name,
-            stored_through: resume_after,
-            pending: None,
-        }
-    }
-
-    /// Seal `batch` (emptied) while the batch before is stored; then wait
-    /// for that one, report it, and hand this one to the store.
-    async fn send(
-        &mut self,
-        batch: &mut Vec<(u64, NewInvitation)>,
-        last_line: u64,
-        report: &mut FileReport,
-        rejects: &mut Rejects,
-    ) -> Result<(), IngestError> {
-        let sent_through = self
-            .pending
-            .as_ref()
-            .map_or(self.stored_through, |p| p.last_line);
-        if batch.is_empty() && last_line == sent_through {
-            return Ok(());
-        }
-        let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
-        let prepared = self.store.prepare_invitations(items).await?;
-        self.finish(report, rejects).await?;
-        let (store, progress) = (self.store.clone(), Some((self.name.to_owned(), last_line)));
-        self.pending = Some(Pending {
-            lines,
-            last_line,
-            task: tokio::spawn(async move { store.insert_prepared(prepared, progress).await }),
-        });
-        Ok(())
-    }
-
-    /// Wait for the batch in flight, if any, and report what became of its
-    /// rows; the last line stored.
-    async fn finish(
-        &mut self,
-        report: &mut FileReport,
-        rejects: &mut Rejects,
-    ) -> Result<u64, IngestError> {
-        if let Some(p) = self.pending.take() {
-            let outcomes = p.task.await.map_err(|e| {
-                crate::store::StoreError::Blocking(format!("storing a batch: {e}"))
-            })??;
-            note_outcomes(self.name, &p.lines, outcomes, p.last_line, report, rejects)?;
-            self.stored_through = p.last_line;
-        }
-        Ok(self.stored_through)
-    }
-}
-
-/// What became of a stored batch's rows: counted, duplicates and refusals
-/// written to `rejects`, one log line for the batch.
-fn note_outcomes(
+async fn store_batch(
+    store: &Store,
     name: &str,
-    lines: &[u64],
-    outcomes: Vec<(NewInvitation, InsertOutcome)>,
+    batch: &mut Vec<(u64, NewInvitation)>,
     last_line: u64,
     report: &mut FileReport,
     rejects: &mut Rejects,
 ) -> Result<(), IngestError> {
+    let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
+    let outcomes = store
+        .insert_invitations(items, Some((name.to_owned(), last_line)))
+        .await?;
     let mut ids = (u64::MAX, 0u64, 0u64);
     for (line, (item, outcome)) in lines.iter().zip(outcomes) {
         match outcome {

@@ -107,36 +107,7 @@ impl Core {
         batch: &[NewInvitation],
         progress: Option<(&str, u64)>,
     ) -> Result<Vec<InsertOutcome>> {
-        let rows = self.prepare_rows(batch)?;
-        self.insert_inner(batch, rows, progress, &[], None)
-    }
-
-    /// A batch's ids taken, each row hashed and sealed: the half of an
-    /// insert that needs no lock, so intake can prepare the next batch while
-    /// the one before is stored ([`Core::insert_prepared`]).
-    pub fn prepare_rows(&self, batch: &[NewInvitation]) -> Result<PreparedRows> {
-        let mut ids = Vec::with_capacity(batch.len());
-        for _ in batch {
-            ids.push(self.db.next_id()?);
-        }
-        let rows = self.prepare(batch, &ids);
-        Ok(PreparedRows { ids, rows })
-    }
-
-    /// Store a batch prepared by [`Core::prepare_rows`] from the same rows,
-    /// as [`Core::insert_invitations`] does.
-    pub fn insert_prepared(
-        &self,
-        batch: &[NewInvitation],
-        rows: PreparedRows,
-        progress: Option<(&str, u64)>,
-    ) -> Result<Vec<InsertOutcome>> {
-        if rows.ids.len() != batch.len() {
-            return Err(StoreError::Corrupt(
-                "a prepared batch does not match its rows".into(),
-            ));
-        }
-        self.insert_inner(batch, rows, progress, &[], None)
+        self.insert_inner(batch, progress, &[], None)
     }
 
     /// Insert one invitation for a member we hold (an update, or a new first
@@ -150,9 +121,7 @@ impl Core {
         connection_id: &str,
         closed: &[State],
     ) -> Result<InsertOutcome> {
-        let batch = [new];
-        let rows = self.prepare_rows(&batch)?;
-        let out = self.insert_inner(&batch, rows, None, closed, Some(connection_id))?;
+        let out = self.insert_inner(&[new], None, closed, Some(connection_id))?;
         out.into_iter()
             .next()
             .ok_or_else(|| StoreError::Corrupt("insert returned nothing".into()))
@@ -176,15 +145,15 @@ impl Core {
     fn insert_inner(
         &self,
         batch: &[NewInvitation],
-        rows: PreparedRows,
         progress: Option<(&str, u64)>,
         closed: &[State],
         member: Option<&str>,
     ) -> Result<Vec<InsertOutcome>> {
-        let PreparedRows {
-            ids,
-            rows: prepared,
-        } = rows;
+        let mut ids = Vec::with_capacity(batch.len());
+        for _ in batch {
+            ids.push(self.db.next_id()?);
+        }
+        let prepared = self.prepare(batch, &ids);
         // Held from the duplicate check to the commit (`open_tags.rs`).
         let mut tags = self.open.lock()?;
         let outcomes = (&self.invitations, &self.idx).transaction(|(inv_t, idx)| {
@@ -595,12 +564,6 @@ pub(super) fn tx_by_token(
     };
     let inv: Invitation = tx_open(sealer, INVITATIONS, &id_key(id), &bytes, "invitation")?;
     Ok(inv.linking_token.matches(&token).then_some(inv))
-}
-
-/// A batch's ids and rows, hashed and sealed ahead of its transaction.
-pub struct PreparedRows {
-    ids: Vec<u64>,
-    rows: Vec<Prepared>,
 }
 
 /// A row of a batch, hashed and sealed ahead of the transaction.

@@ -84,11 +84,9 @@ pub use engine::compact_error::CompactError;
 pub use engine::compact_swap::{CompactStep, Recovery};
 pub use engine::{EngineError, LOG_TARGET as ENGINE_LOG_TARGET};
 pub use error::{Result, StoreError};
-pub use facade::{
-    BounceReport, NewMember, PreparedBatch, ReadingPlacer, ReadingToPlace, StatusReads, Store,
-};
+pub use facade::{BounceReport, NewMember, ReadingPlacer, ReadingToPlace, StatusReads, Store};
 pub use forget::{ForgetTarget, Forgotten};
-pub use invitations::{InsertOutcome, NewInvitation, PreparedRows};
+pub use invitations::{InsertOutcome, NewInvitation};
 pub use mail_keys::MailKeys;
 pub use migrate::{
     CURRENT as SCHEMA_VERSION, OnDisk, VERSION_FILE, batches_done as migration_batches,

@@ -5,25 +5,7 @@
 use std::collections::HashMap;
 
 use super::Store;
-use crate::store::{
-    InsertOutcome, Invitation, InvitationFilter, NewInvitation, PreparedRows, Result, State,
-};
-
-/// Invitations ready to store: their ids taken, hashed and sealed.
-pub struct PreparedBatch {
-    batch: Vec<NewInvitation>,
-    rows: PreparedRows,
-}
-
-impl PreparedBatch {
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-}
+use crate::store::{InsertOutcome, Invitation, InvitationFilter, NewInvitation, Result, State};
 
 impl Store {
     /// Insert a batch in one step; with `progress`, record in the same
@@ -37,33 +19,6 @@ impl Store {
         self.run(move |c| {
             let progress = progress.as_ref().map(|(f, l)| (f.as_str(), *l));
             let outcomes = c.insert_invitations(&batch, progress)?;
-            Ok(batch.into_iter().zip(outcomes).collect())
-        })
-        .await
-    }
-
-    /// The first half of [`Store::insert_invitations`]: ids taken, rows
-    /// hashed and sealed, nothing stored. Intake prepares a batch while the
-    /// one before it is being stored ([`Store::insert_prepared`]).
-    pub async fn prepare_invitations(&self, batch: Vec<NewInvitation>) -> Result<PreparedBatch> {
-        self.run(move |c| {
-            let rows = c.prepare_rows(&batch)?;
-            Ok(PreparedBatch { batch, rows })
-        })
-        .await
-    }
-
-    /// The second half: store a prepared batch as
-    /// [`Store::insert_invitations`] would have.
-    pub async fn insert_prepared(
-        &self,
-        prepared: PreparedBatch,
-        progress: Option<(String, u64)>,
-    ) -> Result<Vec<(NewInvitation, InsertOutcome)>> {
-        self.run(move |c| {
-            let PreparedBatch { batch, rows } = prepared;
-            let progress = progress.as_ref().map(|(f, l)| (f.as_str(), *l));
-            let outcomes = c.insert_prepared(&batch, rows, progress)?;
             Ok(batch.into_iter().zip(outcomes).collect())
         })
         .await

@@ -22,7 +22,6 @@ use secrecy::SecretBox;
 
 use super::{Core, MailKeys, Result, RotationReport, Sealer, StatusCounts, StoreError};
 
-pub use invitations::PreparedBatch;
 pub use people::{BounceReport, NewMember};
 pub use readings::{ReadingPlacer, ReadingToPlace};
 
