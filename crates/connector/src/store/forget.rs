@@ -247,7 +247,8 @@ impl Core {
         inv_t.remove(id_key(id))?;
         bump(idx, &Counter::Invitations(inv.state), -1)?;
         bump(idx, &campaign_counter_key(&inv.campaign, inv.state), -1)?;
-        idx.remove(IdxKey::OpenTag(id).encode())?;
+        super::open_blocks::tx_clear(idx, id)?;
+        idx.remove(IdxKey::OpenReopened(id).encode())?;
         super::work_index::tx_clear(idx, id)?;
         idx.remove(super::expiry_index::expiry_key(id))?;
         idx.remove(IdxKey::LegacyToken(inv.linking_token.to_string()).encode())?;

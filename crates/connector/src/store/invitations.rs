@@ -176,11 +176,10 @@ impl Core {
                     outcomes.push(InsertOutcome::Duplicate(existing.id));
                     continue;
                 }
-                // Two writes, both at increasing keys: the record and its
-                // open-index entry; its work bit is set with the batch's
-                // (one write per 64 ids).
+                // One write, at an increasing key: the record; its tag and
+                // its work bit are set with the batch's (one write per 64
+                // ids each, `tx_count_inserted`).
                 inv_t.insert(id_key(*id), p.sealed.as_slice())?;
-                idx.insert(IdxKey::OpenTag(*id).encode(), open_index::value(tag, None))?;
                 if let Some(conn) = member {
                     idx.insert(
                         IdxKey::MemberInvitation(conn.to_string()).encode(),
@@ -194,6 +193,15 @@ impl Core {
                 }
                 outcomes.push(InsertOutcome::Inserted(*id));
             }
+            let tagged: Vec<(u64, u64)> = outcomes
+                .iter()
+                .zip(&prepared)
+                .filter_map(|(o, p)| match o {
+                    InsertOutcome::Inserted(id) => Some((*id, p.who.tag())),
+                    _ => None,
+                })
+                .collect();
+            super::open_blocks::tx_set(idx, &tagged)?;
             self.tx_count_inserted(idx, &outcomes, &by_campaign, progress)?;
             Ok(outcomes)
         })?;
@@ -437,10 +445,7 @@ impl Core {
                         other.id, inv.campaign
                     ))));
                 }
-                idx.insert(
-                    IdxKey::OpenTag(id).encode(),
-                    open_index::value(who.tag(), Some(reopened)),
-                )?;
+                idx.insert(IdxKey::OpenReopened(id).encode(), reopened.to_be_bytes())?;
                 tx_transition(
                     &self.sealer,
                     inv_t,

@@ -39,6 +39,7 @@ mod identify;
 mod invitations;
 mod mail_keys;
 mod migrate;
+mod open_blocks;
 mod open_index;
 mod open_tag_fold;
 mod open_tags;

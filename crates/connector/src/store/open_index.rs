@@ -1,16 +1,15 @@
-//! The open-invitation index on disk: one entry per invitation, keyed by
-//! its id (`ot/{id}` in `idx`, so entries are written in increasing key
-//! order), whose value is the invitation's tag: 40 bits of the person hash,
-//! then 24 bits of a keyed hash of campaign, kind and identity (address and
-//! external ref), never the identity itself. A retried invitation's value
-//! also says when it was reopened, so it blocks again (see [`value`]).
+//! The open-invitation index: every invitation has a tag, 40 bits of the
+//! person hash then 24 bits of a keyed hash of campaign, kind and identity
+//! (address and external ref), never the identity itself. On disk the tags
+//! sit in blocks of 64 consecutive ids (`open_blocks.rs`), so they are
+//! written at increasing keys; lookups by person or by tag go through the
+//! copy in memory (`open_tags.rs`), loaded from the blocks at open. A
+//! retried invitation also has an `oo/{id}` key: the number it was
+//! reopened at, so it blocks again (see [`Core::tx_blocking`]).
 //!
-//! Lookups by person or by tag go through the copy in memory
-//! (`open_tags.rs`), loaded from these entries at open. It is both the
-//! duplicate check of an insert (one person once per campaign while the
-//! earlier invitation is open) and the person index that suppressing or
-//! forgetting someone walks, so inserting an invitation writes one index
-//! key for both.
+//! It is both the duplicate check of an insert (one person once per
+//! campaign while the earlier invitation is open) and the person index that
+//! suppressing or forgetting someone walks.
 //!
 //! Stores written before kept the index led by the person (`op/`, a
 //! random-keyed read and write per invitation), and before that two keys
@@ -113,29 +112,6 @@ pub(super) fn tag_of_person_led(key: &[u8]) -> Option<u64> {
     }
 }
 
-/// An entry's value: the tag, and for an invitation retried (made the
-/// blocking one again while a newer one stands under the same identity)
-/// the number it was reopened at, taken from the id sequence. Among the
-/// invitations of one identity, the one with the highest `(opened, id)`
-/// blocks, where `opened` is the id itself unless a retry set it.
-pub(super) fn value(tag: u64, opened: Option<u64>) -> Vec<u8> {
-    let mut out = tag.to_be_bytes().to_vec();
-    if let Some(o) = opened {
-        out.extend_from_slice(&o.to_be_bytes());
-    }
-    out
-}
-
-/// `(tag, opened)` from an entry's value.
-pub(super) fn parse_value(v: &[u8]) -> Option<(u64, Option<u64>)> {
-    let tag = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let opened = match v.get(8..) {
-        Some([]) | None => None,
-        Some(rest) => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-    };
-    Some((tag, opened))
-}
-
 /// The ids a person-led value holds, in order.
 pub(super) fn ids(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
     value
@@ -225,7 +201,10 @@ impl Core {
 
     /// Of `candidates` (ids whose tag is `who`'s), the invitation that blocks
     /// a new one of `who`, read inside a transaction, with its record: the
-    /// one of that identity with the highest `(opened, id)` (see [`value`]).
+    /// one of that identity with the highest `(opened, id)`, where `opened`
+    /// is the id itself unless a retry reopened it at a fresh number of the
+    /// id sequence (`oo/{id}`). An invitation inserted later gets an id at
+    /// least as high as any such number, and wins a tie.
     pub(super) fn tx_blocking(
         &self,
         inv_t: &TxTable<'_>,
@@ -244,10 +223,8 @@ impl Core {
                 continue;
             }
             let opened = idx
-                .get(IdxKey::OpenTag(id).encode())?
-                .and_then(|v| parse_value(&v))
-                .and_then(|(_, o)| o)
-                .unwrap_or(id);
+                .get(IdxKey::OpenReopened(id).encode())?
+                .map_or(id, |v| super::decode_u64(&v));
             if best.as_ref().is_none_or(|(rank, _)| (opened, id) > *rank) {
                 best = Some(((opened, id), inv));
             }
@@ -383,11 +360,15 @@ mod tests {
     /// blocking id, `pi/{hex}/{id}` per invitation; no `op/` or `ot/`, not
     /// folded (a reopen folds it twice: to `op/`, then to `ot/`).
     fn as_before(core: &Core, blocking: &[(u64, u64)]) {
-        let op: Vec<_> = [schema::OPEN_PREFIX, schema::OPEN_TAG_PREFIX]
-            .into_iter()
-            .flat_map(|p| core.idx.scan_prefix(p).keys())
-            .map(|k| k.unwrap())
-            .collect();
+        let op: Vec<_> = [
+            schema::OPEN_PREFIX,
+            schema::OPEN_TAGS_PREFIX,
+            schema::OPEN_REOPENED_PREFIX,
+        ]
+        .into_iter()
+        .flat_map(|p| core.idx.scan_prefix(p).keys())
+        .map(|k| k.unwrap())
+        .collect();
         for k in op {
             core.idx.remove(k).unwrap();
         }
@@ -574,7 +555,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.person_invitations(&ann).unwrap(), Vec::<u64>::new());
-        assert_eq!(s.idx.scan_prefix(schema::OPEN_TAG_PREFIX).count(), 0);
+        assert_eq!(s.idx.scan_prefix(schema::OPEN_TAGS_PREFIX).count(), 0);
+        assert_eq!(s.idx.scan_prefix(schema::OPEN_REOPENED_PREFIX).count(), 0);
         assert_eq!(
             s.open.lock().unwrap().of_person(person_bits(&ann)),
             Vec::<u64>::new()
@@ -582,11 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn values_and_tags_read_back() {
-        assert_eq!(parse_value(&value(7, None)), Some((7, None)));
-        assert_eq!(parse_value(&value(7, Some(9))), Some((7, Some(9))));
-        assert_eq!(parse_value(&[1, 2, 3]), None);
-        assert_eq!(parse_value(&[0; 12]), None, "a torn opened number");
+    fn tags_are_the_persons_bits_then_the_identitys() {
         let person = [0xAB; 32];
         let what = [0x01, 0x02, 0x03, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(tag_of(&person, &what), 0xABAB_ABAB_AB01_0203);

@@ -1,16 +1,16 @@
 //! Once per store whose open-invitation index is led by the person (`op/`,
-//! schema 4 and before): each key becomes one entry per invitation it
-//! names, keyed by id (`ot/`, `open_index.rs`), and the copy in memory is
-//! loaded from those entries at every open.
+//! schema 4 and before): each key becomes a tag for every invitation it
+//! names, in the blocks keyed by id (`ot/`, `open_blocks.rs`); and at every
+//! open, the copy in memory is loaded from those blocks.
 //!
-//! Resumable without a cursor: a chunk's new entries and the removal of
-//! its old keys are one atomic batch, so a kill leaves only old keys not
-//! yet folded, and folding a key twice writes the same entries.
+//! Resumable without a cursor: a chunk's tags and the removal of its old
+//! keys are one transaction, so a kill leaves only old keys not yet
+//! folded, and folding a key twice writes the same tags.
 
-use super::engine::{Table, WriteBatch};
-use super::open_index::{ids, parse_value, tag_of_person_led, value};
+use super::engine::{Transactional, TxError, TxTable};
+use super::open_index::{ids, tag_of_person_led};
 use super::schema::{self, IdxKey};
-use super::{Core, Result, StoreError};
+use super::{Core, Result, StoreError, TxResult};
 
 /// Old keys folded per atomic batch.
 const CHUNK: usize = 1_000;
@@ -35,12 +35,13 @@ impl Core {
                     "store: keying the open-invitation index by invitation (once)"
                 );
             }
-            let mut batch = WriteBatch::default();
-            for (k, v) in &chunk {
-                fold_key(&mut batch, k, v);
-                batch.remove(k);
-            }
-            self.idx.apply_batch(batch)?;
+            (&self.idx).transaction(|idx| {
+                for (k, v) in &chunk {
+                    fold_key(idx, k, v)?;
+                    idx.remove(k)?;
+                }
+                Ok::<_, TxError<StoreError>>(())
+            })?;
             folded += chunk.len() as u64;
             if folded >= next_log {
                 tracing::info!(keys = folded, "store: keying the open-invitation index");
@@ -66,7 +67,7 @@ impl Core {
             .name("open-index-load".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                let read = entries(&idx);
+                let read = super::open_blocks::entries(&idx);
                 if let Err(e) = &read {
                     tracing::error!(error = %e, "store: the open-invitation index could not be read");
                 }
@@ -86,36 +87,28 @@ impl Core {
     }
 }
 
-/// One person-led key's entries: each id under it, and the one that
-/// blocked (the last) reopened past the others if it is not the newest.
-fn fold_key(batch: &mut WriteBatch, key: &[u8], v: &[u8]) {
+/// One person-led key's ids given its tag, and the one that blocked (the
+/// last) reopened past the others if it is not the newest.
+fn fold_key(idx: &TxTable<'_>, key: &[u8], v: &[u8]) -> TxResult<()> {
     let Some(tag) = tag_of_person_led(key) else {
-        return;
+        return Ok(());
     };
-    let all: Vec<u64> = ids(v).collect();
+    let mut all: Vec<u64> = ids(v).collect();
     let (Some(&last), Some(&max)) = (all.last(), all.iter().max()) else {
-        return;
+        return Ok(());
     };
-    for &id in &all {
+    if last != max {
         // `max + 1`: above every other id of this identity; an invitation
         // inserted later gets an id at least as high, and wins a tie.
-        let opened = (id == last && last != max).then_some(max.saturating_add(1));
-        batch.insert(IdxKey::OpenTag(id).encode(), value(tag, opened));
+        idx.insert(
+            IdxKey::OpenReopened(last).encode(),
+            max.saturating_add(1).to_be_bytes(),
+        )?;
     }
-}
-
-/// Every entry of the index as `(tag, id)`.
-fn entries(idx: &Table) -> Result<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
-    for item in idx.scan_prefix(schema::OPEN_TAG_PREFIX) {
-        let (k, v) = item?;
-        let (Some(IdxKey::OpenTag(id)), Some((tag, _))) = (IdxKey::decode(&k), parse_value(&v))
-        else {
-            return Err(StoreError::Corrupt("an open-index entry".into()));
-        };
-        out.push((tag, id));
-    }
-    Ok(out)
+    all.sort_unstable();
+    all.dedup();
+    let tagged: Vec<(u64, u64)> = all.into_iter().map(|id| (id, tag)).collect();
+    super::open_blocks::tx_set(idx, &tagged)
 }
 
 #[cfg(test)]
@@ -124,14 +117,14 @@ mod tests {
 
     #[test]
     fn a_retried_blocking_id_is_reopened_past_the_others() {
-        let person = [0x11; 32];
-        let what = [0x22; 16];
-        let key = IdxKey::Open { person, what }.encode();
+        let key = IdxKey::Open {
+            person: [0x11; 32],
+            what: [0x22; 16],
+        }
+        .encode();
         let tag = tag_of_person_led(&key).unwrap();
         use super::super::open_index::with_current;
         let v = with_current(Some(&with_current(None, 9)), 5);
-        let mut batch = WriteBatch::default();
-        fold_key(&mut batch, &key, &v);
         let dir = tempfile::tempdir().unwrap();
         let db = super::super::engine::Engine::open(
             dir.path(),
@@ -142,11 +135,11 @@ mod tests {
         )
         .unwrap();
         let t = db.table("idx").unwrap();
-        t.apply_batch(batch).unwrap();
-        let read = |id: u64| parse_value(&t.get(IdxKey::OpenTag(id).encode()).unwrap().unwrap());
-        assert_eq!(read(9), Some((tag, None)));
-        assert_eq!(read(5), Some((tag, Some(10))));
-        let mut e = entries(&t).unwrap();
+        (&t).transaction(|idx| fold_key(idx, &key, &v)).unwrap();
+        let reopened = t.get(IdxKey::OpenReopened(5).encode()).unwrap().unwrap();
+        assert_eq!(super::super::decode_u64(&reopened), 10);
+        assert!(t.get(IdxKey::OpenReopened(9).encode()).unwrap().is_none());
+        let mut e = super::super::open_blocks::entries(&t).unwrap();
         e.sort();
         assert_eq!(e, vec![(tag, 5), (tag, 9)]);
     }

@@ -3,8 +3,8 @@
 //! bits of the keyed hash of campaign, kind and identity
 //! (`open_index.rs`). Looking a person up on disk would cost the engine a
 //! random-keyed read and write per invitation stored, its weakest access;
-//! here it costs a binary search, and the disk keeps the same entries keyed
-//! by invitation id, in the order they are written.
+//! here it costs a binary search, and the disk keeps the tags in blocks of
+//! 64 consecutive ids, written in key order (`open_blocks.rs`).
 //!
 //! A tag only narrows the search: two people, or one person's two
 //! campaigns, may share one. Callers confirm each candidate against its

@@ -148,9 +148,12 @@ pub(super) enum IdxKey {
     /// [`IdxKey::OpenTag`]: led by the person (the person hash and 16 bytes
     /// of a keyed hash of campaign, kind and identity), folded at open.
     Open { person: [u8; 32], what: [u8; 16] },
-    /// The open-invitation index: an invitation's tag, keyed by its id
+    /// The open-invitation index: the tags of 64 consecutive ids, keyed
+    /// by id / 64 (`open_blocks.rs`).
+    OpenTags(u64),
+    /// A retried invitation: the number it was reopened at
     /// (`open_index.rs`).
-    OpenTag(u64),
+    OpenReopened(u64),
     /// A mailed or expired invitation the expiry sweep looks at.
     Expiry(u64),
     /// How far an intake file has been stored (its last line).
@@ -185,7 +188,8 @@ pub(super) enum IdxKey {
 pub(super) const WORK_PREFIX: &[u8] = b"w/";
 pub(super) const WORK_BITS_PREFIX: &[u8] = b"wb/";
 pub(super) const OPEN_PREFIX: &[u8] = b"op/";
-pub(super) const OPEN_TAG_PREFIX: &[u8] = b"ot/";
+pub(super) const OPEN_TAGS_PREFIX: &[u8] = b"ot/";
+pub(super) const OPEN_REOPENED_PREFIX: &[u8] = b"oo/";
 /// The two keys an invitation had before the open index was led by the
 /// person (`o/{campaign}\x1f{kind}\x1f{hash}` and `pi/{person}/{id}`),
 /// folded into [`IdxKey::Open`] at open.
@@ -228,7 +232,8 @@ impl IdxKey {
             IdxKey::Work(id) => return with_id(WORK_PREFIX, *id),
             IdxKey::WorkBits(block) => return with_id(WORK_BITS_PREFIX, *block),
             IdxKey::Open { person, what } => return [OPEN_PREFIX, person, what].concat(),
-            IdxKey::OpenTag(id) => return with_id(OPEN_TAG_PREFIX, *id),
+            IdxKey::OpenTags(block) => return with_id(OPEN_TAGS_PREFIX, *block),
+            IdxKey::OpenReopened(id) => return with_id(OPEN_REOPENED_PREFIX, *id),
             IdxKey::Expiry(id) => return with_id(EXPIRY_PREFIX, *id),
             IdxKey::IntakeProgress(file) => format!("q/{file}"),
             IdxKey::LegacyToken(t) => format!("t/{t}"),
@@ -265,8 +270,11 @@ impl IdxKey {
         if let Some(id) = id_after(EXPIRY_PREFIX, key) {
             return Some(IdxKey::Expiry(id));
         }
-        if let Some(id) = id_after(OPEN_TAG_PREFIX, key) {
-            return Some(IdxKey::OpenTag(id));
+        if let Some(block) = id_after(OPEN_TAGS_PREFIX, key) {
+            return Some(IdxKey::OpenTags(block));
+        }
+        if let Some(id) = id_after(OPEN_REOPENED_PREFIX, key) {
+            return Some(IdxKey::OpenReopened(id));
         }
         let text = std::str::from_utf8(key).ok()?;
         let (family, rest) = text.split_once('/')?;
@@ -720,8 +728,9 @@ mod tests {
                 person: [3; 32],
                 what: [b'/'; 16],
             },
-            IdxKey::OpenTag(0),
-            IdxKey::OpenTag(u64::MAX),
+            IdxKey::OpenTags(0),
+            IdxKey::OpenTags(u64::MAX),
+            IdxKey::OpenReopened(7),
             IdxKey::Expiry(42),
             IdxKey::IntakeProgress(s("file/with/slashes.csv")),
             IdxKey::LegacyToken(s("abc")),
