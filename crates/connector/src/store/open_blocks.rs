@@ -111,9 +111,10 @@ pub(super) fn tx_clear(idx: &TxTable<'_>, id: u64) -> TxResult<()> {
     Ok(())
 }
 
-/// Every entry as `(tag, id)`, block by block.
-pub(super) fn entries(idx: &Table) -> Result<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
+/// Every entry as `(tag, id)`, block by block; `expected` sizes the array
+/// (the invitations held), so it is not grown by doubling.
+pub(super) fn entries(idx: &Table, expected: usize) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::with_capacity(expected);
     for item in idx.scan_prefix(schema::OPEN_TAGS_PREFIX) {
         let (k, v) = item?;
         let (Some(IdxKey::OpenTags(block)), Some(b)) = (IdxKey::decode(&k), Block::decode(&v))
