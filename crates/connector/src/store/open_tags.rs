@@ -8,16 +8,20 @@
 //!
 //! A tag only narrows the search: two people, or one person's two
 //! campaigns, may share one. Callers confirm each candidate against its
-//! record. 16 bytes an invitation: 16 MiB for a million.
+//! record.
+//!
+//! The array is cut into sorted blocks of at most [`BLOCK`] entries, so an
+//! insert moves at most one block's entries and no allocation is ever the
+//! size of the whole index: one array of ten million entries, grown or
+//! merged, would for a moment need twice its 160 MiB. 16 bytes an entry,
+//! plus the room left in blocks split by inserts.
 
-use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::error::StoreError;
 
-/// Entries added since the last merge are kept apart until they number
-/// this many, or an eighth of the merged ones: a merge moves every entry.
-const RECENT_MIN: usize = 4_096;
+/// Entries a block holds at most (64 KiB); a full block is split in two.
+const BLOCK: usize = 4_096;
 
 /// The index, and whether it has been loaded from disk yet.
 #[derive(Default)]
@@ -36,11 +40,11 @@ enum Load {
     Failed(String),
 }
 
-/// The entries, merged and recent.
+/// The entries in sorted blocks: every entry of a block sorts before every
+/// entry of the next; no block is empty.
 #[derive(Default)]
 pub(super) struct Tags {
-    merged: Vec<(u64, u64)>,
-    recent: BTreeSet<(u64, u64)>,
+    blocks: Vec<Vec<(u64, u64)>>,
 }
 
 impl OpenTags {
@@ -48,15 +52,7 @@ impl OpenTags {
     /// be read) and wake the waiters.
     pub(super) fn install(&self, read: Result<Vec<(u64, u64)>, StoreError>) {
         let load = match read {
-            Ok(mut entries) => {
-                entries.sort_unstable();
-                entries.dedup();
-                entries.shrink_to_fit();
-                Load::Ready(Tags {
-                    merged: entries,
-                    recent: BTreeSet::new(),
-                })
-            }
+            Ok(entries) => Load::Ready(Tags::from_entries(entries)),
             Err(e) => Load::Failed(e.to_string()),
         };
         *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = load;
@@ -109,25 +105,56 @@ impl std::ops::DerefMut for TagsGuard<'_> {
     }
 }
 
-static EMPTY: Tags = Tags {
-    merged: Vec::new(),
-    recent: BTreeSet::new(),
-};
+static EMPTY: Tags = Tags { blocks: Vec::new() };
 
 impl Tags {
+    /// Blocks of `entries` (in any order), three quarters full so the first
+    /// inserts do not split them; the array given is let go block by block
+    /// from its end, so the two are never both whole.
+    fn from_entries(mut entries: Vec<(u64, u64)>) -> Self {
+        entries.sort_unstable();
+        entries.dedup();
+        let fill = BLOCK * 3 / 4;
+        let mut blocks = Vec::with_capacity(entries.len().div_ceil(fill));
+        while !entries.is_empty() {
+            let at = (entries.len() - 1) / fill * fill;
+            let mut block = Vec::with_capacity(BLOCK);
+            block.extend_from_slice(&entries[at..]);
+            blocks.push(block);
+            entries.truncate(at);
+            if entries.capacity() > entries.len() * 2 + BLOCK {
+                entries.shrink_to_fit();
+            }
+        }
+        blocks.reverse();
+        Tags { blocks }
+    }
+
+    /// The block where `entry` belongs (or would): the last whose first
+    /// entry is not after it.
+    fn block_of(&self, entry: (u64, u64)) -> usize {
+        self.blocks
+            .partition_point(|b| b.first().is_some_and(|f| *f <= entry))
+            .saturating_sub(1)
+    }
+
     /// Ids whose tags lie in `lo..=hi`, ascending.
     fn ids_in(&self, lo: u64, hi: u64) -> Vec<u64> {
-        let start = self.merged.partition_point(|&(t, _)| t < lo);
-        let mut out: Vec<u64> = self.merged[start..]
-            .iter()
-            .take_while(|&&(t, _)| t <= hi)
-            .map(|&(_, id)| id)
-            .collect();
-        out.extend(
-            self.recent
-                .range((lo, 0)..=(hi, u64::MAX))
-                .map(|&(_, id)| id),
-        );
+        let mut out: Vec<u64> = Vec::new();
+        for block in &self.blocks[self.block_of((lo, 0)).min(self.blocks.len())..] {
+            let start = block.partition_point(|&(t, _)| t < lo);
+            let mut past = false;
+            for &(t, id) in &block[start..] {
+                if t > hi {
+                    past = true;
+                    break;
+                }
+                out.push(id);
+            }
+            if past {
+                break;
+            }
+        }
         out.sort_unstable();
         out
     }
@@ -144,45 +171,45 @@ impl Tags {
     }
 
     pub(super) fn add(&mut self, tag: u64, id: u64) {
-        self.recent.insert((tag, id));
-        if self.recent.len() >= RECENT_MIN.max(self.merged.len() / 8) {
-            self.merge();
+        let entry = (tag, id);
+        if self.blocks.is_empty() {
+            self.blocks.push(Vec::with_capacity(BLOCK));
+        }
+        let at = self.block_of(entry);
+        let block = &mut self.blocks[at];
+        let Err(pos) = block.binary_search(&entry) else {
+            return;
+        };
+        if block.len() == block.capacity() {
+            block.reserve_exact(BLOCK.saturating_sub(block.len()).max(1));
+        }
+        block.insert(pos, entry);
+        if block.len() >= BLOCK {
+            let mut upper = Vec::with_capacity(BLOCK);
+            upper.extend_from_slice(&block[BLOCK / 2..]);
+            block.truncate(BLOCK / 2);
+            self.blocks.insert(at + 1, upper);
         }
     }
 
     pub(super) fn remove(&mut self, tag: u64, id: u64) {
-        if !self.recent.remove(&(tag, id))
-            && let Ok(at) = self.merged.binary_search(&(tag, id))
-        {
-            self.merged.remove(at);
+        let entry = (tag, id);
+        let at = self.block_of(entry);
+        let Some(block) = self.blocks.get_mut(at) else {
+            return;
+        };
+        if let Ok(pos) = block.binary_search(&entry) {
+            block.remove(pos);
+            if block.is_empty() {
+                self.blocks.remove(at);
+            }
         }
     }
 
     /// Entries held.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.merged.len() + self.recent.len()
-    }
-
-    /// The recent entries merged into the sorted array, in place from the
-    /// back (no second array of the whole index).
-    fn merge(&mut self) {
-        let recent = std::mem::take(&mut self.recent);
-        let old = self.merged.len();
-        self.merged.reserve_exact(recent.len());
-        self.merged
-            .extend(std::iter::repeat_n((0, 0), recent.len()));
-        let mut write = self.merged.len();
-        let mut read = old;
-        for &entry in recent.iter().rev() {
-            while read > 0 && self.merged[read - 1] > entry {
-                write -= 1;
-                read -= 1;
-                self.merged[write] = self.merged[read];
-            }
-            write -= 1;
-            self.merged[write] = entry;
-        }
+        self.blocks.iter().map(Vec::len).sum()
     }
 }
 
@@ -197,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn candidates_come_from_merged_and_recent_entries_in_id_order() {
+    fn candidates_come_from_loaded_and_added_entries_in_id_order() {
         let t = loaded(vec![(7, 3), (5, 1), (7, 2)]);
         let mut g = t.lock().unwrap();
         g.add(7, 10);
@@ -224,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn merges_keep_the_array_sorted_and_lose_nothing() {
+    fn splits_keep_the_blocks_sorted_and_lose_nothing() {
         let t = loaded(Vec::new());
         let mut g = t.lock().unwrap();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -237,9 +264,12 @@ mod tests {
             g.add(tag, id);
             all.push((tag, id));
         }
-        assert!(g.merged.windows(2).all(|w| w[0] < w[1]));
+        let flat: Vec<(u64, u64)> = g.blocks.iter().flatten().copied().collect();
+        assert!(flat.windows(2).all(|w| w[0] < w[1]));
+        assert!(g.blocks.iter().all(|b| !b.is_empty() && b.len() < BLOCK));
+        assert!(g.blocks.len() > 5, "inserts split blocks");
         assert_eq!(g.len(), 20_000);
-        for tag in [0, 17, 4_999] {
+        for tag in 0..5_000 {
             let mut want: Vec<u64> = all
                 .iter()
                 .filter(|(t, _)| *t == tag)
@@ -248,6 +278,21 @@ mod tests {
             want.sort_unstable();
             assert_eq!(g.candidates(tag), want);
         }
+    }
+
+    #[test]
+    fn a_large_load_is_cut_into_blocks_that_lookups_cross() {
+        let entries: Vec<(u64, u64)> = (0..10_000u64).map(|id| (id / 7, id)).rev().collect();
+        let t = loaded(entries);
+        let g = t.lock().unwrap();
+        assert_eq!(g.blocks.len(), 4);
+        assert!(g.blocks.iter().all(|b| b.capacity() == BLOCK));
+        for tag in 0..=(9_999 / 7) {
+            let want: Vec<u64> = (tag * 7..(tag * 7 + 7).min(10_000)).collect();
+            assert_eq!(g.candidates(tag), want);
+        }
+        assert_eq!(g.candidates(10_000), Vec::<u64>::new());
+        assert_eq!(g.len(), 10_000);
     }
 
     #[test]
