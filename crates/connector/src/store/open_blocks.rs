@@ -112,10 +112,19 @@ pub(super) fn tx_clear(idx: &TxTable<'_>, id: u64) -> TxResult<()> {
 }
 
 /// Every entry as `(tag, id)`, block by block; `expected` sizes the array
-/// (the invitations held), so it is not grown by doubling.
-pub(super) fn entries(idx: &Table, expected: usize) -> Result<Vec<(u64, u64)>> {
+/// (the invitations held), so it is not grown by doubling. `None` as soon
+/// as `wanted` says the entries are no longer wanted (asked every 1,024
+/// blocks).
+pub(super) fn entries(
+    idx: &Table,
+    expected: usize,
+    wanted: &dyn Fn() -> bool,
+) -> Result<Option<Vec<(u64, u64)>>> {
     let mut out = Vec::with_capacity(expected);
-    for item in idx.scan_prefix(schema::OPEN_TAGS_PREFIX) {
+    for (n, item) in idx.scan_prefix(schema::OPEN_TAGS_PREFIX).enumerate() {
+        if n % 1024 == 1023 && !wanted() {
+            return Ok(None);
+        }
         let (k, v) = item?;
         let (Some(IdxKey::OpenTags(block)), Some(b)) = (IdxKey::decode(&k), Block::decode(&v))
         else {
@@ -123,12 +132,43 @@ pub(super) fn entries(idx: &Table, expected: usize) -> Result<Vec<(u64, u64)>> {
         };
         out.extend(b.entries(block));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_no_longer_wanted_stops_and_a_wanted_one_reads_every_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::engine::Engine::open(
+            dir.path(),
+            &super::super::engine::Tuning {
+                cache_bytes: 1 << 20,
+                flush_every_ms: None,
+            },
+        )
+        .unwrap();
+        let t = db.table("idx").unwrap();
+        let mut b = Block::empty();
+        b.0[5] = Some(9);
+        let v = b.encode().unwrap();
+        for block in 0..1_100u64 {
+            t.insert(IdxKey::OpenTags(block).encode(), v.as_slice())
+                .unwrap();
+        }
+        assert_eq!(entries(&t, 0, &|| false).unwrap(), None);
+        let all = entries(&t, 0, &|| true).unwrap().unwrap();
+        assert_eq!(all.len(), 1_100);
+        assert_eq!(all[1], (9, 64 + 5));
+        t.insert(IdxKey::OpenTags(2_000).encode(), [0u8; 9].as_slice())
+            .unwrap();
+        assert!(matches!(
+            entries(&t, 0, &|| true),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 
     #[test]
     fn blocks_read_back_and_refuse_torn_bytes() {

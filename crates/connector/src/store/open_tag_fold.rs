@@ -61,6 +61,9 @@ impl Core {
     /// Read the index's entries and hand them to the copy in memory, on a
     /// thread of its own: the daemon is ready meanwhile, and what needs the
     /// index (storing invitations, suppressing, forgetting) waits for it.
+    /// The thread holds the database open while it reads, so it stops as
+    /// soon as every handle of the store is dropped (a command that opened
+    /// the store and is done, a test reopening it).
     pub(super) fn load_open_tags(&self) {
         let (idx, open) = (self.idx.clone(), self.open.clone());
         // Every invitation has a tag, forgotten ones aside: the counters say
@@ -73,10 +76,16 @@ impl Core {
             .name("open-index-load".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                let read = super::open_blocks::entries(&idx, expected as usize);
-                if let Err(e) = &read {
-                    tracing::error!(error = %e, "store: the open-invitation index could not be read");
-                }
+                // This thread's handle is the last one: nobody will ask.
+                let wanted = || std::sync::Arc::strong_count(&open) > 1;
+                let read = match super::open_blocks::entries(&idx, expected as usize, &wanted) {
+                    Ok(Some(entries)) => Ok(entries),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "store: the open-invitation index could not be read");
+                        Err(e)
+                    }
+                };
                 let n = read.as_ref().map_or(0, Vec::len);
                 open.install(read);
                 tracing::debug!(
@@ -145,7 +154,9 @@ mod tests {
         let reopened = t.get(IdxKey::OpenReopened(5).encode()).unwrap().unwrap();
         assert_eq!(super::super::decode_u64(&reopened), 10);
         assert!(t.get(IdxKey::OpenReopened(9).encode()).unwrap().is_none());
-        let mut e = super::super::open_blocks::entries(&t, 2).unwrap();
+        let mut e = super::super::open_blocks::entries(&t, 2, &|| true)
+            .unwrap()
+            .unwrap();
         e.sort();
         assert_eq!(e, vec![(tag, 5), (tag, 9)]);
     }
