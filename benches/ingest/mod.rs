@@ -90,7 +90,8 @@ async fn prepared(dir: tempfile::TempDir) -> anyhow::Result<(support::Setup, imp
         ..Default::default()
     };
     let setup = support::setup(smtp_port, dir, opts).await;
-    setup.edit_config("rate = \"unlimited\"", "rate = \"1/h\"");
+    // The campaign's own `rate` line: `sweep_rate` above it ends the same way.
+    setup.edit_config("\nrate = \"unlimited\"", "\nrate = \"1/h\"");
     Ok((setup, sink))
 }
 
