@@ -136,11 +136,13 @@ pub(super) fn entries(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    #[test]
-    fn a_load_no_longer_wanted_stops_and_a_wanted_one_reads_every_block() {
+    /// A bare `idx` table in a scratch database (the directory and the
+    /// engine kept alive beside it).
+    pub(in crate::store) fn scratch_idx() -> (tempfile::TempDir, super::super::engine::Engine, Table)
+    {
         let dir = tempfile::tempdir().unwrap();
         let db = super::super::engine::Engine::open(
             dir.path(),
@@ -151,6 +153,12 @@ mod tests {
         )
         .unwrap();
         let t = db.table("idx").unwrap();
+        (dir, db, t)
+    }
+
+    #[test]
+    fn a_load_no_longer_wanted_stops_and_a_wanted_one_reads_every_block() {
+        let (_dir, _db, t) = scratch_idx();
         let mut b = Block::empty();
         b.0[5] = Some(9);
         let v = b.encode().unwrap();

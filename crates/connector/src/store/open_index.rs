@@ -347,6 +347,25 @@ mod tests {
         }
     }
 
+    /// Ann invited in campaign `a`, failed; invited again, failed; the
+    /// first retried (so the older one blocks). Both ids.
+    fn ann_failed_twice_first_retried(s: &Core) -> (u64, u64) {
+        let ann1 = inserted(
+            &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                .unwrap(),
+        )[0];
+        s.transition(ann1, &[State::Queued], State::Failed, None, |_| {})
+            .unwrap();
+        let ann2 = inserted(
+            &s.insert_invitations(&[new("ann@example.com", "a")], None)
+                .unwrap(),
+        )[0];
+        s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
+            .unwrap();
+        s.retry_failed(ann1).unwrap();
+        (ann1, ann2)
+    }
+
     fn inserted(out: &[InsertOutcome]) -> Vec<u64> {
         out.iter()
             .map(|o| match o {
@@ -475,19 +494,7 @@ mod tests {
         let key = SecretBox::new(Box::new([3; 32]));
         let (ann1, ann2) = {
             let s = Core::open(dir.path(), &key).unwrap();
-            let ann1 = inserted(
-                &s.insert_invitations(&[new("ann@example.com", "a")], None)
-                    .unwrap(),
-            )[0];
-            s.transition(ann1, &[State::Queued], State::Failed, None, |_| {})
-                .unwrap();
-            let ann2 = inserted(
-                &s.insert_invitations(&[new("ann@example.com", "a")], None)
-                    .unwrap(),
-            )[0];
-            s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
-                .unwrap();
-            s.retry_failed(ann1).unwrap();
+            let (ann1, ann2) = ann_failed_twice_first_retried(&s);
             as_before(&s, &[(ann2, ann1)]);
             (ann1, ann2)
         };
@@ -517,19 +524,7 @@ mod tests {
         let key = SecretBox::new(Box::new([4; 32]));
         let ann1 = {
             let s = Core::open(dir.path(), &key).unwrap();
-            let ann1 = inserted(
-                &s.insert_invitations(&[new("ann@example.com", "a")], None)
-                    .unwrap(),
-            )[0];
-            s.transition(ann1, &[State::Queued], State::Failed, None, |_| {})
-                .unwrap();
-            let ann2 = inserted(
-                &s.insert_invitations(&[new("ann@example.com", "a")], None)
-                    .unwrap(),
-            )[0];
-            s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
-                .unwrap();
-            s.retry_failed(ann1).unwrap();
+            let (ann1, ann2) = ann_failed_twice_first_retried(&s);
             assert!(matches!(s.retry_failed(ann2), Err(StoreError::Refused(_))));
             s.flush_blocking().unwrap();
             ann1

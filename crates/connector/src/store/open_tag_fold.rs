@@ -140,16 +140,7 @@ mod tests {
         let tag = tag_of_person_led(&key).unwrap();
         use super::super::open_index::with_current;
         let v = with_current(Some(&with_current(None, 9)), 5);
-        let dir = tempfile::tempdir().unwrap();
-        let db = super::super::engine::Engine::open(
-            dir.path(),
-            &super::super::engine::Tuning {
-                cache_bytes: 1 << 20,
-                flush_every_ms: None,
-            },
-        )
-        .unwrap();
-        let t = db.table("idx").unwrap();
+        let (_dir, _db, t) = super::super::open_blocks::tests::scratch_idx();
         (&t).transaction(|idx| fold_key(idx, &key, &v)).unwrap();
         let reopened = t.get(IdxKey::OpenReopened(5).encode()).unwrap().unwrap();
         assert_eq!(super::super::decode_u64(&reopened), 10);
