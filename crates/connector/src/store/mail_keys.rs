@@ -67,6 +67,11 @@ impl MailKeys {
     /// `domain`: for index keys that would otherwise hold an address or an
     /// external ref in clear.
     pub fn keyed(&self, domain: &str, text: &str) -> String {
+        hex::encode(self.keyed_bytes(domain, text))
+    }
+
+    /// [`MailKeys::keyed`] as its 32 bytes, where a key holds them raw.
+    pub fn keyed_bytes(&self, domain: &str, text: &str) -> [u8; 32] {
         use hmac::{Hmac, Mac};
         use secrecy::ExposeSecret;
         let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.hash.expose_secret())
@@ -74,7 +79,7 @@ impl MailKeys {
         mac.update(domain.as_bytes());
         mac.update(b"\0");
         mac.update(text.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 
     pub fn token(&self, kind: TokenKind, invitation: u64) -> String {

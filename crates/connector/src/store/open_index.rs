@@ -60,15 +60,19 @@ pub(super) fn what(
 ) -> [u8; 16] {
     let text = format!("{}\u{1f}{}", head(campaign, kind), invitee.identity());
     let mut out = [0u8; 16];
-    // `keyed` is 64 hex characters; its first 16 bytes are plenty to tell
-    // one person's campaigns and identities apart.
-    let _ = hex::decode_to_slice(&keys.keyed("open", &text)[..32], &mut out);
+    // The first 16 bytes are plenty to tell one person's campaigns and
+    // identities apart.
+    out.copy_from_slice(&keys.keyed_bytes("open", &text)[..16]);
     out
 }
 
-/// The first 40 bits of the person hash (a tag's high bits).
+/// The first 40 bits of the person hash (a tag's high bits), read from its
+/// first ten hex characters alone.
 pub(super) fn person_bits(person: &PersonHash) -> u64 {
-    person_bits_of(&person_bytes(person))
+    let mut head = [0u8; 5];
+    // A PersonHash is only ever made of 64 lowercase hex characters.
+    let _ = hex::decode_to_slice(&person.as_str()[..10], &mut head);
+    head.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 fn person_bits_of(person: &[u8; 32]) -> u64 {
@@ -79,14 +83,18 @@ fn person_bits_of(person: &[u8; 32]) -> u64 {
 
 /// An invitation's tag: the person's 40 bits, then 24 bits of `what`.
 pub(super) fn tag(person: &PersonHash, what: &[u8; 16]) -> u64 {
-    tag_of(&person_bytes(person), what)
+    (person_bits(person) << 24) | low_bits(what)
 }
 
 fn tag_of(person: &[u8; 32], what: &[u8; 16]) -> u64 {
-    let low = what[..3]
+    (person_bits_of(person) << 24) | low_bits(what)
+}
+
+/// A tag's low 24 bits: the first three bytes of `what`.
+fn low_bits(what: &[u8; 16]) -> u64 {
+    what[..3]
         .iter()
-        .fold(0, |acc, b| (acc << 8) | u64::from(*b));
-    (person_bits_of(person) << 24) | low
+        .fold(0, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 /// The person-led key earlier stores wrote (`op/`), for the folds.

@@ -11,17 +11,19 @@
 //! record.
 //!
 //! The array is cut into sorted blocks of at most [`BLOCK`] entries, so an
-//! insert moves at most one block's entries and no allocation is ever the
-//! size of the whole index: one array of ten million entries, grown or
-//! merged, would for a moment need twice its 160 MiB. 16 bytes an entry,
-//! plus the room left in blocks split by inserts.
+//! insert moves a few kilobytes, not half the index, and no allocation is
+//! ever the size of the whole index: one array of ten million entries,
+//! grown or merged, would for a moment need twice its 160 MiB. Each
+//! block's first entry is kept again in one array of its own, so finding a
+//! block touches that array, not every block on the way. 16 bytes an
+//! entry, plus the room left in blocks split by inserts.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::error::StoreError;
 
-/// Entries a block holds at most (64 KiB); a full block is split in two.
-const BLOCK: usize = 4_096;
+/// Entries a block holds at most (8 KiB); a full block is split in two.
+const BLOCK: usize = 512;
 
 /// The index, and whether it has been loaded from disk yet.
 #[derive(Default)]
@@ -41,9 +43,10 @@ enum Load {
 }
 
 /// The entries in sorted blocks: every entry of a block sorts before every
-/// entry of the next; no block is empty.
+/// entry of the next; no block is empty; `firsts[i]` is `blocks[i][0]`.
 #[derive(Default)]
 pub(super) struct Tags {
+    firsts: Vec<(u64, u64)>,
     blocks: Vec<Vec<(u64, u64)>>,
 }
 
@@ -105,7 +108,10 @@ impl std::ops::DerefMut for TagsGuard<'_> {
     }
 }
 
-static EMPTY: Tags = Tags { blocks: Vec::new() };
+static EMPTY: Tags = Tags {
+    firsts: Vec::new(),
+    blocks: Vec::new(),
+};
 
 impl Tags {
     /// Blocks of `entries` (in any order), three quarters full so the first
@@ -127,14 +133,15 @@ impl Tags {
             }
         }
         blocks.reverse();
-        Tags { blocks }
+        let firsts = blocks.iter().filter_map(|b| b.first().copied()).collect();
+        Tags { firsts, blocks }
     }
 
     /// The block where `entry` belongs (or would): the last whose first
     /// entry is not after it.
     fn block_of(&self, entry: (u64, u64)) -> usize {
-        self.blocks
-            .partition_point(|b| b.first().is_some_and(|f| *f <= entry))
+        self.firsts
+            .partition_point(|f| *f <= entry)
             .saturating_sub(1)
     }
 
@@ -174,6 +181,7 @@ impl Tags {
         let entry = (tag, id);
         if self.blocks.is_empty() {
             self.blocks.push(Vec::with_capacity(BLOCK));
+            self.firsts.push(entry);
         }
         let at = self.block_of(entry);
         let block = &mut self.blocks[at];
@@ -184,10 +192,14 @@ impl Tags {
             block.reserve_exact(BLOCK.saturating_sub(block.len()).max(1));
         }
         block.insert(pos, entry);
+        if pos == 0 {
+            self.firsts[at] = entry;
+        }
         if block.len() >= BLOCK {
             let mut upper = Vec::with_capacity(BLOCK);
             upper.extend_from_slice(&block[BLOCK / 2..]);
             block.truncate(BLOCK / 2);
+            self.firsts.insert(at + 1, upper[0]);
             self.blocks.insert(at + 1, upper);
         }
     }
@@ -200,8 +212,12 @@ impl Tags {
         };
         if let Ok(pos) = block.binary_search(&entry) {
             block.remove(pos);
-            if block.is_empty() {
-                self.blocks.remove(at);
+            match block.first() {
+                None => {
+                    self.blocks.remove(at);
+                    self.firsts.remove(at);
+                }
+                Some(first) => self.firsts[at] = *first,
             }
         }
     }
@@ -268,6 +284,8 @@ mod tests {
         assert!(flat.windows(2).all(|w| w[0] < w[1]));
         assert!(g.blocks.iter().all(|b| !b.is_empty() && b.len() < BLOCK));
         assert!(g.blocks.len() > 5, "inserts split blocks");
+        let firsts: Vec<(u64, u64)> = g.blocks.iter().map(|b| b[0]).collect();
+        assert_eq!(g.firsts, firsts);
         assert_eq!(g.len(), 20_000);
         for tag in 0..5_000 {
             let mut want: Vec<u64> = all
@@ -281,11 +299,36 @@ mod tests {
     }
 
     #[test]
+    fn removals_keep_each_blocks_first_entry_and_drop_empty_blocks() {
+        let entries: Vec<(u64, u64)> = (0..2_000u64).map(|id| (id, id)).collect();
+        let t = loaded(entries);
+        let mut g = t.lock().unwrap();
+        let blocks = g.blocks.len();
+        // The whole first block, then every first entry of the others.
+        let first_block: Vec<(u64, u64)> = g.blocks[0].clone();
+        for (tag, id) in first_block {
+            g.remove(tag, id);
+        }
+        assert_eq!(g.blocks.len(), blocks - 1);
+        let heads: Vec<(u64, u64)> = g.firsts.clone();
+        for (tag, id) in heads {
+            g.remove(tag, id);
+        }
+        let firsts: Vec<(u64, u64)> = g.blocks.iter().map(|b| b[0]).collect();
+        assert_eq!(g.firsts, firsts);
+        g.add(0, 0);
+        assert_eq!(g.firsts[0], (0, 0));
+        assert_eq!(g.candidates(0), vec![0]);
+        assert_eq!(g.candidates(1_999), vec![1_999]);
+    }
+
+    #[test]
     fn a_large_load_is_cut_into_blocks_that_lookups_cross() {
         let entries: Vec<(u64, u64)> = (0..10_000u64).map(|id| (id / 7, id)).rev().collect();
         let t = loaded(entries);
         let g = t.lock().unwrap();
-        assert_eq!(g.blocks.len(), 4);
+        assert_eq!(g.blocks.len(), 10_000usize.div_ceil(BLOCK * 3 / 4));
+        assert_eq!(g.firsts.len(), g.blocks.len());
         assert!(g.blocks.iter().all(|b| b.capacity() == BLOCK));
         for tag in 0..=(9_999 / 7) {
             let want: Vec<u64> = (tag * 7..(tag * 7 + 7).min(10_000)).collect();
