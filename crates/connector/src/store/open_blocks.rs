@@ -111,15 +111,16 @@ pub(super) fn tx_clear(idx: &TxTable<'_>, id: u64) -> TxResult<()> {
     Ok(())
 }
 
-/// Every entry as `(tag, id)`, block by block; `expected` sizes the array
-/// (the invitations held), so it is not grown by doubling. `None` as soon
-/// as `wanted` says the entries are no longer wanted (asked every 1,024
-/// blocks).
-pub(super) fn entries(
+/// Every entry as `make(tag, id)`, block by block; `expected` sizes the
+/// array (the invitations held), so it is not grown by doubling. `None` as
+/// soon as `wanted` says the entries are no longer wanted (asked every
+/// 1,024 blocks).
+pub(super) fn entries<T>(
     idx: &Table,
     expected: usize,
     wanted: &dyn Fn() -> bool,
-) -> Result<Option<Vec<(u64, u64)>>> {
+    make: impl Fn(u64, u64) -> T,
+) -> Result<Option<Vec<T>>> {
     let mut out = Vec::with_capacity(expected);
     for (n, item) in idx.scan_prefix(schema::OPEN_TAGS_PREFIX).enumerate() {
         if n % 1024 == 1023 && !wanted() {
@@ -130,7 +131,7 @@ pub(super) fn entries(
         else {
             return Err(StoreError::Corrupt("an open-index block".into()));
         };
-        out.extend(b.entries(block));
+        out.extend(b.entries(block).map(|(tag, id)| make(tag, id)));
     }
     Ok(Some(out))
 }
@@ -166,14 +167,14 @@ pub(super) mod tests {
             t.insert(IdxKey::OpenTags(block).encode(), v.as_slice())
                 .unwrap();
         }
-        assert_eq!(entries(&t, 0, &|| false).unwrap(), None);
-        let all = entries(&t, 0, &|| true).unwrap().unwrap();
+        assert_eq!(entries(&t, 0, &|| false, |t, i| (t, i)).unwrap(), None);
+        let all = entries(&t, 0, &|| true, |t, i| (t, i)).unwrap().unwrap();
         assert_eq!(all.len(), 1_100);
         assert_eq!(all[1], (9, 64 + 5));
         t.insert(IdxKey::OpenTags(2_000).encode(), [0u8; 9].as_slice())
             .unwrap();
         assert!(matches!(
-            entries(&t, 0, &|| true),
+            entries(&t, 0, &|| true, |t, i| (t, i)),
             Err(StoreError::Corrupt(_))
         ));
     }

@@ -78,7 +78,7 @@ impl Core {
                 let started = std::time::Instant::now();
                 // This thread's handle is the last one: nobody will ask.
                 let wanted = || std::sync::Arc::strong_count(&open) > 1;
-                let read = match super::open_blocks::entries(&idx, expected as usize, &wanted) {
+                let read = match super::open_blocks::entries(&idx, expected as usize, &wanted, super::open_tags::entry) {
                     Ok(Some(entries)) => Ok(entries),
                     Ok(None) => return,
                     Err(e) => {
@@ -145,7 +145,7 @@ mod tests {
         let reopened = t.get(IdxKey::OpenReopened(5).encode()).unwrap().unwrap();
         assert_eq!(super::super::decode_u64(&reopened), 10);
         assert!(t.get(IdxKey::OpenReopened(9).encode()).unwrap().is_none());
-        let mut e = super::super::open_blocks::entries(&t, 2, &|| true)
+        let mut e = super::super::open_blocks::entries(&t, 2, &|| true, |t, i| (t, i))
             .unwrap()
             .unwrap();
         e.sort();

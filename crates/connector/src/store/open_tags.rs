@@ -1,13 +1,16 @@
-//! The open-invitation index in memory: a sorted array of `(tag, id)`, one
-//! entry per invitation, where a tag is 40 bits of the person hash then 24
-//! bits of the keyed hash of campaign, kind and identity
-//! (`open_index.rs`). Looking a person up on disk would cost the engine a
-//! random-keyed read and write per invitation stored, its weakest access;
-//! here it costs a binary search, and the disk keeps the tags in blocks of
-//! 64 consecutive ids, written in key order (`open_blocks.rs`).
+//! The open-invitation index in memory: a sorted array of `(key, id)`, one
+//! entry per invitation. On disk a tag is 40 bits of the person hash then
+//! 24 bits of the keyed hash of campaign, kind and identity
+//! (`open_index.rs`); here the key is the first 24 bits of each, 32 in all,
+//! so an entry is 12 bytes, not 16. Looking a person up on disk would cost
+//! the engine a random-keyed read and write per invitation stored, its
+//! weakest access; here it costs a binary search, and the disk keeps the
+//! tags in blocks of 64 consecutive ids, written in key order
+//! (`open_blocks.rs`).
 //!
-//! A tag only narrows the search: two people, or one person's two
-//! campaigns, may share one. Callers confirm each candidate against its
+//! A key only narrows the search: two people, or one person's two
+//! campaigns, may share one (with ten million invitations, a lookup finds
+//! about one stranger in 400). Callers confirm each candidate against its
 //! record.
 //!
 //! The array is cut into sorted blocks of at most [`BLOCK`] entries, so an
@@ -15,15 +18,34 @@
 //! ever the size of the whole index: one array of ten million entries,
 //! grown or merged, would for a moment need twice its 160 MiB. Each
 //! block's first entry is kept again in one array of its own, so finding a
-//! block touches that array, not every block on the way. 16 bytes an
+//! block touches that array, not every block on the way. 12 bytes an
 //! entry, plus the room left in blocks split by inserts.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::error::StoreError;
 
-/// Entries a block holds at most (8 KiB); a full block is split in two.
+/// Entries a block holds at most (6 KiB); a full block is split in two.
 const BLOCK: usize = 512;
+
+/// An entry: the key, then the id's high and low halves, so that it sorts
+/// as `(key, id)` and takes 12 bytes.
+type Entry = (u32, u32, u32);
+
+/// The entry of invitation `id` under `tag`.
+pub(super) fn entry(tag: u64, id: u64) -> Entry {
+    (key_of(tag), (id >> 32) as u32, id as u32)
+}
+
+/// The first 24 bits of the person's 40, then the first 8 of the 24 that
+/// tell their invitations apart.
+fn key_of(tag: u64) -> u32 {
+    (((tag >> 40) << 8) | ((tag >> 16) & 0xFF)) as u32
+}
+
+fn id_of(e: &Entry) -> u64 {
+    (u64::from(e.1) << 32) | u64::from(e.2)
+}
 
 /// The index, and whether it has been loaded from disk yet.
 #[derive(Default)]
@@ -46,14 +68,14 @@ enum Load {
 /// entry of the next; no block is empty; `firsts[i]` is `blocks[i][0]`.
 #[derive(Default)]
 pub(super) struct Tags {
-    firsts: Vec<(u64, u64)>,
-    blocks: Vec<Vec<(u64, u64)>>,
+    firsts: Vec<Entry>,
+    blocks: Vec<Vec<Entry>>,
 }
 
 impl OpenTags {
-    /// Install what was read from disk (in any order, or why it could not
-    /// be read) and wake the waiters.
-    pub(super) fn install(&self, read: Result<Vec<(u64, u64)>, StoreError>) {
+    /// Install what was read from disk (entries made by [`entry`], in any
+    /// order, or why it could not be read) and wake the waiters.
+    pub(super) fn install(&self, read: Result<Vec<Entry>, StoreError>) {
         let load = match read {
             Ok(entries) => Load::Ready(Tags::from_entries(entries)),
             Err(e) => Load::Failed(e.to_string()),
@@ -117,7 +139,7 @@ impl Tags {
     /// Blocks of `entries` (in any order), three quarters full so the first
     /// inserts do not split them; the array given is let go block by block
     /// from its end, so the two are never both whole.
-    fn from_entries(mut entries: Vec<(u64, u64)>) -> Self {
+    fn from_entries(mut entries: Vec<Entry>) -> Self {
         entries.sort_unstable();
         entries.dedup();
         let fill = BLOCK * 3 / 4;
@@ -139,24 +161,24 @@ impl Tags {
 
     /// The block where `entry` belongs (or would): the last whose first
     /// entry is not after it.
-    fn block_of(&self, entry: (u64, u64)) -> usize {
+    fn block_of(&self, entry: Entry) -> usize {
         self.firsts
             .partition_point(|f| *f <= entry)
             .saturating_sub(1)
     }
 
-    /// Ids whose tags lie in `lo..=hi`, ascending.
-    fn ids_in(&self, lo: u64, hi: u64) -> Vec<u64> {
+    /// Ids whose keys lie in `lo..=hi`, ascending.
+    fn ids_in(&self, lo: u32, hi: u32) -> Vec<u64> {
         let mut out: Vec<u64> = Vec::new();
-        for block in &self.blocks[self.block_of((lo, 0)).min(self.blocks.len())..] {
-            let start = block.partition_point(|&(t, _)| t < lo);
+        for block in &self.blocks[self.block_of((lo, 0, 0)).min(self.blocks.len())..] {
+            let start = block.partition_point(|e| e.0 < lo);
             let mut past = false;
-            for &(t, id) in &block[start..] {
-                if t > hi {
+            for e in &block[start..] {
+                if e.0 > hi {
                     past = true;
                     break;
                 }
-                out.push(id);
+                out.push(id_of(e));
             }
             if past {
                 break;
@@ -168,17 +190,19 @@ impl Tags {
 
     /// Ids of invitations that may be under `tag`, ascending.
     pub(super) fn candidates(&self, tag: u64) -> Vec<u64> {
-        self.ids_in(tag, tag)
+        let key = key_of(tag);
+        self.ids_in(key, key)
     }
 
-    /// Ids of invitations that may be `person`'s (the tag's first 40 bits).
+    /// Ids of invitations that may be `person`'s (`person_bits`: the first
+    /// 40 bits of their hash, a tag's high bits).
     pub(super) fn of_person(&self, person_bits: u64) -> Vec<u64> {
-        let lo = person_bits << 24;
-        self.ids_in(lo, lo | 0xFF_FFFF)
+        let lo = key_of(person_bits << 24);
+        self.ids_in(lo, lo | 0xFF)
     }
 
     pub(super) fn add(&mut self, tag: u64, id: u64) {
-        let entry = (tag, id);
+        let entry = entry(tag, id);
         if self.blocks.is_empty() {
             self.blocks.push(Vec::with_capacity(BLOCK));
             self.firsts.push(entry);
@@ -205,7 +229,7 @@ impl Tags {
     }
 
     pub(super) fn remove(&mut self, tag: u64, id: u64) {
-        let entry = (tag, id);
+        let entry = entry(tag, id);
         let at = self.block_of(entry);
         let Some(block) = self.blocks.get_mut(at) else {
             return;
@@ -233,37 +257,52 @@ impl Tags {
 mod tests {
     use super::*;
 
+    /// A tag whose key is `n` (the bits the index keeps), with `noise` in
+    /// the bits it drops.
+    fn tag(n: u32, noise: u64) -> u64 {
+        let n = u64::from(n);
+        ((n >> 8) << 40) | ((noise & 0xFFFF) << 24) | ((n & 0xFF) << 16) | (noise & 0xFFFF)
+    }
+
     fn loaded(entries: Vec<(u64, u64)>) -> OpenTags {
         let t = OpenTags::default();
-        t.install(Ok(entries));
+        t.install(Ok(entries
+            .into_iter()
+            .map(|(t, id)| entry(t, id))
+            .collect()));
         t
     }
 
     #[test]
     fn candidates_come_from_loaded_and_added_entries_in_id_order() {
-        let t = loaded(vec![(7, 3), (5, 1), (7, 2)]);
+        let t = loaded(vec![(tag(7, 0), 3), (tag(5, 0), 1), (tag(7, 1), 2)]);
         let mut g = t.lock().unwrap();
-        g.add(7, 10);
-        g.add(8, 11);
-        assert_eq!(g.candidates(7), vec![2, 3, 10]);
-        assert_eq!(g.candidates(8), vec![11]);
-        assert_eq!(g.candidates(6), Vec::<u64>::new());
-        g.remove(7, 3);
-        g.remove(7, 10);
-        assert_eq!(g.candidates(7), vec![2]);
-        assert_eq!(g.len(), 3);
+        g.add(tag(7, 2), 10);
+        g.add(tag(8, 0), 11);
+        g.add(tag(8, 0), 1 << 40);
+        // The bits a key drops do not tell entries apart: callers confirm.
+        assert_eq!(g.candidates(tag(7, 9)), vec![2, 3, 10]);
+        assert_eq!(g.candidates(tag(8, 0)), vec![11, 1 << 40]);
+        assert_eq!(g.candidates(tag(6, 0)), Vec::<u64>::new());
+        g.remove(tag(7, 0), 3);
+        g.remove(tag(7, 2), 10);
+        assert_eq!(g.candidates(tag(7, 0)), vec![2]);
+        assert_eq!(g.len(), 4);
     }
 
     #[test]
-    fn a_person_is_every_tag_with_their_first_forty_bits() {
+    fn a_person_is_every_key_with_their_first_twenty_four_bits() {
         let ann = 0xAB_CDEF_0123u64;
         let t = loaded(vec![
             (ann << 24, 1),
             ((ann << 24) | 0xFF_FFFF, 2),
+            // Another person with Ann's first 24 bits: a candidate.
             (((ann + 1) << 24), 3),
-            (((ann - 1) << 24) | 0xFF_FFFF, 4),
+            // Other first 24 bits on either side: not.
+            (((ann - 0x1_0000) << 24) | 0xFF_FFFF, 4),
+            ((ann + 0x1_0000) << 24, 5),
         ]);
-        assert_eq!(t.lock().unwrap().of_person(ann), vec![1, 2]);
+        assert_eq!(t.lock().unwrap().of_person(ann), vec![1, 2, 3]);
     }
 
     #[test]
@@ -276,65 +315,69 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let tag = x % 5_000;
-            g.add(tag, id);
-            all.push((tag, id));
+            let key = (x % 5_000) as u32;
+            g.add(tag(key, x >> 48), id);
+            all.push((key, id));
         }
-        let flat: Vec<(u64, u64)> = g.blocks.iter().flatten().copied().collect();
+        let flat: Vec<Entry> = g.blocks.iter().flatten().copied().collect();
         assert!(flat.windows(2).all(|w| w[0] < w[1]));
         assert!(g.blocks.iter().all(|b| !b.is_empty() && b.len() < BLOCK));
         assert!(g.blocks.len() > 5, "inserts split blocks");
-        let firsts: Vec<(u64, u64)> = g.blocks.iter().map(|b| b[0]).collect();
+        let firsts: Vec<Entry> = g.blocks.iter().map(|b| b[0]).collect();
         assert_eq!(g.firsts, firsts);
         assert_eq!(g.len(), 20_000);
-        for tag in 0..5_000 {
+        for key in 0..5_000 {
             let mut want: Vec<u64> = all
                 .iter()
-                .filter(|(t, _)| *t == tag)
+                .filter(|(k, _)| *k == key)
                 .map(|(_, id)| *id)
                 .collect();
             want.sort_unstable();
-            assert_eq!(g.candidates(tag), want);
+            assert_eq!(g.candidates(tag(key, 0)), want);
         }
     }
 
     #[test]
     fn removals_keep_each_blocks_first_entry_and_drop_empty_blocks() {
-        let entries: Vec<(u64, u64)> = (0..2_000u64).map(|id| (id, id)).collect();
+        let entries: Vec<(u64, u64)> = (0..2_000u32).map(|n| (tag(n, 0), u64::from(n))).collect();
         let t = loaded(entries);
         let mut g = t.lock().unwrap();
         let blocks = g.blocks.len();
         // The whole first block, then every first entry of the others.
-        let first_block: Vec<(u64, u64)> = g.blocks[0].clone();
-        for (tag, id) in first_block {
-            g.remove(tag, id);
+        let first_block: Vec<Entry> = g.blocks[0].clone();
+        for e in first_block {
+            g.remove(tag(e.0, 0), id_of(&e));
         }
         assert_eq!(g.blocks.len(), blocks - 1);
-        let heads: Vec<(u64, u64)> = g.firsts.clone();
-        for (tag, id) in heads {
-            g.remove(tag, id);
+        let heads: Vec<Entry> = g.firsts.clone();
+        for e in heads {
+            g.remove(tag(e.0, 0), id_of(&e));
         }
-        let firsts: Vec<(u64, u64)> = g.blocks.iter().map(|b| b[0]).collect();
+        let firsts: Vec<Entry> = g.blocks.iter().map(|b| b[0]).collect();
         assert_eq!(g.firsts, firsts);
-        g.add(0, 0);
-        assert_eq!(g.firsts[0], (0, 0));
-        assert_eq!(g.candidates(0), vec![0]);
-        assert_eq!(g.candidates(1_999), vec![1_999]);
+        g.add(tag(0, 0), 0);
+        assert_eq!(g.firsts[0], entry(tag(0, 0), 0));
+        assert_eq!(g.candidates(tag(0, 0)), vec![0]);
+        assert_eq!(g.candidates(tag(1_999, 0)), vec![1_999]);
     }
 
     #[test]
     fn a_large_load_is_cut_into_blocks_that_lookups_cross() {
-        let entries: Vec<(u64, u64)> = (0..10_000u64).map(|id| (id / 7, id)).rev().collect();
+        let entries: Vec<(u64, u64)> = (0..10_000u64)
+            .map(|id| (tag((id / 7) as u32, id), id))
+            .rev()
+            .collect();
         let t = loaded(entries);
         let g = t.lock().unwrap();
         assert_eq!(g.blocks.len(), 10_000usize.div_ceil(BLOCK * 3 / 4));
         assert_eq!(g.firsts.len(), g.blocks.len());
         assert!(g.blocks.iter().all(|b| b.capacity() == BLOCK));
-        for tag in 0..=(9_999 / 7) {
-            let want: Vec<u64> = (tag * 7..(tag * 7 + 7).min(10_000)).collect();
-            assert_eq!(g.candidates(tag), want);
+        for key in 0..=(9_999 / 7) {
+            let want: Vec<u64> =
+                (u64::from(key) * 7..(u64::from(key) * 7 + 7).min(10_000)).collect();
+            assert_eq!(g.candidates(tag(key, 3)), want);
         }
-        assert_eq!(g.candidates(10_000), Vec::<u64>::new());
+        assert_eq!(g.candidates(tag(10_000, 0)), Vec::<u64>::new());
         assert_eq!(g.len(), 10_000);
     }
 
@@ -343,10 +386,10 @@ mod tests {
         let t = std::sync::Arc::new(OpenTags::default());
         let waiter = {
             let t = t.clone();
-            std::thread::spawn(move || t.lock().unwrap().candidates(1))
+            std::thread::spawn(move || t.lock().unwrap().candidates(tag(1, 0)))
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
-        t.install(Ok(vec![(1, 9)]));
+        t.install(Ok(vec![entry(tag(1, 0), 9)]));
         assert_eq!(waiter.join().unwrap(), vec![9]);
     }
 

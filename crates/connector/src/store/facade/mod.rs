@@ -41,6 +41,16 @@ where
 #[derive(Clone)]
 pub struct Store {
     core: Arc<Core>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many store tasks run on blocking threads at once: twice the cores,
+/// at least four. The engine writes one transaction at a time, so more
+/// would only wait on its lock, each on a thread of its own that the
+/// runtime starts for it, with its own stack and allocator cache; a burst
+/// of requests waits its turn here instead, first come first served.
+fn gate_size() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 impl Store {
@@ -50,6 +60,7 @@ impl Store {
     pub fn open(path: &Path, key: &SecretBox<[u8; 32]>) -> Result<Self> {
         Ok(Self {
             core: Arc::new(Core::open(path, key)?),
+            gate: Arc::new(tokio::sync::Semaphore::new(gate_size().max(4))),
         })
     }
 
@@ -80,14 +91,27 @@ impl Store {
         off_runtime(move || super::compact_store(&path, &key, &mut on_step)).await
     }
 
-    /// Run `work` on the core on a blocking thread.
+    /// Run `work` on the core on a blocking thread, once the gate lets it
+    /// ([`gate_size`]). The turn is held until the work ends, even if the
+    /// caller stops waiting for it.
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Core) -> Result<T> + Send + 'static,
     {
+        let turn = self
+            .gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Blocking(e.to_string()))?;
         let core = self.core.clone();
-        off_runtime(move || work(&core)).await
+        off_runtime(move || {
+            let done = work(&core);
+            drop(turn);
+            done
+        })
+        .await
     }
 
     /// Make everything written so far durable (callers waiting at the same

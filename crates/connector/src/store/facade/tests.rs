@@ -1,6 +1,7 @@
 //! The facade's own promises, against a real store on disk: listings walk
-//! everything held exactly once, a page at a time, and a blocking task that
-//! fails is reported one way, as `StoreError::Blocking`.
+//! everything held exactly once, a page at a time, a blocking task that
+//! fails is reported one way, as `StoreError::Blocking`, and no more store
+//! tasks run at once than the gate lets through.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -150,4 +151,37 @@ async fn a_failed_blocking_task_is_reported_as_blocking() {
     assert!(matches!(failed, Err(StoreError::Blocking(_))), "{failed:?}");
     // The store goes on working.
     assert_eq!(store.member_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_calls_runs_a_few_at_a_time_and_every_one_ends() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_dir, store) = open();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, running, most) = (store.clone(), running.clone(), most.clone());
+            tokio::spawn(async move {
+                store
+                    .run(move |core| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        core.raw_counts()
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=super::gate_size().max(4)).contains(&most),
+        "{most} at once"
+    );
 }
