@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
@@ -53,25 +53,31 @@ impl Sealer {
         self.nonce_ct(plaintext, aad, RAW_PREFIX)
     }
 
-    /// `head`, a fresh nonce, then `plaintext` encrypted under it with `aad`.
+    /// `head`, a fresh nonce, then `plaintext` encrypted under it with `aad`,
+    /// in one buffer. The nonce comes from the thread's CSPRNG (seeded and
+    /// reseeded from the system's): 24 random bytes need no system call per
+    /// value, which an ingest of a million records would otherwise make.
     fn nonce_ct(&self, plaintext: &[u8], aad: &[u8], head: &[u8]) -> Vec<u8> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        // Encryption with a valid key and nonce cannot fail for in-memory sizes.
-        let ct = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(head.len() + nonce.len() + ct.len());
+        use rand::RngCore;
+        let mut nonce = XNonce::default();
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(head.len() + nonce.len() + plaintext.len() + 16);
         out.extend_from_slice(head);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        // Encryption with a valid key and nonce cannot fail for in-memory
+        // sizes; were it to, nothing half-sealed is returned.
+        match self
+            .cipher
+            .encrypt_in_place_detached(&nonce, aad, &mut out[start..])
+        {
+            Ok(tag) => {
+                out.extend_from_slice(&tag);
+                out
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Open a value made by [`Sealer::seal_bytes`].
