@@ -324,9 +324,22 @@ async fn restarts(
     }
     let daemon = now.context("daemon")?;
     let (_, rss) = rss_kib(daemon.0.id()).context("daemon gone")?;
+    // The open index is loaded after READY; what it leaves behind for the
+    // allocator to hand back goes within a few seconds.
+    let mut settled = rss;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, now) = rss_kib(daemon.0.id()).context("daemon gone")?;
+        let steady = now.abs_diff(settled) < 1024;
+        settled = now;
+        if steady {
+            break;
+        }
+    }
     println!(
-        "idle daemon holding {stored} invitations: RSS {:.1} MiB",
-        mib(rss)
+        "idle daemon holding {stored} invitations: RSS {:.1} MiB 2 s after READY, {:.1} MiB once steady",
+        mib(rss),
+        mib(settled)
     );
     Ok(Restarts {
         daemon,

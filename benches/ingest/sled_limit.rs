@@ -169,6 +169,7 @@ pub fn record_len(shape: &[TreeShape]) -> Option<(String, usize)> {
 /// is left as the daemon will find it), then the copy's trees walked. `None`
 /// when the disk has no room for a copy.
 pub fn open_copy(db: &Path) -> anyhow::Result<Option<(Duration, Vec<TreeShape>)>> {
+    let before = crate::rss_kib(std::process::id()).map_or(0, |r| r.1);
     let need = crate::walk_size(db);
     let free = free_bytes(db).unwrap_or(u64::MAX);
     if free < need.saturating_mul(12) / 10 {
@@ -187,6 +188,11 @@ pub fn open_copy(db: &Path) -> anyhow::Result<Option<(Duration, Vec<TreeShape>)>
         .cache_capacity(CACHE_BYTES)
         .open()?;
     let took = started.elapsed();
+    let after = crate::rss_kib(std::process::id()).map_or(0, |r| r.1);
+    println!(
+        "  sled alone, the copy just opened: this process's RSS +{:.1} MiB",
+        after.saturating_sub(before) as f64 / 1024.0
+    );
     let trees = shape(&opened)?;
     drop(opened);
     // sled's threads may still hold files a moment after the drop.
