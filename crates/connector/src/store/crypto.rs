@@ -153,4 +153,26 @@ mod tests {
             Err(CryptoError::Malformed)
         ));
     }
+
+    #[test]
+    fn nonces_differ_across_values_and_threads() {
+        let s = std::sync::Arc::new(Sealer::new(&SecretBox::new(Box::new([7u8; 32]))));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..2_500)
+                        .map(|_| s.seal_bytes(b"x", b"")[RAW_PREFIX.len()..][..24].to_vec())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for nonce in t.join().unwrap() {
+                assert!(all.insert(nonce), "a nonce came twice");
+            }
+        }
+        assert_eq!(all.len(), 10_000);
+    }
 }
