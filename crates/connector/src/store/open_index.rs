@@ -362,6 +362,12 @@ mod tests {
             &s.insert_invitations(&[new("ann@example.com", "a")], None)
                 .unwrap(),
         )[0];
+        (ann1, fail_invite_again_and_retry(s, ann1))
+    }
+
+    /// Ann's queued invitation `ann1` (campaign `a`) fails, a second is
+    /// queued and fails too, then `ann1` is retried. The second's id.
+    fn fail_invite_again_and_retry(s: &Core, ann1: u64) -> u64 {
         s.transition(ann1, &[State::Queued], State::Failed, None, |_| {})
             .unwrap();
         let ann2 = inserted(
@@ -371,7 +377,7 @@ mod tests {
         s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
             .unwrap();
         s.retry_failed(ann1).unwrap();
-        (ann1, ann2)
+        ann2
     }
 
     fn inserted(out: &[InsertOutcome]) -> Vec<u64> {
@@ -442,15 +448,7 @@ mod tests {
             // Ann's first fails, a second is queued; then the first is
             // retried after the second failed too: the old key names the
             // retried (older) one.
-            s.transition(ids[0], &[State::Queued], State::Failed, None, |_| {})
-                .unwrap();
-            let ann2 = inserted(
-                &s.insert_invitations(&[new("ann@example.com", "a")], None)
-                    .unwrap(),
-            )[0];
-            s.transition(ann2, &[State::Queued], State::Failed, None, |_| {})
-                .unwrap();
-            s.retry_failed(ids[0]).unwrap();
+            let ann2 = fail_invite_again_and_retry(&s, ids[0]);
             as_before(&s, &[(ann2, ids[0])]);
             // A kill after the first step (Ann's first folded, its `pi/`
             // key gone, the cursor after it).
