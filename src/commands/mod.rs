@@ -7,6 +7,7 @@ pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod colour;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
@@ -17,6 +18,7 @@ pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
 pub mod enqueue;
+pub mod human;
 pub mod operator;
 pub mod people;
 pub mod progress;
@@ -29,3 +31,4 @@ pub mod status;
 pub mod store;
 pub mod suppressions;
 pub mod sweep;
+pub mod table;
