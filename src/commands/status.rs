@@ -65,6 +65,22 @@ pub fn render(doc: &StatusDoc) -> String {
     out
 }
 
+/// The counts in one line, for the demo: `5 of 5 invitations connected,
+/// 0 failed; 5 members (0 on an older version, 0 disconnected)`.
+pub fn one_line(doc: &StatusDoc) -> String {
+    let n = |s: &str| doc.invitations.get(s).copied().unwrap_or(0);
+    let total: u64 = doc.invitations.values().sum();
+    format!(
+        "{} of {} connected, {} failed; {} ({} on an older version, {} disconnected)",
+        count(n("connected")),
+        counted(total, "invitation", "invitations"),
+        count(n("failed")),
+        counted(doc.members.total, "member", "members"),
+        count(doc.members.outdated),
+        count(doc.members.disconnected)
+    )
+}
+
 /// The daemon's `/status` document, read as its type.
 pub async fn fetch_doc(settings: &Settings) -> anyhow::Result<StatusDoc> {
     super::admin_client::parse(fetch(settings).await?, "/status")

@@ -124,14 +124,13 @@ async fn follow(
             "version" => doc.members.total,
             _ => doc.invitations.values().sum(),
         };
-        if let Some(s) = sweep_of(&doc, job) {
-            if let Some(last) = s.last.as_ref().filter(|r| r.run > after) {
-                bar.set_length(total.max(last.checked));
-                bar.set_position(last.checked);
-                if !s.running && last.finished_ms.is_some() {
-                    bar.finish_and_clear();
-                    return Ok((last.clone(), doc));
-                }
+        let s = sweep_of(&doc, job);
+        if let Some(last) = s.and_then(|s| s.last.as_ref()).filter(|r| r.run > after) {
+            bar.set_length(total.max(last.checked));
+            bar.set_position(last.checked);
+            if s.is_some_and(|s| !s.running) && last.finished_ms.is_some() {
+                bar.finish_and_clear();
+                return Ok((last.clone(), doc));
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

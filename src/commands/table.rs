@@ -13,10 +13,10 @@ pub fn new(header: &[&str], right: &[&str]) -> Table {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().map(|h| h.to_uppercase()));
     for (i, h) in header.iter().enumerate() {
-        if right.contains(h) {
-            if let Some(c) = t.column_mut(i) {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
+        if right.contains(h)
+            && let Some(c) = t.column_mut(i)
+        {
+            c.set_cell_alignment(CellAlignment::Right);
         }
     }
     t

@@ -412,7 +412,7 @@ async fn hostile_callbacks_are_refused_or_quarantined_and_change_nothing() {
         if answer["status"] == "quarantined" {
             quarantined += 1;
             let id = answer["id"].as_u64().unwrap();
-            let shown = setup.cli(&["callbacks", "show", &id.to_string()]);
+            let shown = setup.cli(&["callbacks", "show", &id.to_string(), "--json"]);
             assert!(shown.status.success(), "{shown:?}");
             let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
             assert_eq!(shown["state"], "quarantined", "{shown}");

@@ -107,7 +107,14 @@ async fn rate_window_send_window_and_operator_pause() {
     // An operator pauses a campaign; the pause holds across a restart.
     let doc = cli_ok(
         &setup,
-        &["campaign", "pause", "meters", "--reason", "mailbox full"],
+        &[
+            "campaign",
+            "pause",
+            "meters",
+            "--reason",
+            "mailbox full",
+            "--json",
+        ],
     );
     assert_eq!(doc["paused"], true, "{doc}");
     enqueue(
@@ -129,7 +136,7 @@ async fn rate_window_send_window_and_operator_pause() {
     let s = setup.wait_status(|s| s["invitations"]["queued"] == 5, Duration::from_secs(60));
     assert_eq!(s["invitations"]["queued"], 5, "{s}");
 
-    let doc = cli_ok(&setup, &["campaign", "resume", "meters"]);
+    let doc = cli_ok(&setup, &["campaign", "resume", "meters", "--json"]);
     assert_eq!(doc["was_paused"], true, "{doc}");
     let paths = smtp.wait_for(16, Duration::from_secs(120));
     assert_eq!(paths.len(), 16, "{}", setup.log());
