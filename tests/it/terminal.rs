@@ -157,11 +157,17 @@ async fn an_operator_reads_status_lists_and_sweeps() {
         list.contains("connect") && list.contains("ann@example.com"),
         "{list}"
     );
-    let shown = human(&setup, &["invitations", "show", "0"]);
-    assert!(shown.contains("state         sent"), "{shown}");
-    assert!(shown.contains("history"), "{shown}");
     let listed = json(&setup, &["invitations", "list", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let id = listed[0]["id"].as_u64().unwrap().to_string();
+    let shown = human(&setup, &["invitations", "show", &id]);
+    assert!(shown.contains("state         sent"), "{shown}");
+    assert!(
+        shown.contains("history") && shown.contains("MTR-1"),
+        "{shown}"
+    );
+    let shown = json(&setup, &["invitations", "show", &id, "--json"]);
+    assert_eq!(shown["state"], "sent", "{shown}");
 
     // Delivered readings are listable; every state by default.
     let delivered = human(&setup, &["records", "list", "--state", "delivered"]);
