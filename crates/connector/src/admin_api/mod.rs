@@ -3,6 +3,7 @@
 //! (`src/commands/`) reads them back, so neither reads JSON by field name
 //! and a field renamed on one side fails to build on the other.
 
+pub mod bounces;
 pub mod callbacks;
 pub mod invitations;
 pub mod lifecycle;
