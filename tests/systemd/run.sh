@@ -19,13 +19,16 @@
 #
 # Environment: CARGO_TARGET_DIR (default target/), MYDEX_SYSTEMD_MIRROR (default:
 # apt's bookworm mirror), MYDEX_SYSTEMD_KEEP=1 keeps the throwaway root,
-# MYDEX_SYSTEMD_NO_BUILD=1 reuses the .deb and binary already built.
+# MYDEX_SYSTEMD_NO_BUILD=1 reuses the .deb and binary already built,
+# MYDEX_SYSTEMD_PROFILE the cargo profile the package is built with (default
+# release, as shipped; .ci/run uses dev: the build the tests already made,
+# without the sandbox feature, takes seconds where a release build of every
+# dependency takes minutes of the two cores).
 #
 # `tests/systemd/run.sh --prepare` does only the slow, mostly unattended part
-# (tools, cargo-deb, the release build of the .deb, the cached rootfs) and
-# exits: .ci/run starts it in the background while the integration tests run
-# (they mostly wait on daemons), then runs this script again, which finds
-# the release build fresh and the rootfs cached.
+# that needs no build of ours (the tools, cargo-deb, the cached rootfs) and
+# exits: .ci/run starts it in the background at its start, then runs this
+# script again at the end, which builds the package and finds the rest ready.
 set -euo pipefail
 prepare=0
 [ "${1:-}" = --prepare ] && prepare=1
@@ -51,11 +54,10 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 
 # ---- build: the .deb (default-features = false, as shipped), then the sandbox binary
-if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ]; then
-    step "cargo deb --strip"
-    cargo deb --strip
-fi
+profile=${MYDEX_SYSTEMD_PROFILE:-release}
 if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ] && [ $prepare = 0 ]; then
+    step "cargo deb --strip --profile $profile"
+    cargo deb --strip --profile "$profile"
     # The sandbox is a stand-in, not what is shipped: the debug build the
     # tests already made (default features) serves, stripped, and spares CI a
     # second release build.
@@ -81,7 +83,7 @@ else
     mv "$rootfs.tmp" "$rootfs"
 fi
 
-[ $prepare = 1 ] && { step "prepared: the .deb built, the rootfs cached"; exit 0; }
+[ $prepare = 1 ] && { step "prepared: the tools installed, the rootfs cached"; exit 0; }
 deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
 echo "package: $deb ($(du -h "$deb" | cut -f1))"
 [ -x "$cache/mydex-connector-sandbox" ] || { echo "no $cache/mydex-connector-sandbox: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
