@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs INSIDE the booted container (unit mydex-systemd-test.service), as root,
 # on a minimal Debian bookworm that has only systemd, dbus, apt and the
-# Essential set. Follows README "Install as a service" command for command,
+# Essential set. Follows docs/book/src/install.md command for command,
 # then checks the service through systemd itself. Each check prints one line
 # "PASS name: detail" or "FAIL name: detail" to $RESULTS/results.txt (and the
 # console); the last line is "DONE failures=N". Nothing but bash and what the
@@ -131,7 +131,7 @@ else
     pass no-procps "/bin/kill absent (no procps), as on a minimal Debian: ExecReload must not need it"
 fi
 
-# ---------------------------------------------------------------- secrets, config (README "Install as a service")
+# ---------------------------------------------------------------- secrets, config (docs/book/src/install.md)
 client_secret="cs-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 connection_token="ct-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # The sandbox gets the same two secrets, in its own root-only files.
@@ -139,7 +139,7 @@ install -d -m 700 /etc/mydex-sandbox
 install -m 600 /dev/stdin /etc/mydex-sandbox/client_secret <<< "$client_secret"
 install -m 600 /dev/stdin /etc/mydex-sandbox/connection_token <<< "$connection_token"
 printf 'SANDBOX_PORT=%s\nCALLBACK_PORT=%s\n' "$SANDBOX_PORT" "$CALLBACK_PORT" > /etc/mydex-sandbox/env
-# As README tells an operator:
+# As the book tells an operator:
 install -m 600 /dev/stdin /etc/mydex-connector/credentials/client_secret <<< "$client_secret"
 install -m 600 /dev/stdin /etc/mydex-connector/credentials/connection_token <<< "$connection_token"
 # "sudoedit /etc/mydex-connector/mydex-connector.toml": client_id, the
@@ -152,7 +152,7 @@ sed -i \
     -e '/^\[smtp\]/,/^\[/ s|^url = .*|url = "file:///var/lib/mydex-connector/outbox"|' \
     -e '/^\[queue\]/a poll_interval = "500ms"' \
     "$CONF"
-# The socket units listen where the config says (README: `systemctl edit
+# The socket units listen where the config says (docs/book/src/install.md: `systemctl edit
 # mydex-connector.socket`; here the drop-ins written directly).
 for unit_port in "mydex-connector.socket:$CALLBACK_PORT" "mydex-connector-admin.socket:$ADMIN_PORT"; do
     mkdir -p "/etc/systemd/system/${unit_port%%:*}.d"
@@ -520,12 +520,12 @@ systemctl start mydex-connector
 systemd-analyze security --no-pager mydex-connector > "$RESULTS/security.txt" 2>&1
 exposure=$(tail -n 1 "$RESULTS/security.txt")
 if echo "$exposure" | grep -Eq 'exposure level .*: [0-9.]+ (OK|SAFE)'; then
-    pass security "systemd-analyze security mydex-connector: $exposure (README claims 1.2 OK offline)"
+    pass security "systemd-analyze security mydex-connector: $exposure (docs/book/src/install.md claims 1.2 OK offline)"
 else
     fail security "$exposure"
 fi
 
-# ---------------------------------------------------------------- remove keeps the members; purge removes what README says
+# ---------------------------------------------------------------- remove keeps the members; purge removes what docs/book/src/install.md says
 dpkg --remove mydex-connector > "$WORK/remove.out" 2>&1
 rc=$?
 kept=""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The service under a real systemd, from the .deb, on a minimal Debian
-# bookworm (README "How it is tested" → "Under a real systemd"). Run as root
+# bookworm (docs/book/src/install.md → "Under a real systemd"). Run as root
 # on a Debian host whose apt reaches Debian's packages:
 #
 #   tests/systemd/run.sh
@@ -13,7 +13,7 @@
 # 3. copies it to a throwaway root, adds the test unit (mydex-systemd-test.service,
 #    wanted by multi-user.target), boots it with systemd-nspawn, and waits:
 #    check.sh runs inside, installs the package with apt (only what its
-#    Depends pull in), follows README "Install as a service", checks the
+#    Depends pull in), follows docs/book/src/install.md, checks the
 #    service through systemd and writes results to target/systemd-test/results/;
 # 4. prints the results; exits non-zero if any check failed.
 #
