@@ -148,7 +148,15 @@ impl Command {
             Command::Suppressions { command } => commands::suppressions::run(command, config).await,
             Command::People { command } => commands::people::run(command, config).await,
             #[cfg(feature = "sandbox")]
-            Command::Sandbox(args) => commands::sandbox::run(*args).await,
+            Command::Sandbox(mut args) => {
+                // The sandbox's `--config` is its own TOML file, read only
+                // when named on its command line: neither the connector's
+                // default path nor MYDEX_CONNECTOR_CONFIG is one.
+                if config.origin() != commands::config_path::Origin::Flag {
+                    args.config = None;
+                }
+                commands::sandbox::run(*args).await
+            }
             #[cfg(feature = "sandbox")]
             Command::Demo(args) => commands::demo::run(args).await,
         }
