@@ -27,11 +27,14 @@
 #
 # `tests/systemd/run.sh --prepare` does only the slow, mostly unattended part
 # that needs no build of ours (the tools, cargo-deb, the cached rootfs) and
-# exits: .ci/run starts it in the background at its start, then runs this
-# script again at the end, which builds the package and finds the rest ready.
+# exits: .ci/run starts it in the background at its start. `--build` builds
+# the package and the sandbox binary and exits; .ci/run does that once the
+# tests are built, then boots the container (MYDEX_SYSTEMD_NO_BUILD=1) in the
+# background while the tests run.
 set -euo pipefail
-prepare=0
+prepare=0 build_only=0
 [ "${1:-}" = --prepare ] && prepare=1
+[ "${1:-}" = --build ] && build_only=1
 cd "$(dirname "$0")/../.."
 repo=$PWD
 here=$repo/tests/systemd
@@ -64,7 +67,10 @@ if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ] && [ $prepare = 0 ]; then
     step "cargo build (default features: the sandbox)"
     cargo build --bin mydex-connector
     install -s -m 755 "$tgt/debug/mydex-connector" "$cache/mydex-connector-sandbox"
+    deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
+    cp "$deb" "$cache/mydex-connector.deb"
 fi
+[ $build_only = 1 ] && { step "built: $cache/mydex-connector.deb and the sandbox binary"; exit 0; }
 
 # ---- the minimal bookworm, cached
 mirror=${MYDEX_SYSTEMD_MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' |
@@ -84,7 +90,8 @@ else
 fi
 
 [ $prepare = 1 ] && { step "prepared: the tools installed, the rootfs cached"; exit 0; }
-deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
+deb=$cache/mydex-connector.deb
+[ -f "$deb" ] || { echo "no $deb: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
 echo "package: $deb ($(du -h "$deb" | cut -f1))"
 [ -x "$cache/mydex-connector-sandbox" ] || { echo "no $cache/mydex-connector-sandbox: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
 
