@@ -3,10 +3,10 @@
 //! or a config fix — all through the admin API (`admin_client.rs`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::commands::admin_client::{AdminClient, parse};
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::admin_api::callbacks::{CallbackPage, CallbackView, Replayed};
 use mydex_connector::config::Settings;
 
@@ -17,8 +17,6 @@ use super::table;
 pub enum CallbacksCommand {
     /// List stored callbacks and what became of each.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         /// Only the quarantined ones (kept without effect, with the reason).
         #[arg(long)]
         quarantined: bool,
@@ -28,8 +26,6 @@ pub enum CallbacksCommand {
     },
     /// One stored callback, its body shown with any member key redacted.
     Show {
-        #[arg(long, short)]
-        config: PathBuf,
         id: u64,
         /// Print JSON instead of a summary.
         #[arg(long)]
@@ -38,8 +34,6 @@ pub enum CallbacksCommand {
     /// Run stored callbacks through parsing and matching again (one by id,
     /// or every quarantined one with --all-quarantined).
     Replay {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(
             required_unless_present = "all_quarantined",
             conflicts_with = "all_quarantined"
@@ -51,19 +45,13 @@ pub enum CallbacksCommand {
 }
 
 /// `callbacks list|show|replay`.
-pub async fn run(command: CallbacksCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: CallbacksCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
-        CallbacksCommand::List {
-            config,
-            quarantined,
-            json,
-        } => list(&Settings::load(&config)?, quarantined, json).await?,
-        CallbacksCommand::Show { config, id, json } => {
-            show(&Settings::load(&config)?, id, json).await?
+        CallbacksCommand::List { quarantined, json } => {
+            list(&config.load()?, quarantined, json).await?
         }
-        CallbacksCommand::Replay { config, id, .. } => {
-            replay(&Settings::load(&config)?, id).await?
-        }
+        CallbacksCommand::Show { id, json } => show(&config.load()?, id, json).await?,
+        CallbacksCommand::Replay { id, .. } => replay(&config.load()?, id).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,19 +1,16 @@
 //! `mydex-connector campaign pause|resume NAME`: pause (with a reason) or
 //! resume a campaign in the running daemon.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mydex_connector::admin_api::lifecycle::{PauseBody, Paused, Resumed};
-use mydex_connector::config::Settings;
 
 use super::admin_client::parse;
 use super::colour;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::Args, Debug)]
 pub struct CampaignArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     #[arg(value_enum)]
     action: CampaignAction,
     name: String,
@@ -31,8 +28,8 @@ pub enum CampaignAction {
     Resume,
 }
 
-pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: CampaignArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let (verb, body) = match args.action {
         CampaignAction::Pause => (
             "pause",

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::{ConfigError, Settings};
 use mydex_connector::intake::readings::{ReadingsError, deliver_file_with_progress};
 
@@ -13,17 +14,15 @@ use crate::commands::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct DeliverArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
-pub fn run(args: DeliverArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub fn run(args: DeliverArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let Some(delivery) = &settings.delivery else {
         return Err(ConfigError {
-            file: args.config.display().to_string(),
+            file: config.path().display().to_string(),
             key: "delivery.dir".into(),
             message: "delivery is not configured: add a [delivery] section with dir".into(),
         }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 
@@ -44,8 +45,6 @@ impl SuppressionCheck for DaemonCheck {
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// Campaign for rows that name none (default: the first configured).
     #[arg(long)]
     campaign: Option<String>,
@@ -53,8 +52,8 @@ pub struct EnqueueArgs {
     files: Vec<PathBuf>,
 }
 
-pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub fn run(args: EnqueueArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let (mut good, mut bad) = (0, 0);
     // A daemon that does not answer within CHECK_TIMEOUT is not waited
     // for: the file is placed unchecked (its intake still rejects).

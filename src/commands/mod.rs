@@ -8,6 +8,8 @@ pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
 pub mod colour;
+pub mod completions;
+pub mod config_path;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
@@ -19,6 +21,7 @@ pub mod demo_readings;
 pub mod demo_version;
 pub mod enqueue;
 pub mod human;
+pub mod manpage;
 pub mod operator;
 pub mod people;
 pub mod progress;

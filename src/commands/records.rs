@@ -4,13 +4,12 @@
 //! waiting for their member (held) or given up on (failed), with why.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mydex_connector::admin_api::records::{RecordPage, RecordView};
-use mydex_connector::config::Settings;
 
 use crate::commands::admin_client::AdminClient;
+use crate::commands::config_path::ConfigPath;
 
 use super::human::{counted, time_ms};
 use super::table;
@@ -43,8 +42,6 @@ pub enum RecordsCommand {
     /// List readings (every state, or one) with the reason for held and
     /// failed ones.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         /// Only this state (default: all).
         #[arg(long, value_enum)]
         state: Option<ListState>,
@@ -54,13 +51,9 @@ pub enum RecordsCommand {
     },
 }
 
-pub async fn run(command: RecordsCommand) -> anyhow::Result<ExitCode> {
-    let RecordsCommand::List {
-        config,
-        state,
-        json,
-    } = command;
-    let settings = Settings::load(&config)?;
+pub async fn run(command: RecordsCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let RecordsCommand::List { state, json } = command;
+    let settings = config.load()?;
     let client = AdminClient::new(&settings)?;
     let states = match state {
         Some(s) => vec![s],

@@ -4,12 +4,12 @@
 //! document itself with `--json`.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::admin_api::status::{
     BrakeStatus, CampaignProgress, CampaignStatus, Campaigns, StatusDoc, SweepStatus,
 };
@@ -22,15 +22,13 @@ use super::table;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// Print the JSON document only.
     #[arg(long)]
     json: bool,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: StatusArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     print(&settings, args.json).await?;
     Ok(ExitCode::SUCCESS)
 }

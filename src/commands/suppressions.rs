@@ -3,13 +3,12 @@
 //! unsubscribed, bounced, complained, or added here). The list holds a keyed
 //! hash of each address, never the address: `list` shows hash prefixes.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::admin_api::suppressions::{
     SuppressionAdded, SuppressionList, SuppressionRemoved, SuppressionRequest,
 };
-use mydex_connector::config::Settings;
 
 use super::admin_client::{AdminClient, parse, post};
 use super::human::{counted, time_ms};
@@ -19,15 +18,11 @@ use super::table;
 pub enum SuppressionsCommand {
     /// Everyone on the list: hash prefix, reason, source, date.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long)]
         json: bool,
     },
     /// Put an address on the list (its open invitations fail).
     Add {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long)]
         email: String,
         #[arg(long)]
@@ -37,8 +32,6 @@ pub enum SuppressionsCommand {
     },
     /// Take an address off the list (failed invitations stay failed).
     Remove {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long)]
         email: String,
         #[arg(long)]
@@ -46,10 +39,10 @@ pub enum SuppressionsCommand {
     },
 }
 
-pub async fn run(command: SuppressionsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: SuppressionsCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
-        SuppressionsCommand::List { config, json } => {
-            let settings = Settings::load(&config)?;
+        SuppressionsCommand::List { json } => {
+            let settings = config.load()?;
             let doc = AdminClient::new(&settings)?
                 .get("/suppressions", &[])
                 .await?;
@@ -60,12 +53,11 @@ pub async fn run(command: SuppressionsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         SuppressionsCommand::Add {
-            config,
             email,
             reason,
             json,
         } => {
-            let settings = Settings::load(&config)?;
+            let settings = config.load()?;
             let body = serde_json::to_value(SuppressionRequest { email, reason })?;
             let doc = post(&settings, "/suppressions", Some(body)).await?;
             if json {
@@ -80,12 +72,8 @@ pub async fn run(command: SuppressionsCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        SuppressionsCommand::Remove {
-            config,
-            email,
-            json,
-        } => {
-            let settings = Settings::load(&config)?;
+        SuppressionsCommand::Remove { email, json } => {
+            let settings = config.load()?;
             let body = serde_json::to_value(SuppressionRequest {
                 email,
                 reason: None,

@@ -2,7 +2,6 @@
 //! sweep now (and with `--wait`, follow the run with a progress bar to its
 //! result), or to release the version sweep's brake.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,11 +16,10 @@ use super::admin_client::parse;
 use super::colour;
 use super::human::{count, counted, words};
 use super::status::fetch_doc;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::Args, Debug)]
 pub struct SweepArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     #[arg(value_enum)]
     job: SweepJob,
     /// Follow the sweep to its end (a progress bar on a terminal), then
@@ -40,8 +38,8 @@ pub enum SweepJob {
     Confirm,
 }
 
-pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: SweepArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let (path, job) = match args.job {
         SweepJob::Version => ("/sweeps/version", "version"),
         SweepJob::Expiry => ("/sweeps/expiry", "expiry"),

@@ -218,7 +218,7 @@ async fn the_error_threshold_pauses_the_campaign_and_says_why() {
     assert_eq!(s["invitations"]["queued"], 7, "{s}");
 
     // Resumed without a fix, it fails three more and pauses again.
-    cli_ok(&setup, &["campaign", "resume", "meters"]);
+    cli_ok(&setup, &["campaign", "resume", "meters", "--json"]);
     let s = setup.wait_status(
         |s| s["invitations"]["failed"] == 6 && s["campaigns"]["meters"]["paused"] == true,
         Duration::from_secs(120),
