@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 use super::ensure_dirs;
 use super::error::with_causes;
 use super::reader::Format;
-use super::rejected::{Refusal, open_report};
+use super::origin::{self, LineKeeper, Origin, Refused};
+use super::reject_sink::RejectSink;
+use super::rejected::Refusal;
 use super::row_error::MAX_LINE;
 use super::watched::{WatchedDir, open_regular};
 use crate::config::{DeliverySettings, Settings};
-use crate::domain::{Reading, ReadingError, RowState};
+use crate::domain::{IntakeVerdict, Reading, ReadingError, RowState};
 use crate::store::{ReadingOutcome, ReadingPlacer, Store, StoreError};
 
 const BATCH: usize = 500;
@@ -226,6 +228,19 @@ pub fn deliver_file_with_progress(
     errors: &mut dyn Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(u64, u64), ReadingsError> {
+    let p = deliver_file_placed(settings, path, errors, progress)?;
+    Ok((p.good, p.bad))
+}
+
+/// `deliver_file_with_progress`, saying where the file was placed: the
+/// copy keeps the input's line numbers and a note beside it names the
+/// input and the rows refused here (`origin.rs`).
+pub fn deliver_file_placed(
+    settings: &Settings,
+    path: &Path,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<super::Placed, ReadingsError> {
     let dir = &delivery(settings)?.dir;
     ensure_dirs(dir)?;
     let input = |why: String| ReadingsError::Input {
@@ -249,36 +264,67 @@ pub fn deliver_file_with_progress(
         crate::store::now_ms(),
         uuid::Uuid::new_v4().simple()
     );
-    let (tmp, dest) = (
-        dir.join(format!(".{unique}.tmp")),
-        dir.join(format!("{unique}-readings.jsonl")),
-    );
+    let name = format!("{unique}-readings.jsonl");
+    let (tmp, dest) = (dir.join(format!(".{unique}.tmp")), dir.join(&name));
     // Readable by the daemon whoever runs `deliver`, as `enqueue` does.
     let created = std::fs::File::create(&tmp)?;
     super::owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
-    let (mut good, mut bad) = (0u64, 0u64);
-    for row in rows {
-        let (line, result) = row?;
-        match result {
-            Ok(r) => {
-                serde_json::to_writer(&mut out, &flat(&r))?;
-                out.write_all(b"\n")?;
-                good += 1;
-            }
-            Err(why) => {
-                writeln!(errors, "{}:{line}: {why}", path.display())?;
-                bad += 1;
-            }
-        }
+    let (good, refused) = copy_readings(rows, path, &mut out, errors)?;
+    let bad = refused.len() as u64;
+    if good + bad > 0 {
+        let note = Origin {
+            file: path.display().to_string(),
+            at_ms: crate::store::now_ms(),
+            refused,
+        };
+        origin::write(dir, &name, &note)?;
     }
-    super::finish_placing(out, &tmp, &dest, dir, good > 0)?;
+    super::finish_placing(out, &tmp, &dest, dir, good + bad > 0)?;
     if good + bad == 0 {
         return Err(input(
             "holds no readings (the file is empty or has only a header)".into(),
         ));
     }
-    Ok((good, bad))
+    Ok(super::Placed {
+        good,
+        bad,
+        name: Some(name),
+    })
+}
+
+/// Each good reading to `out` on its own line number, each bad one to
+/// `errors`; the good count and the rows refused.
+fn copy_readings<R: Read>(
+    rows: ReadingRows<R>,
+    path: &Path,
+    out: &mut impl Write,
+    errors: &mut dyn Write,
+) -> Result<(u64, Vec<Refused>), ReadingsError> {
+    let mut keeper = LineKeeper::new();
+    let mut good = 0u64;
+    let mut refused = Vec::new();
+    for row in rows {
+        let (line, result) = row?;
+        match result {
+            Ok(r) => {
+                keeper.put(&mut *out, line, &flat(&r))?;
+                good += 1;
+            }
+            Err(why) => {
+                writeln!(errors, "{}:{line}: {why}", path.display())?;
+                refused.push(Refused {
+                    line,
+                    reason: why.to_string(),
+                });
+            }
+        }
+    }
+    if good == 0 {
+        // Not empty: a placed file of no bytes would wait to settle.
+        out.write_all(b"\n")?;
+    }
+    Ok((good, refused))
 }
 
 /// A reading as one flat JSON object, the form the daemon reads back.
@@ -363,7 +409,9 @@ pub async fn ingest_readings_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut rejects = String::new();
+    let origin = origin::read(dir, &name);
+    let shown = origin.as_ref().map_or(name.as_str(), |o| o.file.as_str());
+    let mut rejects = RejectSink::new(dir, &name, shown);
     let mut report = ReadingsReport::default();
     let resume_after = store.readings_progress(&name).await?.unwrap_or(0);
     let format = Format::of(path).unwrap_or(Format::JsonLines);
@@ -377,7 +425,7 @@ pub async fn ingest_readings_file(
             return Err(unreadable(std::io::Error::other(e), resume_after));
         }
         Err(why) => {
-            rejects.push_str(&format!("{name}:1: {why}\n"));
+            rejects.write(1, &why.to_string())?;
             report.rejected += 1;
         }
         Ok(rows) => {
@@ -385,16 +433,43 @@ pub async fn ingest_readings_file(
             store_file_rows(store, settings, at, rows, &mut report, &mut rejects).await?;
         }
     }
-    if !rejects.is_empty() {
-        let mut f = open_report(dir, &name)?;
-        f.write_all(rejects.as_bytes())?;
-        f.sync_all()?;
-    }
-    store.flush().await?;
+    finish_readings_file(store, &name, origin, rejects, &mut report).await?;
     std::fs::rename(path, dir.join("done").join(&name))?;
     store.clear_readings_progress(&name).await?;
+    origin::remove(dir, &name);
     tracing::info!(file = %name, queued = report.queued, held = report.held, duplicates = report.duplicates, rejected = report.rejected, "readings file ingested");
     Ok(report)
+}
+
+/// The end of a readings file before it leaves `delivery.dir`: the rows
+/// `deliver` refused kept beside the daemon's own, the verdict
+/// `deliver --wait` asks for, everything durable.
+async fn finish_readings_file(
+    store: &Store,
+    name: &str,
+    origin: Option<Origin>,
+    mut rejects: RejectSink,
+    report: &mut ReadingsReport,
+) -> Result<(), ReadingsError> {
+    if let Some(o) = &origin {
+        for r in &o.refused {
+            rejects.note(o.at_ms, r.line, &r.reason);
+        }
+        report.rejected += o.refused.len() as u64;
+    }
+    rejects.keep(store).await?;
+    let verdict = IntakeVerdict {
+        file: rejects.file().to_owned(),
+        stored: report.queued + report.held,
+        held: report.held,
+        duplicates: report.duplicates,
+        rejected: report.rejected,
+        at: crate::domain::rfc3339(crate::store::now_ms()),
+    };
+    rejects.finish()?;
+    store.record_verdict(name.to_owned(), verdict).await?;
+    store.flush().await?;
+    Ok(())
 }
 
 /// Store the rows of an open readings file after line `resume_after`, in
@@ -405,7 +480,7 @@ async fn store_file_rows(
     (name, resume_after): (&str, u64),
     rows: ReadingRows<std::fs::File>,
     report: &mut ReadingsReport,
-    rejects: &mut String,
+    rejects: &mut RejectSink,
 ) -> Result<(), ReadingsError> {
     let mut placer = ReadingPlacer::default();
     let mut pending = Vec::with_capacity(BATCH);
@@ -425,35 +500,23 @@ async fn store_file_rows(
             match result {
                 Ok(r) => pending.push((line, r)),
                 Err(why) => {
-                    rejects.push_str(&format!("{name}:{line}: {why}\n"));
+                    rejects.write(line, &why.to_string())?;
                     report.rejected += 1;
                 }
             }
             if pending.len() >= BATCH {
                 let at = (name, last);
-                store_rows(
-                    (store, &mut placer),
-                    settings,
-                    at,
-                    &mut pending,
-                    report,
-                    rejects,
-                )
-                .await?;
+                let with = (store, &mut placer);
+                store_rows(with, settings, at, &mut pending, report, rejects).await?;
+                rejects.keep(store).await?;
                 stored_through = last;
             }
         }
     }
     let at = (name, last);
-    store_rows(
-        (store, &mut placer),
-        settings,
-        at,
-        &mut pending,
-        report,
-        rejects,
-    )
-    .await
+    store_rows((store, &mut placer), settings, at, &mut pending, report, rejects).await?;
+    rejects.keep(store).await?;
+    Ok(())
 }
 
 async fn store_rows(
@@ -462,16 +525,16 @@ async fn store_rows(
     (name, last): (&str, u64),
     pending: &mut Vec<(u64, Reading)>,
     report: &mut ReadingsReport,
-    rejects: &mut String,
+    rejects: &mut RejectSink,
 ) -> Result<(), ReadingsError> {
+    let lines: Vec<u64> = pending.iter().map(|(line, _)| *line).collect();
     let rows: Vec<(String, Reading)> = pending
         .drain(..)
         .map(|(line, r)| (format!("{name}:{line}"), r))
         .collect();
-    let sources: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
     let progress = Some((name.to_owned(), last));
     let outcomes = place_readings_with(store, placer, settings, rows, progress).await?;
-    for (source, outcome) in sources.iter().zip(outcomes) {
+    for (line, outcome) in lines.into_iter().zip(outcomes) {
         match outcome {
             Ok(ReadingOutcome::Stored {
                 state: RowState::Held,
@@ -480,11 +543,11 @@ async fn store_rows(
             Ok(ReadingOutcome::Stored { .. }) => report.queued += 1,
             Ok(ReadingOutcome::Duplicate(id)) => {
                 report.duplicates += 1;
-                rejects.push_str(&format!("{source}: duplicate of reading {id} (same member, dataset and external_id); not sent twice\n"));
+                rejects.write(line, &format!("duplicate of reading {id} (same member, dataset and external_id); not sent twice"))?;
             }
             Err(why) => {
                 report.rejected += 1;
-                rejects.push_str(&format!("{source}: {why}\n"));
+                rejects.write(line, &why.to_string())?;
             }
         }
     }
