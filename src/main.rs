@@ -74,6 +74,12 @@ enum Command {
     /// standard input and apply it in the running daemon (exit 65: not a
     /// report of ours; 75: daemon unreachable, try later).
     Bounce(commands::bounce::BounceArgs),
+    /// Rows rejected by `enqueue`, `deliver` or the daemon's intake, with
+    /// the operator's own file and line (through the running daemon).
+    Rejects {
+        #[command(subcommand)]
+        command: commands::rejects::RejectsCommand,
+    },
     /// The suppression list: people who get no more mail.
     Suppressions {
         #[command(subcommand)]
@@ -130,6 +136,7 @@ impl Command {
             Command::Store { command } => commands::store::run(command).await,
             Command::Bounce(args) => commands::bounce::run(args).await,
             Command::Suppressions { command } => commands::suppressions::run(command).await,
+            Command::Rejects { command } => commands::rejects::run(command).await,
             Command::People { command } => commands::people::run(command).await,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => commands::sandbox::run(*args).await,

@@ -37,6 +37,6 @@ pub use mydexid::{MydexId, MydexIdError};
 pub use person::PersonHash;
 pub use reading::{DatasetName, MemberRef, Reading, ReadingError, RowState};
 pub use rejected_row::{
-    IntakeVerdict, RejectedRow, Rejection, SinceError, VerdictAnswer, parse_since, rfc3339,
+    IntakeVerdict, RejectedRow, Rejection, RejectsPage, SinceError, VerdictAnswer, parse_since, rfc3339,
 };
 pub use state::State;

@@ -73,6 +73,14 @@ pub fn parse_since(text: &str, now: SystemTime) -> Result<u64, SinceError> {
 )]
 pub struct SinceError(pub String);
 
+/// `GET /rejects`'s answer: a page of rejects, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectsPage {
+    pub rejects: Vec<RejectedRow>,
+    /// The cursor of the next page (`?after=`); none on the last.
+    pub next: Option<String>,
+}
+
 /// What the daemon made of one file (or message) placed for it, once it
 /// has taken it in: `enqueue --wait` and `deliver --wait` print it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
