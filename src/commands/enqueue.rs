@@ -69,7 +69,12 @@ pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let mut placed = Vec::new();
     for f in &args.files {
         let p = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;
-        eprintln!("{}: {} rows queued, {} rejected", f.display(), p.good, p.bad);
+        eprintln!(
+            "{}: {} rows queued, {} rejected",
+            f.display(),
+            p.good,
+            p.bad
+        );
         good += p.good;
         bad += p.bad;
         if let Some(name) = p.name {

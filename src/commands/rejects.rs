@@ -46,10 +46,7 @@ pub async fn run(command: RejectsCommand) -> anyhow::Result<ExitCode> {
     let mut rows: Vec<RejectedRow> = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut query = vec![
-            ("since", since_ms.to_string()),
-            ("limit", PAGE.to_string()),
-        ];
+        let mut query = vec![("since", since_ms.to_string()), ("limit", PAGE.to_string())];
         if let Some(a) = &after {
             query.push(("after", a.clone()));
         }
@@ -66,13 +63,7 @@ pub async fn run(command: RejectsCommand) -> anyhow::Result<ExitCode> {
     }
     let now = SystemTime::now();
     for r in &rows {
-        println!(
-            "{}  {}:{}  {}",
-            when(&r.at, now),
-            r.file,
-            r.line,
-            r.reason
-        );
+        println!("{}  {}:{}  {}", when(&r.at, now), r.file, r.line, r.reason);
     }
     let since_text = since.map(|s| format!(" since {s}")).unwrap_or_default();
     match rows.len() {
@@ -95,7 +86,11 @@ fn when(at: &str, now: SystemTime) -> String {
     let ago = match ago.as_secs() {
         0..=59 => "just now".to_string(),
         s => {
-            let rounded = std::time::Duration::from_secs(if s < 3600 { s / 60 * 60 } else { s / 3600 * 3600 });
+            let rounded = std::time::Duration::from_secs(if s < 3600 {
+                s / 60 * 60
+            } else {
+                s / 3600 * 3600
+            });
             format!("{} ago", humantime::format_duration(rounded))
         }
     };

@@ -28,6 +28,7 @@ mod lifecycle;
 mod operator;
 mod pipeline;
 mod quarantine;
+mod rejects;
 mod reload;
 mod sandbox_cli;
 mod sandbox_contract;

@@ -37,6 +37,7 @@ pub use mydexid::{MydexId, MydexIdError};
 pub use person::PersonHash;
 pub use reading::{DatasetName, MemberRef, Reading, ReadingError, RowState};
 pub use rejected_row::{
-    IntakeVerdict, RejectedRow, Rejection, RejectsPage, SinceError, VerdictAnswer, parse_since, rfc3339,
+    IntakeVerdict, RejectedRow, Rejection, RejectsPage, SinceError, VerdictAnswer, parse_since,
+    rfc3339,
 };
 pub use state::State;

@@ -28,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::{IntakeVerdict, Invitee};
-use reject_sink::RejectSink;
 use crate::store::{InsertOutcome, Kind, NewInvitation, Store};
 pub use error::{EnqueueError, IngestError};
 pub use origin::{Origin, Refused};
 pub use reader::{FileError, Format, Rows};
+use reject_sink::RejectSink;
 pub use rejected::Refusal;
 pub use row_error::RowError;
 

@@ -119,7 +119,10 @@ mod tests {
         let mut k = LineKeeper::new();
         k.put(&mut out, 2, &serde_json::json!({"a": 1})).unwrap();
         k.put(&mut out, 5, &serde_json::json!({"b": 2})).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "\n{\"a\":1}\n\n\n{\"b\":2}\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\n{\"a\":1}\n\n\n{\"b\":2}\n"
+        );
     }
 
     #[test]

@@ -63,11 +63,7 @@ impl<'a, 'e, 'c> Checked<'a, 'e, 'c> {
 
     /// Add a good row; a full chunk is checked and its rows to write
     /// returned.
-    pub(super) fn push(
-        &mut self,
-        line: u64,
-        inv: Invitee,
-    ) -> std::io::Result<Vec<(u64, Invitee)>> {
+    pub(super) fn push(&mut self, line: u64, inv: Invitee) -> std::io::Result<Vec<(u64, Invitee)>> {
         self.pending.push((line, inv));
         if self.pending.len() >= CHUNK {
             return self.flush();

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ensure_dirs;
 use super::error::with_causes;
-use super::reader::Format;
 use super::origin::{self, LineKeeper, Origin, Refused};
+use super::reader::Format;
 use super::reject_sink::RejectSink;
 use super::rejected::Refusal;
 use super::row_error::MAX_LINE;
@@ -514,7 +514,15 @@ async fn store_file_rows(
         }
     }
     let at = (name, last);
-    store_rows((store, &mut placer), settings, at, &mut pending, report, rejects).await?;
+    store_rows(
+        (store, &mut placer),
+        settings,
+        at,
+        &mut pending,
+        report,
+        rejects,
+    )
+    .await?;
     rejects.keep(store).await?;
     Ok(())
 }

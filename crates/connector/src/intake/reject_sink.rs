@@ -71,7 +71,9 @@ impl RejectSink {
 
     /// Keep the rows rejected since the last call in the store.
     pub(crate) async fn keep(&mut self, store: &Store) -> Result<(), StoreError> {
-        store.record_rejects(std::mem::take(&mut self.pending)).await
+        store
+            .record_rejects(std::mem::take(&mut self.pending))
+            .await
     }
 
     /// The report made durable.

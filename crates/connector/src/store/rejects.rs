@@ -9,8 +9,8 @@
 //! and past [`VERDICT_CAP`] the oldest.
 
 use super::Core;
-use super::engine::Transactional;
 use super::codec::{decode, decode_u64, encode};
+use super::engine::Transactional;
 use super::error::Result;
 use super::schema::{self, Counter};
 use super::sealed::{LOG, open, seal};
@@ -67,8 +67,7 @@ impl Core {
             let mut doomed = Vec::new();
             for item in self.log.scan_prefix(schema::REJECT_PREFIX) {
                 let (k, _) = item?;
-                if doomed.len() >= PRUNE_CHUNK || (doomed.len() >= over && at_of(&k) >= cutoff_ms)
-                {
+                if doomed.len() >= PRUNE_CHUNK || (doomed.len() >= over && at_of(&k) >= cutoff_ms) {
                     break;
                 }
                 doomed.push(k.to_vec());
@@ -136,7 +135,8 @@ impl Core {
             at_ms: super::now_ms(),
             verdict: verdict.clone(),
         };
-        self.log.insert(schema::verdict_key(source), encode(&kept))?;
+        self.log
+            .insert(schema::verdict_key(source), encode(&kept))?;
         self.prune_verdicts(kept.at_ms.saturating_sub(MAX_AGE_MS))
     }
 
@@ -205,7 +205,10 @@ mod tests {
         c.record_rejects(&[row(now + 9, 9, "b")]).unwrap();
         assert_eq!(c.rejected_count().unwrap(), 6);
         let (page, next) = c.rejects_page(0, None, None, 4).unwrap();
-        assert_eq!(page.iter().map(|r| r.line).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            page.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         let (rest, end) = c.rejects_page(0, next.as_deref(), None, 4).unwrap();
         assert_eq!(rest.iter().map(|r| r.line).collect::<Vec<_>>(), [5, 9]);
         assert!(end.is_none());

@@ -50,10 +50,7 @@ pub struct VerdictQuery {
     name: String,
 }
 
-pub async fn verdict(
-    State(st): State<Arc<AdminState>>,
-    Query(q): Query<VerdictQuery>,
-) -> Response {
+pub async fn verdict(State(st): State<Arc<AdminState>>, Query(q): Query<VerdictQuery>) -> Response {
     let verdict = match st.store.verdict(q.name.clone()).await {
         Ok(v) => v,
         Err(e) => return failed(e),
@@ -66,11 +63,7 @@ pub async fn verdict(
         })
         .into_response();
     };
-    match st
-        .store
-        .rejects_page(0, None, Some(q.name), MAX_PAGE)
-        .await
-    {
+    match st.store.rejects_page(0, None, Some(q.name), MAX_PAGE).await {
         Ok((rows, _)) => axum::Json(VerdictAnswer {
             state: "done".into(),
             verdict: Some(verdict),

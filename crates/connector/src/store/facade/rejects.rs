@@ -28,7 +28,8 @@ impl Store {
     ) -> Result<RejectsPage> {
         self.run(move |c| {
             let after = after.and_then(|a| hex::decode(a).ok());
-            let (rows, next) = c.rejects_page(since_ms, after.as_deref(), source.as_deref(), limit)?;
+            let (rows, next) =
+                c.rejects_page(since_ms, after.as_deref(), source.as_deref(), limit)?;
             Ok((rows, next.map(hex::encode)))
         })
         .await
