@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::{ConfigError, Settings};
 use mydex_connector::intake::Placed as PlacedFile;
 use mydex_connector::intake::readings::{ReadingsError, deliver_file_placed};
@@ -17,19 +18,17 @@ use crate::commands::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct DeliverArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
     wait: WaitArgs,
 }
 
-pub fn run(args: DeliverArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub fn run(args: DeliverArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let Some(delivery) = &settings.delivery else {
         return Err(ConfigError {
-            file: args.config.display().to_string(),
+            file: config.path().display().to_string(),
             key: "delivery.dir".into(),
             message: "delivery is not configured: add a [delivery] section with dir".into(),
         }

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 
@@ -47,8 +48,6 @@ impl SuppressionCheck for DaemonCheck {
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// Campaign for rows that name none (default: the first configured).
     #[arg(long)]
     campaign: Option<String>,
@@ -58,8 +57,8 @@ pub struct EnqueueArgs {
     wait: WaitArgs,
 }
 
-pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub fn run(args: EnqueueArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let (mut good, mut bad) = (0, 0);
     // A daemon that does not answer within CHECK_TIMEOUT is not waited
     // for: the file is placed unchecked (its intake still rejects).

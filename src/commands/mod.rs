@@ -7,6 +7,7 @@ pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod config_path;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;

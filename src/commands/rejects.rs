@@ -3,14 +3,13 @@
 //! operator named it, their own line number, the reason and when (through
 //! the running daemon, which keeps them for 30 days, at most 100,000).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use mydex_connector::config::Settings;
 use mydex_connector::domain::{RejectedRow, RejectsPage, parse_since};
 
 use crate::commands::admin_client::AdminClient;
+use crate::commands::config_path::ConfigPath;
 
 /// Rows asked per request.
 const PAGE: usize = 1_000;
@@ -19,8 +18,6 @@ const PAGE: usize = 1_000;
 pub enum RejectsCommand {
     /// The rejected rows, oldest first: when, file:line, reason.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         /// Only rows rejected since then: a duration back from now ("2h",
         /// "7d") or a moment ("2026-12-07T09:00:00Z").
         #[arg(long)]
@@ -31,13 +28,9 @@ pub enum RejectsCommand {
     },
 }
 
-pub async fn run(command: RejectsCommand) -> anyhow::Result<ExitCode> {
-    let RejectsCommand::List {
-        config,
-        since,
-        json,
-    } = command;
-    let settings = Settings::load(&config)?;
+pub async fn run(command: RejectsCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let RejectsCommand::List { since, json } = command;
+    let settings = config.load()?;
     let since_ms = match &since {
         Some(s) => parse_since(s, SystemTime::now())?,
         None => 0,

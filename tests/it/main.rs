@@ -10,6 +10,7 @@ mod callback_flood;
 mod callback_shapes;
 mod callback_tls;
 mod campaigns;
+mod check_config;
 mod contrib;
 mod crash;
 mod delivery;

@@ -1,5 +1,5 @@
 //! The admin API (loopback by default): `/healthz`, `/readyz`, `/status`
-//! with the JSON of README "Admin API" (plus, with the lifecycle running, `sweeps`
+//! with the JSON of `docs/book/src/admin-api.md` (plus, with the lifecycle running, `sweeps`
 //! and a `campaigns` object by name), `/metrics` in Prometheus text format;
 //! and, behind the bearer token (`bearer.rs`), `POST /invitees`, the operator
 //! routes the CLI uses (`operator.rs`, `callbacks_routes.rs`) and the lifecycle's sweep and
