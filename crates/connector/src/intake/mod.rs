@@ -6,9 +6,11 @@
 
 mod chunks;
 mod csv_line;
+mod dir_source;
 pub mod erase;
 mod error;
 pub(crate) mod json_row;
+mod lines;
 mod origin;
 mod owner;
 pub mod precheck;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::domain::{IntakeVerdict, Invitee};
 use crate::store::{InsertOutcome, Kind, NewInvitation, Store};
+pub(crate) use dir_source::{Failure, FileKind, Watch};
 pub use error::{EnqueueError, IngestError};
 pub use origin::{Origin, Refused};
 pub use reader::{FileError, Format, Rows};
@@ -277,82 +280,61 @@ pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, Ro
     })
 }
 
+/// Invitee files, as the queue directory takes them in.
+struct QueueFiles {
+    settings: Arc<Settings>,
+}
+
+impl dir_source::FileKind for QueueFiles {
+    const WHAT: &'static str = "queue";
+
+    async fn ingest(&self, store: &Store, path: &Path) -> Result<(), dir_source::Failure> {
+        use dir_source::Failure;
+        match ingest_file(store, &self.settings, path).await {
+            Ok(_) => Ok(()),
+            Err(IngestError::Unreadable {
+                error,
+                stored_through,
+            }) => Err(Failure::Unreadable {
+                error,
+                stored_through,
+            }),
+            Err(IngestError::Store(se)) => {
+                let message = error::with_causes(&se);
+                Err(Failure::Store(se, message))
+            }
+            Err(e) => Err(Failure::Other(error::with_causes(&e))),
+        }
+    }
+
+    async fn begun(
+        &self,
+        store: &Store,
+        names: Vec<String>,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        store.intake_begun(names).await
+    }
+}
+
 /// Watch the queue directory and ingest files until cancelled: each file
 /// once it is whole (see `settle.rs`); one that can never be read is set
-/// aside into `rejected/`.
+/// aside into `rejected/` (`dir_source.rs`).
 pub async fn run(
     store: Store,
     settings: Arc<Settings>,
     wake_dispatcher: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut dir = watched::WatchedDir::open(&settings.queue.dir, "queue", settings.queue.settle);
-    let mut tick = tokio::time::interval(settings.queue.poll_interval);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = dir.arrival() => {}
-        }
-        // A store that cannot write (see `store/write_health.rs`) cannot take
-        // the files in; they wait in the queue, and the log is not filled
-        // with one error per file per poll.
-        if store.failure().is_some() {
-            continue;
-        }
-        let begun = begun_files(&store, &settings.queue.dir, false).await;
-        for file in dir.ready(&|name: &str| begun.contains(name)) {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            match ingest_file(&store, &settings, &file).await {
-                Ok(_) => {
-                    dir.succeeded(&file);
-                    wake_dispatcher.notify_one()
-                }
-                Err(IngestError::Unreadable {
-                    error,
-                    stored_through,
-                }) => dir.refuse(
-                    &file,
-                    Refusal::Unreadable {
-                        error,
-                        stored_through,
-                    },
-                ),
-                Err(e) => {
-                    if let IngestError::Store(se) = &e {
-                        store.note_error(se);
-                    }
-                    dir.failed(&file, error::with_causes(&e))
-                }
-            }
-        }
-    }
-}
-
-/// The names in `dir` whose rows the store already began to take in (a
-/// progress mark of the queue, or with `readings` of the readings
-/// intake): asked in one store call before the listing is judged, which
-/// cannot wait on the store.
-pub(crate) async fn begun_files(
-    store: &Store,
-    dir: &Path,
-    readings: bool,
-) -> std::collections::HashSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Default::default();
+    let dir = settings.queue.dir.clone();
+    let at = dir_source::Watch {
+        dir: &dir,
+        settle: settings.queue.settle,
+        poll: settings.queue.poll_interval,
     };
-    let names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    let begun = if readings {
-        store.readings_begun(names).await
-    } else {
-        store.intake_begun(names).await
+    let kind = QueueFiles {
+        settings: settings.clone(),
     };
-    begun.unwrap_or_default().into_iter().collect()
+    dir_source::run(kind, at, store, wake_dispatcher, shutdown).await
 }
 
 /// `enqueue`: validate `path`, report bad rows, and place the good ones in

@@ -5,7 +5,7 @@
 //! loses nor repeats one. Rows naming no known member or invitee are
 //! written to `rejected/` with line and reason.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::ensure_dirs;
 use super::error::with_causes;
+use super::lines::{HeaderError, Line, Lines};
 use super::origin::{self, LineKeeper, Origin, Refused};
 use super::reader::Format;
 use super::reject_sink::RejectSink;
-use super::rejected::Refusal;
 use super::row_error::MAX_LINE;
-use super::watched::{WatchedDir, open_regular};
+use super::watched::open_regular;
 use crate::config::{DeliverySettings, Settings};
 use crate::domain::{IntakeVerdict, Reading, ReadingError, RowState};
 use crate::store::{ReadingOutcome, ReadingPlacer, Store, StoreError};
@@ -79,91 +79,38 @@ pub struct ReadingsReport {
     pub rejected: u64,
 }
 
-/// Rows of a readings file: CSV with a header or JSON Lines, each line at
-/// most `MAX_LINE` bytes (a longer one is skipped, not buffered).
+/// Rows of a readings file: CSV with a header or JSON Lines, read by the
+/// line reader every intake shares (`lines.rs`: each line at most
+/// `MAX_LINE` bytes, a longer one skipped, not buffered).
 pub struct ReadingRows<R: Read> {
-    input: BufReader<R>,
+    lines: Lines<R>,
     format: Format,
     header: Vec<String>,
-    line: u64,
-    buf: Vec<u8>,
-    split: super::csv_line::CsvLine,
 }
 
 impl<R: Read> ReadingRows<R> {
     pub fn new(input: R, format: Format) -> Result<Self, RowRejected> {
-        let mut rows = ReadingRows {
-            input: BufReader::with_capacity(64 * 1024, input),
-            format,
-            header: Vec::new(),
-            line: 0,
-            buf: Vec::new(),
-            split: Default::default(),
-        };
+        let mut lines = Lines::new(input);
+        let mut header = Vec::new();
         if format == Format::Csv {
-            let bad = RowRejected::BadHeader;
-            match rows
-                .next_line()
-                .map_err(|e| RowRejected::Io(e.to_string()))?
-            {
-                Some(true) => {}
-                Some(false) => return Err(bad(format!("longer than {MAX_LINE} bytes"))),
-                None => return Err(bad("the file is empty".into())),
-            }
-            let text = std::str::from_utf8(&rows.buf).map_err(|_| bad("not UTF-8".into()))?;
-            let fields = rows.split.fields(text.trim_start_matches('\u{feff}'));
-            let fields: Vec<String> = fields
-                .iter()
-                .map(|f| f.trim().to_ascii_lowercase())
-                .collect();
-            let mut seen = std::collections::HashSet::new();
-            if let Some(f) = fields.iter().find(|f| f.is_empty() || !seen.insert(*f)) {
-                return Err(bad(format!("column {f:?} is empty or repeated")));
-            }
-            rows.header = fields;
+            header = lines.header().map_err(|e| match e {
+                HeaderError::Io(e) => RowRejected::Io(e.to_string()),
+                other => RowRejected::BadHeader(other.to_string()),
+            })?;
         }
-        Ok(rows)
-    }
-
-    /// The next line into `buf`; `Some(false)` when it was too long.
-    fn next_line(&mut self) -> std::io::Result<Option<bool>> {
-        self.buf.clear();
-        let (mut any, mut too_long) = (false, false);
-        loop {
-            let chunk = self.input.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            any = true;
-            let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            if !too_long && self.buf.len() + take > MAX_LINE + 2 {
-                too_long = true;
-                self.buf.clear();
-            } else if !too_long {
-                self.buf.extend_from_slice(&chunk[..take]);
-            }
-            self.input.consume(take);
-            if done {
-                break;
-            }
-        }
-        if !any {
-            return Ok(None);
-        }
-        self.line += 1;
-        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-            self.buf.pop();
-        }
-        Ok(Some(!too_long))
+        Ok(ReadingRows {
+            lines,
+            format,
+            header,
+        })
     }
 
     fn parse(&mut self) -> Result<Option<Reading>, RowRejected> {
-        let text = std::str::from_utf8(&self.buf).map_err(|_| RowRejected::NotUtf8)?;
+        let number = self.lines.number();
+        let (bytes, split) = self.lines.parts();
+        let text = std::str::from_utf8(bytes).map_err(|_| RowRejected::NotUtf8)?;
         // A byte order mark may open a JSON Lines file, as it may a CSV one.
-        let text = match self.line {
+        let text = match number {
             1 => text.trim_start_matches('\u{feff}'),
             _ => text,
         };
@@ -172,7 +119,7 @@ impl<R: Read> ReadingRows<R> {
         }
         let reading = match self.format {
             Format::Csv => {
-                let values = self.split.fields(text);
+                let values = split.fields(text);
                 if values.len() != self.header.len() {
                     return Err(RowRejected::FieldCount {
                         fields: values.len(),
@@ -198,14 +145,15 @@ impl<R: Read> Iterator for ReadingRows<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            match self.next_line() {
+            let line = self.lines.number() + 1;
+            match self.lines.next_line() {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => return None,
-                Ok(Some(false)) => return Some(Ok((self.line, Err(RowRejected::TooLong)))),
-                Ok(Some(true)) => match self.parse() {
+                Ok(Some(Line::TooLong)) => return Some(Ok((line, Err(RowRejected::TooLong)))),
+                Ok(Some(Line::Text)) => match self.parse() {
                     Ok(None) => continue,
-                    Ok(Some(r)) => return Some(Ok((self.line, Ok(r)))),
-                    Err(why) => return Some(Ok((self.line, Err(why)))),
+                    Ok(Some(r)) => return Some(Ok((line, Ok(r)))),
+                    Err(why) => return Some(Ok((line, Err(why)))),
                 },
             }
         }
@@ -562,9 +510,42 @@ async fn store_rows(
     Ok(())
 }
 
+/// Readings files, as `delivery.dir` takes them in.
+struct ReadingsFiles {
+    delivery: DeliverySettings,
+}
+
+impl super::FileKind for ReadingsFiles {
+    const WHAT: &'static str = "readings";
+
+    async fn ingest(&self, store: &Store, path: &Path) -> Result<(), super::Failure> {
+        use super::Failure;
+        match ingest_readings_file(store, &self.delivery, path).await {
+            Ok(_) => Ok(()),
+            Err(ReadingsError::Unreadable {
+                error,
+                stored_through,
+            }) => Err(Failure::Unreadable {
+                error,
+                stored_through,
+            }),
+            Err(ReadingsError::Store(se)) => {
+                let message = with_causes(&se);
+                Err(Failure::Store(se, message))
+            }
+            Err(e) => Err(Failure::Other(with_causes(&e))),
+        }
+    }
+
+    async fn begun(&self, store: &Store, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+        store.readings_begun(names).await
+    }
+}
+
 /// Watch `delivery.dir` and take readings files in until cancelled, each
 /// once it is whole (see `settle.rs`); one that can never be read is set
-/// aside into `rejected/`. Wake the delivery worker after each.
+/// aside into `rejected/` (`dir_source.rs`). Wake the delivery worker
+/// after each.
 pub async fn run_readings(
     store: Store,
     settings: Arc<Settings>,
@@ -574,44 +555,13 @@ pub async fn run_readings(
     let Some(delivery) = settings.delivery.clone() else {
         return;
     };
-    let mut dir = WatchedDir::open(&delivery.dir, "readings", delivery.file_settle);
-    let mut tick = tokio::time::interval(settings.queue.poll_interval);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = dir.arrival() => {}
-        }
-        if store.failure().is_some() {
-            continue;
-        }
-        let begun = super::begun_files(&store, &delivery.dir, true).await;
-        for file in dir.ready(&|name: &str| begun.contains(name)) {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            match ingest_readings_file(&store, &delivery, &file).await {
-                Ok(_) => {
-                    dir.succeeded(&file);
-                    wake.notify_one()
-                }
-                Err(ReadingsError::Unreadable {
-                    error,
-                    stored_through,
-                }) => dir.refuse(
-                    &file,
-                    Refusal::Unreadable {
-                        error,
-                        stored_through,
-                    },
-                ),
-                Err(e) => {
-                    if let ReadingsError::Store(se) = &e {
-                        store.note_error(se);
-                    }
-                    dir.failed(&file, with_causes(&e))
-                }
-            }
-        }
-    }
+    let at = super::Watch {
+        dir: &delivery.dir,
+        settle: delivery.file_settle,
+        poll: settings.queue.poll_interval,
+    };
+    let kind = ReadingsFiles {
+        delivery: delivery.clone(),
+    };
+    super::dir_source::run(kind, at, store, wake, shutdown).await
 }
