@@ -87,6 +87,12 @@ enum Command {
     /// standard input and apply it in the running daemon (exit 65: not a
     /// report of ours; 75: daemon unreachable, try later).
     Bounce(commands::bounce::BounceArgs),
+    /// Rows rejected by `enqueue`, `deliver` or the daemon's intake, with
+    /// the operator's own file and line (through the running daemon).
+    Rejects {
+        #[command(subcommand)]
+        command: commands::rejects::RejectsCommand,
+    },
     /// The suppression list: people who get no more mail.
     Suppressions {
         #[command(subcommand)]
@@ -151,6 +157,7 @@ impl Command {
             Command::Store { command } => commands::store::run(command, config).await,
             Command::Bounce(args) => commands::bounce::run(args, config).await,
             Command::Suppressions { command } => commands::suppressions::run(command, config).await,
+            Command::Rejects { command } => commands::rejects::run(command, config).await,
             Command::People { command } => commands::people::run(command, config).await,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(mut args) => {

@@ -21,11 +21,13 @@ pub mod demo_readings;
 pub mod demo_version;
 pub mod enqueue;
 pub mod human;
+pub mod intake_wait;
 pub mod manpage;
 pub mod operator;
 pub mod people;
 pub mod progress;
 pub mod records;
+pub mod rejects;
 pub mod rotate_key;
 pub mod run;
 #[cfg(feature = "sandbox")]

@@ -31,6 +31,7 @@ mod manpage;
 mod operator;
 mod pipeline;
 mod quarantine;
+mod rejects;
 mod reload;
 mod sandbox_cli;
 mod sandbox_contract;

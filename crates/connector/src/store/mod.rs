@@ -51,6 +51,7 @@ mod reading_listing;
 mod readings;
 mod readings_layout;
 mod records;
+pub mod rejects;
 mod report;
 mod rotation;
 mod rotation_journal;

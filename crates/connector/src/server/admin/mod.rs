@@ -21,6 +21,7 @@ pub mod operator;
 pub mod people;
 pub mod readyz;
 pub mod records;
+pub mod rejects;
 pub mod suppression_check;
 pub mod suppressions;
 
@@ -55,6 +56,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/invitations/{id}", get(operator::show))
         .route("/invitations/{id}/retry", post(operator::retry))
         .route("/members", get(operator::members))
+        .route("/rejects", get(rejects::list))
+        .route("/intake/verdict", get(rejects::verdict))
         .route("/callbacks", get(callbacks_routes::list))
         .route(
             "/callbacks/replay-quarantined",
@@ -174,6 +177,7 @@ fn status_of(
         },
         connection_version: current_version,
         suppressed: r.suppressed,
+        rejected: Some(r.rejected),
         campaigns: Campaigns::Names(campaigns.to_vec()),
         uptime_seconds: uptime_s,
         // `queued` counts every reading not yet settled (queued, in
@@ -326,6 +330,7 @@ async fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError>
     };
     Ok(Snapshot {
         suppressed: store.suppressed_count().await?,
+        rejected: store.rejected_count().await?,
         bounces: bounces_by_campaign(st).await?,
         invitations,
         members_total: c.members_total,
