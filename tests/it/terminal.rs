@@ -264,3 +264,73 @@ async fn colour_only_on_a_terminal_without_no_color() {
     let piped = human(&setup, &["status"]);
     assert!(piped.contains("PAUSED"), "{piped}");
 }
+
+/// `demo --keep-running`: its hint is a command that works as printed (the
+/// running executable's absolute path and the config), and it says when
+/// the member connects through the link it printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_demo_says_when_you_connect_and_its_hint_works() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Proc(
+        Command::new(bin())
+            .args(["demo", "--keep-running", "--dir"])
+            .arg(dir.path().join("demo"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = demo.0.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = demo.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str, pred: &dyn Fn(&str) -> bool| loop {
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(l) if pred(&l) => return l,
+            Ok(_) => {}
+            Err(e) => panic!("no line {what}: {e}"),
+        }
+    };
+    let link = next("with the link", &|l: &str| {
+        l.trim_start().starts_with("http")
+    });
+    let link = link.trim().to_string();
+    let hint = next("with the status hint", &|l: &str| l.starts_with("status: "));
+    let words: Vec<&str> = hint["status: ".len()..].split_whitespace().collect();
+    assert!(words[0].starts_with('/'), "an absolute path: {hint}");
+    let out = Command::new(words[0]).args(&words[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{hint}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Invitations"));
+
+    // The member goes through the journey (as the browser would).
+    let origin = link.split("/ftc/").next().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{origin}/_sandbox/journeys"))
+        .json(
+            &serde_json::json!({"url": link, "mydexid": "youmember1", "email": "you@example.com"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let said = next("saying you connected", &|l: &str| {
+        l.contains("connected in the browser")
+    });
+    assert!(said.starts_with("you@example.com connected"), "{said}");
+    send_signal(pid, "TERM");
+    assert!(wait_exit(&mut demo, Duration::from_secs(60)).is_some());
+}
