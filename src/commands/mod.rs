@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
 pub mod config_path;
+pub mod config_report;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
