@@ -32,7 +32,7 @@ pub fn print(report: &ConfigErrors) {
     for p in &report.problems {
         let _ = writeln!(
             err,
-            "  {PLACE}{}{PLACE:#}: {KEY}{}{KEY:#}: {}",
+            "  {PLACE}{}{PLACE:#}: {KEY}`{}`{KEY:#}: {}",
             p.origin, p.key, p.message
         );
     }

@@ -164,20 +164,20 @@ fn five_mistakes(setup: &Setup) -> (std::path::PathBuf, Vec<String>) {
     let p = path.display();
     let expect = vec![
         format!(
-            "{p}:{}: mydex.clinet_id: unknown key; did you mean `client_id`?",
+            "{p}:{}: `mydex.clinet_id`: unknown key; did you mean `client_id`?",
             line_of(&bad, "clinet_id")
         ),
-        format!("{p}:{}: smtp.from: ", line_of(&bad, "from = ")),
+        format!("{p}:{}: `smtp.from`: ", line_of(&bad, "from = ")),
         format!(
-            "{p}:{}: invitations.concurrency: ",
+            "{p}:{}: `invitations.concurrency`: ",
             line_of(&bad, "concurrency = \"many\"")
         ),
         format!(
-            "{p}:{}: schedule.version_check: \"0 0 25 * * *\" is not a valid cron expression: the hour field is 25, but hours run from 0 to 23",
+            "{p}:{}: `schedule.version_check`: \"0 0 25 * * *\" is not a valid cron expression: the hour field is 25, but hours run from 0 to 23",
             line_of(&bad, "version_check")
         ),
         format!(
-            "{p}:{}: campaign \"meters\".rate: ",
+            "{p}:{}: `campaign \"meters\".rate`: ",
             line_of(&bad, "rate = \"lots\"")
         ),
     ];
@@ -237,9 +237,9 @@ async fn a_value_from_the_environment_is_blamed_on_its_variable() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(78), "{err}");
     for line in [
-        "environment variable MYDEX_CONNECTOR__SMTP__FROM: smtp.from: \"connect.example.com\" is not a mailbox: the address \"connect.example.com\" has no `@`",
-        "environment variable MYDEX_CONNECTOR__SCHEDULE__EXPIRY_CHECK: schedule.expiry_check: \"0 61 * * * *\" is not a valid cron expression: the minute field is 61, but minutes run from 0 to 59",
-        "environment variable MYDEX_CONNECTOR__MYDEX__CLIENT_IDD: mydex.client_idd: unknown key; did you mean `client_id`?",
+        "environment variable MYDEX_CONNECTOR__SMTP__FROM: `smtp.from`: \"connect.example.com\" is not a mailbox: the address \"connect.example.com\" has no `@`",
+        "environment variable MYDEX_CONNECTOR__SCHEDULE__EXPIRY_CHECK: `schedule.expiry_check`: \"0 61 * * * *\" is not a valid cron expression: the minute field is 61, but minutes run from 0 to 59",
+        "environment variable MYDEX_CONNECTOR__MYDEX__CLIENT_IDD: `mydex.client_idd`: unknown key; did you mean `client_id`?",
     ] {
         assert!(err.contains(line), "{line:?} in {err}");
     }
@@ -262,7 +262,7 @@ async fn syntax_errors_name_their_lines() {
     let line = line_of(&bad, "[store");
     assert!(
         err.contains(&format!(
-            "{}:{line}: (syntax): not valid TOML",
+            "{}:{line}: `(syntax)`: not valid TOML",
             path.display()
         )),
         "{err}"

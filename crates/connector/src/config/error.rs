@@ -48,7 +48,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        write!(f, "{}: `{}`: {}", self.origin, self.key, self.message)
     }
 }
 
@@ -67,10 +67,13 @@ impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.problems.as_slice() {
             [one] => write!(f, "configuration error: {one}"),
+            // One line (a log line stays one line): the problems after
+            // one another.
             all => {
-                write!(f, "{} configuration errors in {}:", all.len(), self.file)?;
-                for p in all {
-                    write!(f, "\n  {p}")?;
+                write!(f, "{} configuration errors:", all.len())?;
+                for (i, p) in all.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
+                    write!(f, "{sep}{p}")?;
                 }
                 Ok(())
             }

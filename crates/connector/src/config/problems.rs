@@ -79,7 +79,9 @@ impl<'a> Report<'a> {
             true => key.to_string(),
             false => key_path::shown(&steps, |p| entry_name(&self.original, p)),
         };
-        if message == super::validate::MISSING && self.typo_of(&shown) {
+        if (message == super::validate::MISSING && self.typo_of(&shown))
+            || self.follows(&shown, &message)
+        {
             return false;
         }
         let problem = Problem {
@@ -99,6 +101,19 @@ impl<'a> Report<'a> {
         let hint = format!("did you mean `{key}`?");
         self.found.iter().any(|(_, p)| {
             p.key.rsplit_once('.').map(|(s, _)| s) == Some(section) && p.message.ends_with(&hint)
+        })
+    }
+
+    /// A problem that only follows from one found before: its key taken
+    /// out, a key beside it that needs it now complains (`time_zone` without
+    /// the `send_window` refused), or a check names it (`smtp.url`).
+    fn follows(&self, shown: &str, message: &str) -> bool {
+        let section = shown.rsplit_once('.').map(|(s, _)| s);
+        self.found.iter().any(|(_, p)| {
+            let Some((s, key)) = p.key.rsplit_once('.') else {
+                return message.contains(&format!("[{}]", p.key));
+            };
+            message.contains(p.key.as_str()) || (Some(s) == section && names(message, key))
         })
     }
 
@@ -130,6 +145,13 @@ impl<'a> Report<'a> {
             problems,
         }
     }
+}
+
+/// Whether `message` names `key` as a word of its own.
+fn names(message: &str, key: &str) -> bool {
+    message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w == key)
 }
 
 /// The variable as the environment spells it (its case may differ).
