@@ -7,6 +7,7 @@ pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod completions;
 pub mod config_path;
 pub mod config_report;
 pub mod deliver;
@@ -19,10 +20,13 @@ pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
 pub mod enqueue;
+pub mod intake_wait;
+pub mod manpage;
 pub mod operator;
 pub mod people;
 pub mod progress;
 pub mod records;
+pub mod rejects;
 pub mod rotate_key;
 pub mod run;
 #[cfg(feature = "sandbox")]
