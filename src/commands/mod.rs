@@ -10,6 +10,7 @@ pub mod check_config;
 pub mod colour;
 pub mod completions;
 pub mod config_path;
+pub mod config_report;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;

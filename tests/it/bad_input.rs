@@ -87,7 +87,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
         (
             "bad rate",
             good.replace("rate = \"unlimited\"", "rate = \"lots\""),
-            "campaign[0].rate",
+            "campaign \"meters\".rate",
         ),
         (
             "bad url",
@@ -139,7 +139,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
                 "rate = \"unlimited\"",
                 "rate = \"unlimited\"\nsend_window = \"weekdays 9-5\"",
             ),
-            "campaign[0].send_window",
+            "campaign \"meters\".send_window",
         ),
         (
             "unknown time zone",
@@ -147,12 +147,12 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
                 "rate = \"unlimited\"",
                 "rate = \"unlimited\"\nsend_window = \"Mon-Fri 09:00-18:00\"\ntime_zone = \"Europe/Atlantis\"",
             ),
-            "campaign[0].time_zone",
+            "campaign \"meters\".time_zone",
         ),
         (
             "zero error threshold",
             good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nerror_threshold = 0"),
-            "campaign[0].error_threshold",
+            "campaign \"meters\".error_threshold",
         ),
         (
             "delivery without dir",
@@ -192,7 +192,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
         (
             "bounce threshold not a share",
             good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nbounce_threshold = \"lots\""),
-            "campaign[0].bounce_threshold",
+            "campaign \"meters\".bounce_threshold",
         ),
         (
             "public_url with a query",
