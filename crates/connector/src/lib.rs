@@ -4,6 +4,7 @@
 //! the benchmarks all start the same real parts. See docs/architecture.md.
 
 pub mod app;
+pub mod broker;
 pub mod config;
 pub mod domain;
 pub mod intake;

@@ -260,12 +260,9 @@ fn callback_server(
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, StartError> {
     let settings = &parts.settings;
     let cb_state = Arc::new(callback_endpoint::CallbackState {
-        store: parts.store.clone(),
+        keeper: callback_endpoint::Keeper::Store(store_keeper(parts)),
         expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),
-        nid: settings.mydex.connection_nid.clone(),
-        current_version: settings.mydex.connection_version,
         metrics: parts.metrics.clone(),
-        notify: crate::notify::notification_hook::NotificationHook::new(&settings.notifications),
         body_limit: settings.callback.body_limit,
         read_timeout: settings.callback.read_timeout,
         refusals: Default::default(),
@@ -290,6 +287,18 @@ fn callback_server(
         },
         shutdown,
     ))
+}
+
+/// What the daemon keeps and judges callbacks with (its listener's and
+/// those taken from NATS).
+fn store_keeper(parts: &Parts) -> callback_endpoint::StoreKeeper {
+    let settings = &parts.settings;
+    callback_endpoint::StoreKeeper {
+        store: parts.store.clone(),
+        nid: settings.mydex.connection_nid.clone(),
+        current_version: settings.mydex.connection_version,
+        notify: crate::notify::notification_hook::NotificationHook::new(&settings.notifications),
+    }
 }
 
 /// The test hook's channel, with `MYDEX_CONNECTOR_TEST_HOOKS=1` only.

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 mod daemon_error;
+pub mod edge;
 pub mod listeners;
 pub mod logging;
 pub mod memory;

@@ -6,43 +6,52 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretBox;
 
-use super::Settings;
 use super::error::ConfigError;
 use super::raw::{RawFile, error_key};
 use super::validate::Validator;
+use super::{NatsSettings, Settings};
 
 impl Settings {
     /// Load and validate `path`, with environment overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let err = |key: &str, message: String| ConfigError {
-            file: file.clone(),
-            key: key.to_string(),
-            message,
-        };
-        if !path.is_file() {
-            return Err(err(
-                "(file)",
-                "the file does not exist or is not a regular file".into(),
-            ));
-        }
-        let built = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("MYDEX_CONNECTOR")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()
-            .map_err(|e| err("(syntax)", e.to_string()))?;
-        let raw: RawFile = built
-            .try_deserialize()
-            .map_err(|e| err(&error_key(&e), e.to_string()))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        settings(&Validator { file, base }, path, raw)
+        let (v, raw) = read_raw(path)?;
+        settings(&v, path, raw)
     }
+}
 
+/// The file layered with environment overrides, in its raw shape, and the
+/// validator for its sections (shared with `EdgeSettings::load`).
+pub(super) fn read_raw(path: &Path) -> Result<(Validator, RawFile), ConfigError> {
+    let file = path.display().to_string();
+    let err = |key: &str, message: String| ConfigError {
+        file: file.clone(),
+        key: key.to_string(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(err(
+            "(file)",
+            "the file does not exist or is not a regular file".into(),
+        ));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("MYDEX_CONNECTOR")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| err("(syntax)", e.to_string()))?;
+    let raw: RawFile = built
+        .try_deserialize()
+        .map_err(|e| err(&error_key(&e), e.to_string()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((Validator { file, base }, raw))
+}
+
+impl Settings {
     /// Read another store key file (`rotate-key --new-key-file`) by the same
     /// rules as `store.key_file`: 32 raw bytes or 64 hex characters, a regular
     /// file of bounded size. `flag` names it in errors.
@@ -79,6 +88,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
     let notifications = v.notifications(raw.notifications)?;
     let campaigns = v.campaigns(raw.campaign, &invitations)?;
     let delivery = v.delivery(raw.delivery, mydex.request_timeout, queue.settle)?;
+    let nats = v.nats(raw.nats)?;
     let mut dirs = vec![
         ("store.path", store.path.as_path()),
         ("queue.dir", queue.dir.as_path()),
@@ -101,5 +111,16 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
         notifications,
         campaigns,
         delivery,
+        nats,
     })
+}
+
+impl NatsSettings {
+    /// `[nats]` alone from the file at `path` (with environment overrides):
+    /// what `nats setup` needs, from a daemon's or an edge's file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let (v, raw) = read_raw(path)?;
+        v.nats(raw.nats)?
+            .ok_or_else(|| v.err("nats", "the file has no [nats] section"))
+    }
 }

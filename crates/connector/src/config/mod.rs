@@ -15,11 +15,13 @@ mod delivery;
 mod dirs;
 mod dkim;
 mod dkim_key;
+mod edge;
 mod error;
 mod invitations;
 mod load;
 mod log;
 mod mydex;
+mod nats;
 mod notifications;
 mod queue;
 mod rate;
@@ -42,10 +44,12 @@ pub use campaigns::Campaign;
 pub use delivery::DeliverySettings;
 pub use dkim::DkimSettings;
 pub use dkim_key::{DkimAlgorithm, DkimKey};
+pub use edge::EdgeSettings;
 pub use error::ConfigError;
 pub use invitations::InvitationSettings;
 pub use log::{LogFormat, LogSettings};
 pub use mydex::{Environment, FtcFlow, MydexSettings};
+pub use nats::{NatsPrefix, NatsSettings, PrefixError};
 pub use notifications::NotificationSettings;
 pub use queue::QueueSettings;
 pub use rate::{Rate, RateError, parse_rate};
@@ -82,6 +86,9 @@ pub struct Settings {
     /// `[delivery]` (readings into members' PDS); None: not configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliverySettings>,
+    /// `[nats]` (the JetStream broker); None: not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSettings>,
 }
 
 impl Settings {

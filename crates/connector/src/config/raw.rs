@@ -10,6 +10,7 @@ use super::delivery::RawDelivery;
 use super::invitations::RawInvitations;
 use super::log::RawLog;
 use super::mydex::RawMydex;
+use super::nats::RawNats;
 use super::notifications::RawNotifications;
 use super::queue::RawQueue;
 use super::schedule::RawSchedule;
@@ -43,6 +44,8 @@ pub(super) struct RawFile {
     pub(super) campaign: Vec<RawCampaign>,
     #[serde(default)]
     pub(super) delivery: Option<RawDelivery>,
+    #[serde(default)]
+    pub(super) nats: Option<RawNats>,
 }
 
 /// The key a `config` deserialisation error is about, when it says.
