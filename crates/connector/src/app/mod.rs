@@ -7,6 +7,7 @@ pub mod edge;
 pub mod listeners;
 pub mod logging;
 pub mod memory;
+mod nats_intake;
 pub mod reload;
 pub mod service;
 mod store_open;

@@ -86,13 +86,21 @@ impl Broker {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Whether JetStream answers now (`/readyz`): an account info request
-    /// within [`REQUEST_TIMEOUT`].
-    pub async fn jetstream_reachable(&self) -> bool {
-        self.connected()
-            && tokio::time::timeout(REQUEST_TIMEOUT, self.js.query_account())
-                .await
-                .is_ok_and(|r| r.is_ok())
+    /// Whether JetStream answers now (`/readyz`): the callbacks stream's
+    /// info within [`REQUEST_TIMEOUT`]; why not, in words.
+    pub async fn jetstream_reachable(&self) -> Result<(), String> {
+        if !self.connected() {
+            return Err(format!("not connected to NATS ({})", self.servers));
+        }
+        let stream = self.stream(Topic::Callbacks);
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.js.get_stream(&stream)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("stream {stream}: {e}")),
+            Err(_) => Err(format!(
+                "JetStream did not answer within {}s",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+        }
     }
 
     /// The servers as configured, for log lines.

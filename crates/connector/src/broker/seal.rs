@@ -52,6 +52,11 @@ impl SealKey {
         Self(crypto_box::SecretKey::from_bytes(*key.expose_secret()))
     }
 
+    /// The same key again (for another task).
+    pub fn from_secret_key(other: &SealKey) -> Self {
+        Self(crypto_box::SecretKey::from_bytes(other.0.to_bytes()))
+    }
+
     /// A fresh key pair.
     pub fn generate() -> Self {
         Self(crypto_box::SecretKey::generate(&mut OsRng))

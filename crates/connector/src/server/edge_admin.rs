@@ -30,11 +30,11 @@ pub fn router(state: Arc<EdgeAdmin>) -> Router {
 }
 
 async fn readyz(State(st): State<Arc<EdgeAdmin>>) -> Response {
-    let reachable = st.broker.jetstream_reachable().await;
-    let check = if reachable {
-        json!({"ok": true})
-    } else {
-        json!({"ok": false, "error": format!("JetStream does not answer ({})", st.broker.servers())})
+    let answer = st.broker.jetstream_reachable().await;
+    let reachable = answer.is_ok();
+    let check = match answer {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e}),
     };
     let status = if reachable {
         StatusCode::OK
