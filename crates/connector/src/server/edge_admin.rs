@@ -34,7 +34,7 @@ async fn readyz(State(st): State<Arc<EdgeAdmin>>) -> Response {
     let reachable = answer.is_ok();
     let check = match answer {
         Ok(()) => json!({"ok": true}),
-        Err(e) => json!({"ok": false, "error": e}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
     };
     let status = if reachable {
         StatusCode::OK
