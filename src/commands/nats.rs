@@ -11,14 +11,13 @@ use mydex_connector::broker::connect::FirstConnect;
 use mydex_connector::broker::{Broker, SealKey};
 use mydex_connector::config::NatsSettings;
 
+use crate::commands::config_path::ConfigPath;
+
 #[derive(clap::Subcommand, Debug)]
 pub enum NatsCommand {
     /// Create or update the streams and the consumer (idempotent); print
     /// what was done.
-    Setup {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Setup,
     /// Write a new key pair into DIR: `seal.key` (mode 0600; the daemon's
     /// `nats.seal_key_file`) and `seal.pub` (the edges'
     /// `nats.seal_public_key_file`). Never replaces an existing `seal.key`.
@@ -28,9 +27,9 @@ pub enum NatsCommand {
     },
 }
 
-pub async fn run(command: NatsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: NatsCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
-        NatsCommand::Setup { config } => setup(config).await,
+        NatsCommand::Setup => setup(config).await,
         NatsCommand::Keygen { out } => {
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
@@ -48,8 +47,9 @@ pub async fn run(command: NatsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn setup(config: PathBuf) -> anyhow::Result<ExitCode> {
-    let settings = NatsSettings::load(&config)?;
+async fn setup(config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    config.check_exists()?;
+    let settings = NatsSettings::load(config.path())?;
     let broker = Broker::connect(
         &settings,
         "mydex-connector nats setup",
