@@ -103,6 +103,16 @@ enum Command {
         #[command(subcommand)]
         command: commands::people::PeopleCommand,
     },
+    /// The public listeners without a store: authenticated callbacks and
+    /// one-click unsubscribes sealed to the daemon's key and published to
+    /// NATS JetStream (answered 2xx once JetStream has them).
+    Edge(commands::edge::EdgeArgs),
+    /// NATS JetStream: `setup` the streams and consumer, `keygen` the
+    /// sealing key pair.
+    Nats {
+        #[command(subcommand)]
+        command: commands::nats::NatsCommand,
+    },
     /// Re-encrypt the store under a new key (the daemon must be stopped).
     /// Rerun it with the same new key if it was interrupted.
     RotateKey(rotate_key::RotateKeyArgs),
@@ -131,7 +141,7 @@ impl Command {
     /// up its own logging from the configuration.
     fn log_level(&self) -> Option<&'static str> {
         match self {
-            Command::Run(_) => None,
+            Command::Run(_) | Command::Edge(_) => None,
             #[cfg(feature = "sandbox")]
             Command::Sandbox(_) => Some("info"),
             _ => Some("warn"),
@@ -153,6 +163,8 @@ impl Command {
             Command::Callbacks { command } => callbacks::run(command, config).await,
             Command::Members { command } => operator::members(command, config).await,
             Command::Records { command } => records::run(command, config).await,
+            Command::Edge(args) => commands::edge::run(args, config).await,
+            Command::Nats { command } => commands::nats::run(command, config).await,
             Command::RotateKey(args) => rotate_key::command(args, config).await,
             Command::Store { command } => commands::store::run(command, config).await,
             Command::Bounce(args) => commands::bounce::run(args, config).await,

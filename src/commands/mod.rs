@@ -20,10 +20,12 @@ pub mod demo_journey;
 pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
+pub mod edge;
 pub mod enqueue;
 pub mod human;
 pub mod intake_wait;
 pub mod manpage;
+pub mod nats;
 pub mod operator;
 pub mod people;
 pub mod progress;

@@ -28,6 +28,7 @@ mod hostile_readings;
 mod key_rotation;
 mod lifecycle;
 mod manpage;
+mod nats;
 mod operator;
 mod pipeline;
 mod quarantine;

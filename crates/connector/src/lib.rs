@@ -5,6 +5,7 @@
 
 pub mod admin_api;
 pub mod app;
+pub mod broker;
 pub mod config;
 pub mod domain;
 pub mod intake;

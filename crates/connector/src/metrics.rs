@@ -47,6 +47,16 @@ pub struct Metrics {
     callback_connections_open: Gauge,
     /// Tries of held reading groups, by what made them due.
     held_retries: Family<Labels, Counter>,
+    /// NATS (`broker/`): messages published and acknowledged, by subject.
+    nats_published: Family<Labels, Counter>,
+    /// NATS: publishes not acknowledged, by subject and reason.
+    nats_publish_failures: Family<Labels, Counter>,
+    /// NATS: messages the daemon took from a stream, by outcome.
+    nats_consumed: Family<Labels, Counter>,
+    /// NATS: messages waiting for the daemon, by stream.
+    nats_lag: Family<Labels, Gauge>,
+    /// The same, read back for `/status`.
+    nats_lags: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -105,6 +115,11 @@ impl Metrics {
             callback_listener: Family::default(),
             callback_connections_open: Gauge::default(),
             held_retries: Family::default(),
+            nats_published: Family::default(),
+            nats_publish_failures: Family::default(),
+            nats_consumed: Family::default(),
+            nats_lag: Family::default(),
+            nats_lags: Default::default(),
         }
     }
 }
@@ -246,6 +261,80 @@ impl Metrics {
             .inc();
     }
 
+    /// A message published to `subject` and acknowledged by JetStream.
+    pub fn nats_published(&self, subject: &str) {
+        self.nats_published
+            .get_or_create(&labels(&[("subject", subject)]))
+            .inc();
+    }
+
+    /// A publish to `subject` not acknowledged (`timeout` or `error`).
+    pub fn nats_publish_failed(&self, subject: &str, reason: &str) {
+        self.nats_publish_failures
+            .get_or_create(&labels(&[("subject", subject), ("reason", reason)]))
+            .inc();
+    }
+
+    /// A message taken from `stream`: `done`, `rejected` or `retried`.
+    pub fn nats_consumed(&self, stream: &str, outcome: &str) {
+        self.nats_consumed
+            .get_or_create(&labels(&[("stream", stream), ("outcome", outcome)]))
+            .inc();
+    }
+
+    /// Messages waiting for the daemon on `stream`.
+    pub fn nats_lag(&self, stream: &str, n: u64) {
+        self.nats_lag
+            .get_or_create(&labels(&[("stream", stream)]))
+            .set(n.min(i64::MAX as u64) as i64);
+        self.nats_lags.lock().insert(stream.to_string(), n);
+    }
+
+    /// The last lag read, summed over the streams; None before the first.
+    pub fn nats_lag_total(&self) -> Option<u64> {
+        let lags = self.nats_lags.lock();
+        (!lags.is_empty()).then(|| lags.values().sum())
+    }
+
+    /// What an edge exposes on `/metrics`: the callbacks it took, its
+    /// listener under load, and its publishes (an edge has no store).
+    pub fn render_edge(&self) -> String {
+        let mut reg = Registry::with_prefix("mydex_connector");
+        reg.register(
+            "callbacks",
+            "Callbacks received by type and result",
+            self.callbacks.clone(),
+        );
+        self.register_edge(&mut reg);
+        self.register_nats(&mut reg);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+        out
+    }
+
+    fn register_nats(&self, reg: &mut Registry) {
+        reg.register(
+            "nats_published",
+            "Messages published to NATS JetStream and acknowledged, by subject",
+            self.nats_published.clone(),
+        );
+        reg.register(
+            "nats_publish_failures",
+            "Publishes to NATS JetStream not acknowledged, by subject and reason (timeout: no ack within 5 s, answered 503)",
+            self.nats_publish_failures.clone(),
+        );
+        reg.register(
+            "nats_consumed",
+            "Messages the daemon took from a NATS stream, by outcome (done: durable and acknowledged; rejected: not ours, terminated; retried: delivered again later)",
+            self.nats_consumed.clone(),
+        );
+        reg.register(
+            "nats_lag",
+            "Messages waiting for the daemon in each NATS stream (not yet delivered, or delivered and not acknowledged)",
+            self.nats_lag.clone(),
+        );
+    }
+
     /// The Prometheus text exposition of what this process counted plus `snap`.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut reg = Registry::with_prefix("mydex_connector");
@@ -309,6 +398,7 @@ impl Metrics {
             self.callbacks.clone(),
         );
         self.register_edge(reg);
+        self.register_nats(reg);
         reg.register(
             "readings_delivered",
             "Readings delivered into members' PDS by this process",

@@ -5,6 +5,7 @@
 //! sandbox-only helpers of the contract tests.
 
 pub mod contract;
+pub mod nats;
 pub mod smtp_sink;
 
 use std::io::{BufRead, BufReader};

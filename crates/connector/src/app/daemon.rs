@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::listeners::{Listener, Passed};
 use crate::app::reload::Reloader;
 use crate::app::{ShutdownError, StartError};
+use crate::broker::connect::FirstConnect;
+use crate::broker::{Broker, SealKey};
 use crate::config::Settings;
 use crate::config::Swap;
 use crate::metrics::Metrics;
@@ -58,6 +60,8 @@ struct Parts {
     mydex: Arc<MydexClient>,
     mailer: Arc<Mailer>,
     tls: Option<Arc<CallbackTls>>,
+    /// `[nats]`: the broker and the key that opens what edges sealed.
+    nats: Option<(Broker, SealKey)>,
 }
 
 /// Start everything; returns once the store is open and listeners are bound.
@@ -82,6 +86,13 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
     let (control, lifecycle) = start_lifecycle(&parts, &wake, &shutdown, &mut tasks).await?;
     judge_kept_callbacks(&parts).await?;
     tasks.spawn(callback_server(&parts, cb_listener, shutdown.clone())?);
+    if let Some((broker, key)) = &parts.nats {
+        let (broker, key) = (broker.clone(), SealKey::from_secret_key(key));
+        let auth = crate::mydex::token_hash(settings.mydex.connection_token.expose_secret());
+        let keeper = store_keeper(&parts);
+        let metrics = parts.metrics.clone();
+        super::nats_intake::start(broker, keeper, key, auth, metrics, &shutdown, &mut tasks);
+    }
     let (stall_tx, stall_requests) = stall_hook();
     tasks.spawn(admin_server(
         &parts,
@@ -186,6 +197,7 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         settings.invitations.concurrency,
     )?);
     let tls = settings.callback.tls.clone().map(CallbackTls::new);
+    let nats = open_nats(&settings).await?;
     Ok(Parts {
         settings,
         templates,
@@ -194,7 +206,27 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
         mydex,
         mailer,
         tls,
+        nats,
     })
+}
+
+/// With `[nats]`: its private key (required here) and a connection that
+/// keeps trying in the background (the daemon starts while NATS is down).
+async fn open_nats(settings: &Settings) -> Result<Option<(Broker, SealKey)>, StartError> {
+    let Some(n) = &settings.nats else {
+        return Ok(None);
+    };
+    let Some(key) = &n.seal_key else {
+        return Err(StartError::Config(crate::config::ConfigError {
+            file: settings.source.display().to_string(),
+            key: "nats.seal_key_file".into(),
+            message: "is required to run the daemon with [nats] (or the credential `nats_seal_key`): it opens the callbacks edges sealed; `mydex-connector nats keygen` makes one".into(),
+        }));
+    };
+    let broker = Broker::connect(n, "mydex-connector run", FirstConnect::InBackground)
+        .await
+        .map_err(StartError::Nats)?;
+    Ok(Some((broker, SealKey::from_secret(key))))
 }
 
 /// The lifecycle: campaign control, version and expiry sweeps on cron
@@ -260,12 +292,9 @@ fn callback_server(
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, StartError> {
     let settings = &parts.settings;
     let cb_state = Arc::new(callback_endpoint::CallbackState {
-        store: parts.store.clone(),
+        keeper: callback_endpoint::Keeper::Store(store_keeper(parts)),
         expected_auth: crate::mydex::token_hash(settings.mydex.connection_token.expose_secret()),
-        nid: settings.mydex.connection_nid.clone(),
-        current_version: settings.mydex.connection_version,
         metrics: parts.metrics.clone(),
-        notify: crate::notify::notification_hook::NotificationHook::new(&settings.notifications),
         body_limit: settings.callback.body_limit,
         read_timeout: settings.callback.read_timeout,
         refusals: Default::default(),
@@ -290,6 +319,18 @@ fn callback_server(
         },
         shutdown,
     ))
+}
+
+/// What the daemon keeps and judges callbacks with (its listener's and
+/// those taken from NATS).
+fn store_keeper(parts: &Parts) -> callback_endpoint::StoreKeeper {
+    let settings = &parts.settings;
+    callback_endpoint::StoreKeeper {
+        store: parts.store.clone(),
+        nid: settings.mydex.connection_nid.clone(),
+        current_version: settings.mydex.connection_version,
+        notify: crate::notify::notification_hook::NotificationHook::new(&settings.notifications),
+    }
 }
 
 /// The test hook's channel, with `MYDEX_CONNECTOR_TEST_HOOKS=1` only.
@@ -339,6 +380,7 @@ fn admin_server(
         wake,
         stall,
         tls: parts.tls.clone(),
+        nats: parts.nats.as_ref().map(|(b, _)| b.clone()),
         last_status: Default::default(),
         last_snapshot: Default::default(),
     });

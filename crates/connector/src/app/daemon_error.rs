@@ -43,6 +43,8 @@ pub enum StartError {
     Lifecycle(#[source] LifecycleError),
     #[error("cannot set up TLS on the callback listener")]
     Tls(#[source] rustls::Error),
+    #[error("NATS")]
+    Nats(#[source] crate::broker::BrokerError),
     #[error("cannot judge the callbacks kept before the last stop")]
     JudgePending(#[source] StoreError),
 }

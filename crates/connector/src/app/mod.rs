@@ -3,9 +3,11 @@
 
 pub mod daemon;
 mod daemon_error;
+pub mod edge;
 pub mod listeners;
 pub mod logging;
 pub mod memory;
+mod nats_intake;
 pub mod reload;
 pub mod service;
 mod store_open;

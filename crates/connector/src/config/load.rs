@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretBox;
 
-use super::Settings;
 use super::error::{ConfigError, ConfigErrors, Origin, Problem};
 use super::problems::{Problems, Report};
 use super::raw::RawFile;
 use super::validate::Validator;
+use super::{NatsSettings, Settings};
 
 /// Checks run again after each problem found, at most: each run takes a
 /// key out, so a file has far fewer.
@@ -90,7 +90,44 @@ impl Settings {
         }
         Err(report.into_errors())
     }
+}
 
+/// The file layered with environment overrides, in its raw shape, and the
+/// validator for its sections (shared with `EdgeSettings::load`).
+pub(super) fn read_raw(path: &Path) -> Result<(Validator, RawFile), ConfigError> {
+    let file = path.display().to_string();
+    let err = |key: &str, message: String| ConfigError {
+        file: file.clone(),
+        key: key.to_string(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(err(
+            "(file)",
+            "the file does not exist or is not a regular file".into(),
+        ));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("MYDEX_CONNECTOR")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| err("(syntax)", e.to_string()))?;
+    let raw: RawFile = built
+        .try_deserialize()
+        .map_err(|e| {
+            let (key, message) = super::deser_error::key_and_message(e);
+            err(&key, message)
+        })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((Validator { file, base }, raw))
+}
+
+impl Settings {
     /// Read another store key file (`rotate-key --new-key-file`) by the same
     /// rules as `store.key_file`: 32 raw bytes or 64 hex characters, a regular
     /// file of bounded size. `flag` names it in errors.
@@ -159,6 +196,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
     let campaigns = invitations
         .as_ref()
         .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
+    let nats = p.take(v.nats(raw.nats));
     let delivery = match (&mydex, &queue) {
         (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, q.settle)),
         _ => None,
@@ -176,6 +214,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         Some(notifications),
         Some(campaigns),
         Some(delivery),
+        Some(nats),
     ) = (
         mydex,
         callback,
@@ -189,6 +228,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         notifications,
         campaigns,
         delivery,
+        nats,
     )
     else {
         return Err(p);
@@ -215,5 +255,16 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         notifications,
         campaigns,
         delivery,
+        nats,
     })
+}
+
+impl NatsSettings {
+    /// `[nats]` alone from the file at `path` (with environment overrides):
+    /// what `nats setup` needs, from a daemon's or an edge's file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let (v, raw) = read_raw(path)?;
+        v.nats(raw.nats)?
+            .ok_or_else(|| v.err("nats", "the file has no [nats] section"))
+    }
 }

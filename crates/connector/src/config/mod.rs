@@ -18,6 +18,7 @@ mod deser_error;
 mod dirs;
 mod dkim;
 mod dkim_key;
+mod edge;
 mod error;
 mod invitations;
 mod key_path;
@@ -25,6 +26,7 @@ mod load;
 mod log;
 mod mailbox;
 mod mydex;
+mod nats;
 mod notifications;
 mod problems;
 mod queue;
@@ -48,10 +50,12 @@ pub use campaigns::Campaign;
 pub use delivery::DeliverySettings;
 pub use dkim::DkimSettings;
 pub use dkim_key::{DkimAlgorithm, DkimKey};
+pub use edge::EdgeSettings;
 pub use error::{ConfigError, ConfigErrors, Origin as ConfigOrigin, Problem as ConfigProblem};
 pub use invitations::InvitationSettings;
 pub use log::{LogFormat, LogSettings};
 pub use mydex::{Environment, FtcFlow, MydexSettings};
+pub use nats::{NatsPrefix, NatsSettings, PrefixError};
 pub use notifications::NotificationSettings;
 pub use queue::QueueSettings;
 pub use rate::{Rate, RateError, parse_rate};
@@ -88,6 +92,9 @@ pub struct Settings {
     /// `[delivery]` (readings into members' PDS); None: not configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliverySettings>,
+    /// `[nats]` (the JetStream broker); None: not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSettings>,
 }
 
 impl Settings {

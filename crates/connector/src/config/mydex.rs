@@ -261,6 +261,19 @@ impl Validator {
         })
     }
 
+    /// `mydex.connection_token_file` alone (an edge reads no more of
+    /// `[mydex]`).
+    pub(super) fn connection_token(
+        &self,
+        raw: &mut RawMydex,
+    ) -> Result<(SecretString, PathBuf), ConfigError> {
+        self.required_secret_text(
+            "mydex.connection_token_file",
+            "connection_token",
+            raw.connection_token_file.take(),
+        )
+    }
+
     fn mydex_identity(&self, raw: &mut RawMydex) -> Result<Identity, ConfigError> {
         let client_id = self.required(
             "mydex.client_id",

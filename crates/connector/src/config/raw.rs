@@ -10,6 +10,7 @@ use super::delivery::RawDelivery;
 use super::invitations::RawInvitations;
 use super::log::RawLog;
 use super::mydex::RawMydex;
+use super::nats::RawNats;
 use super::notifications::RawNotifications;
 use super::queue::RawQueue;
 use super::schedule::RawSchedule;
@@ -43,4 +44,6 @@ pub(super) struct RawFile {
     pub(super) campaign: Vec<RawCampaign>,
     #[serde(default)]
     pub(super) delivery: Option<RawDelivery>,
+    #[serde(default)]
+    pub(super) nats: Option<RawNats>,
 }

@@ -119,6 +119,14 @@ pub(super) fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A command line joined by spaces, `(none)` when absent.
+/// A path, or `(none)`.
+pub(super) fn path_or_none<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => path(p, s),
+        None => s.serialize_str("(none)"),
+    }
+}
+
 pub(super) fn command<S: Serializer>(c: &Option<Vec<String>>, s: S) -> Result<S::Ok, S::Error> {
     match c {
         Some(c) => s.serialize_str(&c.join(" ")),

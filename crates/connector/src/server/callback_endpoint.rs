@@ -6,7 +6,8 @@
 //! applied as its kind, or quarantined with the reason — Mydex sends a
 //! member's key once and documents no retry (docs/mydex-contract.md §5).
 //! A 2xx is answered only once it is flushed to disk; 503 when the store
-//! cannot write.
+//! cannot write. On an edge (`Keeper::Publish`) the same listener seals
+//! the callback and publishes it instead (`edge_callback.rs`).
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-pub use super::callback_state::{CallbackState, RefusalLog};
+pub use super::callback_state::{CallbackState, Keeper, RefusalLog, StoreKeeper};
 
 pub fn router(path: &str, state: Arc<CallbackState>) -> Router {
     Router::new()
@@ -117,28 +118,49 @@ async fn handle(State(st): State<Arc<CallbackState>>, request: Request) -> Respo
         Ok(b) => b,
         Err(refused) => return refused,
     };
-    // 3. Keep it as it arrived (sealed) before judging it.
     let ctype = headers
         .get(axum::http::header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let method_s = if method == Method::PUT { "PUT" } else { "POST" };
-    // 4. Then parse and apply it; what does not parse is quarantined.
-    let (id, verdict) = match keep_and_judge(&st, method_s, ctype, body).await {
-        Ok((id, Ok(v))) => (id, v),
-        Ok((_, Err(e))) | Err(e) => {
-            st.store.note_error(&e);
-            tracing::error!(error = %e, "cannot store callback; answering 503 so Mydex retries");
-            st.metrics.callback("unknown", "store_error");
-            return unavailable();
+    let keeper = match &st.keeper {
+        Keeper::Store(k) => k,
+        // An edge: sealed and published instead of steps 3 to 5.
+        Keeper::Publish(p) => {
+            return super::edge_callback::publish(&st, p, method_s, ctype, body).await;
         }
     };
-    // 5. Durable (the raw record and its effects, one group-commit flush),
-    // then answered.
-    if let Err(e) = st.store.flush().await {
-        tracing::error!(callback = id, error = %e, "cannot flush the store; answering 503 so Mydex retries");
-        return unavailable();
+    match keep_judge_flush(keeper, &st.metrics, method_s, ctype, body).await {
+        Ok((id, verdict)) => answer(&st, keeper, id, verdict),
+        Err(()) => unavailable(),
     }
-    answer(&st, id, verdict)
+}
+
+/// Steps 3 to 5, for the listener and for a callback taken from NATS:
+/// keep it as it arrived (sealed), parse and apply it (what does not parse
+/// is quarantined), make the raw record and its effects durable (one
+/// group-commit flush). `Err` when the store could not (logged; the caller
+/// answers 503, or leaves the message to be delivered again).
+pub(crate) async fn keep_judge_flush(
+    keeper: &StoreKeeper,
+    metrics: &crate::metrics::Metrics,
+    method_s: &'static str,
+    ctype: Option<String>,
+    body: axum::body::Bytes,
+) -> Result<(u64, Verdict), ()> {
+    let (id, verdict) = match keep_and_judge(keeper, method_s, ctype, body).await {
+        Ok((id, Ok(v))) => (id, v),
+        Ok((_, Err(e))) | Err(e) => {
+            keeper.store.note_error(&e);
+            tracing::error!(error = %e, "cannot store callback; answering 503 so Mydex retries");
+            metrics.callback("unknown", "store_error");
+            return Err(());
+        }
+    };
+    if let Err(e) = keeper.store.flush().await {
+        tracing::error!(callback = id, error = %e, "cannot flush the store; answering 503 so Mydex retries");
+        return Err(());
+    }
+    Ok((id, verdict))
 }
 
 /// The body, read within `callback.body_limit` and `callback.read_timeout`;
@@ -178,7 +200,7 @@ async fn read_within_limits(
 /// applying it (a panic, here or in the store's call) quarantines it too
 /// (its effects were one transaction, so none of them were made).
 async fn keep_and_judge(
-    st: &CallbackState,
+    st: &StoreKeeper,
     method_s: &'static str,
     ctype: Option<String>,
     body: axum::body::Bytes,
@@ -220,16 +242,34 @@ async fn quarantine_failed(store: &crate::store::Store, id: u64) -> Result<Verdi
 
 /// The answer to a callback judged and made durable: logged, counted, and
 /// a notification passed on.
-fn answer(st: &CallbackState, id: u64, verdict: Verdict) -> Response {
+fn answer(st: &CallbackState, keeper: &StoreKeeper, id: u64, verdict: Verdict) -> Response {
+    match settle_verdict(&st.metrics, keeper, id, verdict) {
+        Some(status) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": status })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "quarantined", "id": id })),
+        )
+            .into_response(),
+    }
+}
+
+/// A judged and durable callback: logged, counted, a notification passed
+/// on. Its status word; None when quarantined.
+pub(crate) fn settle_verdict(
+    metrics: &crate::metrics::Metrics,
+    keeper: &StoreKeeper,
+    id: u64,
+    verdict: Verdict,
+) -> Option<&'static str> {
     // The linking token is not logged: whoever reads the log could replay it.
     let (kind, outcome, conn, notification) = match verdict {
         Verdict::Quarantined { .. } => {
-            st.metrics.callback("unknown", "quarantined");
-            return (
-                StatusCode::OK,
-                axum::Json(serde_json::json!({ "status": "quarantined", "id": id })),
-            )
-                .into_response();
+            metrics.callback("unknown", "quarantined");
+            return None;
         }
         Verdict::Applied {
             kind,
@@ -266,15 +306,11 @@ fn answer(st: &CallbackState, id: u64, verdict: Verdict) -> Response {
         CallbackOutcome::Refused(_) => {}
         CallbackOutcome::Recorded => {
             tracing::info!(callback = id, kind, "callback event recorded");
-            if let (Some(hook), Some(body)) = (&st.notify, notification) {
+            if let (Some(hook), Some(body)) = (&keeper.notify, notification) {
                 hook.dispatch(body);
             }
         }
     }
-    st.metrics.callback(kind, status);
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({ "status": status })),
-    )
-        .into_response()
+    metrics.callback(kind, status);
+    Some(status)
 }

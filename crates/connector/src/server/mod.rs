@@ -2,6 +2,8 @@
 //! operators (loopback by default); `tls.rs` serves the callback over HTTPS;
 //! `unsubscribe.rs` serves one-click unsubscribe on the callback listener;
 //! `refusal_log.rs` keeps floods of refused requests out of the log;
+//! `edge_callback.rs` and `edge_admin.rs` are the same listener on an edge
+//! (sealed and published to NATS instead of stored);
 //! `serve.rs` holds that public listener's connections within its limits
 //! (`conn_slots.rs`, `peer_share.rs`, `request_deadline.rs`, `shed_log.rs`).
 
@@ -12,6 +14,8 @@ pub mod callback_judge;
 pub mod callback_redact;
 pub mod callback_state;
 pub mod conn_slots;
+pub mod edge_admin;
+pub mod edge_callback;
 pub mod peer_share;
 pub mod refusal_log;
 pub mod request_deadline;

@@ -5,7 +5,9 @@
 //! no login, no confirmation. `GET` shows a page with that button and
 //! changes nothing (mail scanners fetch links). Any token not ours, of any
 //! bytes, is 404 with one fixed body and writes nothing. The token is never
-//! logged; the invitation id is.
+//! logged; the invitation id is. On an edge (`edge_router`), which cannot
+//! tell our tokens from others, a POST is sealed and published to
+//! `{prefix}.unsubscribes` and the daemon judges it as above.
 
 use std::sync::Arc;
 
@@ -31,6 +33,78 @@ pub fn router(store: Store) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(Arc::new(UnsubscribeState { store }))
 }
+
+/// The longest token an edge publishes; ours are far shorter.
+const EDGE_TOKEN_MAX: usize = 256;
+
+/// One-click unsubscribe on an edge: the page as on the daemon; a POST
+/// sealed and published for the daemon to judge (2xx once JetStream has
+/// it, else 503 with `Retry-After`).
+pub fn edge_router(publisher: Arc<crate::broker::EdgePublisher>) -> Router {
+    Router::new()
+        .route(
+            "/unsubscribe/{token}",
+            axum::routing::get(edge_page).post(edge_click),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(publisher)
+}
+
+/// A token an edge may pass on: printable ASCII, not too long.
+fn edge_token(token: Result<Path<String>, PathRejection>) -> Option<String> {
+    let Path(token) = token.ok()?;
+    let ok = !token.is_empty()
+        && token.len() <= EDGE_TOKEN_MAX
+        && token.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(token)
+}
+
+async fn edge_page(token: Result<Path<String>, PathRejection>) -> Response {
+    if edge_token(token).is_none() {
+        return not_found();
+    }
+    respond(StatusCode::OK, PAGE.into())
+}
+
+async fn edge_click(
+    State(publisher): State<Arc<crate::broker::EdgePublisher>>,
+    token: Result<Path<String>, PathRejection>,
+    _body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = edge_token(token) else {
+        return not_found();
+    };
+    let u = crate::broker::ReceivedUnsubscribe {
+        token,
+        arrived_ms: now_ms(),
+    };
+    match publisher.publish_unsubscribe(&u).await {
+        Ok(_) => respond(
+            StatusCode::OK,
+            "<!doctype html><title>Unsubscribed</title><p>Your request is recorded: we will send you no more email about this.</p>\n".into(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "unsubscribe not taken by JetStream; answering 503");
+            let mut r = unavailable();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(super::edge_callback::RETRY_AFTER_SECONDS),
+            );
+            r
+        }
+    }
+}
+
+/// The page a GET shows: a button that POSTs to the same URL.
+const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
+<body>
+<h1>Unsubscribe</h1>
+<p>Press the button to get no more email from us about connecting your Personal Data Store.</p>
+<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form>
+</body></html>
+"#;
 
 fn respond(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
@@ -67,19 +141,7 @@ async fn page(
         return not_found();
     }
     // A relative form action: the same URL the page was fetched at.
-    respond(
-        StatusCode::OK,
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
-<body>
-<h1>Unsubscribe</h1>
-<p>Press the button to get no more email from us about connecting your Personal Data Store.</p>
-<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button type="submit">Unsubscribe</button></form>
-</body></html>
-"#
-        .into(),
-    )
+    respond(StatusCode::OK, PAGE.into())
 }
 
 async fn click(

@@ -27,6 +27,8 @@ pub struct AdminState {
     pub stall: Option<tokio::sync::mpsc::Sender<std::time::Duration>>,
     /// The callback listener's certificate, for `/readyz` and `/metrics`.
     pub tls: Option<Arc<crate::server::tls::CallbackTls>>,
+    /// `[nats]`: the broker, for `/status`.
+    pub nats: Option<crate::broker::Broker>,
     /// What `/status` and `/metrics` answer while the store cannot.
     pub last_status: super::last_known::LastKnown<serde_json::Value>,
     pub last_snapshot: super::last_known::LastKnown<crate::metrics::Snapshot>,

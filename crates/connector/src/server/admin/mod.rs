@@ -219,6 +219,9 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     };
     // What lives in memory is always current, whatever the store says.
     doc["uptime_seconds"] = st.started.elapsed().as_secs().into();
+    if let Some(broker) = &st.nats {
+        doc["nats"] = nats_status(broker, &st.metrics).await;
+    }
     doc["store"] = store;
     let parts = match &st.lifecycle {
         Some(l) => l.status_parts().await,
@@ -230,6 +233,29 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
         }
     }
     axum::Json(doc).into_response()
+}
+
+/// `"nats": {"connected", "pending"}`: whether the connection is up, and
+/// the messages waiting for the daemon in the streams it reads (asked now,
+/// within 2 s; else the last figure read, from `/metrics`' lag).
+async fn nats_status(
+    broker: &crate::broker::Broker,
+    metrics: &crate::metrics::Metrics,
+) -> serde_json::Value {
+    use crate::broker::Topic;
+    let ask = async {
+        let mut total = 0u64;
+        for topic in Topic::ALL.into_iter().filter(|t| t.consumed()) {
+            total += broker.pending(topic).await.ok()?;
+        }
+        Some(total)
+    };
+    let fresh = tokio::time::timeout(std::time::Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten();
+    let pending = fresh.or_else(|| metrics.nats_lag_total());
+    serde_json::json!({"connected": broker.connected(), "pending": pending})
 }
 
 /// The status document as the store holds it now.

@@ -1,0 +1,28 @@
+//! What can go wrong talking to JetStream, as one typed error: the callers
+//! answer 503, retry, or exit with it; the message names the stream or
+//! subject, never a payload.
+
+/// A broker failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot connect to NATS ({servers}): {reason}")]
+    Connect { servers: String, reason: String },
+    #[error("nats.credentials_file: {0}")]
+    Credentials(String),
+    #[error("stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("consumer {consumer} on {stream}: {reason}")]
+    Consumer {
+        stream: String,
+        consumer: String,
+        reason: String,
+    },
+    #[error("publish to {subject}: {reason}")]
+    Publish { subject: String, reason: String },
+    #[error("publish to {subject}: JetStream did not acknowledge within {seconds}s")]
+    PublishTimeout { subject: String, seconds: u64 },
+    #[error("JetStream unreachable: {0}")]
+    Unreachable(String),
+    #[error("acknowledge on {stream}: {reason}")]
+    Ack { stream: String, reason: String },
+}

@@ -1,0 +1,29 @@
+//! The NATS JetStream broker (`[nats]`): how the daemon, its edges and the
+//! intake reach it. One concept a file: the subjects and streams
+//! (`topics.rs`), connecting with credentials (`connect.rs`), creating or
+//! updating the five streams and the `connector` consumer (`setup.rs`),
+//! publishing with an acknowledgement and a `Nats-Msg-Id` (`publish.rs`),
+//! the pull-consumer loop that acknowledges only what its handler finished
+//! (`consume.rs`), the X25519 sealed box (`seal.rs`), what an edge seals
+//! (`envelope.rs`), and an edge's publisher (`edge_publisher.rs`).
+//! sled stays the daemon's own store: nothing here opens it.
+
+pub mod connect;
+pub mod consume;
+pub mod edge_publisher;
+pub mod envelope;
+pub mod error;
+pub mod publish;
+pub mod seal;
+pub mod setup;
+pub mod topics;
+
+pub use connect::Broker;
+pub use consume::{Handled, consume};
+pub use edge_publisher::EdgePublisher;
+pub use envelope::{ReceivedCallback, ReceivedUnsubscribe};
+pub use error::BrokerError;
+pub use publish::Published;
+pub use seal::{SealError, SealKey, SealPublicKey};
+pub use setup::{SetupAction, SetupStep};
+pub use topics::{CONSUMER, Topic};
