@@ -8,7 +8,7 @@
 //! `{prefix}.rejects`).
 
 use super::reject_sink::RejectSink;
-use super::{FileReport, Format, IngestError, Rows, to_new};
+use super::{FileError, FileReport, Format, IngestError, RowError, Rows, to_new};
 use crate::config::Settings;
 use crate::domain::{Invitee, Rejection};
 use crate::store::{NewInvitation, Store};
@@ -22,20 +22,31 @@ pub struct MessageOutcome {
     pub rejected: Vec<Rejection>,
 }
 
+/// Why a row of a message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageRowError {
+    #[error(transparent)]
+    Row(#[from] RowError),
+    /// The message could not be read as rows at all.
+    #[error(transparent)]
+    Input(#[from] FileError),
+}
+
 /// The rows of a message: a whole JSON object (pretty-printed or not) is
 /// one row on line 1; anything else is read as JSON Lines.
-fn message_rows(payload: &[u8]) -> Vec<(u64, Result<Invitee, String>)> {
+fn message_rows(payload: &[u8]) -> Vec<(u64, Result<Invitee, MessageRowError>)> {
     if let Ok(text) = std::str::from_utf8(payload)
         && let Ok(serde_json::Value::Object(map)) = super::json_row::parse_row(text.trim())
     {
-        return vec![(1, Invitee::from_json(map).map_err(|e| e.to_string()))];
+        let row = Invitee::from_json(map).map_err(|e| RowError::Invitee(e).into());
+        return vec![(1, row)];
     }
     match Rows::new(payload, Format::JsonLines) {
-        Err(e) => vec![(1, Err(e.to_string()))],
+        Err(e) => vec![(1, Err(e.into()))],
         Ok(rows) => rows
             .map(|row| match row {
-                Ok(r) => (r.line, r.result.map_err(|e| e.to_string())),
-                Err(e) => (0, Err(e.to_string())),
+                Ok(r) => (r.line, r.result.map_err(MessageRowError::from)),
+                Err(e) => (0, Err(e.into())),
             })
             .collect(),
     }
@@ -53,9 +64,9 @@ pub async fn take_invitees(
     let mut report = FileReport::default();
     let mut batch: Vec<(u64, NewInvitation)> = Vec::new();
     for (line, row) in message_rows(payload) {
-        match row.and_then(|inv| to_new(settings, inv).map_err(|e| e.to_string())) {
+        match row.and_then(|inv| to_new(settings, inv).map_err(MessageRowError::from)) {
             Ok(new) => batch.push((line, new)),
-            Err(reason) => rejects.write(line, &reason)?,
+            Err(reason) => rejects.write(line, &reason.to_string())?,
         }
     }
     super::store_batch(store, name, &mut batch, None, &mut report, &mut rejects).await?;
@@ -82,7 +93,8 @@ mod tests {
         assert_eq!(many.len(), 3);
         assert!(many[0].1.is_ok());
         assert_eq!(many[1].0, 2);
-        assert!(many[1].1.as_ref().unwrap_err().contains("email"));
-        assert!(many[2].1.as_ref().unwrap_err().contains("JSON"));
+        let why = |i: usize| many[i].1.as_ref().unwrap_err().to_string();
+        assert!(why(1).contains("email"), "{}", why(1));
+        assert!(why(2).contains("JSON"), "{}", why(2));
     }
 }
