@@ -6,9 +6,8 @@
 
 mod commands;
 
-use std::process::ExitCode;
-
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mydex_connector::config::{ConfigError, LogFormat};
@@ -119,6 +118,12 @@ enum Command {
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
     #[cfg(feature = "sandbox")]
     Demo(commands::demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...) to standard
+    /// output; the Debian package installs the bash, zsh and fish ones.
+    Completions(commands::completions::CompletionsArgs),
+    /// Write the man pages (mydex-connector.1 and one per command) into a
+    /// directory; the Debian package installs them.
+    Manpage(commands::manpage::ManpageArgs),
 }
 
 impl Command {
@@ -155,9 +160,19 @@ impl Command {
             Command::Rejects { command } => commands::rejects::run(command, config).await,
             Command::People { command } => commands::people::run(command, config).await,
             #[cfg(feature = "sandbox")]
-            Command::Sandbox(args) => commands::sandbox::run(*args).await,
+            Command::Sandbox(mut args) => {
+                // The sandbox's `--config` is its own TOML file, read only
+                // when named on its command line: neither the connector's
+                // default path nor MYDEX_CONNECTOR_CONFIG is one.
+                if config.origin() != commands::config_path::Origin::Flag {
+                    args.config = None;
+                }
+                commands::sandbox::run(*args).await
+            }
             #[cfg(feature = "sandbox")]
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Completions(args) => commands::completions::run(args, Cli::command()),
+            Command::Manpage(args) => commands::manpage::run(args, Cli::command()),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod completions;
 pub mod config_path;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
@@ -19,6 +20,7 @@ pub mod demo_readings;
 pub mod demo_version;
 pub mod enqueue;
 pub mod intake_wait;
+pub mod manpage;
 pub mod operator;
 pub mod people;
 pub mod progress;

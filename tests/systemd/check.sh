@@ -530,6 +530,59 @@ else
     fail security "$exposure"
 fi
 
+# ---------------------------------------------------------------- the man pages and shell completions the package installs
+page=/usr/share/man/man1/mydex-connector.1.gz
+completions="/usr/share/bash-completion/completions/mydex-connector /usr/share/zsh/vendor-completions/_mydex-connector /usr/share/fish/vendor_completions.d/mydex-connector.fish"
+pages=$(dpkg -L mydex-connector | grep -c '^/usr/share/man/man1/mydex-connector.*\.1\.gz$')
+missing=""
+for f in $page $completions; do [ -s "$f" ] || missing="$missing $f"; done
+if [ -z "$missing" ] && gzip -dc "$page" | grep -q '^\.SH SYNOPSIS' && [ "$pages" -ge 15 ]; then
+    pass man-files "the package installed $pages man pages (gzip, roff with SYNOPSIS) and the bash, zsh and fish completions"
+else
+    fail man-files "missing:${missing:- nothing}; $pages pages; $(gzip -dc "$page" 2>&1 | head -n 3 | tr '\n' ' ')"
+fi
+# man-db is not in a minimal Debian: installed here, as an operator would,
+# to read the packaged page with man itself.
+if ! command -v man >/dev/null; then
+    apt-get install -y --no-install-recommends man-db > "$WORK/man-db.log" 2>&1 ||
+        info man-db "apt-get install man-db failed: $(tail -n 2 "$WORK/man-db.log" | tr '\n' ' ')"
+fi
+if command -v man >/dev/null; then
+    found=$(man -w mydex-connector 2>&1)
+    MANWIDTH=120 man --warnings -l "$page" > "$WORK/man.txt" 2> "$WORK/man.err"
+    rc=$?
+    MANWIDTH=120 man mydex-connector-enqueue > "$WORK/man-enqueue.txt" 2>&1
+    if [ $rc = 0 ] && [ "$found" = "$page" ] && [ ! -s "$WORK/man.err" ] &&
+        grep -qx 'NAME' "$WORK/man.txt" && grep -qx 'SYNOPSIS' "$WORK/man.txt" &&
+        grep -q 'mydex-connector-enqueue(1)' "$WORK/man.txt" && grep -q -- '--campaign' "$WORK/man-enqueue.txt"; then
+        pass man "man -w mydex-connector: $found; man -l renders it without a warning ($(wc -l < "$WORK/man.txt") lines, NAME, SYNOPSIS, the commands); man mydex-connector-enqueue shows --campaign"
+    else
+        fail man "rc=$rc, man -w: $found, warnings: $(head -c 300 "$WORK/man.err"), page: $(head -n 5 "$WORK/man.txt" | tr '\n' ' ')"
+    fi
+else
+    fail man "no man to read the page with (see $RESULTS/man-db.log)"
+    cp "$WORK/man-db.log" "$RESULTS/man-db.log" 2>/dev/null
+fi
+# Bash completion as bash runs it on a TAB after `mydex-connector invitations `.
+offered=$(bash -c '
+    source /usr/share/bash-completion/completions/mydex-connector
+    fn=$(complete -p mydex-connector | sed -E "s/.* -F ([^ ]+) .*/\1/")
+    COMP_WORDS=(mydex-connector invitations ""); COMP_CWORD=2
+    COMP_LINE="mydex-connector invitations "; COMP_POINT=${#COMP_LINE}
+    "$fn" mydex-connector "" invitations
+    echo "${COMPREPLY[*]}"' 2>&1)
+top=$(bash -c '
+    source /usr/share/bash-completion/completions/mydex-connector
+    fn=$(complete -p mydex-connector | sed -E "s/.* -F ([^ ]+) .*/\1/")
+    COMP_WORDS=(mydex-connector ""); COMP_CWORD=1; COMP_LINE="mydex-connector "; COMP_POINT=${#COMP_LINE}
+    "$fn" mydex-connector "" mydex-connector
+    echo "${COMPREPLY[*]}"' 2>&1)
+if grep -qw list <<<"$offered" && grep -qw retry <<<"$offered" && grep -qw enqueue <<<"$top" && grep -qw check-config <<<"$top"; then
+    pass bash-completion "mydex-connector <TAB>: $top; mydex-connector invitations <TAB>: $offered"
+else
+    fail bash-completion "mydex-connector <TAB>: $top; invitations <TAB>: $offered"
+fi
+
 # ---------------------------------------------------------------- remove keeps the members; purge removes what docs/book/src/install.md says
 dpkg --remove mydex-connector > "$WORK/remove.out" 2>&1
 rc=$?
@@ -560,7 +613,8 @@ rc=$?
 left=""
 for p in /usr/bin/mydex-connector /etc/mydex-connector /var/lib/private/mydex-connector /var/lib/mydex-connector /lib/systemd/system/mydex-connector.service /etc/systemd/system/multi-user.target.wants/mydex-connector.service \
     /lib/systemd/system/mydex-connector.socket /lib/systemd/system/mydex-connector-admin.socket \
-    /etc/systemd/system/sockets.target.wants/mydex-connector.socket /etc/systemd/system/sockets.target.wants/mydex-connector-admin.socket; do
+    /etc/systemd/system/sockets.target.wants/mydex-connector.socket /etc/systemd/system/sockets.target.wants/mydex-connector-admin.socket \
+    $page $completions; do
     [ -e "$p" ] || [ -L "$p" ] && left="$left $p"
 done
 dropin=/etc/systemd/system/mydex-connector.service.d/watchdog-test.conf

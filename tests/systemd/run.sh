@@ -5,7 +5,7 @@
 #
 #   tests/systemd/run.sh
 #
-# 1. builds the package (`cargo deb`) and takes the debug binary (default
+# 1. builds the package (`scripts/deb`: cargo deb) and takes the debug binary (default
 #    features) for the sandbox (the packaged one has no `sandbox` subcommand);
 # 2. debootstraps a minimal bookworm (minbase + systemd, systemd-sysv, dbus)
 #    from the mirror apt is configured with, cached in target/systemd-test/rootfs
@@ -59,8 +59,8 @@ fi
 # ---- build: the .deb (default-features = false, as shipped), then the sandbox binary
 profile=${MYDEX_SYSTEMD_PROFILE:-release}
 if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ] && [ $prepare = 0 ]; then
-    step "cargo deb --strip --profile $profile"
-    cargo deb --strip --profile "$profile"
+    step "scripts/deb --profile $profile (cargo deb, with the man pages and completions)"
+    scripts/deb --profile "$profile"
     # The sandbox is a stand-in, not what is shipped: the debug build the
     # tests already made (default features) serves, stripped, and spares CI a
     # second release build.
