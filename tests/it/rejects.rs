@@ -146,6 +146,22 @@ async fn a_duplicate_and_an_unknown_meter_are_listed_with_the_operators_lines() 
     );
     assert!(human.contains("4 rejected rows"), "{human}");
     assert!(!human.contains("{\""), "{human}");
+
+    // A forgotten person leaves no reject naming them.
+    let out = setup.cli(&["people", "forget", "--email", "ann@example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = rejects(&setup, &[]);
+    assert!(!has(&all, shown, 6, "duplicate"), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|r| !r["reason"].as_str().unwrap().contains("ann@example.com")),
+        "{all:?}"
+    );
+    assert_eq!(all.len(), 3, "{all:?}");
     setup.keep_for_log_scan().await;
 }
 
