@@ -109,7 +109,23 @@ async fn a_duplicate_and_an_unknown_meter_are_listed_with_the_operators_lines() 
     }
     assert_eq!(rejects(&setup, &["--since", "1h"]).len(), 3);
     assert!(rejects(&setup, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
-    assert_eq!(setup.status()["rejected"], 3);
+    // A row refused over the admin API is kept too, named by the request.
+    let r = reqwest::Client::new()
+        .post(setup.admin_url("/invitees"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body("{\"email\":\"eve@example.com\"}\n{\"email\":\"broken\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let all = rejects(&setup, &[]);
+    assert!(
+        has(&all, "POST /invitees", 2, "not a valid address"),
+        "{all:?}"
+    );
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(setup.status()["rejected"], 4);
     let metrics = reqwest::get(setup.admin_url("/metrics"))
         .await
         .unwrap()
@@ -119,7 +135,7 @@ async fn a_duplicate_and_an_unknown_meter_are_listed_with_the_operators_lines() 
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("mydex_connector_rejected_rows") && l.ends_with(" 3")),
+            .any(|l| l.starts_with("mydex_connector_rejected_rows") && l.ends_with(" 4")),
         "{metrics}"
     );
     let human = setup.cli(&["rejects", "list"]);
@@ -128,8 +144,24 @@ async fn a_duplicate_and_an_unknown_meter_are_listed_with_the_operators_lines() 
         human.contains(&format!("{meters}:3  unknown member")),
         "{human}"
     );
-    assert!(human.contains("3 rejected rows"), "{human}");
+    assert!(human.contains("4 rejected rows"), "{human}");
     assert!(!human.contains("{\""), "{human}");
+
+    // A forgotten person leaves no reject naming them.
+    let out = setup.cli(&["people", "forget", "--email", "ann@example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = rejects(&setup, &[]);
+    assert!(!has(&all, shown, 6, "duplicate"), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|r| !r["reason"].as_str().unwrap().contains("ann@example.com")),
+        "{all:?}"
+    );
+    assert_eq!(all.len(), 3, "{all:?}");
     setup.keep_for_log_scan().await;
 }
 

@@ -11,6 +11,7 @@ pub mod erase;
 mod error;
 pub(crate) mod json_row;
 mod lines;
+pub mod message_source;
 mod origin;
 mod owner;
 pub mod precheck;
@@ -200,28 +201,31 @@ async fn store_rows(
                 }
             }
             if batch.len() >= BATCH {
-                store_batch(store, &name, &mut batch, last_line, report, rejects).await?;
+                store_batch(store, &name, &mut batch, Some(last_line), report, rejects).await?;
                 rejects.keep(store).await?;
                 stored_through = last_line;
             }
         }
     }
-    store_batch(store, &name, &mut batch, last_line, report, rejects).await?;
+    store_batch(store, &name, &mut batch, Some(last_line), report, rejects).await?;
     rejects.keep(store).await?;
     Ok(())
 }
 
+/// Store a batch of rows (recording the file's progress, if any, in the
+/// same transaction); duplicates and suppressed people to `rejects`.
 async fn store_batch(
     store: &Store,
     name: &str,
     batch: &mut Vec<(u64, NewInvitation)>,
-    last_line: u64,
+    progress: Option<u64>,
     report: &mut FileReport,
     rejects: &mut RejectSink,
 ) -> Result<(), IngestError> {
     let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
+    let last_line = progress.unwrap_or_else(|| lines.last().copied().unwrap_or(0));
     let outcomes = store
-        .insert_invitations(items, Some((name.to_owned(), last_line)))
+        .insert_invitations(items, progress.map(|l| (name.to_owned(), l)))
         .await?;
     let mut ids = (u64::MAX, 0u64, 0u64);
     for (line, (item, outcome)) in lines.iter().zip(outcomes) {

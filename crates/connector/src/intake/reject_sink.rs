@@ -17,8 +17,9 @@ pub(crate) struct RejectSink {
     source: String,
     /// The file as the operator named it.
     file: String,
-    /// The watched directory (the report goes to its `rejected/`).
-    dir: PathBuf,
+    /// The watched directory (the report goes to its `rejected/`); none
+    /// for rows that came in a message (kept in the store only).
+    dir: Option<PathBuf>,
     out: Option<std::io::BufWriter<std::fs::File>>,
     pending: Vec<Rejection>,
 }
@@ -28,10 +29,27 @@ impl RejectSink {
         RejectSink {
             source: source.to_owned(),
             file: file.to_owned(),
-            dir: dir.to_path_buf(),
+            dir: Some(dir.to_path_buf()),
             out: None,
             pending: Vec::new(),
         }
+    }
+
+    /// The rejected rows of a message (`source` names it), kept in the
+    /// store only.
+    pub(crate) fn for_message(source: &str, file: &str) -> Self {
+        RejectSink {
+            source: source.to_owned(),
+            file: file.to_owned(),
+            dir: None,
+            out: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The rows noted and not kept yet.
+    pub(crate) fn pending(&self) -> &[Rejection] {
+        &self.pending
     }
 
     /// The name the file has in the watched directory.
@@ -46,8 +64,8 @@ impl RejectSink {
 
     /// Row `line` was rejected for `reason`: into the report, and to keep.
     pub(crate) fn write(&mut self, line: u64, reason: &str) -> std::io::Result<()> {
-        if self.out.is_none() {
-            let f = rejected::open_report(&self.dir, &self.source)?;
+        if let (None, Some(dir)) = (&self.out, &self.dir) {
+            let f = rejected::open_report(dir, &self.source)?;
             self.out = Some(std::io::BufWriter::new(f));
         }
         if let Some(w) = self.out.as_mut() {

@@ -129,6 +129,43 @@ impl Core {
         Ok((out, None))
     }
 
+    /// Erase the rejects whose file, reason or row names any of `emails` or
+    /// `refs` (any case): a forgotten person leaves no reject behind.
+    /// Returns how many went.
+    pub fn forget_rejects(&self, emails: &[String], refs: &[String]) -> Result<u64> {
+        let needles: Vec<String> = emails
+            .iter()
+            .chain(refs)
+            .filter(|n| !n.is_empty())
+            .map(|n| n.to_lowercase())
+            .collect();
+        if needles.is_empty() {
+            return Ok(0);
+        }
+        let mut doomed = Vec::new();
+        for item in self.log.scan_prefix(schema::REJECT_PREFIX) {
+            let (k, v) = item?;
+            let row: Rejection = open(&self.sealer, LOG, &k, &v, "rejected row")?;
+            let text = format!("{}\u{1f}{}", row.file, row.reason).to_lowercase();
+            if needles.iter().any(|n| text.contains(n.as_str())) {
+                doomed.push(k.to_vec());
+            }
+        }
+        let gone = doomed.len() as u64;
+        for chunk in doomed.chunks(PRUNE_CHUNK) {
+            (&self.log, &self.idx).transaction(|(log_t, idx)| {
+                let mut n = 0i64;
+                for k in chunk {
+                    if log_t.remove(k.as_slice())?.is_some() {
+                        n += 1;
+                    }
+                }
+                super::bump(idx, &Counter::Rejected, -n)
+            })?;
+        }
+        Ok(gone)
+    }
+
     /// Keep what the daemon made of the file placed as `source`.
     pub fn record_verdict(&self, source: &str, verdict: &IntakeVerdict) -> Result<()> {
         let kept = KeptVerdict {
@@ -226,6 +263,22 @@ mod tests {
         assert_eq!(left.iter().map(|r| r.line).collect::<Vec<_>>(), [5, 9]);
         assert_eq!(c.rejected_count().unwrap(), 2);
         assert_eq!(c.counter(&Counter::RejectedTotal).unwrap(), 6);
+    }
+
+    #[test]
+    fn a_forgotten_person_leaves_no_reject() {
+        let (_d, c) = core();
+        let now = super::super::now_ms();
+        let mut named = row(now, 2, "a");
+        named.reason = "duplicate: Ann@Example.com already has an open invitation".into();
+        c.record_rejects(&[named, row(now + 1, 3, "a")]).unwrap();
+        assert_eq!(
+            c.forget_rejects(&["ann@example.com".into()], &[]).unwrap(),
+            1
+        );
+        let (left, _) = c.rejects_page(0, None, None, 10).unwrap();
+        assert_eq!(left.iter().map(|r| r.line).collect::<Vec<_>>(), [3]);
+        assert_eq!(c.rejected_count().unwrap(), 1);
     }
 
     #[test]

@@ -144,6 +144,7 @@ async fn accept(
     let (queued, duplicates) = note_outcomes(&lines, &items, outcomes, &mut results);
     results.sort_by_key(|r| r["row"].as_u64().unwrap_or(0));
     let rejected = results.iter().filter(|r| r["status"] == "rejected").count();
+    keep_rejects(st, &results).await;
     if queued > 0 {
         st.wake.notify_one();
     }
@@ -162,6 +163,27 @@ async fn accept(
         })),
     )
         .into_response())
+}
+
+/// The rows refused (and duplicates) kept for `rejects list`, named
+/// `POST /invitees` with their row number; a store that cannot keep them
+/// is logged, and the answer still names every row.
+async fn keep_rejects(st: &AdminState, results: &[serde_json::Value]) {
+    let at_ms = crate::store::now_ms();
+    let rows: Vec<crate::domain::Rejection> = results
+        .iter()
+        .filter(|r| r["status"] != "queued")
+        .map(|r| crate::domain::Rejection {
+            file: "POST /invitees".into(),
+            source: String::new(),
+            line: r["row"].as_u64().unwrap_or(0),
+            reason: r["error"].as_str().unwrap_or("rejected").to_string(),
+            at_ms,
+        })
+        .collect();
+    if let Err(e) = st.store.record_rejects(rows).await {
+        tracing::error!(error = %e, "POST /invitees: cannot keep the rejected rows for `rejects list`");
+    }
 }
 
 /// The answer to a body axum could not read (too large, cut short).

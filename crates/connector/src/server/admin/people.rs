@@ -91,6 +91,14 @@ pub async fn forget(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
     // Not the store: rewriting the queue and readings files on disk.
     let files = tokio::task::spawn_blocking(move || erase_lines(&dirs, &emails, &refs)).await;
     let persons: Vec<&str> = f.persons.iter().map(|p| p.short()).collect();
+    let rejects = match st
+        .store
+        .forget_rejects(f.emails.clone(), f.external_refs.clone())
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
     let files = match files {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => {
@@ -112,6 +120,7 @@ pub async fn forget(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
         raw_callbacks = f.raw_callbacks,
         files = files.files,
         lines = files.lines,
+        rejects,
         "person forgotten"
     );
     axum::Json(Forgotten {

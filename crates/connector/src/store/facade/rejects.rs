@@ -39,6 +39,11 @@ impl Store {
         self.run(|c| c.rejected_count()).await
     }
 
+    /// Erase the rejects naming any of `emails` or `refs`; how many went.
+    pub async fn forget_rejects(&self, emails: Vec<String>, refs: Vec<String>) -> Result<u64> {
+        self.run(move |c| c.forget_rejects(&emails, &refs)).await
+    }
+
     /// Keep the verdict on the file placed as `source`.
     pub async fn record_verdict(&self, source: String, verdict: IntakeVerdict) -> Result<()> {
         self.run(move |c| c.record_verdict(&source, &verdict)).await
