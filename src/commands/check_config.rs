@@ -18,8 +18,12 @@ pub struct CheckConfigArgs {
 pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let config = args.config;
     let settings = Settings::load(&config)?;
-    mydex_connector::notify::email::Templates::load(&settings.campaigns)
-        .map_err(|e| e.in_config(&config))?;
+    mydex_connector::notify::email::Templates::load(
+        &settings.campaigns,
+        &settings.organisation,
+        settings.invitations.link_ttl,
+    )
+    .map_err(|e| e.in_config(&config))?;
     let store = &settings.store.path;
     // A store newer than this binary fails the check; one this user may
     // not read (the daemon's own directory) is only mentioned.
@@ -32,6 +36,9 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         }
     };
     print!("{}", settings.redacted());
+    for warning in settings.organisation.warnings() {
+        eprintln!("warning: {warning}");
+    }
     eprintln!("configuration OK: {}", config.display());
     match version {
         None => {}

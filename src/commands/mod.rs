@@ -17,6 +17,7 @@ pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
 pub mod enqueue;
+pub mod mail;
 pub mod operator;
 pub mod people;
 pub mod progress;

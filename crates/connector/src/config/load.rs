@@ -77,6 +77,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
     let schedule = v.schedule(raw.schedule)?;
     let log = v.log(raw.log)?;
     let notifications = v.notifications(raw.notifications)?;
+    let organisation = v.organisation(raw.organisation, &smtp.from)?;
     let campaigns = v.campaigns(raw.campaign, &invitations)?;
     let delivery = v.delivery(raw.delivery, mydex.request_timeout, queue.settle)?;
     let mut dirs = vec![
@@ -99,6 +100,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Conf
         schedule,
         log,
         notifications,
+        organisation,
         campaigns,
         delivery,
     })

@@ -21,6 +21,7 @@ mod load;
 mod log;
 mod mydex;
 mod notifications;
+mod organisation;
 mod queue;
 mod rate;
 mod raw;
@@ -47,6 +48,7 @@ pub use invitations::InvitationSettings;
 pub use log::{LogFormat, LogSettings};
 pub use mydex::{Environment, FtcFlow, MydexSettings};
 pub use notifications::NotificationSettings;
+pub use organisation::{Logo, MAX_LOGO_BYTES, Organisation};
 pub use queue::QueueSettings;
 pub use rate::{Rate, RateError, parse_rate};
 pub use schedule::ScheduleSettings;
@@ -77,6 +79,8 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub log: LogSettings,
     pub notifications: NotificationSettings,
+    /// `[organisation]`: who the mails and pages say is asking.
+    pub organisation: Organisation,
     #[serde(rename = "campaign")]
     pub campaigns: Vec<Campaign>,
     /// `[delivery]` (readings into members' PDS); None: not configured.

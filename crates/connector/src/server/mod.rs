@@ -1,6 +1,7 @@
 //! The HTTP listeners: the callback Mydex calls, and the admin API for
 //! operators (loopback by default); `tls.rs` serves the callback over HTTPS;
-//! `unsubscribe.rs` serves one-click unsubscribe on the callback listener;
+//! `unsubscribe.rs` serves one-click unsubscribe on the callback listener,
+//! its pages framed by `member_page.rs`;
 //! `refusal_log.rs` keeps floods of refused requests out of the log;
 //! `serve.rs` holds that public listener's connections within its limits
 //! (`conn_slots.rs`, `peer_share.rs`, `request_deadline.rs`, `shed_log.rs`).
@@ -12,6 +13,7 @@ pub mod callback_judge;
 pub mod callback_redact;
 pub mod callback_state;
 pub mod conn_slots;
+pub mod member_page;
 pub mod peer_share;
 pub mod refusal_log;
 pub mod request_deadline;

@@ -5,7 +5,9 @@
 //! no login, no confirmation. `GET` shows a page with that button and
 //! changes nothing (mail scanners fetch links). Any token not ours, of any
 //! bytes, is 404 with one fixed body and writes nothing. The token is never
-//! logged; the invitation id is.
+//! logged; the invitation id is. Every page names the organisation
+//! (`[organisation]`, as the last reload left it) and is framed by
+//! `member_page.rs`.
 
 use std::sync::Arc;
 
@@ -15,7 +17,10 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::member_page::page as framed;
+use crate::config::Swap;
 use crate::domain::TokenKind;
+use crate::notify::email::{Templates, escape_html};
 use crate::store::{Store, StoreError, Suppression, SuppressionSource, now_ms};
 
 /// The largest body a one-click POST may carry.
@@ -23,13 +28,27 @@ const BODY_LIMIT: usize = 1024;
 
 pub struct UnsubscribeState {
     pub store: Store,
+    /// Who the pages name (`[organisation]`, reloaded with the templates).
+    pub templates: Arc<Swap<Templates>>,
 }
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, templates: Arc<Swap<Templates>>) -> Router {
     Router::new()
         .route("/unsubscribe/{token}", axum::routing::get(page).post(click))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(Arc::new(UnsubscribeState { store }))
+        .with_state(Arc::new(UnsubscribeState { store, templates }))
+}
+
+impl UnsubscribeState {
+    /// A framed page naming the organisation.
+    fn page(&self, title: &str, body: &str) -> String {
+        framed(&self.templates.get(), title, body)
+    }
+
+    /// The organisation's name, escaped.
+    fn name(&self) -> String {
+        escape_html(&self.templates.get().organisation().name)
+    }
 }
 
 fn respond(status: StatusCode, body: String) -> Response {
@@ -44,11 +63,15 @@ fn respond(status: StatusCode, body: String) -> Response {
     r
 }
 
-fn not_found() -> Response {
+/// One fixed page for every token not ours.
+fn not_found(st: &UnsubscribeState) -> Response {
     respond(
         StatusCode::NOT_FOUND,
-        "<!doctype html><title>Not found</title><p>This unsubscribe link is not known.</p>\n"
-            .into(),
+        st.page(
+            "Link not known",
+            "<p class=\"lead\">This unsubscribe link is not known. Please check that you \
+             copied the whole link from the email.</p>",
+        ),
     )
 }
 
@@ -64,22 +87,20 @@ async fn page(
     token: Result<Path<String>, PathRejection>,
 ) -> Response {
     if invitation_of(&st, token).is_none() {
-        return not_found();
+        return not_found(&st);
     }
+    let name = st.name();
     // A relative form action: the same URL the page was fetched at.
-    respond(
-        StatusCode::OK,
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
-<body>
-<h1>Unsubscribe</h1>
-<p>Press the button to get no more email from us about connecting your Personal Data Store.</p>
-<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button type="submit">Unsubscribe</button></form>
-</body></html>
-"#
-        .into(),
-    )
+    let body = format!(
+        "<p class=\"lead\">Press the button to get no more email from {name} about \
+         connecting your Personal Data Store: no invitations and no reminders.</p>\n\
+         <div class=\"panel\"><form method=\"post\"><input type=\"hidden\" \
+         name=\"List-Unsubscribe\" value=\"One-Click\">\n\
+         <button type=\"submit\">Unsubscribe</button></form></div>\n\
+         <p>This only stops these emails. A connection you have already made stays \
+         as it is: you can end it in your Personal Data Store at any time.</p>"
+    );
+    respond(StatusCode::OK, st.page("Stop these emails", &body))
 }
 
 async fn click(
@@ -90,31 +111,39 @@ async fn click(
     _body: axum::body::Bytes,
 ) -> Response {
     let Some(id) = invitation_of(&st, token) else {
-        return not_found();
+        return not_found(&st);
     };
     let done = unsubscribe(&st.store, id, "one-click unsubscribe").await;
     let flushed = st.store.flush().await;
     match (done, flushed) {
-        (Ok(()), Ok(())) => respond(
-            StatusCode::OK,
-            "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed: we will send you no more email about this.</p>\n".into(),
-        ),
+        (Ok(()), Ok(())) => {
+            let body = format!(
+                "<p class=\"done\">You are unsubscribed: {} will send you no more email \
+                 about this.</p>",
+                st.name()
+            );
+            respond(StatusCode::OK, st.page("You are unsubscribed", &body))
+        }
         (Err(e), _) => {
             st.store.note_error(&e);
             tracing::error!(invitation = id, error = %e, "cannot record an unsubscribe");
-            unavailable()
+            unavailable(&st)
         }
         (_, Err(e)) => {
             tracing::error!(invitation = id, error = %e, "cannot make an unsubscribe durable");
-            unavailable()
+            unavailable(&st)
         }
     }
 }
 
-fn unavailable() -> Response {
+fn unavailable(st: &UnsubscribeState) -> Response {
     respond(
         StatusCode::SERVICE_UNAVAILABLE,
-        "<!doctype html><title>Try again</title><p>We could not record this now; please try again later.</p>\n".into(),
+        st.page(
+            "Please try again",
+            "<p class=\"lead\">We could not record this just now. Please try again in a \
+             few minutes.</p>",
+        ),
     )
 }
 
