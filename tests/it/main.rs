@@ -25,6 +25,7 @@ mod hostile_input;
 mod hostile_readings;
 mod key_rotation;
 mod lifecycle;
+mod mail;
 mod operator;
 mod pipeline;
 mod quarantine;

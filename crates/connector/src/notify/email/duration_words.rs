@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn in_words() {
-        let h = |n| Duration::from_secs(n * 3600);
+        let h = |n: u64| Duration::from_secs(n * 3600);
         assert_eq!(duration_in_words(h(24)), "24 hours");
         assert_eq!(duration_in_words(h(36)), "36 hours");
         assert_eq!(duration_in_words(h(72)), "3 days");

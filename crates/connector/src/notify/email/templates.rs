@@ -312,8 +312,14 @@ impl Templates {
     /// `link_valid_for`, plus each extra column at top level where it does
     /// not shadow one of them (all stay under `vars`).
     fn context(&self, ctx: &MailContext<'_>) -> minijinja::Value {
+        // Parsed URLs (quotes and angle brackets percent-encoded) are safe
+        // in HTML as they are, like the link; escaping their slashes would
+        // only make them harder to read in the source.
+        let safe = |s: &Option<String>| s.clone().map(minijinja::Value::from_safe_string);
         let organisation = minijinja::context! {
-            contact_html => self.contact_html.clone().map(minijinja::Value::from_safe_string),
+            website => safe(&self.view.website),
+            privacy_url => safe(&self.view.privacy_url),
+            contact_html => safe(&self.contact_html),
             ..minijinja::Value::from(minijinja::value::Serde(&self.view))
         };
         minijinja::context! {
