@@ -716,8 +716,17 @@ fn mail_as_page(path: &Path, dir: &Path) -> (PathBuf, String) {
     assert!(!html.contains("cid:"), "every image is in the page");
     let file = dir.join("invitation-mail.html");
     std::fs::write(&file, html).unwrap();
-    let list = msg.header_raw("List-Unsubscribe").unwrap().trim().to_string();
-    let url = list.trim_start_matches('<').split('>').next().unwrap().to_string();
+    let list = msg
+        .header_raw("List-Unsubscribe")
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = list
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
     (file, url)
 }
 
@@ -735,9 +744,17 @@ async fn mail_and_unsubscribe(width: Width) {
     let setup = setup(smtp.port, dir, opts).await;
     let _daemon = setup.daemon();
     let csv = setup.dir.path().join("people.csv");
-    std::fs::write(&csv, "email,name,external_ref\nreader@example.com,Rea Der,MTR-1\n").unwrap();
+    std::fs::write(
+        &csv,
+        "email,name,external_ref\nreader@example.com,Rea Der,MTR-1\n",
+    )
+    .unwrap();
     let out = setup.cli(&["enqueue", csv.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mails = smtp.wait_for(1, Duration::from_secs(120));
     assert_eq!(mails.len(), 1, "{}", setup.log());
     let link = read_mail(&mails[0]).text_link;
@@ -747,19 +764,36 @@ async fn mail_and_unsubscribe(width: Width) {
             .await
             .expect("the mail opens");
         let text = body_text(&c).await;
-        for want in ["Northwind Power", "Hello Rea Der,", "24 hours", link.as_str()] {
+        for want in [
+            "Northwind Power",
+            "Hello Rea Der,",
+            "24 hours",
+            link.as_str(),
+        ] {
             assert!(text.contains(want), "{want} not in the mail: {text}");
         }
         check_page(&c, width, "8-invitation-mail", &axe).await;
         c.goto(&unsubscribe).await.expect("the unsubscribe page");
         assert_eq!(h1(&c).await, "Stop these emails");
         let text = body_text(&c).await;
-        assert!(text.contains("no more email from Northwind Power"), "{text}");
+        assert!(
+            text.contains("no more email from Northwind Power"),
+            "{text}"
+        );
         assert!(text.contains("help@northwind.example"), "{text}");
         check_page(&c, width, "9-unsubscribe", &axe).await;
         click_and_wait(&c, "form button").await;
-        assert_eq!(h1(&c).await, "You are unsubscribed", "{}", body_text(&c).await);
-        assert!(body_text(&c).await.contains("Northwind Power will send you no more email"));
+        assert_eq!(
+            h1(&c).await,
+            "You are unsubscribed",
+            "{}",
+            body_text(&c).await
+        );
+        assert!(
+            body_text(&c)
+                .await
+                .contains("Northwind Power will send you no more email")
+        );
         check_page(&c, width, "10-unsubscribed", &axe).await;
     })
     .await;
