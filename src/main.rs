@@ -7,12 +7,14 @@
 
 mod commands;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mydex_connector::config::{ConfigError, LogFormat};
 use mydex_connector::store::StoreError;
 
+use commands::config_path::{CONFIG_ENV, ConfigPath, DEFAULT_CONFIG};
 use commands::{
     callbacks, campaign, check_config, deliver, enqueue, operator, records, rotate_key, run,
     status, sweep,
@@ -25,6 +27,17 @@ use commands::{
     about = "Connect people's Mydex Personal Data Stores, headless"
 )]
 struct Cli {
+    /// The configuration file, for every command that reads one (given
+    /// before or after the command).
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "PATH",
+        env = CONFIG_ENV,
+        default_value = DEFAULT_CONFIG
+    )]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +88,12 @@ enum Command {
     /// standard input and apply it in the running daemon (exit 65: not a
     /// report of ours; 75: daemon unreachable, try later).
     Bounce(commands::bounce::BounceArgs),
+    /// Rows rejected by `enqueue`, `deliver` or the daemon's intake, with
+    /// the operator's own file and line (through the running daemon).
+    Rejects {
+        #[command(subcommand)]
+        command: commands::rejects::RejectsCommand,
+    },
     /// The suppression list: people who get no more mail.
     Suppressions {
         #[command(subcommand)]
@@ -106,6 +125,12 @@ enum Command {
     /// The whole flow on this machine with no setup: sandbox, daemon, mail outbox.
     #[cfg(feature = "sandbox")]
     Demo(commands::demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...) to standard
+    /// output; the Debian package installs the bash, zsh and fish ones.
+    Completions(commands::completions::CompletionsArgs),
+    /// Write the man pages (mydex-connector.1 and one per command) into a
+    /// directory; the Debian package installs them.
+    Manpage(commands::manpage::ManpageArgs),
 }
 
 impl Command {
@@ -120,35 +145,60 @@ impl Command {
         }
     }
 
-    async fn dispatch(self) -> anyhow::Result<ExitCode> {
+    /// Run the command; `config` is the global `--config` (commands that
+    /// read no configuration ignore it).
+    async fn dispatch(self, config: &ConfigPath) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Run(args) => run::run(args).await,
-            Command::CheckConfig(args) => check_config::run(args),
-            Command::Enqueue(args) => enqueue::run(args),
-            Command::Deliver(args) => deliver::run(args),
-            Command::Status(args) => status::run(args).await,
-            Command::Sweep(args) => sweep::run(args).await,
-            Command::Campaign(args) => campaign::run(args).await,
-            Command::Invitations { command } => operator::invitations(command).await,
-            Command::Callbacks { command } => callbacks::run(command).await,
-            Command::Members { command } => operator::members(command).await,
-            Command::Records { command } => records::run(command).await,
-            Command::Mail { command } => commands::mail::run(command).await,
-            Command::RotateKey(args) => rotate_key::command(args).await,
-            Command::Store { command } => commands::store::run(command).await,
-            Command::Bounce(args) => commands::bounce::run(args).await,
-            Command::Suppressions { command } => commands::suppressions::run(command).await,
-            Command::People { command } => commands::people::run(command).await,
+            Command::Run(args) => run::run(args, config).await,
+            Command::CheckConfig(args) => check_config::run(args, config),
+            Command::Enqueue(args) => enqueue::run(args, config),
+            Command::Deliver(args) => deliver::run(args, config),
+            Command::Status(args) => status::run(args, config).await,
+            Command::Sweep(args) => sweep::run(args, config).await,
+            Command::Campaign(args) => campaign::run(args, config).await,
+            Command::Invitations { command } => operator::invitations(command, config).await,
+            Command::Callbacks { command } => callbacks::run(command, config).await,
+            Command::Members { command } => operator::members(command, config).await,
+            Command::Records { command } => records::run(command, config).await,
+            Command::Mail { command } => commands::mail::run(command, config).await,
+            Command::RotateKey(args) => rotate_key::command(args, config).await,
+            Command::Store { command } => commands::store::run(command, config).await,
+            Command::Bounce(args) => commands::bounce::run(args, config).await,
+            Command::Suppressions { command } => commands::suppressions::run(command, config).await,
+            Command::Rejects { command } => commands::rejects::run(command, config).await,
+            Command::People { command } => commands::people::run(command, config).await,
             #[cfg(feature = "sandbox")]
-            Command::Sandbox(args) => commands::sandbox::run(*args).await,
+            Command::Sandbox(mut args) => {
+                // The sandbox's `--config` is its own TOML file, read only
+                // when named on its command line: neither the connector's
+                // default path nor MYDEX_CONNECTOR_CONFIG is one.
+                if config.origin() != commands::config_path::Origin::Flag {
+                    args.config = None;
+                }
+                commands::sandbox::run(*args).await
+            }
             #[cfg(feature = "sandbox")]
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Completions(args) => commands::completions::run(args, Cli::command()),
+            Command::Manpage(args) => commands::manpage::run(args, Cli::command()),
         }
     }
 }
 
+/// The command line parsed, with where `--config`'s value came from (the
+/// flag, the environment or the default) for a missing file's error.
+fn parse() -> (Cli, ConfigPath) {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let config = ConfigPath::new(cli.config.clone(), matches.value_source("config"));
+    (cli, config)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, config) = parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -160,7 +210,7 @@ fn main() -> ExitCode {
         if let Some(level) = cli.command.log_level() {
             mydex_connector::app::logging::init(level, LogFormat::Text);
         }
-        cli.command.dispatch().await
+        cli.command.dispatch(&config).await
     });
     exit_code(result)
 }
@@ -188,5 +238,31 @@ fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
         ExitCode::from(mydex_connector::store::EXIT_STORE_FAILED)
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Catches, among others, a subcommand defining its own `--config`
+        // beside the global one.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_is_global_before_or_after_the_command() {
+        for argv in [
+            ["mydex-connector", "--config", "/x.toml", "status"],
+            ["mydex-connector", "status", "--config", "/x.toml"],
+        ] {
+            let matches = Cli::command().get_matches_from(argv);
+            let cli = Cli::from_arg_matches(&matches).expect("parses");
+            assert_eq!(cli.config, PathBuf::from("/x.toml"));
+            let path = ConfigPath::new(cli.config, matches.value_source("config"));
+            assert_eq!(path.origin(), commands::config_path::Origin::Flag);
+        }
     }
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 use mydex_connector::notify::bounce::{BounceReport, DsnError, MAX_REPORT_BYTES, parse_report};
 use mydex_connector::notify::unsubscribe_mail::unsubscribe_request;
@@ -29,8 +30,6 @@ const EX_TEMPFAIL: u8 = 75;
 
 #[derive(clap::Args, Debug)]
 pub struct BounceArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// The message (default: standard input).
     file: Option<PathBuf>,
 }
@@ -49,8 +48,8 @@ fn read_input(file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
     Ok(raw)
 }
 
-pub async fn run(args: BounceArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: BounceArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let raw = read_input(args.file.as_ref())?;
     if raw.len() > MAX_REPORT_BYTES {
         // Drain the rest so the MTA's pipe does not fail on a closed reader.

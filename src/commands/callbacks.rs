@@ -3,18 +3,16 @@
 //! or a config fix — all through the admin API (`admin_client.rs`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::commands::admin_client::AdminClient;
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CallbacksCommand {
     /// List stored callbacks and what became of each.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         /// Only the quarantined ones (kept without effect, with the reason).
         #[arg(long)]
         quarantined: bool,
@@ -23,16 +21,10 @@ pub enum CallbacksCommand {
         json: bool,
     },
     /// One stored callback, its body shown with any member key redacted.
-    Show {
-        #[arg(long, short)]
-        config: PathBuf,
-        id: u64,
-    },
+    Show { id: u64 },
     /// Run stored callbacks through parsing and matching again (one by id,
     /// or every quarantined one with --all-quarantined).
     Replay {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(
             required_unless_present = "all_quarantined",
             conflicts_with = "all_quarantined"
@@ -44,17 +36,13 @@ pub enum CallbacksCommand {
 }
 
 /// `callbacks list|show|replay`.
-pub async fn run(command: CallbacksCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: CallbacksCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
-        CallbacksCommand::List {
-            config,
-            quarantined,
-            json,
-        } => list(&Settings::load(&config)?, quarantined, json).await?,
-        CallbacksCommand::Show { config, id } => show(&Settings::load(&config)?, id).await?,
-        CallbacksCommand::Replay { config, id, .. } => {
-            replay(&Settings::load(&config)?, id).await?
+        CallbacksCommand::List { quarantined, json } => {
+            list(&config.load()?, quarantined, json).await?
         }
+        CallbacksCommand::Show { id } => show(&config.load()?, id).await?,
+        CallbacksCommand::Replay { id, .. } => replay(&config.load()?, id).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

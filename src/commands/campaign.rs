@@ -1,15 +1,12 @@
 //! `mydex-connector campaign pause|resume NAME`: pause (with a reason) or
 //! resume a campaign in the running daemon.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mydex_connector::config::Settings;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::Args, Debug)]
 pub struct CampaignArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     #[arg(value_enum)]
     action: CampaignAction,
     name: String,
@@ -24,8 +21,8 @@ pub enum CampaignAction {
     Resume,
 }
 
-pub async fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: CampaignArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let (verb, body) = match args.action {
         CampaignAction::Pause => ("pause", Some(serde_json::json!({ "reason": args.reason }))),
         CampaignAction::Resume => ("resume", None),

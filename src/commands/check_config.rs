@@ -3,27 +3,22 @@
 //! store's schema version means for the next start (a store written by a
 //! newer release is refused, exit 78), without opening the store.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mydex_connector::config::Settings;
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::store::{OnDisk, SCHEMA_VERSION, schema_on_disk};
 
 #[derive(clap::Args, Debug)]
-pub struct CheckConfigArgs {
-    #[arg(long, short)]
-    config: PathBuf,
-}
+pub struct CheckConfigArgs {}
 
-pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config;
-    let settings = Settings::load(&config)?;
+pub fn run(_args: CheckConfigArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     mydex_connector::notify::email::Templates::load(
         &settings.campaigns,
         &settings.organisation,
         settings.invitations.link_ttl,
     )
-    .map_err(|e| e.in_config(&config))?;
+    .map_err(|e| e.in_config(config.path()))?;
     let store = &settings.store.path;
     // A store newer than this binary fails the check; one this user may
     // not read (the daemon's own directory) is only mentioned.
@@ -39,7 +34,7 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     for warning in settings.organisation.warnings() {
         eprintln!("warning: {warning}");
     }
-    eprintln!("configuration OK: {}", config.display());
+    eprintln!("configuration OK: {}", config.path().display());
     match version {
         None => {}
         Some(OnDisk::NoStore) => eprintln!(

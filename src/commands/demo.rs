@@ -355,11 +355,13 @@ async fn keep_running(
                 .unwrap_or_else(|| "(not found in the outbox)".into())
         );
     }
-    println!(
-        "config: {}\nstatus: mydex-connector status --config {}\nCtrl-C to stop.",
-        config_path.display(),
-        config_path.display()
-    );
+    // The binary as it runs (after `cargo run` it is not on PATH), so the
+    // hint works as printed.
+    let exe = std::env::current_exe()
+        .map(|p| shell_word(&p.display().to_string()))
+        .unwrap_or_else(|_| "mydex-connector".into());
+    let config = shell_word(&config_path.display().to_string());
+    println!("config: {config}\nstatus: {exe} status --config {config}\nCtrl-C to stop.");
     mydex_connector::app::daemon::wait_for_signal().await;
     Ok(())
 }
@@ -434,4 +436,15 @@ fn find_mail(outbox: &Path, to: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// `word` as one shell word: as it is when it needs no quoting, else in
+/// single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

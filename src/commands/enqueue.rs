@@ -2,15 +2,19 @@
 //! rows in the queue directory, with a progress bar for large files; exits
 //! 1 when any row was rejected. When the daemon's admin API answers, the
 //! suppression list is checked first (`POST /suppressions/check`, in
-//! chunks) and suppressed people are reported, not placed.
+//! chunks) and suppressed people are reported, not placed. With `--wait`,
+//! the daemon's verdict on each file is awaited and printed
+//! (`intake_wait.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 
 use crate::commands::admin_client::AdminClient;
+use crate::commands::intake_wait::{self, Placed, WaitArgs};
 use crate::commands::progress;
 
 /// How long one suppression check (1,000 addresses) may take.
@@ -44,33 +48,46 @@ impl SuppressionCheck for DaemonCheck {
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// Campaign for rows that name none (default: the first configured).
     #[arg(long)]
     campaign: Option<String>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
-pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub fn run(args: EnqueueArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let (mut good, mut bad) = (0, 0);
     // A daemon that does not answer within CHECK_TIMEOUT is not waited
     // for: the file is placed unchecked (its intake still rejects).
     let mut check = DaemonCheck {
         client: AdminClient::with_timeout(&settings, CHECK_TIMEOUT)?,
     };
+    let mut placed = Vec::new();
     for f in &args.files {
-        let (g, b) = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;
-        eprintln!("{}: {g} rows queued, {b} rejected", f.display());
-        good += g;
-        bad += b;
+        let p = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;
+        eprintln!(
+            "{}: {} rows queued, {} rejected",
+            f.display(),
+            p.good,
+            p.bad
+        );
+        good += p.good;
+        bad += p.bad;
+        if let Some(name) = p.name {
+            placed.push(Placed {
+                shown: f.display().to_string(),
+                name,
+            });
+        }
     }
-    eprintln!(
-        "queued {good} invitees into {}; {bad} rows rejected",
-        settings.queue.dir.display()
-    );
+    let dir = settings.queue.dir.display().to_string();
+    eprintln!("queued {good} invitees into {dir}; {bad} rows rejected");
+    if args.wait.wait {
+        return Ok(intake_wait::wait(&settings, &placed, &args.wait, &dir));
+    }
     Ok(if bad > 0 {
         ExitCode::from(1)
     } else {
@@ -78,16 +95,16 @@ pub fn run(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Enqueue one file: (rows queued, rows rejected).
+/// Enqueue one file: rows queued, rows rejected, where it was placed.
 fn enqueue_one(
     settings: &Settings,
     f: &Path,
     campaign: Option<&str>,
     check: &mut DaemonCheck,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<mydex_connector::intake::Placed> {
     let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
     let bar = progress::bytes_bar(size, &f.display().to_string());
-    let result = mydex_connector::intake::enqueue_file_with_progress(
+    let result = mydex_connector::intake::enqueue_file_placed(
         settings,
         f,
         campaign,

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::{Campaign, Settings};
 use mydex_connector::domain::{Email, Invitee};
 use mydex_connector::notify::email::{
@@ -39,8 +41,6 @@ pub enum MailCommand {
 /// What to render: the same for `preview` and `test`.
 #[derive(clap::Args, Debug)]
 pub struct MailOptions {
-    #[arg(long, short)]
-    config: PathBuf,
     /// The campaign (default: the row's, else the first configured).
     #[arg(long)]
     campaign: Option<String>,
@@ -84,17 +84,17 @@ pub enum MailKind {
     Identify,
 }
 
-pub async fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: MailCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
         MailCommand::Preview(args) => {
-            let (composed, _) = prepare(&args.options, None)?;
+            let (composed, _) = prepare(config, &args.options, None)?;
             write_files(&composed, &args.out)?;
             Ok(ExitCode::SUCCESS)
         }
         MailCommand::Test(args) => {
             let to = Email::parse(&args.to)
                 .map_err(|e| UsageError(format!("--to {:?}: {e}", args.to)))?;
-            let (composed, settings) = prepare(&args.options, Some(to.as_str()))?;
+            let (composed, settings) = prepare(config, &args.options, Some(to.as_str()))?;
             if let Some(out) = &args.out {
                 write_files(&composed, out)?;
             }
@@ -115,8 +115,12 @@ pub async fn run(command: MailCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The composed mail (to `test_to` when testing) and the settings.
-fn prepare(o: &MailOptions, test_to: Option<&str>) -> anyhow::Result<(Composed, Settings)> {
-    let settings = Settings::load(&o.config)?;
+fn prepare(
+    config: &ConfigPath,
+    o: &MailOptions,
+    test_to: Option<&str>,
+) -> anyhow::Result<(Composed, Settings)> {
+    let settings = config.load()?;
     let invitee = match &o.row {
         Some(row) => parse_row(row)?,
         None => sample_invitee()?,

@@ -7,6 +7,8 @@ pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod completions;
+pub mod config_path;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
@@ -17,11 +19,14 @@ pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
 pub mod enqueue;
+pub mod intake_wait;
 pub mod mail;
+pub mod manpage;
 pub mod operator;
 pub mod people;
 pub mod progress;
 pub mod records;
+pub mod rejects;
 pub mod rotate_key;
 pub mod run;
 #[cfg(feature = "sandbox")]

@@ -3,18 +3,16 @@
 //! all through the admin API (`admin_client.rs`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::commands::admin_client::AdminClient;
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum InvitationsCommand {
     /// List invitations, with the reason for failed ones.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         /// queued, link_issued, sent, connected, expired or failed.
         #[arg(long)]
         state: Option<String>,
@@ -27,15 +25,9 @@ pub enum InvitationsCommand {
         json: bool,
     },
     /// Everything about one invitation, with its history.
-    Show {
-        #[arg(long, short)]
-        config: PathBuf,
-        id: u64,
-    },
+    Show { id: u64 },
     /// Queue failed invitations again (one by id, or all with --all-failed).
     Retry {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
         id: Option<u64>,
         #[arg(long)]
@@ -47,8 +39,6 @@ pub enum InvitationsCommand {
 pub enum MembersCommand {
     /// Print the mapping external ref → MydexID/uid/connection_id/version.
     Export {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long, value_enum, default_value = "csv")]
         format: ExportFormat,
         /// Include member connection keys (needs admin.allow_key_export = true).
@@ -58,16 +48,18 @@ pub enum MembersCommand {
 }
 
 /// `invitations list|show|retry`.
-pub async fn invitations(command: InvitationsCommand) -> anyhow::Result<ExitCode> {
+pub async fn invitations(
+    command: InvitationsCommand,
+    config: &ConfigPath,
+) -> anyhow::Result<ExitCode> {
     match command {
         InvitationsCommand::List {
-            config,
             state,
             campaign,
             external_ref,
             json,
         } => {
-            let settings = Settings::load(&config)?;
+            let settings = config.load()?;
             let args = ListArgs {
                 state,
                 campaign,
@@ -76,22 +68,18 @@ pub async fn invitations(command: InvitationsCommand) -> anyhow::Result<ExitCode
             };
             list(&settings, args).await?
         }
-        InvitationsCommand::Show { config, id } => show(&Settings::load(&config)?, id).await?,
-        InvitationsCommand::Retry { config, id, .. } => {
-            retry(&Settings::load(&config)?, id).await?
-        }
+        InvitationsCommand::Show { id } => show(&config.load()?, id).await?,
+        InvitationsCommand::Retry { id, .. } => retry(&config.load()?, id).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `members export`.
-pub async fn members(command: MembersCommand) -> anyhow::Result<ExitCode> {
+pub async fn members(command: MembersCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
-        MembersCommand::Export {
-            config,
-            format,
-            with_keys,
-        } => export_members(&Settings::load(&config)?, format, with_keys).await?,
+        MembersCommand::Export { format, with_keys } => {
+            export_members(&config.load()?, format, with_keys).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

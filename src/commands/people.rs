@@ -3,10 +3,9 @@
 //! (`POST /people/forget`), keeping only their suppression hash so they are
 //! not invited again. A connected member is refused unless `--disconnect`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mydex_connector::config::Settings;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PeopleCommand {
@@ -15,8 +14,6 @@ pub enum PeopleCommand {
     /// reason when it refuses: nothing held, or a connected member without
     /// --disconnect).
     Forget {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long, group = "who", required = true)]
         email: Option<String>,
         #[arg(long, group = "who", required = true)]
@@ -27,15 +24,14 @@ pub enum PeopleCommand {
     },
 }
 
-pub async fn run(command: PeopleCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: PeopleCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
         PeopleCommand::Forget {
-            config,
             email,
             external_ref,
             disconnect,
         } => {
-            let settings = Settings::load(&config)?;
+            let settings = config.load()?;
             if settings.admin.token.is_none() {
                 anyhow::bail!(
                     "admin.token_file is not configured in {}: the daemon refuses state-changing calls without it",

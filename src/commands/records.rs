@@ -3,11 +3,10 @@
 //! through the admin API (`GET /records`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::commands::admin_client::AdminClient;
-use mydex_connector::config::Settings;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum ListState {
@@ -19,8 +18,6 @@ pub enum ListState {
 pub enum RecordsCommand {
     /// List held or failed readings with the reason.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long, value_enum)]
         state: ListState,
         /// Print JSON instead of a table.
@@ -29,13 +26,9 @@ pub enum RecordsCommand {
     },
 }
 
-pub async fn run(command: RecordsCommand) -> anyhow::Result<ExitCode> {
-    let RecordsCommand::List {
-        config,
-        state,
-        json,
-    } = command;
-    let settings = Settings::load(&config)?;
+pub async fn run(command: RecordsCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let RecordsCommand::List { state, json } = command;
+    let settings = config.load()?;
     let client = AdminClient::new(&settings)?;
     let state = match state {
         ListState::Held => "held",

@@ -9,14 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 use mydex_connector::store::{RotationReport, Store};
 use secrecy::{ExposeSecret, SecretBox};
 
 #[derive(clap::Args, Debug)]
 pub struct RotateKeyArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// The new 32-byte key (raw, or 64 hex characters), like store.key_file.
     #[arg(long)]
     new_key_file: PathBuf,
@@ -24,8 +23,8 @@ pub struct RotateKeyArgs {
 
 /// The subcommand: load the configuration, then rotate (the store's
 /// facade runs the disk work off the async runtime).
-pub async fn command(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn command(args: RotateKeyArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     run(&settings, &args.new_key_file).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,25 +1,23 @@
 //! `mydex-connector status`: ask the running daemon's admin API for its
 //! counts and print them as a table, or as the JSON document itself.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::Value;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     /// Print the JSON document only.
     #[arg(long)]
     json: bool,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: StatusArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     print(&settings, args.json).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,13 +6,13 @@
 //! copied; never a record.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
+use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
 use mydex_connector::store::{CompactReport, CompactStep, Recovery, Store};
 
@@ -26,16 +26,13 @@ pub enum StoreCommand {
     /// (the daemon must be stopped): old segments, with clear copies left
     /// by releases before sealing and traces of forgotten people, are gone.
     /// Safe to kill at any moment: the next open finishes or undoes it.
-    Compact {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Compact {},
 }
 
-pub async fn run(command: StoreCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: StoreCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     match command {
-        StoreCommand::Compact { config } => {
-            let settings = Settings::load(&config)?;
+        StoreCommand::Compact {} => {
+            let settings = config.load()?;
             compact(&settings).await?;
         }
     }

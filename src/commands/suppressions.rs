@@ -3,24 +3,19 @@
 //! unsubscribed, bounced, complained, or added here). The list holds a keyed
 //! hash of each address, never the address: `list` shows hash prefixes.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mydex_connector::config::Settings;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SuppressionsCommand {
     /// Everyone on the list: hash prefix, reason, source, date.
     List {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long)]
         json: bool,
     },
     /// Put an address on the list (its open invitations fail).
     Add {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long)]
         email: String,
         #[arg(long)]
@@ -28,18 +23,16 @@ pub enum SuppressionsCommand {
     },
     /// Take an address off the list (failed invitations stay failed).
     Remove {
-        #[arg(long, short)]
-        config: PathBuf,
         #[arg(long)]
         email: String,
     },
 }
 
-pub async fn run(command: SuppressionsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: SuppressionsCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     use crate::commands::admin_client::{AdminClient, post};
     match command {
-        SuppressionsCommand::List { config, json } => {
-            let settings = Settings::load(&config)?;
+        SuppressionsCommand::List { json } => {
+            let settings = config.load()?;
             let doc = AdminClient::new(&settings)?
                 .get("/suppressions", &[])
                 .await?;
@@ -59,17 +52,13 @@ pub async fn run(command: SuppressionsCommand) -> anyhow::Result<ExitCode> {
                 println!("{} suppressed", doc["suppressed"]);
             }
         }
-        SuppressionsCommand::Add {
-            config,
-            email,
-            reason,
-        } => {
-            let settings = Settings::load(&config)?;
+        SuppressionsCommand::Add { email, reason } => {
+            let settings = config.load()?;
             let body = serde_json::json!({"email": email, "reason": reason});
             println!("{}", post(&settings, "/suppressions", Some(body)).await?);
         }
-        SuppressionsCommand::Remove { config, email } => {
-            let settings = Settings::load(&config)?;
+        SuppressionsCommand::Remove { email } => {
+            let settings = config.load()?;
             let body = serde_json::json!({"email": email});
             println!(
                 "{}",

@@ -1,15 +1,12 @@
 //! `mydex-connector sweep version|expiry|confirm`: ask the running daemon to
 //! sweep now, or to release the version sweep's brake.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mydex_connector::config::Settings;
+use crate::commands::config_path::ConfigPath;
 
 #[derive(clap::Args, Debug)]
 pub struct SweepArgs {
-    #[arg(long, short)]
-    config: PathBuf,
     #[arg(value_enum)]
     job: SweepJob,
 }
@@ -21,8 +18,8 @@ pub enum SweepJob {
     Confirm,
 }
 
-pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args.config)?;
+pub async fn run(args: SweepArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
+    let settings = config.load()?;
     let path = match args.job {
         SweepJob::Version => "/sweeps/version",
         SweepJob::Expiry => "/sweeps/expiry",

@@ -322,12 +322,21 @@ async fn invitee_files_report_bad_rows_and_queue_the_good() {
         "{err}"
     );
     assert!(err.contains("0 rows queued, 1 rejected"), "{err}");
-    let queued: Vec<_> = std::fs::read_dir(setup.dir.path().join("queue"))
+    let queued: Vec<String> = std::fs::read_dir(setup.dir.path().join("queue"))
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(queued.len(), 1, "one file placed, no temp files left");
+    // The file with no good row is placed too (as empty lines, with a note
+    // naming it), so the daemon keeps its refused row for `rejects list`.
+    let notes = queued.iter().filter(|n| n.ends_with(".origin")).count();
+    assert_eq!(
+        queued.len(),
+        4,
+        "two files placed and their notes: {queued:?}"
+    );
+    assert_eq!(notes, 2, "no temp files left: {queued:?}");
 
     // The daemon stores the good rows once; the duplicate goes to rejected/.
     let _daemon = setup.daemon();
@@ -348,15 +357,16 @@ async fn invitee_files_report_bad_rows_and_queue_the_good() {
         .expect("a rejected report");
     let report = std::fs::read_to_string(rejected.path()).unwrap();
     assert!(
-        report.contains("duplicate") && report.contains(":3:"),
+        report.contains("duplicate") && report.contains(":8:"),
         "{report}"
     );
-    assert_eq!(
-        std::fs::read_dir(setup.dir.path().join("queue/done"))
-            .unwrap()
-            .count(),
-        1
-    );
+    // Both placed files end in done/ (the one of no good row too).
+    let done = setup.dir.path().join("queue/done");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&done).unwrap().count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_dir(&done).unwrap().count(), 2);
     assert_eq!(
         smtp.wait_for(3, std::time::Duration::from_secs(10)).len(),
         3

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs INSIDE the booted container (unit mydex-systemd-test.service), as root,
 # on a minimal Debian bookworm that has only systemd, dbus, apt and the
-# Essential set. Follows README "Install as a service" command for command,
+# Essential set. Follows docs/book/src/install.md command for command,
 # then checks the service through systemd itself. Each check prints one line
 # "PASS name: detail" or "FAIL name: detail" to $RESULTS/results.txt (and the
 # console); the last line is "DONE failures=N". Nothing but bash and what the
@@ -131,7 +131,7 @@ else
     pass no-procps "/bin/kill absent (no procps), as on a minimal Debian: ExecReload must not need it"
 fi
 
-# ---------------------------------------------------------------- secrets, config (README "Install as a service")
+# ---------------------------------------------------------------- secrets, config (docs/book/src/install.md)
 client_secret="cs-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 connection_token="ct-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 # The sandbox gets the same two secrets, in its own root-only files.
@@ -139,7 +139,7 @@ install -d -m 700 /etc/mydex-sandbox
 install -m 600 /dev/stdin /etc/mydex-sandbox/client_secret <<< "$client_secret"
 install -m 600 /dev/stdin /etc/mydex-sandbox/connection_token <<< "$connection_token"
 printf 'SANDBOX_PORT=%s\nCALLBACK_PORT=%s\n' "$SANDBOX_PORT" "$CALLBACK_PORT" > /etc/mydex-sandbox/env
-# As README tells an operator:
+# As the book tells an operator:
 install -m 600 /dev/stdin /etc/mydex-connector/credentials/client_secret <<< "$client_secret"
 install -m 600 /dev/stdin /etc/mydex-connector/credentials/connection_token <<< "$connection_token"
 # "sudoedit /etc/mydex-connector/mydex-connector.toml": client_id, the
@@ -152,7 +152,7 @@ sed -i \
     -e '/^\[smtp\]/,/^\[/ s|^url = .*|url = "file:///var/lib/mydex-connector/outbox"|' \
     -e '/^\[queue\]/a poll_interval = "500ms"' \
     "$CONF"
-# The socket units listen where the config says (README: `systemctl edit
+# The socket units listen where the config says (docs/book/src/install.md: `systemctl edit
 # mydex-connector.socket`; here the drop-ins written directly).
 for unit_port in "mydex-connector.socket:$CALLBACK_PORT" "mydex-connector-admin.socket:$ADMIN_PORT"; do
     mkdir -p "/etc/systemd/system/${unit_port%%:*}.d"
@@ -371,7 +371,7 @@ stored_count() { status_json | sed -n 's/.*"callbacks":{//p' | grep -o "\"$1\":[
 # send_callback N: one callback, linking token of its own (kept as unmatched);
 # writes "CODE ANSWER-STATUS" (or refused / closed / timeout) to $LOAD/N.
 send_callback() {
-    local n=$1 body req code="" rest="" outcome=refused
+    local n=$1 body req code="" rest="" outcome=refused sent=${EPOCHREALTIME}
     printf -v body '{"uid":%d,"mydexid":"restart%d","key":"%s-%d","connection_id":"%d-45678","fields":{"a":1},"linking_token":"lt_restart_%d"}' \
         $((800000 + n)) "$n" "$load_key" "$n" $((800000 + n)) "$n"
     printf -v req 'POST /mydex/callback HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nAuthentication: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
@@ -391,6 +391,10 @@ send_callback() {
         exec 5<&-
     fi
     echo "$outcome" > "$LOAD/$n"
+    # Any other answer, with when it was sent and ended (seconds since the
+    # load began), to set beside the restarts' times if the check fails.
+    [ "$outcome" = "200 unmatched" ] ||
+        echo "#$n $outcome: sent $(awk -v a="$t0" -v b="${sent/./}" -v c="${EPOCHREALTIME/./}" 'BEGIN { printf "%.3f s, ended %.3f s", (b - a) / 1e6, (c - a) / 1e6 }')" >> "$LOAD/odd"
 } 2>/dev/null
 # The restarts: 3 × systemctl restart, then the package again; each line
 # to $LOAD/restarts, then $LOAD/done.
@@ -402,23 +406,24 @@ restarter() {
         t0=$(date +%s.%N)
         systemctl restart mydex-connector
         rc=$?
-        echo "systemctl restart $i: rc=$rc, MainPID $pid → $(mainpid), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s" >> "$LOAD/restarts"
+        echo "systemctl restart $i at $(awk -v a="$load_t0" -v b="$t0" 'BEGIN { printf "%.3f", b - a / 1e6 }') s: rc=$rc, MainPID $pid → $(mainpid), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s" >> "$LOAD/restarts"
         sleep 5
     done
     pid=$(mainpid)
     t0=$(date +%s.%N)
     apt-get install -y --reinstall --no-install-recommends /root/pkg/mydex-connector.deb > "$WORK/upgrade.out" 2>&1
     rc=$?
-    echo "package installed again (upgrade path): rc=$rc, MainPID $pid → $(mainpid), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s" >> "$LOAD/restarts"
+    echo "package installed again (upgrade path) at $(awk -v a="$load_t0" -v b="$t0" 'BEGIN { printf "%.3f", b - a / 1e6 }') s: rc=$rc, MainPID $pid → $(mainpid), $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s" >> "$LOAD/restarts"
     sleep 4
     : > "$LOAD/done"
 }
 stored0=$(stored_count stored)
 unmatched0=$(stored_count unmatched)
 starts0=$(journalctl -u mydex-connector --no-pager -o cat | grep -c 'listening on the socket passed by the service manager')
+t0=${EPOCHREALTIME/./}
+load_t0=$t0
 restarter &
 restarter_pid=$!
-t0=${EPOCHREALTIME/./}
 n=0
 while [ ! -e "$LOAD/done" ] && [ $n -lt 20000 ]; do
     n=$((n + 1))
@@ -445,7 +450,7 @@ if [ "$answered" = "$n" ] && [ "$missing" = 0 ] && [ "$stored_delta" = "$n" ] &&
     [ "$(grep -c 'rc=0' "$LOAD/restarts")" = 4 ] && [ "$starts" -ge 8 ]; then
     pass restarts-under-load "$n callbacks at $rate/s over $(((t1 - t0) / 1000000)) s: $outcomes 0 refused or reset; stored $stored_delta (each once: unmatched +$unmatched_delta); $restarts sockets taken $starts times (2 a start)"
 else
-    fail restarts-under-load "$n callbacks at $rate/s: $outcomes missing $missing; stored +$stored_delta, unmatched +$unmatched_delta; $restarts sockets taken $starts times; $(tail -n 3 "$WORK/upgrade.out" 2>/dev/null | tr '\n' ' ')"
+    fail restarts-under-load "$n callbacks at $rate/s: $outcomes missing $missing; stored +$stored_delta, unmatched +$unmatched_delta; $restarts sockets taken $starts times; not 200: $(head -n 20 "$LOAD/odd" 2>/dev/null | tr '\n' ';'); $(tail -n 3 "$WORK/upgrade.out" 2>/dev/null | tr '\n' ' ')"
 fi
 exec 7<&-
 
@@ -520,12 +525,65 @@ systemctl start mydex-connector
 systemd-analyze security --no-pager mydex-connector > "$RESULTS/security.txt" 2>&1
 exposure=$(tail -n 1 "$RESULTS/security.txt")
 if echo "$exposure" | grep -Eq 'exposure level .*: [0-9.]+ (OK|SAFE)'; then
-    pass security "systemd-analyze security mydex-connector: $exposure (README claims 1.2 OK offline)"
+    pass security "systemd-analyze security mydex-connector: $exposure (docs/book/src/install.md claims 1.2 OK offline)"
 else
     fail security "$exposure"
 fi
 
-# ---------------------------------------------------------------- remove keeps the members; purge removes what README says
+# ---------------------------------------------------------------- the man pages and shell completions the package installs
+page=/usr/share/man/man1/mydex-connector.1.gz
+completions="/usr/share/bash-completion/completions/mydex-connector /usr/share/zsh/vendor-completions/_mydex-connector /usr/share/fish/vendor_completions.d/mydex-connector.fish"
+pages=$(dpkg -L mydex-connector | grep -c '^/usr/share/man/man1/mydex-connector.*\.1\.gz$')
+missing=""
+for f in $page $completions; do [ -s "$f" ] || missing="$missing $f"; done
+if [ -z "$missing" ] && gzip -dc "$page" | grep -q '^\.SH SYNOPSIS' && [ "$pages" -ge 15 ]; then
+    pass man-files "the package installed $pages man pages (gzip, roff with SYNOPSIS) and the bash, zsh and fish completions"
+else
+    fail man-files "missing:${missing:- nothing}; $pages pages; $(gzip -dc "$page" 2>&1 | head -n 3 | tr '\n' ' ')"
+fi
+# man-db is not in a minimal Debian: installed here, as an operator would,
+# to read the packaged page with man itself.
+if ! command -v man >/dev/null; then
+    apt-get install -y --no-install-recommends man-db > "$WORK/man-db.log" 2>&1 ||
+        info man-db "apt-get install man-db failed: $(tail -n 2 "$WORK/man-db.log" | tr '\n' ' ')"
+fi
+if command -v man >/dev/null; then
+    found=$(man -w mydex-connector 2>&1)
+    MANWIDTH=120 man --warnings -l "$page" > "$WORK/man.txt" 2> "$WORK/man.err"
+    rc=$?
+    MANWIDTH=120 man mydex-connector-enqueue > "$WORK/man-enqueue.txt" 2>&1
+    if [ $rc = 0 ] && [ "$found" = "$page" ] && [ ! -s "$WORK/man.err" ] &&
+        grep -qx 'NAME' "$WORK/man.txt" && grep -qx 'SYNOPSIS' "$WORK/man.txt" &&
+        grep -q 'mydex-connector-enqueue(1)' "$WORK/man.txt" && grep -q -- '--campaign' "$WORK/man-enqueue.txt"; then
+        pass man "man -w mydex-connector: $found; man -l renders it without a warning ($(wc -l < "$WORK/man.txt") lines, NAME, SYNOPSIS, the commands); man mydex-connector-enqueue shows --campaign"
+    else
+        fail man "rc=$rc, man -w: $found, warnings: $(head -c 300 "$WORK/man.err"), page: $(head -n 5 "$WORK/man.txt" | tr '\n' ' ')"
+    fi
+else
+    fail man "no man to read the page with (see $RESULTS/man-db.log)"
+    cp "$WORK/man-db.log" "$RESULTS/man-db.log" 2>/dev/null
+fi
+# Bash completion as bash runs it on a TAB after `mydex-connector invitations `.
+offered=$(bash -c '
+    source /usr/share/bash-completion/completions/mydex-connector
+    fn=$(complete -p mydex-connector | sed -E "s/.* -F ([^ ]+) .*/\1/")
+    COMP_WORDS=(mydex-connector invitations ""); COMP_CWORD=2
+    COMP_LINE="mydex-connector invitations "; COMP_POINT=${#COMP_LINE}
+    "$fn" mydex-connector "" invitations
+    echo "${COMPREPLY[*]}"' 2>&1)
+top=$(bash -c '
+    source /usr/share/bash-completion/completions/mydex-connector
+    fn=$(complete -p mydex-connector | sed -E "s/.* -F ([^ ]+) .*/\1/")
+    COMP_WORDS=(mydex-connector ""); COMP_CWORD=1; COMP_LINE="mydex-connector "; COMP_POINT=${#COMP_LINE}
+    "$fn" mydex-connector "" mydex-connector
+    echo "${COMPREPLY[*]}"' 2>&1)
+if grep -qw list <<<"$offered" && grep -qw retry <<<"$offered" && grep -qw enqueue <<<"$top" && grep -qw check-config <<<"$top"; then
+    pass bash-completion "mydex-connector <TAB>: $top; mydex-connector invitations <TAB>: $offered"
+else
+    fail bash-completion "mydex-connector <TAB>: $top; invitations <TAB>: $offered"
+fi
+
+# ---------------------------------------------------------------- remove keeps the members; purge removes what docs/book/src/install.md says
 dpkg --remove mydex-connector > "$WORK/remove.out" 2>&1
 rc=$?
 kept=""
@@ -555,7 +613,8 @@ rc=$?
 left=""
 for p in /usr/bin/mydex-connector /etc/mydex-connector /var/lib/private/mydex-connector /var/lib/mydex-connector /lib/systemd/system/mydex-connector.service /etc/systemd/system/multi-user.target.wants/mydex-connector.service \
     /lib/systemd/system/mydex-connector.socket /lib/systemd/system/mydex-connector-admin.socket \
-    /etc/systemd/system/sockets.target.wants/mydex-connector.socket /etc/systemd/system/sockets.target.wants/mydex-connector-admin.socket; do
+    /etc/systemd/system/sockets.target.wants/mydex-connector.socket /etc/systemd/system/sockets.target.wants/mydex-connector-admin.socket \
+    $page $completions; do
     [ -e "$p" ] || [ -L "$p" ] && left="$left $p"
 done
 dropin=/etc/systemd/system/mydex-connector.service.d/watchdog-test.conf

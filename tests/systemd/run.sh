@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The service under a real systemd, from the .deb, on a minimal Debian
-# bookworm (README "How it is tested" → "Under a real systemd"). Run as root
+# bookworm (docs/book/src/install.md → "Under a real systemd"). Run as root
 # on a Debian host whose apt reaches Debian's packages:
 #
 #   tests/systemd/run.sh
 #
-# 1. builds the package (`cargo deb`) and takes the debug binary (default
+# 1. builds the package (`scripts/deb`: cargo deb) and takes the debug binary (default
 #    features) for the sandbox (the packaged one has no `sandbox` subcommand);
 # 2. debootstraps a minimal bookworm (minbase + systemd, systemd-sysv, dbus)
 #    from the mirror apt is configured with, cached in target/systemd-test/rootfs
@@ -13,22 +13,28 @@
 # 3. copies it to a throwaway root, adds the test unit (mydex-systemd-test.service,
 #    wanted by multi-user.target), boots it with systemd-nspawn, and waits:
 #    check.sh runs inside, installs the package with apt (only what its
-#    Depends pull in), follows README "Install as a service", checks the
+#    Depends pull in), follows docs/book/src/install.md, checks the
 #    service through systemd and writes results to target/systemd-test/results/;
 # 4. prints the results; exits non-zero if any check failed.
 #
 # Environment: CARGO_TARGET_DIR (default target/), MYDEX_SYSTEMD_MIRROR (default:
 # apt's bookworm mirror), MYDEX_SYSTEMD_KEEP=1 keeps the throwaway root,
-# MYDEX_SYSTEMD_NO_BUILD=1 reuses the .deb and binary already built.
+# MYDEX_SYSTEMD_NO_BUILD=1 reuses the .deb and binary already built,
+# MYDEX_SYSTEMD_PROFILE the cargo profile the package is built with (default
+# release, as shipped; .ci/run uses dev: the build the tests already made,
+# without the sandbox feature, takes seconds where a release build of every
+# dependency takes minutes of the two cores).
 #
 # `tests/systemd/run.sh --prepare` does only the slow, mostly unattended part
-# (tools, cargo-deb, the release build of the .deb, the cached rootfs) and
-# exits: .ci/run starts it in the background while the integration tests run
-# (they mostly wait on daemons), then runs this script again, which finds
-# the release build fresh and the rootfs cached.
+# that needs no build of ours (the tools, cargo-deb, the cached rootfs) and
+# exits: .ci/run starts it in the background at its start. `--build` builds
+# the package and the sandbox binary and exits; .ci/run does that once the
+# tests are built, then boots the container (MYDEX_SYSTEMD_NO_BUILD=1) in the
+# background while the tests run.
 set -euo pipefail
-prepare=0
+prepare=0 build_only=0
 [ "${1:-}" = --prepare ] && prepare=1
+[ "${1:-}" = --build ] && build_only=1
 cd "$(dirname "$0")/../.."
 repo=$PWD
 here=$repo/tests/systemd
@@ -51,18 +57,20 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 
 # ---- build: the .deb (default-features = false, as shipped), then the sandbox binary
-if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ]; then
-    step "cargo deb --strip"
-    cargo deb --strip
-fi
+profile=${MYDEX_SYSTEMD_PROFILE:-release}
 if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ] && [ $prepare = 0 ]; then
+    step "scripts/deb --profile $profile (cargo deb, with the man pages and completions)"
+    scripts/deb --profile "$profile"
     # The sandbox is a stand-in, not what is shipped: the debug build the
     # tests already made (default features) serves, stripped, and spares CI a
     # second release build.
     step "cargo build (default features: the sandbox)"
     cargo build --bin mydex-connector
     install -s -m 755 "$tgt/debug/mydex-connector" "$cache/mydex-connector-sandbox"
+    deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
+    cp "$deb" "$cache/mydex-connector.deb"
 fi
+[ $build_only = 1 ] && { step "built: $cache/mydex-connector.deb and the sandbox binary"; exit 0; }
 
 # ---- the minimal bookworm, cached
 mirror=${MYDEX_SYSTEMD_MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' |
@@ -81,8 +89,9 @@ else
     mv "$rootfs.tmp" "$rootfs"
 fi
 
-[ $prepare = 1 ] && { step "prepared: the .deb built, the rootfs cached"; exit 0; }
-deb=$(ls -t "$tgt"/debian/mydex-connector_*.deb | head -n1)
+[ $prepare = 1 ] && { step "prepared: the tools installed, the rootfs cached"; exit 0; }
+deb=$cache/mydex-connector.deb
+[ -f "$deb" ] || { echo "no $deb: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
 echo "package: $deb ($(du -h "$deb" | cut -f1))"
 [ -x "$cache/mydex-connector-sandbox" ] || { echo "no $cache/mydex-connector-sandbox: run without MYDEX_SYSTEMD_NO_BUILD" >&2; exit 2; }
 

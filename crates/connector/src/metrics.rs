@@ -151,6 +151,8 @@ pub struct Snapshot {
     pub records: Vec<(&'static str, u64)>,
     /// People on the suppression list.
     pub suppressed: u64,
+    /// Rows rejected on their way in, kept now (`rejects list`).
+    pub rejected: u64,
     /// (campaign, hard|soft|complaint, count)
     pub bounces: Vec<(String, String, u64)>,
 }
@@ -413,6 +415,11 @@ fn register_gauges(reg: &mut Registry, snap: &Snapshot) {
             "queue_files",
             "Invitee files waiting in the queue directory",
             snap.queue_files,
+        ),
+        (
+            "rejected_rows",
+            "Rows rejected by enqueue, deliver or the daemon's intake, kept for `rejects list` (30 days, at most 100,000)",
+            snap.rejected,
         ),
         (
             "suppressed",

@@ -57,7 +57,7 @@ fn log_lines(setup: &Setup, needles: &[&str]) -> usize {
 }
 
 /// Wait until the daemon watches its `what` directory (a copy begun
-/// before is judged by the settle time alone, see README).
+/// before is judged by the settle time alone, see `docs/book/src/watched-directories.md`).
 fn wait_watching(setup: &Setup, what: &str) {
     let needle = format!("watching the {what} directory for files");
     wait_until(&needle, Duration::from_secs(60), || {

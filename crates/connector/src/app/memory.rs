@@ -4,7 +4,7 @@
 //! in its own bookkeeping and, with an arena per thread, kept the freed
 //! copies as room only that thread could reuse. jemalloc, with few arenas
 //! and a background thread handing unused pages back to the system within
-//! a second, keeps both down (README "Performance" has the figures).
+//! a second, keeps both down (`docs/book/src/performance.md` has the figures).
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

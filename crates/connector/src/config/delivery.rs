@@ -30,7 +30,7 @@ pub struct DeliverySettings {
     pub hold_for: Duration,
     /// A request Mydex has not answered is taken as finished or abandoned
     /// after this long (then read back; never sooner than
-    /// `mydex.request_timeout`); see README "Delivering readings".
+    /// `mydex.request_timeout`); see `docs/book/src/delivery.md`.
     #[serde(serialize_with = "show::duration")]
     pub settle: Duration,
     /// A readings file not placed by `deliver` is read only once it has not

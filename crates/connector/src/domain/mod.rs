@@ -18,6 +18,7 @@ mod message_id;
 mod mydexid;
 mod person;
 mod reading;
+mod rejected_row;
 pub mod send_window;
 mod state;
 
@@ -35,4 +36,8 @@ pub use message_id::{message_id, message_id_token};
 pub use mydexid::{MydexId, MydexIdError};
 pub use person::PersonHash;
 pub use reading::{DatasetName, MemberRef, Reading, ReadingError, RowState};
+pub use rejected_row::{
+    IntakeVerdict, RejectedRow, Rejection, RejectsPage, SinceError, VerdictAnswer, parse_since,
+    rfc3339,
+};
 pub use state::State;

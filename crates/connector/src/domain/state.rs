@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The invitation states (README "Operating": queued → link_issued → sent → connected).
+/// The invitation states (`docs/book/src/operating.md`: queued → link_issued → sent → connected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {

@@ -6,13 +6,17 @@
 
 mod chunks;
 mod csv_line;
+mod dir_source;
 pub mod erase;
 mod error;
 pub(crate) mod json_row;
+mod lines;
+mod origin;
 mod owner;
 pub mod precheck;
 pub mod reader;
 pub mod readings;
+mod reject_sink;
 mod rejected;
 mod row_error;
 mod settle;
@@ -25,10 +29,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::domain::Invitee;
+use crate::domain::{IntakeVerdict, Invitee};
 use crate::store::{InsertOutcome, Kind, NewInvitation, Store};
+pub(crate) use dir_source::{Failure, FileKind, Watch};
 pub use error::{EnqueueError, IngestError};
+pub use origin::{Origin, Refused};
 pub use reader::{FileError, Format, Rows};
+use reject_sink::RejectSink;
 pub use rejected::Refusal;
 pub use row_error::RowError;
 
@@ -70,34 +77,6 @@ pub fn ensure_dirs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The rejected-rows report of one file, opened on first use.
-struct Rejects {
-    name: String,
-    /// The watched directory (the report goes to its `rejected/`).
-    dir: PathBuf,
-    out: Option<std::io::BufWriter<std::fs::File>>,
-}
-
-impl Rejects {
-    fn write(&mut self, line: u64, reason: &str) -> std::io::Result<()> {
-        if self.out.is_none() {
-            let f = rejected::open_report(&self.dir, &self.name)?;
-            self.out = Some(std::io::BufWriter::new(f));
-        }
-        match self.out.as_mut() {
-            Some(w) => writeln!(w, "{}:{line}: {reason}", self.name),
-            None => Ok(()),
-        }
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        match self.out {
-            Some(w) => w.into_inner().map_err(|e| e.into_error())?.sync_all(),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Store every row of `path`, resuming after the last stored line.
 pub async fn ingest_file(
     store: &Store,
@@ -109,11 +88,9 @@ pub async fn ingest_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut rejects = Rejects {
-        name: name.clone(),
-        dir: dir.to_path_buf(),
-        out: None,
-    };
+    let origin = origin::read(dir, &name);
+    let shown = origin.as_ref().map_or(name.as_str(), |o| o.file.as_str());
+    let mut rejects = RejectSink::new(dir, &name, shown);
     let mut report = FileReport::default();
 
     let resume_after = store.intake_progress(&name).await?.unwrap_or(0);
@@ -144,13 +121,44 @@ pub async fn ingest_file(
             .await?;
         }
     }
-    rejects.finish()?;
-    // Rows are durable before the file leaves the queue.
-    store.flush().await?;
+    finish_file(store, &name, origin, rejects, &mut report).await?;
     std::fs::rename(path, dir.join("done").join(&name))?;
     store.clear_intake_progress(&name).await?;
+    origin::remove(dir, &name);
     tracing::info!(file = %name, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, "queue file ingested");
     Ok(report)
+}
+
+/// The end of a queue file before it leaves the queue: the rows `enqueue`
+/// refused kept beside the daemon's own, the verdict `enqueue --wait`
+/// asks for, everything durable.
+async fn finish_file(
+    store: &Store,
+    name: &str,
+    origin: Option<Origin>,
+    mut rejects: RejectSink,
+    report: &mut FileReport,
+) -> Result<(), IngestError> {
+    if let Some(o) = &origin {
+        for r in &o.refused {
+            rejects.note(o.at_ms, r.line, &r.reason);
+        }
+        report.rejected += o.refused.len() as u64;
+    }
+    rejects.keep(store).await?;
+    let verdict = IntakeVerdict {
+        file: rejects.file().to_owned(),
+        stored: report.stored,
+        held: 0,
+        duplicates: report.duplicates,
+        rejected: report.rejected,
+        at: crate::domain::rfc3339(crate::store::now_ms()),
+    };
+    rejects.finish()?;
+    store.record_verdict(name.to_owned(), verdict).await?;
+    // Rows are durable before the file leaves the queue.
+    store.flush().await?;
+    Ok(())
 }
 
 /// Store the rows of an open queue file after line `resume_after`, in
@@ -161,9 +169,9 @@ async fn store_rows(
     rows: Rows<std::fs::File>,
     resume_after: u64,
     report: &mut FileReport,
-    rejects: &mut Rejects,
+    rejects: &mut RejectSink,
 ) -> Result<(), IngestError> {
-    let name = rejects.name.clone();
+    let name = rejects.source().to_owned();
     let mut batch: Vec<(u64, NewInvitation)> = Vec::with_capacity(BATCH);
     let mut last_line = resume_after;
     let mut stored_through = resume_after;
@@ -193,11 +201,14 @@ async fn store_rows(
             }
             if batch.len() >= BATCH {
                 store_batch(store, &name, &mut batch, last_line, report, rejects).await?;
+                rejects.keep(store).await?;
                 stored_through = last_line;
             }
         }
     }
-    store_batch(store, &name, &mut batch, last_line, report, rejects).await
+    store_batch(store, &name, &mut batch, last_line, report, rejects).await?;
+    rejects.keep(store).await?;
+    Ok(())
 }
 
 async fn store_batch(
@@ -206,7 +217,7 @@ async fn store_batch(
     batch: &mut Vec<(u64, NewInvitation)>,
     last_line: u64,
     report: &mut FileReport,
-    rejects: &mut Rejects,
+    rejects: &mut RejectSink,
 ) -> Result<(), IngestError> {
     let (lines, items): (Vec<u64>, Vec<NewInvitation>) = batch.drain(..).unzip();
     let outcomes = store
@@ -269,82 +280,61 @@ pub fn to_new(settings: &Settings, invitee: Invitee) -> Result<NewInvitation, Ro
     })
 }
 
+/// Invitee files, as the queue directory takes them in.
+struct QueueFiles {
+    settings: Arc<Settings>,
+}
+
+impl dir_source::FileKind for QueueFiles {
+    const WHAT: &'static str = "queue";
+
+    async fn ingest(&self, store: &Store, path: &Path) -> Result<(), dir_source::Failure> {
+        use dir_source::Failure;
+        match ingest_file(store, &self.settings, path).await {
+            Ok(_) => Ok(()),
+            Err(IngestError::Unreadable {
+                error,
+                stored_through,
+            }) => Err(Failure::Unreadable {
+                error,
+                stored_through,
+            }),
+            Err(IngestError::Store(se)) => {
+                let message = error::with_causes(&se);
+                Err(Failure::Store(se, message))
+            }
+            Err(e) => Err(Failure::Other(error::with_causes(&e))),
+        }
+    }
+
+    async fn begun(
+        &self,
+        store: &Store,
+        names: Vec<String>,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        store.intake_begun(names).await
+    }
+}
+
 /// Watch the queue directory and ingest files until cancelled: each file
 /// once it is whole (see `settle.rs`); one that can never be read is set
-/// aside into `rejected/`.
+/// aside into `rejected/` (`dir_source.rs`).
 pub async fn run(
     store: Store,
     settings: Arc<Settings>,
     wake_dispatcher: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut dir = watched::WatchedDir::open(&settings.queue.dir, "queue", settings.queue.settle);
-    let mut tick = tokio::time::interval(settings.queue.poll_interval);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = dir.arrival() => {}
-        }
-        // A store that cannot write (see `store/write_health.rs`) cannot take
-        // the files in; they wait in the queue, and the log is not filled
-        // with one error per file per poll.
-        if store.failure().is_some() {
-            continue;
-        }
-        let begun = begun_files(&store, &settings.queue.dir, false).await;
-        for file in dir.ready(&|name: &str| begun.contains(name)) {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            match ingest_file(&store, &settings, &file).await {
-                Ok(_) => {
-                    dir.succeeded(&file);
-                    wake_dispatcher.notify_one()
-                }
-                Err(IngestError::Unreadable {
-                    error,
-                    stored_through,
-                }) => dir.refuse(
-                    &file,
-                    Refusal::Unreadable {
-                        error,
-                        stored_through,
-                    },
-                ),
-                Err(e) => {
-                    if let IngestError::Store(se) = &e {
-                        store.note_error(se);
-                    }
-                    dir.failed(&file, error::with_causes(&e))
-                }
-            }
-        }
-    }
-}
-
-/// The names in `dir` whose rows the store already began to take in (a
-/// progress mark of the queue, or with `readings` of the readings
-/// intake): asked in one store call before the listing is judged, which
-/// cannot wait on the store.
-pub(crate) async fn begun_files(
-    store: &Store,
-    dir: &Path,
-    readings: bool,
-) -> std::collections::HashSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Default::default();
+    let dir = settings.queue.dir.clone();
+    let at = dir_source::Watch {
+        dir: &dir,
+        settle: settings.queue.settle,
+        poll: settings.queue.poll_interval,
     };
-    let names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    let begun = if readings {
-        store.readings_begun(names).await
-    } else {
-        store.intake_begun(names).await
+    let kind = QueueFiles {
+        settings: settings.clone(),
     };
-    begun.unwrap_or_default().into_iter().collect()
+    dir_source::run(kind, at, store, wake_dispatcher, shutdown).await
 }
 
 /// `enqueue`: validate `path`, report bad rows, and place the good ones in
@@ -356,6 +346,15 @@ pub fn enqueue_file(
     errors: &mut dyn Write,
 ) -> Result<(u64, u64), EnqueueError> {
     enqueue_file_with_progress(settings, path, campaign, errors, &mut |_| {}, None)
+}
+
+/// What placing one file did: its good and bad rows, and the name it was
+/// placed under (none when it held no row at all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placed {
+    pub good: u64,
+    pub bad: u64,
+    pub name: Option<String>,
 }
 
 /// A reader that reports how many bytes it has read so far.
@@ -383,6 +382,22 @@ pub fn enqueue_file_with_progress(
     progress: &mut dyn FnMut(u64),
     check: Option<&mut dyn precheck::SuppressionCheck>,
 ) -> Result<(u64, u64), EnqueueError> {
+    let p = enqueue_file_placed(settings, path, campaign, errors, progress, check)?;
+    Ok((p.good, p.bad))
+}
+
+/// `enqueue_file_with_progress`, saying where the file was placed. The
+/// placed copy keeps the input's line numbers, and a note beside it names
+/// the input and the rows refused here (`origin.rs`), so the daemon's
+/// rejects name the operator's file and lines.
+pub fn enqueue_file_placed(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+    check: Option<&mut dyn precheck::SuppressionCheck>,
+) -> Result<Placed, EnqueueError> {
     let dir = &settings.queue.dir;
     ensure_dirs(dir)?;
     if let Some(c) = campaign
@@ -395,9 +410,23 @@ pub fn enqueue_file_with_progress(
     let created = std::fs::File::create(&tmp)?;
     owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
-    let (good, bad) = copy_good_rows(settings, path, campaign, rows, &mut out, errors, check)?;
-    finish_placing(out, &tmp, &final_path, dir, good > 0)?;
-    Ok((good, bad))
+    let (good, refused) = copy_good_rows(settings, path, campaign, rows, &mut out, errors, check)?;
+    let bad = refused.len() as u64;
+    let keep = good + bad > 0;
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|_| keep);
+    if let Some(name) = &name {
+        let note = Origin {
+            file: path.display().to_string(),
+            at_ms: crate::store::now_ms(),
+            refused,
+        };
+        origin::write(dir, name, &note)?;
+    }
+    finish_placing(out, &tmp, &final_path, dir, keep)?;
+    Ok(Placed { good, bad, name })
 }
 
 /// The end of placing a file in a watched directory (queue or readings):
@@ -471,8 +500,9 @@ fn queue_names(dir: &Path, path: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Write each good row to `out` as JSON Lines and each bad one to `errors`
-/// with its line and reason. Returns (good, bad) counts.
+/// Write each good row to `out` as JSON Lines, on its own line number
+/// (`origin::LineKeeper`), and each bad one to `errors` with its line and
+/// reason. Returns the good count and the rows refused.
 fn copy_good_rows<R: std::io::Read>(
     settings: &Settings,
     path: &Path,
@@ -481,13 +511,13 @@ fn copy_good_rows<R: std::io::Read>(
     out: &mut impl Write,
     errors: &mut dyn Write,
     check: Option<&mut dyn precheck::SuppressionCheck>,
-) -> Result<(u64, u64), EnqueueError> {
-    let mut bad = 0u64;
+) -> Result<(u64, Vec<Refused>), EnqueueError> {
+    let mut refused = Vec::new();
     let mut sink = precheck::Checked::new(errors, path, check);
-    let mut write = |rows: Vec<Invitee>| -> std::io::Result<()> {
-        for inv in rows {
-            serde_json::to_writer(&mut *out, &flatten(&inv))?;
-            out.write_all(b"\n")?;
+    let mut keeper = origin::LineKeeper::new();
+    let mut write = |rows: Vec<(u64, Invitee)>| -> std::io::Result<()> {
+        for (line, inv) in rows {
+            keeper.put(&mut *out, line, &flatten(&inv))?;
         }
         Ok(())
     };
@@ -503,12 +533,25 @@ fn copy_good_rows<R: std::io::Read>(
             Ok(inv) => write(sink.push(row.line, inv)?)?,
             Err(reason) => {
                 writeln!(sink.errors(), "{}:{}: {reason}", path.display(), row.line)?;
-                bad += 1;
+                refused.push(Refused {
+                    line: row.line,
+                    reason: reason.to_string(),
+                });
             }
         }
     }
     write(sink.flush()?)?;
-    Ok((sink.good, bad + sink.suppressed))
+    if sink.good == 0 {
+        // Not empty: a placed file of no bytes would wait to settle.
+        out.write_all(b"\n")?;
+    }
+    refused.extend(
+        sink.refused
+            .drain(..)
+            .map(|(line, reason)| Refused { line, reason }),
+    );
+    refused.sort_by_key(|r| r.line);
+    Ok((sink.good, refused))
 }
 
 /// An invitee as one flat JSON object, the form the queue reads back.

@@ -26,7 +26,8 @@ pub trait SuppressionCheck {
 }
 
 /// Good rows on their way into the queue file, checked a chunk at a time;
-/// the rows cleared come back from [`Checked::push`] and [`Checked::flush`].
+/// the rows cleared come back, with their lines, from [`Checked::push`]
+/// and [`Checked::flush`].
 pub(super) struct Checked<'a, 'e, 'c> {
     errors: &'e mut dyn Write,
     path: &'a Path,
@@ -34,6 +35,8 @@ pub(super) struct Checked<'a, 'e, 'c> {
     pending: Vec<(u64, Invitee)>,
     pub(super) good: u64,
     pub(super) suppressed: u64,
+    /// The suppressed rows' lines and reasons.
+    pub(super) refused: Vec<(u64, String)>,
 }
 
 impl<'a, 'e, 'c> Checked<'a, 'e, 'c> {
@@ -49,6 +52,7 @@ impl<'a, 'e, 'c> Checked<'a, 'e, 'c> {
             pending: Vec::new(),
             good: 0,
             suppressed: 0,
+            refused: Vec::new(),
         }
     }
 
@@ -59,7 +63,7 @@ impl<'a, 'e, 'c> Checked<'a, 'e, 'c> {
 
     /// Add a good row; a full chunk is checked and its rows to write
     /// returned.
-    pub(super) fn push(&mut self, line: u64, inv: Invitee) -> std::io::Result<Vec<Invitee>> {
+    pub(super) fn push(&mut self, line: u64, inv: Invitee) -> std::io::Result<Vec<(u64, Invitee)>> {
         self.pending.push((line, inv));
         if self.pending.len() >= CHUNK {
             return self.flush();
@@ -68,7 +72,7 @@ impl<'a, 'e, 'c> Checked<'a, 'e, 'c> {
     }
 
     /// Check the pending rows; those not suppressed, to write.
-    pub(super) fn flush(&mut self) -> std::io::Result<Vec<Invitee>> {
+    pub(super) fn flush(&mut self) -> std::io::Result<Vec<(u64, Invitee)>> {
         let mut clear = Vec::new();
         if self.pending.is_empty() {
             return Ok(clear);
@@ -107,9 +111,10 @@ impl<'a, 'e, 'c> Checked<'a, 'e, 'c> {
                         self.path.display()
                     )?;
                     self.suppressed += 1;
+                    self.refused.push((line, format!("suppressed: {why}")));
                 }
                 None => {
-                    clear.push(inv);
+                    clear.push((line, inv));
                     self.good += 1;
                 }
             }

@@ -1,11 +1,12 @@
-//! Reading invitee files row by row: CSV with a header, or JSON Lines.
-//! Streaming with a cap on line length, so neither a huge file nor a single
-//! 10 MB line makes memory grow; each row is parsed into an `Invitee` or a
-//! reason naming what was wrong.
+//! Reading invitee files row by row: CSV with a header, or JSON Lines,
+//! through the line reader every intake shares (`lines.rs`: a cap on line
+//! length, the header read one way); each row is parsed into an `Invitee`
+//! or a reason naming what was wrong.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
+use super::lines::{HeaderError, Line, Lines};
 use super::row_error::RowError;
 use crate::domain::Invitee;
 
@@ -46,12 +47,9 @@ pub struct Row {
 }
 
 pub struct Rows<R: Read> {
-    input: BufReader<R>,
+    lines: Lines<R>,
     format: Format,
     header: Vec<String>,
-    line: u64,
-    buf: Vec<u8>,
-    split: super::csv_line::CsvLine,
 }
 
 impl Rows<std::fs::File> {
@@ -63,91 +61,31 @@ impl Rows<std::fs::File> {
 
 impl<R: Read> Rows<R> {
     pub fn new(input: R, format: Format) -> Result<Self, FileError> {
-        let mut rows = Rows {
-            input: BufReader::with_capacity(64 * 1024, input),
-            format,
-            header: Vec::new(),
-            line: 0,
-            buf: Vec::new(),
-            split: Default::default(),
-        };
+        let mut lines = Lines::new(input);
+        let mut header = Vec::new();
         if format == Format::Csv {
-            let header = match rows.next_line()? {
-                Some(Ok(())) => std::str::from_utf8(&rows.buf)
-                    .map_err(|_| FileError::BadHeader("not UTF-8".into()))?
-                    .to_string(),
-                Some(Err(reason)) => return Err(FileError::BadHeader(reason.to_string())),
-                None => return Err(FileError::BadHeader("the file is empty".into())),
-            };
-            let header = header.trim_start_matches('\u{feff}');
-            let fields = rows.split.fields(header);
-            let fields: Vec<String> = fields
-                .into_iter()
-                .map(|f| f.trim().to_ascii_lowercase())
-                .collect();
-            let mut seen = std::collections::HashSet::new();
-            for f in &fields {
-                if f.is_empty() || !seen.insert(f.clone()) {
-                    return Err(FileError::BadHeader(format!(
-                        "column {f:?} is empty or repeated"
-                    )));
-                }
-            }
-            if !fields.iter().any(|f| f == "email") {
+            header = lines.header().map_err(|e| match e {
+                HeaderError::Io(e) => FileError::Io(e),
+                HeaderError::TooLong => FileError::BadHeader(RowError::TooLong.to_string()),
+                other => FileError::BadHeader(other.to_string()),
+            })?;
+            if !header.iter().any(|f| f == "email") {
                 return Err(FileError::NoEmailColumn);
             }
-            rows.header = fields;
         }
-        Ok(rows)
-    }
-
-    /// The next line into `buf`, without its line ending; `Err` when it was
-    /// longer than `MAX_LINE` (then skipped to its end without keeping it).
-    fn next_line(&mut self) -> std::io::Result<Option<Result<(), RowError>>> {
-        self.buf.clear();
-        let mut too_long = false;
-        let mut any = false;
-        loop {
-            let chunk = self.input.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            any = true;
-            let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            if !too_long {
-                if self.buf.len() + take > MAX_LINE + 2 {
-                    too_long = true;
-                    self.buf.clear();
-                } else {
-                    self.buf.extend_from_slice(&chunk[..take]);
-                }
-            }
-            self.input.consume(take);
-            if done {
-                break;
-            }
-        }
-        if !any {
-            return Ok(None);
-        }
-        self.line += 1;
-        if too_long {
-            return Ok(Some(Err(RowError::TooLong)));
-        }
-        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-            self.buf.pop();
-        }
-        Ok(Some(Ok(())))
+        Ok(Rows {
+            lines,
+            format,
+            header,
+        })
     }
 
     fn parse_current(&mut self) -> Result<Invitee, RowError> {
-        let text = std::str::from_utf8(&self.buf).map_err(|_| RowError::NotUtf8)?;
+        let (bytes, split) = self.lines.parts();
+        let text = std::str::from_utf8(bytes).map_err(|_| RowError::NotUtf8)?;
         match self.format {
             Format::Csv => {
-                let values = self.split.fields(text);
+                let values = split.fields(text);
                 if values.len() != self.header.len() {
                     return Err(RowError::FieldCount {
                         fields: values.len(),
@@ -175,25 +113,21 @@ impl<R: Read> Iterator for Rows<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            match self.next_line() {
+            let result = match self.lines.next_line() {
                 Err(e) => return Some(Err(FileError::Io(e))),
                 Ok(None) => return None,
-                Ok(Some(Err(reason))) => {
-                    return Some(Ok(Row {
-                        line: self.line,
-                        result: Err(reason),
-                    }));
-                }
-                Ok(Some(Ok(()))) => {
-                    if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
+                Ok(Some(Line::TooLong)) => Err(RowError::TooLong),
+                Ok(Some(Line::Text)) => {
+                    if self.lines.text().iter().all(|b| b.is_ascii_whitespace()) {
                         continue;
                     }
-                    return Some(Ok(Row {
-                        line: self.line,
-                        result: self.parse_current(),
-                    }));
+                    self.parse_current()
                 }
-            }
+            };
+            return Some(Ok(Row {
+                line: self.lines.number(),
+                result,
+            }));
         }
     }
 }

@@ -5,7 +5,7 @@
 //! loses nor repeats one. Rows naming no known member or invitee are
 //! written to `rejected/` with line and reason.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,12 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::ensure_dirs;
 use super::error::with_causes;
+use super::lines::{HeaderError, Line, Lines};
+use super::origin::{self, LineKeeper, Origin, Refused};
 use super::reader::Format;
-use super::rejected::{Refusal, open_report};
+use super::reject_sink::RejectSink;
 use super::row_error::MAX_LINE;
-use super::watched::{WatchedDir, open_regular};
+use super::watched::open_regular;
 use crate::config::{DeliverySettings, Settings};
-use crate::domain::{Reading, ReadingError, RowState};
+use crate::domain::{IntakeVerdict, Reading, ReadingError, RowState};
 use crate::store::{ReadingOutcome, ReadingPlacer, Store, StoreError};
 
 const BATCH: usize = 500;
@@ -77,91 +79,38 @@ pub struct ReadingsReport {
     pub rejected: u64,
 }
 
-/// Rows of a readings file: CSV with a header or JSON Lines, each line at
-/// most `MAX_LINE` bytes (a longer one is skipped, not buffered).
+/// Rows of a readings file: CSV with a header or JSON Lines, read by the
+/// line reader every intake shares (`lines.rs`: each line at most
+/// `MAX_LINE` bytes, a longer one skipped, not buffered).
 pub struct ReadingRows<R: Read> {
-    input: BufReader<R>,
+    lines: Lines<R>,
     format: Format,
     header: Vec<String>,
-    line: u64,
-    buf: Vec<u8>,
-    split: super::csv_line::CsvLine,
 }
 
 impl<R: Read> ReadingRows<R> {
     pub fn new(input: R, format: Format) -> Result<Self, RowRejected> {
-        let mut rows = ReadingRows {
-            input: BufReader::with_capacity(64 * 1024, input),
-            format,
-            header: Vec::new(),
-            line: 0,
-            buf: Vec::new(),
-            split: Default::default(),
-        };
+        let mut lines = Lines::new(input);
+        let mut header = Vec::new();
         if format == Format::Csv {
-            let bad = RowRejected::BadHeader;
-            match rows
-                .next_line()
-                .map_err(|e| RowRejected::Io(e.to_string()))?
-            {
-                Some(true) => {}
-                Some(false) => return Err(bad(format!("longer than {MAX_LINE} bytes"))),
-                None => return Err(bad("the file is empty".into())),
-            }
-            let text = std::str::from_utf8(&rows.buf).map_err(|_| bad("not UTF-8".into()))?;
-            let fields = rows.split.fields(text.trim_start_matches('\u{feff}'));
-            let fields: Vec<String> = fields
-                .iter()
-                .map(|f| f.trim().to_ascii_lowercase())
-                .collect();
-            let mut seen = std::collections::HashSet::new();
-            if let Some(f) = fields.iter().find(|f| f.is_empty() || !seen.insert(*f)) {
-                return Err(bad(format!("column {f:?} is empty or repeated")));
-            }
-            rows.header = fields;
+            header = lines.header().map_err(|e| match e {
+                HeaderError::Io(e) => RowRejected::Io(e.to_string()),
+                other => RowRejected::BadHeader(other.to_string()),
+            })?;
         }
-        Ok(rows)
-    }
-
-    /// The next line into `buf`; `Some(false)` when it was too long.
-    fn next_line(&mut self) -> std::io::Result<Option<bool>> {
-        self.buf.clear();
-        let (mut any, mut too_long) = (false, false);
-        loop {
-            let chunk = self.input.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            any = true;
-            let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            if !too_long && self.buf.len() + take > MAX_LINE + 2 {
-                too_long = true;
-                self.buf.clear();
-            } else if !too_long {
-                self.buf.extend_from_slice(&chunk[..take]);
-            }
-            self.input.consume(take);
-            if done {
-                break;
-            }
-        }
-        if !any {
-            return Ok(None);
-        }
-        self.line += 1;
-        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-            self.buf.pop();
-        }
-        Ok(Some(!too_long))
+        Ok(ReadingRows {
+            lines,
+            format,
+            header,
+        })
     }
 
     fn parse(&mut self) -> Result<Option<Reading>, RowRejected> {
-        let text = std::str::from_utf8(&self.buf).map_err(|_| RowRejected::NotUtf8)?;
+        let number = self.lines.number();
+        let (bytes, split) = self.lines.parts();
+        let text = std::str::from_utf8(bytes).map_err(|_| RowRejected::NotUtf8)?;
         // A byte order mark may open a JSON Lines file, as it may a CSV one.
-        let text = match self.line {
+        let text = match number {
             1 => text.trim_start_matches('\u{feff}'),
             _ => text,
         };
@@ -170,7 +119,7 @@ impl<R: Read> ReadingRows<R> {
         }
         let reading = match self.format {
             Format::Csv => {
-                let values = self.split.fields(text);
+                let values = split.fields(text);
                 if values.len() != self.header.len() {
                     return Err(RowRejected::FieldCount {
                         fields: values.len(),
@@ -196,14 +145,15 @@ impl<R: Read> Iterator for ReadingRows<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            match self.next_line() {
+            let line = self.lines.number() + 1;
+            match self.lines.next_line() {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => return None,
-                Ok(Some(false)) => return Some(Ok((self.line, Err(RowRejected::TooLong)))),
-                Ok(Some(true)) => match self.parse() {
+                Ok(Some(Line::TooLong)) => return Some(Ok((line, Err(RowRejected::TooLong)))),
+                Ok(Some(Line::Text)) => match self.parse() {
                     Ok(None) => continue,
-                    Ok(Some(r)) => return Some(Ok((self.line, Ok(r)))),
-                    Err(why) => return Some(Ok((self.line, Err(why)))),
+                    Ok(Some(r)) => return Some(Ok((line, Ok(r)))),
+                    Err(why) => return Some(Ok((line, Err(why)))),
                 },
             }
         }
@@ -226,6 +176,19 @@ pub fn deliver_file_with_progress(
     errors: &mut dyn Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(u64, u64), ReadingsError> {
+    let p = deliver_file_placed(settings, path, errors, progress)?;
+    Ok((p.good, p.bad))
+}
+
+/// `deliver_file_with_progress`, saying where the file was placed: the
+/// copy keeps the input's line numbers and a note beside it names the
+/// input and the rows refused here (`origin.rs`).
+pub fn deliver_file_placed(
+    settings: &Settings,
+    path: &Path,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<super::Placed, ReadingsError> {
     let dir = &delivery(settings)?.dir;
     ensure_dirs(dir)?;
     let input = |why: String| ReadingsError::Input {
@@ -249,36 +212,67 @@ pub fn deliver_file_with_progress(
         crate::store::now_ms(),
         uuid::Uuid::new_v4().simple()
     );
-    let (tmp, dest) = (
-        dir.join(format!(".{unique}.tmp")),
-        dir.join(format!("{unique}-readings.jsonl")),
-    );
+    let name = format!("{unique}-readings.jsonl");
+    let (tmp, dest) = (dir.join(format!(".{unique}.tmp")), dir.join(&name));
     // Readable by the daemon whoever runs `deliver`, as `enqueue` does.
     let created = std::fs::File::create(&tmp)?;
     super::owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
-    let (mut good, mut bad) = (0u64, 0u64);
-    for row in rows {
-        let (line, result) = row?;
-        match result {
-            Ok(r) => {
-                serde_json::to_writer(&mut out, &flat(&r))?;
-                out.write_all(b"\n")?;
-                good += 1;
-            }
-            Err(why) => {
-                writeln!(errors, "{}:{line}: {why}", path.display())?;
-                bad += 1;
-            }
-        }
+    let (good, refused) = copy_readings(rows, path, &mut out, errors)?;
+    let bad = refused.len() as u64;
+    if good + bad > 0 {
+        let note = Origin {
+            file: path.display().to_string(),
+            at_ms: crate::store::now_ms(),
+            refused,
+        };
+        origin::write(dir, &name, &note)?;
     }
-    super::finish_placing(out, &tmp, &dest, dir, good > 0)?;
+    super::finish_placing(out, &tmp, &dest, dir, good + bad > 0)?;
     if good + bad == 0 {
         return Err(input(
             "holds no readings (the file is empty or has only a header)".into(),
         ));
     }
-    Ok((good, bad))
+    Ok(super::Placed {
+        good,
+        bad,
+        name: Some(name),
+    })
+}
+
+/// Each good reading to `out` on its own line number, each bad one to
+/// `errors`; the good count and the rows refused.
+fn copy_readings<R: Read>(
+    rows: ReadingRows<R>,
+    path: &Path,
+    out: &mut impl Write,
+    errors: &mut dyn Write,
+) -> Result<(u64, Vec<Refused>), ReadingsError> {
+    let mut keeper = LineKeeper::new();
+    let mut good = 0u64;
+    let mut refused = Vec::new();
+    for row in rows {
+        let (line, result) = row?;
+        match result {
+            Ok(r) => {
+                keeper.put(&mut *out, line, &flat(&r))?;
+                good += 1;
+            }
+            Err(why) => {
+                writeln!(errors, "{}:{line}: {why}", path.display())?;
+                refused.push(Refused {
+                    line,
+                    reason: why.to_string(),
+                });
+            }
+        }
+    }
+    if good == 0 {
+        // Not empty: a placed file of no bytes would wait to settle.
+        out.write_all(b"\n")?;
+    }
+    Ok((good, refused))
 }
 
 /// A reading as one flat JSON object, the form the daemon reads back.
@@ -363,7 +357,9 @@ pub async fn ingest_readings_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut rejects = String::new();
+    let origin = origin::read(dir, &name);
+    let shown = origin.as_ref().map_or(name.as_str(), |o| o.file.as_str());
+    let mut rejects = RejectSink::new(dir, &name, shown);
     let mut report = ReadingsReport::default();
     let resume_after = store.readings_progress(&name).await?.unwrap_or(0);
     let format = Format::of(path).unwrap_or(Format::JsonLines);
@@ -377,7 +373,7 @@ pub async fn ingest_readings_file(
             return Err(unreadable(std::io::Error::other(e), resume_after));
         }
         Err(why) => {
-            rejects.push_str(&format!("{name}:1: {why}\n"));
+            rejects.write(1, &why.to_string())?;
             report.rejected += 1;
         }
         Ok(rows) => {
@@ -385,16 +381,43 @@ pub async fn ingest_readings_file(
             store_file_rows(store, settings, at, rows, &mut report, &mut rejects).await?;
         }
     }
-    if !rejects.is_empty() {
-        let mut f = open_report(dir, &name)?;
-        f.write_all(rejects.as_bytes())?;
-        f.sync_all()?;
-    }
-    store.flush().await?;
+    finish_readings_file(store, &name, origin, rejects, &mut report).await?;
     std::fs::rename(path, dir.join("done").join(&name))?;
     store.clear_readings_progress(&name).await?;
+    origin::remove(dir, &name);
     tracing::info!(file = %name, queued = report.queued, held = report.held, duplicates = report.duplicates, rejected = report.rejected, "readings file ingested");
     Ok(report)
+}
+
+/// The end of a readings file before it leaves `delivery.dir`: the rows
+/// `deliver` refused kept beside the daemon's own, the verdict
+/// `deliver --wait` asks for, everything durable.
+async fn finish_readings_file(
+    store: &Store,
+    name: &str,
+    origin: Option<Origin>,
+    mut rejects: RejectSink,
+    report: &mut ReadingsReport,
+) -> Result<(), ReadingsError> {
+    if let Some(o) = &origin {
+        for r in &o.refused {
+            rejects.note(o.at_ms, r.line, &r.reason);
+        }
+        report.rejected += o.refused.len() as u64;
+    }
+    rejects.keep(store).await?;
+    let verdict = IntakeVerdict {
+        file: rejects.file().to_owned(),
+        stored: report.queued + report.held,
+        held: report.held,
+        duplicates: report.duplicates,
+        rejected: report.rejected,
+        at: crate::domain::rfc3339(crate::store::now_ms()),
+    };
+    rejects.finish()?;
+    store.record_verdict(name.to_owned(), verdict).await?;
+    store.flush().await?;
+    Ok(())
 }
 
 /// Store the rows of an open readings file after line `resume_after`, in
@@ -405,7 +428,7 @@ async fn store_file_rows(
     (name, resume_after): (&str, u64),
     rows: ReadingRows<std::fs::File>,
     report: &mut ReadingsReport,
-    rejects: &mut String,
+    rejects: &mut RejectSink,
 ) -> Result<(), ReadingsError> {
     let mut placer = ReadingPlacer::default();
     let mut pending = Vec::with_capacity(BATCH);
@@ -425,21 +448,15 @@ async fn store_file_rows(
             match result {
                 Ok(r) => pending.push((line, r)),
                 Err(why) => {
-                    rejects.push_str(&format!("{name}:{line}: {why}\n"));
+                    rejects.write(line, &why.to_string())?;
                     report.rejected += 1;
                 }
             }
             if pending.len() >= BATCH {
                 let at = (name, last);
-                store_rows(
-                    (store, &mut placer),
-                    settings,
-                    at,
-                    &mut pending,
-                    report,
-                    rejects,
-                )
-                .await?;
+                let with = (store, &mut placer);
+                store_rows(with, settings, at, &mut pending, report, rejects).await?;
+                rejects.keep(store).await?;
                 stored_through = last;
             }
         }
@@ -453,7 +470,9 @@ async fn store_file_rows(
         report,
         rejects,
     )
-    .await
+    .await?;
+    rejects.keep(store).await?;
+    Ok(())
 }
 
 async fn store_rows(
@@ -462,16 +481,16 @@ async fn store_rows(
     (name, last): (&str, u64),
     pending: &mut Vec<(u64, Reading)>,
     report: &mut ReadingsReport,
-    rejects: &mut String,
+    rejects: &mut RejectSink,
 ) -> Result<(), ReadingsError> {
+    let lines: Vec<u64> = pending.iter().map(|(line, _)| *line).collect();
     let rows: Vec<(String, Reading)> = pending
         .drain(..)
         .map(|(line, r)| (format!("{name}:{line}"), r))
         .collect();
-    let sources: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
     let progress = Some((name.to_owned(), last));
     let outcomes = place_readings_with(store, placer, settings, rows, progress).await?;
-    for (source, outcome) in sources.iter().zip(outcomes) {
+    for (line, outcome) in lines.into_iter().zip(outcomes) {
         match outcome {
             Ok(ReadingOutcome::Stored {
                 state: RowState::Held,
@@ -480,20 +499,53 @@ async fn store_rows(
             Ok(ReadingOutcome::Stored { .. }) => report.queued += 1,
             Ok(ReadingOutcome::Duplicate(id)) => {
                 report.duplicates += 1;
-                rejects.push_str(&format!("{source}: duplicate of reading {id} (same member, dataset and external_id); not sent twice\n"));
+                rejects.write(line, &format!("duplicate of reading {id} (same member, dataset and external_id); not sent twice"))?;
             }
             Err(why) => {
                 report.rejected += 1;
-                rejects.push_str(&format!("{source}: {why}\n"));
+                rejects.write(line, &why.to_string())?;
             }
         }
     }
     Ok(())
 }
 
+/// Readings files, as `delivery.dir` takes them in.
+struct ReadingsFiles {
+    delivery: DeliverySettings,
+}
+
+impl super::FileKind for ReadingsFiles {
+    const WHAT: &'static str = "readings";
+
+    async fn ingest(&self, store: &Store, path: &Path) -> Result<(), super::Failure> {
+        use super::Failure;
+        match ingest_readings_file(store, &self.delivery, path).await {
+            Ok(_) => Ok(()),
+            Err(ReadingsError::Unreadable {
+                error,
+                stored_through,
+            }) => Err(Failure::Unreadable {
+                error,
+                stored_through,
+            }),
+            Err(ReadingsError::Store(se)) => {
+                let message = with_causes(&se);
+                Err(Failure::Store(se, message))
+            }
+            Err(e) => Err(Failure::Other(with_causes(&e))),
+        }
+    }
+
+    async fn begun(&self, store: &Store, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+        store.readings_begun(names).await
+    }
+}
+
 /// Watch `delivery.dir` and take readings files in until cancelled, each
 /// once it is whole (see `settle.rs`); one that can never be read is set
-/// aside into `rejected/`. Wake the delivery worker after each.
+/// aside into `rejected/` (`dir_source.rs`). Wake the delivery worker
+/// after each.
 pub async fn run_readings(
     store: Store,
     settings: Arc<Settings>,
@@ -503,44 +555,13 @@ pub async fn run_readings(
     let Some(delivery) = settings.delivery.clone() else {
         return;
     };
-    let mut dir = WatchedDir::open(&delivery.dir, "readings", delivery.file_settle);
-    let mut tick = tokio::time::interval(settings.queue.poll_interval);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = dir.arrival() => {}
-        }
-        if store.failure().is_some() {
-            continue;
-        }
-        let begun = super::begun_files(&store, &delivery.dir, true).await;
-        for file in dir.ready(&|name: &str| begun.contains(name)) {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            match ingest_readings_file(&store, &delivery, &file).await {
-                Ok(_) => {
-                    dir.succeeded(&file);
-                    wake.notify_one()
-                }
-                Err(ReadingsError::Unreadable {
-                    error,
-                    stored_through,
-                }) => dir.refuse(
-                    &file,
-                    Refusal::Unreadable {
-                        error,
-                        stored_through,
-                    },
-                ),
-                Err(e) => {
-                    if let ReadingsError::Store(se) = &e {
-                        store.note_error(se);
-                    }
-                    dir.failed(&file, with_causes(&e))
-                }
-            }
-        }
-    }
+    let at = super::Watch {
+        dir: &delivery.dir,
+        settle: delivery.file_settle,
+        poll: settings.queue.poll_interval,
+    };
+    let kind = ReadingsFiles {
+        delivery: delivery.clone(),
+    };
+    super::dir_source::run(kind, at, store, wake, shutdown).await
 }

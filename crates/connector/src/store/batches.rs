@@ -1,5 +1,5 @@
 //! Batches of readings on their way to a PDS: the store's half of the
-//! exactly-once protocol (README "Delivering readings"). A batch is
+//! exactly-once protocol (`docs/book/src/delivery.md`). A batch is
 //! claimed in one transaction that writes only its record (`b/` group
 //! batch, naming its rows) and the group's claim count: the rows stay where
 //! intake put them, and a row named by a batch not settled is in flight (or

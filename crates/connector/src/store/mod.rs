@@ -50,6 +50,7 @@ mod reading_groups;
 mod readings;
 mod readings_layout;
 mod records;
+pub mod rejects;
 mod report;
 mod rotation;
 mod rotation_journal;

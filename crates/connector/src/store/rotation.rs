@@ -218,6 +218,7 @@ fn reseal_all(
         (sealed::READINGS, b"".as_slice(), "reading"),
         (sealed::IDX, schema::SUPPRESSION_PREFIX, "suppression"),
         (sealed::LOG, schema::EVENT_PREFIX, "callback event"),
+        (sealed::LOG, schema::REJECT_PREFIX, "rejected row"),
     ];
     for (name, prefix, what) in whole {
         let tree = db.table(name)?;

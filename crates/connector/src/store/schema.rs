@@ -62,6 +62,10 @@ pub(super) enum Counter {
     },
     /// Readings in a state (kept in `rdx`, beside the readings).
     Rows(RowState),
+    /// Rejected rows kept now (`rejects.rs`).
+    Rejected,
+    /// Rejected rows ever recorded.
+    RejectedTotal,
 }
 
 /// Where each counter family starts (for scans).
@@ -86,6 +90,8 @@ impl Counter {
             Counter::Suppressed => "c/suppressed".into(),
             Counter::Bounces { campaign, kind } => format!("c/bounce/{campaign}\u{1f}{kind}"),
             Counter::Rows(s) => format!("c/{}", s.as_str()),
+            Counter::Rejected => "c/rejected".into(),
+            Counter::RejectedTotal => "c/rejected_total".into(),
         }
         .into_bytes()
     }
@@ -99,6 +105,8 @@ impl Counter {
             "ev/identify" => Counter::IdentifyEvents,
             "ev/notification" => Counter::NotificationEvents,
             "suppressed" => Counter::Suppressed,
+            "rejected" => Counter::Rejected,
+            "rejected_total" => Counter::RejectedTotal,
             _ if !text.contains('/') => {
                 Counter::Rows(RowState::ALL.into_iter().find(|s| s.as_str() == text)?)
             }
@@ -326,6 +334,23 @@ pub(super) enum LogKey {
 pub(super) const UNMATCHED_PREFIX: &[u8] = b"u/";
 pub(super) const EVENT_PREFIX: &[u8] = b"e/";
 pub(super) const SEEN_PREFIX: &[u8] = b"s/";
+/// Rows rejected on their way in: `j/` + milliseconds + id, both
+/// big-endian, so they lie in the order they were rejected
+/// (`rejects.rs`).
+pub(super) const REJECT_PREFIX: &[u8] = b"j/";
+/// What the daemon made of a file placed for it, by the name it had
+/// there (`rejects.rs`).
+pub(super) const VERDICT_PREFIX: &[u8] = b"v/";
+
+/// The key of a rejected row.
+pub(super) fn reject_key(at_ms: u64, id: u64) -> Vec<u8> {
+    [REJECT_PREFIX, &at_ms.to_be_bytes(), &id.to_be_bytes()].concat()
+}
+
+/// The key of a file's verdict.
+pub(super) fn verdict_key(source: &str) -> Vec<u8> {
+    [VERDICT_PREFIX, source.as_bytes()].concat()
+}
 
 impl LogKey {
     pub(super) fn encode(&self) -> Vec<u8> {
@@ -715,6 +740,8 @@ mod tests {
                 kind: "hard".into(),
             },
             Counter::Rows(RowState::InFlight),
+            Counter::Rejected,
+            Counter::RejectedTotal,
         ]
     }
 

@@ -1,5 +1,5 @@
 //! The admin API (loopback by default): `/healthz`, `/readyz`, `/status`
-//! with the JSON of README "Admin API" (plus, with the lifecycle running, `sweeps`
+//! with the JSON of `docs/book/src/admin-api.md` (plus, with the lifecycle running, `sweeps`
 //! and a `campaigns` object by name), `/metrics` in Prometheus text format;
 //! and, behind the bearer token (`bearer.rs`), `POST /invitees`, the operator
 //! routes the CLI uses (`operator.rs`, `callbacks_routes.rs`) and the lifecycle's sweep and
@@ -21,6 +21,7 @@ pub mod operator;
 pub mod people;
 pub mod readyz;
 pub mod records;
+pub mod rejects;
 pub mod suppression_check;
 pub mod suppressions;
 
@@ -52,6 +53,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/invitations/{id}", get(operator::show))
         .route("/invitations/{id}/retry", post(operator::retry))
         .route("/members", get(operator::members))
+        .route("/rejects", get(rejects::list))
+        .route("/intake/verdict", get(rejects::verdict))
         .route("/callbacks", get(callbacks_routes::list))
         .route(
             "/callbacks/replay-quarantined",
@@ -175,6 +178,7 @@ fn status_of(
         "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
         "connection_version": current_version,
         "suppressed": r.suppressed,
+        "rejected": r.rejected,
         "campaigns": campaigns,
         "uptime_seconds": uptime_s,
         "records": records,
@@ -313,6 +317,7 @@ async fn snapshot(st: &AdminState) -> Result<Snapshot, crate::store::StoreError>
     };
     Ok(Snapshot {
         suppressed: store.suppressed_count().await?,
+        rejected: store.rejected_count().await?,
         bounces: bounces_by_campaign(st).await?,
         invitations,
         members_total: c.members_total,

@@ -12,6 +12,7 @@ mod invitations;
 mod lifecycle;
 mod people;
 mod readings;
+mod rejects;
 #[cfg(test)]
 mod tests;
 
@@ -193,6 +194,7 @@ impl Store {
                 records: c.record_counts()?,
                 by_campaign: c.counts_by_campaign()?,
                 members_by_version: c.members_by_version()?,
+                rejected: c.rejected_count()?,
             })
         })
         .await
@@ -213,4 +215,6 @@ pub struct StatusReads {
     pub records: super::RecordCounts,
     pub by_campaign: std::collections::HashMap<(String, super::State), u64>,
     pub members_by_version: Vec<(u32, u64)>,
+    /// Rejected rows kept (`rejects list`).
+    pub rejected: u64,
 }
