@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use mydex_connector::config::{ConfigError, LogFormat};
+use mydex_connector::config::{ConfigError, ConfigErrors, LogFormat};
 use mydex_connector::store::StoreError;
 
 use commands::config_path::{CONFIG_ENV, ConfigPath, DEFAULT_CONFIG};
@@ -221,6 +221,10 @@ fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => return code,
         Err(e) => e,
     };
+    if let Some(report) = e.downcast_ref::<ConfigErrors>() {
+        commands::config_report::print(report);
+        return ExitCode::from(78);
+    }
     eprintln!("error: {e:#}");
     let key_problem = e.chain().any(|c| {
         c.downcast_ref::<StoreError>()

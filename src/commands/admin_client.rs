@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 
 use mydex_connector::config::Settings;
 
@@ -106,6 +107,15 @@ impl AdminClient {
         self.send(req, path).await
     }
 
+    /// GET `path`, its answer read as `T` (a type the daemon answers with).
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        parse(self.get(path, query).await?, path)
+    }
+
     pub async fn post(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let req = self.http.post(format!("{}{path}", self.base));
         self.send(req, path).await
@@ -144,4 +154,13 @@ pub async fn post(
     client
         .send_allowing(req, path, Some(reqwest::StatusCode::CONFLICT))
         .await
+}
+
+/// An answer of the daemon read as the type it answers with.
+pub fn parse<T: DeserializeOwned>(v: serde_json::Value, what: &str) -> anyhow::Result<T> {
+    serde_json::from_value(v).with_context(|| {
+        format!(
+            "{what}: the daemon's answer is not what this release expects (is it another version?)"
+        )
+    })
 }

@@ -21,6 +21,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::commands::config_path::ConfigPath;
+use mydex_connector::admin_api::bounces::{BounceRecorded, UnsubscribedByMail};
 use mydex_connector::config::Settings;
 use mydex_connector::notify::bounce::{BounceReport, DsnError, MAX_REPORT_BYTES, parse_report};
 use mydex_connector::notify::unsubscribe_mail::unsubscribe_request;
@@ -32,6 +33,9 @@ const EX_TEMPFAIL: u8 = 75;
 pub struct BounceArgs {
     /// The message (default: standard input).
     file: Option<PathBuf>,
+    /// Print the daemon's JSON answer instead of a sentence.
+    #[arg(long)]
+    json: bool,
 }
 
 /// At most one byte over the cap, into a buffer allocated once.
@@ -66,7 +70,7 @@ pub async fn run(args: BounceArgs, config: &ConfigPath) -> anyhow::Result<ExitCo
         Err(DsnError::NotAReport(why)) if settings.smtp.unsubscribe_mailto.is_some() => {
             let mailto = settings.smtp.unsubscribe_mailto.as_deref().unwrap_or("");
             return match unsubscribe_request(&raw, mailto) {
-                Ok(token) => unsubscribe(&settings, &token).await,
+                Ok(token) => unsubscribe(&settings, &token, args.json).await,
                 Err(e) => {
                     eprintln!(
                         "mydex-connector bounce: not a bounce or complaint report ({why}), nor an unsubscribe mail of ours: {e}; nothing changed"
@@ -81,7 +85,34 @@ pub async fn run(args: BounceArgs, config: &ConfigPath) -> anyhow::Result<ExitCo
         }
     };
     drop(raw);
-    send_report(&settings, &report).await
+    send_report(&settings, &report, args.json).await
+}
+
+/// What recording the bounce did, in words (or the daemon's JSON).
+fn recorded(answer: serde_json::Value, json: bool) -> String {
+    let typed = serde_json::from_value::<BounceRecorded>(answer.clone());
+    match typed {
+        _ if json => answer.to_string(),
+        Ok(BounceRecorded::Duplicate { person }) => {
+            format!("duplicate: this report was seen before (person {person}); nothing changed")
+        }
+        Ok(BounceRecorded::SoftNoted { count, max, person }) => {
+            format!("person {person}: soft bounce {count} of {max} before they are suppressed")
+        }
+        Ok(BounceRecorded::Suppressed {
+            reason,
+            failed,
+            person,
+        }) => format!(
+            "person {person} suppressed ({reason}); {}",
+            super::human::counted(
+                failed as u64,
+                "open invitation failed",
+                "open invitations failed"
+            )
+        ),
+        Err(_) => answer.to_string(),
+    }
 }
 
 /// Why a report is ignored.
@@ -98,7 +129,11 @@ fn listed(n: usize) -> String {
 /// Send a parsed report to the daemon: applied to the recipient of the
 /// mail it names, or ignored (a report naming no mail is sent too, so the
 /// daemon counts it).
-async fn send_report(settings: &Settings, r: &BounceReport) -> anyhow::Result<ExitCode> {
+async fn send_report(
+    settings: &Settings,
+    r: &BounceReport,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
     let mut body = serde_json::json!({
         "type": r.kind.as_str(),
@@ -125,7 +160,7 @@ async fn send_report(settings: &Settings, r: &BounceReport) -> anyhow::Result<Ex
     };
     let why = answer["error"].as_str().unwrap_or("(no message)");
     if status.is_success() {
-        println!("{} bounce: {}", r.kind.as_str(), answer);
+        println!("{} bounce: {}", r.kind.as_str(), recorded(answer, json));
         if r.listed > 1 {
             println!(
                 "the report lists {} recipients: only the recipient of the mail it names was acted on",
@@ -150,7 +185,7 @@ async fn send_report(settings: &Settings, r: &BounceReport) -> anyhow::Result<Ex
 
 /// Send an unsubscribe mail's token to the daemon (`POST /bounces`,
 /// `"type": "unsubscribe"`); the same exit codes as a report.
-async fn unsubscribe(settings: &Settings, token: &str) -> anyhow::Result<ExitCode> {
+async fn unsubscribe(settings: &Settings, token: &str, json: bool) -> anyhow::Result<ExitCode> {
     let http = crate::commands::admin_client::loopback_client(Duration::from_secs(60))?;
     let body = serde_json::json!({"type": "unsubscribe", "token": token});
     let (status, answer) = match post_bounce(&http, settings, &body).await {
@@ -158,7 +193,11 @@ async fn unsubscribe(settings: &Settings, token: &str) -> anyhow::Result<ExitCod
         Err(code) => return Ok(code),
     };
     if status.is_success() {
-        println!("unsubscribe by mail: {answer}");
+        let said = match serde_json::from_value::<UnsubscribedByMail>(answer.clone()) {
+            Ok(u) if !json => format!("invitation {} unsubscribed", u.invitation),
+            _ => answer.to_string(),
+        };
+        println!("unsubscribe by mail: {said}");
         return Ok(ExitCode::SUCCESS);
     }
     let why = answer["error"].as_str().unwrap_or("(no message)");

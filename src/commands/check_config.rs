@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use crate::commands::config_path::ConfigPath;
+use mydex_connector::config::ConfigErrors;
 use mydex_connector::store::{OnDisk, SCHEMA_VERSION, schema_on_disk};
 
 #[derive(clap::Args, Debug)]
@@ -18,7 +19,7 @@ pub fn run(_args: CheckConfigArgs, config: &ConfigPath) -> anyhow::Result<ExitCo
         &settings.organisation,
         settings.invitations.link_ttl,
     )
-    .map_err(|e| e.in_config(config.path()))?;
+    .map_err(|e| ConfigErrors::from(e.in_config(config.path())))?;
     let store = &settings.store.path;
     // A store newer than this binary fails the check; one this user may
     // not read (the daemon's own directory) is only mentioned.

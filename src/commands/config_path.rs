@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
-use mydex_connector::config::{ConfigError, Settings};
+use mydex_connector::config::{ConfigError, ConfigErrors, Settings};
 
 /// Where the packaged configuration lives (the .deb installs it there).
 pub const DEFAULT_CONFIG: &str = "/etc/mydex-connector/mydex-connector.toml";
@@ -53,7 +53,7 @@ impl ConfigPath {
 
     /// Load and validate the file, after checking it is there: a missing
     /// file names the path, how it was chosen and how to choose another.
-    pub fn load(&self) -> Result<Settings, ConfigError> {
+    pub fn load(&self) -> Result<Settings, ConfigErrors> {
         self.check_exists()?;
         Settings::load(&self.path)
     }

@@ -311,10 +311,8 @@ async fn print_connected(daemon: &Daemon, good: usize) -> anyhow::Result<()> {
     let status =
         mydex_connector::server::admin::status_json(&daemon.store, 1, &["meters-demo".into()], 0)
             .await?;
-    println!(
-        "\nstatus: {}",
-        serde_json::json!({"invitations": status["invitations"], "members": status["members"]})
-    );
+    let status: mydex_connector::admin_api::status::StatusDoc = serde_json::from_value(status)?;
+    println!("\nstatus: {}", super::status::one_line(&status));
     Ok(())
 }
 
@@ -357,13 +355,40 @@ async fn keep_running(
     }
     // The binary as it runs (after `cargo run` it is not on PATH), so the
     // hint works as printed.
-    let exe = std::env::current_exe()
-        .map(|p| shell_word(&p.display().to_string()))
-        .unwrap_or_else(|_| "mydex-connector".into());
+    let exe = shell_word(&super::sweep::exe());
     let config = shell_word(&config_path.display().to_string());
     println!("config: {config}\nstatus: {exe} status --config {config}\nCtrl-C to stop.");
+    tokio::select! {
+        _ = mydex_connector::app::daemon::wait_for_signal() => return Ok(()),
+        seen = watch_connect(&daemon.store, "you@example.com") => seen?,
+    }
     mydex_connector::app::daemon::wait_for_signal().await;
     Ok(())
+}
+
+/// Wait until the invitation to `email` is connected (the member went
+/// through the journey in the browser), then say so.
+async fn watch_connect(store: &mydex_connector::store::Store, email: &str) -> anyhow::Result<()> {
+    loop {
+        let mut connected = None;
+        store
+            .each_invitation(|inv| {
+                if inv.invitee.email.as_str() == email && inv.state == State::Connected {
+                    connected = Some(inv);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        if let Some(inv) = connected {
+            println!(
+                "\n{email} connected in the browser: connection {} (its key is stored, encrypted). Still running; Ctrl-C to stop.",
+                inv.connection_id.as_deref().unwrap_or("?")
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {

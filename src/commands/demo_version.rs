@@ -185,10 +185,8 @@ async fn print_updated(daemon: &Daemon, members: &[Member]) -> anyhow::Result<()
         0,
     )
     .await?;
-    println!(
-        "\nstatus: {}",
-        serde_json::json!({"invitations": status["invitations"], "members": status["members"]})
-    );
+    let status: mydex_connector::admin_api::status::StatusDoc = serde_json::from_value(status)?;
+    println!("\nstatus: {}", super::status::one_line(&status));
     Ok(())
 }
 

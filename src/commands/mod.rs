@@ -7,8 +7,10 @@ pub mod bounce;
 pub mod callbacks;
 pub mod campaign;
 pub mod check_config;
+pub mod colour;
 pub mod completions;
 pub mod config_path;
+pub mod config_report;
 pub mod deliver;
 #[cfg(feature = "sandbox")]
 pub mod demo;
@@ -19,6 +21,7 @@ pub mod demo_readings;
 #[cfg(feature = "sandbox")]
 pub mod demo_version;
 pub mod enqueue;
+pub mod human;
 pub mod intake_wait;
 pub mod mail;
 pub mod manpage;
@@ -35,3 +38,4 @@ pub mod status;
 pub mod store;
 pub mod suppressions;
 pub mod sweep;
+pub mod table;

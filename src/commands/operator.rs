@@ -5,9 +5,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::commands::admin_client::AdminClient;
+use crate::commands::admin_client::{AdminClient, parse};
 use crate::commands::config_path::ConfigPath;
+use mydex_connector::admin_api::invitations::{InvitationPage, InvitationView, Retried};
 use mydex_connector::config::Settings;
+
+use super::human::{counted, time_ms};
+use super::table;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum InvitationsCommand {
@@ -25,7 +29,12 @@ pub enum InvitationsCommand {
         json: bool,
     },
     /// Everything about one invitation, with its history.
-    Show { id: u64 },
+    Show {
+        id: u64,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue failed invitations again (one by id, or all with --all-failed).
     Retry {
         #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
@@ -68,7 +77,7 @@ pub async fn invitations(
             };
             list(&settings, args).await?
         }
-        InvitationsCommand::Show { id } => show(&config.load()?, id).await?,
+        InvitationsCommand::Show { id, json } => show(&config.load()?, id, json).await?,
         InvitationsCommand::Retry { id, .. } => retry(&config.load()?, id).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -114,11 +123,9 @@ pub async fn list(settings: &Settings, args: ListArgs) -> anyhow::Result<()> {
     }
     let mut all = Vec::new();
     loop {
-        let page = client.get("/invitations", &query).await?;
-        if let Some(items) = page["invitations"].as_array() {
-            all.extend(items.iter().cloned());
-        }
-        match page["next_after"].as_u64() {
+        let page: InvitationPage = client.get_as("/invitations", &query).await?;
+        all.extend(page.invitations);
+        match page.next_after {
             Some(after) => {
                 query.retain(|(k, _)| *k != "after");
                 query.push(("after", after.to_string()));
@@ -131,36 +138,123 @@ pub async fn list(settings: &Settings, args: ListArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
         return Ok(());
     }
+    if !all.is_empty() {
+        writeln!(out, "{}", table::render(&invitation_table(&all), ""))?;
+    }
     writeln!(
         out,
-        "{:<20} {:<16} {:<12} {:<32} {:<16} reason",
-        "id", "campaign", "state", "email", "external_ref"
+        "{}",
+        counted(all.len() as u64, "invitation", "invitations")
     )?;
-    for i in &all {
-        writeln!(
-            out,
-            "{:<20} {:<16} {:<12} {:<32} {:<16} {}",
-            s(&i["id"]),
-            s(&i["campaign"]),
-            s(&i["state"]),
-            s(&i["email"]),
-            s(&i["external_ref"]),
-            if i["reason"].is_null() {
-                String::new()
-            } else {
-                s(&i["reason"])
-            }
-        )?;
-    }
-    writeln!(out, "{} invitations", all.len())?;
     Ok(())
 }
 
-pub async fn show(settings: &Settings, id: u64) -> anyhow::Result<()> {
+/// Kind `connect`, or `update to version N`.
+fn kind(i: &InvitationView) -> String {
+    match i.kind.as_str() {
+        "update" => format!("update to v{}", i.version),
+        other => other.to_string(),
+    }
+}
+
+fn invitation_table(all: &[InvitationView]) -> comfy_table::Table {
+    let mut t = table::new(
+        &[
+            "id",
+            "campaign",
+            "kind",
+            "state",
+            "email",
+            "external ref",
+            "updated",
+            "reason",
+        ],
+        &["id"],
+    );
+    for i in all {
+        t.add_row(vec![
+            i.id.to_string(),
+            i.campaign.clone(),
+            kind(i),
+            i.state.replace('_', " "),
+            i.email.clone(),
+            i.external_ref.clone().unwrap_or_else(|| "-".into()),
+            time_ms(i.updated_ms),
+            i.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+pub async fn show(settings: &Settings, id: u64, json: bool) -> anyhow::Result<()> {
     let client = AdminClient::new(settings)?;
-    let inv = client.get(&format!("/invitations/{id}"), &[]).await?;
-    println!("{}", serde_json::to_string_pretty(&inv)?);
+    let raw = client.get(&format!("/invitations/{id}"), &[]).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&raw)?);
+        return Ok(());
+    }
+    let inv: InvitationView = parse(raw, "/invitations")?;
+    print!("{}", render_invitation(&inv));
     Ok(())
+}
+
+/// One invitation for a person: who, where it stands, its history.
+fn render_invitation(i: &InvitationView) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        o,
+        "invitation {} ({}, campaign {})",
+        i.id,
+        kind(i),
+        i.campaign
+    );
+    let _ = writeln!(o, "  state         {}", i.state.replace('_', " "));
+    if let Some(r) = &i.reason {
+        let _ = writeln!(o, "  reason        {r}");
+    }
+    let _ = writeln!(o, "  email         {}", i.email);
+    let _ = writeln!(o, "  name          {}", dash(&i.name));
+    let _ = writeln!(o, "  external ref  {}", dash(&i.external_ref));
+    let _ = writeln!(o, "  MydexID       {}", dash(&i.mydexid));
+    let _ = writeln!(o, "  connection    {}", dash(&i.connection_id));
+    let _ = writeln!(
+        o,
+        "  attempts      {}, reminders {}",
+        i.attempts, i.reminders
+    );
+    let _ = writeln!(o, "  created       {}", time_ms(i.created_ms));
+    let _ = writeln!(o, "  updated       {}", time_ms(i.updated_ms));
+    match (&i.link, &i.withheld) {
+        (Some(Some(link)), _) => {
+            let _ = writeln!(o, "  link          {link}");
+        }
+        (_, Some(why)) => {
+            let _ = writeln!(o, "  link          ({why})");
+        }
+        _ => {}
+    }
+    for (k, v) in i.vars.iter().flatten() {
+        let _ = writeln!(o, "  {k:<13} {v}");
+    }
+    if let Some(history) = &i.history {
+        let _ = writeln!(o, "history");
+        for h in history {
+            let note = h
+                .note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  {}  {}{note}",
+                time_ms(h.at_ms),
+                h.state.as_str().replace('_', " ")
+            );
+        }
+    }
+    o
 }
 
 /// Retry one failed invitation, or all of them.
@@ -168,15 +262,24 @@ pub async fn retry(settings: &Settings, id: Option<u64>) -> anyhow::Result<()> {
     let client = AdminClient::new(settings)?;
     match id {
         Some(id) => {
-            let inv = client.post(&format!("/invitations/{id}/retry")).await?;
-            println!("invitation {id} is {} again", s(&inv["state"]));
+            let inv: InvitationView = parse(
+                client.post(&format!("/invitations/{id}/retry")).await?,
+                "retry",
+            )?;
+            println!("invitation {id} is {} again", inv.state.replace('_', " "));
         }
         None => {
-            let r = client.post("/invitations/retry-failed").await?;
-            let retried = r["retried"].as_array().map(Vec::len).unwrap_or(0);
-            println!("{retried} failed invitations queued again");
-            for refused in r["refused"].as_array().into_iter().flatten() {
-                eprintln!("not retried: {}", s(&refused["error"]));
+            let r: Retried = parse(client.post("/invitations/retry-failed").await?, "retry")?;
+            println!(
+                "{} queued again",
+                counted(
+                    r.retried.len() as u64,
+                    "failed invitation",
+                    "failed invitations"
+                )
+            );
+            for refused in &r.refused {
+                eprintln!("not retried: invitation {}: {}", refused.id, refused.error);
             }
         }
     }

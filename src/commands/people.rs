@@ -6,6 +6,9 @@
 use std::process::ExitCode;
 
 use crate::commands::config_path::ConfigPath;
+use mydex_connector::admin_api::people::{ForgetRequest, Forgotten};
+
+use super::human::counted;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum PeopleCommand {
@@ -21,32 +24,51 @@ pub enum PeopleCommand {
         /// Also erase a connected member's record and connection key.
         #[arg(long)]
         disconnect: bool,
+        /// Print the daemon's JSON answer instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 pub async fn run(command: PeopleCommand, config: &ConfigPath) -> anyhow::Result<ExitCode> {
-    match command {
-        PeopleCommand::Forget {
-            email,
-            external_ref,
-            disconnect,
-        } => {
-            let settings = config.load()?;
-            if settings.admin.token.is_none() {
-                anyhow::bail!(
-                    "admin.token_file is not configured in {}: the daemon refuses state-changing calls without it",
-                    settings.source.display()
-                );
-            }
-            let body = match (email, external_ref) {
-                (Some(e), _) => serde_json::json!({"email": e, "disconnect": disconnect}),
-                (None, Some(r)) => serde_json::json!({"external_ref": r, "disconnect": disconnect}),
-                (None, None) => anyhow::bail!("give --email or --external-ref"),
-            };
-            let client = crate::commands::admin_client::AdminClient::new(&settings)?;
-            let done = client.post_json("/people/forget", &body).await?;
-            println!("{done}");
-        }
+    let PeopleCommand::Forget {
+        email,
+        external_ref,
+        disconnect,
+        json,
+    } = command;
+    let settings = config.load()?;
+    if settings.admin.token.is_none() {
+        anyhow::bail!(
+            "admin.token_file is not configured in {}: the daemon refuses state-changing calls without it",
+            settings.source.display()
+        );
     }
+    if email.is_none() && external_ref.is_none() {
+        anyhow::bail!("give --email or --external-ref");
+    }
+    let body = serde_json::to_value(ForgetRequest {
+        email,
+        external_ref,
+        disconnect,
+    })?;
+    let client = crate::commands::admin_client::AdminClient::new(&settings)?;
+    let done = client.post_json("/people/forget", &body).await?;
+    if json {
+        println!("{done}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let f: Forgotten = super::admin_client::parse(done, "/people/forget")?;
+    println!(
+        "forgotten: {}; erased {}, {}, {}, {} and {} in {}",
+        f.persons.join(", "),
+        counted(f.invitations, "invitation", "invitations"),
+        counted(f.members, "member record", "member records"),
+        counted(f.readings, "reading", "readings"),
+        counted(f.raw_callbacks, "stored callback", "stored callbacks"),
+        counted(f.lines, "line", "lines"),
+        counted(f.files, "queue file", "queue files"),
+    );
+    println!("only their suppression hash is kept, so they are not invited again");
     Ok(ExitCode::SUCCESS)
 }

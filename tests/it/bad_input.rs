@@ -87,7 +87,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
         (
             "bad rate",
             good.replace("rate = \"unlimited\"", "rate = \"lots\""),
-            "campaign[0].rate",
+            "campaign \"meters\".rate",
         ),
         (
             "bad url",
@@ -139,7 +139,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
                 "rate = \"unlimited\"",
                 "rate = \"unlimited\"\nsend_window = \"weekdays 9-5\"",
             ),
-            "campaign[0].send_window",
+            "campaign \"meters\".send_window",
         ),
         (
             "unknown time zone",
@@ -147,12 +147,12 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
                 "rate = \"unlimited\"",
                 "rate = \"unlimited\"\nsend_window = \"Mon-Fri 09:00-18:00\"\ntime_zone = \"Europe/Atlantis\"",
             ),
-            "campaign[0].time_zone",
+            "campaign \"meters\".time_zone",
         ),
         (
             "zero error threshold",
             good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nerror_threshold = 0"),
-            "campaign[0].error_threshold",
+            "campaign \"meters\".error_threshold",
         ),
         (
             "delivery without dir",
@@ -192,7 +192,7 @@ async fn config_errors_name_the_key_and_file_and_exit_78() {
         (
             "bounce threshold not a share",
             good.replace("rate = \"unlimited\"", "rate = \"unlimited\"\nbounce_threshold = \"lots\""),
-            "campaign[0].bounce_threshold",
+            "campaign \"meters\".bounce_threshold",
         ),
         (
             "public_url with a query",
@@ -422,7 +422,7 @@ async fn hostile_callbacks_are_refused_or_quarantined_and_change_nothing() {
         if answer["status"] == "quarantined" {
             quarantined += 1;
             let id = answer["id"].as_u64().unwrap();
-            let shown = setup.cli(&["callbacks", "show", &id.to_string()]);
+            let shown = setup.cli(&["callbacks", "show", &id.to_string(), "--json"]);
             assert!(shown.status.success(), "{shown:?}");
             let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
             assert_eq!(shown["state"], "quarantined", "{shown}");

@@ -107,7 +107,14 @@ async fn rate_window_send_window_and_operator_pause() {
     // An operator pauses a campaign; the pause holds across a restart.
     let doc = cli_ok(
         &setup,
-        &["campaign", "pause", "meters", "--reason", "mailbox full"],
+        &[
+            "campaign",
+            "pause",
+            "meters",
+            "--reason",
+            "mailbox full",
+            "--json",
+        ],
     );
     assert_eq!(doc["paused"], true, "{doc}");
     enqueue(
@@ -129,7 +136,7 @@ async fn rate_window_send_window_and_operator_pause() {
     let s = setup.wait_status(|s| s["invitations"]["queued"] == 5, Duration::from_secs(60));
     assert_eq!(s["invitations"]["queued"], 5, "{s}");
 
-    let doc = cli_ok(&setup, &["campaign", "resume", "meters"]);
+    let doc = cli_ok(&setup, &["campaign", "resume", "meters", "--json"]);
     assert_eq!(doc["was_paused"], true, "{doc}");
     let paths = smtp.wait_for(16, Duration::from_secs(120));
     assert_eq!(paths.len(), 16, "{}", setup.log());
@@ -211,7 +218,7 @@ async fn the_error_threshold_pauses_the_campaign_and_says_why() {
     assert_eq!(s["invitations"]["queued"], 7, "{s}");
 
     // Resumed without a fix, it fails three more and pauses again.
-    cli_ok(&setup, &["campaign", "resume", "meters"]);
+    cli_ok(&setup, &["campaign", "resume", "meters", "--json"]);
     let s = setup.wait_status(
         |s| s["invitations"]["failed"] == 6 && s["campaigns"]["meters"]["paused"] == true,
         Duration::from_secs(120),

@@ -34,7 +34,7 @@ fn scan(dirs: &[PathBuf], needle: &str) -> Vec<PathBuf> {
 }
 
 fn forget(setup: &Setup, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["people", "forget"];
+    let mut all = vec!["people", "forget", "--json"];
     all.extend_from_slice(args);
     setup.cli(&all)
 }

@@ -30,7 +30,7 @@ fn enqueue(setup: &Setup, name: &str, people: &[(String, String)]) {
 }
 
 fn sweep_now(setup: &Setup) {
-    let out = setup.cli(&["sweep", "version"]);
+    let out = setup.cli(&["sweep", "version", "--json"]);
     assert!(
         out.status.success(),
         "sweep: {}",

@@ -27,7 +27,7 @@ fn enqueue(setup: &Setup, name: &str, body: &str) {
 }
 
 fn sweep_now(setup: &Setup, job: &str) {
-    let out = setup.cli(&["sweep", job]);
+    let out = setup.cli(&["sweep", job, "--json"]);
     assert!(
         out.status.success(),
         "sweep {job}: {}",

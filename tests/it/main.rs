@@ -45,4 +45,5 @@ mod store_compact;
 mod store_fixture;
 mod store_migration;
 mod sweep_guards;
+mod terminal;
 mod unsubscribe;

@@ -165,7 +165,10 @@ async fn hostile_authenticated_bodies_are_kept_quarantined_and_shown_without_the
         "{}",
         text(&out.stdout)
     );
-    let shown = cli_json(&setup, &["callbacks", "show", &ids[0].to_string()]);
+    let shown = cli_json(
+        &setup,
+        &["callbacks", "show", &ids[0].to_string(), "--json"],
+    );
     assert_eq!(shown["history"].as_array().unwrap().len(), 1, "{shown}");
     // Kept across a restart.
     setup.stop(daemon);
@@ -337,7 +340,7 @@ async fn callbacks_quarantined_under_a_wrong_nid_connect_after_the_fix_and_a_rep
     assert_eq!(export_keys(&setup), sandbox_keys);
     // A second replay of an applied one changes nothing.
     let first = all[0]["id"].as_u64().unwrap();
-    let again = cli_json(&setup, &["callbacks", "show", &first.to_string()]);
+    let again = cli_json(&setup, &["callbacks", "show", &first.to_string(), "--json"]);
     assert!(
         !again
             .to_string()

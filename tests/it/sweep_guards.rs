@@ -12,7 +12,7 @@ use mydex_test_support::*;
 const LONG: Duration = Duration::from_secs(120);
 
 fn sweep(setup: &Setup, job: &str) -> serde_json::Value {
-    let out = setup.cli(&["sweep", job]);
+    let out = setup.cli(&["sweep", job, "--json"]);
     assert!(
         out.status.success(),
         "sweep {job}: {}",

@@ -3,6 +3,7 @@
 //! shell), so the command line (the root package's `main.rs`), the tests and
 //! the benchmarks all start the same real parts. See docs/architecture.md.
 
+pub mod admin_api;
 pub mod app;
 pub mod config;
 pub mod domain;

@@ -227,7 +227,7 @@ async fn a_real_bounce_acts_on_its_own_mails_recipient_only() {
     let out = bounce(&setup, &write(&setup, "verp.eml", &report));
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("\"result\":\"suppressed\""), "{said}");
+    assert!(said.contains("suppressed"), "{said}");
     assert!(
         said.contains("the report lists 5 recipients: only the recipient of the mail it names"),
         "{said}"

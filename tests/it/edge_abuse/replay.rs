@@ -239,7 +239,10 @@ async fn a_changed_replay_is_quarantined_and_changes_nothing_we_hold() {
     assert_eq!(sandbox["members"][0]["key"], key.as_str());
 
     // Kept, never dropped: each forged body is there to show (key hidden).
-    let shown = cli_json(&setup, &["callbacks", "show", &quarantined[1].to_string()]);
+    let shown = cli_json(
+        &setup,
+        &["callbacks", "show", &quarantined[1].to_string(), "--json"],
+    );
     assert_eq!(shown["state"], "quarantined", "{shown}");
     assert!(!shown.to_string().contains(OTHER_MEMBER_KEY), "{shown}");
     assert!(shown.to_string().contains(&format!("{}-{NID}", uid + 7000)));

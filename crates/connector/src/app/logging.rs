@@ -92,6 +92,13 @@ fn with_noisy_capped(spec: &str) -> String {
     out
 }
 
+/// Colour in text logs only on a terminal, and never with `NO_COLOR` set
+/// (to anything but the empty string): a pipe or a file gets plain text.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Install the global subscriber once. `RUST_LOG`, when set, overrides `level`.
 /// Returns `None` when a subscriber was already installed (tests, demo).
 pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
@@ -116,9 +123,11 @@ pub fn init(level: &str, format: LogFormat) -> Option<LogControl> {
                 .json()
                 .with_writer(std::io::stderr),
         ),
-        (None, LogFormat::Text) => {
-            Box::new(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        }
+        (None, LogFormat::Text) => Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(colour_on_stderr())
+                .with_writer(std::io::stderr),
+        ),
     };
     tracing_subscriber::registry()
         .with(filter)

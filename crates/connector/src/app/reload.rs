@@ -15,13 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::app::logging::LogControl;
-use crate::config::{Campaign, ConfigError, Settings, Swap};
+use crate::config::{Campaign, ConfigError, ConfigErrors, Settings, Swap};
 use crate::notify::email::Templates;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] ConfigErrors),
     #[error("{0}")]
     Log(#[from] crate::app::logging::LogError),
 }

@@ -1,19 +1,26 @@
 //! Loading: the file layered with `MYDEX_CONNECTOR__*` environment
 //! variables, deserialised into its raw shape, then validated section by
-//! section into [`Settings`].
+//! section into [`Settings`]. Every problem is reported at once
+//! (`problems.rs`), each at its line or its environment variable.
 
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretBox;
 
 use super::Settings;
-use super::error::ConfigError;
-use super::raw::{RawFile, error_key};
+use super::error::{ConfigError, ConfigErrors, Origin, Problem};
+use super::problems::{Problems, Report};
+use super::raw::RawFile;
 use super::validate::Validator;
 
+/// Checks run again after each problem found, at most: each run takes a
+/// key out, so a file has far fewer.
+const MAX_RUNS: usize = 500;
+
 impl Settings {
-    /// Load and validate `path`, with environment overrides.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Load and validate `path`, with environment overrides; every problem
+    /// found is in the error.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let file = path.display().to_string();
         let err = |key: &str, message: String| ConfigError {
             file: file.clone(),
@@ -24,10 +31,14 @@ impl Settings {
             return Err(err(
                 "(file)",
                 "the file does not exist or is not a regular file".into(),
-            ));
+            )
+            .into());
         }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("(file)", format!("cannot be read: {e}")))?;
+        let doc = syntax(&file, &text)?;
         let built = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("MYDEX_CONNECTOR")
                     .prefix_separator("__")
@@ -35,12 +46,49 @@ impl Settings {
                     .try_parsing(true),
             )
             .build()
-            .map_err(|e| err("(syntax)", e.to_string()))?;
-        let raw: RawFile = built
-            .try_deserialize()
-            .map_err(|e| err(&error_key(&e), e.to_string()))?;
+            .map_err(|e| err("(environment)", e.to_string()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        settings(&Validator { file, base }, path, raw)
+        let v = Validator {
+            file: file.clone(),
+            base,
+        };
+        let mut report = Report::new(file, &text, doc, built.cache);
+        let mut warned = false;
+        for _ in 0..MAX_RUNS {
+            let raw: RawFile = match report.tree.clone().try_deserialize() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    let (key, message) = super::deser_error::key_and_message(e);
+                    if report.add(&key, message) {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            // The checks' warnings (a secret readable by all) once, not
+            // again at each run.
+            let checked = match std::mem::replace(&mut warned, true) {
+                false => settings(&v, path, raw),
+                true => tracing::subscriber::with_default(
+                    tracing::subscriber::NoSubscriber::default(),
+                    || settings(&v, path, raw),
+                ),
+            };
+            match checked {
+                Ok(s) if report.is_empty() => return Ok(s),
+                Ok(_) => break,
+                Err(Problems(found)) => {
+                    let mut again = false;
+                    for e in found {
+                        again |= report.add(&e.key, e.message);
+                    }
+                    if !again {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(report.into_errors())
     }
 
     /// Read another store key file (`rotate-key --new-key-file`) by the same
@@ -64,22 +112,92 @@ impl Settings {
     }
 }
 
-/// Every section in the file's order (each validated in its own file), so
-/// the first error reported is the one it always was.
-fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, ConfigError> {
-    let mydex = v.mydex(raw.mydex)?;
-    let callback = v.callback(raw.callback)?;
-    let admin = v.admin(raw.admin, callback.listen)?;
-    let smtp = v.smtp(raw.smtp)?;
-    let store = v.store(raw.store)?;
-    let queue = v.queue(raw.queue)?;
-    let invitations = v.invitations(raw.invitations)?;
-    let schedule = v.schedule(raw.schedule)?;
-    let log = v.log(raw.log)?;
-    let notifications = v.notifications(raw.notifications)?;
-    let organisation = v.organisation(raw.organisation, &smtp.from)?;
-    let campaigns = v.campaigns(raw.campaign, &invitations)?;
-    let delivery = v.delivery(raw.delivery, mydex.request_timeout, queue.settle)?;
+/// The file as TOML, or every syntax error in it, each at its line.
+fn syntax<'t>(
+    file: &str,
+    text: &'t str,
+) -> Result<toml::Spanned<toml::de::DeTable<'t>>, ConfigErrors> {
+    let (doc, errors) = toml::de::DeTable::parse_recoverable(text);
+    if errors.is_empty() {
+        return Ok(doc);
+    }
+    let problems = errors
+        .iter()
+        .map(|e| Problem {
+            key: "(syntax)".into(),
+            origin: Origin::File {
+                path: file.to_string(),
+                line: e
+                    .span()
+                    .map(|s| text.get(..s.start).unwrap_or(text).matches('\n').count() + 1),
+            },
+            message: format!("not valid TOML: {}", e.message().trim()),
+        })
+        .collect();
+    Err(ConfigErrors {
+        file: file.to_string(),
+        problems,
+    })
+}
+
+/// Every section (each validated in its own file), each checked even when
+/// another failed, so one run reports the first problem of each.
+fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Problems> {
+    let mut p = Problems::default();
+    let mydex = p.take(v.mydex(raw.mydex));
+    let callback = p.take(v.callback(raw.callback));
+    let admin = callback
+        .as_ref()
+        .and_then(|c| p.take(v.admin(raw.admin, c.listen)));
+    let smtp = p.take(v.smtp(raw.smtp));
+    let store = p.take(v.store(raw.store));
+    let queue = p.take(v.queue(raw.queue));
+    let invitations = p.take(v.invitations(raw.invitations));
+    let schedule = p.take(v.schedule(raw.schedule));
+    let log = p.take(v.log(raw.log));
+    let notifications = p.take(v.notifications(raw.notifications));
+    let organisation = smtp
+        .as_ref()
+        .and_then(|s| p.take(v.organisation(raw.organisation, &s.from)));
+    let campaigns = invitations
+        .as_ref()
+        .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
+    let delivery = match (&mydex, &queue) {
+        (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, q.settle)),
+        _ => None,
+    };
+    let (
+        Some(mydex),
+        Some(callback),
+        Some(admin),
+        Some(smtp),
+        Some(store),
+        Some(queue),
+        Some(invitations),
+        Some(schedule),
+        Some(log),
+        Some(notifications),
+        Some(organisation),
+        Some(campaigns),
+        Some(delivery),
+    ) = (
+        mydex,
+        callback,
+        admin,
+        smtp,
+        store,
+        queue,
+        invitations,
+        schedule,
+        log,
+        notifications,
+        organisation,
+        campaigns,
+        delivery,
+    )
+    else {
+        return Err(p);
+    };
     let mut dirs = vec![
         ("store.path", store.path.as_path()),
         ("queue.dir", queue.dir.as_path()),

@@ -1,6 +1,8 @@
 //! Typed settings: the TOML file layered with `MYDEX_CONNECTOR__*` environment
-//! variables, every key validated once at start. An error names the key and
-//! the file (the CLI maps it to exit 78). Secrets are read from `*_file` paths
+//! variables, every key validated once at start. Every problem is reported
+//! at once, each naming the key and its file line or environment variable
+//! (`problems.rs`; `key_path.rs` names keys, `deser_error.rs` words what the
+//! `config` crate says); the CLI maps them to exit 78. Secrets are read from `*_file` paths
 //! or `$CREDENTIALS_DIRECTORY`, held in `secrecy` wrappers, and never printed.
 //!
 //! One file per section (`mydex.rs`, `callback.rs`, …): its typed settings,
@@ -12,16 +14,20 @@ mod admin;
 mod callback;
 mod campaigns;
 mod delivery;
+mod deser_error;
 mod dirs;
 mod dkim;
 mod dkim_key;
 mod error;
 mod invitations;
+mod key_path;
 mod load;
 mod log;
+mod mailbox;
 mod mydex;
 mod notifications;
 mod organisation;
+mod problems;
 mod queue;
 mod rate;
 mod raw;
@@ -43,7 +49,7 @@ pub use campaigns::Campaign;
 pub use delivery::DeliverySettings;
 pub use dkim::DkimSettings;
 pub use dkim_key::{DkimAlgorithm, DkimKey};
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigErrors, Origin as ConfigOrigin, Problem as ConfigProblem};
 pub use invitations::InvitationSettings;
 pub use log::{LogFormat, LogSettings};
 pub use mydex::{Environment, FtcFlow, MydexSettings};

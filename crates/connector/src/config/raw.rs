@@ -1,5 +1,5 @@
 //! The file as written: every section's raw shape (each defined beside its
-//! validation), unknown keys refused, and the key a parse error is about.
+//! validation), unknown keys refused.
 
 use serde::Deserialize;
 
@@ -46,22 +46,4 @@ pub(super) struct RawFile {
     pub(super) campaign: Vec<RawCampaign>,
     #[serde(default)]
     pub(super) delivery: Option<RawDelivery>,
-}
-
-/// The key a `config` deserialisation error is about, when it says.
-pub(super) fn error_key(e: &config::ConfigError) -> String {
-    let text = e.to_string();
-    if let Some(start) = text.find("unknown field `") {
-        let rest = &text[start + 15..];
-        if let Some(end) = rest.find('`') {
-            return rest[..end].to_string();
-        }
-    }
-    if let Some(start) = text.rfind(" for key `") {
-        let rest = &text[start + 10..];
-        if let Some(end) = rest.find('`') {
-            return rest[..end].to_string();
-        }
-    }
-    "(value)".to_string()
 }

@@ -94,9 +94,7 @@ impl Validator {
             ));
         }
         let from_raw = self.required("smtp.from", raw.from)?;
-        let from: lettre::message::Mailbox = from_raw
-            .parse()
-            .map_err(|e| self.err("smtp.from", format!("{from_raw:?} is not a mailbox: {e}")))?;
+        let from = self.mailbox("smtp.from", &from_raw)?;
         let return_path = raw.return_path.map(|r| self.return_path(r)).transpose()?;
         let unsubscribe_mailto = raw
             .unsubscribe_mailto

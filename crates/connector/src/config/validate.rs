@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use super::error::ConfigError;
 
+/// What a required key that is not there says.
+pub(super) const MISSING: &str = "is required but missing";
+
 pub(super) struct Validator {
     /// The config file as named in errors.
     pub(super) file: String,
@@ -24,7 +27,7 @@ impl Validator {
     }
 
     pub(super) fn required<T>(&self, key: &str, v: Option<T>) -> Result<T, ConfigError> {
-        v.ok_or_else(|| self.err(key, "is required but missing"))
+        v.ok_or_else(|| self.err(key, MISSING))
     }
 
     pub(super) fn path(&self, p: PathBuf) -> PathBuf {

@@ -119,6 +119,25 @@ impl SendWindow {
     pub fn open_now(&self) -> bool {
         self.contains(Utc::now())
     }
+
+    /// When the window opens next after `at`; `None` while it is open.
+    pub fn next_open(&self, at: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
+        if self.contains(at) {
+            return None;
+        }
+        let today = self.tz.from_utc_datetime(&at.naive_utc()).date_naive();
+        let start = chrono::NaiveTime::from_hms_opt(
+            u32::from(self.start_min / 60),
+            u32::from(self.start_min % 60),
+            0,
+        )?;
+        (0..=7)
+            .filter_map(|d| today.checked_add_days(chrono::Days::new(d)))
+            .filter(|day| self.days & (1 << day.weekday().num_days_from_monday()) != 0)
+            .filter_map(|day| self.tz.from_local_datetime(&day.and_time(start)).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .find(|t| *t > at)
+    }
 }
 
 impl std::fmt::Display for SendWindow {
@@ -161,6 +180,23 @@ mod tests {
         assert!(!w.contains(at("2026-06-01T17:00:00Z")));
         // Saturday.
         assert!(!w.contains(at("2026-06-06T10:00:00Z")));
+    }
+
+    #[test]
+    fn says_when_it_opens() {
+        let w =
+            SendWindow::parse("Mon-Fri 09:00-18:00", parse_tz("Europe/London").unwrap()).unwrap();
+        // Saturday 2026-06-06 10:00 UTC: Monday 09:00 BST = 08:00 UTC.
+        assert_eq!(
+            w.next_open(at("2026-06-06T10:00:00Z")),
+            Some(at("2026-06-08T08:00:00Z"))
+        );
+        // Monday 07:30 UTC, before it opens that day.
+        assert_eq!(
+            w.next_open(at("2026-06-01T07:30:00Z")),
+            Some(at("2026-06-01T08:00:00Z"))
+        );
+        assert_eq!(w.next_open(at("2026-06-01T08:30:00Z")), None);
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! survive a restart; everything else is recomputed. It also holds the
 //! campaigns' settings as they stand now: SIGHUP replaces them (`reload.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+
+use crate::admin_api::status::{CampaignBounces, CampaignStatus};
 
 use crate::config::Campaign;
 use crate::store::{CampaignPause, PausedBy, Store, StoreError, now_ms};
@@ -234,45 +235,61 @@ impl CampaignControl {
     }
 
     /// A campaign's bounces for the status document.
-    async fn bounces_json(&self, name: &str, threshold: Option<f64>) -> Value {
+    async fn bounces(&self, name: &str, threshold: Option<f64>) -> CampaignBounces {
         let (mailed, hard, soft, complaints) =
             self.store.campaign_bounces(name).await.unwrap_or_default();
-        let rate = if mailed == 0 {
+        let hard_rate = if mailed == 0 {
             0.0
         } else {
             hard as f64 / mailed as f64
         };
-        json!({"mailed": mailed, "hard": hard, "soft": soft, "complaints": complaints,
-               "hard_rate": rate, "bounce_threshold": threshold})
+        CampaignBounces {
+            mailed,
+            hard,
+            soft,
+            complaints,
+            hard_rate,
+            bounce_threshold: threshold,
+        }
     }
 
     /// The `campaigns` object of the status document.
-    pub async fn status_json(&self) -> Value {
-        let mut out = serde_json::Map::new();
+    pub async fn status(&self) -> BTreeMap<String, CampaignStatus> {
+        let mut out = BTreeMap::new();
         let campaigns = self.campaigns();
+        let now = chrono::Utc::now();
         for c in &campaigns {
-            let bounces = self.bounces_json(&c.name, c.bounce_threshold).await;
+            let bounces = self.bounces(&c.name, c.bounce_threshold).await;
             let st = self.state.lock();
             let r = st.get(&c.name);
             let pause = r.and_then(|r| r.pause.as_ref());
-            let outside = c.send_window.is_some_and(|w| !w.open_now());
+            let opens = c.send_window.and_then(|w| w.next_open(now));
+            let state = match (pause, opens) {
+                (Some(_), _) => "paused",
+                (None, Some(_)) => "outside_send_window",
+                (None, None) => "active",
+            };
             out.insert(
                 c.name.clone(),
-                json!({
-                    "state": if pause.is_some() { "paused" } else if outside { "outside_send_window" } else { "active" },
-                    "paused": pause.is_some(),
-                    "paused_by": pause.map(|p| p.by),
-                    "pause_reason": pause.map(|p| p.reason.clone()),
-                    "send_window": c.send_window.map(|w| format!("{w} {}", w.tz)),
-                    "rate": c.rate.map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))),
-                    "sent": r.map(|r| r.sent).unwrap_or(0),
-                    "failed": r.map(|r| r.failed).unwrap_or(0),
-                    "failures_in_row": r.map(|r| r.failures_in_row).unwrap_or(0),
-                    "error_threshold": c.error_threshold,
-                    "bounces": bounces,
-                }),
+                CampaignStatus {
+                    state: state.into(),
+                    paused: pause.is_some(),
+                    paused_by: pause.map(|p| p.by),
+                    pause_reason: pause.map(|p| p.reason.clone()),
+                    paused_at_ms: pause.map(|p| p.at_ms),
+                    send_window: c.send_window.map(|w| format!("{w} {}", w.tz)),
+                    window_opens_ms: opens.and_then(|t| u64::try_from(t.timestamp_millis()).ok()),
+                    rate: c
+                        .rate
+                        .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))),
+                    sent: r.map(|r| r.sent).unwrap_or(0),
+                    failed: r.map(|r| r.failed).unwrap_or(0),
+                    failures_in_row: r.map(|r| r.failures_in_row).unwrap_or(0),
+                    error_threshold: c.error_threshold,
+                    bounces,
+                },
             );
         }
-        Value::Object(out)
+        out
     }
 }

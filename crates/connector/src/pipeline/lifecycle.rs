@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin_api::status::{BrakeStatus, Campaigns, SweepStatus};
 use crate::config::Settings;
 use crate::mydex::MydexClient;
 use crate::pipeline::campaign_control::CampaignControl;
@@ -118,7 +121,6 @@ impl Lifecycle {
         self.tracker.wait().await;
     }
 
-    /// The `sweeps` and `campaigns` parts of the status document.
     /// For `/metrics`: each sweep job, whether it runs, and its last run.
     pub async fn sweep_progress(
         &self,
@@ -131,46 +133,48 @@ impl Lifecycle {
         out
     }
 
-    /// The version sweep's brake: null when it holds nobody, else whether
+    /// The version sweep's brake: none when it holds nobody, else whether
     /// it is engaged, how many members it holds, and why.
-    async fn brake_json(&self) -> Value {
-        let held = self.store.held_count(version_sweep::JOB).await.unwrap_or(0);
+    async fn brake_status(&self) -> Option<BrakeStatus> {
+        let held = self.store.held_count(version_sweep::JOB).await.unwrap_or(0) as u64;
         let brake = self.store.brake(version_sweep::JOB).await.ok().flatten();
         match brake {
-            None if held == 0 => Value::Null,
-            None => json!({"engaged": false, "held": held}),
-            Some(b) => json!({
-                "engaged": true,
-                "held": held,
-                "checked": b.checked,
-                "revoked": b.revoked,
-                "run": b.run,
-                "since_ms": b.since_ms,
-                "reason": b.reason,
+            None if held == 0 => None,
+            brake => Some(BrakeStatus {
+                engaged: brake.is_some(),
+                held,
+                brake,
             }),
         }
     }
 
+    /// The `sweeps` and `campaigns` parts of the status document.
     pub async fn status_parts(&self) -> Vec<(&'static str, Value)> {
-        let mut sweeps = serde_json::Map::new();
+        let mut sweeps = BTreeMap::new();
         for job in [&self.version, &self.expiry] {
             let last = self.store.sweep_run(job.name).await.ok().flatten();
-            let mut doc = json!({
-                "running": job.running(),
-                "run": last.as_ref().map(|r| r.run).unwrap_or(0),
-                "finished": last.as_ref().is_some_and(|r| !r.running()),
-                "last": last,
-            });
+            let mut doc = SweepStatus {
+                running: job.running(),
+                run: last.as_ref().map(|r| r.run).unwrap_or(0),
+                finished: last.as_ref().is_some_and(|r| !r.running()),
+                last,
+                brake: None,
+                connection_denied: None,
+            };
             if job.name == version_sweep::JOB {
-                doc["brake"] = self.brake_json().await;
+                doc.brake = Some(self.brake_status().await);
                 let denied = self.store.connection_denied(job.name).await.ok().flatten();
-                doc["connection_denied"] = json!(denied);
+                doc.connection_denied = Some(denied);
             }
-            sweeps.insert(job.name.into(), doc);
+            sweeps.insert(job.name.to_string(), doc);
         }
+        let campaigns = Campaigns::States(self.control.status().await);
         vec![
-            ("sweeps", Value::Object(sweeps)),
-            ("campaigns", self.control.status_json().await),
+            ("sweeps", serde_json::to_value(sweeps).unwrap_or_default()),
+            (
+                "campaigns",
+                serde_json::to_value(campaigns).unwrap_or_default(),
+            ),
         ]
     }
 }

@@ -47,6 +47,7 @@ mod packing;
 pub(crate) mod raw_callbacks;
 mod reading_erasure;
 mod reading_groups;
+mod reading_listing;
 mod readings;
 mod readings_layout;
 mod records;
@@ -95,6 +96,7 @@ pub use migrate::{
     on_disk as schema_on_disk,
 };
 pub use raw_callbacks::{PastOutcome, RawCallback, RawFilter, RawOutcome, raw_aad};
+pub use reading_listing::DeliveredReading;
 pub use readings::{
     NewReading, Placement, ReadingOutcome, ReadingRow, RecordCounts, member_gate, subject_of,
 };

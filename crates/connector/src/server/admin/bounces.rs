@@ -20,8 +20,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin_state::AdminState;
+use crate::admin_api::bounces::{BounceRecorded, UnsubscribedByMail};
 use crate::domain::{PersonHash, TokenKind, message_id_token};
-use crate::store::{BounceReport, BounceType, Store, StoreError};
+use crate::store::{BounceOutcome, BounceReport, BounceType, Store, StoreError};
 
 /// The largest body taken.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -168,7 +169,10 @@ async fn unsubscribe_by_mail(st: &Arc<AdminState>, token: Option<&str>) -> Respo
     match (done, st.store.flush().await) {
         (Ok(()), Ok(())) => (
             StatusCode::OK,
-            axum::Json(json!({"unsubscribed": true, "invitation": id})),
+            axum::Json(UnsubscribedByMail {
+                unsubscribed: true,
+                invitation: id,
+            }),
         )
             .into_response(),
         (Err(e), _) => {
@@ -217,9 +221,19 @@ async fn apply(st: &AdminState, b: &BounceIn, who: Who, kind: BounceType) -> Res
             if let (Some(c), Some(l)) = (&campaign, &st.lifecycle) {
                 l.control.bounced(c).await;
             }
-            let mut v = serde_json::to_value(&o).unwrap_or_default();
-            v["person"] = person.short().into();
-            (StatusCode::OK, axum::Json(v)).into_response()
+            let person = person.short().to_string();
+            let answer = match o {
+                BounceOutcome::Duplicate => BounceRecorded::Duplicate { person },
+                BounceOutcome::SoftNoted { count, max } => {
+                    BounceRecorded::SoftNoted { count, max, person }
+                }
+                BounceOutcome::Suppressed { reason, failed } => BounceRecorded::Suppressed {
+                    reason,
+                    failed,
+                    person,
+                },
+            };
+            (StatusCode::OK, axum::Json(answer)).into_response()
         }
         Err(e) => {
             st.store.note_error(&e);

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::admin_state::AdminState;
 use super::bearer::Caller;
+use crate::admin_api::callbacks::{CallbackPage, CallbackView, Replayed};
 use crate::server::callback_judge::{self, Verdict};
 use crate::server::callback_redact::{Hide, redact_body_hiding};
 use crate::store::{RawCallback, RawFilter, RawOutcome, Store, StoreError};
@@ -37,23 +38,25 @@ fn store_error(e: StoreError) -> Response {
 }
 
 /// A stored callback as operators see it (never its body: see `show`).
-fn view(rec: &RawCallback) -> serde_json::Value {
-    let mut v = json!({
-        "id": rec.id,
-        "received_ms": rec.received_ms,
-        "method": rec.method,
-        "content_type": rec.content_type,
-        "size": rec.size,
-        "kind": rec.kind,
-        "state": rec.outcome.state(),
-        "history": rec.history,
-    });
-    match &rec.outcome {
-        RawOutcome::Applied { status } => v["status"] = json!(status),
-        RawOutcome::Quarantined { reason } => v["reason"] = json!(reason),
-        RawOutcome::Pending => {}
+fn view(rec: &RawCallback) -> CallbackView {
+    let (status, reason) = match &rec.outcome {
+        RawOutcome::Applied { status } => (Some(status.clone()), None),
+        RawOutcome::Quarantined { reason } => (None, Some(reason.clone())),
+        RawOutcome::Pending => (None, None),
+    };
+    CallbackView {
+        id: rec.id,
+        received_ms: rec.received_ms,
+        method: rec.method.clone(),
+        content_type: rec.content_type.clone(),
+        size: rec.size,
+        kind: rec.kind.clone(),
+        state: rec.outcome.state().to_string(),
+        history: rec.history.clone(),
+        status,
+        reason,
+        body: None,
     }
-    v
 }
 
 #[derive(serde::Deserialize)]
@@ -70,10 +73,14 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
         quarantined_only: q.quarantined,
     };
     match st.store.raw_callbacks(filter, q.after, limit).await {
-        Ok(list) => axum::Json(json!({
-            "callbacks": list.iter().map(view).collect::<Vec<_>>(),
-            "next_after": if list.len() == limit { list.last().map(|r| r.id) } else { None },
-        }))
+        Ok(list) => axum::Json(CallbackPage {
+            callbacks: list.iter().map(view).collect(),
+            next_after: if list.len() == limit {
+                list.last().map(|r| r.id)
+            } else {
+                None
+            },
+        })
         .into_response(),
         Err(e) => store_error(e),
     }
@@ -91,7 +98,7 @@ pub async fn show(
     match st.store.raw_callback_with_body(id).await {
         Ok((rec, body)) => {
             let mut v = view(&rec);
-            v["body"] = redact_body_hiding(&body, hide);
+            v.body = Some(redact_body_hiding(&body, hide));
             axum::Json(v).into_response()
         }
         Err(e) => store_error(e),
@@ -99,11 +106,7 @@ pub async fn show(
 }
 
 /// Judge stored callback `id` again; its view with the new outcome.
-async fn replay_one(
-    st: &AdminState,
-    store: &Store,
-    id: u64,
-) -> Result<serde_json::Value, StoreError> {
+async fn replay_one(st: &AdminState, store: &Store, id: u64) -> Result<CallbackView, StoreError> {
     let (rec, body) = store.raw_callback_with_body(id).await?;
     let before = rec.outcome.clone();
     let verdict = callback_judge::judge(
@@ -171,13 +174,13 @@ pub async fn replay_quarantined(State(st): State<Arc<AdminState>>) -> Response {
     };
     match done.await {
         Ok(results) => {
-            let applied = results.iter().filter(|v| v["state"] == "applied").count();
-            axum::Json(json!({
-                "replayed": results.len(),
-                "applied": applied,
-                "quarantined": results.len() - applied,
-                "callbacks": results,
-            }))
+            let applied = results.iter().filter(|v| v.state == "applied").count();
+            axum::Json(Replayed {
+                replayed: results.len(),
+                applied,
+                quarantined: results.len() - applied,
+                callbacks: results,
+            })
             .into_response()
         }
         Err(e) => store_error(e),

@@ -11,7 +11,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::admin_api::lifecycle::{
+    BrakeReleased, ErrorAnswer, PauseBody, Paused, Resumed, SweepTrigger, SweepTriggered,
+};
 
 use crate::pipeline::campaign_control::ControlError;
 use crate::pipeline::lifecycle::Lifecycle;
@@ -36,7 +39,10 @@ pub fn router(state: Arc<LifecycleApi>, gate: Arc<AdminGate>) -> Router {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+    let error = ErrorAnswer {
+        error: message.into(),
+    };
+    (status, axum::Json(error)).into_response()
 }
 
 async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> Response {
@@ -46,13 +52,12 @@ async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> 
             format!("no sweep {job:?}: use version or expiry"),
         );
     };
-    let t = j.trigger("admin");
-    let status = match t {
-        Trigger::Started => StatusCode::ACCEPTED,
-        Trigger::AlreadyRunning => StatusCode::CONFLICT,
-        Trigger::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    let (status, trigger) = match j.trigger("admin") {
+        Trigger::Started => (StatusCode::ACCEPTED, SweepTrigger::Started),
+        Trigger::AlreadyRunning => (StatusCode::CONFLICT, SweepTrigger::AlreadyRunning),
+        Trigger::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, SweepTrigger::ShuttingDown),
     };
-    (status, axum::Json(json!({ "job": job, "trigger": t }))).into_response()
+    (status, axum::Json(SweepTriggered { job, trigger })).into_response()
 }
 
 /// The operator confirms the members the brake holds really revoked:
@@ -60,15 +65,18 @@ async fn sweep(State(st): State<Arc<LifecycleApi>>, Path(job): Path<String>) -> 
 async fn confirm(State(st): State<Arc<LifecycleApi>>) -> Response {
     use crate::pipeline::version_sweep::ConfirmError;
     match st.lifecycle.sweep.confirm().await {
-        Ok(done) => axum::Json(json!({"confirmed": true, "released": done.released, "disconnected": done.disconnected, "invited": done.invited})).into_response(),
-        Err(e @ (ConfirmError::Running | ConfirmError::NotEngaged)) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(done) => axum::Json(BrakeReleased {
+            confirmed: true,
+            released: done.released,
+            disconnected: done.disconnected,
+            invited: done.invited,
+        })
+        .into_response(),
+        Err(e @ (ConfirmError::Running | ConfirmError::NotEngaged)) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         Err(e @ ConfirmError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
-}
-
-#[derive(serde::Deserialize, Default)]
-struct PauseBody {
-    reason: Option<String>,
 }
 
 fn control_error(e: ControlError) -> Response {
@@ -84,7 +92,7 @@ async fn pause(
     body: Bytes,
 ) -> Response {
     let body: PauseBody = if body.is_empty() {
-        PauseBody::default()
+        PauseBody { reason: None }
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
@@ -107,16 +115,24 @@ async fn pause(
         );
     }
     match st.lifecycle.control.pause(&name, body.reason).await {
-        Ok(p) => axum::Json(json!({"campaign": name, "paused": true, "reason": p.reason}))
-            .into_response(),
+        Ok(p) => axum::Json(Paused {
+            campaign: name,
+            paused: true,
+            reason: p.reason,
+        })
+        .into_response(),
         Err(e) => control_error(e),
     }
 }
 
 async fn resume(State(st): State<Arc<LifecycleApi>>, Path(name): Path<String>) -> Response {
     match st.lifecycle.control.resume(&name).await {
-        Ok(was) => axum::Json(json!({"campaign": name, "paused": false, "was_paused": was}))
-            .into_response(),
+        Ok(was) => axum::Json(Resumed {
+            campaign: name,
+            paused: false,
+            was_paused: was,
+        })
+        .into_response(),
         Err(e) => control_error(e),
     }
 }

@@ -34,6 +34,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::admin_api::status::{
+    CallbackCounts, CampaignProgress, Campaigns, MemberCounts, RecordCounts, StatusDoc,
+};
 use crate::metrics::Snapshot;
 use crate::store::Store;
 
@@ -152,37 +155,44 @@ fn status_of(
     uptime_s: u64,
 ) -> serde_json::Value {
     let c = &r.counts;
-    let mut inv = serde_json::Map::new();
-    for (s, n) in &c.invitations {
-        inv.insert(s.as_str().into(), (*n).into());
-    }
-    let notifications: serde_json::Map<String, serde_json::Value> = r
-        .notifications
-        .iter()
-        .map(|(k, v)| (k.clone(), (*v).into()))
-        .collect();
-    // `queued` counts every reading not yet settled (queued, in flight,
-    // outcome unknown).
     let rc = &r.records;
-    let records = serde_json::json!({
-        "queued": rc.queued + rc.in_flight + rc.unknown,
-        "delivered": rc.delivered,
-        "held": rc.held,
-        "failed": rc.failed,
-        "in_flight": rc.in_flight,
-        "unknown": rc.unknown,
-    });
-    serde_json::json!({
-        "invitations": inv,
-        "members": { "total": c.members_total, "outdated": c.members_outdated, "disconnected": c.members_disconnected },
-        "callbacks": { "unmatched": c.unmatched_callbacks, "identify": c.events_identify, "notification": c.events_notification, "notifications_by_dataset_action": notifications, "quarantined": c.callbacks_quarantined, "stored": c.callbacks_stored },
-        "connection_version": current_version,
-        "suppressed": r.suppressed,
-        "rejected": r.rejected,
-        "campaigns": campaigns,
-        "uptime_seconds": uptime_s,
-        "records": records,
-    })
+    let doc = StatusDoc {
+        invitations: c
+            .invitations
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), *n))
+            .collect(),
+        members: MemberCounts {
+            total: c.members_total,
+            outdated: c.members_outdated,
+            disconnected: c.members_disconnected,
+        },
+        callbacks: CallbackCounts {
+            unmatched: c.unmatched_callbacks,
+            identify: c.events_identify,
+            notification: c.events_notification,
+            notifications_by_dataset_action: r.notifications.clone().into_iter().collect(),
+            quarantined: c.callbacks_quarantined,
+            stored: c.callbacks_stored,
+        },
+        connection_version: current_version,
+        suppressed: r.suppressed,
+        rejected: Some(r.rejected),
+        campaigns: Campaigns::Names(campaigns.to_vec()),
+        uptime_seconds: uptime_s,
+        // `queued` counts every reading not yet settled (queued, in
+        // flight, outcome unknown).
+        records: RecordCounts {
+            queued: rc.queued + rc.in_flight + rc.unknown,
+            delivered: rc.delivered,
+            held: rc.held,
+            failed: rc.failed,
+            in_flight: rc.in_flight,
+            unknown: rc.unknown,
+        },
+        ..StatusDoc::default()
+    };
+    serde_json::to_value(doc).unwrap_or_default()
 }
 
 async fn status(State(st): State<Arc<AdminState>>) -> Response {
@@ -244,29 +254,32 @@ fn campaign_progress(
     st: &AdminState,
     counts: &std::collections::HashMap<(String, crate::store::State), u64>,
 ) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
+    let mut out = std::collections::BTreeMap::new();
     let campaigns = match &st.lifecycle {
         Some(l) => l.control.campaigns(),
         None => st.settings.campaigns.clone(),
     };
     for c in &campaigns {
-        let mut states = serde_json::Map::new();
+        let mut states = std::collections::BTreeMap::new();
         let mut total = 0;
         for s in crate::store::State::ALL {
             let n = counts.get(&(c.name.clone(), s)).copied().unwrap_or(0);
             total += n;
-            states.insert(s.as_str().into(), n.into());
+            states.insert(s.as_str().to_string(), n);
         }
+        let rate = c
+            .rate
+            .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)));
         out.insert(
             c.name.clone(),
-            serde_json::json!({
-                "rate": c.rate.map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))).unwrap_or_else(|| "unlimited".into()),
-                "total": total,
-                "invitations": states,
-            }),
+            CampaignProgress {
+                rate: rate.unwrap_or_else(|| "unlimited".into()),
+                total,
+                invitations: states,
+            },
         );
     }
-    out.into()
+    serde_json::to_value(out).unwrap_or_default()
 }
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> Response {

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::admin_state::AdminState;
 use super::bearer::{Bearer, Caller};
+use crate::admin_api::invitations::{InvitationPage, InvitationView, Retried, RetryRefused};
 use crate::store::{Invitation, InvitationFilter, State as InvState, StoreError};
 
 const DEFAULT_LIMIT: usize = 1000;
@@ -43,30 +44,39 @@ enum Detail<'a> {
 }
 
 /// An invitation as operators see it (never its linking token).
-fn view(inv: &Invitation, detail: Detail) -> serde_json::Value {
-    let mut v = json!({
-        "id": inv.id,
-        "campaign": inv.campaign,
-        "kind": match inv.kind { crate::store::Kind::Connect => "connect", crate::store::Kind::Update { .. } => "update", crate::store::Kind::Identify => "identify" },
-        "version": inv.version,
-        "state": inv.state.as_str(),
-        "email": inv.invitee.email.to_string(),
-        "name": inv.invitee.name,
-        "external_ref": inv.invitee.external_ref,
-        "mydexid": inv.invitee.mydexid.as_ref().map(|m| m.to_string()),
-        "reason": inv.reason,
-        "attempts": inv.attempts,
-        "reminders": inv.reminders,
-        "connection_id": inv.connection_id,
-        "created_ms": inv.created_ms,
-        "updated_ms": inv.updated_ms,
-    });
+fn view(inv: &Invitation, detail: Detail) -> InvitationView {
+    let mut v = InvitationView {
+        id: inv.id,
+        campaign: inv.campaign.clone(),
+        kind: match inv.kind {
+            crate::store::Kind::Connect => "connect",
+            crate::store::Kind::Update { .. } => "update",
+            crate::store::Kind::Identify => "identify",
+        }
+        .to_string(),
+        version: inv.version,
+        state: inv.state.as_str().to_string(),
+        email: inv.invitee.email.to_string(),
+        name: inv.invitee.name.clone(),
+        external_ref: inv.invitee.external_ref.clone(),
+        mydexid: inv.invitee.mydexid.as_ref().map(|m| m.to_string()),
+        reason: inv.reason.clone(),
+        attempts: inv.attempts,
+        reminders: inv.reminders,
+        connection_id: inv.connection_id.clone(),
+        created_ms: inv.created_ms,
+        updated_ms: inv.updated_ms,
+        history: None,
+        vars: None,
+        link: None,
+        withheld: None,
+    };
     if let Detail::Full(bearer) = detail {
-        v["history"] = json!(inv.history);
-        v["vars"] = json!(inv.invitee.vars);
+        v.history = Some(inv.history.clone());
+        v.vars = Some(inv.invitee.vars.clone());
         match bearer {
-            Some(b) => v["link"] = link(inv, b),
-            None => v["withheld"] = json!("link: shown only with the admin token"),
+            Some(b) => v.link = Some(link(inv, b)),
+            None => v.withheld = Some("link: shown only with the admin token".into()),
         }
     }
     v
@@ -74,8 +84,8 @@ fn view(inv: &Invitation, detail: Detail) -> serde_json::Value {
 
 /// The one-time link: it opens the person's journey, so only a caller who
 /// presented the admin token gets it.
-fn link(inv: &Invitation, _: &Bearer) -> serde_json::Value {
-    json!(inv.link)
+fn link(inv: &Invitation, _: &Bearer) -> Option<String> {
+    inv.link.clone()
 }
 
 #[derive(serde::Deserialize)]
@@ -110,10 +120,14 @@ pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>)
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     match st.store.list_invitations(filter, q.after, limit).await {
-        Ok(list) => axum::Json(json!({
-            "invitations": list.iter().map(|i| view(i, Detail::Summary)).collect::<Vec<_>>(),
-            "next_after": if list.len() == limit { list.last().map(|i| i.id) } else { None },
-        }))
+        Ok(list) => axum::Json(InvitationPage {
+            invitations: list.iter().map(|i| view(i, Detail::Summary)).collect(),
+            next_after: if list.len() == limit {
+                list.last().map(|i| i.id)
+            } else {
+                None
+            },
+        })
         .into_response(),
         Err(e) => store_error(e),
     }
@@ -152,7 +166,7 @@ pub async fn retry_failed(State(st): State<Arc<AdminState>>) -> Response {
             if !retried.is_empty() {
                 st.wake.notify_one();
             }
-            axum::Json(json!({"retried": retried, "refused": refused})).into_response()
+            axum::Json(Retried { retried, refused }).into_response()
         }
         Err(e) => store_error(e),
     }
@@ -162,7 +176,7 @@ pub async fn retry_failed(State(st): State<Arc<AdminState>>) -> Response {
 /// those refused with why.
 async fn retry_every_failed(
     store: &crate::store::Store,
-) -> Result<(Vec<u64>, Vec<serde_json::Value>), StoreError> {
+) -> Result<(Vec<u64>, Vec<RetryRefused>), StoreError> {
     let failed = InvitationFilter {
         state: Some(InvState::Failed),
         ..Default::default()
@@ -185,7 +199,10 @@ async fn retry_every_failed(
                     retried.push(inv.id)
                 }
                 Err(e @ (StoreError::Refused(_) | StoreError::Conflict { .. })) => {
-                    refused.push(json!({"id": inv.id, "error": e.to_string()}))
+                    refused.push(RetryRefused {
+                        id: inv.id,
+                        error: e.to_string(),
+                    })
                 }
                 Err(e) => return Err(e),
             }

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::admin_state::AdminState;
+use crate::admin_api::people::{ForgetRequest, Forgotten};
 use crate::domain::Email;
 use crate::domain::MAX_FIELD_LEN;
 use crate::intake::erase::{erase_lines, kept_dirs};
@@ -22,15 +22,6 @@ use crate::store::{ForgetTarget, StoreError};
 /// Largest body accepted (413 beyond): an address or a ref (at most
 /// `MAX_FIELD_LEN` characters of up to 4 bytes), and a flag.
 pub const MAX_BODY: usize = 16 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    email: Option<String>,
-    external_ref: Option<String>,
-    #[serde(default)]
-    disconnect: bool,
-}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
@@ -57,7 +48,7 @@ enum BadRequest {
 
 /// The person the body names, and `disconnect`.
 fn parse(body: &[u8]) -> Result<(ForgetTarget, bool), BadRequest> {
-    let r: Request = serde_json::from_slice(body)?;
+    let r: ForgetRequest = serde_json::from_slice(body)?;
     let target = match (r.email, r.external_ref) {
         (Some(e), None) => ForgetTarget::Email(Email::parse(&e)?),
         (None, Some(x)) => {
@@ -123,14 +114,14 @@ pub async fn forget(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
         lines = files.lines,
         "person forgotten"
     );
-    axum::Json(json!({
-        "persons": persons,
-        "invitations": f.invitations,
-        "members": f.members,
-        "readings": f.readings,
-        "raw_callbacks": f.raw_callbacks,
-        "files": files.files,
-        "lines": files.lines,
-    }))
+    axum::Json(Forgotten {
+        persons: persons.iter().map(|p| p.to_string()).collect(),
+        invitations: f.invitations as u64,
+        members: f.members as u64,
+        readings: f.readings as u64,
+        raw_callbacks: f.raw_callbacks as u64,
+        files: files.files as u64,
+        lines: files.lines as u64,
+    })
     .into_response()
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::admin_state::AdminState;
+use crate::admin_api::records::{RecordPage, RecordView};
 use crate::domain::{Reading, RowState};
 use crate::intake::Format;
 use crate::intake::readings::{ReadingRows, RowRejected, place_readings};
@@ -204,43 +205,124 @@ pub struct ListQuery {
     state: String,
     after: Option<u64>,
     limit: Option<usize>,
+    /// Where the page starts (the `next_cursor` of the one before).
+    cursor: Option<String>,
 }
 
-/// `GET /records?state=held|failed`: rows with the reason, oldest first.
+/// `GET /records?state=queued|held|failed|delivered`: rows with the reason,
+/// a page at a time (held and failed by id after `after`, as before;
+/// every state by `cursor`).
 pub async fn list(State(st): State<Arc<AdminState>>, Query(q): Query<ListQuery>) -> Response {
     let state = match q.state.as_str() {
+        "queued" => RowState::Queued,
         "held" => RowState::Held,
         "failed" => RowState::Failed,
+        "delivered" => RowState::Delivered,
         other => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("state must be held or failed, not {other:?}"),
+                format!("state must be queued, held, failed or delivered, not {other:?}"),
             );
         }
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    match st.store.list_readings(state, q.after, limit).await {
-        Ok(rows) => {
-            let items: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    json!({
-                        "id": r.id,
-                        "member": {r.member.column(): member_text(&r.member)},
-                        "connection_id": r.connection_id,
-                        "dataset": r.dataset.as_str(),
-                        "external_id": r.external_id,
-                        "state": r.state.as_str(),
-                        "reason": r.reason,
-                        "since_ms": r.held_since_ms.unwrap_or(r.created_ms),
-                        "source": r.source,
-                    })
-                })
-                .collect();
-            let next = rows.last().map(|r| r.id);
-            axum::Json(json!({"records": items, "next_after": next})).into_response()
-        }
+    let cursor = match q.cursor.as_deref().map(hex::decode).transpose() {
+        Ok(c) => c,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "cursor: not one this API gave"),
+    };
+    let page = if state == RowState::Delivered {
+        delivered_page(&st, cursor, limit).await
+    } else if cursor.is_some() || state == RowState::Queued {
+        kept_page(&st, state, cursor, limit).await
+    } else {
+        by_id_page(&st, state, q.after, limit).await
+    };
+    match page {
+        Ok(page) => axum::Json(page).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Held or failed rows by id after `after` (the first form of this route).
+async fn by_id_page(
+    st: &AdminState,
+    state: RowState,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<RecordPage, StoreError> {
+    let rows = st.store.list_readings(state, after, limit).await?;
+    Ok(RecordPage {
+        next_after: rows.last().map(|r| r.id),
+        records: rows.iter().map(kept_view).collect(),
+        next_cursor: None,
+    })
+}
+
+async fn kept_page(
+    st: &AdminState,
+    state: RowState,
+    cursor: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<RecordPage, StoreError> {
+    let (rows, next) = st.store.list_kept_readings(state, cursor, limit).await?;
+    Ok(RecordPage {
+        records: rows.iter().map(kept_view).collect(),
+        next_after: None,
+        next_cursor: next.map(hex::encode),
+    })
+}
+
+async fn delivered_page(
+    st: &AdminState,
+    cursor: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<RecordPage, StoreError> {
+    let (rows, next) = st.store.list_delivered_readings(cursor, limit).await?;
+    Ok(RecordPage {
+        records: rows.iter().map(delivered_view).collect(),
+        next_after: None,
+        next_cursor: next.map(hex::encode),
+    })
+}
+
+fn kept_view(r: &crate::store::ReadingRow) -> RecordView {
+    RecordView {
+        id: r.id,
+        member: [(
+            r.member.column().to_string(),
+            member_text(&r.member).to_string(),
+        )]
+        .into(),
+        connection_id: r.connection_id.clone(),
+        dataset: r.dataset.as_str().to_string(),
+        external_id: r.external_id.clone(),
+        state: r.state.as_str().to_string(),
+        reason: r.reason.clone(),
+        since_ms: Some(r.held_since_ms.unwrap_or(r.created_ms)),
+        source: Some(r.source.clone()),
+    }
+}
+
+/// A delivered reading names its member as its `u/` key does: a
+/// connection id or MydexID as given, an external ref only by the prefix
+/// of its keyed hash.
+fn delivered_view(r: &crate::store::DeliveredReading) -> RecordView {
+    let (column, value) = match r.subject.split_once(':') {
+        Some(("c", conn)) => ("connection_id", conn.to_string()),
+        Some(("x", id)) => ("mydexid", id.to_string()),
+        Some((_, hash)) => ("external_ref_hash", hash.chars().take(12).collect()),
+        None => ("subject", r.subject.clone()),
+    };
+    RecordView {
+        id: r.id,
+        connection_id: (column == "connection_id").then(|| value.clone()),
+        member: [(column.to_string(), value)].into(),
+        dataset: r.dataset.clone(),
+        external_id: r.external_id.clone(),
+        state: "delivered".into(),
+        reason: None,
+        since_ms: None,
+        source: None,
     }
 }
 

@@ -8,28 +8,23 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::admin_state::AdminState;
+use crate::admin_api::suppressions::{
+    SuppressionAdded, SuppressionEntry, SuppressionList, SuppressionRemoved, SuppressionRequest,
+};
 use crate::domain::Email;
 use crate::store::{Suppression, SuppressionSource, now_ms};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    email: String,
-    reason: Option<String>,
-}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// The entry, or why not (answered 400).
-fn parse(body: &[u8]) -> Result<(Entry, Email), (StatusCode, String)> {
+fn parse(body: &[u8]) -> Result<(SuppressionRequest, Email), (StatusCode, String)> {
     let bad = |why: String| (StatusCode::BAD_REQUEST, why);
-    let e: Entry =
+    let e: SuppressionRequest =
         serde_json::from_slice(body).map_err(|e| bad(format!("expected {{\"email\": …}}: {e}")))?;
     let email = Email::parse(&e.email).map_err(|e| bad(e.to_string()))?;
     Ok((e, email))
@@ -37,7 +32,11 @@ fn parse(body: &[u8]) -> Result<(Entry, Email), (StatusCode, String)> {
 
 pub async fn list(State(st): State<Arc<AdminState>>) -> Response {
     match entries(&st.store).await {
-        Ok(v) => axum::Json(json!({ "suppressed": v.len(), "entries": v })).into_response(),
+        Ok(entries) => axum::Json(SuppressionList {
+            suppressed: entries.len(),
+            entries,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -45,7 +44,7 @@ pub async fn list(State(st): State<Arc<AdminState>>) -> Response {
 /// Every entry as listed, read a page at a time.
 async fn entries(
     store: &crate::store::Store,
-) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+) -> Result<Vec<SuppressionEntry>, crate::store::StoreError> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -54,8 +53,11 @@ async fn entries(
             return Ok(out);
         };
         after = Some(last);
-        out.extend(page.into_iter().map(|(h, e)| {
-            json!({"person": h.short(), "reason": e.reason, "source": e.source, "at_ms": e.at_ms})
+        out.extend(page.into_iter().map(|(h, e)| SuppressionEntry {
+            person: h.short().to_string(),
+            reason: e.reason,
+            source: e.source,
+            at_ms: e.at_ms,
         }));
     }
 }
@@ -86,8 +88,12 @@ pub async fn add(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) -> 
                 failed = d.failed.len(),
                 "suppressed by an operator"
             );
-            axum::Json(json!({"person": person.short(), "new": d.new, "failed": d.failed.len()}))
-                .into_response()
+            axum::Json(SuppressionAdded {
+                person: person.short().to_string(),
+                new: d.new,
+                failed: d.failed.len(),
+            })
+            .into_response()
         }
         (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
@@ -108,7 +114,11 @@ pub async fn remove(State(st): State<Arc<AdminState>>, body: axum::body::Bytes) 
                 removed,
                 "suppression removed by an operator"
             );
-            axum::Json(json!({"person": person.short(), "removed": removed})).into_response()
+            axum::Json(SuppressionRemoved {
+                person: person.short().to_string(),
+                removed,
+            })
+            .into_response()
         }
         (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

@@ -88,6 +88,29 @@ impl Store {
         .await
     }
 
+    /// A page of kept readings in `state` (queued, held, failed) after
+    /// `cursor`, and the next page's cursor.
+    pub async fn list_kept_readings(
+        &self,
+        state: RowState,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(Vec<ReadingRow>, Option<Vec<u8>>)> {
+        self.run(move |c| c.list_kept_readings(state, cursor, limit))
+            .await
+    }
+
+    /// A page of delivered readings after `cursor`, and the next page's
+    /// cursor.
+    pub async fn list_delivered_readings(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(Vec<crate::store::DeliveredReading>, Option<Vec<u8>>)> {
+        self.run(move |c| c.list_delivered_readings(cursor, limit))
+            .await
+    }
+
     /// A page of readings in `state`, after id `after`.
     pub async fn list_readings(
         &self,
