@@ -156,9 +156,8 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
     let schedule = p.take(v.schedule(raw.schedule));
     let log = p.take(v.log(raw.log));
     let notifications = p.take(v.notifications(raw.notifications));
-    let organisation = smtp
-        .as_ref()
-        .and_then(|s| p.take(v.organisation(raw.organisation, &s.from)));
+    let from = smtp.as_ref().map(|s| &s.from);
+    let organisation = from.and_then(|f| p.take(v.organisation(raw.organisation, f)));
     let campaigns = invitations
         .as_ref()
         .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
