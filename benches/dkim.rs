@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use mydex_connector::config::Settings;
 use mydex_connector::notify::email::{
-    MailHeaders, Mailer, Rendered, Signer, build_message, qr_png,
+    InlineImage, MailHeaders, Mailer, Rendered, Signer, build_message, qr_png,
 };
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -85,7 +85,7 @@ name = "bench"
 /// A typical invitation's parts: the text, HTML and QR code of a mail.
 struct Parts {
     rendered: Rendered,
-    qr: Vec<u8>,
+    qr: InlineImage,
     headers: MailHeaders,
 }
 
@@ -103,7 +103,11 @@ fn parts() -> anyhow::Result<Parts> {
             ),
             text,
         },
-        qr: qr_png(link)?,
+        qr: InlineImage {
+            content_id: "qr-1@example.com".into(),
+            content_type: "image/png",
+            bytes: qr_png(link)?,
+        },
         headers: MailHeaders {
             list_unsubscribe: "<https://connect.example.com/unsubscribe/u0123456789abcdef0123456789abcdef0123456789abcdef>, <mailto:unsubscribe@example.com?subject=unsubscribe%20u0123456789abcdef0123456789abcdef0123456789abcdef>".into(),
             envelope_from: Some("bounces+b0123456789abcdef0123456789abcdef0123456789abcdef@example.com".into()),
@@ -132,8 +136,8 @@ fn build_rate(
             Some("Ann Example"),
             &format!("ann{i}@example.com"),
             i,
-            rendered,
-            p.qr.clone(),
+            &rendered,
+            std::slice::from_ref(&p.qr),
         )?;
         if let Some(s) = signer {
             s.sign(&mut m);
@@ -165,8 +169,8 @@ async fn send_rate(
             None,
             &format!("ann{i}@example.com"),
             i,
-            rendered,
-            p.qr.clone(),
+            &rendered,
+            std::slice::from_ref(&p.qr),
         )?);
     }
     let before = sink.load(Ordering::Relaxed);

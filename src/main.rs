@@ -1,5 +1,6 @@
 //! The command line: parse, set up logging, dispatch to `commands/`, map the
-//! outcome to an exit code (0 ok, 2 usage, 78 configuration error — which
+//! outcome to an exit code (0 ok, 2 usage — clap's, and a command's own
+//! `UsageError` — 78 configuration error — which
 //! includes a store key that does not open the store, a key rotation left
 //! unfinished, a key that `rotate-key` refuses, and a store written by a
 //! newer release — 1 anything else).
@@ -113,6 +114,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::nats::NatsCommand,
     },
+    /// The exact mail a campaign sends, without asking Mydex for a link:
+    /// `preview` writes it to files, `test` sends it to one address.
+    Mail {
+        #[command(subcommand)]
+        command: commands::mail::MailCommand,
+    },
     /// Re-encrypt the store under a new key (the daemon must be stopped).
     /// Rerun it with the same new key if it was interrupted.
     RotateKey(rotate_key::RotateKeyArgs),
@@ -165,6 +172,7 @@ impl Command {
             Command::Records { command } => records::run(command, config).await,
             Command::Edge(args) => commands::edge::run(args, config).await,
             Command::Nats { command } => commands::nats::run(command, config).await,
+            Command::Mail { command } => commands::mail::run(command, config).await,
             Command::RotateKey(args) => rotate_key::command(args, config).await,
             Command::Store { command } => commands::store::run(command, config).await,
             Command::Bounce(args) => commands::bounce::run(args, config).await,
@@ -235,7 +243,9 @@ fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
             .is_some_and(StoreError::is_config_problem)
     });
     let service = e.downcast_ref::<mydex_connector::app::service::ServiceError>();
-    if key_problem
+    if e.downcast_ref::<commands::mail::UsageError>().is_some() {
+        ExitCode::from(2)
+    } else if key_problem
         || e.downcast_ref::<ConfigError>().is_some()
         || service.is_some_and(|s| s.is_config_problem())
     {

@@ -14,8 +14,12 @@ pub struct CheckConfigArgs {}
 
 pub fn run(_args: CheckConfigArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     let settings = config.load()?;
-    mydex_connector::notify::email::Templates::load(&settings.campaigns)
-        .map_err(|e| ConfigErrors::from(e.in_config(config.path())))?;
+    mydex_connector::notify::email::Templates::load(
+        &settings.campaigns,
+        &settings.organisation,
+        settings.invitations.link_ttl,
+    )
+    .map_err(|e| ConfigErrors::from(e.in_config(config.path())))?;
     let store = &settings.store.path;
     // A store newer than this binary fails the check; one this user may
     // not read (the daemon's own directory) is only mentioned.
@@ -28,6 +32,9 @@ pub fn run(_args: CheckConfigArgs, config: &ConfigPath) -> anyhow::Result<ExitCo
         }
     };
     print!("{}", settings.redacted());
+    for warning in settings.organisation.warnings() {
+        eprintln!("warning: {warning}");
+    }
     eprintln!("configuration OK: {}", config.path().display());
     match version {
         None => {}

@@ -212,6 +212,12 @@ concurrency = 8
 [delivery]
 dir = "readings"
 
+[organisation]
+name = "Example Energy"
+website = "https://example.com"
+contact = "help@example.com"
+privacy_url = "https://example.com/privacy"
+
 [[campaign]]
 name = "meters-demo"
 subject = "Connect your smart meter {{{{ external_ref }}}} to your Personal Data Store"
@@ -321,7 +327,7 @@ async fn keep_running(
     let extra = dir.join("you.csv");
     std::fs::write(
         &extra,
-        "email,name,external_ref\nyou@example.com,You,MTR-YOURS\n",
+        "email,name,external_ref\nyou@example.com,,MTR-YOURS\n",
     )?;
     mydex_connector::intake::enqueue_file(&daemon.settings, &extra, None, &mut std::io::stderr())?;
     let all = wait_for(

@@ -24,6 +24,7 @@ pub mod edge;
 pub mod enqueue;
 pub mod human;
 pub mod intake_wait;
+pub mod mail;
 pub mod manpage;
 pub mod nats;
 pub mod operator;

@@ -6,7 +6,9 @@
 //! confirmation, the callback reaching the daemon), each Registration
 //! rule's error at its field, and on every page: no horizontal overflow, a
 //! readable font size, no script, and axe-core (from npm) finding no serious
-//! or critical violation. Screenshots of each page at both widths go to
+//! or critical violation. Also the invitation mail's HTML part as the
+//! daemon sent it, and the unsubscribe pages it links (each naming the
+//! organisation). Screenshots of each page at both widths go to
 //! `target/browser-screenshots/`.
 //!
 //! Needs `chromium`, `chromium-driver` (apt) and axe-core under
@@ -684,4 +686,127 @@ async fn each_rule_error_at_its_field_at_desktop_width() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rule_error_at_its_field_at_phone_width() {
     rules_at_fields(Width::Phone).await;
+}
+
+/// Who the mail and the unsubscribe pages name.
+const ORG: &str = r#"
+[organisation]
+name = "Northwind Power"
+website = "https://northwind.example"
+contact = "Call 0800 123 456 or write to help@northwind.example"
+privacy_url = "https://northwind.example/privacy"
+"#;
+
+/// The HTML part of the mail at `path` as a file a browser opens (its
+/// inline images as `data:` URLs), and the unsubscribe URL it carries.
+fn mail_as_page(path: &Path, dir: &Path) -> (PathBuf, String) {
+    use base64::Engine;
+    use mail_parser::MimeHeaders;
+    let raw = std::fs::read(path).unwrap();
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let mut html = msg.body_html(0).expect("an HTML part").to_string();
+    for a in msg.attachments() {
+        let (Some(id), Some(ct)) = (a.content_id(), a.content_type()) else {
+            continue;
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(a.contents());
+        let mime = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("png"));
+        html = html.replace(&format!("cid:{id}"), &format!("data:{mime};base64,{data}"));
+    }
+    assert!(!html.contains("cid:"), "every image is in the page");
+    let file = dir.join("invitation-mail.html");
+    std::fs::write(&file, html).unwrap();
+    let list = msg
+        .header_raw("List-Unsubscribe")
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = list
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    (file, url)
+}
+
+/// The invitation mail the daemon sent (its HTML part), then the
+/// unsubscribe page it links, then that page after the click: each readable
+/// at `width`, naming the organisation, with no serious axe violation.
+async fn mail_and_unsubscribe(width: Width) {
+    let axe = axe_source();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let opts = Options {
+        extra_config: ORG.into(),
+        ..Default::default()
+    };
+    let setup = setup(smtp.port, dir, opts).await;
+    let _daemon = setup.daemon();
+    let csv = setup.dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "email,name,external_ref\nreader@example.com,Rea Der,MTR-1\n",
+    )
+    .unwrap();
+    let out = setup.cli(&["enqueue", csv.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mails = smtp.wait_for(1, Duration::from_secs(120));
+    assert_eq!(mails.len(), 1, "{}", setup.log());
+    let link = read_mail(&mails[0]).text_link;
+    let (page, unsubscribe) = mail_as_page(&mails[0], setup.dir.path());
+    with_browser(width, |c| async move {
+        c.goto(&format!("file://{}", page.display()))
+            .await
+            .expect("the mail opens");
+        let text = body_text(&c).await;
+        for want in [
+            "Northwind Power",
+            "Hello Rea Der,",
+            "24 hours",
+            link.as_str(),
+        ] {
+            assert!(text.contains(want), "{want} not in the mail: {text}");
+        }
+        check_page(&c, width, "8-invitation-mail", &axe).await;
+        c.goto(&unsubscribe).await.expect("the unsubscribe page");
+        assert_eq!(h1(&c).await, "Stop these emails");
+        let text = body_text(&c).await;
+        assert!(
+            text.contains("no more email from Northwind Power"),
+            "{text}"
+        );
+        assert!(text.contains("help@northwind.example"), "{text}");
+        check_page(&c, width, "9-unsubscribe", &axe).await;
+        click_and_wait(&c, "form button").await;
+        assert_eq!(
+            h1(&c).await,
+            "You are unsubscribed",
+            "{}",
+            body_text(&c).await
+        );
+        assert!(
+            body_text(&c)
+                .await
+                .contains("Northwind Power will send you no more email")
+        );
+        check_page(&c, width, "10-unsubscribed", &axe).await;
+    })
+    .await;
+    assert_eq!(setup.status()["suppressed"], 1, "the click unsubscribed");
+    setup.keep_for_log_scan().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mail_and_the_unsubscribe_pages_at_desktop_width() {
+    mail_and_unsubscribe(Width::Desktop).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mail_and_the_unsubscribe_pages_at_phone_width() {
+    mail_and_unsubscribe(Width::Phone).await;
 }

@@ -191,7 +191,12 @@ subject = "Connect {{ name }} ({{ external_ref }})"
     )
     .expect("write");
     let settings = Settings::load(&p.join("c.toml")).expect("the config loads");
-    let t = Templates::load(&settings.campaigns).expect("templates load");
+    let t = Templates::load(
+        &settings.campaigns,
+        &settings.organisation,
+        settings.invitations.link_ttl,
+    )
+    .expect("templates load");
     (t, settings.smtp.from.clone())
 }
 
@@ -218,6 +223,7 @@ proptest! {
             max_reminders: 2,
             link: "https://sbx-api.mydex.org/ftc/begin/AbC123",
             qr_src: "cid:qr-1@example.com",
+            logo_src: None,
             unsubscribe_url: "http://127.0.0.1:1/unsubscribe/u00",
             subject: String::new(),
             vars: &vars,
@@ -231,7 +237,7 @@ proptest! {
             envelope_from: None,
             message_token: None,
         };
-        let msg = build_message(&headers, &from, Some(&name), "person@example.com", 1, rendered, vec![0x89, b'P', b'N', b'G'])
+        let msg = build_message(&headers, &from, Some(&name), "person@example.com", 1, &rendered, &[mydex_connector::notify::email::InlineImage { content_id: "qr-1@example.com".into(), content_type: "image/png", bytes: vec![0x89, b'P', b'N', b'G'] }])
             .expect("a message");
         let raw = String::from_utf8_lossy(&msg.formatted()).to_string();
         let head = raw.split("\r\n\r\n").next().unwrap_or("");

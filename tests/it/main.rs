@@ -27,6 +27,7 @@ mod hostile_input;
 mod hostile_readings;
 mod key_rotation;
 mod lifecycle;
+mod mail;
 mod manpage;
 mod nats;
 mod operator;

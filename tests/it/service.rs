@@ -24,7 +24,7 @@ fn the_sample_config_as_installed_passes_check_config() {
     )
     .unwrap();
     std::fs::create_dir_all(etc.path().join("templates")).unwrap();
-    for t in ["invite.txt", "invite.html"] {
+    for t in ["invite.txt", "invite.html", "reminder.txt", "reminder.html"] {
         std::fs::copy(
             root.join("config/templates").join(t),
             etc.path().join("templates").join(t),
@@ -46,6 +46,10 @@ fn the_sample_config_as_installed_passes_check_config() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("[organisation]") && !stderr.contains("[organisation] is missing"),
+        "{stdout}\n{stderr}"
+    );
     for secret in ["s3cret-client", "s3cret-token", "s3cret-admin-token-0123"] {
         assert!(!stdout.contains(secret) && !stderr.contains(secret));
     }

@@ -177,8 +177,16 @@ fn start_delivery(
 async fn open(settings: Settings) -> Result<Parts, StartError> {
     let settings = Arc::new(settings);
     let templates = Arc::new(Swap::new(
-        Templates::load(&settings.campaigns).map_err(|e| e.in_config(&settings.source))?,
+        Templates::load(
+            &settings.campaigns,
+            &settings.organisation,
+            settings.invitations.link_ttl,
+        )
+        .map_err(|e| e.in_config(&settings.source))?,
     ));
+    for warning in settings.organisation.warnings() {
+        tracing::warn!("{warning}");
+    }
     crate::intake::ensure_dirs(&settings.queue.dir)
         .map_err(|e| StartError::QueueDir(settings.queue.dir.clone(), e))?;
     let (path, key) = (
@@ -299,8 +307,9 @@ fn callback_server(
         read_timeout: settings.callback.read_timeout,
         refusals: Default::default(),
     });
-    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state)
-        .merge(crate::server::unsubscribe::router(parts.store.clone()));
+    let cb_app = callback_endpoint::router(&settings.callback.path, cb_state).merge(
+        crate::server::unsubscribe::router(parts.store.clone(), parts.templates.clone()),
+    );
     let tls = match &parts.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
             t.server_config().map_err(StartError::Tls)?,
@@ -406,6 +415,7 @@ impl Daemon {
             config_path: self.settings.source.clone(),
             campaigns: self.settings.campaigns.clone(),
             templates: self.templates.clone(),
+            link_ttl: self.settings.invitations.link_ttl,
             control: self.control.clone(),
             tls: self.tls.clone(),
             log,

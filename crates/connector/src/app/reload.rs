@@ -1,6 +1,7 @@
 //! SIGHUP: re-read the configuration file and apply what can change while
 //! the daemon runs — the log level, and each running campaign's settings:
-//! subject and templates, rate, send window and time zone, reminder policy,
+//! subject and templates, `[organisation]` (the mails and the unsubscribe
+//! page), rate, send window and time zone, reminder policy,
 //! error threshold, `reconnect_on_revoke`. The new file is validated in full
 //! first; a bad one is refused with its error logged and the running
 //! configuration stays in force. Work in flight is not dropped: each step
@@ -34,6 +35,8 @@ pub struct Reloader {
     /// templates and subjects may change).
     pub campaigns: Vec<Campaign>,
     pub templates: Arc<Swap<Templates>>,
+    /// `invitations.link_ttl` as the daemon started with it.
+    pub link_ttl: std::time::Duration,
     pub control: Arc<crate::pipeline::campaign_control::CampaignControl>,
     /// The callback listener's certificate, when it serves HTTPS.
     pub tls: Option<Arc<crate::server::tls::CallbackTls>>,
@@ -79,7 +82,10 @@ impl Reloader {
             .map(|c| self.control.campaign(&c.name).unwrap_or_else(|| c.clone()))
             .collect();
         let merged = merge_campaigns(&running, &new.campaigns);
-        let templates = Templates::load(&merged).map_err(|e| e.in_config(&self.config_path))?;
+        // The link lasts what the running daemon keeps it (link_ttl waits
+        // for a restart), so the mails say that.
+        let templates = Templates::load(&merged, &new.organisation, self.link_ttl)
+            .map_err(|e| e.in_config(&self.config_path))?;
         // Check the level before changing anything.
         if tracing_subscriber::EnvFilter::try_new(&new.log.level).is_err() {
             return Err(crate::app::logging::LogError::BadLevel(new.log.level.clone()).into());

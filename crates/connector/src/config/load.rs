@@ -117,12 +117,10 @@ pub(super) fn read_raw(path: &Path) -> Result<(Validator, RawFile), ConfigError>
         )
         .build()
         .map_err(|e| err("(syntax)", e.to_string()))?;
-    let raw: RawFile = built
-        .try_deserialize()
-        .map_err(|e| {
-            let (key, message) = super::deser_error::key_and_message(e);
-            err(&key, message)
-        })?;
+    let raw: RawFile = built.try_deserialize().map_err(|e| {
+        let (key, message) = super::deser_error::key_and_message(e);
+        err(&key, message)
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((Validator { file, base }, raw))
 }
@@ -193,6 +191,8 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
     let schedule = p.take(v.schedule(raw.schedule));
     let log = p.take(v.log(raw.log));
     let notifications = p.take(v.notifications(raw.notifications));
+    let from = smtp.as_ref().map(|s| &s.from);
+    let organisation = from.and_then(|f| p.take(v.organisation(raw.organisation, f)));
     let campaigns = invitations
         .as_ref()
         .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
@@ -212,6 +212,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         Some(schedule),
         Some(log),
         Some(notifications),
+        Some(organisation),
         Some(campaigns),
         Some(delivery),
         Some(nats),
@@ -226,6 +227,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         schedule,
         log,
         notifications,
+        organisation,
         campaigns,
         delivery,
         nats,
@@ -233,14 +235,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
     else {
         return Err(p);
     };
-    let mut dirs = vec![
-        ("store.path", store.path.as_path()),
-        ("queue.dir", queue.dir.as_path()),
-    ];
-    if let Some(d) = &delivery {
-        dirs.push(("delivery.dir", d.dir.as_path()));
-    }
-    v.distinct_dirs(&dirs)?;
+    distinct_dirs(v, &store, &queue, delivery.as_ref())?;
     Ok(Settings {
         source: PathBuf::from(source),
         mydex,
@@ -253,10 +248,28 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         schedule,
         log,
         notifications,
+        organisation,
         campaigns,
         delivery,
         nats,
     })
+}
+
+/// The store, the queue and the readings each in a directory of their own.
+fn distinct_dirs(
+    v: &Validator,
+    store: &super::StoreSettings,
+    queue: &super::QueueSettings,
+    delivery: Option<&super::DeliverySettings>,
+) -> Result<(), ConfigError> {
+    let mut dirs = vec![
+        ("store.path", store.path.as_path()),
+        ("queue.dir", queue.dir.as_path()),
+    ];
+    if let Some(d) = delivery {
+        dirs.push(("delivery.dir", d.dir.as_path()));
+    }
+    v.distinct_dirs(&dirs)
 }
 
 impl NatsSettings {

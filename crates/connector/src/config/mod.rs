@@ -28,6 +28,7 @@ mod mailbox;
 mod mydex;
 mod nats;
 mod notifications;
+mod organisation;
 mod problems;
 mod queue;
 mod rate;
@@ -57,6 +58,7 @@ pub use log::{LogFormat, LogSettings};
 pub use mydex::{Environment, FtcFlow, MydexSettings};
 pub use nats::{NatsPrefix, NatsSettings, PrefixError};
 pub use notifications::NotificationSettings;
+pub use organisation::{Logo, MAX_LOGO_BYTES, Organisation};
 pub use queue::QueueSettings;
 pub use rate::{Rate, RateError, parse_rate};
 pub use schedule::ScheduleSettings;
@@ -87,6 +89,8 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub log: LogSettings,
     pub notifications: NotificationSettings,
+    /// `[organisation]`: who the mails and pages say is asking.
+    pub organisation: Organisation,
     #[serde(rename = "campaign")]
     pub campaigns: Vec<Campaign>,
     /// `[delivery]` (readings into members' PDS); None: not configured.

@@ -12,6 +12,7 @@ use super::log::RawLog;
 use super::mydex::RawMydex;
 use super::nats::RawNats;
 use super::notifications::RawNotifications;
+use super::organisation::RawOrganisation;
 use super::queue::RawQueue;
 use super::schedule::RawSchedule;
 use super::smtp::RawSmtp;
@@ -40,6 +41,8 @@ pub(super) struct RawFile {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) notifications: RawNotifications,
+    #[serde(default)]
+    pub(super) organisation: Option<RawOrganisation>,
     #[serde(default)]
     pub(super) campaign: Vec<RawCampaign>,
     #[serde(default)]

@@ -22,7 +22,7 @@ use crate::domain::TokenKind;
 use crate::metrics::Metrics;
 use crate::mydex::{FtcRequest, MydexClient, MydexError};
 use crate::notify::email::{
-    MailContext, MailError, MailHeaders, Mailer, Signer, Templates, build_message, qr_png,
+    ComposeError, Draft, MailError, MailHeaders, Mailer, Signer, Templates, compose,
 };
 use crate::pipeline::campaign_control::CampaignControl;
 use crate::pipeline::fail_reason::FailReason;
@@ -589,59 +589,48 @@ impl Dispatcher {
         self.mail_outcome(inv, &campaign.name, sent).await
     }
 
-    /// The invitation's message: its templates rendered, the QR code of
-    /// `link` inline.
+    /// The invitation's message, composed as every mail is
+    /// (`notify::email::compose`): its templates rendered, the QR code of
+    /// `link` inline, signed.
     fn message(
         &self,
         inv: &Invitation,
         campaign: &crate::config::Campaign,
         link: &str,
     ) -> Result<lettre::Message, FailReason> {
-        let png = qr_png(link).map_err(FailReason::Qr)?;
-        let cid = crate::notify::email::qr_content_id(inv.id, &self.settings.smtp.from);
-        let qr_src = format!("cid:{cid}");
         let kind = match inv.kind {
             Kind::Connect => "connect",
             Kind::Update { .. } => "update",
             Kind::Identify => "identify",
         };
-        let headers = self.headers(inv.id);
         let unsubscribe_url = self.unsubscribe_url(inv.id);
-        let ctx = MailContext {
-            unsubscribe_url: &unsubscribe_url,
-            name: inv.invitee.name.as_deref(),
-            email: inv.invitee.email.as_str(),
-            external_ref: inv.invitee.external_ref.as_deref(),
-            mydexid: inv.invitee.mydexid.as_ref().map(|m| m.as_str()),
+        let draft = Draft {
+            id: inv.id,
             campaign: &campaign.name,
+            invitee: &inv.invitee,
+            to: inv.invitee.email.as_str(),
             kind,
             version: inv.version,
             reminder: inv.reminders,
             max_reminders: campaign.max_reminders,
             link,
-            qr_src: &qr_src,
-            subject: String::new(),
-            vars: &inv.invitee.vars,
+            unsubscribe_url: &unsubscribe_url,
+            headers: self.headers(inv.id),
+            subject_prefix: None,
         };
-        let rendered = self
-            .templates
-            .get()
-            .render(&campaign.name, ctx)
-            .map_err(FailReason::Render)?;
-        let mut message = build_message(
-            &headers,
+        let templates = self.templates.get();
+        compose(
+            &templates,
             &self.settings.smtp.from,
-            inv.invitee.name.as_deref(),
-            inv.invitee.email.as_str(),
-            inv.id,
-            rendered,
-            png,
+            self.signer.as_ref(),
+            draft,
         )
-        .map_err(FailReason::Message)?;
-        if let Some(signer) = &self.signer {
-            signer.sign(&mut message);
-        }
-        Ok(message)
+        .map(|c| c.message)
+        .map_err(|e| match e {
+            ComposeError::Qr(e) => FailReason::Qr(e),
+            ComposeError::Render(e) => FailReason::Render(e),
+            ComposeError::Message(e) => FailReason::Message(e),
+        })
     }
 
     /// The one-click unsubscribe URL of invitation `id`'s mail.

@@ -1,6 +1,7 @@
 //! The HTTP listeners: the callback Mydex calls, and the admin API for
 //! operators (loopback by default); `tls.rs` serves the callback over HTTPS;
-//! `unsubscribe.rs` serves one-click unsubscribe on the callback listener;
+//! `unsubscribe.rs` serves one-click unsubscribe on the callback listener,
+//! its pages framed by `member_page.rs`;
 //! `refusal_log.rs` keeps floods of refused requests out of the log;
 //! `edge_callback.rs` and `edge_admin.rs` are the same listener on an edge
 //! (sealed and published to NATS instead of stored);
@@ -16,6 +17,7 @@ pub mod callback_state;
 pub mod conn_slots;
 pub mod edge_admin;
 pub mod edge_callback;
+pub mod member_page;
 pub mod peer_share;
 pub mod refusal_log;
 pub mod request_deadline;

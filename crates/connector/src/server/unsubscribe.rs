@@ -5,8 +5,10 @@
 //! no login, no confirmation. `GET` shows a page with that button and
 //! changes nothing (mail scanners fetch links). Any token not ours, of any
 //! bytes, is 404 with one fixed body and writes nothing. The token is never
-//! logged; the invitation id is. On an edge (`edge_router`), which cannot
-//! tell our tokens from others, a POST is sealed and published to
+//! logged; the invitation id is. Every page names the organisation
+//! (`[organisation]`, as the last reload left it) and is framed by
+//! `member_page.rs`. On an edge (`edge_router`), which cannot tell our
+//! tokens from others, a POST is sealed and published to
 //! `{prefix}.unsubscribes` and the daemon judges it as above.
 
 use std::sync::Arc;
@@ -17,7 +19,10 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::member_page::{page as framed, plain};
+use crate::config::Swap;
 use crate::domain::TokenKind;
+use crate::notify::email::{Templates, escape_html};
 use crate::store::{Store, StoreError, Suppression, SuppressionSource, now_ms};
 
 /// The largest body a one-click POST may carry.
@@ -25,13 +30,27 @@ const BODY_LIMIT: usize = 1024;
 
 pub struct UnsubscribeState {
     pub store: Store,
+    /// Who the pages name (`[organisation]`, reloaded with the templates).
+    pub templates: Arc<Swap<Templates>>,
 }
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, templates: Arc<Swap<Templates>>) -> Router {
     Router::new()
         .route("/unsubscribe/{token}", axum::routing::get(page).post(click))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(Arc::new(UnsubscribeState { store }))
+        .with_state(Arc::new(UnsubscribeState { store, templates }))
+}
+
+impl UnsubscribeState {
+    /// A framed page naming the organisation.
+    fn page(&self, title: &str, body: &str) -> String {
+        framed(&self.templates.get(), title, body)
+    }
+
+    /// The organisation's name, escaped.
+    fn name(&self) -> String {
+        escape_html(&self.templates.get().organisation().name)
+    }
 }
 
 /// The longest token an edge publishes; ours are far shorter.
@@ -61,9 +80,21 @@ fn edge_token(token: Result<Path<String>, PathRejection>) -> Option<String> {
 
 async fn edge_page(token: Result<Path<String>, PathRejection>) -> Response {
     if edge_token(token).is_none() {
-        return not_found();
+        return edge_not_found();
     }
-    respond(StatusCode::OK, PAGE.into())
+    respond(StatusCode::OK, plain("Stop these emails", EDGE_PAGE))
+}
+
+/// An edge's one fixed page for a token it will not pass on.
+fn edge_not_found() -> Response {
+    respond(
+        StatusCode::NOT_FOUND,
+        plain(
+            "Link not known",
+            "<p class=\"lead\">This unsubscribe link is not known. Please check that you \
+             copied the whole link from the email.</p>",
+        ),
+    )
 }
 
 async fn edge_click(
@@ -72,7 +103,7 @@ async fn edge_click(
     _body: axum::body::Bytes,
 ) -> Response {
     let Some(token) = edge_token(token) else {
-        return not_found();
+        return edge_not_found();
     };
     let u = crate::broker::ReceivedUnsubscribe {
         token,
@@ -81,11 +112,22 @@ async fn edge_click(
     match publisher.publish_unsubscribe(&u).await {
         Ok(_) => respond(
             StatusCode::OK,
-            "<!doctype html><title>Unsubscribed</title><p>Your request is recorded: we will send you no more email about this.</p>\n".into(),
+            plain(
+                "Unsubscribed",
+                "<p class=\"lead\">Your request is recorded: you will get no more email \
+                 about connecting your Personal Data Store.</p>",
+            ),
         ),
         Err(e) => {
             tracing::error!(error = %e, "unsubscribe not taken by JetStream; answering 503");
-            let mut r = unavailable();
+            let mut r = respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                plain(
+                    "Please try again",
+                    "<p class=\"lead\">We could not record this just now. Please try \
+                     again in a few minutes.</p>",
+                ),
+            );
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(super::edge_callback::RETRY_AFTER_SECONDS),
@@ -95,16 +137,13 @@ async fn edge_click(
     }
 }
 
-/// The page a GET shows: a button that POSTs to the same URL.
-const PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title></head>
-<body>
-<h1>Unsubscribe</h1>
-<p>Press the button to get no more email from us about connecting your Personal Data Store.</p>
-<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button type="submit">Unsubscribe</button></form>
-</body></html>
-"#;
+/// What an edge's GET shows: a button that POSTs to the same URL (a
+/// relative form action).
+const EDGE_PAGE: &str = "<p class=\"lead\">Press the button to get no more email about \
+connecting your Personal Data Store: no invitations and no reminders.</p>\n\
+<div class=\"panel\"><form method=\"post\"><input type=\"hidden\" \
+name=\"List-Unsubscribe\" value=\"One-Click\">\n\
+<button type=\"submit\">Unsubscribe</button></form></div>";
 
 fn respond(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
@@ -118,11 +157,15 @@ fn respond(status: StatusCode, body: String) -> Response {
     r
 }
 
-fn not_found() -> Response {
+/// One fixed page for every token not ours.
+fn not_found(st: &UnsubscribeState) -> Response {
     respond(
         StatusCode::NOT_FOUND,
-        "<!doctype html><title>Not found</title><p>This unsubscribe link is not known.</p>\n"
-            .into(),
+        st.page(
+            "Link not known",
+            "<p class=\"lead\">This unsubscribe link is not known. Please check that you \
+             copied the whole link from the email.</p>",
+        ),
     )
 }
 
@@ -138,10 +181,20 @@ async fn page(
     token: Result<Path<String>, PathRejection>,
 ) -> Response {
     if invitation_of(&st, token).is_none() {
-        return not_found();
+        return not_found(&st);
     }
+    let name = st.name();
     // A relative form action: the same URL the page was fetched at.
-    respond(StatusCode::OK, PAGE.into())
+    let body = format!(
+        "<p class=\"lead\">Press the button to get no more email from {name} about \
+         connecting your Personal Data Store: no invitations and no reminders.</p>\n\
+         <div class=\"panel\"><form method=\"post\"><input type=\"hidden\" \
+         name=\"List-Unsubscribe\" value=\"One-Click\">\n\
+         <button type=\"submit\">Unsubscribe</button></form></div>\n\
+         <p>This only stops these emails. A connection you have already made stays \
+         as it is: you can end it in your Personal Data Store at any time.</p>"
+    );
+    respond(StatusCode::OK, st.page("Stop these emails", &body))
 }
 
 async fn click(
@@ -152,31 +205,39 @@ async fn click(
     _body: axum::body::Bytes,
 ) -> Response {
     let Some(id) = invitation_of(&st, token) else {
-        return not_found();
+        return not_found(&st);
     };
     let done = unsubscribe(&st.store, id, "one-click unsubscribe").await;
     let flushed = st.store.flush().await;
     match (done, flushed) {
-        (Ok(()), Ok(())) => respond(
-            StatusCode::OK,
-            "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed: we will send you no more email about this.</p>\n".into(),
-        ),
+        (Ok(()), Ok(())) => {
+            let body = format!(
+                "<p class=\"done\">You are unsubscribed: {} will send you no more email \
+                 about this.</p>",
+                st.name()
+            );
+            respond(StatusCode::OK, st.page("You are unsubscribed", &body))
+        }
         (Err(e), _) => {
             st.store.note_error(&e);
             tracing::error!(invitation = id, error = %e, "cannot record an unsubscribe");
-            unavailable()
+            unavailable(&st)
         }
         (_, Err(e)) => {
             tracing::error!(invitation = id, error = %e, "cannot make an unsubscribe durable");
-            unavailable()
+            unavailable(&st)
         }
     }
 }
 
-fn unavailable() -> Response {
+fn unavailable(st: &UnsubscribeState) -> Response {
     respond(
         StatusCode::SERVICE_UNAVAILABLE,
-        "<!doctype html><title>Try again</title><p>We could not record this now; please try again later.</p>\n".into(),
+        st.page(
+            "Please try again",
+            "<p class=\"lead\">We could not record this just now. Please try again in a \
+             few minutes.</p>",
+        ),
     )
 }
 

@@ -1,7 +1,8 @@
 //! The MIME structure of an invitation: multipart/alternative of the text
-//! part and a multipart/related HTML part carrying the QR code inline
-//! (Content-ID), with Message-ID and Date; the one-click unsubscribe
-//! headers (RFC 8058) and, with a VERP return path, the envelope sender.
+//! part and a multipart/related HTML part carrying its images inline
+//! (Content-ID: the QR code first, then the organisation's logo), with
+//! Message-ID and Date; the one-click unsubscribe headers (RFC 8058) and,
+//! with a VERP return path, the envelope sender.
 
 use lettre::Message;
 use lettre::message::header::ContentType;
@@ -13,6 +14,19 @@ use super::Rendered;
 /// The Content-ID of the QR image for invitation `id`.
 pub fn qr_content_id(id: u64, from: &Mailbox) -> String {
     format!("qr-{id}@{}", from.email.domain())
+}
+
+/// The Content-ID of the logo in invitation `id`'s mail.
+pub fn logo_content_id(id: u64, from: &Mailbox) -> String {
+    format!("logo-{id}@{}", from.email.domain())
+}
+
+/// An image the HTML part shows by `cid:`.
+#[derive(Debug, Clone)]
+pub struct InlineImage {
+    pub content_id: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
 }
 
 /// Why an invitation's message could not be built (the invitation fails
@@ -49,8 +63,8 @@ pub fn build_message(
     to_name: Option<&str>,
     to: &str,
     id: u64,
-    rendered: Rendered,
-    qr_png: Vec<u8>,
+    rendered: &Rendered,
+    images: &[InlineImage],
 ) -> Result<Message, MessageError> {
     let to_addr: lettre::Address = to.parse().map_err(|e| MessageError::Recipient {
         to: to.to_string(),
@@ -63,13 +77,18 @@ pub fn build_message(
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty());
     let to = Mailbox::new(to_name, to_addr);
-    let cid = qr_content_id(id, from);
     let nonce: u64 = rand::random();
     let message_id = match &headers.message_token {
         Some(token) => crate::domain::message_id(token, nonce, from.email.domain()),
         None => format!("<inv-{id}-{nonce:016x}@{}>", from.email.domain()),
     };
-    let png_type = ContentType::parse("image/png").map_err(MessageError::ContentType)?;
+    let mut related = MultiPart::related().singlepart(SinglePart::html(rendered.html.clone()));
+    for image in images {
+        let ctype = ContentType::parse(image.content_type).map_err(MessageError::ContentType)?;
+        related = related.singlepart(
+            Attachment::new_inline(image.content_id.clone()).body(image.bytes.clone(), ctype),
+        );
+    }
     let mut builder = Message::builder();
     if let Some(sender) = &headers.envelope_from {
         let sender: lettre::Address = sender.parse().map_err(|e| MessageError::Recipient {
@@ -91,17 +110,13 @@ pub fn build_message(
         ))
         .from(from.clone())
         .to(to)
-        .subject(rendered.subject)
+        .subject(rendered.subject.clone())
         .message_id(Some(message_id))
         .date_now()
         .multipart(
             MultiPart::alternative()
-                .singlepart(SinglePart::plain(rendered.text))
-                .multipart(
-                    MultiPart::related()
-                        .singlepart(SinglePart::html(rendered.html))
-                        .singlepart(Attachment::new_inline(cid).body(qr_png, png_type)),
-                ),
+                .singlepart(SinglePart::plain(rendered.text.clone()))
+                .multipart(related),
         )
         .map_err(MessageError::Build)
 }

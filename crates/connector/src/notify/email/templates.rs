@@ -1,14 +1,20 @@
 //! Per-campaign subject, text and HTML templates (minijinja). HTML output is
 //! auto-escaped, so an invitee's name cannot inject markup; the subject is
 //! forced to one line, so it cannot inject headers. Templates are checked at
-//! start by rendering a sample, and must carry the link.
+//! start by rendering a sample, and must carry the link. Every mail also
+//! gets `organisation` (from `[organisation]`) and `link_valid_for`
+//! (`invitations.link_ttl` in words); a name that is only blanks counts as
+//! no name, so a greeting never shows a placeholder.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
-use crate::config::Campaign;
+use super::contact::{contact_address, contact_html};
+use super::duration_words::duration_in_words;
+use crate::config::{Campaign, Organisation};
 
 const BUILTIN_TEXT: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -62,6 +68,8 @@ pub struct MailContext<'a> {
     pub link: &'a str,
     /// `cid:` URL of the inline QR image.
     pub qr_src: &'a str,
+    /// `cid:` URL of the inline logo (`organisation.logo_file`), if any.
+    pub logo_src: Option<&'a str>,
     /// The one-click unsubscribe page of this mail.
     pub unsubscribe_url: &'a str,
     pub subject: String,
@@ -74,65 +82,49 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// `organisation` as the templates see it.
+#[derive(Debug, Serialize)]
+struct OrganisationView {
+    name: String,
+    website: Option<String>,
+    /// The free text as written (for text parts).
+    contact: Option<String>,
+    /// The first address in `contact`, if any.
+    contact_email: Option<String>,
+    privacy_url: Option<String>,
+}
+
 pub struct Templates {
     env: Environment<'static>,
+    organisation: Organisation,
+    /// `contact` as HTML (addresses and URLs linked); safe to show as is.
+    contact_html: Option<String>,
+    view: OrganisationView,
+    link_valid_for: String,
 }
 
 impl Templates {
-    pub fn load(campaigns: &[Campaign]) -> Result<Self, TemplateError> {
-        let mut env = Environment::new();
-        env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html") {
-                AutoEscape::Html
-            } else {
-                AutoEscape::None
-            }
-        });
-        for c in campaigns {
-            let err = |key, message: String| TemplateError {
-                campaign: c.name.clone(),
-                key,
-                message,
-            };
-            let read = |key,
-                        path: &Option<std::path::PathBuf>,
-                        builtin: &str|
-             -> Result<String, TemplateError> {
-                match path {
-                    None => Ok(builtin.to_string()),
-                    Some(p) => std::fs::read_to_string(p)
-                        .map_err(|e| err(key, format!("cannot read {}: {e}", p.display()))),
-                }
-            };
-            let text = read("text_template", &c.text_template, BUILTIN_TEXT)?;
-            let html = read("html_template", &c.html_template, BUILTIN_HTML)?;
-            env.add_template_owned(format!("{}/subject.txt", c.name), c.subject.clone())
-                .map_err(|e| err("subject", e.to_string()))?;
-            env.add_template_owned(format!("{}/text.txt", c.name), text)
-                .map_err(|e| err("text_template", e.to_string()))?;
-            env.add_template_owned(format!("{}/body.html", c.name), html)
-                .map_err(|e| err("html_template", e.to_string()))?;
-            let text = read(
-                "reminder_text_template",
-                &c.reminder_text_template,
-                BUILTIN_REMINDER_TEXT,
-            )?;
-            let html = read(
-                "reminder_html_template",
-                &c.reminder_html_template,
-                BUILTIN_REMINDER_HTML,
-            )?;
-            env.add_template_owned(
-                format!("{}/reminder/subject.txt", c.name),
-                c.reminder_subject.clone(),
-            )
-            .map_err(|e| err("reminder_subject", e.to_string()))?;
-            env.add_template_owned(format!("{}/reminder/text.txt", c.name), text)
-                .map_err(|e| err("reminder_text_template", e.to_string()))?;
-            env.add_template_owned(format!("{}/reminder/body.html", c.name), html)
-                .map_err(|e| err("reminder_html_template", e.to_string()))?;
-        }
-        let t = Self { env };
+    /// The campaigns' templates, with who is asking and how long a link
+    /// lasts (`link_ttl`).
+    pub fn load(
+        campaigns: &[Campaign],
+        organisation: &Organisation,
+        link_ttl: Duration,
+    ) -> Result<Self, TemplateError> {
+        let env = environment(campaigns)?;
+        let t = Self {
+            env,
+            view: OrganisationView {
+                name: organisation.name.clone(),
+                website: organisation.website.as_ref().map(|u| u.to_string()),
+                contact: organisation.contact.clone(),
+                contact_email: organisation.contact.as_deref().and_then(contact_address),
+                privacy_url: organisation.privacy_url.as_ref().map(|u| u.to_string()),
+            },
+            contact_html: organisation.contact.as_deref().map(contact_html),
+            organisation: organisation.clone(),
+            link_valid_for: duration_in_words(link_ttl),
+        };
         for c in campaigns {
             t.check(c)?;
         }
@@ -165,6 +157,7 @@ impl Templates {
             max_reminders: c.max_reminders,
             link,
             qr_src: "cid:qr",
+            logo_src: self.organisation.logo.as_ref().map(|_| "cid:logo"),
             unsubscribe_url: "https://connect.example.com/unsubscribe/CHECK",
             subject: String::new(),
             vars: &vars,
@@ -191,11 +184,22 @@ impl Templates {
         Ok(())
     }
 
+    /// `[organisation]` as loaded (the logo's bytes, for the message).
+    pub fn organisation(&self) -> &Organisation {
+        &self.organisation
+    }
+
+    /// `organisation.contact` as HTML, its addresses and URLs linked.
+    pub fn contact_html(&self) -> Option<&str> {
+        self.contact_html.as_deref()
+    }
+
     pub fn render(
         &self,
         campaign: &str,
         mut ctx: MailContext<'_>,
     ) -> Result<Rendered, RenderError> {
+        ctx.name = ctx.name.map(str::trim).filter(|n| !n.is_empty());
         let prefix = if ctx.reminder > 0 {
             format!("{campaign}/reminder")
         } else {
@@ -207,7 +211,7 @@ impl Templates {
                 .map_err(|e| RenderError::Missing(part, e))
         };
         let subject_raw = get("subject.txt")?
-            .render(context(&ctx))
+            .render(self.context(&ctx))
             .map_err(RenderError::Subject)?;
         let subject: String = subject_raw
             .chars()
@@ -220,7 +224,7 @@ impl Templates {
             .take(250)
             .collect();
         ctx.subject = subject.clone();
-        let full = context(&ctx);
+        let full = self.context(&ctx);
         let text = get("text.txt")?.render(&full).map_err(RenderError::Text)?;
         let html = get("body.html")?.render(&full).map_err(RenderError::Html)?;
         Ok(Rendered {
@@ -229,6 +233,64 @@ impl Templates {
             html,
         })
     }
+}
+
+/// Every campaign's subject, text and HTML templates (first mail and
+/// reminder), read from their files or built in.
+fn environment(campaigns: &[Campaign]) -> Result<Environment<'static>, TemplateError> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    for c in campaigns {
+        let err = |key, message: String| TemplateError {
+            campaign: c.name.clone(),
+            key,
+            message,
+        };
+        let read = |key,
+                    path: &Option<std::path::PathBuf>,
+                    builtin: &str|
+         -> Result<String, TemplateError> {
+            match path {
+                None => Ok(builtin.to_string()),
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| err(key, format!("cannot read {}: {e}", p.display()))),
+            }
+        };
+        let text = read("text_template", &c.text_template, BUILTIN_TEXT)?;
+        let html = read("html_template", &c.html_template, BUILTIN_HTML)?;
+        env.add_template_owned(format!("{}/subject.txt", c.name), c.subject.clone())
+            .map_err(|e| err("subject", e.to_string()))?;
+        env.add_template_owned(format!("{}/text.txt", c.name), text)
+            .map_err(|e| err("text_template", e.to_string()))?;
+        env.add_template_owned(format!("{}/body.html", c.name), html)
+            .map_err(|e| err("html_template", e.to_string()))?;
+        let text = read(
+            "reminder_text_template",
+            &c.reminder_text_template,
+            BUILTIN_REMINDER_TEXT,
+        )?;
+        let html = read(
+            "reminder_html_template",
+            &c.reminder_html_template,
+            BUILTIN_REMINDER_HTML,
+        )?;
+        env.add_template_owned(
+            format!("{}/reminder/subject.txt", c.name),
+            c.reminder_subject.clone(),
+        )
+        .map_err(|e| err("reminder_subject", e.to_string()))?;
+        env.add_template_owned(format!("{}/reminder/text.txt", c.name), text)
+            .map_err(|e| err("reminder_text_template", e.to_string()))?;
+        env.add_template_owned(format!("{}/reminder/body.html", c.name), html)
+            .map_err(|e| err("reminder_html_template", e.to_string()))?;
+    }
+    Ok(env)
 }
 
 /// Why an invitation's mail could not be rendered (the invitation fails
@@ -245,8 +307,31 @@ pub enum RenderError {
     Html(minijinja::Error),
 }
 
-/// The template context: the fixed names, plus each extra column at top
-/// level where it does not shadow one of them (all stay under `vars`).
+impl Templates {
+    /// The template context: the fixed names and `organisation`,
+    /// `link_valid_for`, plus each extra column at top level where it does
+    /// not shadow one of them (all stay under `vars`).
+    fn context(&self, ctx: &MailContext<'_>) -> minijinja::Value {
+        // Parsed URLs (quotes and angle brackets percent-encoded) are safe
+        // in HTML as they are, like the link; escaping their slashes would
+        // only make them harder to read in the source.
+        let safe = |s: &Option<String>| s.clone().map(minijinja::Value::from_safe_string);
+        let organisation = minijinja::context! {
+            website => safe(&self.view.website),
+            privacy_url => safe(&self.view.privacy_url),
+            contact_html => safe(&self.contact_html),
+            ..minijinja::Value::from(minijinja::value::Serde(&self.view))
+        };
+        minijinja::context! {
+            organisation => organisation,
+            link_valid_for => self.link_valid_for.clone(),
+            ..context(ctx)
+        }
+    }
+}
+
+/// The invitation's own names, plus each extra column at top level where it
+/// does not shadow one of them (all stay under `vars`).
 fn context(ctx: &MailContext<'_>) -> minijinja::Value {
     let mut map = match serde_json::to_value(ctx) {
         Ok(serde_json::Value::Object(m)) => m,
@@ -275,6 +360,105 @@ fn context(ctx: &MailContext<'_>) -> minijinja::Value {
 mod tests {
     use super::*;
 
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    fn org() -> Organisation {
+        Organisation {
+            name: "Example Energy".into(),
+            website: Some("https://example.com".parse().unwrap()),
+            contact: Some("Call 0800 123 456 or write to help@example.com".into()),
+            privacy_url: Some("https://example.com/privacy".parse().unwrap()),
+            logo: None,
+            configured: true,
+        }
+    }
+
+    fn ctx<'a>(
+        name: Option<&'a str>,
+        kind: &'a str,
+        reminder: u32,
+        vars: &'a BTreeMap<String, String>,
+    ) -> MailContext<'a> {
+        MailContext {
+            name,
+            email: "a@example.com",
+            external_ref: Some("MTR-1"),
+            mydexid: None,
+            campaign: "c1",
+            kind,
+            version: 2,
+            reminder,
+            max_reminders: 2,
+            link: "https://x.example/ftc/begin/1",
+            qr_src: "cid:qr",
+            logo_src: None,
+            unsubscribe_url: "https://x.example/unsubscribe/u1",
+            subject: String::new(),
+            vars,
+        }
+    }
+
+    #[test]
+    fn the_builtin_mails_name_the_organisation_and_never_greet_a_placeholder() {
+        let t = Templates::load(&[campaign("Hi")], &org(), DAY).unwrap();
+        let vars = BTreeMap::new();
+        for (kind, reminder) in [
+            ("connect", 0),
+            ("update", 0),
+            ("identify", 0),
+            ("connect", 1),
+            ("update", 1),
+        ] {
+            for name in [Some("Ann Example"), None, Some("   ")] {
+                let r = t.render("c1", ctx(name, kind, reminder, &vars)).unwrap();
+                let at = format!("{kind} {reminder} {name:?}");
+                for part in [&r.text, &r.html] {
+                    assert!(part.contains("Example Energy"), "{at}: {part}");
+                    assert!(part.contains("24 hours"), "{at}: {part}");
+                    assert!(
+                        part.contains("works once") || part.contains("only once"),
+                        "{at}: {part}"
+                    );
+                    assert!(part.contains("https://x.example/ftc/begin/1"), "{at}");
+                    assert!(
+                        !part.contains("Hello ,") && !part.contains("Hello You"),
+                        "{at}: {part}"
+                    );
+                    assert!(!part.contains("Hello   ,"), "{at}");
+                }
+                match name {
+                    Some("Ann Example") => {
+                        assert!(r.text.starts_with("Hello Ann Example,"), "{at}: {}", r.text)
+                    }
+                    _ => assert!(r.text.starts_with("Hello,"), "{at}: {}", r.text),
+                }
+                assert!(
+                    r.html.contains("href=\"mailto:help@example.com\""),
+                    "{at}: {}",
+                    r.html
+                );
+                assert!(
+                    r.text
+                        .contains("Call 0800 123 456 or write to help@example.com"),
+                    "{at}"
+                );
+                assert!(r.html.contains("https://example.com/privacy"), "{at}");
+                assert!(r.html.contains("name=\"viewport\""), "{at}");
+            }
+        }
+        let three_hours =
+            Templates::load(&[campaign("Hi")], &org(), Duration::from_secs(3 * 3600)).unwrap();
+        let r = three_hours
+            .render("c1", ctx(None, "connect", 0, &vars))
+            .unwrap();
+        assert!(
+            r.text.contains("3 hours") && r.html.contains("3 hours"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("24 hours"));
+    }
+
     fn campaign(subject: &str) -> Campaign {
         Campaign {
             name: "c1".into(),
@@ -297,7 +481,7 @@ mod tests {
 
     #[test]
     fn hostile_fields_are_escaped_and_subject_is_one_line() {
-        let t = Templates::load(&[campaign("Hi {{ name }}")]).unwrap();
+        let t = Templates::load(&[campaign("Hi {{ name }}")], &org(), DAY).unwrap();
         let vars = BTreeMap::new();
         let r = t
             .render(
@@ -314,6 +498,7 @@ mod tests {
                     max_reminders: 2,
                     link: "https://x.example/ftc/begin/1",
                     qr_src: "cid:qr",
+                    logo_src: None,
                     unsubscribe_url: "https://x.example/unsubscribe/u1",
                     subject: String::new(),
                     vars: &vars,
@@ -336,12 +521,15 @@ mod tests {
         std::fs::write(&p, "Hello {{ name }}").unwrap();
         let mut c = campaign("Hi");
         c.text_template = Some(p);
-        let e = Templates::load(&[c]).err().unwrap();
+        let e = Templates::load(&[c], &org(), DAY).err().unwrap();
         assert_eq!(e.key, "text_template");
         let p2 = dir.path().join("bad.html");
         std::fs::write(&p2, "{% if %}").unwrap();
         let mut c = campaign("Hi");
         c.html_template = Some(p2);
-        assert_eq!(Templates::load(&[c]).err().unwrap().key, "html_template");
+        assert_eq!(
+            Templates::load(&[c], &org(), DAY).err().unwrap().key,
+            "html_template"
+        );
     }
 }
