@@ -4,7 +4,8 @@
 //! suppression list is checked first (`POST /suppressions/check`, in
 //! chunks) and suppressed people are reported, not placed. With `--wait`,
 //! the daemon's verdict on each file is awaited and printed
-//! (`intake_wait.rs`).
+//! (`intake_wait.rs`). With `--nats`, the good rows are published on
+//! `{prefix}.invitees` instead, one JSON message each (`nats_rows.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,8 +22,16 @@ use crate::commands::progress;
 const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The daemon's suppression list, asked over the admin API.
-struct DaemonCheck {
+pub(crate) struct DaemonCheck {
     client: AdminClient,
+}
+
+impl DaemonCheck {
+    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(DaemonCheck {
+            client: AdminClient::with_timeout(settings, CHECK_TIMEOUT)?,
+        })
+    }
 }
 
 impl SuppressionCheck for DaemonCheck {
@@ -51,6 +60,10 @@ pub struct EnqueueArgs {
     /// Campaign for rows that name none (default: the first configured).
     #[arg(long)]
     campaign: Option<String>,
+    /// Publish the good rows on `{prefix}.invitees` (NATS JetStream, as
+    /// `[nats]` says) instead of placing them in the queue directory.
+    #[arg(long, conflicts_with = "wait")]
+    nats: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -59,12 +72,22 @@ pub struct EnqueueArgs {
 
 pub fn run(args: EnqueueArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     let settings = config.load()?;
+    if args.nats {
+        return crate::commands::nats_rows::enqueue(
+            &settings,
+            &args.files,
+            args.campaign.as_deref(),
+        );
+    }
+    if settings.queue.source == mydex_connector::config::IntakeSource::Nats {
+        anyhow::bail!(
+            "queue.source is \"nats\": the daemon reads no queue directory; publish with `enqueue --nats`"
+        );
+    }
     let (mut good, mut bad) = (0, 0);
     // A daemon that does not answer within CHECK_TIMEOUT is not waited
     // for: the file is placed unchecked (its intake still rejects).
-    let mut check = DaemonCheck {
-        client: AdminClient::with_timeout(&settings, CHECK_TIMEOUT)?,
-    };
+    let mut check = DaemonCheck::new(&settings)?;
     let mut placed = Vec::new();
     for f in &args.files {
         let p = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;

@@ -27,6 +27,7 @@ pub mod intake_wait;
 pub mod mail;
 pub mod manpage;
 pub mod nats;
+pub mod nats_rows;
 pub mod operator;
 pub mod people;
 pub mod progress;

@@ -103,12 +103,7 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         stall_tx,
         shutdown.clone(),
     ));
-    tasks.spawn(crate::intake::run(
-        parts.store.clone(),
-        settings.clone(),
-        wake.clone(),
-        shutdown.clone(),
-    ));
+    start_invitee_intake(&parts, &wake, &shutdown, &mut tasks);
     start_delivery(&parts, &shutdown, &mut tasks)?;
     let dispatcher = Arc::new(Dispatcher::new(
         settings.clone(),
@@ -139,6 +134,39 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         shutdown,
         tasks,
     })
+}
+
+/// Invitee rows from `queue.dir`, or from `{prefix}.invitees` with
+/// `[queue] source = "nats"`.
+fn start_invitee_intake(
+    parts: &Parts,
+    wake: &Arc<tokio::sync::Notify>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let (store, settings) = (parts.store.clone(), parts.settings.clone());
+    match (&parts.nats, settings.queue.source) {
+        (Some((broker, _)), crate::config::IntakeSource::Nats) => {
+            let (broker, metrics) = (broker.clone(), parts.metrics.clone());
+            super::nats_rows::start_invitees(
+                broker,
+                store,
+                settings,
+                wake.clone(),
+                metrics,
+                shutdown,
+                tasks,
+            );
+        }
+        _ => {
+            tasks.spawn(crate::intake::run(
+                store,
+                settings,
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
 }
 
 /// Readings delivery (`[delivery]`): the readings directory watched and

@@ -3,7 +3,8 @@
 //! and rate of the POSTs, how long a row may be held, and `settle`: how long
 //! a thing must stay quiet before it is taken as finished (a readings file
 //! copied in by another tool; a POST Mydex did not answer, read back after
-//! it), with `file_settle` for the files alone when the two should differ.
+//! it), with `file_settle` for the files alone when the two should differ;
+//! `source = "nats"` takes readings from `{prefix}.readings` instead.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
+use super::intake_source::IntakeSource;
 use super::rate::{Rate, parse_rate};
 use super::show;
 use super::validate::Validator;
@@ -18,6 +20,8 @@ use crate::domain::DatasetName;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliverySettings {
+    /// Where reading rows come from: the directory, or NATS.
+    pub source: IntakeSource,
     #[serde(serialize_with = "show::path")]
     pub dir: PathBuf,
     #[serde(serialize_with = "show::display")]
@@ -43,6 +47,8 @@ pub struct DeliverySettings {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDelivery {
+    #[serde(default)]
+    source: IntakeSource,
     dir: Option<PathBuf>,
     dataset: Option<String>,
     batch_size: Option<i64>,
@@ -100,6 +106,7 @@ impl Validator {
             raw.settle.unwrap_or(queue_settle),
         )?;
         Ok(Some(DeliverySettings {
+            source: raw.source,
             dir,
             dataset,
             batch_size,

@@ -186,7 +186,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         .and_then(|c| p.take(v.admin(raw.admin, c.listen)));
     let smtp = p.take(v.smtp(raw.smtp));
     let store = p.take(v.store(raw.store));
-    let queue = p.take(v.queue(raw.queue));
+    let queue = p.take(v.queue(raw.queue, store.as_ref().map(|s| s.path.as_path())));
     let invitations = p.take(v.invitations(raw.invitations));
     let schedule = p.take(v.schedule(raw.schedule));
     let log = p.take(v.log(raw.log));
@@ -201,6 +201,21 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, q.settle)),
         _ => None,
     };
+    // `source = "nats"` reads the broker `[nats]` describes.
+    if matches!(nats, Some(None)) {
+        let sources = [
+            ("queue.source", queue.as_ref().map(|q| q.source)),
+            (
+                "delivery.source",
+                delivery.as_ref().and_then(|d| d.as_ref()).map(|d| d.source),
+            ),
+        ];
+        for (key, source) in sources {
+            if source == Some(super::IntakeSource::Nats) {
+                p.0.push(v.err(key, "is \"nats\" but the file has no [nats] section"));
+            }
+        }
+    }
     let (
         Some(mydex),
         Some(callback),
