@@ -12,6 +12,11 @@
 //!   JSON, oversized, no email, an unknown campaign, put straight on
 //!   `{prefix}.invitees`: each in `rejects list` and on `{prefix}.rejects`
 //!   with its reason, then a good row is invited and nothing else changes.
+//! - `readings_through_nats_land_once_across_kill_9`: readings published
+//!   with `deliver --nats` (`[delivery] source = "nats"`, no `dir`), the
+//!   daemon `kill -9`ed once delivery has begun and started again: each
+//!   reading in the sandbox's PDS exactly once. Size: 5 members ×
+//!   `MYDEX_TEST_NATS_READINGS` (default 100).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -180,6 +185,95 @@ async fn hostile_invitee_messages_are_rejected_and_the_consumer_goes_on() {
                 .any(|r| r["file"] == *id && r["reason"].as_str().unwrap_or("").contains(why)),
             "{id}: {published:?}"
         );
+    }
+    setup.keep_for_log_scan().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_through_nats_land_once_across_kill_9() {
+    let members_n: u64 = 5;
+    let readings_n: u64 = std::env::var("MYDEX_TEST_NATS_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let nats_dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(nats_dir.path());
+    let (setup, _smtp, _public) = nats_setup(&nats, 1).await;
+    // `[delivery]` last, from NATS, with no directory of its own.
+    let mut text = std::fs::read_to_string(&setup.config).unwrap();
+    text += "\n[delivery]\nsource = \"nats\"\nbatch_size = 10\nconcurrency = 4\n";
+    std::fs::write(&setup.config, text).unwrap();
+    let members = seed_members(&setup, members_n, 1).await;
+
+    let file = setup.dir.path().join("readings.jsonl");
+    let mut text = String::new();
+    for m in &members {
+        for j in 0..readings_n {
+            text += &serde_json::json!({
+                "connection_id": m["connection_id"],
+                "external_id": format!("{}-r{j}", m["mydexid"].as_str().unwrap()),
+                "kwh": format!("{j}.{}", j % 10),
+                "read_at": format!("2026-01-01T00:{:02}:00Z", j % 60),
+            })
+            .to_string();
+            text.push('\n');
+        }
+    }
+    std::fs::write(&file, text).unwrap();
+    let out = setup.cli(&["deliver", "--nats", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = members_n * readings_n;
+    assert!(
+        said.contains(&format!("published {total} readings")),
+        "{said}"
+    );
+
+    // Killed once some are in, started again.
+    let mut daemon = setup.daemon();
+    setup.wait_status(
+        |s| s["records"]["delivered"].as_u64().unwrap_or(0) > 0,
+        Duration::from_secs(300),
+    );
+    assert_eq!(send_signal(daemon.0.id() as i32, "KILL"), 0);
+    let _ = wait_exit(&mut daemon, Duration::from_secs(30));
+    let _daemon = setup.daemon();
+    let s = setup.wait_status(
+        |s| {
+            s["records"]["delivered"].as_u64() == Some(total)
+                && s["records"]["queued"] == 0
+                && s["nats"]["pending"] == 0
+        },
+        Duration::from_secs(600),
+    );
+    assert_eq!(s["records"]["delivered"], total, "{}", s["records"]);
+
+    // Every reading exactly once in the sandbox's PDS.
+    let http = reqwest::Client::new();
+    for m in &members {
+        let mydexid = m["mydexid"].as_str().unwrap();
+        let pds: serde_json::Value = http
+            .get(format!("{}/_sandbox/pds/{mydexid}", setup.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rows = pds["datasets"]["ds_energy_readings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ids: HashSet<&str> = rows
+            .iter()
+            .filter_map(|r| r["external_id"].as_str())
+            .collect();
+        assert_eq!(rows.len() as u64, readings_n, "{mydexid}: no reading twice");
+        assert_eq!(ids.len() as u64, readings_n, "{mydexid}: every reading");
     }
     setup.keep_for_log_scan().await;
 }

@@ -148,7 +148,8 @@ fn start_invitee_intake(
     match (&parts.nats, settings.queue.source) {
         (Some((broker, _)), crate::config::IntakeSource::Nats) => {
             let (broker, metrics) = (broker.clone(), parts.metrics.clone());
-            super::nats_rows::start_invitees(
+            super::nats_rows::start(
+                crate::broker::Topic::Invitees,
                 broker,
                 store,
                 settings,
@@ -183,12 +184,23 @@ fn start_delivery(
     let pds = crate::mydex::PdsClient::new(&parts.settings.mydex, parts.mydex.clone())
         .map_err(StartError::MydexClient)?;
     let wake = Arc::new(tokio::sync::Notify::new());
-    tasks.spawn(crate::intake::readings::run_readings(
-        parts.store.clone(),
-        parts.settings.clone(),
-        wake.clone(),
-        shutdown.clone(),
-    ));
+    let (store, settings) = (parts.store.clone(), parts.settings.clone());
+    match (&parts.nats, d.source) {
+        (Some((broker, _)), crate::config::IntakeSource::Nats) => {
+            let (broker, metrics) = (broker.clone(), parts.metrics.clone());
+            let (topic, w) = (crate::broker::Topic::Readings, wake.clone());
+            super::nats_rows::start(topic, broker, store, settings, w, metrics, shutdown, tasks);
+        }
+        _ => {
+            let readings = crate::intake::readings::run_readings(
+                store,
+                settings,
+                wake.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(readings);
+        }
+    }
     let worker = Arc::new(crate::pipeline::delivery::Delivery::new(
         d,
         parts.store.clone(),

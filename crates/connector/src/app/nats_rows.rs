@@ -1,10 +1,11 @@
-//! `run` with `[queue] source = "nats"`: invitee rows taken from
-//! `{prefix}.invitees` with the durable consumer `connector`. Each message
-//! is read as rows by the intake's message source (the queue's checks, one
-//! batch, its rejects kept in the store), made durable, and only then
-//! acknowledged. A daemon killed between the two gets the message again;
-//! its rows are then duplicates of open invitations and nobody is invited
-//! twice. Every refused row is also published on `{prefix}.rejects` (JSON:
+//! `run` with `[queue] source = "nats"` / `[delivery] source = "nats"`:
+//! invitee rows taken from `{prefix}.invitees`, reading rows from
+//! `{prefix}.readings`, with the durable consumer `connector`. Each message
+//! is read as rows by the intake's message sources (the checks a file's
+//! rows get, one batch, its rejects kept in the store), made durable, and
+//! only then acknowledged. A daemon killed between the two gets the
+//! message again; its rows are then duplicates (an open invitation; a
+//! reading's exactly-once key) and nothing is done twice. Every refused row is also published on `{prefix}.rejects` (JSON:
 //! file, source, line, reason, at_ms), the message's `Nats-Msg-Id` (or
 //! `{subject}#{sequence}`) as its file.
 
@@ -21,6 +22,8 @@ use crate::config::Settings;
 use crate::domain::Rejection;
 use crate::intake::IngestError;
 use crate::intake::message_source::take_invitees;
+use crate::intake::reading_message::take_readings;
+use crate::intake::readings::ReadingsError;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -35,8 +38,20 @@ struct RowIntake {
     wake: Arc<Notify>,
 }
 
-/// Start reading `{prefix}.invitees`.
-pub fn start_invitees(
+/// Why a message was not handled now (it is delivered again later).
+#[derive(Debug, thiserror::Error)]
+enum RowsError {
+    #[error(transparent)]
+    Invitees(#[from] IngestError),
+    #[error(transparent)]
+    Readings(#[from] ReadingsError),
+}
+
+/// Start reading `topic` (invitees or readings); `wake` is told when
+/// rows were stored (the dispatcher, the delivery worker).
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    topic: Topic,
     broker: Broker,
     store: Store,
     settings: Arc<Settings>,
@@ -53,13 +68,18 @@ pub fn start_invitees(
     });
     tasks.spawn(crate::broker::consume(
         broker,
-        Topic::Invitees,
+        topic,
         CONCURRENCY,
         metrics,
         shutdown.clone(),
         move |d| {
             let i = intake.clone();
-            async move { i.invitees(d).await }
+            async move {
+                match topic {
+                    Topic::Readings => i.readings(d).await,
+                    _ => i.invitees(d).await,
+                }
+            }
         },
     ));
 }
@@ -73,7 +93,22 @@ impl RowIntake {
             .unwrap_or_else(|| format!("{}#{}", self.broker.subject(topic), d.stream_sequence))
     }
 
-    async fn invitees(&self, d: Delivery) -> Result<Handled, IngestError> {
+    async fn readings(&self, d: Delivery) -> Result<Handled, RowsError> {
+        let Some(delivery) = &self.settings.delivery else {
+            return Ok(Handled::Reject("no [delivery] section".into()));
+        };
+        let name = self.name(Topic::Readings, &d);
+        let out = take_readings(&self.store, delivery, &name, &d.payload).await?;
+        let r = &out.report;
+        tracing::debug!(message = %name, seq = d.stream_sequence, delivered = d.delivered, queued = r.queued, held = r.held, duplicates = r.duplicates, rejected = r.rejected, "readings message taken in");
+        if r.queued > 0 {
+            self.wake.notify_one();
+        }
+        self.publish_rejects(&out.rejected).await;
+        Ok(Handled::Done)
+    }
+
+    async fn invitees(&self, d: Delivery) -> Result<Handled, RowsError> {
         let name = self.name(Topic::Invitees, &d);
         let out = take_invitees(&self.store, &self.settings, &name, &d.payload).await?;
         if d.delivered > 1 {

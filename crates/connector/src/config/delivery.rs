@@ -67,10 +67,17 @@ impl Validator {
         &self,
         raw: Option<RawDelivery>,
         request_timeout: Duration,
-        queue_settle: Duration,
+        (queue_settle, store): (Duration, Option<&std::path::Path>),
     ) -> Result<Option<DeliverySettings>, ConfigError> {
         let Some(raw) = raw else { return Ok(None) };
-        let dir = self.path(self.required("delivery.dir", raw.dir)?);
+        // With `source = "nats"` and no `dir`: `readings` beside the store.
+        let beside_store = store
+            .filter(|_| raw.source == IntakeSource::Nats)
+            .map(|s| s.parent().unwrap_or(s).join("readings"));
+        let dir = match raw.dir {
+            Some(d) => self.path(d),
+            None => self.required("delivery.dir", beside_store)?,
+        };
         let dataset = DatasetName::parse(raw.dataset.as_deref().unwrap_or("ds_energy_readings"))
             .map_err(|e| self.err("delivery.dataset", e.to_string()))?;
         let range = |key: &str, v: Option<i64>, default: i64, max: i64| {

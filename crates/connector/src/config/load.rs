@@ -198,7 +198,10 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
     let nats = p.take(v.nats(raw.nats));
     let delivery = match (&mydex, &queue) {
-        (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, q.settle)),
+        (Some(m), Some(q)) => {
+            let beside = (q.settle, store.as_ref().map(|s| s.path.as_path()));
+            p.take(v.delivery(raw.delivery, m.request_timeout, beside))
+        }
         _ => None,
     };
     // `source = "nats"` reads the broker `[nats]` describes.

@@ -18,7 +18,8 @@ use super::validate::Validator;
 pub struct QueueSettings {
     /// Where invitee rows come from: the directory, or NATS.
     pub source: IntakeSource,
-    /// With `source = "nats"` and no `dir` set: `queue` beside the store.
+    /// With `source = "nats"` and no `dir` set: `queue` beside the store
+    /// (unread by the daemon then; `people` and `status` still look there).
     #[serde(serialize_with = "show::path")]
     pub dir: PathBuf,
     #[serde(serialize_with = "show::duration")]

@@ -16,6 +16,7 @@ mod origin;
 mod owner;
 pub mod precheck;
 pub mod reader;
+pub mod reading_message;
 pub mod readings;
 mod reject_sink;
 mod rejected;
