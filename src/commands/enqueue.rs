@@ -12,48 +12,10 @@ use std::process::ExitCode;
 
 use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
-use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 
-use crate::commands::admin_client::AdminClient;
 use crate::commands::intake_wait::{self, Placed, WaitArgs};
 use crate::commands::progress;
-
-/// How long one suppression check (1,000 addresses) may take.
-const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// The daemon's suppression list, asked over the admin API.
-pub(crate) struct DaemonCheck {
-    client: AdminClient,
-}
-
-impl DaemonCheck {
-    pub(crate) fn new(settings: &Settings) -> anyhow::Result<Self> {
-        Ok(DaemonCheck {
-            client: AdminClient::with_timeout(settings, CHECK_TIMEOUT)?,
-        })
-    }
-}
-
-impl SuppressionCheck for DaemonCheck {
-    fn check(&mut self, emails: &[String]) -> Result<Vec<(usize, String)>, CheckFailed> {
-        let body = serde_json::json!({ "emails": emails });
-        let handle = tokio::runtime::Handle::current();
-        let answer = tokio::task::block_in_place(|| {
-            handle.block_on(self.client.post_json("/suppressions/check", &body))
-        })
-        .map_err(|e| CheckFailed(format!("{e:#}")))?;
-        let found = answer["suppressed"]
-            .as_array()
-            .ok_or_else(|| CheckFailed("the daemon's answer has no \"suppressed\" list".into()))?;
-        Ok(found
-            .iter()
-            .filter_map(|f| {
-                let i = usize::try_from(f["index"].as_u64()?).ok()?;
-                Some((i, f["reason"].as_str().unwrap_or("suppressed").to_string()))
-            })
-            .collect())
-    }
-}
+use crate::commands::suppression_check::DaemonCheck;
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {

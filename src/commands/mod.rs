@@ -39,6 +39,7 @@ pub mod run;
 pub mod sandbox;
 pub mod status;
 pub mod store;
+pub mod suppression_check;
 pub mod suppressions;
 pub mod sweep;
 pub mod table;

@@ -19,7 +19,7 @@ use mydex_connector::config::{ConfigError, Settings};
 use mydex_connector::intake::readings::checked_readings;
 use mydex_connector::intake::{CheckedRow, Refused, checked_rows};
 
-use crate::commands::enqueue::DaemonCheck;
+use crate::commands::suppression_check::DaemonCheck;
 
 /// Run `fut` to its end from this synchronous command.
 fn block<F: std::future::Future>(fut: F) -> F::Output {

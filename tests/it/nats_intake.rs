@@ -17,6 +17,8 @@
 //!   daemon `kill -9`ed once delivery has begun and started again: each
 //!   reading in the sandbox's PDS exactly once. Size: 5 members ×
 //!   `MYDEX_TEST_NATS_READINGS` (default 100).
+//! - `check_config_refuses_nats_sources_without_a_nats_section`: both
+//!   keys named; `enqueue --nats` without `[nats]` fails.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -89,8 +91,7 @@ async fn invitees_published_while_down_are_invited_once() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains(&format!("published 0 invitees"))
-            && said.contains(&format!("({n} already published)")),
+        said.contains("published 0 invitees") && said.contains(&format!("({n} already published)")),
         "{said}"
     );
     let s = setup.wait_status(|s| s["nats"]["pending"] == 0, Duration::from_secs(120));
@@ -276,4 +277,30 @@ async fn readings_through_nats_land_once_across_kill_9() {
         assert_eq!(ids.len() as u64, readings_n, "{mydexid}: every reading");
     }
     setup.keep_for_log_scan().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_refuses_nats_sources_without_a_nats_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, dir, Options::default()).await;
+    from_nats(&setup);
+    let mut text = std::fs::read_to_string(&setup.config).unwrap();
+    text += "\n[delivery]\nsource = \"nats\"\n";
+    std::fs::write(&setup.config, text).unwrap();
+    let out = setup.cli(&["check-config"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("queue.source"), "{said}");
+    assert!(said.contains("delivery.source"), "{said}");
+    assert!(said.contains("no [nats] section"), "{said}");
+    // And the directory commands point at `--nats`.
+    let file = setup.dir.path().join("one.csv");
+    std::fs::write(&file, "email\na@example.com\n").unwrap();
+    let out = setup.cli(&["enqueue", "--nats", file.to_str().unwrap()]);
+    assert!(!out.status.success());
 }

@@ -186,7 +186,8 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         .and_then(|c| p.take(v.admin(raw.admin, c.listen)));
     let smtp = p.take(v.smtp(raw.smtp));
     let store = p.take(v.store(raw.store));
-    let queue = p.take(v.queue(raw.queue, store.as_ref().map(|s| s.path.as_path())));
+    let at = store.as_ref().map(|s| s.path.as_path());
+    let queue = p.take(v.queue(raw.queue, at));
     let invitations = p.take(v.invitations(raw.invitations));
     let schedule = p.take(v.schedule(raw.schedule));
     let log = p.take(v.log(raw.log));
@@ -198,27 +199,9 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
     let nats = p.take(v.nats(raw.nats));
     let delivery = match (&mydex, &queue) {
-        (Some(m), Some(q)) => {
-            let beside = (q.settle, store.as_ref().map(|s| s.path.as_path()));
-            p.take(v.delivery(raw.delivery, m.request_timeout, beside))
-        }
+        (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, (q.settle, at))),
         _ => None,
     };
-    // `source = "nats"` reads the broker `[nats]` describes.
-    if matches!(nats, Some(None)) {
-        let sources = [
-            ("queue.source", queue.as_ref().map(|q| q.source)),
-            (
-                "delivery.source",
-                delivery.as_ref().and_then(|d| d.as_ref()).map(|d| d.source),
-            ),
-        ];
-        for (key, source) in sources {
-            if source == Some(super::IntakeSource::Nats) {
-                p.0.push(v.err(key, "is \"nats\" but the file has no [nats] section"));
-            }
-        }
-    }
     let (
         Some(mydex),
         Some(callback),
@@ -254,6 +237,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         return Err(p);
     };
     distinct_dirs(v, &store, &queue, delivery.as_ref())?;
+    sources_have_nats(v, &queue, delivery.as_ref(), nats.is_some())?;
     Ok(Settings {
         source: PathBuf::from(source),
         mydex,
@@ -271,6 +255,30 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         delivery,
         nats,
     })
+}
+
+/// `source = "nats"` reads the broker `[nats]` describes: refused
+/// without that section, naming the key.
+fn sources_have_nats(
+    v: &Validator,
+    queue: &super::QueueSettings,
+    delivery: Option<&super::DeliverySettings>,
+    has_nats: bool,
+) -> Result<(), Problems> {
+    let sources = [
+        ("queue.source", Some(queue.source)),
+        ("delivery.source", delivery.map(|d| d.source)),
+    ];
+    let missing: Vec<_> = sources
+        .into_iter()
+        .filter(|(_, s)| !has_nats && *s == Some(super::IntakeSource::Nats))
+        .map(|(key, _)| v.err(key, "is \"nats\" but the file has no [nats] section"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(missing))
+    }
 }
 
 /// The store, the queue and the readings each in a directory of their own.
