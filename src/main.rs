@@ -209,8 +209,29 @@ fn parse() -> (Cli, ConfigPath) {
     (cli, config)
 }
 
+/// A command whose reader goes away (`rejects list | head`) ends quietly,
+/// as Unix tools do, instead of panicking on a closed pipe. Not for the
+/// long-running ones (`run`, `edge`, the sandbox and the demo): a log
+/// stream closed under them must not kill them.
+fn end_quietly_on_closed_pipe(command: &Command) {
+    let long_running = match command {
+        Command::Run(_) | Command::Edge(_) => true,
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(_) | Command::Demo(_) => true,
+        _ => false,
+    };
+    if !long_running {
+        // SAFETY: called before any thread is started; setting a signal's
+        // disposition to its default has no other precondition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let (cli, config) = parse();
+    end_quietly_on_closed_pipe(&cli.command);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
