@@ -3,7 +3,8 @@
 //! a progress bar for large files; bad rows are printed as `FILE:LINE:
 //! reason` and the command exits 1 when any was rejected. With `--wait`,
 //! the daemon's verdict on each file is awaited and printed
-//! (`intake_wait.rs`).
+//! (`intake_wait.rs`). With `--nats`, the good rows are published on
+//! `{prefix}.readings` instead, one JSON message each (`nats_rows.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +19,10 @@ use crate::commands::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct DeliverArgs {
+    /// Publish the good rows on `{prefix}.readings` (NATS JetStream, as
+    /// `[nats]` says) instead of placing them in `delivery.dir`.
+    #[arg(long, conflicts_with = "wait")]
+    nats: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -34,6 +39,14 @@ pub fn run(args: DeliverArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
         }
         .into());
     };
+    if args.nats {
+        return crate::commands::nats_rows::deliver(&settings, &args.files);
+    }
+    if delivery.source == mydex_connector::config::IntakeSource::Nats {
+        anyhow::bail!(
+            "delivery.source is \"nats\": the daemon reads no readings directory; publish with `deliver --nats`"
+        );
+    }
     let (mut good, mut bad) = (0, 0);
     let mut placed = Vec::new();
     for f in &args.files {

@@ -4,53 +4,28 @@
 //! suppression list is checked first (`POST /suppressions/check`, in
 //! chunks) and suppressed people are reported, not placed. With `--wait`,
 //! the daemon's verdict on each file is awaited and printed
-//! (`intake_wait.rs`).
+//! (`intake_wait.rs`). With `--nats`, the good rows are published on
+//! `{prefix}.invitees` instead, one JSON message each (`nats_rows.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::commands::config_path::ConfigPath;
 use mydex_connector::config::Settings;
-use mydex_connector::intake::precheck::{CheckFailed, SuppressionCheck};
 
-use crate::commands::admin_client::AdminClient;
 use crate::commands::intake_wait::{self, Placed, WaitArgs};
 use crate::commands::progress;
-
-/// How long one suppression check (1,000 addresses) may take.
-const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// The daemon's suppression list, asked over the admin API.
-struct DaemonCheck {
-    client: AdminClient,
-}
-
-impl SuppressionCheck for DaemonCheck {
-    fn check(&mut self, emails: &[String]) -> Result<Vec<(usize, String)>, CheckFailed> {
-        let body = serde_json::json!({ "emails": emails });
-        let handle = tokio::runtime::Handle::current();
-        let answer = tokio::task::block_in_place(|| {
-            handle.block_on(self.client.post_json("/suppressions/check", &body))
-        })
-        .map_err(|e| CheckFailed(format!("{e:#}")))?;
-        let found = answer["suppressed"]
-            .as_array()
-            .ok_or_else(|| CheckFailed("the daemon's answer has no \"suppressed\" list".into()))?;
-        Ok(found
-            .iter()
-            .filter_map(|f| {
-                let i = usize::try_from(f["index"].as_u64()?).ok()?;
-                Some((i, f["reason"].as_str().unwrap_or("suppressed").to_string()))
-            })
-            .collect())
-    }
-}
+use crate::commands::suppression_check::DaemonCheck;
 
 #[derive(clap::Args, Debug)]
 pub struct EnqueueArgs {
     /// Campaign for rows that name none (default: the first configured).
     #[arg(long)]
     campaign: Option<String>,
+    /// Publish the good rows on `{prefix}.invitees` (NATS JetStream, as
+    /// `[nats]` says) instead of placing them in the queue directory.
+    #[arg(long, conflicts_with = "wait")]
+    nats: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -59,12 +34,22 @@ pub struct EnqueueArgs {
 
 pub fn run(args: EnqueueArgs, config: &ConfigPath) -> anyhow::Result<ExitCode> {
     let settings = config.load()?;
+    if args.nats {
+        return crate::commands::nats_rows::enqueue(
+            &settings,
+            &args.files,
+            args.campaign.as_deref(),
+        );
+    }
+    if settings.queue.source == mydex_connector::config::IntakeSource::Nats {
+        anyhow::bail!(
+            "queue.source is \"nats\": the daemon reads no queue directory; publish with `enqueue --nats`"
+        );
+    }
     let (mut good, mut bad) = (0, 0);
     // A daemon that does not answer within CHECK_TIMEOUT is not waited
     // for: the file is placed unchecked (its intake still rejects).
-    let mut check = DaemonCheck {
-        client: AdminClient::with_timeout(&settings, CHECK_TIMEOUT)?,
-    };
+    let mut check = DaemonCheck::new(&settings)?;
     let mut placed = Vec::new();
     for f in &args.files {
         let p = enqueue_one(&settings, f, args.campaign.as_deref(), &mut check)?;

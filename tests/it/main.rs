@@ -30,6 +30,7 @@ mod lifecycle;
 mod mail;
 mod manpage;
 mod nats;
+mod nats_intake;
 mod operator;
 mod pipeline;
 mod quarantine;

@@ -25,7 +25,7 @@ use mydex_test_support::nats::{Edge, Nats, keygen};
 use mydex_test_support::*;
 
 /// A `[nats]` section (without the seal keys) for `nats`.
-fn nats_section(nats: &Nats, replicas: usize) -> String {
+pub(crate) fn nats_section(nats: &Nats, replicas: usize) -> String {
     format!(
         "{}\nprefix = \"mydextest\"\nstream_replicas = {replicas}\nretention = \"1h\"\n",
         nats.servers_toml()
@@ -33,7 +33,7 @@ fn nats_section(nats: &Nats, replicas: usize) -> String {
 }
 
 /// The daemon's setup with `[nats]` (its private key) appended.
-async fn nats_setup(nats: &Nats, replicas: usize) -> (Setup, Smtp, std::path::PathBuf) {
+pub(crate) async fn nats_setup(nats: &Nats, replicas: usize) -> (Setup, Smtp, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("seal");
     std::fs::create_dir_all(&keys).unwrap();

@@ -103,12 +103,7 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
         stall_tx,
         shutdown.clone(),
     ));
-    tasks.spawn(crate::intake::run(
-        parts.store.clone(),
-        settings.clone(),
-        wake.clone(),
-        shutdown.clone(),
-    ));
+    start_invitee_intake(&parts, &wake, &shutdown, &mut tasks);
     start_delivery(&parts, &shutdown, &mut tasks)?;
     let dispatcher = Arc::new(Dispatcher::new(
         settings.clone(),
@@ -141,6 +136,40 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
     })
 }
 
+/// Invitee rows from `queue.dir`, or from `{prefix}.invitees` with
+/// `[queue] source = "nats"`.
+fn start_invitee_intake(
+    parts: &Parts,
+    wake: &Arc<tokio::sync::Notify>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let (store, settings) = (parts.store.clone(), parts.settings.clone());
+    match (&parts.nats, settings.queue.source) {
+        (Some((broker, _)), crate::config::IntakeSource::Nats) => {
+            let (broker, metrics) = (broker.clone(), parts.metrics.clone());
+            super::nats_rows::start(
+                crate::broker::Topic::Invitees,
+                broker,
+                store,
+                settings,
+                wake.clone(),
+                metrics,
+                shutdown,
+                tasks,
+            );
+        }
+        _ => {
+            tasks.spawn(crate::intake::run(
+                store,
+                settings,
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
 /// Readings delivery (`[delivery]`): the readings directory watched and
 /// the delivery worker, when configured.
 fn start_delivery(
@@ -155,12 +184,23 @@ fn start_delivery(
     let pds = crate::mydex::PdsClient::new(&parts.settings.mydex, parts.mydex.clone())
         .map_err(StartError::MydexClient)?;
     let wake = Arc::new(tokio::sync::Notify::new());
-    tasks.spawn(crate::intake::readings::run_readings(
-        parts.store.clone(),
-        parts.settings.clone(),
-        wake.clone(),
-        shutdown.clone(),
-    ));
+    let (store, settings) = (parts.store.clone(), parts.settings.clone());
+    match (&parts.nats, d.source) {
+        (Some((broker, _)), crate::config::IntakeSource::Nats) => {
+            let (broker, metrics) = (broker.clone(), parts.metrics.clone());
+            let (topic, w) = (crate::broker::Topic::Readings, wake.clone());
+            super::nats_rows::start(topic, broker, store, settings, w, metrics, shutdown, tasks);
+        }
+        _ => {
+            let readings = crate::intake::readings::run_readings(
+                store,
+                settings,
+                wake.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(readings);
+        }
+    }
     let worker = Arc::new(crate::pipeline::delivery::Delivery::new(
         d,
         parts.store.clone(),

@@ -8,6 +8,7 @@ pub mod listeners;
 pub mod logging;
 pub mod memory;
 mod nats_intake;
+mod nats_rows;
 pub mod reload;
 pub mod service;
 mod store_open;

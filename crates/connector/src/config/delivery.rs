@@ -3,7 +3,8 @@
 //! and rate of the POSTs, how long a row may be held, and `settle`: how long
 //! a thing must stay quiet before it is taken as finished (a readings file
 //! copied in by another tool; a POST Mydex did not answer, read back after
-//! it), with `file_settle` for the files alone when the two should differ.
+//! it), with `file_settle` for the files alone when the two should differ;
+//! `source = "nats"` takes readings from `{prefix}.readings` instead.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ConfigError;
+use super::intake_source::IntakeSource;
 use super::rate::{Rate, parse_rate};
 use super::show;
 use super::validate::Validator;
@@ -18,6 +20,8 @@ use crate::domain::DatasetName;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliverySettings {
+    /// Where reading rows come from: the directory, or NATS.
+    pub source: IntakeSource,
     #[serde(serialize_with = "show::path")]
     pub dir: PathBuf,
     #[serde(serialize_with = "show::display")]
@@ -43,6 +47,8 @@ pub struct DeliverySettings {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDelivery {
+    #[serde(default)]
+    source: IntakeSource,
     dir: Option<PathBuf>,
     dataset: Option<String>,
     batch_size: Option<i64>,
@@ -61,10 +67,17 @@ impl Validator {
         &self,
         raw: Option<RawDelivery>,
         request_timeout: Duration,
-        queue_settle: Duration,
+        (queue_settle, store): (Duration, Option<&std::path::Path>),
     ) -> Result<Option<DeliverySettings>, ConfigError> {
         let Some(raw) = raw else { return Ok(None) };
-        let dir = self.path(self.required("delivery.dir", raw.dir)?);
+        // With `source = "nats"` and no `dir`: `readings` beside the store.
+        let beside_store = store
+            .filter(|_| raw.source == IntakeSource::Nats)
+            .map(|s| s.parent().unwrap_or(s).join("readings"));
+        let dir = match raw.dir {
+            Some(d) => self.path(d),
+            None => self.required("delivery.dir", beside_store)?,
+        };
         let dataset = DatasetName::parse(raw.dataset.as_deref().unwrap_or("ds_energy_readings"))
             .map_err(|e| self.err("delivery.dataset", e.to_string()))?;
         let range = |key: &str, v: Option<i64>, default: i64, max: i64| {
@@ -100,6 +113,7 @@ impl Validator {
             raw.settle.unwrap_or(queue_settle),
         )?;
         Ok(Some(DeliverySettings {
+            source: raw.source,
             dir,
             dataset,
             batch_size,

@@ -186,7 +186,8 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         .and_then(|c| p.take(v.admin(raw.admin, c.listen)));
     let smtp = p.take(v.smtp(raw.smtp));
     let store = p.take(v.store(raw.store));
-    let queue = p.take(v.queue(raw.queue));
+    let at = store.as_ref().map(|s| s.path.as_path());
+    let queue = p.take(v.queue(raw.queue, at));
     let invitations = p.take(v.invitations(raw.invitations));
     let schedule = p.take(v.schedule(raw.schedule));
     let log = p.take(v.log(raw.log));
@@ -198,7 +199,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         .and_then(|i| p.take(v.campaigns(raw.campaign, i)));
     let nats = p.take(v.nats(raw.nats));
     let delivery = match (&mydex, &queue) {
-        (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, q.settle)),
+        (Some(m), Some(q)) => p.take(v.delivery(raw.delivery, m.request_timeout, (q.settle, at))),
         _ => None,
     };
     let (
@@ -236,6 +237,7 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         return Err(p);
     };
     distinct_dirs(v, &store, &queue, delivery.as_ref())?;
+    sources_have_nats(v, &queue, delivery.as_ref(), nats.is_some())?;
     Ok(Settings {
         source: PathBuf::from(source),
         mydex,
@@ -253,6 +255,30 @@ fn settings(v: &Validator, source: &Path, raw: RawFile) -> Result<Settings, Prob
         delivery,
         nats,
     })
+}
+
+/// `source = "nats"` reads the broker `[nats]` describes: refused
+/// without that section, naming the key.
+fn sources_have_nats(
+    v: &Validator,
+    queue: &super::QueueSettings,
+    delivery: Option<&super::DeliverySettings>,
+    has_nats: bool,
+) -> Result<(), Problems> {
+    let sources = [
+        ("queue.source", Some(queue.source)),
+        ("delivery.source", delivery.map(|d| d.source)),
+    ];
+    let missing: Vec<_> = sources
+        .into_iter()
+        .filter(|(_, s)| !has_nats && *s == Some(super::IntakeSource::Nats))
+        .map(|(key, _)| v.err(key, "is \"nats\" but the file has no [nats] section"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(missing))
+    }
 }
 
 /// The store, the queue and the readings each in a directory of their own.

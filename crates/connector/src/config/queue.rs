@@ -1,12 +1,14 @@
 //! `[queue]`: the intake directory watched for CSV drops, how often it is
 //! listed, and how long a file copied in by another tool must stay unchanged
-//! before it is read (`settle`).
+//! before it is read (`settle`); or, with `source = "nats"`, the broker's
+//! `{prefix}.invitees` instead of the directory.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::intake_source::IntakeSource;
 use super::show;
 
 use super::error::ConfigError;
@@ -14,6 +16,10 @@ use super::validate::Validator;
 
 #[derive(Serialize)]
 pub struct QueueSettings {
+    /// Where invitee rows come from: the directory, or NATS.
+    pub source: IntakeSource,
+    /// With `source = "nats"` and no `dir` set: `queue` beside the store
+    /// (unread by the daemon then; `people` and `status` still look there).
     #[serde(serialize_with = "show::path")]
     pub dir: PathBuf,
     #[serde(serialize_with = "show::duration")]
@@ -27,6 +33,8 @@ pub struct QueueSettings {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQueue {
+    #[serde(default)]
+    source: IntakeSource,
     dir: Option<PathBuf>,
     #[serde(default, with = "humantime_serde::option")]
     poll_interval: Option<Duration>,
@@ -38,9 +46,21 @@ pub(super) struct RawQueue {
 const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
 
 impl Validator {
-    pub(super) fn queue(&self, raw: RawQueue) -> Result<QueueSettings, ConfigError> {
+    pub(super) fn queue(
+        &self,
+        raw: RawQueue,
+        store: Option<&std::path::Path>,
+    ) -> Result<QueueSettings, ConfigError> {
+        let beside_store = store
+            .filter(|_| raw.source == IntakeSource::Nats)
+            .map(|s| s.parent().unwrap_or(s).join("queue"));
+        let dir = match raw.dir {
+            Some(d) => self.path(d),
+            None => self.required("queue.dir", beside_store)?,
+        };
         Ok(QueueSettings {
-            dir: self.path(self.required("queue.dir", raw.dir)?),
+            source: raw.source,
+            dir,
             poll_interval: raw.poll_interval.unwrap_or(Duration::from_secs(2)),
             settle: self.file_settle("queue.settle", raw.settle, DEFAULT_SETTLE)?,
         })

@@ -22,6 +22,9 @@ pub struct MessageOutcome {
     pub rejected: Vec<Rejection>,
 }
 
+/// The largest message read as rows; a larger one is refused whole.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// Why a row of a message was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageRowError {
@@ -30,11 +33,17 @@ pub enum MessageRowError {
     /// The message could not be read as rows at all.
     #[error(transparent)]
     Input(#[from] FileError),
+    /// Over [`MAX_MESSAGE_BYTES`]: not read at all.
+    #[error("message of {0} bytes is over the limit of {MAX_MESSAGE_BYTES} bytes; not read")]
+    TooLarge(usize),
 }
 
 /// The rows of a message: a whole JSON object (pretty-printed or not) is
 /// one row on line 1; anything else is read as JSON Lines.
 fn message_rows(payload: &[u8]) -> Vec<(u64, Result<Invitee, MessageRowError>)> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return vec![(1, Err(MessageRowError::TooLarge(payload.len())))];
+    }
     if let Ok(text) = std::str::from_utf8(payload)
         && let Ok(serde_json::Value::Object(map)) = super::json_row::parse_row(text.trim())
     {
@@ -96,5 +105,11 @@ mod tests {
         let why = |i: usize| many[i].1.as_ref().unwrap_err().to_string();
         assert!(why(1).contains("email"), "{}", why(1));
         assert!(why(2).contains("JSON"), "{}", why(2));
+        let big = vec![b' '; super::MAX_MESSAGE_BYTES + 1];
+        let too_large = message_rows(&big);
+        assert!(matches!(
+            too_large[0].1,
+            Err(super::MessageRowError::TooLarge(_))
+        ));
     }
 }

@@ -16,6 +16,7 @@ mod origin;
 mod owner;
 pub mod precheck;
 pub mod reader;
+pub mod reading_message;
 pub mod readings;
 mod reject_sink;
 mod rejected;
@@ -414,7 +415,13 @@ pub fn enqueue_file_placed(
     let created = std::fs::File::create(&tmp)?;
     owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
-    let (good, refused) = copy_good_rows(settings, path, campaign, rows, &mut out, errors, check)?;
+    let mut keeper = origin::LineKeeper::new();
+    let mut emit = |line: u64, inv: &Invitee| keeper.put(&mut out, line, &flatten(inv));
+    let (good, refused) = check_rows(settings, path, campaign, rows, &mut emit, errors, check)?;
+    if good == 0 {
+        // Not empty: a placed file of no bytes would wait to settle.
+        out.write_all(b"\n")?;
+    }
     let bad = refused.len() as u64;
     let keep = good + bad > 0;
     let name = final_path
@@ -431,6 +438,37 @@ pub fn enqueue_file_placed(
     }
     finish_placing(out, &tmp, &final_path, dir, keep)?;
     Ok(Placed { good, bad, name })
+}
+
+/// One good row of an input file, as `enqueue --nats` publishes it: its
+/// line and the flat JSON object the queue reads.
+pub type CheckedRow = (u64, serde_json::Map<String, serde_json::Value>);
+
+/// `enqueue --nats`: the rows of `path` checked exactly as `enqueue`
+/// checks them (the campaign, the suppression list when `check` answers);
+/// the refused ones reported to `errors` and returned, the good ones
+/// returned as the objects to publish.
+pub fn checked_rows(
+    settings: &Settings,
+    path: &Path,
+    campaign: Option<&str>,
+    errors: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+    check: Option<&mut dyn precheck::SuppressionCheck>,
+) -> Result<(Vec<CheckedRow>, Vec<Refused>), EnqueueError> {
+    if let Some(c) = campaign
+        && settings.campaign(c).is_none()
+    {
+        return Err(EnqueueError::UnknownCampaign(c.to_string()));
+    }
+    let rows = open_input(path, progress)?;
+    let mut good = Vec::new();
+    let mut emit = |line: u64, inv: &Invitee| {
+        good.push((line, flatten(inv)));
+        Ok(())
+    };
+    let (_, refused) = check_rows(settings, path, campaign, rows, &mut emit, errors, check)?;
+    Ok((good, refused))
 }
 
 /// The end of placing a file in a watched directory (queue or readings):
@@ -507,21 +545,20 @@ fn queue_names(dir: &Path, path: &Path) -> (PathBuf, PathBuf) {
 /// Write each good row to `out` as JSON Lines, on its own line number
 /// (`origin::LineKeeper`), and each bad one to `errors` with its line and
 /// reason. Returns the good count and the rows refused.
-fn copy_good_rows<R: std::io::Read>(
+fn check_rows<R: std::io::Read>(
     settings: &Settings,
     path: &Path,
     campaign: Option<&str>,
     rows: Rows<R>,
-    out: &mut impl Write,
+    emit: &mut dyn FnMut(u64, &Invitee) -> std::io::Result<()>,
     errors: &mut dyn Write,
     check: Option<&mut dyn precheck::SuppressionCheck>,
 ) -> Result<(u64, Vec<Refused>), EnqueueError> {
     let mut refused = Vec::new();
     let mut sink = precheck::Checked::new(errors, path, check);
-    let mut keeper = origin::LineKeeper::new();
     let mut write = |rows: Vec<(u64, Invitee)>| -> std::io::Result<()> {
         for (line, inv) in rows {
-            keeper.put(&mut *out, line, &flatten(&inv))?;
+            emit(line, &inv)?;
         }
         Ok(())
     };
@@ -545,10 +582,6 @@ fn copy_good_rows<R: std::io::Read>(
         }
     }
     write(sink.flush()?)?;
-    if sink.good == 0 {
-        // Not empty: a placed file of no bytes would wait to settle.
-        out.write_all(b"\n")?;
-    }
     refused.extend(
         sink.refused
             .drain(..)

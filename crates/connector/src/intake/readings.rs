@@ -218,7 +218,13 @@ pub fn deliver_file_placed(
     let created = std::fs::File::create(&tmp)?;
     super::owner::hand_to_dir_owner(&created, dir)?;
     let mut out = std::io::BufWriter::new(created);
-    let (good, refused) = copy_readings(rows, path, &mut out, errors)?;
+    let mut keeper = LineKeeper::new();
+    let mut emit = |line: u64, r: &Reading| keeper.put(&mut out, line, &flat(r));
+    let (good, refused) = copy_readings(rows, path, &mut emit, errors)?;
+    if good == 0 {
+        // Not empty: a placed file of no bytes would wait to settle.
+        out.write_all(b"\n")?;
+    }
     let bad = refused.len() as u64;
     if good + bad > 0 {
         let note = Origin {
@@ -241,22 +247,21 @@ pub fn deliver_file_placed(
     })
 }
 
-/// Each good reading to `out` on its own line number, each bad one to
+/// Each good reading to `emit` with its line number, each bad one to
 /// `errors`; the good count and the rows refused.
 fn copy_readings<R: Read>(
     rows: ReadingRows<R>,
     path: &Path,
-    out: &mut impl Write,
+    emit: &mut dyn FnMut(u64, &Reading) -> std::io::Result<()>,
     errors: &mut dyn Write,
 ) -> Result<(u64, Vec<Refused>), ReadingsError> {
-    let mut keeper = LineKeeper::new();
     let mut good = 0u64;
     let mut refused = Vec::new();
     for row in rows {
         let (line, result) = row?;
         match result {
             Ok(r) => {
-                keeper.put(&mut *out, line, &flat(&r))?;
+                emit(line, &r)?;
                 good += 1;
             }
             Err(why) => {
@@ -268,10 +273,30 @@ fn copy_readings<R: Read>(
             }
         }
     }
-    if good == 0 {
-        // Not empty: a placed file of no bytes would wait to settle.
-        out.write_all(b"\n")?;
-    }
+    Ok((good, refused))
+}
+
+/// `deliver --nats`: the rows of `path` checked exactly as `deliver`
+/// checks them; the refused ones reported to `errors` and returned, the
+/// good ones returned as the flat objects to publish.
+pub fn checked_readings(
+    path: &Path,
+    errors: &mut dyn Write,
+) -> Result<(Vec<super::CheckedRow>, Vec<Refused>), ReadingsError> {
+    let input = |why: String| ReadingsError::Input {
+        path: path.to_owned(),
+        why,
+    };
+    let format = Format::of(path)
+        .ok_or_else(|| input("the file name must end in .csv, .jsonl or .ndjson".into()))?;
+    let file = std::fs::File::open(path).map_err(|e| input(format!("cannot read: {e}")))?;
+    let rows = ReadingRows::new(file, format).map_err(|e| input(e.to_string()))?;
+    let mut good = Vec::new();
+    let mut emit = |line: u64, r: &Reading| {
+        good.push((line, flat(r)));
+        Ok(())
+    };
+    let (_, refused) = copy_readings(rows, path, &mut emit, errors)?;
     Ok((good, refused))
 }
 
@@ -475,7 +500,7 @@ async fn store_file_rows(
     Ok(())
 }
 
-async fn store_rows(
+pub(super) async fn store_rows(
     (store, placer): (&Store, &mut ReadingPlacer),
     settings: &DeliverySettings,
     (name, last): (&str, u64),
