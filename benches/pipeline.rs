@@ -568,7 +568,7 @@ fn walk_size(dir: &Path) -> u64 {
 /// The ingest bench's knobs: the full run's defaults under `cargo bench`,
 /// a smoke run's otherwise; every one overridable from the environment.
 fn ingest_knobs(full: bool) -> ingest::Knobs {
-    let rows = env_num("BENCH_ROWS", if full { 1_000_000 } else { 5_000 });
+    let rows = env_num("BENCH_ROWS", if full { 1_000_000 } else { 2_000 });
     // The sweep only where the brief asks for it (the national run): with
     // queued invitations it has been seen not to finish on this code, and
     // the smoke run must stay short (`BENCH_SWEEP_MEMBERS` turns it on).
@@ -579,7 +579,7 @@ fn ingest_knobs(full: bool) -> ingest::Knobs {
     };
     ingest::Knobs {
         rows,
-        small: env_num("BENCH_IDLE_SMALL", if full { 10_000 } else { 500 }),
+        small: env_num("BENCH_IDLE_SMALL", if full { 10_000 } else { 200 }),
         idle_window: Duration::from_secs(env_num("BENCH_IDLE_SECS", if full { 30 } else { 2 })),
         after_requests: env_num("BENCH_STATUS_REQUESTS", if full { 300 } else { 20 }) as usize,
         sweep_members: env_num("BENCH_SWEEP_MEMBERS", sweep_default),
@@ -596,7 +596,7 @@ fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this too,
     // without it, and then a small smoke run is enough.
     let full = std::env::args().any(|a| a == "--bench");
-    let (invites, callbacks) = if full { (5000, 20_000) } else { (200, 300) };
+    let (invites, callbacks) = if full { (5000, 20_000) } else { (100, 150) };
     println!(
         "machine: {} cores; daemon = the real binary (release under cargo bench) in its own process; sandbox and SMTP sink in this one",
         std::thread::available_parallelism()

@@ -65,6 +65,7 @@ pub fn render(doc: &StatusDoc) -> String {
 
 /// The counts in one line, for the demo: `5 of 5 invitations connected,
 /// 0 failed; 5 members (0 on an older version, 0 disconnected)`.
+#[cfg(feature = "sandbox")]
 pub fn one_line(doc: &StatusDoc) -> String {
     let n = |s: &str| doc.invitations.get(s).copied().unwrap_or(0);
     let total: u64 = doc.invitations.values().sum();
