@@ -1,7 +1,8 @@
 //! `mydex-connector nats setup`: create or update the JetStream streams and
 //! the `connector` consumer (idempotent), printing each step; `nats keygen`:
 //! the X25519 pair callbacks are sealed with (`seal.key` for the daemon,
-//! `seal.pub` for the edges).
+//! `seal.pub` for the edges), and the fingerprint that names the pair in
+//! messages, logs and `status`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ pub enum NatsCommand {
     /// Write a new key pair into DIR: `seal.key` (mode 0600; the daemon's
     /// `nats.seal_key_file`) and `seal.pub` (the edges'
     /// `nats.seal_public_key_file`). Never replaces an existing `seal.key`.
+    /// Prints the pair's fingerprint (as edges name it on each message,
+    /// and the daemon's log, `/readyz` and `status` show it).
     Keygen {
         #[arg(long)]
         out: PathBuf,
@@ -33,7 +36,7 @@ pub async fn run(command: NatsCommand, config: &ConfigPath) -> anyhow::Result<Ex
         NatsCommand::Keygen { out } => {
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            let (key, public) = SealKey::write_new_pair(&out)?;
+            let (key, public, fingerprint) = SealKey::write_new_pair(&out)?;
             println!(
                 "wrote {} (private: the daemon's nats.seal_key_file; keep it secret)",
                 key.display()
@@ -42,6 +45,7 @@ pub async fn run(command: NatsCommand, config: &ConfigPath) -> anyhow::Result<Ex
                 "wrote {} (public: the edges' nats.seal_public_key_file)",
                 public.display()
             );
+            println!("fingerprint {fingerprint}");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -16,6 +16,13 @@
 //!   one sealed to ours without the Connection Token, put straight on
 //!   `{prefix}.callbacks`, are rejected with a log line, the consumer goes
 //!   on, and nothing we hold changes.
+//! - `a_daemon_with_the_wrong_seal_key_holds_callbacks`: an edge seals to
+//!   key A, the daemon holds key B: every callback is answered 200 and held
+//!   in the stream (none kept, `/readyz` 503 naming both fingerprints, the
+//!   held gauge, one error line), a message naming another key without our
+//!   edges' MAC is still rejected; restarted with key A the daemon keeps
+//!   each callback once and is ready. Then a rotation to key C with A as
+//!   `previous_seal_key_file`: callbacks sealed to A and then to C are kept.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -412,4 +419,243 @@ async fn hostile_messages_change_nothing() {
         assert!(contains_bytes(&d, good.as_bytes()).is_empty());
     }
     setup.keep_for_log_scan().await;
+}
+
+/// `nats keygen --out DIR` as an operator runs it: the key's path, the
+/// public key's path and the fingerprint it printed (checked against the
+/// library's).
+fn keygen_printed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let out = std::process::Command::new(bin())
+        .args(["nats", "keygen", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let fingerprint = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint "))
+        .unwrap_or_else(|| panic!("keygen printed no fingerprint: {printed}"))
+        .trim()
+        .to_string();
+    let public = dir.join("seal.pub");
+    let key = mydex_connector::broker::SealPublicKey::from_bytes(
+        hex::decode(std::fs::read_to_string(&public).unwrap().trim())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(key.fingerprint(), fingerprint);
+    (dir.join("seal.key"), public, fingerprint)
+}
+
+/// The daemon's `/readyz`: status code and document.
+async fn daemon_readyz(setup: &Setup) -> (u16, serde_json::Value) {
+    let r = reqwest::get(setup.admin_url("/readyz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// A sample of the daemon's `/metrics` (the line that starts with `series`).
+async fn daemon_metric(setup: &Setup, series: &str) -> Option<f64> {
+    let text = reqwest::get(setup.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Send callbacks `range` through `url`, each answered 200 (a 503 retried).
+async fn send_all(url: &str, range: std::ops::Range<usize>, keys: &mut Vec<String>) {
+    let (http, tally) = (reqwest::Client::new(), Tally::default());
+    for i in range {
+        let key = format!("held-member-key-{i}-{:016x}", rand::random::<u64>());
+        send(&http, &[url.to_string()], i, &key, &tally).await;
+        keys.push(key);
+    }
+}
+
+/// Poll `status` (off the runtime's threads) until `pred` holds.
+async fn status_when(
+    setup: &Arc<Setup>,
+    pred: impl Fn(&serde_json::Value) -> bool + Send + 'static,
+) -> serde_json::Value {
+    let s = setup.clone();
+    tokio::task::spawn_blocking(move || s.wait_status(pred, Duration::from_secs(240)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_with_the_wrong_seal_key_holds_callbacks() {
+    const N: usize = 30;
+    const HELD_LINE: &str = "sealed to a key this daemon does not hold";
+    let nats_dir = tempfile::tempdir().unwrap();
+    let nats = Nats::single(nats_dir.path());
+    let (setup, _smtp, public_b) = nats_setup(&nats, 1).await;
+    let setup = Arc::new(setup);
+    let key_b = setup.dir.path().join("seal").join("seal.key");
+    let fp_b = mydex_connector::broker::SealPublicKey::from_bytes(
+        hex::decode(std::fs::read_to_string(&public_b).unwrap().trim())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .fingerprint();
+    let dir_a = setup.dir.path().join("seal-a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    let (key_a, public_a, fp_a) = keygen_printed(&dir_a);
+    assert_ne!(fp_a, fp_b);
+    let mut edge = Edge::start(setup.dir.path(), "edge", &nats_section(&nats, 1), &public_a);
+    edge.wait_ready(Duration::from_secs(60));
+    let daemon = setup.daemon();
+
+    // Every callback answered 200 by the edge, then held by the daemon.
+    let mut keys = Vec::new();
+    send_all(&edge.callback_url(), 0..N, &mut keys).await;
+    let held = "mydex_connector_nats_held_messages{stream=\"MYDEXTEST_CALLBACKS\"}";
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while daemon_metric(&setup, held).await != Some(N as f64) {
+        assert!(Instant::now() < deadline, "not all held: {}", setup.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A message naming another key without our edges' MAC: rejected.
+    let client = async_nats::connect(nats.urls()[0].as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Mydex-Seal-Key", "0123456789abcdef");
+    headers.insert("Mydex-Seal-Mac", "00".repeat(32).as_str());
+    js.publish_with_headers("mydextest.callbacks", headers, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !setup.log().contains("without our edges' Mydex-Seal-Mac") {
+        assert!(Instant::now() < deadline, "not rejected: {}", setup.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (code, ready) = daemon_readyz(&setup).await;
+    assert_eq!(code, 503, "{ready}");
+    let check = &ready["checks"]["nats_seal_key"];
+    assert_eq!(check["ok"], false, "{ready}");
+    assert_eq!(check["seal_key"], fp_b.as_str(), "{ready}");
+    let why = check["error"].as_str().unwrap();
+    assert!(
+        why.contains("waiting in NATS") && why.contains(&format!("{N} sealed to {fp_a}")),
+        "{why}"
+    );
+    assert!(why.contains(&fp_b), "{why}");
+    assert!(!why.contains("0123456789abcdef"), "{why}");
+    // The forged one's termination lands a moment after its log line.
+    let status = status_when(&setup, |s| s["nats"]["pending"] == N as u64).await;
+    assert_eq!(status["callbacks"]["stored"], 0, "none kept: {status}");
+    assert_eq!(status["nats"]["pending"], N as u64, "{status}");
+    assert_eq!(status["nats"]["held"], N as u64, "{status}");
+    assert_eq!(status["nats"]["seal_key"], fp_b.as_str(), "{status}");
+    let log = setup.log();
+    assert_eq!(log.matches(HELD_LINE).count(), 1, "one line per key: {log}");
+    let line = log.lines().find(|l| l.contains(HELD_LINE)).unwrap();
+    assert!(line.contains(&fp_a) && line.contains(&fp_b), "{line}");
+    assert_eq!(
+        log.matches("NATS message rejected").count(),
+        1,
+        "only the forged one: {log}"
+    );
+
+    // The right key: every held callback kept once, and ready.
+    setup.stop(daemon);
+    setup.edit_config(&format!("{key_b:?}"), &format!("{key_a:?}"));
+    let daemon = setup.daemon();
+    let status = status_when(&setup, move |s| {
+        s["callbacks"]["unmatched"] == N as u64 && s["nats"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(status["callbacks"]["unmatched"], N as u64, "{status}");
+    assert_eq!(
+        status["callbacks"]["stored"], N as u64,
+        "each once: {status}"
+    );
+    assert_eq!(status["callbacks"]["quarantined"], 0, "{status}");
+    assert_eq!(status["nats"]["held"], 0, "{status}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ready = loop {
+        let (code, doc) = daemon_readyz(&setup).await;
+        if code == 200 || Instant::now() > deadline {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["checks"]["nats_seal_key"]["ok"], true, "{ready}");
+
+    // A rotation, daemon first: key C, with A kept as the previous key.
+    let dir_c = setup.dir.path().join("seal-c");
+    std::fs::create_dir_all(&dir_c).unwrap();
+    let (key_c, public_c, fp_c) = keygen_printed(&dir_c);
+    setup.stop(daemon);
+    setup.edit_config(
+        &format!("seal_key_file = {key_a:?}"),
+        &format!("seal_key_file = {key_c:?}\nprevious_seal_key_file = {key_a:?}"),
+    );
+    let daemon = setup.daemon();
+    send_all(&edge.callback_url(), N..N + 5, &mut keys).await;
+    let status = status_when(&setup, move |s| {
+        s["callbacks"]["unmatched"] == (N + 5) as u64
+    })
+    .await;
+    assert_eq!(
+        status["callbacks"]["unmatched"],
+        (N + 5) as u64,
+        "opened with the previous key: {status}"
+    );
+    assert_eq!(status["nats"]["seal_key"], fp_c.as_str(), "{status}");
+    assert_eq!(
+        status["nats"]["previous_seal_key"],
+        fp_a.as_str(),
+        "{status}"
+    );
+    // Then the edge: sealing to C.
+    edge.stop();
+    let text = std::fs::read_to_string(&edge.config).unwrap();
+    std::fs::write(
+        &edge.config,
+        text.replace(&format!("{public_a:?}"), &format!("{public_c:?}")),
+    )
+    .unwrap();
+    edge.run();
+    edge.wait_ready(Duration::from_secs(60));
+    assert!(
+        edge.log().contains(&fp_c),
+        "the edge names its key: {}",
+        edge.log()
+    );
+    send_all(&edge.callback_url(), N + 5..N + 10, &mut keys).await;
+    let status = status_when(&setup, move |s| {
+        s["callbacks"]["unmatched"] == (N + 10) as u64 && s["nats"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(status["callbacks"]["stored"], (N + 10) as u64, "{status}");
+    assert_eq!(status["nats"]["held"], 0, "{status}");
+    let log = setup.log();
+    assert_eq!(
+        log.matches(HELD_LINE).count(),
+        1,
+        "nothing held in the rotation: {log}"
+    );
+    for k in &keys {
+        for d in nats.store_dirs() {
+            assert!(contains_bytes(&d, k.as_bytes()).is_empty());
+        }
+    }
+    edge.stop();
+    setup.keep_for_log_scan().await;
+    drop(daemon);
 }

@@ -55,6 +55,9 @@ pub struct Metrics {
     nats_consumed: Family<Labels, Counter>,
     /// NATS: messages waiting for the daemon, by stream.
     nats_lag: Family<Labels, Gauge>,
+    /// NATS: messages held in the stream (sealed to a key the daemon does
+    /// not hold), by stream.
+    nats_held: Family<Labels, Gauge>,
     /// The same, read back for `/status`.
     nats_lags: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -119,6 +122,7 @@ impl Metrics {
             nats_publish_failures: Family::default(),
             nats_consumed: Family::default(),
             nats_lag: Family::default(),
+            nats_held: Family::default(),
             nats_lags: Default::default(),
         }
     }
@@ -290,6 +294,13 @@ impl Metrics {
         self.nats_lags.lock().insert(stream.to_string(), n);
     }
 
+    /// Messages held lately in `stream` (`broker/held.rs`).
+    pub fn nats_held(&self, stream: &str, n: u64) {
+        self.nats_held
+            .get_or_create(&labels(&[("stream", stream)]))
+            .set(n.min(i64::MAX as u64) as i64);
+    }
+
     /// The last lag read, summed over the streams; None before the first.
     pub fn nats_lag_total(&self) -> Option<u64> {
         let lags = self.nats_lags.lock();
@@ -325,13 +336,18 @@ impl Metrics {
         );
         reg.register(
             "nats_consumed",
-            "Messages the daemon took from a NATS stream, by outcome (done: durable and acknowledged; rejected: not ours, terminated; retried: delivered again later)",
+            "Messages the daemon took from a NATS stream, by outcome (done: durable and acknowledged; rejected: not ours, terminated; retried: delivered again later; held: sealed to a key this daemon does not hold, left in the stream)",
             self.nats_consumed.clone(),
         );
         reg.register(
             "nats_lag",
             "Messages waiting for the daemon in each NATS stream (not yet delivered, or delivered and not acknowledged)",
             self.nats_lag.clone(),
+        );
+        reg.register(
+            "nats_held_messages",
+            "Messages the daemon holds in a NATS stream because they are sealed to a key it does not hold (delivered again every 30 s, never terminated; see /readyz)",
+            self.nats_held.clone(),
         );
     }
 

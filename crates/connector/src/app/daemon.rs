@@ -15,7 +15,7 @@ use crate::app::listeners::{Listener, Passed};
 use crate::app::reload::Reloader;
 use crate::app::{ShutdownError, StartError};
 use crate::broker::connect::FirstConnect;
-use crate::broker::{Broker, SealKey};
+use crate::broker::{Broker, Held, SealKey, SealKeys, Topic};
 use crate::config::Settings;
 use crate::config::Swap;
 use crate::metrics::Metrics;
@@ -60,8 +60,15 @@ struct Parts {
     mydex: Arc<MydexClient>,
     mailer: Arc<Mailer>,
     tls: Option<Arc<CallbackTls>>,
-    /// `[nats]`: the broker and the key that opens what edges sealed.
-    nats: Option<(Broker, SealKey)>,
+    /// `[nats]`: the broker and the keys that open what edges sealed.
+    nats: Option<NatsParts>,
+}
+
+/// With `[nats]`: the broker, the keys, and what is held in the streams.
+struct NatsParts {
+    broker: Broker,
+    keys: SealKeys,
+    held: Arc<Held>,
 }
 
 /// Start everything; returns once the store is open and listeners are bound.
@@ -86,12 +93,16 @@ pub async fn start(settings: Settings) -> Result<Daemon, StartError> {
     let (control, lifecycle) = start_lifecycle(&parts, &wake, &shutdown, &mut tasks).await?;
     judge_kept_callbacks(&parts).await?;
     tasks.spawn(callback_server(&parts, cb_listener, shutdown.clone())?);
-    if let Some((broker, key)) = &parts.nats {
-        let (broker, key) = (broker.clone(), SealKey::from_secret_key(key));
-        let auth = crate::mydex::token_hash(settings.mydex.connection_token.expose_secret());
-        let keeper = store_keeper(&parts);
-        let metrics = parts.metrics.clone();
-        super::nats_intake::start(broker, keeper, key, auth, metrics, &shutdown, &mut tasks);
+    if let Some(n) = &parts.nats {
+        let given = super::nats_intake::NatsIntake {
+            broker: n.broker.clone(),
+            keeper: store_keeper(&parts),
+            keys: n.keys.copy(),
+            connection_token: settings.mydex.connection_token.clone(),
+            metrics: parts.metrics.clone(),
+            held: n.held.clone(),
+        };
+        super::nats_intake::start(given, &shutdown, &mut tasks);
     }
     let (stall_tx, stall_requests) = stall_hook();
     tasks.spawn(admin_server(
@@ -146,7 +157,7 @@ fn start_invitee_intake(
 ) {
     let (store, settings) = (parts.store.clone(), parts.settings.clone());
     match (&parts.nats, settings.queue.source) {
-        (Some((broker, _)), crate::config::IntakeSource::Nats) => {
+        (Some(NatsParts { broker, .. }), crate::config::IntakeSource::Nats) => {
             let (broker, metrics) = (broker.clone(), parts.metrics.clone());
             super::nats_rows::start(
                 crate::broker::Topic::Invitees,
@@ -186,7 +197,7 @@ fn start_delivery(
     let wake = Arc::new(tokio::sync::Notify::new());
     let (store, settings) = (parts.store.clone(), parts.settings.clone());
     match (&parts.nats, d.source) {
-        (Some((broker, _)), crate::config::IntakeSource::Nats) => {
+        (Some(NatsParts { broker, .. }), crate::config::IntakeSource::Nats) => {
             let (broker, metrics) = (broker.clone(), parts.metrics.clone());
             let (topic, w) = (crate::broker::Topic::Readings, wake.clone());
             super::nats_rows::start(topic, broker, store, settings, w, metrics, shutdown, tasks);
@@ -258,9 +269,10 @@ async fn open(settings: Settings) -> Result<Parts, StartError> {
     })
 }
 
-/// With `[nats]`: its private key (required here) and a connection that
-/// keeps trying in the background (the daemon starts while NATS is down).
-async fn open_nats(settings: &Settings) -> Result<Option<(Broker, SealKey)>, StartError> {
+/// With `[nats]`: its private key (required here; the previous one if
+/// kept) and a connection that keeps trying in the background (the daemon
+/// starts while NATS is down).
+async fn open_nats(settings: &Settings) -> Result<Option<NatsParts>, StartError> {
     let Some(n) = &settings.nats else {
         return Ok(None);
     };
@@ -274,7 +286,15 @@ async fn open_nats(settings: &Settings) -> Result<Option<(Broker, SealKey)>, Sta
     let broker = Broker::connect(n, "mydex-connector run", FirstConnect::InBackground)
         .await
         .map_err(StartError::Nats)?;
-    Ok(Some((broker, SealKey::from_secret(key))))
+    let previous = n.previous_seal_key.as_ref().map(SealKey::from_secret);
+    let keys = SealKeys::new(SealKey::from_secret(key), previous);
+    let ours = std::iter::once(keys.current())
+        .chain(keys.previous())
+        .map(str::to_string)
+        .collect();
+    let streams = [Topic::Callbacks, Topic::Unsubscribes].map(|t| broker.stream(t));
+    let held = Arc::new(Held::new(streams.to_vec(), ours));
+    Ok(Some(NatsParts { broker, keys, held }))
 }
 
 /// The lifecycle: campaign control, version and expiry sweeps on cron
@@ -429,7 +449,8 @@ fn admin_server(
         wake,
         stall,
         tls: parts.tls.clone(),
-        nats: parts.nats.as_ref().map(|(b, _)| b.clone()),
+        nats: parts.nats.as_ref().map(|n| n.broker.clone()),
+        nats_held: parts.nats.as_ref().map(|n| n.held.clone()),
         last_status: Default::default(),
         last_snapshot: Default::default(),
     });

@@ -61,6 +61,7 @@ pub async fn start(settings: EdgeSettings) -> Result<Edge, EdgeError> {
         settings.connection_token.clone(),
         metrics.clone(),
     ));
+    let seal_key = publisher.fingerprint().to_string();
     let mut passed = Passed::from_env().map_err(StartError::from)?;
     let cb_listener = passed
         .listener(Listener::Callback, settings.callback.listen)
@@ -115,7 +116,7 @@ pub async fn start(settings: EdgeSettings) -> Result<Edge, EdgeError> {
             tracing::error!(error = %e, "edge admin listener stopped");
         }
     });
-    tracing::info!(callback = %callback_addr, admin = %admin_addr, nats = %broker.servers(), subject = %broker.subject(crate::broker::Topic::Callbacks), "mydex-connector edge running");
+    tracing::info!(callback = %callback_addr, admin = %admin_addr, nats = %broker.servers(), subject = %broker.subject(crate::broker::Topic::Callbacks), seal_key = %seal_key, "mydex-connector edge running");
     Ok(Edge {
         callback_addr,
         admin_addr,

@@ -4,8 +4,12 @@
 //! what it carried on disk). A handler's error leaves the message to be
 //! delivered again a little later; a message that can never be handled
 //! (`Handled::Reject`) is terminated with a log line, so it neither blocks
-//! the stream nor comes back. A broken connection or a missing stream is
-//! waited out and the loop starts again; nothing here ends the daemon.
+//! the stream nor comes back; a message this daemon must not take but
+//! another may (`Handled::Hold`: sealed to a key it does not hold) is left
+//! in the stream, delivered again every 30 s for as long as the stream
+//! keeps it (the consumer has no limit on deliveries). A broken connection
+//! or a missing stream is waited out and the loop starts again; nothing
+//! here ends the daemon.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +35,15 @@ pub struct Delivery {
     pub stream_sequence: u64,
     /// How many times it has been delivered (1 the first time).
     pub delivered: i64,
+    /// Its headers, if it had any.
+    pub headers: Option<async_nats::HeaderMap>,
+}
+
+impl Delivery {
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
 }
 
 /// What a handler made of a message.
@@ -40,11 +53,19 @@ pub enum Handled {
     Done,
     /// Never to be handled (not ours, garbage): terminated, with why.
     Reject(String),
+    /// Not for this daemon now, but not to be lost (sealed to a key it does
+    /// not hold): left in the stream, delivered again after [`HOLD_DELAY`];
+    /// the handler logs why (once, not at every delivery).
+    Hold,
 }
 
 /// How long a message whose handler failed waits before it is delivered
 /// again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How long a held message waits before it is delivered again: a daemon
+/// started with the right key takes it within this long.
+pub const HOLD_DELAY: Duration = Duration::from_secs(30);
 
 /// How long to wait before trying again when the consumer cannot be read.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -197,6 +218,7 @@ async fn handle_one<F, Fut, E>(
         msg_id,
         stream_sequence,
         delivered,
+        headers: message.headers.clone(),
     };
     let (ack, outcome) = match handler(delivery).await {
         Ok(Handled::Done) => (AckKind::Ack, "done"),
@@ -204,6 +226,7 @@ async fn handle_one<F, Fut, E>(
             tracing::warn!(stream, seq = stream_sequence, reason = %why, "NATS message rejected: not handled and not delivered again");
             (AckKind::Term, "rejected")
         }
+        Ok(Handled::Hold) => (AckKind::Nak(Some(HOLD_DELAY)), "held"),
         Err(e) => {
             tracing::error!(stream, seq = stream_sequence, error = %e, "NATS message not handled; delivered again in {}s", RETRY_DELAY.as_secs());
             (AckKind::Nak(Some(RETRY_DELAY)), "retried")

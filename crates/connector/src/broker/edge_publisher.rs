@@ -1,5 +1,6 @@
 //! What an edge does with a request it accepted: seal it to the daemon's
-//! key, publish it with its keyed `Nats-Msg-Id`, and say whether JetStream
+//! key, publish it with its keyed `Nats-Msg-Id` and the headers naming the
+//! key it is sealed to (`sealed_to.rs`), and say whether JetStream
 //! acknowledged it in time (the edge answers 2xx only then). Counted in
 //! `/metrics` (publishes, publish failures).
 
@@ -12,12 +13,15 @@ use super::envelope::{ReceivedCallback, ReceivedUnsubscribe};
 use super::error::BrokerError;
 use super::publish::Published;
 use super::seal::SealPublicKey;
+use super::sealed_to::{SEAL_KEY_HEADER, SEAL_MAC_HEADER, seal_mac};
 use super::topics::Topic;
 use crate::metrics::Metrics;
 
 pub struct EdgePublisher {
     pub broker: Broker,
     seal_to: SealPublicKey,
+    /// `seal_to`'s fingerprint, on every message.
+    fingerprint: String,
     connection_token: SecretString,
     metrics: Arc<Metrics>,
 }
@@ -31,10 +35,16 @@ impl EdgePublisher {
     ) -> Self {
         Self {
             broker,
+            fingerprint: seal_to.fingerprint(),
             seal_to,
             connection_token,
             metrics,
         }
+    }
+
+    /// The fingerprint of the key it seals to.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Seal and publish a callback to `{prefix}.callbacks`.
@@ -65,7 +75,14 @@ impl EdgePublisher {
             subject: subject.clone(),
             reason: e.to_string(),
         })?;
-        let done = self.broker.publish(topic, msg_id, sealed.into()).await;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(SEAL_KEY_HEADER, self.fingerprint.as_str());
+        let token = self.connection_token.expose_secret().as_bytes();
+        headers.insert(SEAL_MAC_HEADER, seal_mac(token, &self.fingerprint, &sealed));
+        let done = self
+            .broker
+            .publish_with_headers(topic, msg_id, headers, sealed.into())
+            .await;
         match &done {
             Ok(_) => self.metrics.nats_published(&subject),
             Err(e) => {

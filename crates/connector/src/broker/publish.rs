@@ -4,6 +4,7 @@
 //! must come within [`super::connect::REQUEST_TIMEOUT`] (5 s), else the
 //! caller hears so (an edge answers 503 with `Retry-After: 5`).
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use bytes::Bytes;
 
@@ -29,8 +30,23 @@ impl Broker {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<Published, BrokerError> {
+        self.publish_with_headers(topic, msg_id, HeaderMap::new(), payload)
+            .await
+    }
+
+    /// [`Broker::publish`] with more headers (an edge's seal headers).
+    pub async fn publish_with_headers(
+        &self,
+        topic: Topic,
+        msg_id: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<Published, BrokerError> {
         let subject = self.subject(topic);
-        let publish = Publish::build().payload(payload).message_id(msg_id);
+        let publish = Publish::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(msg_id);
         let acked = async {
             let ack = self
                 .js

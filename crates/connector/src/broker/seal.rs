@@ -4,13 +4,18 @@
 //! again, nor can the broker or anyone reading its disks. Only the daemon,
 //! holding the private key (`nats.seal_key_file`), opens it. `nats keygen`
 //! makes the pair (`seal.key` mode 0600, `seal.pub`), both 64 hex
-//! characters and a newline.
+//! characters and a newline. A public key is named by its fingerprint
+//! (16 hex characters of a SHA-256): an edge puts it on every message, the
+//! daemon picks the key that opens it by it (its `seal_key_file`, or the
+//! `previous_seal_key_file` kept during a rotation), and `nats keygen`, the
+//! logs and `status` show it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crypto_box::aead::OsRng;
 use secrecy::{ExposeSecret, SecretBox};
+use sha2::{Digest, Sha256};
 
 /// Why a sealed message could not be opened, or a key pair not written.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,16 @@ impl SealPublicKey {
 
     pub fn to_hex(&self) -> String {
         hex::encode(self.0.as_bytes())
+    }
+
+    /// The key's name on messages, in logs and in `status`: the first 8
+    /// bytes of a SHA-256 of the key (domain-separated), as 16 hex
+    /// characters. Public, as the key is.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"mydex-connector seal key fingerprint v1\0");
+        h.update(self.0.as_bytes());
+        hex::encode(&h.finalize()[..8])
     }
 
     /// `plain` sealed to this key (48 bytes longer).
@@ -66,14 +81,19 @@ impl SealKey {
         SealPublicKey(self.0.public_key())
     }
 
+    /// The fingerprint of its public key.
+    pub fn fingerprint(&self) -> String {
+        self.public_key().fingerprint()
+    }
+
     /// What was sealed to this key's public key.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         self.0.unseal(sealed).map_err(|_| SealError::Open)
     }
 
     /// Write a fresh pair into `dir`: `seal.key` (created, never replaced;
-    /// mode 0600) and `seal.pub`. The paths written.
-    pub fn write_new_pair(dir: &Path) -> Result<(PathBuf, PathBuf), SealError> {
+    /// mode 0600) and `seal.pub`. The paths written, and the fingerprint.
+    pub fn write_new_pair(dir: &Path) -> Result<(PathBuf, PathBuf, String), SealError> {
         let key = Self::generate();
         let (key_path, pub_path) = (dir.join("seal.key"), dir.join("seal.pub"));
         let mut options = std::fs::OpenOptions::new();
@@ -90,7 +110,78 @@ impl SealKey {
         write_key(&key_path).map_err(|e| SealError::Write(key_path.clone(), e))?;
         let public = format!("{}\n", key.public_key().to_hex());
         std::fs::write(&pub_path, public).map_err(|e| SealError::Write(pub_path.clone(), e))?;
-        Ok((key_path, pub_path))
+        Ok((key_path, pub_path, key.fingerprint()))
+    }
+}
+
+/// Whether `text` has the shape of a fingerprint (16 lowercase hex
+/// characters): what a message's header must hold to be named in a log.
+pub fn is_fingerprint(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The keys a daemon opens with: its own (`seal_key_file`), and during a
+/// rotation the one before (`previous_seal_key_file`), each with its
+/// fingerprint.
+pub struct SealKeys {
+    current: (SealKey, String),
+    previous: Option<(SealKey, String)>,
+}
+
+impl SealKeys {
+    pub fn new(current: SealKey, previous: Option<SealKey>) -> Self {
+        let named = |k: SealKey| {
+            let fp = k.fingerprint();
+            (k, fp)
+        };
+        Self {
+            current: named(current),
+            previous: previous.map(named),
+        }
+    }
+
+    /// The same keys again (for another task).
+    pub fn copy(&self) -> Self {
+        Self {
+            current: (
+                SealKey::from_secret_key(&self.current.0),
+                self.current.1.clone(),
+            ),
+            previous: self
+                .previous
+                .as_ref()
+                .map(|(k, fp)| (SealKey::from_secret_key(k), fp.clone())),
+        }
+    }
+
+    /// The fingerprint of the daemon's own key.
+    pub fn current(&self) -> &str {
+        &self.current.1
+    }
+
+    /// The fingerprint of the previous key, if one is kept.
+    pub fn previous(&self) -> Option<&str> {
+        self.previous.as_ref().map(|(_, fp)| fp.as_str())
+    }
+
+    /// The key named `fingerprint`, if it is one of ours.
+    pub fn named(&self, fingerprint: &str) -> Option<&SealKey> {
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find(|(_, fp)| fp == fingerprint)
+            .map(|(k, _)| k)
+    }
+
+    /// Open with whichever of our keys opens it (a message that names no
+    /// key: sealed by an edge older than the key names).
+    pub fn open_any(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        match self.current.0.open(sealed) {
+            Ok(plain) => Ok(plain),
+            Err(e) => match &self.previous {
+                Some((k, _)) => k.open(sealed),
+                None => Err(e),
+            },
+        }
     }
 }
 
@@ -118,7 +209,7 @@ mod tests {
     #[test]
     fn a_pair_is_written_once_with_the_key_private() {
         let dir = tempfile::tempdir().unwrap();
-        let (k, p) = SealKey::write_new_pair(dir.path()).unwrap();
+        let (k, p, fingerprint) = SealKey::write_new_pair(dir.path()).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -134,8 +225,43 @@ mod tests {
             .try_into()
             .unwrap();
         let key = SealKey::from_secret(&SecretBox::new(Box::new(secret)));
+        assert_eq!(key.fingerprint(), fingerprint);
+        assert_eq!(SealPublicKey::from_bytes(public).fingerprint(), fingerprint);
         let sealed = SealPublicKey::from_bytes(public).seal(b"x").unwrap();
         assert_eq!(key.open(&sealed).unwrap(), b"x");
         assert!(SealKey::write_new_pair(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_key_is_named_by_its_fingerprint_and_opened_by_it() {
+        let (old, new) = (SealKey::generate(), SealKey::generate());
+        let (old_fp, new_fp) = (old.fingerprint(), new.fingerprint());
+        assert!(is_fingerprint(&old_fp), "{old_fp}");
+        assert_ne!(old_fp, new_fp);
+        assert_eq!(old_fp, old.public_key().fingerprint());
+        assert_eq!(old_fp, SealKey::from_secret_key(&old).fingerprint());
+        assert!(!is_fingerprint("0123456789ABCDEF"));
+        assert!(!is_fingerprint("0123456789abcde"));
+        let sealed_old = old.public_key().seal(b"o").unwrap();
+        let sealed_new = new.public_key().seal(b"n").unwrap();
+        let keys = SealKeys::new(new, Some(old));
+        assert_eq!(
+            (keys.current(), keys.previous()),
+            (new_fp.as_str(), Some(old_fp.as_str()))
+        );
+        assert_eq!(
+            keys.named(&old_fp).unwrap().open(&sealed_old).unwrap(),
+            b"o"
+        );
+        assert_eq!(
+            keys.named(&new_fp).unwrap().open(&sealed_new).unwrap(),
+            b"n"
+        );
+        assert!(keys.named("0000000000000000").is_none());
+        assert_eq!(keys.open_any(&sealed_old).unwrap(), b"o");
+        assert_eq!(keys.copy().open_any(&sealed_new).unwrap(), b"n");
+        let alone = SealKeys::new(SealKey::generate(), None);
+        assert!(alone.open_any(&sealed_old).is_err());
+        assert!(alone.previous().is_none());
     }
 }

@@ -5,7 +5,10 @@
 //! stream the daemon reads (explicit acks, ack wait 30 s). Run by `nats
 //! setup` (which prints the steps), and by `run` and `edge` on start. A
 //! stream the daemon reads is a work queue: a message is removed once
-//! acknowledged, and kept for `retention` until then.
+//! acknowledged, and kept for `retention` until then. The consumer has no
+//! limit on deliveries (`max_deliver` -1; set again if found otherwise): a
+//! message held for a daemon with another key is delivered again for as
+//! long as the stream keeps it, never dropped after N tries.
 
 use std::time::Duration;
 
@@ -194,6 +197,12 @@ impl Broker {
                     changes.push(format!(
                         "ack_wait {:?} → {:?}",
                         have.ack_wait, want.ack_wait
+                    ));
+                }
+                if have.max_deliver != want.max_deliver {
+                    changes.push(format!(
+                        "max_deliver {} → {}",
+                        have.max_deliver, want.max_deliver
                     ));
                 }
                 if have.max_ack_pending != want.max_ack_pending {

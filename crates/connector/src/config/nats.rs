@@ -4,7 +4,9 @@
 //! or the credential `nats_creds`), the subject prefix, the streams'
 //! replicas, retention and duplicate window, and the X25519 keys callbacks
 //! are sealed with (`seal_public_key_file` on edges; `seal_key_file` or the
-//! credential `nats_seal_key` on the daemon, which alone can open them).
+//! credential `nats_seal_key` on the daemon, which alone can open them, and
+//! during a rotation the key before it, `previous_seal_key_file` or the
+//! credential `nats_previous_seal_key`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,6 +81,12 @@ pub struct NatsSettings {
     pub seal_key: Option<SecretBox<[u8; 32]>>,
     #[serde(rename = "seal_key", serialize_with = "show::optional_secret")]
     pub seal_key_source: Option<PathBuf>,
+    /// The daemon's key before a rotation, still opening what edges sealed
+    /// to it until every edge has the new public key.
+    #[serde(skip)]
+    pub previous_seal_key: Option<SecretBox<[u8; 32]>>,
+    #[serde(rename = "previous_seal_key", serialize_with = "show::optional_secret")]
+    pub previous_seal_key_source: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for NatsSettings {
@@ -104,6 +112,7 @@ pub(super) struct RawNats {
     dedup_window: Option<Duration>,
     seal_public_key_file: Option<PathBuf>,
     seal_key_file: Option<PathBuf>,
+    previous_seal_key_file: Option<PathBuf>,
 }
 
 /// A private key and the file it was read from.
@@ -141,7 +150,13 @@ impl Validator {
             Some(p) => Some(self.seal_public_key(self.path(p))?),
             None => None,
         };
-        let seal_key = self.seal_private_key(raw.seal_key_file)?;
+        let seal_key =
+            self.seal_private_key("nats.seal_key_file", "nats_seal_key", raw.seal_key_file)?;
+        let previous_seal_key = self.seal_private_key(
+            "nats.previous_seal_key_file",
+            "nats_previous_seal_key",
+            raw.previous_seal_key_file,
+        )?;
         Ok(Some(NatsSettings {
             servers,
             credentials_source: credentials.as_ref().map(|(_, p)| p.clone()),
@@ -154,6 +169,8 @@ impl Validator {
             seal_public_key: seal_public_key.map(|(k, _)| k),
             seal_key_source: seal_key.as_ref().map(|(_, p)| p.clone()),
             seal_key: seal_key.map(|(k, _)| k),
+            previous_seal_key_source: previous_seal_key.as_ref().map(|(_, p)| p.clone()),
+            previous_seal_key: previous_seal_key.map(|(k, _)| k),
         }))
     }
 
@@ -206,16 +223,20 @@ impl Validator {
         Ok((out, path))
     }
 
-    /// `nats.seal_key_file` or the credential `nats_seal_key`, optional here
-    /// (an edge, `nats setup` and `enqueue --nats` do without it; `run`
-    /// requires it).
-    fn seal_private_key(&self, path: Option<PathBuf>) -> Result<Option<KeyAndPath>, ConfigError> {
-        let key = "nats.seal_key_file";
+    /// `nats.seal_key_file` or the credential `nats_seal_key` (and the same
+    /// for `previous_seal_key_file`), optional here (an edge, `nats setup`
+    /// and `enqueue --nats` do without it; `run` requires the first).
+    fn seal_private_key(
+        &self,
+        key: &str,
+        credential: &str,
+        path: Option<PathBuf>,
+    ) -> Result<Option<KeyAndPath>, ConfigError> {
         let given = path.is_some();
-        let found = self.secret_bytes(key, "nats_seal_key", path, false)?;
+        let found = self.secret_bytes(key, credential, path, false)?;
         match found {
             Some(_) => self
-                .key_file(key, "nats_seal_key", found.map(|(_, p)| p))
+                .key_file(key, credential, found.map(|(_, p)| p))
                 .map(Some),
             None if given => Err(self.err(key, "is missing")),
             None => Ok(None),

@@ -29,6 +29,9 @@ pub struct AdminState {
     pub tls: Option<Arc<crate::server::tls::CallbackTls>>,
     /// `[nats]`: the broker, for `/status`.
     pub nats: Option<crate::broker::Broker>,
+    /// `[nats]`: what the daemon holds in the streams, sealed to a key it
+    /// does not hold (`/readyz`, `/metrics`, `/status`).
+    pub nats_held: Option<Arc<crate::broker::Held>>,
     /// What `/status` and `/metrics` answer while the store cannot.
     pub last_status: super::last_known::LastKnown<serde_json::Value>,
     pub last_snapshot: super::last_known::LastKnown<crate::metrics::Snapshot>,

@@ -220,7 +220,7 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     // What lives in memory is always current, whatever the store says.
     doc["uptime_seconds"] = st.started.elapsed().as_secs().into();
     if let Some(broker) = &st.nats {
-        doc["nats"] = nats_status(broker, &st.metrics).await;
+        doc["nats"] = nats_status(broker, &st.metrics, st.nats_held.as_deref()).await;
     }
     doc["store"] = store;
     let parts = match &st.lifecycle {
@@ -235,12 +235,16 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     axum::Json(doc).into_response()
 }
 
-/// `"nats": {"connected", "pending"}`: whether the connection is up, and
-/// the messages waiting for the daemon in the streams it reads (asked now,
-/// within 2 s; else the last figure read, from `/metrics`' lag).
+/// `"nats": {"connected", "pending", "held", "seal_key",
+/// "previous_seal_key"}`: whether the connection is up, the messages
+/// waiting for the daemon in the streams it reads (asked now, within 2 s;
+/// else the last figure read, from `/metrics`' lag), those of them held
+/// lately because they are sealed to a key it does not hold, and the
+/// fingerprints of the keys it opens with.
 async fn nats_status(
     broker: &crate::broker::Broker,
     metrics: &crate::metrics::Metrics,
+    held: Option<&crate::broker::Held>,
 ) -> serde_json::Value {
     use crate::broker::Topic;
     let ask = async {
@@ -255,7 +259,15 @@ async fn nats_status(
         .ok()
         .flatten();
     let pending = fresh.or_else(|| metrics.nats_lag_total());
-    serde_json::json!({"connected": broker.connected(), "pending": pending})
+    let mut doc = serde_json::json!({"connected": broker.connected(), "pending": pending});
+    if let Some(held) = held {
+        let now = std::time::Instant::now();
+        let n: u64 = held.by_stream(now).iter().map(|(_, n)| n).sum();
+        doc["held"] = n.into();
+        doc["seal_key"] = held.ours().first().cloned().into();
+        doc["previous_seal_key"] = held.ours().get(1).cloned().into();
+    }
+    doc
 }
 
 /// The status document as the store holds it now.
@@ -309,6 +321,11 @@ fn campaign_progress(
 }
 
 async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
+    if let Some(held) = &st.nats_held {
+        for (stream, n) in held.by_stream(std::time::Instant::now()) {
+            st.metrics.nats_held(&stream, n);
+        }
+    }
     let read = snapshot(&st).await.map_err(|e| e.to_string());
     let snap = match read {
         Ok(snap) => {

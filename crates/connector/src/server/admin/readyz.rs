@@ -7,6 +7,9 @@
 //! operator's probe sees it. With HTTPS on the callback listener,
 //! `callback_tls`: a warning (in `warnings`, still ready) when the
 //! certificate expires within 14 days, a failure once it has expired.
+//! With `[nats]`, `nats_seal_key`: a failure while callbacks or
+//! unsubscribes sealed to a key this daemon does not hold wait in NATS
+//! (held, not lost: `broker/held.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +69,9 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         "mydex_connection": verdict(Ok(connection)),
         "smtp": verdict(smtp_r),
     });
+    if let Some(held) = &st.nats_held {
+        checks["nats_seal_key"] = seal_key_check(held);
+    }
     let mut warnings = Vec::new();
     if let Some(tls) = &st.tls {
         let (check, warning) = tls_check(tls);
@@ -81,7 +87,9 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     ]
     .iter()
     .all(|k| checks[k]["ok"] == true)
-        && checks.get("callback_tls").is_none_or(|c| c["ok"] == true);
+        && ["callback_tls", "nats_seal_key"]
+            .iter()
+            .all(|k| checks.get(k).is_none_or(|c| c["ok"] == true));
     let status = if ready {
         StatusCode::OK
     } else {
@@ -92,6 +100,32 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
         axum::Json(json!({"ready": ready, "checks": checks, "warnings": warnings})),
     )
         .into_response()
+}
+
+/// Whether messages sealed to another key wait in NATS: which keys, how
+/// many, and what to do.
+fn seal_key_check(held: &crate::broker::Held) -> serde_json::Value {
+    let ours = held.ours().join(", ");
+    let mut check = json!({"ok": true, "seal_key": held.ours().first()});
+    if let Some(previous) = held.ours().get(1) {
+        check["previous_seal_key"] = previous.as_str().into();
+    }
+    let keys = held.by_key(std::time::Instant::now());
+    if keys.is_empty() {
+        return check;
+    }
+    let waiting: Vec<String> = keys
+        .iter()
+        .map(|(fingerprint, n)| format!("{n} sealed to {fingerprint}"))
+        .collect();
+    let error = format!(
+        "callbacks or unsubscribes sealed to another key are waiting in NATS, held (not lost): {}; this daemon opens {ours}. Restart it with the private key of that fingerprint (nats.seal_key_file, or nats.previous_seal_key_file while rotating), or give the edges this daemon's seal.pub",
+        waiting.join(", ")
+    );
+    check["ok"] = false.into();
+    check["error"] = error.into();
+    check["held"] = json!(keys);
+    check
 }
 
 /// The certificate's check, and a warning when it is near its end.
