@@ -71,9 +71,18 @@ async fn post_all(url: &str, tag: &'static str, n: usize, senders: usize) -> f64
     start.elapsed().as_secs_f64()
 }
 
+/// The machine's 1-minute load average, as /proc/loadavg gives it.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let load_before = loadavg();
     let n = env_num("BENCH_CALLBACKS", if full { 2000 } else { 100 }) as usize;
     let senders = env_num("BENCH_SENDERS", 32) as usize;
     let nats_dir = tempfile::tempdir().unwrap();
@@ -130,7 +139,13 @@ async fn main() {
     );
     let all_s = start.elapsed().as_secs_f64();
     assert_eq!(s["callbacks"]["unmatched"], (2 * n) as u64, "{s}");
-    println!("nats bench: {n} callbacks, {senders} senders, one nats-server, 2 cores shared");
+    println!(
+        "nats bench: {n} callbacks, {senders} senders, one nats-server; {} cores shared by the bench, the daemon, the edge and nats-server (load {load_before} → {})",
+        std::thread::available_parallelism()
+            .map(|c| c.get())
+            .unwrap_or(1),
+        loadavg()
+    );
     println!("  JetStream publish+ack alone:          {raw:>8.0} msg/s");
     println!("  daemon's own listener (stored, 200):  {direct:>8.0} callbacks/s");
     println!(
