@@ -107,6 +107,34 @@ async fn send(http: &reqwest::Client, urls: &[String], i: usize, key: &str, tall
     }
 }
 
+/// How many `unmatched` records each connection has in `items` (from
+/// `callbacks list`), read from each record's body as `GET /callbacks/{id}`
+/// shows it (`{"as": "json", "body": {...}}`, the key redacted).
+async fn first_keepings(
+    setup: &Setup,
+    items: &[serde_json::Value],
+) -> std::collections::BTreeMap<String, usize> {
+    let http = reqwest::Client::new();
+    let mut firsts = std::collections::BTreeMap::new();
+    for c in items.iter().filter(|c| c["status"] == "unmatched") {
+        let id = c["id"].as_u64().unwrap();
+        let shown: serde_json::Value = http
+            .get(setup.admin_url(&format!("/callbacks/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let conn = shown["body"]["body"]["connection_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{shown}"));
+        *firsts.entry(conn.to_string()).or_default() += 1;
+    }
+    firsts
+}
+
 /// The daemon's `kill -9`, then a start again.
 fn kill9_and_restart(setup: &Setup, daemon: &mut Option<Proc>) {
     if let Some(mut d) = daemon.take() {
@@ -273,20 +301,41 @@ async fn callbacks_survive_kills_through_a_cluster() {
         "callbacks list by state/status: {seen:?}; stored {}",
         status["callbacks"]["stored"]
     );
-    // Each record is one delivery: the first of each key `unmatched`, a
-    // redelivery or retry `replay`. A kill -9 between a group commit of
-    // callbacks' effects and their records' outcomes leaves those records
-    // pending; judged at the next start each finds its own effects and
-    // reads `replay` (as many as the group held), while every key was still
-    // kept exactly once: the status counter above, which moves in the same
-    // transaction as the key. So the list never shows more first keepings
-    // than the counter, and every record is one of the two.
-    assert!(count("unmatched") <= n, "callbacks list: {seen:?}");
+    // Each record is one arrival: the first of each key `unmatched`, a
+    // redelivery or retry `replay`. A record left pending by a kill -9
+    // after the group commit that held its effects is judged again at the
+    // next start and finds its own effects: still its key's `unmatched`.
+    // So the list and the status counters agree.
+    assert_eq!(
+        count("unmatched") as u64,
+        status["callbacks"]["unmatched"].as_u64().unwrap(),
+        "callbacks list: {seen:?}"
+    );
+    assert_eq!(count("unmatched"), n, "callbacks list: {seen:?}");
     assert_eq!(
         items.len() as u64,
         status["callbacks"]["stored"].as_u64().unwrap()
     );
-    assert_eq!(count("unmatched") + count("replay"), items.len());
+    let quarantined = items.iter().filter(|c| c["state"] == "quarantined").count();
+    assert_eq!(
+        quarantined as u64,
+        status["callbacks"]["quarantined"].as_u64().unwrap()
+    );
+    let events = status["callbacks"]["identify"].as_u64().unwrap()
+        + status["callbacks"]["notification"].as_u64().unwrap();
+    assert_eq!(count("recorded") as u64, events, "callbacks list: {seen:?}");
+    assert_eq!(
+        count("unmatched") + count("replay"),
+        items.len(),
+        "{seen:?}"
+    );
+    // Per key: exactly one `unmatched` record, and it carried that key's
+    // connection.
+    let firsts = first_keepings(&setup, &items).await;
+    let expected: std::collections::BTreeMap<String, usize> = (0..n)
+        .map(|i| (format!("{}-45678", 100_000 + i), 1))
+        .collect();
+    assert_eq!(firsts, expected, "one unmatched record per key");
 
     // No key in clear in any NATS store (nor in the daemon's).
     for k in &keys {
