@@ -11,6 +11,9 @@
 //!   agree, and no NATS store directory holds a key in clear. Size:
 //!   `MYDEX_TEST_NATS_CALLBACKS` (default 1000; the figure is 2000)
 //!   offered at `MYDEX_TEST_NATS_RATE` a second (default 100).
+//! - `a_listen_address_that_cannot_be_bound_exits_78`: `edge` and `run`
+//!   exit 78 (a configuration error) for an address in use or not this
+//!   machine's, as for a missing file.
 //! - `hostile_messages_change_nothing`: a forged callback at an edge is
 //!   refused and never published; garbage, a box sealed to another key, and
 //!   one sealed to ours without the Connection Token, put straight on
@@ -361,6 +364,67 @@ async fn callbacks_survive_kills_through_a_cluster() {
     }
     setup.keep_for_log_scan().await;
     drop(daemon);
+}
+
+/// `edge` (and `run`) with a listen address that cannot be bound, or a
+/// file it needs missing: exit 78 naming the key, which a unit does not
+/// restart in a loop. No NATS server is needed to get that far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_address_that_cannot_be_bound_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("seal");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (_, public) = keygen(&keys);
+    let section = format!("servers = [\"nats://127.0.0.1:{}\"]\n", free_port());
+    let edge = Edge::configure(dir.path(), "edge", &section, &public);
+    let exits = |config: &std::path::Path, command: &str| {
+        let out = std::process::Command::new(bin())
+            .args([command, "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    // In use by another process.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", edge.callback_port)).unwrap();
+    let (code, stderr) = exits(&edge.config, "edge");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("callback.listen") && stderr.contains("cannot bind"),
+        "{stderr}"
+    );
+    drop(taken);
+    // Not an address of this machine (TEST-NET-1).
+    let text = std::fs::read_to_string(&edge.config).unwrap();
+    let elsewhere = format!("listen = \"127.0.0.1:{}\"", edge.admin_port);
+    assert!(text.contains(&elsewhere));
+    let other = dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &other,
+        text.replace(&elsewhere, "listen = \"192.0.2.1:8081\""),
+    )
+    .unwrap();
+    let (code, stderr) = exits(&other, "edge");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("admin.listen 192.0.2.1:8081"), "{stderr}");
+    // A file it needs, missing.
+    std::fs::remove_file(&public).unwrap();
+    let (code, stderr) = exits(&edge.config, "edge");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("nats.seal_public_key_file"), "{stderr}");
+
+    // `run` alike: its admin address in use.
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, tempfile::tempdir().unwrap(), Options::default()).await;
+    let taken = std::net::TcpListener::bind(("127.0.0.1", setup.admin_port)).unwrap();
+    let (code, stderr) = exits(&setup.config, "run");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("admin.listen") && stderr.contains("cannot bind"),
+        "{stderr}"
+    );
+    drop(taken);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
