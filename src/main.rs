@@ -2,8 +2,9 @@
 //! outcome to an exit code (0 ok, 2 usage — clap's, and a command's own
 //! `UsageError` — 78 configuration error — which
 //! includes a store key that does not open the store, a key rotation left
-//! unfinished, a key that `rotate-key` refuses, and a store written by a
-//! newer release — 1 anything else).
+//! unfinished, a key that `rotate-key` refuses, a store written by a
+//! newer release, and a listen address of `run` or `edge` that cannot be
+//! bound — 1 anything else).
 
 mod commands;
 
@@ -264,11 +265,13 @@ fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
             .is_some_and(StoreError::is_config_problem)
     });
     let service = e.downcast_ref::<mydex_connector::app::service::ServiceError>();
+    let edge = e.downcast_ref::<mydex_connector::app::edge::EdgeError>();
     if e.downcast_ref::<commands::mail::UsageError>().is_some() {
         ExitCode::from(2)
     } else if key_problem
         || e.downcast_ref::<ConfigError>().is_some()
         || service.is_some_and(|s| s.is_config_problem())
+        || edge.is_some_and(|s| s.is_config_problem())
     {
         ExitCode::from(78)
     } else if service.is_some_and(|s| s.is_store_failed()) {

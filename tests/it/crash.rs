@@ -409,6 +409,30 @@ async fn kill_9_mid_campaign_loses_nothing() {
         assert_eq!(Some(key), sandbox_keys.get(conn), "key of {conn}");
     }
 
+    // `callbacks list` agrees with `status`: one `connected` record per
+    // member (also one judged again at a start after a kill that came
+    // between its effects and its outcome), Mydex's retries `replay`.
+    // (Every journey's callback was answered: none arrives meanwhile.)
+    let after = setup.status();
+    let listed: serde_json::Value =
+        serde_json::from_str(&run_ok(&setup, &["callbacks", "list", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    let by_status = |w: &str| listed.iter().filter(|c| c["status"] == w).count() as u64;
+    let cb = &after["callbacks"];
+    let events = cb["identify"].as_u64().unwrap() + cb["notification"].as_u64().unwrap();
+    assert_eq!(by_status("connected"), n as u64, "callbacks list: {after}");
+    assert_eq!(by_status("recorded"), events, "{after}");
+    assert_eq!(
+        listed.len() as u64,
+        cb["stored"].as_u64().unwrap(),
+        "{after}"
+    );
+    assert_eq!(
+        by_status("connected") + by_status("recorded") + by_status("replay"),
+        listed.len() as u64,
+        "every other record a replay: {after}"
+    );
+
     // Mails: every invitee mailed; only those in flight at a kill twice.
     let expected: HashSet<String> = (0..n).map(|i| format!("c{i}@example.com")).collect();
     let got: HashSet<String> = seen.per_recipient.keys().cloned().collect();

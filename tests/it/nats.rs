@@ -11,6 +11,9 @@
 //!   agree, and no NATS store directory holds a key in clear. Size:
 //!   `MYDEX_TEST_NATS_CALLBACKS` (default 1000; the figure is 2000)
 //!   offered at `MYDEX_TEST_NATS_RATE` a second (default 100).
+//! - `a_listen_address_that_cannot_be_bound_exits_78`: `edge` and `run`
+//!   exit 78 (a configuration error) for an address in use or not this
+//!   machine's, as for a missing file.
 //! - `hostile_messages_change_nothing`: a forged callback at an edge is
 //!   refused and never published; garbage, a box sealed to another key, and
 //!   one sealed to ours without the Connection Token, put straight on
@@ -112,6 +115,34 @@ async fn send(http: &reqwest::Client, urls: &[String], i: usize, key: &str, tall
         at = (at + 1) % urls.len();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How many `unmatched` records each connection has in `items` (from
+/// `callbacks list`), read from each record's body as `GET /callbacks/{id}`
+/// shows it (`{"as": "json", "body": {...}}`, the key redacted).
+async fn first_keepings(
+    setup: &Setup,
+    items: &[serde_json::Value],
+) -> std::collections::BTreeMap<String, usize> {
+    let http = reqwest::Client::new();
+    let mut firsts = std::collections::BTreeMap::new();
+    for c in items.iter().filter(|c| c["status"] == "unmatched") {
+        let id = c["id"].as_u64().unwrap();
+        let shown: serde_json::Value = http
+            .get(setup.admin_url(&format!("/callbacks/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let conn = shown["body"]["body"]["connection_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{shown}"));
+        *firsts.entry(conn.to_string()).or_default() += 1;
+    }
+    firsts
 }
 
 /// The daemon's `kill -9`, then a start again.
@@ -280,20 +311,41 @@ async fn callbacks_survive_kills_through_a_cluster() {
         "callbacks list by state/status: {seen:?}; stored {}",
         status["callbacks"]["stored"]
     );
-    // Each record is one delivery: the first of each key `unmatched`, a
-    // redelivery or retry `replay`. A kill -9 between a group commit of
-    // callbacks' effects and their records' outcomes leaves those records
-    // pending; judged at the next start each finds its own effects and
-    // reads `replay` (as many as the group held), while every key was still
-    // kept exactly once: the status counter above, which moves in the same
-    // transaction as the key. So the list never shows more first keepings
-    // than the counter, and every record is one of the two.
-    assert!(count("unmatched") <= n, "callbacks list: {seen:?}");
+    // Each record is one arrival: the first of each key `unmatched`, a
+    // redelivery or retry `replay`. A record left pending by a kill -9
+    // after the group commit that held its effects is judged again at the
+    // next start and finds its own effects: still its key's `unmatched`.
+    // So the list and the status counters agree.
+    assert_eq!(
+        count("unmatched") as u64,
+        status["callbacks"]["unmatched"].as_u64().unwrap(),
+        "callbacks list: {seen:?}"
+    );
+    assert_eq!(count("unmatched"), n, "callbacks list: {seen:?}");
     assert_eq!(
         items.len() as u64,
         status["callbacks"]["stored"].as_u64().unwrap()
     );
-    assert_eq!(count("unmatched") + count("replay"), items.len());
+    let quarantined = items.iter().filter(|c| c["state"] == "quarantined").count();
+    assert_eq!(
+        quarantined as u64,
+        status["callbacks"]["quarantined"].as_u64().unwrap()
+    );
+    let events = status["callbacks"]["identify"].as_u64().unwrap()
+        + status["callbacks"]["notification"].as_u64().unwrap();
+    assert_eq!(count("recorded") as u64, events, "callbacks list: {seen:?}");
+    assert_eq!(
+        count("unmatched") + count("replay"),
+        items.len(),
+        "{seen:?}"
+    );
+    // Per key: exactly one `unmatched` record, and it carried that key's
+    // connection.
+    let firsts = first_keepings(&setup, &items).await;
+    let expected: std::collections::BTreeMap<String, usize> = (0..n)
+        .map(|i| (format!("{}-45678", 100_000 + i), 1))
+        .collect();
+    assert_eq!(firsts, expected, "one unmatched record per key");
 
     // No key in clear in any NATS store (nor in the daemon's).
     for k in &keys {
@@ -319,6 +371,67 @@ async fn callbacks_survive_kills_through_a_cluster() {
     }
     setup.keep_for_log_scan().await;
     drop(daemon);
+}
+
+/// `edge` (and `run`) with a listen address that cannot be bound, or a
+/// file it needs missing: exit 78 naming the key, which a unit does not
+/// restart in a loop. No NATS server is needed to get that far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_address_that_cannot_be_bound_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("seal");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (_, public) = keygen(&keys);
+    let section = format!("servers = [\"nats://127.0.0.1:{}\"]\n", free_port());
+    let edge = Edge::configure(dir.path(), "edge", &section, &public);
+    let exits = |config: &std::path::Path, command: &str| {
+        let out = std::process::Command::new(bin())
+            .args([command, "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    // In use by another process.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", edge.callback_port)).unwrap();
+    let (code, stderr) = exits(&edge.config, "edge");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("callback.listen") && stderr.contains("cannot bind"),
+        "{stderr}"
+    );
+    drop(taken);
+    // Not an address of this machine (TEST-NET-1).
+    let text = std::fs::read_to_string(&edge.config).unwrap();
+    let elsewhere = format!("listen = \"127.0.0.1:{}\"", edge.admin_port);
+    assert!(text.contains(&elsewhere));
+    let other = dir.path().join("elsewhere.toml");
+    std::fs::write(
+        &other,
+        text.replace(&elsewhere, "listen = \"192.0.2.1:8081\""),
+    )
+    .unwrap();
+    let (code, stderr) = exits(&other, "edge");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("admin.listen 192.0.2.1:8081"), "{stderr}");
+    // A file it needs, missing.
+    std::fs::remove_file(&public).unwrap();
+    let (code, stderr) = exits(&edge.config, "edge");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("nats.seal_public_key_file"), "{stderr}");
+
+    // `run` alike: its admin address in use.
+    let smtp = smtp(dir.path(), &[]);
+    let setup = setup(smtp.port, tempfile::tempdir().unwrap(), Options::default()).await;
+    let taken = std::net::TcpListener::bind(("127.0.0.1", setup.admin_port)).unwrap();
+    let (code, stderr) = exits(&setup.config, "run");
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("admin.listen") && stderr.contains("cannot bind"),
+        "{stderr}"
+    );
+    drop(taken);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

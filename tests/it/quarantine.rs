@@ -338,7 +338,8 @@ async fn callbacks_quarantined_under_a_wrong_nid_connect_after_the_fix_and_a_rep
         .collect();
     assert_eq!(sandbox_keys.len(), N);
     assert_eq!(export_keys(&setup), sandbox_keys);
-    // A second replay of an applied one changes nothing.
+    // A second replay of an applied one changes nothing: it is still the
+    // callback that connected its member.
     let first = all[0]["id"].as_u64().unwrap();
     let again = cli_json(&setup, &["callbacks", "show", &first.to_string(), "--json"]);
     assert!(
@@ -348,11 +349,12 @@ async fn callbacks_quarantined_under_a_wrong_nid_connect_after_the_fix_and_a_rep
     );
     let out = setup.cli(&["callbacks", "replay", &first.to_string()]);
     assert!(
-        text(&out.stdout).contains("replay"),
+        text(&out.stdout).contains(&format!("callback {first}: applied (connected)")),
         "{}",
         text(&out.stdout)
     );
     assert_eq!(setup.status()["members"]["total"], N);
+    assert_eq!(setup.status()["invitations"]["connected"], N);
     let log = setup.log();
     for key in sandbox_keys.values() {
         assert!(!log.contains(key.as_str()), "a member key is in the log");

@@ -204,6 +204,13 @@ impl Edge {
     /// Write an edge's config into `dir` (its Connection Token, the
     /// daemon's public key file, the servers) and start it.
     pub fn start(dir: &Path, name: &str, nats_section: &str, seal_pub: &Path) -> Edge {
+        let mut edge = Edge::configure(dir, name, nats_section, seal_pub);
+        edge.run();
+        edge
+    }
+
+    /// Write an edge's config into `dir`, on free ports, without starting it.
+    pub fn configure(dir: &Path, name: &str, nats_section: &str, seal_pub: &Path) -> Edge {
         let secrets = dir.join(format!("{name}-secrets"));
         std::fs::create_dir_all(&secrets).unwrap();
         std::fs::write(secrets.join("connection_token"), crate::TOKEN).unwrap();
@@ -218,15 +225,13 @@ impl Edge {
             ),
         )
         .unwrap();
-        let mut edge = Edge {
+        Edge {
             config,
             callback_port,
             admin_port,
             log: dir.join(format!("{name}.log")),
             proc: None,
-        };
-        edge.run();
-        edge
+        }
     }
 
     /// Start (again), waiting until its admin listener answers.

@@ -49,6 +49,19 @@ pub enum StartError {
     JudgePending(#[source] StoreError),
 }
 
+impl StartError {
+    /// The configuration or the system is at fault and a restart will not
+    /// fix it (the CLI exits `EX_CONFIG`): `run` and `edge` alike.
+    pub fn is_config_problem(&self) -> bool {
+        match self {
+            StartError::Config(_) | StartError::MydexClient(_) => true,
+            StartError::Listen(e) => e.is_config_problem(),
+            StartError::Nats(e) => e.is_config_problem(),
+            _ => false,
+        }
+    }
+}
+
 /// Why the daemon did not stop cleanly: its store's last flush failed.
 #[derive(Debug, thiserror::Error)]
 #[error("flushing the store")]

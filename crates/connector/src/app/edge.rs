@@ -34,6 +34,18 @@ pub enum EdgeError {
     Broker(#[from] crate::broker::BrokerError),
 }
 
+impl EdgeError {
+    /// The configuration or the system is at fault (a listen address that
+    /// cannot be bound, a credentials file that does not parse): the CLI
+    /// exits `EX_CONFIG`, as `run` does.
+    pub fn is_config_problem(&self) -> bool {
+        match self {
+            EdgeError::Start(e) => e.is_config_problem(),
+            EdgeError::Broker(e) => e.is_config_problem(),
+        }
+    }
+}
+
 /// A running edge: its addresses, and how to stop it.
 pub struct Edge {
     pub callback_addr: std::net::SocketAddr,

@@ -95,15 +95,22 @@ pub enum ListenError {
 }
 
 impl ListenError {
-    /// The sockets handed to the daemon are wrong: a restart will not fix
-    /// it (the CLI exits `EX_CONFIG`).
+    /// The sockets handed to the daemon are wrong, or a configured address
+    /// cannot be bound (in use by another process, not an address of this
+    /// machine, a port it may not use): a restart will not fix it (the CLI
+    /// exits `EX_CONFIG`).
     pub fn is_config_problem(&self) -> bool {
-        matches!(
-            self,
+        use std::io::ErrorKind;
+        match self {
             ListenError::Environment(_)
-                | ListenError::NotTcpListener { .. }
-                | ListenError::DuplicateName(_)
-        )
+            | ListenError::NotTcpListener { .. }
+            | ListenError::DuplicateName(_) => true,
+            ListenError::Bind { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::AddrInUse | ErrorKind::AddrNotAvailable | ErrorKind::PermissionDenied
+            ),
+            ListenError::Adopt { .. } => false,
+        }
     }
 }
 

@@ -51,8 +51,7 @@ impl ServiceError {
     /// fix it (the CLI exits `EX_CONFIG`, which the unit does not restart).
     pub fn is_config_problem(&self) -> bool {
         match self {
-            ServiceError::Start(StartError::Config(_) | StartError::MydexClient(_)) => true,
-            ServiceError::Start(StartError::Listen(e)) => e.is_config_problem(),
+            ServiceError::Start(e) => e.is_config_problem(),
             _ => false,
         }
     }

@@ -26,3 +26,11 @@ pub enum BrokerError {
     #[error("acknowledge on {stream}: {reason}")]
     Ack { stream: String, reason: String },
 }
+
+impl BrokerError {
+    /// A credentials file that does not parse: a restart will not fix it
+    /// (the CLI exits `EX_CONFIG`). The rest may pass once NATS is back.
+    pub fn is_config_problem(&self) -> bool {
+        matches!(self, BrokerError::Credentials(_))
+    }
+}

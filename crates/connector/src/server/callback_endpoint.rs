@@ -302,6 +302,15 @@ pub(crate) fn settle_verdict(
         CallbackOutcome::Replay => {
             tracing::info!(callback = id, kind, connection_id = %conn, "callback replayed; nothing changed");
         }
+        // Judged again (a fresh arrival has an id of its own).
+        CallbackOutcome::AppliedBefore(first) => {
+            tracing::info!(
+                callback = id,
+                kind,
+                status = first.word(),
+                "callback applied before; nothing changed"
+            );
+        }
         // Judged as quarantined (`callback_judge::judge`); not reached.
         CallbackOutcome::Refused(_) => {}
         CallbackOutcome::Recorded => {

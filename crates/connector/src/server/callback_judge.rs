@@ -7,7 +7,7 @@
 use secrecy::ExposeSecret;
 
 use crate::mydex::callback_body::{self, Callback};
-use crate::store::{CallbackOutcome, Event, RawOutcome, Store, StoreError};
+use crate::store::{Arrival, CallbackOutcome, Event, RawOutcome, Store, StoreError};
 
 /// What judging a callback came to.
 #[derive(Debug)]
@@ -33,6 +33,7 @@ pub fn status_word(outcome: &CallbackOutcome) -> &'static str {
         CallbackOutcome::Unmatched => "unmatched",
         CallbackOutcome::Replay => "replay",
         CallbackOutcome::Recorded => "recorded",
+        CallbackOutcome::AppliedBefore(first) => first.word(),
         CallbackOutcome::Refused(_) => "quarantined",
     }
 }
@@ -63,7 +64,7 @@ pub async fn judge(
     };
     let kind = kind_of(&cb);
     let (outcome, linking_token, connection_id) =
-        apply(store, cb, &redacted, is_put, current_version).await?;
+        apply(store, id, cb, &redacted, is_put, current_version).await?;
     // Authenticated, parsed, and still not ours to apply (a linking token
     // used before, a key outside our journeys): kept, quarantined.
     if let CallbackOutcome::Refused(why) = &outcome {
@@ -94,10 +95,11 @@ fn kind_of(cb: &Callback) -> &'static str {
     }
 }
 
-/// Apply a parsed callback as its kind: what came of it, with the
+/// Apply parsed raw callback `id` as its kind: what came of it, with the
 /// linking_token and connection_id it named.
 async fn apply(
     store: &Store,
+    id: u64,
     cb: Callback,
     redacted: &serde_json::Value,
     is_put: bool,
@@ -111,9 +113,10 @@ async fn apply(
                 redacted,
                 c.key.as_ref().map(|k| k.expose_secret()),
             );
+            let arrival = Arrival { raw_id: id, digest };
             let (token, conn) = (c.linking_token.clone(), c.connection_id.clone());
             let out = store
-                .apply_credentials(c, is_put, digest, current_version)
+                .apply_credentials(c, is_put, arrival, current_version)
                 .await?;
             (out, token, Some(conn))
         }
@@ -122,25 +125,27 @@ async fn apply(
             linking_token,
         }) => {
             let digest = callback_body::digest(method_s, redacted, None);
+            let arrival = Arrival { raw_id: id, digest };
             let body = redacted.clone();
             let out = match crate::domain::MydexId::from_mydex(&mydexid) {
                 Ok(m) => {
                     let token = linking_token.clone();
-                    store.apply_identify(m, token, body, digest).await?
+                    store.apply_identify(m, token, body, arrival).await?
                 }
                 Err(_) => {
                     let ev = Event::Identify {
                         mydexid,
                         linking_token: linking_token.clone(),
                     };
-                    store.record_event(ev, body, digest).await?
+                    store.record_event(ev, body, arrival).await?
                 }
             };
             (out, linking_token, None)
         }
         Callback::Event(ev) => {
             let digest = callback_body::digest(method_s, redacted, None);
-            let out = store.record_event(ev, redacted.clone(), digest).await?;
+            let arrival = Arrival { raw_id: id, digest };
+            let out = store.record_event(ev, redacted.clone(), arrival).await?;
             (out, None, None)
         }
     })
@@ -196,6 +201,7 @@ pub async fn judge_pending(
                 callback = id,
                 kind,
                 status = status_word(&outcome),
+                applied_before = matches!(outcome, CallbackOutcome::AppliedBefore(_)),
                 "callback kept before a stop, judged at start"
             );
         }
@@ -211,6 +217,63 @@ mod tests {
     use super::*;
     use crate::store::RawFilter;
     use secrecy::SecretBox;
+
+    /// A kill after the group commit that held a callback's effects and
+    /// before its record was settled: at the next start its record reads
+    /// what it did (`unmatched`), as the counter says, and only other
+    /// arrivals of it read `replay`; an operator's replay of it keeps it so.
+    #[tokio::test]
+    async fn a_callback_applied_before_a_stop_is_its_own_first_keeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::new(Box::new([9u8; 32]));
+        let s = Store::open(dir.path(), &key).unwrap();
+        let ftc = br#"{"uid":1001,"mydexid":"RBFish123","key":"k-1","connection_id":"1001-45678","fields":{},"linking_token":"lt_nothing"}"#;
+        let json = Some("application/json");
+        let a = s
+            .keep_callback("POST", json.map(str::to_string), ftc)
+            .await
+            .unwrap();
+        // Applied, not settled: as the kill left it.
+        let (cb, redacted) = callback_body::parse_request(json, ftc, false, "45678").unwrap();
+        let (out, ..) = apply(&s, a, cb, &redacted, false, 1).await.unwrap();
+        assert_eq!(out, CallbackOutcome::Unmatched);
+        s.flush().await.unwrap();
+        drop(s);
+
+        let s = Store::open(dir.path(), &key).unwrap();
+        assert_eq!(
+            s.raw_callback(a).await.unwrap().outcome,
+            RawOutcome::Pending
+        );
+        assert_eq!(judge_pending(&s, "45678", 1).await.unwrap(), 1);
+        let unmatched = RawOutcome::Applied {
+            status: "unmatched".into(),
+        };
+        assert_eq!(s.raw_callback(a).await.unwrap().outcome, unmatched);
+        // Mydex's retry (or NATS's redelivery): another arrival, a replay.
+        let b = s
+            .keep_callback("POST", json.map(str::to_string), ftc)
+            .await
+            .unwrap();
+        judge(&s, "45678", 1, b, "POST", json, ftc).await.unwrap();
+        let replay = RawOutcome::Applied {
+            status: "replay".into(),
+        };
+        assert_eq!(s.raw_callback(b).await.unwrap().outcome, replay);
+        // An operator's replay of the first: still what it did.
+        judge(&s, "45678", 1, a, "POST", json, ftc).await.unwrap();
+        let rec = s.raw_callback(a).await.unwrap();
+        assert_eq!(rec.outcome, unmatched);
+        assert_eq!(rec.history.len(), 1);
+        let listed = s
+            .raw_callbacks(RawFilter::default(), None, 10)
+            .await
+            .unwrap();
+        let words: Vec<_> = listed.iter().map(|r| r.outcome.clone()).collect();
+        assert_eq!(words, [unmatched, replay]);
+        let c = s.counts(1).await.unwrap();
+        assert_eq!((c.unmatched_callbacks, c.callbacks_stored), (1, 2));
+    }
 
     #[tokio::test]
     async fn pending_callbacks_are_judged_at_start() {

@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 
 use super::invitations::tx_transition;
 use super::sealed::{INVITATIONS, LOG, MEMBERS, seal, tx_open};
+use super::seen::{Arrival, FirstOutcome, tx_mark_seen, tx_seen_before};
 use super::{
     CallbackRecord, Core, Invitation, Member, MemberStatus, Result, State, TxResult, bump, now_ms,
 };
@@ -32,8 +33,13 @@ pub enum CallbackOutcome {
     Updated { invitation_id: Option<u64> },
     /// Nothing matched; kept in the unmatched log.
     Unmatched,
-    /// This exact callback was already applied.
+    /// This exact callback was already applied (by another arrival of it).
     Replay,
+    /// This same arrival was applied before: judged again because the
+    /// daemon stopped after its effects were on disk but before its record
+    /// said so, or replayed by an operator (`seen.rs`). What it did then;
+    /// nothing changed now.
+    AppliedBefore(FirstOutcome),
     /// An identify or notification event was recorded.
     Recorded,
     /// Not applied: it would change what we hold outside a journey of
@@ -43,21 +49,20 @@ pub enum CallbackOutcome {
 
 impl Core {
     /// Apply a first-time-connection (POST) or update (PUT) callback.
-    /// `digest` identifies this exact callback for replay detection.
+    /// `arrival` names the raw callback and its digest for replay detection.
     pub fn apply_credentials(
         &self,
         creds: &Credentials,
         is_update: bool,
-        digest: &[u8; 32],
+        arrival: &Arrival,
         current_version: u32,
     ) -> Result<CallbackOutcome> {
         let sealer = self.sealer.clone();
         let fingerprint = CallbackFingerprint::of(creds, is_update);
         (&self.invitations, &self.idx, &self.members, &self.log).transaction(
             |(inv_t, idx, mem_t, log_t)| {
-                let seen_key = LogKey::Seen(*digest).encode();
-                if log_t.get(&seen_key)?.is_some() {
-                    return Ok(CallbackOutcome::Replay);
+                if let Some(before) = tx_seen_before(log_t, arrival)? {
+                    return Ok(before);
                 }
                 let invitation = tx_matching_invitation(&sealer, inv_t, idx, creds, is_update)?;
                 let conn = creds.connection_id.as_bytes();
@@ -77,40 +82,39 @@ impl Core {
                     }),
                     member_held: existing.is_some(),
                 };
-                match admit(&facts) {
+                let outcome = match admit(&facts) {
                     // Refused: nothing written, not even the digest, so each
                     // copy is judged (and kept) again.
                     Admission::Refuse(why) => return Ok(CallbackOutcome::Refused(why)),
-                    Admission::Replay => {
-                        log_t.insert(seen_key, now_ms().to_be_bytes())?;
-                        return Ok(CallbackOutcome::Replay);
-                    }
+                    Admission::Replay => CallbackOutcome::Replay,
                     // Credentials we cannot act on are kept, never dropped.
                     Admission::Unmatched(note) => {
-                        log_t.insert(seen_key, now_ms().to_be_bytes())?;
                         keep_unmatched(log_t, idx, creds, is_update, &sealer, note)?;
-                        return Ok(CallbackOutcome::Unmatched);
+                        CallbackOutcome::Unmatched
                     }
-                    Admission::Apply => log_t.insert(seen_key, now_ms().to_be_bytes())?,
+                    Admission::Apply => {
+                        let member = new_member(
+                            creds,
+                            invitation.as_ref(),
+                            existing.as_ref(),
+                            is_update,
+                            current_version,
+                            &sealer,
+                        );
+                        tx_put_member(&sealer, idx, mem_t, existing.as_ref(), &member)?;
+                        tx_connect(
+                            &sealer,
+                            inv_t,
+                            idx,
+                            creds,
+                            invitation,
+                            is_update,
+                            fingerprint,
+                        )?
+                    }
                 };
-                let member = new_member(
-                    creds,
-                    invitation.as_ref(),
-                    existing.as_ref(),
-                    is_update,
-                    current_version,
-                    &sealer,
-                );
-                tx_put_member(&sealer, idx, mem_t, existing.as_ref(), &member)?;
-                tx_connect(
-                    &sealer,
-                    inv_t,
-                    idx,
-                    creds,
-                    invitation,
-                    is_update,
-                    fingerprint,
-                )
+                tx_mark_seen(log_t, arrival, &outcome)?;
+                Ok(outcome)
             },
         )
     }
@@ -120,16 +124,15 @@ impl Core {
         &self,
         event: &Event,
         body: &serde_json::Value,
-        digest: &[u8; 32],
+        arrival: &Arrival,
     ) -> Result<CallbackOutcome> {
         let id = self.db.next_id()?;
         let sealer = self.sealer.clone();
         (&self.idx, &self.log).transaction(|(idx, log_t)| {
-            let seen_key = LogKey::Seen(*digest).encode();
-            if log_t.get(&seen_key)?.is_some() {
-                return Ok(CallbackOutcome::Replay);
+            if let Some(before) = tx_seen_before(log_t, arrival)? {
+                return Ok(before);
             }
-            log_t.insert(seen_key, now_ms().to_be_bytes())?;
+            tx_mark_seen(log_t, arrival, &CallbackOutcome::Recorded)?;
             let (kind, note, linking_token, connection_id, mydexid) = match event {
                 Event::Identify {
                     mydexid,
@@ -396,6 +399,14 @@ mod tests {
         }
     }
 
+    /// Arrival `raw` of a callback with digest `[d; 32]`.
+    fn at(raw: u64, d: u8) -> Arrival {
+        Arrival {
+            raw_id: raw,
+            digest: [d; 32],
+        }
+    }
+
     fn key_of(s: &Core, conn: &str) -> String {
         let m = s.member(conn).unwrap().unwrap();
         let k = s
@@ -411,22 +422,19 @@ mod tests {
         let s = Core::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
         let (id, token) = invited(&s);
         let first = ftc(&token, "1001-45678", "key-one");
-        let out = s.apply_credentials(&first, false, &[1; 32], 1).unwrap();
+        let out = s.apply_credentials(&first, false, &at(1, 1), 1).unwrap();
         assert!(matches!(out, CallbackOutcome::Connected { .. }), "{out:?}");
         assert!(s.invitation(id).unwrap().callback_fingerprint.is_some());
         // Byte-identical (same digest), and the same content written
         // otherwise (another digest): replays.
-        for digest in [[1; 32], [2; 32]] {
-            let out = s.apply_credentials(&first, false, &digest, 1).unwrap();
+        for (raw, d) in [(2, 1), (3, 2)] {
+            let out = s.apply_credentials(&first, false, &at(raw, d), 1).unwrap();
             assert_eq!(out, CallbackOutcome::Replay);
         }
         // Another key, another member: refused, nothing written.
-        for (conn, key, digest) in [
-            ("1001-45678", "key-two", [3; 32]),
-            ("2002-45678", "key-three", [4; 32]),
-        ] {
+        for (conn, key, d) in [("1001-45678", "key-two", 3), ("2002-45678", "key-three", 4)] {
             let out = s
-                .apply_credentials(&ftc(&token, conn, key), false, &digest, 1)
+                .apply_credentials(&ftc(&token, conn, key), false, &at(10 + d as u64, d), 1)
                 .unwrap();
             assert_eq!(
                 out,
@@ -434,7 +442,7 @@ mod tests {
             );
             // Still refused when sent again: no digest was kept for it.
             let again = s
-                .apply_credentials(&ftc(&token, conn, key), false, &digest, 1)
+                .apply_credentials(&ftc(&token, conn, key), false, &at(10 + d as u64, d), 1)
                 .unwrap();
             assert!(matches!(again, CallbackOutcome::Refused(_)));
         }
@@ -447,10 +455,10 @@ mod tests {
         // key, the permissions it brings are applied.
         let mut update = ftc("", "1001-45678", "key-four");
         update.linking_token = None;
-        let out = s.apply_credentials(&update, true, &[5; 32], 1).unwrap();
+        let out = s.apply_credentials(&update, true, &at(5, 5), 1).unwrap();
         assert_eq!(out, CallbackOutcome::Refused(Refusal::KeyOutsideJourney));
         update.key = None;
-        let out = s.apply_credentials(&update, true, &[6; 32], 1).unwrap();
+        let out = s.apply_credentials(&update, true, &at(6, 6), 1).unwrap();
         assert_eq!(
             out,
             CallbackOutcome::Updated {
@@ -460,12 +468,92 @@ mod tests {
         assert_eq!(key_of(&s, "1001-45678"), "key-one");
     }
 
+    /// The daemon stopped after a group commit held these callbacks'
+    /// effects but not their records' outcomes: judged again from the
+    /// store on disk, each arrival is its own first keeping; another
+    /// arrival of the same callback is a replay.
+    #[test]
+    fn an_arrival_judged_again_keeps_its_first_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretBox::new(Box::new([3u8; 32]));
+        let s = Core::open(dir.path(), &key).unwrap();
+        let (_, token) = invited(&s);
+        let first = ftc(&token, "1001-45678", "key-one");
+        let stray = ftc("lt_strayToken", "3003-45678", "stray-key");
+        let ev = Event::Notification {
+            uid: None,
+            connection_id: Some("1001-45678".into()),
+            dataset: "ds_x".into(),
+            action: "update".into(),
+            updated_id: None,
+            message: None,
+        };
+        let body = serde_json::json!({"type": "notification"});
+        let out = s.apply_credentials(&first, false, &at(1, 1), 1).unwrap();
+        assert!(matches!(out, CallbackOutcome::Connected { .. }), "{out:?}");
+        let out = s.apply_credentials(&stray, false, &at(2, 2), 1).unwrap();
+        assert_eq!(out, CallbackOutcome::Unmatched);
+        let out = s.record_event(&ev, &body, &at(3, 3)).unwrap();
+        assert_eq!(out, CallbackOutcome::Recorded);
+        let out = s.apply_credentials(&first, false, &at(4, 1), 1).unwrap();
+        assert_eq!(out, CallbackOutcome::Replay);
+        s.flush_blocking().unwrap();
+        drop(s);
+
+        let s = Core::open(dir.path(), &key).unwrap();
+        let again =
+            |creds: &Credentials, a: Arrival| s.apply_credentials(creds, false, &a, 1).unwrap();
+        use FirstOutcome as F;
+        assert_eq!(
+            again(&first, at(1, 1)),
+            CallbackOutcome::AppliedBefore(F::Connected)
+        );
+        assert_eq!(
+            again(&stray, at(2, 2)),
+            CallbackOutcome::AppliedBefore(F::Unmatched)
+        );
+        let out = s.record_event(&ev, &body, &at(3, 3)).unwrap();
+        assert_eq!(out, CallbackOutcome::AppliedBefore(F::Recorded));
+        // Other arrivals of the same callbacks: replays, and still so when
+        // judged again (the digest names the first arrival; a callback
+        // written otherwise has a digest of its own, naming its arrival).
+        assert_eq!(again(&first, at(4, 1)), CallbackOutcome::Replay);
+        assert_eq!(again(&stray, at(5, 2)), CallbackOutcome::Replay);
+        assert_eq!(again(&stray, at(5, 2)), CallbackOutcome::Replay);
+        assert_eq!(again(&first, at(8, 9)), CallbackOutcome::Replay);
+        assert_eq!(
+            again(&first, at(8, 9)),
+            CallbackOutcome::AppliedBefore(F::Replay)
+        );
+        let out = s.record_event(&ev, &body, &at(6, 3)).unwrap();
+        assert_eq!(out, CallbackOutcome::Replay);
+        let c = s.counts(1).unwrap();
+        let counted = (
+            c.members_total,
+            c.unmatched_callbacks,
+            c.events_notification,
+        );
+        assert_eq!(counted, (1, 1, 1));
+        assert_eq!(s.unmatched().count(), 1);
+        assert_eq!(key_of(&s, "1001-45678"), "key-one");
+
+        // A digest kept before raw ids were (its milliseconds alone) names
+        // no arrival: whatever carries it is a replay, as it was then.
+        let old = LogKey::Seen([7; 32]).encode();
+        s.log
+            .insert(old.as_slice(), &now_ms().to_be_bytes()[..])
+            .unwrap();
+        let other = ftc("lt_otherToken", "4004-45678", "other-key");
+        assert_eq!(again(&other, at(7, 7)), CallbackOutcome::Replay);
+        assert_eq!(s.counts(1).unwrap().unmatched_callbacks, 1);
+    }
+
     #[test]
     fn unmatched_callbacks_and_events_are_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let s = Core::open(dir.path(), &SecretBox::new(Box::new([3u8; 32]))).unwrap();
         let stray = ftc("lt_strayToken", "3003-45678", "stray-key");
-        let out = s.apply_credentials(&stray, false, &[7; 32], 1).unwrap();
+        let out = s.apply_credentials(&stray, false, &at(7, 7), 1).unwrap();
         assert_eq!(out, CallbackOutcome::Unmatched);
         let ev = Event::Identify {
             mydexid: "IdentMydex9".into(),
@@ -474,7 +562,7 @@ mod tests {
         s.record_event(
             &ev,
             &serde_json::json!({"mydexid": "IdentMydex9"}),
-            &[8; 32],
+            &at(8, 8),
         )
         .unwrap();
         for item in s.log.iter() {

@@ -7,6 +7,7 @@
 
 use super::engine::Transactional;
 use super::schema::{Counter, IdxKey, LogKey};
+use super::seen::{Arrival, tx_mark_seen, tx_seen_before};
 
 use super::engine::TxTable;
 use super::invitations::tx_transition;
@@ -19,44 +20,53 @@ use super::{
 use crate::domain::MydexId;
 
 impl Core {
-    /// Apply an identify callback; `digest` identifies it for replays.
+    /// Apply an identify callback; `arrival` names it for replays.
     pub fn apply_identify(
         &self,
         mydexid: &MydexId,
         linking_token: Option<&str>,
         body: &serde_json::Value,
-        digest: &[u8; 32],
+        arrival: &Arrival,
     ) -> Result<CallbackOutcome> {
         let event_id = self.db.next_id()?;
         (&self.invitations, &self.idx, &self.members, &self.log).transaction(
             |(inv_t, idx, mem_t, log_t)| {
-                let seen_key = LogKey::Seen(*digest).encode();
-                if log_t.get(&seen_key)?.is_some() {
-                    return Ok(CallbackOutcome::Replay);
+                if let Some(before) = tx_seen_before(log_t, arrival)? {
+                    return Ok(before);
                 }
-                log_t.insert(seen_key, now_ms().to_be_bytes())?;
                 let rec = event_record(mydexid, linking_token, body);
                 tx_record(&self.sealer, idx, log_t, event_id, &rec)?;
-
-                let Some(token) = linking_token else {
-                    return Ok(CallbackOutcome::Recorded);
-                };
-                let Some(inv) = super::invitations::tx_by_token(&self.sealer, inv_t, idx, token)?
-                else {
-                    return Ok(CallbackOutcome::Recorded);
-                };
-                if inv.kind != Kind::Identify
-                    || matches!(inv.state, State::Connected | State::Failed)
-                {
-                    return Ok(CallbackOutcome::Recorded);
-                }
-                let s = &self.sealer;
-                match tx_held_member(s, idx, mem_t, mydexid)? {
-                    Some(m) => tx_connect_held(s, inv_t, idx, inv, &m, mydexid),
-                    None => tx_requeue_as_connect(s, inv_t, idx, inv.id, mydexid),
-                }
+                let outcome = tx_identify(&self.sealer, inv_t, idx, mem_t, mydexid, linking_token)?;
+                tx_mark_seen(log_t, arrival, &outcome)?;
+                Ok(outcome)
             },
         )
+    }
+}
+
+/// What an identify does to the invitation its linking token names, if it
+/// is an identify invitation still open: connected to the member we hold
+/// with this MydexID, or back to `queued` as a first connection for it.
+fn tx_identify(
+    s: &super::Sealer,
+    inv_t: &TxTable<'_>,
+    idx: &TxTable<'_>,
+    mem_t: &TxTable<'_>,
+    mydexid: &MydexId,
+    linking_token: Option<&str>,
+) -> TxResult<CallbackOutcome> {
+    let Some(token) = linking_token else {
+        return Ok(CallbackOutcome::Recorded);
+    };
+    let Some(inv) = super::invitations::tx_by_token(s, inv_t, idx, token)? else {
+        return Ok(CallbackOutcome::Recorded);
+    };
+    if inv.kind != Kind::Identify || matches!(inv.state, State::Connected | State::Failed) {
+        return Ok(CallbackOutcome::Recorded);
+    }
+    match tx_held_member(s, idx, mem_t, mydexid)? {
+        Some(m) => tx_connect_held(s, inv_t, idx, inv, &m, mydexid),
+        None => tx_requeue_as_connect(s, inv_t, idx, inv.id, mydexid),
     }
 }
 

@@ -57,6 +57,7 @@ mod rotation;
 mod rotation_journal;
 mod schema;
 mod sealed;
+mod seen;
 mod suppressed_filter;
 mod suppression_record;
 mod suppressions;
@@ -105,6 +106,7 @@ pub use report::InvitationFilter;
 #[cfg(test)]
 pub(crate) use rotation::rotate_key;
 pub use rotation::{RotationReport, fingerprint};
+pub use seen::{Arrival, FirstOutcome};
 pub use suppressions::{Suppressed, Suppression, SuppressionSource};
 pub use sweeps::{CheckResult, Checked, ImportMember, SweepRun};
 pub use write_health::{EXIT_STORE_FAILED, StoreHealth, disk_takes_writes};

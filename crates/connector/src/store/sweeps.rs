@@ -377,7 +377,11 @@ mod tests {
             fields: serde_json::json!({"ds": 1}),
             linking_token: None,
         };
-        let out = s.apply_credentials(&creds, true, &[9u8; 32], 2).unwrap();
+        let arrival = crate::store::Arrival {
+            raw_id: 1,
+            digest: [9u8; 32],
+        };
+        let out = s.apply_credentials(&creds, true, &arrival, 2).unwrap();
         assert_eq!(
             out,
             CallbackOutcome::Updated {

@@ -4,7 +4,7 @@
 
 use super::Store;
 use crate::domain::{Credentials, Event, MydexId};
-use crate::store::{CallbackOutcome, RawCallback, RawFilter, RawOutcome, Result};
+use crate::store::{Arrival, CallbackOutcome, RawCallback, RawFilter, RawOutcome, Result};
 
 impl Store {
     /// Keep an authenticated callback as it arrived (pending); its id.
@@ -33,10 +33,10 @@ impl Store {
         &self,
         creds: Credentials,
         is_update: bool,
-        digest: [u8; 32],
+        arrival: Arrival,
         current_version: u32,
     ) -> Result<CallbackOutcome> {
-        self.run(move |c| c.apply_credentials(&creds, is_update, &digest, current_version))
+        self.run(move |c| c.apply_credentials(&creds, is_update, &arrival, current_version))
             .await
     }
 
@@ -46,9 +46,9 @@ impl Store {
         mydexid: MydexId,
         linking_token: Option<String>,
         body: serde_json::Value,
-        digest: [u8; 32],
+        arrival: Arrival,
     ) -> Result<CallbackOutcome> {
-        self.run(move |c| c.apply_identify(&mydexid, linking_token.as_deref(), &body, &digest))
+        self.run(move |c| c.apply_identify(&mydexid, linking_token.as_deref(), &body, &arrival))
             .await
     }
 
@@ -57,9 +57,9 @@ impl Store {
         &self,
         event: Event,
         body: serde_json::Value,
-        digest: [u8; 32],
+        arrival: Arrival,
     ) -> Result<CallbackOutcome> {
-        self.run(move |c| c.record_event(&event, &body, &digest))
+        self.run(move |c| c.record_event(&event, &body, &arrival))
             .await
     }
 
