@@ -114,12 +114,20 @@ async fn main() {
     .unwrap();
     let payload = vec![7u8; 400];
     let start = Instant::now();
-    let mut acks = Vec::with_capacity(n);
+    // At most 1,000 acks awaited at once: the client holds a publish back
+    // while 5,000 are pending, and these are only awaited afterwards.
+    let mut acks: std::collections::VecDeque<async_nats::jetstream::context::PublishAckFuture> =
+        std::collections::VecDeque::with_capacity(1000);
     for i in 0..n {
+        if acks.len() == 1000 {
+            if let Some(a) = acks.pop_front() {
+                a.await.unwrap();
+            }
+        }
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(payload.clone().into())
             .message_id(format!("raw-{i}"));
-        acks.push(js.send_publish("benchraw", msg).await.unwrap());
+        acks.push_back(js.send_publish("benchraw", msg).await.unwrap());
     }
     for a in acks {
         a.await.unwrap();
