@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use mydex_test_support::*;
 
-/// Names of the delivery metrics (fixed by docs/plans/issue-13-delivery.md):
+/// Names of the delivery metrics (fixed by docs/plans/delivery.md):
 /// allowed until the daemon
 /// exports them. Remove an entry once `/metrics` has it.
 const NOT_YET_EXPORTED: &[&str] = &[

@@ -355,7 +355,7 @@ async fn mydex_api_faults_lose_nothing_and_readyz_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_outage_then_421_and_451_lose_nothing() {
     let n = env_usize("FAULTS_SMTP_INVITEES", 100);
-    // "A minute" in the issue; shorter by default so the suite stays quick.
+    // A minute by hand (FAULTS_SMTP_OUTAGE_SECS=60); shorter by default so the suite stays quick.
     let outage = env_secs("FAULTS_SMTP_OUTAGE_SECS", 15);
     let busy = outage / 2;
     let dir = tempfile::tempdir().unwrap();

@@ -6,8 +6,8 @@
 //!   starts and `kill -9` is sent to it once it has taken some in; started
 //!   again, every invitee is invited exactly once (status counts, the SMTP
 //!   sink's recipients); the same file published again adds nothing. Size:
-//!   `MYDEX_TEST_NATS_INVITEES` (default 2000; the figure is
-//!   10000).
+//!   `MYDEX_TEST_NATS_INVITEES` (default 2000; 10000 by hand, about
+//!   two minutes: `docs/book/src/nats.md`, "How it is tested").
 //! - `hostile_invitee_messages_are_rejected_and_the_consumer_goes_on`: not
 //!   JSON, oversized, no email, an unknown campaign, put straight on
 //!   `{prefix}.invitees`: each in `rejects list` and on `{prefix}.rejects`

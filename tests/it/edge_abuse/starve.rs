@@ -295,7 +295,7 @@ async fn stalled_bodies_while_callbacks_arrive(
     w.setup.keep_for_log_scan().await;
 }
 
-/// The issue's reproduction: a listener of 32 and 32 stalled unsubscribe
+/// The starvation as first reproduced: a listener of 32 and 32 stalled unsubscribe
 /// bodies (the rest of the limits at their defaults).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_unsubscribe_bodies_filling_32_connections_do_not_starve_callbacks() {
@@ -390,7 +390,7 @@ async fn idle_flood_from(
     }
 }
 
-/// Idle connections opened at 200 a second (the issue needed 26) and kept
+/// Idle connections opened at 200 a second (26 a second once starved the listener) and kept
 /// until the server closes them, while 60 callbacks arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_flood_does_not_starve_callbacks() {
