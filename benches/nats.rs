@@ -119,10 +119,10 @@ async fn main() {
     let mut acks: std::collections::VecDeque<async_nats::jetstream::context::PublishAckFuture> =
         std::collections::VecDeque::with_capacity(1000);
     for i in 0..n {
-        if acks.len() == 1000 {
-            if let Some(a) = acks.pop_front() {
-                a.await.unwrap();
-            }
+        if acks.len() == 1000
+            && let Some(a) = acks.pop_front()
+        {
+            a.await.unwrap();
         }
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(payload.clone().into())

@@ -27,14 +27,20 @@
 #
 # `tests/systemd/run.sh --prepare` does only the slow, mostly unattended part
 # that needs no build of ours (the tools, cargo-deb, the cached rootfs) and
-# exits: .ci/run starts it in the background at its start. `--build` builds
+# exits; `--prepare-tools` and `--prepare-rootfs` do one half each (.ci/run
+# starts both in the background at its start: the package needs cargo-deb
+# long before the suite needs the rootfs). `--build` builds
 # the package and the sandbox binary and exits; .ci/run does that once the
 # tests are built, then boots the container (MYDEX_SYSTEMD_NO_BUILD=1) in the
 # background while the tests run.
 set -euo pipefail
-prepare=0 build_only=0
-[ "${1:-}" = --prepare ] && prepare=1
-[ "${1:-}" = --build ] && build_only=1
+prepare=0 build_only=0 want_tools=1 want_rootfs=1
+case "${1:-}" in
+    --prepare) prepare=1 ;;
+    --prepare-tools) prepare=1 want_rootfs=0 ;;
+    --prepare-rootfs) prepare=1 want_tools=0 ;;
+    --build) build_only=1 ;;
+esac
 cd "$(dirname "$0")/../.."
 repo=$PWD
 here=$repo/tests/systemd
@@ -51,7 +57,7 @@ if ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container >/dev/null
 fi
-if ! cargo deb --version >/dev/null 2>&1; then
+if [ $want_tools = 1 ] && ! cargo deb --version >/dev/null 2>&1; then
     step "installing cargo-deb"
     cargo install cargo-deb --locked
 fi
@@ -71,6 +77,7 @@ if [ "${MYDEX_SYSTEMD_NO_BUILD:-}" != 1 ] && [ $prepare = 0 ]; then
     cp "$deb" "$cache/mydex-connector.deb"
 fi
 [ $build_only = 1 ] && { step "built: $cache/mydex-connector.deb and the sandbox binary"; exit 0; }
+[ $want_rootfs = 1 ] || { step "prepared: the tools installed"; exit 0; }
 
 # ---- the minimal bookworm, cached
 mirror=${MYDEX_SYSTEMD_MIRROR:-$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' |
