@@ -149,6 +149,11 @@ impl Core {
         let meta = db.table(tables::META)?;
         let found = migrate::found(&meta, path)?;
         if let Some(journal) = rotation_journal::journal(&meta)? {
+            // What the engine's own recovery changed on opening (after a
+            // kill, the log's torn tail zeroed) made durable now, not left
+            // to its background thread racing this process's exit: so a
+            // second refused start finds nothing to redo and writes nothing.
+            db.flush()?;
             return Err(StoreError::RotationUnfinished {
                 path: path.display().to_string(),
                 fingerprint: journal.new_key_fingerprint,
