@@ -539,24 +539,13 @@ async fn hostile_messages_change_nothing() {
 /// public key's path and the fingerprint it printed (checked against the
 /// library's).
 fn keygen_printed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
-    let out = std::process::Command::new(bin())
-        .args(["nats", "keygen", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let (seal_key, public, printed) = mydex_test_support::nats::keygen_printing(dir);
     let fingerprint = printed
         .lines()
         .find_map(|l| l.strip_prefix("fingerprint "))
         .unwrap_or_else(|| panic!("keygen printed no fingerprint: {printed}"))
         .trim()
         .to_string();
-    let public = dir.join("seal.pub");
     let key = mydex_connector::broker::SealPublicKey::from_bytes(
         hex::decode(std::fs::read_to_string(&public).unwrap().trim())
             .unwrap()
@@ -564,7 +553,7 @@ fn keygen_printed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Path
             .unwrap(),
     );
     assert_eq!(key.fingerprint(), fingerprint);
-    (dir.join("seal.key"), public, fingerprint)
+    (seal_key, public, fingerprint)
 }
 
 /// The daemon's `/readyz`: status code and document.

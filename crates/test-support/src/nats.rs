@@ -295,6 +295,13 @@ impl Edge {
 
 /// `nats keygen --out DIR`: the paths of `seal.key` and `seal.pub`.
 pub fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, public, _) = keygen_printing(dir);
+    (key, public)
+}
+
+/// `nats keygen --out DIR`: the paths of `seal.key` and `seal.pub`, and
+/// what the command printed.
+pub fn keygen_printing(dir: &Path) -> (PathBuf, PathBuf, String) {
     let out = Command::new(bin())
         .args(["nats", "keygen", "--out"])
         .arg(dir)
@@ -305,5 +312,6 @@ pub fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (dir.join("seal.key"), dir.join("seal.pub"))
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    (dir.join("seal.key"), dir.join("seal.pub"), printed)
 }
