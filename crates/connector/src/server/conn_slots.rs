@@ -4,13 +4,23 @@
 //! the newcomer. Mydex sends its request at once: its connection leaves the
 //! incomplete phases within milliseconds, while connections opened and left
 //! silent, or stalled in the middle of a body, stay in them and go first.
+//!
+//! An incomplete connection is not dropped before it has had `grace` to
+//! send its request: a daemon taking over a backlog (after a restart, or
+//! with every place busy) accepts many connections at once, and each has
+//! its request waiting unread in the kernel until its task first runs. A
+//! newcomer must not push out a connection younger than that; it waits for
+//! a place instead (`serve.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Where a connection stands. `Opening` and `Reading` have not sent a
@@ -49,6 +59,19 @@ impl Phase {
     }
 }
 
+/// The instant phases are timed from (`Slot::entered`).
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_nanos() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Why no connection could be dropped to make room: how long until one
+/// can be (the youngest incomplete ones are within their grace), or none
+/// when every connection is being answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoneEvictable(pub Option<Duration>);
+
 /// Why a connection was dropped to make room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Evicted {
@@ -64,7 +87,11 @@ pub struct Slot {
     /// When it entered its phase, on the listener's own sequence (older is
     /// smaller).
     since: AtomicU64,
+    /// When it entered its phase (nanoseconds since `EPOCH`).
+    entered: AtomicU64,
     clock: Arc<AtomicU64>,
+    /// Woken at every change of phase.
+    changed: Notify,
     evict: CancellationToken,
     /// The client's address, when it is held to its share
     /// (`peer_share.rs`); none for a trusted proxy.
@@ -81,7 +108,23 @@ impl Slot {
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        self.entered.store(now_nanos(), Ordering::Relaxed);
         self.phase.store(phase as u8, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Returns once the connection has left `Opening` (its request's
+    /// headers are in).
+    pub async fn left_opening(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.phase() != Phase::Opening {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Fires when the listener drops this connection to make room.
@@ -138,7 +181,9 @@ impl Slots {
         let slot = Arc::new(Slot {
             phase: AtomicU8::new(Phase::Opening as u8),
             since: AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed)),
+            entered: AtomicU64::new(now_nanos()),
             clock: self.clock.clone(),
+            changed: Notify::new(),
             evict: CancellationToken::new(),
             peer,
         });
@@ -172,36 +217,53 @@ impl Slots {
     }
 
     /// Evict the connection that has waited longest without a complete
-    /// request, else the one idle longest; none when every connection is
-    /// being answered (or already evicted). Each connection is evicted at
-    /// most once, so every eviction frees one place.
-    pub fn evict_one(&self) -> Option<Evicted> {
-        self.evict_where(|_| true)
+    /// request (for at least `grace`), else the one idle longest; none when
+    /// every connection is being answered, already evicted, or incomplete
+    /// for less than `grace`. Each connection is evicted at most once, so
+    /// every eviction frees one place.
+    pub fn evict_one(&self, grace: Duration) -> Result<Evicted, NoneEvictable> {
+        self.evict_where(grace, |_| true)
     }
 
-    /// The same among `peer`'s connections only: an address at its share
-    /// makes room from its own.
+    /// The same among `peer`'s connections only, and without a grace: an
+    /// address at its share makes room from its own.
     pub fn evict_one_from(&self, peer: IpAddr) -> Option<Evicted> {
-        self.evict_where(|s| s.peer == Some(peer))
+        self.evict_where(Duration::ZERO, |s| s.peer == Some(peer))
+            .ok()
     }
 
-    fn evict_where(&self, among: impl Fn(&Slot) -> bool) -> Option<Evicted> {
+    fn evict_where(
+        &self,
+        grace: Duration,
+        among: impl Fn(&Slot) -> bool,
+    ) -> Result<Evicted, NoneEvictable> {
+        let grace = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX);
+        let now = now_nanos();
+        let mut ripening: Option<u64> = None;
         let held = self.held.lock();
         let victim = held
             .values()
             .filter(|s| !s.evict.is_cancelled() && among(s))
             .filter_map(|s| {
-                let rank = s.phase().eviction_rank()?;
+                let phase = s.phase();
+                let rank = phase.eviction_rank()?;
+                let age = now.saturating_sub(s.entered.load(Ordering::Relaxed));
+                if phase != Phase::Idle && age < grace {
+                    let left = grace - age;
+                    ripening = Some(ripening.map_or(left, |r| r.min(left)));
+                    return None;
+                }
                 Some(((rank, s.since.load(Ordering::Relaxed)), s))
             })
             .min_by_key(|(key, _)| *key)
-            .map(|(_, s)| s.clone())?;
+            .map(|(_, s)| s.clone())
+            .ok_or(NoneEvictable(ripening.map(Duration::from_nanos)))?;
         let kind = match victim.phase() {
             Phase::Idle => Evicted::Idle,
             _ => Evicted::Incomplete,
         };
         victim.evict.cancel();
-        Some(kind)
+        Ok(kind)
     }
 }
 
@@ -221,15 +283,19 @@ mod tests {
         stalled.slot.set_phase(Phase::Reading);
         let newest = slots.register(None);
 
-        assert_eq!(slots.evict_one(), Some(Evicted::Incomplete));
+        assert_eq!(slots.evict_one(Duration::ZERO), Ok(Evicted::Incomplete));
         assert!(silent.slot.evicted().is_cancelled());
-        assert_eq!(slots.evict_one(), Some(Evicted::Incomplete));
+        assert_eq!(slots.evict_one(Duration::ZERO), Ok(Evicted::Incomplete));
         assert!(stalled.slot.evicted().is_cancelled());
-        assert_eq!(slots.evict_one(), Some(Evicted::Incomplete));
+        assert_eq!(slots.evict_one(Duration::ZERO), Ok(Evicted::Incomplete));
         assert!(newest.slot.evicted().is_cancelled());
-        assert_eq!(slots.evict_one(), Some(Evicted::Idle));
+        assert_eq!(slots.evict_one(Duration::ZERO), Ok(Evicted::Idle));
         assert!(idle.slot.evicted().is_cancelled());
-        assert_eq!(slots.evict_one(), None, "a connection being answered stays");
+        assert_eq!(
+            slots.evict_one(Duration::ZERO),
+            Err(NoneEvictable(None)),
+            "a connection being answered stays"
+        );
         assert!(!busy.slot.evicted().is_cancelled());
         assert_eq!(slots.open(), 5);
         drop((idle, silent, stalled, newest));
@@ -244,9 +310,34 @@ mod tests {
         // The first connection sends a request and starts another one.
         returning.slot.set_phase(Phase::Busy);
         returning.slot.set_phase(Phase::Reading);
-        assert_eq!(slots.evict_one(), Some(Evicted::Incomplete));
+        assert_eq!(slots.evict_one(Duration::ZERO), Ok(Evicted::Incomplete));
         assert!(silent.slot.evicted().is_cancelled());
         assert!(!returning.slot.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn an_incomplete_connection_within_its_grace_stays_and_says_when_it_ripens() {
+        let slots = Arc::new(Slots::default());
+        let busy = slots.register(None);
+        busy.slot.set_phase(Phase::Busy);
+        let fresh = slots.register(None);
+        let grace = Duration::from_secs(60);
+        let Err(NoneEvictable(Some(left))) = slots.evict_one(grace) else {
+            panic!("a connection accepted just now was evicted");
+        };
+        assert!(left > Duration::from_secs(50) && left <= grace, "{left:?}");
+        assert!(!fresh.slot.evicted().is_cancelled());
+        // An idle one has had its request answered: no grace.
+        let idle = slots.register(None);
+        idle.slot.set_phase(Phase::Idle);
+        assert_eq!(slots.evict_one(grace), Ok(Evicted::Idle));
+        assert!(idle.slot.evicted().is_cancelled());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            slots.evict_one(Duration::from_millis(10)),
+            Ok(Evicted::Incomplete)
+        );
+        assert!(fresh.slot.evicted().is_cancelled());
     }
 
     #[test]

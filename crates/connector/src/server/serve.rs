@@ -12,9 +12,10 @@
 //!   arrives at the cap, the connection that has waited longest without
 //!   sending a complete request is dropped to make room for it, else the one
 //!   idle longest between requests (`conn_slots.rs`); a connection being
-//!   answered is never dropped. The newcomer is closed only when every
-//!   connection held is being answered, or when the place freed for it is
-//!   not free within `callback.read_timeout`. A client that sends its
+//!   answered is never dropped, nor one accepted less than `GRACE` ago
+//!   whose request may be unread in the kernel. When nothing can be dropped
+//!   the listener stops accepting until a place frees: callbacks wait in the
+//!   socket's backlog, none is closed unanswered. A client that sends its
 //!   request at once, as Mydex does, gets through a flood of silent or
 //!   stalled connections;
 //! - no client address holds more than its share of the listener (a
@@ -25,6 +26,10 @@
 //!   default) carry many clients and are exempt;
 //! - what was dropped is counted in `/metrics` and logged in summary, not a
 //!   line per connection (`shed_log.rs`).
+//!
+//! - at shutdown the listener stops accepting; a connection accepted but
+//!   not yet read gets `GRACE` for its request to arrive, and every request
+//!   in flight is answered.
 //!
 //! With `Limits::tls`, each connection is a TLS handshake first (within the
 //! same header deadline, and as evictable as a silent connection), then
@@ -43,11 +48,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conn_slots::{PeerHold, Phase, Slot, Slots};
+use super::conn_slots::{NoneEvictable, PeerHold, Phase, Slot, Slots};
 use super::peer_share::TrustedProxies;
 use super::request_deadline::serve_request;
 use super::shed_log::ShedLog;
 use crate::metrics::Metrics;
+
+/// How long a connection just accepted is given to send its request before
+/// it may be dropped to make room or closed at shutdown (at most
+/// `callback.read_timeout`). A daemon taking over a backlog accepts many
+/// connections at once, and one whose task has not run yet has not been
+/// read: on two busy cores that can take hundreds of milliseconds.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 pub struct Limits {
     pub read_timeout: Duration,
@@ -64,6 +76,8 @@ pub struct Limits {
 struct Edge {
     app: Router,
     read_timeout: Duration,
+    /// `GRACE`, within `read_timeout`.
+    grace: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
     permits: Arc<Semaphore>,
     slots: Arc<Slots>,
@@ -85,6 +99,7 @@ pub async fn serve(
     let edge = Arc::new(Edge {
         app,
         read_timeout: limits.read_timeout,
+        grace: GRACE.min(limits.read_timeout),
         tls: limits.tls,
         permits: Arc::new(Semaphore::new(limits.max_connections)),
         slots: Arc::new(Slots::default()),
@@ -113,25 +128,25 @@ pub async fn serve(
         let Some(peer) = edge.share(peer) else {
             continue;
         };
-        if let Ok(permit) = edge.permits.clone().try_acquire_owned() {
-            tracker.spawn(edge.clone().connection(stream, permit, peer));
-            continue;
-        }
-        // Full: make room by evicting the connection that deserves it least;
-        // its place goes to this one as soon as it is closed.
-        match edge.slots.evict_one() {
-            Some(kind) => {
-                edge.shed.evicted(kind);
-                tracker.spawn(edge.clone().when_freed(stream, peer));
-            }
-            None => {
-                edge.shed.refused();
-                drop(stream);
-            }
-        }
+        let room = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            room = edge.room() => room,
+        };
+        match room {
+            Room::Free(permit) => tracker.spawn(edge.clone().connection(stream, permit, peer)),
+            Room::Freeing => tracker.spawn(edge.clone().when_freed(stream, peer)),
+        };
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// A place for a connection just accepted.
+enum Room {
+    /// A free place.
+    Free(OwnedSemaphorePermit),
+    /// A connection was evicted; its place frees as soon as it closes.
+    Freeing,
 }
 
 /// Keeps the open-connections gauge while a connection is held.
@@ -172,15 +187,44 @@ impl Edge {
         }
     }
 
+    /// A place for the connection just accepted: a free one; else one made
+    /// by evicting the connection that deserves it least; else (every
+    /// connection being answered, or within its grace) the first of the two
+    /// to come. Meanwhile nothing more is accepted: newcomers wait in the
+    /// socket's backlog rather than push out a connection about to be read.
+    async fn room(&self) -> Room {
+        loop {
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                return Room::Free(permit);
+            }
+            let ripens = match self.slots.evict_one(self.grace) {
+                Ok(kind) => {
+                    self.shed.evicted(kind);
+                    return Room::Freeing;
+                }
+                Err(NoneEvictable(ripens)) => ripens,
+            };
+            // A connection being answered may go idle without freeing its
+            // place: look again within the grace.
+            let wait = ripens.unwrap_or(self.grace).max(Duration::from_millis(5));
+            tokio::select! {
+                permit = self.permits.clone().acquire_owned() => {
+                    if let Ok(permit) = permit {
+                        return Room::Free(permit);
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
     /// A connection accepted at the cap, for which one was evicted: served
     /// once that one's place is free (it closes at once unless it was in the
-    /// middle of an answer, which it may finish).
+    /// middle of an answer, which it may finish), even when the daemon is
+    /// stopping: it was accepted, so its request is answered.
     async fn when_freed(self: Arc<Self>, stream: TcpStream, peer: Peer) {
-        let wait = tokio::time::timeout(self.read_timeout, self.permits.clone().acquire_owned());
-        let permit = tokio::select! {
-            _ = self.shutdown.cancelled() => return,
-            p = wait => p,
-        };
+        let permit =
+            tokio::time::timeout(self.read_timeout, self.permits.clone().acquire_owned()).await;
         match permit {
             Ok(Ok(permit)) => self.connection(stream, permit, peer).await,
             _ => self.shed.refused(),
@@ -244,6 +288,20 @@ impl Edge {
                 }
             }
             _ = self.shutdown.cancelled() => {
+                // Accepted just before the stop, its request may be on its
+                // way or unread: it gets the grace to arrive (hyper closes
+                // a connection that has sent nothing at once).
+                if slot.phase() == Phase::Opening {
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "callback connection ended with an error");
+                            }
+                            return;
+                        }
+                        _ = tokio::time::timeout(self.grace, slot.left_opening()) => {}
+                    }
+                }
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
             }
@@ -257,6 +315,101 @@ impl Edge {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(read_timeout, conn.as_mut()).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const REQUEST: &[u8] = b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+
+    /// A listener of `max_connections` whose one route takes `answer` to
+    /// answer; its address, its open-connections gauge and its stop.
+    async fn listener(
+        max_connections: usize,
+        answer: Duration,
+    ) -> (std::net::SocketAddr, Gauge, CancellationToken) {
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(move || async move {
+                tokio::time::sleep(answer).await;
+                "answered"
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let open = metrics.callback_connections_open();
+        let shutdown = CancellationToken::new();
+        let limits = Limits {
+            read_timeout: Duration::from_secs(30),
+            max_connections,
+            trusted_proxies: super::super::peer_share::TrustedProxies::loopback(),
+            tls: None,
+            metrics,
+        };
+        tokio::spawn(serve(listener, app, limits, shutdown.clone()));
+        (addr, open, shutdown)
+    }
+
+    /// The answer's status line, or what happened instead.
+    async fn status_line(mut stream: TcpStream) -> String {
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer).await {
+            Ok(_) if answer.is_empty() => "closed unanswered".into(),
+            Ok(_) => String::from_utf8_lossy(&answer)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Err(e) => format!("reset: {e}"),
+        }
+    }
+
+    async fn ask(addr: std::net::SocketAddr) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(REQUEST).await.unwrap();
+        status_line(stream).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_past_the_cap_waits_in_the_backlog_and_every_request_is_answered() {
+        // Every place busy for a while, four times as many requests as
+        // places arriving at once: as after a restart, when the new process
+        // takes over the backlog.
+        let (addr, _open, _stop) = listener(4, Duration::from_millis(300)).await;
+        let asks: Vec<_> = (0..16).map(|_| tokio::spawn(ask(addr))).collect();
+        for a in asks {
+            assert_eq!(a.await.unwrap(), "HTTP/1.1 200 OK");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_accepted_before_the_stop_is_answered_when_its_request_comes_after() {
+        let (addr, open, stop) = listener(4, Duration::ZERO).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let waited = std::time::Instant::now();
+        while open.get() < 1 {
+            assert!(waited.elapsed() < Duration::from_secs(60), "never accepted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(REQUEST).await.unwrap();
+        assert_eq!(status_line(stream).await, "HTTP/1.1 200 OK");
+        // Nothing more is accepted (the backlog is kept for the next process).
+        let late = TcpStream::connect(addr).await;
+        if let Ok(mut late) = late {
+            let _ = late.write_all(REQUEST).await;
+            let answered =
+                tokio::time::timeout(Duration::from_millis(300), status_line(late)).await;
+            assert!(
+                answered.is_err(),
+                "a connection after the stop was served: {answered:?}"
+            );
         }
     }
 }
