@@ -450,7 +450,7 @@ if [ "$answered" = "$n" ] && [ "$missing" = 0 ] && [ "$stored_delta" = "$n" ] &&
     [ "$(grep -c 'rc=0' "$LOAD/restarts")" = 4 ] && [ "$starts" -ge 8 ]; then
     pass restarts-under-load "$n callbacks at $rate/s over $(((t1 - t0) / 1000000)) s: $outcomes 0 refused or reset; stored $stored_delta (each once: unmatched +$unmatched_delta); $restarts sockets taken $starts times (2 a start)"
 else
-    fail restarts-under-load "$n callbacks at $rate/s: $outcomes missing $missing; stored +$stored_delta, unmatched +$unmatched_delta; $restarts sockets taken $starts times; not 200: $(head -n 20 "$LOAD/odd" 2>/dev/null | tr '\n' ';'); $(tail -n 3 "$WORK/upgrade.out" 2>/dev/null | tr '\n' ' ')"
+    fail restarts-under-load "$n callbacks at $rate/s: $outcomes missing $missing; stored +$stored_delta, unmatched +$unmatched_delta; $restarts sockets taken $starts times; not 200: $(head -n 20 "$LOAD/odd" 2>/dev/null | tr '\n' ';'); $(tail -n 3 "$WORK/upgrade.out" 2>/dev/null | tr '\n' ' '); the daemon said: $(journalctl -u mydex-connector --no-pager -o cat -p warning --since "@$((load_t0 / 1000000))" | tail -n 8 | tr '\n' ';')"
 fi
 exec 7<&-
 
