@@ -179,8 +179,8 @@ pub async fn judge_pending(
 ) -> Result<usize, StoreError> {
     let pending = store.pending_callbacks().await?;
     for id in &pending {
-        // A stop between writing the pending mark and the record is not
-        // possible (the record comes first); a missing one is skipped.
+        // The mark and the record are written together; a record erased
+        // since (`people forget`) is skipped.
         let (rec, body) = match store.raw_callback_with_body(*id).await {
             Ok(found) => found,
             Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => continue,

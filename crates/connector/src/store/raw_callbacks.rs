@@ -11,19 +11,20 @@
 //! quarantined ones, `p/{id}` → of the pending ones (judged again when the
 //! daemon starts: it stopped before answering them), `c/stored` and
 //! `c/quarantined` counters (`stored` counts those judged: a pending one is
-//! counted once judged). Every write here is a single-key engine operation,
-//! counters moved with `update_and_fetch`: an engine batch takes a lock over
-//! the whole database and transactions conflict on the hot counters, which
-//! cost the durable-callbacks bench ~40% of its throughput. So the keys of
-//! one callback are not written atomically together; they are written in an
-//! order that a stop between them leaves readable (body, record, then the
-//! pending mark; when settled: record, indexes, counters), and nothing is
-//! answered before the group-commit flush that covers them all (the same
-//! flush as the callback's effects: none of their own).
+//! counted once judged). A callback's keys are written in one transaction
+//! of this tree when it is kept (pending mark, body, record), and again when
+//! it is settled (record, quarantine index, counters, the pending mark
+//! removed): a kill between two of them would leave a record nobody judges
+//! or a count that disagrees with the records for good. The transactions
+//! touch this tree only: not the callback's effects, so the hot counters
+//! conflict only with each other. Nothing is answered before the
+//! group-commit flush that covers them (the same flush as the callback's
+//! effects: none of their own).
 
 use super::Core;
-use super::codec::{decode, decode_u64, encode};
-use super::error::{Result, StoreError};
+use super::codec::{decode, decode_u64, encode, tx_decode};
+use super::engine::{Transactional, TxTable};
+use super::error::{Result, StoreError, TxResult};
 use super::records::now_ms;
 use super::schema::{self, Counter, RawKey};
 
@@ -109,6 +110,14 @@ fn quarantine_key(id: u64) -> Vec<u8> {
     RawKey::Quarantined(id).encode()
 }
 
+/// Move a counter of tree `raw` within a transaction.
+fn tx_bump(raw: &TxTable<'_>, key: RawKey, delta: i64) -> TxResult<()> {
+    let key = key.encode();
+    let current = raw.get(&key)?.map(|v| decode_u64(&v)).unwrap_or(0);
+    raw.insert(key, ((current as i64 + delta).max(0) as u64).to_be_bytes())?;
+    Ok(())
+}
+
 /// Which raw callbacks to list.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RawFilter {
@@ -134,49 +143,56 @@ impl Core {
             id,
             sealed_body: self.sealer.seal(body, &raw_aad(id)),
         };
-        self.raw.insert(body_key(id), encode(&sealed))?;
-        self.raw.insert(record_key(id), encode(&rec))?;
-        self.raw.insert(pending_key(id), &[][..])?;
+        let (sealed, rec) = (encode(&sealed), encode(&rec));
+        self.raw.transaction(|raw| {
+            raw.insert(pending_key(id), [])?;
+            raw.insert(body_key(id), &sealed)?;
+            raw.insert(record_key(id), &rec)?;
+            Ok::<_, super::engine::TxError<StoreError>>(())
+        })?;
         Ok(id)
     }
 
     /// Record what became of raw callback `id` (a replay keeps the earlier
     /// outcome in its history).
     pub fn settle_raw(&self, id: u64, kind: Option<&str>, outcome: &RawOutcome) -> Result<()> {
-        let mut rec = self.raw_callback(id)?;
-        let was_pending = rec.outcome == RawOutcome::Pending;
-        let was = matches!(rec.outcome, RawOutcome::Quarantined { .. });
-        let now = matches!(outcome, RawOutcome::Quarantined { .. });
-        if !was_pending {
-            rec.history.push(PastOutcome {
-                until_ms: now_ms(),
-                outcome: rec.outcome.clone(),
-            });
-            let extra = rec.history.len().saturating_sub(HISTORY);
-            rec.history.drain(..extra);
-        }
-        rec.outcome = outcome.clone();
-        if let Some(k) = kind {
-            rec.kind = Some(k.to_string());
-        }
-        self.raw.insert(record_key(id), encode(&rec))?;
-        match (was, now) {
-            (false, true) => {
-                self.raw.insert(quarantine_key(id), &[][..])?;
-                self.bump_raw(RawKey::QuarantinedCount, 1)?;
+        self.raw.transaction(|raw| {
+            let mut rec: RawCallback = match raw.get(record_key(id))? {
+                Some(v) => tx_decode(&v, "raw callback")?,
+                None => return Err(super::engine::abort(StoreError::NotFound(id))),
+            };
+            let was_pending = rec.outcome == RawOutcome::Pending;
+            let was = matches!(rec.outcome, RawOutcome::Quarantined { .. });
+            let now = matches!(outcome, RawOutcome::Quarantined { .. });
+            if !was_pending {
+                rec.history.push(PastOutcome {
+                    until_ms: now_ms(),
+                    outcome: rec.outcome.clone(),
+                });
+                let extra = rec.history.len().saturating_sub(HISTORY);
+                rec.history.drain(..extra);
             }
-            (true, false) => {
-                self.raw.remove(quarantine_key(id))?;
-                self.bump_raw(RawKey::QuarantinedCount, -1)?;
+            rec.outcome = outcome.clone();
+            if let Some(k) = kind {
+                rec.kind = Some(k.to_string());
             }
-            _ => {}
-        }
-        // Last: a stop before this judges it again at start (a replay of
-        // its effects changes nothing).
-        if self.raw.remove(pending_key(id))?.is_some() {
-            self.bump_raw(RawKey::StoredCount, 1)?;
-        }
-        Ok(())
+            raw.insert(record_key(id), encode(&rec))?;
+            match (was, now) {
+                (false, true) => {
+                    raw.insert(quarantine_key(id), [])?;
+                    tx_bump(raw, RawKey::QuarantinedCount, 1)?;
+                }
+                (true, false) => {
+                    raw.remove(quarantine_key(id))?;
+                    tx_bump(raw, RawKey::QuarantinedCount, -1)?;
+                }
+                _ => {}
+            }
+            if raw.remove(pending_key(id))?.is_some() {
+                tx_bump(raw, RawKey::StoredCount, 1)?;
+            }
+            Ok(())
+        })
     }
 
     /// Erase every raw callback whose body names one of `conns` (their
@@ -195,16 +211,19 @@ impl Core {
             if !conns.iter().any(|c| contains(&plain, c.as_bytes())) {
                 continue;
             }
-            let rec = self.raw_callback(body.id).ok();
-            self.raw.remove(body_key(body.id))?;
-            self.raw.remove(record_key(body.id))?;
-            let pending = self.raw.remove(pending_key(body.id))?.is_some();
-            if self.raw.remove(quarantine_key(body.id))?.is_some() {
-                self.bump_raw(RawKey::QuarantinedCount, -1)?;
-            }
-            if rec.is_some() && !pending {
-                self.bump_raw(RawKey::StoredCount, -1)?;
-            }
+            let id = body.id;
+            self.raw.transaction(|raw| {
+                raw.remove(body_key(id))?;
+                let had_record = raw.remove(record_key(id))?.is_some();
+                let pending = raw.remove(pending_key(id))?.is_some();
+                if raw.remove(quarantine_key(id))?.is_some() {
+                    tx_bump(raw, RawKey::QuarantinedCount, -1)?;
+                }
+                if had_record && !pending {
+                    tx_bump(raw, RawKey::StoredCount, -1)?;
+                }
+                Ok::<_, super::engine::TxError<StoreError>>(())
+            })?;
             n += 1;
         }
         for item in self.log.scan_prefix(schema::UNMATCHED_PREFIX) {
@@ -231,19 +250,6 @@ impl Core {
             }
         }
         Ok(n)
-    }
-
-    /// Move a counter of tree `raw` (atomic, single key).
-    fn bump_raw(&self, key: RawKey, delta: i64) -> Result<()> {
-        self.raw.update_and_fetch(key.encode(), |old| {
-            let current = old.map(decode_u64).unwrap_or(0);
-            Some(
-                ((current as i64 + delta).max(0) as u64)
-                    .to_be_bytes()
-                    .to_vec(),
-            )
-        })?;
-        Ok(())
     }
 
     /// One raw callback, or `NotFound`.
