@@ -179,11 +179,20 @@ pub async fn judge_pending(
 ) -> Result<usize, StoreError> {
     let pending = store.pending_callbacks().await?;
     for id in &pending {
-        // The mark and the record are written together; a record erased
-        // since (`people forget`) is skipped.
+        // The mark is written first, the record last: a stop between them
+        // leaves a mark alone, for a callback never answered (Mydex sends
+        // it again). Its mark goes.
         let (rec, body) = match store.raw_callback_with_body(*id).await {
             Ok(found) => found,
-            Err(StoreError::NotFound(_) | StoreError::Corrupt(_)) => continue,
+            Err(StoreError::NotFound(_)) => {
+                tracing::info!(
+                    callback = id,
+                    "callback kept only in part before a stop, never answered: dropped"
+                );
+                store.drop_unrecorded_callback(*id).await?;
+                continue;
+            }
+            Err(StoreError::Corrupt(_)) => continue,
             Err(e) => return Err(e),
         };
         let verdict = judge(

@@ -45,6 +45,7 @@ mod open_tag_fold;
 mod open_tags;
 mod packing;
 pub(crate) mod raw_callbacks;
+mod raw_tally;
 mod reading_erasure;
 mod reading_groups;
 mod reading_listing;
@@ -135,6 +136,8 @@ pub(crate) struct Core {
     suppressed: std::sync::Arc<suppressed_filter::SuppressedFilter>,
     /// The open-invitation index in memory (`open_tags.rs`).
     open: std::sync::Arc<open_tags::OpenTags>,
+    /// Raw callbacks judged and quarantined (`raw_tally.rs`).
+    raw_tally: std::sync::Arc<raw_tally::RawTally>,
 }
 
 impl Core {
@@ -172,6 +175,7 @@ impl Core {
             members: db.table(tables::MEMBERS)?,
             idx: db.table(tables::IDX)?,
             log: db.table(tables::LOG)?,
+            raw_tally: Default::default(),
             raw: db.table(tables::RAW)?,
             readings: db.table(tables::READINGS)?,
             rdx: db.table(tables::RDX)?,
@@ -205,6 +209,7 @@ impl Core {
         // Version 5: the open-invitation index keyed by invitation.
         store.fold_open_tags_once()?;
         store.suppressed.load(&store.idx)?;
+        store.load_raw_tally()?;
         store.load_open_tags();
         Ok(store)
     }

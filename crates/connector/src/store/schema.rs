@@ -387,16 +387,21 @@ pub(super) enum RawKey {
     Pending(u64),
     /// A callback quarantined now.
     Quarantined(u64),
-    /// Callbacks kept and judged.
+    /// Callbacks kept and judged, as counted before `JudgedBits` (read
+    /// once, to build them, then removed).
     StoredCount,
-    /// Callbacks quarantined now.
+    /// Callbacks quarantined now, as counted before (removed with it).
     QuarantinedCount,
+    /// Which callbacks of block `n` (ids `n * 64` to `n * 64 + 63`) are
+    /// judged: a bitmap of 8 bytes (`raw_tally.rs`).
+    JudgedBits(u64),
 }
 
 pub(super) const RAW_RECORD_PREFIX: &[u8] = b"r/";
 pub(super) const RAW_BODY_PREFIX: &[u8] = b"b/";
 pub(super) const RAW_PENDING_PREFIX: &[u8] = b"p/";
 pub(super) const RAW_QUARANTINED_PREFIX: &[u8] = b"q/";
+pub(super) const RAW_JUDGED_PREFIX: &[u8] = b"c/j/";
 
 impl RawKey {
     pub(super) fn encode(&self) -> Vec<u8> {
@@ -407,6 +412,7 @@ impl RawKey {
             RawKey::Quarantined(id) => with_id(RAW_QUARANTINED_PREFIX, *id),
             RawKey::StoredCount => b"c/stored".to_vec(),
             RawKey::QuarantinedCount => b"c/quarantined".to_vec(),
+            RawKey::JudgedBits(n) => with_id(RAW_JUDGED_PREFIX, *n),
         }
     }
 
@@ -421,6 +427,7 @@ impl RawKey {
             (RAW_BODY_PREFIX, RawKey::Body),
             (RAW_PENDING_PREFIX, RawKey::Pending),
             (RAW_QUARANTINED_PREFIX, RawKey::Quarantined),
+            (RAW_JUDGED_PREFIX, RawKey::JudgedBits),
         ];
         ids.into_iter()
             .find_map(|(prefix, make)| id_after(prefix, key).map(make))
@@ -814,6 +821,7 @@ mod tests {
             RawKey::Quarantined(4),
             RawKey::StoredCount,
             RawKey::QuarantinedCount,
+            RawKey::JudgedBits(5),
         ] {
             assert_eq!(RawKey::decode(&k.encode()), Some(k.clone()), "{k:?}");
         }

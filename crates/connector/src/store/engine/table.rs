@@ -152,6 +152,16 @@ impl Table {
         Ok(self.0.update_and_fetch(key.as_ref(), f)?.map(Value))
     }
 
+    /// Replace `key`'s value by what `f` makes of it, atomically (`f` may
+    /// run more than once); the value it replaced.
+    pub(crate) fn fetch_and_update(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<Option<Value>, EngineError> {
+        Ok(self.0.fetch_and_update(key.as_ref(), f)?.map(Value))
+    }
+
     /// Every entry, in key order.
     pub(crate) fn iter(&self) -> Iter {
         Iter(self.0.iter())

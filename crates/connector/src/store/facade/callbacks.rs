@@ -96,4 +96,10 @@ impl Store {
     pub async fn pending_callbacks(&self) -> Result<Vec<u64>> {
         self.run(|c| c.pending_raw()).await
     }
+
+    /// Drop the pending mark of a callback whose record was never written
+    /// (the daemon stopped while keeping it, before answering).
+    pub async fn drop_unrecorded_callback(&self, id: u64) -> Result<()> {
+        self.run(move |c| c.drop_unrecorded_raw(id)).await
+    }
 }
