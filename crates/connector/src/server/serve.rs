@@ -24,12 +24,11 @@
 //!   connections faster than others' requests arrive pushes out only its
 //!   own. Trusted reverse proxies (`callback.trusted_proxies`, loopback by
 //!   default) carry many clients and are exempt;
-//! - what was dropped is counted in `/metrics` and logged in summary, not a
-//!   line per connection (`shed_log.rs`).
-//!
 //! - at shutdown the listener stops accepting; a connection accepted but
 //!   not yet read gets `GRACE` for its request to arrive, and every request
-//!   in flight is answered.
+//!   in flight is answered;
+//! - what was dropped is counted in `/metrics` and logged in summary, not a
+//!   line per connection (`shed_log.rs`).
 //!
 //! With `Limits::tls`, each connection is a TLS handshake first (within the
 //! same header deadline, and as evictable as a silent connection), then
@@ -129,7 +128,12 @@ pub async fn serve(
             continue;
         };
         let room = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                // Accepted, so answered: it takes the first place that
+                // frees as the others finish.
+                tracker.spawn(edge.clone().when_freed(stream, peer));
+                break;
+            }
             room = edge.room() => room,
         };
         match room {
