@@ -383,12 +383,7 @@ async fn post_bounces_and_a_campaign_pausing_at_its_bounce_threshold() {
     );
     assert_eq!(s["campaigns"]["meters"]["bounces"]["hard"], 6, "{s}");
     assert_eq!(s["campaigns"]["meters"]["bounces"]["mailed"], 100, "{s}");
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     assert!(
         metrics.contains("mydex_connector_bounces{campaign=\"meters\",type=\"hard\"} 6"),
         "{metrics}"

@@ -493,12 +493,7 @@ async fn a_certificate_near_its_end_is_a_readyz_warning_and_a_metric() {
     let warnings = r["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{r}");
     assert!(warnings[0].as_str().unwrap().contains("expires in"), "{r}");
-    let metrics = reqwest::get(t.setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.setup.metrics().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("mydex_connector_callback_tls_cert_expiry_seconds "))

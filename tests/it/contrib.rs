@@ -116,12 +116,7 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
         .journey(&mail.qr_link, "contribmember1", &mail.to)
         .await;
     assert_eq!(status, 200, "{body}");
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     setup.stop(daemon);
     let mut known = exported(&metrics);
     known.extend(NOT_YET_EXPORTED.iter().map(|s| s.to_string()));

@@ -135,12 +135,7 @@ async fn kill_9_during_delivery_lands_each_reading_once() {
             .unwrap();
         assert_eq!(r0["kwh"], "7.7", "fields are sent as given");
     }
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     assert!(
         metrics.contains(&format!(
             "mydex_connector_records{{state=\"delivered\"}} {total}"

@@ -135,12 +135,7 @@ async fn held_for_an_invitee_who_never_connects_fails_after_hold_for() {
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("not connected yet"), "{table}");
 
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     for line in [
         "mydex_connector_records{state=\"failed\"} 3",
         "mydex_connector_records{state=\"held\"} 0",

@@ -170,12 +170,7 @@ async fn the_older_connection_flow_connects_a_campaign_and_updates_it() {
     assert_eq!(exported, issued);
 
     // The calls of the older flow are counted in /metrics under their own names.
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     for endpoint in ["/access-token", "/api/connection"] {
         assert!(
             metrics.contains(&format!("endpoint=\"{endpoint}\",status=\"ok\"")),

@@ -127,12 +127,7 @@ async fn version_sweep_invites_outdated_members_to_update_and_handles_revoked_on
     assert_eq!(last["errors"], 0, "{s}");
     assert_eq!(s["members"]["disconnected"], 2, "{s}");
     // The sweep's progress is in /metrics too.
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     for line in [
         "mydex_connector_sweep_checked{job=\"version\"} 52",
         "mydex_connector_sweep_running{job=\"version\"} 0",

@@ -564,12 +564,7 @@ async fn daemon_readyz(setup: &Setup) -> (u16, serde_json::Value) {
 
 /// A sample of the daemon's `/metrics` (the line that starts with `series`).
 async fn daemon_metric(setup: &Setup, series: &str) -> Option<f64> {
-    let text = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = setup.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }

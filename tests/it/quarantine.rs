@@ -145,12 +145,7 @@ async fn hostile_authenticated_bodies_are_kept_quarantined_and_shown_without_the
         );
     };
     check(&setup);
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     assert!(
         metrics
             .lines()

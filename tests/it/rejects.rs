@@ -126,12 +126,7 @@ async fn a_duplicate_and_an_unknown_meter_are_listed_with_the_operators_lines() 
     );
     assert_eq!(all.len(), 4, "{all:?}");
     assert_eq!(setup.status()["rejected"], 4);
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     assert!(
         metrics
             .lines()

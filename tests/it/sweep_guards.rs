@@ -50,12 +50,7 @@ async fn readyz(setup: &Setup) -> (u16, serde_json::Value) {
 }
 
 async fn metrics(setup: &Setup) -> String {
-    reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    setup.metrics().await
 }
 
 fn has_line(metrics: &str, line: &str) -> bool {

@@ -455,6 +455,16 @@ impl Setup {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
+    /// The daemon's `/metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }

@@ -61,12 +61,7 @@ fn ignored(setup: &Setup) -> u64 {
 }
 
 async fn metric(setup: &Setup, name: &str) -> String {
-    let text = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = setup.metrics().await;
     text.lines()
         .find(|l| l.starts_with(name))
         .unwrap_or_default()

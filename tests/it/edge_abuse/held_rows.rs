@@ -55,12 +55,7 @@ async fn pds_creates(setup: &Setup, uid: u64) -> u64 {
 
 /// The value of one `/metrics` sample (0 when absent).
 async fn metric(setup: &Setup, sample: &str) -> u64 {
-    let text = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = setup.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)

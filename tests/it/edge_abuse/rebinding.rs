@@ -439,12 +439,7 @@ async fn wrong_admin_tokens_are_counted_and_warned_about_once_a_second() {
         !log.contains("not-the-admin-token"),
         "a given token is never logged"
     );
-    let metrics = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = setup.metrics().await;
     for line in [
         format!("mydex_connector_admin_refused_total{{reason=\"wrong_token\"}} {WRONG}"),
         format!("mydex_connector_admin_refused_total{{reason=\"misdirected\"}} {MISDIRECTED}"),

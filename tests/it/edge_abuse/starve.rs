@@ -123,12 +123,7 @@ fn stored(w: &World, delivered: &Delivered) -> u64 {
 
 /// The callback listener's counters in `/metrics`, as `event=count`.
 async fn listener_metrics(setup: &Setup) -> String {
-    let text = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = setup.metrics().await;
     let mut out: Vec<String> = text
         .lines()
         .filter_map(|l| {
@@ -460,12 +455,7 @@ async fn an_idle_connection_flood_does_not_starve_callbacks() {
 /// The connections the callback listener holds now (its gauge in
 /// `/metrics`).
 async fn connections_open(setup: &Setup) -> u64 {
-    let text = reqwest::get(setup.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = setup.metrics().await;
     open_in(&text)
 }
 
